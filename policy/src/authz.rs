@@ -1,0 +1,241 @@
+//! Who may do what: casbin RBAC with domains behind a typed `authorize`.
+//!
+//! The domain is `host` or `tenant:<id>`; roles are `host_admin` (held in `host`, valid
+//! everywhere), `tenant_admin` (held in one tenant) and `user` (everyone, and only ever
+//! over their own account). The model and the permission rules are embedded once, here;
+//! role assignments come from the server's storage through [`Authorizer::grant`]. The
+//! server asks [`Authorizer::authorize`] before every admin or account action; nothing
+//! else may decide access.
+
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
+use serde::{Deserialize, Serialize};
+
+const MODEL: &str = include_str!("rbac_model.conf");
+const POLICY: &str = include_str!("rbac_policy.csv");
+
+/// A role a user can hold in a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    HostAdmin,
+    TenantAdmin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::HostAdmin => "host_admin",
+            Role::TenantAdmin => "tenant_admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "host_admin" => Some(Role::HostAdmin),
+            "tenant_admin" => Some(Role::TenantAdmin),
+            _ => None,
+        }
+    }
+}
+
+/// Where an action happens: the host or one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Domain<'a> {
+    Host,
+    Tenant(&'a str),
+}
+
+impl Domain<'_> {
+    fn key(&self) -> String {
+        match self {
+            Domain::Host => "host".to_owned(),
+            Domain::Tenant(id) => format!("tenant:{id}"),
+        }
+    }
+}
+
+/// What an actor wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    ReadSettings,
+    UpdateSettings,
+    ListTenants,
+    CreateTenant,
+    ReadTenant,
+    ReadFeature,
+    UpdateFeature,
+    ListUsers,
+    CreateUser,
+    ReadUser,
+    UpdateUser,
+    AssignRole,
+    ReadAudit,
+    ReadOwnAccount,
+    UpdateOwnAccount,
+}
+
+impl Action {
+    pub const ALL: [Action; 15] = [
+        Action::ReadSettings,
+        Action::UpdateSettings,
+        Action::ListTenants,
+        Action::CreateTenant,
+        Action::ReadTenant,
+        Action::ReadFeature,
+        Action::UpdateFeature,
+        Action::ListUsers,
+        Action::CreateUser,
+        Action::ReadUser,
+        Action::UpdateUser,
+        Action::AssignRole,
+        Action::ReadAudit,
+        Action::ReadOwnAccount,
+        Action::UpdateOwnAccount,
+    ];
+
+    fn object_and_act(self) -> (&'static str, &'static str) {
+        match self {
+            Action::ReadSettings => ("settings", "read"),
+            Action::UpdateSettings => ("settings", "write"),
+            Action::ListTenants => ("tenants", "read"),
+            Action::CreateTenant => ("tenants", "write"),
+            Action::ReadTenant => ("tenant", "read"),
+            Action::ReadFeature => ("feature", "read"),
+            Action::UpdateFeature => ("feature", "write"),
+            Action::ListUsers | Action::ReadUser => ("users", "read"),
+            Action::CreateUser | Action::UpdateUser => ("users", "write"),
+            Action::AssignRole => ("roles", "write"),
+            Action::ReadAudit => ("audit", "read"),
+            Action::ReadOwnAccount => ("account", "read"),
+            Action::UpdateOwnAccount => ("account", "write"),
+        }
+    }
+
+    fn is_own_account(self) -> bool {
+        matches!(self, Action::ReadOwnAccount | Action::UpdateOwnAccount)
+    }
+}
+
+/// What an action is aimed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target<'a> {
+    /// A domain as a whole (its settings, its user list, its audit trail).
+    Domain(Domain<'a>),
+    /// One user, in the domain the user belongs to.
+    User { id: &'a str, domain: Domain<'a> },
+}
+
+impl Target<'_> {
+    fn domain(&self) -> Domain<'_> {
+        match self {
+            Target::Domain(d) => *d,
+            Target::User { domain, .. } => *domain,
+        }
+    }
+}
+
+/// The user asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Actor<'a> {
+    pub user_id: &'a str,
+}
+
+fn subject(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("authorisation model: {0}")]
+pub struct AuthzError(String);
+
+/// The casbin enforcer with Twofold's model and rules.
+pub struct Authorizer {
+    enforcer: Enforcer,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer").finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    /// Builds the enforcer from the embedded model and rules. The casbin API is async
+    /// only because adapters may do I/O; the in-memory adapter never does, so a local
+    /// executor suffices and no runtime is needed.
+    pub fn new() -> Result<Self, AuthzError> {
+        futures_executor::block_on(async {
+            let model = DefaultModel::from_str(MODEL)
+                .await
+                .map_err(|e| AuthzError(e.to_string()))?;
+            let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
+                .await
+                .map_err(|e| AuthzError(e.to_string()))?;
+            let rules: Vec<Vec<String>> = POLICY
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.split(',').skip(1).map(|f| f.trim().to_owned()).collect())
+                .collect();
+            enforcer
+                .add_policies(rules)
+                .await
+                .map_err(|e| AuthzError(e.to_string()))?;
+            Ok(Self { enforcer })
+        })
+    }
+
+    /// Records that `user_id` holds `role` in `domain`. A host admin role can only be
+    /// held in the host domain, a tenant admin role only in a tenant.
+    pub fn grant(
+        &mut self,
+        user_id: &str,
+        role: Role,
+        domain: Domain<'_>,
+    ) -> Result<(), AuthzError> {
+        match (role, domain) {
+            (Role::HostAdmin, Domain::Host) | (Role::TenantAdmin, Domain::Tenant(_)) => {}
+            _ => {
+                return Err(AuthzError(format!(
+                    "{} cannot be held in {}",
+                    role.as_str(),
+                    domain.key()
+                )));
+            }
+        }
+        let rule = vec![subject(user_id), role.as_str().to_owned(), domain.key()];
+        futures_executor::block_on(self.enforcer.add_grouping_policy(rule))
+            .map(|_| ())
+            .map_err(|e| AuthzError(e.to_string()))
+    }
+
+    /// Removes a role assignment; absent assignments are not an error.
+    pub fn revoke(
+        &mut self,
+        user_id: &str,
+        role: Role,
+        domain: Domain<'_>,
+    ) -> Result<(), AuthzError> {
+        let rule = vec![subject(user_id), role.as_str().to_owned(), domain.key()];
+        futures_executor::block_on(self.enforcer.remove_grouping_policy(rule))
+            .map(|_| ())
+            .map_err(|e| AuthzError(e.to_string()))
+    }
+
+    /// Whether `actor` may perform `action` on `target`. Any evaluation error denies.
+    pub fn authorize(&self, actor: Actor<'_>, action: Action, target: Target<'_>) -> bool {
+        let (obj, act) = action.object_and_act();
+        let obj = if action.is_own_account() {
+            match target {
+                Target::User { id, .. } => subject(id),
+                // Own-account actions only make sense on a user.
+                Target::Domain(_) => return false,
+            }
+        } else {
+            obj.to_owned()
+        };
+        self.enforcer
+            .enforce((subject(actor.user_id), target.domain().key(), obj, act))
+            .unwrap_or(false)
+    }
+}

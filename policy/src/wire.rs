@@ -1,0 +1,251 @@
+//! The JSON shapes of Twofold's HTTP API, defined once and used by both the server and
+//! the web app. Request types reject unknown fields so a typo is an error, not a silent
+//! no-op.
+
+use serde::{Deserialize, Serialize};
+
+use crate::resolve::{DecidedBy, EffectivePolicy, ScopeKind};
+use crate::vocab::{Behaviour, ProviderSet, ScopeSettings, TenantFeature};
+
+/// The one error shape of the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// A stable, machine-readable code such as `invalid_credentials` or `ceiling_fixed`.
+    pub error: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The request field the error is about, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SignInRequest {
+    /// The tenant's name; absent for host users.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    pub username: String,
+    pub password: String,
+}
+
+/// Where a sign-in stands after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SignInStatus {
+    /// A session cookie was issued.
+    SignedIn,
+    /// The password was right; a second factor is required next.
+    RequiresTwoFactor,
+    /// A second factor is required but the user has none: enrolment comes first.
+    RequiresEnrollment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignInResponse {
+    pub status: SignInStatus,
+    /// The signed-in user, when `status` is `signed_in`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<CurrentUser>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoleGrant {
+    pub role: String,
+    /// `None` for the host.
+    pub tenant_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CurrentUser {
+    pub id: String,
+    pub username: String,
+    pub tenant_id: Option<String>,
+    pub tenant_name: Option<String>,
+    pub roles: Vec<RoleGrant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Tenant {
+    pub id: String,
+    /// Unique, lowercase; what users type at sign-in.
+    pub name: String,
+    pub display_name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub name: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TenantPage {
+    pub items: Vec<Tenant>,
+    pub total: u64,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub tenant_id: Option<String>,
+    pub two_factor_enabled: bool,
+    /// Whether the user has at least one confirmed second factor.
+    pub has_factor: bool,
+    pub roles: Vec<RoleGrant>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserPage {
+    pub items: Vec<User>,
+    pub total: u64,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetTwoFactor {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AssignRole {
+    pub user_id: String,
+}
+
+/// A proposed change whose impact is previewed without saving.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPreviewRequest {
+    pub settings: ScopeSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FeaturePreviewRequest {
+    pub feature: TenantFeature,
+}
+
+/// What a proposed change would do to the users of its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImpactPreview {
+    pub users_in_scope: u64,
+    /// Users who are not asked for a second factor now and would be.
+    pub newly_required: u64,
+    /// Of those, how many have no usable factor and would have to enrol.
+    pub newly_required_without_factor: u64,
+    /// Users who are asked now and would no longer be.
+    pub no_longer_required: u64,
+}
+
+/// The effective policy of one user with its explanation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EffectivePolicyView {
+    pub user_id: String,
+    pub behaviour: Behaviour,
+    pub required: bool,
+    pub decided_by: DecidedBy,
+    pub user_can_change: bool,
+    pub admin_can_override: bool,
+    pub remember_browser_allowed: bool,
+    pub remember_browser_days: u32,
+    pub enrollment_grace_days: u32,
+    pub allowed_providers: ProviderSet,
+    pub scope: ScopeKind,
+    pub tenant_feature: Option<Behaviour>,
+    pub user_two_factor_enabled: bool,
+    /// One sentence for the user.
+    pub summary: String,
+    /// Which level decided and why, in order.
+    pub trace: Vec<String>,
+}
+
+impl EffectivePolicyView {
+    pub fn new(user_id: String, p: &EffectivePolicy) -> Self {
+        Self {
+            user_id,
+            behaviour: p.behaviour,
+            required: p.required,
+            decided_by: p.decided_by,
+            user_can_change: p.user_can_change,
+            admin_can_override: p.admin_can_override,
+            remember_browser_allowed: p.remember_browser_allowed,
+            remember_browser_days: p.remember_browser_days,
+            enrollment_grace_days: p.enrollment_grace_days,
+            allowed_providers: p.allowed_providers,
+            scope: p.scope,
+            tenant_feature: p.tenant_feature,
+            user_two_factor_enabled: p.user_two_factor_enabled,
+            summary: p.summary(),
+            trace: p.trace(),
+        }
+    }
+}
+
+/// A tenant's settings together with the ceiling that bounds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TenantSettingsView {
+    pub settings: ScopeSettings,
+    pub feature: TenantFeature,
+    /// True when the ceiling is forced or disabled, so `settings.behaviour` cannot change.
+    pub behaviour_fixed_by_host: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEvent {
+    pub id: String,
+    pub at: String,
+    pub actor_user_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    pub items: Vec<AuditEvent>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    pub next_before: Option<String>,
+}

@@ -1,0 +1,234 @@
+//! Shared by the policy tests: an oracle for resolution written as a rule table straight
+//! from DESIGN.md section 1, and the way the server picks the scope that reaches a user.
+//!
+//! The oracle is deliberately not a copy of `resolve`: it matches explicit rows rather
+//! than folding levels, derives the switch rights from who decided rather than from the
+//! behaviour, and checks that its own table is total and unambiguous (rule 7), so a
+//! mistake would have to be made twice, in two different shapes, to go unnoticed.
+
+// Each test crate includes this module but uses only part of it.
+#![allow(dead_code)]
+
+use twofold_policy::resolve::ScopeKind;
+use twofold_policy::{
+    Behaviour, DecidedBy, EffectivePolicy, ProviderSet, Scope, ScopeSettings, TenantFeature,
+};
+
+/// Where a user lives, as the server's storage knows it.
+#[derive(Debug, Clone, Copy)]
+pub enum Home<'a> {
+    Host,
+    Tenant {
+        feature: TenantFeature,
+        settings: &'a ScopeSettings,
+    },
+}
+
+/// The server loads the host settings on every request, so a bug that handed them to
+/// a tenant user would live exactly here; the tests go through this helper to show
+/// that the shape of `Scope` leaves no room for it.
+pub fn scope_for<'a>(home: Home<'a>, host: &'a ScopeSettings) -> Scope<'a> {
+    match home {
+        Home::Host => Scope::Host { settings: host },
+        Home::Tenant { feature, settings } => Scope::Tenant { feature, settings },
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Pat<T> {
+    Any,
+    Is(T),
+}
+
+impl<T: PartialEq> Pat<T> {
+    fn matches(&self, v: &T) -> bool {
+        match self {
+            Pat::Any => true,
+            Pat::Is(want) => want == v,
+        }
+    }
+}
+
+use Behaviour::{Disabled, Forced, Optional};
+use Pat::{Any, Is};
+
+/// One line of DESIGN.md section 1 as a row: the inputs it talks about, then the
+/// behaviour, whether a second factor is asked, and who decided.
+type HostRow = (Pat<Behaviour>, Pat<bool>, Behaviour, bool, DecidedBy);
+type TenantRow = (
+    Pat<Behaviour>,
+    Pat<Behaviour>,
+    Pat<bool>,
+    Behaviour,
+    bool,
+    DecidedBy,
+);
+
+/// Rules 1, 3 and 4 for host users: (host behaviour, user flag).
+const HOST_RULES: &[HostRow] = &[
+    (Is(Forced), Any, Forced, true, DecidedBy::HostSettings),
+    (Is(Disabled), Any, Disabled, false, DecidedBy::HostSettings),
+    (Is(Optional), Is(true), Optional, true, DecidedBy::User),
+    (Is(Optional), Is(false), Optional, false, DecidedBy::User),
+];
+
+/// Rules 2, 3, 4 and 7 for tenant users: (ceiling, tenant behaviour, user flag).
+const TENANT_RULES: &[TenantRow] = &[
+    (Is(Forced), Any, Any, Forced, true, DecidedBy::TenantFeature),
+    (
+        Is(Disabled),
+        Any,
+        Any,
+        Disabled,
+        false,
+        DecidedBy::TenantFeature,
+    ),
+    (
+        Is(Optional),
+        Is(Forced),
+        Any,
+        Forced,
+        true,
+        DecidedBy::TenantSettings,
+    ),
+    (
+        Is(Optional),
+        Is(Disabled),
+        Any,
+        Disabled,
+        false,
+        DecidedBy::TenantSettings,
+    ),
+    (
+        Is(Optional),
+        Is(Optional),
+        Is(true),
+        Optional,
+        true,
+        DecidedBy::User,
+    ),
+    (
+        Is(Optional),
+        Is(Optional),
+        Is(false),
+        Optional,
+        false,
+        DecidedBy::User,
+    ),
+];
+
+/// Rule 7 says precedence is total and never says two things at once: exactly one row
+/// must fit, or the table itself is wrong.
+fn only_match<R: Copy>(rows: &[R], fits: impl Fn(&R) -> bool, what: &str) -> R {
+    let found: Vec<R> = rows.iter().copied().filter(|r| fits(r)).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "oracle table: {} rows fit {what}",
+        found.len()
+    );
+    found[0]
+}
+
+/// What DESIGN.md section 1 says the effective policy of one user is.
+pub fn oracle(home: Home<'_>, host: &ScopeSettings, flag: bool) -> EffectivePolicy {
+    let (behaviour, required, decided_by, own, scope, tenant_feature) = match home {
+        Home::Host => {
+            let (_, _, b, r, d) = only_match(
+                HOST_RULES,
+                |(hb, f, ..)| hb.matches(&host.behaviour) && f.matches(&flag),
+                &format!("host {:?} flag {flag}", host.behaviour),
+            );
+            (b, r, d, host, ScopeKind::Host, None)
+        }
+        Home::Tenant { feature, settings } => {
+            let (_, _, _, b, r, d) = only_match(
+                TENANT_RULES,
+                |(c, tb, f, ..)| {
+                    c.matches(&feature.behaviour)
+                        && tb.matches(&settings.behaviour)
+                        && f.matches(&flag)
+                },
+                &format!(
+                    "ceiling {:?} tenant {:?} flag {flag}",
+                    feature.behaviour, settings.behaviour
+                ),
+            );
+            (
+                b,
+                r,
+                d,
+                settings,
+                ScopeKind::Tenant,
+                Some(feature.behaviour),
+            )
+        }
+    };
+    // Rule 3: the switch matters only where the user's flag is what decides.
+    let flag_decides = decided_by == DecidedBy::User;
+    EffectivePolicy {
+        behaviour,
+        required,
+        decided_by,
+        user_can_change: flag_decides && own.users_can_change,
+        admin_can_override: flag_decides,
+        // Rule 5: the user's own scope, never the host's for a tenant user.
+        remember_browser_allowed: required && own.remember_browser,
+        remember_browser_days: own.remember_browser_days,
+        enrollment_grace_days: own.enrollment_grace_days,
+        allowed_providers: own.allowed_providers,
+        scope,
+        tenant_feature,
+        user_two_factor_enabled: flag,
+    }
+}
+
+/// Phrases the trace must contain so that admins and users can see which level decided.
+pub fn trace_must_mention(home: Home<'_>, p: &EffectivePolicy) -> Vec<String> {
+    let mut out = vec![p.behaviour.as_str().to_owned()];
+    out.push(
+        match p.decided_by {
+            DecidedBy::HostSettings => "host settings",
+            DecidedBy::TenantFeature => "ceiling",
+            DecidedBy::TenantSettings => "tenant's settings",
+            DecidedBy::User => "switch",
+        }
+        .to_owned(),
+    );
+    // When the user decides, the trace must still say which scope handed it over.
+    match (home, p.decided_by) {
+        (Home::Host, _) => out.push("host settings".to_owned()),
+        (Home::Tenant { .. }, DecidedBy::User) => out.push("tenant's own settings".to_owned()),
+        _ => {}
+    }
+    if p.remember_browser_allowed {
+        out.push(format!("{} days", p.remember_browser_days));
+    }
+    out
+}
+
+/// Phrases that would mean the trace blames a level that cannot reach this user.
+pub fn trace_must_not_mention(home: Home<'_>) -> &'static [&'static str] {
+    match home {
+        Home::Host => &["ceiling", "tenant"],
+        Home::Tenant { .. } => &["host settings"],
+    }
+}
+
+pub fn settings(
+    behaviour: Behaviour,
+    users_can_change: bool,
+    remember_browser: bool,
+    remember_browser_days: u32,
+    enrollment_grace_days: u32,
+    allowed_providers: ProviderSet,
+) -> ScopeSettings {
+    ScopeSettings {
+        behaviour,
+        users_can_change,
+        remember_browser,
+        remember_browser_days,
+        enrollment_grace_days,
+        allowed_providers,
+    }
+}

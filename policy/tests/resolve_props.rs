@@ -1,0 +1,372 @@
+//! Properties of resolution and of scope settings that must hold for every input, not
+//! only the hand-picked values of the table test: the invariants DESIGN.md section 1
+//! promises (forced and disabled are never contradicted, host settings never reach
+//! tenant users, switches only exist under `optional`), the validation limits, and the
+//! JSON shape the server and the web app exchange.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Home, oracle, scope_for};
+use proptest::prelude::*;
+use twofold_policy::vocab::{MAX_ENROLLMENT_GRACE_DAYS, MAX_REMEMBER_BROWSER_DAYS};
+use twofold_policy::{
+    Behaviour, DecidedBy, EffectivePolicy, PolicyInput, ProviderSet, ScopeSettings, SettingsError,
+    TenantFeature, resolve,
+};
+
+fn behaviour() -> impl Strategy<Value = Behaviour> {
+    prop::sample::select(Behaviour::ALL.to_vec())
+}
+
+fn providers() -> impl Strategy<Value = ProviderSet> {
+    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(authenticator, email, sms)| {
+        ProviderSet {
+            authenticator,
+            email,
+            sms,
+        }
+    })
+}
+
+/// Any settings at all, including ones `validate` would refuse: resolution must not
+/// rely on validation having run.
+fn settings() -> impl Strategy<Value = ScopeSettings> {
+    (
+        behaviour(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<u32>(),
+        any::<u32>(),
+        providers(),
+    )
+        .prop_map(
+            |(behaviour, users_can_change, remember_browser, days, grace, allowed_providers)| {
+                ScopeSettings {
+                    behaviour,
+                    users_can_change,
+                    remember_browser,
+                    remember_browser_days: days,
+                    enrollment_grace_days: grace,
+                    allowed_providers,
+                }
+            },
+        )
+}
+
+fn valid_settings() -> impl Strategy<Value = ScopeSettings> {
+    (
+        settings(),
+        1..=MAX_REMEMBER_BROWSER_DAYS,
+        0..=MAX_ENROLLMENT_GRACE_DAYS,
+        providers().prop_filter("at least one provider", |p| p.iter().next().is_some()),
+    )
+        .prop_map(|(s, days, grace, allowed_providers)| ScopeSettings {
+            remember_browser_days: days,
+            enrollment_grace_days: grace,
+            allowed_providers,
+            ..s
+        })
+}
+
+fn feature() -> impl Strategy<Value = TenantFeature> {
+    behaviour().prop_map(|behaviour| TenantFeature { behaviour })
+}
+
+/// A user as the server stores them: `None` for a host user, else the tenant's ceiling
+/// and settings. Owned, because proptest values cannot borrow.
+type OwnedHome = Option<(TenantFeature, ScopeSettings)>;
+
+fn home() -> impl Strategy<Value = OwnedHome> {
+    prop::option::of((feature(), settings()))
+}
+
+fn borrow(home: &OwnedHome) -> Home<'_> {
+    match home {
+        None => Home::Host,
+        Some((feature, settings)) => Home::Tenant {
+            feature: *feature,
+            settings,
+        },
+    }
+}
+
+fn run(home: &OwnedHome, host: &ScopeSettings, flag: bool) -> EffectivePolicy {
+    resolve(&PolicyInput {
+        scope: scope_for(borrow(home), host),
+        user_two_factor_enabled: flag,
+    })
+}
+
+/// Inputs whose deciding level says `b`: a host user under host settings `b`, a tenant
+/// user under a ceiling `b`, or a tenant user whose optional ceiling defers to tenant
+/// settings `b`.
+fn deciding(b: Behaviour) -> impl Strategy<Value = (OwnedHome, ScopeSettings)> {
+    let host_user = settings().prop_map(move |h| (None, ScopeSettings { behaviour: b, ..h }));
+    let under_ceiling = (settings(), settings())
+        .prop_map(move |(t, h)| (Some((TenantFeature { behaviour: b }, t)), h));
+    let under_tenant = (settings(), settings()).prop_map(move |(t, h)| {
+        (
+            Some((
+                TenantFeature {
+                    behaviour: Behaviour::Optional,
+                },
+                ScopeSettings { behaviour: b, ..t },
+            )),
+            h,
+        )
+    });
+    prop_oneof![host_user, under_ceiling, under_tenant]
+}
+
+fn unknown_key() -> impl Strategy<Value = String> {
+    "[a-z_]{1,24}".prop_filter("not a known field", |k| {
+        ![
+            "behaviour",
+            "users_can_change",
+            "remember_browser",
+            "remember_browser_days",
+            "enrollment_grace_days",
+            "allowed_providers",
+            "authenticator",
+            "email",
+            "sms",
+        ]
+        .contains(&k.as_str())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn matches_the_oracle(home in home(), host in settings(), flag in any::<bool>()) {
+        prop_assert_eq!(run(&home, &host, flag), oracle(borrow(&home), &host, flag));
+    }
+
+    #[test]
+    fn disabled_never_requires((home, host) in deciding(Behaviour::Disabled), flag in any::<bool>()) {
+        let p = run(&home, &host, flag);
+        prop_assert_eq!(p.behaviour, Behaviour::Disabled);
+        prop_assert!(!p.required);
+        prop_assert!(!p.remember_browser_allowed);
+        // Rule 4: the flag is kept so lifting the setting restores the user's choice.
+        prop_assert_eq!(p.user_two_factor_enabled, flag);
+    }
+
+    #[test]
+    fn forced_always_requires((home, host) in deciding(Behaviour::Forced), flag in any::<bool>()) {
+        let p = run(&home, &host, flag);
+        prop_assert_eq!(p.behaviour, Behaviour::Forced);
+        prop_assert!(p.required);
+        prop_assert_eq!(p.user_two_factor_enabled, flag);
+    }
+
+    #[test]
+    fn tenant_users_ignore_host_settings(
+        feature in feature(),
+        tenant in settings(),
+        host_a in settings(),
+        host_b in settings(),
+        flag in any::<bool>(),
+    ) {
+        let home = Some((feature, tenant));
+        let a = run(&home, &host_a, flag);
+        prop_assert_eq!(a, run(&home, &host_b, flag));
+        prop_assert_eq!(a, oracle(borrow(&home), &host_a, flag));
+        // Spelled out, since these are the values a leak would most likely corrupt.
+        prop_assert_eq!(a.tenant_feature, Some(feature.behaviour));
+        prop_assert_eq!(a.remember_browser_days, tenant.remember_browser_days);
+        prop_assert_eq!(a.enrollment_grace_days, tenant.enrollment_grace_days);
+        prop_assert_eq!(a.allowed_providers, tenant.allowed_providers);
+        prop_assert!(a.decided_by != DecidedBy::HostSettings);
+    }
+
+    #[test]
+    fn never_forced_and_disabled_at_once(home in home(), host in settings(), flag in any::<bool>()) {
+        let p = run(&home, &host, flag);
+        prop_assert_eq!(Behaviour::ALL.iter().filter(|b| **b == p.behaviour).count(), 1);
+        if p.required {
+            prop_assert_ne!(p.behaviour, Behaviour::Disabled);
+        } else {
+            prop_assert_ne!(p.behaviour, Behaviour::Forced);
+        }
+        prop_assert_eq!(p.decided_by == DecidedBy::User, p.behaviour == Behaviour::Optional);
+    }
+
+    /// ABP's rule ("forced if feature OR setting is forced, disabled if feature OR
+    /// setting is disabled") says both for these two inputs; ours must follow the ceiling.
+    #[test]
+    fn ceiling_wins_where_abp_contradicts_itself(
+        tenant in settings(),
+        ceiling_forced in any::<bool>(),
+        flag in any::<bool>(),
+        host in settings(),
+    ) {
+        let (ceiling, below) = if ceiling_forced {
+            (Behaviour::Forced, Behaviour::Disabled)
+        } else {
+            (Behaviour::Disabled, Behaviour::Forced)
+        };
+        let home = Some((TenantFeature { behaviour: ceiling }, ScopeSettings { behaviour: below, ..tenant }));
+        let p = run(&home, &host, flag);
+        prop_assert_eq!(p.behaviour, ceiling);
+        prop_assert_eq!(p.required, ceiling_forced);
+    }
+
+    #[test]
+    fn remember_browser_only_when_required(home in home(), host in settings(), flag in any::<bool>()) {
+        let p = run(&home, &host, flag);
+        prop_assert!(!p.remember_browser_allowed || p.required);
+    }
+
+    #[test]
+    fn switches_exist_only_under_optional(home in home(), host in settings(), flag in any::<bool>()) {
+        let p = run(&home, &host, flag);
+        prop_assert!(!p.user_can_change || p.behaviour == Behaviour::Optional);
+        prop_assert_eq!(p.admin_can_override, p.behaviour == Behaviour::Optional);
+    }
+
+    #[test]
+    fn forced_or_disabled_ceiling_decides(
+        ceiling in prop::sample::select(vec![Behaviour::Forced, Behaviour::Disabled]),
+        tenant in settings(),
+        host in settings(),
+        flag in any::<bool>(),
+    ) {
+        let p = run(&Some((TenantFeature { behaviour: ceiling }, tenant)), &host, flag);
+        prop_assert_eq!(p.decided_by, DecidedBy::TenantFeature);
+        prop_assert_eq!(p.behaviour, ceiling);
+        prop_assert!(!p.user_can_change);
+        prop_assert!(!p.admin_can_override);
+    }
+
+    #[test]
+    fn trace_is_never_empty(home in home(), host in settings(), flag in any::<bool>()) {
+        prop_assert!(!run(&home, &host, flag).trace().is_empty());
+    }
+
+    #[test]
+    fn validate_accepts_settings_within_limits(s in valid_settings()) {
+        prop_assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn validate_rejects_remember_browser_days_out_of_range(
+        s in valid_settings(),
+        days in prop_oneof![Just(0u32), (MAX_REMEMBER_BROWSER_DAYS + 1)..=u32::MAX],
+    ) {
+        let err = ScopeSettings { remember_browser_days: days, ..s }.validate();
+        prop_assert_eq!(err.clone(), Err(SettingsError::RememberBrowserDays));
+        prop_assert_eq!(err.unwrap_err().field(), "remember_browser_days");
+    }
+
+    #[test]
+    fn validate_rejects_long_grace(s in valid_settings(), grace in (MAX_ENROLLMENT_GRACE_DAYS + 1)..=u32::MAX) {
+        let err = ScopeSettings { enrollment_grace_days: grace, ..s }.validate();
+        prop_assert_eq!(err.clone(), Err(SettingsError::EnrollmentGraceDays));
+        prop_assert_eq!(err.unwrap_err().field(), "enrollment_grace_days");
+    }
+
+    #[test]
+    fn validate_rejects_no_provider(s in valid_settings()) {
+        let none = ProviderSet { authenticator: false, email: false, sms: false };
+        let err = ScopeSettings { allowed_providers: none, ..s }.validate();
+        prop_assert_eq!(err.clone(), Err(SettingsError::NoProvider));
+        prop_assert_eq!(err.unwrap_err().field(), "allowed_providers");
+    }
+
+    #[test]
+    fn settings_round_trip_through_json(s in settings()) {
+        let json = serde_json::to_string(&s).unwrap();
+        prop_assert_eq!(serde_json::from_str::<ScopeSettings>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn settings_reject_unknown_fields(s in settings(), key in unknown_key(), nested in any::<bool>()) {
+        let mut value = serde_json::to_value(s).unwrap();
+        let object = if nested { &mut value["allowed_providers"] } else { &mut value };
+        object.as_object_mut().unwrap().insert(key.clone(), serde_json::Value::Bool(true));
+        prop_assert!(
+            serde_json::from_value::<ScopeSettings>(value).is_err(),
+            "unknown field {} accepted (nested: {})", key, nested
+        );
+    }
+
+    #[test]
+    fn feature_rejects_unknown_fields(f in feature(), key in unknown_key()) {
+        let mut value = serde_json::to_value(f).unwrap();
+        value.as_object_mut().unwrap().insert(key, serde_json::Value::Null);
+        prop_assert!(serde_json::from_value::<TenantFeature>(value).is_err());
+    }
+}
+
+#[test]
+fn defaults_are_the_designed_ones_and_valid() {
+    let d = ScopeSettings::default();
+    assert_eq!(d.behaviour, Behaviour::Optional);
+    assert!(d.users_can_change);
+    assert!(d.remember_browser);
+    assert_eq!(d.remember_browser_days, 14);
+    assert_eq!(d.enrollment_grace_days, 0);
+    assert_eq!(d.validate(), Ok(()));
+    assert_eq!(TenantFeature::default().behaviour, Behaviour::Optional);
+}
+
+#[test]
+fn validate_limits_are_inclusive() {
+    let d = ScopeSettings::default();
+    for days in [1, MAX_REMEMBER_BROWSER_DAYS] {
+        assert_eq!(
+            ScopeSettings {
+                remember_browser_days: days,
+                ..d
+            }
+            .validate(),
+            Ok(())
+        );
+    }
+    assert_eq!(
+        ScopeSettings {
+            enrollment_grace_days: MAX_ENROLLMENT_GRACE_DAYS,
+            ..d
+        }
+        .validate(),
+        Ok(())
+    );
+    assert_eq!(MAX_REMEMBER_BROWSER_DAYS, 365);
+    assert_eq!(MAX_ENROLLMENT_GRACE_DAYS, 90);
+}
+
+/// The web app and stored rows spell behaviours as DESIGN.md does; a renamed variant
+/// would silently break both.
+#[test]
+fn behaviours_are_spelled_as_designed() {
+    for (b, word) in [
+        (Behaviour::Optional, "optional"),
+        (Behaviour::Disabled, "disabled"),
+        (Behaviour::Forced, "forced"),
+    ] {
+        assert_eq!(b.as_str(), word);
+        assert_eq!(Behaviour::parse(word), Some(b));
+        assert_eq!(serde_json::to_value(b).unwrap(), serde_json::json!(word));
+    }
+    assert_eq!(Behaviour::parse("Forced"), None);
+}
+
+#[test]
+fn settings_json_is_the_designed_shape() {
+    let json = serde_json::json!({
+        "behaviour": "forced",
+        "users_can_change": false,
+        "remember_browser": true,
+        "remember_browser_days": 30,
+        "enrollment_grace_days": 7,
+        "allowed_providers": { "authenticator": true, "email": false, "sms": true }
+    });
+    let s: ScopeSettings = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(s.behaviour, Behaviour::Forced);
+    assert_eq!(s.remember_browser_days, 30);
+    assert_eq!(serde_json::to_value(s).unwrap(), json);
+}

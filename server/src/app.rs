@@ -1,0 +1,315 @@
+//! The application: shared state, the router with its middleware, start-up (migrations,
+//! the first host admin, the authorisation rules) and serving.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use twofold_policy::authz::{Action, Actor, Authorizer, Domain, Role, Target};
+use twofold_policy::names::Username;
+
+use crate::auth::{self, Authenticated};
+use crate::cache::PolicyCache;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::db::{self, Db, HOST_SCOPE, NewAudit, NewUser};
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    db: Db,
+    cache: PolicyCache,
+    authz: RwLock<Authorizer>,
+    clock: Arc<dyn Clock>,
+    dummy_hash: String,
+}
+
+impl AppState {
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn cache(&self) -> &PolicyCache {
+        &self.inner.cache
+    }
+
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// A hash of a random password, verified against when the user is unknown.
+    pub fn dummy_hash(&self) -> &str {
+        &self.inner.dummy_hash
+    }
+
+    /// Refuses unless the signed-in user may perform `action` on `target`.
+    pub fn authorize(
+        &self,
+        who: &Authenticated,
+        action: Action,
+        target: Target<'_>,
+    ) -> AppResult<()> {
+        let allowed = self
+            .inner
+            .authz
+            .read()
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("authorizer lock poisoned")))?
+            .authorize(
+                Actor {
+                    user_id: &who.user.id,
+                },
+                action,
+                target,
+            );
+        if allowed {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+
+    /// Records a role assignment in the enforcer after it was committed to storage.
+    pub fn grant_in_memory(&self, user_id: &str, role: Role, scope_key: &str) -> AppResult<()> {
+        let mut authz = self
+            .inner
+            .authz
+            .write()
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("authorizer lock poisoned")))?;
+        authz
+            .grant(user_id, role, domain_of(scope_key))
+            .map_err(|e| AppError::Internal(e.into()))
+    }
+
+    pub fn revoke_in_memory(&self, user_id: &str, role: Role, scope_key: &str) -> AppResult<()> {
+        let mut authz = self
+            .inner
+            .authz
+            .write()
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("authorizer lock poisoned")))?;
+        authz
+            .revoke(user_id, role, domain_of(scope_key))
+            .map_err(|e| AppError::Internal(e.into()))
+    }
+}
+
+/// The authorisation domain of a scope key.
+pub fn domain_of(scope_key: &str) -> Domain<'_> {
+    if scope_key == HOST_SCOPE {
+        Domain::Host
+    } else {
+        Domain::Tenant(scope_key)
+    }
+}
+
+/// Connects, migrates, creates the first admin when the database is empty and loads
+/// the role assignments into the enforcer.
+pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+    db.migrate().await?;
+    bootstrap_admin(&db, &config, clock.now_ms()).await?;
+    let mut authz = Authorizer::new()?;
+    for row in db::all_roles(&db.pool).await? {
+        let Some(role) = Role::parse(&row.role) else {
+            anyhow::bail!("stored role {:?} is not known", row.role);
+        };
+        authz.grant(&row.user_id, role, domain_of(&row.scope_key))?;
+    }
+    let dummy_hash = auth::hash_password(auth::new_token()).await?;
+    let cache = PolicyCache::new(Duration::from_secs(config.cache_ttl_seconds));
+    Ok(AppState {
+        inner: Arc::new(Inner {
+            config,
+            db,
+            cache,
+            authz: RwLock::new(authz),
+            clock,
+            dummy_hash,
+        }),
+    })
+}
+
+async fn bootstrap_admin(db: &Db, config: &Config, now: i64) -> anyhow::Result<()> {
+    if db::count_users(&db.pool).await? > 0 {
+        return Ok(());
+    }
+    let username = config
+        .admin_username
+        .clone()
+        .unwrap_or_else(|| "admin".to_owned());
+    let username =
+        Username::parse(&username).map_err(|e| anyhow::anyhow!("admin_username: {e}"))?;
+    let (password, generated) = match &config.admin_password {
+        Some(p) => (p.expose_secret().to_owned(), false),
+        None => (auth::new_token(), true),
+    };
+    twofold_policy::names::check_new_password(&password)
+        .map_err(|e| anyhow::anyhow!("admin_password: {e}"))?;
+    let hash = auth::hash_password(password.clone()).await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut tx = db.begin_write().await?;
+    db::insert_user(
+        &mut tx,
+        &NewUser {
+            id: &id,
+            scope_key: HOST_SCOPE,
+            tenant_id: None,
+            username: username.as_str(),
+            username_key: username.key(),
+            email: None,
+            password_hash: &hash,
+            security_stamp: &auth::new_stamp(),
+            created_at: now,
+        },
+    )
+    .await?;
+    db::grant_role(&mut tx, &id, Role::HostAdmin.as_str(), HOST_SCOPE, now).await?;
+    db::insert_audit(
+        &mut tx,
+        &NewAudit {
+            at: now,
+            actor_user_id: None,
+            scope_key: HOST_SCOPE,
+            action: "user.created",
+            target: &format!("user:{id}"),
+            before: None,
+            after: Some(serde_json::json!({ "username": username.as_str(), "role": "host_admin", "bootstrap": true })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if generated {
+        // The one place a password is ever written out: the operator has no other way to
+        // learn it, and it is printed once, on the first start only.
+        tracing::warn!(
+            username = username.as_str(),
+            password = %password,
+            "created the first host admin with a generated password; sign in and change it"
+        );
+    } else {
+        tracing::info!(username = username.as_str(), "created the first host admin");
+    }
+    Ok(())
+}
+
+/// Refuses state-changing API requests that lack the `X-Requested-With` header. A
+/// cross-site form cannot set it and a cross-site script cannot send it without a CORS
+/// preflight, which Twofold never grants; with SameSite cookies this closes CSRF,
+/// including forced sign-in.
+async fn csrf_guard(req: Request, next: Next) -> Response {
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method
+        && req.uri().path().starts_with("/api/")
+        && !req.headers().contains_key("x-requested-with")
+    {
+        return AppError::CsrfHeaderMissing.into_response();
+    }
+    next.run(req).await
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = crate::routes::router();
+    Router::new()
+        .merge(api)
+        .fallback(|| async { AppError::NotFound("route") })
+        .layer(middleware::from_fn(csrf_guard))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A bound, running server; tests start one on port 0.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(config.bind).await?;
+    let addr = listener.local_addr()?;
+    let state = build_state(config, clock).await?;
+    spawn_housekeeping(state.clone());
+    let app = router(state.clone());
+    let handle = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    });
+    Ok(Running {
+        addr,
+        state,
+        handle,
+    })
+}
+
+pub async fn start_default(config: Config) -> anyhow::Result<Running> {
+    start(config, Arc::new(SystemClock)).await
+}
+
+fn spawn_housekeeping(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            if let Err(e) = db::purge_sessions(&state.db().pool, state.now()).await {
+                tracing::warn!(error = %e, "purging expired sessions failed");
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,164 @@
+//! Credentials and sessions: argon2id password hashes, random tokens stored only as
+//! hashes, and the extractor that turns a session cookie into a signed-in user.
+//!
+//! Nothing here may log a password, a token or a hash.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum_extra::extract::CookieJar;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::db::{self, UserRow};
+use crate::error::AppError;
+
+/// OWASP's argon2id parameters (19 MiB, 2 passes, 1 lane): about 30 ms per hash on one
+/// core of a small machine, which is the whole cost of a password sign-in.
+fn hasher() -> Argon2<'static> {
+    match Params::new(19_456, 2, 1, None) {
+        Ok(params) => Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+        // The constants above are valid; the default is argon2id with the same values.
+        Err(_) => Argon2::default(),
+    }
+}
+
+/// Hashes a password on the blocking pool so a sign-in burst cannot stall the async
+/// workers.
+pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || hash_password_blocking(&password)).await?
+}
+
+pub fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let hash = hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    Ok(hash.to_string())
+}
+
+/// Verifies on the blocking pool. A malformed stored hash counts as a mismatch (and is
+/// logged without its value) rather than an error the client could tell apart.
+pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        let Ok(parsed) = PasswordHash::new(&phc) else {
+            tracing::error!("a stored password hash cannot be parsed");
+            return false;
+        };
+        hasher()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+    .await
+    .map_err(Into::into)
+}
+
+/// A new random token: 256 bits, URL-safe base64.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Tokens are stored as SHA-256: the lookup is by hash, so a stolen table yields
+/// nothing usable and no comparison of secrets happens in application code.
+pub fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// A random security stamp; any change rotates it.
+pub fn new_stamp() -> String {
+    new_token()
+}
+
+/// A request made by a signed-in user.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: UserRow,
+    pub token_hash: String,
+    pub auth_methods: String,
+    pub session_created_at: i64,
+}
+
+/// Only touch `last_seen_at` once a minute per session: a write on every request would
+/// make reads contend for the SQLite write lock.
+const TOUCH_INTERVAL_MS: i64 = 60_000;
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let cookie = jar
+            .get(state.config().session_cookie_name())
+            .ok_or(AppError::Unauthenticated)?;
+        let hash = token_hash(cookie.value());
+        let session = db::find_session(&state.db().pool, &hash)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        let now = state.now();
+        let idle_ms = i64::from(state.config().session_idle_minutes) * 60_000;
+        // The stamp comparison ends sessions made before a change of the user's security
+        // profile. Both values are random and not secret to their owner, but compare in
+        // constant time anyway so no timing ever depends on secret-derived data.
+        let stamp_ok: bool = subtle::ConstantTimeEq::ct_eq(
+            session.security_stamp.as_bytes(),
+            session.user_stamp.as_bytes(),
+        )
+        .into();
+        if now >= session.expires_at || now - session.last_seen_at >= idle_ms || !stamp_ok {
+            db::delete_session(&state.db().pool, &hash).await?;
+            return Err(AppError::Unauthenticated);
+        }
+        if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
+            db::touch_session(&state.db().pool, &hash, now).await?;
+        }
+        let user = db::get_user(&state.db().pool, &session.user_id)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        Ok(Authenticated {
+            user,
+            token_hash: hash,
+            auth_methods: session.auth_methods,
+            session_created_at: session.created_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_phc_and_verify() {
+        let phc = hash_password_blocking("correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        let parsed = PasswordHash::new(&phc).unwrap();
+        assert!(hasher().verify_password(b"correct horse", &parsed).is_ok());
+        assert!(hasher().verify_password(b"wrong horse", &parsed).is_err());
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), token_hash(&b));
+    }
+}

@@ -1,0 +1,146 @@
+//! Configuration: defaults, then an optional TOML file, then `TWOFOLD_*` environment
+//! variables. Unknown keys are an error at start, so a misspelt setting is never
+//! silently ignored. Secrets are wrapped so they cannot be printed by accident.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The default SQLite file, relative to the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/twofold.db";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// `sqlite://path` (created when absent) or `postgres://...`.
+    pub database_url: String,
+    /// Largest number of pooled database connections.
+    pub database_max_connections: u32,
+    /// The first host admin, created on first start with an empty database.
+    pub admin_username: Option<String>,
+    pub admin_password: Option<SecretString>,
+    /// Marks cookies `Secure` and gives them the `__Host-` prefix. Only turn off for
+    /// plain-HTTP development on loopback.
+    pub cookie_secure: bool,
+    /// How long a session lives without activity, in minutes.
+    pub session_idle_minutes: u32,
+    /// The longest a session lives, in hours.
+    pub session_max_hours: u32,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// How long resolved settings stay cached before being re-read, in seconds. Writes
+    /// through this node invalidate at once; this bounds staleness otherwise.
+    pub cache_ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_max_connections: 16,
+            admin_username: None,
+            admin_password: None,
+            cookie_secure: true,
+            session_idle_minutes: 60,
+            session_max_hours: 12,
+            log_format: LogFormat::Text,
+            cache_ttl_seconds: 30,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration from `file` (if given and present) and the environment.
+    /// `TWOFOLD_CONFIG` names the file when no path is passed.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let file: Option<PathBuf> = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("TWOFOLD_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::new();
+        if let Some(path) = &file {
+            if !path.exists() {
+                anyhow::bail!("configuration file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("TWOFOLD_").ignore(&["config", "log"]));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            anyhow::bail!("database_url must start with sqlite: or postgres://");
+        }
+        if self.session_idle_minutes == 0 || self.session_max_hours == 0 {
+            anyhow::bail!("session lifetimes must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn session_cookie_name(&self) -> &'static str {
+        // The __Host- prefix makes browsers refuse the cookie unless it is Secure,
+        // host-only and path-wide, which rules out injection from sibling subdomains.
+        if self.cookie_secure {
+            "__Host-twofold_session"
+        } else {
+            "twofold_session"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn unknown_keys_in_the_file_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.toml");
+        std::fs::write(&path, "bind = \"127.0.0.1:9\"\nbnid = 3\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("bnid"), "{err}");
+    }
+
+    #[test]
+    fn file_values_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.toml");
+        std::fs::write(&path, "bind = \"127.0.0.1:9\"\ncookie_secure = false\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.bind.port(), 9);
+        assert!(!c.cookie_secure);
+        assert_eq!(c.session_cookie_name(), "twofold_session");
+    }
+
+    #[test]
+    fn database_url_scheme_is_checked() {
+        let c = Config {
+            database_url: "mysql://x".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,695 @@
+//! Storage: one pool over SQLite (the embedded default) or PostgreSQL, the migrations
+//! of each, and every query the server runs.
+//!
+//! Queries are written once in the SQL both databases accept and go through sqlx's Any
+//! driver. Booleans travel as 0/1 and times as Unix milliseconds for that reason.
+//! Functions that write take a connection so the caller decides the transaction; every
+//! API write and its audit event commit together or not at all.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Connection, FromRow};
+use twofold_policy::{Behaviour, ProviderSet, ScopeSettings, TenantFeature};
+
+/// The scope key of the host; tenants use their id.
+pub const HOST_SCOPE: &str = "host";
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+impl Db {
+    /// Opens the pool; for SQLite, creates the file (and its folder) when absent and
+    /// switches it to WAL so readers never wait for the writer.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let url = match backend {
+            Backend::Sqlite => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                let path = path.split('?').next().unwrap_or(path);
+                if path != ":memory:" {
+                    if let Some(parent) = std::path::Path::new(path).parent() {
+                        if !parent.as_os_str().is_empty() {
+                            std::fs::create_dir_all(parent)?;
+                        }
+                    }
+                }
+                format!("sqlite://{path}?mode=rwc")
+            }
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers proceed during a write; busy_timeout makes a
+                        // second writer wait instead of failing at once; foreign keys are
+                        // off by default in SQLite and must be enabled per connection.
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock at once:
+    /// a deferred transaction that reads first and writes later can fail with
+    /// SQLITE_BUSY when another writer got in between, which a retry-less API would
+    /// surface as an error.
+    pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        conn.ping().await
+    }
+}
+
+pub fn b(v: bool) -> i64 {
+    i64::from(v)
+}
+
+// ---------------------------------------------------------------- settings
+
+#[derive(Debug, FromRow)]
+struct SettingsRow {
+    behaviour: String,
+    users_can_change: i64,
+    remember_browser: i64,
+    remember_browser_days: i64,
+    enrollment_grace_days: i64,
+    allow_authenticator: i64,
+    allow_email: i64,
+    allow_sms: i64,
+}
+
+fn parse_behaviour(s: &str) -> anyhow::Result<Behaviour> {
+    Behaviour::parse(s).ok_or_else(|| anyhow::anyhow!("stored behaviour {s:?} is not known"))
+}
+
+impl SettingsRow {
+    fn into_settings(self) -> anyhow::Result<ScopeSettings> {
+        Ok(ScopeSettings {
+            behaviour: parse_behaviour(&self.behaviour)?,
+            users_can_change: self.users_can_change != 0,
+            remember_browser: self.remember_browser != 0,
+            remember_browser_days: u32::try_from(self.remember_browser_days)?,
+            enrollment_grace_days: u32::try_from(self.enrollment_grace_days)?,
+            allowed_providers: ProviderSet {
+                authenticator: self.allow_authenticator != 0,
+                email: self.allow_email != 0,
+                sms: self.allow_sms != 0,
+            },
+        })
+    }
+}
+
+/// The settings of a scope; a scope that never saved any has the defaults.
+pub async fn load_settings<'e, E>(executor: E, scope_key: &str) -> anyhow::Result<ScopeSettings>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row: Option<SettingsRow> = sqlx::query_as(
+        "SELECT behaviour, users_can_change, remember_browser, remember_browser_days, \
+         enrollment_grace_days, allow_authenticator, allow_email, allow_sms \
+         FROM scope_settings WHERE scope_key = $1",
+    )
+    .bind(scope_key)
+    .fetch_optional(executor)
+    .await?;
+    match row {
+        Some(r) => r.into_settings(),
+        None => Ok(ScopeSettings::default()),
+    }
+}
+
+pub async fn store_settings(
+    conn: &mut AnyConnection,
+    scope_key: &str,
+    s: &ScopeSettings,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO scope_settings (scope_key, behaviour, users_can_change, remember_browser, \
+         remember_browser_days, enrollment_grace_days, allow_authenticator, allow_email, allow_sms, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (scope_key) DO UPDATE SET behaviour = excluded.behaviour, \
+         users_can_change = excluded.users_can_change, remember_browser = excluded.remember_browser, \
+         remember_browser_days = excluded.remember_browser_days, \
+         enrollment_grace_days = excluded.enrollment_grace_days, \
+         allow_authenticator = excluded.allow_authenticator, allow_email = excluded.allow_email, \
+         allow_sms = excluded.allow_sms, updated_at = excluded.updated_at",
+    )
+    .bind(scope_key)
+    .bind(s.behaviour.as_str())
+    .bind(b(s.users_can_change))
+    .bind(b(s.remember_browser))
+    .bind(i64::from(s.remember_browser_days))
+    .bind(i64::from(s.enrollment_grace_days))
+    .bind(b(s.allowed_providers.authenticator))
+    .bind(b(s.allowed_providers.email))
+    .bind(b(s.allowed_providers.sms))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- tenants
+
+#[derive(Debug, Clone, FromRow)]
+pub struct TenantRow {
+    pub id: String,
+    pub name: String,
+    pub display_name: String,
+    pub feature_behaviour: String,
+    pub created_at: i64,
+}
+
+impl TenantRow {
+    pub fn feature(&self) -> anyhow::Result<TenantFeature> {
+        Ok(TenantFeature {
+            behaviour: parse_behaviour(&self.feature_behaviour)?,
+        })
+    }
+}
+
+const TENANT_COLUMNS: &str = "id, name, display_name, feature_behaviour, created_at";
+
+pub async fn get_tenant<'e, E>(executor: E, id: &str) -> Result<Option<TenantRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(executor)
+    .await
+}
+
+pub async fn get_tenant_by_name<'e, E>(
+    executor: E,
+    name: &str,
+) -> Result<Option<TenantRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1"
+    )))
+    .bind(name)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Escapes a user's search text for a LIKE pattern (with `ESCAPE '\'`).
+pub fn like_pattern(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 2);
+    out.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+pub async fn list_tenants(
+    pool: &AnyPool,
+    q: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<TenantRow>, i64), sqlx::Error> {
+    let pattern = like_pattern(&q.to_lowercase());
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants \
+         WHERE name LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\' \
+         ORDER BY name LIMIT $2 OFFSET $3"
+    )))
+    .bind(&pattern)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM tenants WHERE name LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\'",
+    )
+    .bind(&pattern)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}
+
+pub async fn insert_tenant(conn: &mut AnyConnection, t: &TenantRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO tenants (id, name, display_name, feature_behaviour, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&t.id)
+    .bind(&t.name)
+    .bind(&t.display_name)
+    .bind(&t.feature_behaviour)
+    .bind(t.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_tenant_feature(
+    conn: &mut AnyConnection,
+    id: &str,
+    feature: Behaviour,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE tenants SET feature_behaviour = $1 WHERE id = $2")
+        .bind(feature.as_str())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub scope_key: String,
+    pub tenant_id: Option<String>,
+    pub username: String,
+    pub email: Option<String>,
+    pub email_confirmed: i64,
+    pub phone_confirmed: i64,
+    pub has_authenticator: i64,
+    pub password_hash: String,
+    pub two_factor_enabled: i64,
+    pub security_stamp: String,
+    pub created_at: i64,
+}
+
+impl UserRow {
+    /// Whether the user has at least one usable second factor.
+    pub fn has_factor(&self) -> bool {
+        self.email_confirmed != 0 || self.phone_confirmed != 0 || self.has_authenticator != 0
+    }
+}
+
+const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
+     has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at";
+
+pub async fn get_user<'e, E>(executor: E, id: &str) -> Result<Option<UserRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(executor)
+    .await
+}
+
+pub async fn find_user<'e, E>(
+    executor: E,
+    scope_key: &str,
+    username_key: &str,
+) -> Result<Option<UserRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE scope_key = $1 AND username_key = $2"
+    )))
+    .bind(scope_key)
+    .bind(username_key)
+    .fetch_optional(executor)
+    .await
+}
+
+pub async fn list_users(
+    pool: &AnyPool,
+    scope_key: &str,
+    q: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<UserRow>, i64), sqlx::Error> {
+    let pattern = like_pattern(&q.to_lowercase());
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE scope_key = $1 \
+         AND (username_key LIKE $2 ESCAPE '\\' OR LOWER(COALESCE(email, '')) LIKE $2 ESCAPE '\\') \
+         ORDER BY username_key LIMIT $3 OFFSET $4"
+    )))
+    .bind(scope_key)
+    .bind(&pattern)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users WHERE scope_key = $1 \
+         AND (username_key LIKE $2 ESCAPE '\\' OR LOWER(COALESCE(email, '')) LIKE $2 ESCAPE '\\')",
+    )
+    .bind(scope_key)
+    .bind(&pattern)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}
+
+#[derive(Debug)]
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub scope_key: &'a str,
+    pub tenant_id: Option<&'a str>,
+    pub username: &'a str,
+    pub username_key: &'a str,
+    pub email: Option<&'a str>,
+    pub password_hash: &'a str,
+    pub security_stamp: &'a str,
+    pub created_at: i64,
+}
+
+pub async fn insert_user(conn: &mut AnyConnection, u: &NewUser<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (id, scope_key, tenant_id, username, username_key, email, password_hash, \
+         security_stamp, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(u.id)
+    .bind(u.scope_key)
+    .bind(u.tenant_id)
+    .bind(u.username)
+    .bind(u.username_key)
+    .bind(u.email)
+    .bind(u.password_hash)
+    .bind(u.security_stamp)
+    .bind(u.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets the user's 2FA switch and rotates the security stamp, which ends sessions made
+/// under the old profile.
+pub async fn set_two_factor(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    enabled: bool,
+    new_stamp: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET two_factor_enabled = $1, security_stamp = $2 WHERE id = $3")
+        .bind(b(enabled))
+        .bind(new_stamp)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(pool)
+        .await
+}
+
+/// Users of a scope grouped by their switch and whether they have a factor: the only
+/// two things about a user that resolution and the impact preview depend on, so a
+/// preview costs one indexed aggregate whatever the number of users.
+pub async fn user_groups(pool: &AnyPool, scope_key: &str) -> Result<Vec<UserGroup>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT two_factor_enabled AS enabled, \
+         CAST(CASE WHEN email_confirmed = 1 OR phone_confirmed = 1 OR has_authenticator = 1 THEN 1 ELSE 0 END AS BIGINT) AS has_factor, \
+         COUNT(*) AS n FROM users WHERE scope_key = $1 GROUP BY 1, 2",
+    )
+    .bind(scope_key)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(Debug, Clone, Copy, FromRow)]
+pub struct UserGroup {
+    pub enabled: i64,
+    pub has_factor: i64,
+    pub n: i64,
+}
+
+// ---------------------------------------------------------------- roles
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RoleRow {
+    pub user_id: String,
+    pub role: String,
+    pub scope_key: String,
+}
+
+pub async fn all_roles(pool: &AnyPool) -> Result<Vec<RoleRow>, sqlx::Error> {
+    sqlx::query_as("SELECT user_id, role, scope_key FROM role_assignments")
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn roles_of(pool: &AnyPool, user_id: &str) -> Result<Vec<RoleRow>, sqlx::Error> {
+    sqlx::query_as("SELECT user_id, role, scope_key FROM role_assignments WHERE user_id = $1 ORDER BY role, scope_key")
+        .bind(user_id)
+        .fetch_all(pool)
+        .await
+}
+
+/// Returns whether the assignment is new.
+pub async fn grant_role(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    role: &str,
+    scope_key: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO role_assignments (user_id, role, scope_key, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(role)
+    .bind(scope_key)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn revoke_role(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    role: &str,
+    scope_key: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM role_assignments WHERE user_id = $1 AND role = $2 AND scope_key = $3",
+    )
+    .bind(user_id)
+    .bind(role)
+    .bind(scope_key)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+// ---------------------------------------------------------------- sessions
+
+#[derive(Debug)]
+pub struct NewSession<'a> {
+    pub token_hash: &'a str,
+    pub user_id: &'a str,
+    pub security_stamp: &'a str,
+    pub auth_methods: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+    pub user_agent: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+}
+
+pub async fn insert_session(
+    conn: &mut AnyConnection,
+    s: &NewSession<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
+         last_seen_at, expires_at, user_agent, client_ip) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)",
+    )
+    .bind(s.token_hash)
+    .bind(s.user_id)
+    .bind(s.security_stamp)
+    .bind(s.auth_methods)
+    .bind(s.now)
+    .bind(s.expires_at)
+    .bind(s.user_agent)
+    .bind(s.client_ip)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRow {
+    pub user_id: String,
+    pub security_stamp: String,
+    pub auth_methods: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub user_stamp: String,
+}
+
+/// The session with the current stamp of its user, so the caller can refuse sessions
+/// made under an old security profile.
+pub async fn find_session(
+    pool: &AnyPool,
+    token_hash: &str,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.user_id, s.security_stamp, s.auth_methods, s.created_at, s.last_seen_at, s.expires_at, \
+         u.security_stamp AS user_stamp FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn touch_session(pool: &AnyPool, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+        .bind(now)
+        .bind(token_hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_session(pool: &AnyPool, token_hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Removes sessions that can no longer be used, so the table does not grow forever.
+pub async fn purge_sessions(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+// ---------------------------------------------------------------- audit
+
+#[derive(Debug)]
+pub struct NewAudit<'a> {
+    pub at: i64,
+    pub actor_user_id: Option<&'a str>,
+    pub scope_key: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+pub async fn insert_audit(conn: &mut AnyConnection, e: &NewAudit<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target, before_json, after_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(e.at)
+    .bind(e.actor_user_id)
+    .bind(e.scope_key)
+    .bind(e.action)
+    .bind(e.target)
+    .bind(e.before.as_ref().map(|v| v.to_string()))
+    .bind(e.after.as_ref().map(|v| v.to_string()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AuditRow {
+    pub id: String,
+    pub at: i64,
+    pub actor_user_id: Option<String>,
+    pub scope_key: String,
+    pub action: String,
+    pub target: String,
+    pub before_json: Option<String>,
+    pub after_json: Option<String>,
+}
+
+/// Newest first; `before` is the id of the last event of the previous page.
+pub async fn list_audit(
+    pool: &AnyPool,
+    scope_key: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, at, actor_user_id, scope_key, action, target, before_json, after_json FROM audit_events \
+         WHERE ($1 IS NULL OR scope_key = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+    )
+    .bind(scope_key)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

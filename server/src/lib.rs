@@ -1,0 +1,15 @@
+//! The `twofold` server: configuration, storage, the HTTP API and the sign-in pipeline.
+//! `main.rs` only parses the command line; everything else lives here so the
+//! integration tests can start the real application in-process on port 0.
+
+pub mod app;
+pub mod auth;
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod signin;

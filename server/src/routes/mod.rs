@@ -1,0 +1,128 @@
+//! The HTTP API. Each area builds its own small router; this module merges them and
+//! holds what they share (paging, audit writing, user views).
+
+pub mod audit;
+pub mod auth;
+pub mod health;
+pub mod settings;
+pub mod tenants;
+pub mod users;
+
+use axum::Router;
+use serde::Deserialize;
+use twofold_policy::wire::{RoleGrant, User};
+use utoipa::IntoParams;
+
+use crate::app::AppState;
+use crate::clock::rfc3339;
+use crate::db::{self, HOST_SCOPE, NewAudit, RoleRow, UserRow};
+use crate::error::AppResult;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(health::routes())
+        .merge(auth::routes())
+        .merge(settings::routes())
+        .merge(tenants::routes())
+        .merge(users::routes())
+        .merge(audit::routes())
+        .merge(crate::openapi::routes())
+}
+
+/// Search and paging of list endpoints.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Text to search for in names.
+    #[serde(default)]
+    pub q: Option<String>,
+    /// 1-based page number.
+    #[serde(default)]
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
+    #[serde(default)]
+    pub per_page: Option<u32>,
+}
+
+impl ListParams {
+    /// (page, per_page, limit, offset), clamped to sane bounds.
+    pub fn window(&self) -> (u32, u32, i64, i64) {
+        let page = self.page.unwrap_or(1).clamp(1, 1_000_000);
+        let per_page = self.per_page.unwrap_or(20).clamp(1, 100);
+        (
+            page,
+            per_page,
+            i64::from(per_page),
+            i64::from(page - 1) * i64::from(per_page),
+        )
+    }
+
+    pub fn query(&self) -> &str {
+        self.q.as_deref().map(str::trim).unwrap_or("")
+    }
+}
+
+pub fn role_grants(rows: &[RoleRow]) -> Vec<RoleGrant> {
+    rows.iter()
+        .map(|r| RoleGrant {
+            role: r.role.clone(),
+            tenant_id: (r.scope_key != HOST_SCOPE).then(|| r.scope_key.clone()),
+        })
+        .collect()
+}
+
+pub fn user_view(u: &UserRow, roles: &[RoleRow]) -> User {
+    User {
+        id: u.id.clone(),
+        username: u.username.clone(),
+        email: u.email.clone(),
+        tenant_id: u.tenant_id.clone(),
+        two_factor_enabled: u.two_factor_enabled != 0,
+        has_factor: u.has_factor(),
+        roles: role_grants(roles),
+        created_at: rfc3339(u.created_at),
+    }
+}
+
+/// Writes an audit event inside the caller's transaction.
+pub async fn audit(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    actor: &str,
+    scope_key: &str,
+    action: &str,
+    target: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> AppResult<()> {
+    db::insert_audit(
+        conn,
+        &NewAudit {
+            at: state.now(),
+            actor_user_id: Some(actor),
+            scope_key,
+            action,
+            target,
+            before,
+            after,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Loads a tenant and checks the actor may perform `action` in it.
+pub async fn tenant_for(
+    state: &AppState,
+    who: &crate::auth::Authenticated,
+    raw_id: &str,
+    action: twofold_policy::authz::Action,
+) -> AppResult<db::TenantRow> {
+    use twofold_policy::authz::{Domain, Target};
+    let id = crate::extract::parse_id(raw_id, "tenant")?;
+    let tenant = db::get_tenant(&state.db().pool, &id)
+        .await?
+        .ok_or(crate::error::AppError::NotFound("tenant"))?;
+    state.authorize(who, action, Target::Domain(Domain::Tenant(&tenant.id)))?;
+    Ok(tenant)
+}

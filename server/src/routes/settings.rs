@@ -1,0 +1,288 @@
+//! 2FA settings of the host and of each tenant, with the impact preview of a change.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use twofold_policy::authz::{Action, Domain, Target};
+use twofold_policy::wire::{
+    ErrorBody, FeaturePreviewRequest, ImpactPreview, SettingsPreviewRequest, TenantSettingsView,
+};
+use twofold_policy::{Behaviour, PolicyInput, Scope, ScopeSettings, TenantFeature, resolve};
+
+use super::tenant_for;
+use crate::app::AppState;
+use crate::auth::Authenticated;
+use crate::db::{self, HOST_SCOPE};
+use crate::error::{AppError, AppResult};
+use crate::extract::{Json, Path};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/host/settings",
+            get(get_host_settings).put(put_host_settings),
+        )
+        .route("/api/host/settings/preview", post(preview_host_settings))
+        .route(
+            "/api/tenants/{tenant_id}/settings",
+            get(get_tenant_settings).put(put_tenant_settings),
+        )
+        .route(
+            "/api/tenants/{tenant_id}/settings/preview",
+            post(preview_tenant_settings),
+        )
+        .route(
+            "/api/tenants/{tenant_id}/feature/preview",
+            post(preview_feature),
+        )
+}
+
+fn validate(s: &ScopeSettings) -> AppResult<()> {
+    s.validate()
+        .map_err(|e| AppError::invalid_field(e.field(), e.to_string()))
+}
+
+/// The old and new inputs of one scope, before and after a proposed change.
+#[derive(Debug)]
+pub enum Change<'a> {
+    Host {
+        old: &'a ScopeSettings,
+        new: &'a ScopeSettings,
+    },
+    Tenant {
+        old: (TenantFeature, &'a ScopeSettings),
+        new: (TenantFeature, &'a ScopeSettings),
+    },
+}
+
+/// Counts what a change would do. Resolution depends on a user only through their
+/// switch, and enrolment on whether they have a factor, so the users of a scope fall
+/// into at most four groups and the preview is one aggregate query, not a scan.
+pub async fn impact(
+    state: &AppState,
+    scope_key: &str,
+    change: Change<'_>,
+) -> AppResult<ImpactPreview> {
+    let groups = db::user_groups(&state.db().pool, scope_key).await?;
+    let mut out = ImpactPreview::default();
+    for g in groups {
+        let flag = g.enabled != 0;
+        let n = u64::try_from(g.n).unwrap_or(0);
+        let (was, will) = match &change {
+            Change::Host { old, new } => (
+                resolve(&PolicyInput {
+                    scope: Scope::Host { settings: old },
+                    user_two_factor_enabled: flag,
+                }),
+                resolve(&PolicyInput {
+                    scope: Scope::Host { settings: new },
+                    user_two_factor_enabled: flag,
+                }),
+            ),
+            Change::Tenant { old, new } => (
+                resolve(&PolicyInput {
+                    scope: Scope::Tenant {
+                        feature: old.0,
+                        settings: old.1,
+                    },
+                    user_two_factor_enabled: flag,
+                }),
+                resolve(&PolicyInput {
+                    scope: Scope::Tenant {
+                        feature: new.0,
+                        settings: new.1,
+                    },
+                    user_two_factor_enabled: flag,
+                }),
+            ),
+        };
+        out.users_in_scope += n;
+        if !was.required && will.required {
+            out.newly_required += n;
+            if g.has_factor == 0 {
+                out.newly_required_without_factor += n;
+            }
+        }
+        if was.required && !will.required {
+            out.no_longer_required += n;
+        }
+    }
+    Ok(out)
+}
+
+/// The host's 2FA settings, which apply to host users only.
+#[utoipa::path(get, path = "/api/host/settings", tag = "settings",
+    responses((status = 200, body = ScopeSettings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn get_host_settings(
+    State(state): State<AppState>,
+    who: Authenticated,
+) -> AppResult<Json<ScopeSettings>> {
+    state.authorize(&who, Action::ReadSettings, Target::Domain(Domain::Host))?;
+    Ok(Json(state.cache().settings(state.db(), HOST_SCOPE).await?))
+}
+
+/// Replaces the host's 2FA settings.
+#[utoipa::path(put, path = "/api/host/settings", tag = "settings", request_body = ScopeSettings,
+    responses((status = 200, body = ScopeSettings), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn put_host_settings(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(new): Json<ScopeSettings>,
+) -> AppResult<Json<ScopeSettings>> {
+    state.authorize(&who, Action::UpdateSettings, Target::Domain(Domain::Host))?;
+    validate(&new)?;
+    save_settings(&state, &who, HOST_SCOPE, None, new).await?;
+    Ok(Json(new))
+}
+
+async fn save_settings(
+    state: &AppState,
+    who: &Authenticated,
+    scope_key: &str,
+    feature: Option<TenantFeature>,
+    new: ScopeSettings,
+) -> AppResult<()> {
+    let mut tx = state.db().begin_write().await?;
+    // Read inside the write transaction so the ceiling check and the audit's "before"
+    // cannot race another writer.
+    let old = db::load_settings(&mut *tx, scope_key).await?;
+    if let Some(feature) = feature {
+        if matches!(feature.behaviour, Behaviour::Forced | Behaviour::Disabled)
+            && new.behaviour != old.behaviour
+        {
+            return Err(AppError::conflict(
+                "behaviour_fixed_by_host",
+                format!(
+                    "the host has set this tenant's two-factor feature to {}, so the behaviour cannot be changed; the other settings can",
+                    feature.behaviour.as_str()
+                ),
+            ));
+        }
+    }
+    db::store_settings(&mut tx, scope_key, &new, state.now()).await?;
+    let action = if scope_key == HOST_SCOPE {
+        "host_settings.updated"
+    } else {
+        "tenant_settings.updated"
+    };
+    super::audit(
+        &mut tx,
+        state,
+        &who.user.id,
+        scope_key,
+        action,
+        &format!("settings:{scope_key}"),
+        Some(serde_json::to_value(old).map_err(anyhow::Error::from)?),
+        Some(serde_json::to_value(new).map_err(anyhow::Error::from)?),
+    )
+    .await?;
+    tx.commit().await?;
+    state.cache().invalidate_settings(scope_key);
+    Ok(())
+}
+
+/// What saving proposed host settings would do to host users, without saving.
+#[utoipa::path(post, path = "/api/host/settings/preview", tag = "settings", request_body = SettingsPreviewRequest,
+    responses((status = 200, body = ImpactPreview), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn preview_host_settings(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<SettingsPreviewRequest>,
+) -> AppResult<Json<ImpactPreview>> {
+    state.authorize(&who, Action::ReadSettings, Target::Domain(Domain::Host))?;
+    validate(&req.settings)?;
+    let old = state.cache().settings(state.db(), HOST_SCOPE).await?;
+    Ok(Json(
+        impact(
+            &state,
+            HOST_SCOPE,
+            Change::Host {
+                old: &old,
+                new: &req.settings,
+            },
+        )
+        .await?,
+    ))
+}
+
+/// A tenant's own 2FA settings and the host's ceiling over them.
+#[utoipa::path(get, path = "/api/tenants/{tenant_id}/settings", tag = "settings",
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantSettingsView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_tenant_settings(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+) -> AppResult<Json<TenantSettingsView>> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::ReadSettings).await?;
+    let feature = state.cache().feature(state.db(), &tenant.id).await?;
+    let settings = state.cache().settings(state.db(), &tenant.id).await?;
+    Ok(Json(TenantSettingsView {
+        settings,
+        feature,
+        behaviour_fixed_by_host: feature.behaviour != Behaviour::Optional,
+    }))
+}
+
+/// Replaces a tenant's 2FA settings. While the host's ceiling is forced or disabled the
+/// behaviour cannot change (409); the other settings still can.
+#[utoipa::path(put, path = "/api/tenants/{tenant_id}/settings", tag = "settings", request_body = ScopeSettings,
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantSettingsView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "Behaviour fixed by the host's ceiling", body = ErrorBody)))]
+pub async fn put_tenant_settings(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+    Json(new): Json<ScopeSettings>,
+) -> AppResult<Json<TenantSettingsView>> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateSettings).await?;
+    validate(&new)?;
+    let feature = tenant.feature()?;
+    save_settings(&state, &who, &tenant.id, Some(feature), new).await?;
+    Ok(Json(TenantSettingsView {
+        settings: new,
+        feature,
+        behaviour_fixed_by_host: feature.behaviour != Behaviour::Optional,
+    }))
+}
+
+/// What saving proposed tenant settings would do to the tenant's users, without saving.
+#[utoipa::path(post, path = "/api/tenants/{tenant_id}/settings/preview", tag = "settings", request_body = SettingsPreviewRequest,
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = ImpactPreview), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn preview_tenant_settings(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+    Json(req): Json<SettingsPreviewRequest>,
+) -> AppResult<Json<ImpactPreview>> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::ReadSettings).await?;
+    validate(&req.settings)?;
+    let feature = tenant.feature()?;
+    let old = db::load_settings(&state.db().pool, &tenant.id).await?;
+    let change = Change::Tenant {
+        old: (feature, &old),
+        new: (feature, &req.settings),
+    };
+    Ok(Json(impact(&state, &tenant.id, change).await?))
+}
+
+/// What a proposed 2FA feature (ceiling) would do to the tenant's users, without saving.
+#[utoipa::path(post, path = "/api/tenants/{tenant_id}/feature/preview", tag = "tenants", request_body = FeaturePreviewRequest,
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = ImpactPreview), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn preview_feature(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+    Json(req): Json<FeaturePreviewRequest>,
+) -> AppResult<Json<ImpactPreview>> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateFeature).await?;
+    let settings = db::load_settings(&state.db().pool, &tenant.id).await?;
+    let change = Change::Tenant {
+        old: (tenant.feature()?, &settings),
+        new: (req.feature, &settings),
+    };
+    Ok(Json(impact(&state, &tenant.id, change).await?))
+}

@@ -1,0 +1,170 @@
+//! Tenants and their 2FA feature (the ceiling the host sets over each tenant).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use twofold_policy::authz::{Action, Domain, Target};
+use twofold_policy::names::TenantName;
+use twofold_policy::wire::{CreateTenant, ErrorBody, Tenant, TenantPage};
+use twofold_policy::{ScopeSettings, TenantFeature};
+
+use super::{ListParams, tenant_for};
+use crate::app::AppState;
+use crate::auth::Authenticated;
+use crate::clock::rfc3339;
+use crate::db::{self, TenantRow};
+use crate::error::{AppError, AppResult};
+use crate::extract::{Json, Path, Query};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/tenants", get(list_tenants).post(create_tenant))
+        .route("/api/tenants/{tenant_id}", get(get_tenant))
+        .route(
+            "/api/tenants/{tenant_id}/feature",
+            get(get_feature).put(put_feature),
+        )
+}
+
+fn view(t: &TenantRow) -> Tenant {
+    Tenant {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        display_name: t.display_name.clone(),
+        created_at: rfc3339(t.created_at),
+    }
+}
+
+/// Tenants, searched by name and paged.
+#[utoipa::path(get, path = "/api/tenants", tag = "tenants", params(ListParams),
+    responses((status = 200, body = TenantPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Query(params): Query<ListParams>,
+) -> AppResult<Json<TenantPage>> {
+    state.authorize(&who, Action::ListTenants, Target::Domain(Domain::Host))?;
+    let (page, per_page, limit, offset) = params.window();
+    let (rows, total) = db::list_tenants(&state.db().pool, params.query(), limit, offset).await?;
+    Ok(Json(TenantPage {
+        items: rows.iter().map(view).collect(),
+        total: u64::try_from(total).unwrap_or(0),
+        page,
+        per_page,
+    }))
+}
+
+/// Creates a tenant with the default feature (optional) and default settings.
+#[utoipa::path(post, path = "/api/tenants", tag = "tenants", request_body = CreateTenant,
+    responses((status = 201, body = Tenant), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody)))]
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<CreateTenant>,
+) -> AppResult<(StatusCode, Json<Tenant>)> {
+    state.authorize(&who, Action::CreateTenant, Target::Domain(Domain::Host))?;
+    let name =
+        TenantName::parse(&req.name).map_err(|e| AppError::invalid_field(e.field, e.message))?;
+    let display_name = req
+        .display_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(name.as_str());
+    if display_name.chars().count() > 200 || display_name.chars().any(char::is_control) {
+        return Err(AppError::invalid_field(
+            "display_name",
+            "a display name has at most 200 printable characters",
+        ));
+    }
+    let row = TenantRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        name: name.as_str().to_owned(),
+        display_name: display_name.to_owned(),
+        feature_behaviour: TenantFeature::default().behaviour.as_str().to_owned(),
+        created_at: state.now(),
+    };
+    let mut tx = state.db().begin_write().await?;
+    if db::get_tenant_by_name(&mut *tx, &row.name).await?.is_some() {
+        return Err(AppError::conflict(
+            "name_taken",
+            "a tenant with this name exists",
+        ));
+    }
+    db::insert_tenant(&mut tx, &row).await?;
+    db::store_settings(&mut tx, &row.id, &ScopeSettings::default(), row.created_at).await?;
+    super::audit(
+        &mut tx,
+        &state,
+        &who.user.id,
+        &row.id,
+        "tenant.created",
+        &format!("tenant:{}", row.id),
+        None,
+        Some(serde_json::json!({ "name": row.name, "display_name": row.display_name })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(view(&row))))
+}
+
+/// One tenant.
+#[utoipa::path(get, path = "/api/tenants/{tenant_id}", tag = "tenants",
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = Tenant), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+) -> AppResult<Json<Tenant>> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::ReadTenant).await?;
+    Ok(Json(view(&tenant)))
+}
+
+/// The tenant's 2FA feature: the ceiling over its own settings.
+#[utoipa::path(get, path = "/api/tenants/{tenant_id}/feature", tag = "tenants",
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantFeature), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_feature(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+) -> AppResult<Json<TenantFeature>> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::ReadFeature).await?;
+    Ok(Json(tenant.feature()?))
+}
+
+/// Sets the tenant's 2FA feature. Forced or disabled fixes the tenant's behaviour.
+#[utoipa::path(put, path = "/api/tenants/{tenant_id}/feature", tag = "tenants", request_body = TenantFeature,
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = TenantFeature), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn put_feature(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+    Json(new): Json<TenantFeature>,
+) -> AppResult<Json<TenantFeature>> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateFeature).await?;
+    let mut tx = state.db().begin_write().await?;
+    let old = db::get_tenant(&mut *tx, &tenant.id)
+        .await?
+        .ok_or(AppError::NotFound("tenant"))?
+        .feature()?;
+    db::set_tenant_feature(&mut tx, &tenant.id, new.behaviour).await?;
+    super::audit(
+        &mut tx,
+        &state,
+        &who.user.id,
+        &tenant.id,
+        "tenant_feature.updated",
+        &format!("tenant:{}", tenant.id),
+        Some(serde_json::to_value(old).map_err(anyhow::Error::from)?),
+        Some(serde_json::to_value(new).map_err(anyhow::Error::from)?),
+    )
+    .await?;
+    tx.commit().await?;
+    state.cache().invalidate_feature(&tenant.id);
+    Ok(Json(new))
+}

@@ -1,0 +1,359 @@
+//! Users of the host and of tenants: listing, creation, the effective policy with its
+//! explanation, the admin's 2FA switch and the tenant-admin role.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use twofold_policy::authz::{Action, Domain, Role, Target};
+use twofold_policy::names::{EmailAddress, Username, check_new_password};
+use twofold_policy::wire::{
+    AssignRole, CreateUser, EffectivePolicyView, ErrorBody, SetTwoFactor, User, UserPage,
+};
+
+use super::{ListParams, tenant_for, user_view};
+use crate::app::{AppState, domain_of};
+use crate::auth::{self, Authenticated};
+use crate::db::{self, HOST_SCOPE, NewUser, UserRow};
+use crate::error::{AppError, AppResult};
+use crate::extract::{Json, Path, Query, parse_id};
+use crate::signin::effective_policy;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/host/users",
+            get(list_host_users).post(create_host_user),
+        )
+        .route(
+            "/api/tenants/{tenant_id}/users",
+            get(list_tenant_users).post(create_tenant_user),
+        )
+        .route("/api/tenants/{tenant_id}/admins", post(assign_tenant_admin))
+        .route(
+            "/api/tenants/{tenant_id}/admins/{user_id}",
+            delete(revoke_tenant_admin),
+        )
+        .route("/api/users/{user_id}", get(get_user))
+        .route("/api/users/{user_id}/policy", get(get_user_policy))
+        .route("/api/users/{user_id}/two-factor", put(set_user_two_factor))
+}
+
+/// Loads a user and checks the actor may perform `action` on them.
+async fn user_for(
+    state: &AppState,
+    who: &Authenticated,
+    raw_id: &str,
+    action: Action,
+) -> AppResult<UserRow> {
+    let id = parse_id(raw_id, "user")?;
+    let user = db::get_user(&state.db().pool, &id)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    state.authorize(
+        who,
+        action,
+        Target::User {
+            id: &user.id,
+            domain: domain_of(&user.scope_key),
+        },
+    )?;
+    Ok(user)
+}
+
+async fn list_scope(state: &AppState, scope_key: &str, params: &ListParams) -> AppResult<UserPage> {
+    let (page, per_page, limit, offset) = params.window();
+    let (rows, total) =
+        db::list_users(&state.db().pool, scope_key, params.query(), limit, offset).await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let roles = db::roles_of(&state.db().pool, &row.id).await?;
+        items.push(user_view(row, &roles));
+    }
+    Ok(UserPage {
+        items,
+        total: u64::try_from(total).unwrap_or(0),
+        page,
+        per_page,
+    })
+}
+
+async fn create_in_scope(
+    state: &AppState,
+    who: &Authenticated,
+    scope_key: &str,
+    req: CreateUser,
+) -> AppResult<User> {
+    let username =
+        Username::parse(&req.username).map_err(|e| AppError::invalid_field(e.field, e.message))?;
+    check_new_password(&req.password).map_err(|e| AppError::invalid_field(e.field, e.message))?;
+    let email = match req
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(e) => {
+            Some(EmailAddress::parse(e).map_err(|e| AppError::invalid_field(e.field, e.message))?)
+        }
+        None => None,
+    };
+    let hash = auth::hash_password(req.password).await?;
+    let now = state.now();
+    let id = uuid::Uuid::now_v7().to_string();
+    let tenant_id = (scope_key != HOST_SCOPE).then_some(scope_key);
+    let mut tx = state.db().begin_write().await?;
+    if db::find_user(&mut *tx, scope_key, username.key())
+        .await?
+        .is_some()
+    {
+        return Err(AppError::conflict(
+            "username_taken",
+            "a user with this name exists in this scope",
+        ));
+    }
+    db::insert_user(
+        &mut tx,
+        &NewUser {
+            id: &id,
+            scope_key,
+            tenant_id,
+            username: username.as_str(),
+            username_key: username.key(),
+            email: email.as_ref().map(EmailAddress::as_str),
+            password_hash: &hash,
+            security_stamp: &auth::new_stamp(),
+            created_at: now,
+        },
+    )
+    .await?;
+    super::audit(
+        &mut tx,
+        state,
+        &who.user.id,
+        scope_key,
+        "user.created",
+        &format!("user:{id}"),
+        None,
+        Some(serde_json::json!({ "username": username.as_str(), "email": email.as_ref().map(EmailAddress::as_str) })),
+    )
+    .await?;
+    tx.commit().await?;
+    let row = db::get_user(&state.db().pool, &id)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    Ok(user_view(&row, &[]))
+}
+
+/// Host users, searched and paged.
+#[utoipa::path(get, path = "/api/host/users", tag = "users", params(ListParams),
+    responses((status = 200, body = UserPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_host_users(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Query(params): Query<ListParams>,
+) -> AppResult<Json<UserPage>> {
+    state.authorize(&who, Action::ListUsers, Target::Domain(Domain::Host))?;
+    Ok(Json(list_scope(&state, HOST_SCOPE, &params).await?))
+}
+
+/// Creates a host user.
+#[utoipa::path(post, path = "/api/host/users", tag = "users", request_body = CreateUser,
+    responses((status = 201, body = User), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "User name taken", body = ErrorBody)))]
+pub async fn create_host_user(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<CreateUser>,
+) -> AppResult<(StatusCode, Json<User>)> {
+    state.authorize(&who, Action::CreateUser, Target::Domain(Domain::Host))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(create_in_scope(&state, &who, HOST_SCOPE, req).await?),
+    ))
+}
+
+/// A tenant's users, searched and paged.
+#[utoipa::path(get, path = "/api/tenants/{tenant_id}/users", tag = "users",
+    params(("tenant_id" = String, Path, description = "Tenant id"), ListParams),
+    responses((status = 200, body = UserPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_tenant_users(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+    Query(params): Query<ListParams>,
+) -> AppResult<Json<UserPage>> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::ListUsers).await?;
+    Ok(Json(list_scope(&state, &tenant.id, &params).await?))
+}
+
+/// Creates a user in a tenant.
+#[utoipa::path(post, path = "/api/tenants/{tenant_id}/users", tag = "users", request_body = CreateUser,
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 201, body = User), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "User name taken", body = ErrorBody)))]
+pub async fn create_tenant_user(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+    Json(req): Json<CreateUser>,
+) -> AppResult<(StatusCode, Json<User>)> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::CreateUser).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(create_in_scope(&state, &who, &tenant.id, req).await?),
+    ))
+}
+
+/// One user.
+#[utoipa::path(get, path = "/api/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_user(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+) -> AppResult<Json<User>> {
+    let user = user_for(&state, &who, &user_id, Action::ReadUser).await?;
+    let roles = db::roles_of(&state.db().pool, &user.id).await?;
+    Ok(Json(user_view(&user, &roles)))
+}
+
+/// The user's effective 2FA policy with the reasons, level by level.
+#[utoipa::path(get, path = "/api/users/{user_id}/policy", tag = "users",
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 200, body = EffectivePolicyView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_user_policy(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+) -> AppResult<Json<EffectivePolicyView>> {
+    let user = user_for(&state, &who, &user_id, Action::ReadUser).await?;
+    let policy = effective_policy(&state, &user).await?;
+    Ok(Json(EffectivePolicyView::new(user.id, &policy)))
+}
+
+/// Sets a user's 2FA switch as an admin. Only possible while the user's effective
+/// behaviour is optional; under forced or disabled the switch would have no effect and
+/// is refused (409) rather than stored silently.
+#[utoipa::path(put, path = "/api/users/{user_id}/two-factor", tag = "users", request_body = SetTwoFactor,
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 200, body = EffectivePolicyView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "Behaviour is not optional", body = ErrorBody)))]
+pub async fn set_user_two_factor(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+    Json(req): Json<SetTwoFactor>,
+) -> AppResult<Json<EffectivePolicyView>> {
+    let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    let policy = effective_policy(&state, &user).await?;
+    if !policy.admin_can_override {
+        return Err(AppError::conflict(
+            "not_optional",
+            format!(
+                "two-factor sign-in is {} for this user, so their switch cannot be set",
+                policy.behaviour.as_str()
+            ),
+        ));
+    }
+    let before = user.two_factor_enabled != 0;
+    let mut tx = state.db().begin_write().await?;
+    db::set_two_factor(&mut tx, &user.id, req.enabled, &auth::new_stamp()).await?;
+    super::audit(
+        &mut tx,
+        &state,
+        &who.user.id,
+        &user.scope_key,
+        "user.two_factor_set",
+        &format!("user:{}", user.id),
+        Some(serde_json::json!({ "two_factor_enabled": before })),
+        Some(serde_json::json!({ "two_factor_enabled": req.enabled })),
+    )
+    .await?;
+    tx.commit().await?;
+    let user = db::get_user(&state.db().pool, &user.id)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    let policy = effective_policy(&state, &user).await?;
+    Ok(Json(EffectivePolicyView::new(user.id, &policy)))
+}
+
+/// Makes a user of the tenant one of its admins.
+#[utoipa::path(post, path = "/api/tenants/{tenant_id}/admins", tag = "users", request_body = AssignRole,
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn assign_tenant_admin(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+    Json(req): Json<AssignRole>,
+) -> AppResult<Json<User>> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::AssignRole).await?;
+    let user = tenant_member(&state, &tenant.id, &req.user_id).await?;
+    let mut tx = state.db().begin_write().await?;
+    if db::grant_role(
+        &mut tx,
+        &user.id,
+        Role::TenantAdmin.as_str(),
+        &tenant.id,
+        state.now(),
+    )
+    .await?
+    {
+        super::audit(
+            &mut tx,
+            &state,
+            &who.user.id,
+            &tenant.id,
+            "role.granted",
+            &format!("user:{}", user.id),
+            None,
+            Some(serde_json::json!({ "role": "tenant_admin" })),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.grant_in_memory(&user.id, Role::TenantAdmin, &tenant.id)?;
+    let roles = db::roles_of(&state.db().pool, &user.id).await?;
+    Ok(Json(user_view(&user, &roles)))
+}
+
+/// Removes the tenant-admin role from a user of the tenant.
+#[utoipa::path(delete, path = "/api/tenants/{tenant_id}/admins/{user_id}", tag = "users",
+    params(("tenant_id" = String, Path, description = "Tenant id"), ("user_id" = String, Path, description = "User id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_tenant_admin(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path((tenant_id, user_id)): Path<(String, String)>,
+) -> AppResult<StatusCode> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::AssignRole).await?;
+    let user = tenant_member(&state, &tenant.id, &user_id).await?;
+    let mut tx = state.db().begin_write().await?;
+    if db::revoke_role(&mut tx, &user.id, Role::TenantAdmin.as_str(), &tenant.id).await? {
+        super::audit(
+            &mut tx,
+            &state,
+            &who.user.id,
+            &tenant.id,
+            "role.revoked",
+            &format!("user:{}", user.id),
+            Some(serde_json::json!({ "role": "tenant_admin" })),
+            None,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.revoke_in_memory(&user.id, Role::TenantAdmin, &tenant.id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user of the given tenant; users of other scopes are reported as unknown.
+async fn tenant_member(state: &AppState, tenant_id: &str, raw_user_id: &str) -> AppResult<UserRow> {
+    let id = parse_id(raw_user_id, "user")?;
+    db::get_user(&state.db().pool, &id)
+        .await?
+        .filter(|u| u.tenant_id.as_deref() == Some(tenant_id))
+        .ok_or(AppError::NotFound("user"))
+}

@@ -166,41 +166,26 @@ impl Authorizer {
     /// executor suffices and no runtime is needed.
     pub fn new() -> Result<Self, AuthzError> {
         futures_executor::block_on(async {
-            let model = DefaultModel::from_str(MODEL)
-                .await
-                .map_err(|e| AuthzError(e.to_string()))?;
-            let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
-                .await
-                .map_err(|e| AuthzError(e.to_string()))?;
+            let model = DefaultModel::from_str(MODEL).await.map_err(|e| AuthzError(e.to_string()))?;
+            let mut enforcer =
+                Enforcer::new(model, MemoryAdapter::default()).await.map_err(|e| AuthzError(e.to_string()))?;
             let rules: Vec<Vec<String>> = POLICY
                 .lines()
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| l.split(',').skip(1).map(|f| f.trim().to_owned()).collect())
                 .collect();
-            enforcer
-                .add_policies(rules)
-                .await
-                .map_err(|e| AuthzError(e.to_string()))?;
+            enforcer.add_policies(rules).await.map_err(|e| AuthzError(e.to_string()))?;
             Ok(Self { enforcer })
         })
     }
 
     /// Records that `user_id` holds `role` in `domain`. A host admin role can only be
     /// held in the host domain, a tenant admin role only in a tenant.
-    pub fn grant(
-        &mut self,
-        user_id: &str,
-        role: Role,
-        domain: Domain<'_>,
-    ) -> Result<(), AuthzError> {
+    pub fn grant(&mut self, user_id: &str, role: Role, domain: Domain<'_>) -> Result<(), AuthzError> {
         match (role, domain) {
             (Role::HostAdmin, Domain::Host) | (Role::TenantAdmin, Domain::Tenant(_)) => {}
             _ => {
-                return Err(AuthzError(format!(
-                    "{} cannot be held in {}",
-                    role.as_str(),
-                    domain.key()
-                )));
+                return Err(AuthzError(format!("{} cannot be held in {}", role.as_str(), domain.key())));
             }
         }
         let rule = vec![subject(user_id), role.as_str().to_owned(), domain.key()];
@@ -210,12 +195,7 @@ impl Authorizer {
     }
 
     /// Removes a role assignment; absent assignments are not an error.
-    pub fn revoke(
-        &mut self,
-        user_id: &str,
-        role: Role,
-        domain: Domain<'_>,
-    ) -> Result<(), AuthzError> {
+    pub fn revoke(&mut self, user_id: &str, role: Role, domain: Domain<'_>) -> Result<(), AuthzError> {
         let rule = vec![subject(user_id), role.as_str().to_owned(), domain.key()];
         futures_executor::block_on(self.enforcer.remove_grouping_policy(rule))
             .map(|_| ())
@@ -234,8 +214,6 @@ impl Authorizer {
         } else {
             obj.to_owned()
         };
-        self.enforcer
-            .enforce((subject(actor.user_id), target.domain().key(), obj, act))
-            .unwrap_or(false)
+        self.enforcer.enforce((subject(actor.user_id), target.domain().key(), obj, act)).unwrap_or(false)
     }
 }

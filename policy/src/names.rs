@@ -24,16 +24,11 @@ impl TenantName {
         if !(2..=63).contains(&s.len()) {
             return Err(invalid("name", "a tenant name has 2 to 63 characters"));
         }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             || s.starts_with('-')
             || s.ends_with('-')
         {
-            return Err(invalid(
-                "name",
-                "a tenant name uses letters, digits and inner hyphens only",
-            ));
+            return Err(invalid("name", "a tenant name uses letters, digits and inner hyphens only"));
         }
         if s == "host" {
             return Err(invalid("name", "\"host\" is reserved"));
@@ -61,10 +56,7 @@ impl Username {
             return Err(invalid("username", "a user name has 1 to 64 characters"));
         }
         if display.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(invalid(
-                "username",
-                "a user name cannot contain spaces or control characters",
-            ));
+            return Err(invalid("username", "a user name cannot contain spaces or control characters"));
         }
         let key = display.to_lowercase();
         Ok(Self { display, key })

@@ -16,10 +16,7 @@ pub enum Scope<'a> {
     /// A host user: only the host settings apply.
     Host { settings: &'a ScopeSettings },
     /// A tenant user: the tenant's feature is a ceiling over the tenant's settings.
-    Tenant {
-        feature: TenantFeature,
-        settings: &'a ScopeSettings,
-    },
+    Tenant { feature: TenantFeature, settings: &'a ScopeSettings },
 }
 
 /// Everything resolution needs about one user.
@@ -77,28 +74,14 @@ pub struct EffectivePolicy {
 /// Resolves the effective policy of one user.
 pub fn resolve(input: &PolicyInput<'_>) -> EffectivePolicy {
     let (scope, tenant_feature, settings, behaviour, level) = match input.scope {
-        Scope::Host { settings } => (
-            ScopeKind::Host,
-            None,
-            settings,
-            settings.behaviour,
-            DecidedBy::HostSettings,
-        ),
+        Scope::Host { settings } => (ScopeKind::Host, None, settings, settings.behaviour, DecidedBy::HostSettings),
         Scope::Tenant { feature, settings } => match feature.behaviour {
-            ceiling @ (Behaviour::Forced | Behaviour::Disabled) => (
-                ScopeKind::Tenant,
-                Some(ceiling),
-                settings,
-                ceiling,
-                DecidedBy::TenantFeature,
-            ),
-            Behaviour::Optional => (
-                ScopeKind::Tenant,
-                Some(Behaviour::Optional),
-                settings,
-                settings.behaviour,
-                DecidedBy::TenantSettings,
-            ),
+            ceiling @ (Behaviour::Forced | Behaviour::Disabled) => {
+                (ScopeKind::Tenant, Some(ceiling), settings, ceiling, DecidedBy::TenantFeature)
+            }
+            Behaviour::Optional => {
+                (ScopeKind::Tenant, Some(Behaviour::Optional), settings, settings.behaviour, DecidedBy::TenantSettings)
+            }
         },
     };
     let flag = input.user_two_factor_enabled;
@@ -149,18 +132,14 @@ impl EffectivePolicy {
                 ));
             }
         }
-        let flag = if self.user_two_factor_enabled {
-            "on"
-        } else {
-            "off"
-        };
+        let flag = if self.user_two_factor_enabled { "on" } else { "off" };
         match self.behaviour {
             Behaviour::Forced => out.push(
                 "A second factor is required for every sign-in; the user's own switch does not matter.".to_owned(),
             ),
-            Behaviour::Disabled => out.push(format!(
-                "No second factor is asked; the user's own switch ({flag}) is kept but ignored."
-            )),
+            Behaviour::Disabled => {
+                out.push(format!("No second factor is asked; the user's own switch ({flag}) is kept but ignored."))
+            }
             Behaviour::Optional => {
                 out.push(format!(
                     "The user's own switch is {flag}, so a second factor is {}.",
@@ -180,8 +159,7 @@ impl EffectivePolicy {
                     self.remember_browser_days
                 )
             } else {
-                "Remembering a browser is not allowed; every sign-in asks for the second factor."
-                    .to_owned()
+                "Remembering a browser is not allowed; every sign-in asks for the second factor.".to_owned()
             });
         }
         out
@@ -190,8 +168,7 @@ impl EffectivePolicy {
     /// One sentence for an end user's account page.
     pub fn summary(&self) -> String {
         match (self.decided_by, self.behaviour, self.required) {
-            (DecidedBy::TenantFeature, Behaviour::Forced, _)
-            | (DecidedBy::TenantSettings, Behaviour::Forced, _) => {
+            (DecidedBy::TenantFeature, Behaviour::Forced, _) | (DecidedBy::TenantSettings, Behaviour::Forced, _) => {
                 "Your organisation requires two-factor sign-in.".to_owned()
             }
             (DecidedBy::HostSettings, Behaviour::Forced, _) => {

@@ -66,11 +66,7 @@ pub struct ProviderSet {
 
 impl Default for ProviderSet {
     fn default() -> Self {
-        Self {
-            authenticator: true,
-            email: true,
-            sms: true,
-        }
+        Self { authenticator: true, email: true, sms: true }
     }
 }
 

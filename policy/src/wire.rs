@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::resolve::{DecidedBy, EffectivePolicy, ScopeKind};
-use crate::vocab::{Behaviour, ProviderSet, ScopeSettings, TenantFeature};
+use crate::vocab::{Behaviour, Provider, ProviderSet, ScopeSettings, TenantFeature};
 
 /// The one error shape of the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +18,12 @@ pub struct ErrorBody {
     /// The request field the error is about, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `locked_out` and `rate_limited`: when to try again (also in `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+    /// For `invalid_code`: how many more wrong codes lock the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,11 +38,12 @@ pub struct SignInRequest {
 }
 
 /// Where a sign-in stands after a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SignInStatus {
     /// A session cookie was issued.
+    #[default]
     SignedIn,
     /// The password was right; a second factor is required next.
     RequiresTwoFactor,
@@ -44,13 +51,186 @@ pub enum SignInStatus {
     RequiresEnrollment,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignInResponse {
     pub status: SignInStatus,
     /// The signed-in user, when `status` is `signed_in`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<CurrentUser>,
+    /// For `requires_two_factor`: the factors this user can use now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderOffer>,
+    /// For `requires_two_factor`: whether unused recovery codes exist.
+    #[serde(default)]
+    pub recovery_code_available: bool,
+    /// Whether "remember this browser" may be offered.
+    #[serde(default)]
+    pub remember_browser_offered: bool,
+    pub remember_browser_days: u32,
+    /// For `requires_enrollment`: the factors that may be enrolled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enrollable: Vec<Provider>,
+    /// For `requires_enrollment`: the end of the grace period, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<String>,
+    /// For `requires_enrollment`: whether enrolment may be postponed now.
+    #[serde(default)]
+    pub can_postpone: bool,
+    /// Recovery codes, shown once, when this step enrolled the user's first factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<Vec<String>>,
+}
+
+/// A second factor offered at sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProviderOffer {
+    pub provider: Provider,
+    /// Email and SMS codes are weaker than an authenticator app.
+    pub weaker: bool,
+    /// Where a code would go, partly hidden (`a***@example.com`, `***1234`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+/// How a second factor is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SecondFactorMethod {
+    Authenticator,
+    Email,
+    Sms,
+    RecoveryCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SendCodeRequest {
+    pub provider: Provider,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SendCodeResponse {
+    /// The destination, partly hidden.
+    pub sent_to: String,
+    pub expires_in_seconds: u32,
+    /// Email and SMS are weaker factors.
+    pub weaker: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    pub method: SecondFactorMethod,
+    pub code: String,
+    #[serde(default)]
+    pub remember_browser: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    pub code: String,
+}
+
+/// A new authenticator: the secret in text and as a QR code. Returned once, when
+/// enrolment starts; never again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuthenticatorEnrollment {
+    /// Base32, for typing into an app.
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// A PNG of the QR code, base64.
+    pub qr_png_base64: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EmailRequest {
+    /// The address to confirm; absent to confirm the address already on file.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PhoneRequest {
+    /// E.164, e.g. `+14155550100`.
+    pub phone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecoveryCodes {
+    /// Shown once; each works once.
+    pub codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Factors {
+    pub authenticator: bool,
+    pub email: Option<String>,
+    pub email_confirmed: bool,
+    pub pending_email: Option<String>,
+    pub phone: Option<String>,
+    pub phone_confirmed: bool,
+    pub pending_phone: Option<String>,
+    pub recovery_codes_left: u32,
+}
+
+/// The signed-in user's own view of their two-factor state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountState {
+    pub user: CurrentUser,
+    pub policy: EffectivePolicyView,
+    pub two_factor_enabled: bool,
+    pub user_can_change: bool,
+    pub factors: Factors,
+    /// Until when sensitive changes are allowed without signing in again.
+    pub reauthenticated_until: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReauthenticateRequest {
+    pub password: String,
+    /// Required when the user has a second factor.
+    #[serde(default)]
+    pub method: Option<SecondFactorMethod>,
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RememberedBrowser {
+    pub id: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub expires_at: String,
+    pub user_agent: Option<String>,
+    /// Whether this is the browser making the request.
+    pub current: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use common::{Home, oracle, scope_for};
 use proptest::prelude::*;
 use twofold_policy::vocab::{MAX_ENROLLMENT_GRACE_DAYS, MAX_REMEMBER_BROWSER_DAYS};
 use twofold_policy::{
-    Behaviour, DecidedBy, EffectivePolicy, PolicyInput, ProviderSet, ScopeSettings, SettingsError,
-    TenantFeature, resolve,
+    Behaviour, DecidedBy, EffectivePolicy, PolicyInput, ProviderSet, ScopeSettings, SettingsError, TenantFeature,
+    resolve,
 };
 
 fn behaviour() -> impl Strategy<Value = Behaviour> {
@@ -21,38 +21,26 @@ fn behaviour() -> impl Strategy<Value = Behaviour> {
 }
 
 fn providers() -> impl Strategy<Value = ProviderSet> {
-    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(authenticator, email, sms)| {
-        ProviderSet {
-            authenticator,
-            email,
-            sms,
-        }
+    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(authenticator, email, sms)| ProviderSet {
+        authenticator,
+        email,
+        sms,
     })
 }
 
 /// Any settings at all, including ones `validate` would refuse: resolution must not
 /// rely on validation having run.
 fn settings() -> impl Strategy<Value = ScopeSettings> {
-    (
-        behaviour(),
-        any::<bool>(),
-        any::<bool>(),
-        any::<u32>(),
-        any::<u32>(),
-        providers(),
+    (behaviour(), any::<bool>(), any::<bool>(), any::<u32>(), any::<u32>(), providers()).prop_map(
+        |(behaviour, users_can_change, remember_browser, days, grace, allowed_providers)| ScopeSettings {
+            behaviour,
+            users_can_change,
+            remember_browser,
+            remember_browser_days: days,
+            enrollment_grace_days: grace,
+            allowed_providers,
+        },
     )
-        .prop_map(
-            |(behaviour, users_can_change, remember_browser, days, grace, allowed_providers)| {
-                ScopeSettings {
-                    behaviour,
-                    users_can_change,
-                    remember_browser,
-                    remember_browser_days: days,
-                    enrollment_grace_days: grace,
-                    allowed_providers,
-                }
-            },
-        )
 }
 
 fn valid_settings() -> impl Strategy<Value = ScopeSettings> {
@@ -85,18 +73,12 @@ fn home() -> impl Strategy<Value = OwnedHome> {
 fn borrow(home: &OwnedHome) -> Home<'_> {
     match home {
         None => Home::Host,
-        Some((feature, settings)) => Home::Tenant {
-            feature: *feature,
-            settings,
-        },
+        Some((feature, settings)) => Home::Tenant { feature: *feature, settings },
     }
 }
 
 fn run(home: &OwnedHome, host: &ScopeSettings, flag: bool) -> EffectivePolicy {
-    resolve(&PolicyInput {
-        scope: scope_for(borrow(home), host),
-        user_two_factor_enabled: flag,
-    })
+    resolve(&PolicyInput { scope: scope_for(borrow(home), host), user_two_factor_enabled: flag })
 }
 
 /// Inputs whose deciding level says `b`: a host user under host settings `b`, a tenant
@@ -104,18 +86,9 @@ fn run(home: &OwnedHome, host: &ScopeSettings, flag: bool) -> EffectivePolicy {
 /// settings `b`.
 fn deciding(b: Behaviour) -> impl Strategy<Value = (OwnedHome, ScopeSettings)> {
     let host_user = settings().prop_map(move |h| (None, ScopeSettings { behaviour: b, ..h }));
-    let under_ceiling = (settings(), settings())
-        .prop_map(move |(t, h)| (Some((TenantFeature { behaviour: b }, t)), h));
+    let under_ceiling = (settings(), settings()).prop_map(move |(t, h)| (Some((TenantFeature { behaviour: b }, t)), h));
     let under_tenant = (settings(), settings()).prop_map(move |(t, h)| {
-        (
-            Some((
-                TenantFeature {
-                    behaviour: Behaviour::Optional,
-                },
-                ScopeSettings { behaviour: b, ..t },
-            )),
-            h,
-        )
+        (Some((TenantFeature { behaviour: Behaviour::Optional }, ScopeSettings { behaviour: b, ..t })), h)
     });
     prop_oneof![host_user, under_ceiling, under_tenant]
 }
@@ -318,23 +291,9 @@ fn defaults_are_the_designed_ones_and_valid() {
 fn validate_limits_are_inclusive() {
     let d = ScopeSettings::default();
     for days in [1, MAX_REMEMBER_BROWSER_DAYS] {
-        assert_eq!(
-            ScopeSettings {
-                remember_browser_days: days,
-                ..d
-            }
-            .validate(),
-            Ok(())
-        );
+        assert_eq!(ScopeSettings { remember_browser_days: days, ..d }.validate(), Ok(()));
     }
-    assert_eq!(
-        ScopeSettings {
-            enrollment_grace_days: MAX_ENROLLMENT_GRACE_DAYS,
-            ..d
-        }
-        .validate(),
-        Ok(())
-    );
+    assert_eq!(ScopeSettings { enrollment_grace_days: MAX_ENROLLMENT_GRACE_DAYS, ..d }.validate(), Ok(()));
     assert_eq!(MAX_REMEMBER_BROWSER_DAYS, 365);
     assert_eq!(MAX_ENROLLMENT_GRACE_DAYS, 90);
 }
@@ -343,11 +302,9 @@ fn validate_limits_are_inclusive() {
 /// would silently break both.
 #[test]
 fn behaviours_are_spelled_as_designed() {
-    for (b, word) in [
-        (Behaviour::Optional, "optional"),
-        (Behaviour::Disabled, "disabled"),
-        (Behaviour::Forced, "forced"),
-    ] {
+    for (b, word) in
+        [(Behaviour::Optional, "optional"), (Behaviour::Disabled, "disabled"), (Behaviour::Forced, "forced")]
+    {
         assert_eq!(b.as_str(), word);
         assert_eq!(Behaviour::parse(word), Some(b));
         assert_eq!(serde_json::to_value(b).unwrap(), serde_json::json!(word));

@@ -18,38 +18,17 @@ const BOOLS: [bool; 2] = [false, true];
 // leaking from the wrong scope shows up as a mismatch rather than a coincidence.
 const HOST_DAYS: u32 = 30;
 const HOST_GRACE: u32 = 7;
-const HOST_PROVIDERS: ProviderSet = ProviderSet {
-    authenticator: true,
-    email: false,
-    sms: false,
-};
+const HOST_PROVIDERS: ProviderSet = ProviderSet { authenticator: true, email: false, sms: false };
 const TENANT_DAYS: u32 = 21;
 const TENANT_GRACE: u32 = 3;
-const TENANT_PROVIDERS: ProviderSet = ProviderSet {
-    authenticator: false,
-    email: true,
-    sms: true,
-};
+const TENANT_PROVIDERS: ProviderSet = ProviderSet { authenticator: false, email: true, sms: true };
 // Settings of the host while a tenant user resolves: they must not matter at all.
 const STRAY_HOST_DAYS: u32 = 300;
 const STRAY_HOST_GRACE: u32 = 60;
-const STRAY_HOST_PROVIDERS: ProviderSet = ProviderSet {
-    authenticator: false,
-    email: false,
-    sms: true,
-};
+const STRAY_HOST_PROVIDERS: ProviderSet = ProviderSet { authenticator: false, email: false, sms: true };
 
-fn check(
-    label: &str,
-    home: Home<'_>,
-    host: &twofold_policy::ScopeSettings,
-    flag: bool,
-    failures: &mut Vec<String>,
-) {
-    let input = PolicyInput {
-        scope: scope_for(home, host),
-        user_two_factor_enabled: flag,
-    };
+fn check(label: &str, home: Home<'_>, host: &twofold_policy::ScopeSettings, flag: bool, failures: &mut Vec<String>) {
+    let input = PolicyInput { scope: scope_for(home, host), user_two_factor_enabled: flag };
     let got = resolve(&input);
     let want = oracle(home, host, flag);
     if got != want {
@@ -95,14 +74,7 @@ fn every_combination_resolves_as_designed() {
     for hb in Behaviour::ALL {
         for ucc in BOOLS {
             for rb in BOOLS {
-                stray_hosts.push(settings(
-                    hb,
-                    ucc,
-                    rb,
-                    STRAY_HOST_DAYS,
-                    STRAY_HOST_GRACE,
-                    STRAY_HOST_PROVIDERS,
-                ));
+                stray_hosts.push(settings(hb, ucc, rb, STRAY_HOST_DAYS, STRAY_HOST_GRACE, STRAY_HOST_PROVIDERS));
             }
         }
     }
@@ -112,12 +84,8 @@ fn every_combination_resolves_as_designed() {
             for ucc in BOOLS {
                 for rb in BOOLS {
                     for flag in BOOLS {
-                        let tenant =
-                            settings(tb, ucc, rb, TENANT_DAYS, TENANT_GRACE, TENANT_PROVIDERS);
-                        let home = Home::Tenant {
-                            feature: TenantFeature { behaviour: fb },
-                            settings: &tenant,
-                        };
+                        let tenant = settings(tb, ucc, rb, TENANT_DAYS, TENANT_GRACE, TENANT_PROVIDERS);
+                        let home = Home::Tenant { feature: TenantFeature { behaviour: fb }, settings: &tenant };
                         let first = resolve(&PolicyInput {
                             scope: scope_for(home, &stray_hosts[0]),
                             user_two_factor_enabled: flag,
@@ -129,13 +97,10 @@ fn every_combination_resolves_as_designed() {
                                 host.behaviour, host.users_can_change, host.remember_browser
                             );
                             check(&label, home, host, flag, &mut failures);
-                            let again = resolve(&PolicyInput {
-                                scope: scope_for(home, host),
-                                user_two_factor_enabled: flag,
-                            });
+                            let again =
+                                resolve(&PolicyInput { scope: scope_for(home, host), user_two_factor_enabled: flag });
                             if again != first {
-                                failures
-                                    .push(format!("{label}: result changed with host settings"));
+                                failures.push(format!("{label}: result changed with host settings"));
                             }
                             cases += 1;
                         }
@@ -145,12 +110,7 @@ fn every_combination_resolves_as_designed() {
         }
     }
 
-    assert!(
-        failures.is_empty(),
-        "{} of {cases} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
     // 3 host behaviours x 2 x 2 x 2 host users, then 3 ceilings x 3 tenant behaviours
     // x 2 x 2 x 2 tenant users, each under 3 x 2 x 2 different host settings.
     assert_eq!(cases, 3 * 2 * 2 * 2 + (3 * 3 * 2 * 2 * 2) * (3 * 2 * 2));

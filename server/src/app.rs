@@ -23,6 +23,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::{self, Db, HOST_SCOPE, NewAudit, NewUser};
 use crate::error::{AppError, AppResult};
+use crate::ratelimit::FailureLimiter;
+use crate::secrets::Keys;
+use crate::senders::Senders;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -37,6 +40,11 @@ struct Inner {
     authz: RwLock<Authorizer>,
     clock: Arc<dyn Clock>,
     dummy_hash: String,
+    keys: Keys,
+    senders: Senders,
+    account_limiter: FailureLimiter,
+    address_limiter: FailureLimiter,
+    send_limiter: FailureLimiter,
 }
 
 impl AppState {
@@ -56,68 +64,62 @@ impl AppState {
         self.inner.clock.now_ms()
     }
 
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    pub fn senders(&self) -> &Senders {
+        &self.inner.senders
+    }
+
+    /// Wrong passwords per typed account name.
+    pub fn account_limiter(&self) -> &FailureLimiter {
+        &self.inner.account_limiter
+    }
+
+    /// Code sends from the account page, per user and purpose.
+    pub fn send_limiter(&self) -> &FailureLimiter {
+        &self.inner.send_limiter
+    }
+
+    /// Wrong passwords per client address.
+    pub fn address_limiter(&self) -> &FailureLimiter {
+        &self.inner.address_limiter
+    }
+
     /// A hash of a random password, verified against when the user is unknown.
     pub fn dummy_hash(&self) -> &str {
         &self.inner.dummy_hash
     }
 
     /// Refuses unless the signed-in user may perform `action` on `target`.
-    pub fn authorize(
-        &self,
-        who: &Authenticated,
-        action: Action,
-        target: Target<'_>,
-    ) -> AppResult<()> {
+    pub fn authorize(&self, who: &Authenticated, action: Action, target: Target<'_>) -> AppResult<()> {
         let allowed = self
             .inner
             .authz
             .read()
             .map_err(|_| AppError::Internal(anyhow::anyhow!("authorizer lock poisoned")))?
-            .authorize(
-                Actor {
-                    user_id: &who.user.id,
-                },
-                action,
-                target,
-            );
-        if allowed {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden)
-        }
+            .authorize(Actor { user_id: &who.user.id }, action, target);
+        if allowed { Ok(()) } else { Err(AppError::Forbidden) }
     }
 
     /// Records a role assignment in the enforcer after it was committed to storage.
     pub fn grant_in_memory(&self, user_id: &str, role: Role, scope_key: &str) -> AppResult<()> {
-        let mut authz = self
-            .inner
-            .authz
-            .write()
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("authorizer lock poisoned")))?;
-        authz
-            .grant(user_id, role, domain_of(scope_key))
-            .map_err(|e| AppError::Internal(e.into()))
+        let mut authz =
+            self.inner.authz.write().map_err(|_| AppError::Internal(anyhow::anyhow!("authorizer lock poisoned")))?;
+        authz.grant(user_id, role, domain_of(scope_key)).map_err(|e| AppError::Internal(e.into()))
     }
 
     pub fn revoke_in_memory(&self, user_id: &str, role: Role, scope_key: &str) -> AppResult<()> {
-        let mut authz = self
-            .inner
-            .authz
-            .write()
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("authorizer lock poisoned")))?;
-        authz
-            .revoke(user_id, role, domain_of(scope_key))
-            .map_err(|e| AppError::Internal(e.into()))
+        let mut authz =
+            self.inner.authz.write().map_err(|_| AppError::Internal(anyhow::anyhow!("authorizer lock poisoned")))?;
+        authz.revoke(user_id, role, domain_of(scope_key)).map_err(|e| AppError::Internal(e.into()))
     }
 }
 
 /// The authorisation domain of a scope key.
 pub fn domain_of(scope_key: &str) -> Domain<'_> {
-    if scope_key == HOST_SCOPE {
-        Domain::Host
-    } else {
-        Domain::Tenant(scope_key)
-    }
+    if scope_key == HOST_SCOPE { Domain::Host } else { Domain::Tenant(scope_key) }
 }
 
 /// Connects, migrates, creates the first admin when the database is empty and loads
@@ -135,6 +137,11 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     }
     let dummy_hash = auth::hash_password(auth::new_token()).await?;
     let cache = PolicyCache::new(Duration::from_secs(config.cache_ttl_seconds));
+    let keys = Keys::from_config(&config)?;
+    let senders = Senders::from_config(&config)?;
+    let window = Duration::from_secs(u64::from(config.password_window_minutes) * 60);
+    let account_limiter = FailureLimiter::new(config.password_failures_per_account, window, 1_000_000);
+    let address_limiter = FailureLimiter::new(config.password_failures_per_address, window, 1_000_000);
     Ok(AppState {
         inner: Arc::new(Inner {
             config,
@@ -143,6 +150,13 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             authz: RwLock::new(authz),
             clock,
             dummy_hash,
+            keys,
+            senders,
+            account_limiter,
+            address_limiter,
+            // Five account-page sends per purpose per quarter hour is plenty for a person
+            // and useless for flooding.
+            send_limiter: FailureLimiter::new(5, Duration::from_secs(900), 100_000),
         }),
     })
 }
@@ -151,18 +165,13 @@ async fn bootstrap_admin(db: &Db, config: &Config, now: i64) -> anyhow::Result<(
     if db::count_users(&db.pool).await? > 0 {
         return Ok(());
     }
-    let username = config
-        .admin_username
-        .clone()
-        .unwrap_or_else(|| "admin".to_owned());
-    let username =
-        Username::parse(&username).map_err(|e| anyhow::anyhow!("admin_username: {e}"))?;
+    let username = config.admin_username.clone().unwrap_or_else(|| "admin".to_owned());
+    let username = Username::parse(&username).map_err(|e| anyhow::anyhow!("admin_username: {e}"))?;
     let (password, generated) = match &config.admin_password {
         Some(p) => (p.expose_secret().to_owned(), false),
         None => (auth::new_token(), true),
     };
-    twofold_policy::names::check_new_password(&password)
-        .map_err(|e| anyhow::anyhow!("admin_password: {e}"))?;
+    twofold_policy::names::check_new_password(&password).map_err(|e| anyhow::anyhow!("admin_password: {e}"))?;
     let hash = auth::hash_password(password.clone()).await?;
     let id = uuid::Uuid::now_v7().to_string();
     let mut tx = db.begin_write().await?;
@@ -216,10 +225,7 @@ async fn bootstrap_admin(db: &Db, config: &Config, now: i64) -> anyhow::Result<(
 /// including forced sign-in.
 async fn csrf_guard(req: Request, next: Next) -> Response {
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if unsafe_method
-        && req.uri().path().starts_with("/api/")
-        && !req.headers().contains_key("x-requested-with")
-    {
+    if unsafe_method && req.uri().path().starts_with("/api/") && !req.headers().contains_key("x-requested-with") {
         return AppError::CsrfHeaderMissing.into_response();
     }
     next.run(req).await
@@ -230,23 +236,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .fallback(|| async { AppError::NotFound("route") })
+        // Without this, a known path with the wrong method gets axum's empty 405 body
+        // instead of the API's one error shape; axum still adds the Allow header.
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn(csrf_guard))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -266,18 +263,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     spawn_housekeeping(state.clone());
     let app = router(state.clone());
     let handle = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await
     });
-    Ok(Running {
-        addr,
-        state,
-        handle,
-    })
+    Ok(Running { addr, state, handle })
 }
 
 pub async fn start_default(config: Config) -> anyhow::Result<Running> {
@@ -291,6 +281,9 @@ fn spawn_housekeeping(state: AppState) {
             tick.tick().await;
             if let Err(e) = db::purge_sessions(&state.db().pool, state.now()).await {
                 tracing::warn!(error = %e, "purging expired sessions failed");
+            }
+            if let Err(e) = db::factors::purge_attempts(&state.db().pool, state.now()).await {
+                tracing::warn!(error = %e, "purging expired sign-ins failed");
             }
         }
     });

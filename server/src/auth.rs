@@ -37,9 +37,8 @@ pub fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hash = hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    let hash =
+        hasher().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
     Ok(hash.to_string())
 }
 
@@ -51,9 +50,7 @@ pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bo
             tracing::error!("a stored password hash cannot be parsed");
             return false;
         };
-        hasher()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+        hasher().verify_password(password.as_bytes(), &parsed).is_ok()
     })
     .await
     .map_err(Into::into)
@@ -82,6 +79,12 @@ pub fn new_stamp() -> String {
     new_token()
 }
 
+/// Compares security stamps in constant time. Stamps are not secrets to their owner,
+/// but no timing in this service should depend on secret-derived data.
+pub fn stamps_equal(a: &str, b: &str) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into()
+}
+
 /// A request made by a signed-in user.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -89,6 +92,19 @@ pub struct Authenticated {
     pub token_hash: String,
     pub auth_methods: String,
     pub session_created_at: i64,
+    pub reauthenticated_at: Option<i64>,
+}
+
+impl Authenticated {
+    /// Refuses unless the session passed a password and second-factor check within the
+    /// configured window.
+    pub fn require_fresh(&self, state: &AppState) -> Result<(), AppError> {
+        let window = i64::from(state.config().reauth_minutes) * 60_000;
+        match self.reauthenticated_at {
+            Some(at) if state.now() - at < window => Ok(()),
+            _ => Err(AppError::ReauthenticationRequired),
+        }
+    }
 }
 
 /// Only touch `last_seen_at` once a minute per session: a write on every request would
@@ -98,28 +114,17 @@ const TOUCH_INTERVAL_MS: i64 = 60_000;
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let jar = CookieJar::from_headers(&parts.headers);
-        let cookie = jar
-            .get(state.config().session_cookie_name())
-            .ok_or(AppError::Unauthenticated)?;
+        let cookie = jar.get(state.config().session_cookie_name()).ok_or(AppError::Unauthenticated)?;
         let hash = token_hash(cookie.value());
-        let session = db::find_session(&state.db().pool, &hash)
-            .await?
-            .ok_or(AppError::Unauthenticated)?;
+        let session = db::find_session(&state.db().pool, &hash).await?.ok_or(AppError::Unauthenticated)?;
         let now = state.now();
         let idle_ms = i64::from(state.config().session_idle_minutes) * 60_000;
         // The stamp comparison ends sessions made before a change of the user's security
         // profile. Both values are random and not secret to their owner, but compare in
         // constant time anyway so no timing ever depends on secret-derived data.
-        let stamp_ok: bool = subtle::ConstantTimeEq::ct_eq(
-            session.security_stamp.as_bytes(),
-            session.user_stamp.as_bytes(),
-        )
-        .into();
+        let stamp_ok = stamps_equal(&session.security_stamp, &session.user_stamp);
         if now >= session.expires_at || now - session.last_seen_at >= idle_ms || !stamp_ok {
             db::delete_session(&state.db().pool, &hash).await?;
             return Err(AppError::Unauthenticated);
@@ -127,14 +132,13 @@ impl FromRequestParts<AppState> for Authenticated {
         if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
             db::touch_session(&state.db().pool, &hash, now).await?;
         }
-        let user = db::get_user(&state.db().pool, &session.user_id)
-            .await?
-            .ok_or(AppError::Unauthenticated)?;
+        let user = db::get_user(&state.db().pool, &session.user_id).await?.ok_or(AppError::Unauthenticated)?;
         Ok(Authenticated {
             user,
             token_hash: hash,
             auth_methods: session.auth_methods,
             session_created_at: session.created_at,
+            reauthenticated_at: session.reauthenticated_at,
         })
     }
 }

@@ -22,14 +22,8 @@ impl PolicyCache {
         // One entry per tenant is small (tens of bytes); 100k entries bounds memory to a
         // few megabytes even with very many tenants.
         Self {
-            settings: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
-            features: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
+            settings: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            features: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
         }
     }
 
@@ -46,9 +40,7 @@ impl PolicyCache {
         if let Some(f) = self.features.get(tenant_id) {
             return Ok(f);
         }
-        let tenant = db::get_tenant(&db.pool, tenant_id)
-            .await?
-            .ok_or(AppError::NotFound("tenant"))?;
+        let tenant = db::get_tenant(&db.pool, tenant_id).await?.ok_or(AppError::NotFound("tenant"))?;
         let f = tenant.feature()?;
         self.features.insert(tenant_id.to_owned(), f);
         Ok(f)

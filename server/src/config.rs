@@ -37,6 +37,43 @@ pub struct Config {
     /// How long resolved settings stay cached before being re-read, in seconds. Writes
     /// through this node invalidate at once; this bounds staleness otherwise.
     pub cache_ttl_seconds: u64,
+    /// 32 random bytes, base64: encrypts authenticator secrets at rest and keys the
+    /// hashes of codes and the signatures of remember-browser tokens. Every node of a
+    /// deployment needs the same key. Without it, a SQLite deployment keeps a generated
+    /// key in a file beside the database; a PostgreSQL deployment refuses to start.
+    pub secret_key: Option<SecretString>,
+    /// `smtp://user:pass@host:port` (STARTTLS when offered), `smtps://...` (TLS) or
+    /// `smtp://host:port?tls=none` for a local relay. Without it, email codes go to the
+    /// log (development only).
+    pub smtp_url: Option<SecretString>,
+    pub smtp_from: String,
+    /// A Twilio-compatible SMS API. Without `sms_base_url`, SMS codes go to the log
+    /// (development only).
+    pub sms_base_url: Option<String>,
+    pub sms_account_sid: Option<String>,
+    pub sms_auth_token: Option<SecretString>,
+    pub sms_from: Option<String>,
+    /// Issuer shown in authenticator apps.
+    pub totp_issuer: String,
+    /// Second-factor failures before the account is locked.
+    pub lockout_max_failures: u32,
+    /// How long a lockout lasts, in minutes.
+    pub lockout_minutes: u32,
+    /// Lifetime of an emailed or texted code, in minutes (at most 10).
+    pub code_lifetime_minutes: u32,
+    /// Least time between two code sends for one sign-in, in seconds.
+    pub code_resend_seconds: u32,
+    /// How long a sign-in may wait between the password and the second factor, in minutes.
+    pub pending_sign_in_minutes: u32,
+    /// How recent a password-and-second-factor check must be for sensitive account
+    /// changes, in minutes.
+    pub reauth_minutes: u32,
+    /// Wrong passwords allowed per account, and per client address, in each window.
+    pub password_failures_per_account: u32,
+    pub password_failures_per_address: u32,
+    pub password_window_minutes: u32,
+    /// Name of the remember-browser cookie (prefixed with `__Host-` when secure).
+    pub remember_cookie_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -60,6 +97,24 @@ impl Default for Config {
             session_max_hours: 12,
             log_format: LogFormat::Text,
             cache_ttl_seconds: 30,
+            secret_key: None,
+            smtp_url: None,
+            smtp_from: "Twofold <no-reply@localhost>".to_owned(),
+            sms_base_url: None,
+            sms_account_sid: None,
+            sms_auth_token: None,
+            sms_from: None,
+            totp_issuer: "Twofold".to_owned(),
+            lockout_max_failures: 5,
+            lockout_minutes: 5,
+            code_lifetime_minutes: 5,
+            code_resend_seconds: 30,
+            pending_sign_in_minutes: 10,
+            reauth_minutes: 5,
+            password_failures_per_account: 10,
+            password_failures_per_address: 100,
+            password_window_minutes: 15,
+            remember_cookie_name: "twofold_remember".to_owned(),
         }
     }
 }
@@ -68,9 +123,8 @@ impl Config {
     /// Loads the configuration from `file` (if given and present) and the environment.
     /// `TWOFOLD_CONFIG` names the file when no path is passed.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let file: Option<PathBuf> = file
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("TWOFOLD_CONFIG").map(PathBuf::from));
+        let file: Option<PathBuf> =
+            file.map(Path::to_path_buf).or_else(|| std::env::var_os("TWOFOLD_CONFIG").map(PathBuf::from));
         let mut figment = Figment::new();
         if let Some(path) = &file {
             if !path.exists() {
@@ -79,9 +133,7 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(Env::prefixed("TWOFOLD_").ignore(&["config", "log"]));
-        let config: Config = figment
-            .extract()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         config.validate()?;
         Ok(config)
     }
@@ -96,17 +148,39 @@ impl Config {
         if self.session_idle_minutes == 0 || self.session_max_hours == 0 {
             anyhow::bail!("session lifetimes must be positive");
         }
+        if !(1..=10).contains(&self.code_lifetime_minutes) {
+            anyhow::bail!("code_lifetime_minutes must be between 1 and 10");
+        }
+        if self.lockout_max_failures == 0 || self.lockout_minutes == 0 {
+            anyhow::bail!("lockout_max_failures and lockout_minutes must be positive");
+        }
+        if self.pending_sign_in_minutes == 0 || self.reauth_minutes == 0 || self.password_window_minutes == 0 {
+            anyhow::bail!("pending_sign_in_minutes, reauth_minutes and password_window_minutes must be positive");
+        }
+        if self.remember_cookie_name.is_empty()
+            || !self.remember_cookie_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            anyhow::bail!("remember_cookie_name may use letters, digits, '_' and '-' only");
+        }
         Ok(())
+    }
+
+    pub fn remember_cookie(&self) -> String {
+        if self.cookie_secure {
+            format!("__Host-{}", self.remember_cookie_name)
+        } else {
+            self.remember_cookie_name.clone()
+        }
+    }
+
+    pub fn pending_cookie_name(&self) -> &'static str {
+        if self.cookie_secure { "__Host-twofold_pending" } else { "twofold_pending" }
     }
 
     pub fn session_cookie_name(&self) -> &'static str {
         // The __Host- prefix makes browsers refuse the cookie unless it is Secure,
         // host-only and path-wide, which rules out injection from sibling subdomains.
-        if self.cookie_secure {
-            "__Host-twofold_session"
-        } else {
-            "twofold_session"
-        }
+        if self.cookie_secure { "__Host-twofold_session" } else { "twofold_session" }
     }
 }
 
@@ -137,10 +211,7 @@ mod tests {
 
     #[test]
     fn database_url_scheme_is_checked() {
-        let c = Config {
-            database_url: "mysql://x".into(),
-            ..Config::default()
-        };
+        let c = Config { database_url: "mysql://x".into(), ..Config::default() };
         assert!(c.validate().is_err());
     }
 }

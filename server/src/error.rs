@@ -13,11 +13,7 @@ use twofold_policy::wire::ErrorBody;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{message}")]
-    BadRequest {
-        code: &'static str,
-        message: String,
-        field: Option<String>,
-    },
+    BadRequest { code: &'static str, message: String, field: Option<String> },
     #[error("authentication required")]
     Unauthenticated,
     #[error("the user name or password is incorrect")]
@@ -30,8 +26,22 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("this method is not allowed on this path; see the Allow header")]
+    MethodNotAllowed,
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    #[error("the code is wrong, expired or already used")]
+    InvalidCode { attempts_left: u32 },
+    #[error("too many wrong codes: second-factor sign-in is locked for a while")]
+    LockedOut { retry_after_ms: i64 },
+    #[error("too many attempts; wait before trying again")]
+    RateLimited { retry_after_ms: i64 },
+    #[error("this change needs a fresh password and second-factor check")]
+    ReauthenticationRequired,
+    #[error("this sign-in has expired or was already completed; start again with your password")]
+    SignInExpired,
+    #[error("a message could not be sent; try again later")]
+    SendFailed(#[source] anyhow::Error),
     #[error("the database is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -40,26 +50,15 @@ pub enum AppError {
 
 impl AppError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        AppError::BadRequest {
-            code,
-            message: message.into(),
-            field: None,
-        }
+        AppError::BadRequest { code, message: message.into(), field: None }
     }
 
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        AppError::BadRequest {
-            code: "invalid_field",
-            message: message.into(),
-            field: Some(field.to_owned()),
-        }
+        AppError::BadRequest { code: "invalid_field", message: message.into(), field: Some(field.to_owned()) }
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        AppError::Conflict {
-            code,
-            message: message.into(),
-        }
+        AppError::Conflict { code, message: message.into() }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -69,12 +68,17 @@ impl AppError {
             AppError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             AppError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing"),
-            AppError::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
+            AppError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::InvalidCode { .. } => (StatusCode::UNAUTHORIZED, "invalid_code"),
+            AppError::LockedOut { .. } => (StatusCode::LOCKED, "locked_out"),
+            AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            AppError::ReauthenticationRequired => (StatusCode::FORBIDDEN, "reauthentication_required"),
+            AppError::SignInExpired => (StatusCode::UNAUTHORIZED, "sign_in_expired"),
+            AppError::SendFailed(_) => (StatusCode::BAD_GATEWAY, "send_failed"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -83,9 +87,7 @@ impl AppError {
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                AppError::Unavailable(e.into())
-            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => AppError::Unavailable(e.into()),
             _ => AppError::Internal(e.into()),
         }
     }
@@ -107,19 +109,33 @@ impl IntoResponse for AppError {
         match &self {
             AppError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             AppError::Unavailable(e) => tracing::warn!(error = %e, "database unavailable"),
+            AppError::SendFailed(e) => tracing::warn!(error = %e, "sending a code failed"),
             _ => {}
         }
+        let retry_after = match &self {
+            AppError::Unavailable(_) => Some(1),
+            AppError::LockedOut { retry_after_ms } | AppError::RateLimited { retry_after_ms } => {
+                // Round up: "retry after 0 seconds" would invite an immediate retry.
+                Some(u64::try_from((*retry_after_ms + 999) / 1000).unwrap_or(1).max(1))
+            }
+            _ => None,
+        };
+        let attempts_left = match &self {
+            AppError::InvalidCode { attempts_left } => Some(*attempts_left),
+            _ => None,
+        };
         let body = ErrorBody {
             error: code.to_owned(),
             message: self.to_string(),
             field,
+            retry_after_seconds: retry_after.filter(|_| !matches!(self, AppError::Unavailable(_))),
+            attempts_left,
         };
         let mut resp = (status, Json(body)).into_response();
-        if matches!(self, AppError::Unavailable(_)) {
-            resp.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
+        if let Some(secs) = retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
         }
         resp
     }

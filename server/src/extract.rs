@@ -27,7 +27,5 @@ pub struct Query<T>(pub T);
 /// Checks that a path segment is a UUID, the form of every id Twofold issues. Anything
 /// else cannot name an object, so it is answered like an unknown id.
 pub fn parse_id(raw: &str, what: &'static str) -> Result<String, AppError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.hyphenated().to_string())
-        .map_err(|_| AppError::NotFound(what))
+    uuid::Uuid::parse_str(raw).map(|u| u.hyphenated().to_string()).map_err(|_| AppError::NotFound(what))
 }

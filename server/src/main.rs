@@ -9,11 +9,7 @@ use twofold_server::config::{Config, LogFormat};
 use twofold_server::db::Db;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "twofold",
-    version,
-    about = "Multi-tenant two-factor-authentication policy and sign-in service"
-)]
+#[command(name = "twofold", version, about = "Multi-tenant two-factor-authentication policy and sign-in service")]
 struct Cli {
     /// A TOML configuration file (also `TWOFOLD_CONFIG`); `TWOFOLD_*` variables override it.
     #[arg(long, global = true)]
@@ -47,9 +43,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             if !config.cookie_secure {
-                tracing::warn!(
-                    "cookie_secure is off: session cookies travel over plain HTTP; use only on loopback"
-                );
+                tracing::warn!("cookie_secure is off: session cookies travel over plain HTTP; use only on loopback");
             }
             let running = app::start_default(config).await?;
             tracing::info!(addr = %running.addr, "twofold listening");

@@ -10,18 +10,13 @@
 #![allow(dead_code)]
 
 use twofold_policy::resolve::ScopeKind;
-use twofold_policy::{
-    Behaviour, DecidedBy, EffectivePolicy, ProviderSet, Scope, ScopeSettings, TenantFeature,
-};
+use twofold_policy::{Behaviour, DecidedBy, EffectivePolicy, ProviderSet, Scope, ScopeSettings, TenantFeature};
 
 /// Where a user lives, as the server's storage knows it.
 #[derive(Debug, Clone, Copy)]
 pub enum Home<'a> {
     Host,
-    Tenant {
-        feature: TenantFeature,
-        settings: &'a ScopeSettings,
-    },
+    Tenant { feature: TenantFeature, settings: &'a ScopeSettings },
 }
 
 /// The server loads the host settings on every request, so a bug that handed them to
@@ -55,14 +50,7 @@ use Pat::{Any, Is};
 /// One line of DESIGN.md section 1 as a row: the inputs it talks about, then the
 /// behaviour, whether a second factor is asked, and who decided.
 type HostRow = (Pat<Behaviour>, Pat<bool>, Behaviour, bool, DecidedBy);
-type TenantRow = (
-    Pat<Behaviour>,
-    Pat<Behaviour>,
-    Pat<bool>,
-    Behaviour,
-    bool,
-    DecidedBy,
-);
+type TenantRow = (Pat<Behaviour>, Pat<Behaviour>, Pat<bool>, Behaviour, bool, DecidedBy);
 
 /// Rules 1, 3 and 4 for host users: (host behaviour, user flag).
 const HOST_RULES: &[HostRow] = &[
@@ -75,58 +63,18 @@ const HOST_RULES: &[HostRow] = &[
 /// Rules 2, 3, 4 and 7 for tenant users: (ceiling, tenant behaviour, user flag).
 const TENANT_RULES: &[TenantRow] = &[
     (Is(Forced), Any, Any, Forced, true, DecidedBy::TenantFeature),
-    (
-        Is(Disabled),
-        Any,
-        Any,
-        Disabled,
-        false,
-        DecidedBy::TenantFeature,
-    ),
-    (
-        Is(Optional),
-        Is(Forced),
-        Any,
-        Forced,
-        true,
-        DecidedBy::TenantSettings,
-    ),
-    (
-        Is(Optional),
-        Is(Disabled),
-        Any,
-        Disabled,
-        false,
-        DecidedBy::TenantSettings,
-    ),
-    (
-        Is(Optional),
-        Is(Optional),
-        Is(true),
-        Optional,
-        true,
-        DecidedBy::User,
-    ),
-    (
-        Is(Optional),
-        Is(Optional),
-        Is(false),
-        Optional,
-        false,
-        DecidedBy::User,
-    ),
+    (Is(Disabled), Any, Any, Disabled, false, DecidedBy::TenantFeature),
+    (Is(Optional), Is(Forced), Any, Forced, true, DecidedBy::TenantSettings),
+    (Is(Optional), Is(Disabled), Any, Disabled, false, DecidedBy::TenantSettings),
+    (Is(Optional), Is(Optional), Is(true), Optional, true, DecidedBy::User),
+    (Is(Optional), Is(Optional), Is(false), Optional, false, DecidedBy::User),
 ];
 
 /// Rule 7 says precedence is total and never says two things at once: exactly one row
 /// must fit, or the table itself is wrong.
 fn only_match<R: Copy>(rows: &[R], fits: impl Fn(&R) -> bool, what: &str) -> R {
     let found: Vec<R> = rows.iter().copied().filter(|r| fits(r)).collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "oracle table: {} rows fit {what}",
-        found.len()
-    );
+    assert_eq!(found.len(), 1, "oracle table: {} rows fit {what}", found.len());
     found[0]
 }
 
@@ -144,24 +92,10 @@ pub fn oracle(home: Home<'_>, host: &ScopeSettings, flag: bool) -> EffectivePoli
         Home::Tenant { feature, settings } => {
             let (_, _, _, b, r, d) = only_match(
                 TENANT_RULES,
-                |(c, tb, f, ..)| {
-                    c.matches(&feature.behaviour)
-                        && tb.matches(&settings.behaviour)
-                        && f.matches(&flag)
-                },
-                &format!(
-                    "ceiling {:?} tenant {:?} flag {flag}",
-                    feature.behaviour, settings.behaviour
-                ),
+                |(c, tb, f, ..)| c.matches(&feature.behaviour) && tb.matches(&settings.behaviour) && f.matches(&flag),
+                &format!("ceiling {:?} tenant {:?} flag {flag}", feature.behaviour, settings.behaviour),
             );
-            (
-                b,
-                r,
-                d,
-                settings,
-                ScopeKind::Tenant,
-                Some(feature.behaviour),
-            )
+            (b, r, d, settings, ScopeKind::Tenant, Some(feature.behaviour))
         }
     };
     // Rule 3: the switch matters only where the user's flag is what decides.

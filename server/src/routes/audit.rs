@@ -57,9 +57,7 @@ pub async fn list_audit(
         }
         Some(raw) => {
             let id = parse_id(raw, "tenant")?;
-            db::get_tenant(&state.db().pool, &id)
-                .await?
-                .ok_or(AppError::NotFound("tenant"))?;
+            db::get_tenant(&state.db().pool, &id).await?.ok_or(AppError::NotFound("tenant"))?;
             state.authorize(&who, Action::ReadAudit, Target::Domain(Domain::Tenant(&id)))?;
             Some(id)
         }
@@ -75,20 +73,10 @@ pub async fn list_audit(
     };
     let limit = params.limit.unwrap_or(50).clamp(1, 200);
     // One extra row tells whether another page exists without a count query.
-    let mut rows = db::list_audit(
-        &state.db().pool,
-        scope.as_deref(),
-        before.as_deref(),
-        i64::from(limit) + 1,
-    )
-    .await?;
+    let mut rows = db::list_audit(&state.db().pool, scope.as_deref(), before.as_deref(), i64::from(limit) + 1).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next_before = if more {
-        rows.last().map(|r| r.id.clone())
-    } else {
-        None
-    };
+    let next_before = if more { rows.last().map(|r| r.id.clone()) } else { None };
     let items = rows
         .into_iter()
         .map(|r| AuditEvent {

@@ -1,40 +1,73 @@
-//! Sign-in, sign-out and the current user.
+//! Sign-in (every step of the pipeline), sign-out and the current user.
+//!
+//! The pending sign-in travels in its own HttpOnly cookie between the password step and
+//! the second factor; the session cookie is set only when the pipeline has finished.
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
-use twofold_policy::wire::{CurrentUser, ErrorBody, SignInRequest, SignInResponse};
+use twofold_policy::wire::{
+    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorBody, PhoneRequest, SendCodeRequest,
+    SendCodeResponse, SignInRequest, SignInResponse, SignInStatus, VerifyRequest,
+};
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
+use crate::clock::rfc3339;
 use crate::db::{self, UserRow};
 use crate::error::AppResult;
 use crate::extract::Json;
-use crate::signin::{self, ClientInfo, PasswordOutcome};
+use crate::factors::Channel;
+use crate::signin::{self, ClientInfo, Completed, PasswordOutcome};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/auth/sign-in", post(sign_in))
+        .route("/api/auth/sign-in/send-code", post(send_code))
+        .route("/api/auth/sign-in/verify", post(verify))
+        .route("/api/auth/enroll/authenticator", post(enroll_authenticator))
+        .route("/api/auth/enroll/authenticator/confirm", post(enroll_authenticator_confirm))
+        .route("/api/auth/enroll/email", post(enroll_email))
+        .route("/api/auth/enroll/email/confirm", post(enroll_email_confirm))
+        .route("/api/auth/enroll/phone", post(enroll_phone))
+        .route("/api/auth/enroll/phone/confirm", post(enroll_phone_confirm))
+        .route("/api/auth/enroll/postpone", post(postpone))
         .route("/api/auth/sign-out", post(sign_out))
         .route("/api/auth/me", get(me))
 }
 
-pub fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
-    let mut c = Cookie::new(state.config().session_cookie_name(), value);
+fn cookie(state: &AppState, name: String, value: String, max_age_ms: Option<i64>) -> Cookie<'static> {
+    let mut c = Cookie::new(name, value);
     c.set_http_only(true);
     c.set_secure(state.config().cookie_secure);
-    // Strict: the session is only ever needed by Twofold's own pages and API.
+    // Strict: the cookies are only ever needed by Twofold's own pages and API.
     c.set_same_site(SameSite::Strict);
     c.set_path("/");
+    if let Some(ms) = max_age_ms {
+        c.set_max_age(time::Duration::milliseconds(ms));
+    }
     c
 }
 
-fn client_info(addr: SocketAddr, headers: &HeaderMap) -> ClientInfo {
+pub fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    cookie(state, state.config().session_cookie_name().to_owned(), value, None)
+}
+
+fn pending_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    let ms = i64::from(state.config().pending_sign_in_minutes) * 60_000;
+    cookie(state, state.config().pending_cookie_name().to_owned(), value, Some(ms))
+}
+
+pub fn remember_cookie(state: &AppState, value: String, max_age_ms: i64) -> Cookie<'static> {
+    cookie(state, state.config().remember_cookie(), value, Some(max_age_ms))
+}
+
+pub fn client_info(addr: SocketAddr, headers: &HeaderMap) -> ClientInfo {
     ClientInfo {
         ip: Some(addr.ip().to_string()),
         user_agent: headers
@@ -44,7 +77,7 @@ fn client_info(addr: SocketAddr, headers: &HeaderMap) -> ClientInfo {
     }
 }
 
-async fn current_user(state: &AppState, user: &UserRow) -> AppResult<CurrentUser> {
+pub async fn current_user(state: &AppState, user: &UserRow) -> AppResult<CurrentUser> {
     let roles = db::roles_of(&state.db().pool, &user.id).await?;
     let tenant_name = match &user.tenant_id {
         Some(id) => db::get_tenant(&state.db().pool, id).await?.map(|t| t.name),
@@ -59,13 +92,38 @@ async fn current_user(state: &AppState, user: &UserRow) -> AppResult<CurrentUser
     })
 }
 
-/// The password step. When no second factor is required it sets the session cookie;
-/// otherwise it says what must come next and sets nothing.
+fn pending_token(state: &AppState, jar: &CookieJar) -> Option<String> {
+    jar.get(state.config().pending_cookie_name()).map(|c| c.value().to_owned())
+}
+
+/// Sets the cookies of a finished sign-in and describes it.
+async fn signed_in(state: &AppState, jar: CookieJar, done: Completed) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    let mut jar = jar.remove(pending_cookie(state, String::new())).add(session_cookie(state, done.session_token));
+    if let Some((token, lifetime)) = done.remember {
+        jar = jar.add(remember_cookie(state, token, lifetime));
+    }
+    let user = current_user(state, &done.user).await?;
+    Ok((
+        jar,
+        Json(SignInResponse {
+            status: SignInStatus::SignedIn,
+            user: Some(user),
+            recovery_codes: done.recovery_codes,
+            ..SignInResponse::default()
+        }),
+    ))
+}
+
+/// The password step. Answers `signed_in` (session cookie set), `requires_two_factor`
+/// or `requires_enrollment` (pending sign-in cookie set). Unknown user and wrong
+/// password are indistinguishable.
 #[utoipa::path(post, path = "/api/auth/sign-in", tag = "auth", request_body = SignInRequest,
     responses(
         (status = 200, body = SignInResponse),
         (status = 400, body = ErrorBody),
-        (status = 401, description = "Unknown user or wrong password (indistinguishable)", body = ErrorBody)))]
+        (status = 401, description = "Unknown user or wrong password (indistinguishable)", body = ErrorBody),
+        (status = 423, description = "Locked out after repeated second-factor failures", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords", body = ErrorBody)))]
 pub async fn sign_in(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -74,24 +132,162 @@ pub async fn sign_in(
     Json(req): Json<SignInRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
     let client = client_info(addr, &headers);
-    let outcome = signin::password_step(&state, req, &client).await?;
+    let remember = jar.get(&state.config().remember_cookie()).map(|c| c.value().to_owned());
+    let outcome = signin::password_step(&state, req, &client, remember.as_deref()).await?;
     let status = outcome.status();
     match outcome {
-        PasswordOutcome::SignedIn { user, token } => {
-            let current = current_user(&state, &user).await?;
-            let jar = jar.add(session_cookie(&state, token));
-            Ok((
-                jar,
-                Json(SignInResponse {
-                    status,
-                    user: Some(current),
-                }),
-            ))
-        }
-        PasswordOutcome::RequiresTwoFactor { .. } | PasswordOutcome::RequiresEnrollment { .. } => {
-            Ok((jar, Json(SignInResponse { status, user: None })))
-        }
+        PasswordOutcome::SignedIn(done) => signed_in(&state, jar, done).await,
+        PasswordOutcome::RequiresTwoFactor { attempt_token, providers, recovery_code_available, policy } => Ok((
+            jar.add(pending_cookie(&state, attempt_token)),
+            Json(SignInResponse {
+                status,
+                providers,
+                recovery_code_available,
+                remember_browser_offered: policy.remember_browser_allowed,
+                remember_browser_days: policy.remember_browser_days,
+                ..SignInResponse::default()
+            }),
+        )),
+        PasswordOutcome::RequiresEnrollment { attempt_token, policy, grace_until, can_postpone } => Ok((
+            jar.add(pending_cookie(&state, attempt_token)),
+            Json(SignInResponse {
+                status,
+                enrollable: signin::enrollable(&policy),
+                grace_until: grace_until.map(rfc3339),
+                can_postpone,
+                ..SignInResponse::default()
+            }),
+        )),
     }
+}
+
+/// Sends a sign-in code by email or SMS to the confirmed destination. Resends are
+/// throttled and void the previous code.
+#[utoipa::path(post, path = "/api/auth/sign-in/send-code", tag = "auth", request_body = SendCodeRequest,
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 423, body = ErrorBody), (status = 429, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn send_code(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Json(req): Json<SendCodeRequest>,
+) -> AppResult<Json<SendCodeResponse>> {
+    let token = pending_token(&state, &jar);
+    Ok(Json(signin::send_sign_in_code(&state, token.as_deref(), req.provider).await?))
+}
+
+/// Checks the second factor and completes the sign-in; optionally remembers the browser.
+#[utoipa::path(post, path = "/api/auth/sign-in/verify", tag = "auth", request_body = VerifyRequest,
+    responses((status = 200, body = SignInResponse), (status = 400, body = ErrorBody),
+        (status = 401, description = "Wrong code (invalid_code) or expired sign-in (sign_in_expired)", body = ErrorBody),
+        (status = 423, body = ErrorBody)))]
+pub async fn verify(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(req): Json<VerifyRequest>,
+) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    let token = pending_token(&state, &jar);
+    let done = signin::verify_step(&state, token.as_deref(), req, &client_info(addr, &headers)).await?;
+    signed_in(&state, jar, done).await
+}
+
+/// Starts enrolling an authenticator during a sign-in that requires enrolment.
+#[utoipa::path(post, path = "/api/auth/enroll/authenticator", tag = "auth",
+    responses((status = 200, body = AuthenticatorEnrollment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn enroll_authenticator(
+    State(state): State<AppState>,
+    jar: CookieJar,
+) -> AppResult<Json<AuthenticatorEnrollment>> {
+    let token = pending_token(&state, &jar);
+    Ok(Json(signin::enroll_authenticator_start(&state, token.as_deref()).await?))
+}
+
+/// Confirms the new authenticator with its first code and completes the sign-in. The
+/// response carries the recovery codes, once.
+#[utoipa::path(post, path = "/api/auth/enroll/authenticator/confirm", tag = "auth", request_body = CodeRequest,
+    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+pub async fn enroll_authenticator_confirm(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(req): Json<CodeRequest>,
+) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    let token = pending_token(&state, &jar);
+    let done =
+        signin::enroll_authenticator_confirm(&state, token.as_deref(), &req.code, &client_info(addr, &headers)).await?;
+    signed_in(&state, jar, done).await
+}
+
+/// Sends a confirmation code to the email on file (or the one given) during enrolment.
+#[utoipa::path(post, path = "/api/auth/enroll/email", tag = "auth", request_body = EmailRequest,
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn enroll_email(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Json(req): Json<EmailRequest>,
+) -> AppResult<Json<SendCodeResponse>> {
+    let token = pending_token(&state, &jar);
+    Ok(Json(signin::enroll_contact_start(&state, token.as_deref(), Channel::Email, req.email.as_deref()).await?))
+}
+
+/// Confirms the email with its code and completes the sign-in.
+#[utoipa::path(post, path = "/api/auth/enroll/email/confirm", tag = "auth", request_body = CodeRequest,
+    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+pub async fn enroll_email_confirm(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(req): Json<CodeRequest>,
+) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    let token = pending_token(&state, &jar);
+    let client = client_info(addr, &headers);
+    let done = signin::enroll_contact_confirm(&state, token.as_deref(), Channel::Email, &req.code, &client).await?;
+    signed_in(&state, jar, done).await
+}
+
+/// Sends a confirmation code by SMS to the given phone during enrolment.
+#[utoipa::path(post, path = "/api/auth/enroll/phone", tag = "auth", request_body = PhoneRequest,
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn enroll_phone(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Json(req): Json<PhoneRequest>,
+) -> AppResult<Json<SendCodeResponse>> {
+    let token = pending_token(&state, &jar);
+    Ok(Json(signin::enroll_contact_start(&state, token.as_deref(), Channel::Sms, Some(&req.phone)).await?))
+}
+
+/// Confirms the phone with its code and completes the sign-in.
+#[utoipa::path(post, path = "/api/auth/enroll/phone/confirm", tag = "auth", request_body = CodeRequest,
+    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+pub async fn enroll_phone_confirm(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(req): Json<CodeRequest>,
+) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    let token = pending_token(&state, &jar);
+    let client = client_info(addr, &headers);
+    let done = signin::enroll_contact_confirm(&state, token.as_deref(), Channel::Sms, &req.code, &client).await?;
+    signed_in(&state, jar, done).await
+}
+
+/// Signs in without enrolling, while the enrolment grace period runs.
+#[utoipa::path(post, path = "/api/auth/enroll/postpone", tag = "auth",
+    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 409, description = "Grace period over", body = ErrorBody)))]
+pub async fn postpone(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    let token = pending_token(&state, &jar);
+    let done = signin::postpone_enrollment(&state, token.as_deref(), &client_info(addr, &headers)).await?;
+    signed_in(&state, jar, done).await
 }
 
 /// Ends the current session.
@@ -101,10 +297,10 @@ pub async fn sign_out(
     State(state): State<AppState>,
     who: Authenticated,
     jar: CookieJar,
-) -> AppResult<(CookieJar, axum::http::StatusCode)> {
+) -> AppResult<(CookieJar, StatusCode)> {
     db::delete_session(&state.db().pool, &who.token_hash).await?;
     let jar = jar.remove(session_cookie(&state, String::new()));
-    Ok((jar, axum::http::StatusCode::NO_CONTENT))
+    Ok((jar, StatusCode::NO_CONTENT))
 }
 
 /// The signed-in user and their roles.

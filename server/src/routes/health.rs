@@ -16,9 +16,7 @@ pub struct Health {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+    Router::new().route("/health", get(health)).route("/ready", get(ready))
 }
 
 /// Liveness: the process answers. Never touches the database, so a database outage
@@ -32,10 +30,6 @@ pub async fn health() -> Json<Health> {
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = twofold_policy::wire::ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> AppResult<Json<Health>> {
-    state
-        .db()
-        .ping()
-        .await
-        .map_err(|e| AppError::Unavailable(e.into()))?;
+    state.db().ping().await.map_err(|e| AppError::Unavailable(e.into()))?;
     Ok(Json(Health { status: "ready" }))
 }

@@ -18,51 +18,28 @@ use crate::extract::{Json, Path};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/host/settings",
-            get(get_host_settings).put(put_host_settings),
-        )
+        .route("/api/host/settings", get(get_host_settings).put(put_host_settings))
         .route("/api/host/settings/preview", post(preview_host_settings))
-        .route(
-            "/api/tenants/{tenant_id}/settings",
-            get(get_tenant_settings).put(put_tenant_settings),
-        )
-        .route(
-            "/api/tenants/{tenant_id}/settings/preview",
-            post(preview_tenant_settings),
-        )
-        .route(
-            "/api/tenants/{tenant_id}/feature/preview",
-            post(preview_feature),
-        )
+        .route("/api/tenants/{tenant_id}/settings", get(get_tenant_settings).put(put_tenant_settings))
+        .route("/api/tenants/{tenant_id}/settings/preview", post(preview_tenant_settings))
+        .route("/api/tenants/{tenant_id}/feature/preview", post(preview_feature))
 }
 
 fn validate(s: &ScopeSettings) -> AppResult<()> {
-    s.validate()
-        .map_err(|e| AppError::invalid_field(e.field(), e.to_string()))
+    s.validate().map_err(|e| AppError::invalid_field(e.field(), e.to_string()))
 }
 
 /// The old and new inputs of one scope, before and after a proposed change.
 #[derive(Debug)]
 pub enum Change<'a> {
-    Host {
-        old: &'a ScopeSettings,
-        new: &'a ScopeSettings,
-    },
-    Tenant {
-        old: (TenantFeature, &'a ScopeSettings),
-        new: (TenantFeature, &'a ScopeSettings),
-    },
+    Host { old: &'a ScopeSettings, new: &'a ScopeSettings },
+    Tenant { old: (TenantFeature, &'a ScopeSettings), new: (TenantFeature, &'a ScopeSettings) },
 }
 
 /// Counts what a change would do. Resolution depends on a user only through their
 /// switch, and enrolment on whether they have a factor, so the users of a scope fall
 /// into at most four groups and the preview is one aggregate query, not a scan.
-pub async fn impact(
-    state: &AppState,
-    scope_key: &str,
-    change: Change<'_>,
-) -> AppResult<ImpactPreview> {
+pub async fn impact(state: &AppState, scope_key: &str, change: Change<'_>) -> AppResult<ImpactPreview> {
     let groups = db::user_groups(&state.db().pool, scope_key).await?;
     let mut out = ImpactPreview::default();
     for g in groups {
@@ -70,28 +47,16 @@ pub async fn impact(
         let n = u64::try_from(g.n).unwrap_or(0);
         let (was, will) = match &change {
             Change::Host { old, new } => (
-                resolve(&PolicyInput {
-                    scope: Scope::Host { settings: old },
-                    user_two_factor_enabled: flag,
-                }),
-                resolve(&PolicyInput {
-                    scope: Scope::Host { settings: new },
-                    user_two_factor_enabled: flag,
-                }),
+                resolve(&PolicyInput { scope: Scope::Host { settings: old }, user_two_factor_enabled: flag }),
+                resolve(&PolicyInput { scope: Scope::Host { settings: new }, user_two_factor_enabled: flag }),
             ),
             Change::Tenant { old, new } => (
                 resolve(&PolicyInput {
-                    scope: Scope::Tenant {
-                        feature: old.0,
-                        settings: old.1,
-                    },
+                    scope: Scope::Tenant { feature: old.0, settings: old.1 },
                     user_two_factor_enabled: flag,
                 }),
                 resolve(&PolicyInput {
-                    scope: Scope::Tenant {
-                        feature: new.0,
-                        settings: new.1,
-                    },
+                    scope: Scope::Tenant { feature: new.0, settings: new.1 },
                     user_two_factor_enabled: flag,
                 }),
             ),
@@ -113,10 +78,7 @@ pub async fn impact(
 /// The host's 2FA settings, which apply to host users only.
 #[utoipa::path(get, path = "/api/host/settings", tag = "settings",
     responses((status = 200, body = ScopeSettings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn get_host_settings(
-    State(state): State<AppState>,
-    who: Authenticated,
-) -> AppResult<Json<ScopeSettings>> {
+pub async fn get_host_settings(State(state): State<AppState>, who: Authenticated) -> AppResult<Json<ScopeSettings>> {
     state.authorize(&who, Action::ReadSettings, Target::Domain(Domain::Host))?;
     Ok(Json(state.cache().settings(state.db(), HOST_SCOPE).await?))
 }
@@ -146,9 +108,10 @@ async fn save_settings(
     // Read inside the write transaction so the ceiling check and the audit's "before"
     // cannot race another writer.
     let old = db::load_settings(&mut *tx, scope_key).await?;
-    if let Some(feature) = feature {
-        if matches!(feature.behaviour, Behaviour::Forced | Behaviour::Disabled)
-            && new.behaviour != old.behaviour
+    if let Some(feature) = feature
+        && matches!(feature.behaviour, Behaviour::Forced | Behaviour::Disabled)
+        && new.behaviour != old.behaviour
+    {
         {
             return Err(AppError::conflict(
                 "behaviour_fixed_by_host",
@@ -160,11 +123,7 @@ async fn save_settings(
         }
     }
     db::store_settings(&mut tx, scope_key, &new, state.now()).await?;
-    let action = if scope_key == HOST_SCOPE {
-        "host_settings.updated"
-    } else {
-        "tenant_settings.updated"
-    };
+    let action = if scope_key == HOST_SCOPE { "host_settings.updated" } else { "tenant_settings.updated" };
     super::audit(
         &mut tx,
         state,
@@ -192,17 +151,7 @@ pub async fn preview_host_settings(
     state.authorize(&who, Action::ReadSettings, Target::Domain(Domain::Host))?;
     validate(&req.settings)?;
     let old = state.cache().settings(state.db(), HOST_SCOPE).await?;
-    Ok(Json(
-        impact(
-            &state,
-            HOST_SCOPE,
-            Change::Host {
-                old: &old,
-                new: &req.settings,
-            },
-        )
-        .await?,
-    ))
+    Ok(Json(impact(&state, HOST_SCOPE, Change::Host { old: &old, new: &req.settings }).await?))
 }
 
 /// A tenant's own 2FA settings and the host's ceiling over them.
@@ -261,10 +210,7 @@ pub async fn preview_tenant_settings(
     validate(&req.settings)?;
     let feature = tenant.feature()?;
     let old = db::load_settings(&state.db().pool, &tenant.id).await?;
-    let change = Change::Tenant {
-        old: (feature, &old),
-        new: (feature, &req.settings),
-    };
+    let change = Change::Tenant { old: (feature, &old), new: (feature, &req.settings) };
     Ok(Json(impact(&state, &tenant.id, change).await?))
 }
 
@@ -280,9 +226,6 @@ pub async fn preview_feature(
 ) -> AppResult<Json<ImpactPreview>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateFeature).await?;
     let settings = db::load_settings(&state.db().pool, &tenant.id).await?;
-    let change = Change::Tenant {
-        old: (tenant.feature()?, &settings),
-        new: (req.feature, &settings),
-    };
+    let change = Change::Tenant { old: (tenant.feature()?, &settings), new: (req.feature, &settings) };
     Ok(Json(impact(&state, &tenant.id, change).await?))
 }

@@ -21,10 +21,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/tenants", get(list_tenants).post(create_tenant))
         .route("/api/tenants/{tenant_id}", get(get_tenant))
-        .route(
-            "/api/tenants/{tenant_id}/feature",
-            get(get_feature).put(put_feature),
-        )
+        .route("/api/tenants/{tenant_id}/feature", get(get_feature).put(put_feature))
 }
 
 fn view(t: &TenantRow) -> Tenant {
@@ -65,19 +62,10 @@ pub async fn create_tenant(
     Json(req): Json<CreateTenant>,
 ) -> AppResult<(StatusCode, Json<Tenant>)> {
     state.authorize(&who, Action::CreateTenant, Target::Domain(Domain::Host))?;
-    let name =
-        TenantName::parse(&req.name).map_err(|e| AppError::invalid_field(e.field, e.message))?;
-    let display_name = req
-        .display_name
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(name.as_str());
+    let name = TenantName::parse(&req.name).map_err(|e| AppError::invalid_field(e.field, e.message))?;
+    let display_name = req.display_name.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(name.as_str());
     if display_name.chars().count() > 200 || display_name.chars().any(char::is_control) {
-        return Err(AppError::invalid_field(
-            "display_name",
-            "a display name has at most 200 printable characters",
-        ));
+        return Err(AppError::invalid_field("display_name", "a display name has at most 200 printable characters"));
     }
     let row = TenantRow {
         id: uuid::Uuid::now_v7().to_string(),
@@ -88,10 +76,7 @@ pub async fn create_tenant(
     };
     let mut tx = state.db().begin_write().await?;
     if db::get_tenant_by_name(&mut *tx, &row.name).await?.is_some() {
-        return Err(AppError::conflict(
-            "name_taken",
-            "a tenant with this name exists",
-        ));
+        return Err(AppError::conflict("name_taken", "a tenant with this name exists"));
     }
     db::insert_tenant(&mut tx, &row).await?;
     db::store_settings(&mut tx, &row.id, &ScopeSettings::default(), row.created_at).await?;
@@ -148,10 +133,7 @@ pub async fn put_feature(
 ) -> AppResult<Json<TenantFeature>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateFeature).await?;
     let mut tx = state.db().begin_write().await?;
-    let old = db::get_tenant(&mut *tx, &tenant.id)
-        .await?
-        .ok_or(AppError::NotFound("tenant"))?
-        .feature()?;
+    let old = db::get_tenant(&mut *tx, &tenant.id).await?.ok_or(AppError::NotFound("tenant"))?.feature()?;
     db::set_tenant_feature(&mut tx, &tenant.id, new.behaviour).await?;
     super::audit(
         &mut tx,

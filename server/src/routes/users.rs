@@ -7,9 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use twofold_policy::authz::{Action, Domain, Role, Target};
 use twofold_policy::names::{EmailAddress, Username, check_new_password};
-use twofold_policy::wire::{
-    AssignRole, CreateUser, EffectivePolicyView, ErrorBody, SetTwoFactor, User, UserPage,
-};
+use twofold_policy::wire::{AssignRole, CreateUser, EffectivePolicyView, ErrorBody, SetTwoFactor, User, UserPage};
 
 use super::{ListParams, tenant_for, user_view};
 use crate::app::{AppState, domain_of};
@@ -21,81 +19,42 @@ use crate::signin::effective_policy;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/host/users",
-            get(list_host_users).post(create_host_user),
-        )
-        .route(
-            "/api/tenants/{tenant_id}/users",
-            get(list_tenant_users).post(create_tenant_user),
-        )
+        .route("/api/host/users", get(list_host_users).post(create_host_user))
+        .route("/api/tenants/{tenant_id}/users", get(list_tenant_users).post(create_tenant_user))
         .route("/api/tenants/{tenant_id}/admins", post(assign_tenant_admin))
-        .route(
-            "/api/tenants/{tenant_id}/admins/{user_id}",
-            delete(revoke_tenant_admin),
-        )
+        .route("/api/tenants/{tenant_id}/admins/{user_id}", delete(revoke_tenant_admin))
         .route("/api/users/{user_id}", get(get_user))
         .route("/api/users/{user_id}/policy", get(get_user_policy))
         .route("/api/users/{user_id}/two-factor", put(set_user_two_factor))
+        .route("/api/users/{user_id}/unlock", post(unlock_user))
+        .route("/api/users/{user_id}/reset-second-factors", post(reset_second_factors))
+        .route("/api/users/{user_id}/end-sessions", post(end_sessions))
 }
 
 /// Loads a user and checks the actor may perform `action` on them.
-async fn user_for(
-    state: &AppState,
-    who: &Authenticated,
-    raw_id: &str,
-    action: Action,
-) -> AppResult<UserRow> {
+async fn user_for(state: &AppState, who: &Authenticated, raw_id: &str, action: Action) -> AppResult<UserRow> {
     let id = parse_id(raw_id, "user")?;
-    let user = db::get_user(&state.db().pool, &id)
-        .await?
-        .ok_or(AppError::NotFound("user"))?;
-    state.authorize(
-        who,
-        action,
-        Target::User {
-            id: &user.id,
-            domain: domain_of(&user.scope_key),
-        },
-    )?;
+    let user = db::get_user(&state.db().pool, &id).await?.ok_or(AppError::NotFound("user"))?;
+    state.authorize(who, action, Target::User { id: &user.id, domain: domain_of(&user.scope_key) })?;
     Ok(user)
 }
 
 async fn list_scope(state: &AppState, scope_key: &str, params: &ListParams) -> AppResult<UserPage> {
     let (page, per_page, limit, offset) = params.window();
-    let (rows, total) =
-        db::list_users(&state.db().pool, scope_key, params.query(), limit, offset).await?;
+    let (rows, total) = db::list_users(&state.db().pool, scope_key, params.query(), limit, offset).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
         let roles = db::roles_of(&state.db().pool, &row.id).await?;
         items.push(user_view(row, &roles));
     }
-    Ok(UserPage {
-        items,
-        total: u64::try_from(total).unwrap_or(0),
-        page,
-        per_page,
-    })
+    Ok(UserPage { items, total: u64::try_from(total).unwrap_or(0), page, per_page })
 }
 
-async fn create_in_scope(
-    state: &AppState,
-    who: &Authenticated,
-    scope_key: &str,
-    req: CreateUser,
-) -> AppResult<User> {
-    let username =
-        Username::parse(&req.username).map_err(|e| AppError::invalid_field(e.field, e.message))?;
+async fn create_in_scope(state: &AppState, who: &Authenticated, scope_key: &str, req: CreateUser) -> AppResult<User> {
+    let username = Username::parse(&req.username).map_err(|e| AppError::invalid_field(e.field, e.message))?;
     check_new_password(&req.password).map_err(|e| AppError::invalid_field(e.field, e.message))?;
-    let email = match req
-        .email
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        Some(e) => {
-            Some(EmailAddress::parse(e).map_err(|e| AppError::invalid_field(e.field, e.message))?)
-        }
+    let email = match req.email.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(e) => Some(EmailAddress::parse(e).map_err(|e| AppError::invalid_field(e.field, e.message))?),
         None => None,
     };
     let hash = auth::hash_password(req.password).await?;
@@ -103,14 +62,8 @@ async fn create_in_scope(
     let id = uuid::Uuid::now_v7().to_string();
     let tenant_id = (scope_key != HOST_SCOPE).then_some(scope_key);
     let mut tx = state.db().begin_write().await?;
-    if db::find_user(&mut *tx, scope_key, username.key())
-        .await?
-        .is_some()
-    {
-        return Err(AppError::conflict(
-            "username_taken",
-            "a user with this name exists in this scope",
-        ));
+    if db::find_user(&mut *tx, scope_key, username.key()).await?.is_some() {
+        return Err(AppError::conflict("username_taken", "a user with this name exists in this scope"));
     }
     db::insert_user(
         &mut tx,
@@ -139,9 +92,7 @@ async fn create_in_scope(
     )
     .await?;
     tx.commit().await?;
-    let row = db::get_user(&state.db().pool, &id)
-        .await?
-        .ok_or(AppError::NotFound("user"))?;
+    let row = db::get_user(&state.db().pool, &id).await?.ok_or(AppError::NotFound("user"))?;
     Ok(user_view(&row, &[]))
 }
 
@@ -167,10 +118,7 @@ pub async fn create_host_user(
     Json(req): Json<CreateUser>,
 ) -> AppResult<(StatusCode, Json<User>)> {
     state.authorize(&who, Action::CreateUser, Target::Domain(Domain::Host))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(create_in_scope(&state, &who, HOST_SCOPE, req).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(create_in_scope(&state, &who, HOST_SCOPE, req).await?)))
 }
 
 /// A tenant's users, searched and paged.
@@ -199,10 +147,7 @@ pub async fn create_tenant_user(
     Json(req): Json<CreateUser>,
 ) -> AppResult<(StatusCode, Json<User>)> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::CreateUser).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(create_in_scope(&state, &who, &tenant.id, req).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(create_in_scope(&state, &who, &tenant.id, req).await?)))
 }
 
 /// One user.
@@ -251,10 +196,7 @@ pub async fn set_user_two_factor(
     if !policy.admin_can_override {
         return Err(AppError::conflict(
             "not_optional",
-            format!(
-                "two-factor sign-in is {} for this user, so their switch cannot be set",
-                policy.behaviour.as_str()
-            ),
+            format!("two-factor sign-in is {} for this user, so their switch cannot be set", policy.behaviour.as_str()),
         ));
     }
     let before = user.two_factor_enabled != 0;
@@ -272,9 +214,7 @@ pub async fn set_user_two_factor(
     )
     .await?;
     tx.commit().await?;
-    let user = db::get_user(&state.db().pool, &user.id)
-        .await?
-        .ok_or(AppError::NotFound("user"))?;
+    let user = db::get_user(&state.db().pool, &user.id).await?.ok_or(AppError::NotFound("user"))?;
     let policy = effective_policy(&state, &user).await?;
     Ok(Json(EffectivePolicyView::new(user.id, &policy)))
 }
@@ -292,15 +232,7 @@ pub async fn assign_tenant_admin(
     let tenant = tenant_for(&state, &who, &tenant_id, Action::AssignRole).await?;
     let user = tenant_member(&state, &tenant.id, &req.user_id).await?;
     let mut tx = state.db().begin_write().await?;
-    if db::grant_role(
-        &mut tx,
-        &user.id,
-        Role::TenantAdmin.as_str(),
-        &tenant.id,
-        state.now(),
-    )
-    .await?
-    {
+    if db::grant_role(&mut tx, &user.id, Role::TenantAdmin.as_str(), &tenant.id, state.now()).await? {
         super::audit(
             &mut tx,
             &state,
@@ -356,4 +288,88 @@ async fn tenant_member(state: &AppState, tenant_id: &str, raw_user_id: &str) -> 
         .await?
         .filter(|u| u.tenant_id.as_deref() == Some(tenant_id))
         .ok_or(AppError::NotFound("user"))
+}
+
+/// Runs an admin action on a user with its audit event, in one transaction.
+async fn admin_user_action(
+    state: &AppState,
+    who: &Authenticated,
+    user: &UserRow,
+    action: &str,
+    apply: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<serde_json::Value, sqlx::Error>,
+) -> AppResult<()> {
+    let mut tx = state.db().begin_write().await?;
+    let after = apply(&mut tx).await?;
+    super::audit(
+        &mut tx,
+        state,
+        &who.user.id,
+        &user.scope_key,
+        action,
+        &format!("user:{}", user.id),
+        None,
+        Some(after),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Lifts a second-factor lockout now.
+#[utoipa::path(post, path = "/api/users/{user_id}/unlock", tag = "users",
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unlock_user(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+) -> AppResult<StatusCode> {
+    let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    let id = user.id.clone();
+    admin_user_action(&state, &who, &user, "user.unlocked", async move |tx| {
+        crate::db::factors::reset_failures(tx, &id).await.map(|_| serde_json::json!({}))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes every second factor of a user: authenticator, recovery codes, confirmed
+/// email and phone, remembered browsers and sessions. The admin never sees a secret;
+/// under a forced policy the user enrols again at the next sign-in.
+#[utoipa::path(post, path = "/api/users/{user_id}/reset-second-factors", tag = "users",
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn reset_second_factors(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+) -> AppResult<StatusCode> {
+    let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    let id = user.id.clone();
+    admin_user_action(&state, &who, &user, "user.second_factors_reset", async move |tx| {
+        crate::db::factors::reset_second_factors(tx, &id).await?;
+        crate::db::factors::rotate_stamp(tx, &id, &auth::new_stamp(), None).await?;
+        Ok(serde_json::json!({}))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session of a user (remembered browsers stay; reset factors to drop those).
+#[utoipa::path(post, path = "/api/users/{user_id}/end-sessions", tag = "users",
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+) -> AppResult<StatusCode> {
+    let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    let id = user.id.clone();
+    admin_user_action(&state, &who, &user, "user.sessions_ended", async move |tx| {
+        let n = crate::db::factors::delete_sessions(tx, &id).await?;
+        Ok(serde_json::json!({ "sessions": n }))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -38,23 +38,16 @@ impl Db {
     /// switches it to WAL so readers never wait for the writer.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let url = match backend {
             Backend::Sqlite => {
-                let path = url
-                    .trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:");
+                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
                 let path = path.split('?').next().unwrap_or(path);
-                if path != ":memory:" {
-                    if let Some(parent) = std::path::Path::new(path).parent() {
-                        if !parent.as_os_str().is_empty() {
-                            std::fs::create_dir_all(parent)?;
-                        }
-                    }
+                if path != ":memory:"
+                    && let Some(parent) = std::path::Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent)?;
                 }
                 format!("sqlite://{path}?mode=rwc")
             }
@@ -70,18 +63,10 @@ impl Db {
                         // WAL lets readers proceed during a write; busy_timeout makes a
                         // second writer wait instead of failing at once; foreign keys are
                         // off by default in SQLite and must be enabled per connection.
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout = 10000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
@@ -220,9 +205,7 @@ pub struct TenantRow {
 
 impl TenantRow {
     pub fn feature(&self) -> anyhow::Result<TenantFeature> {
-        Ok(TenantFeature {
-            behaviour: parse_behaviour(&self.feature_behaviour)?,
-        })
+        Ok(TenantFeature { behaviour: parse_behaviour(&self.feature_behaviour)? })
     }
 }
 
@@ -232,27 +215,20 @@ pub async fn get_tenant<'e, E>(executor: E, id: &str) -> Result<Option<TenantRow
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(executor)
-    .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(executor)
+        .await
 }
 
-pub async fn get_tenant_by_name<'e, E>(
-    executor: E,
-    name: &str,
-) -> Result<Option<TenantRow>, sqlx::Error>
+pub async fn get_tenant_by_name<'e, E>(executor: E, name: &str) -> Result<Option<TenantRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1"
-    )))
-    .bind(name)
-    .fetch_optional(executor)
-    .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1")))
+        .bind(name)
+        .fetch_optional(executor)
+        .await
 }
 
 /// Escapes a user's search text for a LIKE pattern (with `ESCAPE '\'`).
@@ -309,11 +285,7 @@ pub async fn insert_tenant(conn: &mut AnyConnection, t: &TenantRow) -> Result<()
     Ok(())
 }
 
-pub async fn set_tenant_feature(
-    conn: &mut AnyConnection,
-    id: &str,
-    feature: Behaviour,
-) -> Result<(), sqlx::Error> {
+pub async fn set_tenant_feature(conn: &mut AnyConnection, id: &str, feature: Behaviour) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE tenants SET feature_behaviour = $1 WHERE id = $2")
         .bind(feature.as_str())
         .bind(id)
@@ -338,6 +310,12 @@ pub struct UserRow {
     pub two_factor_enabled: i64,
     pub security_stamp: String,
     pub created_at: i64,
+    pub phone: Option<String>,
+    pub second_factor_failures: i64,
+    pub locked_until: Option<i64>,
+    pub enrollment_required_since: Option<i64>,
+    pub pending_email: Option<String>,
+    pub pending_phone: Option<String>,
 }
 
 impl UserRow {
@@ -345,28 +323,39 @@ impl UserRow {
     pub fn has_factor(&self) -> bool {
         self.email_confirmed != 0 || self.phone_confirmed != 0 || self.has_authenticator != 0
     }
+
+    /// The user's confirmed factors among those a scope allows.
+    pub fn usable_providers(&self, allowed: &twofold_policy::ProviderSet) -> Vec<twofold_policy::Provider> {
+        use twofold_policy::Provider;
+        let mut out = Vec::with_capacity(3);
+        if self.has_authenticator != 0 && allowed.authenticator {
+            out.push(Provider::Authenticator);
+        }
+        if self.email_confirmed != 0 && allowed.email {
+            out.push(Provider::Email);
+        }
+        if self.phone_confirmed != 0 && allowed.sms {
+            out.push(Provider::Sms);
+        }
+        out
+    }
 }
 
 const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
-     has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at";
+     has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at, phone, \
+     second_factor_failures, locked_until, enrollment_required_since, pending_email, pending_phone";
 
 pub async fn get_user<'e, E>(executor: E, id: &str) -> Result<Option<UserRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(executor)
-    .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(executor)
+        .await
 }
 
-pub async fn find_user<'e, E>(
-    executor: E,
-    scope_key: &str,
-    username_key: &str,
-) -> Result<Option<UserRow>, sqlx::Error>
+pub async fn find_user<'e, E>(executor: E, scope_key: &str, username_key: &str) -> Result<Option<UserRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -459,9 +448,7 @@ pub async fn set_two_factor(
 }
 
 pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM users")
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await
 }
 
 /// Users of a scope grouped by their switch and whether they have a factor: the only
@@ -495,9 +482,7 @@ pub struct RoleRow {
 }
 
 pub async fn all_roles(pool: &AnyPool) -> Result<Vec<RoleRow>, sqlx::Error> {
-    sqlx::query_as("SELECT user_id, role, scope_key FROM role_assignments")
-        .fetch_all(pool)
-        .await
+    sqlx::query_as("SELECT user_id, role, scope_key FROM role_assignments").fetch_all(pool).await
 }
 
 pub async fn roles_of(pool: &AnyPool, user_id: &str) -> Result<Vec<RoleRow>, sqlx::Error> {
@@ -534,14 +519,12 @@ pub async fn revoke_role(
     role: &str,
     scope_key: &str,
 ) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "DELETE FROM role_assignments WHERE user_id = $1 AND role = $2 AND scope_key = $3",
-    )
-    .bind(user_id)
-    .bind(role)
-    .bind(scope_key)
-    .execute(conn)
-    .await?;
+    let r = sqlx::query("DELETE FROM role_assignments WHERE user_id = $1 AND role = $2 AND scope_key = $3")
+        .bind(user_id)
+        .bind(role)
+        .bind(scope_key)
+        .execute(conn)
+        .await?;
     Ok(r.rows_affected() > 0)
 }
 
@@ -557,15 +540,14 @@ pub struct NewSession<'a> {
     pub expires_at: i64,
     pub user_agent: Option<&'a str>,
     pub client_ip: Option<&'a str>,
+    pub reauthenticated_at: Option<i64>,
 }
 
-pub async fn insert_session(
-    conn: &mut AnyConnection,
-    s: &NewSession<'_>,
-) -> Result<(), sqlx::Error> {
+pub async fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
-         last_seen_at, expires_at, user_agent, client_ip) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)",
+         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)",
     )
     .bind(s.token_hash)
     .bind(s.user_id)
@@ -575,6 +557,7 @@ pub async fn insert_session(
     .bind(s.expires_at)
     .bind(s.user_agent)
     .bind(s.client_ip)
+    .bind(s.reauthenticated_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -588,18 +571,16 @@ pub struct SessionRow {
     pub created_at: i64,
     pub last_seen_at: i64,
     pub expires_at: i64,
+    pub reauthenticated_at: Option<i64>,
     pub user_stamp: String,
 }
 
 /// The session with the current stamp of its user, so the caller can refuse sessions
 /// made under an old security profile.
-pub async fn find_session(
-    pool: &AnyPool,
-    token_hash: &str,
-) -> Result<Option<SessionRow>, sqlx::Error> {
+pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<SessionRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT s.user_id, s.security_stamp, s.auth_methods, s.created_at, s.last_seen_at, s.expires_at, \
-         u.security_stamp AS user_stamp FROM sessions s JOIN users u ON u.id = s.user_id \
+         s.reauthenticated_at, u.security_stamp AS user_stamp FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.token_hash = $1",
     )
     .bind(token_hash)
@@ -617,19 +598,13 @@ pub async fn touch_session(pool: &AnyPool, token_hash: &str, now: i64) -> Result
 }
 
 pub async fn delete_session(pool: &AnyPool, token_hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-        .bind(token_hash)
-        .execute(pool)
-        .await?;
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(pool).await?;
     Ok(())
 }
 
 /// Removes sessions that can no longer be used, so the table does not grow forever.
 pub async fn purge_sessions(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-        .bind(now)
-        .execute(pool)
-        .await?;
+    let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(pool).await?;
     Ok(r.rows_affected())
 }
 
@@ -693,3 +668,5 @@ pub async fn list_audit(
     .fetch_all(pool)
     .await
 }
+
+pub mod factors;

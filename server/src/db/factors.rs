@@ -1,0 +1,509 @@
+//! Storage of second factors, pending sign-ins, one-time codes, recovery codes,
+//! remembered browsers and the lockout counter.
+//!
+//! Single use is enforced by the database, not by application memory: each redemption
+//! is an `UPDATE ... WHERE used_at IS NULL` (or a step comparison) whose affected-row
+//! count says whether this request won. Two nodes or two threads racing for one code
+//! therefore get exactly one success on SQLite and on PostgreSQL alike.
+
+use sqlx::{AnyConnection, AnyPool, FromRow};
+
+use super::b;
+
+// ---------------------------------------------------------------- pending sign-ins
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AttemptRow {
+    pub id: String,
+    pub user_id: String,
+    pub stage: String,
+    pub security_stamp: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_code_sent_at: Option<i64>,
+    pub codes_sent: i64,
+    pub completed_at: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct NewAttempt<'a> {
+    pub token_hash: &'a str,
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub stage: &'a str,
+    pub security_stamp: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+pub async fn insert_attempt(pool: &AnyPool, a: &NewAttempt<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(a.token_hash)
+    .bind(a.id)
+    .bind(a.user_id)
+    .bind(a.stage)
+    .bind(a.security_stamp)
+    .bind(a.created_at)
+    .bind(a.expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_attempt(pool: &AnyPool, token_hash: &str) -> Result<Option<AttemptRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, user_id, stage, security_stamp, created_at, expires_at, last_code_sent_at, codes_sent, completed_at \
+         FROM sign_in_attempts WHERE token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Marks the attempt complete; false when another request completed it first.
+pub async fn complete_attempt(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE sign_in_attempts SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Records a code send if the throttle allows it; false when it does not.
+pub async fn claim_code_send(
+    pool: &AnyPool,
+    id: &str,
+    now: i64,
+    not_before: i64,
+    max_sends: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE sign_in_attempts SET last_code_sent_at = $1, codes_sent = codes_sent + 1 \
+         WHERE id = $2 AND completed_at IS NULL AND codes_sent < $3 \
+         AND (last_code_sent_at IS NULL OR last_code_sent_at <= $4)",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(max_sends)
+    .bind(not_before)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn purge_attempts(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sign_in_attempts WHERE expires_at <= $1").bind(now).execute(pool).await?;
+    Ok(r.rows_affected())
+}
+
+// ---------------------------------------------------------------- lockout
+
+/// Counts a second-factor failure; returns the new count.
+pub async fn count_failure(pool: &AnyPool, user_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE users SET second_factor_failures = second_factor_failures + 1 WHERE id = $1 \
+         RETURNING second_factor_failures",
+    )
+    .bind(user_id)
+    .fetch_one(pool)
+    .await
+}
+
+/// Locks the user until `until` and starts a fresh count for after the lockout.
+pub async fn lock_user(pool: &AnyPool, user_id: &str, until: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET locked_until = $1, second_factor_failures = 0 WHERE id = $2")
+        .bind(until)
+        .bind(user_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn reset_failures(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET second_factor_failures = 0, locked_until = NULL WHERE id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn mark_enrollment_required(pool: &AnyPool, user_id: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET enrollment_required_since = $1 WHERE id = $2 AND enrollment_required_since IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- one-time codes
+
+#[derive(Debug)]
+pub struct NewCode<'a> {
+    pub user_id: &'a str,
+    pub purpose: &'a str,
+    pub binding: &'a str,
+    pub destination: &'a str,
+    pub code_hash: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Stores a new code after voiding every unused code of the same purpose and binding,
+/// so a resend leaves exactly one valid code.
+pub async fn replace_code(conn: &mut AnyConnection, c: &NewCode<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE one_time_codes SET used_at = $1 WHERE binding = $2 AND purpose = $3 AND used_at IS NULL")
+        .bind(c.created_at)
+        .bind(c.binding)
+        .bind(c.purpose)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO one_time_codes (id, user_id, purpose, binding, destination, code_hash, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(c.user_id)
+    .bind(c.purpose)
+    .bind(c.binding)
+    .bind(c.destination)
+    .bind(c.code_hash)
+    .bind(c.created_at)
+    .bind(c.expires_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CodeRow {
+    pub id: String,
+    pub destination: String,
+    pub code_hash: String,
+}
+
+/// The live code of a purpose and binding, if any.
+pub async fn live_code(pool: &AnyPool, binding: &str, purpose: &str, now: i64) -> Result<Option<CodeRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, destination, code_hash FROM one_time_codes \
+         WHERE binding = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3 \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(binding)
+    .bind(purpose)
+    .bind(now)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Uses a code; false when another request used it first.
+pub async fn use_code(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE one_time_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------- authenticators
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AuthenticatorRow {
+    pub secret_enc: String,
+    pub confirmed: i64,
+    pub last_used_step: i64,
+}
+
+pub async fn get_authenticator(pool: &AnyPool, user_id: &str) -> Result<Option<AuthenticatorRow>, sqlx::Error> {
+    sqlx::query_as("SELECT secret_enc, confirmed, last_used_step FROM authenticators WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Starts (or restarts) an enrolment; refuses to replace a confirmed authenticator.
+pub async fn put_pending_authenticator(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    secret_enc: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO authenticators (user_id, secret_enc, confirmed, last_used_step, created_at) \
+         VALUES ($1, $2, 0, 0, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET secret_enc = excluded.secret_enc, created_at = excluded.created_at, \
+         last_used_step = 0 WHERE authenticators.confirmed = 0",
+    )
+    .bind(user_id)
+    .bind(secret_enc)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Records an accepted time step; false when this step (or a later one) was already
+/// used, i.e. a replay or a lost race.
+pub async fn use_step(conn: &mut AnyConnection, user_id: &str, step: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE authenticators SET last_used_step = $1 WHERE user_id = $2 AND last_used_step < $1")
+        .bind(step)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn confirm_authenticator(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE authenticators SET confirmed = 1 WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    sqlx::query("UPDATE users SET has_authenticator = 1 WHERE id = $1").bind(user_id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+pub async fn delete_authenticator(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM authenticators WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    sqlx::query("UPDATE users SET has_authenticator = 0 WHERE id = $1").bind(user_id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- recovery codes
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RecoveryRow {
+    pub id: String,
+    pub code_hash: String,
+}
+
+pub async fn replace_recovery_codes(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    hashes: &[String],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    for h in hashes {
+        sqlx::query("INSERT INTO recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(user_id)
+            .bind(h)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn unused_recovery_codes(pool: &AnyPool, user_id: &str) -> Result<Vec<RecoveryRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, code_hash FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
+        .bind(user_id)
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn use_recovery_code(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------- remembered browsers
+
+#[derive(Debug, Clone, FromRow)]
+pub struct BrowserRow {
+    pub id: String,
+    pub user_id: String,
+    pub security_stamp: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct NewBrowser<'a> {
+    pub id: &'a str,
+    pub token_hash: &'a str,
+    pub user_id: &'a str,
+    pub security_stamp: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub user_agent: Option<&'a str>,
+}
+
+pub async fn insert_browser(conn: &mut AnyConnection, r: &NewBrowser<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO remembered_browsers (id, token_hash, user_id, security_stamp, created_at, last_used_at, expires_at, user_agent) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
+    )
+    .bind(r.id)
+    .bind(r.token_hash)
+    .bind(r.user_id)
+    .bind(r.security_stamp)
+    .bind(r.created_at)
+    .bind(r.expires_at)
+    .bind(r.user_agent)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+const BROWSER_COLUMNS: &str = "id, user_id, security_stamp, created_at, last_used_at, expires_at, user_agent";
+
+pub async fn find_browser(pool: &AnyPool, token_hash: &str) -> Result<Option<BrowserRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BROWSER_COLUMNS} FROM remembered_browsers WHERE token_hash = $1"
+    )))
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn touch_browser(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE remembered_browsers SET last_used_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn list_browsers(pool: &AnyPool, user_id: &str, now: i64) -> Result<Vec<BrowserRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BROWSER_COLUMNS} FROM remembered_browsers WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC"
+    )))
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn delete_browser(conn: &mut AnyConnection, user_id: &str, id: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM remembered_browsers WHERE user_id = $1 AND id = $2")
+        .bind(user_id)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn delete_browsers(conn: &mut AnyConnection, user_id: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM remembered_browsers WHERE user_id = $1").bind(user_id).execute(conn).await?;
+    Ok(r.rows_affected())
+}
+
+// ---------------------------------------------------------------- profile changes
+
+/// Rotates the security stamp. Sessions, pending sign-ins and remembered browsers made
+/// under the old stamp stop working. `keep_session` (the session that made the change)
+/// is carried over to the new stamp, so users are not signed out by their own change.
+pub async fn rotate_stamp(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    new_stamp: &str,
+    keep_session: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET security_stamp = $1 WHERE id = $2")
+        .bind(new_stamp)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    if let Some(hash) = keep_session {
+        sqlx::query("UPDATE sessions SET security_stamp = $1 WHERE token_hash = $2 AND user_id = $3")
+            .bind(new_stamp)
+            .bind(hash)
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn set_user_flag(conn: &mut AnyConnection, user_id: &str, enabled: bool) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET two_factor_enabled = $1 WHERE id = $2")
+        .bind(b(enabled))
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_pending_email(conn: &mut AnyConnection, user_id: &str, email: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET pending_email = $1 WHERE id = $2").bind(email).bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn set_pending_phone(conn: &mut AnyConnection, user_id: &str, phone: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET pending_phone = $1 WHERE id = $2").bind(phone).bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn confirm_email(conn: &mut AnyConnection, user_id: &str, email: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email = $1, email_confirmed = 1, pending_email = NULL WHERE id = $2")
+        .bind(email)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn confirm_phone(conn: &mut AnyConnection, user_id: &str, phone: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET phone = $1, phone_confirmed = 1, pending_phone = NULL WHERE id = $2")
+        .bind(phone)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn remove_phone(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET phone = NULL, phone_confirmed = 0, pending_phone = NULL WHERE id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_password_hash(conn: &mut AnyConnection, user_id: &str, hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
+/// Revokes every second factor of a user, for an admin reset: the authenticator,
+/// recovery codes, confirmations of email and phone (they are factors), remembered
+/// browsers, sessions and pending sign-ins.
+pub async fn reset_second_factors(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
+    for sql in [
+        "DELETE FROM authenticators WHERE user_id = $1",
+        "DELETE FROM recovery_codes WHERE user_id = $1",
+        "DELETE FROM remembered_browsers WHERE user_id = $1",
+        "DELETE FROM sessions WHERE user_id = $1",
+        "DELETE FROM sign_in_attempts WHERE user_id = $1",
+        "DELETE FROM one_time_codes WHERE user_id = $1",
+        "UPDATE users SET has_authenticator = 0, email_confirmed = 0, phone_confirmed = 0, pending_email = NULL, \
+         pending_phone = NULL, enrollment_required_since = NULL WHERE id = $1",
+    ] {
+        sqlx::query(sql).bind(user_id).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub async fn delete_sessions(conn: &mut AnyConnection, user_id: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(conn).await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn mark_reauthenticated(pool: &AnyPool, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET reauthenticated_at = $1 WHERE token_hash = $2")
+        .bind(now)
+        .bind(token_hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

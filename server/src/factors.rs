@@ -1,0 +1,300 @@
+//! Second factors shared by the sign-in pipeline and the account API: sending and
+//! checking emailed or texted codes, authenticator codes, recovery codes, and the
+//! lockout that follows repeated failures.
+//!
+//! Codes are compared only through keyed hashes in constant time, and each successful
+//! check consumes the code in the database before it counts. Nothing here logs a code.
+
+use rand::Rng;
+use twofold_policy::Provider;
+use twofold_policy::wire::{SecondFactorMethod, SendCodeResponse};
+
+use crate::app::AppState;
+use crate::db::factors::{self as fdb, NewCode};
+use crate::db::{self, NewAudit, UserRow};
+use crate::error::{AppError, AppResult};
+use crate::totp;
+
+/// A new six-digit code from the thread-local CSPRNG.
+pub fn new_numeric_code() -> String {
+    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
+}
+
+/// `a***@example.com`: enough for users to recognise their address, not enough to
+/// harvest it from a half-finished sign-in.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".to_owned(),
+    }
+}
+
+pub fn mask_phone(phone: &str) -> String {
+    let tail: String = phone.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("***{tail}")
+}
+
+/// A phone number in E.164 form: `+` and 8 to 15 digits, spaces and dashes ignored.
+pub fn parse_phone(input: &str) -> AppResult<String> {
+    let cleaned: String = input.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+    let digits = cleaned.strip_prefix('+').unwrap_or("");
+    if (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0') {
+        Ok(cleaned)
+    } else {
+        Err(AppError::invalid_field("phone", "a phone number is written in international form, e.g. +14155550100"))
+    }
+}
+
+/// Where a code goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Sms,
+}
+
+impl Channel {
+    pub fn provider(self) -> Provider {
+        match self {
+            Channel::Email => Provider::Email,
+            Channel::Sms => Provider::Sms,
+        }
+    }
+}
+
+/// Creates a code for `purpose` bound to `binding`, voiding earlier ones, and sends it.
+pub async fn send_code(
+    state: &AppState,
+    user: &UserRow,
+    purpose: &str,
+    binding: &str,
+    destination: &str,
+    channel: Channel,
+) -> AppResult<SendCodeResponse> {
+    let code = new_numeric_code();
+    let now = state.now();
+    let lifetime_ms = i64::from(state.config().code_lifetime_minutes) * 60_000;
+    let hash = state.keys().code_hash(purpose, binding, &code);
+    let mut tx = state.db().begin_write().await?;
+    fdb::replace_code(
+        &mut tx,
+        &NewCode {
+            user_id: &user.id,
+            purpose,
+            binding,
+            destination,
+            code_hash: &hash,
+            created_at: now,
+            expires_at: now + lifetime_ms,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    let minutes = state.config().code_lifetime_minutes;
+    let sent = match channel {
+        Channel::Email => {
+            let body = format!(
+                "Your Twofold code is {code}.\n\nIt expires in {minutes} minutes. If you did not try to sign in or \
+                 change your account, someone may know your password: change it.\n"
+            );
+            state.senders().email().send(destination, "Your Twofold code", &body).await
+        }
+        Channel::Sms => {
+            let body = format!("Your Twofold code is {code}. It expires in {minutes} minutes.");
+            state.senders().sms().send(destination, &body).await
+        }
+    };
+    sent.map_err(|e| AppError::SendFailed(anyhow::anyhow!("{e}")))?;
+    Ok(SendCodeResponse {
+        sent_to: match channel {
+            Channel::Email => mask_email(destination),
+            Channel::Sms => mask_phone(destination),
+        },
+        expires_in_seconds: minutes * 60,
+        weaker: true,
+    })
+}
+
+/// Checks and consumes the live code of `purpose` and `binding`. Returns the
+/// destination it was sent to when the code is right and this request won it.
+pub async fn take_code(state: &AppState, purpose: &str, binding: &str, code: &str) -> AppResult<Option<String>> {
+    let code = code.trim();
+    if code.len() != 6 || !code.bytes().all(|c| c.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let now = state.now();
+    let Some(row) = fdb::live_code(&state.db().pool, binding, purpose, now).await? else {
+        return Ok(None);
+    };
+    if !state.keys().verify_code_hash(purpose, binding, code, &row.code_hash) {
+        return Ok(None);
+    }
+    let mut tx = state.db().begin_write().await?;
+    let won = fdb::use_code(&mut tx, &row.id, now).await?;
+    tx.commit().await?;
+    Ok(won.then_some(row.destination))
+}
+
+/// Checks an authenticator code and consumes its time step. With `pending` the
+/// not-yet-confirmed secret of an enrolment is used; otherwise only a confirmed one.
+pub async fn take_totp(state: &AppState, user: &UserRow, code: &str, pending: bool) -> AppResult<bool> {
+    let Some(row) = fdb::get_authenticator(&state.db().pool, &user.id).await? else {
+        return Ok(false);
+    };
+    if (row.confirmed != 0) == pending {
+        return Ok(false);
+    }
+    let secret = state
+        .keys()
+        .decrypt_secret(&row.secret_enc, &user.id)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("authenticator secret cannot be decrypted: {e}")))?;
+    let now_secs = u64::try_from(state.now() / 1000).unwrap_or(0);
+    let last = u64::try_from(row.last_used_step).ok().filter(|s| *s > 0);
+    let Some(step) = totp::verify(&secret, code, now_secs, last) else {
+        return Ok(false);
+    };
+    let mut tx = state.db().begin_write().await?;
+    let won = fdb::use_step(&mut tx, &user.id, i64::try_from(step).unwrap_or(i64::MAX)).await?;
+    tx.commit().await?;
+    Ok(won)
+}
+
+/// Normalises a typed recovery code: case and separators do not matter.
+fn normalize_recovery(code: &str) -> String {
+    code.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// Checks a recovery code against every unused one of the user (in constant time each)
+/// and consumes the match.
+pub async fn take_recovery_code(state: &AppState, user: &UserRow, code: &str) -> AppResult<bool> {
+    let typed = normalize_recovery(code);
+    if typed.len() != RECOVERY_CODE_LEN {
+        return Ok(false);
+    }
+    let rows = fdb::unused_recovery_codes(&state.db().pool, &user.id).await?;
+    let mut found = None;
+    for row in &rows {
+        // No early exit: the time taken does not depend on which code matched.
+        if state.keys().verify_code_hash("recovery", &user.id, &typed, &row.code_hash) && found.is_none() {
+            found = Some(row.id.clone());
+        }
+    }
+    let Some(id) = found else { return Ok(false) };
+    let mut tx = state.db().begin_write().await?;
+    let won = fdb::use_recovery_code(&mut tx, &id, state.now()).await?;
+    tx.commit().await?;
+    Ok(won)
+}
+
+const RECOVERY_CODE_LEN: usize = 10;
+pub const RECOVERY_CODE_COUNT: usize = 10;
+const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+
+/// Ten new recovery codes (about 49 bits each), replacing the old set in the caller's
+/// transaction. The plain codes are returned once and never stored.
+pub async fn issue_recovery_codes(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    user_id: &str,
+) -> AppResult<Vec<String>> {
+    let mut codes = Vec::with_capacity(RECOVERY_CODE_COUNT);
+    let mut hashes = Vec::with_capacity(RECOVERY_CODE_COUNT);
+    {
+        let mut rng = rand::rng();
+        for _ in 0..RECOVERY_CODE_COUNT {
+            let raw: String = (0..RECOVERY_CODE_LEN)
+                .map(|_| char::from(RECOVERY_ALPHABET[rng.random_range(0..RECOVERY_ALPHABET.len())]))
+                .collect();
+            hashes.push(state.keys().code_hash("recovery", user_id, &raw));
+            codes.push(format!("{}-{}", &raw[..5], &raw[5..]));
+        }
+    }
+    fdb::replace_recovery_codes(conn, user_id, &hashes, state.now()).await?;
+    Ok(codes)
+}
+
+/// Refuses while the user is locked out.
+pub fn ensure_not_locked(state: &AppState, user: &UserRow) -> AppResult<()> {
+    match user.locked_until {
+        Some(until) if until > state.now() => Err(AppError::LockedOut { retry_after_ms: until - state.now() }),
+        _ => Ok(()),
+    }
+}
+
+/// Counts a wrong second factor; locks the user when the count reaches the limit.
+/// Returns the error to answer with.
+pub async fn second_factor_failed(state: &AppState, user: &UserRow, method: &str) -> AppResult<AppError> {
+    let failures = fdb::count_failure(&state.db().pool, &user.id).await?;
+    let max = i64::from(state.config().lockout_max_failures);
+    let now = state.now();
+    audit(state, user, "sign_in.failed", serde_json::json!({ "factor": method, "failures": failures })).await?;
+    if failures >= max {
+        let lock_ms = i64::from(state.config().lockout_minutes) * 60_000;
+        fdb::lock_user(&state.db().pool, &user.id, now + lock_ms).await?;
+        audit(state, user, "user.locked_out", serde_json::json!({ "until_ms": now + lock_ms })).await?;
+        return Ok(AppError::LockedOut { retry_after_ms: lock_ms });
+    }
+    Ok(AppError::InvalidCode { attempts_left: u32::try_from(max - failures).unwrap_or(0) })
+}
+
+async fn audit(state: &AppState, user: &UserRow, action: &str, after: serde_json::Value) -> AppResult<()> {
+    let mut conn = state.db().pool.acquire().await?;
+    db::insert_audit(
+        &mut conn,
+        &NewAudit {
+            at: state.now(),
+            actor_user_id: Some(&user.id),
+            scope_key: &user.scope_key,
+            action,
+            target: &format!("user:{}", user.id),
+            before: None,
+            after: Some(after),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn method_name(m: SecondFactorMethod) -> &'static str {
+    match m {
+        SecondFactorMethod::Authenticator => "authenticator",
+        SecondFactorMethod::Email => "email",
+        SecondFactorMethod::Sms => "sms",
+        SecondFactorMethod::RecoveryCode => "recovery_code",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_codes_have_six_digits() {
+        for _ in 0..1000 {
+            let c = new_numeric_code();
+            assert_eq!(c.len(), 6);
+            assert!(c.bytes().all(|b| b.is_ascii_digit()));
+        }
+    }
+
+    #[test]
+    fn masks_hide_most_of_the_destination() {
+        assert_eq!(mask_email("alice@example.com"), "a***@example.com");
+        assert_eq!(mask_phone("+14155550100"), "***0100");
+    }
+
+    #[test]
+    fn phones_are_e164() {
+        assert_eq!(parse_phone("+1 415-555-0100").ok().as_deref(), Some("+14155550100"));
+        for bad in ["4155550100", "+1", "+0123456789", "+1415555010a", "+1234567890123456"] {
+            assert!(parse_phone(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn recovery_codes_normalise() {
+        assert_eq!(normalize_recovery(" ABCDE-fghjk "), "abcdefghjk");
+    }
+}

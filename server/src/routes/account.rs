@@ -1,0 +1,533 @@
+//! The signed-in user's own account: two-factor state, the switch, authenticator,
+//! email and phone, recovery codes, remembered browsers, password and
+//! reauthentication.
+//!
+//! Turning 2FA off, removing a factor, replacing a confirmed email or phone, new
+//! recovery codes and a new password need a fresh password and second-factor check
+//! (`POST /api/account/reauthenticate`). No response here ever repeats a secret or a
+//! recovery code after the moment it was issued.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum_extra::extract::CookieJar;
+use twofold_policy::Behaviour;
+use twofold_policy::authz::{Action, Target};
+use twofold_policy::names::{EmailAddress, check_new_password};
+use twofold_policy::wire::{
+    AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest, EffectivePolicyView, EmailRequest, ErrorBody,
+    Factors, PhoneRequest, ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SecondFactorMethod,
+    SendCodeRequest, SendCodeResponse, SetTwoFactor,
+};
+
+use crate::app::{AppState, domain_of};
+use crate::auth::{self, Authenticated, token_hash};
+use crate::clock::rfc3339;
+use crate::db::factors as fdb;
+use crate::error::{AppError, AppResult};
+use crate::extract::{Json, Path, parse_id};
+use crate::factors::{self, Channel};
+use crate::signin::{self, effective_policy};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/account", get(get_account))
+        .route("/api/account/two-factor", put(set_two_factor))
+        .route("/api/account/reauthenticate", post(reauthenticate))
+        .route("/api/account/reauthenticate/send-code", post(reauth_send_code))
+        .route("/api/account/password", put(change_password))
+        .route("/api/account/authenticator", post(start_authenticator).delete(remove_authenticator))
+        .route("/api/account/authenticator/confirm", post(confirm_authenticator))
+        .route("/api/account/recovery-codes", post(regenerate_recovery_codes))
+        .route("/api/account/email", put(change_email))
+        .route("/api/account/email/confirm", post(confirm_email))
+        .route("/api/account/phone", put(change_phone).delete(remove_phone))
+        .route("/api/account/phone/confirm", post(confirm_phone))
+        .route("/api/account/browsers", get(list_browsers).delete(forget_all_browsers))
+        .route("/api/account/browsers/{browser_id}", delete(forget_browser))
+}
+
+fn own(state: &AppState, who: &Authenticated, action: Action) -> AppResult<()> {
+    state.authorize(who, action, Target::User { id: &who.user.id, domain: domain_of(&who.user.scope_key) })
+}
+
+async fn audit(state: &AppState, who: &Authenticated, action: &str, after: serde_json::Value) -> AppResult<()> {
+    let mut conn = state.db().pool.acquire().await?;
+    super::audit(
+        &mut conn,
+        state,
+        &who.user.id,
+        &who.user.scope_key,
+        action,
+        &format!("user:{}", who.user.id),
+        None,
+        Some(after),
+    )
+    .await
+}
+
+/// The user's policy with its explanation, switch, factors and recovery codes left.
+#[utoipa::path(get, path = "/api/account", tag = "account",
+    responses((status = 200, body = AccountState), (status = 401, body = ErrorBody)))]
+pub async fn get_account(State(state): State<AppState>, who: Authenticated) -> AppResult<Json<AccountState>> {
+    own(&state, &who, Action::ReadOwnAccount)?;
+    let u = &who.user;
+    let policy = effective_policy(&state, u).await?;
+    let left = fdb::unused_recovery_codes(&state.db().pool, &u.id).await?.len();
+    let window = i64::from(state.config().reauth_minutes) * 60_000;
+    Ok(Json(AccountState {
+        user: super::auth::current_user(&state, u).await?,
+        policy: EffectivePolicyView::new(u.id.clone(), &policy),
+        two_factor_enabled: u.two_factor_enabled != 0,
+        user_can_change: policy.user_can_change,
+        factors: Factors {
+            authenticator: u.has_authenticator != 0,
+            email: u.email.clone(),
+            email_confirmed: u.email_confirmed != 0,
+            pending_email: u.pending_email.clone(),
+            phone: u.phone.clone(),
+            phone_confirmed: u.phone_confirmed != 0,
+            pending_phone: u.pending_phone.clone(),
+            recovery_codes_left: u32::try_from(left).unwrap_or(u32::MAX),
+        },
+        reauthenticated_until: who.reauthenticated_at.map(|t| t + window).filter(|t| *t > state.now()).map(rfc3339),
+    }))
+}
+
+/// Turns the user's own 2FA switch on or off, where the policy lets users change it.
+/// Turning it off needs a fresh reauthentication.
+#[utoipa::path(put, path = "/api/account/two-factor", tag = "account", request_body = SetTwoFactor,
+    responses((status = 200, body = EffectivePolicyView), (status = 401, body = ErrorBody),
+        (status = 403, description = "Users cannot change it, or reauthentication required", body = ErrorBody)))]
+pub async fn set_two_factor(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<SetTwoFactor>,
+) -> AppResult<Json<EffectivePolicyView>> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let policy = effective_policy(&state, &who.user).await?;
+    if !policy.user_can_change {
+        return Err(AppError::conflict(
+            "user_cannot_change",
+            "your organisation does not let users change this setting",
+        ));
+    }
+    if !req.enabled {
+        who.require_fresh(&state)?;
+    }
+    let mut tx = state.db().begin_write().await?;
+    fdb::set_user_flag(&mut tx, &who.user.id, req.enabled).await?;
+    fdb::rotate_stamp(&mut tx, &who.user.id, &auth::new_stamp(), Some(&who.token_hash)).await?;
+    super::audit(
+        &mut tx,
+        &state,
+        &who.user.id,
+        &who.user.scope_key,
+        "user.two_factor_set",
+        &format!("user:{}", who.user.id),
+        Some(serde_json::json!({ "two_factor_enabled": who.user.two_factor_enabled != 0 })),
+        Some(serde_json::json!({ "two_factor_enabled": req.enabled, "by": "self" })),
+    )
+    .await?;
+    tx.commit().await?;
+    let user = crate::db::get_user(&state.db().pool, &who.user.id).await?.ok_or(AppError::Unauthenticated)?;
+    let policy = effective_policy(&state, &user).await?;
+    Ok(Json(EffectivePolicyView::new(user.id, &policy)))
+}
+
+/// Confirms the password (and a second factor, when the user has one) so sensitive
+/// changes are allowed for a few minutes.
+#[utoipa::path(post, path = "/api/account/reauthenticate", tag = "account", request_body = ReauthenticateRequest,
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+pub async fn reauthenticate(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<ReauthenticateRequest>,
+) -> AppResult<StatusCode> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let u = &who.user;
+    if !auth::verify_password(req.password, u.password_hash.clone()).await? {
+        audit(&state, &who, "reauthentication.failed", serde_json::json!({ "factor": "password" })).await?;
+        return Err(AppError::InvalidCredentials);
+    }
+    if u.has_factor() {
+        factors::ensure_not_locked(&state, u)?;
+        let code = req.code.as_deref().unwrap_or("");
+        let ok = match req.method {
+            Some(SecondFactorMethod::Authenticator) => factors::take_totp(&state, u, code, false).await?,
+            Some(SecondFactorMethod::Email) if u.email_confirmed != 0 => {
+                factors::take_code(&state, "reauth_email", &who.token_hash, code).await?.is_some()
+            }
+            Some(SecondFactorMethod::Sms) if u.phone_confirmed != 0 => {
+                factors::take_code(&state, "reauth_sms", &who.token_hash, code).await?.is_some()
+            }
+            Some(SecondFactorMethod::RecoveryCode) => factors::take_recovery_code(&state, u, code).await?,
+            _ => {
+                return Err(AppError::invalid_field("method", "give a second factor: method and code"));
+            }
+        };
+        if !ok {
+            let method = req.method.map(factors::method_name).unwrap_or("none");
+            return Err(factors::second_factor_failed(&state, u, method).await?);
+        }
+    }
+    fdb::mark_reauthenticated(&state.db().pool, &who.token_hash, state.now()).await?;
+    audit(&state, &who, "reauthentication.succeeded", serde_json::json!({})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends an email or SMS code for reauthentication, to a confirmed destination.
+#[utoipa::path(post, path = "/api/account/reauthenticate/send-code", tag = "account", request_body = SendCodeRequest,
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn reauth_send_code(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<SendCodeRequest>,
+) -> AppResult<Json<SendCodeResponse>> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let u = &who.user;
+    let (channel, dest, purpose) = match req.provider {
+        twofold_policy::Provider::Email if u.email_confirmed != 0 => (Channel::Email, u.email.clone(), "reauth_email"),
+        twofold_policy::Provider::Sms if u.phone_confirmed != 0 => (Channel::Sms, u.phone.clone(), "reauth_sms"),
+        _ => (Channel::Email, None, ""),
+    };
+    let dest = dest.ok_or_else(|| AppError::bad_request("provider_unavailable", "this provider is not set up"))?;
+    throttle_account_send(&state, &who.user.id, purpose).await?;
+    Ok(Json(factors::send_code(&state, u, purpose, &who.token_hash, &dest, channel).await?))
+}
+
+/// Account-side code sends are throttled per user and purpose through the same
+/// in-memory limiter as passwords, so nobody can use Twofold to flood an inbox.
+async fn throttle_account_send(state: &AppState, user_id: &str, purpose: &str) -> AppResult<()> {
+    let key = format!("send/{user_id}/{purpose}");
+    let now = state.now();
+    if let Some(ms) = state.send_limiter().blocked_for(&key, now) {
+        return Err(AppError::RateLimited { retry_after_ms: ms });
+    }
+    state.send_limiter().record_failure(&key, now);
+    Ok(())
+}
+
+/// Changes the password; other sessions and remembered browsers end.
+#[utoipa::path(put, path = "/api/account/password", tag = "account", request_body = ChangePassword,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<ChangePassword>,
+) -> AppResult<StatusCode> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    check_new_password(&req.new_password).map_err(|e| AppError::invalid_field("new_password", e.message))?;
+    if !auth::verify_password(req.current_password, who.user.password_hash.clone()).await? {
+        return Err(AppError::InvalidCredentials);
+    }
+    let hash = auth::hash_password(req.new_password).await?;
+    let mut tx = state.db().begin_write().await?;
+    fdb::set_password_hash(&mut tx, &who.user.id, &hash).await?;
+    fdb::rotate_stamp(&mut tx, &who.user.id, &auth::new_stamp(), Some(&who.token_hash)).await?;
+    super::audit(
+        &mut tx,
+        &state,
+        &who.user.id,
+        &who.user.scope_key,
+        "user.password_changed",
+        &format!("user:{}", who.user.id),
+        None,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts setting up an authenticator app: the secret, shown this once.
+#[utoipa::path(post, path = "/api/account/authenticator", tag = "account",
+    responses((status = 200, body = AuthenticatorEnrollment), (status = 409, body = ErrorBody)))]
+pub async fn start_authenticator(
+    State(state): State<AppState>,
+    who: Authenticated,
+) -> AppResult<Json<AuthenticatorEnrollment>> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let policy = effective_policy(&state, &who.user).await?;
+    if !policy.allowed_providers.authenticator {
+        return Err(AppError::bad_request("provider_unavailable", "authenticator apps are not allowed here"));
+    }
+    Ok(Json(signin::begin_authenticator(&state, &who.user).await?))
+}
+
+/// Activates the authenticator with its first code. Returns recovery codes, once, when
+/// it is the user's first factor.
+#[utoipa::path(post, path = "/api/account/authenticator/confirm", tag = "account", request_body = CodeRequest,
+    responses((status = 200, body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+pub async fn confirm_authenticator(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<CodeRequest>,
+) -> AppResult<Json<RecoveryCodes>> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    factors::ensure_not_locked(&state, &who.user)?;
+    if !factors::take_totp(&state, &who.user, &req.code, true).await? {
+        return Err(factors::second_factor_failed(&state, &who.user, "authenticator").await?);
+    }
+    let codes = signin::factor_added(&state, &who.user, "authenticator", Some(&who.token_hash), |tx, id| {
+        Box::pin(fdb::confirm_authenticator(tx, id))
+    })
+    .await?;
+    Ok(Json(RecoveryCodes { codes: codes.unwrap_or_default() }))
+}
+
+/// Refuses to remove the last factor while 2FA is forced: the user could no longer sign in.
+async fn ensure_not_last_factor(state: &AppState, who: &Authenticated, removing: &str) -> AppResult<()> {
+    let policy = effective_policy(state, &who.user).await?;
+    let u = &who.user;
+    let remaining = [
+        (u.has_authenticator != 0 && removing != "authenticator"),
+        (u.email_confirmed != 0 && removing != "email"),
+        (u.phone_confirmed != 0 && removing != "phone"),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if policy.behaviour == Behaviour::Forced && remaining == 0 {
+        return Err(AppError::conflict(
+            "last_factor",
+            "two-factor sign-in is required, so your last factor cannot be removed",
+        ));
+    }
+    Ok(())
+}
+
+async fn factor_removed(
+    state: &AppState,
+    who: &Authenticated,
+    factor: &str,
+    apply: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<(), sqlx::Error>,
+) -> AppResult<()> {
+    let mut tx = state.db().begin_write().await?;
+    apply(&mut tx).await?;
+    fdb::rotate_stamp(&mut tx, &who.user.id, &auth::new_stamp(), Some(&who.token_hash)).await?;
+    super::audit(
+        &mut tx,
+        state,
+        &who.user.id,
+        &who.user.scope_key,
+        "factor.removed",
+        &format!("user:{}", who.user.id),
+        Some(serde_json::json!({ "factor": factor })),
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes the authenticator (fresh reauthentication; never the last factor under forced).
+#[utoipa::path(delete, path = "/api/account/authenticator", tag = "account",
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_authenticator(State(state): State<AppState>, who: Authenticated) -> AppResult<StatusCode> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    who.require_fresh(&state)?;
+    if who.user.has_authenticator == 0 {
+        return Err(AppError::NotFound("authenticator"));
+    }
+    ensure_not_last_factor(&state, &who, "authenticator").await?;
+    let id = who.user.id.clone();
+    factor_removed(&state, &who, "authenticator", async move |tx| fdb::delete_authenticator(tx, &id).await).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces every recovery code with ten new ones, shown once (fresh reauthentication).
+#[utoipa::path(post, path = "/api/account/recovery-codes", tag = "account",
+    responses((status = 200, body = RecoveryCodes), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn regenerate_recovery_codes(
+    State(state): State<AppState>,
+    who: Authenticated,
+) -> AppResult<Json<RecoveryCodes>> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    who.require_fresh(&state)?;
+    if !who.user.has_factor() {
+        return Err(AppError::conflict("no_factor", "set up a second factor before creating recovery codes"));
+    }
+    let mut tx = state.db().begin_write().await?;
+    let codes = factors::issue_recovery_codes(&mut tx, &state, &who.user.id).await?;
+    super::audit(
+        &mut tx,
+        &state,
+        &who.user.id,
+        &who.user.scope_key,
+        "recovery_codes.regenerated",
+        &format!("user:{}", who.user.id),
+        None,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(RecoveryCodes { codes }))
+}
+
+/// Sets an email address to confirm and sends it a code. Replacing a confirmed address
+/// needs a fresh reauthentication.
+#[utoipa::path(put, path = "/api/account/email", tag = "account", request_body = EmailRequest,
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn change_email(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<EmailRequest>,
+) -> AppResult<Json<SendCodeResponse>> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let email = match req.email.as_deref() {
+        Some(e) => EmailAddress::parse(e).map_err(|e| AppError::invalid_field(e.field, e.message))?.as_str().to_owned(),
+        None => {
+            who.user.email.clone().ok_or_else(|| AppError::invalid_field("email", "give the address to confirm"))?
+        }
+    };
+    if who.user.email_confirmed != 0 {
+        who.require_fresh(&state)?;
+    }
+    throttle_account_send(&state, &who.user.id, "confirm_email").await?;
+    let mut tx = state.db().begin_write().await?;
+    fdb::set_pending_email(&mut tx, &who.user.id, &email).await?;
+    tx.commit().await?;
+    Ok(Json(factors::send_code(&state, &who.user, "confirm_email", &who.user.id, &email, Channel::Email).await?))
+}
+
+/// Confirms the pending email address with its code.
+#[utoipa::path(post, path = "/api/account/email/confirm", tag = "account", request_body = CodeRequest,
+    responses((status = 200, body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+pub async fn confirm_email(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<CodeRequest>,
+) -> AppResult<Json<RecoveryCodes>> {
+    confirm_contact(&state, &who, Channel::Email, &req.code).await
+}
+
+async fn confirm_contact(
+    state: &AppState,
+    who: &Authenticated,
+    channel: Channel,
+    code: &str,
+) -> AppResult<Json<RecoveryCodes>> {
+    own(state, who, Action::UpdateOwnAccount)?;
+    factors::ensure_not_locked(state, &who.user)?;
+    let purpose = match channel {
+        Channel::Email => "confirm_email",
+        Channel::Sms => "confirm_phone",
+    };
+    let Some(destination) = factors::take_code(state, purpose, &who.user.id, code).await? else {
+        return Err(factors::second_factor_failed(state, &who.user, purpose).await?);
+    };
+    let codes = signin::contact_confirmed(state, &who.user, channel, &destination, Some(&who.token_hash)).await?;
+    Ok(Json(RecoveryCodes { codes: codes.unwrap_or_default() }))
+}
+
+/// Sets a phone number to confirm and texts it a code. Replacing a confirmed number
+/// needs a fresh reauthentication.
+#[utoipa::path(put, path = "/api/account/phone", tag = "account", request_body = PhoneRequest,
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn change_phone(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<PhoneRequest>,
+) -> AppResult<Json<SendCodeResponse>> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let phone = factors::parse_phone(&req.phone)?;
+    if who.user.phone_confirmed != 0 {
+        who.require_fresh(&state)?;
+    }
+    throttle_account_send(&state, &who.user.id, "confirm_phone").await?;
+    let mut tx = state.db().begin_write().await?;
+    fdb::set_pending_phone(&mut tx, &who.user.id, &phone).await?;
+    tx.commit().await?;
+    Ok(Json(factors::send_code(&state, &who.user, "confirm_phone", &who.user.id, &phone, Channel::Sms).await?))
+}
+
+/// Confirms the pending phone number with its code.
+#[utoipa::path(post, path = "/api/account/phone/confirm", tag = "account", request_body = CodeRequest,
+    responses((status = 200, body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+pub async fn confirm_phone(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(req): Json<CodeRequest>,
+) -> AppResult<Json<RecoveryCodes>> {
+    confirm_contact(&state, &who, Channel::Sms, &req.code).await
+}
+
+/// Removes the phone number (fresh reauthentication; never the last factor under forced).
+#[utoipa::path(delete, path = "/api/account/phone", tag = "account",
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_phone(State(state): State<AppState>, who: Authenticated) -> AppResult<StatusCode> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    who.require_fresh(&state)?;
+    if who.user.phone.is_none() && who.user.pending_phone.is_none() {
+        return Err(AppError::NotFound("phone"));
+    }
+    ensure_not_last_factor(&state, &who, "phone").await?;
+    let id = who.user.id.clone();
+    factor_removed(&state, &who, "phone", async move |tx| fdb::remove_phone(tx, &id).await).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Browsers remembered for this user, newest first.
+#[utoipa::path(get, path = "/api/account/browsers", tag = "account",
+    responses((status = 200, body = Vec<RememberedBrowser>), (status = 401, body = ErrorBody)))]
+pub async fn list_browsers(
+    State(state): State<AppState>,
+    who: Authenticated,
+    jar: CookieJar,
+) -> AppResult<Json<Vec<RememberedBrowser>>> {
+    own(&state, &who, Action::ReadOwnAccount)?;
+    let current = jar
+        .get(&state.config().remember_cookie())
+        .and_then(|c| state.keys().verify_signed_token(c.value()))
+        .map(|t| token_hash(&t));
+    let current_id = match current {
+        Some(h) => fdb::find_browser(&state.db().pool, &h).await?.map(|b| b.id),
+        None => None,
+    };
+    let rows = fdb::list_browsers(&state.db().pool, &who.user.id, state.now()).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| RememberedBrowser {
+                current: current_id.as_deref() == Some(r.id.as_str()),
+                id: r.id,
+                created_at: rfc3339(r.created_at),
+                last_used_at: rfc3339(r.last_used_at),
+                expires_at: rfc3339(r.expires_at),
+                user_agent: r.user_agent,
+            })
+            .collect(),
+    ))
+}
+
+/// Forgets one remembered browser: its next sign-in asks for the second factor again.
+#[utoipa::path(delete, path = "/api/account/browsers/{browser_id}", tag = "account",
+    params(("browser_id" = String, Path, description = "Remembered browser id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn forget_browser(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(browser_id): Path<String>,
+) -> AppResult<StatusCode> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let id = parse_id(&browser_id, "browser")?;
+    let mut tx = state.db().begin_write().await?;
+    if !fdb::delete_browser(&mut tx, &who.user.id, &id).await? {
+        return Err(AppError::NotFound("browser"));
+    }
+    tx.commit().await?;
+    audit(&state, &who, "browser.forgotten", serde_json::json!({ "browser_id": id })).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Forgets every remembered browser of the user.
+#[utoipa::path(delete, path = "/api/account/browsers", tag = "account", responses((status = 204)))]
+pub async fn forget_all_browsers(State(state): State<AppState>, who: Authenticated) -> AppResult<StatusCode> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let mut tx = state.db().begin_write().await?;
+    let n = fdb::delete_browsers(&mut tx, &who.user.id).await?;
+    tx.commit().await?;
+    audit(&state, &who, "browser.forgotten", serde_json::json!({ "all": true, "count": n })).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,579 @@
+//! Key material and the cryptography applied to stored secrets.
+//!
+//! One 32-byte master key (`secret_key`, or a generated key file beside a SQLite
+//! database) is stretched with HKDF-SHA256 into independent subkeys:
+//!
+//! - an XChaCha20-Poly1305 key that encrypts authenticator secrets at rest, bound to
+//!   the owning user through the associated data;
+//! - an HMAC-SHA256 key for hashes of emailed/texted one-time codes, so a stolen table
+//!   of six-digit codes cannot be brute-forced offline;
+//! - an HMAC-SHA256 key that signs remember-browser tokens.
+//!
+//! Nothing here may log, print or put into an error message the master key, a subkey,
+//! a plaintext secret, a code or a token; `Keys` redacts itself in `Debug`.
+
+use std::fmt;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+
+/// Length of the master key and of every subkey.
+pub const KEY_LEN: usize = 32;
+/// Name of the generated key file, kept in the folder of the SQLite database.
+pub const KEY_FILE_NAME: &str = "secret.key";
+
+/// Prefix of the current ciphertext format; a later format gets a new prefix so old
+/// rows stay readable during a migration.
+const CIPHERTEXT_V1: &str = "v1:";
+const NONCE_LEN: usize = 24;
+/// Poly1305 tag length: a stored value shorter than nonce + tag cannot be genuine.
+const TAG_LEN: usize = 16;
+
+// HKDF info labels. Distinct labels make the subkeys independent: knowing one (say,
+// through a bug that leaks the signing key) reveals nothing about the others.
+const INFO_ENCRYPTION: &[u8] = b"twofold/v1/secret-encryption";
+const INFO_CODE_HASH: &[u8] = b"twofold/v1/code-hash";
+const INFO_REMEMBER: &[u8] = b"twofold/v1/remember-browser-signature";
+
+/// Operators paste keys from `openssl rand -base64 32` (standard, padded) or from
+/// URL-safe tools that drop the padding; both are accepted.
+const STANDARD_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+const URL_SAFE_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a stored secret could not be decrypted. Deliberately coarse: the caller treats
+/// both as "this factor is unusable" and must not tell a client which one happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecryptError {
+    /// Not a value this code ever wrote (unknown prefix, bad base64, too short).
+    #[error("the stored secret is not in a known format")]
+    Malformed,
+    /// Authentication failed: wrong key, wrong user (associated data) or tampering.
+    #[error("the stored secret does not decrypt with this key for this owner")]
+    Rejected,
+}
+
+/// The subkeys derived from the master key. Cheap to clone; wiped from memory on drop.
+#[derive(Clone)]
+pub struct Keys {
+    encryption: Zeroizing<[u8; KEY_LEN]>,
+    code_hash: Zeroizing<[u8; KEY_LEN]>,
+    remember: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keys { <redacted> }")
+    }
+}
+
+impl Keys {
+    /// Finds the master key: `secret_key` when set; otherwise, for SQLite, the key file
+    /// beside the database (created on first start); PostgreSQL requires `secret_key`
+    /// because several nodes may share the database and each must hold the same key.
+    pub fn from_config(config: &Config) -> anyhow::Result<Keys> {
+        if let Some(secret) = &config.secret_key {
+            return Self::from_base64(secret.expose_secret()).context("secret_key");
+        }
+        if !config.database_url.starts_with("sqlite:") {
+            anyhow::bail!("secret_key is required with PostgreSQL (every node must share it)");
+        }
+        match key_file_path(&config.database_url) {
+            Some(path) => Self::from_key_file(&path),
+            None => {
+                // An in-memory database disappears with the process, and so does
+                // everything encrypted under this key; writing a key file would only
+                // litter the working directory.
+                let mut master = Zeroizing::new([0u8; KEY_LEN]);
+                rand::rng().fill_bytes(master.as_mut());
+                Ok(Self::from_bytes(*master))
+            }
+        }
+    }
+
+    /// Derives the subkeys from a master key. Used directly by tests.
+    pub fn from_bytes(master: [u8; KEY_LEN]) -> Keys {
+        let master = Zeroizing::new(master);
+        // No salt: the master key is already uniformly random, which is the case where
+        // RFC 5869 says the salt may be omitted.
+        let hkdf = Hkdf::<Sha256>::new(None, master.as_ref());
+        let derive = |info: &[u8]| {
+            let mut out = Zeroizing::new([0u8; KEY_LEN]);
+            if hkdf.expand(info, out.as_mut()).is_err() {
+                // HKDF-SHA256 can produce up to 8160 bytes; 32 always fits.
+                unreachable!("HKDF-SHA256 output of 32 bytes is always valid");
+            }
+            out
+        };
+        Keys { encryption: derive(INFO_ENCRYPTION), code_hash: derive(INFO_CODE_HASH), remember: derive(INFO_REMEMBER) }
+    }
+
+    /// Decodes a base64 master key (standard or URL-safe alphabet, padded or not).
+    /// Error messages give the decoded length at most, never the value.
+    pub fn from_base64(encoded: &str) -> anyhow::Result<Keys> {
+        let encoded = encoded.trim();
+        let decoded = STANDARD_ANY_PAD
+            .decode(encoded)
+            .or_else(|_| URL_SAFE_ANY_PAD.decode(encoded))
+            .map(Zeroizing::new)
+            // The decoder's own error names the offending character; it is dropped so
+            // that no part of the key reaches a log.
+            .map_err(|_| {
+                anyhow::anyhow!("the key must be {KEY_LEN} random bytes encoded as base64; it is not valid base64")
+            })?;
+        let master: Zeroizing<[u8; KEY_LEN]> = decoded.as_slice().try_into().map(Zeroizing::new).map_err(|_| {
+            anyhow::anyhow!(
+                "the key must be {KEY_LEN} random bytes encoded as base64; it decodes to {} bytes \
+                     (generate one with `openssl rand -base64 32`)",
+                decoded.len()
+            )
+        })?;
+        Ok(Self::from_bytes(*master))
+    }
+
+    /// Reads the key file, or creates it with a fresh random key (owner-only
+    /// permissions) when it does not exist yet.
+    pub fn from_key_file(path: &Path) -> anyhow::Result<Keys> {
+        match std::fs::read_to_string(path) {
+            Ok(contents) => {
+                let contents = Zeroizing::new(contents);
+                warn_if_readable_by_others(path);
+                Self::from_base64(&contents).with_context(|| format!("key file {}", path.display()))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Self::create_key_file(path),
+            Err(e) => Err(e).with_context(|| format!("cannot read key file {}", path.display())),
+        }
+    }
+
+    fn create_key_file(path: &Path) -> anyhow::Result<Keys> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create folder {}", parent.display()))?;
+        }
+        let mut master = Zeroizing::new([0u8; KEY_LEN]);
+        rand::rng().fill_bytes(master.as_mut());
+        let encoded =
+            Zeroizing::new(format!("{}\n", base64::engine::general_purpose::STANDARD.encode(master.as_ref())));
+
+        let mut options = std::fs::OpenOptions::new();
+        // create_new: if another process created the file in the meantime, its key wins
+        // (read below) instead of two processes running with different keys.
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = match options.open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Self::from_key_file(path),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create key file {}", path.display()));
+            }
+        };
+        file.write_all(encoded.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write key file {}", path.display()))?;
+        tracing::warn!(
+            path = %path.display(),
+            "generated a new secret key file; production deployments should set TWOFOLD_SECRET_KEY \
+             (and back it up: losing the key makes every enrolled authenticator unusable)"
+        );
+        Ok(Self::from_bytes(*master))
+    }
+
+    /// Encrypts `plaintext` for the owner named by `aad` (the user id). The result is
+    /// `v1:` + base64url(nonce || ciphertext || tag) and is safe to store.
+    pub fn encrypt_secret(&self, plaintext: &[u8], aad: &str) -> String {
+        let cipher = XChaCha20Poly1305::new(&(*self.encryption).into());
+        // 192-bit random nonces: collisions are negligible even for billions of
+        // encryptions under one key, so no counter has to be kept across nodes.
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let payload = Payload { msg: plaintext, aad: aad.as_bytes() };
+        let Ok(ciphertext) = cipher.encrypt(&XNonce::from(nonce), payload) else {
+            // The only failure is a message longer than 256 GiB.
+            unreachable!("XChaCha20-Poly1305 encryption of a small secret cannot fail");
+        };
+        let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&ciphertext);
+        format!("{CIPHERTEXT_V1}{}", URL_SAFE_NO_PAD.encode(blob))
+    }
+
+    /// Reverses [`Keys::encrypt_secret`]. Fails when the value was tampered with,
+    /// encrypted under another key, or encrypted for another owner (`aad`).
+    pub fn decrypt_secret(&self, stored: &str, aad: &str) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+        let encoded = stored.strip_prefix(CIPHERTEXT_V1).ok_or(DecryptError::Malformed)?;
+        let blob = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| DecryptError::Malformed)?;
+        if blob.len() < NONCE_LEN + TAG_LEN {
+            return Err(DecryptError::Malformed);
+        }
+        let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| DecryptError::Malformed)?;
+        let cipher = XChaCha20Poly1305::new(&(*self.encryption).into());
+        let payload = Payload { msg: ciphertext, aad: aad.as_bytes() };
+        cipher.decrypt(&XNonce::from(nonce), payload).map(Zeroizing::new).map_err(|_| DecryptError::Rejected)
+    }
+
+    /// Keyed hash of a one-time code, lowercase hex. `purpose` (e.g. `"email-signin"`)
+    /// and `binding` (e.g. the pending sign-in id) are part of the input, so a hash
+    /// issued for one purpose or one sign-in never verifies for another.
+    pub fn code_hash(&self, purpose: &str, binding: &str, code: &str) -> String {
+        hex(&self.code_mac(purpose, binding, code))
+    }
+
+    /// Checks `code` against a stored [`Keys::code_hash`] in constant time.
+    pub fn verify_code_hash(&self, purpose: &str, binding: &str, code: &str, stored_hex: &str) -> bool {
+        let expected = hex(&self.code_mac(purpose, binding, code));
+        // Lengths are public (always 64); only the contents are compared in constant
+        // time.
+        expected.as_bytes().ct_eq(stored_hex.as_bytes()).into()
+    }
+
+    fn code_mac(&self, purpose: &str, binding: &str, code: &str) -> [u8; 32] {
+        let mut mac = hmac_with(&self.code_hash);
+        // Each field is preceded by its length, so no choice of field contents can
+        // make two different (purpose, binding, code) triples feed the same bytes.
+        for field in [purpose, binding, code] {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field.as_bytes());
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Appends an HMAC to `token`: `token.signature` (signature in base64url).
+    pub fn sign_token(&self, token: &str) -> String {
+        let signature = self.remember_mac(token);
+        format!("{token}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// Returns the inner token when the signature made by [`Keys::sign_token`] is
+    /// intact; `None` for anything else.
+    pub fn verify_signed_token(&self, signed: &str) -> Option<String> {
+        // The signature is base64url, which has no '.', so the last '.' separates it
+        // even if a token ever contains dots.
+        let (token, signature) = signed.rsplit_once('.')?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        let expected = self.remember_mac(token);
+        if bool::from(expected.as_slice().ct_eq(signature.as_slice())) { Some(token.to_owned()) } else { None }
+    }
+
+    fn remember_mac(&self, token: &str) -> [u8; 32] {
+        let mut mac = hmac_with(&self.remember);
+        mac.update(token.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+fn hmac_with(key: &[u8; KEY_LEN]) -> HmacSha256 {
+    let Ok(mac) = <HmacSha256 as Mac>::new_from_slice(key) else {
+        // HMAC accepts keys of any length.
+        unreachable!("HMAC-SHA256 accepts a 32-byte key");
+    };
+    mac
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+/// Where the key file lives for a SQLite URL: `secret.key` in the database's folder.
+/// `None` for an in-memory database.
+pub fn key_file_path(database_url: &str) -> Option<PathBuf> {
+    // Same parsing as `db::Db::connect`, so the key file sits beside the file that is
+    // actually opened.
+    let path = database_url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|kv| kv == "mode=memory") {
+        return None;
+    }
+    let parent = Path::new(path).parent().unwrap_or(Path::new(""));
+    Some(parent.join(KEY_FILE_NAME))
+}
+
+/// A key file others can read defeats encryption at rest; say so, but keep running
+/// (the operator may have good reasons, e.g. a group-owned service account).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the secret key file is accessible to other users; restrict it with chmod 600"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use secrecy::SecretString;
+
+    fn keys() -> Keys {
+        Keys::from_bytes([7u8; 32])
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let shown = format!("{:?}", keys());
+        assert_eq!(shown, "Keys { <redacted> }");
+    }
+
+    #[test]
+    fn subkeys_are_distinct() {
+        let k = keys();
+        assert_ne!(*k.encryption, *k.code_hash);
+        assert_ne!(*k.encryption, *k.remember);
+        assert_ne!(*k.code_hash, *k.remember);
+        assert_ne!(*k.encryption, [7u8; 32]);
+    }
+
+    #[test]
+    fn encryption_round_trips() {
+        let k = keys();
+        let stored = k.encrypt_secret(b"12345678901234567890", "user-1");
+        assert!(stored.starts_with("v1:"));
+        assert!(!stored.contains("12345678901234567890"));
+        let plain = k.decrypt_secret(&stored, "user-1").unwrap();
+        assert_eq!(plain.as_slice(), b"12345678901234567890");
+        // Empty plaintexts work too.
+        let stored = k.encrypt_secret(b"", "u");
+        assert_eq!(k.decrypt_secret(&stored, "u").unwrap().as_slice(), b"");
+    }
+
+    #[test]
+    fn nonces_differ_between_encryptions() {
+        let k = keys();
+        assert_ne!(k.encrypt_secret(b"same", "u"), k.encrypt_secret(b"same", "u"));
+    }
+
+    #[test]
+    fn wrong_aad_fails() {
+        let k = keys();
+        let stored = k.encrypt_secret(b"secret", "user-1");
+        assert_eq!(k.decrypt_secret(&stored, "user-2").unwrap_err(), DecryptError::Rejected);
+    }
+
+    #[test]
+    fn tampered_ciphertext_fails() {
+        let k = keys();
+        let stored = k.encrypt_secret(b"secret", "user-1");
+        let mut blob = URL_SAFE_NO_PAD.decode(&stored[3..]).unwrap();
+        for i in 0..blob.len() {
+            blob[i] ^= 1;
+            let tampered = format!("v1:{}", URL_SAFE_NO_PAD.encode(&blob));
+            assert_eq!(k.decrypt_secret(&tampered, "user-1").unwrap_err(), DecryptError::Rejected, "flip at byte {i}");
+            blob[i] ^= 1;
+        }
+        // Truncated, unprefixed and non-base64 values are malformed.
+        assert_eq!(k.decrypt_secret("v1:AAAA", "user-1").unwrap_err(), DecryptError::Malformed);
+        assert_eq!(k.decrypt_secret(&stored[3..], "user-1").unwrap_err(), DecryptError::Malformed);
+        assert_eq!(k.decrypt_secret("v1:!!!", "user-1").unwrap_err(), DecryptError::Malformed);
+        assert_eq!(k.decrypt_secret("v2:AAAA", "user-1").unwrap_err(), DecryptError::Malformed);
+    }
+
+    #[test]
+    fn wrong_key_fails() {
+        let stored = keys().encrypt_secret(b"secret", "user-1");
+        let other = Keys::from_bytes([8u8; 32]);
+        assert_eq!(other.decrypt_secret(&stored, "user-1").unwrap_err(), DecryptError::Rejected);
+    }
+
+    #[test]
+    fn code_hash_is_bound_to_purpose_binding_and_key() {
+        let k = keys();
+        let h = k.code_hash("email-signin", "pending-1", "123456");
+        assert_eq!(h.len(), 64);
+        assert!(h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(h, k.code_hash("email-signin", "pending-1", "123456"));
+        assert_ne!(h, k.code_hash("sms-signin", "pending-1", "123456"));
+        assert_ne!(h, k.code_hash("email-signin", "pending-2", "123456"));
+        assert_ne!(h, k.code_hash("email-signin", "pending-1", "123457"));
+        assert_ne!(h, Keys::from_bytes([8u8; 32]).code_hash("email-signin", "pending-1", "123456"));
+        // Moving characters between fields changes the hash (no ambiguous joins).
+        assert_ne!(k.code_hash("a", "bc", "1"), k.code_hash("ab", "c", "1"));
+        assert_ne!(k.code_hash("a", "b1", ""), k.code_hash("a", "b", "1"));
+    }
+
+    #[test]
+    fn verify_code_hash_accepts_only_the_right_code() {
+        let k = keys();
+        let h = k.code_hash("email-signin", "pending-1", "123456");
+        assert!(k.verify_code_hash("email-signin", "pending-1", "123456", &h));
+        assert!(!k.verify_code_hash("email-signin", "pending-1", "654321", &h));
+        assert!(!k.verify_code_hash("email-signin", "pending-2", "123456", &h));
+        assert!(!k.verify_code_hash("sms-signin", "pending-1", "123456", &h));
+        assert!(!k.verify_code_hash("email-signin", "pending-1", "123456", ""));
+        assert!(!k.verify_code_hash("email-signin", "pending-1", "123456", &h[..63]));
+    }
+
+    #[test]
+    fn signed_tokens_round_trip_and_reject_tampering() {
+        let k = keys();
+        let signed = k.sign_token("abc_DEF-123");
+        assert!(signed.starts_with("abc_DEF-123."));
+        assert_eq!(k.verify_signed_token(&signed).as_deref(), Some("abc_DEF-123"));
+        // A dotted token still verifies.
+        let dotted = k.sign_token("a.b");
+        assert_eq!(k.verify_signed_token(&dotted).as_deref(), Some("a.b"));
+
+        // Changed token, changed signature, missing signature, other key.
+        assert_eq!(k.verify_signed_token(&signed.replacen("abc", "abd", 1)), None);
+        let mut chars: Vec<char> = signed.chars().collect();
+        let last = chars.len() - 1;
+        chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };
+        assert_eq!(k.verify_signed_token(&chars.into_iter().collect::<String>()), None);
+        assert_eq!(k.verify_signed_token("abc_DEF-123"), None);
+        assert_eq!(k.verify_signed_token("abc_DEF-123."), None);
+        assert_eq!(k.verify_signed_token(""), None);
+        assert_eq!(Keys::from_bytes([8u8; 32]).verify_signed_token(&signed), None);
+    }
+
+    #[test]
+    fn base64_keys_in_both_alphabets_with_or_without_padding() {
+        // 32 bytes whose encoding uses both '+'/'/' (standard) and '-'/'_' (URL-safe).
+        let raw: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(250)).collect();
+        let reference = Keys::from_bytes(raw.clone().try_into().unwrap());
+        let std_padded = base64::engine::general_purpose::STANDARD.encode(&raw);
+        assert!(std_padded.ends_with('='));
+        let variants = [
+            std_padded.clone(),
+            std_padded.trim_end_matches('=').to_owned(),
+            base64::engine::general_purpose::URL_SAFE.encode(&raw),
+            URL_SAFE_NO_PAD.encode(&raw),
+            format!("  {std_padded}\n"),
+        ];
+        for v in variants {
+            let k = Keys::from_base64(&v).unwrap();
+            assert_eq!(*k.encryption, *reference.encryption, "{v}");
+        }
+    }
+
+    #[test]
+    fn bad_key_lengths_and_encodings_are_rejected_without_echo() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for len in [0usize, 16, 31, 33, 64] {
+            let encoded = b64.encode(vec![0xAB; len]);
+            let err = format!("{:#}", Keys::from_base64(&encoded).unwrap_err());
+            assert!(err.contains(&format!("decodes to {len} bytes")), "{err}");
+            if !encoded.is_empty() {
+                assert!(!err.contains(&encoded), "{err}");
+            }
+        }
+        let err = format!("{:#}", Keys::from_base64("not*base64*at*all").unwrap_err());
+        assert!(err.contains("not valid base64") && !err.contains("not*base64"), "{err}");
+
+        let config = Config { secret_key: Some(SecretString::from("c2hvcnQ=")), ..Config::default() };
+        let err = format!("{:#}", Keys::from_config(&config).unwrap_err());
+        assert!(err.contains("secret_key") && !err.contains("c2hvcnQ"), "{err}");
+    }
+
+    #[test]
+    fn configured_key_is_used() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let config = Config {
+            secret_key: Some(SecretString::from(encoded)),
+            database_url: "postgres://localhost/twofold".into(),
+            ..Config::default()
+        };
+        let k = Keys::from_config(&config).unwrap();
+        let stored = k.encrypt_secret(b"x", "u");
+        assert_eq!(Keys::from_bytes([9u8; 32]).decrypt_secret(&stored, "u").unwrap().as_slice(), b"x");
+    }
+
+    #[test]
+    fn postgres_without_key_is_refused() {
+        let config = Config { database_url: "postgres://localhost/twofold".into(), ..Config::default() };
+        let err = Keys::from_config(&config).unwrap_err().to_string();
+        assert_eq!(err, "secret_key is required with PostgreSQL (every node must share it)");
+    }
+
+    #[test]
+    fn key_file_path_follows_the_database() {
+        assert_eq!(key_file_path("sqlite://data/twofold.db"), Some(PathBuf::from("data/secret.key")));
+        assert_eq!(key_file_path("sqlite:data/twofold.db?mode=rwc"), Some(PathBuf::from("data/secret.key")));
+        assert_eq!(key_file_path("sqlite:///var/lib/tf/db.sqlite"), Some(PathBuf::from("/var/lib/tf/secret.key")));
+        assert_eq!(key_file_path("sqlite://twofold.db"), Some(PathBuf::from("secret.key")));
+        assert_eq!(key_file_path("sqlite::memory:"), None);
+        assert_eq!(key_file_path("sqlite://file.db?mode=memory&cache=shared"), None);
+    }
+
+    #[test]
+    fn in_memory_sqlite_gets_an_ephemeral_key() {
+        let config = Config { database_url: "sqlite::memory:".into(), ..Config::default() };
+        let a = Keys::from_config(&config).unwrap();
+        let b = Keys::from_config(&config).unwrap();
+        assert_ne!(*a.encryption, *b.encryption);
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nested").join("twofold.db");
+        let config = Config { database_url: format!("sqlite://{}", db.display()), ..Config::default() };
+        let first = Keys::from_config(&config).unwrap();
+        let key_file = dir.path().join("nested").join("secret.key");
+        assert!(key_file.exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+        }
+        let contents = std::fs::read_to_string(&key_file).unwrap();
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(contents.trim()).unwrap().len(), 32);
+
+        let stored = first.encrypt_secret(b"persisted", "user-1");
+        let second = Keys::from_config(&config).unwrap();
+        assert_eq!(second.decrypt_secret(&stored, "user-1").unwrap().as_slice(), b"persisted");
+        assert_eq!(std::fs::read_to_string(&key_file).unwrap(), contents);
+    }
+
+    #[test]
+    fn corrupt_key_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("secret.key");
+        std::fs::write(&key_file, "dG9vIHNob3J0\n").unwrap();
+        let err = format!("{:#}", Keys::from_key_file(&key_file).unwrap_err());
+        assert!(err.contains("secret.key") && err.contains("decodes to 9 bytes"), "{err}");
+        assert!(!err.contains("dG9v"), "{err}");
+    }
+}

@@ -1,0 +1,18 @@
+//! The HTTP integration tests of the `twofold` server, in one test binary (each extra
+//! binary is another link of the whole dependency tree). Every test starts the real
+//! application on port 0 with a fresh database and speaks HTTP to it; the database is
+//! SQLite unless `TEST_BACKEND=postgres` (with `TEST_POSTGRES_URL`) says otherwise, and
+//! the same tests run unchanged on both.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod audit;
+mod auth;
+mod cli;
+mod errors;
+mod health;
+mod settings;
+mod tenants;
+mod users;

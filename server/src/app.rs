@@ -10,8 +10,10 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use twofold_policy::authz::{Action, Actor, Authorizer, Domain, Role, Target};
@@ -103,6 +105,15 @@ impl AppState {
         if allowed { Ok(()) } else { Err(AppError::Forbidden) }
     }
 
+    /// Replaces the enforcer's role assignments with the stored ones, after another
+    /// node changed them.
+    pub async fn reload_roles(&self) -> anyhow::Result<()> {
+        let fresh = load_authorizer(&self.inner.db).await?;
+        let mut authz = self.inner.authz.write().map_err(|_| anyhow::anyhow!("authorizer lock poisoned"))?;
+        *authz = fresh;
+        Ok(())
+    }
+
     /// Records a role assignment in the enforcer after it was committed to storage.
     pub fn grant_in_memory(&self, user_id: &str, role: Role, scope_key: &str) -> AppResult<()> {
         let mut authz =
@@ -128,13 +139,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
     db.migrate().await?;
     bootstrap_admin(&db, &config, clock.now_ms()).await?;
-    let mut authz = Authorizer::new()?;
-    for row in db::all_roles(&db.pool).await? {
-        let Some(role) = Role::parse(&row.role) else {
-            anyhow::bail!("stored role {:?} is not known", row.role);
-        };
-        authz.grant(&row.user_id, role, domain_of(&row.scope_key))?;
-    }
+    let authz = load_authorizer(&db).await?;
     let dummy_hash = auth::hash_password(auth::new_token()).await?;
     let cache = PolicyCache::new(Duration::from_secs(config.cache_ttl_seconds));
     let keys = Keys::from_config(&config)?;
@@ -159,6 +164,18 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             send_limiter: FailureLimiter::new(5, Duration::from_secs(900), 100_000),
         }),
     })
+}
+
+/// Builds the enforcer with every stored role assignment.
+async fn load_authorizer(db: &Db) -> anyhow::Result<Authorizer> {
+    let mut authz = Authorizer::new()?;
+    for row in db::all_roles(&db.pool).await? {
+        let Some(role) = Role::parse(&row.role) else {
+            anyhow::bail!("stored role {:?} is not known", row.role);
+        };
+        authz.grant(&row.user_id, role, domain_of(&row.scope_key))?;
+    }
+    Ok(authz)
 }
 
 async fn bootstrap_admin(db: &Db, config: &Config, now: i64) -> anyhow::Result<()> {
@@ -233,12 +250,14 @@ async fn csrf_guard(req: Request, next: Next) -> Response {
 
 pub fn router(state: AppState) -> Router {
     let api = crate::routes::router();
+    let index = state.config().web_dir.join("index.html");
+    // Unknown API paths must stay JSON errors; every other path belongs to the web app,
+    // whose client-side router needs index.html for deep links and reloads.
+    let web = ServeDir::new(&state.config().web_dir).fallback(ServeFile::new(index));
     Router::new()
         .merge(api)
-        .fallback(|| async { AppError::NotFound("route") })
-        // Without this, a known path with the wrong method gets axum's empty 405 body
-        // instead of the API's one error shape; axum still adds the Allow header.
-        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .route("/api/{*rest}", any(|| async { AppError::NotFound("route") }))
+        .fallback_service(web)
         .layer(middleware::from_fn(csrf_guard))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
@@ -261,6 +280,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let addr = listener.local_addr()?;
     let state = build_state(config, clock).await?;
     spawn_housekeeping(state.clone());
+    if state.db().backend == crate::db::Backend::Postgres {
+        crate::changes::spawn_listener(state.clone(), state.config().database_url.clone());
+    }
     let app = router(state.clone());
     let handle = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -74,6 +74,8 @@ pub struct Config {
     pub password_window_minutes: u32,
     /// Name of the remember-browser cookie (prefixed with `__Host-` when secure).
     pub remember_cookie_name: String,
+    /// The built web app (`index.html`, `app.js`, `app_bg.wasm`), served at `/`.
+    pub web_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -96,7 +98,7 @@ impl Default for Config {
             session_idle_minutes: 60,
             session_max_hours: 12,
             log_format: LogFormat::Text,
-            cache_ttl_seconds: 30,
+            cache_ttl_seconds: 10,
             secret_key: None,
             smtp_url: None,
             smtp_from: "Twofold <no-reply@localhost>".to_owned(),
@@ -115,6 +117,7 @@ impl Default for Config {
             password_failures_per_address: 100,
             password_window_minutes: 15,
             remember_cookie_name: "twofold_remember".to_owned(),
+            web_dir: std::path::PathBuf::from("web/dist"),
         }
     }
 }

@@ -12,6 +12,7 @@ use twofold_policy::{Behaviour, PolicyInput, Scope, ScopeSettings, TenantFeature
 use super::tenant_for;
 use crate::app::AppState;
 use crate::auth::Authenticated;
+use crate::changes;
 use crate::db::{self, HOST_SCOPE};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
@@ -31,7 +32,7 @@ fn validate(s: &ScopeSettings) -> AppResult<()> {
 
 /// The old and new inputs of one scope, before and after a proposed change.
 #[derive(Debug)]
-pub enum Change<'a> {
+pub enum Proposal<'a> {
     Host { old: &'a ScopeSettings, new: &'a ScopeSettings },
     Tenant { old: (TenantFeature, &'a ScopeSettings), new: (TenantFeature, &'a ScopeSettings) },
 }
@@ -39,18 +40,18 @@ pub enum Change<'a> {
 /// Counts what a change would do. Resolution depends on a user only through their
 /// switch, and enrolment on whether they have a factor, so the users of a scope fall
 /// into at most four groups and the preview is one aggregate query, not a scan.
-pub async fn impact(state: &AppState, scope_key: &str, change: Change<'_>) -> AppResult<ImpactPreview> {
+pub async fn impact(state: &AppState, scope_key: &str, change: Proposal<'_>) -> AppResult<ImpactPreview> {
     let groups = db::user_groups(&state.db().pool, scope_key).await?;
     let mut out = ImpactPreview::default();
     for g in groups {
         let flag = g.enabled != 0;
         let n = u64::try_from(g.n).unwrap_or(0);
         let (was, will) = match &change {
-            Change::Host { old, new } => (
+            Proposal::Host { old, new } => (
                 resolve(&PolicyInput { scope: Scope::Host { settings: old }, user_two_factor_enabled: flag }),
                 resolve(&PolicyInput { scope: Scope::Host { settings: new }, user_two_factor_enabled: flag }),
             ),
-            Change::Tenant { old, new } => (
+            Proposal::Tenant { old, new } => (
                 resolve(&PolicyInput {
                     scope: Scope::Tenant { feature: old.0, settings: old.1 },
                     user_two_factor_enabled: flag,
@@ -123,6 +124,7 @@ async fn save_settings(
         }
     }
     db::store_settings(&mut tx, scope_key, &new, state.now()).await?;
+    changes::publish(&mut tx, state.db().backend, changes::Change::Settings(scope_key)).await?;
     let action = if scope_key == HOST_SCOPE { "host_settings.updated" } else { "tenant_settings.updated" };
     super::audit(
         &mut tx,
@@ -151,7 +153,7 @@ pub async fn preview_host_settings(
     state.authorize(&who, Action::ReadSettings, Target::Domain(Domain::Host))?;
     validate(&req.settings)?;
     let old = state.cache().settings(state.db(), HOST_SCOPE).await?;
-    Ok(Json(impact(&state, HOST_SCOPE, Change::Host { old: &old, new: &req.settings }).await?))
+    Ok(Json(impact(&state, HOST_SCOPE, Proposal::Host { old: &old, new: &req.settings }).await?))
 }
 
 /// A tenant's own 2FA settings and the host's ceiling over them.
@@ -210,7 +212,7 @@ pub async fn preview_tenant_settings(
     validate(&req.settings)?;
     let feature = tenant.feature()?;
     let old = db::load_settings(&state.db().pool, &tenant.id).await?;
-    let change = Change::Tenant { old: (feature, &old), new: (feature, &req.settings) };
+    let change = Proposal::Tenant { old: (feature, &old), new: (feature, &req.settings) };
     Ok(Json(impact(&state, &tenant.id, change).await?))
 }
 
@@ -226,6 +228,6 @@ pub async fn preview_feature(
 ) -> AppResult<Json<ImpactPreview>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateFeature).await?;
     let settings = db::load_settings(&state.db().pool, &tenant.id).await?;
-    let change = Change::Tenant { old: (tenant.feature()?, &settings), new: (req.feature, &settings) };
+    let change = Proposal::Tenant { old: (tenant.feature()?, &settings), new: (req.feature, &settings) };
     Ok(Json(impact(&state, &tenant.id, change).await?))
 }

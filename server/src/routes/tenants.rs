@@ -12,6 +12,7 @@ use twofold_policy::{ScopeSettings, TenantFeature};
 use super::{ListParams, tenant_for};
 use crate::app::AppState;
 use crate::auth::Authenticated;
+use crate::changes::{self, Change};
 use crate::clock::rfc3339;
 use crate::db::{self, TenantRow};
 use crate::error::{AppError, AppResult};
@@ -135,6 +136,7 @@ pub async fn put_feature(
     let mut tx = state.db().begin_write().await?;
     let old = db::get_tenant(&mut *tx, &tenant.id).await?.ok_or(AppError::NotFound("tenant"))?.feature()?;
     db::set_tenant_feature(&mut tx, &tenant.id, new.behaviour).await?;
+    changes::publish(&mut tx, state.db().backend, Change::Feature(&tenant.id)).await?;
     super::audit(
         &mut tx,
         &state,

@@ -12,6 +12,7 @@ use twofold_policy::wire::{AssignRole, CreateUser, EffectivePolicyView, ErrorBod
 use super::{ListParams, tenant_for, user_view};
 use crate::app::{AppState, domain_of};
 use crate::auth::{self, Authenticated};
+use crate::changes::{self, Change};
 use crate::db::{self, HOST_SCOPE, NewUser, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path, Query, parse_id};
@@ -232,6 +233,7 @@ pub async fn assign_tenant_admin(
     let tenant = tenant_for(&state, &who, &tenant_id, Action::AssignRole).await?;
     let user = tenant_member(&state, &tenant.id, &req.user_id).await?;
     let mut tx = state.db().begin_write().await?;
+    changes::publish(&mut tx, state.db().backend, Change::Roles).await?;
     if db::grant_role(&mut tx, &user.id, Role::TenantAdmin.as_str(), &tenant.id, state.now()).await? {
         super::audit(
             &mut tx,
@@ -263,6 +265,7 @@ pub async fn revoke_tenant_admin(
     let tenant = tenant_for(&state, &who, &tenant_id, Action::AssignRole).await?;
     let user = tenant_member(&state, &tenant.id, &user_id).await?;
     let mut tx = state.db().begin_write().await?;
+    changes::publish(&mut tx, state.db().backend, Change::Roles).await?;
     if db::revoke_role(&mut tx, &user.id, Role::TenantAdmin.as_str(), &tenant.id).await? {
         super::audit(
             &mut tx,

@@ -1,0 +1,90 @@
+//! Change notifications between nodes. Several `twofold` nodes over one PostgreSQL keep
+//! their caches (scope settings, tenant features, role assignments) coherent: every
+//! write publishes what it changed with `pg_notify` inside its transaction, so the
+//! notice goes out exactly when the change commits, and each node listens and drops the
+//! stale entries. If the listening connection breaks, notices may be lost, so the node
+//! drops everything it cached and reloads roles before listening again; the caches'
+//! short time-to-live bounds staleness even then. SQLite deployments are one node and
+//! publish nothing.
+
+use std::time::Duration;
+
+use sqlx::AnyConnection;
+use sqlx::postgres::PgListener;
+
+use crate::app::AppState;
+use crate::db::Backend;
+
+const CHANNEL: &str = "twofold_changes";
+
+/// What a write changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change<'a> {
+    Settings(&'a str),
+    Feature(&'a str),
+    Roles,
+}
+
+impl Change<'_> {
+    fn payload(&self) -> String {
+        match self {
+            Change::Settings(scope) => format!("settings:{scope}"),
+            Change::Feature(tenant) => format!("feature:{tenant}"),
+            Change::Roles => "roles".to_owned(),
+        }
+    }
+}
+
+/// Publishes a change inside the caller's transaction (delivered on commit).
+pub async fn publish(conn: &mut AnyConnection, backend: Backend, change: Change<'_>) -> Result<(), sqlx::Error> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(change.payload()).execute(conn).await?;
+    }
+    Ok(())
+}
+
+/// Applies a change to this node's caches.
+pub async fn apply(state: &AppState, payload: &str) {
+    if let Some(scope) = payload.strip_prefix("settings:") {
+        state.cache().invalidate_settings(scope);
+    } else if let Some(tenant) = payload.strip_prefix("feature:") {
+        state.cache().invalidate_feature(tenant);
+    } else if payload == "roles" {
+        if let Err(e) = state.reload_roles().await {
+            tracing::warn!(error = %e, "reloading role assignments failed");
+        }
+    }
+}
+
+/// Listens for changes made by other nodes, for as long as the process runs.
+pub fn spawn_listener(state: AppState, url: String) {
+    tokio::spawn(async move {
+        loop {
+            match listen(&state, &url).await {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(error = %e, "change listener lost its connection; reconnecting"),
+            }
+            // Whatever was published while we were away is unknown: forget it all.
+            state.cache().invalidate_all();
+            if let Err(e) = state.reload_roles().await {
+                tracing::warn!(error = %e, "reloading role assignments failed");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+async fn listen(state: &AppState, url: &str) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    // Anything cached before the listener was up may be stale.
+    state.cache().invalidate_all();
+    loop {
+        // `try_recv` answers `None` when the connection dropped, which is when notices
+        // can have been lost; return so the caller flushes the caches.
+        match listener.try_recv().await? {
+            Some(n) => apply(state, n.payload()).await,
+            None => return Ok(()),
+        }
+    }
+}

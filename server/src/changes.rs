@@ -49,10 +49,10 @@ pub async fn apply(state: &AppState, payload: &str) {
         state.cache().invalidate_settings(scope);
     } else if let Some(tenant) = payload.strip_prefix("feature:") {
         state.cache().invalidate_feature(tenant);
-    } else if payload == "roles" {
-        if let Err(e) = state.reload_roles().await {
-            tracing::warn!(error = %e, "reloading role assignments failed");
-        }
+    } else if payload == "roles"
+        && let Err(e) = state.reload_roles().await
+    {
+        tracing::warn!(error = %e, "reloading role assignments failed");
     }
 }
 

@@ -9,11 +9,13 @@ use serde_json::json;
 use crate::helpers::{PASSWORD, TestApp, settings_with};
 
 #[tokio::test]
-async fn unknown_routes_answer_in_the_error_shape() {
+async fn unknown_api_routes_answer_in_the_error_shape() {
+    // Paths outside /api belong to the web app; under /api every answer is JSON.
     let app = TestApp::spawn().await;
-    for path in ["/api/nope", "/nope", "/api/tenants/x/y/z"] {
+    for path in ["/api/nope", "/api/tenants/x/y/z"] {
         app.get(path).await.assert_error(StatusCode::NOT_FOUND, "not_found");
     }
+    app.post_json("/api/nope", &json!({})).await.assert_error(StatusCode::NOT_FOUND, "not_found");
 }
 
 #[tokio::test]

@@ -257,6 +257,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .route("/api/{*rest}", any(|| async { AppError::NotFound("route") }))
+        // A known path with the wrong method would otherwise get axum's empty 405 body
+        // instead of the API's one error shape; axum still adds the Allow header. Must
+        // follow every route: it only reaches routes added before it.
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .fallback_service(web)
         .layer(middleware::from_fn(csrf_guard))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))

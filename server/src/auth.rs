@@ -45,15 +45,15 @@ pub fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
 /// Verifies on the blocking pool. A malformed stored hash counts as a mismatch (and is
 /// logged without its value) rather than an error the client could tell apart.
 pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bool> {
-    tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&phc) else {
-            tracing::error!("a stored password hash cannot be parsed");
-            return false;
-        };
-        hasher().verify_password(password.as_bytes(), &parsed).is_ok()
-    })
-    .await
-    .map_err(Into::into)
+    tokio::task::spawn_blocking(move || verify_password_blocking(&password, &phc)).await.map_err(Into::into)
+}
+
+pub fn verify_password_blocking(password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        tracing::error!("a stored password hash cannot be parsed");
+        return false;
+    };
+    hasher().verify_password(password.as_bytes(), &parsed).is_ok()
 }
 
 /// A new random token: 256 bits, URL-safe base64.

@@ -79,6 +79,9 @@ async fn listen(state: &AppState, url: &str) -> Result<(), sqlx::Error> {
     listener.listen(CHANNEL).await?;
     // Anything cached before the listener was up may be stale.
     state.cache().invalidate_all();
+    // From here on other nodes' changes reach this node again; operators (and the
+    // multi-node test) need to see when that is, especially after an outage.
+    tracing::info!("change listener connected");
     loop {
         // `try_recv` answers `None` when the connection dropped, which is when notices
         // can have been lost; return so the caller flushes the caches.

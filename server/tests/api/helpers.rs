@@ -83,6 +83,17 @@ pub struct Options {
     pub cookie_secure: bool,
     /// A clock the test moves by hand instead of the system clock.
     pub manual_clock: bool,
+    /// Wrong passwords allowed per account name, and per client address, before the
+    /// password step answers `rate_limited` (defaults: the server's).
+    pub password_failures_per_account: Option<u32>,
+    pub password_failures_per_address: Option<u32>,
+    /// Wrong second factors before a lockout (default: the server's, 5).
+    pub lockout_max_failures: Option<u32>,
+    /// Port of an SMTP server on 127.0.0.1 (no TLS) that email codes go to; without
+    /// it the development sender logs them.
+    pub smtp_port: Option<u16>,
+    /// Address of a Twilio stand-in that SMS codes go to; see `apply_options`.
+    pub sms_addr: Option<SocketAddr>,
 }
 
 /// A running app with a fresh database and a client for the first person.
@@ -119,7 +130,7 @@ impl TestApp {
     pub async fn spawn_with(options: Options) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database_url(dir.path()).await;
-        let config = Config {
+        let mut config = Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
             // Small pools: PostgreSQL runs many test databases at once.
@@ -134,6 +145,7 @@ impl TestApp {
             )),
             ..Config::default()
         };
+        apply_options(&options, &mut config);
         let manual = options.manual_clock.then(|| ManualClock::new(1_750_000_000_000));
         let clock: Arc<dyn Clock> = match &manual {
             Some(m) => m.clone(),
@@ -412,5 +424,33 @@ impl Client {
     pub async fn audit(&self, query: &str) -> Vec<Value> {
         let page = self.get(&format!("/api/audit?limit=200{query}")).await.assert_status(StatusCode::OK).json();
         page["items"].as_array().expect("items").clone()
+    }
+}
+
+/// The account SID, token and sender number the app is given with `Options::sms_addr`.
+pub const SMS_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+pub const SMS_AUTH_TOKEN: &str = "sms-auth-token-for-tests";
+pub const SMS_FROM: &str = "+15005550006";
+
+/// The optional settings of `Options`, laid over the test configuration.
+fn apply_options(options: &Options, config: &mut Config) {
+    if let Some(n) = options.password_failures_per_account {
+        config.password_failures_per_account = n;
+    }
+    if let Some(n) = options.password_failures_per_address {
+        config.password_failures_per_address = n;
+    }
+    if let Some(n) = options.lockout_max_failures {
+        config.lockout_max_failures = n;
+    }
+    if let Some(port) = options.smtp_port {
+        config.smtp_url = Some(SecretString::from(format!("smtp://127.0.0.1:{port}?tls=none")));
+        config.smtp_from = "Twofold <codes@twofold.test>".to_owned();
+    }
+    if let Some(addr) = options.sms_addr {
+        config.sms_base_url = Some(format!("http://{addr}"));
+        config.sms_account_sid = Some(SMS_ACCOUNT_SID.to_owned());
+        config.sms_auth_token = Some(SecretString::from(SMS_AUTH_TOKEN));
+        config.sms_from = Some(SMS_FROM.to_owned());
     }
 }

@@ -6,7 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod flows;
 mod helpers;
+#[path = "../support/smtp.rs"]
+mod smtp;
 
 mod audit;
 mod auth;
@@ -16,3 +19,4 @@ mod health;
 mod settings;
 mod tenants;
 mod users;
+mod signin_flow;

@@ -1,0 +1,1092 @@
+//! Two real `twofold` processes over one PostgreSQL database, talked to over HTTP: what
+//! README "Running several nodes" promises, checked end to end.
+//!
+//! - a policy change made through node A is enforced by node B within a second, although
+//!   both cache for an hour (`cache_ttl_seconds = 3600`): only the `pg_notify` notice can
+//!   have refreshed B;
+//! - sessions, pending sign-ins, one-time codes, authenticator steps, the lockout count,
+//!   remembered browsers and security stamps live in the database, so they hold across
+//!   nodes, including under parallel redemption spread over both;
+//! - a PostgreSQL restart under running nodes gives `503 unavailable` (never a 500 or a
+//!   hang), `/ready` follows the database while `/health` does not, nothing is
+//!   half-written, and both nodes and their change listeners recover by themselves.
+//!
+//! Each test starts its own throwaway cluster (initdb/pg_ctl as in scripts/pg-throwaway,
+//! as the `postgres` user when run as root), an SMTP server where email codes are
+//! needed, and two `twofold serve` children killed on drop. Missing PostgreSQL binaries,
+//! `oathtool` or aiosmtpd fail the test rather than skip it: a skipped multi-node test
+//! would report green for guarantees nobody checked. Configuration goes only into the
+//! children's environment, never into this process's.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use reqwest::header::{COOKIE, HeaderMap, RETRY_AFTER, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::Barrier;
+
+const ADMIN_PASSWORD: &str = "admin password for the multinode test";
+const PASSWORD: &str = "a long enough password";
+/// The pool's acquire timeout (server/src/db/mod.rs): the longest a request may wait
+/// for a database that is down before answering 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// What the acquire timeout may be exceeded by (scheduling, the HTTP round trip).
+const SLACK: Duration = Duration::from_secs(2);
+
+// ---------------------------------------------------------------- PostgreSQL
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb`.
+fn postgres_bin() -> PathBuf {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let version = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+                    let bin = e.path().join("bin");
+                    bin.join("initdb").exists().then_some((version, bin))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb): the multi-node test \
+             needs its own cluster; run scripts/setup"
+        )
+    })
+}
+
+/// A throwaway cluster on loopback that trusts local connections; stopped and deleted
+/// on drop. It can be stopped and started again on the same port to simulate an outage.
+struct Cluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = postgres_bin();
+        let dir = tempfile::Builder::new().prefix("twofold-multinode-pg.").tempdir().unwrap();
+        let as_postgres = is_root();
+        if as_postgres {
+            // initdb refuses to run as root; the `postgres` user needs the folder.
+            run(Command::new("chown").arg("postgres").arg(dir.path()), "chown postgres");
+        }
+        let cluster = Cluster { bin, dir, port: free_port(), as_postgres };
+        run(
+            cluster.pg("initdb").arg("-D").arg(cluster.data()).args(["-U", "postgres", "--auth=trust", "--no-sync"]),
+            "initdb",
+        );
+        cluster.start_server();
+        cluster
+    }
+
+    /// A PostgreSQL program, run as `postgres` when this test runs as root.
+    fn pg(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server and waits until it accepts connections (`pg_ctl -w`).
+    fn start_server(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        run(
+            self.pg("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .arg("-w")
+                .arg("-l")
+                .arg(self.dir.path().join("log"))
+                .args(["-o", &options, "start"]),
+            "pg_ctl start",
+        );
+    }
+
+    /// A fast shutdown, as an operator's restart or a failover does it: sessions are
+    /// terminated (in-flight transactions roll back), then the server is gone. Returns
+    /// once it is down.
+    fn stop_server(&self) {
+        run(self.pg("pg_ctl").arg("-D").arg(self.data()).args(["-m", "fast", "-w", "stop"]), "pg_ctl stop");
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- PostgreSQL log (tail)\n{}", self.log_tail());
+        }
+        let _ = self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what} could not be started ({e}); run scripts/setup"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------- SMTP (aiosmtpd)
+
+/// An aiosmtpd process writing every message into a Maildir; killed on drop.
+struct Smtp {
+    child: Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+    /// Messages already read by the test, so each code is taken from a new message.
+    read: Mutex<HashSet<PathBuf>>,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `python3` on PATH may be another installation (pyenv, a virtualenv) than the one
+/// Debian's python3-aiosmtpd belongs to, so `/usr/bin/python3` is tried too.
+fn python_with_aiosmtpd() -> &'static str {
+    ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|python| {
+            Command::new(python)
+                .args(["-c", "import aiosmtpd"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("neither python3 nor /usr/bin/python3 can import aiosmtpd; run scripts/setup (python3-aiosmtpd)")
+        })
+}
+
+impl Smtp {
+    fn start() -> Smtp {
+        let python = python_with_aiosmtpd();
+        let maildir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("Maildir"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {python} -m aiosmtpd ({e}); run scripts/setup"));
+        let mut smtp = Smtp { child, port, maildir, read: Mutex::new(HashSet::new()) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            if let Some(status) = smtp.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = smtp.child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                panic!("aiosmtpd exited at start ({status}): {stderr}\nrun scripts/setup");
+            }
+            assert!(Instant::now() < deadline, "aiosmtpd did not listen on port {port} within 15 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        smtp
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    /// The code in the one new message to `to`, waiting up to 10 s for it to arrive.
+    fn next_code(&self, to: &str) -> String {
+        let new = self.maildir.path().join("Maildir").join("new");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut read = self.read.lock().unwrap();
+            let fresh: Vec<(PathBuf, String)> = std::fs::read_dir(&new)
+                .map(|dir| dir.filter_map(Result::ok).map(|e| e.path()).collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|path| !read.contains(path))
+                .filter_map(|path| std::fs::read_to_string(&path).ok().map(|m| (path, m.replace("\r\n", "\n"))))
+                // aiosmtpd records the envelope recipient, which is what routed the mail.
+                .filter(|(_, m)| m.lines().any(|l| l.eq_ignore_ascii_case(&format!("X-RcptTo: {to}"))))
+                .collect();
+            assert!(fresh.len() <= 1, "expected one new message to {to}, found {}", fresh.len());
+            if let Some((path, message)) = fresh.into_iter().next() {
+                read.insert(path);
+                let at = message.find("code is ").unwrap_or_else(|| panic!("no code in the message: {message}"));
+                let code: String = message[at + 8..].chars().take(6).collect();
+                assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()), "{message}");
+                return code;
+            }
+            drop(read);
+            assert!(Instant::now() < deadline, "no message to {to} arrived within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- nodes
+
+/// Everything a child wrote, one line per entry, with a signal for waiters.
+#[derive(Default)]
+struct Log {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+impl Log {
+    fn pump(self: &Arc<Self>, pipe: impl Read + Send + 'static) {
+        let log = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                log.lines.lock().unwrap().push(line);
+                log.grew.notify_all();
+            }
+        });
+    }
+}
+
+/// The `message` of a JSON log line (`TWOFOLD_LOG_FORMAT=json`).
+fn log_message(line: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    v["fields"]["message"].as_str().map(str::to_owned)
+}
+
+/// One `twofold serve` child process; killed on drop.
+struct Node {
+    name: &'static str,
+    child: Child,
+    base: String,
+    log: Arc<Log>,
+    _workdir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(name: &'static str, env: &[(&str, String)]) -> Node {
+        let workdir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_twofold"));
+        cmd.arg("serve");
+        // Only the configuration below: a stray TWOFOLD_* of whoever runs the tests (say a
+        // TWOFOLD_CONFIG file) must not change what is tested.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("TWOFOLD_") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(workdir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("cannot start the twofold binary");
+        let log = Arc::new(Log::default());
+        log.pump(child.stdout.take().unwrap());
+        log.pump(child.stderr.take().unwrap());
+        let mut node = Node { name, child, base: String::new(), log, _workdir: workdir };
+        let line = node.wait_for_log("twofold listening", 1, Duration::from_secs(60));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let addr = v["fields"]["addr"].as_str().unwrap_or_else(|| panic!("no addr in {line}"));
+        node.base = format!("http://{addr}");
+        node
+    }
+
+    /// Blocks until `message` has been logged `n` times; returns that line. Fails at
+    /// once if the process exits.
+    fn wait_for_log(&mut self, message: &str, n: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().filter(|l| log_message(l).as_deref() == Some(message)).nth(n - 1).cloned()
+            {
+                return line;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                drop(lines);
+                panic!("node {} exited ({status}) before logging {message:?}", self.name);
+            }
+            assert!(Instant::now() < deadline, "node {} did not log {message:?} {n} time(s) in {timeout:?}", self.name);
+            lines = self.log.grew.wait_timeout(lines, Duration::from_millis(100)).unwrap().0;
+        }
+    }
+
+    fn count_log(&self, message: &str) -> usize {
+        self.log.lines.lock().unwrap().iter().filter(|l| log_message(l).as_deref() == Some(message)).count()
+    }
+
+    fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn assert_running(&mut self) {
+        assert!(self.child.try_wait().unwrap().is_none(), "node {} exited", self.name);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let lines = self.log.lines.lock().unwrap();
+            eprintln!("---- node {} log (tail)", self.name);
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Two nodes over one cluster. Fields drop in order: nodes first, the database last.
+struct Deployment {
+    a: Node,
+    b: Node,
+    smtp: Option<Smtp>,
+    cluster: Cluster,
+}
+
+impl Deployment {
+    fn start(with_smtp: bool) -> Deployment {
+        let cluster = Cluster::start();
+        let smtp = with_smtp.then(Smtp::start);
+        let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        let mut env = vec![
+            ("TWOFOLD_DATABASE_URL", cluster.url()),
+            // Every node must share the key: codes, secrets and remembered browsers made
+            // on one node are checked on the other.
+            ("TWOFOLD_SECRET_KEY", key),
+            ("TWOFOLD_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+            ("TWOFOLD_COOKIE_SECURE", "false".to_owned()),
+            ("TWOFOLD_BIND", "127.0.0.1:0".to_owned()),
+            ("TWOFOLD_LOG_FORMAT", "json".to_owned()),
+            ("TWOFOLD_LOG", "info".to_owned()),
+            // An hour: a change seen on the other node within a second can only have
+            // come from the change notice, never from the cache expiring.
+            ("TWOFOLD_CACHE_TTL_SECONDS", "3600".to_owned()),
+        ];
+        if let Some(smtp) = &smtp {
+            env.push(("TWOFOLD_SMTP_URL", smtp.url()));
+        }
+        // B starts only once A has migrated and created the first admin: two empty-
+        // database starts at once would both try to create that admin.
+        let mut a = Node::start("A", &env);
+        let mut b = Node::start("B", &env);
+        // Until its listener is up a node would miss notices; the tests below must not
+        // race that start (the reconnect path is tested on its own).
+        a.wait_for_log("change listener connected", 1, Duration::from_secs(30));
+        b.wait_for_log("change listener connected", 1, Duration::from_secs(30));
+        Deployment { a, b, smtp, cluster }
+    }
+
+    fn smtp(&self) -> &Smtp {
+        self.smtp.as_ref().expect("started with SMTP")
+    }
+
+    fn assert_running(&mut self) {
+        self.a.assert_running();
+        self.b.assert_running();
+    }
+}
+
+// ---------------------------------------------------------------- HTTP
+
+#[derive(Debug)]
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+    elapsed: Duration,
+}
+
+impl Resp {
+    #[track_caller]
+    fn ok(self) -> Value {
+        assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
+        self.body
+    }
+
+    #[track_caller]
+    fn expect(self, status: StatusCode) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        self.body
+    }
+
+    /// The error code of an error body, or the sign-in status of a success.
+    fn outcome(&self) -> String {
+        self.body["error"].as_str().or_else(|| self.body["status"].as_str()).unwrap_or("").to_owned()
+    }
+
+    #[track_caller]
+    fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!((self.status, self.outcome().as_str()), (status, code), "body: {}", self.body);
+    }
+}
+
+fn http() -> reqwest::Client {
+    // Longer than any answer may take (the acquire timeout), so a hang fails the test
+    // instead of stalling it.
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// One request with an explicit `Cookie` header (or none).
+async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    cookies: &str,
+) -> Resp {
+    let mut req = http.request(method, format!("{base}{path}")).header("X-Requested-With", "multinode");
+    if !cookies.is_empty() {
+        req = req.header(COOKIE, cookies);
+    }
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let started = Instant::now();
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{path} on {base}: {e}"));
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Resp { status, headers, body, elapsed: started.elapsed() }
+}
+
+/// One browser: its own cookies, sent explicitly to whichever node it talks to. Cookies
+/// are not per port in browsers either, so "the same cookie on node B" is just this.
+#[derive(Debug, Clone)]
+struct Person {
+    http: reqwest::Client,
+    jar: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Person {
+    fn new() -> Person {
+        Person { http: http(), jar: Arc::default() }
+    }
+
+    fn cookies(&self) -> String {
+        self.jar.lock().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn has_cookie(&self, name: &str) -> bool {
+        self.jar.lock().unwrap().contains_key(name)
+    }
+
+    async fn call(&self, node: &str, method: Method, path: &str, body: Option<&Value>) -> Resp {
+        let resp = send(&self.http, node, method, path, body, &self.cookies()).await;
+        let mut jar = self.jar.lock().unwrap();
+        for line in resp.headers.get_all(SET_COOKIE) {
+            let line = line.to_str().unwrap();
+            let (pair, attrs) = line.split_once(';').unwrap_or((line, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            let removed = value.is_empty() || attrs.to_ascii_lowercase().contains("max-age=0");
+            if removed {
+                jar.remove(name.trim());
+            } else {
+                jar.insert(name.trim().to_owned(), value.to_owned());
+            }
+        }
+        drop(jar);
+        resp
+    }
+
+    async fn get(&self, node: &str, path: &str) -> Resp {
+        self.call(node, Method::GET, path, None).await
+    }
+
+    async fn post(&self, node: &str, path: &str, body: Value) -> Resp {
+        self.call(node, Method::POST, path, Some(&body)).await
+    }
+
+    async fn put(&self, node: &str, path: &str, body: Value) -> Resp {
+        self.call(node, Method::PUT, path, Some(&body)).await
+    }
+
+    async fn delete(&self, node: &str, path: &str) -> Resp {
+        self.call(node, Method::DELETE, path, None).await
+    }
+
+    async fn sign_in(&self, node: &str, tenant: Option<&str>, username: &str, password: &str) -> Resp {
+        let mut body = json!({ "username": username, "password": password });
+        if let Some(t) = tenant {
+            body["tenant"] = json!(t);
+        }
+        self.post(node, "/api/auth/sign-in", body).await
+    }
+
+    /// The password step, insisting on the given outcome (`signed_in`,
+    /// `requires_two_factor`, `requires_enrollment`).
+    async fn sign_in_as(&self, node: &str, tenant: Option<&str>, username: &str, status: &str) -> Value {
+        let resp = self.sign_in(node, tenant, username, PASSWORD).await;
+        assert_eq!((resp.status, resp.outcome().as_str()), (StatusCode::OK, status), "body: {}", resp.body);
+        resp.body
+    }
+
+    async fn sign_in_admin(&self, node: &str) {
+        let body = self.sign_in(node, None, "admin", ADMIN_PASSWORD).await.ok();
+        assert_eq!(body["status"], "signed_in", "{body}");
+    }
+
+    async fn create_tenant(&self, node: &str, name: &str) -> String {
+        let t = self.post(node, "/api/tenants", json!({ "name": name })).await.expect(StatusCode::CREATED);
+        t["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn create_user(&self, node: &str, tenant_id: Option<&str>, username: &str) -> String {
+        let path = match tenant_id {
+            Some(t) => format!("/api/tenants/{t}/users"),
+            None => "/api/host/users".to_owned(),
+        };
+        let u = self.post(node, &path, json!({ "username": username, "password": PASSWORD })).await;
+        u.expect(StatusCode::CREATED)["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn set_feature(&self, node: &str, tenant_id: &str, behaviour: &str) {
+        self.put(node, &format!("/api/tenants/{tenant_id}/feature"), json!({ "behaviour": behaviour })).await.ok();
+    }
+
+    /// Enrols an authenticator in a sign-in that requires enrolment and finishes it.
+    /// Returns the base32 secret. Uses the current time step.
+    async fn enrol_authenticator(&self, node: &str) -> String {
+        let secret = self.post(node, "/api/auth/enroll/authenticator", json!({})).await.ok()["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let code = totp(&secret, 0);
+        let done = self.post(node, "/api/auth/enroll/authenticator/confirm", json!({ "code": code })).await.ok();
+        assert_eq!(done["status"], "signed_in", "{done}");
+        secret
+    }
+
+    async fn verify(&self, node: &str, method: &str, code: &str, remember: bool) -> Resp {
+        let body = json!({ "method": method, "code": code, "remember_browser": remember });
+        self.post(node, "/api/auth/sign-in/verify", body).await
+    }
+}
+
+fn settings(behaviour: &str, remember_browser_days: u32) -> Value {
+    json!({
+        "behaviour": behaviour,
+        "users_can_change": true,
+        "remember_browser": true,
+        "remember_browser_days": remember_browser_days,
+        "enrollment_grace_days": 0,
+        "allowed_providers": { "authenticator": true, "email": true, "sms": true }
+    })
+}
+
+// ---------------------------------------------------------------- second factors
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The authenticator code `steps_ahead` 30-second steps from now, by Debian's
+/// `oathtool`, an implementation independent of Twofold's. The server accepts one step
+/// either side and each step once per user, so a second code for the same user right
+/// after enrolment is taken one step ahead instead of waiting half a minute.
+fn totp(secret: &str, steps_ahead: u64) -> String {
+    let at = unix_now() + 30 * steps_ahead;
+    let out = Command::new("oathtool")
+        .args(["--totp", "-b", secret, "--now", &format!("@{at}")])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run oathtool ({e}); run scripts/setup (Debian package oathtool)"));
+    assert!(out.status.success(), "oathtool failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A six-digit code no step near now produces, so it is wrong whatever the clock does.
+fn wrong_totp(secret: &str) -> String {
+    let near: HashSet<String> = [0, 1, 2].iter().map(|s| totp(secret, *s)).collect();
+    (0..).map(|n: u32| format!("{:06}", n * 7919 % 1_000_000)).find(|c| !near.contains(c)).unwrap()
+}
+
+/// Sends `per_node` copies of one verify request to each node at the same moment, all
+/// with the same pending sign-in cookie. Returns every response.
+async fn redeem_in_parallel(d: &Deployment, person: &Person, method: &str, code: &str, per_node: usize) -> Vec<Resp> {
+    let cookies = person.cookies();
+    let body = json!({ "method": method, "code": code });
+    let barrier = Arc::new(Barrier::new(2 * per_node));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..2 * per_node {
+        let base = if i % 2 == 0 { d.a.url() } else { d.b.url() }.to_owned();
+        let (cookies, body, barrier, http) = (cookies.clone(), body.clone(), barrier.clone(), http());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            send(&http, &base, Method::POST, "/api/auth/sign-in/verify", Some(&body), &cookies).await
+        });
+    }
+    tasks.join_all().await
+}
+
+#[track_caller]
+fn assert_exactly_one_winner(responses: &[Resp], what: &str) {
+    let winners = responses.iter().filter(|r| r.status == StatusCode::OK).count();
+    let outcomes: Vec<String> = responses.iter().map(|r| format!("{} {}", r.status.as_u16(), r.outcome())).collect();
+    assert_eq!(winners, 1, "{what}: exactly one redemption may succeed; got {outcomes:?}");
+    for r in responses.iter().filter(|r| r.status != StatusCode::OK) {
+        // Losers either lost the race for the code (a wrong code for them, which counts
+        // toward the lockout and may reach it) or arrived after the sign-in completed.
+        assert!(
+            ["invalid_code", "sign_in_expired", "locked_out"].contains(&r.outcome().as_str()),
+            "{what}: unexpected loser answer {outcomes:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- timing
+
+/// Polls `check` until it holds; it must hold for a request sent within one second of
+/// `since`. Returns when the first holding request was sent.
+async fn within_a_second(what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let sent = start.elapsed();
+        if check().await {
+            eprintln!("{what}: seen on node B after {} ms", sent.as_millis());
+            return sent;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1), "{what}: node B still disagrees after 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn policy_changes_through_one_node_are_enforced_by_the_other_within_a_second() {
+    let mut d = Deployment::start(false);
+    let (a, b) = (d.a.url().to_owned(), d.b.url().to_owned());
+    let admin = Person::new();
+    admin.sign_in_admin(&a).await;
+
+    // Host settings. hugo's sign-in on B reads, and caches for an hour, the host settings.
+    admin.create_user(&a, None, "hugo").await;
+    let hugo = Person::new();
+    hugo.sign_in_as(&b, None, "hugo", "signed_in").await;
+    admin.put(&a, "/api/host/settings", settings("forced", 14)).await.ok();
+    within_a_second("host settings forced", async || {
+        hugo.sign_in(&b, None, "hugo", PASSWORD).await.outcome() == "requires_enrollment"
+    })
+    .await;
+    // And back, which also keeps the admin able to sign in without a second factor.
+    admin.put(&a, "/api/host/settings", settings("optional", 14)).await.ok();
+    within_a_second("host settings optional again", async || {
+        hugo.sign_in(&b, None, "hugo", PASSWORD).await.outcome() == "signed_in"
+    })
+    .await;
+
+    // A tenant's feature (the host's ceiling).
+    let acme = admin.create_tenant(&a, "acme").await;
+    admin.create_user(&a, Some(&acme), "alice").await;
+    let alice = Person::new();
+    alice.sign_in_as(&b, Some("acme"), "alice", "signed_in").await;
+    admin.set_feature(&a, &acme, "forced").await;
+    within_a_second("tenant feature forced", async || {
+        alice.sign_in(&b, Some("acme"), "alice", PASSWORD).await.outcome() == "requires_enrollment"
+    })
+    .await;
+
+    // A tenant's own settings, under an optional feature.
+    let beta = admin.create_tenant(&a, "beta").await;
+    admin.create_user(&a, Some(&beta), "bob").await;
+    let bob = Person::new();
+    bob.sign_in_as(&b, Some("beta"), "bob", "signed_in").await;
+    admin.put(&a, &format!("/api/tenants/{beta}/settings"), settings("forced", 14)).await.ok();
+    within_a_second("tenant settings forced", async || {
+        bob.sign_in(&b, Some("beta"), "bob", PASSWORD).await.outcome() == "requires_enrollment"
+    })
+    .await;
+
+    // A tenant-admin role, granted and revoked on A, decides what gil may do on B.
+    let gamma = admin.create_tenant(&a, "gamma").await;
+    let gil_id = admin.create_user(&a, Some(&gamma), "gil").await;
+    let gil = Person::new();
+    gil.sign_in_as(&b, Some("gamma"), "gil", "signed_in").await;
+    let gamma_settings = format!("/api/tenants/{gamma}/settings");
+    gil.get(&b, &gamma_settings).await.expect(StatusCode::FORBIDDEN);
+    admin.post(&a, &format!("/api/tenants/{gamma}/admins"), json!({ "user_id": gil_id })).await.ok();
+    within_a_second("tenant admin granted", async || gil.get(&b, &gamma_settings).await.status == StatusCode::OK).await;
+    admin.delete(&a, &format!("/api/tenants/{gamma}/admins/{gil_id}")).await.expect(StatusCode::NO_CONTENT);
+    within_a_second("tenant admin revoked", async || {
+        gil.get(&b, &gamma_settings).await.status == StatusCode::FORBIDDEN
+    })
+    .await;
+
+    // The control: B really does serve from its hour-long cache. The same kind of change
+    // written behind the nodes' backs, without a notice, is not seen by B (which cached
+    // the old feature) although A (which had not) sees it at once. So it was the notices
+    // above that refreshed B.
+    let delta = admin.create_tenant(&a, "delta").await;
+    admin.create_user(&a, Some(&delta), "dora").await;
+    let dora = Person::new();
+    dora.sign_in_as(&b, Some("delta"), "dora", "signed_in").await;
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&d.cluster.url()).await.unwrap();
+    sqlx::query("UPDATE tenants SET feature_behaviour = 'forced' WHERE id = $1")
+        .bind(delta.as_str())
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    dora.sign_in_as(&a, Some("delta"), "dora", "requires_enrollment").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    dora.sign_in_as(&b, Some("delta"), "dora", "signed_in").await;
+
+    d.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_remembered_browsers_and_security_stamps_hold_across_nodes() {
+    let mut d = Deployment::start(false);
+    let (a, b) = (d.a.url().to_owned(), d.b.url().to_owned());
+
+    // A session made on A works on B, and signing out on B ends it on A.
+    let admin = Person::new();
+    admin.sign_in_admin(&a).await;
+    let me_a = admin.get(&a, "/api/auth/me").await.ok();
+    let me_b = admin.get(&b, "/api/auth/me").await.ok();
+    assert_eq!(me_a["id"], me_b["id"]);
+    assert_eq!(me_b["username"], "admin");
+    let leaving = Person::new();
+    leaving.sign_in_admin(&a).await;
+    let stale = leaving.cookies();
+    leaving.post(&b, "/api/auth/sign-out", json!({})).await.expect(StatusCode::NO_CONTENT);
+    send(&http(), &a, Method::GET, "/api/auth/me", None, &stale)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // A remembered browser: made on A, honoured on B, revoked on A, then refused by B.
+    let acme = admin.create_tenant(&a, "acme").await;
+    admin.set_feature(&a, &acme, "forced").await;
+    admin.create_user(&a, Some(&acme), "rita").await;
+    let rita = Person::new();
+    rita.sign_in_as(&a, Some("acme"), "rita", "requires_enrollment").await;
+    let secret = rita.enrol_authenticator(&a).await;
+    rita.post(&a, "/api/auth/sign-out", json!({})).await.expect(StatusCode::NO_CONTENT);
+    let offer = rita.sign_in_as(&a, Some("acme"), "rita", "requires_two_factor").await;
+    assert_eq!(offer["remember_browser_offered"], true, "{offer}");
+    rita.verify(&a, "authenticator", &totp(&secret, 1), true).await.ok();
+    assert!(rita.has_cookie("twofold_remember"), "no remember-browser cookie: {:?}", rita.cookies());
+    rita.post(&b, "/api/auth/sign-out", json!({})).await.expect(StatusCode::NO_CONTENT);
+    rita.sign_in_as(&b, Some("acme"), "rita", "signed_in").await;
+    let browsers = rita.get(&a, "/api/account/browsers").await.ok();
+    let browsers = browsers.as_array().unwrap();
+    assert_eq!(browsers.len(), 1, "{browsers:?}");
+    let id = browsers[0]["id"].as_str().unwrap();
+    rita.delete(&a, &format!("/api/account/browsers/{id}")).await.expect(StatusCode::NO_CONTENT);
+    rita.post(&a, "/api/auth/sign-out", json!({})).await.expect(StatusCode::NO_CONTENT);
+    assert!(rita.has_cookie("twofold_remember"), "the browser still presents its cookie");
+    rita.sign_in_as(&b, Some("acme"), "rita", "requires_two_factor").await;
+
+    // A password change on A rotates the security stamp: paul's session on B ends; the
+    // session that made the change carries over and works on both nodes.
+    let open = admin.create_tenant(&a, "open").await;
+    admin.create_user(&a, Some(&open), "paul").await;
+    let paul_on_b = Person::new();
+    paul_on_b.sign_in_as(&b, Some("open"), "paul", "signed_in").await;
+    paul_on_b.get(&b, "/api/auth/me").await.ok();
+    let paul_on_a = Person::new();
+    paul_on_a.sign_in_as(&a, Some("open"), "paul", "signed_in").await;
+    let new_password = "another long enough password";
+    paul_on_a
+        .put(&a, "/api/account/password", json!({ "current_password": PASSWORD, "new_password": new_password }))
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    paul_on_b.get(&b, "/api/auth/me").await.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    paul_on_a.get(&b, "/api/auth/me").await.ok();
+    paul_on_a.get(&a, "/api/auth/me").await.ok();
+    paul_on_b
+        .sign_in(&b, Some("open"), "paul", PASSWORD)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    assert_eq!(paul_on_b.sign_in(&b, Some("open"), "paul", new_password).await.ok()["status"], "signed_in");
+
+    d.assert_running();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn second_factors_are_single_use_and_lockout_counts_on_every_node() {
+    let mut d = Deployment::start(true);
+    let (a, b) = (d.a.url().to_owned(), d.b.url().to_owned());
+    let admin = Person::new();
+    admin.sign_in_admin(&a).await;
+    let acme = admin.create_tenant(&a, "acme").await;
+    admin.set_feature(&a, &acme, "forced").await;
+
+    // Started on A, verified on B; the same code again on A is a replay.
+    admin.create_user(&a, Some(&acme), "tina").await;
+    let tina = Person::new();
+    tina.sign_in_as(&a, Some("acme"), "tina", "requires_enrollment").await;
+    let secret = tina.enrol_authenticator(&a).await;
+    let tina = Person::new();
+    tina.sign_in_as(&a, Some("acme"), "tina", "requires_two_factor").await;
+    let code = totp(&secret, 1);
+    assert_eq!(tina.verify(&b, "authenticator", &code, false).await.ok()["status"], "signed_in");
+    tina.get(&a, "/api/auth/me").await.ok();
+    let again = Person::new();
+    again.sign_in_as(&a, Some("acme"), "tina", "requires_two_factor").await;
+    again.verify(&a, "authenticator", &code, false).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_code");
+
+    // One authenticator step redeemed by eight requests over both nodes at once.
+    admin.create_user(&a, Some(&acme), "pia").await;
+    let pia = Person::new();
+    pia.sign_in_as(&a, Some("acme"), "pia", "requires_enrollment").await;
+    let secret = pia.enrol_authenticator(&b).await;
+    let pia = Person::new();
+    pia.sign_in_as(&a, Some("acme"), "pia", "requires_two_factor").await;
+    let responses = redeem_in_parallel(&d, &pia, "authenticator", &totp(&secret, 1), 4).await;
+    assert_exactly_one_winner(&responses, "authenticator step");
+
+    // One emailed code, the same way. erin enrols her address by email (sent by A,
+    // confirmed on B), then signs in on B and the code goes to both nodes at once.
+    admin.create_user(&a, Some(&acme), "erin").await;
+    let erin = Person::new();
+    erin.sign_in_as(&a, Some("acme"), "erin", "requires_enrollment").await;
+    erin.post(&a, "/api/auth/enroll/email", json!({ "email": "erin@example.test" })).await.ok();
+    let code = d.smtp().next_code("erin@example.test");
+    assert_eq!(
+        erin.post(&b, "/api/auth/enroll/email/confirm", json!({ "code": code })).await.ok()["status"],
+        "signed_in"
+    );
+    let erin = Person::new();
+    let offer = erin.sign_in_as(&b, Some("acme"), "erin", "requires_two_factor").await;
+    assert_eq!(offer["providers"][0]["provider"], "email", "{offer}");
+    erin.post(&b, "/api/auth/sign-in/send-code", json!({ "provider": "email" })).await.ok();
+    let code = d.smtp().next_code("erin@example.test");
+    let responses = redeem_in_parallel(&d, &erin, "email", &code, 4).await;
+    assert_exactly_one_winner(&responses, "emailed code");
+
+    // Lockout: three wrong codes on A and two on B make five, the limit; then both
+    // nodes refuse even the right code, and the password step too.
+    admin.create_user(&a, Some(&acme), "lars").await;
+    let lars = Person::new();
+    lars.sign_in_as(&a, Some("acme"), "lars", "requires_enrollment").await;
+    let secret = lars.enrol_authenticator(&a).await;
+    let lars = Person::new();
+    lars.sign_in_as(&a, Some("acme"), "lars", "requires_two_factor").await;
+    let wrong = wrong_totp(&secret);
+    for (node, left) in [(&a, 4), (&a, 3), (&a, 2), (&b, 1)] {
+        let r = lars.verify(node, "authenticator", &wrong, false).await;
+        r.assert_error(StatusCode::UNAUTHORIZED, "invalid_code");
+        assert_eq!(r.body["attempts_left"], left, "the count must include the other node's failures: {}", r.body);
+    }
+    let r = lars.verify(&b, "authenticator", &wrong, false).await;
+    r.assert_error(StatusCode::LOCKED, "locked_out");
+    assert!(r.headers.contains_key(RETRY_AFTER));
+    let right = totp(&secret, 1);
+    for node in [&a, &b] {
+        lars.verify(node, "authenticator", &right, false).await.assert_error(StatusCode::LOCKED, "locked_out");
+        Person::new()
+            .sign_in(node, Some("acme"), "lars", PASSWORD)
+            .await
+            .assert_error(StatusCode::LOCKED, "locked_out");
+    }
+
+    d.assert_running();
+}
+
+/// What a request answered while the database was down.
+fn assert_unavailable(r: &Resp, what: &str) {
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")),
+        "{what} during the outage: {}",
+        r.body
+    );
+    assert!(r.headers.contains_key(RETRY_AFTER), "{what}: 503 without Retry-After");
+    assert!(r.elapsed <= ACQUIRE_TIMEOUT + SLACK, "{what} took {:?}, beyond the acquire timeout", r.elapsed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_restart_answers_503_and_both_nodes_recover_by_themselves() {
+    let mut d = Deployment::start(false);
+    let (a, b) = (d.a.url().to_owned(), d.b.url().to_owned());
+    let admin = Person::new();
+    admin.sign_in_admin(&a).await;
+    admin.create_user(&a, None, "hugo").await;
+    admin.put(&a, "/api/host/settings", settings("optional", 1)).await.ok();
+
+    // Settings saved one after another, alternating nodes, while PostgreSQL shuts down
+    // under them: whichever request is in flight at that moment, and all after it, must
+    // answer 503, never 500.
+    let writer = {
+        let (admin, a, b) = (admin.clone(), a.clone(), b.clone());
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for days in 2.. {
+                let node = if days % 2 == 0 { &a } else { &b };
+                let r = admin.put(node, "/api/host/settings", settings("optional", days)).await;
+                let failed = r.status != StatusCode::OK;
+                answers.push((days, r));
+                if failed {
+                    return answers;
+                }
+            }
+            unreachable!()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    let cluster = &d.cluster;
+    tokio::task::block_in_place(|| cluster.stop_server());
+    eprintln!("PostgreSQL stopped in {} ms", stopping.elapsed().as_millis());
+    let answers = writer.await.unwrap();
+    let (last_days, last) = answers.last().unwrap();
+    assert_unavailable(last, "the settings write in flight at shutdown");
+    let saved_days = answers.iter().rev().find(|(_, r)| r.status == StatusCode::OK).map_or(1, |(d, _)| *d);
+    assert!(answers.len() > 1, "no write succeeded before the shutdown");
+    eprintln!("{} settings writes succeeded before the outage", answers.len() - 1);
+
+    // During the outage, on both nodes at once: liveness stays up, readiness and every
+    // database-backed request answer 503 unavailable within the acquire timeout.
+    let mut probes = tokio::task::JoinSet::new();
+    for node in [a.clone(), b.clone()] {
+        let admin = admin.clone();
+        probes.spawn(async move {
+            let health = admin.get(&node, "/health").await;
+            assert_eq!(health.status, StatusCode::OK, "/health during the outage: {}", health.body);
+            assert!(health.elapsed < Duration::from_secs(1), "/health waited for the database");
+            let ready = admin.get(&node, "/ready").await;
+            assert_unavailable(&ready, "/ready");
+            let stranger = Person::new();
+            let (me, sign_in, write) = tokio::join!(
+                admin.get(&node, "/api/auth/me"),
+                stranger.sign_in(&node, None, "hugo", PASSWORD),
+                admin.put(&node, "/api/host/settings", settings("forced", 99)),
+            );
+            assert_unavailable(&me, "/api/auth/me");
+            assert_unavailable(&sign_in, "sign-in");
+            assert_unavailable(&write, "a settings write");
+        });
+    }
+    probes.join_all().await;
+
+    // PostgreSQL comes back; nobody touches the nodes, and both serve again.
+    let outage = Instant::now();
+    tokio::task::block_in_place(|| cluster.start_server());
+    let back = Instant::now();
+    eprintln!("PostgreSQL restarted in {} ms", back.duration_since(outage).as_millis());
+    for node in [&a, &b] {
+        loop {
+            let ready = admin.get(node, "/ready").await.status;
+            let me = admin.get(node, "/api/auth/me").await.status;
+            if ready == StatusCode::OK && me == StatusCode::OK {
+                break;
+            }
+            assert!(
+                back.elapsed() < Duration::from_secs(20),
+                "{node} still answers {ready}/{me} 20 s after PostgreSQL"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    eprintln!("both nodes ready {} ms after PostgreSQL was back", back.elapsed().as_millis());
+
+    // Nothing half-written: the stored settings are those of the last write that
+    // succeeded, or of the one in flight if its commit landed just before the
+    // connection died, never the 503 writes' (behaviour forced, 99 days); and the audit
+    // trail agrees with them, because settings and audit commit together.
+    let stored = admin.get(&a, "/api/host/settings").await.ok();
+    assert_eq!(stored, admin.get(&b, "/api/host/settings").await.ok());
+    let stored_days = stored["remember_browser_days"].as_u64().unwrap();
+    assert!(
+        stored_days == u64::from(saved_days) || stored_days == u64::from(*last_days),
+        "stored {stored}, last saved {saved_days}, in flight {last_days}"
+    );
+    assert_eq!(stored["behaviour"], "optional");
+    // Straight from the database: there may be more events than one API page holds.
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&d.cluster.url()).await.unwrap();
+    let afters: Vec<String> =
+        sqlx::query_scalar("SELECT after_json FROM audit_events WHERE action = 'host_settings.updated'")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    db.close().await;
+    let audited: Vec<Value> = afters.iter().map(|a| serde_json::from_str(a).unwrap()).collect();
+    let newest = audited.iter().max_by_key(|a| a["remember_browser_days"].as_u64()).unwrap();
+    assert_eq!(newest, &stored, "the newest audited settings differ from the stored ones");
+    assert!(!audited.iter().any(|a| a["behaviour"] == "forced"), "a refused write was audited");
+
+    // The change listeners reconnected by themselves, and notices flow again: a change
+    // on A is enforced by B within a second, although B's cache is warm again.
+    for node in [&mut d.a, &mut d.b] {
+        node.wait_for_log("change listener connected", 2, Duration::from_secs(30));
+    }
+    eprintln!("both change listeners back {} ms after PostgreSQL", back.elapsed().as_millis());
+    let hugo = Person::new();
+    hugo.sign_in_as(&b, None, "hugo", "signed_in").await;
+    admin.put(&a, "/api/host/settings", settings("forced", 3)).await.ok();
+    within_a_second("host settings forced after the restart", async || {
+        hugo.sign_in(&b, None, "hugo", PASSWORD).await.outcome() == "requires_enrollment"
+    })
+    .await;
+    assert_eq!(d.b.count_log("change listener connected"), 2, "B's listener reconnected more than once");
+
+    d.assert_running();
+}

@@ -84,18 +84,36 @@ impl AppError {
     }
 }
 
+/// Whether `e` means the database cannot be reached right now, as opposed to a fault in
+/// a query. Besides pool timeouts and broken sockets, PostgreSQL itself says so with
+/// SQLSTATE codes: class 08 (connection exception), 57P01-57P03 (the server is shutting
+/// down, crashed or still starting; a restart or failover ends every in-flight query
+/// with 57P01) and 53300 (too many connections).
+fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => AppError::Unavailable(e.into()),
-            _ => AppError::Internal(e.into()),
-        }
+        if database_unavailable(&e) { AppError::Unavailable(e.into()) } else { AppError::Internal(e.into()) }
     }
 }
 
 impl From<anyhow::Error> for AppError {
     fn from(e: anyhow::Error) -> Self {
-        AppError::Internal(e)
+        // Some storage helpers return anyhow (they also parse what they read); an
+        // outage reaching a request through them is still an outage, not a 500.
+        if e.chain().filter_map(|c| c.downcast_ref::<sqlx::Error>()).any(database_unavailable) {
+            AppError::Unavailable(e)
+        } else {
+            AppError::Internal(e)
+        }
     }
 }
 
@@ -170,3 +188,69 @@ impl From<QueryRejection> for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A database error with a given SQLSTATE, as PostgreSQL would send it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("database error {0}")]
+    struct Sqlstate(&'static str);
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "database error"
+        }
+
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn status(e: AppError) -> StatusCode {
+        e.status_and_code().0
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_not_internal() {
+        let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+        for code in ["57P01", "57P02", "57P03", "08006", "08001", "53300"] {
+            let e = || sqlx::Error::Database(Box::new(Sqlstate(code)));
+            assert_eq!(status(e().into()), unavailable, "{code}");
+            // The same error after passing through an anyhow-returning helper.
+            assert_eq!(status(anyhow::Error::from(e()).context("loading settings").into()), unavailable, "{code}");
+        }
+        assert_eq!(status(sqlx::Error::PoolTimedOut.into()), unavailable);
+        assert_eq!(status(anyhow::Error::from(sqlx::Error::PoolTimedOut).into()), unavailable);
+    }
+
+    #[test]
+    fn query_faults_stay_internal() {
+        let internal = StatusCode::INTERNAL_SERVER_ERROR;
+        // A unique violation and a syntax error are bugs or races to look at, not outages.
+        for code in ["23505", "42601"] {
+            assert_eq!(status(sqlx::Error::Database(Box::new(Sqlstate(code))).into()), internal, "{code}");
+        }
+        assert_eq!(status(sqlx::Error::RowNotFound.into()), internal);
+        assert_eq!(status(anyhow::anyhow!("stored behaviour is not known").into()), internal);
+    }
+}

@@ -89,12 +89,10 @@ pub fn advance_days(app: &TestApp, days: i64) {
 /// implementation independent of the server's. Its absence fails the test rather than
 /// skipping it, so no machine reports a silent pass.
 pub fn oathtool(secret: &str, unix: u64) -> String {
-    let output = Command::new("oathtool")
-        .args(["--totp", "-b", secret, "--now", &format!("@{unix}")])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run oathtool ({e}); install it with scripts/setup (Debian package `oathtool`)")
-        });
+    let output =
+        Command::new("oathtool").args(["--totp", "-b", secret, "--now", &format!("@{unix}")]).output().unwrap_or_else(
+            |e| panic!("cannot run oathtool ({e}); install it with scripts/setup (Debian package `oathtool`)"),
+        );
     assert!(output.status.success(), "oathtool failed: {}", String::from_utf8_lossy(&output.stderr));
     let code = String::from_utf8(output.stdout).expect("oathtool prints ASCII").trim().to_owned();
     assert_eq!(code.len(), 6, "oathtool printed {code:?}");
@@ -170,13 +168,17 @@ pub async fn send_code(client: &Client, provider: &str) -> Resp {
     client.post_json("/api/auth/sign-in/send-code", &json!({ "provider": provider })).await
 }
 
-/// Insists a step answered `signed_in` and set a session cookie; returns the body.
+/// Insists a step answered `signed_in` and set a session cookie (with or without the
+/// `__Host-` prefix of `cookie_secure`); returns the body.
 #[track_caller]
 pub fn assert_signed_in(resp: &Resp) -> Value {
     assert_eq!(resp.status, StatusCode::OK, "body: {}", resp.text());
     let body = resp.json();
     assert_eq!(body["status"], "signed_in", "{body}");
-    let line = resp.set_cookie(SESSION_COOKIE).unwrap_or_else(|| panic!("no session cookie: {:?}", resp.set_cookies()));
+    let line = resp
+        .set_cookie(SESSION_COOKIE)
+        .or_else(|| resp.set_cookie(&format!("__Host-{SESSION_COOKIE}")))
+        .unwrap_or_else(|| panic!("no session cookie: {:?}", resp.set_cookies()));
     assert!(!cookie_value(&line).is_empty(), "{line}");
     body
 }
@@ -335,15 +337,18 @@ pub async fn post_with_cookie(addr: SocketAddr, path: &str, cookie: &str, body: 
     Resp { status, headers, body }
 }
 
-/// `GET /api/auth/me` with exactly `cookie`.
-pub async fn me_with_cookie(addr: SocketAddr, cookie: &str) -> StatusCode {
-    reqwest::Client::new()
-        .get(format!("http://{addr}/api/auth/me"))
+/// A GET with exactly `cookie`.
+pub async fn get_with_cookie(addr: SocketAddr, path: &str, cookie: &str) -> Resp {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
         .header(COOKIE, cookie)
         .send()
         .await
-        .expect("the request failed")
-        .status()
+        .expect("the request failed");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.expect("reading the body").to_vec();
+    Resp { status, headers, body }
 }
 
 // ---------------------------------------------------------------- email

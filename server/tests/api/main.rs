@@ -11,12 +11,19 @@ mod helpers;
 #[path = "../support/smtp.rs"]
 mod smtp;
 
+mod account;
+mod admin_actions;
 mod audit;
 mod auth;
 mod cli;
+mod concurrency;
 mod errors;
 mod health;
+mod lockout;
+mod remember;
+mod secrecy_in_logs;
 mod settings;
+mod signin_flow;
+mod stamp;
 mod tenants;
 mod users;
-mod signin_flow;

@@ -10,11 +10,10 @@ use serde_json::{Value, json};
 use twofold_server::clock::rfc3339;
 
 use crate::flows::{
-    admin_app, advance_days, advance_seconds, assert_factor_error,
-    assert_signed_in, attempts_left, confirm_email_in_account, confirm_phone_in_account, cookie_set, create_user,
-    enrol_authenticator, enrol_email, forced_tenant, mail_app, next_totp, now_ms, password_step, pending_cookie,
-    post_with_cookie, reauthenticate, send_code, set_tenant_settings, sms_app, totp_now, verify, wrong_totp,
-    PENDING_COOKIE, SESSION_COOKIE,
+    PENDING_COOKIE, SESSION_COOKIE, admin_app, advance_days, advance_seconds, assert_factor_error, assert_signed_in,
+    attempts_left, confirm_email_in_account, confirm_phone_in_account, cookie_set, create_user, enrol_authenticator,
+    enrol_email, forced_tenant, mail_app, next_totp, now_ms, password_step, pending_cookie, post_with_cookie,
+    reauthenticate, send_code, set_tenant_settings, sms_app, totp_now, verify, wrong_totp,
 };
 use crate::helpers::{Options, PASSWORD, cookie_attributes};
 
@@ -154,10 +153,10 @@ async fn wrong_passwords_are_rate_limited_per_account_without_locking_it() {
     let client = app.new_client();
 
     for _ in 0..3 {
-        client.sign_in(Some("acme"), "alice", "wrong password here").await.assert_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-        );
+        client
+            .sign_in(Some("acme"), "alice", "wrong password here")
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
     // Now even the right password waits: the account is throttled...
     let resp = client.sign_in(Some("acme"), "alice", PASSWORD).await;
@@ -180,7 +179,10 @@ async fn wrong_passwords_are_rate_limited_per_address() {
 
     // Three different names from one address: no single account reached its limit.
     for name in ["mallory", "trent", "victor"] {
-        client.sign_in(Some("acme"), name, "guessing").await.assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+        client
+            .sign_in(Some("acme"), name, "guessing")
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
     let resp = client.sign_in(Some("acme"), "alice", PASSWORD).await;
     assert_factor_error(&resp, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
@@ -320,7 +322,8 @@ async fn an_authenticator_is_enrolled_at_sign_in_with_codes_from_oathtool() {
 
     // A wrong code is refused and counted; the code oathtool computes for the server's
     // time confirms the authenticator and completes the sign-in.
-    let wrong = alice.post_json("/api/auth/enroll/authenticator/confirm", &json!({ "code": wrong_totp(&app, &secret) })).await;
+    let wrong =
+        alice.post_json("/api/auth/enroll/authenticator/confirm", &json!({ "code": wrong_totp(&app, &secret) })).await;
     assert_eq!(attempts_left(&wrong), 4);
     let resp =
         alice.post_json("/api/auth/enroll/authenticator/confirm", &json!({ "code": totp_now(&app, &secret) })).await;
@@ -419,13 +422,15 @@ async fn an_email_confirmed_on_the_account_page_becomes_a_factor() {
     // the first recovery codes.
     dave.put_json("/api/account/email", &json!({})).await.assert_status(StatusCode::OK);
     let code = mail.next_code("dave@example.test").await;
-    let codes = dave.post_json("/api/account/email/confirm", &json!({ "code": code })).await.assert_status(StatusCode::OK);
+    let codes =
+        dave.post_json("/api/account/email/confirm", &json!({ "code": code })).await.assert_status(StatusCode::OK);
     assert_eq!(codes.json()["codes"].as_array().unwrap().len(), 10);
     let account = dave.get("/api/account").await.assert_status(StatusCode::OK).json();
     assert_eq!(account["factors"]["email_confirmed"], true, "{account}");
 
     // Dave turns 2FA on; the next sign-in asks for an emailed code.
-    let policy = dave.put_json("/api/account/two-factor", &json!({ "enabled": true })).await.assert_status(StatusCode::OK);
+    let policy =
+        dave.put_json("/api/account/two-factor", &json!({ "enabled": true })).await.assert_status(StatusCode::OK);
     assert_eq!(policy.json()["required"], true);
     dave.post_json("/api/auth/sign-out", &json!({})).await.assert_status(StatusCode::NO_CONTENT);
     password_step(&dave, "acme", "dave", "requires_two_factor").await;
@@ -512,8 +517,12 @@ async fn a_scope_can_switch_email_codes_off() {
     let body = password_step(&app.new_client(), "acme", "frank", "requires_two_factor").await;
     assert!(providers(&body).iter().any(|p| p["provider"] == "email"), "{body}");
 
-    set_tenant_settings(&app, &t.id, json!({ "allowed_providers": { "authenticator": true, "email": false, "sms": true } }))
-        .await;
+    set_tenant_settings(
+        &app,
+        &t.id,
+        json!({ "allowed_providers": { "authenticator": true, "email": false, "sms": true } }),
+    )
+    .await;
     let other = app.new_client();
     let body = password_step(&other, "acme", "frank", "requires_two_factor").await;
     assert_eq!(providers(&body), vec![json!({ "provider": "authenticator", "weaker": false })], "{body}");
@@ -533,7 +542,8 @@ async fn a_phone_confirmed_on_the_account_page_signs_in_with_texted_codes() {
     let gina = app.new_client();
     enrol_authenticator(&app, &gina, "acme", "gina").await;
 
-    let sent = gina.put_json("/api/account/phone", &json!({ "phone": "+1 415 555 0199" })).await.assert_status(StatusCode::OK);
+    let sent =
+        gina.put_json("/api/account/phone", &json!({ "phone": "+1 415 555 0199" })).await.assert_status(StatusCode::OK);
     assert_eq!(sent.json(), json!({ "sent_to": "***0199", "expires_in_seconds": 300, "weaker": true }));
     let message = sms.all().pop().expect("a text message");
     assert_eq!(message.to, "+14155550199");
@@ -546,7 +556,10 @@ async fn a_phone_confirmed_on_the_account_page_signs_in_with_texted_codes() {
 
     let other = app.new_client();
     let body = password_step(&other, "acme", "gina", "requires_two_factor").await;
-    assert!(providers(&body).contains(&json!({ "provider": "sms", "weaker": true, "destination": "***0199" })), "{body}");
+    assert!(
+        providers(&body).contains(&json!({ "provider": "sms", "weaker": true, "destination": "***0199" })),
+        "{body}"
+    );
     let sent = send_code(&other, "sms").await.assert_status(StatusCode::OK).json();
     assert_eq!(sent["weaker"], true);
     let code = sms.last_code_to("+14155550199");
@@ -594,14 +607,19 @@ async fn new_recovery_codes_replace_the_whole_set() {
         .assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
     reauthenticate(&app, &alice, &enrolled.secret).await;
     let fresh = alice.post_json("/api/account/recovery-codes", &json!({})).await.assert_status(StatusCode::OK).json();
-    let fresh: Vec<String> = fresh["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    let fresh: Vec<String> =
+        fresh["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
     assert_eq!(fresh.len(), 10);
     assert!(fresh.iter().all(|c| !enrolled.recovery_codes.contains(c)));
 
     let other = app.new_client();
     password_step(&other, "acme", "alice", "requires_two_factor").await;
     for old in &enrolled.recovery_codes[..3] {
-        assert_factor_error(&verify(&other, "recovery_code", old, false).await, StatusCode::UNAUTHORIZED, "invalid_code");
+        assert_factor_error(
+            &verify(&other, "recovery_code", old, false).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_code",
+        );
     }
     assert_signed_in(&verify(&other, "recovery_code", &fresh[0], false).await);
     let account = other.get("/api/account").await.assert_status(StatusCode::OK).json();

@@ -1,8 +1,8 @@
 //! A real SMTP server for tests: Python's aiosmtpd (installed by scripts/setup),
 //! writing every message it accepts into a Maildir.
 //!
-//! Shared by two test binaries (`senders` and `api`) through `#[path]` includes, so
-//! there is one copy of the fixture; each binary uses only part of it.
+//! Shared by the test binaries `senders`, `api` and `multinode` through `#[path]`
+//! includes, so there is one copy of the fixture; each binary uses only part of it.
 #![allow(dead_code)]
 
 use std::io;

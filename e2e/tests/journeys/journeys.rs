@@ -1,0 +1,291 @@
+//! The journeys of the web app, each in its own world (server, SMTP server, browser),
+//! each saving a screenshot of every screen it passes under
+//! `target/e2e-screenshots/<journey>/`.
+
+use reqwest::Method;
+use twofold_e2e::ids;
+
+use crate::world::{ADMIN_PASSWORD, World, settings};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Fills in and submits the password step.
+async fn password_step(w: &mut World, tenant: &str, username: &str, password: &str, shot: &str) {
+    w.goto("/sign-in").await;
+    w.by_id(ids::SIGNIN_FORM).await;
+    w.fill(ids::SIGNIN_TENANT, tenant).await;
+    w.fill(ids::SIGNIN_USERNAME, username).await;
+    w.fill(ids::SIGNIN_PASSWORD, password).await;
+    w.shot(shot).await;
+    w.click(ids::SIGNIN_SUBMIT).await;
+}
+
+async fn sign_out(w: &mut World) {
+    w.click(ids::SIGN_OUT).await;
+    w.by_id(ids::SIGNIN_FORM).await;
+}
+
+/// Signs in with the authenticator, optionally remembering the browser.
+async fn authenticator_step(w: &mut World, secret: &str, remember: bool) {
+    w.click(ids::PROVIDER_AUTHENTICATOR).await;
+    w.next_step();
+    let code = w.totp(secret);
+    w.fill(ids::CODE_INPUT, &code).await;
+    if remember {
+        w.click(ids::REMEMBER_BROWSER).await;
+    }
+    w.shot("second-factor").await;
+    w.click(ids::VERIFY_SUBMIT).await;
+}
+
+/// Enrols an authenticator on the enrolment screen; returns its secret.
+async fn enrol_authenticator(w: &mut World) -> String {
+    w.click(ids::ENROLL_CHOOSE_AUTHENTICATOR).await;
+    w.by_id(ids::ENROLL_QR).await;
+    let secret = w.text_of(ids::ENROLL_SECRET).await.replace(' ', "");
+    assert!(secret.len() >= 26, "the secret in text: {secret:?}");
+    w.shot("enrol-authenticator").await;
+    w.next_step();
+    let code = w.totp(&secret);
+    w.fill(ids::ENROLL_CODE, &code).await;
+    w.click(ids::ENROLL_CONFIRM).await;
+    secret
+}
+
+/// Journey 1: a host admin forces 2FA on a tenant in the Features dialog; the tenant's
+/// Settings screen then shows the behaviour as fixed by the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_admin_forces_two_factor_for_a_tenant() {
+    let mut w = World::start("1-host-admin-forces").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    let boss = api.user(&acme, "boss", PASSWORD, None).await;
+    api.ok(Method::POST, &format!("/api/tenants/{acme}/admins"), Some(serde_json::json!({"user_id": boss}))).await;
+    // A grace period lets the tenant admin reach Settings before enrolling.
+    api.tenant_settings(&acme, settings(serde_json::json!({"enrollment_grace_days": 7}))).await;
+
+    password_step(&mut w, "", "admin", ADMIN_PASSWORD, "host-admin-sign-in").await;
+    w.by_id(ids::NAV_TENANTS).await;
+    w.click(ids::NAV_TENANTS).await;
+    let row = w.find(&format!("[data-test=\"{}\"][data-name=\"acme\"]", ids::TENANT_ROW)).await;
+    w.shot("tenants").await;
+    let features = match row.find(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::TENANT_FEATURES))).await
+    {
+        Ok(b) => b,
+        Err(e) => panic!("features button: {e}"),
+    };
+    features.click().await.unwrap();
+    w.by_id(ids::FEATURES_DIALOG).await;
+    w.click(ids::FEATURES_CEILING_FORCED).await;
+    w.wait_text(&format!("#{}", ids::FEATURES_PREVIEW), "1").await;
+    w.shot("features-dialog").await;
+    w.click(ids::FEATURES_SAVE).await;
+    // The dialog closes once saved; the API now reports the ceiling.
+    let mut saved = false;
+    for _ in 0..50 {
+        if api.ok(Method::GET, &format!("/api/tenants/{acme}/feature"), None).await["behaviour"] == "forced" {
+            saved = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(saved, "the Features dialog did not save the ceiling");
+    w.shot("tenants-after-save").await;
+    sign_out(&mut w).await;
+
+    password_step(&mut w, "acme", "boss", PASSWORD, "tenant-admin-sign-in").await;
+    w.by_id(ids::ENROLL_GRACE).await;
+    w.shot("enrolment-with-grace").await;
+    w.click(ids::ENROLL_POSTPONE).await;
+    w.by_id(ids::NAV_SETTINGS).await;
+    w.click(ids::NAV_SETTINGS).await;
+    let fixed = w.wait_text(&format!("#{}", ids::SETTINGS_BEHAVIOUR_FIXED), "host").await;
+    assert!(fixed.to_lowercase().contains("forced"), "{fixed}");
+    w.shot("tenant-settings-fixed").await;
+    w.close().await;
+}
+
+/// Journeys 2 and 3: a tenant user enrols an authenticator from the secret in text and
+/// sees recovery codes; then signs in remembering the browser, skips the second factor
+/// next time, revokes the browser and is asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_then_remembered_browser_then_revocation() {
+    let mut w = World::start("2-3-enrol-and-remember").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    api.user(&acme, "bob", PASSWORD, None).await;
+    api.feature(&acme, "forced").await;
+
+    password_step(&mut w, "acme", "bob", PASSWORD, "sign-in").await;
+    w.by_id(ids::ENROLL_CHOOSE_AUTHENTICATOR).await;
+    w.shot("enrolment-choice").await;
+    let secret = enrol_authenticator(&mut w).await;
+    w.by_id(ids::RECOVERY_CODES).await;
+    let codes = w.browser.find_all(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::RECOVERY_CODE))).await;
+    assert_eq!(codes.map(|c| c.len()).unwrap_or(0), 10, "ten recovery codes are shown");
+    w.shot("recovery-codes").await;
+    w.click(ids::RECOVERY_CODES_DONE).await;
+    w.by_id(ids::NAV_ACCOUNT).await;
+    w.shot("signed-in").await;
+    sign_out(&mut w).await;
+
+    password_step(&mut w, "acme", "bob", PASSWORD, "sign-in-again").await;
+    w.by_id(ids::PROVIDER_AUTHENTICATOR).await;
+    w.shot("choose-provider").await;
+    authenticator_step(&mut w, &secret, true).await;
+    w.by_id(ids::NAV_ACCOUNT).await;
+    sign_out(&mut w).await;
+
+    // Remembered: the password alone signs in.
+    password_step(&mut w, "acme", "bob", PASSWORD, "sign-in-remembered").await;
+    w.by_id(ids::NAV_ACCOUNT).await;
+    assert!(w.absent(&format!("#{}", ids::CODE_INPUT)).await, "a remembered browser is not asked for a code");
+    w.click(ids::NAV_ACCOUNT).await;
+    let item = w.by_test(ids::BROWSER_ITEM).await;
+    w.shot("account-remembered-browser").await;
+    let revoke =
+        item.find(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::BROWSER_REVOKE))).await.unwrap();
+    revoke.click().await.unwrap();
+    for _ in 0..50 {
+        if w.absent(&format!("[data-test=\"{}\"]", ids::BROWSER_ITEM)).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(w.absent(&format!("[data-test=\"{}\"]", ids::BROWSER_ITEM)).await, "the browser was forgotten");
+    w.shot("account-browser-revoked").await;
+    sign_out(&mut w).await;
+
+    password_step(&mut w, "acme", "bob", PASSWORD, "sign-in-after-revoke").await;
+    w.by_id(ids::PROVIDER_AUTHENTICATOR).await;
+    w.shot("asked-again").await;
+    w.close().await;
+}
+
+/// Journey 4: the email code, read from the real SMTP server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_code_from_the_smtp_server() {
+    let mut w = World::start("4-email-code").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    api.user(&acme, "carol", PASSWORD, Some("carol@example.test")).await;
+    api.feature(&acme, "forced").await;
+
+    // First sign-in: enrol by confirming the email address.
+    password_step(&mut w, "acme", "carol", PASSWORD, "sign-in").await;
+    w.click(ids::ENROLL_CHOOSE_EMAIL).await;
+    w.shot("enrol-email").await;
+    w.click(ids::ENROLL_SEND_CODE).await;
+    w.by_id(ids::ENROLL_CODE).await;
+    w.shot("enrol-email-sent").await;
+    let code = w.smtp.wait_for_code("carol@example.test", 0).await;
+    w.fill(ids::ENROLL_CODE, &code).await;
+    w.shot("enrol-email-code").await;
+    w.click(ids::ENROLL_CONFIRM).await;
+    w.by_id(ids::RECOVERY_CODES).await;
+    w.click(ids::RECOVERY_CODES_DONE).await;
+    w.by_id(ids::NAV_ACCOUNT).await;
+    sign_out(&mut w).await;
+
+    // Then: sign in with an emailed code.
+    password_step(&mut w, "acme", "carol", PASSWORD, "sign-in-again").await;
+    w.click(ids::PROVIDER_EMAIL).await;
+    w.shot("provider-email-weaker").await;
+    w.click(ids::SEND_CODE).await;
+    w.by_id(ids::CODE_SENT).await;
+    let code = w.smtp.wait_for_code("carol@example.test", 1).await;
+    w.fill(ids::CODE_INPUT, &code).await;
+    w.shot("email-code-entered").await;
+    w.click(ids::VERIFY_SUBMIT).await;
+    w.by_id(ids::NAV_ACCOUNT).await;
+    w.shot("signed-in").await;
+    w.close().await;
+}
+
+/// Journey 5: a tenant admin turns "users can change" off; the user's switch
+/// disappears from the Account page and the API refuses a direct attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_can_change_off_hides_the_switch() {
+    let mut w = World::start("5-users-can-change").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    let boss = api.user(&acme, "boss", PASSWORD, None).await;
+    api.ok(Method::POST, &format!("/api/tenants/{acme}/admins"), Some(serde_json::json!({"user_id": boss}))).await;
+    api.user(&acme, "dave", PASSWORD, None).await;
+
+    password_step(&mut w, "acme", "dave", PASSWORD, "dave-sign-in").await;
+    w.by_id(ids::NAV_ACCOUNT).await;
+    w.click(ids::NAV_ACCOUNT).await;
+    w.by_id(ids::ACCOUNT_2FA_SWITCH).await;
+    w.shot("account-with-switch").await;
+    sign_out(&mut w).await;
+
+    password_step(&mut w, "acme", "boss", PASSWORD, "admin-sign-in").await;
+    w.by_id(ids::NAV_SETTINGS).await;
+    w.click(ids::NAV_SETTINGS).await;
+    w.by_id(ids::SETTINGS_USERS_CAN_CHANGE).await;
+    w.click(ids::SETTINGS_USERS_CAN_CHANGE).await;
+    w.shot("settings-users-cannot-change").await;
+    w.click(ids::SETTINGS_SAVE).await;
+    w.by_id(ids::SETTINGS_SAVED).await;
+    w.shot("settings-saved").await;
+    sign_out(&mut w).await;
+
+    password_step(&mut w, "acme", "dave", PASSWORD, "dave-sign-in-again").await;
+    w.by_id(ids::NAV_ACCOUNT).await;
+    w.click(ids::NAV_ACCOUNT).await;
+    w.by_id(ids::POLICY_SUMMARY).await;
+    assert!(w.absent(&format!("#{}", ids::ACCOUNT_2FA_SWITCH)).await, "the switch is gone");
+    w.shot("account-without-switch").await;
+
+    let dave = w.api();
+    dave.ok(
+        Method::POST,
+        "/api/auth/sign-in",
+        Some(serde_json::json!({"tenant": "acme", "username": "dave", "password": PASSWORD})),
+    )
+    .await;
+    let (status, body) =
+        dave.call(Method::PUT, "/api/account/two-factor", Some(serde_json::json!({"enabled": true}))).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "user_cannot_change");
+    w.close().await;
+}
+
+/// Journey 6: five wrong codes lock second-factor sign-in; the page says for how long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_wrong_codes_lock_out() {
+    let mut w = World::start("6-lockout").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    api.user(&acme, "erin", PASSWORD, None).await;
+    api.feature(&acme, "forced").await;
+
+    password_step(&mut w, "acme", "erin", PASSWORD, "sign-in").await;
+    let secret = enrol_authenticator(&mut w).await;
+    w.click(ids::RECOVERY_CODES_DONE).await;
+    sign_out(&mut w).await;
+
+    password_step(&mut w, "acme", "erin", PASSWORD, "sign-in-again").await;
+    w.click(ids::PROVIDER_AUTHENTICATOR).await;
+    w.next_step();
+    let right = w.totp(&secret);
+    let wrong = format!("{:06}", (right.parse::<u32>().unwrap_or(0) + 500_000) % 1_000_000);
+    for attempt in 1..=4 {
+        w.fill(ids::CODE_INPUT, &wrong).await;
+        w.click(ids::VERIFY_SUBMIT).await;
+        w.wait_text(&format!("#{}", ids::VERIFY_ERROR), &(5 - attempt).to_string()).await;
+        w.shot(&format!("wrong-code-{attempt}")).await;
+    }
+    w.fill(ids::CODE_INPUT, &wrong).await;
+    w.click(ids::VERIFY_SUBMIT).await;
+    let message = w.wait_text(&format!("#{}", ids::LOCKOUT_MESSAGE), "minute").await;
+    w.shot("locked-out").await;
+    assert!(message.to_lowercase().contains("lock"), "{message}");
+    w.close().await;
+}

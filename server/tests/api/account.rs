@@ -1,0 +1,181 @@
+//! The account page's API as its user meets it: the policy with its explanation, the
+//! own 2FA switch where the policy lets users change it, reauthentication before
+//! sensitive changes (and its expiry), and the factors that cannot be removed.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::flows::{
+    add_authenticator_in_account, admin_app, assert_signed_in, create_user, enrol_authenticator, forced_tenant,
+    next_totp, password_step, reauthenticate, set_tenant_settings, sign_in_with_totp, verify,
+};
+use crate::helpers::{Client, Options, PASSWORD, TestApp};
+
+async fn account(client: &Client) -> Value {
+    client.get("/api/account").await.assert_status(StatusCode::OK).json()
+}
+
+async fn set_switch(client: &Client, enabled: bool) -> crate::helpers::Resp {
+    client.put_json("/api/account/two-factor", &json!({ "enabled": enabled })).await
+}
+
+/// An optional tenant `acme` where `alice` has an authenticator and 2FA switched on;
+/// returns the secret.
+async fn opted_in_alice(app: &TestApp) -> String {
+    let t = app.create_tenant("acme").await;
+    create_user(app, &t.id, "alice", None).await;
+    let setup = app.new_client();
+    setup.sign_in_ok(Some("acme"), "alice", PASSWORD).await;
+    let secret = add_authenticator_in_account(app, &setup).await.secret;
+    set_switch(&setup, true).await.assert_status(StatusCode::OK);
+    secret
+}
+
+#[tokio::test]
+async fn the_account_shows_the_policy_the_switch_and_the_factors() {
+    let app = admin_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "alice", Some("alice@example.test")).await;
+    let alice = app.new_client();
+    let enrolled = enrol_authenticator(&app, &alice, "acme", "alice").await;
+
+    let a = account(&alice).await;
+    assert_eq!(a["user"]["username"], "alice", "{a}");
+    let p = &a["policy"];
+    assert_eq!(p["behaviour"], "forced", "{a}");
+    assert_eq!(p["required"], true, "{a}");
+    assert_eq!(p["decided_by"], "tenant_feature", "{a}");
+    assert_eq!(p["summary"], "Your organisation requires two-factor sign-in.", "{a}");
+    let trace: Vec<&str> = p["trace"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert!(trace.iter().any(|l| l.contains("forced")), "{trace:?}");
+    assert_eq!(a["two_factor_enabled"], false, "the user's own flag is kept as it was: {a}");
+    assert_eq!(a["user_can_change"], false, "{a}");
+    assert_eq!(
+        a["factors"],
+        json!({
+            "authenticator": true,
+            "email": "alice@example.test", "email_confirmed": false, "pending_email": null,
+            "phone": null, "phone_confirmed": false, "pending_phone": null,
+            "recovery_codes_left": 10
+        }),
+        "{a}"
+    );
+    // Just signed in with every factor checked: sensitive changes are open for a while.
+    assert!(a["reauthenticated_until"].is_string(), "{a}");
+
+    // Spending a recovery code shows in the count.
+    let other = app.new_client();
+    password_step(&other, "acme", "alice", "requires_two_factor").await;
+    assert_signed_in(&verify(&other, "recovery_code", &enrolled.recovery_codes[0], false).await);
+    assert_eq!(account(&alice).await["factors"]["recovery_codes_left"], 9);
+
+    // An optional tenant's user sees who decides and that they may change it.
+    let t2 = app.create_tenant("beta").await;
+    create_user(&app, &t2.id, "bob", None).await;
+    let bob = app.new_client();
+    bob.sign_in_ok(Some("beta"), "bob", PASSWORD).await;
+    let b = account(&bob).await;
+    assert_eq!(b["policy"]["decided_by"], "user", "{b}");
+    assert_eq!(b["policy"]["required"], false, "{b}");
+    assert_eq!(b["policy"]["summary"], "Two-factor sign-in is off for your account.", "{b}");
+    assert_eq!(b["user_can_change"], true, "{b}");
+    assert_eq!(b["factors"]["recovery_codes_left"], 0, "{b}");
+}
+
+#[tokio::test]
+async fn users_flip_their_switch_only_where_the_policy_lets_them() {
+    let app = admin_app(Options::default()).await;
+    let t = app.create_tenant("acme").await;
+    create_user(&app, &t.id, "alice", None).await;
+    let alice = app.new_client();
+    alice.sign_in_ok(Some("acme"), "alice", PASSWORD).await;
+
+    set_tenant_settings(&app, &t.id, json!({ "users_can_change": false })).await;
+    set_switch(&alice, true).await.assert_error(StatusCode::CONFLICT, "user_cannot_change");
+    assert_eq!(account(&alice).await["two_factor_enabled"], false);
+
+    set_tenant_settings(&app, &t.id, json!({ "users_can_change": true })).await;
+    let view = set_switch(&alice, true).await.assert_status(StatusCode::OK).json();
+    assert_eq!(view["required"], true, "{view}");
+    assert_eq!(account(&alice).await["two_factor_enabled"], true);
+    // With the switch on and no factor yet, the next sign-in enrols first.
+    password_step(&app.new_client(), "acme", "alice", "requires_enrollment").await;
+
+    // Under a forced ceiling nobody flips anything.
+    app.set_feature(&t.id, "forced").await;
+    set_switch(&alice, false).await.assert_error(StatusCode::CONFLICT, "user_cannot_change");
+}
+
+#[tokio::test]
+async fn turning_2fa_off_needs_a_fresh_reauthentication() {
+    let app = admin_app(Options::default()).await;
+    let secret = opted_in_alice(&app).await;
+    let alice = app.new_client();
+    assert_signed_in(&sign_in_with_totp(&app, &alice, "acme", "alice", &secret, false).await);
+
+    // Five minutes by default; after six the sign-in no longer counts.
+    app.advance_minutes(6);
+    assert!(account(&alice).await["reauthenticated_until"].is_null());
+    set_switch(&alice, false).await.assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
+
+    // Reauthentication wants the password and a second factor.
+    alice
+        .post_json("/api/account/reauthenticate", &json!({ "password": "not the password" }))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    alice
+        .post_json("/api/account/reauthenticate", &json!({ "password": PASSWORD }))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+    set_switch(&alice, false).await.assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
+    reauthenticate(&app, &alice, &secret).await;
+    assert!(account(&alice).await["reauthenticated_until"].is_string());
+    let view = set_switch(&alice, false).await.assert_status(StatusCode::OK).json();
+    assert_eq!(view["required"], false, "{view}");
+
+    // Turning it on needs nothing; turning it off again after the window needs a new
+    // reauthentication.
+    set_switch(&alice, true).await.assert_status(StatusCode::OK);
+    app.advance_minutes(6);
+    set_switch(&alice, false).await.assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
+    reauthenticate(&app, &alice, &secret).await;
+    set_switch(&alice, false).await.assert_status(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_last_factor_cannot_be_removed_while_2fa_is_forced() {
+    let app = admin_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "alice", None).await;
+    let alice = app.new_client();
+    let enrolled = enrol_authenticator(&app, &alice, "acme", "alice").await;
+
+    // Freshly verified, so only the policy stands in the way.
+    alice.delete("/api/account/authenticator").await.assert_error(StatusCode::CONFLICT, "last_factor");
+    assert_eq!(account(&alice).await["factors"]["authenticator"], true);
+    assert_signed_in(&sign_in_with_totp(&app, &app.new_client(), "acme", "alice", &enrolled.secret, false).await);
+}
+
+#[tokio::test]
+async fn removing_the_authenticator_needs_reauthentication() {
+    let app = admin_app(Options::default()).await;
+    let secret = opted_in_alice(&app).await;
+    let alice = app.new_client();
+    assert_signed_in(&sign_in_with_totp(&app, &alice, "acme", "alice", &secret, false).await);
+    app.advance_minutes(6);
+
+    alice.delete("/api/account/authenticator").await.assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
+    assert_eq!(account(&alice).await["factors"]["authenticator"], true);
+    reauthenticate(&app, &alice, &secret).await;
+    alice.delete("/api/account/authenticator").await.assert_status(StatusCode::NO_CONTENT);
+    let a = account(&alice).await;
+    assert_eq!(a["factors"]["authenticator"], false, "{a}");
+
+    // Her switch is still on and she has no factor left: the next sign-in enrols
+    // rather than letting her in.
+    let next = app.new_client();
+    password_step(&next, "acme", "alice", "requires_enrollment").await;
+    verify(&next, "authenticator", &next_totp(&app, &secret), false)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "sign_in_expired");
+}

@@ -1,0 +1,118 @@
+//! Lockout after repeated wrong second factors: when it starts, what it refuses (the
+//! right code too, and a fresh password step), when it ends, what resets the count,
+//! that wrong passwords are counted apart, and the admin's unlock.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::flows::{
+    admin_app, assert_factor_error, assert_signed_in, attempts_left, create_user, enrol_authenticator, forced_tenant,
+    next_totp, password_step, totp_now, verify, wrong_totp,
+};
+use crate::helpers::{Options, PASSWORD, TestApp};
+
+/// A forced tenant `acme` with `alice`, who has an authenticator. Returns its secret.
+async fn alice_with_authenticator(app: &TestApp) -> (String, String) {
+    let t = forced_tenant(app, "acme").await;
+    let alice = create_user(app, &t.id, "alice", None).await;
+    let enrolled = enrol_authenticator(app, &app.new_client(), "acme", "alice").await;
+    (alice.id, enrolled.secret)
+}
+
+#[tokio::test]
+async fn five_wrong_codes_lock_second_factor_sign_in_for_five_minutes() {
+    let app = admin_app(Options::default()).await;
+    let (_, secret) = alice_with_authenticator(&app).await;
+    let alice = app.new_client();
+
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    for left in [4, 3, 2, 1] {
+        assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), left);
+    }
+    let fifth = verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await;
+    let body = assert_factor_error(&fifth, StatusCode::LOCKED, "locked_out");
+    assert_eq!(body["retry_after_seconds"], 300, "{body}");
+
+    // While locked, nothing passes: not the right code, not a recovery code, and a new
+    // password step does not start a fresh count.
+    let right = verify(&alice, "authenticator", &next_totp(&app, &secret), false).await;
+    assert_factor_error(&right, StatusCode::LOCKED, "locked_out");
+    assert!(right.set_cookie("twofold_session").is_none());
+    let again = app.new_client();
+    let resp = again.sign_in(Some("acme"), "alice", PASSWORD).await;
+    let body = assert_factor_error(&resp, StatusCode::LOCKED, "locked_out");
+    assert!(body["retry_after_seconds"].as_u64().unwrap() <= 300, "{body}");
+    assert!(resp.set_cookies().is_empty(), "{:?}", resp.set_cookies());
+
+    // Five minutes later the right code works.
+    app.advance_minutes(5);
+    password_step(&again, "acme", "alice", "requires_two_factor").await;
+    assert_signed_in(&verify(&again, "authenticator", &totp_now(&app, &secret), false).await);
+}
+
+#[tokio::test]
+async fn the_count_survives_a_new_password_step_and_only_a_success_resets_it() {
+    let app = admin_app(Options::default()).await;
+    let (_, secret) = alice_with_authenticator(&app).await;
+    let alice = app.new_client();
+
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
+    assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 3);
+
+    // Wrong passwords are counted apart: they neither add to nor reset the count.
+    for _ in 0..3 {
+        alice
+            .sign_in(Some("acme"), "alice", "not the password")
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    // Nor does a right password.
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 2);
+
+    // A success resets it.
+    assert_signed_in(&verify(&alice, "authenticator", &next_totp(&app, &secret), false).await);
+    let later = app.new_client();
+    password_step(&later, "acme", "alice", "requires_two_factor").await;
+    assert_eq!(attempts_left(&verify(&later, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
+}
+
+#[tokio::test]
+async fn wrong_codes_do_not_count_as_wrong_passwords() {
+    // With two wrong passwords allowed, three wrong codes in one pending sign-in would
+    // throttle the next password step if the counters were shared.
+    let app = admin_app(Options { password_failures_per_account: Some(2), ..Options::default() }).await;
+    let (_, secret) = alice_with_authenticator(&app).await;
+    let alice = app.new_client();
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    for _ in 0..3 {
+        assert_factor_error(
+            &verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_code",
+        );
+    }
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 1);
+}
+
+#[tokio::test]
+async fn an_admin_unlocks_a_locked_user() {
+    let app = admin_app(Options::default()).await;
+    let (alice_id, secret) = alice_with_authenticator(&app).await;
+    let alice = app.new_client();
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    for _ in 0..5 {
+        let _ = verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await;
+    }
+    assert_factor_error(&alice.sign_in(Some("acme"), "alice", PASSWORD).await, StatusCode::LOCKED, "locked_out");
+
+    app.post_json(&format!("/api/users/{alice_id}/unlock"), &json!({})).await.assert_status(StatusCode::NO_CONTENT);
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    // Unlocking also starts a fresh count.
+    assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
+    assert_signed_in(&verify(&alice, "authenticator", &next_totp(&app, &secret), false).await);
+    let events = app.audit("").await;
+    assert!(events.iter().any(|e| e["action"] == "user.unlocked"), "{events:?}");
+}

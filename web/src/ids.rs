@@ -1,0 +1,226 @@
+// The element ids and data-test values the browser tests select by. This file is pulled
+// into the e2e crate with `include!`, which only accepts plain items: that is why it has
+// no `//!` header (its module doc sits on `mod ids` in lib.rs) and imports nothing.
+//
+// Two kinds of names live here:
+// - element ids (`#ID`): unique on the page, also used by `<label for>`;
+// - data-test values (`[data-test=VALUE]`): repeated elements such as table rows and
+//   their buttons. Rows also carry `data-id` (the entity id) and, for users and tenants,
+//   `data-name`, so a test can pick one row: `[data-test=user-row][data-name=alice]`.
+// Every error message container also carries `data-test="error"`.
+
+// ---- Navigation (shown only to a signed-in user) ----
+pub const NAV: &str = "nav";
+pub const NAV_ACCOUNT: &str = "nav-account";
+pub const NAV_SETTINGS: &str = "nav-settings";
+pub const NAV_TENANTS: &str = "nav-tenants";
+pub const NAV_USERS: &str = "nav-users";
+pub const NAV_AUDIT: &str = "nav-audit";
+/// The signed-in user's name (and tenant) in the header.
+pub const NAV_USER: &str = "nav-user";
+pub const SIGN_OUT: &str = "sign-out";
+/// data-test of every error message container, wherever it is.
+pub const ERROR: &str = "error";
+/// The "page not found" / "not allowed" notice.
+pub const NOT_FOUND: &str = "not-found";
+pub const FORBIDDEN: &str = "forbidden";
+
+// ---- Sign in: password step ----
+pub const SIGNIN_FORM: &str = "signin-form";
+pub const SIGNIN_TENANT: &str = "signin-tenant";
+pub const SIGNIN_USERNAME: &str = "signin-username";
+pub const SIGNIN_PASSWORD: &str = "signin-password";
+pub const SIGNIN_SUBMIT: &str = "signin-submit";
+/// Errors of the password step (wrong credentials, rate limited).
+pub const SIGNIN_ERROR: &str = "signin-error";
+/// Locked out after repeated second-factor failures, with the time left.
+pub const LOCKOUT_MESSAGE: &str = "lockout-message";
+/// Back to the password step from any later step.
+pub const SIGNIN_START_OVER: &str = "signin-start-over";
+
+// ---- Sign in: second factor ----
+pub const PROVIDER_AUTHENTICATOR: &str = "provider-authenticator";
+pub const PROVIDER_EMAIL: &str = "provider-email";
+pub const PROVIDER_SMS: &str = "provider-sms";
+pub const PROVIDER_RECOVERY_CODE: &str = "provider-recovery_code";
+pub const SEND_CODE: &str = "send-code";
+/// "We sent a code to a***@example.com".
+pub const CODE_SENT: &str = "code-sent";
+pub const CODE_INPUT: &str = "code-input";
+/// Shown only when the policy allows remembering the browser.
+pub const REMEMBER_BROWSER: &str = "remember-browser";
+pub const VERIFY_SUBMIT: &str = "verify-submit";
+/// Wrong code (with attempts left), expired sign-in, send failures.
+pub const VERIFY_ERROR: &str = "verify-error";
+
+// ---- Sign in: enrolment when a second factor is required but missing ----
+pub const ENROLL_CHOOSE_AUTHENTICATOR: &str = "enroll-choose-authenticator";
+pub const ENROLL_CHOOSE_EMAIL: &str = "enroll-choose-email";
+pub const ENROLL_CHOOSE_SMS: &str = "enroll-choose-sms";
+/// The QR code image (`data:image/png;base64,...`).
+pub const ENROLL_QR: &str = "enroll-qr";
+/// The authenticator secret in text (base32).
+pub const ENROLL_SECRET: &str = "enroll-secret";
+pub const ENROLL_EMAIL_ADDRESS: &str = "enroll-email-address";
+pub const ENROLL_PHONE_NUMBER: &str = "enroll-phone-number";
+pub const ENROLL_SEND_CODE: &str = "enroll-send-code";
+pub const ENROLL_CODE: &str = "enroll-code";
+pub const ENROLL_CONFIRM: &str = "enroll-confirm";
+pub const ENROLL_ERROR: &str = "enroll-error";
+/// "You can postpone this until ..." while a grace period runs.
+pub const ENROLL_GRACE: &str = "enroll-grace";
+/// "Not now", shown only when enrolment may be postponed.
+pub const ENROLL_POSTPONE: &str = "enroll-postpone";
+
+// ---- Recovery codes, shown once (after enrolment and on the account page) ----
+pub const RECOVERY_CODES: &str = "recovery-codes";
+/// data-test of each code in the list.
+pub const RECOVERY_CODE: &str = "recovery-code";
+pub const RECOVERY_CODES_DOWNLOAD: &str = "recovery-codes-download";
+/// "I have saved them": closes the list for good.
+pub const RECOVERY_CODES_DONE: &str = "recovery-codes-done";
+
+// ---- Account ----
+pub const POLICY_SUMMARY: &str = "policy-summary";
+pub const POLICY_TRACE: &str = "policy-trace";
+/// The user's own 2FA switch (a checkbox with role=switch), present only when the user
+/// may change it.
+pub const ACCOUNT_2FA_SWITCH: &str = "account-2fa-switch";
+pub const ACCOUNT_2FA_ERROR: &str = "account-2fa-error";
+pub const ACCOUNT_AUTH_STATUS: &str = "account-authenticator-status";
+pub const ACCOUNT_AUTH_SETUP: &str = "account-authenticator-setup";
+pub const ACCOUNT_AUTH_QR: &str = "account-authenticator-qr";
+pub const ACCOUNT_AUTH_SECRET: &str = "account-authenticator-secret";
+pub const ACCOUNT_AUTH_CODE: &str = "account-authenticator-code";
+pub const ACCOUNT_AUTH_CONFIRM: &str = "account-authenticator-confirm";
+pub const ACCOUNT_AUTH_CANCEL: &str = "account-authenticator-cancel";
+pub const ACCOUNT_AUTH_REMOVE: &str = "account-authenticator-remove";
+pub const ACCOUNT_AUTH_ERROR: &str = "account-authenticator-error";
+pub const ACCOUNT_RECOVERY_LEFT: &str = "account-recovery-left";
+pub const ACCOUNT_RECOVERY_REGENERATE: &str = "account-recovery-regenerate";
+pub const ACCOUNT_RECOVERY_ERROR: &str = "account-recovery-error";
+pub const ACCOUNT_EMAIL_STATUS: &str = "account-email-status";
+pub const ACCOUNT_EMAIL_INPUT: &str = "account-email";
+pub const ACCOUNT_EMAIL_SEND: &str = "account-email-send";
+pub const ACCOUNT_EMAIL_CODE: &str = "account-email-code";
+pub const ACCOUNT_EMAIL_CONFIRM: &str = "account-email-confirm";
+pub const ACCOUNT_EMAIL_ERROR: &str = "account-email-error";
+pub const ACCOUNT_PHONE_STATUS: &str = "account-phone-status";
+pub const ACCOUNT_PHONE_INPUT: &str = "account-phone";
+pub const ACCOUNT_PHONE_SEND: &str = "account-phone-send";
+pub const ACCOUNT_PHONE_CODE: &str = "account-phone-code";
+pub const ACCOUNT_PHONE_CONFIRM: &str = "account-phone-confirm";
+pub const ACCOUNT_PHONE_REMOVE: &str = "account-phone-remove";
+pub const ACCOUNT_PHONE_ERROR: &str = "account-phone-error";
+pub const ACCOUNT_PASSWORD_CURRENT: &str = "account-password-current";
+pub const ACCOUNT_PASSWORD_NEW: &str = "account-password-new";
+pub const ACCOUNT_PASSWORD_SAVE: &str = "account-password-save";
+pub const ACCOUNT_PASSWORD_ERROR: &str = "account-password-error";
+/// Success notices on the account page ("Saved.").
+pub const ACCOUNT_NOTICE: &str = "account-notice";
+pub const BROWSERS_LIST: &str = "browsers";
+/// data-test of each remembered browser (with `data-id` and `data-current`).
+pub const BROWSER_ITEM: &str = "browser-item";
+/// data-test of the "Forget" button inside each browser item.
+pub const BROWSER_REVOKE: &str = "browser-revoke";
+pub const BROWSERS_REVOKE_ALL: &str = "browsers-revoke-all";
+pub const BROWSERS_ERROR: &str = "browsers-error";
+
+// ---- Reauthentication dialog (opens when an action answers reauthentication_required) ----
+pub const REAUTH_DIALOG: &str = "reauth-dialog";
+pub const REAUTH_PASSWORD: &str = "reauth-password";
+/// A `<select>` of the second factors the user has (values: authenticator, email, sms,
+/// recovery_code).
+pub const REAUTH_METHOD: &str = "reauth-method";
+pub const REAUTH_SEND_CODE: &str = "reauth-send-code";
+pub const REAUTH_CODE: &str = "reauth-code";
+pub const REAUTH_SUBMIT: &str = "reauth-submit";
+pub const REAUTH_CANCEL: &str = "reauth-cancel";
+pub const REAUTH_ERROR: &str = "reauth-error";
+
+// ---- Settings (host settings for a host admin, the tenant's for a tenant admin) ----
+pub const SETTINGS_BEHAVIOUR_OPTIONAL: &str = "settings-behaviour-optional";
+pub const SETTINGS_BEHAVIOUR_DISABLED: &str = "settings-behaviour-disabled";
+pub const SETTINGS_BEHAVIOUR_FORCED: &str = "settings-behaviour-forced";
+/// "Fixed by the host: ..." when the tenant's ceiling is forced or disabled.
+pub const SETTINGS_BEHAVIOUR_FIXED: &str = "settings-behaviour-fixed";
+/// Present only while the behaviour is optional.
+pub const SETTINGS_USERS_CAN_CHANGE: &str = "settings-users-can-change";
+pub const SETTINGS_REMEMBER_BROWSER: &str = "settings-remember-browser";
+pub const SETTINGS_REMEMBER_DAYS: &str = "settings-remember-days";
+pub const SETTINGS_GRACE_DAYS: &str = "settings-grace-days";
+pub const SETTINGS_PROVIDER_AUTHENTICATOR: &str = "settings-provider-authenticator";
+pub const SETTINGS_PROVIDER_EMAIL: &str = "settings-provider-email";
+pub const SETTINGS_PROVIDER_SMS: &str = "settings-provider-sms";
+/// The live impact sentence ("This will require 2FA for 1,204 users; ...").
+pub const SETTINGS_PREVIEW: &str = "settings-preview";
+pub const SETTINGS_SAVE: &str = "settings-save";
+pub const SETTINGS_SAVED: &str = "settings-saved";
+/// Errors of the save itself; field errors sit beside their field with data-test=error.
+pub const SETTINGS_ERROR: &str = "settings-error";
+
+// ---- Tenants (host admin) ----
+pub const TENANTS_SEARCH: &str = "tenants-search";
+pub const TENANTS_LIST: &str = "tenants";
+/// data-test of each tenant row (`data-id`, `data-name`).
+pub const TENANT_ROW: &str = "tenant-row";
+/// data-test of the "Features" button in each row.
+pub const TENANT_FEATURES: &str = "tenant-features";
+/// data-test of the "Users" link in each row.
+pub const TENANT_USERS: &str = "tenant-users";
+/// data-test of the "Audit" link in each row.
+pub const TENANT_AUDIT: &str = "tenant-audit";
+pub const TENANTS_PREV: &str = "tenants-prev";
+pub const TENANTS_NEXT: &str = "tenants-next";
+pub const TENANTS_PAGE_INFO: &str = "tenants-page-info";
+pub const TENANT_CREATE_NAME: &str = "tenant-create-name";
+pub const TENANT_CREATE_DISPLAY_NAME: &str = "tenant-create-display-name";
+pub const TENANT_CREATE_SUBMIT: &str = "tenant-create-submit";
+pub const TENANT_CREATE_ERROR: &str = "tenant-create-error";
+pub const FEATURES_DIALOG: &str = "features-dialog";
+pub const FEATURES_CEILING_OPTIONAL: &str = "features-ceiling-optional";
+pub const FEATURES_CEILING_DISABLED: &str = "features-ceiling-disabled";
+pub const FEATURES_CEILING_FORCED: &str = "features-ceiling-forced";
+pub const FEATURES_PREVIEW: &str = "features-preview";
+pub const FEATURES_SAVE: &str = "features-save";
+pub const FEATURES_CANCEL: &str = "features-cancel";
+pub const FEATURES_ERROR: &str = "features-error";
+
+// ---- Users (host users for a host admin, a tenant's users for its admins) ----
+pub const USERS_SEARCH: &str = "users-search";
+pub const USERS_LIST: &str = "users";
+pub const USERS_PREV: &str = "users-prev";
+pub const USERS_NEXT: &str = "users-next";
+pub const USERS_PAGE_INFO: &str = "users-page-info";
+/// data-test of each user row (`data-id`, `data-name` = username).
+pub const USER_ROW: &str = "user-row";
+/// data-test of the button that opens a user's policy and actions.
+pub const USER_DETAILS: &str = "user-details";
+/// data-test of the panel it opens (`data-id`).
+pub const USER_PANEL: &str = "user-panel";
+pub const USER_POLICY_SUMMARY: &str = "user-policy-summary";
+pub const USER_POLICY_TRACE: &str = "user-policy-trace";
+/// data-test of the admin's per-user 2FA switch, present only when an admin may set it.
+pub const USER_2FA_SWITCH: &str = "user-2fa-switch";
+pub const USER_UNLOCK: &str = "user-unlock";
+pub const USER_RESET_FACTORS: &str = "user-reset-factors";
+/// data-test of the "Yes, reset" button of the inline confirmation.
+pub const USER_RESET_CONFIRM: &str = "user-reset-confirm";
+pub const USER_END_SESSIONS: &str = "user-end-sessions";
+pub const USER_MAKE_ADMIN: &str = "user-make-admin";
+/// data-test of "Remove tenant admin", shown instead while the user is one.
+pub const USER_REMOVE_ADMIN: &str = "user-remove-admin";
+/// data-test of the notice after a successful user action.
+pub const USER_NOTICE: &str = "user-notice";
+pub const USER_CREATE_USERNAME: &str = "user-create-username";
+pub const USER_CREATE_PASSWORD: &str = "user-create-password";
+pub const USER_CREATE_EMAIL: &str = "user-create-email";
+pub const USER_CREATE_SUBMIT: &str = "user-create-submit";
+pub const USER_CREATE_ERROR: &str = "user-create-error";
+
+// ---- Audit ----
+pub const AUDIT_LIST: &str = "audit";
+/// data-test of each event (`data-id`, `data-action`).
+pub const AUDIT_ITEM: &str = "audit-item";
+pub const AUDIT_OLDER: &str = "audit-older";
+pub const AUDIT_ERROR: &str = "audit-error";

@@ -1,0 +1,8 @@
+//! The screens, one module each.
+
+pub mod account;
+pub mod audit;
+pub mod settings;
+pub mod signin;
+pub mod tenants;
+pub mod users;

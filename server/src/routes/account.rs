@@ -2,9 +2,9 @@
 //! email and phone, recovery codes, remembered browsers, password and
 //! reauthentication.
 //!
-//! Turning 2FA off, removing a factor, replacing a confirmed email or phone, new
-//! recovery codes and a new password need a fresh password and second-factor check
-//! (`POST /api/account/reauthenticate`). No response here ever repeats a secret or a
+//! Turning 2FA off, removing a factor, replacing a confirmed email or phone and new
+//! recovery codes need a fresh password and second-factor check
+//! (`POST /api/account/reauthenticate`); a new password needs the current one. No response here ever repeats a secret or a
 //! recovery code after the moment it was issued.
 
 use axum::Router;

@@ -229,17 +229,18 @@ pub async fn second_factor_failed(state: &AppState, user: &UserRow, method: &str
     let failures = fdb::count_failure(&state.db().pool, &user.id).await?;
     let max = i64::from(state.config().lockout_max_failures);
     let now = state.now();
-    audit(state, user, "sign_in.failed", serde_json::json!({ "factor": method, "failures": failures })).await?;
+    audit_user(state, user, "sign_in.failed", serde_json::json!({ "factor": method, "failures": failures })).await?;
     if failures >= max {
         let lock_ms = i64::from(state.config().lockout_minutes) * 60_000;
         fdb::lock_user(&state.db().pool, &user.id, now + lock_ms).await?;
-        audit(state, user, "user.locked_out", serde_json::json!({ "until_ms": now + lock_ms })).await?;
+        audit_user(state, user, "user.locked_out", serde_json::json!({ "until_ms": now + lock_ms })).await?;
         return Ok(AppError::LockedOut { retry_after_ms: lock_ms });
     }
     Ok(AppError::InvalidCode { attempts_left: u32::try_from(max - failures).unwrap_or(0) })
 }
 
-async fn audit(state: &AppState, user: &UserRow, action: &str, after: serde_json::Value) -> AppResult<()> {
+/// Records an event about `user`, done by that user, outside any transaction.
+pub async fn audit_user(state: &AppState, user: &UserRow, action: &str, after: serde_json::Value) -> AppResult<()> {
     let mut conn = state.db().pool.acquire().await?;
     db::insert_audit(
         &mut conn,

@@ -183,7 +183,7 @@ pub async fn password_step(
             state.account_limiter().record_failure(&account_key, now);
             state.address_limiter().record_failure(&address_key, now);
             if let Some(u) = &user {
-                audit_user(state, u, "sign_in.failed", serde_json::json!({ "factor": "password" })).await?;
+                factors::audit_user(state, u, "sign_in.failed", serde_json::json!({ "factor": "password" })).await?;
             }
             return Err(AppError::InvalidCredentials);
         }
@@ -628,24 +628,6 @@ async fn finish_without_attempt(
 ) -> AppResult<Completed> {
     let session_token = establish_session(state, &user, methods, client, !user.has_factor()).await?;
     Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes: None })
-}
-
-async fn audit_user(state: &AppState, user: &UserRow, action: &str, after: serde_json::Value) -> AppResult<()> {
-    let mut conn = state.db().pool.acquire().await?;
-    db::insert_audit(
-        &mut conn,
-        &NewAudit {
-            at: state.now(),
-            actor_user_id: Some(&user.id),
-            scope_key: &user.scope_key,
-            action,
-            target: &format!("user:{}", user.id),
-            before: None,
-            after: Some(after),
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// Creates a session for a user who has passed every step the policy demands. The

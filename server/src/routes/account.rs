@@ -53,18 +53,7 @@ fn own(state: &AppState, who: &Authenticated, action: Action) -> AppResult<()> {
 }
 
 async fn audit(state: &AppState, who: &Authenticated, action: &str, after: serde_json::Value) -> AppResult<()> {
-    let mut conn = state.db().pool.acquire().await?;
-    super::audit(
-        &mut conn,
-        state,
-        &who.user.id,
-        &who.user.scope_key,
-        action,
-        &format!("user:{}", who.user.id),
-        None,
-        Some(after),
-    )
-    .await
+    factors::audit_user(state, &who.user, action, after).await
 }
 
 /// The user's policy with its explanation, switch, factors and recovery codes left.

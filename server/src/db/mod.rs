@@ -430,23 +430,6 @@ pub async fn insert_user(conn: &mut AnyConnection, u: &NewUser<'_>) -> Result<()
     Ok(())
 }
 
-/// Sets the user's 2FA switch and rotates the security stamp, which ends sessions made
-/// under the old profile.
-pub async fn set_two_factor(
-    conn: &mut AnyConnection,
-    user_id: &str,
-    enabled: bool,
-    new_stamp: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET two_factor_enabled = $1, security_stamp = $2 WHERE id = $3")
-        .bind(b(enabled))
-        .bind(new_stamp)
-        .bind(user_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await
 }

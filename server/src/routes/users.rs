@@ -202,7 +202,8 @@ pub async fn set_user_two_factor(
     }
     let before = user.two_factor_enabled != 0;
     let mut tx = state.db().begin_write().await?;
-    db::set_two_factor(&mut tx, &user.id, req.enabled, &auth::new_stamp()).await?;
+    db::factors::set_user_flag(&mut tx, &user.id, req.enabled).await?;
+    db::factors::rotate_stamp(&mut tx, &user.id, &auth::new_stamp(), None).await?;
     super::audit(
         &mut tx,
         &state,

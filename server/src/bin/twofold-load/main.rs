@@ -1,0 +1,470 @@
+//! `twofold-load`: the load half of Twofold's benchmarks. It measures, in one run on one
+//! machine, the ceilings (raw argon2id hashes per second on all cores, a bare axum
+//! endpoint) and then a real `twofold` server on loopback: the password step, the
+//! verify-code step (authenticator), the effective-policy read and an admin settings
+//! write, with the server's resident memory. `scripts/bench` runs it at both scales on
+//! both databases; BENCHMARKS.md records the figures.
+
+mod drive;
+mod seed;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use drive::{Job, Limit, Stats};
+use seed::World;
+use twofold_policy::ScopeSettings;
+use twofold_server::db::Db;
+use twofold_server::secrets::Keys;
+
+#[derive(Debug, Parser)]
+#[command(name = "twofold-load", about = "Load generator and ceilings for Twofold's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Seed a database, start `twofold` on it and measure every workload.
+    Run(RunArgs),
+    /// Serve the bare axum ceiling endpoint (started by `run`).
+    Bare,
+    /// Mixed load for a while with the server's memory sampled: errors and growth.
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// `postgres://...` of an empty database; a temporary SQLite file when absent.
+    #[arg(long)]
+    database_url: Option<String>,
+    #[arg(long, default_value_t = 1_000)]
+    users: u64,
+    #[arg(long, default_value_t = 10)]
+    tenants: u64,
+    /// Concurrent clients, each with its own connection.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Seconds per timed workload (and per ceiling).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Requests of the verify-code workload: each spends one user's current time step,
+    /// so it is at most the number of users.
+    #[arg(long, default_value_t = 1_000)]
+    verify_requests: usize,
+    /// The `twofold` binary; by default the one beside this program.
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Extra `KEY=VALUE` environment for the server, e.g. raised rate limits.
+    #[arg(long = "server-env")]
+    server_env: Vec<String>,
+    /// A name for this run in the report.
+    #[arg(long, default_value = "run")]
+    label: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct SoakArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// How long the mixed load lasts, in seconds.
+    #[arg(long, default_value_t = 180)]
+    soak_seconds: u64,
+    /// Seconds between memory samples.
+    #[arg(long, default_value_t = 10)]
+    sample_seconds: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Cmd::Bare => rt.block_on(bare()),
+        Cmd::Run(args) => rt.block_on(run(args)),
+        Cmd::Soak(args) => rt.block_on(soak(args)),
+    }
+}
+
+/// The ceiling for a read: an axum handler that answers a JSON body of the same size
+/// as an effective-policy view from memory, with nothing else in the way.
+async fn bare() -> anyhow::Result<()> {
+    use axum::routing::get;
+    let body = serde_json::json!({
+        "user_id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "behaviour": "optional", "required": true,
+        "users_can_change": true, "remember_browser_allowed": true, "remember_browser_days": 14,
+        "enrollment_grace_days": 0, "allowed_providers": ["authenticator", "email", "sms"],
+        "trace": [{"level": "host", "setting": "optional", "effect": "user chooses"}],
+    });
+    let app = axum::Router::new().route("/ping", get(move || std::future::ready(axum::Json(body.clone()))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Raw argon2id verifications per second at Twofold's parameters, one thread per core:
+/// the most password steps this machine can do.
+fn argon2_ceiling(seconds: u64) -> anyhow::Result<f64> {
+    let phc = twofold_server::auth::hash_password_blocking(seed::PASSWORD)?;
+    let threads = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let count = count.clone();
+            let phc = phc.as_str();
+            s.spawn(move || {
+                while Instant::now() < deadline {
+                    std::hint::black_box(twofold_server::auth::verify_password_blocking(seed::PASSWORD, phc));
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    Ok(count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// A child process killed when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn bare_ceiling(clients: usize, seconds: u64) -> anyhow::Result<Stats> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe).arg("bare").stdout(Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().context("bare server stdout")?;
+    let guard = ChildGuard(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr: SocketAddr = line.trim().strip_prefix("listening ").context("bare server address")?.parse()?;
+    let url = format!("http://{addr}/ping");
+    let job: Job = Arc::new(move |http, _| {
+        let url = url.clone();
+        Box::pin(async move { drive::expect(http.get(url).send().await, 200).await })
+    });
+    drive::run("warm-up", clients, Limit::For(Duration::from_secs(1)), job.clone()).await?;
+    let stats = drive::run("bare axum endpoint", clients, Limit::For(Duration::from_secs(seconds)), job).await?;
+    drop(guard);
+    Ok(stats)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Resident and peak resident memory of `pid`, in MiB.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A seeded database and a `twofold` server running on it.
+struct Target {
+    db: Db,
+    world: World,
+    base: String,
+    admin_cookie: String,
+    pid: u32,
+    seed_seconds: f64,
+    _server: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_target(args: &RunArgs) -> anyhow::Result<Target> {
+    let dir = tempfile::tempdir()?;
+    let url = match &args.database_url {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", dir.path().join("bench.db").display()),
+    };
+    let key = base64::engine::general_purpose::STANDARD.encode(rand_key());
+    let keys = Keys::from_base64(&key)?;
+    let world = World { users: args.users, tenants: args.tenants.max(1) };
+    let db = Db::connect(&url, 4).await?;
+    eprintln!("seeding {} users over {} tenants ...", world.users, world.tenants);
+    let seed_seconds = seed::seed(&db, world, &keys, now_ms()).await?;
+    eprintln!("seeded in {seed_seconds:.1} s");
+
+    let server = match &args.server {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("twofold"),
+    };
+    let port = free_port()?;
+    let mut cmd = Command::new(&server);
+    cmd.arg("serve")
+        .env("TWOFOLD_DATABASE_URL", &url)
+        .env("TWOFOLD_SECRET_KEY", &key)
+        .env("TWOFOLD_BIND", format!("127.0.0.1:{port}"))
+        .env("TWOFOLD_COOKIE_SECURE", "false")
+        .env("TWOFOLD_LOG", "warn")
+        .stdout(Stdio::null());
+    for kv in &args.server_env {
+        let (k, v) = kv.split_once('=').context("--server-env takes KEY=VALUE")?;
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().with_context(|| format!("starting {}", server.display()))?;
+    let pid = child.id();
+    let guard = ChildGuard(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = drive::client()?;
+    let ready = Instant::now();
+    loop {
+        if http.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "the server did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resp = http
+        .post(format!("{base}/api/auth/sign-in"))
+        .header("X-Requested-With", "twofold-load")
+        .json(&serde_json::json!({ "username": seed::ADMIN, "password": seed::PASSWORD }))
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status().is_success(), "admin sign-in failed: {}", resp.status());
+    let admin_cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("twofold_session="))
+        .and_then(|v| v.split(';').next())
+        .context("no session cookie")?
+        .to_owned();
+    Ok(Target { db, world, base, admin_cookie, pid, seed_seconds, _server: guard, _dir: dir })
+}
+
+fn rand_key() -> [u8; 32] {
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    key
+}
+
+/// Spreads consecutive request indexes over the whole user population.
+fn spread(index: usize, n: u64) -> u64 {
+    (index as u64).wrapping_mul(7_919) % n
+}
+
+fn password_job(t: &Target) -> Job {
+    let base = t.base.clone();
+    let world = t.world;
+    Arc::new(move |http, index| {
+        let i = spread(index, world.users);
+        let url = format!("{base}/api/auth/sign-in");
+        let body = serde_json::json!({
+            "tenant": World::tenant_name(world.tenant_of(i)), "username": World::username(i), "password": seed::PASSWORD,
+        });
+        Box::pin(async move {
+            let resp = http.post(url).header("X-Requested-With", "twofold-load").json(&body).send().await;
+            drive::expect(resp, 200).await
+        })
+    })
+}
+
+fn verify_job(t: &Target, users: Arc<Vec<u64>>, tokens: Arc<Vec<String>>) -> Job {
+    let base = t.base.clone();
+    Arc::new(move |http, index| {
+        let url = format!("{base}/api/auth/sign-in/verify");
+        let (Some(&i), Some(token)) = (users.get(index), tokens.get(index)) else {
+            return Box::pin(async { Err("no such job".to_owned()) });
+        };
+        let cookie = format!("twofold_pending={token}");
+        let code = twofold_server::totp::code_at(&World::totp_secret(i), now_secs());
+        let body = serde_json::json!({ "method": "authenticator", "code": code, "remember_browser": false });
+        Box::pin(async move {
+            let resp = http
+                .post(url)
+                .header("X-Requested-With", "twofold-load")
+                .header("Cookie", cookie)
+                .json(&body)
+                .send()
+                .await;
+            drive::expect(resp, 200).await
+        })
+    })
+}
+
+fn policy_job(t: &Target) -> Job {
+    let base = t.base.clone();
+    let cookie = t.admin_cookie.clone();
+    let users = t.world.users;
+    Arc::new(move |http, index| {
+        let url = format!("{base}/api/users/{}/policy", World::user_id(spread(index, users)));
+        let cookie = cookie.clone();
+        Box::pin(async move { drive::expect(http.get(url).header("Cookie", cookie).send().await, 200).await })
+    })
+}
+
+fn settings_job(t: &Target) -> Job {
+    let base = t.base.clone();
+    let cookie = t.admin_cookie.clone();
+    let tenants = t.world.tenants;
+    Arc::new(move |http, index| {
+        let url = format!("{base}/api/tenants/{}/settings", World::tenant_id(spread(index, tenants)));
+        let settings = ScopeSettings { remember_browser_days: 1 + (index % 300) as u32, ..ScopeSettings::default() };
+        let cookie = cookie.clone();
+        Box::pin(async move {
+            let resp = http
+                .put(url)
+                .header("X-Requested-With", "twofold-load")
+                .header("Cookie", cookie)
+                .json(&settings)
+                .send()
+                .await;
+            drive::expect(resp, 200).await
+        })
+    })
+}
+
+/// Distinct users for the verify-code workload, evenly spread over the population.
+fn verify_users(world: World, n: usize) -> Vec<u64> {
+    let n = (n as u64).min(world.users).max(1);
+    let stride = (world.users / n).max(1);
+    (0..n).map(|k| k * stride).collect()
+}
+
+fn row(s: &Stats, ratio: Option<(f64, &str)>) -> String {
+    let ratio = ratio.map(|(r, of)| format!("{:.0} % of {of}", r * 100.0)).unwrap_or_default();
+    format!(
+        "| {} | {:.0} | {:.2} | {:.2} | {} / {} | {} |",
+        s.name,
+        s.rate(),
+        s.p50_ms,
+        s.p99_ms,
+        s.errors,
+        s.requests,
+        ratio
+    )
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let d = Duration::from_secs(args.seconds);
+    eprintln!("ceilings ...");
+    let argon2 = argon2_ceiling(args.seconds)?;
+    let bare = bare_ceiling(args.clients, args.seconds).await?;
+
+    let t = start_target(&args).await?;
+    let (idle_rss, _) = memory_mib(t.pid);
+    let c = args.clients;
+    eprintln!("password step ...");
+    let password = drive::run("password step", c, Limit::For(d), password_job(&t)).await?;
+    eprintln!("verify-code step ...");
+    let users = verify_users(t.world, args.verify_requests);
+    let tokens = seed::open_attempts(&t.db, &users, now_ms()).await?;
+    let n = users.len();
+    let verify =
+        drive::run("verify-code step", c, Limit::Jobs(n), verify_job(&t, Arc::new(users), Arc::new(tokens))).await?;
+    eprintln!("effective-policy read ...");
+    drive::run("warm-up", c, Limit::For(Duration::from_secs(1)), policy_job(&t)).await?;
+    let policy = drive::run("effective-policy read", c, Limit::For(d), policy_job(&t)).await?;
+    eprintln!("settings write ...");
+    let settings = drive::run("admin settings write", c, Limit::For(d), settings_job(&t)).await?;
+    let (rss, peak) = memory_mib(t.pid);
+
+    let backend = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    println!(
+        "\n### {}: {} users over {} tenants on {backend}, {} clients, {} cores\n",
+        args.label, t.world.users, t.world.tenants, c, cores
+    );
+    println!("| workload | requests/s | p50 ms | p99 ms | errors / requests | ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- |");
+    println!("| argon2id verifications, {cores} threads (ceiling) | {argon2:.1} | | | | |");
+    println!("{}", row(&bare, None));
+    println!("{}", row(&password, Some((password.rate() / argon2, "argon2id ceiling"))));
+    println!("{}", row(&verify, None));
+    println!("{}", row(&policy, Some((policy.rate() / bare.rate(), "bare axum"))));
+    println!("{}", row(&settings, None));
+    println!(
+        "\nSeeding took {:.1} s. Server resident memory: {idle_rss:.1} MiB after start, {rss:.1} MiB after the \
+         workloads, peak {peak:.1} MiB.",
+        t.seed_seconds
+    );
+    for s in [&bare, &password, &verify, &policy, &settings] {
+        for e in &s.error_samples {
+            println!("- {} error: {e}", s.name);
+        }
+    }
+    let errors: usize = [&bare, &password, &verify, &policy, &settings].iter().map(|s| s.errors).sum();
+    anyhow::ensure!(errors == 0, "{errors} requests failed");
+    Ok(())
+}
+
+/// Mixed load for `soak_seconds`: policy reads, settings writes, password and
+/// verify-code steps at once, with the server's memory sampled as it goes.
+async fn soak(args: SoakArgs) -> anyhow::Result<()> {
+    let t = start_target(&args.run).await?;
+    let c = (args.run.clients / 4).max(1);
+    let d = Duration::from_secs(args.soak_seconds);
+    let users = verify_users(t.world, args.run.verify_requests);
+    let tokens = seed::open_attempts(&t.db, &users, now_ms()).await?;
+    let n = users.len();
+    let (users, tokens) = (Arc::new(users), Arc::new(tokens));
+    let pid = t.pid;
+    let sample_every = Duration::from_secs(args.sample_seconds.max(1));
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < d {
+            samples.push((started.elapsed().as_secs(), memory_mib(pid).0));
+            tokio::time::sleep(sample_every).await;
+        }
+        samples.push((started.elapsed().as_secs(), memory_mib(pid).0));
+        samples
+    });
+    let (policy, settings, password, verify) = tokio::try_join!(
+        drive::run("effective-policy read", c, Limit::For(d), policy_job(&t)),
+        drive::run("admin settings write", c, Limit::For(d), settings_job(&t)),
+        drive::run("password step", c, Limit::For(d), password_job(&t)),
+        drive::run("verify-code step", c, Limit::Jobs(n), verify_job(&t, users, tokens)),
+    )?;
+    let samples = sampler.await?;
+    let (_, peak) = memory_mib(pid);
+    println!("\n### soak: {} s, {} users over {} tenants\n", args.soak_seconds, t.world.users, t.world.tenants);
+    println!("| workload | requests/s | p50 ms | p99 ms | errors / requests | ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- |");
+    for s in [&policy, &settings, &password, &verify] {
+        println!("{}", row(s, None));
+    }
+    let line: Vec<String> = samples.iter().map(|(s, m)| format!("{s} s: {m:.1}")).collect();
+    println!("\nResident memory (MiB) over time: {}; peak {peak:.1} MiB.", line.join(", "));
+    for s in [&policy, &settings, &password, &verify] {
+        for e in &s.error_samples {
+            println!("- {} error: {e}", s.name);
+        }
+    }
+    let errors: usize = [&policy, &settings, &password, &verify].iter().map(|s| s.errors).sum();
+    anyhow::ensure!(errors == 0, "{errors} requests failed");
+    Ok(())
+}

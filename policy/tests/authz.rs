@@ -307,3 +307,21 @@ fn hostile_ids_stay_data() {
         }
     }
 }
+
+#[test]
+fn remembered_decisions_follow_role_changes() {
+    // Decisions are memoised; asking before each change makes sure a remembered answer
+    // is never served after the roles it came from changed.
+    let mut z = fixture();
+    let a_tenant = Target::Domain(Domain::Tenant("A"));
+    for _ in 0..2 {
+        assert!(can(&z, "a", Action::UpdateSettings, a_tenant));
+        assert!(!can(&z, "ua", Action::UpdateSettings, a_tenant));
+    }
+    z.revoke("a", Role::TenantAdmin, Domain::Tenant("A")).unwrap();
+    assert!(!can(&z, "a", Action::UpdateSettings, a_tenant), "a revoked role still allowed");
+    z.grant("ua", Role::TenantAdmin, Domain::Tenant("A")).unwrap();
+    assert!(can(&z, "ua", Action::UpdateSettings, a_tenant), "a granted role still denied");
+    z.grant("a", Role::TenantAdmin, Domain::Tenant("A")).unwrap();
+    assert!(can(&z, "a", Action::UpdateSettings, a_tenant));
+}

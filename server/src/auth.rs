@@ -12,6 +12,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::sync::{Arc, LazyLock};
+use tokio::sync::Semaphore;
 
 use crate::app::AppState;
 use crate::db::{self, UserRow};
@@ -27,10 +29,28 @@ fn hasher() -> Argon2<'static> {
     }
 }
 
+/// Hashing slots: one per core. Each argon2id run holds 19 MiB and a whole core, so more
+/// runs at once only add memory (a burst of 32 sign-ins would hold 600 MiB) and
+/// context switches, never throughput; the rest wait their turn.
+static HASH_SLOTS: LazyLock<Arc<Semaphore>> =
+    LazyLock::new(|| Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from))));
+
+/// Runs `work` on the blocking pool once a hashing slot is free. The slot moves into the
+/// blocking task, so a cancelled request still holds it until the hash is done.
+async fn on_hash_slot<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    let slot = HASH_SLOTS.clone().acquire_owned().await?;
+    Ok(tokio::task::spawn_blocking(move || {
+        let result = work();
+        drop(slot);
+        result
+    })
+    .await?)
+}
+
 /// Hashes a password on the blocking pool so a sign-in burst cannot stall the async
 /// workers.
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || hash_password_blocking(&password)).await?
+    on_hash_slot(move || hash_password_blocking(&password)).await?
 }
 
 pub fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
@@ -45,7 +65,7 @@ pub fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
 /// Verifies on the blocking pool. A malformed stored hash counts as a mismatch (and is
 /// logged without its value) rather than an error the client could tell apart.
 pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bool> {
-    tokio::task::spawn_blocking(move || verify_password_blocking(&password, &phc)).await.map_err(Into::into)
+    on_hash_slot(move || verify_password_blocking(&password, &phc)).await
 }
 
 pub fn verify_password_blocking(password: &str, phc: &str) -> bool {
@@ -124,7 +144,7 @@ impl FromRequestParts<AppState> for Authenticated {
         // The stamp comparison ends sessions made before a change of the user's security
         // profile. Both values are random and not secret to their owner, but compare in
         // constant time anyway so no timing ever depends on secret-derived data.
-        let stamp_ok = stamps_equal(&session.security_stamp, &session.user_stamp);
+        let stamp_ok = stamps_equal(&session.security_stamp, &session.user.security_stamp);
         if now >= session.expires_at || now - session.last_seen_at >= idle_ms || !stamp_ok {
             db::delete_session(&state.db().pool, &hash).await?;
             return Err(AppError::Unauthenticated);
@@ -132,9 +152,8 @@ impl FromRequestParts<AppState> for Authenticated {
         if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
             db::touch_session(&state.db().pool, &hash, now).await?;
         }
-        let user = db::get_user(&state.db().pool, &session.user_id).await?.ok_or(AppError::Unauthenticated)?;
         Ok(Authenticated {
-            user,
+            user: session.user,
             token_hash: hash,
             auth_methods: session.auth_methods,
             session_created_at: session.created_at,

@@ -25,7 +25,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::{self, Db, HOST_SCOPE, NewAudit, NewUser};
 use crate::error::{AppError, AppResult};
-use crate::ratelimit::FailureLimiter;
+use crate::ratelimit::{FailureLimiter, Limits};
 use crate::secrets::Keys;
 use crate::senders::Senders;
 
@@ -46,7 +46,7 @@ struct Inner {
     senders: Senders,
     account_limiter: FailureLimiter,
     address_limiter: FailureLimiter,
-    send_limiter: FailureLimiter,
+    limits: Limits,
 }
 
 impl AppState {
@@ -79,9 +79,9 @@ impl AppState {
         &self.inner.account_limiter
     }
 
-    /// Code sends from the account page, per user and purpose.
-    pub fn send_limiter(&self) -> &FailureLimiter {
-        &self.inner.send_limiter
+    /// Request-rate limits and the cap on messages sent.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// Wrong passwords per client address.
@@ -147,6 +147,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     let window = Duration::from_secs(u64::from(config.password_window_minutes) * 60);
     let account_limiter = FailureLimiter::new(config.password_failures_per_account, window, 1_000_000);
     let address_limiter = FailureLimiter::new(config.password_failures_per_address, window, 1_000_000);
+    let limits = Limits::from_config(&config)?;
     Ok(AppState {
         inner: Arc::new(Inner {
             config,
@@ -159,9 +160,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             senders,
             account_limiter,
             address_limiter,
-            // Five account-page sends per purpose per quarter hour is plenty for a person
-            // and useless for flooding.
-            send_limiter: FailureLimiter::new(5, Duration::from_secs(900), 100_000),
+            limits,
         }),
     })
 }

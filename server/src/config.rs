@@ -72,6 +72,24 @@ pub struct Config {
     pub password_failures_per_account: u32,
     pub password_failures_per_address: u32,
     pub password_window_minutes: u32,
+    /// Requests per minute, per client address and per account, for the password step,
+    /// code sends, code checks and the account API (`/api/account/*`). Each allows a
+    /// burst of that many, then one every minute / limit. Zero turns a limit off.
+    pub sign_in_per_address_per_minute: u32,
+    pub sign_in_per_account_per_minute: u32,
+    pub send_code_per_address_per_minute: u32,
+    pub send_code_per_account_per_minute: u32,
+    pub verify_per_address_per_minute: u32,
+    pub verify_per_account_per_minute: u32,
+    pub account_per_address_per_minute: u32,
+    pub account_per_account_per_minute: u32,
+    /// Emails and texts per hour to one user, and to one address or number, whatever
+    /// asked for them. Zero turns a cap off.
+    pub code_sends_per_user_per_hour: u32,
+    pub code_sends_per_destination_per_hour: u32,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed.
+    /// Empty (the default): the header is ignored and the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// Name of the remember-browser cookie (prefixed with `__Host-` when secure).
     pub remember_cookie_name: String,
     /// The built web app (`index.html`, `app.js`, `app_bg.wasm`), served at `/`.
@@ -116,6 +134,17 @@ impl Default for Config {
             password_failures_per_account: 10,
             password_failures_per_address: 100,
             password_window_minutes: 15,
+            sign_in_per_address_per_minute: 60,
+            sign_in_per_account_per_minute: 30,
+            send_code_per_address_per_minute: 20,
+            send_code_per_account_per_minute: 10,
+            verify_per_address_per_minute: 60,
+            verify_per_account_per_minute: 30,
+            account_per_address_per_minute: 300,
+            account_per_account_per_minute: 120,
+            code_sends_per_user_per_hour: 10,
+            code_sends_per_destination_per_hour: 10,
+            trusted_proxies: Vec::new(),
             remember_cookie_name: "twofold_remember".to_owned(),
             web_dir: std::path::PathBuf::from("web/dist"),
         }
@@ -160,6 +189,7 @@ impl Config {
         if self.pending_sign_in_minutes == 0 || self.reauth_minutes == 0 || self.password_window_minutes == 0 {
             anyhow::bail!("pending_sign_in_minutes, reauth_minutes and password_window_minutes must be positive");
         }
+        crate::ratelimit::parse_proxies(&self.trusted_proxies)?;
         if self.remember_cookie_name.is_empty()
             || !self.remember_cookie_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
@@ -210,6 +240,25 @@ mod tests {
         assert_eq!(c.bind.port(), 9);
         assert!(!c.cookie_secure);
         assert_eq!(c.session_cookie_name(), "twofold_session");
+    }
+
+    #[test]
+    fn limits_and_proxies_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.toml");
+        std::fs::write(
+            &path,
+            "verify_per_address_per_minute = 0\naccount_per_account_per_minute = 100000\n\
+             trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.verify_per_address_per_minute, 0);
+        assert_eq!(c.account_per_account_per_minute, 100_000);
+        assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "::1"]);
+        std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/40\"]\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("trusted_proxies"), "{err}");
     }
 
     #[test]

@@ -73,8 +73,11 @@ pub async fn send_code(
     destination: &str,
     channel: Channel,
 ) -> AppResult<SendCodeResponse> {
-    let code = new_numeric_code();
     let now = state.now();
+    // The one place every email and text leaves from, so the cap holds whichever path
+    // asked: many pending sign-ins, enrolment, the account page, many addresses.
+    state.limits().message(&user.id, destination, now)?;
+    let code = new_numeric_code();
     let lifetime_ms = i64::from(state.config().code_lifetime_minutes) * 60_000;
     let hash = state.keys().code_hash(purpose, binding, &code);
     let mut tx = state.db().begin_write().await?;

@@ -3,7 +3,9 @@
 
 use axum::Router;
 use axum::routing::get;
-use utoipa::OpenApi;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{Content, HeaderBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 
 use crate::app::AppState;
 use crate::extract::Json;
@@ -74,6 +76,7 @@ use crate::routes::{account, audit, auth, health, settings, tenants, users};
         account::forget_all_browsers,
         audit::list_audit,
     ),
+    modifiers(&RateLimited),
     tags(
         (name = "auth", description = "Sign-in and sessions"),
         (name = "account", description = "The signed-in user's own two-factor settings"),
@@ -86,6 +89,55 @@ use crate::routes::{account, audit, auth, health, settings, tenants, users};
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
+
+/// Paths, besides all of `/api/account`, whose requests are rate limited (see
+/// `ratelimit::Class`). The document lists their 429 with its `Retry-After` header.
+const LIMITED_AUTH_PATHS: &[&str] = &[
+    "/api/auth/sign-in",
+    "/api/auth/sign-in/send-code",
+    "/api/auth/sign-in/verify",
+    "/api/auth/enroll/authenticator/confirm",
+    "/api/auth/enroll/email",
+    "/api/auth/enroll/email/confirm",
+    "/api/auth/enroll/phone",
+    "/api/auth/enroll/phone/confirm",
+];
+
+/// Adds the 429 `rate_limited` answer to every rate-limited operation, and the
+/// `Retry-After` header to every 429, in one place rather than in each annotation.
+#[derive(Debug)]
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let retry_after = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+            .description(Some("Whole seconds to wait before trying again"))
+            .build();
+        for (path, item) in &mut openapi.paths.paths {
+            let limited = path.starts_with("/api/account") || LIMITED_AUTH_PATHS.contains(&path.as_str());
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in operations.into_iter().flatten() {
+                if limited {
+                    op.responses.responses.entry("429".to_owned()).or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(
+                                    "rate_limited: too many requests from this address or for this account, or too \
+                                     many messages to this user",
+                                )
+                                .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+                                .build(),
+                        )
+                    });
+                }
+                if let Some(RefOr::T(resp)) = op.responses.responses.get_mut("429") {
+                    resp.headers.entry("Retry-After".to_owned()).or_insert_with(|| retry_after.clone());
+                }
+            }
+        }
+    }
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))

@@ -1,14 +1,28 @@
-//! Fixed-window failure counters for password sign-in, per account and per client
-//! address. Wrong passwords are slowed down this way instead of locking the account,
-//! because a lockout on passwords lets anyone lock anyone out.
+//! Abuse limits, all in memory on each node and all driven by the application clock:
 //!
-//! Counters live in memory on each node: they bound guessing speed per node, and the
-//! window is short, so they need no coordination. Entries expire with their window.
-
+//! - [`FailureLimiter`]: fixed-window failure counters for password sign-in, per account
+//!   and per client address. Wrong passwords are slowed down this way instead of locking
+//!   the account, because a lockout on passwords lets anyone lock anyone out.
+//! - [`RateLimiter`]: request-rate limits (GCRA, the "generic cell rate algorithm") for
+//!   the password step, code sends, code checks and the account API, per client address
+//!   and per account, and the cap on messages towards one user or one destination.
+//! - [`client_address`]: which address a request counts against, trusting
+//!   `X-Forwarded-For` only from configured proxies.
+//!
+//! State lives in bounded moka caches whose entries expire once they could no longer
+//! make a difference, so a flood of distinct keys cannot exhaust memory. The limits bound
+//! each node; a deployment of N nodes allows at most N times as much in total.
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use axum::http::HeaderMap;
+use ipnet::IpNet;
 use moka::sync::Cache;
+
+use crate::config::Config;
+use crate::error::AppError;
 
 #[derive(Debug, Clone)]
 pub struct FailureLimiter {
@@ -51,8 +65,230 @@ impl FailureLimiter {
     }
 }
 
+/// A keyed GCRA limiter: each key may make `count` requests at once, and regains one
+/// every `period / count`. Zero means no limit. Time is the caller's `now` in
+/// milliseconds, so tests on a manual clock can move past a limit.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    /// key -> theoretical arrival time in nanoseconds since the Unix epoch
+    tats: Option<Cache<String, Arc<AtomicI64>>>,
+    /// Nanoseconds one request costs.
+    interval_ns: i64,
+    /// Nanoseconds of credit a key may run ahead: a burst of `count` requests.
+    tolerance_ns: i64,
+}
+
+impl RateLimiter {
+    pub fn new(count: u32, period: Duration, capacity: u64) -> Self {
+        if count == 0 {
+            return Self { tats: None, interval_ns: 0, tolerance_ns: 0 };
+        }
+        let period_ns = i64::try_from(period.as_nanos()).unwrap_or(i64::MAX).max(1);
+        let interval_ns = (period_ns / i64::from(count)).max(1);
+        Self {
+            // An entry idle for a whole period has no credit left to remember: forgetting
+            // it changes nothing, so it may expire.
+            tats: Some(Cache::builder().max_capacity(capacity).time_to_idle(period).build()),
+            interval_ns,
+            tolerance_ns: interval_ns.saturating_mul(i64::from(count)),
+        }
+    }
+
+    /// Counts one request of `key` at `now` (ms). When `key` is over its limit, nothing
+    /// is counted and the answer is the milliseconds until its next request may pass.
+    pub fn check(&self, key: &str, now_ms: i64) -> Result<(), i64> {
+        let Some(tats) = &self.tats else {
+            return Ok(());
+        };
+        let now = now_ms.saturating_mul(1_000_000);
+        let entry = tats.get_with_by_ref(key, || Arc::new(AtomicI64::new(i64::MIN)));
+        let mut tat = entry.load(Ordering::Acquire);
+        loop {
+            let next = tat.max(now).saturating_add(self.interval_ns);
+            let ahead = next.saturating_sub(now);
+            if ahead > self.tolerance_ns {
+                let wait_ns = ahead - self.tolerance_ns;
+                // Round up: a wait of zero would invite an immediate retry.
+                return Err((wait_ns.saturating_add(999_999) / 1_000_000).max(1));
+            }
+            match entry.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(current) => tat = current,
+            }
+        }
+    }
+}
+
+/// The request classes with their own limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The password step.
+    SignIn,
+    /// Asking for an emailed or texted code, at sign-in, enrolment or on the account page.
+    SendCode,
+    /// Checking a second factor: sign-in codes, recovery codes, enrolment and account-page
+    /// confirmations, reauthentication.
+    Verify,
+    /// Every request to `/api/account` and below.
+    Account,
+}
+
+#[derive(Debug, Clone)]
+struct Pair {
+    address: RateLimiter,
+    account: RateLimiter,
+}
+
+impl Pair {
+    fn new(per_address: u32, per_account: u32, period: Duration) -> Self {
+        Self {
+            address: RateLimiter::new(per_address, period, ADDRESS_KEYS),
+            account: RateLimiter::new(per_account, period, ACCOUNT_KEYS),
+        }
+    }
+}
+
+/// Most keys each limiter remembers. Past that, the least useful entries are dropped,
+/// which can only make a limit more lenient for the keys dropped.
+const ADDRESS_KEYS: u64 = 200_000;
+const ACCOUNT_KEYS: u64 = 200_000;
+
+/// Every request-rate limit and the cap on sent messages, built from the configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    sign_in: Pair,
+    send_code: Pair,
+    verify: Pair,
+    account: Pair,
+    sends_per_user: RateLimiter,
+    sends_per_destination: RateLimiter,
+    trusted_proxies: Vec<IpNet>,
+}
+
+fn limited(result: Result<(), i64>) -> Result<(), AppError> {
+    result.map_err(|retry_after_ms| AppError::RateLimited { retry_after_ms })
+}
+
+impl Limits {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let minute = Duration::from_secs(60);
+        let hour = Duration::from_secs(3600);
+        Ok(Self {
+            sign_in: Pair::new(config.sign_in_per_address_per_minute, config.sign_in_per_account_per_minute, minute),
+            send_code: Pair::new(
+                config.send_code_per_address_per_minute,
+                config.send_code_per_account_per_minute,
+                minute,
+            ),
+            verify: Pair::new(config.verify_per_address_per_minute, config.verify_per_account_per_minute, minute),
+            account: Pair::new(config.account_per_address_per_minute, config.account_per_account_per_minute, minute),
+            sends_per_user: RateLimiter::new(config.code_sends_per_user_per_hour, hour, ACCOUNT_KEYS),
+            sends_per_destination: RateLimiter::new(config.code_sends_per_destination_per_hour, hour, ACCOUNT_KEYS),
+            trusted_proxies: parse_proxies(&config.trusted_proxies)?,
+        })
+    }
+
+    fn pair(&self, class: Class) -> &Pair {
+        match class {
+            Class::SignIn => &self.sign_in,
+            Class::SendCode => &self.send_code,
+            Class::Verify => &self.verify,
+            Class::Account => &self.account,
+        }
+    }
+
+    /// Counts a request of `class` from `address`; `rate_limited` when over the limit.
+    pub fn by_address(&self, class: Class, address: IpAddr, now: i64) -> Result<(), AppError> {
+        limited(self.pair(class).address.check(&address_key(address), now))
+    }
+
+    /// Counts a request of `class` for `account` (a user id, or the typed name at the
+    /// password step); `rate_limited` when over the limit.
+    pub fn by_account(&self, class: Class, account: &str, now: i64) -> Result<(), AppError> {
+        limited(self.pair(class).account.check(account, now))
+    }
+
+    /// Counts one message to `destination` of `user_id`, whatever sent it: however many
+    /// sign-ins, addresses or account pages ask, no user and no mailbox or phone gets
+    /// more than the configured number of messages an hour.
+    pub fn message(&self, user_id: &str, destination: &str, now: i64) -> Result<(), AppError> {
+        limited(self.sends_per_user.check(user_id, now))?;
+        limited(self.sends_per_destination.check(&destination.trim().to_lowercase(), now))
+    }
+
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.trusted_proxies
+    }
+}
+
+/// Parses `trusted_proxies`: addresses (`10.0.0.1`) or networks (`10.0.0.0/8`).
+pub fn parse_proxies(entries: &[String]) -> anyhow::Result<Vec<IpNet>> {
+    entries
+        .iter()
+        .map(|e| {
+            let e = e.trim();
+            e.parse::<IpNet>()
+                .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| anyhow::anyhow!("trusted_proxies: {e:?} is neither an address nor a network"))
+        })
+        .collect()
+}
+
+/// The key of an address: IPv4 addresses alone, IPv6 addresses by their /64, since one
+/// subscriber commonly holds a whole /64 and could otherwise rotate through it.
+fn address_key(address: IpAddr) -> String {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{}/64", Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
+
+fn trusted(proxies: &[IpNet], address: IpAddr) -> bool {
+    let address = address.to_canonical();
+    proxies.iter().any(|net| net.contains(&address))
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`,
+/// `[::1]:5`), as some proxies write it.
+fn forwarded_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
+}
+
+/// The address a request counts against. That is the TCP peer, unless the peer is one
+/// of `trusted_proxies`: then it is the right-most `X-Forwarded-For` entry that is not
+/// a trusted proxy itself. Entries left of it were written by the client and could be
+/// anything, so they are never used; with no proxies configured the header is ignored.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !trusted(proxies, peer) {
+        return peer;
+    }
+    let entries: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        // A malformed entry ends the walk: what lies left of it cannot be trusted, and
+        // the hop that wrote it is the best we know.
+        let Some(ip) = forwarded_entry(entry) else { break };
+        client = ip;
+        if !trusted(proxies, ip) {
+            break;
+        }
+    }
+    client
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -76,5 +312,103 @@ mod tests {
         assert!(l.blocked_for("a", 1).is_some());
         l.clear("a");
         assert!(l.blocked_for("a", 1).is_none());
+    }
+
+    #[test]
+    fn a_burst_passes_then_one_request_per_interval() {
+        // Six a minute: a burst of six, then one every ten seconds.
+        let l = RateLimiter::new(6, Duration::from_secs(60), 100);
+        let t = 1_750_000_000_000;
+        for i in 0..6 {
+            assert_eq!(l.check("a", t + i), Ok(()), "request {i}");
+        }
+        let wait = l.check("a", t + 6).unwrap_err();
+        assert!((9_990..=10_000).contains(&wait), "{wait}");
+        // Other keys are untouched.
+        assert_eq!(l.check("b", t + 6), Ok(()));
+        // A refused request costs nothing: after the wait, exactly one passes.
+        assert_eq!(l.check("a", t + 6 + wait), Ok(()));
+        assert!(l.check("a", t + 6 + wait).is_err());
+        // After a whole period of quiet the full burst is back.
+        let later = t + 6 + wait + 60_000;
+        for _ in 0..6 {
+            assert_eq!(l.check("a", later), Ok(()));
+        }
+        assert!(l.check("a", later).is_err());
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let l = RateLimiter::new(0, Duration::from_secs(60), 100);
+        for _ in 0..10_000 {
+            assert_eq!(l.check("a", 0), Ok(()));
+        }
+    }
+
+    #[test]
+    fn the_wait_is_at_least_a_millisecond_and_large_counts_work() {
+        let l = RateLimiter::new(u32::MAX, Duration::from_secs(60), 100);
+        for _ in 0..1000 {
+            assert_eq!(l.check("a", 5), Ok(()));
+        }
+        let l = RateLimiter::new(1, Duration::from_secs(3600), 100);
+        assert_eq!(l.check("a", 0), Ok(()));
+        assert_eq!(l.check("a", 0), Err(3_600_000));
+        assert_eq!(l.check("a", 3_599_999), Err(1));
+        assert_eq!(l.check("a", 3_600_000), Ok(()));
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+        let headers = xff(&["203.0.113.9"]);
+        assert_eq!(client_address(ip("198.51.100.1"), &headers, &[]), ip("198.51.100.1"));
+        let proxies = parse_proxies(&["10.0.0.0/8".into()]).unwrap();
+        assert_eq!(client_address(ip("198.51.100.1"), &headers, &proxies), ip("198.51.100.1"));
+        assert_eq!(client_address(ip("10.1.2.3"), &headers, &proxies), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn the_right_most_untrusted_entry_is_the_client() {
+        let proxies = parse_proxies(&["10.0.0.0/8".into(), "192.0.2.7".into()]).unwrap();
+        // The client forged the first entry; the proxies appended the rest.
+        let headers = xff(&["1.1.1.1, 203.0.113.9", "10.0.0.5"]);
+        assert_eq!(client_address(ip("192.0.2.7"), &headers, &proxies), ip("203.0.113.9"));
+        // Ports and IPv4-mapped IPv6 addresses are understood.
+        let headers = xff(&["203.0.113.9:4711, [::ffff:10.0.0.5]:80"]);
+        assert_eq!(client_address(ip("::ffff:10.9.9.9"), &headers, &proxies), ip("203.0.113.9"));
+        // Only proxies in the header: the left-most of them.
+        let headers = xff(&["10.0.0.6, 10.0.0.5"]);
+        assert_eq!(client_address(ip("10.0.0.4"), &headers, &proxies), ip("10.0.0.6"));
+        // No header from a trusted peer: the peer itself.
+        assert_eq!(client_address(ip("10.0.0.4"), &HeaderMap::new(), &proxies), ip("10.0.0.4"));
+        // A malformed entry stops the walk at the last good hop.
+        let headers = xff(&["203.0.113.9, garbage, 10.0.0.5"]);
+        assert_eq!(client_address(ip("10.0.0.4"), &headers, &proxies), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn proxies_must_parse() {
+        assert!(parse_proxies(&["10.0.0.0/33".into()]).is_err());
+        assert!(parse_proxies(&["example.com".into()]).is_err());
+        assert_eq!(parse_proxies(&["::1".into(), " 10.0.0.0/8 ".into()]).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        assert_eq!(address_key(ip("2001:db8:1:2:3:4:5:6")), address_key(ip("2001:db8:1:2:ffff::1")));
+        assert_ne!(address_key(ip("2001:db8:1:2::1")), address_key(ip("2001:db8:1:3::1")));
+        assert_eq!(address_key(ip("::ffff:192.0.2.1")), "192.0.2.1");
     }
 }

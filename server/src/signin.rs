@@ -29,6 +29,7 @@ use crate::db::factors::{self as fdb, NewAttempt, NewBrowser};
 use crate::db::{self, HOST_SCOPE, NewAudit, NewSession, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::factors::{self, Channel};
+use crate::ratelimit::Class;
 use crate::totp;
 
 const DAY_MS: i64 = 86_400_000;
@@ -155,6 +156,7 @@ pub async fn password_step(
     let account_key =
         format!("{}/{}", tenant_name.as_deref().unwrap_or(HOST_SCOPE), req.username.trim().to_lowercase());
     let address_key = client.ip.clone().unwrap_or_default();
+    state.limits().by_account(Class::SignIn, &account_key, now)?;
     for (limiter, key) in [(state.account_limiter(), &account_key), (state.address_limiter(), &address_key)] {
         if let Some(ms) = limiter.blocked_for(key, now) {
             return Err(AppError::RateLimited { retry_after_ms: ms });
@@ -274,6 +276,7 @@ pub async fn send_sign_in_code(
     provider: Provider,
 ) -> AppResult<SendCodeResponse> {
     let p = pending(state, token, Stage::SecondFactor).await?;
+    state.limits().by_account(Class::SendCode, &p.user.id, state.now())?;
     factors::ensure_not_locked(state, &p.user)?;
     let (channel, destination) = match provider {
         Provider::Email if p.user.email_confirmed != 0 && p.policy.allowed_providers.email => {
@@ -317,6 +320,7 @@ pub async fn verify_step(
     client: &ClientInfo,
 ) -> AppResult<Completed> {
     let p = pending(state, token, Stage::SecondFactor).await?;
+    state.limits().by_account(Class::Verify, &p.user.id, state.now())?;
     factors::ensure_not_locked(state, &p.user)?;
     let allowed = &p.policy.allowed_providers;
     let ok = match req.method {
@@ -438,6 +442,7 @@ pub async fn enroll_authenticator_confirm(
     client: &ClientInfo,
 ) -> AppResult<Completed> {
     let p = pending(state, token, Stage::Enrollment).await?;
+    state.limits().by_account(Class::Verify, &p.user.id, state.now())?;
     let codes = confirm_authenticator(state, &p.user, code).await?;
     finish(state, p, "pwd+enrolled_authenticator", client, false, codes).await
 }
@@ -450,6 +455,7 @@ pub async fn enroll_contact_start(
     destination: Option<&str>,
 ) -> AppResult<SendCodeResponse> {
     let p = pending(state, token, Stage::Enrollment).await?;
+    state.limits().by_account(Class::SendCode, &p.user.id, state.now())?;
     factors::ensure_not_locked(state, &p.user)?;
     if !p.policy.allowed_providers.allows(channel.provider()) {
         return Err(AppError::bad_request("provider_unavailable", "this provider is not allowed here"));
@@ -487,6 +493,7 @@ pub async fn enroll_contact_confirm(
     client: &ClientInfo,
 ) -> AppResult<Completed> {
     let p = pending(state, token, Stage::Enrollment).await?;
+    state.limits().by_account(Class::Verify, &p.user.id, state.now())?;
     factors::ensure_not_locked(state, &p.user)?;
     let Some(destination) = factors::take_code(state, enroll_purpose(channel), &p.attempt.id, code).await? else {
         return Err(factors::second_factor_failed(state, &p.user, factors::method_name(method_of(channel))).await?);

@@ -7,9 +7,12 @@
 //! (`POST /api/account/reauthenticate`); a new password needs the current one. No response here ever repeats a secret or a
 //! recovery code after the moment it was issued.
 
+use std::net::IpAddr;
+
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 use axum_extra::extract::CookieJar;
 use twofold_policy::Behaviour;
@@ -26,8 +29,9 @@ use crate::auth::{self, Authenticated, token_hash};
 use crate::clock::rfc3339;
 use crate::db::factors as fdb;
 use crate::error::{AppError, AppResult};
-use crate::extract::{Json, Path, parse_id};
+use crate::extract::{ClientAddr, Json, Path, parse_id};
 use crate::factors::{self, Channel};
+use crate::ratelimit::Class;
 use crate::signin::{self, effective_policy};
 
 pub fn routes() -> Router<AppState> {
@@ -48,6 +52,34 @@ pub fn routes() -> Router<AppState> {
         .route("/api/account/browsers/{browser_id}", delete(forget_browser))
 }
 
+/// The signed-in caller of an account route. Extracting it counts the request against
+/// the account API's limits: by client address before the session is even looked up,
+/// then by user.
+#[derive(Debug)]
+pub struct Caller {
+    pub who: Authenticated,
+    pub addr: IpAddr,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ClientAddr(addr) = ClientAddr::from_request_parts(parts, state).await?;
+        state.limits().by_address(Class::Account, addr, state.now())?;
+        let who = Authenticated::from_request_parts(parts, state).await?;
+        state.limits().by_account(Class::Account, &who.user.id, state.now())?;
+        Ok(Caller { who, addr })
+    }
+}
+
+/// Counts a code send or a code check of the caller, by address and by user.
+fn limit(state: &AppState, caller_addr: IpAddr, who: &Authenticated, class: Class) -> AppResult<()> {
+    let now = state.now();
+    state.limits().by_address(class, caller_addr, now)?;
+    state.limits().by_account(class, &who.user.id, now)
+}
+
 fn own(state: &AppState, who: &Authenticated, action: Action) -> AppResult<()> {
     state.authorize(who, action, Target::User { id: &who.user.id, domain: domain_of(&who.user.scope_key) })
 }
@@ -59,7 +91,7 @@ async fn audit(state: &AppState, who: &Authenticated, action: &str, after: serde
 /// The user's policy with its explanation, switch, factors and recovery codes left.
 #[utoipa::path(get, path = "/api/account", tag = "account",
     responses((status = 200, body = AccountState), (status = 401, body = ErrorBody)))]
-pub async fn get_account(State(state): State<AppState>, who: Authenticated) -> AppResult<Json<AccountState>> {
+pub async fn get_account(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<Json<AccountState>> {
     own(&state, &who, Action::ReadOwnAccount)?;
     let u = &who.user;
     let policy = effective_policy(&state, u).await?;
@@ -91,7 +123,7 @@ pub async fn get_account(State(state): State<AppState>, who: Authenticated) -> A
         (status = 403, description = "Users cannot change it, or reauthentication required", body = ErrorBody)))]
 pub async fn set_two_factor(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, .. }: Caller,
     Json(req): Json<SetTwoFactor>,
 ) -> AppResult<Json<EffectivePolicyView>> {
     own(&state, &who, Action::UpdateOwnAccount)?;
@@ -131,9 +163,10 @@ pub async fn set_two_factor(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
 pub async fn reauthenticate(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, addr }: Caller,
     Json(req): Json<ReauthenticateRequest>,
 ) -> AppResult<StatusCode> {
+    limit(&state, addr, &who, Class::Verify)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
     let u = &who.user;
     if !auth::verify_password(req.password, u.password_hash.clone()).await? {
@@ -171,9 +204,10 @@ pub async fn reauthenticate(
     responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn reauth_send_code(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, addr }: Caller,
     Json(req): Json<SendCodeRequest>,
 ) -> AppResult<Json<SendCodeResponse>> {
+    limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
     let u = &who.user;
     let (channel, dest, purpose) = match req.provider {
@@ -182,20 +216,7 @@ pub async fn reauth_send_code(
         _ => (Channel::Email, None, ""),
     };
     let dest = dest.ok_or_else(|| AppError::bad_request("provider_unavailable", "this provider is not set up"))?;
-    throttle_account_send(&state, &who.user.id, purpose).await?;
     Ok(Json(factors::send_code(&state, u, purpose, &who.token_hash, &dest, channel).await?))
-}
-
-/// Account-side code sends are throttled per user and purpose through the same
-/// in-memory limiter as passwords, so nobody can use Twofold to flood an inbox.
-async fn throttle_account_send(state: &AppState, user_id: &str, purpose: &str) -> AppResult<()> {
-    let key = format!("send/{user_id}/{purpose}");
-    let now = state.now();
-    if let Some(ms) = state.send_limiter().blocked_for(&key, now) {
-        return Err(AppError::RateLimited { retry_after_ms: ms });
-    }
-    state.send_limiter().record_failure(&key, now);
-    Ok(())
 }
 
 /// Changes the password; other sessions and remembered browsers end.
@@ -203,7 +224,7 @@ async fn throttle_account_send(state: &AppState, user_id: &str, purpose: &str) -
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn change_password(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, .. }: Caller,
     Json(req): Json<ChangePassword>,
 ) -> AppResult<StatusCode> {
     own(&state, &who, Action::UpdateOwnAccount)?;
@@ -235,7 +256,7 @@ pub async fn change_password(
     responses((status = 200, body = AuthenticatorEnrollment), (status = 409, body = ErrorBody)))]
 pub async fn start_authenticator(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, .. }: Caller,
 ) -> AppResult<Json<AuthenticatorEnrollment>> {
     own(&state, &who, Action::UpdateOwnAccount)?;
     let policy = effective_policy(&state, &who.user).await?;
@@ -251,9 +272,10 @@ pub async fn start_authenticator(
     responses((status = 200, body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
 pub async fn confirm_authenticator(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, addr }: Caller,
     Json(req): Json<CodeRequest>,
 ) -> AppResult<Json<RecoveryCodes>> {
+    limit(&state, addr, &who, Class::Verify)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
     factors::ensure_not_locked(&state, &who.user)?;
     if !factors::take_totp(&state, &who.user, &req.code, true).await? {
@@ -314,7 +336,7 @@ async fn factor_removed(
 /// Removes the authenticator (fresh reauthentication; never the last factor under forced).
 #[utoipa::path(delete, path = "/api/account/authenticator", tag = "account",
     responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn remove_authenticator(State(state): State<AppState>, who: Authenticated) -> AppResult<StatusCode> {
+pub async fn remove_authenticator(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
     own(&state, &who, Action::UpdateOwnAccount)?;
     who.require_fresh(&state)?;
     if who.user.has_authenticator == 0 {
@@ -331,7 +353,7 @@ pub async fn remove_authenticator(State(state): State<AppState>, who: Authentica
     responses((status = 200, body = RecoveryCodes), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn regenerate_recovery_codes(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, .. }: Caller,
 ) -> AppResult<Json<RecoveryCodes>> {
     own(&state, &who, Action::UpdateOwnAccount)?;
     who.require_fresh(&state)?;
@@ -361,9 +383,10 @@ pub async fn regenerate_recovery_codes(
     responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn change_email(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, addr }: Caller,
     Json(req): Json<EmailRequest>,
 ) -> AppResult<Json<SendCodeResponse>> {
+    limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
     let email = match req.email.as_deref() {
         Some(e) => EmailAddress::parse(e).map_err(|e| AppError::invalid_field(e.field, e.message))?.as_str().to_owned(),
@@ -374,11 +397,12 @@ pub async fn change_email(
     if who.user.email_confirmed != 0 {
         who.require_fresh(&state)?;
     }
-    throttle_account_send(&state, &who.user.id, "confirm_email").await?;
+    // Send first: a refused or failed send must leave the account as it was.
+    let sent = factors::send_code(&state, &who.user, "confirm_email", &who.user.id, &email, Channel::Email).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_pending_email(&mut tx, &who.user.id, &email).await?;
     tx.commit().await?;
-    Ok(Json(factors::send_code(&state, &who.user, "confirm_email", &who.user.id, &email, Channel::Email).await?))
+    Ok(Json(sent))
 }
 
 /// Confirms the pending email address with its code.
@@ -386,9 +410,10 @@ pub async fn change_email(
     responses((status = 200, body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
 pub async fn confirm_email(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, addr }: Caller,
     Json(req): Json<CodeRequest>,
 ) -> AppResult<Json<RecoveryCodes>> {
+    limit(&state, addr, &who, Class::Verify)?;
     confirm_contact(&state, &who, Channel::Email, &req.code).await
 }
 
@@ -417,19 +442,21 @@ async fn confirm_contact(
     responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn change_phone(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, addr }: Caller,
     Json(req): Json<PhoneRequest>,
 ) -> AppResult<Json<SendCodeResponse>> {
+    limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
     let phone = factors::parse_phone(&req.phone)?;
     if who.user.phone_confirmed != 0 {
         who.require_fresh(&state)?;
     }
-    throttle_account_send(&state, &who.user.id, "confirm_phone").await?;
+    // Send first: a refused or failed send must leave the account as it was.
+    let sent = factors::send_code(&state, &who.user, "confirm_phone", &who.user.id, &phone, Channel::Sms).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_pending_phone(&mut tx, &who.user.id, &phone).await?;
     tx.commit().await?;
-    Ok(Json(factors::send_code(&state, &who.user, "confirm_phone", &who.user.id, &phone, Channel::Sms).await?))
+    Ok(Json(sent))
 }
 
 /// Confirms the pending phone number with its code.
@@ -437,16 +464,17 @@ pub async fn change_phone(
     responses((status = 200, body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
 pub async fn confirm_phone(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, addr }: Caller,
     Json(req): Json<CodeRequest>,
 ) -> AppResult<Json<RecoveryCodes>> {
+    limit(&state, addr, &who, Class::Verify)?;
     confirm_contact(&state, &who, Channel::Sms, &req.code).await
 }
 
 /// Removes the phone number (fresh reauthentication; never the last factor under forced).
 #[utoipa::path(delete, path = "/api/account/phone", tag = "account",
     responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn remove_phone(State(state): State<AppState>, who: Authenticated) -> AppResult<StatusCode> {
+pub async fn remove_phone(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
     own(&state, &who, Action::UpdateOwnAccount)?;
     who.require_fresh(&state)?;
     if who.user.phone.is_none() && who.user.pending_phone.is_none() {
@@ -463,7 +491,7 @@ pub async fn remove_phone(State(state): State<AppState>, who: Authenticated) -> 
     responses((status = 200, body = Vec<RememberedBrowser>), (status = 401, body = ErrorBody)))]
 pub async fn list_browsers(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, .. }: Caller,
     jar: CookieJar,
 ) -> AppResult<Json<Vec<RememberedBrowser>>> {
     own(&state, &who, Action::ReadOwnAccount)?;
@@ -496,7 +524,7 @@ pub async fn list_browsers(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn forget_browser(
     State(state): State<AppState>,
-    who: Authenticated,
+    Caller { who, .. }: Caller,
     Path(browser_id): Path<String>,
 ) -> AppResult<StatusCode> {
     own(&state, &who, Action::UpdateOwnAccount)?;
@@ -512,7 +540,7 @@ pub async fn forget_browser(
 
 /// Forgets every remembered browser of the user.
 #[utoipa::path(delete, path = "/api/account/browsers", tag = "account", responses((status = 204)))]
-pub async fn forget_all_browsers(State(state): State<AppState>, who: Authenticated) -> AppResult<StatusCode> {
+pub async fn forget_all_browsers(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
     own(&state, &who, Action::UpdateOwnAccount)?;
     let mut tx = state.db().begin_write().await?;
     let n = fdb::delete_browsers(&mut tx, &who.user.id).await?;

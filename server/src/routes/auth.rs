@@ -3,10 +3,10 @@
 //! The pending sign-in travels in its own HttpOnly cookie between the password step and
 //! the second factor; the session cookie is set only when the pipeline has finished.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
@@ -21,8 +21,9 @@ use crate::auth::Authenticated;
 use crate::clock::rfc3339;
 use crate::db::{self, UserRow};
 use crate::error::AppResult;
-use crate::extract::Json;
+use crate::extract::{ClientAddr, Json};
 use crate::factors::Channel;
+use crate::ratelimit::Class;
 use crate::signin::{self, ClientInfo, Completed, PasswordOutcome};
 
 pub fn routes() -> Router<AppState> {
@@ -67,9 +68,9 @@ pub fn remember_cookie(state: &AppState, value: String, max_age_ms: i64) -> Cook
     cookie(state, state.config().remember_cookie(), value, Some(max_age_ms))
 }
 
-pub fn client_info(addr: SocketAddr, headers: &HeaderMap) -> ClientInfo {
+pub fn client_info(addr: IpAddr, headers: &HeaderMap) -> ClientInfo {
     ClientInfo {
-        ip: Some(addr.ip().to_string()),
+        ip: Some(addr.to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -123,14 +124,16 @@ async fn signed_in(state: &AppState, jar: CookieJar, done: Completed) -> AppResu
         (status = 400, body = ErrorBody),
         (status = 401, description = "Unknown user or wrong password (indistinguishable)", body = ErrorBody),
         (status = 423, description = "Locked out after repeated second-factor failures", body = ErrorBody),
-        (status = 429, description = "Too many wrong passwords", body = ErrorBody)))]
+        (status = 429, description = "Too many wrong passwords, or too many requests from this address or for \
+            this account (rate_limited, with Retry-After)", body = ErrorBody)))]
 pub async fn sign_in(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Json(req): Json<SignInRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    state.limits().by_address(Class::SignIn, addr, state.now())?;
     let client = client_info(addr, &headers);
     let remember = jar.get(&state.config().remember_cookie()).map(|c| c.value().to_owned());
     let outcome = signin::password_step(&state, req, &client, remember.as_deref()).await?;
@@ -165,12 +168,16 @@ pub async fn sign_in(
 /// throttled and void the previous code.
 #[utoipa::path(post, path = "/api/auth/sign-in/send-code", tag = "auth", request_body = SendCodeRequest,
     responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 423, body = ErrorBody), (status = 429, body = ErrorBody), (status = 502, body = ErrorBody)))]
+        (status = 423, body = ErrorBody),
+        (status = 429, description = "Too many sends or requests (rate_limited, with Retry-After)", body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
 pub async fn send_code(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     jar: CookieJar,
     Json(req): Json<SendCodeRequest>,
 ) -> AppResult<Json<SendCodeResponse>> {
+    state.limits().by_address(Class::SendCode, addr, state.now())?;
     let token = pending_token(&state, &jar);
     Ok(Json(signin::send_sign_in_code(&state, token.as_deref(), req.provider).await?))
 }
@@ -179,14 +186,15 @@ pub async fn send_code(
 #[utoipa::path(post, path = "/api/auth/sign-in/verify", tag = "auth", request_body = VerifyRequest,
     responses((status = 200, body = SignInResponse), (status = 400, body = ErrorBody),
         (status = 401, description = "Wrong code (invalid_code) or expired sign-in (sign_in_expired)", body = ErrorBody),
-        (status = 423, body = ErrorBody)))]
+        (status = 423, body = ErrorBody), (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
 pub async fn verify(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Json(req): Json<VerifyRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
     let token = pending_token(&state, &jar);
     let done = signin::verify_step(&state, token.as_deref(), req, &client_info(addr, &headers)).await?;
     signed_in(&state, jar, done).await
@@ -206,14 +214,16 @@ pub async fn enroll_authenticator(
 /// Confirms the new authenticator with its first code and completes the sign-in. The
 /// response carries the recovery codes, once.
 #[utoipa::path(post, path = "/api/auth/enroll/authenticator/confirm", tag = "auth", request_body = CodeRequest,
-    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
 pub async fn enroll_authenticator_confirm(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Json(req): Json<CodeRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
     let token = pending_token(&state, &jar);
     let done =
         signin::enroll_authenticator_confirm(&state, token.as_deref(), &req.code, &client_info(addr, &headers)).await?;
@@ -222,26 +232,31 @@ pub async fn enroll_authenticator_confirm(
 
 /// Sends a confirmation code to the email on file (or the one given) during enrolment.
 #[utoipa::path(post, path = "/api/auth/enroll/email", tag = "auth", request_body = EmailRequest,
-    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn enroll_email(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     jar: CookieJar,
     Json(req): Json<EmailRequest>,
 ) -> AppResult<Json<SendCodeResponse>> {
+    state.limits().by_address(Class::SendCode, addr, state.now())?;
     let token = pending_token(&state, &jar);
     Ok(Json(signin::enroll_contact_start(&state, token.as_deref(), Channel::Email, req.email.as_deref()).await?))
 }
 
 /// Confirms the email with its code and completes the sign-in.
 #[utoipa::path(post, path = "/api/auth/enroll/email/confirm", tag = "auth", request_body = CodeRequest,
-    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
 pub async fn enroll_email_confirm(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Json(req): Json<CodeRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
     let token = pending_token(&state, &jar);
     let client = client_info(addr, &headers);
     let done = signin::enroll_contact_confirm(&state, token.as_deref(), Channel::Email, &req.code, &client).await?;
@@ -250,26 +265,31 @@ pub async fn enroll_email_confirm(
 
 /// Sends a confirmation code by SMS to the given phone during enrolment.
 #[utoipa::path(post, path = "/api/auth/enroll/phone", tag = "auth", request_body = PhoneRequest,
-    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn enroll_phone(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     jar: CookieJar,
     Json(req): Json<PhoneRequest>,
 ) -> AppResult<Json<SendCodeResponse>> {
+    state.limits().by_address(Class::SendCode, addr, state.now())?;
     let token = pending_token(&state, &jar);
     Ok(Json(signin::enroll_contact_start(&state, token.as_deref(), Channel::Sms, Some(&req.phone)).await?))
 }
 
 /// Confirms the phone with its code and completes the sign-in.
 #[utoipa::path(post, path = "/api/auth/enroll/phone/confirm", tag = "auth", request_body = CodeRequest,
-    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody)))]
+    responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
 pub async fn enroll_phone_confirm(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
     Json(req): Json<CodeRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
     let token = pending_token(&state, &jar);
     let client = client_info(addr, &headers);
     let done = signin::enroll_contact_confirm(&state, token.as_deref(), Channel::Sms, &req.code, &client).await?;
@@ -281,7 +301,7 @@ pub async fn enroll_phone_confirm(
     responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 409, description = "Grace period over", body = ErrorBody)))]
 pub async fn postpone(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     jar: CookieJar,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {

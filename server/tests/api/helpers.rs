@@ -94,6 +94,26 @@ pub struct Options {
     pub smtp_port: Option<u16>,
     /// Address of a Twilio stand-in that SMS codes go to; see `apply_options`.
     pub sms_addr: Option<SocketAddr>,
+    /// Request-rate limits and message caps (defaults: the server's); see `Limits`.
+    pub limits: Limits,
+    /// Reverse proxies whose `X-Forwarded-For` the app believes (default: none).
+    pub trusted_proxies: &'static [&'static str],
+}
+
+/// Overrides of the server's request-rate limits (per minute) and message caps (per
+/// hour); `None` keeps the server's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub sign_in_per_address: Option<u32>,
+    pub sign_in_per_account: Option<u32>,
+    pub send_code_per_address: Option<u32>,
+    pub send_code_per_account: Option<u32>,
+    pub verify_per_address: Option<u32>,
+    pub verify_per_account: Option<u32>,
+    pub account_per_address: Option<u32>,
+    pub account_per_account: Option<u32>,
+    pub sends_per_user: Option<u32>,
+    pub sends_per_destination: Option<u32>,
 }
 
 /// A running app with a fresh database and a client for the first person.
@@ -443,6 +463,24 @@ fn apply_options(options: &Options, config: &mut Config) {
     if let Some(n) = options.lockout_max_failures {
         config.lockout_max_failures = n;
     }
+    let l = &options.limits;
+    for (value, key) in [
+        (l.sign_in_per_address, &mut config.sign_in_per_address_per_minute),
+        (l.sign_in_per_account, &mut config.sign_in_per_account_per_minute),
+        (l.send_code_per_address, &mut config.send_code_per_address_per_minute),
+        (l.send_code_per_account, &mut config.send_code_per_account_per_minute),
+        (l.verify_per_address, &mut config.verify_per_address_per_minute),
+        (l.verify_per_account, &mut config.verify_per_account_per_minute),
+        (l.account_per_address, &mut config.account_per_address_per_minute),
+        (l.account_per_account, &mut config.account_per_account_per_minute),
+        (l.sends_per_user, &mut config.code_sends_per_user_per_hour),
+        (l.sends_per_destination, &mut config.code_sends_per_destination_per_hour),
+    ] {
+        if let Some(v) = value {
+            *key = v;
+        }
+    }
+    config.trusted_proxies = options.trusted_proxies.iter().map(|p| (*p).to_owned()).collect();
     if let Some(port) = options.smtp_port {
         config.smtp_url = Some(SecretString::from(format!("smtp://127.0.0.1:{port}?tls=none")));
         config.smtp_from = "Twofold <codes@twofold.test>".to_owned();

@@ -19,6 +19,7 @@ mod cli;
 mod concurrency;
 mod errors;
 mod health;
+mod limits;
 mod lockout;
 mod remember;
 mod secrecy_in_logs;

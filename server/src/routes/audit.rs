@@ -20,6 +20,9 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+// The handler takes the crate's own `Query` wrapper, which utoipa cannot see through;
+// without this the parameters are documented as path parameters.
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// A tenant id, or `host` for the host's own events. Without it a host admin sees

@@ -33,6 +33,9 @@ pub fn router() -> Router<AppState> {
 
 /// Search and paging of list endpoints.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
+// The handlers take the crate's own `Query` wrapper, which utoipa cannot see through;
+// without this the parameters are documented as path parameters.
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Text to search for in names.

@@ -52,6 +52,35 @@ async fn openapi_document_lists_the_api() {
     }
 }
 
+/// A parameter documented in the wrong place makes generated clients send it where the
+/// server never looks.
+#[tokio::test]
+async fn openapi_parameters_are_documented_where_they_are_read() {
+    let app = TestApp::spawn().await;
+    let doc = app.get("/api/openapi.json").await.assert_status(StatusCode::OK).json();
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().expect("operations") {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().expect("a parameter name");
+                let in_template = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    p["in"] == "path",
+                    in_template,
+                    "{method} {path}: parameter {name} is documented in {}",
+                    p["in"]
+                );
+            }
+        }
+    }
+    let list = &doc["paths"]["/api/tenants"]["get"]["parameters"];
+    assert!(list.as_array().expect("parameters").iter().any(|p| p["name"] == "q" && p["in"] == "query"), "{list}");
+    let audit = &doc["paths"]["/api/audit"]["get"]["parameters"];
+    assert!(
+        audit.as_array().expect("parameters").iter().any(|p| p["name"] == "tenant_id" && p["in"] == "query"),
+        "{audit}"
+    );
+}
+
 #[tokio::test]
 async fn responses_carry_the_security_headers() {
     let app = TestApp::spawn().await;

@@ -19,6 +19,7 @@ mod cli;
 mod concurrency;
 mod errors;
 mod health;
+mod isolation;
 mod limits;
 mod lockout;
 mod remember;

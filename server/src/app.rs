@@ -247,12 +247,27 @@ async fn csrf_guard(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// The Content-Security-Policy of every response. The web app is one module script
+/// and a WebAssembly module from this origin ('wasm-unsafe-eval' permits compiling
+/// WebAssembly and nothing else), one stylesheet, QR codes as `data:` PNGs, and
+/// fetches to this origin's API. No inline script or style is allowed, so injected
+/// markup cannot run or restyle anything; API responses carry it too, so a JSON body
+/// opened as a page is inert.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+/// A year, with subdomains: long enough that a returning browser never tries plain HTTP
+/// first.
+const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
+
 pub fn router(state: AppState) -> Router {
     let api = crate::routes::router();
     let index = state.config().web_dir.join("index.html");
     // Unknown API paths must stay JSON errors; every other path belongs to the web app,
     // whose client-side router needs index.html for deep links and reloads.
     let web = ServeDir::new(&state.config().web_dir).fallback(ServeFile::new(index));
+    let hsts = state.config().sends_hsts().then(|| HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
     Router::new()
         .merge(api)
         .route("/api/{*rest}", any(|| async { AppError::NotFound("route") }))
@@ -266,6 +281,12 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        // `None` adds no header: plain HTTP without `hsts = true`.
+        .layer(SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, hsts))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -279,6 +300,11 @@ pub struct Running {
 }
 
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    // Before anything else, so a bad certificate stops the start before migrations run.
+    let tls = match (&config.tls_cert_path, &config.tls_key_path) {
+        (Some(cert), Some(key)) => Some(crate::tls::load(cert, key)?),
+        _ => None,
+    };
     let listener = TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     let state = build_state(config, clock).await?;
@@ -286,12 +312,22 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     if state.db().backend == crate::db::Backend::Postgres {
         crate::changes::spawn_listener(state.clone(), state.config().database_url.clone());
     }
-    let app = router(state.clone());
-    let handle = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
+    // The client address reaches the handlers (rate limits, audit) either way.
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = match tls {
+        None => tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await }),
+        Some(tls) => {
+            let server = axum_server::from_tcp_rustls(listener.into_std()?, tls)?;
+            let shutdown = axum_server::Handle::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                // Like axum::serve: stop accepting, let open requests finish.
+                trigger.graceful_shutdown(None);
+            });
+            tokio::spawn(async move { server.handle(shutdown).serve(app).await })
+        }
+    };
     Ok(Running { addr, state, handle })
 }
 

@@ -94,6 +94,13 @@ pub struct Config {
     pub remember_cookie_name: String,
     /// The built web app (`index.html`, `app.js`, `app_bg.wasm`), served at `/`.
     pub web_dir: std::path::PathBuf,
+    /// A PEM certificate chain (leaf first) and its PEM private key: with both set the
+    /// server speaks HTTPS itself, for deployments without a TLS-terminating proxy.
+    pub tls_cert_path: Option<PathBuf>,
+    pub tls_key_path: Option<PathBuf>,
+    /// Sends `Strict-Transport-Security` even though this server speaks plain HTTP,
+    /// for when a TLS-terminating proxy sits in front. Always sent when serving TLS.
+    pub hsts: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -147,6 +154,9 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             remember_cookie_name: "twofold_remember".to_owned(),
             web_dir: std::path::PathBuf::from("web/dist"),
+            tls_cert_path: None,
+            tls_key_path: None,
+            hsts: false,
         }
     }
 }
@@ -195,7 +205,22 @@ impl Config {
         {
             anyhow::bail!("remember_cookie_name may use letters, digits, '_' and '-' only");
         }
+        if self.tls_cert_path.is_some() != self.tls_key_path.is_some() {
+            anyhow::bail!("tls_cert_path and tls_key_path must be set together");
+        }
         Ok(())
+    }
+
+    /// Whether this server terminates TLS itself.
+    pub fn serves_tls(&self) -> bool {
+        self.tls_cert_path.is_some()
+    }
+
+    /// Whether responses carry `Strict-Transport-Security`. Behind a proxy it is opt-in:
+    /// this server cannot tell whether the proxy offers HTTPS, and the header commits
+    /// the host and its subdomains to HTTPS for a year.
+    pub fn sends_hsts(&self) -> bool {
+        self.serves_tls() || self.hsts
     }
 
     pub fn remember_cookie(&self) -> String {
@@ -259,6 +284,28 @@ mod tests {
         std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/40\"]\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key() {
+        let c = Config { tls_cert_path: Some("cert.pem".into()), ..Config::default() };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("tls_key_path"), "{err}");
+        let c = Config { tls_key_path: Some("key.pem".into()), ..Config::default() };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn hsts_follows_tls_or_the_switch() {
+        assert!(!Config::default().sends_hsts());
+        assert!(Config { hsts: true, ..Config::default() }.sends_hsts());
+        let tls = Config {
+            tls_cert_path: Some("cert.pem".into()),
+            tls_key_path: Some("key.pem".into()),
+            ..Config::default()
+        };
+        assert!(tls.validate().is_ok());
+        assert!(tls.sends_hsts());
     }
 
     #[test]

@@ -18,4 +18,5 @@ pub mod routes;
 pub mod secrets;
 pub mod senders;
 pub mod signin;
+pub mod tls;
 pub mod totp;

@@ -46,7 +46,8 @@ async fn main() -> anyhow::Result<()> {
                 tracing::warn!("cookie_secure is off: session cookies travel over plain HTTP; use only on loopback");
             }
             let running = app::start_default(config).await?;
-            tracing::info!(addr = %running.addr, "twofold listening");
+            let tls = running.state.config().serves_tls();
+            tracing::info!(addr = %running.addr, tls, "twofold listening");
             running.handle.await??;
         }
         Command::Migrate => {

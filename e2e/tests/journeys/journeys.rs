@@ -289,3 +289,39 @@ async fn five_wrong_codes_lock_out() {
     assert!(message.to_lowercase().contains("lock"), "{message}");
     w.close().await;
 }
+
+/// The browser enforces the server's Content-Security-Policy, and the check every
+/// journey makes at each screen would notice a breach: after the app has started under
+/// the policy, an injected inline script does not run, an inline style does not apply,
+/// and both are reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_enforces_the_content_security_policy() {
+    let mut w = World::start("0-content-security-policy").await;
+    w.goto("/sign-in").await;
+    // The app's module script and WebAssembly ran: the policy allows what it needs.
+    w.by_id(ids::SIGNIN_FORM).await;
+    w.shot("sign-in-under-the-policy").await;
+
+    let outcome = w
+        .browser
+        .execute(
+            r#"
+            const script = document.createElement("script");
+            script.textContent = "window.injectedScriptRan = true";
+            document.head.append(script);
+            document.body.setAttribute("style", "background-color: rgb(255, 0, 0)");
+            return [window.injectedScriptRan === true, getComputedStyle(document.body).backgroundColor];
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome[0], false, "an injected inline script ran");
+    assert_ne!(outcome[1], "rgb(255, 0, 0)", "an inline style applied");
+
+    let violations = w.csp_violations().await;
+    let reported = |what: &str| violations.iter().any(|v| v.contains(what));
+    assert!(reported("inline script"), "the blocked script was not reported: {violations:?}");
+    assert!(reported("inline style"), "the blocked style was not reported: {violations:?}");
+    w.close().await;
+}

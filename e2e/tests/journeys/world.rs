@@ -196,6 +196,8 @@ impl World {
         wait_for_port(driver_port, "chromedriver", &mut driver.0);
         let profile = data.path().join("chrome-profile");
         let mut caps = serde_json::Map::new();
+        // Console entries, CSP violations among them, become readable through the driver.
+        caps.insert("goog:loggingPrefs".to_owned(), serde_json::json!({ "browser": "ALL" }));
         caps.insert(
             "goog:chromeOptions".to_owned(),
             serde_json::json!({
@@ -240,8 +242,10 @@ impl World {
         }
     }
 
-    /// Saves a screenshot of the current screen, numbered in journey order.
+    /// Saves a screenshot of the current screen, numbered in journey order, after
+    /// checking that nothing on the way to it broke the Content-Security-Policy.
     pub async fn shot(&mut self, name: &str) {
+        self.assert_no_csp_violations(name).await;
         self.shot_no += 1;
         let png = match self.browser.screenshot().await {
             Ok(p) => p,
@@ -313,7 +317,59 @@ impl World {
     }
 
     pub async fn close(self) {
+        self.assert_no_csp_violations("the end of the journey").await;
         let _ = self.browser.close().await;
+    }
+
+    /// The browser's console entries since the last call (reading drains them).
+    pub async fn console(&self) -> Vec<LogEntry> {
+        let value = match self.browser.issue_cmd(BrowserLog).await {
+            Ok(v) => v,
+            Err(e) => panic!("reading the browser log: {e}"),
+        };
+        match serde_json::from_value(value) {
+            Ok(entries) => entries,
+            Err(e) => panic!("unexpected browser log shape: {e}"),
+        }
+    }
+
+    /// Chromium reports every blocked script, style, image or connection as a console
+    /// entry from its "security" source: the only record of a violation that happened
+    /// before any script of the test could have listened for it.
+    pub async fn csp_violations(&self) -> Vec<String> {
+        self.console()
+            .await
+            .into_iter()
+            .filter(|e| e.source == "security" || e.message.contains("Content Security Policy"))
+            .map(|e| e.message)
+            .collect()
+    }
+
+    pub async fn assert_no_csp_violations(&self, when: &str) {
+        let violations = self.csp_violations().await;
+        assert!(violations.is_empty(), "Content-Security-Policy violations before {when}:\n{}", violations.join("\n"));
+    }
+}
+
+/// One entry of Chromium's console log.
+#[derive(Debug, serde::Deserialize)]
+pub struct LogEntry {
+    #[serde(default)]
+    pub source: String,
+    pub message: String,
+}
+
+/// ChromeDriver's log endpoint, which W3C WebDriver lacks and fantoccini has no call for.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
     }
 }
 

@@ -89,6 +89,42 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The child's output lines, read on threads so a wait can give up instead of hanging.
+fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx2.send(line);
+        }
+    });
+    rx
+}
+
+/// The first value of the JSON log field `field`, waiting for the line that has it.
+fn wait_for_field(rx: &mpsc::Receiver<String>, field: &str) -> String {
+    let mut lines = Vec::new();
+    loop {
+        // Generous: this bounds a hang, it does not measure speed.
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) else {
+            panic!("no log line with {field}; output:\n{}", lines.join("\n"));
+        };
+        if let Ok(event) = serde_json::from_str::<Value>(&line)
+            && let Some(v) = event["fields"][field].as_str()
+        {
+            return v.to_owned();
+        }
+        lines.push(line);
+    }
+}
+
 /// What the first start of `serve` told its operator.
 #[derive(Debug, Default)]
 struct StartLog {
@@ -110,23 +146,8 @@ async fn first_serve_prints_a_password_that_signs_in() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let rx = log_lines(&mut child);
     let child = KillOnDrop(child);
-
-    // Log lines arrive on a thread so the wait below can give up instead of hanging.
-    let (tx, rx) = mpsc::channel::<String>();
-    let tx2 = tx.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx2.send(line);
-        }
-    });
 
     let mut log = StartLog::default();
     let mut lines = Vec::new();
@@ -161,4 +182,50 @@ async fn first_serve_prints_a_password_that_signs_in() {
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     drop(child);
+}
+
+#[tokio::test]
+async fn serve_over_https_then_stop_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), signing_key.serialize_pem()).unwrap();
+    let mut child = twofold(dir.path())
+        .arg("serve")
+        .env("TWOFOLD_BIND", "127.0.0.1:0")
+        .env("TWOFOLD_TLS_CERT_PATH", dir.path().join("cert.pem"))
+        .env("TWOFOLD_TLS_KEY_PATH", dir.path().join("key.pem"))
+        .env("TWOFOLD_ADMIN_PASSWORD", "a password for the tls test")
+        .env("TWOFOLD_LOG_FORMAT", "json")
+        .env("TWOFOLD_LOG", "info")
+        .env("TWOFOLD_DATABASE_URL", sqlite_url(&dir.path().join("tls.db")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = log_lines(&mut child);
+    let mut child = KillOnDrop(child);
+    let addr = wait_for_field(&rx, "addr");
+
+    // Default settings: Secure `__Host-` cookies, which only work over HTTPS.
+    let client = Client::https(addr.parse().expect("a socket address"), &cert.pem());
+    let resp = client.sign_in(None, "admin", "a password for the tls test").await.assert_status(StatusCode::OK);
+    assert_eq!(resp.headers["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    client.me().await.assert_status(StatusCode::OK);
+
+    // SIGTERM, as a service manager stops it: the server must finish and exit cleanly
+    // (with a keep-alive connection of the client still open), not be killed.
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running 30 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    drop(client);
 }

@@ -148,6 +148,19 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> Self {
+        Self::spawn_configured(options, |_| {}).await
+    }
+
+    /// Like `spawn_with`, then `configure` changes what `Options` does not cover.
+    pub async fn spawn_configured(options: Options, configure: impl FnOnce(&mut Config)) -> Self {
+        match Self::try_spawn_configured(options, configure).await {
+            Ok(app) => app,
+            Err(e) => panic!("the app failed to start: {e:#}"),
+        }
+    }
+
+    /// Like `spawn_configured`, handing back a failure to start.
+    pub async fn try_spawn_configured(options: Options, configure: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database_url(dir.path()).await;
         let mut config = Config {
@@ -166,14 +179,15 @@ impl TestApp {
             ..Config::default()
         };
         apply_options(&options, &mut config);
+        configure(&mut config);
         let manual = options.manual_clock.then(|| ManualClock::new(1_750_000_000_000));
         let clock: Arc<dyn Clock> = match &manual {
             Some(m) => m.clone(),
             None => Arc::new(SystemClock),
         };
-        let running = app::start(config, clock).await.expect("the app failed to start");
+        let running = app::start(config, clock).await?;
         let client = Client::new(running.addr);
-        TestApp { running, client, clock: manual, _dir: dir }
+        Ok(TestApp { running, client, clock: manual, _dir: dir })
     }
 
     /// Another person with their own cookie store.
@@ -313,6 +327,21 @@ impl Client {
     pub fn new(addr: SocketAddr) -> Self {
         let http = reqwest::Client::builder().cookie_store(true).build().expect("reqwest client");
         Client { http, base: format!("http://{addr}") }
+    }
+
+    /// A client that speaks HTTPS to `addr` as `localhost`, trusting only the PEM
+    /// certificate `ca_pem`.
+    pub fn https(addr: SocketAddr, ca_pem: &str) -> Self {
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("a PEM certificate");
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .https_only(true)
+            .resolve("localhost", addr)
+            .build()
+            .expect("reqwest client");
+        Client { http, base: format!("https://localhost:{}", addr.port()) }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -18,6 +18,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod errors;
+mod headers;
 mod health;
 mod isolation;
 mod limits;

@@ -120,9 +120,37 @@ pub async fn send_code(
     })
 }
 
-/// Checks and consumes the live code of `purpose` and `binding`. Returns the
-/// destination it was sent to when the code is right and this request won it.
-pub async fn take_code(state: &AppState, purpose: &str, binding: &str, code: &str) -> AppResult<Option<String>> {
+/// A second factor that checked out and is still to be consumed. The sign-in consumes
+/// it in the same transaction that completes the attempt and opens the session, so a
+/// request that loses a race leaves nothing half-done.
+#[derive(Debug, Clone)]
+pub enum Spend {
+    TotpStep { user_id: String, step: i64 },
+    Code { id: String, destination: String },
+    Recovery { id: String },
+}
+
+impl Spend {
+    /// Consumes the factor in the caller's transaction; false when another request
+    /// consumed it first (a replay or a double submit).
+    pub async fn consume(&self, conn: &mut sqlx::AnyConnection, now: i64) -> Result<bool, sqlx::Error> {
+        match self {
+            Spend::TotpStep { user_id, step } => fdb::use_step(conn, user_id, *step).await,
+            Spend::Code { id, .. } => fdb::use_code(conn, id, now).await,
+            Spend::Recovery { id } => fdb::use_recovery_code(conn, id, now).await,
+        }
+    }
+
+    async fn consume_now(self, state: &AppState) -> AppResult<Option<Spend>> {
+        let mut tx = state.db().begin_write().await?;
+        let won = self.consume(&mut tx, state.now()).await?;
+        tx.commit().await?;
+        Ok(won.then_some(self))
+    }
+}
+
+/// Checks the live code of `purpose` and `binding` without consuming it.
+pub async fn check_code(state: &AppState, purpose: &str, binding: &str, code: &str) -> AppResult<Option<Spend>> {
     let code = code.trim();
     if code.len() != 6 || !code.bytes().all(|c| c.is_ascii_digit()) {
         return Ok(None);
@@ -134,20 +162,27 @@ pub async fn take_code(state: &AppState, purpose: &str, binding: &str, code: &st
     if !state.keys().verify_code_hash(purpose, binding, code, &row.code_hash) {
         return Ok(None);
     }
-    let mut tx = state.db().begin_write().await?;
-    let won = fdb::use_code(&mut tx, &row.id, now).await?;
-    tx.commit().await?;
-    Ok(won.then_some(row.destination))
+    Ok(Some(Spend::Code { id: row.id, destination: row.destination }))
 }
 
-/// Checks an authenticator code and consumes its time step. With `pending` the
+/// Checks and consumes the live code of `purpose` and `binding`. Returns the
+/// destination it was sent to when the code is right and this request won it.
+pub async fn take_code(state: &AppState, purpose: &str, binding: &str, code: &str) -> AppResult<Option<String>> {
+    let Some(spend) = check_code(state, purpose, binding, code).await? else { return Ok(None) };
+    Ok(match spend.consume_now(state).await? {
+        Some(Spend::Code { destination, .. }) => Some(destination),
+        _ => None,
+    })
+}
+
+/// Checks an authenticator code without consuming its time step. With `pending` the
 /// not-yet-confirmed secret of an enrolment is used; otherwise only a confirmed one.
-pub async fn take_totp(state: &AppState, user: &UserRow, code: &str, pending: bool) -> AppResult<bool> {
+pub async fn check_totp(state: &AppState, user: &UserRow, code: &str, pending: bool) -> AppResult<Option<Spend>> {
     let Some(row) = fdb::get_authenticator(&state.db().pool, &user.id).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     if (row.confirmed != 0) == pending {
-        return Ok(false);
+        return Ok(None);
     }
     let secret = state
         .keys()
@@ -156,12 +191,15 @@ pub async fn take_totp(state: &AppState, user: &UserRow, code: &str, pending: bo
     let now_secs = u64::try_from(state.now() / 1000).unwrap_or(0);
     let last = u64::try_from(row.last_used_step).ok().filter(|s| *s > 0);
     let Some(step) = totp::verify(&secret, code, now_secs, last) else {
-        return Ok(false);
+        return Ok(None);
     };
-    let mut tx = state.db().begin_write().await?;
-    let won = fdb::use_step(&mut tx, &user.id, i64::try_from(step).unwrap_or(i64::MAX)).await?;
-    tx.commit().await?;
-    Ok(won)
+    Ok(Some(Spend::TotpStep { user_id: user.id.clone(), step: i64::try_from(step).unwrap_or(i64::MAX) }))
+}
+
+/// Checks an authenticator code and consumes its time step.
+pub async fn take_totp(state: &AppState, user: &UserRow, code: &str, pending: bool) -> AppResult<bool> {
+    let Some(spend) = check_totp(state, user, code, pending).await? else { return Ok(false) };
+    Ok(spend.consume_now(state).await?.is_some())
 }
 
 /// Normalises a typed recovery code: case and separators do not matter.
@@ -170,11 +208,11 @@ fn normalize_recovery(code: &str) -> String {
 }
 
 /// Checks a recovery code against every unused one of the user (in constant time each)
-/// and consumes the match.
-pub async fn take_recovery_code(state: &AppState, user: &UserRow, code: &str) -> AppResult<bool> {
+/// without consuming it.
+pub async fn check_recovery_code(state: &AppState, user: &UserRow, code: &str) -> AppResult<Option<Spend>> {
     let typed = normalize_recovery(code);
     if typed.len() != RECOVERY_CODE_LEN {
-        return Ok(false);
+        return Ok(None);
     }
     let rows = fdb::unused_recovery_codes(&state.db().pool, &user.id).await?;
     let mut found = None;
@@ -184,11 +222,13 @@ pub async fn take_recovery_code(state: &AppState, user: &UserRow, code: &str) ->
             found = Some(row.id.clone());
         }
     }
-    let Some(id) = found else { return Ok(false) };
-    let mut tx = state.db().begin_write().await?;
-    let won = fdb::use_recovery_code(&mut tx, &id, state.now()).await?;
-    tx.commit().await?;
-    Ok(won)
+    Ok(found.map(|id| Spend::Recovery { id }))
+}
+
+/// Checks a recovery code and consumes the match.
+pub async fn take_recovery_code(state: &AppState, user: &UserRow, code: &str) -> AppResult<bool> {
+    let Some(spend) = check_recovery_code(state, user, code).await? else { return Ok(false) };
+    Ok(spend.consume_now(state).await?.is_some())
 }
 
 const RECOVERY_CODE_LEN: usize = 10;

@@ -11,7 +11,7 @@
 //! A pending sign-in is a row bound to the user, their security stamp and a random
 //! token held in an HttpOnly cookie; its stage (`second_factor` or `enrollment`) decides
 //! which requests it admits. Every path ends in [`finish`], which completes the pending
-//! sign-in exactly once and creates the session; [`establish_session`] is private to
+//! sign-in exactly once and creates the session; [`insert_session`] is private to
 //! this module, so no route can mint a session on a side path that skips the second
 //! factor.
 
@@ -323,17 +323,17 @@ pub async fn verify_step(
     state.limits().by_account(Class::Verify, &p.user.id, state.now())?;
     factors::ensure_not_locked(state, &p.user)?;
     let allowed = &p.policy.allowed_providers;
-    let ok = match req.method {
+    let spend = match req.method {
         SecondFactorMethod::Authenticator if allowed.authenticator => {
-            factors::take_totp(state, &p.user, &req.code, false).await?
+            factors::check_totp(state, &p.user, &req.code, false).await?
         }
         SecondFactorMethod::Email if allowed.email && p.user.email_confirmed != 0 => {
-            factors::take_code(state, "sign_in_email", &p.attempt.id, &req.code).await?.is_some()
+            factors::check_code(state, "sign_in_email", &p.attempt.id, &req.code).await?
         }
         SecondFactorMethod::Sms if allowed.sms && p.user.phone_confirmed != 0 => {
-            factors::take_code(state, "sign_in_sms", &p.attempt.id, &req.code).await?.is_some()
+            factors::check_code(state, "sign_in_sms", &p.attempt.id, &req.code).await?
         }
-        SecondFactorMethod::RecoveryCode => factors::take_recovery_code(state, &p.user, &req.code).await?,
+        SecondFactorMethod::RecoveryCode => factors::check_recovery_code(state, &p.user, &req.code).await?,
         _ => {
             return Err(AppError::bad_request(
                 "provider_unavailable",
@@ -342,11 +342,11 @@ pub async fn verify_step(
         }
     };
     let method = factors::method_name(req.method);
-    if !ok {
+    let Some(spend) = spend else {
         return Err(factors::second_factor_failed(state, &p.user, method).await?);
-    }
+    };
     let remember = req.remember_browser && p.policy.remember_browser_allowed;
-    finish(state, p, &format!("pwd+{method}"), client, remember, None).await
+    finish(state, p, &format!("pwd+{method}"), client, remember, None, Some((&spend, method))).await
 }
 
 /// Starts authenticator enrolment in a pending sign-in: a new secret, shown once.
@@ -444,7 +444,7 @@ pub async fn enroll_authenticator_confirm(
     let p = pending(state, token, Stage::Enrollment).await?;
     state.limits().by_account(Class::Verify, &p.user.id, state.now())?;
     let codes = confirm_authenticator(state, &p.user, code).await?;
-    finish(state, p, "pwd+enrolled_authenticator", client, false, codes).await
+    finish(state, p, "pwd+enrolled_authenticator", client, false, codes, None).await
 }
 
 /// Sends a confirmation code to the user's email (or a new address) during enrolment.
@@ -503,7 +503,7 @@ pub async fn enroll_contact_confirm(
         Channel::Email => "pwd+enrolled_email",
         Channel::Sms => "pwd+enrolled_sms",
     };
-    finish(state, p, methods, client, false, codes).await
+    finish(state, p, methods, client, false, codes, None).await
 }
 
 fn method_of(channel: Channel) -> SecondFactorMethod {
@@ -546,7 +546,7 @@ pub async fn postpone_enrollment(state: &AppState, token: Option<&str>, client: 
     if p.policy.enrollment_grace_days == 0 || now >= until {
         return Err(AppError::conflict("grace_over", "the enrolment grace period is over; enrol a second factor"));
     }
-    finish(state, p, "pwd+grace", client, false, None).await
+    finish(state, p, "pwd+grace", client, false, None, None).await
 }
 
 /// Whether the remember-browser cookie lets this user skip the second factor now.
@@ -589,23 +589,31 @@ async fn finish(
     client: &ClientInfo,
     remember: bool,
     recovery_codes: Option<Vec<String>>,
+    spend: Option<(&factors::Spend, &str)>,
 ) -> AppResult<Completed> {
     let now = state.now();
-    {
-        let mut tx = state.db().begin_write().await?;
-        if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {
-            return Err(AppError::SignInExpired);
-        }
-        fdb::reset_failures(&mut tx, &p.user.id).await?;
-        tx.commit().await?;
+    // One transaction: the factor is consumed, the attempt completed, the session and
+    // the remembered browser created together, or none of it happens.
+    let mut tx = state.db().begin_write().await?;
+    // The attempt first: a double submit of one sign-in finds it completed and ends as
+    // an expired sign-in, not as a failure that counts towards a lockout.
+    if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {
+        return Err(AppError::SignInExpired);
     }
+    if let Some((spend, method)) = spend
+        && !spend.consume(&mut tx, now).await?
+    {
+        // Another sign-in consumed this code first: to this one it is a replay.
+        drop(tx);
+        return Err(factors::second_factor_failed(state, &p.user, method).await?);
+    }
+    fdb::reset_failures(&mut tx, &p.user.id).await?;
     // Reload: enrolment may just have rotated the stamp.
-    let user = db::get_user(&state.db().pool, &p.user.id).await?.ok_or(AppError::SignInExpired)?;
-    let session_token = establish_session(state, &user, methods, client, true).await?;
+    let user = db::get_user(&mut *tx, &p.user.id).await?.ok_or(AppError::SignInExpired)?;
+    let session_token = insert_session(&mut tx, state, &user, methods, client, true).await?;
     let remember = if remember {
         let token = new_token();
         let lifetime = i64::from(p.policy.remember_browser_days) * DAY_MS;
-        let mut tx = state.db().begin_write().await?;
         fdb::insert_browser(
             &mut tx,
             &NewBrowser {
@@ -619,11 +627,11 @@ async fn finish(
             },
         )
         .await?;
-        tx.commit().await?;
         Some((state.keys().sign_token(&token), lifetime))
     } else {
         None
     };
+    tx.commit().await?;
     Ok(Completed { user: Box::new(user), session_token, remember, recovery_codes })
 }
 
@@ -633,14 +641,18 @@ async fn finish_without_attempt(
     methods: &str,
     client: &ClientInfo,
 ) -> AppResult<Completed> {
-    let session_token = establish_session(state, &user, methods, client, !user.has_factor()).await?;
+    let mut tx = state.db().begin_write().await?;
+    let session_token = insert_session(&mut tx, state, &user, methods, client, !user.has_factor()).await?;
+    tx.commit().await?;
     Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes: None })
 }
 
-/// Creates a session for a user who has passed every step the policy demands. The
-/// token is new for every session (no fixation), and only its hash is stored. A
-/// session that just checked everything the user has counts as freshly reauthenticated.
-async fn establish_session(
+/// Creates a session, in the caller's transaction, for a user who has passed every step
+/// the policy demands. The token is new for every session (no fixation), and only its
+/// hash is stored. A session that just checked everything the user has counts as
+/// freshly reauthenticated.
+async fn insert_session(
+    conn: &mut sqlx::AnyConnection,
     state: &AppState,
     user: &UserRow,
     auth_methods: &str,
@@ -651,9 +663,8 @@ async fn establish_session(
     let hash = token_hash(&token);
     let now = state.now();
     let max_ms = i64::from(state.config().session_max_hours) * 3_600_000;
-    let mut tx = state.db().begin_write().await?;
     db::insert_session(
-        &mut tx,
+        &mut *conn,
         &NewSession {
             token_hash: &hash,
             user_id: &user.id,
@@ -668,7 +679,7 @@ async fn establish_session(
     )
     .await?;
     db::insert_audit(
-        &mut tx,
+        &mut *conn,
         &NewAudit {
             at: now,
             actor_user_id: Some(&user.id),
@@ -680,6 +691,5 @@ async fn establish_session(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(token)
 }

@@ -343,6 +343,12 @@ pub async fn verify_step(
     };
     let method = factors::method_name(req.method);
     let Some(spend) = spend else {
+        // A copy of this request that won may have spent the code between our reads:
+        // a double submit is not a wrong code and must not count towards a lockout.
+        let hash = token.map(token_hash).unwrap_or_default();
+        if fdb::find_attempt(&state.db().pool, &hash).await?.is_none_or(|a| a.completed_at.is_some()) {
+            return Err(AppError::SignInExpired);
+        }
         return Err(factors::second_factor_failed(state, &p.user, method).await?);
     };
     let remember = req.remember_browser && p.policy.remember_browser_allowed;

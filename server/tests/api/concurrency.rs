@@ -159,3 +159,34 @@ async fn one_recovery_code_signs_in_once_across_pending_sign_ins() {
         get_with_cookie(app.running.addr, "/api/account", &session).await.assert_status(StatusCode::OK).json();
     assert_eq!(account["factors"]["recovery_codes_left"], 9, "{account}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_double_submitted_sign_in_is_not_a_failure() {
+    // The default lockout (five failures) is in force: eight copies of one right
+    // answer must leave one session and count nothing against the user.
+    let app = admin_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "dora", None).await;
+    let enrolled = enrol_authenticator(&app, &app.new_client(), "acme", "dora").await;
+    for _ in 0..2 {
+        let cookie = pending(&app, "dora").await;
+        let code = next_totp(&app, &enrolled.secret);
+        let answers = race(&app, vec![cookie; RACERS], json!({ "method": "authenticator", "code": code })).await;
+        assert_one_winner(&app, &answers).await;
+        for a in answers.iter().filter(|a| a.status != StatusCode::OK) {
+            assert_eq!(a.json()["error"], "sign_in_expired", "a double submit counted as a wrong code: {}", a.text());
+        }
+    }
+    // Sixteen racers over two rounds, fourteen losers: with any of them counted the
+    // account would now be locked.
+    let cookie = pending(&app, "dora").await;
+    let code = next_totp(&app, &enrolled.secret);
+    let resp = post_with_cookie(
+        app.running.addr,
+        "/api/auth/sign-in/verify",
+        &cookie,
+        &json!({ "method": "authenticator", "code": code }),
+    )
+    .await;
+    resp.assert_status(StatusCode::OK);
+}

@@ -299,6 +299,29 @@ async fn a_tenant_user_signs_in_only_through_their_tenant() {
 
 // ---------------------------------------------------------------- authenticator
 
+/// Found by the `otpauth_uri` fuzz target: ':' separates issuer and account in an
+/// `otpauth://` label, and user names may contain one. Enrolment used to answer 500
+/// for such a user, after storing the pending authenticator.
+#[tokio::test]
+async fn a_user_name_with_a_colon_enrols_an_authenticator() {
+    let app = admin_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "al:ice", None).await;
+    let alice = app.new_client();
+
+    password_step(&alice, "acme", "al:ice", "requires_enrollment").await;
+    let started = alice.post_json("/api/auth/enroll/authenticator", &json!({})).await.assert_status(StatusCode::OK);
+    let started = started.json();
+    let uri = started["otpauth_uri"].as_str().unwrap();
+    // The colon is shown as a fullwidth colon (U+FF1A, percent-encoded).
+    assert!(uri.starts_with("otpauth://totp/Twofold:al%EF%BC%9Aice%40acme?"), "{uri}");
+    let secret = started["secret"].as_str().unwrap();
+    let resp =
+        alice.post_json("/api/auth/enroll/authenticator/confirm", &json!({ "code": totp_now(&app, secret) })).await;
+    let body = assert_signed_in(&resp);
+    assert_eq!(body["user"]["username"], "al:ice", "{body}");
+}
+
 #[tokio::test]
 async fn an_authenticator_is_enrolled_at_sign_in_with_codes_from_oathtool() {
     let app = admin_app(Options::default()).await;

@@ -200,6 +200,9 @@ impl Config {
             anyhow::bail!("pending_sign_in_minutes, reauth_minutes and password_window_minutes must be positive");
         }
         crate::ratelimit::parse_proxies(&self.trusted_proxies)?;
+        if self.totp_issuer.trim().is_empty() {
+            anyhow::bail!("totp_issuer must not be blank: authenticator apps show it beside the account");
+        }
         if self.remember_cookie_name.is_empty()
             || !self.remember_cookie_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
@@ -312,5 +315,13 @@ mod tests {
     fn database_url_scheme_is_checked() {
         let c = Config { database_url: "mysql://x".into(), ..Config::default() };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn a_blank_totp_issuer_is_refused() {
+        assert!(Config::default().validate().is_ok());
+        let c = Config { totp_issuer: " ".into(), ..Config::default() };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("totp_issuer"), "{err}");
     }
 }

@@ -68,19 +68,24 @@ pub fn normalize_base32(input: &str) -> Option<Vec<u8>> {
 
 /// The `otpauth://totp/ISSUER:ACCOUNT?secret=...&issuer=ISSUER` URI that authenticator
 /// apps import. A `:` in `issuer` or `account` is shown as [`label_part`] does. The
-/// result contains the secret: show it to the enrolling user only, never log it.
+/// issuer must not be blank: without its prefix a user named `.` or `..` would make
+/// the label a dot segment, which URL parsers (and so apps) drop. The result contains
+/// the secret: show it to the enrolling user only, never log it.
 pub fn otpauth_uri(secret: &[u8], issuer: &str, account: &str) -> anyhow::Result<String> {
     if secret.len() < MIN_SECRET_BYTES {
         anyhow::bail!("an authenticator secret must have at least 128 bits");
     }
     let issuer = label_part(issuer.trim());
+    if issuer.is_empty() {
+        anyhow::bail!("an authenticator URI needs an issuer");
+    }
     let account = label_part(account);
     let totp = Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(DIGITS as u8)
         .with_step_duration(STEP_SECONDS)
         .with_secret(secret)
-        .with_issuer((!issuer.is_empty()).then_some(issuer.as_str()))
+        .with_issuer(Some(issuer.as_str()))
         .with_account_name(account)
         .build()
         // totp-rs errors name the account or issuer at most, never the secret.
@@ -364,6 +369,14 @@ mod tests {
         assert_eq!(parsed.account_name(), "a\u{FF1A}b@acme");
         assert_eq!(parsed.issuer(), Some("Two\u{FF1A}fold"));
         assert!(otpauth_uri(SEED_SHA1, "Twofold", "").is_err());
+        // Also found by fuzzing: without an issuer a user named "." got a URI whose
+        // label parsers drop as a dot segment. The issuer is required, and with it the
+        // label is never a dot segment.
+        assert!(otpauth_uri(SEED_SHA1, " ", "alice").is_err());
+        for dots in [".", ".."] {
+            let uri = otpauth_uri(SEED_SHA1, "Twofold", dots).unwrap();
+            assert_eq!(Totp::from_url(&uri).unwrap().account_name(), dots, "{uri}");
+        }
         let err = otpauth_uri(&[1; 15], "Twofold", "alice").unwrap_err().to_string();
         assert!(!err.contains(&secret_base32(&[1; 15])), "{err}");
     }

@@ -149,12 +149,20 @@ impl Spend {
     }
 }
 
+/// A typed email or SMS code as it is hashed: surrounding whitespace dropped, and
+/// `None` unless exactly six ASCII digits remain (nothing else can match a code
+/// [`new_numeric_code`] made, so no database read is spent on it). Public for the fuzz
+/// targets.
+pub fn typed_numeric_code(code: &str) -> Option<&str> {
+    let code = code.trim();
+    (code.len() == 6 && code.bytes().all(|c| c.is_ascii_digit())).then_some(code)
+}
+
 /// Checks the live code of `purpose` and `binding` without consuming it.
 pub async fn check_code(state: &AppState, purpose: &str, binding: &str, code: &str) -> AppResult<Option<Spend>> {
-    let code = code.trim();
-    if code.len() != 6 || !code.bytes().all(|c| c.is_ascii_digit()) {
+    let Some(code) = typed_numeric_code(code) else {
         return Ok(None);
-    }
+    };
     let now = state.now();
     let Some(row) = fdb::live_code(&state.db().pool, binding, purpose, now).await? else {
         return Ok(None);
@@ -202,8 +210,9 @@ pub async fn take_totp(state: &AppState, user: &UserRow, code: &str, pending: bo
     Ok(spend.consume_now(state).await?.is_some())
 }
 
-/// Normalises a typed recovery code: case and separators do not matter.
-fn normalize_recovery(code: &str) -> String {
+/// Normalises a typed recovery code: case and separators do not matter. Public for the
+/// fuzz targets.
+pub fn normalize_recovery(code: &str) -> String {
     code.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
 }
 
@@ -231,7 +240,8 @@ pub async fn take_recovery_code(state: &AppState, user: &UserRow, code: &str) ->
     Ok(spend.consume_now(state).await?.is_some())
 }
 
-const RECOVERY_CODE_LEN: usize = 10;
+/// Characters of a recovery code without its separator.
+pub const RECOVERY_CODE_LEN: usize = 10;
 pub const RECOVERY_CODE_COUNT: usize = 10;
 const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 
@@ -334,6 +344,14 @@ mod tests {
         assert_eq!(parse_phone("+1 415-555-0100").ok().as_deref(), Some("+14155550100"));
         for bad in ["4155550100", "+1", "+0123456789", "+1415555010a", "+1234567890123456"] {
             assert!(parse_phone(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn typed_codes_are_six_digits_after_trimming() {
+        assert_eq!(typed_numeric_code(" 042917\n"), Some("042917"));
+        for bad in ["", "42917", "0429170", "042 917", "04291a", "\u{ff10}42917", "+42917"] {
+            assert_eq!(typed_numeric_code(bad), None, "{bad:?}");
         }
     }
 

@@ -12,8 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, LazyLock};
-use tokio::sync::Semaphore;
+use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use crate::app::AppState;
 use crate::db::{self, UserRow};
@@ -29,25 +28,54 @@ fn hasher() -> Argon2<'static> {
     }
 }
 
-/// Hashing slots: one per core. Each argon2id run holds 19 MiB and a whole core, so more
-/// runs at once only add memory (a burst of 32 sign-ins would hold 600 MiB) and
-/// context switches, never throughput; the rest wait their turn.
-static HASH_SLOTS: LazyLock<Arc<Semaphore>> =
-    LazyLock::new(|| Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(1, usize::from))));
+type HashJob = Box<dyn FnOnce() + Send>;
 
-/// Runs `work` on the blocking pool once a hashing slot is free. The slot moves into the
-/// blocking task, so a cancelled request still holds it until the hash is done.
+/// The hashing threads: one per core, started on first use, fed through one queue.
+/// Each argon2id run takes 19 MiB and a whole core, so running more at once only adds
+/// memory and context switches, never throughput. Keeping the runs on these few threads
+/// (rather than the blocking pool's hundreds) also keeps the freed 19 MiB blocks in a
+/// few allocator arenas, where the next hash reuses them: the memory the hashing holds
+/// stays at about 19 MiB per core instead of growing with every thread that ever hashed.
+static HASHERS: LazyLock<std::io::Result<mpsc::Sender<HashJob>>> = LazyLock::new(|| {
+    let (sender, receiver) = mpsc::channel::<HashJob>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    for i in 0..std::thread::available_parallelism().map_or(1, usize::from) {
+        let receiver = receiver.clone();
+        std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+            loop {
+                // The lock is held only while waiting for the next job; a poisoned lock
+                // or a closed queue ends the thread.
+                let job = match receiver.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    // A panicking job must not take a hashing thread with it: with all
+                    // of them gone, every sign-in would wait forever.
+                    Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
+                    Err(_) => return,
+                }
+            }
+        })?;
+    }
+    Ok(sender)
+});
+
+/// Runs `work` on a hashing thread and waits for its result without blocking the async
+/// workers. A request that is cancelled before its turn costs no hashing.
 async fn on_hash_slot<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    let slot = HASH_SLOTS.clone().acquire_owned().await?;
-    Ok(tokio::task::spawn_blocking(move || {
-        let result = work();
-        drop(slot);
-        result
-    })
-    .await?)
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        if !done.is_closed() {
+            let _ = done.send(work());
+        }
+    });
+    let hashers = HASHERS.as_ref().map_err(|e| anyhow::anyhow!("cannot start the hashing threads: {e}"))?;
+    hashers.send(job).map_err(|_| anyhow::anyhow!("the hashing threads are gone"))?;
+    Ok(result.await?)
 }
 
-/// Hashes a password on the blocking pool so a sign-in burst cannot stall the async
+/// Hashes a password on a hashing thread so a sign-in burst cannot stall the async
 /// workers.
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
     on_hash_slot(move || hash_password_blocking(&password)).await?
@@ -62,7 +90,7 @@ pub fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
     Ok(hash.to_string())
 }
 
-/// Verifies on the blocking pool. A malformed stored hash counts as a mismatch (and is
+/// Verifies on a hashing thread. A malformed stored hash counts as a mismatch (and is
 /// logged without its value) rather than an error the client could tell apart.
 pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bool> {
     on_hash_slot(move || verify_password_blocking(&password, &phc)).await

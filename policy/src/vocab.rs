@@ -98,7 +98,9 @@ pub struct ScopeSettings {
     pub behaviour: Behaviour,
     pub users_can_change: bool,
     pub remember_browser: bool,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 365))]
     pub remember_browser_days: u32,
+    #[cfg_attr(feature = "openapi", schema(maximum = 90))]
     pub enrollment_grace_days: u32,
     pub allowed_providers: ProviderSet,
 }

@@ -164,7 +164,8 @@ pub struct EmailRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PhoneRequest {
-    /// E.164, e.g. `+14155550100`.
+    /// E.164, e.g. `+14155550100` (spaces, dashes, dots and brackets are ignored).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^\\+[1-9][0-9]{7,14}$"))]
     pub phone: String,
 }
 
@@ -218,6 +219,8 @@ pub struct ReauthenticateRequest {
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     pub current_password: String,
+    /// At least 8 characters, at most 256 bytes.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8))]
     pub new_password: String,
 }
 
@@ -265,6 +268,8 @@ pub struct Tenant {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
+    /// 2 to 63 lowercase letters, digits and inner hyphens (`host` is reserved).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$"))]
     pub name: String,
     #[serde(default)]
     pub display_name: Option<String>,
@@ -297,7 +302,11 @@ pub struct User {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// 1 to 64 characters, no spaces or control characters; unique in its scope, ignoring case.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub username: String,
+    /// At least 8 characters, at most 256 bytes.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8))]
     pub password: String,
     #[serde(default)]
     pub email: Option<String>,

@@ -1,10 +1,19 @@
 //! The OpenAPI 3 document, generated from the route annotations and served at
 //! `/api/openapi.json`.
+//!
+//! The annotations list what each handler itself answers. The answers every operation of a
+//! kind shares (no session, a missing `X-Requested-With` header, a body that is not JSON,
+//! an id that names nothing, the database being down) come from the extractors and the
+//! middleware, not the handlers, so [`SharedResponses`] adds them here by rule rather than
+//! repeating them on every route, where one would sooner or later be forgotten.
 
 use axum::Router;
+use axum::extract::State;
 use axum::routing::get;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::{Content, HeaderBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, Header, HeaderBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::app::AppState;
@@ -76,7 +85,9 @@ use crate::routes::{account, audit, auth, health, settings, tenants, users};
         account::forget_all_browsers,
         audit::list_audit,
     ),
-    modifiers(&RateLimited),
+    modifiers(&RateLimited, &SharedResponses),
+    // Every operation needs a session unless its annotation says `security(())`.
+    security(("session" = [])),
     tags(
         (name = "auth", description = "Sign-in and sessions"),
         (name = "account", description = "The signed-in user's own two-factor settings"),
@@ -103,42 +114,139 @@ const LIMITED_AUTH_PATHS: &[&str] = &[
     "/api/auth/enroll/phone/confirm",
 ];
 
-/// Adds the 429 `rate_limited` answer to every rate-limited operation, and the
-/// `Retry-After` header to every 429, in one place rather than in each annotation.
+/// Adds the 429 `rate_limited` answer to every rate-limited operation, in one place
+/// rather than in each annotation.
 #[derive(Debug)]
 struct RateLimited;
 
 impl Modify for RateLimited {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let retry_after = HeaderBuilder::new()
-            .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
-            .description(Some("Whole seconds to wait before trying again"))
-            .build();
         for (path, item) in &mut openapi.paths.paths {
-            let limited = path.starts_with("/api/account") || LIMITED_AUTH_PATHS.contains(&path.as_str());
+            if !(path.starts_with("/api/account") || LIMITED_AUTH_PATHS.contains(&path.as_str())) {
+                continue;
+            }
             let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             for op in operations.into_iter().flatten() {
-                if limited {
-                    op.responses.responses.entry("429".to_owned()).or_insert_with(|| {
-                        RefOr::T(
-                            ResponseBuilder::new()
-                                .description(
-                                    "rate_limited: too many requests from this address or for this account, or too \
-                                     many messages to this user",
-                                )
-                                .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
-                                .build(),
-                        )
-                    });
-                }
-                if let Some(RefOr::T(resp)) = op.responses.responses.get_mut("429") {
-                    resp.headers.entry("Retry-After".to_owned()).or_insert_with(|| retry_after.clone());
+                op.responses.responses.entry("429".to_owned()).or_insert_with(|| {
+                    RefOr::T(error_response(
+                        "rate_limited: too many requests from this address or for this account, or too many \
+                         messages to this user",
+                    ))
+                });
+            }
+        }
+    }
+}
+
+/// The name of the security scheme of the session cookie.
+const SESSION: &str = "session";
+
+/// The document as this server answers: the session cookie's name depends on
+/// `cookie_secure`.
+pub fn document(session_cookie: &str) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    if let Some(components) = doc.components.as_mut() {
+        components.add_security_scheme(SESSION, session_scheme(session_cookie));
+    }
+    doc
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/api/openapi.json",
+        get(|State(state): State<AppState>| async move { Json(document(state.config().session_cookie_name())) }),
+    )
+}
+
+fn session_scheme(cookie: &str) -> SecurityScheme {
+    SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+        cookie,
+        "The session cookie set by a completed sign-in (HttpOnly, SameSite=Strict).",
+    )))
+}
+
+/// Adds the session cookie's security scheme and the responses shared by whole kinds of
+/// operations (see the module docs).
+#[derive(Debug)]
+struct SharedResponses;
+
+impl Modify for SharedResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(SESSION, session_scheme("__Host-twofold_session"));
+        let default_security = doc.security.clone().unwrap_or_default();
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/");
+            let ops = [
+                (false, item.get.as_mut()),
+                (false, item.head.as_mut()),
+                (true, item.post.as_mut()),
+                (true, item.put.as_mut()),
+                (true, item.patch.as_mut()),
+                (true, item.delete.as_mut()),
+            ];
+            for (unsafe_method, op) in ops {
+                if let Some(op) = op {
+                    if api {
+                        add_shared(op, unsafe_method, &default_security);
+                    }
+                    document_retry_after(op);
                 }
             }
         }
     }
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+fn add_shared(op: &mut Operation, unsafe_method: bool, default_security: &[SecurityRequirement]) {
+    let session = SecurityRequirement::new(SESSION, Vec::<String>::new());
+    let needs_session = op.security.as_deref().unwrap_or(default_security).contains(&session);
+    let params = op.parameters.as_deref().unwrap_or_default();
+    let has_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+    let has_query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
+    let has_body = op.request_body.is_some();
+    let r = &mut op.responses.responses;
+    let mut add = |status: &str, description: &str| {
+        r.entry(status.to_owned()).or_insert_with(|| RefOr::T(error_response(description)));
+    };
+    if has_body || has_query || has_path {
+        add(
+            "400",
+            "The body, query or path is malformed or invalid (`malformed_json`, `invalid_body`, `invalid_query`, `invalid_path`, `invalid_field`)",
+        );
+    }
+    if needs_session {
+        add("401", "No valid session (`unauthenticated`)");
+    }
+    if unsafe_method {
+        add("403", "The `X-Requested-With` header is missing (`csrf_header_missing`)");
+    }
+    if has_path {
+        add("404", "The id names nothing the caller can see (`not_found`)");
+    }
+    if has_body {
+        add("415", "The body is not declared as JSON (`unsupported_media_type`)");
+    }
+    add("503", "The database is unavailable (`unavailable`); retry after `Retry-After` seconds");
+}
+
+/// Every answer that asks the client to wait says for how long.
+fn document_retry_after(op: &mut Operation) {
+    for status in ["423", "429", "503"] {
+        if let Some(RefOr::T(resp)) = op.responses.responses.get_mut(status) {
+            resp.headers.entry("Retry-After".to_owned()).or_insert_with(retry_after);
+        }
+    }
+}
+
+fn error_response(description: &str) -> Response {
+    let mut resp = Response::new(description);
+    resp.content.insert("application/json".to_owned(), Content::new(Some(Ref::from_schema_name("ErrorBody"))));
+    resp
+}
+
+fn retry_after() -> Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+        .description(Some("Whole seconds to wait before trying again"))
+        .build()
 }

@@ -120,7 +120,8 @@ pub async fn get_account(State(state): State<AppState>, Caller { who, .. }: Call
 /// Turning it off needs a fresh reauthentication.
 #[utoipa::path(put, path = "/api/account/two-factor", tag = "account", request_body = SetTwoFactor,
     responses((status = 200, body = EffectivePolicyView), (status = 401, body = ErrorBody),
-        (status = 403, description = "Users cannot change it, or reauthentication required", body = ErrorBody)))]
+        (status = 403, description = "Reauthentication required", body = ErrorBody),
+        (status = 409, description = "The policy does not let users change it (`user_cannot_change`)", body = ErrorBody)))]
 pub async fn set_two_factor(
     State(state): State<AppState>,
     Caller { who, .. }: Caller,
@@ -201,7 +202,8 @@ pub async fn reauthenticate(
 
 /// Sends an email or SMS code for reauthentication, to a confirmed destination.
 #[utoipa::path(post, path = "/api/account/reauthenticate/send-code", tag = "account", request_body = SendCodeRequest,
-    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
 pub async fn reauth_send_code(
     State(state): State<AppState>,
     Caller { who, addr }: Caller,
@@ -253,7 +255,9 @@ pub async fn change_password(
 
 /// Starts setting up an authenticator app: the secret, shown this once.
 #[utoipa::path(post, path = "/api/account/authenticator", tag = "account",
-    responses((status = 200, body = AuthenticatorEnrollment), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = AuthenticatorEnrollment),
+        (status = 400, description = "Authenticator apps are not allowed here", body = ErrorBody),
+        (status = 409, description = "An authenticator is already set up", body = ErrorBody)))]
 pub async fn start_authenticator(
     State(state): State<AppState>,
     Caller { who, .. }: Caller,
@@ -335,7 +339,8 @@ async fn factor_removed(
 
 /// Removes the authenticator (fresh reauthentication; never the last factor under forced).
 #[utoipa::path(delete, path = "/api/account/authenticator", tag = "account",
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody),
+        (status = 404, description = "No authenticator is set up", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove_authenticator(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
     own(&state, &who, Action::UpdateOwnAccount)?;
     who.require_fresh(&state)?;
@@ -380,7 +385,8 @@ pub async fn regenerate_recovery_codes(
 /// Sets an email address to confirm and sends it a code. Replacing a confirmed address
 /// needs a fresh reauthentication.
 #[utoipa::path(put, path = "/api/account/email", tag = "account", request_body = EmailRequest,
-    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn change_email(
     State(state): State<AppState>,
     Caller { who, addr }: Caller,
@@ -439,7 +445,8 @@ async fn confirm_contact(
 /// Sets a phone number to confirm and texts it a code. Replacing a confirmed number
 /// needs a fresh reauthentication.
 #[utoipa::path(put, path = "/api/account/phone", tag = "account", request_body = PhoneRequest,
-    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn change_phone(
     State(state): State<AppState>,
     Caller { who, addr }: Caller,
@@ -473,7 +480,8 @@ pub async fn confirm_phone(
 
 /// Removes the phone number (fresh reauthentication; never the last factor under forced).
 #[utoipa::path(delete, path = "/api/account/phone", tag = "account",
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody),
+        (status = 404, description = "No phone number is set", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove_phone(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
     own(&state, &who, Action::UpdateOwnAccount)?;
     who.require_fresh(&state)?;

@@ -118,7 +118,7 @@ async fn signed_in(state: &AppState, jar: CookieJar, done: Completed) -> AppResu
 /// The password step. Answers `signed_in` (session cookie set), `requires_two_factor`
 /// or `requires_enrollment` (pending sign-in cookie set). Unknown user and wrong
 /// password are indistinguishable.
-#[utoipa::path(post, path = "/api/auth/sign-in", tag = "auth", request_body = SignInRequest,
+#[utoipa::path(post, path = "/api/auth/sign-in", tag = "auth", security(()), request_body = SignInRequest,
     responses(
         (status = 200, body = SignInResponse),
         (status = 400, body = ErrorBody),
@@ -166,7 +166,7 @@ pub async fn sign_in(
 
 /// Sends a sign-in code by email or SMS to the confirmed destination. Resends are
 /// throttled and void the previous code.
-#[utoipa::path(post, path = "/api/auth/sign-in/send-code", tag = "auth", request_body = SendCodeRequest,
+#[utoipa::path(post, path = "/api/auth/sign-in/send-code", tag = "auth", security(()), request_body = SendCodeRequest,
     responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 423, body = ErrorBody),
         (status = 429, description = "Too many sends or requests (rate_limited, with Retry-After)", body = ErrorBody),
@@ -183,7 +183,7 @@ pub async fn send_code(
 }
 
 /// Checks the second factor and completes the sign-in; optionally remembers the browser.
-#[utoipa::path(post, path = "/api/auth/sign-in/verify", tag = "auth", request_body = VerifyRequest,
+#[utoipa::path(post, path = "/api/auth/sign-in/verify", tag = "auth", security(()), request_body = VerifyRequest,
     responses((status = 200, body = SignInResponse), (status = 400, body = ErrorBody),
         (status = 401, description = "Wrong code (invalid_code) or expired sign-in (sign_in_expired)", body = ErrorBody),
         (status = 423, body = ErrorBody), (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
@@ -201,8 +201,9 @@ pub async fn verify(
 }
 
 /// Starts enrolling an authenticator during a sign-in that requires enrolment.
-#[utoipa::path(post, path = "/api/auth/enroll/authenticator", tag = "auth",
-    responses((status = 200, body = AuthenticatorEnrollment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/auth/enroll/authenticator", tag = "auth", security(()),
+    responses((status = 200, body = AuthenticatorEnrollment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, description = "An authenticator is already set up", body = ErrorBody)))]
 pub async fn enroll_authenticator(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -213,7 +214,7 @@ pub async fn enroll_authenticator(
 
 /// Confirms the new authenticator with its first code and completes the sign-in. The
 /// response carries the recovery codes, once.
-#[utoipa::path(post, path = "/api/auth/enroll/authenticator/confirm", tag = "auth", request_body = CodeRequest,
+#[utoipa::path(post, path = "/api/auth/enroll/authenticator/confirm", tag = "auth", security(()), request_body = CodeRequest,
     responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody),
         (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
 pub async fn enroll_authenticator_confirm(
@@ -231,9 +232,9 @@ pub async fn enroll_authenticator_confirm(
 }
 
 /// Sends a confirmation code to the email on file (or the one given) during enrolment.
-#[utoipa::path(post, path = "/api/auth/enroll/email", tag = "auth", request_body = EmailRequest,
+#[utoipa::path(post, path = "/api/auth/enroll/email", tag = "auth", security(()), request_body = EmailRequest,
     responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody), (status = 502, body = ErrorBody)))]
+        (status = 423, body = ErrorBody), (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn enroll_email(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -246,7 +247,7 @@ pub async fn enroll_email(
 }
 
 /// Confirms the email with its code and completes the sign-in.
-#[utoipa::path(post, path = "/api/auth/enroll/email/confirm", tag = "auth", request_body = CodeRequest,
+#[utoipa::path(post, path = "/api/auth/enroll/email/confirm", tag = "auth", security(()), request_body = CodeRequest,
     responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody),
         (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
 pub async fn enroll_email_confirm(
@@ -264,9 +265,9 @@ pub async fn enroll_email_confirm(
 }
 
 /// Sends a confirmation code by SMS to the given phone during enrolment.
-#[utoipa::path(post, path = "/api/auth/enroll/phone", tag = "auth", request_body = PhoneRequest,
+#[utoipa::path(post, path = "/api/auth/enroll/phone", tag = "auth", security(()), request_body = PhoneRequest,
     responses((status = 200, body = SendCodeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody), (status = 502, body = ErrorBody)))]
+        (status = 423, body = ErrorBody), (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn enroll_phone(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -279,7 +280,7 @@ pub async fn enroll_phone(
 }
 
 /// Confirms the phone with its code and completes the sign-in.
-#[utoipa::path(post, path = "/api/auth/enroll/phone/confirm", tag = "auth", request_body = CodeRequest,
+#[utoipa::path(post, path = "/api/auth/enroll/phone/confirm", tag = "auth", security(()), request_body = CodeRequest,
     responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 423, body = ErrorBody),
         (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
 pub async fn enroll_phone_confirm(
@@ -297,7 +298,7 @@ pub async fn enroll_phone_confirm(
 }
 
 /// Signs in without enrolling, while the enrolment grace period runs.
-#[utoipa::path(post, path = "/api/auth/enroll/postpone", tag = "auth",
+#[utoipa::path(post, path = "/api/auth/enroll/postpone", tag = "auth", security(()),
     responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 409, description = "Grace period over", body = ErrorBody)))]
 pub async fn postpone(
     State(state): State<AppState>,

@@ -160,23 +160,68 @@ where
     }
 }
 
+/// The settings of a scope, locked until the end of the caller's write transaction, so
+/// that reading them, checking the change against them, writing the change and auditing
+/// "before" cannot interleave with another writer of the same scope. On SQLite the write
+/// transaction (`Db::begin_write`) already holds the database's write lock. On
+/// PostgreSQL, under READ COMMITTED, a plain read would not wait for a concurrent writer,
+/// so two writers would both audit the same "before"; the row is locked instead, created
+/// with the defaults first when the scope never saved any (there is nothing to lock
+/// otherwise, and a row of defaults means the same as no row).
+pub async fn lock_settings(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    scope_key: &str,
+    now: i64,
+) -> anyhow::Result<ScopeSettings> {
+    if backend == Backend::Sqlite {
+        return load_settings(&mut *conn, scope_key).await;
+    }
+    write_settings(&mut *conn, scope_key, &ScopeSettings::default(), now, "ON CONFLICT (scope_key) DO NOTHING").await?;
+    let row: SettingsRow = sqlx::query_as(
+        "SELECT behaviour, users_can_change, remember_browser, remember_browser_days, \
+         enrollment_grace_days, allow_authenticator, allow_email, allow_sms \
+         FROM scope_settings WHERE scope_key = $1 FOR UPDATE",
+    )
+    .bind(scope_key)
+    .fetch_one(&mut *conn)
+    .await?;
+    row.into_settings()
+}
+
 pub async fn store_settings(
     conn: &mut AnyConnection,
     scope_key: &str,
     s: &ScopeSettings,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO scope_settings (scope_key, behaviour, users_can_change, remember_browser, \
-         remember_browser_days, enrollment_grace_days, allow_authenticator, allow_email, allow_sms, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (scope_key) DO UPDATE SET behaviour = excluded.behaviour, \
+    write_settings(
+        conn,
+        scope_key,
+        s,
+        now,
+        "ON CONFLICT (scope_key) DO UPDATE SET behaviour = excluded.behaviour, \
          users_can_change = excluded.users_can_change, remember_browser = excluded.remember_browser, \
          remember_browser_days = excluded.remember_browser_days, \
          enrollment_grace_days = excluded.enrollment_grace_days, \
          allow_authenticator = excluded.allow_authenticator, allow_email = excluded.allow_email, \
          allow_sms = excluded.allow_sms, updated_at = excluded.updated_at",
     )
+    .await
+}
+
+async fn write_settings(
+    conn: &mut AnyConnection,
+    scope_key: &str,
+    s: &ScopeSettings,
+    now: i64,
+    on_conflict: &'static str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO scope_settings (scope_key, behaviour, users_can_change, remember_browser, \
+         remember_browser_days, enrollment_grace_days, allow_authenticator, allow_email, allow_sms, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {on_conflict}"
+    )))
     .bind(scope_key)
     .bind(s.behaviour.as_str())
     .bind(b(s.users_can_change))
@@ -218,6 +263,20 @@ where
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1")))
         .bind(id)
         .fetch_optional(executor)
+        .await
+}
+
+/// A tenant, locked until the end of the caller's write transaction (see
+/// [`lock_settings`] for why PostgreSQL needs this and SQLite does not).
+pub async fn lock_tenant(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    id: &str,
+) -> Result<Option<TenantRow>, sqlx::Error> {
+    let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1{lock}")))
+        .bind(id)
+        .fetch_optional(conn)
         .await
 }
 

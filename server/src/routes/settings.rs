@@ -106,9 +106,9 @@ async fn save_settings(
     new: ScopeSettings,
 ) -> AppResult<()> {
     let mut tx = state.db().begin_write().await?;
-    // Read inside the write transaction so the ceiling check and the audit's "before"
+    // Locked inside the write transaction so the ceiling check and the audit's "before"
     // cannot race another writer.
-    let old = db::load_settings(&mut *tx, scope_key).await?;
+    let old = db::lock_settings(&mut tx, state.db().backend, scope_key, state.now()).await?;
     if let Some(feature) = feature
         && matches!(feature.behaviour, Behaviour::Forced | Behaviour::Disabled)
         && new.behaviour != old.behaviour

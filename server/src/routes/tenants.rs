@@ -134,7 +134,12 @@ pub async fn put_feature(
 ) -> AppResult<Json<TenantFeature>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateFeature).await?;
     let mut tx = state.db().begin_write().await?;
-    let old = db::get_tenant(&mut *tx, &tenant.id).await?.ok_or(AppError::NotFound("tenant"))?.feature()?;
+    // Locked, so the audit's "before" is the feature this write replaces even when
+    // another write of the same tenant's feature runs at the same time.
+    let old = db::lock_tenant(&mut tx, state.db().backend, &tenant.id)
+        .await?
+        .ok_or(AppError::NotFound("tenant"))?
+        .feature()?;
     db::set_tenant_feature(&mut tx, &tenant.id, new.behaviour).await?;
     changes::publish(&mut tx, state.db().backend, Change::Feature(&tenant.id)).await?;
     super::audit(

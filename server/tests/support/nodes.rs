@@ -321,6 +321,19 @@ pub async fn send(
     body: Option<&Value>,
     cookies: &str,
 ) -> Resp {
+    try_send(http, base, method, path, body, cookies).await.unwrap_or_else(|e| panic!("{path} on {base}: {e}"))
+}
+
+/// One request; an error when no complete answer arrived (refused, reset, timed out),
+/// which is what a client sees of a server killed mid-request.
+pub async fn try_send(
+    http: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    cookies: &str,
+) -> Result<Resp, reqwest::Error> {
     let mut req = http.request(method, format!("{base}{path}")).header("X-Requested-With", "twofold-tests");
     if !cookies.is_empty() {
         req = req.header(COOKIE, cookies);
@@ -329,16 +342,16 @@ pub async fn send(
         req = req.json(body);
     }
     let started = Instant::now();
-    let resp = req.send().await.unwrap_or_else(|e| panic!("{path} on {base}: {e}"));
+    let resp = req.send().await?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.unwrap();
+    let bytes = resp.bytes().await?;
     let body = if bytes.is_empty() {
         Value::Null
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
-    Resp { status, headers, body, elapsed: started.elapsed() }
+    Ok(Resp { status, headers, body, elapsed: started.elapsed() })
 }
 
 /// One browser: its own cookies, sent explicitly to whichever node it talks to. Cookies
@@ -363,7 +376,18 @@ impl Person {
     }
 
     pub async fn call(&self, node: &str, method: Method, path: &str, body: Option<&Value>) -> Resp {
-        let resp = send(&self.http, node, method, path, body, &self.cookies()).await;
+        self.try_call(node, method, path, body).await.unwrap_or_else(|e| panic!("{path} on {node}: {e}"))
+    }
+
+    /// A request that may get no answer; cookies change only with an answer.
+    pub async fn try_call(
+        &self,
+        node: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Resp, reqwest::Error> {
+        let resp = try_send(&self.http, node, method, path, body, &self.cookies()).await?;
         let mut jar = self.jar.lock().unwrap();
         for line in resp.headers.get_all(SET_COOKIE) {
             let line = line.to_str().unwrap();
@@ -377,7 +401,7 @@ impl Person {
             }
         }
         drop(jar);
-        resp
+        Ok(resp)
     }
 
     pub async fn get(&self, node: &str, path: &str) -> Resp {

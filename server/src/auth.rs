@@ -3,8 +3,8 @@
 //!
 //! Nothing here may log a password, a token or a hash.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
 use crate::app::AppState;
@@ -101,7 +102,44 @@ pub fn verify_password_blocking(password: &str, phc: &str) -> bool {
         tracing::error!("a stored password hash cannot be parsed");
         return false;
     };
-    hasher().verify_password(password.as_bytes(), &parsed).is_ok()
+    match verify_in_reused_memory(password, &parsed) {
+        Some(matches) => matches,
+        None => {
+            tracing::error!("a stored password hash cannot be used");
+            false
+        }
+    }
+}
+
+thread_local! {
+    /// The argon2 working memory of each hashing thread, allocated on its first
+    /// verification and reused by every later one: a fresh 19 MiB per verification
+    /// would be handed back to the allocator, which keeps several of them per thread.
+    static ARGON2_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What `PasswordVerifier::verify_password` does, with the parameters, salt and
+/// algorithm of the stored hash, but in this thread's reused memory. `None` when the
+/// stored hash is not a usable argon2 hash.
+fn verify_in_reused_memory(password: &str, stored: &PasswordHash<'_>) -> Option<bool> {
+    let algorithm = Algorithm::try_from(stored.algorithm).ok()?;
+    let version = stored.version.map_or(Ok(Version::V0x13), Version::try_from).ok()?;
+    let params = Params::try_from(stored).ok()?;
+    let expected = stored.hash?;
+    let mut salt_buf = [0u8; 64];
+    let salt = stored.salt?.decode_b64(&mut salt_buf).ok()?;
+    let mut computed = vec![0u8; expected.len()];
+    let blocks_needed = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    ARGON2_MEMORY.with(|memory| {
+        let mut blocks = memory.try_borrow_mut().ok()?;
+        if blocks.len() < blocks_needed {
+            blocks.resize(blocks_needed, Block::default());
+        }
+        let blocks = blocks.get_mut(..blocks_needed)?;
+        argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut computed, blocks).ok()
+    })?;
+    Some(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), expected.as_bytes()).into())
 }
 
 /// A new random token: 256 bits, URL-safe base64.
@@ -194,6 +232,7 @@ impl FromRequestParts<AppState> for Authenticated {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use argon2::password_hash::PasswordVerifier;
 
     #[test]
     fn hashes_are_argon2id_phc_and_verify() {
@@ -202,6 +241,31 @@ mod tests {
         let parsed = PasswordHash::new(&phc).unwrap();
         assert!(hasher().verify_password(b"correct horse", &parsed).is_ok());
         assert!(hasher().verify_password(b"wrong horse", &parsed).is_err());
+    }
+
+    #[test]
+    fn verification_follows_the_stored_parameters_and_rejects_broken_hashes() {
+        // A hash made with other parameters (an older configuration) still verifies,
+        // in the same reused memory as the current ones, before and after.
+        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8_192, 1, 1, Some(16)).unwrap());
+        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+        let old = other.hash_password(b"old horse", &salt).unwrap().to_string();
+        let current = hash_password_blocking("current horse").unwrap();
+        assert!(verify_password_blocking("current horse", &current));
+        assert!(verify_password_blocking("old horse", &old));
+        assert!(!verify_password_blocking("old horsE", &old));
+        assert!(verify_password_blocking("current horse", &current));
+        // argon2i and argon2d hashes follow their own algorithm.
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::new(8_192, 1, 1, None).unwrap());
+        let i_hash = argon2i.hash_password(b"eye horse", &salt).unwrap().to_string();
+        assert!(verify_password_blocking("eye horse", &i_hash));
+        assert!(!verify_password_blocking("eye horse", &i_hash.replacen("argon2i", "argon2id", 1)));
+        // Anything that is not a complete argon2 hash fails closed.
+        for broken in
+            ["", "plain", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ", &current[..current.len() - 2], "$2b$12$abc"]
+        {
+            assert!(!verify_password_blocking("current horse", broken), "{broken}");
+        }
     }
 
     #[test]

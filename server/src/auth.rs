@@ -64,7 +64,7 @@ static HASHERS: LazyLock<std::io::Result<mpsc::Sender<HashJob>>> = LazyLock::new
 
 /// Runs `work` on a hashing thread and waits for its result without blocking the async
 /// workers. A request that is cancelled before its turn costs no hashing.
-async fn on_hash_slot<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+async fn on_hashing_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
     let (done, result) = tokio::sync::oneshot::channel();
     let job: HashJob = Box::new(move || {
         if !done.is_closed() {
@@ -79,7 +79,7 @@ async fn on_hash_slot<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
 /// Hashes a password on a hashing thread so a sign-in burst cannot stall the async
 /// workers.
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
-    on_hash_slot(move || hash_password_blocking(&password)).await?
+    on_hashing_thread(move || hash_password_blocking(&password)).await?
 }
 
 pub fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
@@ -94,7 +94,7 @@ pub fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
 /// Verifies on a hashing thread. A malformed stored hash counts as a mismatch (and is
 /// logged without its value) rather than an error the client could tell apart.
 pub async fn verify_password(password: String, phc: String) -> anyhow::Result<bool> {
-    on_hash_slot(move || verify_password_blocking(&password, &phc)).await
+    on_hashing_thread(move || verify_password_blocking(&password, &phc)).await
 }
 
 pub fn verify_password_blocking(password: &str, phc: &str) -> bool {

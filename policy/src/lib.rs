@@ -15,4 +15,4 @@ pub mod vocab;
 pub mod wire;
 
 pub use resolve::{DecidedBy, EffectivePolicy, PolicyInput, Scope, resolve};
-pub use vocab::{Behaviour, Provider, ProviderSet, ScopeSettings, SettingsError, TenantFeature};
+pub use vocab::{Behaviour, Provider, ProviderSet, ScopeSettings, SettingsError, Strength, TenantFeature};

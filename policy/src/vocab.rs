@@ -54,6 +54,44 @@ impl Provider {
     }
 }
 
+/// How much a factor proves, weakest first (DESIGN.md section 5). The derived order is
+/// the order of strength, so `max` picks the stronger of two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Strength {
+    /// A code sent by email or SMS: the channel may be read or redirected by others.
+    OutOfBand,
+    /// A code from an authenticator app (or a recovery code, which opens the door up to
+    /// this strength).
+    App,
+    /// A passkey with user verification.
+    PhishingResistant,
+}
+
+impl Strength {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strength::OutOfBand => "out_of_band",
+            Strength::App => "app",
+            Strength::PhishingResistant => "phishing_resistant",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Strength::OutOfBand, Strength::App, Strength::PhishingResistant].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl Provider {
+    pub fn strength(self) -> Strength {
+        match self {
+            Provider::Authenticator => Strength::App,
+            Provider::Email | Provider::Sms => Strength::OutOfBand,
+        }
+    }
+}
+
 /// Which providers a scope allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

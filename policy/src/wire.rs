@@ -105,6 +105,38 @@ pub enum SecondFactorMethod {
     RecoveryCode,
 }
 
+impl SecondFactorMethod {
+    pub const ALL: [SecondFactorMethod; 4] = [
+        SecondFactorMethod::Authenticator,
+        SecondFactorMethod::Email,
+        SecondFactorMethod::Sms,
+        SecondFactorMethod::RecoveryCode,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecondFactorMethod::Authenticator => "authenticator",
+            SecondFactorMethod::Email => "email",
+            SecondFactorMethod::Sms => "sms",
+            SecondFactorMethod::RecoveryCode => "recovery_code",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// What a check of this method proves. A recovery code stands in for the
+    /// authenticator it backs up, so it opens the door up to `app` (never to
+    /// `phishing_resistant`).
+    pub fn strength(self) -> crate::Strength {
+        match self {
+            SecondFactorMethod::Authenticator | SecondFactorMethod::RecoveryCode => crate::Strength::App,
+            SecondFactorMethod::Email | SecondFactorMethod::Sms => crate::Strength::OutOfBand,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -296,6 +328,26 @@ pub struct User {
     pub has_factor: bool,
     pub roles: Vec<RoleGrant>,
     pub created_at: String,
+    /// The second-factor lockout as it stands.
+    pub lock: LockState,
+}
+
+/// A user's second-factor lockout, for admins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LockState {
+    /// Whether second-factor sign-in is locked now.
+    pub locked: bool,
+    /// When a timed lock ends (RFC 3339); absent when not locked or locked until unlocked.
+    pub locked_until: Option<String>,
+    /// Locked after too many wrong codes in a row: only an admin's unlock lifts it.
+    pub until_unlocked: bool,
+    /// Wrong second factors since the current lock period began.
+    pub failures: u32,
+    /// Wrong second factors since the last success, across locks.
+    pub consecutive_failures: u32,
+    /// Locks since the last success (each lasts longer than the one before).
+    pub lockouts: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,7 +25,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::{self, Db, HOST_SCOPE, NewAudit, NewUser};
 use crate::error::{AppError, AppResult};
-use crate::ratelimit::{FailureLimiter, Limits};
+use crate::ratelimit::{Limits, PasswordLimits};
 use crate::secrets::Keys;
 use crate::senders::Senders;
 
@@ -44,8 +44,7 @@ struct Inner {
     dummy_hash: String,
     keys: Keys,
     senders: Senders,
-    account_limiter: FailureLimiter,
-    address_limiter: FailureLimiter,
+    passwords: PasswordLimits,
     limits: Limits,
 }
 
@@ -74,19 +73,14 @@ impl AppState {
         &self.inner.senders
     }
 
-    /// Wrong passwords per typed account name.
-    pub fn account_limiter(&self) -> &FailureLimiter {
-        &self.inner.account_limiter
+    /// Wrong-password limits.
+    pub fn passwords(&self) -> &PasswordLimits {
+        &self.inner.passwords
     }
 
     /// Request-rate limits and the cap on messages sent.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
-    }
-
-    /// Wrong passwords per client address.
-    pub fn address_limiter(&self) -> &FailureLimiter {
-        &self.inner.address_limiter
     }
 
     /// A hash of a random password, verified against when the user is unknown.
@@ -144,9 +138,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     let cache = PolicyCache::new(Duration::from_secs(config.cache_ttl_seconds));
     let keys = Keys::from_config(&config)?;
     let senders = Senders::from_config(&config)?;
-    let window = Duration::from_secs(u64::from(config.password_window_minutes) * 60);
-    let account_limiter = FailureLimiter::new(config.password_failures_per_account, window, 1_000_000);
-    let address_limiter = FailureLimiter::new(config.password_failures_per_address, window, 1_000_000);
+    let passwords = PasswordLimits::from_config(&config);
     let limits = Limits::from_config(&config)?;
     Ok(AppState {
         inner: Arc::new(Inner {
@@ -158,8 +150,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             dummy_hash,
             keys,
             senders,
-            account_limiter,
-            address_limiter,
+            passwords,
             limits,
         }),
     })

@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::sync::{Arc, LazyLock, Mutex, mpsc};
 
+use twofold_policy::Strength;
+use twofold_policy::wire::SecondFactorMethod;
+
 use crate::app::AppState;
 use crate::db::{self, UserRow};
 use crate::error::AppError;
@@ -171,6 +174,36 @@ pub fn stamps_equal(a: &str, b: &str) -> bool {
     subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into()
 }
 
+/// What last made a session fresh: the password alone (for a user with no second
+/// factor), or the password and a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Password,
+    Factor(SecondFactorMethod),
+}
+
+impl Freshness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Freshness::Password => "password",
+            Freshness::Factor(m) => m.as_str(),
+        }
+    }
+
+    /// Sessions made fresh before methods were recorded count as the password alone.
+    pub fn parse(s: Option<&str>) -> Self {
+        s.and_then(SecondFactorMethod::parse).map_or(Freshness::Password, Freshness::Factor)
+    }
+
+    /// `None` for the password alone, which is below every factor.
+    pub fn strength(self) -> Option<Strength> {
+        match self {
+            Freshness::Password => None,
+            Freshness::Factor(m) => Some(m.strength()),
+        }
+    }
+}
+
 /// A request made by a signed-in user.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -179,17 +212,33 @@ pub struct Authenticated {
     pub auth_methods: String,
     pub session_created_at: i64,
     pub reauthenticated_at: Option<i64>,
+    pub reauth_method: Option<String>,
 }
 
 impl Authenticated {
-    /// Refuses unless the session passed a password and second-factor check within the
-    /// configured window.
-    pub fn require_fresh(&self, state: &AppState) -> Result<(), AppError> {
+    /// What made this session fresh, if it is fresh now.
+    pub fn freshness(&self, state: &AppState) -> Option<Freshness> {
         let window = i64::from(state.config().reauth_minutes) * 60_000;
-        match self.reauthenticated_at {
-            Some(at) if state.now() - at < window => Ok(()),
+        self.reauthenticated_at
+            .filter(|at| state.now() - at < window)
+            .map(|_| Freshness::parse(self.reauth_method.as_deref()))
+    }
+
+    /// Refuses a change to the user's own security profile unless the session proved
+    /// itself within the configured window at least as strongly as the user's strongest
+    /// factor: a weaker factor (or a stolen session alone) never changes a stronger one.
+    pub fn require_fresh(&self, state: &AppState) -> Result<(), AppError> {
+        match self.freshness(state) {
+            Some(f) if f.strength() >= self.user.strongest_factor() => Ok(()),
             _ => Err(AppError::ReauthenticationRequired),
         }
+    }
+
+    /// Until when sensitive changes are allowed, if they are now.
+    pub fn fresh_until(&self, state: &AppState) -> Option<i64> {
+        self.require_fresh(state).ok()?;
+        let window = i64::from(state.config().reauth_minutes) * 60_000;
+        self.reauthenticated_at.map(|at| at + window)
     }
 }
 
@@ -224,6 +273,7 @@ impl FromRequestParts<AppState> for Authenticated {
             auth_methods: session.auth_methods,
             session_created_at: session.created_at,
             reauthenticated_at: session.reauthenticated_at,
+            reauth_method: session.reauth_method,
         })
     }
 }

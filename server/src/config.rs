@@ -57,8 +57,14 @@ pub struct Config {
     pub totp_issuer: String,
     /// Second-factor failures before the account is locked.
     pub lockout_max_failures: u32,
-    /// How long a lockout lasts, in minutes.
+    /// How long the first lockout lasts, in minutes; each further lock without a
+    /// success in between lasts twice as long as the one before, up to
+    /// `lockout_max_minutes`.
     pub lockout_minutes: u32,
+    pub lockout_max_minutes: u32,
+    /// Wrong second factors in a row (across locks) after which second-factor sign-in
+    /// stays locked until an admin unlocks it (NIST SP 800-63B caps failed attempts at 100).
+    pub lockout_permanent_after: u32,
     /// Lifetime of an emailed or texted code, in minutes (at most 10).
     pub code_lifetime_minutes: u32,
     /// Least time between two code sends for one sign-in, in seconds.
@@ -68,9 +74,14 @@ pub struct Config {
     /// How recent a password-and-second-factor check must be for sensitive account
     /// changes, in minutes.
     pub reauth_minutes: u32,
-    /// Wrong passwords allowed per account, and per client address, in each window.
+    /// Wrong passwords allowed in each window: per account from browsers that never
+    /// signed in to it (so a flood from elsewhere cannot lock the owner out of a browser
+    /// they used before), per account and client address together, and per address.
     pub password_failures_per_account: u32,
+    pub password_failures_per_account_and_address: u32,
     pub password_failures_per_address: u32,
+    /// Lifetime of the "known browser" cookie set by a right password, in days.
+    pub known_browser_days: u32,
     pub password_window_minutes: u32,
     /// Requests per minute, per client address and per account, for the password step,
     /// code sends, code checks and the account API (`/api/account/*`). Each allows a
@@ -134,11 +145,15 @@ impl Default for Config {
             totp_issuer: "Twofold".to_owned(),
             lockout_max_failures: 5,
             lockout_minutes: 5,
+            lockout_max_minutes: 1440,
+            lockout_permanent_after: 100,
             code_lifetime_minutes: 5,
             code_resend_seconds: 30,
             pending_sign_in_minutes: 10,
             reauth_minutes: 5,
             password_failures_per_account: 10,
+            password_failures_per_account_and_address: 10,
+            known_browser_days: 180,
             password_failures_per_address: 100,
             password_window_minutes: 15,
             sign_in_per_address_per_minute: 60,
@@ -196,6 +211,15 @@ impl Config {
         if self.lockout_max_failures == 0 || self.lockout_minutes == 0 {
             anyhow::bail!("lockout_max_failures and lockout_minutes must be positive");
         }
+        if self.lockout_max_minutes < self.lockout_minutes {
+            anyhow::bail!("lockout_max_minutes must be at least lockout_minutes");
+        }
+        if self.lockout_permanent_after < self.lockout_max_failures {
+            anyhow::bail!("lockout_permanent_after must be at least lockout_max_failures");
+        }
+        if self.known_browser_days == 0 {
+            anyhow::bail!("known_browser_days must be positive");
+        }
         if self.pending_sign_in_minutes == 0 || self.reauth_minutes == 0 || self.password_window_minutes == 0 {
             anyhow::bail!("pending_sign_in_minutes, reauth_minutes and password_window_minutes must be positive");
         }
@@ -236,6 +260,19 @@ impl Config {
 
     pub fn pending_cookie_name(&self) -> &'static str {
         if self.cookie_secure { "__Host-twofold_pending" } else { "twofold_pending" }
+    }
+
+    pub fn known_browser_cookie_name(&self) -> &'static str {
+        if self.cookie_secure { "__Host-twofold_known" } else { "twofold_known" }
+    }
+
+    /// How long the lock that follows `earlier_locks` locks (since the last success)
+    /// lasts, in milliseconds: doubling from `lockout_minutes`, capped.
+    pub fn lockout_ms(&self, earlier_locks: i64) -> i64 {
+        let base = i64::from(self.lockout_minutes) * 60_000;
+        let cap = i64::from(self.lockout_max_minutes) * 60_000;
+        let doublings = u32::try_from(earlier_locks.clamp(0, 30)).unwrap_or(30);
+        base.saturating_mul(1_i64 << doublings).min(cap)
     }
 
     pub fn session_cookie_name(&self) -> &'static str {

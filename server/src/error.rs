@@ -18,6 +18,8 @@ pub enum AppError {
     Unauthenticated,
     #[error("the user name or password is incorrect")]
     InvalidCredentials,
+    #[error("the password is incorrect")]
+    WrongPassword,
     #[error("you are not allowed to do that")]
     Forbidden,
     #[error("state-changing requests must carry an X-Requested-With header")]
@@ -34,6 +36,8 @@ pub enum AppError {
     InvalidCode { attempts_left: u32 },
     #[error("too many wrong codes: second-factor sign-in is locked for a while")]
     LockedOut { retry_after_ms: i64 },
+    #[error("too many wrong codes in a row: second-factor sign-in is locked until an administrator unlocks it")]
+    LockedUntilUnlocked,
     #[error("too many attempts; wait before trying again")]
     RateLimited { retry_after_ms: i64 },
     #[error("this change needs a fresh password and second-factor check")]
@@ -65,7 +69,7 @@ impl AppError {
         match self {
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             AppError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            AppError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            AppError::InvalidCredentials | AppError::WrongPassword => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             AppError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing"),
             AppError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -74,7 +78,7 @@ impl AppError {
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::InvalidCode { .. } => (StatusCode::UNAUTHORIZED, "invalid_code"),
-            AppError::LockedOut { .. } => (StatusCode::LOCKED, "locked_out"),
+            AppError::LockedOut { .. } | AppError::LockedUntilUnlocked => (StatusCode::LOCKED, "locked_out"),
             AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::ReauthenticationRequired => (StatusCode::FORBIDDEN, "reauthentication_required"),
             AppError::SignInExpired => (StatusCode::UNAUTHORIZED, "sign_in_expired"),

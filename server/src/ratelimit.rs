@@ -1,8 +1,11 @@
 //! Abuse limits, all in memory on each node and all driven by the application clock:
 //!
-//! - [`FailureLimiter`]: fixed-window failure counters for password sign-in, per account
-//!   and per client address. Wrong passwords are slowed down this way instead of locking
-//!   the account, because a lockout on passwords lets anyone lock anyone out.
+//! - [`PasswordLimits`]: fixed-window counters of wrong passwords ([`FailureLimiter`])
+//!   per account and client address together, per address, and per account for
+//!   browsers that never signed in to it. Wrong passwords are slowed down this way
+//!   instead of locking the account, because a lockout on passwords lets anyone lock
+//!   anyone out; the account-wide count skips browsers the account knows for the same
+//!   reason.
 //! - [`RateLimiter`]: request-rate limits (GCRA, the "generic cell rate algorithm") for
 //!   the password step, code sends, code checks and the account API, per client address
 //!   and per account, and the cap on messages towards one user or one destination.
@@ -62,6 +65,68 @@ impl FailureLimiter {
 
     pub fn clear(&self, key: &str) {
         self.counts.invalidate(key);
+    }
+}
+
+/// The wrong-password limits of the password step, of reauthentication and of a
+/// password change, which all guess the same secret.
+///
+/// Per window (`password_window_minutes`), a browser the account does not know gets at
+/// most `password_failures_per_account` wrong passwords on that account in total, from
+/// all addresses together; each address gets `password_failures_per_account_and_address`
+/// on one account and `password_failures_per_address` over all accounts. A browser that
+/// signed in to the account before (it holds the signed "known browser" cookie) is
+/// counted only per account and address: a flood from elsewhere never stops the owner.
+#[derive(Debug, Clone)]
+pub struct PasswordLimits {
+    account: FailureLimiter,
+    account_address: FailureLimiter,
+    address: FailureLimiter,
+}
+
+impl PasswordLimits {
+    pub fn from_config(config: &Config) -> Self {
+        let window = Duration::from_secs(u64::from(config.password_window_minutes) * 60);
+        Self {
+            account: FailureLimiter::new(config.password_failures_per_account, window, 1_000_000),
+            account_address: FailureLimiter::new(config.password_failures_per_account_and_address, window, 1_000_000),
+            address: FailureLimiter::new(config.password_failures_per_address, window, 1_000_000),
+        }
+    }
+
+    fn pair_key(account: &str, address: &str) -> String {
+        format!("{account}|{address}")
+    }
+
+    /// `rate_limited` while any limit that applies to this guess is used up.
+    pub fn check(&self, account: &str, address: &str, known_browser: bool, now: i64) -> Result<(), AppError> {
+        let account_wide = if known_browser { None } else { self.account.blocked_for(account, now) };
+        let blocked = [
+            self.address.blocked_for(address, now),
+            self.account_address.blocked_for(&Self::pair_key(account, address), now),
+            account_wide,
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        match blocked {
+            Some(retry_after_ms) => Err(AppError::RateLimited { retry_after_ms }),
+            None => Ok(()),
+        }
+    }
+
+    pub fn failed(&self, account: &str, address: &str, known_browser: bool, now: i64) {
+        self.address.record_failure(address, now);
+        self.account_address.record_failure(&Self::pair_key(account, address), now);
+        if !known_browser {
+            self.account.record_failure(account, now);
+        }
+    }
+
+    /// A right password clears only the count of this account from this address: the
+    /// account-wide count keeps bounding what everyone else may guess.
+    pub fn succeeded(&self, account: &str, address: &str) {
+        self.account_address.clear(&Self::pair_key(account, address));
     }
 }
 

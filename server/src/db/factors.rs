@@ -63,6 +63,14 @@ pub async fn find_attempt(pool: &AnyPool, token_hash: &str) -> Result<Option<Att
     .await
 }
 
+pub async fn attempt_completed(pool: &AnyPool, id: &str) -> Result<bool, sqlx::Error> {
+    let at: Option<Option<i64>> = sqlx::query_scalar("SELECT completed_at FROM sign_in_attempts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(!matches!(at, Some(None)))
+}
+
 /// Marks the attempt complete; false when another request completed it first.
 pub async fn complete_attempt(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("UPDATE sign_in_attempts SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL")
@@ -102,32 +110,87 @@ pub async fn purge_attempts(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error
 
 // ---------------------------------------------------------------- lockout
 
-/// Counts a second-factor failure; returns the new count.
-pub async fn count_failure(pool: &AnyPool, user_id: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE users SET second_factor_failures = second_factor_failures + 1 WHERE id = $1 \
-         RETURNING second_factor_failures",
+/// Reserves one second-factor attempt before the code is looked at: one conditional
+/// statement that counts the attempt only while the user is neither locked nor at the
+/// limit, so parallel requests (on any node) can never get more than `max_failures`
+/// codes checked per lock. Returns the counts including this attempt, or `None` when
+/// the reservation is refused.
+pub async fn reserve_attempt(
+    pool: &AnyPool,
+    user_id: &str,
+    now: i64,
+    max_failures: i64,
+    permanent_after: i64,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE users SET second_factor_failures = second_factor_failures + 1, \
+         consecutive_failures = consecutive_failures + 1 \
+         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) AND second_factor_failures < $3 \
+         AND consecutive_failures < $4 \
+         RETURNING second_factor_failures, consecutive_failures",
     )
     .bind(user_id)
-    .fetch_one(pool)
-    .await
+    .bind(now)
+    .bind(max_failures)
+    .bind(permanent_after)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row)
 }
 
-/// Locks the user until `until` and starts a fresh count for after the lockout.
-pub async fn lock_user(pool: &AnyPool, user_id: &str, until: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET locked_until = $1, second_factor_failures = 0 WHERE id = $2")
-        .bind(until)
-        .bind(user_id)
-        .execute(pool)
-        .await?;
+/// Gives a reserved attempt back: the code was right but another request used it first
+/// (a double submit or a second tab), which is not a guess.
+pub async fn refund_attempt(pool: &AnyPool, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET second_factor_failures = second_factor_failures - 1, \
+         consecutive_failures = consecutive_failures - 1 \
+         WHERE id = $1 AND second_factor_failures > 0 AND consecutive_failures > 0",
+    )
+    .bind(user_id)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
+/// Locks second-factor sign-in once the failures of this lock period reach the limit.
+/// Only the request that finds the count still at the limit locks (the count starts
+/// again for after the lock); the others see `None`. Returns the lock's end and how
+/// many locks there have been since the last success.
+pub async fn lock_if_at_limit(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    max_failures: i64,
+    until: impl Fn(i64) -> i64,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let lockouts: Option<i64> =
+        sqlx::query_scalar("SELECT lockouts FROM users WHERE id = $1 AND second_factor_failures >= $2")
+            .bind(user_id)
+            .bind(max_failures)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(lockouts) = lockouts else { return Ok(None) };
+    let ends = until(lockouts);
+    let r = sqlx::query(
+        "UPDATE users SET locked_until = $1, second_factor_failures = 0, lockouts = lockouts + 1 \
+         WHERE id = $2 AND second_factor_failures >= $3",
+    )
+    .bind(ends)
+    .bind(user_id)
+    .bind(max_failures)
+    .execute(&mut *conn)
+    .await?;
+    Ok((r.rows_affected() == 1).then_some((ends, lockouts + 1)))
+}
+
+/// A second factor succeeded, or an admin unlocked the user: every count starts again.
 pub async fn reset_failures(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET second_factor_failures = 0, locked_until = NULL WHERE id = $1")
-        .bind(user_id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE users SET second_factor_failures = 0, consecutive_failures = 0, lockouts = 0, locked_until = NULL \
+         WHERE id = $1",
+    )
+    .bind(user_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -499,11 +562,18 @@ pub async fn delete_sessions(conn: &mut AnyConnection, user_id: &str) -> Result<
     Ok(r.rows_affected())
 }
 
-pub async fn mark_reauthenticated(pool: &AnyPool, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sessions SET reauthenticated_at = $1 WHERE token_hash = $2")
+/// Records that the session just proved itself again, and with what.
+pub async fn mark_reauthenticated(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: i64,
+    method: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET reauthenticated_at = $1, reauth_method = $2 WHERE token_hash = $3")
         .bind(now)
+        .bind(method)
         .bind(token_hash)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }

@@ -375,12 +375,26 @@ pub struct UserRow {
     pub enrollment_required_since: Option<i64>,
     pub pending_email: Option<String>,
     pub pending_phone: Option<String>,
+    pub lockouts: i64,
+    pub consecutive_failures: i64,
 }
 
 impl UserRow {
     /// Whether the user has at least one usable second factor.
     pub fn has_factor(&self) -> bool {
         self.email_confirmed != 0 || self.phone_confirmed != 0 || self.has_authenticator != 0
+    }
+
+    /// The strength of the user's strongest factor; `None` without any.
+    pub fn strongest_factor(&self) -> Option<twofold_policy::Strength> {
+        use twofold_policy::Strength;
+        if self.has_authenticator != 0 {
+            Some(Strength::App)
+        } else if self.has_factor() {
+            Some(Strength::OutOfBand)
+        } else {
+            None
+        }
     }
 
     /// The user's confirmed factors among those a scope allows.
@@ -402,7 +416,8 @@ impl UserRow {
 
 const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
      has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at, phone, \
-     second_factor_failures, locked_until, enrollment_required_since, pending_email, pending_phone";
+     second_factor_failures, locked_until, enrollment_required_since, pending_email, pending_phone, lockouts, \
+     consecutive_failures";
 
 pub async fn get_user<'e, E>(executor: E, id: &str) -> Result<Option<UserRow>, sqlx::Error>
 where
@@ -583,13 +598,14 @@ pub struct NewSession<'a> {
     pub user_agent: Option<&'a str>,
     pub client_ip: Option<&'a str>,
     pub reauthenticated_at: Option<i64>,
+    pub reauth_method: Option<&'a str>,
 }
 
 pub async fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
-         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)",
+         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
     )
     .bind(s.token_hash)
     .bind(s.user_id)
@@ -600,6 +616,7 @@ pub async fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Res
     .bind(s.user_agent)
     .bind(s.client_ip)
     .bind(s.reauthenticated_at)
+    .bind(s.reauth_method)
     .execute(conn)
     .await?;
     Ok(())
@@ -616,6 +633,7 @@ pub struct SessionRow {
     pub last_seen_at: i64,
     pub expires_at: i64,
     pub reauthenticated_at: Option<i64>,
+    pub reauth_method: Option<String>,
     /// The session's user as stored now, so the caller can refuse sessions made under an
     /// old security profile without a second query.
     #[sqlx(flatten)]
@@ -629,7 +647,8 @@ pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<Ses
          s.last_seen_at, s.expires_at, s.reauthenticated_at, u.id, u.scope_key, u.tenant_id, u.username, u.email, \
          u.email_confirmed, u.phone_confirmed, u.has_authenticator, u.password_hash, u.two_factor_enabled, \
          u.security_stamp, u.created_at, u.phone, u.second_factor_failures, u.locked_until, \
-         u.enrollment_required_since, u.pending_email, u.pending_phone \
+         u.enrollment_required_since, u.pending_email, u.pending_phone, u.lockouts, u.consecutive_failures, \
+         s.reauth_method \
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
     )
     .bind(token_hash)

@@ -2,10 +2,13 @@
 //! email and phone, recovery codes, remembered browsers, password and
 //! reauthentication.
 //!
-//! Turning 2FA off, removing a factor, replacing a confirmed email or phone and new
-//! recovery codes need a fresh password and second-factor check
-//! (`POST /api/account/reauthenticate`); a new password needs the current one. No response here ever repeats a secret or a
-//! recovery code after the moment it was issued.
+//! Every change to the user's own security profile (the 2FA switch either way, adding or
+//! removing a factor, a first or new email or phone, new recovery codes) needs a fresh
+//! reauthentication (`POST /api/account/reauthenticate`) at least as strong as the
+//! user's strongest factor; a new password needs the current one, and wrong ones count
+//! like wrong passwords at sign-in. Factor checks go through the sign-in machine
+//! (`crate::signin`). No response here ever repeats a secret or a recovery code after
+//! the moment it was issued.
 
 use std::net::IpAddr;
 
@@ -15,13 +18,12 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 use axum_extra::extract::CookieJar;
-use twofold_policy::Behaviour;
 use twofold_policy::authz::{Action, Target};
 use twofold_policy::names::{EmailAddress, check_new_password};
 use twofold_policy::wire::{
     AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest, EffectivePolicyView, EmailRequest, ErrorBody,
-    Factors, PhoneRequest, ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SecondFactorMethod,
-    SendCodeRequest, SendCodeResponse, SetTwoFactor,
+    Factors, PhoneRequest, ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SendCodeRequest, SendCodeResponse,
+    SetTwoFactor,
 };
 
 use crate::app::{AppState, domain_of};
@@ -30,9 +32,11 @@ use crate::clock::rfc3339;
 use crate::db::factors as fdb;
 use crate::error::{AppError, AppResult};
 use crate::extract::{ClientAddr, Json, Path, parse_id};
-use crate::factors::{self, Channel};
+use crate::factors::lifecycle::{self, FactorKind};
+use crate::factors::{self, Channel, CodePurpose};
+use crate::notify::{self, Notice};
 use crate::ratelimit::Class;
-use crate::signin::{self, effective_policy};
+use crate::signin::{self, ClientInfo, Event, Outcome, State as SignIn, effective_policy};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -96,7 +100,6 @@ pub async fn get_account(State(state): State<AppState>, Caller { who, .. }: Call
     let u = &who.user;
     let policy = effective_policy(&state, u).await?;
     let left = fdb::unused_recovery_codes(&state.db().pool, &u.id).await?.len();
-    let window = i64::from(state.config().reauth_minutes) * 60_000;
     Ok(Json(AccountState {
         user: super::auth::current_user(&state, u).await?,
         policy: EffectivePolicyView::new(u.id.clone(), &policy),
@@ -112,12 +115,12 @@ pub async fn get_account(State(state): State<AppState>, Caller { who, .. }: Call
             pending_phone: u.pending_phone.clone(),
             recovery_codes_left: u32::try_from(left).unwrap_or(u32::MAX),
         },
-        reauthenticated_until: who.reauthenticated_at.map(|t| t + window).filter(|t| *t > state.now()).map(rfc3339),
+        reauthenticated_until: who.fresh_until(&state).map(rfc3339),
     }))
 }
 
 /// Turns the user's own 2FA switch on or off, where the policy lets users change it.
-/// Turning it off needs a fresh reauthentication.
+/// Either way needs a fresh reauthentication.
 #[utoipa::path(put, path = "/api/account/two-factor", tag = "account", request_body = SetTwoFactor,
     responses((status = 200, body = EffectivePolicyView), (status = 401, body = ErrorBody),
         (status = 403, description = "Reauthentication required", body = ErrorBody),
@@ -135,9 +138,7 @@ pub async fn set_two_factor(
             "your organisation does not let users change this setting",
         ));
     }
-    if !req.enabled {
-        who.require_fresh(&state)?;
-    }
+    who.require_fresh(&state)?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_user_flag(&mut tx, &who.user.id, req.enabled).await?;
     fdb::rotate_stamp(&mut tx, &who.user.id, &auth::new_stamp(), Some(&who.token_hash)).await?;
@@ -154,6 +155,9 @@ pub async fn set_two_factor(
     .await?;
     tx.commit().await?;
     let user = crate::db::get_user(&state.db().pool, &who.user.id).await?.ok_or(AppError::Unauthenticated)?;
+    if !req.enabled && who.user.two_factor_enabled != 0 {
+        notify::send(&state, &user, Notice::TwoFactorTurnedOff);
+    }
     let policy = effective_policy(&state, &user).await?;
     Ok(Json(EffectivePolicyView::new(user.id, &policy)))
 }
@@ -169,34 +173,8 @@ pub async fn reauthenticate(
 ) -> AppResult<StatusCode> {
     limit(&state, addr, &who, Class::Verify)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
-    let u = &who.user;
-    if !auth::verify_password(req.password, u.password_hash.clone()).await? {
-        audit(&state, &who, "reauthentication.failed", serde_json::json!({ "factor": "password" })).await?;
-        return Err(AppError::InvalidCredentials);
-    }
-    if u.has_factor() {
-        factors::ensure_not_locked(&state, u)?;
-        let code = req.code.as_deref().unwrap_or("");
-        let ok = match req.method {
-            Some(SecondFactorMethod::Authenticator) => factors::take_totp(&state, u, code, false).await?,
-            Some(SecondFactorMethod::Email) if u.email_confirmed != 0 => {
-                factors::take_code(&state, "reauth_email", &who.token_hash, code).await?.is_some()
-            }
-            Some(SecondFactorMethod::Sms) if u.phone_confirmed != 0 => {
-                factors::take_code(&state, "reauth_sms", &who.token_hash, code).await?.is_some()
-            }
-            Some(SecondFactorMethod::RecoveryCode) => factors::take_recovery_code(&state, u, code).await?,
-            _ => {
-                return Err(AppError::invalid_field("method", "give a second factor: method and code"));
-            }
-        };
-        if !ok {
-            let method = req.method.map(factors::method_name).unwrap_or("none");
-            return Err(factors::second_factor_failed(&state, u, method).await?);
-        }
-    }
-    fdb::mark_reauthenticated(&state.db().pool, &who.token_hash, state.now()).await?;
-    audit(&state, &who, "reauthentication.succeeded", serde_json::json!({})).await?;
+    let client = ClientInfo { ip: Some(addr.to_string()), user_agent: None };
+    signin::advance(&state, SignIn::Complete(Box::new(who)), Event::Reauthenticate(req), &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -211,14 +189,10 @@ pub async fn reauth_send_code(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
-    let u = &who.user;
-    let (channel, dest, purpose) = match req.provider {
-        twofold_policy::Provider::Email if u.email_confirmed != 0 => (Channel::Email, u.email.clone(), "reauth_email"),
-        twofold_policy::Provider::Sms if u.phone_confirmed != 0 => (Channel::Sms, u.phone.clone(), "reauth_sms"),
-        _ => (Channel::Email, None, ""),
-    };
-    let dest = dest.ok_or_else(|| AppError::bad_request("provider_unavailable", "this provider is not set up"))?;
-    Ok(Json(factors::send_code(&state, u, purpose, &who.token_hash, &dest, channel).await?))
+    let event = Event::SendCode(req.provider);
+    Ok(Json(
+        signin::advance(&state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await?.into_sent()?,
+    ))
 }
 
 /// Changes the password; other sessions and remembered browsers end.
@@ -226,14 +200,13 @@ pub async fn reauth_send_code(
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn change_password(
     State(state): State<AppState>,
-    Caller { who, .. }: Caller,
+    Caller { who, addr }: Caller,
     Json(req): Json<ChangePassword>,
 ) -> AppResult<StatusCode> {
     own(&state, &who, Action::UpdateOwnAccount)?;
     check_new_password(&req.new_password).map_err(|e| AppError::invalid_field("new_password", e.message))?;
-    if !auth::verify_password(req.current_password, who.user.password_hash.clone()).await? {
-        return Err(AppError::InvalidCredentials);
-    }
+    let client = ClientInfo { ip: Some(addr.to_string()), user_agent: None };
+    signin::verify_password_of(&state, &who.user, req.current_password, &client, "password_change.failed").await?;
     let hash = auth::hash_password(req.new_password).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_password_hash(&mut tx, &who.user.id, &hash).await?;
@@ -250,6 +223,7 @@ pub async fn change_password(
     )
     .await?;
     tx.commit().await?;
+    notify::send(&state, &who.user, Notice::PasswordChanged);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -263,11 +237,12 @@ pub async fn start_authenticator(
     Caller { who, .. }: Caller,
 ) -> AppResult<Json<AuthenticatorEnrollment>> {
     own(&state, &who, Action::UpdateOwnAccount)?;
+    who.require_fresh(&state)?;
     let policy = effective_policy(&state, &who.user).await?;
     if !policy.allowed_providers.authenticator {
         return Err(AppError::bad_request("provider_unavailable", "authenticator apps are not allowed here"));
     }
-    Ok(Json(signin::begin_authenticator(&state, &who.user).await?))
+    Ok(Json(lifecycle::begin_authenticator(&state, &who.user).await?))
 }
 
 /// Activates the authenticator with its first code. Returns recovery codes, once, when
@@ -280,61 +255,30 @@ pub async fn confirm_authenticator(
     Json(req): Json<CodeRequest>,
 ) -> AppResult<Json<RecoveryCodes>> {
     limit(&state, addr, &who, Class::Verify)?;
-    own(&state, &who, Action::UpdateOwnAccount)?;
-    factors::ensure_not_locked(&state, &who.user)?;
-    if !factors::take_totp(&state, &who.user, &req.code, true).await? {
-        return Err(factors::second_factor_failed(&state, &who.user, "authenticator").await?);
-    }
-    let codes = signin::factor_added(&state, &who.user, "authenticator", Some(&who.token_hash), |tx, id| {
-        Box::pin(fdb::confirm_authenticator(tx, id))
-    })
-    .await?;
-    Ok(Json(RecoveryCodes { codes: codes.unwrap_or_default() }))
+    confirm_factor(&state, who, FactorKind::Authenticator, req.code).await
 }
 
-/// Refuses to remove the last factor while 2FA is forced: the user could no longer sign in.
-async fn ensure_not_last_factor(state: &AppState, who: &Authenticated, removing: &str) -> AppResult<()> {
-    let policy = effective_policy(state, &who.user).await?;
-    let u = &who.user;
-    let remaining = [
-        (u.has_authenticator != 0 && removing != "authenticator"),
-        (u.email_confirmed != 0 && removing != "email"),
-        (u.phone_confirmed != 0 && removing != "phone"),
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
-    if policy.behaviour == Behaviour::Forced && remaining == 0 {
-        return Err(AppError::conflict(
-            "last_factor",
-            "two-factor sign-in is required, so your last factor cannot be removed",
-        ));
-    }
-    Ok(())
-}
-
-async fn factor_removed(
+/// Confirms a factor being added with its first code, through the sign-in machine.
+async fn confirm_factor(
     state: &AppState,
-    who: &Authenticated,
-    factor: &str,
-    apply: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<(), sqlx::Error>,
-) -> AppResult<()> {
-    let mut tx = state.db().begin_write().await?;
-    apply(&mut tx).await?;
-    fdb::rotate_stamp(&mut tx, &who.user.id, &auth::new_stamp(), Some(&who.token_hash)).await?;
-    super::audit(
-        &mut tx,
-        state,
-        &who.user.id,
-        &who.user.scope_key,
-        "factor.removed",
-        &format!("user:{}", who.user.id),
-        Some(serde_json::json!({ "factor": factor })),
-        None,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    who: Authenticated,
+    factor: FactorKind,
+    code: String,
+) -> AppResult<Json<RecoveryCodes>> {
+    own(state, &who, Action::UpdateOwnAccount)?;
+    who.require_fresh(state)?;
+    let event = Event::ConfirmFactor { factor, code };
+    match signin::advance(state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await? {
+        Outcome::FactorAdded(codes) => Ok(Json(RecoveryCodes { codes: codes.unwrap_or_default() })),
+        other => Err(AppError::Internal(anyhow::anyhow!("unexpected confirmation outcome {other:?}"))),
+    }
+}
+
+/// Removes a factor after the usual checks: fresh, present, never the last under forced.
+async fn remove_factor(state: &AppState, who: &Authenticated, factor: FactorKind) -> AppResult<()> {
+    let policy = effective_policy(state, &who.user).await?;
+    lifecycle::ensure_not_last(&who.user, policy.behaviour, factor)?;
+    lifecycle::remove(state, &who.user, factor, Some(&who.token_hash)).await
 }
 
 /// Removes the authenticator (fresh reauthentication; never the last factor under forced).
@@ -347,9 +291,7 @@ pub async fn remove_authenticator(State(state): State<AppState>, Caller { who, .
     if who.user.has_authenticator == 0 {
         return Err(AppError::NotFound("authenticator"));
     }
-    ensure_not_last_factor(&state, &who, "authenticator").await?;
-    let id = who.user.id.clone();
-    factor_removed(&state, &who, "authenticator", async move |tx| fdb::delete_authenticator(tx, &id).await).await?;
+    remove_factor(&state, &who, FactorKind::Authenticator).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -379,6 +321,7 @@ pub async fn regenerate_recovery_codes(
     )
     .await?;
     tx.commit().await?;
+    notify::send(&state, &who.user, Notice::RecoveryCodesIssued);
     Ok(Json(RecoveryCodes { codes }))
 }
 
@@ -400,11 +343,10 @@ pub async fn change_email(
             who.user.email.clone().ok_or_else(|| AppError::invalid_field("email", "give the address to confirm"))?
         }
     };
-    if who.user.email_confirmed != 0 {
-        who.require_fresh(&state)?;
-    }
+    who.require_fresh(&state)?;
     // Send first: a refused or failed send must leave the account as it was.
-    let sent = factors::send_code(&state, &who.user, "confirm_email", &who.user.id, &email, Channel::Email).await?;
+    let purpose = CodePurpose::ConfirmEmail;
+    let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &email, Channel::Email).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_pending_email(&mut tx, &who.user.id, &email).await?;
     tx.commit().await?;
@@ -420,26 +362,7 @@ pub async fn confirm_email(
     Json(req): Json<CodeRequest>,
 ) -> AppResult<Json<RecoveryCodes>> {
     limit(&state, addr, &who, Class::Verify)?;
-    confirm_contact(&state, &who, Channel::Email, &req.code).await
-}
-
-async fn confirm_contact(
-    state: &AppState,
-    who: &Authenticated,
-    channel: Channel,
-    code: &str,
-) -> AppResult<Json<RecoveryCodes>> {
-    own(state, who, Action::UpdateOwnAccount)?;
-    factors::ensure_not_locked(state, &who.user)?;
-    let purpose = match channel {
-        Channel::Email => "confirm_email",
-        Channel::Sms => "confirm_phone",
-    };
-    let Some(destination) = factors::take_code(state, purpose, &who.user.id, code).await? else {
-        return Err(factors::second_factor_failed(state, &who.user, purpose).await?);
-    };
-    let codes = signin::contact_confirmed(state, &who.user, channel, &destination, Some(&who.token_hash)).await?;
-    Ok(Json(RecoveryCodes { codes: codes.unwrap_or_default() }))
+    confirm_factor(&state, who, FactorKind::Email, req.code).await
 }
 
 /// Sets a phone number to confirm and texts it a code. Replacing a confirmed number
@@ -455,11 +378,10 @@ pub async fn change_phone(
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
     let phone = factors::parse_phone(&req.phone)?;
-    if who.user.phone_confirmed != 0 {
-        who.require_fresh(&state)?;
-    }
+    who.require_fresh(&state)?;
     // Send first: a refused or failed send must leave the account as it was.
-    let sent = factors::send_code(&state, &who.user, "confirm_phone", &who.user.id, &phone, Channel::Sms).await?;
+    let purpose = CodePurpose::ConfirmPhone;
+    let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &phone, Channel::Sms).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_pending_phone(&mut tx, &who.user.id, &phone).await?;
     tx.commit().await?;
@@ -475,7 +397,7 @@ pub async fn confirm_phone(
     Json(req): Json<CodeRequest>,
 ) -> AppResult<Json<RecoveryCodes>> {
     limit(&state, addr, &who, Class::Verify)?;
-    confirm_contact(&state, &who, Channel::Sms, &req.code).await
+    confirm_factor(&state, who, FactorKind::Phone, req.code).await
 }
 
 /// Removes the phone number (fresh reauthentication; never the last factor under forced).
@@ -488,9 +410,7 @@ pub async fn remove_phone(State(state): State<AppState>, Caller { who, .. }: Cal
     if who.user.phone.is_none() && who.user.pending_phone.is_none() {
         return Err(AppError::NotFound("phone"));
     }
-    ensure_not_last_factor(&state, &who, "phone").await?;
-    let id = who.user.id.clone();
-    factor_removed(&state, &who, "phone", async move |tx| fdb::remove_phone(tx, &id).await).await?;
+    remove_factor(&state, &who, FactorKind::Phone).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -511,9 +431,14 @@ pub async fn list_browsers(
         Some(h) => fdb::find_browser(&state.db().pool, &h).await?.map(|b| b.id),
         None => None,
     };
-    let rows = fdb::list_browsers(&state.db().pool, &who.user.id, state.now()).await?;
+    let now = state.now();
+    let policy = effective_policy(&state, &who.user).await?;
+    let rows = fdb::list_browsers(&state.db().pool, &who.user.id, now).await?;
     Ok(Json(
         rows.into_iter()
+            // Only browsers that still skip the second factor: one remembered before a
+            // password change (or under a longer lifetime) is not remembered any more.
+            .filter(|r| signin::browser_still_skips(r, &who.user, &policy, now))
             .map(|r| RememberedBrowser {
                 current: current_id.as_deref() == Some(r.id.as_str()),
                 id: r.id,

@@ -23,8 +23,9 @@ use crate::db::{self, UserRow};
 use crate::error::AppResult;
 use crate::extract::{ClientAddr, Json};
 use crate::factors::Channel;
+use crate::factors::lifecycle::FactorKind;
 use crate::ratelimit::Class;
-use crate::signin::{self, ClientInfo, Completed, PasswordOutcome};
+use crate::signin::{self, ClientInfo, Completed, Event, Outcome, Start, State as SignIn};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -68,6 +69,14 @@ pub fn remember_cookie(state: &AppState, value: String, max_age_ms: i64) -> Cook
     cookie(state, state.config().remember_cookie(), value, Some(max_age_ms))
 }
 
+/// The long-lived cookie that marks a browser where this user typed the right password:
+/// wrong passwords from elsewhere never lock such a browser out (see `PasswordLimits`).
+fn known_browser_cookie(state: &AppState, user_id: &str) -> Cookie<'static> {
+    let days = i64::from(state.config().known_browser_days);
+    let value = signin::known_browser_token(state, user_id);
+    cookie(state, state.config().known_browser_cookie_name().to_owned(), value, Some(days * 86_400_000))
+}
+
 pub fn client_info(addr: IpAddr, headers: &HeaderMap) -> ClientInfo {
     ClientInfo {
         ip: Some(addr.to_string()),
@@ -99,7 +108,10 @@ fn pending_token(state: &AppState, jar: &CookieJar) -> Option<String> {
 
 /// Sets the cookies of a finished sign-in and describes it.
 async fn signed_in(state: &AppState, jar: CookieJar, done: Completed) -> AppResult<(CookieJar, Json<SignInResponse>)> {
-    let mut jar = jar.remove(pending_cookie(state, String::new())).add(session_cookie(state, done.session_token));
+    let mut jar = jar
+        .remove(pending_cookie(state, String::new()))
+        .add(session_cookie(state, done.session_token))
+        .add(known_browser_cookie(state, &done.user.id));
     if let Some((token, lifetime)) = done.remember {
         jar = jar.add(remember_cookie(state, token, lifetime));
     }
@@ -135,15 +147,17 @@ pub async fn sign_in(
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
     state.limits().by_address(Class::SignIn, addr, state.now())?;
     let client = client_info(addr, &headers);
-    let remember = jar.get(&state.config().remember_cookie()).map(|c| c.value().to_owned());
-    let outcome = signin::password_step(&state, req, &client, remember.as_deref()).await?;
-    let status = outcome.status();
-    match outcome {
-        PasswordOutcome::SignedIn(done) => signed_in(&state, jar, done).await,
-        PasswordOutcome::RequiresTwoFactor { attempt_token, providers, recovery_code_available, policy } => Ok((
-            jar.add(pending_cookie(&state, attempt_token)),
+    let event = Event::Password {
+        request: req,
+        remember_cookie: jar.get(&state.config().remember_cookie()).map(|c| c.value().to_owned()),
+        known_cookie: jar.get(state.config().known_browser_cookie_name()).map(|c| c.value().to_owned()),
+    };
+    match signin::advance(&state, SignIn::AwaitingPassword, event, &client).await? {
+        Outcome::SignedIn(done) => signed_in(&state, jar, done).await,
+        Outcome::SecondFactorRequired { attempt_token, user_id, providers, recovery_code_available, policy } => Ok((
+            jar.add(pending_cookie(&state, attempt_token)).add(known_browser_cookie(&state, &user_id)),
             Json(SignInResponse {
-                status,
+                status: SignInStatus::RequiresTwoFactor,
                 providers,
                 recovery_code_available,
                 remember_browser_offered: policy.remember_browser_allowed,
@@ -151,17 +165,25 @@ pub async fn sign_in(
                 ..SignInResponse::default()
             }),
         )),
-        PasswordOutcome::RequiresEnrollment { attempt_token, policy, grace_until, can_postpone } => Ok((
-            jar.add(pending_cookie(&state, attempt_token)),
+        Outcome::EnrollmentRequired { attempt_token, user_id, policy, grace_until, can_postpone } => Ok((
+            jar.add(pending_cookie(&state, attempt_token)).add(known_browser_cookie(&state, &user_id)),
             Json(SignInResponse {
-                status,
+                status: SignInStatus::RequiresEnrollment,
                 enrollable: signin::enrollable(&policy),
                 grace_until: grace_until.map(rfc3339),
                 can_postpone,
                 ..SignInResponse::default()
             }),
         )),
+        other => Err(crate::error::AppError::Internal(anyhow::anyhow!("unexpected password outcome {other:?}"))),
     }
+}
+
+/// Moves the pending sign-in of this browser with `event`.
+async fn advance_pending(state: &AppState, jar: &CookieJar, event: Event, client: &ClientInfo) -> AppResult<Outcome> {
+    let token = pending_token(state, jar);
+    let current = SignIn::pending(state, token.as_deref()).await?;
+    signin::advance(state, current, event, client).await
 }
 
 /// Sends a sign-in code by email or SMS to the confirmed destination. Resends are
@@ -178,8 +200,8 @@ pub async fn send_code(
     Json(req): Json<SendCodeRequest>,
 ) -> AppResult<Json<SendCodeResponse>> {
     state.limits().by_address(Class::SendCode, addr, state.now())?;
-    let token = pending_token(&state, &jar);
-    Ok(Json(signin::send_sign_in_code(&state, token.as_deref(), req.provider).await?))
+    let client = ClientInfo::default();
+    Ok(Json(advance_pending(&state, &jar, Event::SendCode(req.provider), &client).await?.into_sent()?))
 }
 
 /// Checks the second factor and completes the sign-in; optionally remembers the browser.
@@ -195,8 +217,8 @@ pub async fn verify(
     Json(req): Json<VerifyRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
     state.limits().by_address(Class::Verify, addr, state.now())?;
-    let token = pending_token(&state, &jar);
-    let done = signin::verify_step(&state, token.as_deref(), req, &client_info(addr, &headers)).await?;
+    let client = client_info(addr, &headers);
+    let done = advance_pending(&state, &jar, Event::SecondFactor(req), &client).await?.into_completed()?;
     signed_in(&state, jar, done).await
 }
 
@@ -208,8 +230,11 @@ pub async fn enroll_authenticator(
     State(state): State<AppState>,
     jar: CookieJar,
 ) -> AppResult<Json<AuthenticatorEnrollment>> {
-    let token = pending_token(&state, &jar);
-    Ok(Json(signin::enroll_authenticator_start(&state, token.as_deref()).await?))
+    let event = Event::StartEnrollment(Start::Authenticator);
+    match advance_pending(&state, &jar, event, &ClientInfo::default()).await? {
+        Outcome::EnrollmentStarted(enrollment) => Ok(Json(enrollment)),
+        other => Err(crate::error::AppError::Internal(anyhow::anyhow!("unexpected enrolment outcome {other:?}"))),
+    }
 }
 
 /// Confirms the new authenticator with its first code and completes the sign-in. The
@@ -224,11 +249,7 @@ pub async fn enroll_authenticator_confirm(
     jar: CookieJar,
     Json(req): Json<CodeRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
-    state.limits().by_address(Class::Verify, addr, state.now())?;
-    let token = pending_token(&state, &jar);
-    let done =
-        signin::enroll_authenticator_confirm(&state, token.as_deref(), &req.code, &client_info(addr, &headers)).await?;
-    signed_in(&state, jar, done).await
+    enroll_confirm(&state, addr, &headers, jar, FactorKind::Authenticator, req.code).await
 }
 
 /// Sends a confirmation code to the email on file (or the one given) during enrolment.
@@ -242,8 +263,8 @@ pub async fn enroll_email(
     Json(req): Json<EmailRequest>,
 ) -> AppResult<Json<SendCodeResponse>> {
     state.limits().by_address(Class::SendCode, addr, state.now())?;
-    let token = pending_token(&state, &jar);
-    Ok(Json(signin::enroll_contact_start(&state, token.as_deref(), Channel::Email, req.email.as_deref()).await?))
+    let event = Event::StartEnrollment(Start::Contact(Channel::Email, req.email));
+    Ok(Json(advance_pending(&state, &jar, event, &ClientInfo::default()).await?.into_sent()?))
 }
 
 /// Confirms the email with its code and completes the sign-in.
@@ -257,11 +278,7 @@ pub async fn enroll_email_confirm(
     jar: CookieJar,
     Json(req): Json<CodeRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
-    state.limits().by_address(Class::Verify, addr, state.now())?;
-    let token = pending_token(&state, &jar);
-    let client = client_info(addr, &headers);
-    let done = signin::enroll_contact_confirm(&state, token.as_deref(), Channel::Email, &req.code, &client).await?;
-    signed_in(&state, jar, done).await
+    enroll_confirm(&state, addr, &headers, jar, FactorKind::Email, req.code).await
 }
 
 /// Sends a confirmation code by SMS to the given phone during enrolment.
@@ -275,8 +292,8 @@ pub async fn enroll_phone(
     Json(req): Json<PhoneRequest>,
 ) -> AppResult<Json<SendCodeResponse>> {
     state.limits().by_address(Class::SendCode, addr, state.now())?;
-    let token = pending_token(&state, &jar);
-    Ok(Json(signin::enroll_contact_start(&state, token.as_deref(), Channel::Sms, Some(&req.phone)).await?))
+    let event = Event::StartEnrollment(Start::Contact(Channel::Sms, Some(req.phone)));
+    Ok(Json(advance_pending(&state, &jar, event, &ClientInfo::default()).await?.into_sent()?))
 }
 
 /// Confirms the phone with its code and completes the sign-in.
@@ -290,11 +307,7 @@ pub async fn enroll_phone_confirm(
     jar: CookieJar,
     Json(req): Json<CodeRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
-    state.limits().by_address(Class::Verify, addr, state.now())?;
-    let token = pending_token(&state, &jar);
-    let client = client_info(addr, &headers);
-    let done = signin::enroll_contact_confirm(&state, token.as_deref(), Channel::Sms, &req.code, &client).await?;
-    signed_in(&state, jar, done).await
+    enroll_confirm(&state, addr, &headers, jar, FactorKind::Phone, req.code).await
 }
 
 /// Signs in without enrolling, while the enrolment grace period runs.
@@ -306,9 +319,24 @@ pub async fn postpone(
     headers: HeaderMap,
     jar: CookieJar,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
-    let token = pending_token(&state, &jar);
-    let done = signin::postpone_enrollment(&state, token.as_deref(), &client_info(addr, &headers)).await?;
+    let client = client_info(addr, &headers);
+    let done = advance_pending(&state, &jar, Event::Postpone, &client).await?.into_completed()?;
     signed_in(&state, jar, done).await
+}
+
+/// Confirms the factor being enrolled with its first code and completes the sign-in.
+async fn enroll_confirm(
+    state: &AppState,
+    addr: IpAddr,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    factor: FactorKind,
+    code: String,
+) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
+    let client = client_info(addr, headers);
+    let done = advance_pending(state, &jar, Event::Enroll { factor, code }, &client).await?.into_completed()?;
+    signed_in(state, jar, done).await
 }
 
 /// Ends the current session.

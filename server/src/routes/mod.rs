@@ -11,7 +11,7 @@ pub mod users;
 
 use axum::Router;
 use serde::Deserialize;
-use twofold_policy::wire::{RoleGrant, User};
+use twofold_policy::wire::{LockState, RoleGrant, User};
 use utoipa::IntoParams;
 
 use crate::app::AppState;
@@ -71,7 +71,9 @@ pub fn role_grants(rows: &[RoleRow]) -> Vec<RoleGrant> {
         .collect()
 }
 
-pub fn user_view(u: &UserRow, roles: &[RoleRow]) -> User {
+pub fn user_view(state: &AppState, u: &UserRow, roles: &[RoleRow]) -> User {
+    let lock = crate::signin::lock_state(state, u);
+    let count = |n: i64| u32::try_from(n).unwrap_or(0);
     User {
         id: u.id.clone(),
         username: u.username.clone(),
@@ -81,6 +83,17 @@ pub fn user_view(u: &UserRow, roles: &[RoleRow]) -> User {
         has_factor: u.has_factor(),
         roles: role_grants(roles),
         created_at: rfc3339(u.created_at),
+        lock: LockState {
+            locked: lock.is_some(),
+            locked_until: match lock {
+                Some(crate::error::AppError::LockedOut { .. }) => u.locked_until.map(rfc3339),
+                _ => None,
+            },
+            until_unlocked: matches!(lock, Some(crate::error::AppError::LockedUntilUnlocked)),
+            failures: count(u.second_factor_failures),
+            consecutive_failures: count(u.consecutive_failures),
+            lockouts: count(u.lockouts),
+        },
     }
 }
 

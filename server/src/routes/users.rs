@@ -40,13 +40,20 @@ async fn user_for(state: &AppState, who: &Authenticated, raw_id: &str, action: A
     Ok(user)
 }
 
+/// An admin action that changes a user's security profile, aimed at the admin's own
+/// account, needs the same fresh reauthentication as the account page: otherwise a
+/// stale or stolen admin session would reach around it.
+fn fresh_if_self(state: &AppState, who: &Authenticated, user: &UserRow) -> AppResult<()> {
+    if who.user.id == user.id { who.require_fresh(state) } else { Ok(()) }
+}
+
 async fn list_scope(state: &AppState, scope_key: &str, params: &ListParams) -> AppResult<UserPage> {
     let (page, per_page, limit, offset) = params.window();
     let (rows, total) = db::list_users(&state.db().pool, scope_key, params.query(), limit, offset).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
         let roles = db::roles_of(&state.db().pool, &row.id).await?;
-        items.push(user_view(row, &roles));
+        items.push(user_view(state, row, &roles));
     }
     Ok(UserPage { items, total: u64::try_from(total).unwrap_or(0), page, per_page })
 }
@@ -94,7 +101,7 @@ async fn create_in_scope(state: &AppState, who: &Authenticated, scope_key: &str,
     .await?;
     tx.commit().await?;
     let row = db::get_user(&state.db().pool, &id).await?.ok_or(AppError::NotFound("user"))?;
-    Ok(user_view(&row, &[]))
+    Ok(user_view(state, &row, &[]))
 }
 
 /// Host users, searched and paged.
@@ -162,7 +169,7 @@ pub async fn get_user(
 ) -> AppResult<Json<User>> {
     let user = user_for(&state, &who, &user_id, Action::ReadUser).await?;
     let roles = db::roles_of(&state.db().pool, &user.id).await?;
-    Ok(Json(user_view(&user, &roles)))
+    Ok(Json(user_view(&state, &user, &roles)))
 }
 
 /// The user's effective 2FA policy with the reasons, level by level.
@@ -193,6 +200,7 @@ pub async fn set_user_two_factor(
     Json(req): Json<SetTwoFactor>,
 ) -> AppResult<Json<EffectivePolicyView>> {
     let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    fresh_if_self(&state, &who, &user)?;
     let policy = effective_policy(&state, &user).await?;
     if !policy.admin_can_override {
         return Err(AppError::conflict(
@@ -217,6 +225,9 @@ pub async fn set_user_two_factor(
     .await?;
     tx.commit().await?;
     let user = db::get_user(&state.db().pool, &user.id).await?.ok_or(AppError::NotFound("user"))?;
+    if before && !req.enabled {
+        crate::notify::send(&state, &user, crate::notify::Notice::TwoFactorTurnedOff);
+    }
     let policy = effective_policy(&state, &user).await?;
     Ok(Json(EffectivePolicyView::new(user.id, &policy)))
 }
@@ -251,7 +262,7 @@ pub async fn assign_tenant_admin(
     tx.commit().await?;
     state.grant_in_memory(&user.id, Role::TenantAdmin, &tenant.id)?;
     let roles = db::roles_of(&state.db().pool, &user.id).await?;
-    Ok(Json(user_view(&user, &roles)))
+    Ok(Json(user_view(&state, &user, &roles)))
 }
 
 /// Removes the tenant-admin role from a user of the tenant.
@@ -319,7 +330,8 @@ async fn admin_user_action(
     Ok(())
 }
 
-/// Lifts a second-factor lockout now.
+/// Lifts a second-factor lockout now, including one that lasts until unlocked, and
+/// starts every failure count again.
 #[utoipa::path(post, path = "/api/users/{user_id}/unlock", tag = "users",
     params(("user_id" = String, Path, description = "User id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -329,6 +341,7 @@ pub async fn unlock_user(
     Path(user_id): Path<String>,
 ) -> AppResult<StatusCode> {
     let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    fresh_if_self(&state, &who, &user)?;
     let id = user.id.clone();
     admin_user_action(&state, &who, &user, "user.unlocked", async move |tx| {
         crate::db::factors::reset_failures(tx, &id).await.map(|_| serde_json::json!({}))
@@ -349,6 +362,7 @@ pub async fn reset_second_factors(
     Path(user_id): Path<String>,
 ) -> AppResult<StatusCode> {
     let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    fresh_if_self(&state, &who, &user)?;
     let id = user.id.clone();
     admin_user_action(&state, &who, &user, "user.second_factors_reset", async move |tx| {
         crate::db::factors::reset_second_factors(tx, &id).await?;

@@ -358,22 +358,46 @@ pub async fn get_with_cookie(addr: SocketAddr, path: &str, cookie: &str) -> Resp
 pub struct Mail {
     pub server: SmtpServer,
     seen: HashSet<PathBuf>,
+    /// Security notices received so far, kept apart from the messages with codes.
+    pub notices: Vec<String>,
 }
+
+/// The subject of the security notices the server sends after sensitive changes.
+pub const NOTICE_SUBJECT: &str = "Security notice from Twofold";
 
 impl Mail {
     pub fn start() -> Self {
-        Mail { server: start_smtp_server(), seen: HashSet::new() }
+        Mail { server: start_smtp_server(), seen: HashSet::new(), notices: Vec::new() }
     }
 
-    /// Every message not read before, as raw text.
+    /// Every message with a code not read before, as raw text. Security notices go to
+    /// `notices` instead: they arrive in the background, in no fixed order.
     pub async fn next_messages(&mut self) -> Vec<String> {
         let mut out = Vec::new();
         for (path, text) in mail_files(self.server.maildir.path()) {
             if self.seen.insert(path) {
-                out.push(text.replace("\r\n", "\n"));
+                let text = text.replace("\r\n", "\n");
+                if header_value(&text, "Subject") == Some(NOTICE_SUBJECT) {
+                    self.notices.push(text);
+                } else {
+                    out.push(text);
+                }
             }
         }
         out
+    }
+
+    /// Waits until a notice to `to` containing `sentence` has arrived.
+    pub async fn wait_for_notice(&mut self, to: &str, sentence: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let _ = self.next_messages().await;
+            if let Some(n) = self.notices.iter().find(|n| header_value(n, "To") == Some(to) && n.contains(sentence)) {
+                return n.clone();
+            }
+            assert!(Instant::now() < deadline, "no notice to {to} saying {sentence:?}; got {:#?}", self.notices);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits for the next unread message and returns the code in it, checking it went

@@ -852,15 +852,23 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
                     && let Some(body) = &req.body
                 {
                     // A wrong password for an existing user of B or the host is recorded
-                    // in that user's own trail.
+                    // in that user's own trail; one for a name nobody has, against the
+                    // scope as `user:unknown`: every failing sign-in costs one audit write.
+                    let refused_password =
+                        serde_json::from_slice::<Value>(&resp.body).is_ok_and(|v| v["error"] == "invalid_credentials");
                     for (tenant_name, list) in [(&b.tenant_name, "users of B"), (&host.tenant_name, "host users")] {
                         if body["tenant"] != *tenant_name {
                             continue;
                         }
+                        let mut matched = false;
                         for u in before[list]["items"].as_array().expect("items") {
                             if body["username"] == u["username"] {
                                 expected_failures.push(format!("user:{}", u["id"].as_str().expect("id")));
+                                matched = true;
                             }
+                        }
+                        if !matched && refused_password {
+                            expected_failures.push("user:unknown".to_owned());
                         }
                     }
                 }

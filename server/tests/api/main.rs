@@ -23,6 +23,7 @@ mod health;
 mod isolation;
 mod limits;
 mod lockout;
+mod machine;
 mod remember;
 mod secrecy_in_logs;
 mod settings;

@@ -1,19 +1,95 @@
-//! Second factors shared by the sign-in pipeline and the account API: sending and
-//! checking emailed or texted codes, authenticator codes, recovery codes, and the
-//! lockout that follows repeated failures.
+//! Second factors shared by the sign-in pipeline and the account API: sending emailed or
+//! texted codes, and checking them, authenticator codes and recovery codes.
 //!
-//! Codes are compared only through keyed hashes in constant time, and each successful
-//! check consumes the code in the database before it counts. Nothing here logs a code.
+//! A check here never consumes anything and never counts a failure: it says whether a
+//! code is right ([`Verdict`]). The sign-in machine (`crate::signin`) is the only caller
+//! that acts on the verdict: it reserves a lockout attempt before the check and consumes
+//! the factor in the transaction that completes the step. Adding, confirming and
+//! removing factors lives in [`lifecycle`]. Codes are compared only through keyed
+//! hashes in constant time. Nothing here logs a code.
+
+pub mod lifecycle;
 
 use rand::Rng;
 use twofold_policy::Provider;
-use twofold_policy::wire::{SecondFactorMethod, SendCodeResponse};
+use twofold_policy::wire::SendCodeResponse;
 
 use crate::app::AppState;
 use crate::db::factors::{self as fdb, NewCode};
 use crate::db::{self, NewAudit, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::totp;
+
+/// What an emailed or texted code is for. Each purpose keys its own code hashes, so a
+/// code sent for one purpose can never be used for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    SignInEmail,
+    SignInSms,
+    EnrollEmail,
+    EnrollPhone,
+    ConfirmEmail,
+    ConfirmPhone,
+    ReauthEmail,
+    ReauthSms,
+    /// Recovery codes are not sent, but their hashes are keyed the same way.
+    Recovery,
+}
+
+impl CodePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodePurpose::SignInEmail => "sign_in_email",
+            CodePurpose::SignInSms => "sign_in_sms",
+            CodePurpose::EnrollEmail => "enroll_email",
+            CodePurpose::EnrollPhone => "enroll_phone",
+            CodePurpose::ConfirmEmail => "confirm_email",
+            CodePurpose::ConfirmPhone => "confirm_phone",
+            CodePurpose::ReauthEmail => "reauth_email",
+            CodePurpose::ReauthSms => "reauth_sms",
+            CodePurpose::Recovery => "recovery",
+        }
+    }
+
+    pub fn sign_in(channel: Channel) -> Self {
+        match channel {
+            Channel::Email => CodePurpose::SignInEmail,
+            Channel::Sms => CodePurpose::SignInSms,
+        }
+    }
+
+    pub fn enroll(channel: Channel) -> Self {
+        match channel {
+            Channel::Email => CodePurpose::EnrollEmail,
+            Channel::Sms => CodePurpose::EnrollPhone,
+        }
+    }
+
+    pub fn confirm(channel: Channel) -> Self {
+        match channel {
+            Channel::Email => CodePurpose::ConfirmEmail,
+            Channel::Sms => CodePurpose::ConfirmPhone,
+        }
+    }
+
+    pub fn reauth(channel: Channel) -> Self {
+        match channel {
+            Channel::Email => CodePurpose::ReauthEmail,
+            Channel::Sms => CodePurpose::ReauthSms,
+        }
+    }
+}
+
+/// What a check found.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Right, and still unused: consume it to make it count.
+    Valid(Spend),
+    /// Right, but already used (a replay, a double submit, another tab): not a guess.
+    Used,
+    /// Wrong.
+    Wrong,
+}
 
 /// A new six-digit code from the thread-local CSPRNG.
 pub fn new_numeric_code() -> String {
@@ -62,17 +138,33 @@ impl Channel {
             Channel::Sms => Provider::Sms,
         }
     }
+
+    pub fn method(self) -> twofold_policy::wire::SecondFactorMethod {
+        match self {
+            Channel::Email => twofold_policy::wire::SecondFactorMethod::Email,
+            Channel::Sms => twofold_policy::wire::SecondFactorMethod::Sms,
+        }
+    }
+
+    /// The factor's name in audit events.
+    pub fn factor_name(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "phone",
+        }
+    }
 }
 
 /// Creates a code for `purpose` bound to `binding`, voiding earlier ones, and sends it.
 pub async fn send_code(
     state: &AppState,
     user: &UserRow,
-    purpose: &str,
+    purpose: CodePurpose,
     binding: &str,
     destination: &str,
     channel: Channel,
 ) -> AppResult<SendCodeResponse> {
+    let purpose = purpose.as_str();
     let now = state.now();
     // The one place every email and text leaves from, so the cap holds whichever path
     // asked: many pending sign-ins, enrolment, the account page, many addresses.
@@ -141,11 +233,12 @@ impl Spend {
         }
     }
 
-    async fn consume_now(self, state: &AppState) -> AppResult<Option<Spend>> {
-        let mut tx = state.db().begin_write().await?;
-        let won = self.consume(&mut tx, state.now()).await?;
-        tx.commit().await?;
-        Ok(won.then_some(self))
+    /// Where an emailed or texted code went: the address or number it confirms.
+    pub fn destination(&self) -> Option<&str> {
+        match self {
+            Spend::Code { destination, .. } => Some(destination),
+            _ => None,
+        }
     }
 }
 
@@ -158,39 +251,33 @@ pub fn typed_numeric_code(code: &str) -> Option<&str> {
     (code.len() == 6 && code.bytes().all(|c| c.is_ascii_digit())).then_some(code)
 }
 
-/// Checks the live code of `purpose` and `binding` without consuming it.
-pub async fn check_code(state: &AppState, purpose: &str, binding: &str, code: &str) -> AppResult<Option<Spend>> {
+/// Checks the live code of `purpose` and `binding` without consuming it. A used or
+/// voided code is simply wrong here: it is bound to one pending sign-in or one
+/// confirmation, so only its own requests could race for it, and those end in the
+/// consuming transaction.
+pub async fn check_code(state: &AppState, purpose: CodePurpose, binding: &str, code: &str) -> AppResult<Verdict> {
     let Some(code) = typed_numeric_code(code) else {
-        return Ok(None);
+        return Ok(Verdict::Wrong);
     };
     let now = state.now();
-    let Some(row) = fdb::live_code(&state.db().pool, binding, purpose, now).await? else {
-        return Ok(None);
+    let Some(row) = fdb::live_code(&state.db().pool, binding, purpose.as_str(), now).await? else {
+        return Ok(Verdict::Wrong);
     };
-    if !state.keys().verify_code_hash(purpose, binding, code, &row.code_hash) {
-        return Ok(None);
+    if !state.keys().verify_code_hash(purpose.as_str(), binding, code, &row.code_hash) {
+        return Ok(Verdict::Wrong);
     }
-    Ok(Some(Spend::Code { id: row.id, destination: row.destination }))
-}
-
-/// Checks and consumes the live code of `purpose` and `binding`. Returns the
-/// destination it was sent to when the code is right and this request won it.
-pub async fn take_code(state: &AppState, purpose: &str, binding: &str, code: &str) -> AppResult<Option<String>> {
-    let Some(spend) = check_code(state, purpose, binding, code).await? else { return Ok(None) };
-    Ok(match spend.consume_now(state).await? {
-        Some(Spend::Code { destination, .. }) => Some(destination),
-        _ => None,
-    })
+    Ok(Verdict::Valid(Spend::Code { id: row.id, destination: row.destination }))
 }
 
 /// Checks an authenticator code without consuming its time step. With `pending` the
 /// not-yet-confirmed secret of an enrolment is used; otherwise only a confirmed one.
-pub async fn check_totp(state: &AppState, user: &UserRow, code: &str, pending: bool) -> AppResult<Option<Spend>> {
+/// A right code of a step already used is [`Verdict::Used`].
+pub async fn check_totp(state: &AppState, user: &UserRow, code: &str, pending: bool) -> AppResult<Verdict> {
     let Some(row) = fdb::get_authenticator(&state.db().pool, &user.id).await? else {
-        return Ok(None);
+        return Ok(Verdict::Wrong);
     };
     if (row.confirmed != 0) == pending {
-        return Ok(None);
+        return Ok(Verdict::Wrong);
     }
     let secret = state
         .keys()
@@ -198,16 +285,16 @@ pub async fn check_totp(state: &AppState, user: &UserRow, code: &str, pending: b
         .map_err(|e| AppError::Internal(anyhow::anyhow!("authenticator secret cannot be decrypted: {e}")))?;
     let now_secs = u64::try_from(state.now() / 1000).unwrap_or(0);
     let last = u64::try_from(row.last_used_step).ok().filter(|s| *s > 0);
-    let Some(step) = totp::verify(&secret, code, now_secs, last) else {
-        return Ok(None);
-    };
-    Ok(Some(Spend::TotpStep { user_id: user.id.clone(), step: i64::try_from(step).unwrap_or(i64::MAX) }))
-}
-
-/// Checks an authenticator code and consumes its time step.
-pub async fn take_totp(state: &AppState, user: &UserRow, code: &str, pending: bool) -> AppResult<bool> {
-    let Some(spend) = check_totp(state, user, code, pending).await? else { return Ok(false) };
-    Ok(spend.consume_now(state).await?.is_some())
+    if let Some(step) = totp::verify(&secret, code, now_secs, last) {
+        return Ok(Verdict::Valid(Spend::TotpStep {
+            user_id: user.id.clone(),
+            step: i64::try_from(step).unwrap_or(i64::MAX),
+        }));
+    }
+    if last.is_some() && totp::verify(&secret, code, now_secs, None).is_some() {
+        return Ok(Verdict::Used);
+    }
+    Ok(Verdict::Wrong)
 }
 
 /// Normalises a typed recovery code: case and separators do not matter. Public for the
@@ -218,26 +305,21 @@ pub fn normalize_recovery(code: &str) -> String {
 
 /// Checks a recovery code against every unused one of the user (in constant time each)
 /// without consuming it.
-pub async fn check_recovery_code(state: &AppState, user: &UserRow, code: &str) -> AppResult<Option<Spend>> {
+pub async fn check_recovery_code(state: &AppState, user: &UserRow, code: &str) -> AppResult<Verdict> {
     let typed = normalize_recovery(code);
     if typed.len() != RECOVERY_CODE_LEN {
-        return Ok(None);
+        return Ok(Verdict::Wrong);
     }
     let rows = fdb::unused_recovery_codes(&state.db().pool, &user.id).await?;
     let mut found = None;
+    let purpose = CodePurpose::Recovery.as_str();
     for row in &rows {
         // No early exit: the time taken does not depend on which code matched.
-        if state.keys().verify_code_hash("recovery", &user.id, &typed, &row.code_hash) && found.is_none() {
+        if state.keys().verify_code_hash(purpose, &user.id, &typed, &row.code_hash) && found.is_none() {
             found = Some(row.id.clone());
         }
     }
-    Ok(found.map(|id| Spend::Recovery { id }))
-}
-
-/// Checks a recovery code and consumes the match.
-pub async fn take_recovery_code(state: &AppState, user: &UserRow, code: &str) -> AppResult<bool> {
-    let Some(spend) = check_recovery_code(state, user, code).await? else { return Ok(false) };
-    Ok(spend.consume_now(state).await?.is_some())
+    Ok(found.map_or(Verdict::Wrong, |id| Verdict::Valid(Spend::Recovery { id })))
 }
 
 /// Characters of a recovery code without its separator.
@@ -260,36 +342,12 @@ pub async fn issue_recovery_codes(
             let raw: String = (0..RECOVERY_CODE_LEN)
                 .map(|_| char::from(RECOVERY_ALPHABET[rng.random_range(0..RECOVERY_ALPHABET.len())]))
                 .collect();
-            hashes.push(state.keys().code_hash("recovery", user_id, &raw));
+            hashes.push(state.keys().code_hash(CodePurpose::Recovery.as_str(), user_id, &raw));
             codes.push(format!("{}-{}", &raw[..5], &raw[5..]));
         }
     }
     fdb::replace_recovery_codes(conn, user_id, &hashes, state.now()).await?;
     Ok(codes)
-}
-
-/// Refuses while the user is locked out.
-pub fn ensure_not_locked(state: &AppState, user: &UserRow) -> AppResult<()> {
-    match user.locked_until {
-        Some(until) if until > state.now() => Err(AppError::LockedOut { retry_after_ms: until - state.now() }),
-        _ => Ok(()),
-    }
-}
-
-/// Counts a wrong second factor; locks the user when the count reaches the limit.
-/// Returns the error to answer with.
-pub async fn second_factor_failed(state: &AppState, user: &UserRow, method: &str) -> AppResult<AppError> {
-    let failures = fdb::count_failure(&state.db().pool, &user.id).await?;
-    let max = i64::from(state.config().lockout_max_failures);
-    let now = state.now();
-    audit_user(state, user, "sign_in.failed", serde_json::json!({ "factor": method, "failures": failures })).await?;
-    if failures >= max {
-        let lock_ms = i64::from(state.config().lockout_minutes) * 60_000;
-        fdb::lock_user(&state.db().pool, &user.id, now + lock_ms).await?;
-        audit_user(state, user, "user.locked_out", serde_json::json!({ "until_ms": now + lock_ms })).await?;
-        return Ok(AppError::LockedOut { retry_after_ms: lock_ms });
-    }
-    Ok(AppError::InvalidCode { attempts_left: u32::try_from(max - failures).unwrap_or(0) })
 }
 
 /// Records an event about `user`, done by that user, outside any transaction.
@@ -309,15 +367,6 @@ pub async fn audit_user(state: &AppState, user: &UserRow, action: &str, after: s
     )
     .await?;
     Ok(())
-}
-
-pub fn method_name(m: SecondFactorMethod) -> &'static str {
-    match m {
-        SecondFactorMethod::Authenticator => "authenticator",
-        SecondFactorMethod::Email => "email",
-        SecondFactorMethod::Sms => "sms",
-        SecondFactorMethod::RecoveryCode => "recovery_code",
-    }
 }
 
 #[cfg(test)]

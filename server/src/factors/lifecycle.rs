@@ -1,0 +1,171 @@
+//! Adding, confirming and removing second factors: the one implementation behind
+//! enrolment during sign-in and the account page.
+//!
+//! Every change here rotates the user's security stamp (other sessions, pending
+//! sign-ins and remembered browsers end), is audited, and happens in the caller's
+//! transaction together with whatever proved it. Nothing here checks freshness or
+//! codes: the sign-in machine and the account routes do that before calling.
+
+use base64::Engine;
+use twofold_policy::Behaviour;
+use twofold_policy::wire::AuthenticatorEnrollment;
+
+use crate::app::AppState;
+use crate::auth;
+use crate::db::factors as fdb;
+use crate::db::{self, NewAudit, UserRow};
+use crate::error::{AppError, AppResult};
+use crate::totp;
+
+/// A factor a user can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorKind {
+    Authenticator,
+    Email,
+    Phone,
+}
+
+impl FactorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactorKind::Authenticator => "authenticator",
+            FactorKind::Email => "email",
+            FactorKind::Phone => "phone",
+        }
+    }
+
+    fn held_by(self, user: &UserRow) -> bool {
+        match self {
+            FactorKind::Authenticator => user.has_authenticator != 0,
+            FactorKind::Email => user.email_confirmed != 0,
+            FactorKind::Phone => user.phone_confirmed != 0,
+        }
+    }
+}
+
+/// A factor about to be stored, with what it needs.
+#[derive(Debug, Clone, Copy)]
+pub enum NewFactor<'a> {
+    /// The pending authenticator, now confirmed by its first code.
+    Authenticator,
+    Email(&'a str),
+    Phone(&'a str),
+}
+
+impl NewFactor<'_> {
+    pub fn kind(&self) -> FactorKind {
+        match self {
+            NewFactor::Authenticator => FactorKind::Authenticator,
+            NewFactor::Email(_) => FactorKind::Email,
+            NewFactor::Phone(_) => FactorKind::Phone,
+        }
+    }
+}
+
+/// Creates a pending (unconfirmed) authenticator for `user` and returns its secret,
+/// shown this once.
+pub async fn begin_authenticator(state: &AppState, user: &UserRow) -> AppResult<AuthenticatorEnrollment> {
+    let secret = totp::generate_secret();
+    let enc = state.keys().encrypt_secret(&secret, &user.id);
+    let mut tx = state.db().begin_write().await?;
+    if !fdb::put_pending_authenticator(&mut tx, &user.id, &enc, state.now()).await? {
+        return Err(AppError::conflict(
+            "authenticator_exists",
+            "an authenticator is already set up; remove it before adding a new one",
+        ));
+    }
+    tx.commit().await?;
+    let account = match &user.tenant_id {
+        Some(tid) => {
+            let tenant = db::get_tenant(&state.db().pool, tid).await?.map(|t| t.name).unwrap_or_default();
+            format!("{}@{}", user.username, tenant)
+        }
+        None => user.username.clone(),
+    };
+    let uri = totp::otpauth_uri(&secret, &state.config().totp_issuer, &account)?;
+    let png = totp::qr_png(&uri)?;
+    Ok(AuthenticatorEnrollment {
+        secret: totp::secret_base32(&secret),
+        otpauth_uri: uri,
+        qr_png_base64: base64::engine::general_purpose::STANDARD.encode(png),
+    })
+}
+
+/// Stores a new factor in the caller's transaction: the change itself, a new security
+/// stamp (kept by `keep_session`, the session that made the change), recovery codes
+/// when it is the user's first factor, and the audit event. Returns the recovery codes.
+pub async fn add(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    user: &UserRow,
+    factor: NewFactor<'_>,
+    keep_session: Option<&str>,
+) -> AppResult<Option<Vec<String>>> {
+    let first = !user.has_factor();
+    match factor {
+        NewFactor::Authenticator => fdb::confirm_authenticator(conn, &user.id).await?,
+        NewFactor::Email(address) => fdb::confirm_email(conn, &user.id, address).await?,
+        NewFactor::Phone(number) => fdb::confirm_phone(conn, &user.id, number).await?,
+    }
+    fdb::rotate_stamp(conn, &user.id, &auth::new_stamp(), keep_session).await?;
+    let codes = if first { Some(super::issue_recovery_codes(conn, state, &user.id).await?) } else { None };
+    db::insert_audit(
+        conn,
+        &NewAudit {
+            at: state.now(),
+            actor_user_id: Some(&user.id),
+            scope_key: &user.scope_key,
+            action: "factor.added",
+            target: &format!("user:{}", user.id),
+            before: None,
+            after: Some(serde_json::json!({ "factor": factor.kind().as_str(), "recovery_codes_issued": first })),
+        },
+    )
+    .await?;
+    Ok(codes)
+}
+
+/// Refuses to remove the last factor while 2FA is forced: the user could no longer
+/// sign in.
+pub fn ensure_not_last(user: &UserRow, behaviour: Behaviour, removing: FactorKind) -> AppResult<()> {
+    let remaining = [FactorKind::Authenticator, FactorKind::Email, FactorKind::Phone]
+        .into_iter()
+        .filter(|k| *k != removing && k.held_by(user))
+        .count();
+    if behaviour == Behaviour::Forced && remaining == 0 {
+        return Err(AppError::conflict(
+            "last_factor",
+            "two-factor sign-in is required, so your last factor cannot be removed",
+        ));
+    }
+    Ok(())
+}
+
+/// Removes a factor, rotating the stamp and auditing, in one transaction.
+pub async fn remove(state: &AppState, user: &UserRow, factor: FactorKind, keep_session: Option<&str>) -> AppResult<()> {
+    let mut tx = state.db().begin_write().await?;
+    match factor {
+        FactorKind::Authenticator => fdb::delete_authenticator(&mut tx, &user.id).await?,
+        FactorKind::Phone => fdb::remove_phone(&mut tx, &user.id).await?,
+        FactorKind::Email => {
+            return Err(AppError::bad_request("not_removable", "an email address is replaced, not removed"));
+        }
+    }
+    fdb::rotate_stamp(&mut tx, &user.id, &auth::new_stamp(), keep_session).await?;
+    db::insert_audit(
+        &mut tx,
+        &NewAudit {
+            at: state.now(),
+            actor_user_id: Some(&user.id),
+            scope_key: &user.scope_key,
+            action: "factor.removed",
+            target: &format!("user:{}", user.id),
+            before: Some(serde_json::json!({ "factor": factor.as_str() })),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    crate::notify::send(state, user, crate::notify::Notice::FactorRemoved(factor));
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The second-factor lockout: the one place that reserves an attempt before a code is
+//! checked, and settles it afterwards.
+//!
+//! Reserve-then-verify: an attempt is counted in the database by one conditional
+//! statement *before* the code is looked at, so neither parallel requests nor several
+//! nodes can get more codes checked than the limit allows. A wrong code keeps its
+//! reservation (and the request that reaches the limit locks the user, each lock twice
+//! as long as the one before); a right code consumed in the completing transaction
+//! resets the counts; a right code that another request used first is given back, since
+//! it was not a guess. After `lockout_permanent_after` wrong codes in a row
+//! second-factor sign-in stays locked until an admin unlocks it.
+
+use twofold_policy::wire::SecondFactorMethod;
+
+use crate::app::AppState;
+use crate::db::UserRow;
+use crate::db::factors as fdb;
+use crate::error::{AppError, AppResult};
+use crate::factors::{self, Verdict};
+
+/// A counted attempt, not yet settled.
+#[derive(Debug)]
+#[must_use = "a reservation is settled by a verdict"]
+pub struct Reservation {
+    failures: i64,
+    consecutive: i64,
+}
+
+fn max_failures(state: &AppState) -> i64 {
+    i64::from(state.config().lockout_max_failures)
+}
+
+fn permanent_after(state: &AppState) -> i64 {
+    i64::from(state.config().lockout_permanent_after)
+}
+
+/// Whether (and how) `user` is locked now, from the row as read.
+pub fn lock_state(state: &AppState, user: &UserRow) -> Option<AppError> {
+    if user.consecutive_failures >= permanent_after(state) {
+        return Some(AppError::LockedUntilUnlocked);
+    }
+    match user.locked_until {
+        Some(until) if until > state.now() => Some(AppError::LockedOut { retry_after_ms: until - state.now() }),
+        _ => None,
+    }
+}
+
+/// Refuses while the user is locked (for requests that check no code, such as sends).
+pub fn ensure_not_locked(state: &AppState, user: &UserRow) -> AppResult<()> {
+    lock_state(state, user).map_or(Ok(()), Err)
+}
+
+/// How often, and how far apart, a reservation refused only because other attempts of
+/// the same user are still being checked is tried again: those settle in milliseconds,
+/// and a double submit of a right code must end as one sign-in, not as a refusal.
+const IN_FLIGHT_RETRIES: u32 = 25;
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Counts one attempt for `user`, or refuses when locked or at the limit.
+pub async fn reserve(state: &AppState, user: &UserRow) -> AppResult<Reservation> {
+    let pool = &state.db().pool;
+    for _ in 0..IN_FLIGHT_RETRIES {
+        let now = state.now();
+        if let Some((failures, consecutive)) =
+            fdb::reserve_attempt(pool, &user.id, now, max_failures(state), permanent_after(state)).await?
+        {
+            return Ok(Reservation { failures, consecutive });
+        }
+        // Refused: say why, from the row as it is now.
+        let current = crate::db::get_user(pool, &user.id).await?.ok_or(AppError::SignInExpired)?;
+        if let Some(locked) = lock_state(state, &current) {
+            return Err(locked);
+        }
+        tokio::time::sleep(IN_FLIGHT_WAIT).await;
+    }
+    // Still at the limit with earlier attempts unsettled: no lock yet, so a short wait.
+    Err(AppError::RateLimited { retry_after_ms: 1000 })
+}
+
+/// Gives the attempt back: the code was right but already used (a replay, a double
+/// submit, a race lost to another tab), which is no guess. Answers as a wrong code.
+pub async fn refund(state: &AppState, user: &UserRow, reservation: Reservation) -> AppResult<AppError> {
+    fdb::refund_attempt(&state.db().pool, &user.id).await?;
+    let left = max_failures(state) - (reservation.failures - 1);
+    Ok(AppError::InvalidCode { attempts_left: u32::try_from(left).unwrap_or(0) })
+}
+
+/// Keeps the attempt as a failure, locks when it reached the limit, audits, and returns
+/// the error to answer with.
+pub async fn failed(
+    state: &AppState,
+    user: &UserRow,
+    reservation: Reservation,
+    method: SecondFactorMethod,
+) -> AppResult<AppError> {
+    let now = state.now();
+    let max = max_failures(state);
+    let mut tx = state.db().begin_write().await?;
+    let locked = if reservation.failures >= max {
+        let config = state.config();
+        fdb::lock_if_at_limit(&mut tx, &user.id, max, |earlier| now + config.lockout_ms(earlier)).await?
+    } else {
+        None
+    };
+    tx.commit().await?;
+    factors::audit_user(
+        state,
+        user,
+        "sign_in.failed",
+        serde_json::json!({ "factor": method.as_str(), "failures": reservation.failures,
+            "consecutive_failures": reservation.consecutive }),
+    )
+    .await?;
+    if reservation.consecutive >= permanent_after(state) {
+        factors::audit_user(
+            state,
+            user,
+            "user.locked_out",
+            serde_json::json!({ "until_unlocked": true, "consecutive_failures": reservation.consecutive }),
+        )
+        .await?;
+        crate::notify::send(state, user, crate::notify::Notice::Locked);
+        return Ok(AppError::LockedUntilUnlocked);
+    }
+    if let Some((until, lockouts)) = locked {
+        factors::audit_user(
+            state,
+            user,
+            "user.locked_out",
+            serde_json::json!({ "until_ms": until, "lockouts": lockouts }),
+        )
+        .await?;
+        crate::notify::send(state, user, crate::notify::Notice::Locked);
+        return Ok(AppError::LockedOut { retry_after_ms: until - now });
+    }
+    if reservation.failures >= max {
+        // Another request of this burst placed the lock.
+        let current = crate::db::get_user(&state.db().pool, &user.id).await?;
+        let fallback = AppError::LockedOut { retry_after_ms: state.config().lockout_ms(user.lockouts) };
+        return Ok(current.and_then(|u| lock_state(state, &u)).unwrap_or(fallback));
+    }
+    Ok(AppError::InvalidCode { attempts_left: u32::try_from(max - reservation.failures).unwrap_or(0) })
+}
+
+/// Settles a verdict that is not [`Verdict::Valid`] and returns the error to answer
+/// with; a valid one is handed back with its reservation for the caller to consume.
+pub async fn settle(
+    state: &AppState,
+    user: &UserRow,
+    reservation: Reservation,
+    method: SecondFactorMethod,
+    verdict: Verdict,
+) -> AppResult<Result<(factors::Spend, Reservation), AppError>> {
+    Ok(match verdict {
+        Verdict::Valid(spend) => Ok((spend, reservation)),
+        Verdict::Used => Err(refund(state, user, reservation).await?),
+        Verdict::Wrong => Err(failed(state, user, reservation, method).await?),
+    })
+}

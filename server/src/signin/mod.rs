@@ -1,0 +1,591 @@
+//! The sign-in state machine: every way to a session, and every proof a session gives
+//! again, goes through [`advance`].
+//!
+//! ```text
+//!  AwaitingPassword ──Password──> Complete                       (no 2FA needed, or a remembered browser)
+//!         │                  └──> AwaitingSecondFactor ──SendCode──> (same)
+//!         │                  │          └──SecondFactor──> Complete
+//!         │                  └──> AwaitingEnrollment ──StartEnrollment──> (same)
+//!         │                             ├──Enroll──> Complete
+//!         │                             └──Postpone──> Complete  (while the grace period runs)
+//!  Complete ──SendCode──> (same)  ──Reauthenticate──> Complete (fresh)  ──ConfirmFactor──> Complete (factor added)
+//! ```
+//!
+//! The states between the password and the session are rows (pending sign-ins) bound to
+//! the user, their security stamp and a random token held in an HttpOnly cookie; the
+//! row's stage *is* the state, so a request can only send an event that [`admits`]
+//! allows from where that sign-in stands. `Complete` is a signed-in session.
+//!
+//! Three things happen in one place each and nowhere else: a second-factor attempt is
+//! reserved against the lockout before any code is checked ([`lockout`]); a factor is
+//! consumed ([`Proven::consume`]); a session is minted ([`session`]). Routes only parse
+//! the request, build an event and map the [`Outcome`].
+
+mod lockout;
+mod password;
+mod pending;
+mod session;
+
+use twofold_policy::wire::{
+    AuthenticatorEnrollment, ProviderOffer, ReauthenticateRequest, SecondFactorMethod as M, SendCodeResponse,
+    SignInRequest, VerifyRequest,
+};
+use twofold_policy::{EffectivePolicy, PolicyInput, Provider, Scope, resolve};
+
+use crate::app::AppState;
+use crate::auth::{Authenticated, Freshness};
+use crate::db::factors as fdb;
+use crate::db::{self, HOST_SCOPE, UserRow};
+use crate::error::{AppError, AppResult};
+use crate::factors::lifecycle::{self, FactorKind, NewFactor};
+use crate::factors::{self, Channel, CodePurpose, Spend};
+use crate::notify::{self, Notice};
+use crate::ratelimit::Class;
+
+pub use lockout::{ensure_not_locked, lock_state};
+pub use password::{known_browser_token, verify_password_of};
+pub use pending::Pending;
+pub use session::{Completed, browser_still_skips};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Who is signing in from where; recorded with the session.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Where a sign-in stands.
+#[derive(Debug)]
+pub enum State {
+    /// Nothing proven yet.
+    AwaitingPassword,
+    /// The password was right; a second factor is next.
+    AwaitingSecondFactor(Box<Pending>),
+    /// A second factor is required but the user has none: only enrolment is allowed.
+    AwaitingEnrollment(Box<Pending>),
+    /// A signed-in session.
+    Complete(Box<Authenticated>),
+}
+
+/// The states without their data, for the transition table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    AwaitingPassword,
+    AwaitingSecondFactor,
+    AwaitingEnrollment,
+    Complete,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] =
+        [Stage::AwaitingPassword, Stage::AwaitingSecondFactor, Stage::AwaitingEnrollment, Stage::Complete];
+
+    /// The stored name of a pending sign-in's stage.
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::AwaitingSecondFactor => "second_factor",
+            Stage::AwaitingEnrollment => "enrollment",
+            Stage::AwaitingPassword => "password",
+            Stage::Complete => "complete",
+        }
+    }
+}
+
+impl State {
+    pub fn stage(&self) -> Stage {
+        match self {
+            State::AwaitingPassword => Stage::AwaitingPassword,
+            State::AwaitingSecondFactor(_) => Stage::AwaitingSecondFactor,
+            State::AwaitingEnrollment(_) => Stage::AwaitingEnrollment,
+            State::Complete(_) => Stage::Complete,
+        }
+    }
+
+    /// The state of the pending sign-in whose token the cookie holds. Expired,
+    /// completed or stale (the user's security stamp changed) sign-ins are all refused
+    /// alike.
+    pub async fn pending(app: &AppState, token: Option<&str>) -> AppResult<State> {
+        let p = pending::load(app, token).await?;
+        Ok(match p.stage {
+            Stage::AwaitingEnrollment => State::AwaitingEnrollment(Box::new(p)),
+            _ => State::AwaitingSecondFactor(Box::new(p)),
+        })
+    }
+}
+
+/// What a pending enrolment starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    Authenticator,
+    /// A code to the given address or number (or the one on file).
+    Contact(Channel, Option<String>),
+}
+
+/// Something the user (or their browser) does.
+#[derive(Debug)]
+pub enum Event {
+    Password {
+        request: SignInRequest,
+        remember_cookie: Option<String>,
+        known_cookie: Option<String>,
+    },
+    /// An emailed or texted code for the next proof.
+    SendCode(Provider),
+    SecondFactor(VerifyRequest),
+    StartEnrollment(Start),
+    /// The first code of the factor being enrolled.
+    Enroll {
+        factor: FactorKind,
+        code: String,
+    },
+    Postpone,
+    Reauthenticate(ReauthenticateRequest),
+    /// The first code of a factor added on the account page.
+    ConfirmFactor {
+        factor: FactorKind,
+        code: String,
+    },
+}
+
+/// The events without their data, for the transition table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Password,
+    SendCode,
+    SecondFactor,
+    StartEnrollment,
+    Enroll,
+    Postpone,
+    Reauthenticate,
+    ConfirmFactor,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 8] = [
+        EventKind::Password,
+        EventKind::SendCode,
+        EventKind::SecondFactor,
+        EventKind::StartEnrollment,
+        EventKind::Enroll,
+        EventKind::Postpone,
+        EventKind::Reauthenticate,
+        EventKind::ConfirmFactor,
+    ];
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Password { .. } => EventKind::Password,
+            Event::SendCode(_) => EventKind::SendCode,
+            Event::SecondFactor(_) => EventKind::SecondFactor,
+            Event::StartEnrollment(_) => EventKind::StartEnrollment,
+            Event::Enroll { .. } => EventKind::Enroll,
+            Event::Postpone => EventKind::Postpone,
+            Event::Reauthenticate(_) => EventKind::Reauthenticate,
+            Event::ConfirmFactor { .. } => EventKind::ConfirmFactor,
+        }
+    }
+}
+
+/// The transition table: which events each state admits. Everything else is refused
+/// before any work is done, as an expired sign-in.
+pub const fn admits(stage: Stage, event: EventKind) -> bool {
+    matches!(
+        (stage, event),
+        (Stage::AwaitingPassword, EventKind::Password)
+            | (Stage::AwaitingSecondFactor, EventKind::SendCode | EventKind::SecondFactor)
+            | (Stage::AwaitingEnrollment, EventKind::StartEnrollment | EventKind::Enroll | EventKind::Postpone)
+            | (Stage::Complete, EventKind::SendCode | EventKind::Reauthenticate | EventKind::ConfirmFactor)
+    )
+}
+
+/// Where an event led.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The password was right; a second factor is next.
+    SecondFactorRequired {
+        attempt_token: String,
+        user_id: String,
+        providers: Vec<ProviderOffer>,
+        recovery_code_available: bool,
+        policy: EffectivePolicy,
+    },
+    /// The password was right; the user must enrol a factor first.
+    EnrollmentRequired {
+        attempt_token: String,
+        user_id: String,
+        policy: EffectivePolicy,
+        grace_until: Option<i64>,
+        can_postpone: bool,
+    },
+    CodeSent(SendCodeResponse),
+    EnrollmentStarted(AuthenticatorEnrollment),
+    /// A new session.
+    SignedIn(Completed),
+    /// The existing session is fresh again.
+    Reauthenticated,
+    /// A factor was added on the account page; recovery codes when it was the first.
+    FactorAdded(Option<Vec<String>>),
+}
+
+fn unexpected(outcome: &Outcome) -> AppError {
+    AppError::Internal(anyhow::anyhow!("the sign-in machine answered {outcome:?} where it could not"))
+}
+
+impl Outcome {
+    pub fn into_completed(self) -> AppResult<Completed> {
+        match self {
+            Outcome::SignedIn(done) => Ok(done),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub fn into_sent(self) -> AppResult<SendCodeResponse> {
+        match self {
+            Outcome::CodeSent(sent) => Ok(sent),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// The only way to move a sign-in (or a session) forward.
+pub async fn advance(app: &AppState, state: State, event: Event, client: &ClientInfo) -> AppResult<Outcome> {
+    if !admits(state.stage(), event.kind()) {
+        return Err(AppError::SignInExpired);
+    }
+    match (state, event) {
+        (State::AwaitingPassword, Event::Password { request, remember_cookie, known_cookie }) => {
+            password::step(app, request, client, remember_cookie.as_deref(), known_cookie.as_deref()).await
+        }
+        (State::AwaitingSecondFactor(p), Event::SendCode(provider)) => {
+            pending::send_sign_in_code(app, &p, provider).await.map(Outcome::CodeSent)
+        }
+        (State::AwaitingSecondFactor(p), Event::SecondFactor(req)) => {
+            app.limits().by_account(Class::Verify, &p.user.id, app.now())?;
+            let method = req.method;
+            let allowed = &p.policy.allowed_providers;
+            let usable = match method {
+                M::Authenticator => allowed.authenticator,
+                M::Email => allowed.email && p.user.email_confirmed != 0,
+                M::Sms => allowed.sms && p.user.phone_confirmed != 0,
+                M::RecoveryCode => true,
+            };
+            if !usable {
+                return Err(AppError::bad_request(
+                    "provider_unavailable",
+                    "this provider is not available for this account",
+                ));
+            }
+            let binding = &p.attempt.id;
+            let check = match method {
+                M::Authenticator => Check::Totp { pending: false },
+                M::Email => Check::Code { purpose: CodePurpose::SignInEmail, binding },
+                M::Sms => Check::Code { purpose: CodePurpose::SignInSms, binding },
+                M::RecoveryCode => Check::Recovery,
+            };
+            let proven = match prove(app, &p.user, method, check, &req.code).await {
+                // A copy of this request that won may have used the code between our
+                // reads: a double submit ends as an expired sign-in, like the loser of
+                // the completing transaction does.
+                Err(AppError::InvalidCode { .. }) if pending::completed(app, &p.attempt.id).await? => {
+                    return Err(AppError::SignInExpired);
+                }
+                other => other?,
+            };
+            let remember = req.remember_browser && p.policy.remember_browser_allowed;
+            let methods = format!("pwd+{}", method.as_str());
+            session::finish(
+                app,
+                *p,
+                session::Finish { methods: &methods, proven: Some(proven), enrolled: None, remember },
+                client,
+            )
+            .await
+            .map(Outcome::SignedIn)
+        }
+        (State::AwaitingEnrollment(p), Event::StartEnrollment(start)) => {
+            pending::start_enrollment(app, &p, start).await
+        }
+        (State::AwaitingEnrollment(p), Event::Enroll { factor, code }) => {
+            app.limits().by_account(Class::Verify, &p.user.id, app.now())?;
+            let (method, check) = match factor {
+                FactorKind::Authenticator => (M::Authenticator, Check::Totp { pending: true }),
+                FactorKind::Email => {
+                    (M::Email, Check::Code { purpose: CodePurpose::EnrollEmail, binding: &p.attempt.id })
+                }
+                FactorKind::Phone => {
+                    (M::Sms, Check::Code { purpose: CodePurpose::EnrollPhone, binding: &p.attempt.id })
+                }
+            };
+            let proven = prove(app, &p.user, method, check, &code).await?;
+            let methods = format!("pwd+enrolled_{}", method.as_str());
+            session::finish(
+                app,
+                *p,
+                session::Finish { methods: &methods, proven: Some(proven), enrolled: Some(factor), remember: false },
+                client,
+            )
+            .await
+            .map(Outcome::SignedIn)
+        }
+        (State::AwaitingEnrollment(p), Event::Postpone) => {
+            let now = app.now();
+            let since = p.user.enrollment_required_since.unwrap_or(now);
+            let until = since + i64::from(p.policy.enrollment_grace_days) * DAY_MS;
+            if p.policy.enrollment_grace_days == 0 || now >= until {
+                return Err(AppError::conflict(
+                    "grace_over",
+                    "the enrolment grace period is over; enrol a second factor",
+                ));
+            }
+            let finish = session::Finish { methods: "pwd+grace", proven: None, enrolled: None, remember: false };
+            session::finish(app, *p, finish, client).await.map(Outcome::SignedIn)
+        }
+        (State::Complete(who), Event::SendCode(provider)) => {
+            let u = &who.user;
+            let (channel, destination) = match provider {
+                Provider::Email if u.email_confirmed != 0 => (Channel::Email, u.email.clone()),
+                Provider::Sms if u.phone_confirmed != 0 => (Channel::Sms, u.phone.clone()),
+                _ => (Channel::Email, None),
+            };
+            let destination = destination
+                .ok_or_else(|| AppError::bad_request("provider_unavailable", "this provider is not set up"))?;
+            ensure_not_locked(app, u)?;
+            let purpose = CodePurpose::reauth(channel);
+            factors::send_code(app, u, purpose, &who.token_hash, &destination, channel).await.map(Outcome::CodeSent)
+        }
+        (State::Complete(who), Event::Reauthenticate(req)) => reauthenticate(app, &who, req, client).await,
+        (State::Complete(who), Event::ConfirmFactor { factor, code }) => {
+            let (method, check) = match factor {
+                FactorKind::Authenticator => (M::Authenticator, Check::Totp { pending: true }),
+                FactorKind::Email => {
+                    (M::Email, Check::Code { purpose: CodePurpose::ConfirmEmail, binding: &who.user.id })
+                }
+                FactorKind::Phone => {
+                    (M::Sms, Check::Code { purpose: CodePurpose::ConfirmPhone, binding: &who.user.id })
+                }
+            };
+            let proven = prove(app, &who.user, method, check, &code).await?;
+            let mut tx = app.db().begin_write().await?;
+            if !proven.consume(&mut tx, &who.user.id, app.now()).await? {
+                drop(tx);
+                return Err(proven.lost(app, &who.user).await?);
+            }
+            let new = new_factor(factor, &proven.spend);
+            let codes = lifecycle::add(&mut tx, app, &who.user, new, Some(&who.token_hash)).await?;
+            // Confirming the factor proved it: the session is as fresh as the new factor.
+            fdb::mark_reauthenticated(&mut tx, &who.token_hash, app.now(), Freshness::Factor(method).as_str()).await?;
+            let user = db::get_user(&mut *tx, &who.user.id).await?.ok_or(AppError::Unauthenticated)?;
+            tx.commit().await?;
+            notify::send(app, &user, Notice::FactorAdded(factor));
+            if factor == FactorKind::Email
+                && who.user.email_confirmed != 0
+                && let Some(old) = who.user.email.clone().filter(|old| user.email.as_ref() != Some(old))
+            {
+                notify::send(app, &user, Notice::EmailChanged { old });
+            }
+            Ok(Outcome::FactorAdded(codes))
+        }
+        (state, event) => Err(AppError::Internal(anyhow::anyhow!(
+            "the transition table admits {:?} in {:?} but the machine has no arm for it",
+            event.kind(),
+            state.stage()
+        ))),
+    }
+}
+
+/// The stored form of a factor just proven by its first code.
+fn new_factor(kind: FactorKind, spend: &Spend) -> NewFactor<'_> {
+    match (kind, spend.destination()) {
+        (FactorKind::Email, Some(address)) => NewFactor::Email(address),
+        (FactorKind::Phone, Some(number)) => NewFactor::Phone(number),
+        _ => NewFactor::Authenticator,
+    }
+}
+
+/// A step-up of a signed-in session: the password, and the second factor when the user
+/// has one. Success makes the session fresh, recording with what.
+async fn reauthenticate(
+    app: &AppState,
+    who: &Authenticated,
+    req: ReauthenticateRequest,
+    client: &ClientInfo,
+) -> AppResult<Outcome> {
+    let u = &who.user;
+    verify_password_of(app, u, req.password, client, "reauthentication.failed").await?;
+    let mut tx;
+    let freshness = if u.has_factor() {
+        let Some(method) = req.method else {
+            return Err(AppError::invalid_field("method", "give a second factor: method and code"));
+        };
+        let check = match method {
+            M::Authenticator if u.has_authenticator != 0 => Check::Totp { pending: false },
+            M::Email if u.email_confirmed != 0 => {
+                Check::Code { purpose: CodePurpose::ReauthEmail, binding: &who.token_hash }
+            }
+            M::Sms if u.phone_confirmed != 0 => {
+                Check::Code { purpose: CodePurpose::ReauthSms, binding: &who.token_hash }
+            }
+            M::RecoveryCode => Check::Recovery,
+            _ => return Err(AppError::invalid_field("method", "this second factor is not set up")),
+        };
+        let proven = prove(app, u, method, check, req.code.as_deref().unwrap_or("")).await?;
+        tx = app.db().begin_write().await?;
+        if !proven.consume(&mut tx, &u.id, app.now()).await? {
+            drop(tx);
+            return Err(proven.lost(app, u).await?);
+        }
+        Freshness::Factor(method)
+    } else {
+        tx = app.db().begin_write().await?;
+        Freshness::Password
+    };
+    fdb::mark_reauthenticated(&mut tx, &who.token_hash, app.now(), freshness.as_str()).await?;
+    db::insert_audit(
+        &mut tx,
+        &db::NewAudit {
+            at: app.now(),
+            actor_user_id: Some(&u.id),
+            scope_key: &u.scope_key,
+            action: "reauthentication.succeeded",
+            target: &format!("user:{}", u.id),
+            before: None,
+            after: Some(serde_json::json!({ "method": freshness.as_str() })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if freshness == Freshness::Factor(M::RecoveryCode) {
+        notify::send(app, u, Notice::RecoveryCodeUsed);
+    }
+    Ok(Outcome::Reauthenticated)
+}
+
+/// Which check a second factor gets.
+#[derive(Debug, Clone, Copy)]
+enum Check<'a> {
+    Totp { pending: bool },
+    Code { purpose: CodePurpose, binding: &'a str },
+    Recovery,
+}
+
+/// A second factor that checked out under a reserved attempt, not yet consumed.
+#[derive(Debug)]
+#[must_use = "a proven factor must be consumed to count"]
+pub(crate) struct Proven {
+    pub method: M,
+    spend: Spend,
+    reservation: lockout::Reservation,
+}
+
+/// The one place a second factor is checked: reserve an attempt, check, settle.
+async fn prove(app: &AppState, user: &UserRow, method: M, check: Check<'_>, code: &str) -> AppResult<Proven> {
+    let reservation = lockout::reserve(app, user).await?;
+    let verdict = match check {
+        Check::Totp { pending } => factors::check_totp(app, user, code, pending).await?,
+        Check::Code { purpose, binding } => factors::check_code(app, purpose, binding, code).await?,
+        Check::Recovery => factors::check_recovery_code(app, user, code).await?,
+    };
+    match lockout::settle(app, user, reservation, method, verdict).await? {
+        Ok((spend, reservation)) => Ok(Proven { method, spend, reservation }),
+        Err(e) => Err(e),
+    }
+}
+
+impl Proven {
+    /// The one place a factor is consumed, in the caller's transaction, together with
+    /// resetting the failure counts. False when another request consumed it first.
+    async fn consume(&self, conn: &mut sqlx::AnyConnection, user_id: &str, now: i64) -> AppResult<bool> {
+        if !self.spend.consume(conn, now).await? {
+            return Ok(false);
+        }
+        fdb::reset_failures(conn, user_id).await?;
+        Ok(true)
+    }
+
+    /// Another request consumed the factor first: no guess, so the attempt is given back.
+    async fn lost(self, app: &AppState, user: &UserRow) -> AppResult<AppError> {
+        lockout::refund(app, user, self.reservation).await
+    }
+}
+
+/// The effective policy of a user, from cached scope inputs.
+pub async fn effective_policy(state: &AppState, user: &UserRow) -> AppResult<EffectivePolicy> {
+    let flag = user.two_factor_enabled != 0;
+    let policy = match &user.tenant_id {
+        None => {
+            let settings = state.cache().settings(state.db(), HOST_SCOPE).await?;
+            resolve(&PolicyInput { scope: Scope::Host { settings: &settings }, user_two_factor_enabled: flag })
+        }
+        Some(tenant_id) => {
+            let feature = state.cache().feature(state.db(), tenant_id).await?;
+            let settings = state.cache().settings(state.db(), tenant_id).await?;
+            resolve(&PolicyInput {
+                scope: Scope::Tenant { feature, settings: &settings },
+                user_two_factor_enabled: flag,
+            })
+        }
+    };
+    Ok(policy)
+}
+
+/// The factors a user can be offered at sign-in under `policy`.
+pub fn offers(user: &UserRow, policy: &EffectivePolicy) -> Vec<ProviderOffer> {
+    user.usable_providers(&policy.allowed_providers)
+        .into_iter()
+        .map(|provider| ProviderOffer {
+            provider,
+            weaker: provider.is_weaker(),
+            destination: match provider {
+                Provider::Authenticator => None,
+                Provider::Email => user.email.as_deref().map(factors::mask_email),
+                Provider::Sms => user.phone.as_deref().map(factors::mask_phone),
+            },
+        })
+        .collect()
+}
+
+/// The providers a user may enrol at sign-in (email and SMS only where allowed).
+pub fn enrollable(policy: &EffectivePolicy) -> Vec<Provider> {
+    policy.allowed_providers.iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole table, written out: a new arm in [`admits`] must be added here too.
+    #[test]
+    fn the_transition_table_admits_exactly_these_events() {
+        use EventKind as E;
+        let expected: &[(Stage, &[EventKind])] = &[
+            (Stage::AwaitingPassword, &[E::Password]),
+            (Stage::AwaitingSecondFactor, &[E::SendCode, E::SecondFactor]),
+            (Stage::AwaitingEnrollment, &[E::StartEnrollment, E::Enroll, E::Postpone]),
+            (Stage::Complete, &[E::SendCode, E::Reauthenticate, E::ConfirmFactor]),
+        ];
+        for stage in Stage::ALL {
+            let allowed = expected.iter().find(|(s, _)| *s == stage).map(|(_, e)| *e).unwrap_or(&[]);
+            for event in EventKind::ALL {
+                assert_eq!(admits(stage, event), allowed.contains(&event), "{stage:?} + {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_event_returns_to_the_password_or_skips_the_second_factor() {
+        // Only the password leaves AwaitingPassword, and nothing but a second factor,
+        // an enrolment or a postponement (checked against the grace period) completes
+        // a pending sign-in.
+        for event in EventKind::ALL {
+            assert_eq!(admits(Stage::AwaitingPassword, event), event == EventKind::Password);
+        }
+        assert!(!admits(Stage::AwaitingSecondFactor, EventKind::Postpone));
+        assert!(!admits(Stage::AwaitingSecondFactor, EventKind::Enroll));
+        assert!(!admits(Stage::AwaitingEnrollment, EventKind::SecondFactor));
+        assert!(!admits(Stage::Complete, EventKind::Password));
+    }
+}

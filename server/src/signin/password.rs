@@ -1,0 +1,181 @@
+//! The password step, and every other check of a user's password (reauthentication, a
+//! password change): all of them count wrong guesses in the same limits.
+//!
+//! Unknown tenants, unknown users, malformed names and wrong passwords end in the same
+//! error after the same work: the same lookups, one password hash, one audit write.
+
+use twofold_policy::names::Username;
+use twofold_policy::wire::SignInRequest;
+
+use super::{ClientInfo, DAY_MS, Outcome, Stage, effective_policy, lockout, offers, pending, session};
+use crate::app::AppState;
+use crate::auth;
+use crate::db::factors as fdb;
+use crate::db::{self, HOST_SCOPE, NewAudit, UserRow};
+use crate::error::{AppError, AppResult};
+use crate::ratelimit::Class;
+
+/// Scope and user keys that match no row, so that a malformed name or an unknown
+/// tenant costs the same lookup as a real one.
+const NO_SCOPE: &str = "-";
+const NO_USER: &str = "-";
+
+/// Prefix of a known-browser token, so it can never pass for another signed token.
+const KNOWN_PREFIX: &str = "known.";
+
+/// The signed value of the cookie that marks this browser as one that signed in to
+/// `user_id` with the right password.
+pub fn known_browser_token(state: &AppState, user_id: &str) -> String {
+    state.keys().sign_token(&format!("{KNOWN_PREFIX}{user_id}"))
+}
+
+fn is_known_browser(state: &AppState, cookie: Option<&str>, user_id: &str) -> bool {
+    cookie
+        .and_then(|c| state.keys().verify_signed_token(c))
+        .and_then(|t| t.strip_prefix(KNOWN_PREFIX).map(|id| auth::stamps_equal(id, user_id)))
+        .unwrap_or(false)
+}
+
+/// Checks a signed-in user's password (reauthentication, password change) under the
+/// same limits as the password step; a wrong one is counted and audited as `action`.
+pub async fn verify_password_of(
+    state: &AppState,
+    user: &UserRow,
+    password: String,
+    client: &ClientInfo,
+    action: &str,
+) -> AppResult<()> {
+    let now = state.now();
+    let address = client.ip.clone().unwrap_or_default();
+    // The caller holds a session, which is not a browser the password was typed in:
+    // stolen sessions guessing the password count account-wide too.
+    state.passwords().check(&user.id, &address, false, now)?;
+    if auth::verify_password(password, user.password_hash.clone()).await? {
+        state.passwords().succeeded(&user.id, &address);
+        return Ok(());
+    }
+    state.passwords().failed(&user.id, &address, false, now);
+    let mut conn = state.db().pool.acquire().await?;
+    db::insert_audit(
+        &mut conn,
+        &NewAudit {
+            at: now,
+            actor_user_id: Some(&user.id),
+            scope_key: &user.scope_key,
+            action,
+            target: &format!("user:{}", user.id),
+            before: None,
+            after: Some(serde_json::json!({ "factor": "password" })),
+        },
+    )
+    .await?;
+    Err(AppError::WrongPassword)
+}
+
+/// One audit write for a wrong password, whether or not the user exists.
+async fn audit_failure(
+    state: &AppState,
+    scope_key: &str,
+    user: Option<&UserRow>,
+    typed: Option<&str>,
+) -> AppResult<()> {
+    let mut conn = state.db().pool.acquire().await?;
+    let target = user.map_or_else(|| "user:unknown".to_owned(), |u| format!("user:{}", u.id));
+    let after = match typed {
+        Some(name) => {
+            serde_json::json!({ "factor": "password", "username": name.chars().take(64).collect::<String>() })
+        }
+        None => serde_json::json!({ "factor": "password" }),
+    };
+    db::insert_audit(
+        &mut conn,
+        &NewAudit {
+            at: state.now(),
+            actor_user_id: user.map(|u| u.id.as_str()),
+            scope_key,
+            action: "sign_in.failed",
+            target: &target,
+            before: None,
+            after: Some(after),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Checks user name and password, then decides what comes next.
+pub(super) async fn step(
+    state: &AppState,
+    req: SignInRequest,
+    client: &ClientInfo,
+    remember_cookie: Option<&str>,
+    known_cookie: Option<&str>,
+) -> AppResult<Outcome> {
+    let now = state.now();
+    let tenant_name = req.tenant.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_lowercase);
+    let typed_key = format!("{}/{}", tenant_name.as_deref().unwrap_or(HOST_SCOPE), req.username.trim().to_lowercase());
+    let address = client.ip.clone().unwrap_or_default();
+    state.limits().by_account(Class::SignIn, &typed_key, now)?;
+    // Every branch does the same lookups: a tenant by name (or none for the host) and a
+    // user by scope and name, with keys that match nothing when the input cannot.
+    let scope = match &tenant_name {
+        None => Some(HOST_SCOPE.to_owned()),
+        Some(name) => db::get_tenant_by_name(&state.db().pool, name).await?.map(|t| t.id),
+    };
+    let name = Username::parse(&req.username).ok();
+    let user = db::find_user(
+        &state.db().pool,
+        scope.as_deref().unwrap_or(NO_SCOPE),
+        name.as_ref().map_or(NO_USER, |n| n.key()),
+    )
+    .await?;
+    // Known users are counted by id, so every spelling of the name counts together.
+    let account = user.as_ref().map_or_else(|| typed_key.clone(), |u| u.id.clone());
+    let known = user.as_ref().is_some_and(|u| is_known_browser(state, known_cookie, &u.id));
+    state.passwords().check(&account, &address, known, now)?;
+    let stored = user.as_ref().map_or_else(|| state.dummy_hash().to_owned(), |u| u.password_hash.clone());
+    // An unknown user spends the same hashing work against a dummy hash, so response
+    // time does not reveal which user names exist.
+    let verified = auth::verify_password(req.password, stored).await? && user.is_some();
+    let user = match user {
+        Some(u) if verified => u,
+        user => {
+            state.passwords().failed(&account, &address, known, now);
+            let typed = user.is_none().then_some(req.username.trim());
+            audit_failure(state, scope.as_deref().unwrap_or(HOST_SCOPE), user.as_ref(), typed).await?;
+            return Err(AppError::InvalidCredentials);
+        }
+    };
+    state.passwords().succeeded(&account, &address);
+    let policy = effective_policy(state, &user).await?;
+    if !policy.required {
+        return session::finish_after_password(state, user, "pwd", client).await.map(Outcome::SignedIn);
+    }
+    lockout::ensure_not_locked(state, &user)?;
+    if let Some(cookie) = remember_cookie
+        && session::remembered_browser_valid(state, &user, &policy, cookie).await?
+    {
+        return session::finish_after_password(state, user, "pwd+remembered", client).await.map(Outcome::SignedIn);
+    }
+    let providers = offers(&user, &policy);
+    if providers.is_empty() {
+        // Fail closed: a required second factor without a usable factor means
+        // enrolment, never a silent sign-in.
+        fdb::mark_enrollment_required(&state.db().pool, &user.id, now).await?;
+        let since = user.enrollment_required_since.unwrap_or(now);
+        let grace_until =
+            (policy.enrollment_grace_days > 0).then(|| since + i64::from(policy.enrollment_grace_days) * DAY_MS);
+        let can_postpone = grace_until.is_some_and(|until| now < until);
+        let attempt_token = pending::open(state, &user, Stage::AwaitingEnrollment).await?;
+        return Ok(Outcome::EnrollmentRequired {
+            attempt_token,
+            user_id: user.id,
+            policy,
+            grace_until: grace_until.filter(|_| can_postpone),
+            can_postpone,
+        });
+    }
+    let recovery_code_available = !fdb::unused_recovery_codes(&state.db().pool, &user.id).await?.is_empty();
+    let attempt_token = pending::open(state, &user, Stage::AwaitingSecondFactor).await?;
+    Ok(Outcome::SecondFactorRequired { attempt_token, user_id: user.id, providers, recovery_code_available, policy })
+}

@@ -1,0 +1,222 @@
+//! The end of the machine: the only code that creates a session, and the remembered
+//! browsers that let a sign-in skip the second factor.
+
+use twofold_policy::EffectivePolicy;
+use twofold_policy::wire::SecondFactorMethod;
+
+use super::lockout;
+use super::{ClientInfo, DAY_MS, Pending, Proven};
+use crate::app::AppState;
+use crate::auth::{self, Freshness, new_token, token_hash};
+use crate::db::factors::{self as fdb, BrowserRow, NewBrowser};
+use crate::db::{self, NewAudit, NewSession, UserRow};
+use crate::error::{AppError, AppResult};
+use crate::factors::lifecycle::{self, FactorKind};
+use crate::notify::{self, Notice};
+
+/// A finished sign-in: a new session, maybe a remembered browser.
+#[derive(Debug)]
+pub struct Completed {
+    pub user: Box<UserRow>,
+    pub session_token: String,
+    /// The signed remember-browser token to set as a cookie, with its lifetime.
+    pub remember: Option<(String, i64)>,
+    /// Recovery codes, when this sign-in enrolled the user's first factor.
+    pub recovery_codes: Option<Vec<String>>,
+}
+
+/// How a pending sign-in ends.
+#[derive(Debug)]
+pub(super) struct Finish<'a> {
+    /// What the session records as its way in, e.g. `pwd+authenticator`.
+    pub methods: &'a str,
+    /// The second factor to consume, if one was checked.
+    pub proven: Option<Proven>,
+    /// The factor this sign-in enrolled (proven by `proven`).
+    pub enrolled: Option<FactorKind>,
+    pub remember: bool,
+}
+
+/// Completes a pending sign-in exactly once and creates the session, in one
+/// transaction: the factor consumed, the attempt completed, an enrolled factor stored,
+/// the session and the remembered browser created together, or none of it.
+pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client: &ClientInfo) -> AppResult<Completed> {
+    let now = state.now();
+    let mut tx = state.db().begin_write().await?;
+    // The attempt first: a double submit of one sign-in finds it completed and ends as
+    // an expired sign-in, not as a failure that counts towards a lockout.
+    if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {
+        drop(tx);
+        if let Some(proven) = how.proven {
+            let _ = lockout::refund(state, &p.user, proven.reservation).await?;
+        }
+        return Err(AppError::SignInExpired);
+    }
+    let mut recovery_codes = None;
+    let mut freshness = Freshness::Password;
+    let mut notices = Vec::new();
+    if let Some(proven) = how.proven {
+        if !proven.consume(&mut tx, &p.user.id, now).await? {
+            // Another sign-in consumed this factor first: a race, not a guess.
+            drop(tx);
+            return Err(proven.lost(state, &p.user).await?);
+        }
+        if let Some(kind) = how.enrolled {
+            recovery_codes =
+                lifecycle::add(&mut tx, state, &p.user, super::new_factor(kind, &proven.spend), None).await?;
+            notices.push(Notice::FactorAdded(kind));
+        }
+        if proven.method == SecondFactorMethod::RecoveryCode {
+            notices.push(Notice::RecoveryCodeUsed);
+        }
+        freshness = Freshness::Factor(proven.method);
+    }
+    // Reload: enrolment may just have rotated the stamp.
+    let user = db::get_user(&mut *tx, &p.user.id).await?.ok_or(AppError::SignInExpired)?;
+    // A session is fresh for sensitive changes when it proved a factor, or when the
+    // user has none to prove (a postponed enrolment proves nothing beyond the password).
+    let fresh = match freshness {
+        Freshness::Factor(_) => Some(freshness),
+        Freshness::Password => (!user.has_factor()).then_some(freshness),
+    };
+    let session_token = mint(&mut tx, state, &user, how.methods, client, fresh).await?;
+    let remember = if how.remember {
+        notices.push(Notice::BrowserRemembered);
+        Some(remember_browser(&mut tx, state, &user, &p.policy, client).await?)
+    } else {
+        None
+    };
+    tx.commit().await?;
+    for notice in notices {
+        notify::send(state, &user, notice);
+    }
+    Ok(Completed { user: Box::new(user), session_token, remember, recovery_codes })
+}
+
+/// A session straight after the password: the policy asks for nothing more, or this
+/// browser is remembered.
+pub(super) async fn finish_after_password(
+    state: &AppState,
+    user: UserRow,
+    methods: &str,
+    client: &ClientInfo,
+) -> AppResult<Completed> {
+    let mut tx = state.db().begin_write().await?;
+    let fresh = (!user.has_factor()).then_some(Freshness::Password);
+    let session_token = mint(&mut tx, state, &user, methods, client, fresh).await?;
+    tx.commit().await?;
+    Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes: None })
+}
+
+async fn remember_browser(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    user: &UserRow,
+    policy: &EffectivePolicy,
+    client: &ClientInfo,
+) -> AppResult<(String, i64)> {
+    let token = new_token();
+    let now = state.now();
+    let lifetime = i64::from(policy.remember_browser_days) * DAY_MS;
+    fdb::insert_browser(
+        conn,
+        &NewBrowser {
+            id: &uuid::Uuid::now_v7().to_string(),
+            token_hash: &token_hash(&token),
+            user_id: &user.id,
+            security_stamp: &user.security_stamp,
+            created_at: now,
+            expires_at: now + lifetime,
+            user_agent: client.user_agent.as_deref(),
+        },
+    )
+    .await?;
+    Ok((state.keys().sign_token(&token), lifetime))
+}
+
+/// Whether a remembered browser still lets `user` skip the second factor under
+/// `policy` at `now`: the account page lists exactly these.
+pub fn browser_still_skips(row: &BrowserRow, user: &UserRow, policy: &EffectivePolicy, now: i64) -> bool {
+    // The current policy's lifetime applies even to browsers remembered under a longer
+    // one, so shortening it takes effect at once.
+    let policy_end = row.created_at + i64::from(policy.remember_browser_days) * DAY_MS;
+    policy.remember_browser_allowed
+        && row.user_id == user.id
+        && auth::stamps_equal(&row.security_stamp, &user.security_stamp)
+        && now < row.expires_at
+        && now < policy_end
+}
+
+/// Whether the remember-browser cookie lets this user skip the second factor now.
+pub(super) async fn remembered_browser_valid(
+    state: &AppState,
+    user: &UserRow,
+    policy: &EffectivePolicy,
+    cookie: &str,
+) -> AppResult<bool> {
+    if !policy.remember_browser_allowed {
+        return Ok(false);
+    }
+    let Some(token) = state.keys().verify_signed_token(cookie) else {
+        return Ok(false);
+    };
+    let Some(row) = fdb::find_browser(&state.db().pool, &token_hash(&token)).await? else {
+        return Ok(false);
+    };
+    let now = state.now();
+    let valid = browser_still_skips(&row, user, policy, now);
+    if valid {
+        let mut tx = state.db().begin_write().await?;
+        fdb::touch_browser(&mut tx, &row.id, now).await?;
+        tx.commit().await?;
+    }
+    Ok(valid)
+}
+
+/// Creates a session, in the caller's transaction, for a user who has passed every step
+/// the policy demands: the only place a session is made. The token is new for every
+/// session (no fixation), and only its hash is stored. `fresh` records what the sign-in
+/// proved, for sensitive changes in the next few minutes.
+async fn mint(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    user: &UserRow,
+    auth_methods: &str,
+    client: &ClientInfo,
+    fresh: Option<Freshness>,
+) -> AppResult<String> {
+    let token = new_token();
+    let hash = token_hash(&token);
+    let now = state.now();
+    let max_ms = i64::from(state.config().session_max_hours) * 3_600_000;
+    db::insert_session(
+        &mut *conn,
+        &NewSession {
+            token_hash: &hash,
+            user_id: &user.id,
+            security_stamp: &user.security_stamp,
+            auth_methods,
+            now,
+            expires_at: now + max_ms,
+            user_agent: client.user_agent.as_deref(),
+            client_ip: client.ip.as_deref(),
+            reauthenticated_at: fresh.map(|_| now),
+            reauth_method: fresh.map(Freshness::as_str),
+        },
+    )
+    .await?;
+    db::insert_audit(
+        &mut *conn,
+        &NewAudit {
+            at: now,
+            actor_user_id: Some(&user.id),
+            scope_key: &user.scope_key,
+            action: "sign_in.succeeded",
+            target: &format!("user:{}", user.id),
+            before: None,
+            after: Some(serde_json::json!({ "methods": auth_methods })),
+        },
+    )
+    .await?;
+    Ok(token)
+}

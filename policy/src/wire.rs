@@ -26,6 +26,91 @@ pub struct ErrorBody {
     pub attempts_left: Option<u32>,
 }
 
+/// Every error code the API answers with, in [`ErrorBody::error`]. Stable: clients may
+/// match on them. The server builds its errors from these and the web app matches on
+/// them, so a code cannot be misspelt on either side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidField,
+    InvalidPath,
+    InvalidQuery,
+    MalformedJson,
+    InvalidBody,
+    ProviderUnavailable,
+    NotRemovable,
+    Unauthenticated,
+    InvalidCredentials,
+    Forbidden,
+    CsrfHeaderMissing,
+    UnsupportedMediaType,
+    NotFound,
+    MethodNotAllowed,
+    NameTaken,
+    UsernameTaken,
+    NoFactor,
+    AuthenticatorExists,
+    BehaviourFixedByHost,
+    GraceOver,
+    LastFactor,
+    NotOptional,
+    UserCannotChange,
+    InvalidCode,
+    LockedOut,
+    RateLimited,
+    ReauthenticationRequired,
+    SignInExpired,
+    SendFailed,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::ProviderUnavailable => "provider_unavailable",
+            ErrorCode::NotRemovable => "not_removable",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::CsrfHeaderMissing => "csrf_header_missing",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::NoFactor => "no_factor",
+            ErrorCode::AuthenticatorExists => "authenticator_exists",
+            ErrorCode::BehaviourFixedByHost => "behaviour_fixed_by_host",
+            ErrorCode::GraceOver => "grace_over",
+            ErrorCode::LastFactor => "last_factor",
+            ErrorCode::NotOptional => "not_optional",
+            ErrorCode::UserCannotChange => "user_cannot_change",
+            ErrorCode::InvalidCode => "invalid_code",
+            ErrorCode::LockedOut => "locked_out",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ReauthenticationRequired => "reauthentication_required",
+            ErrorCode::SignInExpired => "sign_in_expired",
+            ErrorCode::SendFailed => "send_failed",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl ErrorBody {
+    /// Whether this error has `code`.
+    pub fn is(&self, code: ErrorCode) -> bool {
+        self.error == code.as_str()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

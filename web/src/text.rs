@@ -4,7 +4,7 @@
 
 use twofold_policy::resolve::DecidedBy;
 use twofold_policy::vocab::{Behaviour, Provider};
-use twofold_policy::wire::{ErrorBody, ImpactPreview, SecondFactorMethod};
+use twofold_policy::wire::{ErrorBody, ErrorCode, ImpactPreview, SecondFactorMethod};
 
 /// `1204` -> `1,204`: impact counts are read at a glance, often in the thousands.
 pub fn thousands(n: u64) -> String {
@@ -85,8 +85,9 @@ pub fn sentence(s: &str) -> String {
 /// numbers a person needs (attempts left, time to wait); anything else uses the
 /// server's own message.
 pub fn error_text(e: &ErrorBody) -> String {
-    match e.error.as_str() {
-        "invalid_code" => match e.attempts_left {
+    let code = serde_json::from_value::<ErrorCode>(serde_json::Value::String(e.error.clone())).ok();
+    match code {
+        Some(ErrorCode::InvalidCode) => match e.attempts_left {
             Some(0) => "That code is wrong, expired or already used. No attempts left.".to_owned(),
             Some(n) => format!(
                 "That code is wrong, expired or already used. {} left before second-factor sign-in is locked.",
@@ -94,17 +95,19 @@ pub fn error_text(e: &ErrorBody) -> String {
             ),
             None => "That code is wrong, expired or already used.".to_owned(),
         },
-        "locked_out" => match e.retry_after_seconds {
+        Some(ErrorCode::LockedOut) => match e.retry_after_seconds {
             Some(s) => {
                 format!("Too many wrong codes: second-factor sign-in is locked. Try again in {}.", duration_words(s))
             }
-            None => "Too many wrong codes: second-factor sign-in is locked for a while.".to_owned(),
+            // Without a time the lock lasts until an administrator lifts it; the server
+            // says so.
+            None => sentence(&e.message),
         },
-        "rate_limited" => match e.retry_after_seconds {
+        Some(ErrorCode::RateLimited) => match e.retry_after_seconds {
             Some(s) => format!("Too many attempts. Wait {} before trying again.", duration_words(s)),
             None => "Too many attempts. Wait a moment before trying again.".to_owned(),
         },
-        "invalid_credentials" => "The user name or password is incorrect.".to_owned(),
+        Some(ErrorCode::InvalidCredentials) => "The user name or password is incorrect.".to_owned(),
         _ => sentence(&e.message),
     }
 }

@@ -37,6 +37,7 @@ use crate::factors::{self, Channel, CodePurpose};
 use crate::notify::{self, Notice};
 use crate::ratelimit::Class;
 use crate::signin::{self, ClientInfo, Event, Outcome, State as SignIn, effective_policy};
+use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -134,7 +135,7 @@ pub async fn set_two_factor(
     let policy = effective_policy(&state, &who.user).await?;
     if !policy.user_can_change {
         return Err(AppError::conflict(
-            "user_cannot_change",
+            ErrorCode::UserCannotChange,
             "your organisation does not let users change this setting",
         ));
     }
@@ -240,7 +241,7 @@ pub async fn start_authenticator(
     who.require_fresh(&state)?;
     let policy = effective_policy(&state, &who.user).await?;
     if !policy.allowed_providers.authenticator {
-        return Err(AppError::bad_request("provider_unavailable", "authenticator apps are not allowed here"));
+        return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "authenticator apps are not allowed here"));
     }
     Ok(Json(lifecycle::begin_authenticator(&state, &who.user).await?))
 }
@@ -305,7 +306,7 @@ pub async fn regenerate_recovery_codes(
     own(&state, &who, Action::UpdateOwnAccount)?;
     who.require_fresh(&state)?;
     if !who.user.has_factor() {
-        return Err(AppError::conflict("no_factor", "set up a second factor before creating recovery codes"));
+        return Err(AppError::conflict(ErrorCode::NoFactor, "set up a second factor before creating recovery codes"));
     }
     let mut tx = state.db().begin_write().await?;
     let codes = factors::issue_recovery_codes(&mut tx, &state, &who.user.id).await?;

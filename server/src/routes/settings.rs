@@ -16,6 +16,7 @@ use crate::changes;
 use crate::db::{self, HOST_SCOPE};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
+use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -115,7 +116,7 @@ async fn save_settings(
     {
         {
             return Err(AppError::conflict(
-                "behaviour_fixed_by_host",
+                ErrorCode::BehaviourFixedByHost,
                 format!(
                     "the host has set this tenant's two-factor feature to {}, so the behaviour cannot be changed; the other settings can",
                     feature.behaviour.as_str()

@@ -41,6 +41,7 @@ use crate::factors::lifecycle::{self, FactorKind, NewFactor};
 use crate::factors::{self, Channel, CodePurpose, Spend};
 use crate::notify::{self, Notice};
 use crate::ratelimit::Class;
+use twofold_policy::wire::ErrorCode;
 
 pub use lockout::{ensure_not_locked, lock_state};
 pub use password::{known_browser_token, verify_password_of};
@@ -275,7 +276,7 @@ pub async fn advance(app: &AppState, state: State, event: Event, client: &Client
             };
             if !usable {
                 return Err(AppError::bad_request(
-                    "provider_unavailable",
+                    ErrorCode::ProviderUnavailable,
                     "this provider is not available for this account",
                 ));
             }
@@ -337,7 +338,7 @@ pub async fn advance(app: &AppState, state: State, event: Event, client: &Client
             let until = since + i64::from(p.policy.enrollment_grace_days) * DAY_MS;
             if p.policy.enrollment_grace_days == 0 || now >= until {
                 return Err(AppError::conflict(
-                    "grace_over",
+                    ErrorCode::GraceOver,
                     "the enrolment grace period is over; enrol a second factor",
                 ));
             }
@@ -352,7 +353,7 @@ pub async fn advance(app: &AppState, state: State, event: Event, client: &Client
                 _ => (Channel::Email, None),
             };
             let destination = destination
-                .ok_or_else(|| AppError::bad_request("provider_unavailable", "this provider is not set up"))?;
+                .ok_or_else(|| AppError::bad_request(ErrorCode::ProviderUnavailable, "this provider is not set up"))?;
             ensure_not_locked(app, u)?;
             let purpose = CodePurpose::reauth(channel);
             factors::send_code(app, u, purpose, &who.token_hash, &destination, channel).await.map(Outcome::CodeSent)

@@ -14,6 +14,7 @@ use crate::db::{self, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::factors::{self, Channel, CodePurpose, lifecycle};
 use crate::ratelimit::Class;
+use twofold_policy::wire::ErrorCode;
 
 /// Most code sends one pending sign-in may trigger; with the resend interval this
 /// bounds how many messages one attacker-held password can push at a user.
@@ -92,7 +93,10 @@ pub(super) async fn send_sign_in_code(
         _ => (Channel::Email, None),
     };
     let Some(destination) = destination else {
-        return Err(AppError::bad_request("provider_unavailable", "this provider is not available for this account"));
+        return Err(AppError::bad_request(
+            ErrorCode::ProviderUnavailable,
+            "this provider is not available for this account",
+        ));
     };
     throttle_send(state, &p.attempt).await?;
     factors::send_code(state, &p.user, CodePurpose::sign_in(channel), &p.attempt.id, &destination, channel).await
@@ -114,7 +118,10 @@ pub(super) async fn start_enrollment(state: &AppState, p: &Pending, start: Start
     match start {
         Start::Authenticator => {
             if !p.policy.allowed_providers.authenticator {
-                return Err(AppError::bad_request("provider_unavailable", "authenticator apps are not allowed here"));
+                return Err(AppError::bad_request(
+                    ErrorCode::ProviderUnavailable,
+                    "authenticator apps are not allowed here",
+                ));
             }
             lifecycle::begin_authenticator(state, &p.user).await.map(Outcome::EnrollmentStarted)
         }
@@ -122,7 +129,7 @@ pub(super) async fn start_enrollment(state: &AppState, p: &Pending, start: Start
             state.limits().by_account(Class::SendCode, &p.user.id, state.now())?;
             super::ensure_not_locked(state, &p.user)?;
             if !p.policy.allowed_providers.allows(channel.provider()) {
-                return Err(AppError::bad_request("provider_unavailable", "this provider is not allowed here"));
+                return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "this provider is not allowed here"));
             }
             let destination = match (channel, destination.as_deref()) {
                 (Channel::Email, Some(e)) => {

@@ -209,7 +209,7 @@ pub enum Outcome {
     /// The password was right; a second factor is next.
     SecondFactorRequired {
         attempt_token: String,
-        user_id: String,
+        user: Box<UserRow>,
         providers: Vec<ProviderOffer>,
         recovery_code_available: bool,
         policy: EffectivePolicy,
@@ -217,7 +217,7 @@ pub enum Outcome {
     /// The password was right; the user must enrol a factor first.
     EnrollmentRequired {
         attempt_token: String,
-        user_id: String,
+        user: Box<UserRow>,
         policy: EffectivePolicy,
         grace_until: Option<i64>,
         can_postpone: bool,

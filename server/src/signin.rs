@@ -21,7 +21,7 @@ use twofold_policy::wire::{
     AuthenticatorEnrollment, ProviderOffer, SecondFactorMethod, SendCodeResponse, SignInRequest, SignInStatus,
     VerifyRequest,
 };
-use twofold_policy::{EffectivePolicy, PolicyInput, Provider, Scope, resolve};
+use twofold_policy::{EffectivePolicy, PolicyInput, Provider, ProviderSet, Scope, resolve};
 
 use crate::app::AppState;
 use crate::auth::{self, new_token, token_hash};
@@ -33,9 +33,6 @@ use crate::ratelimit::Class;
 use crate::totp;
 
 const DAY_MS: i64 = 86_400_000;
-/// Most code sends one pending sign-in may trigger; with the resend interval this
-/// bounds how many messages one attacker-held password can push at a user.
-const MAX_SENDS_PER_ATTEMPT: i64 = 5;
 
 /// Who is signing in from where; recorded with the session.
 #[derive(Debug, Clone, Default)]
@@ -121,9 +118,10 @@ pub async fn effective_policy(state: &AppState, user: &UserRow) -> AppResult<Eff
     Ok(policy)
 }
 
-/// The factors a user can be offered at sign-in under `policy`.
-pub fn offers(user: &UserRow, policy: &EffectivePolicy) -> Vec<ProviderOffer> {
-    user.usable_providers(&policy.allowed_providers)
+/// The factors a user can be offered at sign-in, given the providers that are
+/// `usable` (allowed by the policy and, for email and SMS, with a sender).
+pub fn offers(user: &UserRow, usable: &ProviderSet) -> Vec<ProviderOffer> {
+    user.usable_providers(usable)
         .into_iter()
         .map(|provider| ProviderOffer {
             provider,
@@ -137,9 +135,10 @@ pub fn offers(user: &UserRow, policy: &EffectivePolicy) -> Vec<ProviderOffer> {
         .collect()
 }
 
-/// The providers a user may enrol at sign-in (email and SMS only where allowed).
-pub fn enrollable(policy: &EffectivePolicy) -> Vec<Provider> {
-    policy.allowed_providers.iter().collect()
+/// The providers a user may enrol at sign-in, given the providers that are `usable`
+/// (allowed by the policy and, for email and SMS, with a sender).
+pub fn enrollable(usable: &ProviderSet) -> Vec<Provider> {
+    usable.iter().collect()
 }
 
 /// Checks user name and password, then decides what comes next. Unknown tenants,
@@ -203,7 +202,7 @@ pub async fn password_step(
             return Ok(PasswordOutcome::SignedIn(finish_without_attempt(state, user, "pwd+remembered", client).await?));
         }
     }
-    let providers = offers(&user, &policy);
+    let providers = offers(&user, &factors::usable_providers(state, &policy.allowed_providers));
     if providers.is_empty() {
         // Fail closed: a required second factor without a usable factor means
         // enrolment, never a silent sign-in.
@@ -278,6 +277,9 @@ pub async fn send_sign_in_code(
     let p = pending(state, token, Stage::SecondFactor).await?;
     state.limits().by_account(Class::SendCode, &p.user.id, state.now())?;
     factors::ensure_not_locked(state, &p.user)?;
+    if let Some(channel) = Channel::of(provider) {
+        factors::ensure_sender(state, channel)?;
+    }
     let (channel, destination) = match provider {
         Provider::Email if p.user.email_confirmed != 0 && p.policy.allowed_providers.email => {
             (Channel::Email, p.user.email.clone())
@@ -290,9 +292,8 @@ pub async fn send_sign_in_code(
     let Some(destination) = destination else {
         return Err(AppError::bad_request("provider_unavailable", "this provider is not available for this account"));
     };
-    throttle_send(state, &p.attempt).await?;
     let purpose = sign_in_purpose(channel);
-    factors::send_code(state, &p.user, purpose, &p.attempt.id, &destination, channel).await
+    factors::send_code(state, &p.user, purpose, &p.attempt.id, &destination, channel, Some(&p.attempt)).await
 }
 
 fn sign_in_purpose(channel: Channel) -> &'static str {
@@ -300,16 +301,6 @@ fn sign_in_purpose(channel: Channel) -> &'static str {
         Channel::Email => "sign_in_email",
         Channel::Sms => "sign_in_sms",
     }
-}
-
-async fn throttle_send(state: &AppState, attempt: &fdb::AttemptRow) -> AppResult<()> {
-    let now = state.now();
-    let interval = i64::from(state.config().code_resend_seconds) * 1000;
-    if !fdb::claim_code_send(&state.db().pool, &attempt.id, now, now - interval, MAX_SENDS_PER_ATTEMPT).await? {
-        let wait = attempt.last_code_sent_at.map_or(interval, |t| (t + interval - now).max(1000));
-        return Err(AppError::RateLimited { retry_after_ms: wait });
-    }
-    Ok(())
 }
 
 /// Checks the second factor of a pending sign-in and, when right, completes it.
@@ -322,7 +313,7 @@ pub async fn verify_step(
     let p = pending(state, token, Stage::SecondFactor).await?;
     state.limits().by_account(Class::Verify, &p.user.id, state.now())?;
     factors::ensure_not_locked(state, &p.user)?;
-    let allowed = &p.policy.allowed_providers;
+    let allowed = &factors::usable_providers(state, &p.policy.allowed_providers);
     let spend = match req.method {
         SecondFactorMethod::Authenticator if allowed.authenticator => {
             factors::check_totp(state, &p.user, &req.code, false).await?
@@ -466,6 +457,7 @@ pub async fn enroll_contact_start(
     if !p.policy.allowed_providers.allows(channel.provider()) {
         return Err(AppError::bad_request("provider_unavailable", "this provider is not allowed here"));
     }
+    factors::ensure_sender(state, channel)?;
     let destination = match (channel, destination) {
         (Channel::Email, Some(e)) => {
             EmailAddress::parse(e).map_err(|e| AppError::invalid_field(e.field, e.message))?.as_str().to_owned()
@@ -478,9 +470,8 @@ pub async fn enroll_contact_start(
             p.user.phone.clone().ok_or_else(|| AppError::invalid_field("phone", "give the number to confirm"))?
         }
     };
-    throttle_send(state, &p.attempt).await?;
     let purpose = enroll_purpose(channel);
-    factors::send_code(state, &p.user, purpose, &p.attempt.id, &destination, channel).await
+    factors::send_code(state, &p.user, purpose, &p.attempt.id, &destination, channel, Some(&p.attempt)).await
 }
 
 fn enroll_purpose(channel: Channel) -> &'static str {

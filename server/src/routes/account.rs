@@ -211,6 +211,9 @@ pub async fn reauth_send_code(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
+    if let Some(channel) = Channel::of(req.provider) {
+        factors::ensure_sender(&state, channel)?;
+    }
     let u = &who.user;
     let (channel, dest, purpose) = match req.provider {
         twofold_policy::Provider::Email if u.email_confirmed != 0 => (Channel::Email, u.email.clone(), "reauth_email"),
@@ -218,7 +221,7 @@ pub async fn reauth_send_code(
         _ => (Channel::Email, None, ""),
     };
     let dest = dest.ok_or_else(|| AppError::bad_request("provider_unavailable", "this provider is not set up"))?;
-    Ok(Json(factors::send_code(&state, u, purpose, &who.token_hash, &dest, channel).await?))
+    Ok(Json(factors::send_code(&state, u, purpose, &who.token_hash, &dest, channel, None).await?))
 }
 
 /// Changes the password; other sessions and remembered browsers end.
@@ -394,6 +397,7 @@ pub async fn change_email(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
+    factors::ensure_sender(&state, Channel::Email)?;
     let email = match req.email.as_deref() {
         Some(e) => EmailAddress::parse(e).map_err(|e| AppError::invalid_field(e.field, e.message))?.as_str().to_owned(),
         None => {
@@ -404,7 +408,8 @@ pub async fn change_email(
         who.require_fresh(&state)?;
     }
     // Send first: a refused or failed send must leave the account as it was.
-    let sent = factors::send_code(&state, &who.user, "confirm_email", &who.user.id, &email, Channel::Email).await?;
+    let sent =
+        factors::send_code(&state, &who.user, "confirm_email", &who.user.id, &email, Channel::Email, None).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_pending_email(&mut tx, &who.user.id, &email).await?;
     tx.commit().await?;
@@ -454,12 +459,14 @@ pub async fn change_phone(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
+    factors::ensure_sender(&state, Channel::Sms)?;
     let phone = factors::parse_phone(&req.phone)?;
+    factors::ensure_phone_country(&state, &who.user, &phone).await?;
     if who.user.phone_confirmed != 0 {
         who.require_fresh(&state)?;
     }
     // Send first: a refused or failed send must leave the account as it was.
-    let sent = factors::send_code(&state, &who.user, "confirm_phone", &who.user.id, &phone, Channel::Sms).await?;
+    let sent = factors::send_code(&state, &who.user, "confirm_phone", &who.user.id, &phone, Channel::Sms, None).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_pending_phone(&mut tx, &who.user.id, &phone).await?;
     tx.commit().await?;

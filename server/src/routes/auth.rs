@@ -22,7 +22,7 @@ use crate::clock::rfc3339;
 use crate::db::{self, UserRow};
 use crate::error::AppResult;
 use crate::extract::{ClientAddr, Json};
-use crate::factors::Channel;
+use crate::factors::{self, Channel};
 use crate::ratelimit::Class;
 use crate::signin::{self, ClientInfo, Completed, PasswordOutcome};
 
@@ -155,7 +155,7 @@ pub async fn sign_in(
             jar.add(pending_cookie(&state, attempt_token)),
             Json(SignInResponse {
                 status,
-                enrollable: signin::enrollable(&policy),
+                enrollable: signin::enrollable(&factors::usable_providers(&state, &policy.allowed_providers)),
                 grace_until: grace_until.map(rfc3339),
                 can_postpone,
                 ..SignInResponse::default()

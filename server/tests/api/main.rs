@@ -23,6 +23,8 @@ mod health;
 mod isolation;
 mod limits;
 mod lockout;
+mod message_caps;
+mod no_sender;
 mod remember;
 mod secrecy_in_logs;
 mod settings;

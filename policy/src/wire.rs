@@ -64,6 +64,8 @@ pub enum ErrorCode {
     SendFailed,
     Unavailable,
     Internal,
+    SenderNotConfigured,
+    PhoneCountryNotAllowed,
 }
 
 impl ErrorCode {
@@ -100,6 +102,8 @@ impl ErrorCode {
             ErrorCode::SendFailed => "send_failed",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::SenderNotConfigured => "sender_not_configured",
+            ErrorCode::PhoneCountryNotAllowed => "phone_country_not_allowed",
         }
     }
 }
@@ -574,4 +578,49 @@ pub struct AuditPage {
     pub items: Vec<AuditEvent>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
     pub next_before: Option<String>,
+}
+
+/// What delivers a channel's codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SenderState {
+    /// An SMTP server (email) or an SMS provider (texts) is configured.
+    Configured,
+    /// No real sender: the development sender writes each message, code included, to
+    /// the server log (`dev_senders`). Never with real users.
+    Development,
+    /// No sender: codes cannot be sent, so this factor is neither offered at sign-in
+    /// nor enrollable, and setting up an address or number for it is refused.
+    NotConfigured,
+}
+
+/// One channel's messages in the current clock hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChannelUsage {
+    pub sender: SenderState,
+    /// Messages sent to the scope's users this hour.
+    pub sent_this_hour: u64,
+    /// The most the scope's users may be sent in one hour; 0 means no cap.
+    pub cap_per_hour: u32,
+    /// For host admins: messages sent to every scope together this hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_scopes_sent_this_hour: Option<u64>,
+    /// For host admins: the cap over every scope together; 0 means no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_scopes_cap_per_hour: Option<u32>,
+}
+
+/// How many emails and texts a scope (the host or one tenant) sent in the current clock
+/// hour, against its caps, and whether each channel can send at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageUsage {
+    /// The start of the current clock hour (UTC), when the counts began.
+    pub hour_start: String,
+    /// When the counts start again from zero.
+    pub hour_end: String,
+    pub email: ChannelUsage,
+    pub sms: ChannelUsage,
 }

@@ -337,6 +337,11 @@ fn spawn_housekeeping(state: AppState) {
             if let Err(e) = db::factors::purge_attempts(&state.db().pool, state.now()).await {
                 tracing::warn!(error = %e, "purging expired sign-ins failed");
             }
+            // Only the current hour is read; a day is kept for whoever looks by hand.
+            let day_ago = state.now() - 24 * db::messages::HOUR_MS;
+            if let Err(e) = db::messages::purge(&state.db().pool, day_ago).await {
+                tracing::warn!(error = %e, "purging old message counts failed");
+            }
         }
     });
 }

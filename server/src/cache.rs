@@ -32,7 +32,7 @@ impl PolicyCache {
             return Ok(s);
         }
         let s = db::load_settings(&db.pool, scope_key).await?;
-        self.settings.insert(scope_key.to_owned(), s);
+        self.settings.insert(scope_key.to_owned(), s.clone());
         Ok(s)
     }
 

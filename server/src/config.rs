@@ -43,16 +43,29 @@ pub struct Config {
     /// key in a file beside the database; a PostgreSQL deployment refuses to start.
     pub secret_key: Option<SecretString>,
     /// `smtp://user:pass@host:port` (STARTTLS when offered), `smtps://...` (TLS) or
-    /// `smtp://host:port?tls=none` for a local relay. Without it, email codes go to the
-    /// log (development only).
+    /// `smtp://host:port?tls=none` for a local relay. Without it (and without
+    /// `dev_senders`), email codes cannot be sent and email is neither offered nor
+    /// enrollable.
     pub smtp_url: Option<SecretString>,
     pub smtp_from: String,
-    /// A Twilio-compatible SMS API. Without `sms_base_url`, SMS codes go to the log
-    /// (development only).
+    /// A Twilio-compatible SMS API. Without `sms_base_url` (and without `dev_senders`),
+    /// SMS codes cannot be sent and SMS is neither offered nor enrollable.
     pub sms_base_url: Option<String>,
     pub sms_account_sid: Option<String>,
     pub sms_auth_token: Option<SecretString>,
     pub sms_from: Option<String>,
+    /// Development only: a channel without a real sender writes its messages, codes
+    /// included, to the log. Off by default, because whoever reads the log could then
+    /// complete anyone's second factor; a configured real sender always wins.
+    pub dev_senders: bool,
+    /// Texts and emails per clock hour, to the users of one scope (the host or one
+    /// tenant) and to everyone together, whatever asked for them. They bound what a
+    /// tenant admin with many users, or a flood of sign-ins, can make the SMS provider
+    /// and the mail relay send. Zero turns a cap off.
+    pub sms_per_tenant_per_hour: u32,
+    pub sms_per_hour: u32,
+    pub email_per_tenant_per_hour: u32,
+    pub email_per_hour: u32,
     /// Issuer shown in authenticator apps.
     pub totp_issuer: String,
     /// Second-factor failures before the account is locked.
@@ -142,6 +155,11 @@ impl Default for Config {
             sms_account_sid: None,
             sms_auth_token: None,
             sms_from: None,
+            dev_senders: false,
+            sms_per_tenant_per_hour: 200,
+            sms_per_hour: 1000,
+            email_per_tenant_per_hour: 1000,
+            email_per_hour: 10_000,
             totp_issuer: "Twofold".to_owned(),
             lockout_max_failures: 5,
             lockout_minutes: 5,
@@ -324,6 +342,18 @@ mod tests {
         std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/40\"]\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn the_development_sender_is_off_unless_switched_on() {
+        assert!(!Config::default().dev_senders);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.toml");
+        std::fs::write(&path, "dev_senders = true\nsms_per_tenant_per_hour = 5\nemail_per_hour = 0\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert!(c.dev_senders);
+        assert_eq!((c.sms_per_tenant_per_hour, c.sms_per_hour), (5, 1000));
+        assert_eq!((c.email_per_tenant_per_hour, c.email_per_hour), (1000, 0));
     }
 
     #[test]

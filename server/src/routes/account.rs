@@ -190,6 +190,9 @@ pub async fn reauth_send_code(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
+    if let Some(channel) = Channel::of(req.provider) {
+        factors::ensure_sender(&state, channel)?;
+    }
     let event = Event::SendCode(req.provider);
     Ok(Json(
         signin::advance(&state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await?.into_sent()?,
@@ -338,6 +341,7 @@ pub async fn change_email(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
+    factors::ensure_sender(&state, Channel::Email)?;
     let email = match req.email.as_deref() {
         Some(e) => EmailAddress::parse(e).map_err(|e| AppError::invalid_field(e.field, e.message))?.as_str().to_owned(),
         None => {
@@ -347,7 +351,7 @@ pub async fn change_email(
     who.require_fresh(&state)?;
     // Send first: a refused or failed send must leave the account as it was.
     let purpose = CodePurpose::ConfirmEmail;
-    let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &email, Channel::Email).await?;
+    let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &email, Channel::Email, None).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_pending_email(&mut tx, &who.user.id, &email).await?;
     tx.commit().await?;
@@ -378,11 +382,13 @@ pub async fn change_phone(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
+    factors::ensure_sender(&state, Channel::Sms)?;
     let phone = factors::parse_phone(&req.phone)?;
+    factors::ensure_phone_country(&state, &who.user, &phone).await?;
     who.require_fresh(&state)?;
     // Send first: a refused or failed send must leave the account as it was.
     let purpose = CodePurpose::ConfirmPhone;
-    let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &phone, Channel::Sms).await?;
+    let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &phone, Channel::Sms, None).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_pending_phone(&mut tx, &who.user.id, &phone).await?;
     tx.commit().await?;

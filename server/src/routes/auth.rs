@@ -169,7 +169,7 @@ pub async fn sign_in(
             jar.add(pending_cookie(&state, attempt_token)).add(known_browser_cookie(&state, &user)),
             Json(SignInResponse {
                 status: SignInStatus::RequiresEnrollment,
-                enrollable: signin::enrollable(&policy),
+                enrollable: signin::enrollable(&state, &policy),
                 grace_until: grace_until.map(rfc3339),
                 can_postpone,
                 ..SignInResponse::default()

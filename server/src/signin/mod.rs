@@ -267,7 +267,7 @@ pub async fn advance(app: &AppState, state: State, event: Event, client: &Client
         (State::AwaitingSecondFactor(p), Event::SecondFactor(req)) => {
             app.limits().by_account(Class::Verify, &p.user.id, app.now())?;
             let method = req.method;
-            let allowed = &p.policy.allowed_providers;
+            let allowed = &factors::usable_providers(app, &p.policy.allowed_providers);
             let usable = match method {
                 M::Authenticator => allowed.authenticator,
                 M::Email => allowed.email && p.user.email_confirmed != 0,
@@ -356,7 +356,9 @@ pub async fn advance(app: &AppState, state: State, event: Event, client: &Client
                 .ok_or_else(|| AppError::bad_request(ErrorCode::ProviderUnavailable, "this provider is not set up"))?;
             ensure_not_locked(app, u)?;
             let purpose = CodePurpose::reauth(channel);
-            factors::send_code(app, u, purpose, &who.token_hash, &destination, channel).await.map(Outcome::CodeSent)
+            factors::send_code(app, u, purpose, &who.token_hash, &destination, channel, None)
+                .await
+                .map(Outcome::CodeSent)
         }
         (State::Complete(who), Event::Reauthenticate(req)) => reauthenticate(app, &who, req, client).await,
         (State::Complete(who), Event::ConfirmFactor { factor, code }) => {
@@ -533,9 +535,10 @@ pub async fn effective_policy(state: &AppState, user: &UserRow) -> AppResult<Eff
     Ok(policy)
 }
 
-/// The factors a user can be offered at sign-in under `policy`.
-pub fn offers(user: &UserRow, policy: &EffectivePolicy) -> Vec<ProviderOffer> {
-    user.usable_providers(&policy.allowed_providers)
+/// The factors a user can be offered at sign-in under `policy`: allowed, confirmed,
+/// and for email and SMS, with a sender that can deliver the code.
+pub fn offers(app: &AppState, user: &UserRow, policy: &EffectivePolicy) -> Vec<ProviderOffer> {
+    user.usable_providers(&factors::usable_providers(app, &policy.allowed_providers))
         .into_iter()
         .map(|provider| ProviderOffer {
             provider,
@@ -549,9 +552,10 @@ pub fn offers(user: &UserRow, policy: &EffectivePolicy) -> Vec<ProviderOffer> {
         .collect()
 }
 
-/// The providers a user may enrol at sign-in (email and SMS only where allowed).
-pub fn enrollable(policy: &EffectivePolicy) -> Vec<Provider> {
-    policy.allowed_providers.iter().collect()
+/// The providers a user may enrol at sign-in (email and SMS only where allowed and a
+/// sender can deliver the code).
+pub fn enrollable(app: &AppState, policy: &EffectivePolicy) -> Vec<Provider> {
+    factors::usable_providers(app, &policy.allowed_providers).iter().collect()
 }
 
 #[cfg(test)]

@@ -172,7 +172,7 @@ pub(super) async fn step(
     {
         return session::finish_after_password(state, user, "pwd+remembered", client).await.map(Outcome::SignedIn);
     }
-    let providers = offers(&user, &policy);
+    let providers = offers(state, &user, &policy);
     if providers.is_empty() {
         // Fail closed: a required second factor without a usable factor means
         // enrolment, never a silent sign-in.

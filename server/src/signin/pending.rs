@@ -16,10 +16,6 @@ use crate::factors::{self, Channel, CodePurpose, lifecycle};
 use crate::ratelimit::Class;
 use twofold_policy::wire::ErrorCode;
 
-/// Most code sends one pending sign-in may trigger; with the resend interval this
-/// bounds how many messages one attacker-held password can push at a user.
-const MAX_SENDS_PER_ATTEMPT: i64 = 5;
-
 /// A pending sign-in that is still open, with its user and their current policy.
 #[derive(Debug)]
 pub struct Pending {
@@ -83,6 +79,9 @@ pub(super) async fn send_sign_in_code(
 ) -> AppResult<SendCodeResponse> {
     state.limits().by_account(Class::SendCode, &p.user.id, state.now())?;
     super::ensure_not_locked(state, &p.user)?;
+    if let Some(channel) = Channel::of(provider) {
+        factors::ensure_sender(state, channel)?;
+    }
     let (channel, destination) = match provider {
         Provider::Email if p.user.email_confirmed != 0 && p.policy.allowed_providers.email => {
             (Channel::Email, p.user.email.clone())
@@ -98,18 +97,8 @@ pub(super) async fn send_sign_in_code(
             "this provider is not available for this account",
         ));
     };
-    throttle_send(state, &p.attempt).await?;
-    factors::send_code(state, &p.user, CodePurpose::sign_in(channel), &p.attempt.id, &destination, channel).await
-}
-
-async fn throttle_send(state: &AppState, attempt: &AttemptRow) -> AppResult<()> {
-    let now = state.now();
-    let interval = i64::from(state.config().code_resend_seconds) * 1000;
-    if !fdb::claim_code_send(&state.db().pool, &attempt.id, now, now - interval, MAX_SENDS_PER_ATTEMPT).await? {
-        let wait = attempt.last_code_sent_at.map_or(interval, |t| (t + interval - now).max(1000));
-        return Err(AppError::RateLimited { retry_after_ms: wait });
-    }
-    Ok(())
+    let purpose = CodePurpose::sign_in(channel);
+    factors::send_code(state, &p.user, purpose, &p.attempt.id, &destination, channel, Some(&p.attempt)).await
 }
 
 /// Starts enrolling a factor in a pending sign-in: a new authenticator secret (shown
@@ -147,9 +136,9 @@ pub(super) async fn start_enrollment(state: &AppState, p: &Pending, start: Start
                     .clone()
                     .ok_or_else(|| AppError::invalid_field("phone", "give the number to confirm"))?,
             };
-            throttle_send(state, &p.attempt).await?;
+            factors::ensure_sender(state, channel)?;
             let purpose = CodePurpose::enroll(channel);
-            factors::send_code(state, &p.user, purpose, &p.attempt.id, &destination, channel)
+            factors::send_code(state, &p.user, purpose, &p.attempt.id, &destination, channel, Some(&p.attempt))
                 .await
                 .map(Outcome::CodeSent)
         }

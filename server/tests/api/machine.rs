@@ -91,7 +91,8 @@ async fn an_admin_with_a_stale_session_cannot_change_their_own_second_factor_thr
 
 #[tokio::test]
 async fn a_stale_session_alone_cannot_turn_on_2fa_enrol_a_factor_or_set_a_first_email_or_phone() {
-    let app = admin_app(Options::default()).await;
+    // With senders that could deliver the codes: the refusal must be about freshness.
+    let app = admin_app(Options { dev_senders: true, ..Options::default() }).await;
     let t = app.create_tenant("acme").await;
     create_user(&app, &t.id, "alice", None).await;
     let thief = app.new_client();

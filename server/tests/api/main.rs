@@ -24,6 +24,8 @@ mod isolation;
 mod limits;
 mod lockout;
 mod machine;
+mod message_caps;
+mod no_sender;
 mod remember;
 mod secrecy_in_logs;
 mod settings;

@@ -287,7 +287,9 @@ pub fn router(state: AppState) -> Router {
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
-    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Ends once the server has stopped after SIGTERM or SIGINT: in-flight requests
+    /// finished (or `shutdown_grace_seconds` ran out) and the database pool closed.
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
@@ -305,18 +307,48 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     }
     // The client address reaches the handlers (rate limits, audit) either way.
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let grace = Duration::from_secs(state.config().shutdown_grace_seconds);
+    let pool = state.db().pool.clone();
     let handle = match tls {
-        None => tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await }),
+        None => tokio::spawn(async move {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let mut stopped_for_serve = stopped.clone();
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped_for_serve.wait_for(|s| *s).await;
+                })
+                .into_future();
+            tokio::pin!(serve);
+            tokio::select! {
+                result = &mut serve => result?,
+                () = shutdown_signal() => {
+                    tracing::info!(grace_seconds = grace.as_secs(), "stopping: no new connections, finishing requests");
+                    // axum stops accepting at once and lets open requests finish; the
+                    // bound keeps one stuck client from holding the process forever.
+                    let _ = stop.send(true);
+                    if tokio::time::timeout(grace, &mut serve).await.is_err() {
+                        tracing::warn!("requests still open after the grace period; stopping anyway");
+                    }
+                }
+            }
+            pool.close().await;
+            Ok(())
+        }),
         Some(tls) => {
             let server = axum_server::from_tcp_rustls(listener.into_std()?, tls)?;
             let shutdown = axum_server::Handle::new();
             let trigger = shutdown.clone();
             tokio::spawn(async move {
                 shutdown_signal().await;
-                // Like axum::serve: stop accepting, let open requests finish.
-                trigger.graceful_shutdown(None);
+                tracing::info!(grace_seconds = grace.as_secs(), "stopping: no new connections, finishing requests");
+                // axum-server bounds the wait itself, then drops what is still open.
+                trigger.graceful_shutdown(Some(grace));
             });
-            tokio::spawn(async move { server.handle(shutdown).serve(app).await })
+            tokio::spawn(async move {
+                server.handle(shutdown).serve(app).await?;
+                pool.close().await;
+                Ok(())
+            })
         }
     };
     Ok(Running { addr, state, handle })

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod factors;
 pub mod notify;
 pub mod openapi;
+pub mod operator;
 pub mod ratelimit;
 pub mod routes;
 pub mod secrets;

@@ -120,6 +120,9 @@ pub struct Config {
     /// After SIGTERM or SIGINT, how long requests already in progress may take to
     /// finish before the server exits anyway, in seconds.
     pub shutdown_grace_seconds: u64,
+    /// Where `/metrics` (Prometheus text format) is served; off when unset. Never on the
+    /// public listener.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -206,6 +209,7 @@ impl Default for Config {
             tls_key_path: None,
             hsts: false,
             shutdown_grace_seconds: 10,
+            metrics_bind: None,
         }
     }
 }

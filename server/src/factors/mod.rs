@@ -201,6 +201,11 @@ pub async fn send_code(
             state.senders().sms().send(destination, &body).await
         }
     };
+    let label = match channel {
+        Channel::Email => "email",
+        Channel::Sms => "sms",
+    };
+    crate::metrics::code_sent(label, sent.is_ok());
     sent.map_err(|e| AppError::SendFailed(anyhow::anyhow!("{e}")))?;
     Ok(SendCodeResponse {
         sent_to: match channel {

@@ -24,6 +24,7 @@ mod isolation;
 mod limits;
 mod lockout;
 mod machine;
+mod metrics;
 mod remember;
 mod secrecy_in_logs;
 mod settings;

@@ -122,7 +122,8 @@ async fn main() -> anyhow::Result<()> {
             }
             let running = app::start_default(config).await?;
             let tls = running.state.config().serves_tls();
-            tracing::info!(addr = %running.addr, tls, "twofold listening");
+            let metrics_addr = running.metrics_addr.map(|a| a.to_string());
+            tracing::info!(addr = %running.addr, metrics_addr = metrics_addr.as_deref(), tls, "twofold listening");
             running.handle.await??;
             tracing::info!("twofold stopped");
         }

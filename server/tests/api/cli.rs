@@ -108,6 +108,23 @@ fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
+/// The fields of the first JSON log line that has `field`, waiting for it.
+fn wait_for_event(rx: &mpsc::Receiver<String>, field: &str) -> Value {
+    let mut lines = Vec::new();
+    loop {
+        // Generous: this bounds a hang, it does not measure speed.
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) else {
+            panic!("no log line with {field}; output:\n{}", lines.join("\n"));
+        };
+        if let Ok(event) = serde_json::from_str::<Value>(&line)
+            && event["fields"].get(field).is_some()
+        {
+            return event["fields"].clone();
+        }
+        lines.push(line);
+    }
+}
+
 /// The first value of the JSON log field `field`, waiting for the line that has it.
 fn wait_for_field(rx: &mpsc::Receiver<String>, field: &str) -> String {
     let mut lines = Vec::new();
@@ -247,6 +264,7 @@ async fn sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_within_t
         .env("TWOFOLD_COOKIE_SECURE", "false")
         .env("TWOFOLD_ADMIN_PASSWORD", PASSWORD)
         .env("TWOFOLD_SHUTDOWN_GRACE_SECONDS", GRACE_SECONDS.to_string())
+        .env("TWOFOLD_METRICS_BIND", "127.0.0.1:0")
         .env("TWOFOLD_LOG_FORMAT", "json")
         .env("TWOFOLD_LOG", "info")
         .env("TWOFOLD_DATABASE_URL", sqlite_url(&dir.path().join("stop.db")))
@@ -256,7 +274,14 @@ async fn sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_within_t
         .unwrap();
     let rx = log_lines(&mut child);
     let mut child = KillOnDrop(child);
-    let addr: std::net::SocketAddr = wait_for_field(&rx, "addr").parse().expect("a socket address");
+    let listening = wait_for_event(&rx, "addr");
+    let addr: std::net::SocketAddr = listening["addr"].as_str().unwrap().parse().expect("a socket address");
+    // Metrics on their own listener, set through the environment, and not on `bind`.
+    let metrics = listening["metrics_addr"].as_str().expect("metrics_addr in the start log");
+    let scraped = reqwest::get(format!("http://{metrics}/metrics")).await.unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert!(scraped.text().await.unwrap().contains("twofold_db_pool_connections"));
+    assert_eq!(reqwest::get(format!("http://{addr}/metrics")).await.unwrap().status(), StatusCode::NOT_FOUND);
 
     // Connections opened before the signal (a request each, so they are accepted).
     let clients: Vec<Client> = (0..12).map(|_| Client::new(addr)).collect();

@@ -30,9 +30,11 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter_map(|l| {
             let (series, v) = l.rsplit_once(' ')?;
             let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name && labels.iter().all(|(k, val)| rest.contains(&format!("{k}=\"{val}\""))))
-                .then(|| v.parse::<f64>().ok())
-                .flatten()
+            if metric == name && labels.iter().all(|(k, val)| rest.contains(&format!("{k}=\"{val}\""))) {
+                v.parse::<f64>().ok()
+            } else {
+                None
+            }
         })
         .sum()
 }

@@ -65,6 +65,11 @@ impl AppError {
         AppError::Conflict { code, message: message.into() }
     }
 
+    /// The stable error code the client sees (`invalid_code`, `locked_out`, ...).
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1.as_str()
+    }
+
     fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, *code),

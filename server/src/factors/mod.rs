@@ -287,6 +287,11 @@ pub async fn send_code(
         // Checked by `ensure_sender` above; senders never change while running.
         _ => return Err(AppError::Internal(anyhow::anyhow!("no sender for {}", channel.as_str()))),
     };
+    let label = match channel {
+        Channel::Email => "email",
+        Channel::Sms => "sms",
+    };
+    crate::metrics::code_sent(label, sent.is_ok());
     sent.map_err(|e| AppError::SendFailed(anyhow::anyhow!("{e}")))?;
     Ok(SendCodeResponse {
         sent_to: match channel {

@@ -177,6 +177,22 @@ impl EventKind {
 }
 
 impl Event {
+    /// The metrics label of a sign-in step (what it proves); `None` for events that do
+    /// not move towards a new session (sends, reauthentication, account-page factors).
+    fn sign_in_factor(&self) -> Option<&'static str> {
+        match self {
+            Event::Password { .. } => Some("password"),
+            Event::SecondFactor(req) => Some(req.method.as_str()),
+            Event::Enroll { factor: FactorKind::Authenticator, .. } => Some("enroll_authenticator"),
+            Event::Enroll { factor: FactorKind::Email, .. } => Some("enroll_email"),
+            Event::Enroll { factor: FactorKind::Phone, .. } => Some("enroll_phone"),
+            Event::Postpone => Some("postpone"),
+            Event::SendCode(_) | Event::StartEnrollment(_) | Event::Reauthenticate(_) | Event::ConfirmFactor { .. } => {
+                None
+            }
+        }
+    }
+
     pub fn kind(&self) -> EventKind {
         match self {
             Event::Password { .. } => EventKind::Password,
@@ -237,6 +253,19 @@ fn unexpected(outcome: &Outcome) -> AppError {
 }
 
 impl Outcome {
+    /// The metrics label of where a step led.
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::SignedIn(_) => "signed_in",
+            Outcome::SecondFactorRequired { .. } => "second_factor_required",
+            Outcome::EnrollmentRequired { .. } => "enrollment_required",
+            Outcome::CodeSent(_) => "code_sent",
+            Outcome::EnrollmentStarted(_) => "enrollment_started",
+            Outcome::Reauthenticated => "reauthenticated",
+            Outcome::FactorAdded(_) => "factor_added",
+        }
+    }
+
     pub fn into_completed(self) -> AppResult<Completed> {
         match self {
             Outcome::SignedIn(done) => Ok(done),
@@ -252,8 +281,18 @@ impl Outcome {
     }
 }
 
-/// The only way to move a sign-in (or a session) forward.
+/// The only way to move a sign-in (or a session) forward. Sign-in steps are counted
+/// by factor and outcome.
 pub async fn advance(app: &AppState, state: State, event: Event, client: &ClientInfo) -> AppResult<Outcome> {
+    let factor = event.sign_in_factor();
+    let result = transition(app, state, event, client).await;
+    if let Some(factor) = factor {
+        crate::metrics::sign_in(factor, crate::metrics::outcome_of(&result, Outcome::label));
+    }
+    result
+}
+
+async fn transition(app: &AppState, state: State, event: Event, client: &ClientInfo) -> AppResult<Outcome> {
     if !admits(state.stage(), event.kind()) {
         return Err(AppError::SignInExpired);
     }

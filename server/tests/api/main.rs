@@ -25,6 +25,7 @@ mod limits;
 mod lockout;
 mod machine;
 mod message_caps;
+mod metrics;
 mod no_sender;
 mod remember;
 mod secrecy_in_logs;

@@ -68,6 +68,9 @@ impl Mail {
                 .map(|(path, text)| (path, text.replace("\r\n", "\n")))
                 // aiosmtpd records the envelope recipient, which is what routed the mail.
                 .filter(|(_, text)| header_value(text, "X-RcptTo") == Some(to))
+                // Security notices (a factor added, a lock) arrive in the background and
+                // carry no code.
+                .filter(|(_, text)| header_value(text, "Subject") != Some("Security notice from Twofold"))
                 .collect();
             assert!(fresh.len() <= 1, "expected one new message to {to}, found {}", fresh.len());
             if let Some((path, message)) = fresh.into_iter().next() {

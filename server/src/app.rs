@@ -23,7 +23,7 @@ use crate::auth::{self, Authenticated};
 use crate::cache::PolicyCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::db::{self, Db, HOST_SCOPE, NewAudit, NewUser};
+use crate::db::{self, Db, HOST_SCOPE, NewAudit};
 use crate::error::{AppError, AppResult};
 use crate::ratelimit::{Limits, PasswordLimits};
 use crate::secrets::Keys;
@@ -182,22 +182,7 @@ async fn bootstrap_admin(db: &Db, config: &Config, now: i64) -> anyhow::Result<(
     let hash = auth::hash_password(password.clone()).await?;
     let id = uuid::Uuid::now_v7().to_string();
     let mut tx = db.begin_write().await?;
-    db::insert_user(
-        &mut tx,
-        &NewUser {
-            id: &id,
-            scope_key: HOST_SCOPE,
-            tenant_id: None,
-            username: username.as_str(),
-            username_key: username.key(),
-            email: None,
-            password_hash: &hash,
-            security_stamp: &auth::new_stamp(),
-            created_at: now,
-        },
-    )
-    .await?;
-    db::grant_role(&mut tx, &id, Role::HostAdmin.as_str(), HOST_SCOPE, now).await?;
+    db::insert_host_admin(&mut tx, &id, &username, &hash, &auth::new_stamp(), now).await?;
     db::insert_audit(
         &mut tx,
         &NewAudit {

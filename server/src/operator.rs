@@ -6,14 +6,13 @@
 //!
 //! Nothing here may print a password or a hash.
 
-use twofold_policy::authz::Role;
 use twofold_policy::names::{Username, check_new_password};
 
 use crate::auth;
 use crate::changes::{self, Change};
 use crate::config::Config;
 use crate::db::factors as fdb;
-use crate::db::{self, Db, HOST_SCOPE, NewAudit, NewUser, UserRow};
+use crate::db::{self, Db, HOST_SCOPE, NewAudit, UserRow};
 
 /// The audit actor of every operator command: no user of the service did it.
 pub const ACTOR: &str = "operator";
@@ -83,22 +82,7 @@ pub async fn create_host_admin(db: &Db, username: &str, password: String) -> any
     if db::find_user(&mut *tx, HOST_SCOPE, username.key()).await?.is_some() {
         anyhow::bail!("a host user named {:?} exists; use `twofold admin reset-password`", username.as_str());
     }
-    db::insert_user(
-        &mut tx,
-        &NewUser {
-            id: &id,
-            scope_key: HOST_SCOPE,
-            tenant_id: None,
-            username: username.as_str(),
-            username_key: username.key(),
-            email: None,
-            password_hash: &hash,
-            security_stamp: &auth::new_stamp(),
-            created_at: now,
-        },
-    )
-    .await?;
-    db::grant_role(&mut tx, &id, Role::HostAdmin.as_str(), HOST_SCOPE, now).await?;
+    db::insert_host_admin(&mut tx, &id, &username, &hash, &auth::new_stamp(), now).await?;
     // Running nodes on PostgreSQL reload their role assignments; a SQLite server
     // (one node) learns the new admin at its next start.
     changes::publish(&mut tx, db.backend, Change::Roles).await?;

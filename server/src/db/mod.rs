@@ -514,6 +514,35 @@ pub async fn insert_user(conn: &mut AnyConnection, u: &NewUser<'_>) -> Result<()
     Ok(())
 }
 
+/// Inserts a host user who holds the host-admin role, in the caller's transaction: the
+/// first admin at start-up and `twofold admin create` both make one this way.
+pub async fn insert_host_admin(
+    conn: &mut AnyConnection,
+    id: &str,
+    username: &twofold_policy::names::Username,
+    password_hash: &str,
+    security_stamp: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    insert_user(
+        &mut *conn,
+        &NewUser {
+            id,
+            scope_key: HOST_SCOPE,
+            tenant_id: None,
+            username: username.as_str(),
+            username_key: username.key(),
+            email: None,
+            password_hash,
+            security_stamp,
+            created_at: now,
+        },
+    )
+    .await?;
+    grant_role(conn, id, twofold_policy::authz::Role::HostAdmin.as_str(), HOST_SCOPE, now).await?;
+    Ok(())
+}
+
 pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await
 }

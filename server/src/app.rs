@@ -25,6 +25,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::{self, Db, HOST_SCOPE, NewAudit, NewUser};
 use crate::error::{AppError, AppResult};
+use crate::housekeeping::Outcome;
 use crate::ratelimit::{Limits, PasswordLimits};
 use crate::secrets::Keys;
 use crate::senders::Senders;
@@ -81,6 +82,12 @@ impl AppState {
     /// Request-rate limits and the cap on messages sent.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Deletes expired rows (and audit events past their retention) now, as the
+    /// schedule does; tests call it after moving the clock.
+    pub async fn housekeep(&self) -> anyhow::Result<Outcome> {
+        crate::housekeeping::run_once(self).await
     }
 
     /// A hash of a random password, verified against when the user is unknown.
@@ -326,16 +333,23 @@ pub async fn start_default(config: Config) -> anyhow::Result<Running> {
     start(config, Arc::new(SystemClock)).await
 }
 
+/// Runs housekeeping every `housekeeping_interval_seconds`. The first run waits one
+/// interval: nodes restarted together do not all start with the same work, and a test's
+/// own runs never race a background one.
 fn spawn_housekeeping(state: AppState) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        let period = Duration::from_secs(state.config().housekeeping_interval_seconds.max(1));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = db::purge_sessions(&state.db().pool, state.now()).await {
-                tracing::warn!(error = %e, "purging expired sessions failed");
-            }
-            if let Err(e) = db::factors::purge_attempts(&state.db().pool, state.now()).await {
-                tracing::warn!(error = %e, "purging expired sign-ins failed");
+            match state.housekeep().await {
+                Ok(Outcome::Ran(report)) if report.total() > 0 => {
+                    tracing::info!(?report, "housekeeping deleted expired rows")
+                }
+                Ok(Outcome::Ran(_)) => {}
+                Ok(Outcome::Skipped) => tracing::debug!("housekeeping skipped: another node holds the lock"),
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed; retrying at the next interval"),
             }
         }
     });

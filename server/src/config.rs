@@ -112,6 +112,14 @@ pub struct Config {
     /// Sends `Strict-Transport-Security` even though this server speaks plain HTTP,
     /// for when a TLS-terminating proxy sits in front. Always sent when serving TLS.
     pub hsts: bool,
+    /// How often expired codes, sign-ins, sessions and remembered browsers (and audit
+    /// events past `audit_retention_days`) are deleted.
+    pub housekeeping_interval_seconds: u64,
+    /// Rows deleted per statement: small enough that a backlog never blocks sign-ins
+    /// for long, large enough to keep up.
+    pub housekeeping_batch_size: u32,
+    /// Audit events older than this many days are deleted; `None` keeps them forever.
+    pub audit_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -172,6 +180,9 @@ impl Default for Config {
             tls_cert_path: None,
             tls_key_path: None,
             hsts: false,
+            housekeeping_interval_seconds: 300,
+            housekeeping_batch_size: 1000,
+            audit_retention_days: None,
         }
     }
 }
@@ -234,6 +245,12 @@ impl Config {
         }
         if self.tls_cert_path.is_some() != self.tls_key_path.is_some() {
             anyhow::bail!("tls_cert_path and tls_key_path must be set together");
+        }
+        if self.housekeeping_interval_seconds == 0 || self.housekeeping_batch_size == 0 {
+            anyhow::bail!("housekeeping_interval_seconds and housekeeping_batch_size must be positive");
+        }
+        if self.audit_retention_days == Some(0) {
+            anyhow::bail!("audit_retention_days must be positive; leave it unset to keep audit events forever");
         }
         Ok(())
     }

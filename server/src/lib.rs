@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod factors;
+pub mod housekeeping;
 pub mod notify;
 pub mod openapi;
 pub mod ratelimit;

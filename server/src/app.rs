@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use twofold_policy::authz::{Action, Actor, Authorizer, Domain, Role, Target};
@@ -261,10 +260,9 @@ const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
 
 pub fn router(state: AppState) -> Router {
     let api = crate::routes::router();
-    let index = state.config().web_dir.join("index.html");
     // Unknown API paths must stay JSON errors; every other path belongs to the web app,
     // whose client-side router needs index.html for deep links and reloads.
-    let web = ServeDir::new(&state.config().web_dir).fallback(ServeFile::new(index));
+    let web = crate::web::router(state.clone());
     let hsts = state.config().sends_hsts().then(|| HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
     Router::new()
         .merge(api)
@@ -278,6 +276,7 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        // API answers and anything the web app does not mark cacheable are never stored.
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,

@@ -103,7 +103,7 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// Name of the remember-browser cookie (prefixed with `__Host-` when secure).
     pub remember_cookie_name: String,
-    /// The built web app (`index.html`, `app.js`, `app_bg.wasm`), served at `/`.
+    /// The built web app (`index.html` and the hashed files it names), served at `/`.
     pub web_dir: std::path::PathBuf,
     /// A PEM certificate chain (leaf first) and its PEM private key: with both set the
     /// server speaks HTTPS itself, for deployments without a TLS-terminating proxy.

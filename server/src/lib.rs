@@ -22,3 +22,4 @@ pub mod senders;
 pub mod signin;
 pub mod tls;
 pub mod totp;
+pub mod web;

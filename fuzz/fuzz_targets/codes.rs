@@ -1,5 +1,6 @@
 //! Second-factor codes as users type them: authenticator codes (TOTP), emailed and
-//! texted six-digit codes, recovery codes, base32 authenticator keys and phone numbers.
+//! texted six-digit codes, recovery codes, base32 authenticator keys and phone numbers
+//! (with their country calling codes).
 //!
 //! Besides "no panic", every accepted input must mean what the acceptance claims: a
 //! verified TOTP code is the one of the returned step, inside the window and after the
@@ -12,6 +13,8 @@ use std::sync::LazyLock;
 use axum::response::IntoResponse;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
+use twofold_policy::ScopeSettings;
+use twofold_policy::vocab::{calling_code, is_calling_code};
 use twofold_server::factors::{self, RECOVERY_CODE_LEN};
 use twofold_server::secrets::Keys;
 use twofold_server::totp;
@@ -120,6 +123,9 @@ fn recovery_codes(typed: &str, user_id: &str) {
 }
 
 fn phones(typed: &str) {
+    if let Some(code) = calling_code(typed) {
+        assert!(is_calling_code(code), "{typed:?} starts with {code:?}, which is not a code");
+    }
     match factors::parse_phone(typed) {
         Ok(phone) => {
             let digits = phone.strip_prefix('+').unwrap_or_else(|| panic!("{phone:?} has no '+'"));
@@ -127,6 +133,14 @@ fn phones(typed: &str) {
             assert_eq!(factors::parse_phone(&phone).ok().as_deref(), Some(phone.as_str()), "not idempotent");
             let masked = factors::mask_phone(&phone);
             assert_eq!(masked, format!("***{}", &phone[phone.len() - 4..]));
+            // Every accepted number has exactly one country calling code, and only that
+            // code (of all codes) lets a text go to it.
+            let code = calling_code(&phone).unwrap_or_else(|| panic!("{phone:?} has no calling code"));
+            assert!(is_calling_code(code) && digits.starts_with(code), "{phone:?}: {code:?}");
+            let only = ScopeSettings { sms_allowed_country_codes: vec![code.to_owned()], ..ScopeSettings::default() };
+            assert!(only.validate().is_ok() && only.sms_allowed_to(&phone), "{phone:?}");
+            let longer = &digits[..code.len() + 1];
+            assert!(!is_calling_code(longer), "{longer:?} and {code:?} are both calling codes");
         }
         Err(e) => assert_eq!(e.into_response().status(), 400),
     }

@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use twofold_policy::names::{EmailAddress, TenantName, Username, check_new_password};
-use twofold_policy::vocab::{MAX_ENROLLMENT_GRACE_DAYS, MAX_REMEMBER_BROWSER_DAYS};
+use twofold_policy::vocab::{MAX_ENROLLMENT_GRACE_DAYS, MAX_REMEMBER_BROWSER_DAYS, is_calling_code};
 use twofold_policy::wire::*;
 use twofold_policy::{Behaviour, PolicyInput, Scope, ScopeSettings, TenantFeature, resolve};
 use twofold_server::extract::Json;
@@ -125,6 +125,7 @@ fn settings(s: &ScopeSettings) {
             assert!((1..=MAX_REMEMBER_BROWSER_DAYS).contains(&s.remember_browser_days));
             assert!(s.enrollment_grace_days <= MAX_ENROLLMENT_GRACE_DAYS);
             assert!(s.allowed_providers.iter().next().is_some());
+            assert!(s.sms_allowed_country_codes.iter().all(|c| is_calling_code(c)));
             for user_two_factor_enabled in [false, true] {
                 for feature in Behaviour::ALL {
                     let feature = TenantFeature { behaviour: feature };

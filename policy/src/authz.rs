@@ -71,12 +71,14 @@ pub enum Action {
     UpdateUser,
     AssignRole,
     ReadAudit,
+    /// How many emails and texts a scope sent this hour, against its caps.
+    ReadMessageUsage,
     ReadOwnAccount,
     UpdateOwnAccount,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::ReadSettings,
         Action::UpdateSettings,
         Action::ListTenants,
@@ -90,6 +92,7 @@ impl Action {
         Action::UpdateUser,
         Action::AssignRole,
         Action::ReadAudit,
+        Action::ReadMessageUsage,
         Action::ReadOwnAccount,
         Action::UpdateOwnAccount,
     ];
@@ -107,6 +110,7 @@ impl Action {
             Action::CreateUser | Action::UpdateUser => ("users", "write"),
             Action::AssignRole => ("roles", "write"),
             Action::ReadAudit => ("audit", "read"),
+            Action::ReadMessageUsage => ("messages", "read"),
             Action::ReadOwnAccount => ("account", "read"),
             Action::UpdateOwnAccount => ("account", "write"),
         }

@@ -128,8 +128,12 @@ pub const MAX_REMEMBER_BROWSER_DAYS: u32 = 365;
 /// Upper bound for an enrolment grace period.
 pub const MAX_ENROLLMENT_GRACE_DAYS: u32 = 90;
 
+/// Most entries of `sms_allowed_country_codes`; there are fewer than 300 country
+/// calling codes, so a longer list can only hold mistakes.
+pub const MAX_SMS_COUNTRY_CODES: usize = 300;
+
 /// The 2FA settings of one scope: the host (for host users) or one tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ScopeSettings {
@@ -141,6 +145,12 @@ pub struct ScopeSettings {
     #[cfg_attr(feature = "openapi", schema(maximum = 90))]
     pub enrollment_grace_days: u32,
     pub allowed_providers: ProviderSet,
+    /// Country calling codes (E.164, digits only: `1` for North America, `44` for the
+    /// United Kingdom) of the phone numbers that may receive texts; empty allows every
+    /// country. Absent in a request means empty.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 300))]
+    pub sms_allowed_country_codes: Vec<String>,
 }
 
 impl Default for ScopeSettings {
@@ -152,6 +162,7 @@ impl Default for ScopeSettings {
             remember_browser_days: 14,
             enrollment_grace_days: 0,
             allowed_providers: ProviderSet::default(),
+            sms_allowed_country_codes: Vec::new(),
         }
     }
 }
@@ -165,6 +176,14 @@ pub enum SettingsError {
     EnrollmentGraceDays,
     #[error("at least one provider must be allowed")]
     NoProvider,
+    #[error(
+        "sms_allowed_country_codes: {0:?} is not a country calling code (digits only, as in E.164: 1 for North America, 44 for the United Kingdom)"
+    )]
+    NotACallingCode(String),
+    #[error("sms_allowed_country_codes names {0} twice")]
+    DuplicateCallingCode(String),
+    #[error("sms_allowed_country_codes holds at most {MAX_SMS_COUNTRY_CODES} codes")]
+    TooManyCallingCodes,
 }
 
 impl SettingsError {
@@ -174,6 +193,9 @@ impl SettingsError {
             SettingsError::RememberBrowserDays => "remember_browser_days",
             SettingsError::EnrollmentGraceDays => "enrollment_grace_days",
             SettingsError::NoProvider => "allowed_providers",
+            SettingsError::NotACallingCode(_)
+            | SettingsError::DuplicateCallingCode(_)
+            | SettingsError::TooManyCallingCodes => "sms_allowed_country_codes",
         }
     }
 }
@@ -190,7 +212,97 @@ impl ScopeSettings {
         if self.allowed_providers.iter().next().is_none() {
             return Err(SettingsError::NoProvider);
         }
+        let codes = &self.sms_allowed_country_codes;
+        if codes.len() > MAX_SMS_COUNTRY_CODES {
+            return Err(SettingsError::TooManyCallingCodes);
+        }
+        for (i, code) in codes.iter().enumerate() {
+            if !is_calling_code(code) {
+                return Err(SettingsError::NotACallingCode(code.chars().take(8).collect()));
+            }
+            if codes[..i].contains(code) {
+                return Err(SettingsError::DuplicateCallingCode(code.clone()));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether a text may go to `phone` (E.164, `+` and digits) under these settings.
+    pub fn sms_allowed_to(&self, phone: &str) -> bool {
+        if self.sms_allowed_country_codes.is_empty() {
+            return true;
+        }
+        calling_code(phone).is_some_and(|code| self.sms_allowed_country_codes.iter().any(|c| c == code))
+    }
+}
+
+/// The two-digit country calling codes of E.164 (ITU-T). `1` and `7` are the only
+/// one-digit codes, and every code not listed here or there has three digits; so the
+/// codes are prefix-free and the code of a number can be read off its first digits.
+const TWO_DIGIT_CALLING_CODES: [&str; 44] = [
+    "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48", "49", "51",
+    "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81", "82", "84", "86", "90",
+    "91", "92", "93", "94", "95", "98",
+];
+
+/// The country calling code that `number` starts with (a leading `+` is skipped), or
+/// `None` when it does not start with one.
+pub fn calling_code(number: &str) -> Option<&str> {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    let len = match digits.as_bytes() {
+        [b'1' | b'7', ..] => 1,
+        [b'2'..=b'9', b'0'..=b'9', ..] if TWO_DIGIT_CALLING_CODES.contains(&&digits[..2]) => 2,
+        [b'2'..=b'9', b'0'..=b'9', b'0'..=b'9', ..] => 3,
+        _ => return None,
+    };
+    Some(&digits[..len])
+}
+
+/// Whether `code` is exactly a country calling code (digits only, no `+`).
+pub fn is_calling_code(code: &str) -> bool {
+    !code.starts_with('+') && calling_code(code) == Some(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calling_codes_are_read_off_the_first_digits() {
+        assert_eq!(calling_code("+14155550100"), Some("1"));
+        assert_eq!(calling_code("+447700900123"), Some("44"));
+        assert_eq!(calling_code("+79161234567"), Some("7"));
+        assert_eq!(calling_code("+35312345678"), Some("353"));
+        assert_eq!(calling_code("+8821234567"), Some("882"));
+        assert_eq!(calling_code("+0123"), None);
+        assert_eq!(calling_code("+"), None);
+        assert_eq!(calling_code("+3"), None);
+    }
+
+    #[test]
+    fn only_whole_codes_are_codes() {
+        for good in ["1", "7", "44", "49", "353", "979", "882"] {
+            assert!(is_calling_code(good), "{good}");
+        }
+        for bad in ["", "0", "4", "35", "12", "440", "+44", "044", "4a", "1234", "x"] {
+            assert!(!is_calling_code(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn texts_follow_the_allowed_countries() {
+        let mut s = ScopeSettings::default();
+        assert!(s.sms_allowed_to("+447700900123"));
+        s.sms_allowed_country_codes = vec!["1".into(), "44".into()];
+        assert!(s.validate().is_ok());
+        assert!(s.sms_allowed_to("+447700900123"));
+        assert!(s.sms_allowed_to("+14155550100"));
+        assert!(!s.sms_allowed_to("+4915112345678"));
+        assert!(!s.sms_allowed_to("+8821234567"));
+        s.sms_allowed_country_codes.push("4".into());
+        assert_eq!(s.validate().map_err(|e| e.field()), Err("sms_allowed_country_codes"));
+        s.sms_allowed_country_codes = vec!["44".into(), "44".into()];
+        assert_eq!(s.validate(), Err(SettingsError::DuplicateCallingCode("44".into())));
     }
 }
 

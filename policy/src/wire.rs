@@ -26,6 +26,95 @@ pub struct ErrorBody {
     pub attempts_left: Option<u32>,
 }
 
+/// Every error code the API answers with, in [`ErrorBody::error`]. Stable: clients may
+/// match on them. The server builds its errors from these and the web app matches on
+/// them, so a code cannot be misspelt on either side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidField,
+    InvalidPath,
+    InvalidQuery,
+    MalformedJson,
+    InvalidBody,
+    ProviderUnavailable,
+    NotRemovable,
+    Unauthenticated,
+    InvalidCredentials,
+    Forbidden,
+    CsrfHeaderMissing,
+    UnsupportedMediaType,
+    NotFound,
+    MethodNotAllowed,
+    NameTaken,
+    UsernameTaken,
+    NoFactor,
+    AuthenticatorExists,
+    BehaviourFixedByHost,
+    GraceOver,
+    LastFactor,
+    NotOptional,
+    UserCannotChange,
+    InvalidCode,
+    LockedOut,
+    RateLimited,
+    ReauthenticationRequired,
+    SignInExpired,
+    SendFailed,
+    Unavailable,
+    Internal,
+    SenderNotConfigured,
+    PhoneCountryNotAllowed,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::ProviderUnavailable => "provider_unavailable",
+            ErrorCode::NotRemovable => "not_removable",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::CsrfHeaderMissing => "csrf_header_missing",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::NoFactor => "no_factor",
+            ErrorCode::AuthenticatorExists => "authenticator_exists",
+            ErrorCode::BehaviourFixedByHost => "behaviour_fixed_by_host",
+            ErrorCode::GraceOver => "grace_over",
+            ErrorCode::LastFactor => "last_factor",
+            ErrorCode::NotOptional => "not_optional",
+            ErrorCode::UserCannotChange => "user_cannot_change",
+            ErrorCode::InvalidCode => "invalid_code",
+            ErrorCode::LockedOut => "locked_out",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ReauthenticationRequired => "reauthentication_required",
+            ErrorCode::SignInExpired => "sign_in_expired",
+            ErrorCode::SendFailed => "send_failed",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+            ErrorCode::SenderNotConfigured => "sender_not_configured",
+            ErrorCode::PhoneCountryNotAllowed => "phone_country_not_allowed",
+        }
+    }
+}
+
+impl ErrorBody {
+    /// Whether this error has `code`.
+    pub fn is(&self, code: ErrorCode) -> bool {
+        self.error == code.as_str()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -489,4 +578,49 @@ pub struct AuditPage {
     pub items: Vec<AuditEvent>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
     pub next_before: Option<String>,
+}
+
+/// What delivers a channel's codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SenderState {
+    /// An SMTP server (email) or an SMS provider (texts) is configured.
+    Configured,
+    /// No real sender: the development sender writes each message, code included, to
+    /// the server log (`dev_senders`). Never with real users.
+    Development,
+    /// No sender: codes cannot be sent, so this factor is neither offered at sign-in
+    /// nor enrollable, and setting up an address or number for it is refused.
+    NotConfigured,
+}
+
+/// One channel's messages in the current clock hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChannelUsage {
+    pub sender: SenderState,
+    /// Messages sent to the scope's users this hour.
+    pub sent_this_hour: u64,
+    /// The most the scope's users may be sent in one hour; 0 means no cap.
+    pub cap_per_hour: u32,
+    /// For host admins: messages sent to every scope together this hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_scopes_sent_this_hour: Option<u64>,
+    /// For host admins: the cap over every scope together; 0 means no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_scopes_cap_per_hour: Option<u32>,
+}
+
+/// How many emails and texts a scope (the host or one tenant) sent in the current clock
+/// hour, against its caps, and whether each channel can send at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageUsage {
+    /// The start of the current clock hour (UTC), when the counts began.
+    pub hour_start: String,
+    /// When the counts start again from zero.
+    pub hour_end: String,
+    pub email: ChannelUsage,
+    pub sms: ChannelUsage,
 }

@@ -31,16 +31,32 @@ fn providers() -> impl Strategy<Value = ProviderSet> {
 /// Any settings at all, including ones `validate` would refuse: resolution must not
 /// rely on validation having run.
 fn settings() -> impl Strategy<Value = ScopeSettings> {
-    (behaviour(), any::<bool>(), any::<bool>(), any::<u32>(), any::<u32>(), providers()).prop_map(
-        |(behaviour, users_can_change, remember_browser, days, grace, allowed_providers)| ScopeSettings {
-            behaviour,
-            users_can_change,
-            remember_browser,
-            remember_browser_days: days,
-            enrollment_grace_days: grace,
-            allowed_providers,
-        },
+    (
+        behaviour(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<u32>(),
+        any::<u32>(),
+        providers(),
+        proptest::collection::vec("[+0-9]{0,4}", 0..4),
     )
+        .prop_map(|(behaviour, users_can_change, remember_browser, days, grace, allowed_providers, codes)| {
+            ScopeSettings {
+                behaviour,
+                users_can_change,
+                remember_browser,
+                remember_browser_days: days,
+                enrollment_grace_days: grace,
+                allowed_providers,
+                sms_allowed_country_codes: codes,
+            }
+        })
+}
+
+/// Some of the country calling codes, each at most once.
+fn calling_codes() -> impl Strategy<Value = Vec<String>> {
+    proptest::sample::subsequence(vec!["1", "7", "44", "49", "353", "882", "979"], 0..4)
+        .prop_map(|codes| codes.into_iter().map(str::to_owned).collect())
 }
 
 fn valid_settings() -> impl Strategy<Value = ScopeSettings> {
@@ -49,11 +65,13 @@ fn valid_settings() -> impl Strategy<Value = ScopeSettings> {
         1..=MAX_REMEMBER_BROWSER_DAYS,
         0..=MAX_ENROLLMENT_GRACE_DAYS,
         providers().prop_filter("at least one provider", |p| p.iter().next().is_some()),
+        calling_codes(),
     )
-        .prop_map(|(s, days, grace, allowed_providers)| ScopeSettings {
+        .prop_map(|(s, days, grace, allowed_providers, codes)| ScopeSettings {
             remember_browser_days: days,
             enrollment_grace_days: grace,
             allowed_providers,
+            sms_allowed_country_codes: codes,
             ..s
         })
 }
@@ -144,7 +162,7 @@ proptest! {
         host_b in settings(),
         flag in any::<bool>(),
     ) {
-        let home = Some((feature, tenant));
+        let home = Some((feature, tenant.clone()));
         let a = run(&home, &host_a, flag);
         prop_assert_eq!(a, run(&home, &host_b, flag));
         prop_assert_eq!(a, oracle(borrow(&home), &host_a, flag));
@@ -251,6 +269,18 @@ proptest! {
     }
 
     #[test]
+    fn validate_accepts_only_calling_codes(s in valid_settings(), typed in "[+0-9a-z]{0,4}") {
+        let mut codes = s.sms_allowed_country_codes.clone();
+        let fresh = !codes.contains(&typed);
+        codes.push(typed.clone());
+        let err = ScopeSettings { sms_allowed_country_codes: codes, ..s }.validate();
+        prop_assert_eq!(err.is_ok(), fresh && twofold_policy::vocab::is_calling_code(&typed));
+        if let Err(e) = err {
+            prop_assert_eq!(e.field(), "sms_allowed_country_codes");
+        }
+    }
+
+    #[test]
     fn settings_round_trip_through_json(s in settings()) {
         let json = serde_json::to_string(&s).unwrap();
         prop_assert_eq!(serde_json::from_str::<ScopeSettings>(&json).unwrap(), s);
@@ -258,7 +288,7 @@ proptest! {
 
     #[test]
     fn settings_reject_unknown_fields(s in settings(), key in unknown_key(), nested in any::<bool>()) {
-        let mut value = serde_json::to_value(s).unwrap();
+        let mut value = serde_json::to_value(&s).unwrap();
         let object = if nested { &mut value["allowed_providers"] } else { &mut value };
         object.as_object_mut().unwrap().insert(key.clone(), serde_json::Value::Bool(true));
         prop_assert!(
@@ -291,7 +321,7 @@ fn defaults_are_the_designed_ones_and_valid() {
 fn validate_limits_are_inclusive() {
     let d = ScopeSettings::default();
     for days in [1, MAX_REMEMBER_BROWSER_DAYS] {
-        assert_eq!(ScopeSettings { remember_browser_days: days, ..d }.validate(), Ok(()));
+        assert_eq!(ScopeSettings { remember_browser_days: days, ..d.clone() }.validate(), Ok(()));
     }
     assert_eq!(ScopeSettings { enrollment_grace_days: MAX_ENROLLMENT_GRACE_DAYS, ..d }.validate(), Ok(()));
     assert_eq!(MAX_REMEMBER_BROWSER_DAYS, 365);
@@ -320,10 +350,16 @@ fn settings_json_is_the_designed_shape() {
         "remember_browser": true,
         "remember_browser_days": 30,
         "enrollment_grace_days": 7,
-        "allowed_providers": { "authenticator": true, "email": false, "sms": true }
+        "allowed_providers": { "authenticator": true, "email": false, "sms": true },
+        "sms_allowed_country_codes": ["1", "44"]
     });
     let s: ScopeSettings = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(s.behaviour, Behaviour::Forced);
     assert_eq!(s.remember_browser_days, 30);
-    assert_eq!(serde_json::to_value(s).unwrap(), json);
+    assert_eq!(serde_json::to_value(&s).unwrap(), json);
+    // Written before the country list existed: every country, as before.
+    let mut older = json;
+    older.as_object_mut().unwrap().remove("sms_allowed_country_codes");
+    let s: ScopeSettings = serde_json::from_value(older).unwrap();
+    assert!(s.sms_allowed_country_codes.is_empty());
 }

@@ -270,7 +270,12 @@ pub fn router(state: AppState) -> Router {
         // A known path with the wrong method would otherwise get axum's empty 405 body
         // instead of the API's one error shape; axum still adds the Allow header. Must
         // follow every route: it only reaches routes added before it.
+        // Metrics live on their own listener (`metrics_bind`); here the path is
+        // refused outright rather than answered by the web app.
+        .route("/metrics", any(|| async { AppError::NotFound("route") }))
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        // Latency by route template: only matched routes carry one.
+        .route_layer(middleware::from_fn(crate::metrics::track_latency))
         .fallback_service(web)
         .layer(middleware::from_fn(csrf_guard))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
@@ -292,8 +297,21 @@ pub fn router(state: AppState) -> Router {
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when `metrics_bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
-    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Ends once the server has stopped after SIGTERM or SIGINT: in-flight requests
+    /// finished (or `shutdown_grace_seconds` ran out) and the database pool closed.
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Resolves once `stop` has turned true (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
@@ -311,21 +329,56 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     }
     // The client address reaches the handlers (rate limits, audit) either way.
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let grace = Duration::from_secs(state.config().shutdown_grace_seconds);
+    let pool = state.db().pool.clone();
+    // One signal stops every listener.
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!(grace_seconds = grace.as_secs(), "stopping: no new connections, finishing requests");
+        let _ = stop.send(true);
+    });
+    let metrics_addr = match state.config().metrics_bind {
+        Some(bind) => Some(crate::metrics::serve(bind, state.clone(), stopped(stop_rx.clone())).await?),
+        None => None,
+    };
     let handle = match tls {
-        None => tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await }),
+        None => {
+            let on_stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                // axum stops accepting at once and lets open requests finish; the bound
+                // keeps one stuck client from holding the process forever.
+                let serve = axum::serve(listener, app).with_graceful_shutdown(on_stop).into_future();
+                tokio::pin!(serve);
+                tokio::select! {
+                    result = &mut serve => result?,
+                    () = stopped(stop_rx) => {
+                        if tokio::time::timeout(grace, &mut serve).await.is_err() {
+                            tracing::warn!("requests still open after the grace period; stopping anyway");
+                        }
+                    }
+                }
+                pool.close().await;
+                Ok(())
+            })
+        }
         Some(tls) => {
             let server = axum_server::from_tcp_rustls(listener.into_std()?, tls)?;
             let shutdown = axum_server::Handle::new();
             let trigger = shutdown.clone();
             tokio::spawn(async move {
-                shutdown_signal().await;
-                // Like axum::serve: stop accepting, let open requests finish.
-                trigger.graceful_shutdown(None);
+                stopped(stop_rx).await;
+                // axum-server bounds the wait itself, then drops what is still open.
+                trigger.graceful_shutdown(Some(grace));
             });
-            tokio::spawn(async move { server.handle(shutdown).serve(app).await })
+            tokio::spawn(async move {
+                server.handle(shutdown).serve(app).await?;
+                pool.close().await;
+                Ok(())
+            })
         }
     };
-    Ok(Running { addr, state, handle })
+    Ok(Running { addr, metrics_addr, state, handle })
 }
 
 pub async fn start_default(config: Config) -> anyhow::Result<Running> {
@@ -349,6 +402,11 @@ fn spawn_housekeeping(state: AppState) {
                 Ok(Outcome::Ran(_)) => {}
                 Ok(Outcome::Skipped) => tracing::debug!("housekeeping skipped: another node holds the lock"),
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed; retrying at the next interval"),
+            }
+            // Only the current hour is read; a day is kept for whoever looks by hand.
+            let day_ago = state.now() - 24 * db::messages::HOUR_MS;
+            if let Err(e) = db::messages::purge(&state.db().pool, day_ago).await {
+                tracing::warn!(error = %e, "purging old message counts failed");
             }
         }
     });

@@ -70,12 +70,17 @@ static HASHERS: LazyLock<std::io::Result<mpsc::Sender<HashJob>>> = LazyLock::new
 async fn on_hashing_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
     let (done, result) = tokio::sync::oneshot::channel();
     let job: HashJob = Box::new(move || {
+        crate::metrics::argon2_started();
         if !done.is_closed() {
             let _ = done.send(work());
         }
     });
     let hashers = HASHERS.as_ref().map_err(|e| anyhow::anyhow!("cannot start the hashing threads: {e}"))?;
-    hashers.send(job).map_err(|_| anyhow::anyhow!("the hashing threads are gone"))?;
+    crate::metrics::argon2_queued();
+    if hashers.send(job).is_err() {
+        crate::metrics::argon2_started();
+        anyhow::bail!("the hashing threads are gone");
+    }
     Ok(result.await?)
 }
 

@@ -28,16 +28,20 @@ impl PolicyCache {
     }
 
     pub async fn settings(&self, db: &Db, scope_key: &str) -> AppResult<ScopeSettings> {
-        if let Some(s) = self.settings.get(scope_key) {
+        let cached = self.settings.get(scope_key);
+        crate::metrics::cache_read("settings", cached.is_some());
+        if let Some(s) = cached {
             return Ok(s);
         }
         let s = db::load_settings(&db.pool, scope_key).await?;
-        self.settings.insert(scope_key.to_owned(), s);
+        self.settings.insert(scope_key.to_owned(), s.clone());
         Ok(s)
     }
 
     pub async fn feature(&self, db: &Db, tenant_id: &str) -> AppResult<TenantFeature> {
-        if let Some(f) = self.features.get(tenant_id) {
+        let cached = self.features.get(tenant_id);
+        crate::metrics::cache_read("features", cached.is_some());
+        if let Some(f) = cached {
             return Ok(f);
         }
         let tenant = db::get_tenant(&db.pool, tenant_id).await?.ok_or(AppError::NotFound("tenant"))?;

@@ -8,22 +8,24 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The default SQLite file, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/twofold.db";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on.
     pub bind: SocketAddr,
     /// `sqlite://path` (created when absent) or `postgres://...`.
+    #[serde(serialize_with = "redact_url_password")]
     pub database_url: String,
     /// Largest number of pooled database connections.
     pub database_max_connections: u32,
     /// The first host admin, created on first start with an empty database.
     pub admin_username: Option<String>,
+    #[serde(serialize_with = "redact")]
     pub admin_password: Option<SecretString>,
     /// Marks cookies `Secure` and gives them the `__Host-` prefix. Only turn off for
     /// plain-HTTP development on loopback.
@@ -41,18 +43,34 @@ pub struct Config {
     /// hashes of codes and the signatures of remember-browser tokens. Every node of a
     /// deployment needs the same key. Without it, a SQLite deployment keeps a generated
     /// key in a file beside the database; a PostgreSQL deployment refuses to start.
+    #[serde(serialize_with = "redact")]
     pub secret_key: Option<SecretString>,
     /// `smtp://user:pass@host:port` (STARTTLS when offered), `smtps://...` (TLS) or
-    /// `smtp://host:port?tls=none` for a local relay. Without it, email codes go to the
-    /// log (development only).
+    /// `smtp://host:port?tls=none` for a local relay. Without it (and without
+    /// `dev_senders`), email codes cannot be sent and email is neither offered nor
+    /// enrollable.
+    #[serde(serialize_with = "redact")]
     pub smtp_url: Option<SecretString>,
     pub smtp_from: String,
-    /// A Twilio-compatible SMS API. Without `sms_base_url`, SMS codes go to the log
-    /// (development only).
+    /// A Twilio-compatible SMS API. Without `sms_base_url` (and without `dev_senders`),
+    /// SMS codes cannot be sent and SMS is neither offered nor enrollable.
     pub sms_base_url: Option<String>,
     pub sms_account_sid: Option<String>,
+    #[serde(serialize_with = "redact")]
     pub sms_auth_token: Option<SecretString>,
     pub sms_from: Option<String>,
+    /// Development only: a channel without a real sender writes its messages, codes
+    /// included, to the log. Off by default, because whoever reads the log could then
+    /// complete anyone's second factor; a configured real sender always wins.
+    pub dev_senders: bool,
+    /// Texts and emails per clock hour, to the users of one scope (the host or one
+    /// tenant) and to everyone together, whatever asked for them. They bound what a
+    /// tenant admin with many users, or a flood of sign-ins, can make the SMS provider
+    /// and the mail relay send. Zero turns a cap off.
+    pub sms_per_tenant_per_hour: u32,
+    pub sms_per_hour: u32,
+    pub email_per_tenant_per_hour: u32,
+    pub email_per_hour: u32,
     /// Issuer shown in authenticator apps.
     pub totp_issuer: String,
     /// Second-factor failures before the account is locked.
@@ -120,14 +138,45 @@ pub struct Config {
     pub housekeeping_batch_size: u32,
     /// Audit events older than this many days are deleted; `None` keeps them forever.
     pub audit_retention_days: Option<u32>,
+    /// After SIGTERM or SIGINT, how long requests already in progress may take to
+    /// finish before the server exits anyway, in seconds.
+    pub shutdown_grace_seconds: u64,
+    /// Where `/metrics` (Prometheus text format) is served; off when unset. Never on the
+    /// public listener.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// What serialising the configuration (`twofold check-config`) shows of a secret:
+/// whether it is set, never its value.
+const REDACTED: &str = "<redacted>";
+
+fn redact<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_str(REDACTED),
+        None => s.serialize_none(),
+    }
+}
+
+/// A database URL with its password (`postgres://user:password@host/db`) redacted.
+fn redact_url_password<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // The URL has a host (it has a password), so setting one cannot fail.
+            let _ = parsed.set_password(Some("REDACTED"));
+            s.serialize_str(parsed.as_str())
+        }
+        Ok(_) => s.serialize_str(raw),
+        // Unparseable: it may hold anything, so show nothing of it.
+        Err(_) => s.serialize_str(REDACTED),
+    }
 }
 
 impl Default for Config {
@@ -150,6 +199,11 @@ impl Default for Config {
             sms_account_sid: None,
             sms_auth_token: None,
             sms_from: None,
+            dev_senders: false,
+            sms_per_tenant_per_hour: 200,
+            sms_per_hour: 1000,
+            email_per_tenant_per_hour: 1000,
+            email_per_hour: 10_000,
             totp_issuer: "Twofold".to_owned(),
             lockout_max_failures: 5,
             lockout_minutes: 5,
@@ -183,6 +237,8 @@ impl Default for Config {
             housekeeping_interval_seconds: 300,
             housekeeping_batch_size: 1000,
             audit_retention_days: None,
+            shutdown_grace_seconds: 10,
+            metrics_bind: None,
         }
     }
 }
@@ -341,6 +397,18 @@ mod tests {
         std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/40\"]\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn the_development_sender_is_off_unless_switched_on() {
+        assert!(!Config::default().dev_senders);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofold.toml");
+        std::fs::write(&path, "dev_senders = true\nsms_per_tenant_per_hour = 5\nemail_per_hour = 0\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert!(c.dev_senders);
+        assert_eq!((c.sms_per_tenant_per_hour, c.sms_per_hour), (5, 1000));
+        assert_eq!((c.email_per_tenant_per_hour, c.email_per_hour), (1000, 0));
     }
 
     #[test]

@@ -8,12 +8,12 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use twofold_policy::wire::ErrorBody;
+use twofold_policy::wire::{ErrorBody, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String, field: Option<String> },
+    BadRequest { code: ErrorCode, message: String, field: Option<String> },
     #[error("authentication required")]
     Unauthenticated,
     #[error("the user name or password is incorrect")]
@@ -31,7 +31,7 @@ pub enum AppError {
     #[error("this method is not allowed on this path; see the Allow header")]
     MethodNotAllowed,
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("the code is wrong, expired or already used")]
     InvalidCode { attempts_left: u32 },
     #[error("too many wrong codes: second-factor sign-in is locked for a while")]
@@ -53,37 +53,44 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         AppError::BadRequest { code, message: message.into(), field: None }
     }
 
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        AppError::BadRequest { code: "invalid_field", message: message.into(), field: Some(field.to_owned()) }
+        AppError::BadRequest { code: ErrorCode::InvalidField, message: message.into(), field: Some(field.to_owned()) }
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         AppError::Conflict { code, message: message.into() }
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The stable error code the client sees (`invalid_code`, `locked_out`, ...).
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1.as_str()
+    }
+
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
-            AppError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            AppError::InvalidCredentials | AppError::WrongPassword => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
-            AppError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            AppError::CsrfHeaderMissing => (StatusCode::FORBIDDEN, "csrf_header_missing"),
-            AppError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
-            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            AppError::InvalidCode { .. } => (StatusCode::UNAUTHORIZED, "invalid_code"),
-            AppError::LockedOut { .. } | AppError::LockedUntilUnlocked => (StatusCode::LOCKED, "locked_out"),
-            AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            AppError::ReauthenticationRequired => (StatusCode::FORBIDDEN, "reauthentication_required"),
-            AppError::SignInExpired => (StatusCode::UNAUTHORIZED, "sign_in_expired"),
-            AppError::SendFailed(_) => (StatusCode::BAD_GATEWAY, "send_failed"),
-            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, *code),
+            AppError::Unauthenticated => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+            AppError::InvalidCredentials | AppError::WrongPassword => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials)
+            }
+            AppError::Forbidden => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            AppError::CsrfHeaderMissing => (StatusCode::FORBIDDEN, ErrorCode::CsrfHeaderMissing),
+            AppError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::UnsupportedMediaType),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            AppError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
+            AppError::Conflict { code, .. } => (StatusCode::CONFLICT, *code),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            AppError::InvalidCode { .. } => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidCode),
+            AppError::LockedOut { .. } | AppError::LockedUntilUnlocked => (StatusCode::LOCKED, ErrorCode::LockedOut),
+            AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            AppError::ReauthenticationRequired => (StatusCode::FORBIDDEN, ErrorCode::ReauthenticationRequired),
+            AppError::SignInExpired => (StatusCode::UNAUTHORIZED, ErrorCode::SignInExpired),
+            AppError::SendFailed(_) => (StatusCode::BAD_GATEWAY, ErrorCode::SendFailed),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
 }
@@ -147,7 +154,7 @@ impl IntoResponse for AppError {
             _ => None,
         };
         let body = ErrorBody {
-            error: code.to_owned(),
+            error: code.as_str().to_owned(),
             message: self.to_string(),
             field,
             retry_after_seconds: retry_after.filter(|_| !matches!(self, AppError::Unavailable(_))),
@@ -169,9 +176,9 @@ impl From<JsonRejection> for AppError {
             JsonRejection::MissingJsonContentType(_) => {
                 return AppError::UnsupportedMediaType;
             }
-            JsonRejection::JsonSyntaxError(_) => "malformed_json",
-            JsonRejection::JsonDataError(_) => "invalid_body",
-            _ => "invalid_body",
+            JsonRejection::JsonSyntaxError(_) => ErrorCode::MalformedJson,
+            JsonRejection::JsonDataError(_) => ErrorCode::InvalidBody,
+            _ => ErrorCode::InvalidBody,
         };
         // serde's message names the offending field and what it expected, which is
         // exactly what a client needs; it never echoes secret values.
@@ -181,13 +188,13 @@ impl From<JsonRejection> for AppError {
 
 impl From<PathRejection> for AppError {
     fn from(r: PathRejection) -> Self {
-        AppError::bad_request("invalid_path", r.body_text())
+        AppError::bad_request(ErrorCode::InvalidPath, r.body_text())
     }
 }
 
 impl From<QueryRejection> for AppError {
     fn from(r: QueryRejection) -> Self {
-        AppError::bad_request("invalid_query", r.body_text())
+        AppError::bad_request(ErrorCode::InvalidQuery, r.body_text())
     }
 }
 

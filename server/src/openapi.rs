@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::app::AppState;
 use crate::extract::Json;
-use crate::routes::{account, audit, auth, health, settings, tenants, users};
+use crate::routes::{account, audit, auth, health, messages, settings, tenants, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -49,6 +49,8 @@ use crate::routes::{account, audit, auth, health, settings, tenants, users};
         settings::put_tenant_settings,
         settings::preview_tenant_settings,
         settings::preview_feature,
+        messages::host_message_usage,
+        messages::tenant_message_usage,
         tenants::list_tenants,
         tenants::create_tenant,
         tenants::get_tenant,
@@ -129,8 +131,9 @@ impl Modify for RateLimited {
             for op in operations.into_iter().flatten() {
                 op.responses.responses.entry("429".to_owned()).or_insert_with(|| {
                     RefOr::T(error_response(
-                        "rate_limited: too many requests from this address or for this account, or too many \
-                         messages to this user",
+                        "rate_limited: too many requests from this address or for this account, too many \
+                         messages to this user or destination, or the hourly message cap of the user's tenant or \
+                         of the whole service reached",
                     ))
                 });
             }

@@ -110,7 +110,10 @@ impl PasswordLimits {
         .flatten()
         .max();
         match blocked {
-            Some(retry_after_ms) => Err(AppError::RateLimited { retry_after_ms }),
+            Some(retry_after_ms) => {
+                crate::metrics::rate_limited("password");
+                Err(AppError::RateLimited { retry_after_ms })
+            }
             None => Ok(()),
         }
     }
@@ -198,6 +201,18 @@ pub enum Class {
     Account,
 }
 
+impl Class {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::SignIn => "sign_in",
+            Class::SendCode => "send_code",
+            Class::Verify => "verify",
+            Class::Account => "account",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Pair {
     address: RateLimiter,
@@ -230,8 +245,11 @@ pub struct Limits {
     trusted_proxies: Vec<IpNet>,
 }
 
-fn limited(result: Result<(), i64>) -> Result<(), AppError> {
-    result.map_err(|retry_after_ms| AppError::RateLimited { retry_after_ms })
+fn limited(class: &'static str, result: Result<(), i64>) -> Result<(), AppError> {
+    result.map_err(|retry_after_ms| {
+        crate::metrics::rate_limited(class);
+        AppError::RateLimited { retry_after_ms }
+    })
 }
 
 impl Limits {
@@ -264,21 +282,21 @@ impl Limits {
 
     /// Counts a request of `class` from `address`; `rate_limited` when over the limit.
     pub fn by_address(&self, class: Class, address: IpAddr, now: i64) -> Result<(), AppError> {
-        limited(self.pair(class).address.check(&address_key(address), now))
+        limited(class.as_str(), self.pair(class).address.check(&address_key(address), now))
     }
 
     /// Counts a request of `class` for `account` (a user id, or the typed name at the
     /// password step); `rate_limited` when over the limit.
     pub fn by_account(&self, class: Class, account: &str, now: i64) -> Result<(), AppError> {
-        limited(self.pair(class).account.check(account, now))
+        limited(class.as_str(), self.pair(class).account.check(account, now))
     }
 
     /// Counts one message to `destination` of `user_id`, whatever sent it: however many
     /// sign-ins, addresses or account pages ask, no user and no mailbox or phone gets
     /// more than the configured number of messages an hour.
     pub fn message(&self, user_id: &str, destination: &str, now: i64) -> Result<(), AppError> {
-        limited(self.sends_per_user.check(user_id, now))?;
-        limited(self.sends_per_destination.check(&destination.trim().to_lowercase(), now))
+        limited("messages", self.sends_per_user.check(user_id, now))?;
+        limited("messages", self.sends_per_destination.check(&destination.trim().to_lowercase(), now))
     }
 
     pub fn trusted_proxies(&self) -> &[IpNet] {

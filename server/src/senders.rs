@@ -6,8 +6,9 @@
 //! - write a message body anywhere but to its recipient: bodies carry codes, so no
 //!   error, `Debug` string or log line may contain one. The single exception is
 //!   [`LogSender`], the development stand-in, which exists to print codes;
-//! - use [`LogSender`] for a channel whose real sender is configured, not even as a
-//!   fallback when that sender fails (a failure must reach the caller, not the log);
+//! - use [`LogSender`] unless the operator switched it on (`dev_senders`), nor for a
+//!   channel whose real sender is configured, not even as a fallback when that sender
+//!   fails (a failure must reach the caller, not the log);
 //! - print a secret: the SMTP password and the SMS auth token stay out of `Debug`
 //!   output, errors and logs.
 
@@ -121,59 +122,108 @@ pub trait SmsSender: fmt::Debug + Send + Sync {
     }
 }
 
-/// The two outbound channels, cheap to clone into the application state.
+/// The two outbound channels, cheap to clone into the application state. A channel
+/// without a sender cannot carry codes: its factor is neither offered nor enrollable.
 #[derive(Debug, Clone)]
 pub struct Senders {
-    email: Arc<dyn EmailSender>,
-    sms: Arc<dyn SmsSender>,
+    email: Option<Arc<dyn EmailSender>>,
+    sms: Option<Arc<dyn SmsSender>>,
 }
 
 impl Senders {
-    /// For tests and embedders that bring their own senders.
-    pub fn new(email: Arc<dyn EmailSender>, sms: Arc<dyn SmsSender>) -> Self {
+    /// For tests and embedders that bring their own senders; `None` leaves a channel
+    /// without one.
+    pub fn new(email: Option<Arc<dyn EmailSender>>, sms: Option<Arc<dyn SmsSender>>) -> Self {
         Self { email, sms }
     }
 
-    /// Builds the real sender for every configured channel and the [`LogSender`] for
-    /// the others, warning once per unconfigured channel. A channel that is half
-    /// configured is an error rather than a quiet fall back to the log: an operator
-    /// who set some of the settings expects messages to leave the machine.
+    /// Builds the real sender for every configured channel. A channel without one gets
+    /// the [`LogSender`] only when `dev_senders` is on, and none otherwise, so that by
+    /// default no code can reach the log. A channel that is half configured is an error
+    /// rather than a quiet fall back: an operator who set some of the settings expects
+    /// messages to leave the machine.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let email: Arc<dyn EmailSender> = match &config.smtp_url {
-            Some(url) => Arc::new(SmtpSender::new(url, &config.smtp_from)?),
+        let email: Option<Arc<dyn EmailSender>> = match &config.smtp_url {
+            Some(url) => Some(Arc::new(SmtpSender::new(url, &config.smtp_from)?)),
+            None if config.dev_senders => {
+                tracing::warn!(
+                    "smtp_url is not set and dev_senders is on: email codes are NOT sent; the development \
+                     sender writes them to the log instead. Never run like this in production"
+                );
+                Some(Arc::new(LogSender))
+            }
             None => {
                 tracing::warn!(
-                    "smtp_url is not set: email codes are NOT sent; the development sender \
-                     writes them to the log instead. Never run like this in production"
+                    "smtp_url is not set: email codes cannot be sent, so email is neither offered nor \
+                     enrollable as a second factor"
                 );
-                Arc::new(LogSender)
+                None
             }
         };
-        let sms: Arc<dyn SmsSender> = match twilio_from_config(config)? {
-            Some(sender) => Arc::new(sender),
+        let sms: Option<Arc<dyn SmsSender>> = match twilio_from_config(config)? {
+            Some(sender) => Some(Arc::new(sender)),
+            None if config.dev_senders => {
+                tracing::warn!(
+                    "sms_base_url is not set and dev_senders is on: SMS codes are NOT sent; the development \
+                     sender writes them to the log instead. Never run like this in production"
+                );
+                Some(Arc::new(LogSender))
+            }
             None => {
                 tracing::warn!(
-                    "sms_base_url is not set: SMS codes are NOT sent; the development sender \
-                     writes them to the log instead. Never run like this in production"
+                    "sms_base_url is not set: SMS codes cannot be sent, so SMS is neither offered nor \
+                     enrollable as a second factor"
                 );
-                Arc::new(LogSender)
+                None
             }
         };
         Ok(Self { email, sms })
     }
 
-    pub fn email(&self) -> &dyn EmailSender {
-        self.email.as_ref()
+    pub fn email(&self) -> Option<&dyn EmailSender> {
+        self.email.as_deref()
     }
 
-    pub fn sms(&self) -> &dyn SmsSender {
-        self.sms.as_ref()
+    pub fn sms(&self) -> Option<&dyn SmsSender> {
+        self.sms.as_deref()
+    }
+
+    /// Whether `channel` has a sender, real or the development one.
+    pub fn can_send(&self, channel: Channel) -> bool {
+        match channel {
+            Channel::Email => self.email.is_some(),
+            Channel::Sms => self.sms.is_some(),
+        }
+    }
+
+    /// What stands behind `channel`.
+    pub fn kind(&self, channel: Channel) -> SenderKind {
+        let development = match channel {
+            Channel::Email => self.email.as_ref().map(|s| s.is_development()),
+            Channel::Sms => self.sms.as_ref().map(|s| s.is_development()),
+        };
+        match development {
+            None => SenderKind::None,
+            Some(true) => SenderKind::Development,
+            Some(false) => SenderKind::Real,
+        }
     }
 
     /// Which channels use the development [`LogSender`]: `(email, sms)`.
     pub fn is_development(&self) -> (bool, bool) {
-        (self.email.is_development(), self.sms.is_development())
+        (self.kind(Channel::Email) == SenderKind::Development, self.kind(Channel::Sms) == SenderKind::Development)
     }
+}
+
+/// What delivers a channel's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderKind {
+    /// An SMTP relay or an SMS provider.
+    Real,
+    /// The [`LogSender`], switched on with `dev_senders`.
+    Development,
+    /// Nothing: the channel cannot carry codes.
+    None,
 }
 
 fn twilio_from_config(config: &Config) -> anyhow::Result<Option<TwilioSmsSender>> {
@@ -495,8 +545,8 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// The development stand-in for an unconfigured channel: it delivers nothing and
 /// writes the whole message, code included, to the log as a warning. This is the only
-/// place a code is ever logged, and [`Senders::from_config`] uses it only for a channel
-/// that has no real sender.
+/// place a code is ever logged, and [`Senders::from_config`] uses it only when
+/// `dev_senders` is on, for a channel that has no real sender.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogSender;
 

@@ -18,7 +18,8 @@ use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretString;
 use twofold_server::config::Config;
 use twofold_server::senders::{
-    Channel, EmailSender, LogSender, SendError, Senders, SmsSender, SmtpSecurity, SmtpSender, TwilioSmsSender,
+    Channel, EmailSender, LogSender, SendError, SenderKind, Senders, SmsSender, SmtpSecurity, SmtpSender,
+    TwilioSmsSender,
 };
 
 // ---------------------------------------------------------------- SMTP (aiosmtpd)
@@ -249,11 +250,32 @@ fn twilio_settings_are_checked() {
 // ---------------------------------------------------------------- from_config
 
 #[test]
-fn nothing_configured_means_log_senders_for_both() {
+fn nothing_configured_means_no_sender_at_all() {
+    // Not the log: by default no code may reach it.
     let senders = Senders::from_config(&Config::default()).unwrap();
+    assert_eq!(senders.is_development(), (false, false));
+    assert!(senders.email().is_none());
+    assert!(senders.sms().is_none());
+    assert!(!senders.can_send(Channel::Email));
+    assert!(!senders.can_send(Channel::Sms));
+    assert_eq!(senders.kind(Channel::Email), SenderKind::None);
+}
+
+#[test]
+fn dev_senders_stand_in_only_for_channels_without_a_real_sender() {
+    let senders = Senders::from_config(&Config { dev_senders: true, ..Config::default() }).unwrap();
     assert_eq!(senders.is_development(), (true, true));
-    assert!(senders.email().is_development());
-    assert!(senders.sms().is_development());
+    assert!(senders.email().is_some_and(|s| s.is_development()));
+    assert!(senders.sms().is_some_and(|s| s.is_development()));
+
+    let config = Config {
+        dev_senders: true,
+        smtp_url: Some(SecretString::from("smtp://mail.example.test:25?tls=none")),
+        ..Config::default()
+    };
+    let senders = Senders::from_config(&config).unwrap();
+    assert_eq!(senders.kind(Channel::Email), SenderKind::Real);
+    assert_eq!(senders.kind(Channel::Sms), SenderKind::Development);
 }
 
 #[test]
@@ -264,7 +286,8 @@ fn smtp_url_selects_the_smtp_sender() {
         ..Config::default()
     };
     let senders = Senders::from_config(&config).unwrap();
-    assert_eq!(senders.is_development(), (false, true));
+    assert_eq!(senders.kind(Channel::Email), SenderKind::Real);
+    assert_eq!(senders.kind(Channel::Sms), SenderKind::None);
     let debug = format!("{senders:?}");
     assert!(debug.contains("SmtpSender"), "{debug}");
     assert!(!debug.contains("smtp-pass-do-not-print"), "{debug}");

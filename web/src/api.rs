@@ -10,7 +10,7 @@ use std::rc::Rc;
 use gloo_net::http::{Request, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use twofold_policy::wire::ErrorBody;
+use twofold_policy::wire::{ErrorBody, ErrorCode};
 use web_sys::RequestCredentials;
 
 /// The value of `X-Requested-With`; the server only checks that the header is present,
@@ -38,8 +38,8 @@ impl ApiError {
         }
     }
 
-    pub fn is(&self, code: &str) -> bool {
-        self.body.error == code
+    pub fn is(&self, code: ErrorCode) -> bool {
+        self.body.is(code)
     }
 
     /// The sentence to show.
@@ -114,7 +114,7 @@ async fn call<T: DeserializeOwned>(method: Method, url: &str, body: Option<Strin
         attempts_left: None,
     });
     let err = ApiError { status, body };
-    if err.is("unauthenticated")
+    if err.is(ErrorCode::Unauthenticated)
         && let Some(f) = ON_UNAUTHENTICATED.with(|slot| slot.borrow().clone())
     {
         f();

@@ -152,6 +152,14 @@ pub const SETTINGS_GRACE_DAYS: &str = "settings-grace-days";
 pub const SETTINGS_PROVIDER_AUTHENTICATOR: &str = "settings-provider-authenticator";
 pub const SETTINGS_PROVIDER_EMAIL: &str = "settings-provider-email";
 pub const SETTINGS_PROVIDER_SMS: &str = "settings-provider-sms";
+/// Beside the email and SMS providers: why their codes cannot be sent (no sender
+/// configured) or are only logged (the development sender).
+pub const SETTINGS_EMAIL_SENDER_NOTE: &str = "settings-email-sender-note";
+pub const SETTINGS_SMS_SENDER_NOTE: &str = "settings-sms-sender-note";
+/// The country calling codes texts may go to, e.g. "1, 44"; empty for every country.
+pub const SETTINGS_SMS_COUNTRIES: &str = "settings-sms-countries";
+/// Emails and texts sent this hour against the caps.
+pub const SETTINGS_MESSAGE_USAGE: &str = "settings-message-usage";
 /// The live impact sentence ("This will require 2FA for 1,204 users; ...").
 pub const SETTINGS_PREVIEW: &str = "settings-preview";
 pub const SETTINGS_SAVE: &str = "settings-save";

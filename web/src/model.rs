@@ -3,7 +3,8 @@
 //! [`ScopeSettings`]. Kept apart from the views so they are unit-tested natively.
 
 use twofold_policy::vocab::{
-    Behaviour, MAX_ENROLLMENT_GRACE_DAYS, MAX_REMEMBER_BROWSER_DAYS, ProviderSet, ScopeSettings, SettingsError,
+    Behaviour, MAX_ENROLLMENT_GRACE_DAYS, MAX_REMEMBER_BROWSER_DAYS, MAX_SMS_COUNTRY_CODES, ProviderSet, ScopeSettings,
+    SettingsError,
 };
 use twofold_policy::wire::CurrentUser;
 
@@ -142,6 +143,8 @@ pub struct SettingsDraft {
     pub remember_browser_days: String,
     pub enrollment_grace_days: String,
     pub allowed_providers: ProviderSet,
+    /// Country calling codes as typed: separated by commas or spaces, `+` optional.
+    pub sms_allowed_country_codes: String,
 }
 
 /// A problem with one field of the settings form, to show beside it.
@@ -161,8 +164,19 @@ impl From<&ScopeSettings> for SettingsDraft {
             remember_browser_days: s.remember_browser_days.to_string(),
             enrollment_grace_days: s.enrollment_grace_days.to_string(),
             allowed_providers: s.allowed_providers,
+            sms_allowed_country_codes: s.sms_allowed_country_codes.join(", "),
         }
     }
+}
+
+/// `+1, 44 49` -> `["1", "44", "49"]`: how people write a list of calling codes.
+pub fn parse_country_codes(typed: &str) -> Vec<String> {
+    typed
+        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .map(|c| c.strip_prefix('+').unwrap_or(c))
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn parse_days(field: &'static str, s: &str) -> Result<u32, FieldProblem> {
@@ -178,6 +192,11 @@ pub fn settings_problem(e: &SettingsError) -> String {
         }
         SettingsError::EnrollmentGraceDays => format!("Choose between 0 and {MAX_ENROLLMENT_GRACE_DAYS} days."),
         SettingsError::NoProvider => "Allow at least one second factor.".to_owned(),
+        SettingsError::NotACallingCode(c) => {
+            format!("{c} is not a country calling code. Write codes like 1 (North America) or 44 (United Kingdom).")
+        }
+        SettingsError::DuplicateCallingCode(c) => format!("{c} is listed twice."),
+        SettingsError::TooManyCallingCodes => format!("List at most {MAX_SMS_COUNTRY_CODES} country codes."),
     }
 }
 
@@ -191,6 +210,7 @@ impl SettingsDraft {
             remember_browser_days: parse_days("remember_browser_days", &self.remember_browser_days)?,
             enrollment_grace_days: parse_days("enrollment_grace_days", &self.enrollment_grace_days)?,
             allowed_providers: self.allowed_providers,
+            sms_allowed_country_codes: parse_country_codes(&self.sms_allowed_country_codes),
         };
         s.validate().map_err(|e| FieldProblem { field: e.field(), message: settings_problem(&e) })?;
         Ok(s)
@@ -257,5 +277,17 @@ mod tests {
         d.remember_browser_days = "30".to_owned();
         d.allowed_providers = ProviderSet { authenticator: false, email: false, sms: false };
         assert_eq!(d.to_settings().map_err(|p| p.field), Err("allowed_providers"));
+        d.allowed_providers = ProviderSet::default();
+        d.sms_allowed_country_codes = "+1, 44;49".to_owned();
+        assert_eq!(
+            d.to_settings().map(|s| s.sms_allowed_country_codes),
+            Ok(vec!["1".into(), "44".into(), "49".into()])
+        );
+        d.sms_allowed_country_codes = "44 4".to_owned();
+        assert_eq!(d.to_settings().map_err(|p| p.field), Err("sms_allowed_country_codes"));
+        // Round trip: what the server stores comes back as it was typed, normalised.
+        let stored =
+            ScopeSettings { sms_allowed_country_codes: vec!["1".into(), "44".into()], ..ScopeSettings::default() };
+        assert_eq!(SettingsDraft::from(&stored).to_settings(), Ok(stored));
     }
 }

@@ -4,7 +4,7 @@
 
 use twofold_policy::resolve::DecidedBy;
 use twofold_policy::vocab::{Behaviour, Provider};
-use twofold_policy::wire::{ErrorBody, ImpactPreview, SecondFactorMethod};
+use twofold_policy::wire::{ChannelUsage, ErrorBody, ErrorCode, ImpactPreview, SecondFactorMethod, SenderState};
 
 /// `1204` -> `1,204`: impact counts are read at a glance, often in the thousands.
 pub fn thousands(n: u64) -> String {
@@ -85,8 +85,9 @@ pub fn sentence(s: &str) -> String {
 /// numbers a person needs (attempts left, time to wait); anything else uses the
 /// server's own message.
 pub fn error_text(e: &ErrorBody) -> String {
-    match e.error.as_str() {
-        "invalid_code" => match e.attempts_left {
+    let code = serde_json::from_value::<ErrorCode>(serde_json::Value::String(e.error.clone())).ok();
+    match code {
+        Some(ErrorCode::InvalidCode) => match e.attempts_left {
             Some(0) => "That code is wrong, expired or already used. No attempts left.".to_owned(),
             Some(n) => format!(
                 "That code is wrong, expired or already used. {} left before second-factor sign-in is locked.",
@@ -94,17 +95,19 @@ pub fn error_text(e: &ErrorBody) -> String {
             ),
             None => "That code is wrong, expired or already used.".to_owned(),
         },
-        "locked_out" => match e.retry_after_seconds {
+        Some(ErrorCode::LockedOut) => match e.retry_after_seconds {
             Some(s) => {
                 format!("Too many wrong codes: second-factor sign-in is locked. Try again in {}.", duration_words(s))
             }
-            None => "Too many wrong codes: second-factor sign-in is locked for a while.".to_owned(),
+            // Without a time the lock lasts until an administrator lifts it; the server
+            // says so.
+            None => sentence(&e.message),
         },
-        "rate_limited" => match e.retry_after_seconds {
+        Some(ErrorCode::RateLimited) => match e.retry_after_seconds {
             Some(s) => format!("Too many attempts. Wait {} before trying again.", duration_words(s)),
             None => "Too many attempts. Wait a moment before trying again.".to_owned(),
         },
-        "invalid_credentials" => "The user name or password is incorrect.".to_owned(),
+        Some(ErrorCode::InvalidCredentials) => "The user name or password is incorrect.".to_owned(),
         _ => sentence(&e.message),
     }
 }
@@ -363,6 +366,41 @@ pub fn has_next_page(page: u32, per_page: u32, total: u64) -> bool {
     u64::from(page) * u64::from(per_page) < total
 }
 
+/// Why a channel's codes cannot be sent, or are only logged; `None` when a real sender
+/// is configured. `email` picks the channel.
+pub fn sender_note(email: bool, sender: SenderState) -> Option<&'static str> {
+    match (email, sender) {
+        (_, SenderState::Configured) => None,
+        (true, SenderState::NotConfigured) => {
+            Some("No SMTP server is configured: email codes cannot be sent, so email is not offered to users.")
+        }
+        (false, SenderState::NotConfigured) => {
+            Some("No SMS provider is configured: text messages cannot be sent, so SMS is not offered to users.")
+        }
+        (true, SenderState::Development) => Some(
+            "Development sender: email codes are written to the server log, not sent. Never use it with real users.",
+        ),
+        (false, SenderState::Development) => Some(
+            "Development sender: text messages are written to the server log, not sent. Never use it with real users.",
+        ),
+    }
+}
+
+/// `Texts this hour: 12 of 200.` for one channel; `name` is `Emails` or `Texts`.
+pub fn usage_sentence(name: &str, u: &ChannelUsage) -> String {
+    let mut out = match u.cap_per_hour {
+        0 => format!("{name} this hour: {} (no cap).", thousands(u.sent_this_hour)),
+        cap => format!("{name} this hour: {} of {}.", thousands(u.sent_this_hour), thousands(u64::from(cap))),
+    };
+    if let Some(all) = u.all_scopes_sent_this_hour {
+        match u.all_scopes_cap_per_hour.unwrap_or(0) {
+            0 => out.push_str(&format!(" All scopes: {} (no cap).", thousands(all))),
+            cap => out.push_str(&format!(" All scopes: {} of {}.", thousands(all), thousands(u64::from(cap)))),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,5 +550,29 @@ mod tests {
         assert_eq!(page_info(1, 20, 0, "user", "users"), "Page 1 of 1 · 0 users");
         assert!(has_next_page(1, 20, 21));
         assert!(!has_next_page(2, 20, 40));
+    }
+
+    #[test]
+    fn channels_without_a_sender_say_why() {
+        assert_eq!(sender_note(true, SenderState::Configured), None);
+        assert!(sender_note(true, SenderState::NotConfigured).is_some_and(|n| n.starts_with("No SMTP server")));
+        assert!(sender_note(false, SenderState::NotConfigured).is_some_and(|n| n.starts_with("No SMS provider")));
+        assert!(sender_note(false, SenderState::Development).is_some_and(|n| n.contains("log")));
+    }
+
+    #[test]
+    fn usage_reads_against_the_cap() {
+        let mut u = ChannelUsage {
+            sender: SenderState::Configured,
+            sent_this_hour: 1204,
+            cap_per_hour: 2000,
+            all_scopes_sent_this_hour: None,
+            all_scopes_cap_per_hour: None,
+        };
+        assert_eq!(usage_sentence("Texts", &u), "Texts this hour: 1,204 of 2,000.");
+        u.cap_per_hour = 0;
+        u.all_scopes_sent_this_hour = Some(5000);
+        u.all_scopes_cap_per_hour = Some(10_000);
+        assert_eq!(usage_sentence("Texts", &u), "Texts this hour: 1,204 (no cap). All scopes: 5,000 of 10,000.");
     }
 }

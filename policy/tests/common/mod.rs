@@ -164,5 +164,6 @@ pub fn settings(
         remember_browser_days,
         enrollment_grace_days,
         allowed_providers,
+        sms_allowed_country_codes: Vec::new(),
     }
 }

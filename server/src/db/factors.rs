@@ -83,7 +83,7 @@ pub async fn complete_attempt(conn: &mut AnyConnection, id: &str, now: i64) -> R
 
 /// Records a code send if the throttle allows it; false when it does not.
 pub async fn claim_code_send(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     id: &str,
     now: i64,
     not_before: i64,
@@ -98,7 +98,7 @@ pub async fn claim_code_send(
     .bind(id)
     .bind(max_sends)
     .bind(not_before)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
 }

@@ -118,6 +118,7 @@ struct SettingsRow {
     allow_authenticator: i64,
     allow_email: i64,
     allow_sms: i64,
+    sms_country_codes: String,
 }
 
 fn parse_behaviour(s: &str) -> anyhow::Result<Behaviour> {
@@ -137,20 +138,27 @@ impl SettingsRow {
                 email: self.allow_email != 0,
                 sms: self.allow_sms != 0,
             },
+            sms_allowed_country_codes: self
+                .sms_country_codes
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }
+
+const SETTINGS_COLUMNS: &str = "behaviour, users_can_change, remember_browser, remember_browser_days, \
+     enrollment_grace_days, allow_authenticator, allow_email, allow_sms, sms_country_codes";
 
 /// The settings of a scope; a scope that never saved any has the defaults.
 pub async fn load_settings<'e, E>(executor: E, scope_key: &str) -> anyhow::Result<ScopeSettings>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row: Option<SettingsRow> = sqlx::query_as(
-        "SELECT behaviour, users_can_change, remember_browser, remember_browser_days, \
-         enrollment_grace_days, allow_authenticator, allow_email, allow_sms \
-         FROM scope_settings WHERE scope_key = $1",
-    )
+    let row: Option<SettingsRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SETTINGS_COLUMNS} FROM scope_settings WHERE scope_key = $1"
+    )))
     .bind(scope_key)
     .fetch_optional(executor)
     .await?;
@@ -178,11 +186,9 @@ pub async fn lock_settings(
         return load_settings(&mut *conn, scope_key).await;
     }
     write_settings(&mut *conn, scope_key, &ScopeSettings::default(), now, "ON CONFLICT (scope_key) DO NOTHING").await?;
-    let row: SettingsRow = sqlx::query_as(
-        "SELECT behaviour, users_can_change, remember_browser, remember_browser_days, \
-         enrollment_grace_days, allow_authenticator, allow_email, allow_sms \
-         FROM scope_settings WHERE scope_key = $1 FOR UPDATE",
-    )
+    let row: SettingsRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SETTINGS_COLUMNS} FROM scope_settings WHERE scope_key = $1 FOR UPDATE"
+    )))
     .bind(scope_key)
     .fetch_one(&mut *conn)
     .await?;
@@ -205,7 +211,8 @@ pub async fn store_settings(
          remember_browser_days = excluded.remember_browser_days, \
          enrollment_grace_days = excluded.enrollment_grace_days, \
          allow_authenticator = excluded.allow_authenticator, allow_email = excluded.allow_email, \
-         allow_sms = excluded.allow_sms, updated_at = excluded.updated_at",
+         allow_sms = excluded.allow_sms, sms_country_codes = excluded.sms_country_codes, \
+         updated_at = excluded.updated_at",
     )
     .await
 }
@@ -219,8 +226,9 @@ async fn write_settings(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO scope_settings (scope_key, behaviour, users_can_change, remember_browser, \
-         remember_browser_days, enrollment_grace_days, allow_authenticator, allow_email, allow_sms, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {on_conflict}"
+         remember_browser_days, enrollment_grace_days, allow_authenticator, allow_email, allow_sms, \
+         sms_country_codes, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) {on_conflict}"
     )))
     .bind(scope_key)
     .bind(s.behaviour.as_str())
@@ -231,6 +239,8 @@ async fn write_settings(
     .bind(b(s.allowed_providers.authenticator))
     .bind(b(s.allowed_providers.email))
     .bind(b(s.allowed_providers.sms))
+    // Validated codes are digits only, so a comma cannot occur inside one.
+    .bind(s.sms_allowed_country_codes.join(","))
     .bind(now)
     .execute(conn)
     .await?;
@@ -733,3 +743,4 @@ pub async fn list_audit(
 
 pub mod factors;
 pub mod housekeeping;
+pub mod messages;

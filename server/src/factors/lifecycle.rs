@@ -16,6 +16,7 @@ use crate::db::factors as fdb;
 use crate::db::{self, NewAudit, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::totp;
+use twofold_policy::wire::ErrorCode;
 
 /// A factor a user can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +71,7 @@ pub async fn begin_authenticator(state: &AppState, user: &UserRow) -> AppResult<
     let mut tx = state.db().begin_write().await?;
     if !fdb::put_pending_authenticator(&mut tx, &user.id, &enc, state.now()).await? {
         return Err(AppError::conflict(
-            "authenticator_exists",
+            ErrorCode::AuthenticatorExists,
             "an authenticator is already set up; remove it before adding a new one",
         ));
     }
@@ -134,7 +135,7 @@ pub fn ensure_not_last(user: &UserRow, behaviour: Behaviour, removing: FactorKin
         .count();
     if behaviour == Behaviour::Forced && remaining == 0 {
         return Err(AppError::conflict(
-            "last_factor",
+            ErrorCode::LastFactor,
             "two-factor sign-in is required, so your last factor cannot be removed",
         ));
     }
@@ -148,7 +149,7 @@ pub async fn remove(state: &AppState, user: &UserRow, factor: FactorKind, keep_s
         FactorKind::Authenticator => fdb::delete_authenticator(&mut tx, &user.id).await?,
         FactorKind::Phone => fdb::remove_phone(&mut tx, &user.id).await?,
         FactorKind::Email => {
-            return Err(AppError::bad_request("not_removable", "an email address is replaced, not removed"));
+            return Err(AppError::bad_request(ErrorCode::NotRemovable, "an email address is replaced, not removed"));
         }
     }
     fdb::rotate_stamp(&mut tx, &user.id, &auth::new_stamp(), keep_session).await?;

@@ -11,14 +11,15 @@
 pub mod lifecycle;
 
 use rand::Rng;
-use twofold_policy::Provider;
-use twofold_policy::wire::SendCodeResponse;
+use twofold_policy::wire::{ErrorCode, SendCodeResponse};
+use twofold_policy::{Provider, ProviderSet};
 
 use crate::app::AppState;
+use crate::config::Config;
 use crate::db::factors::{self as fdb, NewCode};
-use crate::db::{self, NewAudit, UserRow};
+use crate::db::{self, NewAudit, UserRow, messages};
 use crate::error::{AppError, AppResult};
-use crate::totp;
+use crate::{senders, totp};
 
 /// What an emailed or texted code is for. Each purpose keys its own code hashes, so a
 /// code sent for one purpose can never be used for another.
@@ -139,23 +140,95 @@ impl Channel {
         }
     }
 
-    pub fn method(self) -> twofold_policy::wire::SecondFactorMethod {
-        match self {
-            Channel::Email => twofold_policy::wire::SecondFactorMethod::Email,
-            Channel::Sms => twofold_policy::wire::SecondFactorMethod::Sms,
+    /// The channel that carries `provider`'s codes; none for the authenticator.
+    pub fn of(provider: Provider) -> Option<Self> {
+        match provider {
+            Provider::Authenticator => None,
+            Provider::Email => Some(Channel::Email),
+            Provider::Sms => Some(Channel::Sms),
         }
     }
 
-    /// The factor's name in audit events.
-    pub fn factor_name(self) -> &'static str {
+    /// The name of the channel in storage and in the message counts.
+    pub fn as_str(self) -> &'static str {
         match self {
             Channel::Email => "email",
-            Channel::Sms => "phone",
+            Channel::Sms => "sms",
+        }
+    }
+
+    fn sender(self) -> senders::Channel {
+        match self {
+            Channel::Email => senders::Channel::Email,
+            Channel::Sms => senders::Channel::Sms,
+        }
+    }
+
+    /// The hourly caps of this channel: per scope, and over every scope together.
+    pub fn caps(self, config: &Config) -> (u32, u32) {
+        match self {
+            Channel::Email => (config.email_per_tenant_per_hour, config.email_per_hour),
+            Channel::Sms => (config.sms_per_tenant_per_hour, config.sms_per_hour),
         }
     }
 }
 
+/// Refuses when nothing can deliver `channel`: no real sender is configured and the
+/// development sender is off.
+pub fn ensure_sender(state: &AppState, channel: Channel) -> AppResult<()> {
+    if state.senders().can_send(channel.sender()) {
+        return Ok(());
+    }
+    Err(AppError::bad_request(
+        ErrorCode::SenderNotConfigured,
+        match channel {
+            Channel::Email => "No SMTP server is configured: email codes cannot be sent",
+            Channel::Sms => "No SMS provider is configured: text messages cannot be sent",
+        },
+    ))
+}
+
+/// The providers that can be used now: those `allowed`, less email and SMS while
+/// nothing can deliver them. Offering a factor whose codes cannot be sent would only
+/// strand users, or, with the development sender as a silent fallback, put every code
+/// in the log.
+pub fn usable_providers(state: &AppState, allowed: &ProviderSet) -> ProviderSet {
+    let senders = state.senders();
+    ProviderSet {
+        authenticator: allowed.authenticator,
+        email: allowed.email && senders.can_send(senders::Channel::Email),
+        sms: allowed.sms && senders.can_send(senders::Channel::Sms),
+    }
+}
+
+/// Refuses a text to `phone` when the user's scope limits texts to other countries.
+pub async fn ensure_phone_country(state: &AppState, user: &UserRow, phone: &str) -> AppResult<()> {
+    let settings = state.cache().settings(state.db(), &user.scope_key).await?;
+    if settings.sms_allowed_to(phone) {
+        return Ok(());
+    }
+    Err(AppError::BadRequest {
+        code: ErrorCode::PhoneCountryNotAllowed,
+        message: format!(
+            "text messages may only go to numbers with country code {}",
+            settings.sms_allowed_country_codes.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(", ")
+        ),
+        field: Some("phone".to_owned()),
+    })
+}
+
+/// Most code sends one pending sign-in may trigger; with the resend interval this
+/// bounds how many messages one attacker-held password can push at a user.
+const MAX_SENDS_PER_ATTEMPT: i64 = 5;
+
 /// Creates a code for `purpose` bound to `binding`, voiding earlier ones, and sends it.
+/// With `attempt`, the send also uses up one of that pending sign-in's sends.
+///
+/// The one place every email and text leaves from, so every cap holds whichever path
+/// asked: many pending sign-ins, enrolment, the account page, many addresses, many
+/// users of one tenant. Every check that can refuse runs in the transaction that stores
+/// the code, so a refused send replaces no code and leaves the pending sign-in's
+/// allowance and the hourly counts as they were.
 pub async fn send_code(
     state: &AppState,
     user: &UserRow,
@@ -163,16 +236,27 @@ pub async fn send_code(
     binding: &str,
     destination: &str,
     channel: Channel,
+    attempt: Option<&fdb::AttemptRow>,
 ) -> AppResult<SendCodeResponse> {
+    ensure_sender(state, channel)?;
+    if channel == Channel::Sms {
+        ensure_phone_country(state, user, destination).await?;
+    }
     let purpose = purpose.as_str();
     let now = state.now();
-    // The one place every email and text leaves from, so the cap holds whichever path
-    // asked: many pending sign-ins, enrolment, the account page, many addresses.
-    state.limits().message(&user.id, destination, now)?;
     let code = new_numeric_code();
     let lifetime_ms = i64::from(state.config().code_lifetime_minutes) * 60_000;
     let hash = state.keys().code_hash(purpose, binding, &code);
     let mut tx = state.db().begin_write().await?;
+    if let Some(attempt) = attempt {
+        let interval = i64::from(state.config().code_resend_seconds) * 1000;
+        if !fdb::claim_code_send(&mut tx, &attempt.id, now, now - interval, MAX_SENDS_PER_ATTEMPT).await? {
+            let wait = attempt.last_code_sent_at.map_or(interval, |t| (t + interval - now).max(1000));
+            return Err(AppError::RateLimited { retry_after_ms: wait });
+        }
+    }
+    count_message(&mut tx, state, user, channel, now).await?;
+    state.limits().message(&user.id, destination, now)?;
     fdb::replace_code(
         &mut tx,
         &NewCode {
@@ -188,19 +272,26 @@ pub async fn send_code(
     .await?;
     tx.commit().await?;
     let minutes = state.config().code_lifetime_minutes;
-    let sent = match channel {
-        Channel::Email => {
+    let sent = match (channel, state.senders().email(), state.senders().sms()) {
+        (Channel::Email, Some(email), _) => {
             let body = format!(
                 "Your Twofold code is {code}.\n\nIt expires in {minutes} minutes. If you did not try to sign in or \
                  change your account, someone may know your password: change it.\n"
             );
-            state.senders().email().send(destination, "Your Twofold code", &body).await
+            email.send(destination, "Your Twofold code", &body).await
         }
-        Channel::Sms => {
+        (Channel::Sms, _, Some(sms)) => {
             let body = format!("Your Twofold code is {code}. It expires in {minutes} minutes.");
-            state.senders().sms().send(destination, &body).await
+            sms.send(destination, &body).await
         }
+        // Checked by `ensure_sender` above; senders never change while running.
+        _ => return Err(AppError::Internal(anyhow::anyhow!("no sender for {}", channel.as_str()))),
     };
+    let label = match channel {
+        Channel::Email => "email",
+        Channel::Sms => "sms",
+    };
+    crate::metrics::code_sent(label, sent.is_ok());
     sent.map_err(|e| AppError::SendFailed(anyhow::anyhow!("{e}")))?;
     Ok(SendCodeResponse {
         sent_to: match channel {
@@ -210,6 +301,30 @@ pub async fn send_code(
         expires_in_seconds: minutes * 60,
         weaker: true,
     })
+}
+
+/// Counts one message of `channel` against the hourly caps of the user's scope and of
+/// every scope together, in the caller's transaction; `rate_limited` until the next
+/// clock hour when either is reached. The scope's row is always taken before the
+/// shared one, so two senders cannot wait on each other's locks.
+async fn count_message(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    user: &UserRow,
+    channel: Channel,
+    now: i64,
+) -> AppResult<()> {
+    let (per_scope, overall) = channel.caps(state.config());
+    let hour = messages::hour_start(now);
+    for (scope, cap) in [(user.scope_key.as_str(), per_scope), (messages::ALL_SCOPES, overall)] {
+        if !messages::count(conn, scope, channel.as_str(), hour, cap).await? {
+            // Worth an operator's attention: a tenant sending this much may be pumping
+            // texts to numbers it profits from.
+            tracing::warn!(scope, channel = channel.as_str(), cap, "hourly message cap reached; sends refused");
+            return Err(AppError::RateLimited { retry_after_ms: hour + messages::HOUR_MS - now });
+        }
+    }
+    Ok(())
 }
 
 /// A second factor that checked out and is still to be consumed. The sign-in consumes

@@ -37,6 +37,7 @@ use crate::factors::{self, Channel, CodePurpose};
 use crate::notify::{self, Notice};
 use crate::ratelimit::Class;
 use crate::signin::{self, ClientInfo, Event, Outcome, State as SignIn, effective_policy};
+use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -134,7 +135,7 @@ pub async fn set_two_factor(
     let policy = effective_policy(&state, &who.user).await?;
     if !policy.user_can_change {
         return Err(AppError::conflict(
-            "user_cannot_change",
+            ErrorCode::UserCannotChange,
             "your organisation does not let users change this setting",
         ));
     }
@@ -189,6 +190,9 @@ pub async fn reauth_send_code(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
+    if let Some(channel) = Channel::of(req.provider) {
+        factors::ensure_sender(&state, channel)?;
+    }
     let event = Event::SendCode(req.provider);
     Ok(Json(
         signin::advance(&state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await?.into_sent()?,
@@ -240,7 +244,7 @@ pub async fn start_authenticator(
     who.require_fresh(&state)?;
     let policy = effective_policy(&state, &who.user).await?;
     if !policy.allowed_providers.authenticator {
-        return Err(AppError::bad_request("provider_unavailable", "authenticator apps are not allowed here"));
+        return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "authenticator apps are not allowed here"));
     }
     Ok(Json(lifecycle::begin_authenticator(&state, &who.user).await?))
 }
@@ -305,7 +309,7 @@ pub async fn regenerate_recovery_codes(
     own(&state, &who, Action::UpdateOwnAccount)?;
     who.require_fresh(&state)?;
     if !who.user.has_factor() {
-        return Err(AppError::conflict("no_factor", "set up a second factor before creating recovery codes"));
+        return Err(AppError::conflict(ErrorCode::NoFactor, "set up a second factor before creating recovery codes"));
     }
     let mut tx = state.db().begin_write().await?;
     let codes = factors::issue_recovery_codes(&mut tx, &state, &who.user.id).await?;
@@ -337,6 +341,7 @@ pub async fn change_email(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
+    factors::ensure_sender(&state, Channel::Email)?;
     let email = match req.email.as_deref() {
         Some(e) => EmailAddress::parse(e).map_err(|e| AppError::invalid_field(e.field, e.message))?.as_str().to_owned(),
         None => {
@@ -346,7 +351,7 @@ pub async fn change_email(
     who.require_fresh(&state)?;
     // Send first: a refused or failed send must leave the account as it was.
     let purpose = CodePurpose::ConfirmEmail;
-    let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &email, Channel::Email).await?;
+    let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &email, Channel::Email, None).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_pending_email(&mut tx, &who.user.id, &email).await?;
     tx.commit().await?;
@@ -377,11 +382,13 @@ pub async fn change_phone(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
+    factors::ensure_sender(&state, Channel::Sms)?;
     let phone = factors::parse_phone(&req.phone)?;
+    factors::ensure_phone_country(&state, &who.user, &phone).await?;
     who.require_fresh(&state)?;
     // Send first: a refused or failed send must leave the account as it was.
     let purpose = CodePurpose::ConfirmPhone;
-    let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &phone, Channel::Sms).await?;
+    let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &phone, Channel::Sms, None).await?;
     let mut tx = state.db().begin_write().await?;
     fdb::set_pending_phone(&mut tx, &who.user.id, &phone).await?;
     tx.commit().await?;

@@ -14,6 +14,7 @@ use crate::clock::rfc3339;
 use crate::db::{self, HOST_SCOPE};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Query, parse_id};
+use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/audit", get(list_audit))
@@ -68,7 +69,7 @@ pub async fn list_audit(
     let before = match params.before.as_deref() {
         Some(raw) => Some(
             uuid::Uuid::parse_str(raw)
-                .map_err(|_| AppError::bad_request("invalid_query", "before must be an event id"))?
+                .map_err(|_| AppError::bad_request(ErrorCode::InvalidQuery, "before must be an event id"))?
                 .hyphenated()
                 .to_string(),
         ),

@@ -71,9 +71,9 @@ pub fn remember_cookie(state: &AppState, value: String, max_age_ms: i64) -> Cook
 
 /// The long-lived cookie that marks a browser where this user typed the right password:
 /// wrong passwords from elsewhere never lock such a browser out (see `PasswordLimits`).
-fn known_browser_cookie(state: &AppState, user_id: &str) -> Cookie<'static> {
+fn known_browser_cookie(state: &AppState, user: &UserRow) -> Cookie<'static> {
     let days = i64::from(state.config().known_browser_days);
-    let value = signin::known_browser_token(state, user_id);
+    let value = signin::known_browser_token(state, user);
     cookie(state, state.config().known_browser_cookie_name().to_owned(), value, Some(days * 86_400_000))
 }
 
@@ -111,7 +111,7 @@ async fn signed_in(state: &AppState, jar: CookieJar, done: Completed) -> AppResu
     let mut jar = jar
         .remove(pending_cookie(state, String::new()))
         .add(session_cookie(state, done.session_token))
-        .add(known_browser_cookie(state, &done.user.id));
+        .add(known_browser_cookie(state, &done.user));
     if let Some((token, lifetime)) = done.remember {
         jar = jar.add(remember_cookie(state, token, lifetime));
     }
@@ -154,8 +154,8 @@ pub async fn sign_in(
     };
     match signin::advance(&state, SignIn::AwaitingPassword, event, &client).await? {
         Outcome::SignedIn(done) => signed_in(&state, jar, done).await,
-        Outcome::SecondFactorRequired { attempt_token, user_id, providers, recovery_code_available, policy } => Ok((
-            jar.add(pending_cookie(&state, attempt_token)).add(known_browser_cookie(&state, &user_id)),
+        Outcome::SecondFactorRequired { attempt_token, user, providers, recovery_code_available, policy } => Ok((
+            jar.add(pending_cookie(&state, attempt_token)).add(known_browser_cookie(&state, &user)),
             Json(SignInResponse {
                 status: SignInStatus::RequiresTwoFactor,
                 providers,
@@ -165,11 +165,11 @@ pub async fn sign_in(
                 ..SignInResponse::default()
             }),
         )),
-        Outcome::EnrollmentRequired { attempt_token, user_id, policy, grace_until, can_postpone } => Ok((
-            jar.add(pending_cookie(&state, attempt_token)).add(known_browser_cookie(&state, &user_id)),
+        Outcome::EnrollmentRequired { attempt_token, user, policy, grace_until, can_postpone } => Ok((
+            jar.add(pending_cookie(&state, attempt_token)).add(known_browser_cookie(&state, &user)),
             Json(SignInResponse {
                 status: SignInStatus::RequiresEnrollment,
-                enrollable: signin::enrollable(&policy),
+                enrollable: signin::enrollable(&state, &policy),
                 grace_until: grace_until.map(rfc3339),
                 can_postpone,
                 ..SignInResponse::default()

@@ -5,6 +5,7 @@ pub mod account;
 pub mod audit;
 pub mod auth;
 pub mod health;
+pub mod messages;
 pub mod settings;
 pub mod tenants;
 pub mod users;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(tenants::routes())
         .merge(users::routes())
         .merge(audit::routes())
+        .merge(messages::routes())
         .merge(crate::openapi::routes())
 }
 

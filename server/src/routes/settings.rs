@@ -16,6 +16,7 @@ use crate::changes;
 use crate::db::{self, HOST_SCOPE};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
+use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -94,7 +95,7 @@ pub async fn put_host_settings(
 ) -> AppResult<Json<ScopeSettings>> {
     state.authorize(&who, Action::UpdateSettings, Target::Domain(Domain::Host))?;
     validate(&new)?;
-    save_settings(&state, &who, HOST_SCOPE, None, new).await?;
+    save_settings(&state, &who, HOST_SCOPE, None, &new).await?;
     Ok(Json(new))
 }
 
@@ -103,7 +104,7 @@ async fn save_settings(
     who: &Authenticated,
     scope_key: &str,
     feature: Option<TenantFeature>,
-    new: ScopeSettings,
+    new: &ScopeSettings,
 ) -> AppResult<()> {
     let mut tx = state.db().begin_write().await?;
     // Locked inside the write transaction so the ceiling check and the audit's "before"
@@ -115,7 +116,7 @@ async fn save_settings(
     {
         {
             return Err(AppError::conflict(
-                "behaviour_fixed_by_host",
+                ErrorCode::BehaviourFixedByHost,
                 format!(
                     "the host has set this tenant's two-factor feature to {}, so the behaviour cannot be changed; the other settings can",
                     feature.behaviour.as_str()
@@ -123,7 +124,7 @@ async fn save_settings(
             ));
         }
     }
-    db::store_settings(&mut tx, scope_key, &new, state.now()).await?;
+    db::store_settings(&mut tx, scope_key, new, state.now()).await?;
     changes::publish(&mut tx, state.db().backend, changes::Change::Settings(scope_key)).await?;
     let action = if scope_key == HOST_SCOPE { "host_settings.updated" } else { "tenant_settings.updated" };
     super::audit(
@@ -133,7 +134,7 @@ async fn save_settings(
         scope_key,
         action,
         &format!("settings:{scope_key}"),
-        Some(serde_json::to_value(old).map_err(anyhow::Error::from)?),
+        Some(serde_json::to_value(&old).map_err(anyhow::Error::from)?),
         Some(serde_json::to_value(new).map_err(anyhow::Error::from)?),
     )
     .await?;
@@ -190,7 +191,7 @@ pub async fn put_tenant_settings(
     let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateSettings).await?;
     validate(&new)?;
     let feature = tenant.feature()?;
-    save_settings(&state, &who, &tenant.id, Some(feature), new).await?;
+    save_settings(&state, &who, &tenant.id, Some(feature), &new).await?;
     Ok(Json(TenantSettingsView {
         settings: new,
         feature,

@@ -17,6 +17,7 @@ use crate::clock::rfc3339;
 use crate::db::{self, TenantRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path, Query};
+use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -77,7 +78,7 @@ pub async fn create_tenant(
     };
     let mut tx = state.db().begin_write().await?;
     if db::get_tenant_by_name(&mut *tx, &row.name).await?.is_some() {
-        return Err(AppError::conflict("name_taken", "a tenant with this name exists"));
+        return Err(AppError::conflict(ErrorCode::NameTaken, "a tenant with this name exists"));
     }
     db::insert_tenant(&mut tx, &row).await?;
     db::store_settings(&mut tx, &row.id, &ScopeSettings::default(), row.created_at).await?;

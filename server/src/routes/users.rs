@@ -17,6 +17,7 @@ use crate::db::{self, HOST_SCOPE, NewUser, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path, Query, parse_id};
 use crate::signin::effective_policy;
+use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -71,7 +72,7 @@ async fn create_in_scope(state: &AppState, who: &Authenticated, scope_key: &str,
     let tenant_id = (scope_key != HOST_SCOPE).then_some(scope_key);
     let mut tx = state.db().begin_write().await?;
     if db::find_user(&mut *tx, scope_key, username.key()).await?.is_some() {
-        return Err(AppError::conflict("username_taken", "a user with this name exists in this scope"));
+        return Err(AppError::conflict(ErrorCode::UsernameTaken, "a user with this name exists in this scope"));
     }
     db::insert_user(
         &mut tx,
@@ -204,7 +205,7 @@ pub async fn set_user_two_factor(
     let policy = effective_policy(&state, &user).await?;
     if !policy.admin_can_override {
         return Err(AppError::conflict(
-            "not_optional",
+            ErrorCode::NotOptional,
             format!("two-factor sign-in is {} for this user, so their switch cannot be set", policy.behaviour.as_str()),
         ));
     }

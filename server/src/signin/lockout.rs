@@ -93,6 +93,7 @@ pub async fn failed(
     reservation: Reservation,
     method: SecondFactorMethod,
 ) -> AppResult<AppError> {
+    crate::metrics::second_factor_failed(method.as_str());
     let now = state.now();
     let max = max_failures(state);
     let mut tx = state.db().begin_write().await?;
@@ -120,6 +121,7 @@ pub async fn failed(
         )
         .await?;
         crate::notify::send(state, user, crate::notify::Notice::Locked);
+        crate::metrics::locked_out(true);
         return Ok(AppError::LockedUntilUnlocked);
     }
     if let Some((until, lockouts)) = locked {
@@ -131,6 +133,7 @@ pub async fn failed(
         )
         .await?;
         crate::notify::send(state, user, crate::notify::Notice::Locked);
+        crate::metrics::locked_out(false);
         return Ok(AppError::LockedOut { retry_after_ms: until - now });
     }
     if reservation.failures >= max {

@@ -41,6 +41,7 @@ use crate::factors::lifecycle::{self, FactorKind, NewFactor};
 use crate::factors::{self, Channel, CodePurpose, Spend};
 use crate::notify::{self, Notice};
 use crate::ratelimit::Class;
+use twofold_policy::wire::ErrorCode;
 
 pub use lockout::{ensure_not_locked, lock_state};
 pub use password::{known_browser_token, verify_password_of};
@@ -176,6 +177,22 @@ impl EventKind {
 }
 
 impl Event {
+    /// The metrics label of a sign-in step (what it proves); `None` for events that do
+    /// not move towards a new session (sends, reauthentication, account-page factors).
+    fn sign_in_factor(&self) -> Option<&'static str> {
+        match self {
+            Event::Password { .. } => Some("password"),
+            Event::SecondFactor(req) => Some(req.method.as_str()),
+            Event::Enroll { factor: FactorKind::Authenticator, .. } => Some("enroll_authenticator"),
+            Event::Enroll { factor: FactorKind::Email, .. } => Some("enroll_email"),
+            Event::Enroll { factor: FactorKind::Phone, .. } => Some("enroll_phone"),
+            Event::Postpone => Some("postpone"),
+            Event::SendCode(_) | Event::StartEnrollment(_) | Event::Reauthenticate(_) | Event::ConfirmFactor { .. } => {
+                None
+            }
+        }
+    }
+
     pub fn kind(&self) -> EventKind {
         match self {
             Event::Password { .. } => EventKind::Password,
@@ -208,7 +225,7 @@ pub enum Outcome {
     /// The password was right; a second factor is next.
     SecondFactorRequired {
         attempt_token: String,
-        user_id: String,
+        user: Box<UserRow>,
         providers: Vec<ProviderOffer>,
         recovery_code_available: bool,
         policy: EffectivePolicy,
@@ -216,7 +233,7 @@ pub enum Outcome {
     /// The password was right; the user must enrol a factor first.
     EnrollmentRequired {
         attempt_token: String,
-        user_id: String,
+        user: Box<UserRow>,
         policy: EffectivePolicy,
         grace_until: Option<i64>,
         can_postpone: bool,
@@ -236,6 +253,19 @@ fn unexpected(outcome: &Outcome) -> AppError {
 }
 
 impl Outcome {
+    /// The metrics label of where a step led.
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::SignedIn(_) => "signed_in",
+            Outcome::SecondFactorRequired { .. } => "second_factor_required",
+            Outcome::EnrollmentRequired { .. } => "enrollment_required",
+            Outcome::CodeSent(_) => "code_sent",
+            Outcome::EnrollmentStarted(_) => "enrollment_started",
+            Outcome::Reauthenticated => "reauthenticated",
+            Outcome::FactorAdded(_) => "factor_added",
+        }
+    }
+
     pub fn into_completed(self) -> AppResult<Completed> {
         match self {
             Outcome::SignedIn(done) => Ok(done),
@@ -251,8 +281,18 @@ impl Outcome {
     }
 }
 
-/// The only way to move a sign-in (or a session) forward.
+/// The only way to move a sign-in (or a session) forward. Sign-in steps are counted
+/// by factor and outcome.
 pub async fn advance(app: &AppState, state: State, event: Event, client: &ClientInfo) -> AppResult<Outcome> {
+    let factor = event.sign_in_factor();
+    let result = transition(app, state, event, client).await;
+    if let Some(factor) = factor {
+        crate::metrics::sign_in(factor, crate::metrics::outcome_of(&result, Outcome::label));
+    }
+    result
+}
+
+async fn transition(app: &AppState, state: State, event: Event, client: &ClientInfo) -> AppResult<Outcome> {
     if !admits(state.stage(), event.kind()) {
         return Err(AppError::SignInExpired);
     }
@@ -266,7 +306,7 @@ pub async fn advance(app: &AppState, state: State, event: Event, client: &Client
         (State::AwaitingSecondFactor(p), Event::SecondFactor(req)) => {
             app.limits().by_account(Class::Verify, &p.user.id, app.now())?;
             let method = req.method;
-            let allowed = &p.policy.allowed_providers;
+            let allowed = &factors::usable_providers(app, &p.policy.allowed_providers);
             let usable = match method {
                 M::Authenticator => allowed.authenticator,
                 M::Email => allowed.email && p.user.email_confirmed != 0,
@@ -275,7 +315,7 @@ pub async fn advance(app: &AppState, state: State, event: Event, client: &Client
             };
             if !usable {
                 return Err(AppError::bad_request(
-                    "provider_unavailable",
+                    ErrorCode::ProviderUnavailable,
                     "this provider is not available for this account",
                 ));
             }
@@ -337,7 +377,7 @@ pub async fn advance(app: &AppState, state: State, event: Event, client: &Client
             let until = since + i64::from(p.policy.enrollment_grace_days) * DAY_MS;
             if p.policy.enrollment_grace_days == 0 || now >= until {
                 return Err(AppError::conflict(
-                    "grace_over",
+                    ErrorCode::GraceOver,
                     "the enrolment grace period is over; enrol a second factor",
                 ));
             }
@@ -352,10 +392,12 @@ pub async fn advance(app: &AppState, state: State, event: Event, client: &Client
                 _ => (Channel::Email, None),
             };
             let destination = destination
-                .ok_or_else(|| AppError::bad_request("provider_unavailable", "this provider is not set up"))?;
+                .ok_or_else(|| AppError::bad_request(ErrorCode::ProviderUnavailable, "this provider is not set up"))?;
             ensure_not_locked(app, u)?;
             let purpose = CodePurpose::reauth(channel);
-            factors::send_code(app, u, purpose, &who.token_hash, &destination, channel).await.map(Outcome::CodeSent)
+            factors::send_code(app, u, purpose, &who.token_hash, &destination, channel, None)
+                .await
+                .map(Outcome::CodeSent)
         }
         (State::Complete(who), Event::Reauthenticate(req)) => reauthenticate(app, &who, req, client).await,
         (State::Complete(who), Event::ConfirmFactor { factor, code }) => {
@@ -532,9 +574,10 @@ pub async fn effective_policy(state: &AppState, user: &UserRow) -> AppResult<Eff
     Ok(policy)
 }
 
-/// The factors a user can be offered at sign-in under `policy`.
-pub fn offers(user: &UserRow, policy: &EffectivePolicy) -> Vec<ProviderOffer> {
-    user.usable_providers(&policy.allowed_providers)
+/// The factors a user can be offered at sign-in under `policy`: allowed, confirmed,
+/// and for email and SMS, with a sender that can deliver the code.
+pub fn offers(app: &AppState, user: &UserRow, policy: &EffectivePolicy) -> Vec<ProviderOffer> {
+    user.usable_providers(&factors::usable_providers(app, &policy.allowed_providers))
         .into_iter()
         .map(|provider| ProviderOffer {
             provider,
@@ -548,9 +591,10 @@ pub fn offers(user: &UserRow, policy: &EffectivePolicy) -> Vec<ProviderOffer> {
         .collect()
 }
 
-/// The providers a user may enrol at sign-in (email and SMS only where allowed).
-pub fn enrollable(policy: &EffectivePolicy) -> Vec<Provider> {
-    policy.allowed_providers.iter().collect()
+/// The providers a user may enrol at sign-in (email and SMS only where allowed and a
+/// sender can deliver the code).
+pub fn enrollable(app: &AppState, policy: &EffectivePolicy) -> Vec<Provider> {
+    factors::usable_providers(app, &policy.allowed_providers).iter().collect()
 }
 
 #[cfg(test)]

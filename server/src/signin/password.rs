@@ -23,17 +23,32 @@ const NO_USER: &str = "-";
 /// Prefix of a known-browser token, so it can never pass for another signed token.
 const KNOWN_PREFIX: &str = "known.";
 
-/// The signed value of the cookie that marks this browser as one that signed in to
-/// `user_id` with the right password.
-pub fn known_browser_token(state: &AppState, user_id: &str) -> String {
-    state.keys().sign_token(&format!("{KNOWN_PREFIX}{user_id}"))
+/// A short tag of the user's security stamp: a known-browser cookie from before a
+/// password or factor change stops counting, like every other credential of that time.
+fn stamp_tag(stamp: &str) -> String {
+    auth::token_hash(stamp)[..16].to_owned()
 }
 
-fn is_known_browser(state: &AppState, cookie: Option<&str>, user_id: &str) -> bool {
-    cookie
-        .and_then(|c| state.keys().verify_signed_token(c))
-        .and_then(|t| t.strip_prefix(KNOWN_PREFIX).map(|id| auth::stamps_equal(id, user_id)))
-        .unwrap_or(false)
+/// The signed value of the cookie that marks this browser as one where `user` typed
+/// the right password: the user, when, and under which security stamp.
+pub fn known_browser_token(state: &AppState, user: &UserRow) -> String {
+    let tag = stamp_tag(&user.security_stamp);
+    state.keys().sign_token(&format!("{KNOWN_PREFIX}{}.{}.{tag}", user.id, state.now()))
+}
+
+/// Whether `cookie` is a genuine, unexpired known-browser token of `user` under their
+/// current security stamp.
+fn is_known_browser(state: &AppState, cookie: Option<&str>, user: &UserRow) -> bool {
+    let Some(token) = cookie.and_then(|c| state.keys().verify_signed_token(c)) else {
+        return false;
+    };
+    let mut parts = token.strip_prefix(KNOWN_PREFIX).unwrap_or("").split('.');
+    let (Some(id), Some(issued), Some(tag), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let lifetime = i64::from(state.config().known_browser_days) * DAY_MS;
+    let fresh = issued.parse::<i64>().is_ok_and(|at| state.now() < at.saturating_add(lifetime));
+    fresh && auth::stamps_equal(id, &user.id) && auth::stamps_equal(tag, &stamp_tag(&user.security_stamp))
 }
 
 /// Checks a signed-in user's password (reauthentication, password change) under the
@@ -131,7 +146,7 @@ pub(super) async fn step(
     .await?;
     // Known users are counted by id, so every spelling of the name counts together.
     let account = user.as_ref().map_or_else(|| typed_key.clone(), |u| u.id.clone());
-    let known = user.as_ref().is_some_and(|u| is_known_browser(state, known_cookie, &u.id));
+    let known = user.as_ref().is_some_and(|u| is_known_browser(state, known_cookie, u));
     state.passwords().check(&account, &address, known, now)?;
     let stored = user.as_ref().map_or_else(|| state.dummy_hash().to_owned(), |u| u.password_hash.clone());
     // An unknown user spends the same hashing work against a dummy hash, so response
@@ -157,7 +172,7 @@ pub(super) async fn step(
     {
         return session::finish_after_password(state, user, "pwd+remembered", client).await.map(Outcome::SignedIn);
     }
-    let providers = offers(&user, &policy);
+    let providers = offers(state, &user, &policy);
     if providers.is_empty() {
         // Fail closed: a required second factor without a usable factor means
         // enrolment, never a silent sign-in.
@@ -169,7 +184,7 @@ pub(super) async fn step(
         let attempt_token = pending::open(state, &user, Stage::AwaitingEnrollment).await?;
         return Ok(Outcome::EnrollmentRequired {
             attempt_token,
-            user_id: user.id,
+            user: Box::new(user),
             policy,
             grace_until: grace_until.filter(|_| can_postpone),
             can_postpone,
@@ -177,5 +192,11 @@ pub(super) async fn step(
     }
     let recovery_code_available = !fdb::unused_recovery_codes(&state.db().pool, &user.id).await?.is_empty();
     let attempt_token = pending::open(state, &user, Stage::AwaitingSecondFactor).await?;
-    Ok(Outcome::SecondFactorRequired { attempt_token, user_id: user.id, providers, recovery_code_available, policy })
+    Ok(Outcome::SecondFactorRequired {
+        attempt_token,
+        user: Box::new(user),
+        providers,
+        recovery_code_available,
+        policy,
+    })
 }

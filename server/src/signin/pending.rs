@@ -14,10 +14,7 @@ use crate::db::{self, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::factors::{self, Channel, CodePurpose, lifecycle};
 use crate::ratelimit::Class;
-
-/// Most code sends one pending sign-in may trigger; with the resend interval this
-/// bounds how many messages one attacker-held password can push at a user.
-const MAX_SENDS_PER_ATTEMPT: i64 = 5;
+use twofold_policy::wire::ErrorCode;
 
 /// A pending sign-in that is still open, with its user and their current policy.
 #[derive(Debug)]
@@ -82,6 +79,9 @@ pub(super) async fn send_sign_in_code(
 ) -> AppResult<SendCodeResponse> {
     state.limits().by_account(Class::SendCode, &p.user.id, state.now())?;
     super::ensure_not_locked(state, &p.user)?;
+    if let Some(channel) = Channel::of(provider) {
+        factors::ensure_sender(state, channel)?;
+    }
     let (channel, destination) = match provider {
         Provider::Email if p.user.email_confirmed != 0 && p.policy.allowed_providers.email => {
             (Channel::Email, p.user.email.clone())
@@ -92,20 +92,13 @@ pub(super) async fn send_sign_in_code(
         _ => (Channel::Email, None),
     };
     let Some(destination) = destination else {
-        return Err(AppError::bad_request("provider_unavailable", "this provider is not available for this account"));
+        return Err(AppError::bad_request(
+            ErrorCode::ProviderUnavailable,
+            "this provider is not available for this account",
+        ));
     };
-    throttle_send(state, &p.attempt).await?;
-    factors::send_code(state, &p.user, CodePurpose::sign_in(channel), &p.attempt.id, &destination, channel).await
-}
-
-async fn throttle_send(state: &AppState, attempt: &AttemptRow) -> AppResult<()> {
-    let now = state.now();
-    let interval = i64::from(state.config().code_resend_seconds) * 1000;
-    if !fdb::claim_code_send(&state.db().pool, &attempt.id, now, now - interval, MAX_SENDS_PER_ATTEMPT).await? {
-        let wait = attempt.last_code_sent_at.map_or(interval, |t| (t + interval - now).max(1000));
-        return Err(AppError::RateLimited { retry_after_ms: wait });
-    }
-    Ok(())
+    let purpose = CodePurpose::sign_in(channel);
+    factors::send_code(state, &p.user, purpose, &p.attempt.id, &destination, channel, Some(&p.attempt)).await
 }
 
 /// Starts enrolling a factor in a pending sign-in: a new authenticator secret (shown
@@ -114,7 +107,10 @@ pub(super) async fn start_enrollment(state: &AppState, p: &Pending, start: Start
     match start {
         Start::Authenticator => {
             if !p.policy.allowed_providers.authenticator {
-                return Err(AppError::bad_request("provider_unavailable", "authenticator apps are not allowed here"));
+                return Err(AppError::bad_request(
+                    ErrorCode::ProviderUnavailable,
+                    "authenticator apps are not allowed here",
+                ));
             }
             lifecycle::begin_authenticator(state, &p.user).await.map(Outcome::EnrollmentStarted)
         }
@@ -122,7 +118,7 @@ pub(super) async fn start_enrollment(state: &AppState, p: &Pending, start: Start
             state.limits().by_account(Class::SendCode, &p.user.id, state.now())?;
             super::ensure_not_locked(state, &p.user)?;
             if !p.policy.allowed_providers.allows(channel.provider()) {
-                return Err(AppError::bad_request("provider_unavailable", "this provider is not allowed here"));
+                return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "this provider is not allowed here"));
             }
             let destination = match (channel, destination.as_deref()) {
                 (Channel::Email, Some(e)) => {
@@ -140,9 +136,9 @@ pub(super) async fn start_enrollment(state: &AppState, p: &Pending, start: Start
                     .clone()
                     .ok_or_else(|| AppError::invalid_field("phone", "give the number to confirm"))?,
             };
-            throttle_send(state, &p.attempt).await?;
+            factors::ensure_sender(state, channel)?;
             let purpose = CodePurpose::enroll(channel);
-            factors::send_code(state, &p.user, purpose, &p.attempt.id, &destination, channel)
+            factors::send_code(state, &p.user, purpose, &p.attempt.id, &destination, channel, Some(&p.attempt))
                 .await
                 .map(Outcome::CodeSent)
         }

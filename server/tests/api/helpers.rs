@@ -90,7 +90,7 @@ pub struct Options {
     /// Wrong second factors before a lockout (default: the server's, 5).
     pub lockout_max_failures: Option<u32>,
     /// Port of an SMTP server on 127.0.0.1 (no TLS) that email codes go to; without
-    /// it the development sender logs them.
+    /// it (and without `dev_senders`) email codes cannot be sent.
     pub smtp_port: Option<u16>,
     /// Address of a Twilio stand-in that SMS codes go to; see `apply_options`.
     pub sms_addr: Option<SocketAddr>,
@@ -98,6 +98,10 @@ pub struct Options {
     pub limits: Limits,
     /// Reverse proxies whose `X-Forwarded-For` the app believes (default: none).
     pub trusted_proxies: &'static [&'static str],
+    /// The development sender for channels without a real one, writing codes to the
+    /// log (off by default, as in the server). For tests about what happens around a
+    /// send rather than the message itself.
+    pub dev_senders: bool,
 }
 
 /// Overrides of the server's request-rate limits (per minute) and message caps (per
@@ -114,6 +118,10 @@ pub struct Limits {
     pub account_per_account: Option<u32>,
     pub sends_per_user: Option<u32>,
     pub sends_per_destination: Option<u32>,
+    pub sms_per_tenant: Option<u32>,
+    pub sms_overall: Option<u32>,
+    pub email_per_tenant: Option<u32>,
+    pub email_overall: Option<u32>,
 }
 
 /// A running app with a fresh database and a client for the first person.
@@ -233,7 +241,8 @@ pub fn default_settings() -> Value {
         "remember_browser": true,
         "remember_browser_days": 14,
         "enrollment_grace_days": 0,
-        "allowed_providers": { "authenticator": true, "email": true, "sms": true }
+        "allowed_providers": { "authenticator": true, "email": true, "sms": true },
+        "sms_allowed_country_codes": []
     })
 }
 
@@ -504,12 +513,17 @@ fn apply_options(options: &Options, config: &mut Config) {
         (l.account_per_account, &mut config.account_per_account_per_minute),
         (l.sends_per_user, &mut config.code_sends_per_user_per_hour),
         (l.sends_per_destination, &mut config.code_sends_per_destination_per_hour),
+        (l.sms_per_tenant, &mut config.sms_per_tenant_per_hour),
+        (l.sms_overall, &mut config.sms_per_hour),
+        (l.email_per_tenant, &mut config.email_per_tenant_per_hour),
+        (l.email_overall, &mut config.email_per_hour),
     ] {
         if let Some(v) = value {
             *key = v;
         }
     }
     config.trusted_proxies = options.trusted_proxies.iter().map(|p| (*p).to_owned()).collect();
+    config.dev_senders = options.dev_senders;
     if let Some(port) = options.smtp_port {
         config.smtp_url = Some(SecretString::from(format!("smtp://127.0.0.1:{port}?tls=none")));
         config.smtp_from = "Twofold <codes@twofold.test>".to_owned();

@@ -84,6 +84,7 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("GET /api/host/settings", Class::Host),
     ("PUT /api/host/settings", Class::Host),
     ("POST /api/host/settings/preview", Class::Host),
+    ("GET /api/host/message-usage", Class::Host),
     ("GET /api/host/users", Class::Host),
     ("POST /api/host/users", Class::Host),
     ("GET /api/tenants", Class::Host),
@@ -95,6 +96,7 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("GET /api/tenants/{tenant_id}/settings", Class::Tenant),
     ("PUT /api/tenants/{tenant_id}/settings", Class::Tenant),
     ("POST /api/tenants/{tenant_id}/settings/preview", Class::Tenant),
+    ("GET /api/tenants/{tenant_id}/message-usage", Class::Tenant),
     ("GET /api/tenants/{tenant_id}/users", Class::Tenant),
     ("POST /api/tenants/{tenant_id}/users", Class::Tenant),
     ("POST /api/tenants/{tenant_id}/admins", Class::Tenant),
@@ -186,6 +188,7 @@ const BODY_FIELDS: &[(&str, Kind)] = &[
     ("ScopeSettings.remember_browser", Kind::Inert),
     ("ScopeSettings.remember_browser_days", Kind::Inert),
     ("ScopeSettings.enrollment_grace_days", Kind::Inert),
+    ("ScopeSettings.sms_allowed_country_codes", Kind::Inert),
     ("ProviderSet.authenticator", Kind::Inert),
     ("ProviderSet.email", Kind::Inert),
     ("ProviderSet.sms", Kind::Inert),
@@ -202,7 +205,8 @@ fn example_settings() -> Value {
         "remember_browser": false,
         "remember_browser_days": 7,
         "enrollment_grace_days": 3,
-        "allowed_providers": { "authenticator": true, "email": true, "sms": false }
+        "allowed_providers": { "authenticator": true, "email": true, "sms": false },
+        "sms_allowed_country_codes": ["44"]
     })
 }
 

@@ -144,7 +144,8 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
 // ---------------------------------------------------------------- sending codes
 
 /// A forced tenant `acme` whose users have a confirmed email address on file (set in
-/// storage: the development sender only logs, and this is about the limits).
+/// storage: this is about the limits, so the app runs with the development sender,
+/// which only logs).
 async fn users_with_email(app: &TestApp, names: &[&str]) {
     let t = forced_tenant(app, "acme").await;
     for name in names {
@@ -155,7 +156,9 @@ async fn users_with_email(app: &TestApp, names: &[&str]) {
 
 #[tokio::test]
 async fn sign_in_code_sends_are_limited_per_account() {
-    let app = admin_app(with_limits(Limits { send_code_per_account: Some(2), ..Limits::default() })).await;
+    let options =
+        Options { dev_senders: true, ..with_limits(Limits { send_code_per_account: Some(2), ..Limits::default() }) };
+    let app = admin_app(options).await;
     users_with_email(&app, &["alice", "bob"]).await;
 
     // Each pending sign-in may send once (the resend interval), so three sign-ins of
@@ -178,7 +181,9 @@ async fn sign_in_code_sends_are_limited_per_account() {
 
 #[tokio::test]
 async fn code_sends_are_limited_per_address_at_sign_in_and_on_the_account_page() {
-    let app = admin_app(behind_proxy(Limits { send_code_per_address: Some(2), ..Limits::default() })).await;
+    let options =
+        Options { dev_senders: true, ..behind_proxy(Limits { send_code_per_address: Some(2), ..Limits::default() }) };
+    let app = admin_app(options).await;
     users_with_email(&app, &["alice", "bob", "carol"]).await;
     let from = "203.0.113.7";
 

@@ -91,7 +91,8 @@ async fn an_admin_with_a_stale_session_cannot_change_their_own_second_factor_thr
 
 #[tokio::test]
 async fn a_stale_session_alone_cannot_turn_on_2fa_enrol_a_factor_or_set_a_first_email_or_phone() {
-    let app = admin_app(Options::default()).await;
+    // With senders that could deliver the codes: the refusal must be about freshness.
+    let app = admin_app(Options { dev_senders: true, ..Options::default() }).await;
     let t = app.create_tenant("acme").await;
     create_user(&app, &t.id, "alice", None).await;
     let thief = app.new_client();
@@ -168,6 +169,24 @@ async fn a_forged_known_browser_cookie_counts_for_nothing() {
             .json(&json!({ "username": "admin", "password": ADMIN_PASSWORD }));
         attacker.send(req).await.assert_rate_limited();
     }
+}
+
+#[tokio::test]
+async fn a_known_browser_cookie_from_before_a_password_change_counts_for_nothing() {
+    let app = TestApp::spawn_with(Options { trusted_proxies: &["127.0.0.1"], ..Options::default() }).await;
+    // Someone who once had the password keeps the cookie it earned.
+    let former = app.new_client();
+    sign_in_from(&former, "198.51.100.9", None, "admin", ADMIN_PASSWORD).await.assert_status(StatusCode::OK);
+    app.sign_in_admin().await;
+    let body = json!({ "current_password": ADMIN_PASSWORD, "new_password": "a new admin password" });
+    app.put_json("/api/account/password", &body).await.assert_status(StatusCode::NO_CONTENT);
+
+    let attacker = app.new_client();
+    for i in 0..10 {
+        sign_in_from(&attacker, &format!("203.0.113.{i}"), None, "admin", "guess").await;
+    }
+    // That browser now waits like any stranger, even with the new password.
+    sign_in_from(&former, "198.51.100.9", None, "admin", "a new admin password").await.assert_rate_limited();
 }
 
 // ---------------------------------------------------------------- (4) raced and escalating lockout

@@ -45,7 +45,8 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(smtp_url: &str, secret_key: &str) -> Server {
+    /// `extra` is more configuration, as `TWOFOLD_*` variables.
+    fn start(smtp_url: Option<&str>, secret_key: &str, extra: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_twofold"));
         // A clean slate: nothing of the developer's shell configures the child.
@@ -54,6 +55,10 @@ impl Server {
                 cmd.env_remove(key);
             }
         }
+        if let Some(url) = smtp_url {
+            cmd.env("TWOFOLD_SMTP_URL", url);
+        }
+        cmd.envs(extra.iter().copied());
         let mut child = cmd
             .arg("serve")
             .current_dir(dir.path())
@@ -64,7 +69,6 @@ impl Server {
             .env("TWOFOLD_LOG_FORMAT", "json")
             .env("TWOFOLD_SECRET_KEY", secret_key)
             .env("TWOFOLD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("TWOFOLD_SMTP_URL", smtp_url)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -167,7 +171,7 @@ fn contains_token(text: &str, code: &str) -> bool {
 async fn no_secret_reaches_the_log() {
     let mut mail = Mail::start();
     let secret_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let server = Server::start(&mail.server.url(), &secret_key);
+    let server = Server::start(Some(&mail.server.url()), &secret_key, &[]);
     let mut s = Secrets::default();
     for (what, value) in [
         ("secret key", secret_key.as_str()),
@@ -315,4 +319,50 @@ fn codes_are_found_as_tokens_only() {
     assert!(!contains_token("1234567", "123456"));
     assert!(!contains_token("a123456", "123456"));
     assert!(!contains_token("x0123456", "123456"));
+}
+
+/// Without an SMTP server, an emailed code could only go to the log, where whoever reads
+/// it completes the second factor. By default nothing is sent and nothing is logged;
+/// only `TWOFOLD_DEV_SENDERS=true` brings the development sender (and the code in the
+/// log) back, which also shows this test would see a code there.
+#[tokio::test]
+async fn without_a_sender_no_code_reaches_the_log_unless_switched_on() {
+    for dev_senders in [false, true] {
+        let secret_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+        let extra: &[(&str, &str)] = if dev_senders { &[("TWOFOLD_DEV_SENDERS", "true")] } else { &[] };
+        let server = Server::start(None, &secret_key, extra);
+        let admin = Client::new(server.addr);
+        admin.sign_in(None, "admin", ADMIN_PASSWORD).await.assert_status(StatusCode::OK);
+        let tenant = admin.create_tenant("acme").await;
+        admin
+            .post_json(
+                &format!("/api/tenants/{}/users", tenant.id),
+                &json!({ "username": "alice", "password": PASSWORD, "email": "alice@example.test" }),
+            )
+            .await
+            .assert_status(StatusCode::CREATED);
+        admin.set_feature(&tenant.id, "forced").await;
+
+        let alice = Client::new(server.addr);
+        let resp = alice.sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
+        let enrollable = resp.json()["enrollable"].clone();
+        let sent = alice.post_json("/api/auth/enroll/email", &json!({})).await;
+        let log = server.finish().join("\n");
+
+        let logged_code =
+            log.split("Your Twofold code is ").nth(1).map(|rest| rest.chars().take(6).collect::<String>());
+        if dev_senders {
+            assert_eq!(enrollable, json!(["authenticator", "email", "sms"]));
+            sent.assert_status(StatusCode::OK);
+            assert!(log.contains("development_sender"), "{log}");
+            assert!(logged_code.is_some_and(|c| c.len() == 6 && c.bytes().all(|b| b.is_ascii_digit())), "{log}");
+        } else {
+            assert_eq!(enrollable, json!(["authenticator"]));
+            sent.assert_error(StatusCode::BAD_REQUEST, "sender_not_configured");
+            assert!(!log.contains("development_sender"), "the development sender ran:\n{log}");
+            assert_eq!(logged_code, None, "{log}");
+            // The operator is told why email is missing.
+            assert!(log.contains("smtp_url is not set: email codes cannot be sent"), "{log}");
+        }
+    }
 }

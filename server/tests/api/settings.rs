@@ -31,7 +31,8 @@ async fn host_settings_round_trip() {
         "remember_browser": false,
         "remember_browser_days": 30,
         "enrollment_grace_days": 7,
-        "allowed_providers": { "authenticator": true, "email": false, "sms": true }
+        "allowed_providers": { "authenticator": true, "email": false, "sms": true },
+        "sms_allowed_country_codes": ["44", "1"]
     });
     app.put_host_settings(&new).await;
     assert_eq!(app.host_settings().await, new);

@@ -12,7 +12,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
-    AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest, EffectivePolicyView, EmailRequest,
+    AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest, EffectivePolicyView, EmailRequest, ErrorCode,
     PhoneRequest, ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SecondFactorMethod, SendCodeRequest,
     SendCodeResponse, SetTwoFactor,
 };
@@ -62,7 +62,7 @@ where
     let fut = make();
     spawn_local(async move {
         match fut.await {
-            Err(e) if e.is("reauthentication_required") => {
+            Err(e) if e.is(ErrorCode::ReauthenticationRequired) => {
                 let gave_up = done.clone();
                 reauth.ask(
                     Callback::new(move |()| sensitive(reauth, make.clone(), done.clone())),

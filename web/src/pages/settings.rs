@@ -9,7 +9,7 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use twofold_policy::vocab::{Behaviour, ProviderSet, ScopeSettings, TenantFeature};
-use twofold_policy::wire::{ImpactPreview, SettingsPreviewRequest, TenantSettingsView};
+use twofold_policy::wire::{ImpactPreview, MessageUsage, SettingsPreviewRequest, TenantSettingsView};
 
 use crate::api::{self, ApiError};
 use crate::ids;
@@ -73,14 +73,16 @@ where
 
 #[component]
 pub fn Settings(scope: AdminScope) -> impl IntoView {
-    let (base, heading, intro) = match &scope {
+    let (base, usage_url, heading, intro) = match &scope {
         AdminScope::Host => (
             "/api/host/settings".to_owned(),
+            "/api/host/message-usage".to_owned(),
             "Two-factor settings for host users".to_owned(),
             "These settings apply to host users (administrators of this service) only. Each tenant has its own settings, within the ceiling set for it under Tenants → Features.".to_owned(),
         ),
         AdminScope::Tenant { id, name } => (
             format!("/api/tenants/{}/settings", api::enc(id)),
+            format!("/api/tenants/{}/message-usage", api::enc(id)),
             format!("Two-factor settings for {}", name.clone().unwrap_or_else(|| "your tenant".to_owned())),
             "These settings apply to every user of your tenant, within the limits the host sets.".to_owned(),
         ),
@@ -107,6 +109,14 @@ pub fn Settings(scope: AdminScope) -> impl IntoView {
             Err(e) => load_err.set(Some(e.text())),
         }
     });
+    // Which channels can send, and this hour's messages. Without it the form still
+    // works; it only cannot say why email or SMS would not be offered.
+    let usage = RwSignal::new(None::<MessageUsage>);
+    spawn_local(async move {
+        if let Ok(u) = api::get::<MessageUsage>(&usage_url).await {
+            usage.set(Some(u));
+        }
+    });
 
     view! {
         <div class="page">
@@ -117,7 +127,7 @@ pub fn Settings(scope: AdminScope) -> impl IntoView {
             <ErrorText msg=load_err />
             {move || match saved.get() {
                 None => view! { <Loading what="the settings" /> }.into_any(),
-                Some(s) => view! { <SettingsForm initial=s base=base.clone() is_host ceiling /> }.into_any(),
+                Some(s) => view! { <SettingsForm initial=s base=base.clone() is_host ceiling usage /> }.into_any(),
             }}
         </div>
     }
@@ -129,6 +139,7 @@ fn SettingsForm(
     base: String,
     is_host: bool,
     ceiling: RwSignal<Option<TenantFeature>>,
+    usage: RwSignal<Option<MessageUsage>>,
 ) -> impl IntoView {
     let d = SettingsDraft::from(&initial);
     let behaviour = RwSignal::new(d.behaviour);
@@ -139,6 +150,7 @@ fn SettingsForm(
     let p_auth = RwSignal::new(d.allowed_providers.authenticator);
     let p_email = RwSignal::new(d.allowed_providers.email);
     let p_sms = RwSignal::new(d.allowed_providers.sms);
+    let sms_countries = RwSignal::new(d.sms_allowed_country_codes.clone());
     // The last saved values: the preview compares against them.
     let baseline = RwSignal::new(initial);
 
@@ -150,6 +162,7 @@ fn SettingsForm(
             remember_browser_days: remember_days.get(),
             enrollment_grace_days: grace_days.get(),
             allowed_providers: ProviderSet { authenticator: p_auth.get(), email: p_email.get(), sms: p_sms.get() },
+            sms_allowed_country_codes: sms_countries.get(),
         }
         .to_settings()
     });
@@ -172,7 +185,15 @@ fn SettingsForm(
         server_err.with(|e| {
             e.as_ref()
                 .filter(|e| {
-                    !matches!(e.field(), Some("remember_browser_days" | "enrollment_grace_days" | "allowed_providers"))
+                    !matches!(
+                        e.field(),
+                        Some(
+                            "remember_browser_days"
+                                | "enrollment_grace_days"
+                                | "allowed_providers"
+                                | "sms_allowed_country_codes"
+                        )
+                    )
                 })
                 .map(ApiError::text)
         })
@@ -253,6 +274,15 @@ fn SettingsForm(
             </div>
         }
     };
+    // `email` picks the channel; shown only when its codes cannot be sent or are only logged.
+    let sender_note = move |email: bool, id: &'static str| {
+        move || {
+            usage.get().and_then(|u| {
+                let sender = if email { u.email.sender } else { u.sms.sender };
+                text::sender_note(email, sender).map(|note| view! { <p class="notice warn indent" id=id>{note}</p> })
+            })
+        }
+    };
 
     view! {
         <form class="card settings" on:submit=save novalidate>
@@ -325,8 +355,34 @@ fn SettingsForm(
                 <legend>"Allowed second factors"</legend>
                 {provider_box(p_auth, ids::SETTINGS_PROVIDER_AUTHENTICATOR, "Authenticator app", false)}
                 {provider_box(p_email, ids::SETTINGS_PROVIDER_EMAIL, "Email code", true)}
+                {sender_note(true, ids::SETTINGS_EMAIL_SENDER_NOTE)}
                 {provider_box(p_sms, ids::SETTINGS_PROVIDER_SMS, "SMS code", true)}
+                {sender_note(false, ids::SETTINGS_SMS_SENDER_NOTE)}
                 <ErrorText msg=field_err("allowed_providers") />
+                <div class="field indent">
+                    <label for=ids::SETTINGS_SMS_COUNTRIES>"Countries texts may go to (calling codes)"</label>
+                    <input
+                        type="text"
+                        id=ids::SETTINGS_SMS_COUNTRIES
+                        placeholder="every country"
+                        aria-describedby="sms-countries-help"
+                        bind:value=sms_countries
+                    />
+                    <p class="hint" id="sms-countries-help">
+                        "For example 1, 44 for North America and the United Kingdom. Phone numbers elsewhere are refused when they are set up and are sent no code. Empty: every country."
+                    </p>
+                    <ErrorText msg=field_err("sms_allowed_country_codes") />
+                </div>
+                {move || usage.get().map(|u| view! {
+                    <p class="hint" id=ids::SETTINGS_MESSAGE_USAGE>
+                        {format!(
+                            "{} {} Counts start again at {}.",
+                            text::usage_sentence("Emails", &u.email),
+                            text::usage_sentence("Texts", &u.sms),
+                            text::format_time(&u.hour_end),
+                        )}
+                    </p>
+                })}
             </fieldset>
             <div class="impact" aria-live="polite">
                 <span class="impact-label">"Impact"</span>

@@ -9,8 +9,8 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
-    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, PhoneRequest, ProviderOffer, SecondFactorMethod,
-    SendCodeRequest, SendCodeResponse, SignInRequest, SignInResponse, SignInStatus, VerifyRequest,
+    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorCode, PhoneRequest, ProviderOffer,
+    SecondFactorMethod, SendCodeRequest, SendCodeResponse, SignInRequest, SignInResponse, SignInStatus, VerifyRequest,
 };
 
 use crate::api::{self, ApiError, ApiResult};
@@ -36,8 +36,10 @@ enum Step {
 /// for it specifically), anything else in the step's error line.
 #[component]
 fn StepError(err: RwSignal<Option<ApiError>>, id: &'static str) -> impl IntoView {
-    let locked = Signal::derive(move || err.with(|e| e.as_ref().filter(|e| e.is("locked_out")).map(ApiError::text)));
-    let other = Signal::derive(move || err.with(|e| e.as_ref().filter(|e| !e.is("locked_out")).map(ApiError::text)));
+    let locked =
+        Signal::derive(move || err.with(|e| e.as_ref().filter(|e| e.is(ErrorCode::LockedOut)).map(ApiError::text)));
+    let other =
+        Signal::derive(move || err.with(|e| e.as_ref().filter(|e| !e.is(ErrorCode::LockedOut)).map(ApiError::text)));
     view! {
         <ErrorText msg=locked id=ids::LOCKOUT_MESSAGE />
         <ErrorText msg=other id=id />
@@ -248,7 +250,7 @@ fn TwoFactorStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_
     let sent = RwSignal::new(None::<SendCodeResponse>);
     let busy = RwSignal::new(false);
     let err = RwSignal::new(None::<ApiError>);
-    let expired = Signal::derive(move || err.with(|e| e.as_ref().is_some_and(|e| e.is("sign_in_expired"))));
+    let expired = Signal::derive(move || err.with(|e| e.as_ref().is_some_and(|e| e.is(ErrorCode::SignInExpired))));
     let offered = resp.remember_browser_offered;
     let days = resp.remember_browser_days;
     let code_ref = NodeRef::<leptos::html::Input>::new();

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use twofold_policy::authz::{Action, Actor, Authorizer, Domain, Role, Target};
@@ -25,6 +24,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::{self, Db, HOST_SCOPE, NewAudit};
 use crate::error::{AppError, AppResult};
+use crate::housekeeping::Outcome;
 use crate::ratelimit::{Limits, PasswordLimits};
 use crate::secrets::Keys;
 use crate::senders::Senders;
@@ -81,6 +81,12 @@ impl AppState {
     /// Request-rate limits and the cap on messages sent.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Deletes expired rows (and audit events past their retention) now, as the
+    /// schedule does; tests call it after moving the clock.
+    pub async fn housekeep(&self) -> anyhow::Result<Outcome> {
+        crate::housekeeping::run_once(self).await
     }
 
     /// A hash of a random password, verified against when the user is unknown.
@@ -239,10 +245,9 @@ const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
 
 pub fn router(state: AppState) -> Router {
     let api = crate::routes::router();
-    let index = state.config().web_dir.join("index.html");
     // Unknown API paths must stay JSON errors; every other path belongs to the web app,
     // whose client-side router needs index.html for deep links and reloads.
-    let web = ServeDir::new(&state.config().web_dir).fallback(ServeFile::new(index));
+    let web = crate::web::router(state.clone());
     let hsts = state.config().sends_hsts().then(|| HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
     Router::new()
         .merge(api)
@@ -261,6 +266,7 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        // API answers and anything the web app does not mark cacheable are never stored.
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
@@ -364,16 +370,23 @@ pub async fn start_default(config: Config) -> anyhow::Result<Running> {
     start(config, Arc::new(SystemClock)).await
 }
 
+/// Runs housekeeping every `housekeeping_interval_seconds`. The first run waits one
+/// interval: nodes restarted together do not all start with the same work, and a test's
+/// own runs never race a background one.
 fn spawn_housekeeping(state: AppState) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        let period = Duration::from_secs(state.config().housekeeping_interval_seconds.max(1));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = db::purge_sessions(&state.db().pool, state.now()).await {
-                tracing::warn!(error = %e, "purging expired sessions failed");
-            }
-            if let Err(e) = db::factors::purge_attempts(&state.db().pool, state.now()).await {
-                tracing::warn!(error = %e, "purging expired sign-ins failed");
+            match state.housekeep().await {
+                Ok(Outcome::Ran(report)) if report.total() > 0 => {
+                    tracing::info!(?report, "housekeeping deleted expired rows")
+                }
+                Ok(Outcome::Ran(_)) => {}
+                Ok(Outcome::Skipped) => tracing::debug!("housekeeping skipped: another node holds the lock"),
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed; retrying at the next interval"),
             }
             // Only the current hour is read; a day is kept for whoever looks by hand.
             let day_ago = state.now() - 24 * db::messages::HOUR_MS;

@@ -121,7 +121,7 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// Name of the remember-browser cookie (prefixed with `__Host-` when secure).
     pub remember_cookie_name: String,
-    /// The built web app (`index.html`, `app.js`, `app_bg.wasm`), served at `/`.
+    /// The built web app (`index.html` and the hashed files it names), served at `/`.
     pub web_dir: std::path::PathBuf,
     /// A PEM certificate chain (leaf first) and its PEM private key: with both set the
     /// server speaks HTTPS itself, for deployments without a TLS-terminating proxy.
@@ -130,6 +130,14 @@ pub struct Config {
     /// Sends `Strict-Transport-Security` even though this server speaks plain HTTP,
     /// for when a TLS-terminating proxy sits in front. Always sent when serving TLS.
     pub hsts: bool,
+    /// How often expired codes, sign-ins, sessions and remembered browsers (and audit
+    /// events past `audit_retention_days`) are deleted.
+    pub housekeeping_interval_seconds: u64,
+    /// Rows deleted per statement: small enough that a backlog never blocks sign-ins
+    /// for long, large enough to keep up.
+    pub housekeeping_batch_size: u32,
+    /// Audit events older than this many days are deleted; `None` keeps them forever.
+    pub audit_retention_days: Option<u32>,
     /// After SIGTERM or SIGINT, how long requests already in progress may take to
     /// finish before the server exits anyway, in seconds.
     pub shutdown_grace_seconds: u64,
@@ -226,6 +234,9 @@ impl Default for Config {
             tls_cert_path: None,
             tls_key_path: None,
             hsts: false,
+            housekeeping_interval_seconds: 300,
+            housekeeping_batch_size: 1000,
+            audit_retention_days: None,
             shutdown_grace_seconds: 10,
             metrics_bind: None,
         }
@@ -290,6 +301,12 @@ impl Config {
         }
         if self.tls_cert_path.is_some() != self.tls_key_path.is_some() {
             anyhow::bail!("tls_cert_path and tls_key_path must be set together");
+        }
+        if self.housekeeping_interval_seconds == 0 || self.housekeeping_batch_size == 0 {
+            anyhow::bail!("housekeeping_interval_seconds and housekeeping_batch_size must be positive");
+        }
+        if self.audit_retention_days == Some(0) {
+            anyhow::bail!("audit_retention_days must be positive; leave it unset to keep audit events forever");
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ pub fn App() -> impl IntoView {
     Session::provide();
     view! {
         <Router>
+            <PageTitle />
             <Header />
             <main id="main" class="main">
                 <Routes fallback=|| view! { <NotFound /> }>
@@ -49,6 +50,15 @@ pub fn App() -> impl IntoView {
             </main>
         </Router>
     }
+}
+
+/// Keeps `document.title` in step with the route; renders nothing.
+#[component]
+fn PageTitle() -> impl IntoView {
+    let location = use_location();
+    Effect::new(move |_| {
+        document().set_title(&model::page_title(&location.pathname.get()));
+    });
 }
 
 /// `/`: wherever the visitor belongs.

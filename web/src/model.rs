@@ -116,6 +116,24 @@ pub fn after_sign_in(next: Option<&str>) -> String {
     }
 }
 
+/// The document title for a path: each page its own, so tabs, history and bookmarks
+/// tell the pages apart.
+pub fn page_title(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let page = match segments.as_slice() {
+        [] => return "Twofold".to_owned(),
+        ["sign-in"] => "Sign in",
+        ["account"] => "Account",
+        ["settings"] => "Settings",
+        ["tenants"] => "Tenants",
+        ["tenants", _, "users"] => "Tenant users",
+        ["users"] => "Users",
+        ["audit"] => "Audit trail",
+        _ => "Page not found",
+    };
+    format!("{page} · Twofold")
+}
+
 /// The settings form as typed: the day counts are text until they parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingsDraft {
@@ -226,6 +244,17 @@ mod tests {
         assert_eq!(nav_for(&ta), vec![Nav::Account, Nav::Settings, Nav::Users, Nav::Audit]);
         assert_eq!(admin_scope(&ta), Some(AdminScope::Tenant { id: "t1".to_owned(), name: Some("acme".to_owned()) }));
         assert_eq!(nav_for(&user(Some("t1"), &[("user", Some("t1"))])), vec![Nav::Account]);
+    }
+
+    #[test]
+    fn each_page_has_its_own_title() {
+        assert_eq!(page_title("/"), "Twofold");
+        assert_eq!(page_title("/sign-in"), "Sign in · Twofold");
+        assert_eq!(page_title("/settings"), "Settings · Twofold");
+        assert_eq!(page_title("/settings/"), "Settings · Twofold");
+        assert_eq!(page_title("/tenants/t1/users"), "Tenant users · Twofold");
+        assert_eq!(page_title("/audit"), "Audit trail · Twofold");
+        assert_eq!(page_title("/nowhere"), "Page not found · Twofold");
     }
 
     #[test]

@@ -53,7 +53,8 @@ async fn enrol_authenticator(w: &mut World) -> String {
 }
 
 /// Journey 1: a host admin forces 2FA on a tenant in the Features dialog; the tenant's
-/// Settings screen then shows the behaviour as fixed by the host.
+/// Settings screen then shows the behaviour as fixed by the host. Each page on the way
+/// names itself in the document title.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_admin_forces_two_factor_for_a_tenant() {
     let mut w = World::start("1-host-admin-forces").await;
@@ -65,9 +66,13 @@ async fn host_admin_forces_two_factor_for_a_tenant() {
     // A grace period lets the tenant admin reach Settings before enrolling.
     api.tenant_settings(&acme, settings(serde_json::json!({"enrollment_grace_days": 7}))).await;
 
+    w.goto("/sign-in").await;
+    w.wait_title("Sign in · Twofold").await;
     password_step(&mut w, "", "admin", ADMIN_PASSWORD, "host-admin-sign-in").await;
     w.by_id(ids::NAV_TENANTS).await;
+    w.wait_title("Account · Twofold").await;
     w.click(ids::NAV_TENANTS).await;
+    w.wait_title("Tenants · Twofold").await;
     let row = w.find(&format!("[data-test=\"{}\"][data-name=\"acme\"]", ids::TENANT_ROW)).await;
     w.shot("tenants").await;
     let features = match row.find(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::TENANT_FEATURES))).await
@@ -100,6 +105,7 @@ async fn host_admin_forces_two_factor_for_a_tenant() {
     w.click(ids::ENROLL_POSTPONE).await;
     w.by_id(ids::NAV_SETTINGS).await;
     w.click(ids::NAV_SETTINGS).await;
+    w.wait_title("Settings · Twofold").await;
     let fixed = w.wait_text(&format!("#{}", ids::SETTINGS_BEHAVIOUR_FIXED), "host").await;
     assert!(fixed.to_lowercase().contains("forced"), "{fixed}");
     w.shot("tenant-settings-fixed").await;

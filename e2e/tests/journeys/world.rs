@@ -154,10 +154,9 @@ impl World {
     pub async fn start(journey: &str) -> Self {
         let root = workspace_root();
         let web_dir = root.join("web").join("dist");
-        assert!(
-            web_dir.join("app_bg.wasm").exists(),
-            "the web app is not built: run scripts/build-web (scripts/test does)"
-        );
+        // The build names its files by content hash; index.html names them.
+        let built = std::fs::read_to_string(web_dir.join("index.html")).unwrap_or_default();
+        assert!(built.contains("/app_bg-"), "the web app is not built: run scripts/build-web (scripts/test does)");
         // Both ring and aws-lc reach rustls through the dependency tree, so rustls cannot
         // pick a provider by itself; the WebDriver client only speaks plain HTTP anyway.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -312,6 +311,19 @@ impl World {
                 assert!(Instant::now() < deadline, "{css} says {t:?}, never {needle:?}");
             }
             assert!(Instant::now() < deadline, "{css} never showed {needle:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the document title is `want` (the app sets it after each route change).
+    pub async fn wait_title(&self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let title = self.browser.title().await.unwrap_or_default();
+            if title == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the title is {title:?}, never {want:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -103,11 +103,6 @@ pub async fn claim_code_send(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn purge_attempts(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query("DELETE FROM sign_in_attempts WHERE expires_at <= $1").bind(now).execute(pool).await?;
-    Ok(r.rows_affected())
-}
-
 // ---------------------------------------------------------------- lockout
 
 /// Reserves one second-factor attempt before the code is looked at: one conditional

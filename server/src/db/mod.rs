@@ -709,12 +709,6 @@ pub async fn delete_session(pool: &AnyPool, token_hash: &str) -> Result<(), sqlx
     Ok(())
 }
 
-/// Removes sessions that can no longer be used, so the table does not grow forever.
-pub async fn purge_sessions(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(pool).await?;
-    Ok(r.rows_affected())
-}
-
 // ---------------------------------------------------------------- audit
 
 #[derive(Debug)]
@@ -777,4 +771,5 @@ pub async fn list_audit(
 }
 
 pub mod factors;
+pub mod housekeeping;
 pub mod messages;

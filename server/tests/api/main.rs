@@ -20,6 +20,7 @@ mod concurrency;
 mod errors;
 mod headers;
 mod health;
+mod housekeeping;
 mod isolation;
 mod limits;
 mod lockout;

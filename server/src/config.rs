@@ -45,6 +45,14 @@ pub struct Config {
     /// key in a file beside the database; a PostgreSQL deployment refuses to start.
     #[serde(serialize_with = "redact")]
     pub secret_key: Option<SecretString>,
+    /// Earlier values of `secret_key`, still accepted for reading after a rotation:
+    /// what was encrypted, hashed or signed under them keeps working, and new values are
+    /// written under `secret_key`. `twofold rotate-secrets` rewrites the stored
+    /// ciphertexts; a key can leave this list once that has run and the longest-lived
+    /// token signed under it (remembered and known browsers) has expired. In the
+    /// environment: `TWOFOLD_PREVIOUS_SECRET_KEYS='["…", "…"]'`.
+    #[serde(serialize_with = "redact_all")]
+    pub previous_secret_keys: Vec<SecretString>,
     /// `smtp://user:pass@host:port` (STARTTLS when offered), `smtps://...` (TLS) or
     /// `smtp://host:port?tls=none` for a local relay. Without it (and without
     /// `dev_senders`), email codes cannot be sent and email is neither offered nor
@@ -165,6 +173,10 @@ fn redact<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S
     }
 }
 
+fn redact_all<S: Serializer>(secrets: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(secrets.iter().map(|_| REDACTED))
+}
+
 /// A database URL with its password (`postgres://user:password@host/db`) redacted.
 fn redact_url_password<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
     match url::Url::parse(raw) {
@@ -193,6 +205,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             cache_ttl_seconds: 10,
             secret_key: None,
+            previous_secret_keys: Vec::new(),
             smtp_url: None,
             smtp_from: "Twofold <no-reply@localhost>".to_owned(),
             sms_base_url: None,

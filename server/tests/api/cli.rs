@@ -39,7 +39,7 @@ fn help_lists_the_subcommands() {
     let out = twofold(dir.path()).arg("--help").output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let help = String::from_utf8_lossy(&out.stdout);
-    for sub in ["serve", "migrate", "check-config", "admin"] {
+    for sub in ["serve", "migrate", "check-config", "admin", "rotate-secrets"] {
         assert!(help.lines().any(|l| l.trim_start().starts_with(sub)), "{sub} missing from:\n{help}");
     }
 }
@@ -479,6 +479,7 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
         "sms-token-4711",
         "admin-password-4711",
         "c2VjcmV0LWtleS1vZi10aGlydHktdHdvLWJ5dGVzLi4=",
+        "b2xkLXNlY3JldC1rZXktb2YtdGhpcnR5LXR3by1ieXQ=",
     ];
     std::fs::write(
         &file,
@@ -488,8 +489,8 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
              smtp_url = \"smtp://mailer:{}@mail.internal:587\"\n\
              sms_base_url = \"https://api.twilio.com\"\nsms_account_sid = \"AC123\"\n\
              sms_auth_token = \"{}\"\nsms_from = \"+15005550006\"\n\
-             admin_password = \"{}\"\nsecret_key = \"{}\"\n",
-            secrets[0], secrets[1], secrets[2], secrets[3], secrets[4]
+             admin_password = \"{}\"\nsecret_key = \"{}\"\nprevious_secret_keys = [\"{}\"]\n",
+            secrets[0], secrets[1], secrets[2], secrets[3], secrets[4], secrets[5]
         ),
     )
     .unwrap();
@@ -506,6 +507,7 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
         "smtp_url = \"<redacted>\"",
         "sms_auth_token = \"<redacted>\"",
         "secret_key = \"<redacted>\"",
+        "previous_secret_keys = [\"<redacted>\"]",
         "admin_password = \"<redacted>\"",
         "sms_account_sid = \"AC123\"",
         "shutdown_grace_seconds = 10",

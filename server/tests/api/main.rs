@@ -29,6 +29,7 @@ mod message_caps;
 mod metrics;
 mod no_sender;
 mod remember;
+mod rotation;
 mod secrecy_in_logs;
 mod settings;
 mod signin_flow;

@@ -130,7 +130,7 @@ fn settings(s: &ScopeSettings) {
                 for feature in Behaviour::ALL {
                     let feature = TenantFeature { behaviour: feature };
                     for scope in [Scope::Host { settings: s }, Scope::Tenant { feature, settings: s }] {
-                        let p = resolve(&PolicyInput { scope, user_two_factor_enabled });
+                        let p = resolve(&PolicyInput::new(scope, user_two_factor_enabled));
                         match p.behaviour {
                             Behaviour::Forced => assert!(p.required),
                             Behaviour::Disabled => assert!(!p.required),

@@ -6,33 +6,41 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use twofold_policy::authz::{Action, Actor, Authorizer, Domain, Role, Target};
-use twofold_policy::{Behaviour, PolicyInput, Scope, ScopeSettings, TenantFeature, resolve};
+use twofold_policy::{
+    Behaviour, GroupRule, PolicyInput, Rule, Rules, Scope, ScopeSettings, Strength, TenantFeature, resolve,
+};
 
 fn bench_resolve(c: &mut Criterion) {
     let settings = ScopeSettings::default();
     let forced = TenantFeature { behaviour: Behaviour::Forced };
     let optional = TenantFeature::default();
     c.bench_function("resolve/host_user", |b| {
-        b.iter(|| {
-            resolve(black_box(&PolicyInput {
-                scope: Scope::Host { settings: &settings },
-                user_two_factor_enabled: true,
-            }))
-        })
+        b.iter(|| resolve(black_box(&PolicyInput::new(Scope::Host { settings: &settings }, true))))
     });
     c.bench_function("resolve/tenant_user_ceiling", |b| {
-        b.iter(|| {
-            resolve(black_box(&PolicyInput {
-                scope: Scope::Tenant { feature: forced, settings: &settings },
-                user_two_factor_enabled: false,
-            }))
-        })
+        b.iter(|| resolve(black_box(&PolicyInput::new(Scope::Tenant { feature: forced, settings: &settings }, false))))
     });
     c.bench_function("resolve/tenant_user_optional", |b| {
+        b.iter(|| resolve(black_box(&PolicyInput::new(Scope::Tenant { feature: optional, settings: &settings }, true))))
+    });
+    // Ten groups, the last one requiring a second factor and the strengths mixed, so
+    // resolution has to look at every rule (DESIGN.md section 5; target under 200 ns).
+    let groups: Vec<GroupRule> = (0..10)
+        .map(|i| GroupRule {
+            id: format!("g{i}"),
+            name: format!("group {i}"),
+            rule: Rule {
+                require_two_factor: i == 9,
+                min_strength: [None, Some(Strength::OutOfBand), Some(Strength::App)][i % 3],
+            },
+        })
+        .collect();
+    c.bench_function("resolve/tenant_user_10_groups", |b| {
         b.iter(|| {
             resolve(black_box(&PolicyInput {
                 scope: Scope::Tenant { feature: optional, settings: &settings },
-                user_two_factor_enabled: true,
+                user_two_factor_enabled: false,
+                rules: Rules { groups: black_box(&groups), application: None },
             }))
         })
     });

@@ -73,12 +73,16 @@ pub enum Action {
     ReadAudit,
     /// How many emails and texts a scope sent this hour, against its caps.
     ReadMessageUsage,
+    /// A scope's groups, their rules and members.
+    ReadGroups,
+    /// Creating, renaming and deleting groups, their rules and their members.
+    UpdateGroups,
     ReadOwnAccount,
     UpdateOwnAccount,
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::ReadSettings,
         Action::UpdateSettings,
         Action::ListTenants,
@@ -93,6 +97,8 @@ impl Action {
         Action::AssignRole,
         Action::ReadAudit,
         Action::ReadMessageUsage,
+        Action::ReadGroups,
+        Action::UpdateGroups,
         Action::ReadOwnAccount,
         Action::UpdateOwnAccount,
     ];
@@ -111,6 +117,8 @@ impl Action {
             Action::AssignRole => ("roles", "write"),
             Action::ReadAudit => ("audit", "read"),
             Action::ReadMessageUsage => ("messages", "read"),
+            Action::ReadGroups => ("groups", "read"),
+            Action::UpdateGroups => ("groups", "write"),
             Action::ReadOwnAccount => ("account", "read"),
             Action::UpdateOwnAccount => ("account", "write"),
         }

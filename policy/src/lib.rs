@@ -14,5 +14,5 @@ pub mod resolve;
 pub mod vocab;
 pub mod wire;
 
-pub use resolve::{DecidedBy, EffectivePolicy, PolicyInput, Scope, resolve};
+pub use resolve::{ApplicationRule, DecidedBy, EffectivePolicy, GroupRule, PolicyInput, Rule, Rules, Scope, resolve};
 pub use vocab::{Behaviour, Provider, ProviderSet, ScopeSettings, SettingsError, Strength, TenantFeature};

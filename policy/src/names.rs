@@ -71,6 +71,37 @@ impl Username {
     }
 }
 
+/// A group's name as shown, and its key for case-insensitive uniqueness in its scope.
+/// Spaces are allowed ("Finance team"); control characters are not, since names land in
+/// CSV exports and traces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GroupName {
+    display: String,
+    key: String,
+}
+
+impl GroupName {
+    pub fn parse(s: &str) -> Result<Self, InvalidName> {
+        let display = s.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !(1..=64).contains(&display.chars().count()) {
+            return Err(invalid("name", "a group name has 1 to 64 characters"));
+        }
+        if display.chars().any(char::is_control) {
+            return Err(invalid("name", "a group name cannot contain control characters"));
+        }
+        let key = display.to_lowercase();
+        Ok(Self { display, key })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 /// Checks a new password against NIST SP 800-63B's floor (at least 8 characters) and a
 /// ceiling that keeps hashing cost bounded.
 pub fn check_new_password(p: &str) -> Result<(), InvalidName> {

@@ -120,6 +120,21 @@ impl ProviderSet {
     pub fn iter(&self) -> impl Iterator<Item = Provider> + '_ {
         Provider::ALL.into_iter().filter(|p| self.allows(*p))
     }
+
+    /// The providers of this set whose factors are at least `strength`.
+    pub fn at_least(&self, strength: Strength) -> ProviderSet {
+        let keep = |p: Provider| self.allows(p) && p.strength() >= strength;
+        ProviderSet {
+            authenticator: keep(Provider::Authenticator),
+            email: keep(Provider::Email),
+            sms: keep(Provider::Sms),
+        }
+    }
+
+    /// The strongest factor any provider of this set gives; `None` for an empty set.
+    pub fn strongest(&self) -> Option<Strength> {
+        self.iter().map(Provider::strength).max()
+    }
 }
 
 /// Upper bound for how long a browser may be remembered. A year is already generous

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::resolve::{DecidedBy, EffectivePolicy, ScopeKind};
-use crate::vocab::{Behaviour, Provider, ProviderSet, ScopeSettings, TenantFeature};
+use crate::resolve::{DecidedBy, EffectivePolicy, Rule, Rules, ScopeKind};
+use crate::vocab::{Behaviour, Provider, ProviderSet, ScopeSettings, Strength, TenantFeature};
 
 /// The one error shape of the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -500,8 +500,14 @@ pub struct ImpactPreview {
     pub newly_required: u64,
     /// Of those, how many have no usable factor and would have to enrol.
     pub newly_required_without_factor: u64,
+    /// Of those newly required, how many have no factor of the strength they would need
+    /// (those without any factor included): they would have to enrol a stronger one.
+    pub newly_required_without_strength: u64,
     /// Users who are asked now and would no longer be.
     pub no_longer_required: u64,
+    /// Users who are asked now and would still be, whose factors meet the strength
+    /// required now but not the one required after the change.
+    pub newly_short_of_strength: u64,
 }
 
 /// The effective policy of one user with its explanation.
@@ -512,6 +518,11 @@ pub struct EffectivePolicyView {
     pub behaviour: Behaviour,
     pub required: bool,
     pub decided_by: DecidedBy,
+    /// When `decided_by` is `group`: the group whose rule made a second factor required.
+    pub decided_by_group: Option<GroupRef>,
+    /// The weakest factor strength accepted: the strongest of the scope's and of every
+    /// rule of the user's groups.
+    pub required_strength: Strength,
     pub user_can_change: bool,
     pub admin_can_override: bool,
     pub remember_browser_allowed: bool,
@@ -521,6 +532,8 @@ pub struct EffectivePolicyView {
     pub scope: ScopeKind,
     pub tenant_feature: Option<Behaviour>,
     pub user_two_factor_enabled: bool,
+    /// The user's groups that carry a rule, each with its rule: every rule consulted.
+    pub group_rules: Vec<GroupRuleView>,
     /// One sentence for the user.
     pub summary: String,
     /// Which level decided and why, in order.
@@ -528,12 +541,15 @@ pub struct EffectivePolicyView {
 }
 
 impl EffectivePolicyView {
-    pub fn new(user_id: String, p: &EffectivePolicy) -> Self {
+    /// `rules` must be the rules `p` was resolved from.
+    pub fn new(user_id: String, p: &EffectivePolicy, rules: Rules<'_>) -> Self {
         Self {
             user_id,
             behaviour: p.behaviour,
             required: p.required,
             decided_by: p.decided_by,
+            decided_by_group: p.deciding_group(rules).map(|g| GroupRef { id: g.id.clone(), name: g.name.clone() }),
+            required_strength: p.required_strength,
             user_can_change: p.user_can_change,
             admin_can_override: p.admin_can_override,
             remember_browser_allowed: p.remember_browser_allowed,
@@ -543,10 +559,32 @@ impl EffectivePolicyView {
             scope: p.scope,
             tenant_feature: p.tenant_feature,
             user_two_factor_enabled: p.user_two_factor_enabled,
-            summary: p.summary(),
-            trace: p.trace(),
+            group_rules: rules
+                .groups
+                .iter()
+                .map(|g| GroupRuleView { id: g.id.clone(), name: g.name.clone(), rule: g.rule })
+                .collect(),
+            summary: p.summary(rules),
+            trace: p.trace(rules),
         }
     }
+}
+
+/// A group named in a view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// A group of the user with the rule it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupRuleView {
+    pub id: String,
+    pub name: String,
+    pub rule: Rule,
 }
 
 /// A tenant's settings together with the ceiling that bounds them.

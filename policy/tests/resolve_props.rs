@@ -8,12 +8,13 @@
 
 mod common;
 
-use common::{Home, oracle, scope_for};
+use common::{Home, group, oracle, scope_for};
 use proptest::prelude::*;
+use twofold_policy::resolve::SCOPE_MIN_STRENGTH;
 use twofold_policy::vocab::{MAX_ENROLLMENT_GRACE_DAYS, MAX_REMEMBER_BROWSER_DAYS};
 use twofold_policy::{
-    Behaviour, DecidedBy, EffectivePolicy, PolicyInput, ProviderSet, ScopeSettings, SettingsError, TenantFeature,
-    resolve,
+    ApplicationRule, Behaviour, DecidedBy, EffectivePolicy, GroupRule, PolicyInput, ProviderSet, Rule, Rules,
+    ScopeSettings, SettingsError, Strength, TenantFeature, resolve,
 };
 
 fn behaviour() -> impl Strategy<Value = Behaviour> {
@@ -96,7 +97,40 @@ fn borrow(home: &OwnedHome) -> Home<'_> {
 }
 
 fn run(home: &OwnedHome, host: &ScopeSettings, flag: bool) -> EffectivePolicy {
-    resolve(&PolicyInput { scope: scope_for(borrow(home), host), user_two_factor_enabled: flag })
+    resolve(&PolicyInput::new(scope_for(borrow(home), host), flag))
+}
+
+fn run_with(home: &OwnedHome, host: &ScopeSettings, flag: bool, rules: Rules<'_>) -> EffectivePolicy {
+    resolve(&PolicyInput { scope: scope_for(borrow(home), host), user_two_factor_enabled: flag, rules })
+}
+
+fn strength() -> impl Strategy<Value = Strength> {
+    prop::sample::select(vec![Strength::OutOfBand, Strength::App, Strength::PhishingResistant])
+}
+
+fn rule() -> impl Strategy<Value = Rule> {
+    (any::<bool>(), prop::option::of(strength()))
+        .prop_map(|(require_two_factor, min_strength)| Rule { require_two_factor, min_strength })
+}
+
+/// Up to eight groups, each with any rule (including none).
+fn groups() -> impl Strategy<Value = Vec<GroupRule>> {
+    proptest::collection::vec(rule(), 0..8).prop_map(|rules| {
+        rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| group(&format!("g{i}"), r.require_two_factor, r.min_strength))
+            .collect()
+    })
+}
+
+fn application() -> impl Strategy<Value = Option<ApplicationRule>> {
+    prop::option::of((rule(), prop::option::of(1u32..100_000)).prop_map(|(rule, max_age_seconds)| ApplicationRule {
+        id: "app".to_owned(),
+        name: "Payroll".to_owned(),
+        rule,
+        max_age_seconds,
+    }))
 }
 
 /// Inputs whose deciding level says `b`: a host user under host settings `b`, a tenant
@@ -132,8 +166,164 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn matches_the_oracle(home in home(), host in settings(), flag in any::<bool>()) {
-        prop_assert_eq!(run(&home, &host, flag), oracle(borrow(&home), &host, flag));
+    fn matches_the_oracle(home in home(), host in settings(), flag in any::<bool>(), groups in groups()) {
+        let rules = Rules { groups: &groups, application: None };
+        prop_assert_eq!(run_with(&home, &host, flag, rules), oracle(borrow(&home), &host, flag, &groups));
+    }
+
+    /// DESIGN.md section 5: a group can only ask for more. Whatever the scope levels
+    /// required stays required, at least as strong, and a forced or disabled level stays
+    /// the one that decided.
+    #[test]
+    fn a_group_never_lowers_what_a_higher_level_requires(
+        home in home(),
+        host in settings(),
+        flag in any::<bool>(),
+        groups in groups(),
+        app in application(),
+    ) {
+        let without = run(&home, &host, flag);
+        let with = run_with(&home, &host, flag, Rules { groups: &groups, application: app.as_ref() });
+        prop_assert!(!without.required || with.required);
+        prop_assert!(with.required_strength >= without.required_strength);
+        prop_assert_eq!(with.behaviour, without.behaviour);
+        if without.decided_by.is_scope_level() {
+            prop_assert_eq!(with.decided_by, without.decided_by);
+            prop_assert_eq!(with.required, without.required);
+        }
+        prop_assert!(!with.user_can_change || without.user_can_change);
+        prop_assert!(!with.admin_can_override || without.admin_can_override);
+    }
+
+    /// `disabled`, wherever it comes from, is never overridden by a group or an
+    /// application, and the trace says which level overrode each group's rule.
+    #[test]
+    fn disabled_is_never_overridden(
+        (home, host) in deciding(Behaviour::Disabled),
+        flag in any::<bool>(),
+        groups in groups(),
+        app in application(),
+    ) {
+        let rules = Rules { groups: &groups, application: app.as_ref() };
+        let p = run_with(&home, &host, flag, rules);
+        prop_assert!(!p.required);
+        prop_assert!(p.decided_by.is_scope_level());
+        prop_assert_eq!(p.deciding_group, None);
+        prop_assert_eq!(p.required_strength, SCOPE_MIN_STRENGTH);
+        prop_assert_eq!(p.max_age_seconds, None);
+        let asks = app.as_ref().is_some_and(|a| a.rule.require_two_factor || a.rule.min_strength.is_some());
+        prop_assert_eq!(p.application_unmet, asks);
+        let trace = p.trace(rules).join(" ");
+        for g in &groups {
+            let overridden = format!("Group \"{}\"", g.name);
+            prop_assert!(trace.contains(&overridden), "{} missing from {}", overridden, trace);
+        }
+        if !groups.is_empty() {
+            prop_assert!(trace.contains("overrides the group's rule"), "{}", trace);
+        }
+    }
+
+    /// The required strength is the strongest of the scope's and of every applicable
+    /// rule's; under `disabled` no rule applies.
+    #[test]
+    fn strength_is_the_strongest_applicable(
+        home in home(),
+        host in settings(),
+        flag in any::<bool>(),
+        groups in groups(),
+        app in application(),
+    ) {
+        let p = run_with(&home, &host, flag, Rules { groups: &groups, application: app.as_ref() });
+        let asked = groups
+            .iter()
+            .map(|g| g.rule)
+            .chain(app.as_ref().map(|a| a.rule))
+            .filter_map(|r| r.min_strength)
+            .fold(SCOPE_MIN_STRENGTH, Strength::max);
+        let want = if p.behaviour == Behaviour::Disabled { SCOPE_MIN_STRENGTH } else { asked };
+        prop_assert_eq!(p.required_strength, want);
+        // Providers below it are not offered.
+        for provider in p.allowed_providers.iter() {
+            prop_assert!(provider.strength() >= want, "{:?} offered under {:?}", provider, want);
+        }
+    }
+
+    /// A requiring group makes a second factor required under `optional`, names the
+    /// first such group, and takes the switch from both the user and the admin.
+    #[test]
+    fn a_requiring_group_decides_under_optional(
+        (home, host) in deciding(Behaviour::Optional),
+        flag in any::<bool>(),
+        mut groups in groups(),
+        at in any::<prop::sample::Index>(),
+    ) {
+        // An optional ceiling may still defer to tenant settings that are not.
+        prop_assume!(run(&home, &host, flag).behaviour == Behaviour::Optional);
+        groups.insert(at.index(groups.len() + 1), group("required", true, None));
+        let first = groups.iter().position(|g| g.rule.require_two_factor).unwrap();
+        let rules = Rules { groups: &groups, application: None };
+        let p = run_with(&home, &host, flag, rules);
+        prop_assert!(p.required);
+        prop_assert_eq!(p.decided_by, DecidedBy::Group);
+        prop_assert_eq!(p.deciding_group, Some(u16::try_from(first).unwrap()));
+        prop_assert_eq!(p.deciding_group(rules).map(|g| g.name.as_str()), Some(groups[first].name.as_str()));
+        prop_assert!(!p.user_can_change);
+        prop_assert!(!p.admin_can_override);
+        prop_assert_eq!(p.user_two_factor_enabled, flag);
+    }
+
+    /// Under a forced level a requiring group is consulted but does not decide.
+    #[test]
+    fn forced_levels_keep_the_decision(
+        (home, host) in deciding(Behaviour::Forced),
+        flag in any::<bool>(),
+        groups in groups(),
+    ) {
+        let p = run_with(&home, &host, flag, Rules { groups: &groups, application: None });
+        prop_assert!(p.required);
+        prop_assert!(p.decided_by.is_scope_level());
+        prop_assert_eq!(p.deciding_group, None);
+    }
+
+    /// An application's rule is resolved like a group's, but decides only for sign-ins
+    /// to it: the user's switch stays as the scope left it.
+    #[test]
+    fn an_application_asks_only_for_more(
+        (home, host) in deciding(Behaviour::Optional),
+        flag in any::<bool>(),
+        app in application(),
+    ) {
+        let plain = run(&home, &host, flag);
+        prop_assume!(plain.behaviour == Behaviour::Optional);
+        let p = run_with(&home, &host, flag, Rules { groups: &[], application: app.as_ref() });
+        let requires = app.as_ref().is_some_and(|a| a.rule.require_two_factor);
+        prop_assert_eq!(p.required, plain.required || requires);
+        if requires {
+            prop_assert_eq!(p.decided_by, DecidedBy::Application);
+        }
+        prop_assert_eq!(p.user_can_change, plain.user_can_change);
+        prop_assert_eq!(p.admin_can_override, plain.admin_can_override);
+        prop_assert_eq!(p.max_age_seconds, app.as_ref().and_then(|a| a.max_age_seconds));
+        prop_assert!(!p.application_unmet);
+    }
+
+    #[test]
+    fn the_trace_lists_every_rule_consulted(
+        home in home(),
+        host in settings(),
+        flag in any::<bool>(),
+        groups in groups(),
+        app in application(),
+    ) {
+        let rules = Rules { groups: &groups, application: app.as_ref() };
+        let trace = run_with(&home, &host, flag, rules).trace(rules).join(" ");
+        for g in &groups {
+            let named = format!("Group \"{}\"", g.name);
+            prop_assert!(trace.contains(&named), "{} missing from {}", named, trace);
+        }
+        if app.is_some() {
+            prop_assert!(trace.contains("\"Payroll\""), "{}", trace);
+        }
     }
 
     #[test]
@@ -165,7 +355,7 @@ proptest! {
         let home = Some((feature, tenant.clone()));
         let a = run(&home, &host_a, flag);
         prop_assert_eq!(a, run(&home, &host_b, flag));
-        prop_assert_eq!(a, oracle(borrow(&home), &host_a, flag));
+        prop_assert_eq!(a, oracle(borrow(&home), &host_a, flag, &[]));
         // Spelled out, since these are the values a leak would most likely corrupt.
         prop_assert_eq!(a.tenant_feature, Some(feature.behaviour));
         prop_assert_eq!(a.remember_browser_days, tenant.remember_browser_days);
@@ -235,7 +425,7 @@ proptest! {
 
     #[test]
     fn trace_is_never_empty(home in home(), host in settings(), flag in any::<bool>()) {
-        prop_assert!(!run(&home, &host, flag).trace().is_empty());
+        prop_assert!(!run(&home, &host, flag).trace(Rules::NONE).is_empty());
     }
 
     #[test]

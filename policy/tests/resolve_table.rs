@@ -1,6 +1,7 @@
-//! Every combination of the inputs DESIGN.md section 1 talks about, resolved and
-//! compared field by field with the rule-table oracle in `common`, together with the
-//! trace each user and admin is shown.
+//! Every combination of the inputs DESIGN.md sections 1 and 5 talk about (the scope
+//! levels, the user's switch, and the rules of the user's groups), resolved and compared
+//! field by field with the rule-table oracle in `common`, together with the trace each
+//! user and admin is shown.
 //!
 //! One function walks the whole table and counts its cases, so a loop that silently
 //! stops iterating (and thereby passes) is caught by the count.
@@ -9,8 +10,8 @@
 
 mod common;
 
-use common::{Home, oracle, scope_for, settings, trace_must_mention, trace_must_not_mention};
-use twofold_policy::{Behaviour, PolicyInput, ProviderSet, TenantFeature, resolve};
+use common::{Home, group, oracle, scope_for, settings, trace_must_mention, trace_must_not_mention};
+use twofold_policy::{Behaviour, GroupRule, PolicyInput, ProviderSet, Rules, Strength, TenantFeature, resolve};
 
 const BOOLS: [bool; 2] = [false, true];
 
@@ -27,20 +28,48 @@ const STRAY_HOST_DAYS: u32 = 300;
 const STRAY_HOST_GRACE: u32 = 60;
 const STRAY_HOST_PROVIDERS: ProviderSet = ProviderSet { authenticator: false, email: false, sms: true };
 
-fn check(label: &str, home: Home<'_>, host: &twofold_policy::ScopeSettings, flag: bool, failures: &mut Vec<String>) {
-    let input = PolicyInput { scope: scope_for(home, host), user_two_factor_enabled: flag };
+/// The group memberships every scope combination is resolved under: none; groups whose
+/// rules only raise the strength; one requiring group among others; several requiring
+/// groups (the first one in order names the decision); every strength.
+fn group_sets() -> Vec<Vec<GroupRule>> {
+    use Strength::{App, OutOfBand, PhishingResistant};
+    vec![
+        vec![],
+        vec![group("readers", false, None)],
+        vec![group("auditors", false, Some(App))],
+        vec![group("finance", true, None)],
+        vec![group("staff", false, Some(OutOfBand)), group("admins", true, Some(PhishingResistant))],
+        vec![
+            group("ops", true, Some(App)),
+            group("finance", true, None),
+            group("keys", false, Some(PhishingResistant)),
+        ],
+    ]
+}
+
+fn check(
+    label: &str,
+    home: Home<'_>,
+    host: &twofold_policy::ScopeSettings,
+    flag: bool,
+    groups: &[GroupRule],
+    failures: &mut Vec<String>,
+) {
+    let rules = Rules { groups, application: None };
+    let input = PolicyInput { scope: scope_for(home, host), user_two_factor_enabled: flag, rules };
     let got = resolve(&input);
-    let want = oracle(home, host, flag);
+    let want = oracle(home, host, flag, groups);
+    let label = format!("{label} groups={:?}", groups.iter().map(|g| (&g.name, g.rule)).collect::<Vec<_>>());
     if got != want {
         failures.push(format!("{label}\n   got  {got:?}\n   want {want:?}"));
     }
-    let trace = got.trace();
+    let trace = got.trace(rules);
     if trace.is_empty() {
         failures.push(format!("{label}: empty trace"));
         return;
     }
     let text = trace.join(" ");
-    for phrase in trace_must_mention(home, &got) {
+    for phrase in trace_must_mention(home, &got, groups) {
         if !text.contains(&phrase) {
             failures.push(format!("{label}: trace lacks {phrase:?}: {text}"));
         }
@@ -56,6 +85,7 @@ fn check(label: &str, home: Home<'_>, host: &twofold_policy::ScopeSettings, flag
 fn every_combination_resolves_as_designed() {
     let mut cases = 0usize;
     let mut failures = Vec::new();
+    let sets = group_sets();
 
     for hb in Behaviour::ALL {
         for ucc in BOOLS {
@@ -63,8 +93,10 @@ fn every_combination_resolves_as_designed() {
                 for flag in BOOLS {
                     let host = settings(hb, ucc, rb, HOST_DAYS, HOST_GRACE, HOST_PROVIDERS);
                     let label = format!("host user: host {hb:?} ucc={ucc} rb={rb} flag={flag}");
-                    check(&label, Home::Host, &host, flag, &mut failures);
-                    cases += 1;
+                    for groups in &sets {
+                        check(&label, Home::Host, &host, flag, groups, &mut failures);
+                        cases += 1;
+                    }
                 }
             }
         }
@@ -86,23 +118,30 @@ fn every_combination_resolves_as_designed() {
                     for flag in BOOLS {
                         let tenant = settings(tb, ucc, rb, TENANT_DAYS, TENANT_GRACE, TENANT_PROVIDERS);
                         let home = Home::Tenant { feature: TenantFeature { behaviour: fb }, settings: &tenant };
-                        let first = resolve(&PolicyInput {
-                            scope: scope_for(home, &stray_hosts[0]),
-                            user_two_factor_enabled: flag,
-                        });
-                        for host in &stray_hosts {
-                            let label = format!(
-                                "tenant user: ceiling {fb:?} tenant {tb:?} ucc={ucc} rb={rb} flag={flag} \
-                                 (host {:?} ucc={} rb={})",
-                                host.behaviour, host.users_can_change, host.remember_browser
-                            );
-                            check(&label, home, host, flag, &mut failures);
-                            let again =
-                                resolve(&PolicyInput { scope: scope_for(home, host), user_two_factor_enabled: flag });
-                            if again != first {
-                                failures.push(format!("{label}: result changed with host settings"));
+                        for groups in &sets {
+                            let rules = Rules { groups, application: None };
+                            let first = resolve(&PolicyInput {
+                                scope: scope_for(home, &stray_hosts[0]),
+                                user_two_factor_enabled: flag,
+                                rules,
+                            });
+                            for host in &stray_hosts {
+                                let label = format!(
+                                    "tenant user: ceiling {fb:?} tenant {tb:?} ucc={ucc} rb={rb} flag={flag} \
+                                     (host {:?} ucc={} rb={})",
+                                    host.behaviour, host.users_can_change, host.remember_browser
+                                );
+                                check(&label, home, host, flag, groups, &mut failures);
+                                let again = resolve(&PolicyInput {
+                                    scope: scope_for(home, host),
+                                    user_two_factor_enabled: flag,
+                                    rules,
+                                });
+                                if again != first {
+                                    failures.push(format!("{label}: result changed with host settings"));
+                                }
+                                cases += 1;
                             }
-                            cases += 1;
                         }
                     }
                 }
@@ -112,7 +151,8 @@ fn every_combination_resolves_as_designed() {
 
     assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
     // 3 host behaviours x 2 x 2 x 2 host users, then 3 ceilings x 3 tenant behaviours
-    // x 2 x 2 x 2 tenant users, each under 3 x 2 x 2 different host settings.
-    assert_eq!(cases, 3 * 2 * 2 * 2 + (3 * 3 * 2 * 2 * 2) * (3 * 2 * 2));
-    assert_eq!(cases, 888);
+    // x 2 x 2 x 2 tenant users, each under 3 x 2 x 2 different host settings; all of it
+    // under each of the 6 group memberships.
+    assert_eq!(cases, (3 * 2 * 2 * 2 + (3 * 3 * 2 * 2 * 2) * (3 * 2 * 2)) * 6);
+    assert_eq!(cases, 5328);
 }

@@ -39,7 +39,7 @@ fn bench_cached_lookup(c: &mut Criterion) {
     c.bench_function("cache/effective_policy_cached", |b| {
         b.iter(|| {
             let Some(settings) = cache.get_settings_cached(black_box(HOST_SCOPE)) else { panic!("cold cache") };
-            resolve(&PolicyInput { scope: Scope::Host { settings: &settings }, user_two_factor_enabled: true })
+            resolve(&PolicyInput::new(Scope::Host { settings: &settings }, true))
         })
     });
 }

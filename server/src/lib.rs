@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod operator;
+pub mod population;
 pub mod ratelimit;
 pub mod rotation;
 pub mod routes;

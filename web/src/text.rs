@@ -38,6 +38,20 @@ pub fn impact_sentence(p: &ImpactPreview) -> String {
                 if n == 1 { "has" } else { "have" }
             ),
         });
+        let weaker = p.newly_required_without_strength.saturating_sub(p.newly_required_without_factor);
+        if weaker > 0 {
+            parts.push(format!(
+                "{} only a weaker factor than required and will have to enrol a stronger one.",
+                count_verb(weaker, "has", "have")
+            ));
+        }
+    }
+    if p.newly_short_of_strength > 0 {
+        parts.push(format!(
+            "{} already asked for 2FA but {} no factor of the newly required strength and will have to enrol one.",
+            count_verb(p.newly_short_of_strength, "is", "are"),
+            if p.newly_short_of_strength == 1 { "has" } else { "have" }
+        ));
     }
     if p.no_longer_required > 0 {
         parts.push(format!("2FA will no longer be asked of {}.", count(p.no_longer_required, "user", "users")));
@@ -49,6 +63,11 @@ pub fn impact_sentence(p: &ImpactPreview) -> String {
         );
     }
     parts.join(" ")
+}
+
+/// "1 user has", "3 users have".
+fn count_verb(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n, "user", "users"), if n == 1 { one } else { many })
 }
 
 /// A wait in words: "45 seconds", "5 minutes", "1 hour 5 minutes". Rounded up, because
@@ -181,6 +200,8 @@ pub fn decided_by_label(d: DecidedBy) -> &'static str {
         DecidedBy::HostSettings => "host settings",
         DecidedBy::TenantFeature => "the host's ceiling for the tenant",
         DecidedBy::TenantSettings => "tenant settings",
+        DecidedBy::Group => "a group's rule",
+        DecidedBy::Application => "the application's rule",
         DecidedBy::User => "the user's own switch",
     }
 }
@@ -429,7 +450,7 @@ mod tests {
             users_in_scope: 2000,
             newly_required: 1204,
             newly_required_without_factor: 310,
-            no_longer_required: 0,
+            ..ImpactPreview::default()
         };
         assert_eq!(
             impact_sentence(&p),
@@ -446,9 +467,21 @@ mod tests {
             users_in_scope: 5,
             newly_required: 1,
             newly_required_without_factor: 1,
-            no_longer_required: 0,
+            newly_required_without_strength: 1,
+            ..ImpactPreview::default()
         };
         assert!(impact_sentence(&one).contains("1 user; 1 of them has no factor"));
+        let stronger = ImpactPreview {
+            users_in_scope: 9,
+            newly_required: 4,
+            newly_required_without_factor: 1,
+            newly_required_without_strength: 3,
+            newly_short_of_strength: 1,
+            ..ImpactPreview::default()
+        };
+        let s = impact_sentence(&stronger);
+        assert!(s.contains("2 users have only a weaker factor"), "{s}");
+        assert!(s.contains("1 user is already asked for 2FA but has no factor of the newly required strength"), "{s}");
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub fn PolicyExplain(
     for_admin: bool,
 ) -> impl IntoView {
     let required = policy.required;
-    let decided = text::decided_by_label(policy.decided_by);
+    let decided = match &policy.decided_by_group {
+        Some(g) => format!("the group \"{}\"", g.name),
+        None => text::decided_by_label(policy.decided_by).to_owned(),
+    };
     let summary = if for_admin {
         text::admin_summary(policy.required, policy.remember_browser_allowed, policy.remember_browser_days)
     } else {

@@ -9,8 +9,10 @@
 // Each test crate includes this module but uses only part of it.
 #![allow(dead_code)]
 
-use twofold_policy::resolve::ScopeKind;
-use twofold_policy::{Behaviour, DecidedBy, EffectivePolicy, ProviderSet, Scope, ScopeSettings, TenantFeature};
+use twofold_policy::resolve::{SCOPE_MIN_STRENGTH, ScopeKind};
+use twofold_policy::{
+    Behaviour, DecidedBy, EffectivePolicy, GroupRule, ProviderSet, Rule, Scope, ScopeSettings, Strength, TenantFeature,
+};
 
 /// Where a user lives, as the server's storage knows it.
 #[derive(Debug, Clone, Copy)]
@@ -78,8 +80,19 @@ fn only_match<R: Copy>(rows: &[R], fits: impl Fn(&R) -> bool, what: &str) -> R {
     found[0]
 }
 
-/// What DESIGN.md section 1 says the effective policy of one user is.
-pub fn oracle(home: Home<'_>, host: &ScopeSettings, flag: bool) -> EffectivePolicy {
+/// DESIGN.md section 5 for groups, as rows: (behaviour reached in section 1, some
+/// member group requires a second factor) -> whether the groups decide. Under
+/// `disabled` and `forced` the scope already decided; only under `optional` can a group
+/// take the decision away from the user's switch.
+const GROUP_RULES: &[(Behaviour, Pat<bool>, bool)] =
+    &[(Disabled, Any, false), (Forced, Any, false), (Optional, Is(true), true), (Optional, Is(false), false)];
+
+/// The strengths, strongest first: the required strength is the first one any
+/// applicable rule asks for.
+const STRONGEST_FIRST: [Strength; 3] = [Strength::PhishingResistant, Strength::App, Strength::OutOfBand];
+
+/// What DESIGN.md sections 1 and 5 say the effective policy of one user is.
+pub fn oracle(home: Home<'_>, host: &ScopeSettings, flag: bool, groups: &[GroupRule]) -> EffectivePolicy {
     let (behaviour, required, decided_by, own, scope, tenant_feature) = match home {
         Home::Host => {
             let (_, _, b, r, d) = only_match(
@@ -98,19 +111,48 @@ pub fn oracle(home: Home<'_>, host: &ScopeSettings, flag: bool) -> EffectivePoli
             (b, r, d, settings, ScopeKind::Tenant, Some(feature.behaviour))
         }
     };
+    let some_group_requires = groups.iter().any(|g| g.rule.require_two_factor);
+    let (_, _, groups_decide) = only_match(
+        GROUP_RULES,
+        |(b, r, _)| *b == behaviour && r.matches(&some_group_requires),
+        &format!("behaviour {behaviour:?}, a group requires: {some_group_requires}"),
+    );
+    let (required, decided_by, deciding_group) = if groups_decide {
+        let first = groups.iter().position(|g| g.rule.require_two_factor).map(|i| u16::try_from(i).unwrap());
+        (true, DecidedBy::Group, first)
+    } else {
+        (required, decided_by, None)
+    };
+    let required_strength = if behaviour == Disabled {
+        SCOPE_MIN_STRENGTH
+    } else {
+        STRONGEST_FIRST
+            .into_iter()
+            .find(|s| groups.iter().any(|g| g.rule.min_strength == Some(*s)))
+            .unwrap_or(SCOPE_MIN_STRENGTH)
+    };
     // Rule 3: the switch matters only where the user's flag is what decides.
     let flag_decides = decided_by == DecidedBy::User;
     EffectivePolicy {
         behaviour,
         required,
         decided_by,
+        deciding_group,
+        required_strength,
+        max_age_seconds: None,
+        application_unmet: false,
         user_can_change: flag_decides && own.users_can_change,
         admin_can_override: flag_decides,
         // Rule 5: the user's own scope, never the host's for a tenant user.
         remember_browser_allowed: required && own.remember_browser,
         remember_browser_days: own.remember_browser_days,
         enrollment_grace_days: own.enrollment_grace_days,
-        allowed_providers: own.allowed_providers,
+        // Section 5: providers below the required strength are not offered.
+        allowed_providers: ProviderSet {
+            authenticator: own.allowed_providers.authenticator && required_strength <= Strength::App,
+            email: own.allowed_providers.email && required_strength == Strength::OutOfBand,
+            sms: own.allowed_providers.sms && required_strength == Strength::OutOfBand,
+        },
         scope,
         tenant_feature,
         user_two_factor_enabled: flag,
@@ -118,17 +160,41 @@ pub fn oracle(home: Home<'_>, host: &ScopeSettings, flag: bool) -> EffectivePoli
 }
 
 /// Phrases the trace must contain so that admins and users can see which level decided.
-pub fn trace_must_mention(home: Home<'_>, p: &EffectivePolicy) -> Vec<String> {
+pub fn trace_must_mention(home: Home<'_>, p: &EffectivePolicy, groups: &[GroupRule]) -> Vec<String> {
     let mut out = vec![p.behaviour.as_str().to_owned()];
     out.push(
         match p.decided_by {
             DecidedBy::HostSettings => "host settings",
             DecidedBy::TenantFeature => "ceiling",
             DecidedBy::TenantSettings => "tenant's settings",
+            DecidedBy::Group => "makes a second factor required",
+            DecidedBy::Application => "application",
             DecidedBy::User => "switch",
         }
         .to_owned(),
     );
+    // Every rule consulted is listed by its group's name.
+    for g in groups {
+        out.push(format!("Group \"{}\"", g.name));
+    }
+    if let Some(i) = p.deciding_group {
+        out.push(format!("Group \"{}\" requires", groups[usize::from(i)].name));
+    }
+    // Under `disabled`, the trace says which level overrode the groups.
+    if p.behaviour == Disabled && !groups.is_empty() {
+        out.push("overrides the group's rule".to_owned());
+        out.push(
+            match p.decided_by {
+                DecidedBy::HostSettings => "disabled by the host settings",
+                DecidedBy::TenantFeature => "disabled by the host's ceiling",
+                _ => "disabled by the tenant's settings",
+            }
+            .to_owned(),
+        );
+    }
+    if p.required && p.required_strength > SCOPE_MIN_STRENGTH {
+        out.push(format!("strength {} or stronger is accepted", p.required_strength.as_str()));
+    }
     // When the user decides, the trace must still say which scope handed it over.
     match (home, p.decided_by) {
         (Home::Host, _) => out.push("host settings".to_owned()),
@@ -147,6 +213,11 @@ pub fn trace_must_not_mention(home: Home<'_>) -> &'static [&'static str] {
         Home::Host => &["ceiling", "tenant"],
         Home::Tenant { .. } => &["host settings"],
     }
+}
+
+/// A group with a rule, for the tests.
+pub fn group(name: &str, require_two_factor: bool, min_strength: Option<Strength>) -> GroupRule {
+    GroupRule { id: format!("id-{name}"), name: name.to_owned(), rule: Rule { require_two_factor, min_strength } }
 }
 
 pub fn settings(

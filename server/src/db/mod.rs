@@ -387,6 +387,9 @@ pub struct UserRow {
     pub pending_phone: Option<String>,
     pub lockouts: i64,
     pub consecutive_failures: i64,
+    /// When a session was last made for the user, and how (`pwd+authenticator`, ...).
+    pub last_sign_in_at: Option<i64>,
+    pub last_sign_in_methods: Option<String>,
 }
 
 impl UserRow {
@@ -427,7 +430,7 @@ impl UserRow {
 const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
      has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at, phone, \
      second_factor_failures, locked_until, enrollment_required_since, pending_email, pending_phone, lockouts, \
-     consecutive_failures";
+     consecutive_failures, last_sign_in_at, last_sign_in_methods";
 
 pub async fn get_user<'e, E>(executor: E, id: &str) -> Result<Option<UserRow>, sqlx::Error>
 where
@@ -543,29 +546,35 @@ pub async fn insert_host_admin(
     Ok(())
 }
 
-pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await
-}
-
-/// Users of a scope grouped by their switch and whether they have a factor: the only
-/// two things about a user that resolution and the impact preview depend on, so a
-/// preview costs one indexed aggregate whatever the number of users.
-pub async fn user_groups(pool: &AnyPool, scope_key: &str) -> Result<Vec<UserGroup>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT two_factor_enabled AS enabled, \
-         CAST(CASE WHEN email_confirmed = 1 OR phone_confirmed = 1 OR has_authenticator = 1 THEN 1 ELSE 0 END AS BIGINT) AS has_factor, \
-         COUNT(*) AS n FROM users WHERE scope_key = $1 GROUP BY 1, 2",
-    )
+/// Every user of a scope, by name: the adoption view and the impact preview resolve
+/// each of them.
+pub async fn scope_users(pool: &AnyPool, scope_key: &str) -> Result<Vec<UserRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE scope_key = $1 ORDER BY username_key"
+    )))
     .bind(scope_key)
     .fetch_all(pool)
     .await
 }
 
-#[derive(Debug, Clone, Copy, FromRow)]
-pub struct UserGroup {
-    pub enabled: i64,
-    pub has_factor: i64,
-    pub n: i64,
+/// Records a sign-in on the user row, in the transaction that makes its session.
+pub async fn record_sign_in(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: i64,
+    methods: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET last_sign_in_at = $1, last_sign_in_methods = $2 WHERE id = $3")
+        .bind(now)
+        .bind(methods)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await
 }
 
 // ---------------------------------------------------------------- roles
@@ -687,7 +696,7 @@ pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<Ses
          u.email_confirmed, u.phone_confirmed, u.has_authenticator, u.password_hash, u.two_factor_enabled, \
          u.security_stamp, u.created_at, u.phone, u.second_factor_failures, u.locked_until, \
          u.enrollment_required_since, u.pending_email, u.pending_phone, u.lockouts, u.consecutive_failures, \
-         s.reauth_method \
+         u.last_sign_in_at, u.last_sign_in_methods, s.reauth_method \
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
     )
     .bind(token_hash)
@@ -771,5 +780,6 @@ pub async fn list_audit(
 }
 
 pub mod factors;
+pub mod groups;
 pub mod housekeeping;
 pub mod messages;

@@ -99,13 +99,13 @@ async fn audit(state: &AppState, who: &Authenticated, action: &str, after: serde
 pub async fn get_account(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<Json<AccountState>> {
     own(&state, &who, Action::ReadOwnAccount)?;
     let u = &who.user;
-    let policy = effective_policy(&state, u).await?;
+    let resolved = signin::resolved_policy(&state, u).await?;
     let left = fdb::unused_recovery_codes(&state.db().pool, &u.id).await?.len();
     Ok(Json(AccountState {
         user: super::auth::current_user(&state, u).await?,
-        policy: EffectivePolicyView::new(u.id.clone(), &policy),
+        policy: resolved.view(u.id.clone()),
         two_factor_enabled: u.two_factor_enabled != 0,
-        user_can_change: policy.user_can_change,
+        user_can_change: resolved.policy.user_can_change,
         factors: Factors {
             authenticator: u.has_authenticator != 0,
             email: u.email.clone(),
@@ -159,8 +159,7 @@ pub async fn set_two_factor(
     if !req.enabled && who.user.two_factor_enabled != 0 {
         notify::send(&state, &user, Notice::TwoFactorTurnedOff);
     }
-    let policy = effective_policy(&state, &user).await?;
-    Ok(Json(EffectivePolicyView::new(user.id, &policy)))
+    Ok(Json(signin::resolved_policy(&state, &user).await?.view(user.id.clone())))
 }
 
 /// Confirms the password (and a second factor, when the user has one) so sensitive

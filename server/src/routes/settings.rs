@@ -7,7 +7,7 @@ use twofold_policy::authz::{Action, Domain, Target};
 use twofold_policy::wire::{
     ErrorBody, FeaturePreviewRequest, ImpactPreview, SettingsPreviewRequest, TenantSettingsView,
 };
-use twofold_policy::{Behaviour, PolicyInput, Scope, ScopeSettings, TenantFeature, resolve};
+use twofold_policy::{Behaviour, ScopeSettings, TenantFeature};
 
 use super::tenant_for;
 use crate::app::AppState;
@@ -16,6 +16,7 @@ use crate::changes;
 use crate::db::{self, HOST_SCOPE};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
+use crate::population::{GroupChange, ScopeInputs, impact};
 use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
@@ -29,52 +30,6 @@ pub fn routes() -> Router<AppState> {
 
 fn validate(s: &ScopeSettings) -> AppResult<()> {
     s.validate().map_err(|e| AppError::invalid_field(e.field(), e.to_string()))
-}
-
-/// The old and new inputs of one scope, before and after a proposed change.
-#[derive(Debug)]
-pub enum Proposal<'a> {
-    Host { old: &'a ScopeSettings, new: &'a ScopeSettings },
-    Tenant { old: (TenantFeature, &'a ScopeSettings), new: (TenantFeature, &'a ScopeSettings) },
-}
-
-/// Counts what a change would do. Resolution depends on a user only through their
-/// switch, and enrolment on whether they have a factor, so the users of a scope fall
-/// into at most four groups and the preview is one aggregate query, not a scan.
-pub async fn impact(state: &AppState, scope_key: &str, change: Proposal<'_>) -> AppResult<ImpactPreview> {
-    let groups = db::user_groups(&state.db().pool, scope_key).await?;
-    let mut out = ImpactPreview::default();
-    for g in groups {
-        let flag = g.enabled != 0;
-        let n = u64::try_from(g.n).unwrap_or(0);
-        let (was, will) = match &change {
-            Proposal::Host { old, new } => (
-                resolve(&PolicyInput { scope: Scope::Host { settings: old }, user_two_factor_enabled: flag }),
-                resolve(&PolicyInput { scope: Scope::Host { settings: new }, user_two_factor_enabled: flag }),
-            ),
-            Proposal::Tenant { old, new } => (
-                resolve(&PolicyInput {
-                    scope: Scope::Tenant { feature: old.0, settings: old.1 },
-                    user_two_factor_enabled: flag,
-                }),
-                resolve(&PolicyInput {
-                    scope: Scope::Tenant { feature: new.0, settings: new.1 },
-                    user_two_factor_enabled: flag,
-                }),
-            ),
-        };
-        out.users_in_scope += n;
-        if !was.required && will.required {
-            out.newly_required += n;
-            if g.has_factor == 0 {
-                out.newly_required_without_factor += n;
-            }
-        }
-        if was.required && !will.required {
-            out.no_longer_required += n;
-        }
-    }
-    Ok(out)
 }
 
 /// The host's 2FA settings, which apply to host users only.
@@ -154,7 +109,8 @@ pub async fn preview_host_settings(
     state.authorize(&who, Action::ReadSettings, Target::Domain(Domain::Host))?;
     validate(&req.settings)?;
     let old = state.cache().settings(state.db(), HOST_SCOPE).await?;
-    Ok(Json(impact(&state, HOST_SCOPE, Proposal::Host { old: &old, new: &req.settings }).await?))
+    let (old, new) = (ScopeInputs::Host(&old), ScopeInputs::Host(&req.settings));
+    Ok(Json(impact(&state, HOST_SCOPE, old, new, GroupChange::Nothing).await?))
 }
 
 /// A tenant's own 2FA settings and the host's ceiling over them.
@@ -213,8 +169,8 @@ pub async fn preview_tenant_settings(
     validate(&req.settings)?;
     let feature = tenant.feature()?;
     let old = db::load_settings(&state.db().pool, &tenant.id).await?;
-    let change = Proposal::Tenant { old: (feature, &old), new: (feature, &req.settings) };
-    Ok(Json(impact(&state, &tenant.id, change).await?))
+    let (old, new) = (ScopeInputs::Tenant(feature, &old), ScopeInputs::Tenant(feature, &req.settings));
+    Ok(Json(impact(&state, &tenant.id, old, new, GroupChange::Nothing).await?))
 }
 
 /// What a proposed 2FA feature (ceiling) would do to the tenant's users, without saving.
@@ -229,6 +185,6 @@ pub async fn preview_feature(
 ) -> AppResult<Json<ImpactPreview>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateFeature).await?;
     let settings = db::load_settings(&state.db().pool, &tenant.id).await?;
-    let change = Proposal::Tenant { old: (tenant.feature()?, &settings), new: (req.feature, &settings) };
-    Ok(Json(impact(&state, &tenant.id, change).await?))
+    let (old, new) = (ScopeInputs::Tenant(tenant.feature()?, &settings), ScopeInputs::Tenant(req.feature, &settings));
+    Ok(Json(impact(&state, &tenant.id, old, new, GroupChange::Nothing).await?))
 }

@@ -16,7 +16,7 @@ use crate::changes::{self, Change};
 use crate::db::{self, HOST_SCOPE, NewUser, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path, Query, parse_id};
-use crate::signin::effective_policy;
+use crate::signin::resolved_policy;
 use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
@@ -183,8 +183,7 @@ pub async fn get_user_policy(
     Path(user_id): Path<String>,
 ) -> AppResult<Json<EffectivePolicyView>> {
     let user = user_for(&state, &who, &user_id, Action::ReadUser).await?;
-    let policy = effective_policy(&state, &user).await?;
-    Ok(Json(EffectivePolicyView::new(user.id, &policy)))
+    Ok(Json(resolved_policy(&state, &user).await?.view(user.id.clone())))
 }
 
 /// Sets a user's 2FA switch as an admin. Only possible while the user's effective
@@ -202,12 +201,14 @@ pub async fn set_user_two_factor(
 ) -> AppResult<Json<EffectivePolicyView>> {
     let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
     fresh_if_self(&state, &who, &user)?;
-    let policy = effective_policy(&state, &user).await?;
+    let resolved = resolved_policy(&state, &user).await?;
+    let policy = resolved.policy;
     if !policy.admin_can_override {
-        return Err(AppError::conflict(
-            ErrorCode::NotOptional,
-            format!("two-factor sign-in is {} for this user, so their switch cannot be set", policy.behaviour.as_str()),
-        ));
+        let why = match resolved.policy.deciding_group(resolved.rules()) {
+            Some(g) => format!("the group \"{}\" requires two-factor sign-in for this user", g.name),
+            None => format!("two-factor sign-in is {} for this user", policy.behaviour.as_str()),
+        };
+        return Err(AppError::conflict(ErrorCode::NotOptional, format!("{why}, so their switch cannot be set")));
     }
     let before = user.two_factor_enabled != 0;
     let mut tx = state.db().begin_write().await?;
@@ -229,8 +230,7 @@ pub async fn set_user_two_factor(
     if before && !req.enabled {
         crate::notify::send(&state, &user, crate::notify::Notice::TwoFactorTurnedOff);
     }
-    let policy = effective_policy(&state, &user).await?;
-    Ok(Json(EffectivePolicyView::new(user.id, &policy)))
+    Ok(Json(resolved_policy(&state, &user).await?.view(user.id.clone())))
 }
 
 /// Makes a user of the tenant one of its admins.

@@ -26,11 +26,12 @@ mod password;
 mod pending;
 mod session;
 
+use twofold_policy::wire::EffectivePolicyView;
 use twofold_policy::wire::{
     AuthenticatorEnrollment, ProviderOffer, ReauthenticateRequest, SecondFactorMethod as M, SendCodeResponse,
     SignInRequest, VerifyRequest,
 };
-use twofold_policy::{EffectivePolicy, PolicyInput, Provider, Scope, resolve};
+use twofold_policy::{EffectivePolicy, GroupRule, PolicyInput, Provider, Rules, Scope, resolve};
 
 use crate::app::AppState;
 use crate::auth::{Authenticated, Freshness};
@@ -311,7 +312,8 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 M::Authenticator => allowed.authenticator,
                 M::Email => allowed.email && p.user.email_confirmed != 0,
                 M::Sms => allowed.sms && p.user.phone_confirmed != 0,
-                M::RecoveryCode => true,
+                // A recovery code opens the door up to `app` only (DESIGN.md section 5).
+                M::RecoveryCode => method.strength() >= p.policy.required_strength,
             };
             if !usable {
                 return Err(AppError::bad_request(
@@ -554,13 +556,33 @@ impl Proven {
     }
 }
 
-/// The effective policy of a user, from cached scope inputs.
-pub async fn effective_policy(state: &AppState, user: &UserRow) -> AppResult<EffectivePolicy> {
+/// A user's effective policy together with the group rules it was resolved from, which
+/// its explanation needs (the policy names the deciding group by position only).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub policy: EffectivePolicy,
+    pub groups: Vec<GroupRule>,
+}
+
+impl Resolved {
+    pub fn rules(&self) -> Rules<'_> {
+        Rules { groups: &self.groups, application: None }
+    }
+
+    pub fn view(&self, user_id: String) -> EffectivePolicyView {
+        EffectivePolicyView::new(user_id, &self.policy, self.rules())
+    }
+}
+
+/// The effective policy of a user, from cached scope inputs and the user's group rules.
+pub async fn resolved_policy(state: &AppState, user: &UserRow) -> AppResult<Resolved> {
     let flag = user.two_factor_enabled != 0;
+    let groups = db::groups::rules_of_user(&state.db().pool, &user.id).await?;
+    let rules = Rules { groups: &groups, application: None };
     let policy = match &user.tenant_id {
         None => {
             let settings = state.cache().settings(state.db(), HOST_SCOPE).await?;
-            resolve(&PolicyInput { scope: Scope::Host { settings: &settings }, user_two_factor_enabled: flag })
+            resolve(&PolicyInput { scope: Scope::Host { settings: &settings }, user_two_factor_enabled: flag, rules })
         }
         Some(tenant_id) => {
             let feature = state.cache().feature(state.db(), tenant_id).await?;
@@ -568,10 +590,16 @@ pub async fn effective_policy(state: &AppState, user: &UserRow) -> AppResult<Eff
             resolve(&PolicyInput {
                 scope: Scope::Tenant { feature, settings: &settings },
                 user_two_factor_enabled: flag,
+                rules,
             })
         }
     };
-    Ok(policy)
+    Ok(Resolved { policy, groups })
+}
+
+/// The effective policy of a user, without the names its explanation needs.
+pub async fn effective_policy(state: &AppState, user: &UserRow) -> AppResult<EffectivePolicy> {
+    Ok(resolved_policy(state, user).await?.policy)
 }
 
 /// The factors a user can be offered at sign-in under `policy`: allowed, confirmed,

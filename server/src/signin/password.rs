@@ -190,7 +190,9 @@ pub(super) async fn step(
             can_postpone,
         });
     }
-    let recovery_code_available = !fdb::unused_recovery_codes(&state.db().pool, &user.id).await?.is_empty();
+    // A recovery code proves `app` at most, so it is no way in where more is required.
+    let recovery_code_available = policy.required_strength <= twofold_policy::Strength::App
+        && !fdb::unused_recovery_codes(&state.db().pool, &user.id).await?.is_empty();
     let attempt_token = pending::open(state, &user, Stage::AwaitingSecondFactor).await?;
     Ok(Outcome::SecondFactorRequired {
         attempt_token,

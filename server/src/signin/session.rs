@@ -205,6 +205,7 @@ async fn mint(
         },
     )
     .await?;
+    db::record_sign_in(&mut *conn, &user.id, now, auth_methods).await?;
     db::insert_audit(
         &mut *conn,
         &NewAudit {

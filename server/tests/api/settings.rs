@@ -253,7 +253,10 @@ fn impact(users: u64, newly: u64, without_factor: u64, no_longer: u64) -> Value 
         "users_in_scope": users,
         "newly_required": newly,
         "newly_required_without_factor": without_factor,
-        "no_longer_required": no_longer
+        // Without group rules the scope's strength is the weakest, which any factor meets.
+        "newly_required_without_strength": without_factor,
+        "no_longer_required": no_longer,
+        "newly_short_of_strength": 0
     })
 }
 

@@ -1,0 +1,228 @@
+//! Groups of a scope, their rules and their members (DESIGN.md section 5).
+//!
+//! A member always belongs to the group's scope: the routes check it, and the
+//! membership table's foreign keys carry the scope so the database refuses it too.
+
+use sqlx::{AnyConnection, AnyPool, FromRow};
+use twofold_policy::{GroupRule, Rule, Strength};
+
+use super::b;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct GroupRow {
+    pub id: String,
+    pub scope_key: String,
+    pub name: String,
+    pub require_two_factor: i64,
+    pub min_strength: Option<String>,
+    pub created_at: i64,
+    pub member_count: i64,
+}
+
+impl GroupRow {
+    pub fn rule(&self) -> anyhow::Result<Rule> {
+        Ok(Rule { require_two_factor: self.require_two_factor != 0, min_strength: parse_strength(&self.min_strength)? })
+    }
+}
+
+fn parse_strength(s: &Option<String>) -> anyhow::Result<Option<Strength>> {
+    match s {
+        None => Ok(None),
+        Some(s) => Strength::parse(s).map(Some).ok_or_else(|| anyhow::anyhow!("stored strength {s:?} is not known")),
+    }
+}
+
+const GROUP_COLUMNS: &str = "g.id, g.scope_key, g.name, g.require_two_factor, g.min_strength, g.created_at, \
+     (SELECT COUNT(*) FROM user_group_members m WHERE m.group_id = g.id) AS member_count";
+
+pub async fn list_groups(pool: &AnyPool, scope_key: &str) -> Result<Vec<GroupRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {GROUP_COLUMNS} FROM user_groups g WHERE g.scope_key = $1 ORDER BY g.name_key, g.id"
+    )))
+    .bind(scope_key)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn get_group<'e, E>(executor: E, id: &str) -> Result<Option<GroupRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {GROUP_COLUMNS} FROM user_groups g WHERE g.id = $1")))
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+}
+
+pub async fn name_taken(
+    conn: &mut AnyConnection,
+    scope_key: &str,
+    name_key: &str,
+    except_id: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_groups WHERE scope_key = $1 AND name_key = $2 AND ($3 IS NULL OR id <> $3)",
+    )
+    .bind(scope_key)
+    .bind(name_key)
+    .bind(except_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+#[derive(Debug)]
+pub struct NewGroup<'a> {
+    pub id: &'a str,
+    pub scope_key: &'a str,
+    pub name: &'a str,
+    pub name_key: &'a str,
+    pub rule: Rule,
+    pub now: i64,
+}
+
+pub async fn insert_group(conn: &mut AnyConnection, g: &NewGroup<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO user_groups (id, scope_key, name, name_key, require_two_factor, min_strength, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(g.id)
+    .bind(g.scope_key)
+    .bind(g.name)
+    .bind(g.name_key)
+    .bind(b(g.rule.require_two_factor))
+    .bind(g.rule.min_strength.map(Strength::as_str))
+    .bind(g.now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_group(
+    conn: &mut AnyConnection,
+    id: &str,
+    name: &str,
+    name_key: &str,
+    rule: Rule,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE user_groups SET name = $1, name_key = $2, require_two_factor = $3, min_strength = $4, \
+         updated_at = $5 WHERE id = $6",
+    )
+    .bind(name)
+    .bind(name_key)
+    .bind(b(rule.require_two_factor))
+    .bind(rule.min_strength.map(Strength::as_str))
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_group(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    // Memberships go first: SQLite enforces the cascade only with foreign keys on, and
+    // being explicit keeps both databases alike.
+    sqlx::query("DELETE FROM user_group_members WHERE group_id = $1").bind(id).execute(&mut *conn).await?;
+    let r = sqlx::query("DELETE FROM user_groups WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Returns whether the membership is new.
+pub async fn add_member(
+    conn: &mut AnyConnection,
+    group_id: &str,
+    user_id: &str,
+    scope_key: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO user_group_members (group_id, user_id, scope_key, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(group_id)
+    .bind(user_id)
+    .bind(scope_key)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Returns whether there was such a membership.
+pub async fn remove_member(conn: &mut AnyConnection, group_id: &str, user_id: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM user_group_members WHERE group_id = $1 AND user_id = $2")
+        .bind(group_id)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MemberRow {
+    pub user_id: String,
+    pub username: String,
+}
+
+pub async fn list_members(pool: &AnyPool, group_id: &str) -> Result<Vec<MemberRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT u.id AS user_id, u.username FROM user_group_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.group_id = $1 ORDER BY u.username_key",
+    )
+    .bind(group_id)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(Debug, Clone, FromRow)]
+struct RuleRow {
+    id: String,
+    name: String,
+    require_two_factor: i64,
+    min_strength: Option<String>,
+}
+
+/// The groups of a user that carry a rule, by name: the order in which resolution
+/// consults them, the same on every node.
+pub async fn rules_of_user<'e, E>(executor: E, user_id: &str) -> anyhow::Result<Vec<GroupRule>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows: Vec<RuleRow> = sqlx::query_as(
+        "SELECT g.id, g.name, g.require_two_factor, g.min_strength FROM user_group_members m \
+         JOIN user_groups g ON g.id = m.group_id \
+         WHERE m.user_id = $1 AND (g.require_two_factor = 1 OR g.min_strength IS NOT NULL) \
+         ORDER BY g.name_key, g.id",
+    )
+    .bind(user_id)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(GroupRule {
+                rule: Rule {
+                    require_two_factor: r.require_two_factor != 0,
+                    min_strength: parse_strength(&r.min_strength)?,
+                },
+                id: r.id,
+                name: r.name,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MembershipRow {
+    pub user_id: String,
+    pub group_id: String,
+}
+
+/// Every membership in a scope, for the views that resolve all of its users at once.
+pub async fn scope_memberships(pool: &AnyPool, scope_key: &str) -> Result<Vec<MembershipRow>, sqlx::Error> {
+    sqlx::query_as("SELECT user_id, group_id FROM user_group_members WHERE scope_key = $1 ORDER BY user_id")
+        .bind(scope_key)
+        .fetch_all(pool)
+        .await
+}

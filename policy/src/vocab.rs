@@ -46,6 +46,14 @@ pub enum Provider {
 impl Provider {
     pub const ALL: [Provider; 3] = [Provider::Authenticator, Provider::Email, Provider::Sms];
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Authenticator => "authenticator",
+            Provider::Email => "email",
+            Provider::Sms => "sms",
+        }
+    }
+
     /// Email and SMS codes travel through channels an attacker can often read or
     /// redirect (NIST SP 800-63B-4 does not accept email and restricts SMS), so they are
     /// offered but always labelled as weaker.

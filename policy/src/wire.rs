@@ -419,6 +419,10 @@ pub struct User {
     pub created_at: String,
     /// The second-factor lockout as it stands.
     pub lock: LockState,
+    /// What the effective policy asks of the user.
+    pub policy: PolicyBrief,
+    /// The user's confirmed second factors.
+    pub factors: Vec<FactorStrength>,
 }
 
 /// A user's second-factor lockout, for admins.
@@ -661,4 +665,151 @@ pub struct MessageUsage {
     pub hour_end: String,
     pub email: ChannelUsage,
     pub sms: ChannelUsage,
+}
+
+/// A group of users in one scope (the host or a tenant), with its optional 2FA rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    /// `None` for a group of host users.
+    pub tenant_id: Option<String>,
+    /// What the group asks of its members; absent when it asks nothing.
+    pub rule: Option<Rule>,
+    pub member_count: u64,
+    pub created_at: String,
+}
+
+/// A new group, or the whole of an existing one (its name and its rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GroupRequest {
+    /// 1 to 64 characters; unique in its scope, ignoring case.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub name: String,
+    /// Absent or null: the group carries no rule.
+    #[serde(default)]
+    pub rule: Option<Rule>,
+}
+
+/// A proposed rule for a group, previewed without saving (`null`: no rule, which is
+/// also what deleting the group does to its members).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GroupRulePreviewRequest {
+    #[serde(default)]
+    pub rule: Option<Rule>,
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupMember {
+    pub user_id: String,
+    pub username: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddGroupMember {
+    /// A user of the group's own scope.
+    pub user_id: String,
+}
+
+/// A proposed membership change, previewed without saving.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MembershipPreviewRequest {
+    /// A user of the group's own scope.
+    pub user_id: String,
+    /// True to preview adding the user, false to preview removing them.
+    pub member: bool,
+}
+
+/// One confirmed second factor of a user, with how much it proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FactorStrength {
+    pub provider: Provider,
+    pub strength: Strength,
+}
+
+/// What the policy asks of a user, in brief, for lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PolicyBrief {
+    pub required: bool,
+    pub decided_by: DecidedBy,
+    pub decided_by_group: Option<GroupRef>,
+    pub required_strength: Strength,
+    /// Whether the user has a factor the policy accepts (always true when not required).
+    pub ready: bool,
+}
+
+/// One user of the adoption view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdoptionRow {
+    pub user_id: String,
+    pub username: String,
+    pub policy: PolicyBrief,
+    pub factors: Vec<FactorStrength>,
+    /// When the user last signed in (RFC 3339).
+    pub last_sign_in_at: Option<String>,
+    /// How: `password`, `authenticator`, `email`, `sms`, `recovery_code`,
+    /// `remembered_browser`, `enrolled_<factor>` or `postponed_enrollment`.
+    pub last_sign_in_factor: Option<String>,
+    pub lock: LockState,
+}
+
+/// The counts on top of the adoption view, over the whole scope (filters do not apply).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdoptionTotals {
+    pub users: u64,
+    /// Users with any confirmed second factor.
+    pub with_factor: u64,
+    /// Users with an authenticator or a passkey (strength `app` or stronger).
+    pub with_app_or_stronger: u64,
+    /// Users asked for a second factor at their next sign-in.
+    pub required: u64,
+    /// Of those, users without a factor of the required strength: they will have to enrol.
+    pub required_not_ready: u64,
+    pub locked: u64,
+}
+
+/// Who in a scope is ready for two-factor sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Adoption {
+    pub totals: AdoptionTotals,
+    /// The users the filters let through, by name.
+    pub users: Vec<AdoptionRow>,
+}
+
+/// What a user's next sign-in would ask for, worked out without signing in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WhatIf {
+    /// After the right password, from a browser that is not remembered.
+    pub status: SignInStatus,
+    /// For `requires_two_factor`: the factors that would be offered.
+    pub providers: Vec<ProviderOffer>,
+    pub recovery_code_available: bool,
+    /// For `requires_enrollment`: what could be enrolled.
+    pub enrollable: Vec<Provider>,
+    /// For `requires_enrollment`: whether enrolment could be postponed, and until when.
+    pub can_postpone: bool,
+    pub grace_until: Option<String>,
+    /// Whether a remembered browser could skip the second factor.
+    pub remember_browser_allowed: bool,
+    /// A locked user is refused second-factor sign-in until the lock ends.
+    pub lock: LockState,
+    /// The effective policy with its trace.
+    pub policy: EffectivePolicyView,
 }

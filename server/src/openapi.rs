@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::app::AppState;
 use crate::extract::Json;
-use crate::routes::{account, audit, auth, health, messages, settings, tenants, users};
+use crate::routes::{account, audit, auth, groups, health, messages, settings, tenants, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -86,6 +86,23 @@ use crate::routes::{account, audit, auth, health, messages, settings, tenants, u
         account::forget_browser,
         account::forget_all_browsers,
         audit::list_audit,
+        groups::list_host_groups,
+        groups::create_host_group,
+        groups::list_tenant_groups,
+        groups::create_tenant_group,
+        groups::get_group,
+        groups::update_group,
+        groups::delete_group,
+        groups::preview_group_rule,
+        groups::list_members,
+        groups::add_member,
+        groups::remove_member,
+        groups::preview_membership,
+        groups::host_adoption,
+        groups::host_adoption_csv,
+        groups::tenant_adoption,
+        groups::tenant_adoption_csv,
+        groups::what_if,
     ),
     modifiers(&RateLimited, &SharedResponses),
     // Every operation needs a session unless its annotation says `security(())`.
@@ -96,6 +113,7 @@ use crate::routes::{account, audit, auth, health, messages, settings, tenants, u
         (name = "settings", description = "2FA settings of the host and of tenants"),
         (name = "tenants", description = "Tenants and their 2FA feature (ceiling)"),
         (name = "users", description = "Users, their effective policy and roles"),
+        (name = "groups", description = "Groups with 2FA rules, and who in a scope is ready for 2FA"),
         (name = "audit", description = "The audit trail"),
         (name = "health", description = "Probes"),
     )

@@ -8,12 +8,17 @@
 use std::collections::HashMap;
 
 use sqlx::FromRow;
-use twofold_policy::wire::ImpactPreview;
+use twofold_policy::wire::{
+    Adoption, AdoptionRow, AdoptionTotals, FactorStrength, GroupRef, ImpactPreview, PolicyBrief,
+};
 use twofold_policy::{
-    EffectivePolicy, GroupRule, PolicyInput, Rule, Rules, Scope, ScopeSettings, Strength, TenantFeature, resolve,
+    DecidedBy, EffectivePolicy, GroupRule, PolicyInput, Provider, Rule, Rules, Scope, ScopeSettings, Strength,
+    TenantFeature, resolve,
 };
 
 use crate::app::AppState;
+use crate::clock::rfc3339;
+use crate::db::UserRow;
 use crate::db::groups::{self as gdb, GroupRow};
 use crate::error::AppResult;
 
@@ -186,4 +191,176 @@ pub async fn impact(
         }
     }
     Ok(out)
+}
+
+/// A user's confirmed second factors with their strength, strongest first.
+pub fn factors_of(u: &UserRow) -> Vec<FactorStrength> {
+    let mut out = Vec::with_capacity(3);
+    for (held, provider) in [
+        (u.has_authenticator != 0, Provider::Authenticator),
+        (u.email_confirmed != 0, Provider::Email),
+        (u.phone_confirmed != 0, Provider::Sms),
+    ] {
+        if held {
+            out.push(FactorStrength { provider, strength: provider.strength() });
+        }
+    }
+    out
+}
+
+/// What the policy asks of a user, in brief. Ready means what the sign-in would find:
+/// a factor it could offer (allowed, strong enough, with a sender), or nothing required.
+pub fn brief(state: &AppState, u: &UserRow, policy: &EffectivePolicy, rules: Rules<'_>) -> PolicyBrief {
+    PolicyBrief {
+        required: policy.required,
+        decided_by: policy.decided_by,
+        decided_by_group: policy.deciding_group(rules).map(|g| GroupRef { id: g.id.clone(), name: g.name.clone() }),
+        required_strength: policy.required_strength,
+        ready: !policy.required || !crate::signin::offers(state, u, policy).is_empty(),
+    }
+}
+
+/// The factor a stored sign-in used, in the words of [`AdoptionRow::last_sign_in_factor`].
+pub fn sign_in_factor(methods: &str) -> String {
+    match methods.strip_prefix("pwd+") {
+        None => "password".to_owned(),
+        Some("remembered") => "remembered_browser".to_owned(),
+        Some("grace") => "postponed_enrollment".to_owned(),
+        Some(rest) => rest.to_owned(),
+    }
+}
+
+/// Filters of the adoption view.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptionFilter {
+    /// Only users who are (true) or are not (false) asked for a second factor.
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// Only users who have (true) or lack (false) a factor the policy accepts.
+    #[serde(default)]
+    pub ready: Option<bool>,
+    /// Only locked (true) or unlocked (false) users.
+    #[serde(default)]
+    pub locked: Option<bool>,
+    /// Only users whose name contains this text.
+    #[serde(default)]
+    pub q: Option<String>,
+}
+
+/// The adoption view of a scope: every user resolved with their groups, totals over all
+/// of them, the rows the filter lets through.
+pub async fn adoption(
+    state: &AppState,
+    scope_key: &str,
+    scope: ScopeInputs<'_>,
+    filter: &AdoptionFilter,
+) -> AppResult<Adoption> {
+    let rows = gdb::list_groups(&state.db().pool, scope_key).await?;
+    let groups = group_rules(&rows)?;
+    let members = memberships(state, scope_key, &groups).await?;
+    let users = crate::db::scope_users(&state.db().pool, scope_key).await?;
+    let q = filter.q.as_deref().map(|s| s.trim().to_lowercase()).unwrap_or_default();
+    let mut totals = AdoptionTotals::default();
+    let mut out = Vec::new();
+    for u in &users {
+        let mine = rules_for(&groups, members.get(&u.id).map(Vec::as_slice).unwrap_or(&[]));
+        let rules = Rules { groups: &mine, application: None };
+        let policy = resolve_with(scope, u.two_factor_enabled != 0, &mine);
+        let brief = brief(state, u, &policy, rules);
+        let lock = crate::routes::lock_view(state, u);
+        totals.users += 1;
+        totals.with_factor += u64::from(u.has_factor());
+        totals.with_app_or_stronger += u64::from(meets(u.strongest_factor(), Strength::App));
+        totals.required += u64::from(brief.required);
+        totals.required_not_ready += u64::from(brief.required && !brief.ready);
+        totals.locked += u64::from(lock.locked);
+        let keep = filter.required.is_none_or(|r| r == brief.required)
+            && filter.ready.is_none_or(|r| r == brief.ready)
+            && filter.locked.is_none_or(|l| l == lock.locked)
+            && (q.is_empty() || u.username.to_lowercase().contains(&q));
+        if keep {
+            out.push(AdoptionRow {
+                user_id: u.id.clone(),
+                username: u.username.clone(),
+                policy: brief,
+                factors: factors_of(u),
+                last_sign_in_at: u.last_sign_in_at.map(rfc3339),
+                last_sign_in_factor: u.last_sign_in_methods.as_deref().map(sign_in_factor),
+                lock,
+            });
+        }
+    }
+    Ok(Adoption { totals, users: out })
+}
+
+/// The adoption view's rows as CSV (RFC 4180), with the totals left to the reader.
+pub fn adoption_csv(a: &Adoption) -> String {
+    let mut out = String::from(
+        "username,user_id,required,decided_by,decided_by_group,required_strength,ready,factors,last_sign_in_at,last_sign_in_factor,locked,locked_until\r\n",
+    );
+    for r in &a.users {
+        let factors: Vec<&str> = r.factors.iter().map(|f| f.provider.as_str()).collect();
+        let fields = [
+            r.username.clone(),
+            r.user_id.clone(),
+            r.policy.required.to_string(),
+            decided_by_word(r.policy.decided_by).to_owned(),
+            r.policy.decided_by_group.as_ref().map(|g| g.name.clone()).unwrap_or_default(),
+            r.policy.required_strength.as_str().to_owned(),
+            r.policy.ready.to_string(),
+            factors.join(" "),
+            r.last_sign_in_at.clone().unwrap_or_default(),
+            r.last_sign_in_factor.clone().unwrap_or_default(),
+            r.lock.locked.to_string(),
+            r.lock.locked_until.clone().unwrap_or_default(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn decided_by_word(d: DecidedBy) -> &'static str {
+    match d {
+        DecidedBy::HostSettings => "host_settings",
+        DecidedBy::TenantFeature => "tenant_feature",
+        DecidedBy::TenantSettings => "tenant_settings",
+        DecidedBy::Group => "group",
+        DecidedBy::Application => "application",
+        DecidedBy::User => "user",
+    }
+}
+
+/// One CSV field: quoted when it holds a separator, a quote or a line break. A leading
+/// `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet never runs a user or group
+/// name as a formula.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\r', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field("alice"), "alice");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=1+1"), "'=1+1");
+        assert_eq!(csv_field("-x,y"), "\"'-x,y\"");
+    }
+
+    #[test]
+    fn stored_methods_name_the_factor() {
+        assert_eq!(sign_in_factor("pwd"), "password");
+        assert_eq!(sign_in_factor("pwd+authenticator"), "authenticator");
+        assert_eq!(sign_in_factor("pwd+remembered"), "remembered_browser");
+        assert_eq!(sign_in_factor("pwd+grace"), "postponed_enrollment");
+        assert_eq!(sign_in_factor("pwd+enrolled_email"), "enrolled_email");
+    }
 }

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod audit;
 pub mod auth;
+pub mod groups;
 pub mod health;
 pub mod messages;
 pub mod settings;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(settings::routes())
         .merge(tenants::routes())
         .merge(users::routes())
+        .merge(groups::routes())
         .merge(audit::routes())
         .merge(messages::routes())
         .merge(crate::openapi::routes())
@@ -73,10 +75,28 @@ pub fn role_grants(rows: &[RoleRow]) -> Vec<RoleGrant> {
         .collect()
 }
 
-pub fn user_view(state: &AppState, u: &UserRow, roles: &[RoleRow]) -> User {
+/// A user's second-factor lockout as admins see it.
+pub fn lock_view(state: &AppState, u: &UserRow) -> LockState {
     let lock = crate::signin::lock_state(state, u);
     let count = |n: i64| u32::try_from(n).unwrap_or(0);
-    User {
+    LockState {
+        locked: lock.is_some(),
+        locked_until: match lock {
+            Some(crate::error::AppError::LockedOut { .. }) => u.locked_until.map(rfc3339),
+            _ => None,
+        },
+        until_unlocked: matches!(lock, Some(crate::error::AppError::LockedUntilUnlocked)),
+        failures: count(u.second_factor_failures),
+        consecutive_failures: count(u.consecutive_failures),
+        lockouts: count(u.lockouts),
+    }
+}
+
+/// A user as admins see them: with what the effective policy asks of them (their groups
+/// included), their factors and their lock.
+pub async fn user_view(state: &AppState, u: &UserRow, roles: &[RoleRow]) -> AppResult<User> {
+    let resolved = crate::signin::resolved_policy(state, u).await?;
+    Ok(User {
         id: u.id.clone(),
         username: u.username.clone(),
         email: u.email.clone(),
@@ -85,18 +105,10 @@ pub fn user_view(state: &AppState, u: &UserRow, roles: &[RoleRow]) -> User {
         has_factor: u.has_factor(),
         roles: role_grants(roles),
         created_at: rfc3339(u.created_at),
-        lock: LockState {
-            locked: lock.is_some(),
-            locked_until: match lock {
-                Some(crate::error::AppError::LockedOut { .. }) => u.locked_until.map(rfc3339),
-                _ => None,
-            },
-            until_unlocked: matches!(lock, Some(crate::error::AppError::LockedUntilUnlocked)),
-            failures: count(u.second_factor_failures),
-            consecutive_failures: count(u.consecutive_failures),
-            lockouts: count(u.lockouts),
-        },
-    }
+        lock: lock_view(state, u),
+        policy: crate::population::brief(state, u, &resolved.policy, resolved.rules()),
+        factors: crate::population::factors_of(u),
+    })
 }
 
 /// Writes an audit event inside the caller's transaction.

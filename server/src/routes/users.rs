@@ -54,7 +54,7 @@ async fn list_scope(state: &AppState, scope_key: &str, params: &ListParams) -> A
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
         let roles = db::roles_of(&state.db().pool, &row.id).await?;
-        items.push(user_view(state, row, &roles));
+        items.push(user_view(state, row, &roles).await?);
     }
     Ok(UserPage { items, total: u64::try_from(total).unwrap_or(0), page, per_page })
 }
@@ -102,7 +102,7 @@ async fn create_in_scope(state: &AppState, who: &Authenticated, scope_key: &str,
     .await?;
     tx.commit().await?;
     let row = db::get_user(&state.db().pool, &id).await?.ok_or(AppError::NotFound("user"))?;
-    Ok(user_view(state, &row, &[]))
+    user_view(state, &row, &[]).await
 }
 
 /// Host users, searched and paged.
@@ -170,7 +170,7 @@ pub async fn get_user(
 ) -> AppResult<Json<User>> {
     let user = user_for(&state, &who, &user_id, Action::ReadUser).await?;
     let roles = db::roles_of(&state.db().pool, &user.id).await?;
-    Ok(Json(user_view(&state, &user, &roles)))
+    Ok(Json(user_view(&state, &user, &roles).await?))
 }
 
 /// The user's effective 2FA policy with the reasons, level by level.
@@ -263,7 +263,7 @@ pub async fn assign_tenant_admin(
     tx.commit().await?;
     state.grant_in_memory(&user.id, Role::TenantAdmin, &tenant.id)?;
     let roles = db::roles_of(&state.db().pool, &user.id).await?;
-    Ok(Json(user_view(&state, &user, &roles)))
+    Ok(Json(user_view(&state, &user, &roles).await?))
 }
 
 /// Removes the tenant-admin role from a user of the tenant.

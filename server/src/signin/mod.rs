@@ -26,11 +26,11 @@ mod password;
 mod pending;
 mod session;
 
-use twofold_policy::wire::EffectivePolicyView;
 use twofold_policy::wire::{
     AuthenticatorEnrollment, ProviderOffer, ReauthenticateRequest, SecondFactorMethod as M, SendCodeResponse,
     SignInRequest, VerifyRequest,
 };
+use twofold_policy::wire::{EffectivePolicyView, SignInStatus, WhatIf};
 use twofold_policy::{EffectivePolicy, GroupRule, PolicyInput, Provider, Rules, Scope, resolve};
 
 use crate::app::AppState;
@@ -600,6 +600,45 @@ pub async fn resolved_policy(state: &AppState, user: &UserRow) -> AppResult<Reso
 /// The effective policy of a user, without the names its explanation needs.
 pub async fn effective_policy(state: &AppState, user: &UserRow) -> AppResult<EffectivePolicy> {
     Ok(resolved_policy(state, user).await?.policy)
+}
+
+/// What the password step would answer for `user` after the right password, from a
+/// browser that is not remembered: the same decisions in the same order as
+/// [`password::step`], reading only, so an admin can ask without signing in.
+pub async fn what_if(state: &AppState, user: &UserRow) -> AppResult<WhatIf> {
+    let resolved = resolved_policy(state, user).await?;
+    let policy = resolved.policy;
+    let now = state.now();
+    let mut out = WhatIf {
+        status: SignInStatus::SignedIn,
+        providers: Vec::new(),
+        recovery_code_available: false,
+        enrollable: Vec::new(),
+        can_postpone: false,
+        grace_until: None,
+        remember_browser_allowed: policy.remember_browser_allowed,
+        lock: crate::routes::lock_view(state, user),
+        policy: resolved.view(user.id.clone()),
+    };
+    if !policy.required {
+        return Ok(out);
+    }
+    let providers = offers(state, user, &policy);
+    if providers.is_empty() {
+        let since = user.enrollment_required_since.unwrap_or(now);
+        let grace_until =
+            (policy.enrollment_grace_days > 0).then(|| since + i64::from(policy.enrollment_grace_days) * DAY_MS);
+        out.can_postpone = grace_until.is_some_and(|until| now < until);
+        out.grace_until = grace_until.filter(|_| out.can_postpone).map(crate::clock::rfc3339);
+        out.status = SignInStatus::RequiresEnrollment;
+        out.enrollable = enrollable(state, &policy);
+    } else {
+        out.status = SignInStatus::RequiresTwoFactor;
+        out.recovery_code_available = policy.required_strength <= twofold_policy::Strength::App
+            && !fdb::unused_recovery_codes(&state.db().pool, &user.id).await?.is_empty();
+        out.providers = providers;
+    }
+    Ok(out)
 }
 
 /// The factors a user can be offered at sign-in under `policy`: allowed, confirmed,

@@ -108,6 +108,23 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/users/{user_id}/reset-second-factors", Class::Tenant),
     ("POST /api/users/{user_id}/end-sessions", Class::Tenant),
     ("GET /api/audit", Class::Tenant),
+    ("GET /api/host/groups", Class::Host),
+    ("POST /api/host/groups", Class::Host),
+    ("GET /api/host/adoption", Class::Host),
+    ("GET /api/host/adoption.csv", Class::Host),
+    ("GET /api/tenants/{tenant_id}/groups", Class::Tenant),
+    ("POST /api/tenants/{tenant_id}/groups", Class::Tenant),
+    ("GET /api/tenants/{tenant_id}/adoption", Class::Tenant),
+    ("GET /api/tenants/{tenant_id}/adoption.csv", Class::Tenant),
+    ("GET /api/groups/{group_id}", Class::Tenant),
+    ("PUT /api/groups/{group_id}", Class::Tenant),
+    ("DELETE /api/groups/{group_id}", Class::Tenant),
+    ("POST /api/groups/{group_id}/preview", Class::Tenant),
+    ("GET /api/groups/{group_id}/members", Class::Tenant),
+    ("POST /api/groups/{group_id}/members", Class::Tenant),
+    ("POST /api/groups/{group_id}/members/preview", Class::Tenant),
+    ("DELETE /api/groups/{group_id}/members/{user_id}", Class::Tenant),
+    ("GET /api/users/{user_id}/what-if", Class::Tenant),
 ];
 
 /// What a parameter or body field holds.
@@ -118,6 +135,8 @@ enum Kind {
     UserId,
     /// A remembered browser's id.
     BrowserId,
+    /// A group's id.
+    GroupId,
     /// A tenant's name, as the sign-in request takes it (absent for the host).
     TenantName,
     /// An existing user's name, as the sign-in request takes it.
@@ -135,7 +154,10 @@ impl Kind {
     /// it at another party must be refused. Cursors and search text only narrow a result
     /// within the caller's own reach, so they must not leak, but need not be refused.
     fn names_object(self) -> bool {
-        matches!(self, Kind::TenantId | Kind::UserId | Kind::BrowserId | Kind::TenantName | Kind::Username)
+        matches!(
+            self,
+            Kind::TenantId | Kind::UserId | Kind::BrowserId | Kind::GroupId | Kind::TenantName | Kind::Username
+        )
     }
 
     fn per_user(self) -> bool {
@@ -148,6 +170,11 @@ const PARAMETERS: &[(&str, Kind)] = &[
     ("tenant_id", Kind::TenantId),
     ("user_id", Kind::UserId),
     ("browser_id", Kind::BrowserId),
+    ("group_id", Kind::GroupId),
+    // Filters of the adoption view: they narrow the caller's own scope.
+    ("required", Kind::Inert),
+    ("ready", Kind::Inert),
+    ("locked", Kind::Inert),
     ("before", Kind::AuditCursor),
     ("q", Kind::SearchText),
     ("page", Kind::Inert),
@@ -193,7 +220,20 @@ const BODY_FIELDS: &[(&str, Kind)] = &[
     ("ProviderSet.email", Kind::Inert),
     ("ProviderSet.sms", Kind::Inert),
     ("TenantFeature.behaviour", Kind::Inert),
+    // The name of a group to create or to rename one to, not of an existing one.
+    ("GroupRequest.name", Kind::Inert),
+    ("Rule.require_two_factor", Kind::Inert),
+    ("Rule.min_strength", Kind::Inert),
+    ("AddGroupMember.user_id", Kind::UserId),
+    ("MembershipPreviewRequest.user_id", Kind::UserId),
+    ("MembershipPreviewRequest.member", Kind::Inert),
 ];
+
+/// A rule that changes nothing for the members, so the positive controls that follow
+/// still find A's users' switches theirs to set.
+fn example_rule() -> Value {
+    json!({ "require_two_factor": false, "min_strength": "out_of_band" })
+}
 
 /// Settings that differ from every scope's defaults in each field but keep the
 /// behaviour optional, so a write that got through would show, and the positive
@@ -235,13 +275,22 @@ fn example_body(schema: &str) -> Option<Value> {
         "FeaturePreviewRequest" => json!({ "feature": { "behaviour": "disabled" } }),
         "ScopeSettings" => example_settings(),
         "TenantFeature" => json!({ "behaviour": "disabled" }),
+        "GroupRequest" => json!({ "name": "Finance", "rule": example_rule() }),
+        "GroupRulePreviewRequest" => json!({ "rule": example_rule() }),
+        "AddGroupMember" => json!({ "user_id": "" }),
+        "MembershipPreviewRequest" => json!({ "user_id": "", "member": true }),
         _ => return None,
     })
 }
 
 /// Positive controls that may answer something other than 2xx, with the reason. A
 /// positive control refused with 403 or 404 always fails the test.
-const POSITIVE_CONTROL_NON_2XX: &[(&str, u16, &str, &str)] = &[];
+const POSITIVE_CONTROL_NON_2XX: &[(&str, u16, &str, &str)] = &[(
+    "POST /api/tenants/{tenant_id}/groups",
+    409,
+    "name_taken",
+    "the positive control of PUT /api/groups/{group_id} may already have renamed A's group to the example's name",
+)];
 
 // ---------------------------------------------------------------- the document
 
@@ -434,6 +483,8 @@ struct Party {
     /// acts on the caller's own account.
     members: Vec<Member>,
     browser_id: String,
+    /// A group of the party's scope, whose members are the party's users.
+    group_id: String,
     audit_event_id: String,
 }
 
@@ -447,6 +498,7 @@ impl Party {
             Kind::TenantId => json!(self.tenant_id),
             Kind::UserId => json!(self.member(role).id),
             Kind::BrowserId => json!(self.browser_id),
+            Kind::GroupId => json!(self.group_id),
             Kind::TenantName => self.tenant_name.clone(),
             Kind::Username | Kind::SearchText => json!(self.member(role).username),
             Kind::AuditCursor => json!(self.audit_event_id),
@@ -587,6 +639,7 @@ fn secrets_of(parties: &[&Party], emails: &[String], events: &[String], host_adm
             out.insert(p.tenant_id.clone());
         }
         out.insert(p.browser_id.clone());
+        out.insert(p.group_id.clone());
         out.extend(p.members.iter().map(|m| m.id.clone()).filter(|id| id != host_admin_id));
     }
     out
@@ -598,6 +651,23 @@ fn leaks(resp: &Resp, secrets: &BTreeSet<String>) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------- setup
+
+/// A group "staff" of a scope (`None`: the host) with the given members, made by the host
+/// admin; returns its id.
+async fn staff_group(app: &TestApp, tenant_id: Option<&str>, members: &[&str]) -> String {
+    let path = match tenant_id {
+        Some(t) => format!("/api/tenants/{t}/groups"),
+        None => "/api/host/groups".to_owned(),
+    };
+    let g = app.post_json(&path, &json!({ "name": "staff" })).await.assert_status(StatusCode::CREATED).json();
+    let id = g["id"].as_str().expect("id").to_owned();
+    for user in members {
+        app.post_json(&format!("/api/groups/{id}/members"), &json!({ "user_id": user }))
+            .await
+            .assert_status(StatusCode::OK);
+    }
+    id
+}
 
 /// A user who signs in with password and authenticator and has this browser
 /// remembered: returns the signed-in client, the authenticator secret and the browser id.
@@ -649,6 +719,8 @@ async fn snapshot(app: &TestApp, b: &Party, witnesses: &[(String, Client)]) -> B
         ("host settings", "/api/host/settings".to_owned()),
         ("users of B", format!("/api/tenants/{}/users?per_page=100", b.tenant_id)),
         ("host users", "/api/host/users?per_page=100".to_owned()),
+        ("groups of B", format!("/api/tenants/{}/groups", b.tenant_id)),
+        ("host groups", "/api/host/groups".to_owned()),
     ] {
         s.insert(label.to_owned(), app.get(&path).await.assert_status(StatusCode::OK).json());
     }
@@ -661,6 +733,14 @@ async fn snapshot(app: &TestApp, b: &Party, witnesses: &[(String, Client)]) -> B
     for id in ids {
         let resp = app.get(&format!("/api/users/{id}/policy")).await.assert_status(StatusCode::OK);
         s.insert(format!("policy of {id}"), resp.json());
+    }
+    for (scope, key) in [("groups of B", "members of B's groups"), ("host groups", "members of host groups")] {
+        let mut members = Vec::new();
+        for g in s[scope].as_array().expect("groups") {
+            let id = g["id"].as_str().expect("id");
+            members.push(app.get(&format!("/api/groups/{id}/members")).await.assert_status(StatusCode::OK).json());
+        }
+        s.insert(key.to_owned(), Value::Array(members));
     }
     for (scope, key) in [(b.tenant_id.as_str(), "audit of B"), ("host", "audit of the host")] {
         let page =
@@ -771,6 +851,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
             member(Role::WithFactor, &a_factor),
         ],
         browser_id: caller_browser,
+        group_id: staff_group(&app, Some(&ta.id), &[&a_admin2.id, &a_plain.id, &a_factor.id]).await,
         audit_event_id: latest_event(&app, &ta.id).await,
     };
     let b = Party {
@@ -783,14 +864,19 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
             member(Role::WithFactor, &b_factor),
         ],
         browser_id: b_browser,
+        group_id: staff_group(&app, Some(&tb.id), &[&b_admin_user.id, &b_plain.id, &b_factor.id]).await,
         audit_event_id: latest_event(&app, &tb.id).await,
     };
+    let host_ids: Vec<String> = host_members.iter().map(|m| m.id.clone()).collect();
+    let host_ids: Vec<&str> = host_ids.iter().map(String::as_str).collect();
+    let host_group = staff_group(&app, None, &host_ids).await;
     let host = Party {
         label: "host",
         tenant_id: "host".to_owned(),
         tenant_name: Value::Null,
         members: host_members,
         browser_id: host_browser,
+        group_id: host_group,
         audit_event_id: latest_event(&app, "host").await,
     };
     outlast_reauthentication(&app);
@@ -924,7 +1010,12 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         }
     };
     // Tenant and own-account controls first: the host's (a new ceiling for A) come last.
-    controls.sort_by_key(|(op, _)| op.class == Class::Host);
+    // Deleting a tenant object comes after every other use of it, the deepest path first
+    // (a group's member before the group).
+    controls.sort_by_key(|(op, _)| {
+        let deletes = op.class == Class::Tenant && op.method == Method::DELETE;
+        (op.class == Class::Host, deletes, std::cmp::Reverse(if deletes { op.path.len() } else { 0 }))
+    });
     let mut seen = BTreeSet::new();
     let mut summary = Vec::new();
     for (op, role) in controls {

@@ -18,6 +18,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod errors;
+mod groups;
 mod headers;
 mod health;
 mod housekeeping;

@@ -1,0 +1,350 @@
+//! Groups with 2FA rules (DESIGN.md section 5) through the HTTP API: resolution with
+//! groups wherever the effective policy shows (policy view, sign-in, user list), the
+//! impact preview of rule and membership changes, the adoption view and its CSV, the
+//! what-if of a user's next sign-in, and who may manage which groups.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::flows::{admin_app, create_user, now_ms, password_step, set_tenant_settings};
+use crate::helpers::{Options, PASSWORD, TestApp};
+
+async fn sql(app: &TestApp, query: &'static str, user_id: &str) {
+    sqlx::query(query).bind(user_id).execute(&app.running.state.db().pool).await.expect("update users");
+}
+
+/// Locks second-factor sign-in for a day, straight in storage.
+async fn lock(app: &TestApp, user_id: &str) {
+    sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
+        .bind(now_ms(app) + 86_400_000)
+        .bind(user_id)
+        .execute(&app.running.state.db().pool)
+        .await
+        .expect("update users");
+}
+
+/// An authenticator straight in storage: the adoption view and the policy only ask
+/// whether one exists.
+async fn give_authenticator(app: &TestApp, user_id: &str) {
+    sql(app, "UPDATE users SET has_authenticator = 1 WHERE id = $1", user_id).await;
+}
+
+async fn create_group(app: &TestApp, scope: &str, body: Value) -> Value {
+    app.post_json(&format!("{scope}/groups"), &body).await.assert_status(StatusCode::CREATED).json()
+}
+
+async fn add_member(app: &TestApp, group: &str, user: &str) {
+    app.post_json(&format!("/api/groups/{group}/members"), &json!({ "user_id": user }))
+        .await
+        .assert_status(StatusCode::OK);
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_owned()
+}
+
+/// A tenant "acme" with alice (no factor), bob (a confirmed email) and carol (an
+/// authenticator), and the path prefix of the tenant.
+async fn acme(app: &TestApp) -> (String, [String; 3]) {
+    let t = app.create_tenant("acme").await;
+    let alice = create_user(app, &t.id, "alice", None).await;
+    let bob = create_user(app, &t.id, "bob", Some("bob@acme.test")).await;
+    app.give_factor(&bob.id).await;
+    let carol = create_user(app, &t.id, "carol", None).await;
+    give_authenticator(app, &carol.id).await;
+    (format!("/api/tenants/{}", t.id), [alice.id, bob.id, carol.id])
+}
+
+fn dev() -> Options {
+    // Email codes need a sender to be offered at all.
+    Options { dev_senders: true, ..Options::default() }
+}
+
+#[tokio::test]
+async fn a_requiring_group_decides_names_itself_and_fixes_the_switch() {
+    let app = admin_app(dev()).await;
+    let (scope, [alice, bob, _]) = acme(&app).await;
+    let finance =
+        create_group(&app, &scope, json!({ "name": "Finance", "rule": { "require_two_factor": true } })).await;
+    assert_eq!(finance["rule"], json!({ "require_two_factor": true, "min_strength": null }));
+    let g = id(&finance);
+
+    // Adding alice would make her enrol; the preview says so and saves nothing.
+    let preview = app
+        .post_json(&format!("/api/groups/{g}/members/preview"), &json!({ "user_id": alice, "member": true }))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(preview["newly_required"], 1, "{preview}");
+    assert_eq!(preview["newly_required_without_factor"], 1, "{preview}");
+    assert_eq!(app.policy(&alice).await["required"], false);
+
+    add_member(&app, &g, &alice).await;
+    add_member(&app, &g, &bob).await;
+    let p = app.policy(&alice).await;
+    assert_eq!(p["required"], true, "{p}");
+    assert_eq!(p["decided_by"], "group");
+    assert_eq!(p["decided_by_group"], json!({ "id": g, "name": "Finance" }));
+    assert_eq!(p["user_can_change"], false);
+    assert_eq!(p["admin_can_override"], false);
+    assert_eq!(p["group_rules"][0]["name"], "Finance");
+    let trace = p["trace"].to_string();
+    assert!(trace.contains("Group \\\"Finance\\\" requires a second factor"), "{trace}");
+    assert_eq!(p["summary"], "Your group \"Finance\" requires two-factor sign-in.");
+
+    // Neither the admin nor the user may set a switch that does not decide.
+    let refused = app.set_two_factor(&alice, true).await.assert_error(StatusCode::CONFLICT, "not_optional");
+    assert!(refused["message"].as_str().unwrap().contains("Finance"), "{refused}");
+
+    // The sign-in follows: alice must enrol, bob is asked for his email code.
+    password_step(&app.new_client(), "acme", "alice", "requires_enrollment").await;
+    let body = password_step(&app.new_client(), "acme", "bob", "requires_two_factor").await;
+    assert_eq!(body["providers"][0]["provider"], "email", "{body}");
+
+    // Leaving the group gives the decision back to the switch.
+    app.delete(&format!("/api/groups/{g}/members/{alice}")).await.assert_status(StatusCode::NO_CONTENT);
+    assert_eq!(app.policy(&alice).await["decided_by"], "user");
+    password_step(&app.new_client(), "acme", "alice", "signed_in").await;
+}
+
+#[tokio::test]
+async fn disabled_is_never_overridden_and_the_trace_says_by_whom() {
+    let app = admin_app(Options::default()).await;
+    let (scope, [alice, ..]) = acme(&app).await;
+    let tenant_id = scope.trim_start_matches("/api/tenants/").to_owned();
+    let g = id(&create_group(&app, &scope, json!({ "name": "Admins", "rule": { "require_two_factor": true } })).await);
+    add_member(&app, &g, &alice).await;
+
+    set_tenant_settings(&app, &tenant_id, json!({ "behaviour": "disabled" })).await;
+    let p = app.policy(&alice).await;
+    assert_eq!(p["required"], false, "{p}");
+    assert_eq!(p["decided_by"], "tenant_settings");
+    let trace = p["trace"].to_string();
+    assert!(trace.contains("disabled by the tenant's settings, which overrides the group's rule"), "{trace}");
+    password_step(&app.new_client(), "acme", "alice", "signed_in").await;
+
+    // A forced ceiling keeps the decision; the group is still listed as consulted.
+    app.set_feature(&tenant_id, "forced").await;
+    let p = app.policy(&alice).await;
+    assert_eq!((p["required"].clone(), p["decided_by"].clone()), (json!(true), json!("tenant_feature")), "{p}");
+    assert!(p["trace"].to_string().contains("already forced by the host's ceiling"), "{p}");
+}
+
+#[tokio::test]
+async fn a_required_strength_hides_weaker_factors_and_the_preview_counts_them() {
+    let app = admin_app(dev()).await;
+    let (scope, [alice, bob, carol]) = acme(&app).await;
+    let g = id(&create_group(&app, &scope, json!({ "name": "Treasury" })).await);
+    for u in [&alice, &bob, &carol] {
+        add_member(&app, &g, u).await;
+    }
+    let rule = json!({ "require_two_factor": true, "min_strength": "app" });
+    let preview = app
+        .post_json(&format!("/api/groups/{g}/preview"), &json!({ "rule": rule }))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(preview["users_in_scope"], 3, "{preview}");
+    assert_eq!(preview["newly_required"], 3, "{preview}");
+    assert_eq!(preview["newly_required_without_factor"], 1, "{preview}");
+    // alice has nothing, bob only an emailed code.
+    assert_eq!(preview["newly_required_without_strength"], 2, "{preview}");
+
+    app.put_json(&format!("/api/groups/{g}"), &json!({ "name": "Treasury", "rule": rule }))
+        .await
+        .assert_status(StatusCode::OK);
+    let p = app.policy(&bob).await;
+    assert_eq!(p["required_strength"], "app", "{p}");
+    assert_eq!(p["allowed_providers"], json!({ "authenticator": true, "email": false, "sms": false }));
+    // Bob's email no longer counts: he must enrol an authenticator.
+    let body = password_step(&app.new_client(), "acme", "bob", "requires_enrollment").await;
+    assert_eq!(body["enrollable"], json!(["authenticator"]), "{body}");
+    let what = app.get(&format!("/api/users/{bob}/what-if")).await.assert_status(StatusCode::OK).json();
+    assert_eq!(what["status"], "requires_enrollment", "{what}");
+
+    // A strength no provider of the scope reaches would lock members out.
+    let pr = json!({ "name": "Keys", "rule": { "min_strength": "phishing_resistant" } });
+    let e = app.post_json(&format!("{scope}/groups"), &pr).await.assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(e["field"], "rule.min_strength");
+}
+
+#[tokio::test]
+async fn groups_are_named_once_per_scope_renamed_deleted_and_audited() {
+    let app = admin_app(Options::default()).await;
+    let (scope, [alice, ..]) = acme(&app).await;
+    let g = id(&create_group(&app, &scope, json!({ "name": "  Finance   team " })).await);
+    assert_eq!(app.get(&format!("/api/groups/{g}")).await.assert_status(StatusCode::OK).json()["name"], "Finance team");
+    app.post_json(&format!("{scope}/groups"), &json!({ "name": "FINANCE TEAM" }))
+        .await
+        .assert_error(StatusCode::CONFLICT, "name_taken");
+    // The same name in the host scope is another group.
+    create_group(&app, "/api/host", json!({ "name": "Finance team" })).await;
+    for bad in ["", "   ", "a\u{7}b"] {
+        app.post_json(&format!("{scope}/groups"), &json!({ "name": bad }))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+    }
+
+    add_member(&app, &g, &alice).await;
+    add_member(&app, &g, &alice).await;
+    let members = app.get(&format!("/api/groups/{g}/members")).await.assert_status(StatusCode::OK).json();
+    assert_eq!(members, json!([{ "user_id": alice, "username": "alice" }]));
+    let renamed = app
+        .put_json(&format!("/api/groups/{g}"), &json!({ "name": "Payroll", "rule": { "require_two_factor": true } }))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!((renamed["name"].clone(), renamed["member_count"].clone()), (json!("Payroll"), json!(1)));
+    let list = app.get(&format!("{scope}/groups")).await.assert_status(StatusCode::OK).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    app.delete(&format!("/api/groups/{g}")).await.assert_status(StatusCode::NO_CONTENT);
+    app.get(&format!("/api/groups/{g}")).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(app.policy(&alice).await["decided_by"], "user");
+
+    let tenant_id = scope.trim_start_matches("/api/tenants/");
+    let actions: Vec<String> = app
+        .audit(&format!("&tenant_id={tenant_id}"))
+        .await
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .filter(|a| a.starts_with("group."))
+        .collect();
+    // Newest first; the second add changed nothing and left no event.
+    assert_eq!(actions, ["group.deleted", "group.updated", "group.member_added", "group.created"]);
+}
+
+#[tokio::test]
+async fn members_come_from_the_group_scope_and_tenant_admins_manage_their_own_groups_only() {
+    let app = admin_app(Options::default()).await;
+    let (scope, [alice, ..]) = acme(&app).await;
+    let g = id(&create_group(&app, &scope, json!({ "name": "Ops" })).await);
+    let (other, other_admin, other_client) = app.tenant_with_admin("globex", "boss").await;
+    let host_user = app.create_host_user("hostie", PASSWORD).await;
+    for stranger in [&other_admin.id, &host_user.id] {
+        app.post_json(&format!("/api/groups/{g}/members"), &json!({ "user_id": stranger }))
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found");
+    }
+
+    // globex's admin: their own groups yes, acme's and the host's no.
+    let own = format!("/api/tenants/{}/groups", other.id);
+    let made = other_client.post_json(&own, &json!({ "name": "Ops" })).await.assert_status(StatusCode::CREATED).json();
+    other_client
+        .post_json(&format!("/api/groups/{}/members", id(&made)), &json!({ "user_id": other_admin.id }))
+        .await
+        .assert_status(StatusCode::OK);
+    other_client.get(&format!("/api/groups/{g}")).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    other_client.delete(&format!("/api/groups/{g}")).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    other_client
+        .post_json(&format!("/api/groups/{g}/members"), &json!({ "user_id": alice }))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    other_client.get(&format!("{scope}/groups")).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    other_client.get("/api/host/groups").await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    other_client.get(&format!("{scope}/adoption")).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    other_client.get(&format!("/api/users/{alice}/what-if")).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(app.get(&format!("/api/groups/{g}/members")).await.json(), json!([]));
+}
+
+#[tokio::test]
+async fn the_adoption_view_counts_filters_and_exports() {
+    let app = admin_app(dev()).await;
+    let (scope, [alice, bob, carol]) = acme(&app).await;
+    let g = id(&create_group(&app, &scope, json!({ "name": "Finance", "rule": { "require_two_factor": true } })).await);
+    add_member(&app, &g, &alice).await;
+    add_member(&app, &g, &bob).await;
+    // carol signs in (nothing required of her) and is then locked until an admin unlocks.
+    password_step(&app.new_client(), "acme", "carol", "signed_in").await;
+    lock(&app, &carol).await;
+
+    let a = app.get(&format!("{scope}/adoption")).await.assert_status(StatusCode::OK).json();
+    assert_eq!(
+        a["totals"],
+        json!({ "users": 3, "with_factor": 2, "with_app_or_stronger": 1, "required": 2, "required_not_ready": 1, "locked": 1 }),
+        "{a}"
+    );
+    let rows = a["users"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alice", "bob", "carol"]);
+    assert_eq!(rows[0]["policy"]["decided_by_group"]["name"], "Finance");
+    assert_eq!(rows[0]["policy"]["ready"], false);
+    assert_eq!(rows[1]["factors"], json!([{ "provider": "email", "strength": "out_of_band" }]));
+    assert_eq!(rows[1]["policy"]["ready"], true);
+    assert_eq!(rows[2]["last_sign_in_factor"], "password");
+    assert!(rows[2]["last_sign_in_at"].is_string(), "{}", rows[2]);
+    assert_eq!(rows[2]["lock"]["locked"], true);
+    assert_eq!(rows[1]["last_sign_in_at"], Value::Null);
+
+    let only = |q: &str| {
+        let app = &app;
+        let path = format!("{scope}/adoption?{q}");
+        async move {
+            let v = app.get(&path).await.assert_status(StatusCode::OK).json();
+            v["users"].as_array().unwrap().iter().map(|r| r["user_id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(only("ready=false").await, [alice.as_str()]);
+    assert_eq!(only("required=true&ready=true").await, [bob.as_str()]);
+    assert_eq!(only("locked=true").await, [carol.as_str()]);
+    assert_eq!(only("q=BO").await, [bob.as_str()]);
+    app.get(&format!("{scope}/adoption?colour=red")).await.assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+
+    let csv = app.get(&format!("{scope}/adoption.csv?required=true")).await.assert_status(StatusCode::OK);
+    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"), "{:?}", csv.headers);
+    let text = csv.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("username,user_id,required,decided_by,decided_by_group"), "{text}");
+    assert!(lines[1].starts_with(&format!("alice,{alice},true,group,Finance,out_of_band,false,")), "{text}");
+}
+
+#[tokio::test]
+async fn what_if_tells_the_next_sign_in_without_signing_in() {
+    let app = admin_app(dev()).await;
+    let (scope, [alice, bob, carol]) = acme(&app).await;
+    let g = id(&create_group(&app, &scope, json!({ "name": "Finance", "rule": { "require_two_factor": true } })).await);
+    add_member(&app, &g, &alice).await;
+    add_member(&app, &g, &bob).await;
+    let before = app.audit("").await.len();
+
+    let what = |u: String| {
+        let app = &app;
+        async move { app.get(&format!("/api/users/{u}/what-if")).await.assert_status(StatusCode::OK).json() }
+    };
+    let a = what(alice.clone()).await;
+    assert_eq!(a["status"], "requires_enrollment", "{a}");
+    assert!(a["enrollable"].as_array().unwrap().contains(&json!("authenticator")), "{a}");
+    assert_eq!(a["policy"]["decided_by"], "group");
+    assert!(a["policy"]["trace"].to_string().contains("Finance"), "{a}");
+    let b = what(bob.clone()).await;
+    assert_eq!(b["status"], "requires_two_factor", "{b}");
+    assert_eq!(b["providers"][0]["provider"], "email");
+    assert_eq!(what(carol.clone()).await["status"], "signed_in");
+
+    // Nothing happened: no audit event, no sign-in recorded, no enrolment clock started.
+    assert_eq!(app.audit("").await.len(), before);
+    let adoption = app.get(&format!("{scope}/adoption")).await.json();
+    assert!(adoption["users"].as_array().unwrap().iter().all(|r| r["last_sign_in_at"].is_null()), "{adoption}");
+}
+
+#[tokio::test]
+async fn the_user_list_shows_what_is_required_by_whom_factors_and_lock() {
+    let app = admin_app(Options::default()).await;
+    let (scope, [alice, bob, carol]) = acme(&app).await;
+    let g = id(&create_group(&app, &scope, json!({ "name": "Finance", "rule": { "require_two_factor": true } })).await);
+    add_member(&app, &g, &alice).await;
+    lock(&app, &carol).await;
+    let page = app.get(&format!("{scope}/users")).await.assert_status(StatusCode::OK).json();
+    let by = |uid: &str| page["items"].as_array().unwrap().iter().find(|u| u["id"] == uid).cloned().unwrap();
+    let a = by(&alice);
+    assert_eq!(a["policy"]["required"], true, "{a}");
+    assert_eq!(a["policy"]["decided_by_group"]["name"], "Finance");
+    assert_eq!(a["factors"], json!([]));
+    let b = by(&bob);
+    assert_eq!((b["policy"]["required"].clone(), b["policy"]["decided_by"].clone()), (json!(false), json!("user")));
+    assert_eq!(b["factors"], json!([{ "provider": "email", "strength": "out_of_band" }]));
+    let c = by(&carol);
+    assert_eq!(c["lock"]["locked"], true, "{c}");
+    assert_eq!(c["factors"], json!([{ "provider": "authenticator", "strength": "app" }]));
+}

@@ -11,7 +11,7 @@ use leptos_router::path;
 use crate::api;
 use crate::ids;
 use crate::model::{self, AdminScope};
-use crate::pages::{account, audit, settings, signin, tenants, users};
+use crate::pages::{account, adoption, audit, groups, settings, signin, tenants, users};
 use crate::session::{Session, use_session};
 
 #[component]
@@ -41,6 +41,14 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=path!("/users")
                         view=|| view! { <RequireAdmin page=|scope| view! { <users::Users scope /> }.into_any() /> }
+                    />
+                    <Route
+                        path=path!("/groups")
+                        view=|| view! { <RequireAdmin page=|scope| view! { <groups::Groups scope /> }.into_any() /> }
+                    />
+                    <Route
+                        path=path!("/adoption")
+                        view=|| view! { <RequireAdmin page=|scope| view! { <adoption::Adoption scope /> }.into_any() /> }
                     />
                     <Route
                         path=path!("/audit")

@@ -16,6 +16,8 @@ pub const NAV_SETTINGS: &str = "nav-settings";
 pub const NAV_TENANTS: &str = "nav-tenants";
 pub const NAV_USERS: &str = "nav-users";
 pub const NAV_AUDIT: &str = "nav-audit";
+pub const NAV_GROUPS: &str = "nav-groups";
+pub const NAV_ADOPTION: &str = "nav-adoption";
 /// The signed-in user's name (and tenant) in the header.
 pub const NAV_USER: &str = "nav-user";
 pub const SIGN_OUT: &str = "sign-out";
@@ -232,3 +234,48 @@ pub const AUDIT_LIST: &str = "audit";
 pub const AUDIT_ITEM: &str = "audit-item";
 pub const AUDIT_OLDER: &str = "audit-older";
 pub const AUDIT_ERROR: &str = "audit-error";
+
+// ---- Users: effective policy, factors and lock in the list; what-if in the panel ----
+/// The cell saying whether 2FA is required and what decided it.
+pub const USER_REQUIRED: &str = "user-required";
+pub const USER_FACTORS: &str = "user-factors";
+/// Shown beside the name of a locked user only.
+pub const USER_LOCKED: &str = "user-locked";
+pub const USER_WHAT_IF: &str = "user-what-if";
+pub const USER_WHAT_IF_RESULT: &str = "user-what-if-result";
+
+// ---- Groups ----
+pub const GROUP_CREATE_NAME: &str = "group-create-name";
+pub const GROUP_CREATE_REQUIRE: &str = "group-create-require";
+pub const GROUP_CREATE_STRENGTH: &str = "group-create-strength";
+pub const GROUP_CREATE_SUBMIT: &str = "group-create-submit";
+pub const GROUPS_LIST: &str = "groups-list";
+/// data-test of a group's row (with data-id and data-name), its button and its panel.
+pub const GROUP_ROW: &str = "group-row";
+pub const GROUP_OPEN: &str = "group-open";
+pub const GROUP_PANEL: &str = "group-panel";
+/// data-test values inside a group's panel.
+pub const GROUP_NAME: &str = "group-name";
+pub const GROUP_REQUIRE: &str = "group-require";
+pub const GROUP_STRENGTH: &str = "group-strength";
+pub const GROUP_PREVIEW: &str = "group-preview";
+pub const GROUP_SAVE: &str = "group-save";
+pub const GROUP_DELETE: &str = "group-delete";
+pub const GROUP_MEMBER_SELECT: &str = "group-member-select";
+pub const GROUP_MEMBER_ADD: &str = "group-member-add";
+pub const GROUP_MEMBER: &str = "group-member";
+pub const GROUP_MEMBER_REMOVE: &str = "group-member-remove";
+/// The impact of a proposed rule or membership, in words.
+pub const GROUP_IMPACT: &str = "group-impact";
+pub const GROUP_NOTICE: &str = "group-notice";
+
+// ---- Adoption ----
+pub const ADOPTION_TOTALS: &str = "adoption-totals";
+pub const ADOPTION_FILTER_REQUIRED: &str = "adoption-filter-required";
+pub const ADOPTION_FILTER_READY: &str = "adoption-filter-ready";
+pub const ADOPTION_FILTER_LOCKED: &str = "adoption-filter-locked";
+pub const ADOPTION_SEARCH: &str = "adoption-search";
+pub const ADOPTION_TABLE: &str = "adoption-table";
+/// data-test of a user's row (with data-name).
+pub const ADOPTION_ROW: &str = "adoption-row";
+pub const ADOPTION_CSV: &str = "adoption-csv";

@@ -21,6 +21,15 @@ pub enum AdminScope {
 }
 
 impl AdminScope {
+    /// The API path of the scope: `/api/host` or `/api/tenants/{id}`.
+    pub fn api_base(&self) -> String {
+        match self {
+            AdminScope::Host => "/api/host".to_owned(),
+            // Tenant ids are UUIDs: nothing in them needs escaping in a path.
+            AdminScope::Tenant { id, .. } => format!("/api/tenants/{id}"),
+        }
+    }
+
     /// The `tenant_id` to pass to `/api/audit`: the host admin sees every scope.
     pub fn audit_filter(&self) -> Option<&str> {
         match self {
@@ -56,6 +65,8 @@ pub enum Nav {
     Settings,
     Tenants,
     Users,
+    Groups,
+    Adoption,
     Audit,
 }
 
@@ -66,6 +77,8 @@ impl Nav {
             Nav::Settings => "/settings",
             Nav::Tenants => "/tenants",
             Nav::Users => "/users",
+            Nav::Groups => "/groups",
+            Nav::Adoption => "/adoption",
             Nav::Audit => "/audit",
         }
     }
@@ -76,6 +89,8 @@ impl Nav {
             Nav::Settings => "Settings",
             Nav::Tenants => "Tenants",
             Nav::Users => "Users",
+            Nav::Groups => "Groups",
+            Nav::Adoption => "Adoption",
             Nav::Audit => "Audit",
         }
     }
@@ -87,6 +102,8 @@ impl Nav {
             Nav::Settings => ids::NAV_SETTINGS,
             Nav::Tenants => ids::NAV_TENANTS,
             Nav::Users => ids::NAV_USERS,
+            Nav::Groups => ids::NAV_GROUPS,
+            Nav::Adoption => ids::NAV_ADOPTION,
             Nav::Audit => ids::NAV_AUDIT,
         }
     }
@@ -97,8 +114,12 @@ impl Nav {
 pub fn nav_for(u: &CurrentUser) -> Vec<Nav> {
     match admin_scope(u) {
         None => vec![Nav::Account],
-        Some(AdminScope::Host) => vec![Nav::Account, Nav::Settings, Nav::Tenants, Nav::Users, Nav::Audit],
-        Some(AdminScope::Tenant { .. }) => vec![Nav::Account, Nav::Settings, Nav::Users, Nav::Audit],
+        Some(AdminScope::Host) => {
+            vec![Nav::Account, Nav::Settings, Nav::Tenants, Nav::Users, Nav::Groups, Nav::Adoption, Nav::Audit]
+        }
+        Some(AdminScope::Tenant { .. }) => {
+            vec![Nav::Account, Nav::Settings, Nav::Users, Nav::Groups, Nav::Adoption, Nav::Audit]
+        }
     }
 }
 
@@ -128,6 +149,8 @@ pub fn page_title(path: &str) -> String {
         ["tenants"] => "Tenants",
         ["tenants", _, "users"] => "Tenant users",
         ["users"] => "Users",
+        ["groups"] => "Groups",
+        ["adoption"] => "Adoption",
         ["audit"] => "Audit trail",
         _ => "Page not found",
     };
@@ -239,9 +262,9 @@ mod tests {
     #[test]
     fn navigation_follows_roles() {
         assert_eq!(nav_for(&user(None, &[])), vec![Nav::Account]);
-        assert_eq!(nav_for(&user(None, &[("host_admin", None)])).len(), 5);
+        assert_eq!(nav_for(&user(None, &[("host_admin", None)])).len(), 7);
         let ta = user(Some("t1"), &[("tenant_admin", Some("t1"))]);
-        assert_eq!(nav_for(&ta), vec![Nav::Account, Nav::Settings, Nav::Users, Nav::Audit]);
+        assert_eq!(nav_for(&ta), vec![Nav::Account, Nav::Settings, Nav::Users, Nav::Groups, Nav::Adoption, Nav::Audit]);
         assert_eq!(admin_scope(&ta), Some(AdminScope::Tenant { id: "t1".to_owned(), name: Some("acme".to_owned()) }));
         assert_eq!(nav_for(&user(Some("t1"), &[("user", Some("t1"))])), vec![Nav::Account]);
     }
@@ -251,6 +274,8 @@ mod tests {
         assert_eq!(page_title("/"), "Twofold");
         assert_eq!(page_title("/sign-in"), "Sign in · Twofold");
         assert_eq!(page_title("/settings"), "Settings · Twofold");
+        assert_eq!(page_title("/groups"), "Groups · Twofold");
+        assert_eq!(page_title("/adoption"), "Adoption · Twofold");
         assert_eq!(page_title("/settings/"), "Settings · Twofold");
         assert_eq!(page_title("/tenants/t1/users"), "Tenant users · Twofold");
         assert_eq!(page_title("/audit"), "Audit trail · Twofold");

@@ -65,6 +65,62 @@ pub fn impact_sentence(p: &ImpactPreview) -> String {
     parts.join(" ")
 }
 
+/// What a factor strength means, for people.
+pub fn strength_label(s: twofold_policy::Strength) -> &'static str {
+    match s {
+        twofold_policy::Strength::OutOfBand => "any factor (email or SMS code included)",
+        twofold_policy::Strength::App => "an authenticator app or stronger",
+        twofold_policy::Strength::PhishingResistant => "a passkey",
+    }
+}
+
+/// A factor in a list: "authenticator (app)", "email (weaker)".
+pub fn factor_label(f: &twofold_policy::wire::FactorStrength) -> String {
+    let p = f.provider.as_str();
+    match f.strength {
+        twofold_policy::Strength::OutOfBand => format!("{p} (weaker)"),
+        twofold_policy::Strength::App => format!("{p} (app)"),
+        twofold_policy::Strength::PhishingResistant => format!("{p} (passkey)"),
+    }
+}
+
+/// Whether 2FA is required of a user and what decided it, in a few words for a table.
+pub fn requirement_label(p: &twofold_policy::wire::PolicyBrief) -> String {
+    use twofold_policy::DecidedBy as D;
+    let by = match (&p.decided_by_group, p.decided_by) {
+        (Some(g), _) => format!("group \"{}\"", g.name),
+        (None, D::User) => "own switch".to_owned(),
+        (None, d) => decided_by_label(d).to_owned(),
+    };
+    if p.required { format!("Required · {by}") } else { format!("Not required · {by}") }
+}
+
+/// The line on top of the adoption view: "42 of 50 users have an authenticator or passkey".
+pub fn adoption_headline(t: &twofold_policy::wire::AdoptionTotals) -> String {
+    let mut out = format!(
+        "{} of {} {} an authenticator or passkey; {} {} some second factor.",
+        thousands(t.with_app_or_stronger),
+        count(t.users, "user", "users"),
+        if t.with_app_or_stronger == 1 { "has" } else { "have" },
+        thousands(t.with_factor),
+        if t.with_factor == 1 { "has" } else { "have" },
+    );
+    out.push_str(&format!(" {} asked for a second factor", count_verb(t.required, "is", "are")));
+    if t.required_not_ready > 0 {
+        out.push_str(&format!(
+            "; {} of them {} no factor the policy accepts and will have to enrol.",
+            thousands(t.required_not_ready),
+            if t.required_not_ready == 1 { "has" } else { "have" }
+        ));
+    } else {
+        out.push('.');
+    }
+    if t.locked > 0 {
+        out.push_str(&format!(" {} locked.", count_verb(t.locked, "is", "are")));
+    }
+    out
+}
+
 /// "1 user has", "3 users have".
 fn count_verb(n: u64, one: &str, many: &str) -> String {
     format!("{} {}", count(n, "user", "users"), if n == 1 { one } else { many })
@@ -482,6 +538,22 @@ mod tests {
         let s = impact_sentence(&stronger);
         assert!(s.contains("2 users have only a weaker factor"), "{s}");
         assert!(s.contains("1 user is already asked for 2FA but has no factor of the newly required strength"), "{s}");
+    }
+
+    #[test]
+    fn the_adoption_headline_reads_like_the_issue() {
+        let t = twofold_policy::wire::AdoptionTotals {
+            users: 50,
+            with_factor: 45,
+            with_app_or_stronger: 42,
+            required: 12,
+            required_not_ready: 3,
+            locked: 1,
+        };
+        assert_eq!(
+            adoption_headline(&t),
+            "42 of 50 users have an authenticator or passkey; 45 have some second factor. 12 users are asked for a second factor; 3 of them have no factor the policy accepts and will have to enrol. 1 user is locked."
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! codes: the sign-in machine and the account routes do that before calling.
 
 use base64::Engine;
-use twofold_policy::Behaviour;
 use twofold_policy::wire::AuthenticatorEnrollment;
+use twofold_policy::{Behaviour, DecidedBy, EffectivePolicy};
 
 use crate::app::AppState;
 use crate::auth;
@@ -126,14 +126,15 @@ pub async fn add(
     Ok(codes)
 }
 
-/// Refuses to remove the last factor while 2FA is forced: the user could no longer
-/// sign in.
-pub fn ensure_not_last(user: &UserRow, behaviour: Behaviour, removing: FactorKind) -> AppResult<()> {
+/// Refuses to remove the last factor while 2FA is required by anything but the user's
+/// own switch (a forced scope, a group's rule): the user could no longer sign in.
+pub fn ensure_not_last(user: &UserRow, policy: &EffectivePolicy, removing: FactorKind) -> AppResult<()> {
     let remaining = [FactorKind::Authenticator, FactorKind::Email, FactorKind::Phone]
         .into_iter()
         .filter(|k| *k != removing && k.held_by(user))
         .count();
-    if behaviour == Behaviour::Forced && remaining == 0 {
+    let imposed = policy.behaviour == Behaviour::Forced || (policy.required && policy.decided_by == DecidedBy::Group);
+    if imposed && remaining == 0 {
         return Err(AppError::conflict(
             ErrorCode::LastFactor,
             "two-factor sign-in is required, so your last factor cannot be removed",

@@ -280,7 +280,7 @@ async fn confirm_factor(
 /// Removes a factor after the usual checks: fresh, present, never the last under forced.
 async fn remove_factor(state: &AppState, who: &Authenticated, factor: FactorKind) -> AppResult<()> {
     let policy = effective_policy(state, &who.user).await?;
-    lifecycle::ensure_not_last(&who.user, policy.behaviour, factor)?;
+    lifecycle::ensure_not_last(&who.user, &policy, factor)?;
     lifecycle::remove(state, &who.user, factor, Some(&who.token_hash)).await
 }
 

@@ -1,7 +1,9 @@
 //! The screens, one module each.
 
 pub mod account;
+pub mod adoption;
 pub mod audit;
+pub mod groups;
 pub mod settings;
 pub mod signin;
 pub mod tenants;

@@ -7,12 +7,15 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
-use twofold_policy::wire::{AssignRole, CreateUser, EffectivePolicyView, SetTwoFactor, Tenant, User, UserPage};
+use twofold_policy::wire::{
+    AssignRole, CreateUser, EffectivePolicyView, SetTwoFactor, SignInStatus, Tenant, User, UserPage, WhatIf,
+};
 
 use super::tenants::search_debounce;
 use crate::api::{self, ApiError};
 use crate::ids;
 use crate::model::{AdminScope, ROLE_TENANT_ADMIN};
+use crate::text;
 use crate::widgets::{ErrorText, Loading, Notice, Pager, PolicyExplain};
 
 const PER_PAGE: u32 = 20;
@@ -156,8 +159,8 @@ fn UserList(base: String, tenant_id: Option<String>, heading: String, intro: Str
                                 <tr>
                                     <th scope="col">"User"</th>
                                     <th scope="col">"Email"</th>
-                                    <th scope="col">"Own switch"</th>
-                                    <th scope="col">"Second factor"</th>
+                                    <th scope="col">"Two-factor"</th>
+                                    <th scope="col">"Factors"</th>
                                     <th scope="col"><span class="sr-only">"Details"</span></th>
                                 </tr>
                             </thead>
@@ -209,21 +212,27 @@ fn UserRow(user: User, tenant_id: Option<String>) -> impl IntoView {
                     {move || is_admin().then(|| view! { " " <span class="tag">"tenant admin"</span> })}
                     {move || row.with(|u| u.roles.iter().any(|r| r.role == crate::model::ROLE_HOST_ADMIN))
                         .then(|| view! { " " <span class="tag">"host admin"</span> })}
+                    {move || row.with(|u| u.lock.locked)
+                        .then(|| view! { " " <span class="tag tag-warn" data-test=ids::USER_LOCKED>"locked"</span> })}
                 </td>
                 <td class="muted">{move || row.with(|u| u.email.clone().unwrap_or_else(|| "—".to_owned()))}</td>
-                <td>
-                    {move || if row.with(|u| u.two_factor_enabled) {
-                        view! { <span class="tag tag-ok">"On"</span> }.into_any()
-                    } else {
-                        view! { <span class="tag">"Off"</span> }.into_any()
-                    }}
+                <td data-test=ids::USER_REQUIRED>
+                    {move || row.with(|u| {
+                        let label = text::requirement_label(&u.policy);
+                        let class = if u.policy.required { "tag tag-ok" } else { "tag" };
+                        let must_enrol = u.policy.required && !u.policy.ready;
+                        view! {
+                            <span class=class>{label}</span>
+                            {must_enrol.then(|| view! { " " <span class="tag tag-warn">"must enrol"</span> })}
+                        }
+                    })}
                 </td>
-                <td>
-                    {move || if row.with(|u| u.has_factor) {
-                        view! { <span class="tag tag-ok">"Has a factor"</span> }.into_any()
-                    } else {
+                <td data-test=ids::USER_FACTORS>
+                    {move || row.with(|u| if u.factors.is_empty() {
                         view! { <span class="tag tag-warn">"None yet"</span> }.into_any()
-                    }}
+                    } else {
+                        u.factors.iter().map(|f| view! { <span class="tag">{text::factor_label(f)}</span> " " }).collect_view().into_any()
+                    })}
                 </td>
                 <td class="row-actions">
                     <button
@@ -374,6 +383,17 @@ fn UserPanel(
         }
     });
     let switch_id = format!("user-2fa-{user_id}");
+    let what = RwSignal::new(None::<WhatIf>);
+    let what_url = format!("/api/users/{enc_id}/what-if");
+    let what_if = move |_| {
+        let url = what_url.clone();
+        spawn_local(async move {
+            match api::get::<WhatIf>(&url).await {
+                Ok(w) => what.set(Some(w)),
+                Err(e) => err.set(Some(e.text())),
+            }
+        });
+    };
 
     view! {
         <div class="panel">
@@ -381,6 +401,10 @@ fn UserPanel(
                 None => view! { <Loading what="the policy" /> }.into_any(),
                 Some(p) => {
                     let can = p.admin_can_override;
+                    let why = match &p.decided_by_group {
+                        Some(g) => format!("The group \"{}\" requires a second factor of this user, so their switch has no effect and cannot be set.", g.name),
+                        None => "The behaviour is not optional here, so the user's switch has no effect and cannot be set.".to_owned(),
+                    };
                     let switch_id = switch_id.clone();
                     view! {
                         <PolicyExplain policy=p summary_test=ids::USER_POLICY_SUMMARY trace_test=ids::USER_POLICY_TRACE for_admin=true />
@@ -403,20 +427,24 @@ fn UserPanel(
                             }
                             .into_any()
                         } else {
-                            view! {
-                                <p class="muted small">"The behaviour is not optional here, so the user's switch has no effect and cannot be set."</p>
-                            }
-                            .into_any()
+                            view! { <p class="muted small">{why}</p> }.into_any()
                         }}
                     }
                     .into_any()
                 }
             }}
             <div class="actions wrap">
-                <button type="button" class="btn btn-small" data-test=ids::USER_UNLOCK disabled=move || busy.get()
-                    on:click=move |_| act("unlock", "The user can try second factors again.")>
-                    "Unlock"
+                <button type="button" class="btn btn-small" data-test=ids::USER_WHAT_IF disabled=move || busy.get()
+                    on:click=what_if>
+                    "What would the next sign-in ask?"
                 </button>
+                // Unlocking is only offered to a locked user: for anyone else it would do nothing.
+                <Show when=move || row.with(|u| u.lock.locked)>
+                    <button type="button" class="btn btn-small" data-test=ids::USER_UNLOCK disabled=move || busy.get()
+                        on:click=move |_| act("unlock", "The user can try second factors again.")>
+                        "Unlock"
+                    </button>
+                </Show>
                 <button type="button" class="btn btn-small" data-test=ids::USER_END_SESSIONS disabled=move || busy.get()
                     on:click=move |_| act("end-sessions", "Every session of this user has ended.")>
                     "End sessions"
@@ -440,6 +468,7 @@ fn UserPanel(
                     "Reset second factors…"
                 </button>
             </div>
+            {move || what.get().map(|w| view! { <WhatIfResult what=w /> })}
             <Show when=move || confirm_reset.get()>
                 <div class="confirm" role="group" aria-label="Confirm reset">
                     <p>
@@ -462,6 +491,44 @@ fn UserPanel(
             </Show>
             <ErrorText msg=err />
             <Notice msg=notice test=ids::USER_NOTICE />
+        </div>
+    }
+}
+
+/// What the user's next sign-in would ask for, from the what-if endpoint.
+#[component]
+fn WhatIfResult(what: WhatIf) -> impl IntoView {
+    let providers: Vec<String> = what.providers.iter().map(|p| p.provider.as_str().to_owned()).collect();
+    let enrollable: Vec<String> = what.enrollable.iter().map(|p| p.as_str().to_owned()).collect();
+    let headline = match what.status {
+        SignInStatus::SignedIn => {
+            "After the password, the user would be signed in: no second factor is asked.".to_owned()
+        }
+        SignInStatus::RequiresTwoFactor => format!(
+            "After the password, a second factor would be asked: {}{}.",
+            providers.join(", "),
+            if what.recovery_code_available { ", or a recovery code" } else { "" }
+        ),
+        SignInStatus::RequiresEnrollment => {
+            let mut s = format!(
+                "After the password, the user would have to enrol a factor first ({}).",
+                if enrollable.is_empty() { "none can be enrolled now".to_owned() } else { enrollable.join(", ") }
+            );
+            if let Some(until) = &what.grace_until {
+                s.push_str(&format!(" They may postpone until {until}."));
+            }
+            s
+        }
+    };
+    let locked = what.lock.locked.then(|| {
+        view! { <p class="warn">"Second-factor sign-in is locked for this user now; they would be refused until it is unlocked or the lock ends."</p> }
+    });
+    view! {
+        <div class="card" data-test=ids::USER_WHAT_IF_RESULT>
+            <p><strong>{headline}</strong></p>
+            {locked}
+            {what.remember_browser_allowed.then(|| view! { <p class="muted small">"A remembered browser would skip the second factor."</p> })}
+            <PolicyExplain policy=what.policy for_admin=true />
         </div>
     }
 }

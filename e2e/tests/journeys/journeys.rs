@@ -331,3 +331,93 @@ async fn the_browser_enforces_the_content_security_policy() {
     assert!(reported("inline style"), "the blocked style was not reported: {violations:?}");
     w.close().await;
 }
+
+/// Selects `value` in the `<select>` found by `css`.
+async fn choose(w: &World, css: &str, value: &str) {
+    let select = w.find(css).await;
+    if let Err(e) = select.select_by_value(value).await {
+        panic!("select {value} in {css}: {e}");
+    }
+}
+
+/// Journeys for groups (DESIGN.md section 5): a tenant admin creates a group that
+/// requires 2FA, previews and adds a member, sees the user list say that the group
+/// requires it, asks what the member's next sign-in would ask, and reads the adoption
+/// view with a filter; then the member signs in and is sent to enrolment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_adoption_and_what_if() {
+    let mut w = World::start("groups-adoption-what-if").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    let boss = api.user(&acme, "boss", PASSWORD, None).await;
+    api.ok(Method::POST, &format!("/api/tenants/{acme}/admins"), Some(serde_json::json!({"user_id": boss}))).await;
+    let alice = api.user(&acme, "alice", PASSWORD, None).await;
+    api.user(&acme, "bob", PASSWORD, Some("bob@example.test")).await;
+
+    password_step(&mut w, "acme", "boss", PASSWORD, "tenant-admin-sign-in").await;
+    w.by_id(ids::NAV_GROUPS).await;
+    w.click(ids::NAV_GROUPS).await;
+    w.wait_title("Groups · Twofold").await;
+    w.by_id(ids::GROUPS_LIST).await;
+    w.fill(ids::GROUP_CREATE_NAME, "Finance").await;
+    w.click(ids::GROUP_CREATE_REQUIRE).await;
+    w.shot("new-group").await;
+    w.click(ids::GROUP_CREATE_SUBMIT).await;
+    let row = format!("[data-test=\"{}\"][data-name=\"Finance\"]", ids::GROUP_ROW);
+    w.wait_text(&row, "2FA required").await;
+    w.shot("groups").await;
+    let open = w.find(&format!("{row} [data-test=\"{}\"]", ids::GROUP_OPEN)).await;
+    open.click().await.unwrap();
+    let panel = format!("[data-test=\"{}\"]", ids::GROUP_PANEL);
+    w.find(&panel).await;
+    choose(&w, &format!("{panel} [data-test=\"{}\"]", ids::GROUP_MEMBER_SELECT), &alice).await;
+    let impact = w.wait_text(&format!("[data-test=\"{}\"]", ids::GROUP_IMPACT), "require 2FA for 1 user").await;
+    assert!(impact.contains("no factor yet"), "{impact}");
+    w.shot("member-preview").await;
+    w.find(&format!("{panel} [data-test=\"{}\"]", ids::GROUP_MEMBER_ADD)).await.click().await.unwrap();
+    w.wait_text(&format!("[data-test=\"{}\"]", ids::GROUP_MEMBER), "alice").await;
+    w.shot("group-members").await;
+
+    // The user list says what is required of alice and what decided it.
+    w.click(ids::NAV_USERS).await;
+    w.wait_title("Users · Twofold").await;
+    let alice_row = format!("[data-test=\"{}\"][data-name=\"alice\"]", ids::USER_ROW);
+    let required = w.wait_text(&format!("{alice_row} [data-test=\"{}\"]", ids::USER_REQUIRED), "Finance").await;
+    assert!(required.contains("Required"), "{required}");
+    w.shot("users").await;
+    w.find(&format!("{alice_row} [data-test=\"{}\"]", ids::USER_DETAILS)).await.click().await.unwrap();
+    w.find(&format!("[data-test=\"{}\"]", ids::USER_POLICY_TRACE)).await;
+    // Not locked: nothing to unlock.
+    assert!(w.absent(&format!("[data-test=\"{}\"]", ids::USER_UNLOCK)).await, "Unlock is offered to an unlocked user");
+    w.by_test(ids::USER_WHAT_IF).await.click().await.unwrap();
+    let what = w.wait_text(&format!("[data-test=\"{}\"]", ids::USER_WHAT_IF_RESULT), "enrol").await;
+    assert!(what.contains("Finance"), "the what-if shows the trace naming the group: {what}");
+    w.shot("what-if").await;
+
+    // The adoption view: totals, then only those who would have to enrol.
+    w.click(ids::NAV_ADOPTION).await;
+    w.wait_title("Adoption · Twofold").await;
+    let totals = w.wait_text(&format!("#{}", ids::ADOPTION_TOTALS), "of 3 users").await;
+    assert!(totals.contains("1 user is asked for a second factor"), "{totals}");
+    w.shot("adoption").await;
+    choose(&w, &format!("#{}", ids::ADOPTION_FILTER_READY), "false").await;
+    for _ in 0..50 {
+        if w.absent(&format!("[data-test=\"{}\"][data-name=\"bob\"]", ids::ADOPTION_ROW)).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    w.find(&format!("[data-test=\"{}\"][data-name=\"alice\"]", ids::ADOPTION_ROW)).await;
+    assert!(w.absent(&format!("[data-test=\"{}\"][data-name=\"bob\"]", ids::ADOPTION_ROW)).await, "the filter");
+    let href = w.by_id(ids::ADOPTION_CSV).await.attr("href").await.unwrap().unwrap_or_default();
+    assert!(href.ends_with("/adoption.csv?ready=false"), "{href}");
+    w.shot("adoption-not-ready").await;
+    sign_out(&mut w).await;
+
+    // alice's next sign-in is what the what-if said.
+    password_step(&mut w, "acme", "alice", PASSWORD, "member-sign-in").await;
+    w.by_id(ids::ENROLL_CHOOSE_AUTHENTICATOR).await;
+    w.shot("member-must-enrol").await;
+    w.close().await;
+}

@@ -348,3 +348,64 @@ async fn the_user_list_shows_what_is_required_by_whom_factors_and_lock() {
     assert_eq!(c["lock"]["locked"], true, "{c}");
     assert_eq!(c["factors"], json!([{ "provider": "authenticator", "strength": "app" }]));
 }
+
+#[tokio::test]
+async fn the_database_refuses_a_member_from_another_scope() {
+    let app = admin_app(Options::default()).await;
+    let (scope, _) = acme(&app).await;
+    let g = id(&create_group(&app, &scope, json!({ "name": "Ops" })).await);
+    let (_, stranger, _) = app.tenant_with_admin("globex", "boss").await;
+    let acme_id = scope.trim_start_matches("/api/tenants/");
+    // Claiming the group's scope for a user of another tenant breaks the user's key;
+    // claiming the user's scope breaks the group's.
+    for claimed in [acme_id, stranger.tenant_id.as_deref().unwrap()] {
+        let r = sqlx::query(
+            "INSERT INTO user_group_members (group_id, user_id, scope_key, created_at) VALUES ($1, $2, $3, 0)",
+        )
+        .bind(&g)
+        .bind(&stranger.id)
+        .bind(claimed)
+        .execute(&app.running.state.db().pool)
+        .await;
+        assert!(r.is_err(), "a member of another scope was stored under {claimed}");
+    }
+}
+
+#[tokio::test]
+async fn scope_previews_count_group_members_as_already_required() {
+    let app = admin_app(Options::default()).await;
+    let (scope, [alice, ..]) = acme(&app).await;
+    let g = id(&create_group(&app, &scope, json!({ "name": "Finance", "rule": { "require_two_factor": true } })).await);
+    add_member(&app, &g, &alice).await;
+    let forced = crate::helpers::settings_with(json!({ "behaviour": "forced" }));
+    let p = app
+        .post_json(&format!("{scope}/settings/preview"), &json!({ "settings": forced }))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    // bob and carol become required; alice already is, through her group.
+    assert_eq!((p["users_in_scope"].clone(), p["newly_required"].clone()), (json!(3), json!(2)), "{p}");
+    let disabled = crate::helpers::settings_with(json!({ "behaviour": "disabled" }));
+    let p = app
+        .post_json(&format!("{scope}/settings/preview"), &json!({ "settings": disabled }))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(p["no_longer_required"], 1, "disabled overrides the group: {p}");
+}
+
+#[tokio::test]
+async fn the_last_factor_stays_while_a_group_requires_two_factor() {
+    let app = admin_app(Options::default()).await;
+    let (scope, [alice, ..]) = acme(&app).await;
+    let g = id(&create_group(&app, &scope, json!({ "name": "Finance", "rule": { "require_two_factor": true } })).await);
+    add_member(&app, &g, &alice).await;
+    let client = app.new_client();
+    crate::flows::enrol_authenticator(&app, &client, "acme", "alice").await;
+    client.delete("/api/account/authenticator").await.assert_error(StatusCode::CONFLICT, "last_factor");
+    // Her own switch is not hers to turn off either.
+    client
+        .put_json("/api/account/two-factor", &json!({ "enabled": false }))
+        .await
+        .assert_error(StatusCode::CONFLICT, "user_cannot_change");
+}

@@ -269,7 +269,9 @@ mod multinode {
         // the old feature) although A (which had not) sees it at once. So it was the notices
         // above that refreshed B.
         let delta = admin.create_tenant(&a, "delta").await;
-        admin.create_user(&a, Some(&delta), "dora").await;
+        // Created through B: the new user's view resolves her policy, which caches the
+        // feature on the node that answers, and A must not have it cached.
+        admin.create_user(&b, Some(&delta), "dora").await;
         let dora = Person::new();
         dora.sign_in_as(&b, Some("delta"), "dora", "signed_in").await;
         sqlx::any::install_default_drivers();

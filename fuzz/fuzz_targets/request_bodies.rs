@@ -19,16 +19,16 @@ use axum::response::IntoResponse;
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use twofold_policy::names::{EmailAddress, TenantName, Username, check_new_password};
+use twofold_policy::names::{EmailAddress, GroupName, TenantName, Username, check_new_password};
 use twofold_policy::vocab::{MAX_ENROLLMENT_GRACE_DAYS, MAX_REMEMBER_BROWSER_DAYS, is_calling_code};
 use twofold_policy::wire::*;
-use twofold_policy::{Behaviour, PolicyInput, Scope, ScopeSettings, TenantFeature, resolve};
+use twofold_policy::{Behaviour, PolicyInput, Rules, Scope, ScopeSettings, TenantFeature, resolve};
 use twofold_server::extract::Json;
 use twofold_server::factors;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
-    match selector % 20 {
+    match selector % 24 {
         0 => check::<SignInRequest>(body, |r| {
             if let Some(t) = &r.tenant {
                 tenant_name(t);
@@ -70,6 +70,14 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Behaviour::parse(f.behaviour.as_str()), Some(f.behaviour));
         }),
         15 => check::<FeaturePreviewRequest>(body, |_| {}),
+        17 => check::<GroupRequest>(body, |r| group_name(&r.name)),
+        18 => check::<GroupRulePreviewRequest>(body, |_| {}),
+        19 => check::<AddGroupMember>(body, |r| {
+            let _ = twofold_server::extract::parse_id(&r.user_id, "user");
+        }),
+        20 => check::<MembershipPreviewRequest>(body, |r| {
+            let _ = twofold_server::extract::parse_id(&r.user_id, "user");
+        }),
         16 => {
             // Without `Content-Type: application/json` every body is refused with 415.
             let request = Request::builder().method("POST").uri("/").body(Body::from(body.to_vec()));
@@ -85,6 +93,7 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(text) = std::str::from_utf8(body) {
                 tenant_name(text);
                 username(text);
+                group_name(text);
                 email(text);
                 password(text);
                 code(text);
@@ -143,7 +152,7 @@ fn settings(s: &ScopeSettings) {
                         }
                         assert!(!p.remember_browser_allowed || p.required);
                         assert_eq!(p.allowed_providers, s.allowed_providers);
-                        let _ = (p.summary(), p.trace());
+                        let _ = (p.summary(Rules::NONE), p.trace(Rules::NONE));
                     }
                 }
             }
@@ -173,6 +182,16 @@ fn username(raw: &str) {
         if let Ok(typed_key) = Username::parse(user.key()) {
             assert_eq!(typed_key.key(), user.key(), "lowercasing is not idempotent for {shown:?}");
         }
+    }
+}
+
+fn group_name(raw: &str) {
+    if let Ok(name) = GroupName::parse(raw) {
+        let shown = name.as_str();
+        assert!((1..=64).contains(&shown.chars().count()), "{shown:?}");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(!shown.starts_with(' ') && !shown.ends_with(' ') && !shown.contains("  "), "{shown:?}");
+        assert_eq!(GroupName::parse(shown).as_ref(), Ok(&name), "not idempotent");
     }
 }
 

@@ -160,7 +160,7 @@ pub async fn sign_in(
                 status: SignInStatus::RequiresTwoFactor,
                 providers,
                 recovery_code_available,
-                remember_browser_offered: policy.remember_browser_allowed,
+                remember_browser_offered: signin::may_remember(&policy),
                 remember_browser_days: policy.remember_browser_days,
                 ..SignInResponse::default()
             }),

@@ -47,7 +47,7 @@ use twofold_policy::wire::ErrorCode;
 pub use lockout::{ensure_not_locked, lock_state};
 pub use password::{known_browser_token, verify_password_of};
 pub use pending::Pending;
-pub use session::{Completed, browser_still_skips};
+pub use session::{Completed, browser_still_skips, may_remember};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -337,7 +337,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 }
                 other => other?,
             };
-            let remember = req.remember_browser && p.policy.remember_browser_allowed;
+            let remember = req.remember_browser && session::may_remember(&p.policy);
             let methods = format!("pwd+{}", method.as_str());
             session::finish(
                 app,
@@ -616,7 +616,7 @@ pub async fn what_if(state: &AppState, user: &UserRow) -> AppResult<WhatIf> {
         enrollable: Vec::new(),
         can_postpone: false,
         grace_until: None,
-        remember_browser_allowed: policy.remember_browser_allowed,
+        remember_browser_allowed: session::may_remember(&policy),
         lock: crate::routes::lock_view(state, user),
         policy: resolved.view(user.id.clone()),
     };

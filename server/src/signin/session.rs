@@ -134,13 +134,21 @@ async fn remember_browser(
     Ok((state.keys().sign_token(&token), lifetime))
 }
 
+/// Whether a browser may be remembered (or a remembered one honoured) under `policy`.
+/// Remembered browsers do not record the strength of the factor they were remembered
+/// with, so one remembered after an emailed code could stand in for an authenticator;
+/// until they do, a browser is trusted only where any factor suffices.
+pub fn may_remember(policy: &EffectivePolicy) -> bool {
+    policy.remember_browser_allowed && policy.required_strength == twofold_policy::Strength::OutOfBand
+}
+
 /// Whether a remembered browser still lets `user` skip the second factor under
 /// `policy` at `now`: the account page lists exactly these.
 pub fn browser_still_skips(row: &BrowserRow, user: &UserRow, policy: &EffectivePolicy, now: i64) -> bool {
     // The current policy's lifetime applies even to browsers remembered under a longer
     // one, so shortening it takes effect at once.
     let policy_end = row.created_at + i64::from(policy.remember_browser_days) * DAY_MS;
-    policy.remember_browser_allowed
+    may_remember(policy)
         && row.user_id == user.id
         && auth::stamps_equal(&row.security_stamp, &user.security_stamp)
         && now < row.expires_at
@@ -154,7 +162,7 @@ pub(super) async fn remembered_browser_valid(
     policy: &EffectivePolicy,
     cookie: &str,
 ) -> AppResult<bool> {
-    if !policy.remember_browser_allowed {
+    if !may_remember(policy) {
         return Ok(false);
     }
     let Some(token) = state.keys().verify_signed_token(cookie) else {

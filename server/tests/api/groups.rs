@@ -409,3 +409,22 @@ async fn the_last_factor_stays_while_a_group_requires_two_factor() {
         .await
         .assert_error(StatusCode::CONFLICT, "user_cannot_change");
 }
+
+#[tokio::test]
+async fn no_browser_is_remembered_where_a_group_asks_for_more_than_any_factor() {
+    let app = admin_app(Options::default()).await;
+    let (scope, [alice, ..]) = acme(&app).await;
+    let rule = json!({ "require_two_factor": true, "min_strength": "app" });
+    let g = id(&create_group(&app, &scope, json!({ "name": "Treasury", "rule": rule })).await);
+    add_member(&app, &g, &alice).await;
+    let client = app.new_client();
+    let secret = crate::flows::enrol_authenticator(&app, &client, "acme", "alice").await.secret;
+    client.post_json("/api/auth/sign-out", &json!({})).await.assert_status(StatusCode::NO_CONTENT);
+    let body = password_step(&client, "acme", "alice", "requires_two_factor").await;
+    assert_eq!(body["remember_browser_offered"], false, "{body}");
+    let resp = crate::flows::verify(&client, "authenticator", &crate::flows::next_totp(&app, &secret), true).await;
+    crate::flows::assert_signed_in(&resp);
+    assert_eq!(crate::flows::cookie_set(&resp, crate::flows::REMEMBER_COOKIE), None);
+    client.post_json("/api/auth/sign-out", &json!({})).await.assert_status(StatusCode::NO_CONTENT);
+    password_step(&client, "acme", "alice", "requires_two_factor").await;
+}

@@ -73,12 +73,15 @@ pub enum Action {
     ReadAudit,
     /// How many emails and texts a scope sent this hour, against its caps.
     ReadMessageUsage,
+    /// The scope's OpenID Connect applications (clients).
+    ReadApplications,
+    ManageApplications,
     ReadOwnAccount,
     UpdateOwnAccount,
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::ReadSettings,
         Action::UpdateSettings,
         Action::ListTenants,
@@ -93,6 +96,8 @@ impl Action {
         Action::AssignRole,
         Action::ReadAudit,
         Action::ReadMessageUsage,
+        Action::ReadApplications,
+        Action::ManageApplications,
         Action::ReadOwnAccount,
         Action::UpdateOwnAccount,
     ];
@@ -111,6 +116,8 @@ impl Action {
             Action::AssignRole => ("roles", "write"),
             Action::ReadAudit => ("audit", "read"),
             Action::ReadMessageUsage => ("messages", "read"),
+            Action::ReadApplications => ("applications", "read"),
+            Action::ManageApplications => ("applications", "write"),
             Action::ReadOwnAccount => ("account", "read"),
             Action::UpdateOwnAccount => ("account", "write"),
         }

@@ -624,3 +624,194 @@ pub struct MessageUsage {
     pub email: ChannelUsage,
     pub sms: ChannelUsage,
 }
+
+// ---------------------------------------------------------------- OpenID Connect
+
+/// Whether an application can keep a secret (a server) or not (a browser or mobile
+/// app, which must use PKCE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    Confidential,
+    Public,
+}
+
+impl ClientType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientType::Confidential => "confidential",
+            ClientType::Public => "public",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [ClientType::Confidential, ClientType::Public].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// The JWS algorithm of an application's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum TokenAlg {
+    /// Supported by every OpenID Connect client.
+    #[default]
+    RS256,
+    ES256,
+}
+
+impl TokenAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenAlg::RS256 => "RS256",
+            TokenAlg::ES256 => "ES256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [TokenAlg::RS256, TokenAlg::ES256].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// An application to create or the new state of one (PUT replaces every field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationInput {
+    pub name: String,
+    pub client_type: ClientType,
+    /// Exact redirect URIs: `https://...`, or `http://` on a loopback address.
+    pub redirect_uris: Vec<String>,
+    /// Exact URIs an RP-initiated logout may return to.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Any of `openid profile email phone offline_access`; `openid` is required.
+    pub allowed_scopes: Vec<String>,
+    /// First-party applications get no consent screen.
+    #[serde(default)]
+    pub first_party: bool,
+    /// The application's 2FA rule (DESIGN.md section 5): added to the scope's policy,
+    /// never loosening it.
+    #[serde(default)]
+    pub require_two_factor: bool,
+    #[serde(default)]
+    pub min_strength: Option<crate::Strength>,
+    /// How recent the second factor must be, in seconds.
+    #[serde(default)]
+    pub max_age_seconds: Option<u32>,
+    #[serde(default)]
+    pub token_alg: TokenAlg,
+}
+
+/// An OpenID Connect application (client) of one scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Application {
+    /// Also the `client_id`.
+    pub id: String,
+    pub client_id: String,
+    /// The tenant whose users it signs in; absent for a host application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// The issuer to configure in the application.
+    pub issuer: String,
+    pub name: String,
+    pub client_type: ClientType,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub allowed_scopes: Vec<String>,
+    pub first_party: bool,
+    pub require_two_factor: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_strength: Option<crate::Strength>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u32>,
+    pub token_alg: TokenAlg,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A new application, or one whose secret was replaced: the secret is shown here once
+/// and stored only as a keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplicationWithSecret {
+    pub application: Application,
+    /// For confidential applications only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplicationList {
+    pub items: Vec<Application>,
+}
+
+/// What an authorization request waiting in the web app needs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorizationStep {
+    /// Sign in (again) as a user of the application's scope: no session, a session of
+    /// another scope, `prompt=login`, or a sign-in older than `max_age`.
+    SignIn,
+    /// Prove a second factor of at least `min_strength` again (`POST /api/auth/step-up`),
+    /// no password.
+    StepUp,
+    /// The rule needs a second factor the user does not have: enrol one on the account
+    /// page, then resume.
+    Enroll,
+    /// Approve or refuse the scopes (`consent` in the resume request).
+    Consent,
+    /// Done: send the browser to `redirect_to`.
+    Redirect,
+}
+
+/// The state of an authorization request, for the web app's sign-in screens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuthorizationProgress {
+    pub next: AuthorizationStep,
+    pub application: String,
+    /// The tenant name to sign in to (no tenant field to show); absent for the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_hint: Option<String>,
+    /// For `step_up` and `enroll`: the weakest second factor that will do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_strength: Option<crate::Strength>,
+    /// For `redirect`: where the browser goes (the application, with a code or an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_to: Option<String>,
+}
+
+/// Resumes an authorization request after a sign-in, step-up or consent screen.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResumeAuthorization {
+    /// The user's answer on the consent screen; absent elsewhere.
+    #[serde(default)]
+    pub consent: Option<bool>,
+}
+
+/// An application the signed-in user has granted access to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountGrant {
+    pub id: String,
+    pub application_id: String,
+    pub application: String,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub last_used_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountGrantList {
+    pub items: Vec<AccountGrant>,
+}

@@ -46,6 +46,7 @@ struct Inner {
     senders: Senders,
     passwords: PasswordLimits,
     limits: Limits,
+    oidc_keys: crate::oidc::keys::KeyStore,
 }
 
 impl AppState {
@@ -81,6 +82,11 @@ impl AppState {
     /// Request-rate limits and the cap on messages sent.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The OpenID Connect signing keys.
+    pub fn oidc_keys(&self) -> &crate::oidc::keys::KeyStore {
+        &self.inner.oidc_keys
     }
 
     /// Deletes expired rows (and audit events past their retention) now, as the
@@ -158,6 +164,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             senders,
             passwords,
             limits,
+            oidc_keys: crate::oidc::keys::KeyStore::default(),
         }),
     })
 }
@@ -307,6 +314,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     };
     let listener = TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
+    let mut config = config;
+    if config.public_url.is_none() {
+        // Issuers must be stable URLs; the bound address (port 0 resolved) is only
+        // right for development on one machine.
+        let scheme = if config.serves_tls() { "https" } else { "http" };
+        tracing::warn!("public_url is not set; OpenID Connect issuers use {scheme}://{addr}");
+        config.public_url = Some(format!("{scheme}://{addr}"));
+    }
     let state = build_state(config, clock).await?;
     spawn_housekeeping(state.clone());
     if state.db().backend == crate::db::Backend::Postgres {

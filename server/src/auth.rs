@@ -218,6 +218,12 @@ pub struct Authenticated {
     pub session_created_at: i64,
     pub reauthenticated_at: Option<i64>,
     pub reauth_method: Option<String>,
+    /// When and with what the session last proved a second factor (sign-in, step-up,
+    /// reauthentication): what an application's rule is checked against.
+    pub second_factor_at: Option<i64>,
+    pub second_factor_method: Option<String>,
+    /// The session's public id (`sid`); `None` for sessions made before it existed.
+    pub sid: Option<String>,
 }
 
 impl Authenticated {
@@ -279,6 +285,9 @@ impl FromRequestParts<AppState> for Authenticated {
             session_created_at: session.created_at,
             reauthenticated_at: session.reauthenticated_at,
             reauth_method: session.reauth_method,
+            second_factor_at: session.second_factor_at,
+            second_factor_method: session.second_factor_method,
+            sid: session.sid,
         })
     }
 }

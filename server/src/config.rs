@@ -144,6 +144,23 @@ pub struct Config {
     /// Where `/metrics` (Prometheus text format) is served; off when unset. Never on the
     /// public listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// The URL browsers and applications reach this server at (`https://id.example.com`,
+    /// no trailing slash). It fixes the OpenID Connect issuers: the host's is this URL,
+    /// each tenant's is `{public_url}/t/{tenant name}`. Never taken from a request's
+    /// Host header, which a client chooses. Unset: `http://{bind}` (development only).
+    pub public_url: Option<String>,
+    /// Lifetime of OpenID Connect access and ID tokens, in seconds.
+    pub oidc_access_token_seconds: u32,
+    /// Lifetime of a refresh token family (from its code exchange), in days.
+    pub oidc_refresh_token_days: u32,
+    /// How often the signing keys are replaced, in days. A new key is published in the
+    /// JWKS `oidc_key_publish_hours` before it signs anything, and the old one stays
+    /// published until the tokens it signed have expired.
+    pub oidc_key_rotation_days: u32,
+    pub oidc_key_publish_hours: u32,
+    /// Token endpoint requests per minute, per client address and per application.
+    pub oidc_token_per_address_per_minute: u32,
+    pub oidc_token_per_client_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -239,6 +256,13 @@ impl Default for Config {
             audit_retention_days: None,
             shutdown_grace_seconds: 10,
             metrics_bind: None,
+            public_url: None,
+            oidc_access_token_seconds: 600,
+            oidc_refresh_token_days: 30,
+            oidc_key_rotation_days: 30,
+            oidc_key_publish_hours: 24,
+            oidc_token_per_address_per_minute: 120,
+            oidc_token_per_client_per_minute: 600,
         }
     }
 }
@@ -305,6 +329,23 @@ impl Config {
         if self.housekeeping_interval_seconds == 0 || self.housekeeping_batch_size == 0 {
             anyhow::bail!("housekeeping_interval_seconds and housekeeping_batch_size must be positive");
         }
+        if let Some(public) = &self.public_url {
+            let parsed = url::Url::parse(public).map_err(|e| anyhow::anyhow!("public_url: {e}"))?;
+            if !matches!(parsed.scheme(), "https" | "http")
+                || parsed.host().is_none()
+                || parsed.query().is_some()
+                || parsed.fragment().is_some()
+                || public.ends_with('/')
+            {
+                anyhow::bail!("public_url must be an http(s) URL without query, fragment or trailing slash");
+            }
+        }
+        if self.oidc_access_token_seconds == 0 || self.oidc_refresh_token_days == 0 || self.oidc_key_rotation_days == 0
+        {
+            anyhow::bail!(
+                "oidc_access_token_seconds, oidc_refresh_token_days and oidc_key_rotation_days must be positive"
+            );
+        }
         if self.audit_retention_days == Some(0) {
             anyhow::bail!("audit_retention_days must be positive; leave it unset to keep audit events forever");
         }
@@ -346,6 +387,11 @@ impl Config {
         let cap = i64::from(self.lockout_max_minutes) * 60_000;
         let doublings = u32::try_from(earlier_locks.clamp(0, 30)).unwrap_or(30);
         base.saturating_mul(1_i64 << doublings).min(cap)
+    }
+
+    /// The base of every issuer URL: `public_url`, or the bound address in development.
+    pub fn public_base(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.bind))
     }
 
     pub fn session_cookie_name(&self) -> &'static str {

@@ -15,6 +15,7 @@ pub mod factors;
 pub mod housekeeping;
 pub mod metrics;
 pub mod notify;
+pub mod oidc;
 pub mod openapi;
 pub mod operator;
 pub mod ratelimit;

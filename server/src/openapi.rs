@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::app::AppState;
 use crate::extract::Json;
+use crate::oidc::{apps, authorize};
 use crate::routes::{account, audit, auth, health, messages, settings, tenants, users};
 
 #[derive(OpenApi)]
@@ -40,6 +41,7 @@ use crate::routes::{account, audit, auth, health, messages, settings, tenants, u
         auth::enroll_phone,
         auth::enroll_phone_confirm,
         auth::postpone,
+        auth::step_up,
         auth::sign_out,
         auth::me,
         settings::get_host_settings,
@@ -86,6 +88,18 @@ use crate::routes::{account, audit, auth, health, messages, settings, tenants, u
         account::forget_browser,
         account::forget_all_browsers,
         audit::list_audit,
+        apps::list_host_applications,
+        apps::create_host_application,
+        apps::list_tenant_applications,
+        apps::create_tenant_application,
+        apps::get_application,
+        apps::put_application,
+        apps::delete_application,
+        apps::rotate_secret,
+        apps::list_grants,
+        apps::revoke_grant,
+        authorize::request_state,
+        authorize::resume,
     ),
     modifiers(&RateLimited, &SharedResponses),
     // Every operation needs a session unless its annotation says `security(())`.
@@ -97,6 +111,8 @@ use crate::routes::{account, audit, auth, health, messages, settings, tenants, u
         (name = "tenants", description = "Tenants and their 2FA feature (ceiling)"),
         (name = "users", description = "Users, their effective policy and roles"),
         (name = "audit", description = "The audit trail"),
+        (name = "applications", description = "OpenID Connect applications (clients) of the host and of tenants"),
+        (name = "oidc", description = "Authorization requests waiting for the web app's sign-in, step-up or consent"),
         (name = "health", description = "Probes"),
     )
 )]
@@ -114,6 +130,7 @@ const LIMITED_AUTH_PATHS: &[&str] = &[
     "/api/auth/enroll/email/confirm",
     "/api/auth/enroll/phone",
     "/api/auth/enroll/phone/confirm",
+    "/api/auth/step-up",
 ];
 
 /// Adds the 429 `rate_limited` answer to every rate-limited operation, in one place

@@ -572,3 +572,21 @@ pub async fn mark_reauthenticated(
         .await?;
     Ok(())
 }
+
+/// Records that the session proved the second factor `method` at `now`: what an
+/// application's rule (strength, age) is checked against. Unlike
+/// [`mark_reauthenticated`] it opens no sensitive account change.
+pub async fn mark_second_factor(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: i64,
+    method: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET second_factor_at = $1, second_factor_method = $2 WHERE token_hash = $3")
+        .bind(now)
+        .bind(method)
+        .bind(token_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -638,13 +638,18 @@ pub struct NewSession<'a> {
     pub client_ip: Option<&'a str>,
     pub reauthenticated_at: Option<i64>,
     pub reauth_method: Option<&'a str>,
+    /// The second factor this sign-in proved, if any (its time is `now`).
+    pub second_factor_method: Option<&'a str>,
+    /// The session's public id (the `sid` of ID tokens).
+    pub sid: &'a str,
 }
 
 pub async fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
-         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method) \
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
+         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method, \
+         second_factor_at, second_factor_method, sid) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(s.token_hash)
     .bind(s.user_id)
@@ -656,6 +661,9 @@ pub async fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Res
     .bind(s.client_ip)
     .bind(s.reauthenticated_at)
     .bind(s.reauth_method)
+    .bind(s.second_factor_method.map(|_| s.now))
+    .bind(s.second_factor_method)
+    .bind(s.sid)
     .execute(conn)
     .await?;
     Ok(())
@@ -673,6 +681,9 @@ pub struct SessionRow {
     pub expires_at: i64,
     pub reauthenticated_at: Option<i64>,
     pub reauth_method: Option<String>,
+    pub second_factor_at: Option<i64>,
+    pub second_factor_method: Option<String>,
+    pub sid: Option<String>,
     /// The session's user as stored now, so the caller can refuse sessions made under an
     /// old security profile without a second query.
     #[sqlx(flatten)]
@@ -687,7 +698,7 @@ pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<Ses
          u.email_confirmed, u.phone_confirmed, u.has_authenticator, u.password_hash, u.two_factor_enabled, \
          u.security_stamp, u.created_at, u.phone, u.second_factor_failures, u.locked_until, \
          u.enrollment_required_since, u.pending_email, u.pending_phone, u.lockouts, u.consecutive_failures, \
-         s.reauth_method \
+         s.reauth_method, s.second_factor_at, s.second_factor_method, s.sid \
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
     )
     .bind(token_hash)
@@ -702,6 +713,24 @@ pub async fn touch_session(pool: &AnyPool, token_hash: &str, now: i64) -> Result
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Gives a session from before public session ids its `sid`, once.
+pub async fn ensure_session_sid(pool: &AnyPool, token_hash: &str, sid: &str) -> Result<String, sqlx::Error> {
+    sqlx::query("UPDATE sessions SET sid = $1 WHERE token_hash = $2 AND sid IS NULL")
+        .bind(sid)
+        .bind(token_hash)
+        .execute(pool)
+        .await?;
+    let stored: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT sid FROM sessions WHERE token_hash = $1").bind(token_hash).fetch_optional(pool).await?;
+    Ok(stored.and_then(|(s,)| s).unwrap_or_else(|| sid.to_owned()))
+}
+
+/// Ends the session whose public id is `sid`; whether there was one.
+pub async fn delete_session_by_sid(pool: &AnyPool, sid: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE sid = $1").bind(sid).execute(pool).await?;
+    Ok(done.rows_affected() > 0)
 }
 
 pub async fn delete_session(pool: &AnyPool, token_hash: &str) -> Result<(), sqlx::Error> {
@@ -773,3 +802,4 @@ pub async fn list_audit(
 pub mod factors;
 pub mod housekeeping;
 pub mod messages;
+pub mod oidc;

@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/enroll/phone", post(enroll_phone))
         .route("/api/auth/enroll/phone/confirm", post(enroll_phone_confirm))
         .route("/api/auth/enroll/postpone", post(postpone))
+        .route("/api/auth/step-up", post(step_up))
         .route("/api/auth/sign-out", post(sign_out))
         .route("/api/auth/me", get(me))
 }
@@ -337,6 +338,28 @@ async fn enroll_confirm(
     let client = client_info(addr, headers);
     let done = advance_pending(state, &jar, Event::Enroll { factor, code }, &client).await?.into_completed()?;
     signed_in(state, jar, done).await
+}
+
+/// Proves a second factor again in a signed-in session, without the password, for an
+/// application whose rule the session's last one does not meet (too weak or too old;
+/// see `GET /api/oidc/requests/{handle}`). Email and SMS codes come from
+/// `/api/account/reauthenticate/send-code`. Opens no sensitive account change.
+#[utoipa::path(post, path = "/api/auth/step-up", tag = "auth", request_body = VerifyRequest,
+    responses((status = 204), (status = 400, body = ErrorBody),
+        (status = 401, description = "Wrong code (invalid_code) or no session", body = ErrorBody),
+        (status = 423, body = ErrorBody), (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
+pub async fn step_up(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    who: Authenticated,
+    Json(req): Json<VerifyRequest>,
+) -> AppResult<StatusCode> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
+    let client = ClientInfo::default();
+    match signin::advance(&state, SignIn::Complete(Box::new(who)), Event::StepUp(req), &client).await? {
+        Outcome::SteppedUp(_) => Ok(StatusCode::NO_CONTENT),
+        other => Err(crate::error::AppError::Internal(anyhow::anyhow!("unexpected step-up outcome {other:?}"))),
+    }
 }
 
 /// Ends the current session.

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .merge(audit::routes())
         .merge(messages::routes())
         .merge(crate::openapi::routes())
+        .merge(crate::oidc::routes())
 }
 
 /// Search and paging of list endpoints.

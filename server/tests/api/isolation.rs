@@ -108,6 +108,20 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/users/{user_id}/reset-second-factors", Class::Tenant),
     ("POST /api/users/{user_id}/end-sessions", Class::Tenant),
     ("GET /api/audit", Class::Tenant),
+    ("POST /api/auth/step-up", Class::Own),
+    ("GET /api/account/applications", Class::Own),
+    ("DELETE /api/account/applications/{grant_id}", Class::Own),
+    ("GET /api/host/applications", Class::Host),
+    ("POST /api/host/applications", Class::Host),
+    ("GET /api/tenants/{tenant_id}/applications", Class::Tenant),
+    ("POST /api/tenants/{tenant_id}/applications", Class::Tenant),
+    ("GET /api/applications/{application_id}", Class::Tenant),
+    ("PUT /api/applications/{application_id}", Class::Tenant),
+    ("DELETE /api/applications/{application_id}", Class::Tenant),
+    ("POST /api/applications/{application_id}/secret", Class::Tenant),
+    // A parked authorization request is reached by its unguessable handle alone.
+    ("GET /api/oidc/requests/{handle}", Class::Public),
+    ("POST /api/oidc/requests/{handle}", Class::Public),
 ];
 
 /// What a parameter or body field holds.
@@ -118,6 +132,13 @@ enum Kind {
     UserId,
     /// A remembered browser's id.
     BrowserId,
+    /// An OpenID Connect application's id (its client_id).
+    ApplicationId,
+    /// A user's grant to an application.
+    GrantId,
+    /// The handle of a parked authorization request: a bearer capability, not an id
+    /// within anyone's reach, so the sweep sends one that names nothing.
+    RequestHandle,
     /// A tenant's name, as the sign-in request takes it (absent for the host).
     TenantName,
     /// An existing user's name, as the sign-in request takes it.
@@ -135,7 +156,16 @@ impl Kind {
     /// it at another party must be refused. Cursors and search text only narrow a result
     /// within the caller's own reach, so they must not leak, but need not be refused.
     fn names_object(self) -> bool {
-        matches!(self, Kind::TenantId | Kind::UserId | Kind::BrowserId | Kind::TenantName | Kind::Username)
+        matches!(
+            self,
+            Kind::TenantId
+                | Kind::UserId
+                | Kind::BrowserId
+                | Kind::ApplicationId
+                | Kind::GrantId
+                | Kind::TenantName
+                | Kind::Username
+        )
     }
 
     fn per_user(self) -> bool {
@@ -148,6 +178,9 @@ const PARAMETERS: &[(&str, Kind)] = &[
     ("tenant_id", Kind::TenantId),
     ("user_id", Kind::UserId),
     ("browser_id", Kind::BrowserId),
+    ("application_id", Kind::ApplicationId),
+    ("grant_id", Kind::GrantId),
+    ("handle", Kind::RequestHandle),
     ("before", Kind::AuditCursor),
     ("q", Kind::SearchText),
     ("page", Kind::Inert),
@@ -193,6 +226,18 @@ const BODY_FIELDS: &[(&str, Kind)] = &[
     ("ProviderSet.email", Kind::Inert),
     ("ProviderSet.sms", Kind::Inert),
     ("TenantFeature.behaviour", Kind::Inert),
+    // An application to create or the new state of the caller's own.
+    ("ApplicationInput.name", Kind::Inert),
+    ("ApplicationInput.client_type", Kind::Inert),
+    ("ApplicationInput.redirect_uris", Kind::Inert),
+    ("ApplicationInput.post_logout_redirect_uris", Kind::Inert),
+    ("ApplicationInput.allowed_scopes", Kind::Inert),
+    ("ApplicationInput.first_party", Kind::Inert),
+    ("ApplicationInput.require_two_factor", Kind::Inert),
+    ("ApplicationInput.min_strength", Kind::Inert),
+    ("ApplicationInput.max_age_seconds", Kind::Inert),
+    ("ApplicationInput.token_alg", Kind::Inert),
+    ("ResumeAuthorization.consent", Kind::Inert),
 ];
 
 /// Settings that differ from every scope's defaults in each field but keep the
@@ -235,6 +280,13 @@ fn example_body(schema: &str) -> Option<Value> {
         "FeaturePreviewRequest" => json!({ "feature": { "behaviour": "disabled" } }),
         "ScopeSettings" => example_settings(),
         "TenantFeature" => json!({ "behaviour": "disabled" }),
+        "ApplicationInput" => json!({
+            "name": "Swept", "client_type": "confidential", "redirect_uris": ["https://app.example/cb"],
+            "post_logout_redirect_uris": ["https://app.example/"], "allowed_scopes": ["openid", "email"],
+            "first_party": false, "require_two_factor": true, "min_strength": "app", "max_age_seconds": 600,
+            "token_alg": "ES256",
+        }),
+        "ResumeAuthorization" => json!({ "consent": true }),
         _ => return None,
     })
 }
@@ -435,6 +487,9 @@ struct Party {
     members: Vec<Member>,
     browser_id: String,
     audit_event_id: String,
+    application_id: String,
+    /// A grant of the party's admin (A: the caller) to the party's application.
+    grant_id: String,
 }
 
 impl Party {
@@ -447,6 +502,9 @@ impl Party {
             Kind::TenantId => json!(self.tenant_id),
             Kind::UserId => json!(self.member(role).id),
             Kind::BrowserId => json!(self.browser_id),
+            Kind::ApplicationId => json!(self.application_id),
+            Kind::GrantId => json!(self.grant_id),
+            Kind::RequestHandle => json!("no-such-request"),
             Kind::TenantName => self.tenant_name.clone(),
             Kind::Username | Kind::SearchText => json!(self.member(role).username),
             Kind::AuditCursor => json!(self.audit_event_id),
@@ -587,6 +645,8 @@ fn secrets_of(parties: &[&Party], emails: &[String], events: &[String], host_adm
             out.insert(p.tenant_id.clone());
         }
         out.insert(p.browser_id.clone());
+        out.insert(p.application_id.clone());
+        out.insert(p.grant_id.clone());
         out.extend(p.members.iter().map(|m| m.id.clone()).filter(|id| id != host_admin_id));
     }
     out
@@ -613,6 +673,34 @@ async fn with_remembered_browser(app: &TestApp, tenant: Option<&str>, username: 
     let list = c.get("/api/account/browsers").await.assert_status(StatusCode::OK).json();
     let id = list[0]["id"].as_str().expect("a remembered browser").to_owned();
     (c, secret, id)
+}
+
+/// An application of `scope` (a tenant id or `host`), created by the host admin, and a
+/// grant of `user_id` to it, stored as a sign-in through it would leave it.
+async fn application_with_grant(app: &TestApp, scope: &str, user_id: &str) -> (String, String) {
+    let path = if scope == "host" {
+        "/api/host/applications".to_owned()
+    } else {
+        format!("/api/tenants/{scope}/applications")
+    };
+    let body = json!({
+        "name": format!("App of {scope}"), "client_type": "confidential", "redirect_uris": ["https://app.example/cb"],
+        "allowed_scopes": ["openid"],
+    });
+    let created = app.post_json(&path, &body).await.assert_status(StatusCode::CREATED).json();
+    let application_id = created["application"]["id"].as_str().expect("id").to_owned();
+    let grant_id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO oidc_grants (id, user_id, application_id, scopes, created_at, last_used_at) \
+         VALUES ($1, $2, $3, 'openid', 0, 0)",
+    )
+    .bind(&grant_id)
+    .bind(user_id)
+    .bind(&application_id)
+    .execute(&app.running.state.db().pool)
+    .await
+    .expect("a grant");
+    (application_id, grant_id)
 }
 
 async fn latest_event(app: &TestApp, scope: &str) -> String {
@@ -761,6 +849,11 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         <[_; 2]>::try_from(tenants).expect("two tenants");
     let member =
         |role: Role, u: &twofold_policy::wire::User| Member { role, id: u.id.clone(), username: u.username.clone() };
+    let caller_id = caller.me().await.assert_status(StatusCode::OK).json()["id"].as_str().unwrap().to_owned();
+    let (a_app, a_grant) = application_with_grant(&app, &ta.id, &caller_id).await;
+    let (b_app, b_grant) = application_with_grant(&app, &tb.id, &b_admin_user.id).await;
+    let hostplain_id = host_members.iter().find(|m| m.role == Role::Plain).expect("a plain host user").id.clone();
+    let (host_app, host_grant) = application_with_grant(&app, "host", &hostplain_id).await;
     let mut a = Party {
         label: "A",
         tenant_id: ta.id.clone(),
@@ -772,6 +865,8 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         ],
         browser_id: caller_browser,
         audit_event_id: latest_event(&app, &ta.id).await,
+        application_id: a_app,
+        grant_id: a_grant,
     };
     let b = Party {
         label: "B",
@@ -784,6 +879,8 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         ],
         browser_id: b_browser,
         audit_event_id: latest_event(&app, &tb.id).await,
+        application_id: b_app,
+        grant_id: b_grant,
     };
     let host = Party {
         label: "host",
@@ -792,6 +889,8 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         members: host_members,
         browser_id: host_browser,
         audit_event_id: latest_event(&app, "host").await,
+        application_id: host_app,
+        grant_id: host_grant,
     };
     outlast_reauthentication(&app);
 
@@ -924,7 +1023,8 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         }
     };
     // Tenant and own-account controls first: the host's (a new ceiling for A) come last.
-    controls.sort_by_key(|(op, _)| op.class == Class::Host);
+    // Deleting A's application comes after the other controls that use it.
+    controls.sort_by_key(|(op, _)| (op.class == Class::Host, op.key.starts_with("DELETE /api/applications/")));
     let mut seen = BTreeSet::new();
     let mut summary = Vec::new();
     for (op, role) in controls {
@@ -990,6 +1090,7 @@ async fn every_route_is_in_the_openapi_document() {
     let mut files: Vec<_> =
         std::fs::read_dir(src.join("routes")).expect("routes").map(|e| e.expect("entry").path()).collect();
     files.push(src.join("openapi.rs"));
+    files.extend(std::fs::read_dir(src.join("oidc")).expect("oidc").map(|e| e.expect("entry").path()));
     let mut served = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("source");
@@ -998,6 +1099,11 @@ async fn every_route_is_in_the_openapi_document() {
             rest = &rest[at + 8..];
             let end = rest.find('"').expect("a closing quote");
             let path = &rest[..end];
+            // The OpenID Connect protocol endpoints (discovery, authorize, token, ...)
+            // are specified by OpenID Connect, not by this API's document.
+            if path.starts_with("/oauth2/") || path.starts_with("/.well-known/") {
+                continue;
+            }
             // The handlers of one route: up to the end of the `.route(..)` call's line.
             let line = rest[end..].lines().next().unwrap_or("");
             let mut found = 0;

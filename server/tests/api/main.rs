@@ -28,6 +28,7 @@ mod machine;
 mod message_caps;
 mod metrics;
 mod no_sender;
+mod oidc;
 mod remember;
 mod secrecy_in_logs;
 mod settings;

@@ -264,11 +264,8 @@ async fn a_relying_party_signs_in_refreshes_reads_userinfo_and_logs_out() {
 
     // RP-initiated logout with the ID token as hint returns exactly where registered.
     let end = metadata_end_session(&s).await;
-    let logout = format!(
-        "{end}?id_token_hint={}&post_logout_redirect_uri={}&state=bye",
-        id_token,
-        urlencode(LOGOUT_RETURN)
-    );
+    let logout =
+        format!("{end}?id_token_hint={}&post_logout_redirect_uri={}&state=bye", id_token, urlencode(LOGOUT_RETURN));
     let back = browser.location(&logout).await;
     assert_eq!(back, format!("{LOGOUT_RETURN}?state=bye"));
     let me = browser.http.get(format!("{}/api/auth/me", browser.base)).send().await.unwrap();
@@ -818,4 +815,50 @@ async fn an_old_second_factor_steps_up_without_a_password() {
     // The step-up opened no sensitive account change: that still needs the password.
     let (status, body) = browser.post("/api/account/recovery-codes", &json!({})).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("reauthentication_required")), "{body}");
+    // A month on, housekeeping has removed the requests, codes and token families.
+    advance_seconds(&app, 31 * 86_400);
+    match app.running.state.housekeep().await.expect("housekeeping") {
+        twofold_server::housekeeping::Outcome::Ran(report) => assert!(report.oidc >= 5, "{report:?}"),
+        other => panic!("housekeeping did not run: {other:?}"),
+    }
+    let pool = &app.running.state.db().pool;
+    for table in ["oidc_auth_requests", "oidc_authorization_codes", "oidc_token_families"] {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(pool)
+            .await
+            .expect("count");
+        assert_eq!(n, 0, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn signing_keys_are_published_before_use_and_kept_until_their_tokens_expire() {
+    use crate::flows::advance_seconds;
+    let app = TestApp::spawn_with(crate::helpers::Options { manual_clock: true, ..Default::default() }).await;
+    let kids = |body: Value| -> Vec<String> {
+        body["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid").to_owned()).collect()
+    };
+    let jwks = || async { app.get("/oauth2/jwks").await.assert_status(StatusCode::OK).json() };
+    let first = kids(jwks().await);
+    assert_eq!(first.len(), 2, "one RS256 and one ES256 key: {first:?}");
+    // Past the rotation period: successors are published, the old keys still sign.
+    advance_seconds(&app, 31 * 86_400);
+    let both = kids(jwks().await);
+    assert_eq!(both.len(), 4, "{both:?}");
+    assert!(first.iter().all(|k| both.contains(k)));
+    // A day later the successors sign; the old keys stay published while their tokens
+    // (10 minutes) may live, plus an hour of margin...
+    advance_seconds(&app, 25 * 3600);
+    assert_eq!(kids(jwks().await).len(), 4);
+    // ... and then go.
+    advance_seconds(&app, 2 * 3600);
+    let after = kids(jwks().await);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.iter().all(|k| !first.contains(k)));
+    // Stored encrypted: no private key material in the row as written.
+    let (private,): (String,) = sqlx::query_as("SELECT private_key FROM oidc_signing_keys LIMIT 1")
+        .fetch_one(&app.running.state.db().pool)
+        .await
+        .unwrap();
+    assert!(private.starts_with("v1:"), "encrypted with the secret key");
 }

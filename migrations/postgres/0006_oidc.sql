@@ -116,6 +116,9 @@ CREATE TABLE oidc_token_families (
     auth_time BIGINT NOT NULL,
     amr TEXT NOT NULL,
     acr TEXT NOT NULL,
+    -- The user's security stamp at the exchange: a password or factor change ends the
+    -- family's refresh and access tokens as it ends sessions.
+    security_stamp TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     revoked_at BIGINT,

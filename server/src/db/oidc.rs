@@ -414,19 +414,20 @@ pub struct FamilyRow {
     pub auth_time: i64,
     pub amr: String,
     pub acr: String,
+    pub security_stamp: String,
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
 }
 
-const FAMILY_COLUMNS: &str = "id, application_id, grant_id, user_id, scopes, sid, auth_time, amr, acr, created_at, \
-     expires_at, revoked_at, revoked_reason";
+const FAMILY_COLUMNS: &str = "id, application_id, grant_id, user_id, scopes, sid, auth_time, amr, acr, \
+     security_stamp, created_at, expires_at, revoked_at, revoked_reason";
 
 pub async fn insert_family(conn: &mut AnyConnection, f: &FamilyRow) -> Result<(), sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO oidc_token_families ({FAMILY_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     )))
     .bind(&f.id)
     .bind(&f.application_id)
@@ -437,6 +438,7 @@ pub async fn insert_family(conn: &mut AnyConnection, f: &FamilyRow) -> Result<()
     .bind(f.auth_time)
     .bind(&f.amr)
     .bind(&f.acr)
+    .bind(&f.security_stamp)
     .bind(f.created_at)
     .bind(f.expires_at)
     .bind(f.revoked_at)

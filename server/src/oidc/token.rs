@@ -227,6 +227,7 @@ async fn code_grant(
         auth_time: row.auth_time,
         amr: row.amr.clone(),
         acr: row.acr.clone(),
+        security_stamp: user.security_stamp.clone(),
         created_at: now,
         expires_at: now + refresh_days * 86_400_000,
         revoked_at: None,
@@ -337,6 +338,13 @@ async fn refresh_grant(
         }
     }
     let user = same_scope_user(state, app, &family.user_id).await?;
+    if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
+        // The user's password or factors changed since: like their sessions, the
+        // tokens of earlier sign-ins end.
+        let mut conn = state.db().pool.acquire().await?;
+        odb::revoke_family(&mut conn, &family.id, "security_stamp", now).await?;
+        return Err(OAuthError::invalid_grant("the user's security profile changed; sign in again"));
+    }
     let mut tx = state.db().begin_write().await?;
     if row.used_at.is_some() || !odb::use_refresh(&mut tx, &hash, now).await? {
         // Reuse of a rotated refresh token: it was copied. The whole family ends, the
@@ -510,6 +518,9 @@ pub async fn userinfo(State(state): State<AppState>, issuer: Issuer, headers: He
     };
     let user =
         same_scope_user(&state, &app, &family.user_id).await.map_err(|_| bearer_error("the token was revoked"))?;
+    if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
+        return Err(bearer_error("the token was revoked"));
+    }
     let mut out = Map::new();
     out.insert("sub".into(), json!(user.id));
     profile_claims(&mut out, &user, &family.scopes);

@@ -862,3 +862,23 @@ async fn signing_keys_are_published_before_use_and_kept_until_their_tokens_expir
         .unwrap();
     assert!(private.starts_with("v1:"), "encrypted with the secret key");
 }
+
+#[tokio::test]
+async fn a_security_profile_change_ends_the_tokens_of_earlier_sign_ins() {
+    let s = setup(false, json!({})).await;
+    let (rp, _) = relying_party(&s).await;
+    let tokens = signed_in_tokens(&s, &rp, &["offline_access"]).await;
+    let access = openidconnect::AccessToken::new(tokens["access_token"].as_str().unwrap().to_owned());
+    assert!(userinfo_ok(&rp, access.clone()).await);
+    // An admin resets alice's second factors, which rotates her security stamp.
+    let users =
+        s.app.get(&format!("/api/tenants/{}/users?q=alice", s.tenant)).await.assert_status(StatusCode::OK).json();
+    let alice = users["items"][0]["id"].as_str().expect("alice").to_owned();
+    s.app
+        .post_json(&format!("/api/users/{alice}/reset-second-factors"), &json!({}))
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    assert!(!userinfo_ok(&rp, access).await, "the access token ends with the old stamp");
+    let refresh = RefreshToken::new(tokens["refresh_token"].as_str().unwrap().to_owned());
+    assert!(rp.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http()).await.is_err());
+}

@@ -351,10 +351,13 @@ async fn decide(
     if rule.fresh_sign_in && who.session_created_at < request_created_at {
         return needs(AuthorizationStep::SignIn);
     }
+    // Whatever happened after the request was made is recent enough for it, however
+    // small max_age is (max_age=0 asks for exactly that, like prompt=login).
+    let recent = |at: i64, max_secs: i64| at >= request_created_at || now - at <= max_secs * 1000;
     if let Some(strength) = rule.second_factor {
         let strong_enough = proof.strength().is_some_and(|s| s >= strength);
         let recent_enough = match (rule.max_age_secs, proof.second_factor) {
-            (Some(max), Some((at, _))) => now - at <= max * 1000,
+            (Some(max), Some((at, _))) => recent(at, max),
             _ => true,
         };
         if !(strong_enough && recent_enough) {
@@ -362,7 +365,7 @@ async fn decide(
             return needs(if can { AuthorizationStep::StepUp } else { AuthorizationStep::Enroll });
         }
     } else if let Some(max) = rule.max_age_secs
-        && now - proof.auth_time_ms > max * 1000
+        && !recent(proof.auth_time_ms, max)
     {
         return needs(AuthorizationStep::SignIn);
     }

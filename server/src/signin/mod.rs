@@ -533,12 +533,17 @@ async fn step_up(app: &AppState, who: &Authenticated, req: VerifyRequest) -> App
     let u = &who.user;
     app.limits().by_account(Class::Verify, &u.id, app.now())?;
     let method = req.method;
+    // Only the providers the user's scope allows now, as at sign-in.
+    let policy = effective_policy(app, u).await?;
+    let allowed = factors::usable_providers(app, &policy.allowed_providers);
     let check = match method {
-        M::Authenticator if u.has_authenticator != 0 => Check::Totp { pending: false },
-        M::Email if u.email_confirmed != 0 => {
+        M::Authenticator if u.has_authenticator != 0 && allowed.authenticator => Check::Totp { pending: false },
+        M::Email if u.email_confirmed != 0 && allowed.email => {
             Check::Code { purpose: CodePurpose::ReauthEmail, binding: &who.token_hash }
         }
-        M::Sms if u.phone_confirmed != 0 => Check::Code { purpose: CodePurpose::ReauthSms, binding: &who.token_hash },
+        M::Sms if u.phone_confirmed != 0 && allowed.sms => {
+            Check::Code { purpose: CodePurpose::ReauthSms, binding: &who.token_hash }
+        }
         M::RecoveryCode if u.has_factor() => Check::Recovery,
         _ => {
             return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "this second factor is not set up"));

@@ -882,3 +882,20 @@ async fn a_security_profile_change_ends_the_tokens_of_earlier_sign_ins() {
     let refresh = RefreshToken::new(tokens["refresh_token"].as_str().unwrap().to_owned());
     assert!(rp.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http()).await.is_err());
 }
+
+#[tokio::test]
+async fn max_age_zero_asks_for_a_new_sign_in_which_then_suffices() {
+    let s = setup(false, json!({})).await;
+    let (rp, _) = relying_party(&s).await;
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "alice").await;
+    let (url, _csrf, _nonce, _verifier) = start(&rp, &[]);
+    let url = format!("{url}&max_age=0");
+    let location = browser.location(&url).await;
+    let handle = location.split("request=").nth(1).unwrap_or_else(|| panic!("sent to sign in, not {location}"));
+    assert_eq!(browser.resume(handle).await["next"], "sign_in", "the existing session is too old");
+    browser.sign_in(Some("acme"), "alice").await;
+    let done = browser.resume(handle).await;
+    assert_eq!(done["next"], "redirect", "a sign-in after the request meets max_age=0: {done}");
+    assert!(query_of(done["redirect_to"].as_str().unwrap()).contains_key("code"));
+}

@@ -361,7 +361,11 @@ async fn decide(
             _ => true,
         };
         if !(strong_enough && recent_enough) {
-            let can = who.user.strongest_factor().is_some_and(|s| s >= strength);
+            // Step up with a factor the user has and the scope offers now; without
+            // one strong enough, enrol one first.
+            let policy = crate::signin::effective_policy(state, &who.user).await?;
+            let offered = crate::signin::offers(state, &who.user, &policy);
+            let can = offered.iter().any(|o| o.provider.strength() >= strength);
             return needs(if can { AuthorizationStep::StepUp } else { AuthorizationStep::Enroll });
         }
     } else if let Some(max) = rule.max_age_secs

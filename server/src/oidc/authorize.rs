@@ -6,7 +6,7 @@
 //!
 //! The web app's hook: a request that needs the browser (no session, a weaker or older
 //! one than the rule asks, consent) is parked, and the browser goes to
-//! `{public_url}/signin?request=<handle>`. The web app reads what is needed with
+//! `{public_url}/sign-in?request=<handle>`. The web app reads what is needed with
 //! `GET /api/oidc/requests/{handle}`, signs in (`/api/auth/sign-in`, no tenant field:
 //! the request names the tenant) or steps up (`/api/auth/step-up`) through the sign-in
 //! machine, then `POST /api/oidc/requests/{handle}` answers where the browser goes.
@@ -526,7 +526,7 @@ async fn respond_to_browser(
                 },
             )
             .await?;
-            Ok(see_other(&format!("{}/signin?request={handle}", state.config().public_base())))
+            Ok(see_other(&format!("{}/sign-in?request={handle}", state.config().public_base())))
         }
     }
 }
@@ -568,7 +568,7 @@ fn progress(
 /// What a parked authorization request needs next from this browser (nothing is
 /// issued).
 #[utoipa::path(get, path = "/api/oidc/requests/{handle}", tag = "oidc", security(()),
-    params(("handle" = String, Path, description = "The `request` parameter the web app's /signin received")),
+    params(("handle" = String, Path, description = "The `request` parameter the web app's /sign-in received")),
     responses((status = 200, body = AuthorizationProgress),
         (status = 404, description = "Unknown, expired or completed request (`not_found`)", body = ErrorBody)))]
 pub async fn request_state(
@@ -591,7 +591,7 @@ pub async fn request_state(
 /// or an error). A request completes once.
 #[utoipa::path(post, path = "/api/oidc/requests/{handle}", tag = "oidc", security(()),
     request_body = ResumeAuthorization,
-    params(("handle" = String, Path, description = "The `request` parameter the web app's /signin received")),
+    params(("handle" = String, Path, description = "The `request` parameter the web app's /sign-in received")),
     responses((status = 200, body = AuthorizationProgress),
         (status = 404, description = "Unknown, expired or completed request (`not_found`)", body = ErrorBody)))]
 pub async fn resume(

@@ -7,7 +7,7 @@
 //! this module never creates a session and never checks a password or a factor. It
 //! reuses a session that meets the resolved rule ([`rule`]); otherwise it parks the
 //! request behind an opaque handle and sends the browser to the web app
-//! (`/signin?request=<handle>`), which signs in or steps up through the machine and
+//! (`/sign-in?request=<handle>`), which signs in or steps up through the machine and
 //! resumes the request (`POST /api/oidc/requests/{handle}`).
 //!
 //! Never: redirect anywhere but an exact registered URI, answer a client of one scope

@@ -4,7 +4,7 @@
 //! the attacks a provider must refuse, each written as the attacker would try it.
 //!
 //! The browser is a reqwest client that keeps cookies and does not follow redirects,
-//! so each hop (the client's redirect URI, the web app's `/signin?request=`) is seen.
+//! so each hop (the client's redirect URI, the web app's `/sign-in?request=`) is seen.
 
 use openidconnect::core::{
     CoreClient, CoreIdTokenVerifier, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType,
@@ -178,7 +178,7 @@ fn start(rp: &Rp, scopes: &[&str]) -> (String, CsrfToken, Nonce, PkceCodeVerifie
 /// app's hook when asked) and comes back to the RP with a code.
 async fn code_via_browser(s: &Setup, browser: &Browser, auth_url: &str, csrf: &CsrfToken) -> String {
     let mut location = browser.location(auth_url).await;
-    let signin = format!("http://{}/signin?request=", s.app.running.addr);
+    let signin = format!("http://{}/sign-in?request=", s.app.running.addr);
     if let Some(handle) = location.strip_prefix(&signin).map(str::to_owned) {
         let state = browser.http.get(format!("{}/api/oidc/requests/{handle}", browser.base)).send().await.unwrap();
         let state: Value = state.json().await.unwrap();

@@ -63,6 +63,8 @@ pub enum Action {
     ListTenants,
     CreateTenant,
     ReadTenant,
+    /// Suspend, resume or delete a tenant.
+    UpdateTenant,
     ReadFeature,
     UpdateFeature,
     ListUsers,
@@ -78,12 +80,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::ReadSettings,
         Action::UpdateSettings,
         Action::ListTenants,
         Action::CreateTenant,
         Action::ReadTenant,
+        Action::UpdateTenant,
         Action::ReadFeature,
         Action::UpdateFeature,
         Action::ListUsers,
@@ -104,6 +107,7 @@ impl Action {
             Action::ListTenants => ("tenants", "read"),
             Action::CreateTenant => ("tenants", "write"),
             Action::ReadTenant => ("tenant", "read"),
+            Action::UpdateTenant => ("tenant", "write"),
             Action::ReadFeature => ("feature", "read"),
             Action::UpdateFeature => ("feature", "write"),
             Action::ListUsers | Action::ReadUser => ("users", "read"),

@@ -66,6 +66,9 @@ pub enum ErrorCode {
     Internal,
     SenderNotConfigured,
     PhoneCountryNotAllowed,
+    /// An admin action that would lock the admin out of their own account (deactivate or
+    /// delete oneself); another admin has to do it.
+    NotOnYourself,
 }
 
 impl ErrorCode {
@@ -104,6 +107,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::SenderNotConfigured => "sender_not_configured",
             ErrorCode::PhoneCountryNotAllowed => "phone_country_not_allowed",
+            ErrorCode::NotOnYourself => "not_on_yourself",
         }
     }
 }
@@ -357,6 +361,24 @@ pub struct RememberedBrowser {
     pub current: bool,
 }
 
+/// A signed-in session, as its owner (and admins) see it listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionInfo {
+    pub id: String,
+    /// How the session was established, e.g. `pwd+otp`.
+    pub methods: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub expires_at: String,
+    /// The browser that signed in, as it named itself.
+    pub user_agent: Option<String>,
+    /// The client address it signed in from.
+    pub client_ip: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleGrant {
@@ -383,6 +405,9 @@ pub struct Tenant {
     pub name: String,
     pub display_name: String,
     pub created_at: String,
+    /// Since when the tenant is suspended (RFC 3339): its users cannot sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -419,6 +444,9 @@ pub struct User {
     pub created_at: String,
     /// The second-factor lockout as it stands.
     pub lock: LockState,
+    /// Since when the user is deactivated (RFC 3339): they cannot sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<String>,
 }
 
 /// A user's second-factor lockout, for admins.

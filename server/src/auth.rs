@@ -218,6 +218,8 @@ pub struct Authenticated {
     pub session_created_at: i64,
     pub reauthenticated_at: Option<i64>,
     pub reauth_method: Option<String>,
+    /// The session's public id (see the account's session list).
+    pub session_id: Option<String>,
 }
 
 impl Authenticated {
@@ -279,6 +281,7 @@ impl FromRequestParts<AppState> for Authenticated {
             session_created_at: session.created_at,
             reauthenticated_at: session.reauthenticated_at,
             reauth_method: session.reauth_method,
+            session_id: session.session_id,
         })
     }
 }

@@ -125,6 +125,13 @@ pub const BROWSER_ITEM: &str = "browser-item";
 pub const BROWSER_REVOKE: &str = "browser-revoke";
 pub const BROWSERS_REVOKE_ALL: &str = "browsers-revoke-all";
 pub const BROWSERS_ERROR: &str = "browsers-error";
+pub const SESSIONS_LIST: &str = "sessions";
+/// data-test of each session (`data-id`, `data-current`).
+pub const SESSION_ITEM: &str = "session-item";
+/// data-test of each session's "Sign out" button.
+pub const SESSION_END: &str = "session-end";
+pub const SESSIONS_END_OTHERS: &str = "sessions-end-others";
+pub const SESSIONS_ERROR: &str = "sessions-error";
 
 // ---- Reauthentication dialog (opens when an action answers reauthentication_required) ----
 pub const REAUTH_DIALOG: &str = "reauth-dialog";
@@ -178,6 +185,12 @@ pub const TENANT_FEATURES: &str = "tenant-features";
 pub const TENANT_USERS: &str = "tenant-users";
 /// data-test of the "Audit" link in each row.
 pub const TENANT_AUDIT: &str = "tenant-audit";
+/// data-test of each tenant row's lifecycle actions and its "Suspended" tag.
+pub const TENANT_SUSPEND: &str = "tenant-suspend";
+pub const TENANT_RESUME: &str = "tenant-resume";
+pub const TENANT_DELETE: &str = "tenant-delete";
+pub const TENANT_DELETE_CONFIRM: &str = "tenant-delete-confirm";
+pub const TENANT_SUSPENDED: &str = "tenant-suspended";
 pub const TENANTS_PREV: &str = "tenants-prev";
 pub const TENANTS_NEXT: &str = "tenants-next";
 pub const TENANTS_PAGE_INFO: &str = "tenants-page-info";
@@ -220,6 +233,12 @@ pub const USER_MAKE_ADMIN: &str = "user-make-admin";
 pub const USER_REMOVE_ADMIN: &str = "user-remove-admin";
 /// data-test of the notice after a successful user action.
 pub const USER_NOTICE: &str = "user-notice";
+/// data-test of the lifecycle actions in a user's panel, and of the row's tag.
+pub const USER_DEACTIVATE: &str = "user-deactivate";
+pub const USER_REACTIVATE: &str = "user-reactivate";
+pub const USER_DELETE: &str = "user-delete";
+pub const USER_DELETE_CONFIRM: &str = "user-delete-confirm";
+pub const USER_DEACTIVATED: &str = "user-deactivated";
 pub const USER_CREATE_USERNAME: &str = "user-create-username";
 pub const USER_CREATE_PASSWORD: &str = "user-create-password";
 pub const USER_CREATE_EMAIL: &str = "user-create-email";

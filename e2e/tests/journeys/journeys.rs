@@ -296,6 +296,114 @@ async fn five_wrong_codes_lock_out() {
     w.close().await;
 }
 
+/// Clicks the element with `data-test` = `test` inside `scope` (a CSS selector).
+async fn click_in(w: &World, scope: &str, test: &str) {
+    let css = format!("{scope} [data-test=\"{test}\"]");
+    if let Err(e) = w.find(&css).await.click().await {
+        panic!("click {css}: {e}");
+    }
+}
+
+/// Waits until `check` holds for the API's answer at `path` (the web app saved).
+async fn until_api(api: &crate::world::Api, path: &str, check: impl Fn(&serde_json::Value) -> bool) {
+    for _ in 0..50 {
+        let (_, body) = api.call(Method::GET, path, None).await;
+        if check(&body) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{path} never reached the expected state");
+}
+
+/// Journey 7, the account lifecycle: a user sees where they are signed in and signs out
+/// every other session; a host admin deactivates a user (who then cannot sign in) and
+/// reactivates them, suspends a tenant and deletes it, confirming each destructive step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_deactivation_suspension_and_deletion() {
+    let mut w = World::start("7-lifecycle").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    let alice = api.user(&acme, "alice", PASSWORD, None).await;
+    // Alice is also signed in elsewhere.
+    let elsewhere = w.api();
+    elsewhere
+        .ok(
+            Method::POST,
+            "/api/auth/sign-in",
+            Some(serde_json::json!({"tenant": "acme", "username": "alice", "password": PASSWORD})),
+        )
+        .await;
+
+    password_step(&mut w, "acme", "alice", PASSWORD, "sign-in").await;
+    w.wait_title("Account · Twofold").await;
+    w.find(&format!("#{} [data-test=\"{}\"][data-current=\"false\"]", ids::SESSIONS_LIST, ids::SESSION_ITEM)).await;
+    w.find(&format!("#{} [data-test=\"{}\"][data-current=\"true\"]", ids::SESSIONS_LIST, ids::SESSION_ITEM)).await;
+    w.shot("sessions").await;
+    w.click(ids::SESSIONS_END_OTHERS).await;
+    w.wait_text(&format!("[data-test=\"{}\"]", ids::ACCOUNT_NOTICE), "other session").await;
+    assert_eq!(elsewhere.call(Method::GET, "/api/auth/me", None).await.0, 401, "the other session still works");
+    assert!(w.absent(&format!("[data-test=\"{}\"][data-current=\"false\"]", ids::SESSION_ITEM)).await);
+    w.shot("sessions-after-sign-out-others").await;
+    sign_out(&mut w).await;
+
+    password_step(&mut w, "", "admin", ADMIN_PASSWORD, "admin-sign-in").await;
+    w.by_id(ids::NAV_TENANTS).await;
+    w.goto(&format!("/tenants/{acme}/users")).await;
+    let row = format!("[data-test=\"{}\"][data-name=\"alice\"]", ids::USER_ROW);
+    click_in(&w, &row, ids::USER_DETAILS).await;
+    let panel = format!("[data-test=\"{}\"][data-id=\"{alice}\"]", ids::USER_PANEL);
+    click_in(&w, &panel, ids::USER_DEACTIVATE).await;
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::USER_DEACTIVATED)).await;
+    w.shot("user-deactivated").await;
+    until_api(&api, &format!("/api/users/{alice}"), |u| u["deactivated_at"].is_string()).await;
+    let (status, body) = elsewhere
+        .call(
+            Method::POST,
+            "/api/auth/sign-in",
+            Some(serde_json::json!({"tenant": "acme", "username": "alice", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_credentials")), "{body}");
+    click_in(&w, &panel, ids::USER_REACTIVATE).await;
+    until_api(&api, &format!("/api/users/{alice}"), |u| u.get("deactivated_at").is_none_or(serde_json::Value::is_null))
+        .await;
+    w.shot("user-reactivated").await;
+
+    w.click(ids::NAV_TENANTS).await;
+    w.wait_title("Tenants · Twofold").await;
+    let tenant = format!("[data-test=\"{}\"][data-name=\"acme\"]", ids::TENANT_ROW);
+    click_in(&w, &tenant, ids::TENANT_SUSPEND).await;
+    w.find(&format!("{tenant} [data-test=\"{}\"]", ids::TENANT_SUSPENDED)).await;
+    w.shot("tenant-suspended").await;
+    let (status, _) = elsewhere
+        .call(
+            Method::POST,
+            "/api/auth/sign-in",
+            Some(serde_json::json!({"tenant": "acme", "username": "alice", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 401, "a suspended tenant's user signed in");
+    click_in(&w, &tenant, ids::TENANT_DELETE).await;
+    w.by_test(ids::TENANT_DELETE_CONFIRM).await;
+    w.shot("tenant-delete-confirm").await;
+    if let Err(e) = w.by_test(ids::TENANT_DELETE_CONFIRM).await.click().await {
+        panic!("confirm: {e}");
+    }
+    until_api(&api, &format!("/api/tenants/{acme}"), |t| t["error"] == "not_found").await;
+    for _ in 0..50 {
+        if w.absent(&tenant).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(w.absent(&tenant).await, "the deleted tenant is still listed");
+    w.shot("tenant-deleted").await;
+    w.assert_no_csp_violations("the lifecycle journey").await;
+    w.close().await;
+}
+
 /// The browser enforces the server's Content-Security-Policy, and the check every
 /// journey makes at each screen would notice a breach: after the app has started under
 /// the policy, an injected inline script does not run, an inline style does not apply,

@@ -256,6 +256,8 @@ pub struct TenantRow {
     pub display_name: String,
     pub feature_behaviour: String,
     pub created_at: i64,
+    /// While set, none of the tenant's users can sign in or use a session.
+    pub suspended_at: Option<i64>,
 }
 
 impl TenantRow {
@@ -264,7 +266,7 @@ impl TenantRow {
     }
 }
 
-const TENANT_COLUMNS: &str = "id, name, display_name, feature_behaviour, created_at";
+const TENANT_COLUMNS: &str = "id, name, display_name, feature_behaviour, created_at, suspended_at";
 
 pub async fn get_tenant<'e, E>(executor: E, id: &str) -> Result<Option<TenantRow>, sqlx::Error>
 where
@@ -387,6 +389,8 @@ pub struct UserRow {
     pub pending_phone: Option<String>,
     pub lockouts: i64,
     pub consecutive_failures: i64,
+    /// While set, the user cannot sign in and no session of theirs works.
+    pub deactivated_at: Option<i64>,
 }
 
 impl UserRow {
@@ -427,7 +431,7 @@ impl UserRow {
 const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
      has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at, phone, \
      second_factor_failures, locked_until, enrollment_required_since, pending_email, pending_phone, lockouts, \
-     consecutive_failures";
+     consecutive_failures, deactivated_at";
 
 pub async fn get_user<'e, E>(executor: E, id: &str) -> Result<Option<UserRow>, sqlx::Error>
 where
@@ -643,8 +647,8 @@ pub struct NewSession<'a> {
 pub async fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
-         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method) \
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
+         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method, id) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(s.token_hash)
     .bind(s.user_id)
@@ -656,6 +660,7 @@ pub async fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Res
     .bind(s.client_ip)
     .bind(s.reauthenticated_at)
     .bind(s.reauth_method)
+    .bind(uuid::Uuid::new_v4().simple().to_string())
     .execute(conn)
     .await?;
     Ok(())
@@ -673,6 +678,8 @@ pub struct SessionRow {
     pub expires_at: i64,
     pub reauthenticated_at: Option<i64>,
     pub reauth_method: Option<String>,
+    /// The public id the account page lists the session under.
+    pub session_id: Option<String>,
     /// The session's user as stored now, so the caller can refuse sessions made under an
     /// old security profile without a second query.
     #[sqlx(flatten)]
@@ -687,8 +694,10 @@ pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<Ses
          u.email_confirmed, u.phone_confirmed, u.has_authenticator, u.password_hash, u.two_factor_enabled, \
          u.security_stamp, u.created_at, u.phone, u.second_factor_failures, u.locked_until, \
          u.enrollment_required_since, u.pending_email, u.pending_phone, u.lockouts, u.consecutive_failures, \
-         s.reauth_method \
-         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
+         u.deactivated_at, s.reauth_method, s.id AS session_id \
+         FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND u.deactivated_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = u.tenant_id AND t.suspended_at IS NOT NULL)",
     )
     .bind(token_hash)
     .fetch_optional(pool)
@@ -707,6 +716,161 @@ pub async fn touch_session(pool: &AnyPool, token_hash: &str, now: i64) -> Result
 pub async fn delete_session(pool: &AnyPool, token_hash: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(pool).await?;
     Ok(())
+}
+
+/// A session as its owner and admins see it listed.
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionListRow {
+    pub id: String,
+    pub security_stamp: String,
+    pub auth_methods: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+/// A user's unexpired sessions, most recently used first.
+pub async fn list_sessions(pool: &AnyPool, user_id: &str, now: i64) -> Result<Vec<SessionListRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, security_stamp, auth_methods, created_at, last_seen_at, expires_at, user_agent, client_ip \
+         FROM sessions \
+         WHERE user_id = $1 AND expires_at > $2 AND id IS NOT NULL ORDER BY last_seen_at DESC, id",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+/// Ends one session of `user_id`; false when the user has no session with that id.
+pub async fn delete_session_by_id(conn: &mut AnyConnection, user_id: &str, id: &str) -> Result<bool, sqlx::Error> {
+    let r =
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id = $2").bind(user_id).bind(id).execute(conn).await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Ends every session of `user_id` except the one with id `keep`; returns how many.
+pub async fn delete_other_sessions(conn: &mut AnyConnection, user_id: &str, keep: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND (id IS NULL OR id <> $2)")
+        .bind(user_id)
+        .bind(keep)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+/// Deactivates (`at` = Some) or reactivates (None) a user; false when nothing changed.
+pub async fn set_user_deactivated(conn: &mut AnyConnection, id: &str, at: Option<i64>) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE users SET deactivated_at = $1 WHERE id = $2 AND ((deactivated_at IS NULL) <> ($1 IS NULL))",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Suspends (`at` = Some) or resumes (None) a tenant; false when nothing changed.
+pub async fn set_tenant_suspended(conn: &mut AnyConnection, id: &str, at: Option<i64>) -> Result<bool, sqlx::Error> {
+    let r =
+        sqlx::query("UPDATE tenants SET suspended_at = $1 WHERE id = $2 AND ((suspended_at IS NULL) <> ($1 IS NULL))")
+            .bind(at)
+            .bind(id)
+            .execute(conn)
+            .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Ends every session and pending sign-in of the tenant's users.
+pub async fn end_tenant_sessions(conn: &mut AnyConnection, tenant_id: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE tenant_id = $1)")
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM sign_in_attempts WHERE user_id IN (SELECT id FROM users WHERE tenant_id = $1)")
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Audit fields that hold personal data; erased from the trail when their user is
+/// deleted. Ids stay: a user id is random and means nothing once the user is gone.
+const PERSONAL_AUDIT_FIELDS: &[&str] = &["username", "email", "phone", "sent_to", "user_agent", "client_ip"];
+
+/// Erases personal data from every audit event about the users selected by
+/// `user_filter` (a subquery over `users` taking `$1`), keeping the events.
+async fn erase_personal_audit_data(
+    conn: &mut AnyConnection,
+    user_filter: &str,
+    bind: &str,
+) -> Result<u64, sqlx::Error> {
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, before_json, after_json FROM audit_events WHERE target IN \
+         (SELECT 'user:' || id FROM users WHERE {user_filter})"
+    )))
+    .bind(bind)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed = 0;
+    for (id, before, after) in rows {
+        let (before_clean, b) = erase_fields(before.as_deref());
+        let (after_clean, a) = erase_fields(after.as_deref());
+        if b || a {
+            sqlx::query("UPDATE audit_events SET before_json = $1, after_json = $2 WHERE id = $3")
+                .bind(before_clean)
+                .bind(after_clean)
+                .bind(&id)
+                .execute(&mut *conn)
+                .await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// The JSON with personal fields replaced by `"erased"`, and whether any was.
+fn erase_fields(raw: Option<&str>) -> (Option<String>, bool) {
+    let Some(raw) = raw else { return (None, false) };
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(raw) else {
+        return (Some(raw.to_owned()), false);
+    };
+    let mut erased = false;
+    for field in PERSONAL_AUDIT_FIELDS {
+        if let Some(v) = map.get_mut(*field)
+            && !v.is_null()
+        {
+            *v = serde_json::Value::String("erased".to_owned());
+            erased = true;
+        }
+    }
+    (Some(serde_json::Value::Object(map).to_string()), erased)
+}
+
+/// Deletes a user and everything that is theirs (factors, sessions, browsers, roles
+/// follow by cascade), erasing personal data from the audit trail in the same
+/// transaction.
+pub async fn delete_user(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    erase_personal_audit_data(conn, "id = $1", id).await?;
+    let r = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Deletes a tenant with its users (and all that is theirs), settings, role
+/// assignments, in the caller's transaction. Its audit events stay,
+/// with personal data erased, so the host keeps the record.
+pub async fn delete_tenant(conn: &mut AnyConnection, id: &str) -> Result<u64, sqlx::Error> {
+    erase_personal_audit_data(conn, "tenant_id = $1", id).await?;
+    let users = sqlx::query("DELETE FROM users WHERE tenant_id = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM role_assignments WHERE scope_key = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM scope_settings WHERE scope_key = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM tenants WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    Ok(users.rows_affected())
 }
 
 // ---------------------------------------------------------------- audit

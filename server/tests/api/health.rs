@@ -106,8 +106,11 @@ fn operations(doc: &serde_json::Value) -> Vec<(reqwest::Method, String, String)>
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("a path item").keys() {
-            let concrete =
-                path.replace("{tenant_id}", &any_id).replace("{user_id}", &any_id).replace("{browser_id}", &any_id);
+            let concrete = path
+                .replace("{tenant_id}", &any_id)
+                .replace("{user_id}", &any_id)
+                .replace("{browser_id}", &any_id)
+                .replace("{session_id}", &any_id);
             assert!(!concrete.contains('{'), "a path parameter this test does not know: {path}");
             ops.push((method.to_uppercase().parse().expect("an HTTP method"), path.clone(), concrete));
         }

@@ -81,6 +81,9 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("GET /api/account/browsers", Class::Own),
     ("DELETE /api/account/browsers", Class::Own),
     ("DELETE /api/account/browsers/{browser_id}", Class::Own),
+    ("GET /api/account/sessions", Class::Own),
+    ("DELETE /api/account/sessions/{session_id}", Class::Own),
+    ("POST /api/account/sessions/end-others", Class::Own),
     ("GET /api/host/settings", Class::Host),
     ("PUT /api/host/settings", Class::Host),
     ("POST /api/host/settings/preview", Class::Host),
@@ -91,6 +94,9 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/tenants", Class::Host),
     ("PUT /api/tenants/{tenant_id}/feature", Class::Host),
     ("POST /api/tenants/{tenant_id}/feature/preview", Class::Host),
+    ("POST /api/tenants/{tenant_id}/suspend", Class::Host),
+    ("POST /api/tenants/{tenant_id}/resume", Class::Host),
+    ("DELETE /api/tenants/{tenant_id}", Class::Host),
     ("GET /api/tenants/{tenant_id}", Class::Tenant),
     ("GET /api/tenants/{tenant_id}/feature", Class::Tenant),
     ("GET /api/tenants/{tenant_id}/settings", Class::Tenant),
@@ -107,6 +113,10 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/users/{user_id}/unlock", Class::Tenant),
     ("POST /api/users/{user_id}/reset-second-factors", Class::Tenant),
     ("POST /api/users/{user_id}/end-sessions", Class::Tenant),
+    ("GET /api/users/{user_id}/sessions", Class::Tenant),
+    ("POST /api/users/{user_id}/deactivate", Class::Tenant),
+    ("POST /api/users/{user_id}/reactivate", Class::Tenant),
+    ("DELETE /api/users/{user_id}", Class::Tenant),
     ("GET /api/audit", Class::Tenant),
 ];
 
@@ -118,6 +128,8 @@ enum Kind {
     UserId,
     /// A remembered browser's id.
     BrowserId,
+    /// A signed-in session's id.
+    SessionId,
     /// A tenant's name, as the sign-in request takes it (absent for the host).
     TenantName,
     /// An existing user's name, as the sign-in request takes it.
@@ -135,7 +147,10 @@ impl Kind {
     /// it at another party must be refused. Cursors and search text only narrow a result
     /// within the caller's own reach, so they must not leak, but need not be refused.
     fn names_object(self) -> bool {
-        matches!(self, Kind::TenantId | Kind::UserId | Kind::BrowserId | Kind::TenantName | Kind::Username)
+        matches!(
+            self,
+            Kind::TenantId | Kind::UserId | Kind::BrowserId | Kind::SessionId | Kind::TenantName | Kind::Username
+        )
     }
 
     fn per_user(self) -> bool {
@@ -148,6 +163,7 @@ const PARAMETERS: &[(&str, Kind)] = &[
     ("tenant_id", Kind::TenantId),
     ("user_id", Kind::UserId),
     ("browser_id", Kind::BrowserId),
+    ("session_id", Kind::SessionId),
     ("before", Kind::AuditCursor),
     ("q", Kind::SearchText),
     ("page", Kind::Inert),
@@ -434,6 +450,9 @@ struct Party {
     /// acts on the caller's own account.
     members: Vec<Member>,
     browser_id: String,
+    /// A session of the party's admin (for A: a second one of the caller, so ending it
+    /// leaves the sweep's own session alone).
+    session_id: String,
     audit_event_id: String,
 }
 
@@ -447,6 +466,7 @@ impl Party {
             Kind::TenantId => json!(self.tenant_id),
             Kind::UserId => json!(self.member(role).id),
             Kind::BrowserId => json!(self.browser_id),
+            Kind::SessionId => json!(self.session_id),
             Kind::TenantName => self.tenant_name.clone(),
             Kind::Username | Kind::SearchText => json!(self.member(role).username),
             Kind::AuditCursor => json!(self.audit_event_id),
@@ -615,6 +635,31 @@ async fn with_remembered_browser(app: &TestApp, tenant: Option<&str>, username: 
     (c, secret, id)
 }
 
+/// The id of the session `client` is signed in with.
+async fn current_session(client: &Client) -> String {
+    let list = client.get("/api/account/sessions").await.assert_status(StatusCode::OK).json();
+    let current = list.as_array().expect("a list").iter().find(|s| s["current"] == true).expect("a current session");
+    current["id"].as_str().expect("an id").to_owned()
+}
+
+/// Another session of the caller (A's admin), from a browser of its own.
+async fn second_session(app: &TestApp, secret: &str) -> String {
+    let other = app.new_client();
+    sign_in_caller(app, &other, secret).await;
+    current_session(&other).await
+}
+
+/// Controls that destroy what later controls aim at run last, each group in this order:
+/// a user deleted after every other control on users; tenant A suspended, then deleted,
+/// after every other host control.
+fn destroys(key: &str) -> u8 {
+    match key {
+        "DELETE /api/users/{user_id}" | "POST /api/tenants/{tenant_id}/suspend" => 1,
+        "DELETE /api/tenants/{tenant_id}" => 2,
+        _ => 0,
+    }
+}
+
 async fn latest_event(app: &TestApp, scope: &str) -> String {
     let page = app.get(&format!("/api/audit?tenant_id={scope}&limit=1")).await.assert_status(StatusCode::OK).json();
     page["items"][0]["id"].as_str().expect("an audit event").to_owned()
@@ -771,6 +816,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
             member(Role::WithFactor, &a_factor),
         ],
         browser_id: caller_browser,
+        session_id: second_session(&app, &caller_secret).await,
         audit_event_id: latest_event(&app, &ta.id).await,
     };
     let b = Party {
@@ -783,6 +829,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
             member(Role::WithFactor, &b_factor),
         ],
         browser_id: b_browser,
+        session_id: current_session(&witnesses[0].1).await,
         audit_event_id: latest_event(&app, &tb.id).await,
     };
     let host = Party {
@@ -791,6 +838,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         tenant_name: Value::Null,
         members: host_members,
         browser_id: host_browser,
+        session_id: current_session(&witnesses[1].1).await,
         audit_event_id: latest_event(&app, "host").await,
     };
     outlast_reauthentication(&app);
@@ -923,8 +971,23 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
             list[0]["id"].as_str().expect("a remembered browser").to_owned()
         }
     };
-    // Tenant and own-account controls first: the host's (a new ceiling for A) come last.
-    controls.sort_by_key(|(op, _)| op.class == Class::Host);
+    // The sweep's "end other sessions" may have taken the caller's second session.
+    let caller_sessions = caller.get("/api/account/sessions").await.assert_status(StatusCode::OK).json();
+    if !caller_sessions.as_array().is_some_and(|l| l.iter().any(|s| s["id"] == a.session_id.as_str())) {
+        a.session_id = second_session(&app, &caller_secret).await;
+    }
+    // Tenant and own-account controls first: the host's (a new ceiling for A, then its
+    // suspension and deletion) come last, and within each, what destroys comes last.
+    controls.sort_by_key(|(op, _)| (op.class == Class::Host, destroys(&op.key)));
+    // Host operations must be refused to A's admin even aimed at A. All are tried before
+    // any host control runs: one of those suspends A, which ends the caller's session.
+    for (op, role) in controls.iter().filter(|(op, _)| op.class == Class::Host) {
+        let req = render(op, &vec![&a; op.slots.len()], *role);
+        let refused = req.send(&caller).await;
+        if let Some(p) = refusal_problem(&refused, op.class) {
+            problems.push(format!("positive control {} (aimed at A), sent by A's tenant admin: {p}", op.key));
+        }
+    }
     let mut seen = BTreeSet::new();
     let mut summary = Vec::new();
     for (op, role) in controls {
@@ -934,15 +997,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
             continue;
         }
         let what = format!("positive control {} (aimed at A): {}", op.key, req.describe());
-        let resp = if op.class == Class::Host {
-            let refused = req.send(&caller).await;
-            if let Some(p) = refusal_problem(&refused, op.class) {
-                problems.push(format!("{what}, sent by A's tenant admin: {p}"));
-            }
-            req.send(&app.client).await
-        } else {
-            req.send(&caller).await
-        };
+        let resp = if op.class == Class::Host { req.send(&app.client).await } else { req.send(&caller).await };
         let status = resp.status.as_u16();
         let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         let code = body["error"].as_str().unwrap_or("").to_owned();

@@ -22,6 +22,7 @@ mod headers;
 mod health;
 mod housekeeping;
 mod isolation;
+mod lifecycle;
 mod limits;
 mod lockout;
 mod machine;

@@ -14,7 +14,7 @@ use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
     AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest, EffectivePolicyView, EmailRequest, ErrorCode,
     PhoneRequest, ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SecondFactorMethod, SendCodeRequest,
-    SendCodeResponse, SetTwoFactor,
+    SendCodeResponse, SessionInfo, SetTwoFactor,
 };
 
 use crate::api::{self, ApiError, ApiResult};
@@ -157,6 +157,7 @@ pub fn Account() -> impl IntoView {
                 <ContactCard ctx kind=Provider::Sms />
                 <RecoveryCard ctx />
                 <BrowsersCard />
+                <SessionsCard />
                 <PasswordCard ctx />
             </Show>
             <Show when=move || ctx.reauth.open.get()>
@@ -766,6 +767,118 @@ fn BrowsersCard() -> impl IntoView {
                     .into_any(),
             }}
             <ErrorText msg=err id=ids::BROWSERS_ERROR />
+            <Notice msg=notice test=ids::ACCOUNT_NOTICE />
+        </section>
+    }
+}
+
+/// Where this account is signed in, with a way to sign any of those out.
+#[component]
+fn SessionsCard() -> impl IntoView {
+    let list = RwSignal::new(None::<Vec<SessionInfo>>);
+    let err = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let load = move || {
+        spawn_local(async move {
+            match api::get::<Vec<SessionInfo>>("/api/account/sessions").await {
+                Ok(l) => list.set(Some(l)),
+                Err(e) => err.set(Some(e.text())),
+            }
+        })
+    };
+    load();
+    let session = crate::session::use_session();
+    let navigate = leptos_router::hooks::use_navigate();
+    let run = move |call: std::pin::Pin<Box<dyn Future<Output = ApiResult<()>>>>, done: &'static str| {
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        spawn_local(async move {
+            let r = call.await;
+            busy.set(false);
+            match r {
+                Ok(()) => notice.set(Some(done.to_owned())),
+                Err(e) => err.set(Some(e.text())),
+            }
+            load();
+        });
+    };
+    // A Callback is Copy, so each row's button can hold it; `navigate` alone is not.
+    let end = Callback::new(move |(id, current): (String, bool)| {
+        if current {
+            // This browser's own session: as the Sign out button does, leave the page
+            // before forgetting the user.
+            let navigate = navigate.clone();
+            spawn_local(async move {
+                let _ = api::delete(&format!("/api/account/sessions/{}", api::enc(&id))).await;
+                navigate("/sign-in", Default::default());
+                session.user.set(None);
+            });
+        } else {
+            run(
+                Box::pin(api::delete(&format!("/api/account/sessions/{}", api::enc(&id)))),
+                "That session is signed out.",
+            );
+        }
+    });
+    let end_others = move |_| {
+        run(Box::pin(api::post_empty::<()>("/api/account/sessions/end-others")), "Every other session is signed out.");
+    };
+    view! {
+        <section class="card" aria-labelledby="sessions-title">
+            <h2 id="sessions-title">"Where you are signed in"</h2>
+            <p class="muted">"Sign out a session you do not recognise, then change your password."</p>
+            {move || match list.get() {
+                None => view! { <Loading /> }.into_any(),
+                Some(l) => {
+                    let others = l.iter().any(|s| !s.current);
+                    view! {
+                        <ul class="rows" id=ids::SESSIONS_LIST>
+                            {l.into_iter().map(|s| {
+                                let id = s.id.clone();
+                                let current = s.current;
+                                let label = text::browser_label(s.user_agent.as_deref());
+                                view! {
+                                    <li class="row" data-test=ids::SESSION_ITEM data-id=s.id.clone() data-current=if s.current { "true" } else { "false" }>
+                                        <div class="row-main">
+                                            <strong>{label.clone()}</strong>
+                                            {s.current.then(|| view! { " " <span class="tag tag-ok">"This session"</span> })}
+                                            <div class="muted small">
+                                                {format!(
+                                                    "{} · signed in {} · last active {}",
+                                                    s.client_ip.clone().unwrap_or_else(|| "address unknown".to_owned()),
+                                                    text::format_time(&s.created_at),
+                                                    text::format_time(&s.last_seen_at),
+                                                )}
+                                            </div>
+                                        </div>
+                                        <button
+                                            type="button"
+                                            class="btn btn-small"
+                                            data-test=ids::SESSION_END
+                                            aria-label=format!("Sign out {label}")
+                                            disabled=move || busy.get()
+                                            on:click=move |_| end.run((id.clone(), current))
+                                        >
+                                            "Sign out"
+                                        </button>
+                                    </li>
+                                }
+                            }).collect_view()}
+                        </ul>
+                        {others.then(|| view! {
+                            <div class="actions">
+                                <button type="button" class="btn btn-danger" id=ids::SESSIONS_END_OTHERS on:click=end_others disabled=move || busy.get()>
+                                    "Sign out every other session"
+                                </button>
+                            </div>
+                        })}
+                    }
+                    .into_any()
+                }
+            }}
+            <ErrorText msg=err id=ids::SESSIONS_ERROR />
             <Notice msg=notice test=ids::ACCOUNT_NOTICE />
         </section>
     }

@@ -191,6 +191,8 @@ fn UserRow(user: User, tenant_id: Option<String>) -> impl IntoView {
     let id = user.id.clone();
     let row = RwSignal::new(user);
     let open = RwSignal::new(false);
+    // A deleted user leaves the list at once, without reloading it.
+    let deleted = RwSignal::new(false);
     let panel_id = format!("user-panel-{}", id);
     let refresh = Callback::new(move |()| {
         let url = format!("/api/users/{}", api::enc(&row.with_untracked(|u| u.id.clone())));
@@ -202,13 +204,15 @@ fn UserRow(user: User, tenant_id: Option<String>) -> impl IntoView {
     });
     let is_admin = move || row.with(|u| u.roles.iter().any(|r| r.role == ROLE_TENANT_ADMIN));
     view! {
-        <tbody class="user" class:open=move || open.get()>
+        <tbody class="user" class:open=move || open.get() hidden=move || deleted.get()>
             <tr data-test=ids::USER_ROW data-id=id.clone() data-name=move || row.with(|u| u.username.clone())>
                 <td>
                     <strong>{move || row.with(|u| u.username.clone())}</strong>
                     {move || is_admin().then(|| view! { " " <span class="tag">"tenant admin"</span> })}
                     {move || row.with(|u| u.roles.iter().any(|r| r.role == crate::model::ROLE_HOST_ADMIN))
                         .then(|| view! { " " <span class="tag">"host admin"</span> })}
+                    {move || row.with(|u| u.deactivated_at.is_some())
+                        .then(|| view! { " " <span class="tag tag-warn" data-test=ids::USER_DEACTIVATED>"deactivated"</span> })}
                 </td>
                 <td class="muted">{move || row.with(|u| u.email.clone().unwrap_or_else(|| "—".to_owned()))}</td>
                 <td>
@@ -241,7 +245,7 @@ fn UserRow(user: User, tenant_id: Option<String>) -> impl IntoView {
             <Show when=move || open.get()>
                 <tr class="panel-row">
                     <td colspan="5" id=panel_id.clone() data-test=ids::USER_PANEL data-id=id.clone()>
-                        <UserPanel row tenant_id=tenant_id.clone() is_admin=Signal::derive(is_admin) refresh />
+                        <UserPanel row tenant_id=tenant_id.clone() is_admin=Signal::derive(is_admin) refresh deleted />
                     </td>
                 </tr>
             </Show>
@@ -256,6 +260,7 @@ fn UserPanel(
     tenant_id: Option<String>,
     is_admin: Signal<bool>,
     refresh: Callback<()>,
+    deleted: RwSignal<bool>,
 ) -> impl IntoView {
     let user_id = row.with_untracked(|u| u.id.clone());
     let enc_id = api::enc(&user_id);
@@ -264,6 +269,7 @@ fn UserPanel(
     let notice = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let confirm_reset = RwSignal::new(false);
+    let confirm_delete = RwSignal::new(false);
     let on = RwSignal::new(false);
 
     let policy_url = format!("/api/users/{enc_id}/policy");
@@ -373,6 +379,23 @@ fn UserPanel(
             });
         }
     });
+    let delete_url = format!("/api/users/{enc_id}");
+    let delete = move |_| {
+        confirm_delete.set(false);
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        let url = delete_url.clone();
+        spawn_local(async move {
+            let r = api::delete(&url).await;
+            busy.set(false);
+            match r {
+                Ok(()) => deleted.set(true),
+                Err(e) => err.set(Some(e.text())),
+            }
+        });
+    };
+    let deactivated = move || row.with(|u| u.deactivated_at.is_some());
     let switch_id = format!("user-2fa-{user_id}");
 
     view! {
@@ -439,7 +462,44 @@ fn UserPanel(
                     on:click=move |_| confirm_reset.set(true)>
                     "Reset second factors…"
                 </button>
+                <Show
+                    when=move || !deactivated()
+                    fallback=move || view! {
+                        <button type="button" class="btn btn-small" data-test=ids::USER_REACTIVATE disabled=move || busy.get()
+                            on:click=move |_| act("reactivate", "The user can sign in again.")>
+                            "Reactivate"
+                        </button>
+                    }
+                >
+                    <button type="button" class="btn btn-small btn-danger" data-test=ids::USER_DEACTIVATE disabled=move || busy.get()
+                        on:click=move |_| act("deactivate", "The user is deactivated: signed out everywhere and unable to sign in.")>
+                        "Deactivate"
+                    </button>
+                </Show>
+                <button type="button" class="btn btn-small btn-danger" data-test=ids::USER_DELETE disabled=move || busy.get()
+                    on:click=move |_| confirm_delete.set(true)>
+                    "Delete…"
+                </button>
             </div>
+            <Show when=move || confirm_delete.get()>
+                <div class="confirm" role="group" aria-label="Confirm deletion">
+                    <p>
+                        {move || format!(
+                            "Delete {} for good? Their factors, sessions and remembered browsers go with them; the audit trail keeps \
+                             its events without their name or addresses. Deactivate instead to keep the account.",
+                            row.with(|u| u.username.clone())
+                        )}
+                    </p>
+                    <div class="actions">
+                        <button type="button" class="btn btn-small btn-danger" data-test=ids::USER_DELETE_CONFIRM on:click=delete.clone()>
+                            "Yes, delete"
+                        </button>
+                        <button type="button" class="btn btn-small btn-ghost" on:click=move |_| confirm_delete.set(false)>
+                            "Cancel"
+                        </button>
+                    </div>
+                </div>
+            </Show>
             <Show when=move || confirm_reset.get()>
                 <div class="confirm" role="group" aria-label="Confirm reset">
                     <p>

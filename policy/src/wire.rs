@@ -69,6 +69,12 @@ pub enum ErrorCode {
     /// An admin action that would lock the admin out of their own account (deactivate or
     /// delete oneself); another admin has to do it.
     NotOnYourself,
+    /// Password reset by email needs `public_url` (for the link) and an email sender.
+    PasswordResetUnavailable,
+    /// The reset link is unknown, used or expired.
+    ResetLinkInvalid,
+    /// The session's password was set by an admin: only changing it is allowed.
+    PasswordChangeRequired,
 }
 
 impl ErrorCode {
@@ -108,6 +114,9 @@ impl ErrorCode {
             ErrorCode::SenderNotConfigured => "sender_not_configured",
             ErrorCode::PhoneCountryNotAllowed => "phone_country_not_allowed",
             ErrorCode::NotOnYourself => "not_on_yourself",
+            ErrorCode::PasswordResetUnavailable => "password_reset_unavailable",
+            ErrorCode::ResetLinkInvalid => "reset_link_invalid",
+            ErrorCode::PasswordChangeRequired => "password_change_required",
         }
     }
 }
@@ -395,6 +404,65 @@ pub struct CurrentUser {
     pub tenant_id: Option<String>,
     pub tenant_name: Option<String>,
     pub roles: Vec<RoleGrant>,
+    /// The password was set by an admin (or generated): the user must choose their own
+    /// before doing anything else.
+    #[serde(default)]
+    pub must_change_password: bool,
+}
+
+/// Asks for a password reset link by email. The answer is the same whether or not the
+/// account exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    /// The tenant's name; absent or empty for host users.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    pub username: String,
+}
+
+/// Sets a new password with the token of a reset link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirm {
+    pub token: String,
+    /// At least 8 characters, at most 256 bytes.
+    pub new_password: String,
+}
+
+/// How an admin resets a user's password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordResetMode {
+    /// A single-use link for the admin to pass on; the current password keeps working
+    /// until the link is used.
+    Link,
+    /// A generated password that works at once and must be changed at the next sign-in;
+    /// the user's sessions end.
+    TemporaryPassword,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AdminPasswordReset {
+    pub mode: PasswordResetMode,
+}
+
+/// What an admin's reset produced, shown to the admin once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminPasswordResetResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// When the link stops working (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporary_password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -189,6 +189,10 @@ async fn bootstrap_admin(db: &Db, config: &Config, now: i64) -> anyhow::Result<(
     let id = uuid::Uuid::now_v7().to_string();
     let mut tx = db.begin_write().await?;
     db::insert_host_admin(&mut tx, &id, &username, &hash, &auth::new_stamp(), now).await?;
+    if generated {
+        // Printed to the log once: whoever reads the log must not keep it.
+        db::set_temporary_password(&mut tx, &id, &hash).await?;
+    }
     db::insert_audit(
         &mut tx,
         &NewAudit {

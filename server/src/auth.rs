@@ -209,6 +209,10 @@ impl Freshness {
     }
 }
 
+/// What a session may still reach while its user must replace a password an admin set:
+/// who am I, the account page, the password change itself, and signing out.
+const PASSWORD_CHANGE_PATHS: &[&str] = &["/api/auth/me", "/api/auth/sign-out", "/api/account", "/api/account/password"];
+
 /// A request made by a signed-in user.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -270,6 +274,9 @@ impl FromRequestParts<AppState> for Authenticated {
         if now >= session.expires_at || now - session.last_seen_at >= idle_ms || !stamp_ok {
             db::delete_session(&state.db().pool, &hash).await?;
             return Err(AppError::Unauthenticated);
+        }
+        if session.user.must_change_password != 0 && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {
+            return Err(AppError::PasswordChangeRequired);
         }
         if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
             db::touch_session(&state.db().pool, &hash, now).await?;

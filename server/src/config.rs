@@ -108,6 +108,12 @@ pub struct Config {
     pub password_failures_per_address: u32,
     /// Lifetime of the "known browser" cookie set by a right password, in days.
     pub known_browser_days: u32,
+    /// Where users reach Twofold, e.g. `https://sign-in.example.com`: links in emails
+    /// (password reset) point here. Never taken from a request's Host header, which an
+    /// attacker chooses. Without it, password reset by email is not offered.
+    pub public_url: Option<String>,
+    /// How long a password reset link works, in minutes.
+    pub password_reset_minutes: u32,
     pub password_window_minutes: u32,
     /// Requests per minute, per client address and per account, for the password step,
     /// code sends, code checks and the account API (`/api/account/*`). Each allows a
@@ -229,6 +235,8 @@ impl Default for Config {
             password_failures_per_account: 10,
             password_failures_per_account_and_address: 10,
             known_browser_days: 180,
+            public_url: None,
+            password_reset_minutes: 30,
             password_failures_per_address: 100,
             password_window_minutes: 15,
             sign_in_per_address_per_minute: 60,
@@ -297,6 +305,17 @@ impl Config {
         if self.lockout_permanent_after < self.lockout_max_failures {
             anyhow::bail!("lockout_permanent_after must be at least lockout_max_failures");
         }
+        if let Some(url) = &self.public_url {
+            let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("public_url: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() || parsed.fragment().is_some() {
+                anyhow::bail!(
+                    "public_url must be an http(s) URL without query or fragment, e.g. https://sign-in.example.com"
+                );
+            }
+        }
+        if !(5..=1440).contains(&self.password_reset_minutes) {
+            anyhow::bail!("password_reset_minutes must be between 5 and 1440");
+        }
         if self.known_browser_days == 0 {
             anyhow::bail!("known_browser_days must be positive");
         }
@@ -334,6 +353,11 @@ impl Config {
     /// the host and its subdomains to HTTPS for a year.
     pub fn sends_hsts(&self) -> bool {
         self.serves_tls() || self.hsts
+    }
+
+    /// `public_url` without a trailing slash, for building links.
+    pub fn public_base(&self) -> Option<&str> {
+        self.public_url.as_deref().map(|u| u.trim_end_matches('/'))
     }
 
     pub fn remember_cookie(&self) -> String {

@@ -18,6 +18,7 @@ pub mod notify;
 pub mod openapi;
 pub mod operator;
 pub mod ratelimit;
+pub mod reset;
 pub mod rotation;
 pub mod routes;
 pub mod secrets;

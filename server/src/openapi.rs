@@ -40,6 +40,8 @@ use crate::routes::{account, audit, auth, health, messages, settings, tenants, u
         auth::enroll_phone,
         auth::enroll_phone_confirm,
         auth::postpone,
+        auth::request_password_reset,
+        auth::confirm_password_reset,
         auth::sign_out,
         auth::me,
         settings::get_host_settings,
@@ -75,6 +77,7 @@ use crate::routes::{account, audit, auth, health, messages, settings, tenants, u
         users::deactivate_user,
         users::reactivate_user,
         users::delete_user,
+        users::reset_password,
         account::get_account,
         account::set_two_factor,
         account::reauthenticate,
@@ -124,6 +127,8 @@ const LIMITED_AUTH_PATHS: &[&str] = &[
     "/api/auth/enroll/email/confirm",
     "/api/auth/enroll/phone",
     "/api/auth/enroll/phone/confirm",
+    "/api/auth/password-reset",
+    "/api/auth/password-reset/confirm",
 ];
 
 /// Adds the 429 `rate_limited` answer to every rate-limited operation, in one place

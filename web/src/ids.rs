@@ -33,6 +33,27 @@ pub const SIGNIN_PASSWORD: &str = "signin-password";
 pub const SIGNIN_SUBMIT: &str = "signin-submit";
 /// Errors of the password step (wrong credentials, rate limited).
 pub const SIGNIN_ERROR: &str = "signin-error";
+pub const SIGNIN_FORGOT: &str = "signin-forgot";
+
+// ---- Password reset and the forced change ----
+pub const FORGOT_FORM: &str = "forgot-form";
+pub const FORGOT_TENANT: &str = "forgot-tenant";
+pub const FORGOT_USERNAME: &str = "forgot-username";
+pub const FORGOT_SUBMIT: &str = "forgot-submit";
+pub const FORGOT_SENT: &str = "forgot-sent";
+pub const FORGOT_ERROR: &str = "forgot-error";
+pub const RESET_FORM: &str = "reset-form";
+pub const RESET_NEW: &str = "reset-new";
+pub const RESET_REPEAT: &str = "reset-repeat";
+pub const RESET_SUBMIT: &str = "reset-submit";
+pub const RESET_ERROR: &str = "reset-error";
+pub const RESET_DONE: &str = "reset-done";
+pub const MUST_CHANGE_FORM: &str = "must-change-form";
+pub const MUST_CHANGE_CURRENT: &str = "must-change-current";
+pub const MUST_CHANGE_NEW: &str = "must-change-new";
+pub const MUST_CHANGE_REPEAT: &str = "must-change-repeat";
+pub const MUST_CHANGE_SUBMIT: &str = "must-change-submit";
+pub const MUST_CHANGE_ERROR: &str = "must-change-error";
 /// Locked out after repeated second-factor failures, with the time left.
 pub const LOCKOUT_MESSAGE: &str = "lockout-message";
 /// Back to the password step from any later step.
@@ -238,6 +259,11 @@ pub const USER_DEACTIVATE: &str = "user-deactivate";
 pub const USER_REACTIVATE: &str = "user-reactivate";
 pub const USER_DELETE: &str = "user-delete";
 pub const USER_DELETE_CONFIRM: &str = "user-delete-confirm";
+/// data-test of the password reset actions in a user's panel and of their one-time result.
+pub const USER_RESET_PASSWORD: &str = "user-reset-password";
+pub const USER_RESET_LINK: &str = "user-reset-link";
+pub const USER_RESET_TEMPORARY: &str = "user-reset-temporary";
+pub const USER_RESET_RESULT: &str = "user-reset-result";
 pub const USER_DEACTIVATED: &str = "user-deactivated";
 pub const USER_CREATE_USERNAME: &str = "user-create-username";
 pub const USER_CREATE_PASSWORD: &str = "user-create-password";

@@ -404,6 +404,89 @@ async fn sessions_deactivation_suspension_and_deletion() {
     w.close().await;
 }
 
+/// Journey 8, a forgotten password: the link from the real SMTP server opens the page
+/// that sets a new password; the old one stops working and the second factor is still
+/// asked for. Then an admin gives a user a temporary password, which the user must
+/// replace before the app lets them do anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgotten_password_and_temporary_password() {
+    let mut w = World::start("8-password-reset").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    api.user(&acme, "dana", PASSWORD, Some("dana@example.test")).await;
+    let erik = api.user(&acme, "erik", PASSWORD, None).await;
+    api.feature(&acme, "forced").await;
+    // Dana confirms her address by enrolling it as her second factor.
+    password_step(&mut w, "acme", "dana", PASSWORD, "sign-in").await;
+    w.click(ids::ENROLL_CHOOSE_EMAIL).await;
+    w.click(ids::ENROLL_SEND_CODE).await;
+    let code = w.smtp.wait_for_code("dana@example.test", 0).await;
+    w.fill(ids::ENROLL_CODE, &code).await;
+    w.click(ids::ENROLL_CONFIRM).await;
+    w.click(ids::RECOVERY_CODES_DONE).await;
+    sign_out(&mut w).await;
+
+    w.click(ids::SIGNIN_FORGOT).await;
+    w.wait_title("Forgot password · Twofold").await;
+    w.fill(ids::FORGOT_TENANT, "acme").await;
+    w.fill(ids::FORGOT_USERNAME, "dana").await;
+    w.click(ids::FORGOT_SUBMIT).await;
+    w.by_id(ids::FORGOT_SENT).await;
+    w.shot("forgot-sent").await;
+    let link = w.smtp.wait_for_link("dana@example.test", &format!("{}/reset-password?token=", w.base)).await;
+    let path = link.trim_start_matches(w.base.as_str()).to_owned();
+    w.goto(&path).await;
+    w.wait_title("New password · Twofold").await;
+    w.fill(ids::RESET_NEW, "dana's brand new password").await;
+    w.fill(ids::RESET_REPEAT, "dana's brand new password").await;
+    w.shot("reset-form").await;
+    w.click(ids::RESET_SUBMIT).await;
+    w.by_id(ids::RESET_DONE).await;
+    w.shot("reset-done").await;
+    password_step(&mut w, "acme", "dana", PASSWORD, "old-password").await;
+    w.by_id(ids::SIGNIN_ERROR).await;
+    password_step(&mut w, "acme", "dana", "dana's brand new password", "new-password").await;
+    w.by_id(ids::PROVIDER_EMAIL).await;
+    w.shot("second-factor-still-asked").await;
+
+    // Erik's password is reset by the host admin to a temporary one.
+    password_step(&mut w, "", "admin", ADMIN_PASSWORD, "admin-sign-in").await;
+    w.by_id(ids::NAV_TENANTS).await;
+    w.goto(&format!("/tenants/{acme}/users")).await;
+    let row = format!("[data-test=\"{}\"][data-name=\"erik\"]", ids::USER_ROW);
+    click_in(&w, &row, ids::USER_DETAILS).await;
+    let panel = format!("[data-test=\"{}\"][data-id=\"{erik}\"]", ids::USER_PANEL);
+    click_in(&w, &panel, ids::USER_RESET_PASSWORD).await;
+    click_in(&w, &panel, ids::USER_RESET_TEMPORARY).await;
+    let shown = w.wait_text(&format!("{panel} [data-test=\"{}\"]", ids::USER_RESET_RESULT), "Temporary password").await;
+    w.shot("temporary-password").await;
+    let temporary = shown.rsplit(' ').next().unwrap_or_default().to_owned();
+    assert!(temporary.len() >= 20, "{shown}");
+    sign_out(&mut w).await;
+    password_step(&mut w, "acme", "erik", &temporary, "erik-temporary").await;
+    // Erik has no factor in a forced tenant: enrolment first, then the password change.
+    w.click(ids::ENROLL_CHOOSE_AUTHENTICATOR).await;
+    w.by_id(ids::ENROLL_QR).await;
+    let secret = w.text_of(ids::ENROLL_SECRET).await.replace(' ', "");
+    w.next_step();
+    let code = w.totp(&secret);
+    w.fill(ids::ENROLL_CODE, &code).await;
+    w.click(ids::ENROLL_CONFIRM).await;
+    w.click(ids::RECOVERY_CODES_DONE).await;
+    w.by_id(ids::MUST_CHANGE_FORM).await;
+    w.shot("must-change-password").await;
+    w.fill(ids::MUST_CHANGE_CURRENT, &temporary).await;
+    w.fill(ids::MUST_CHANGE_NEW, "erik's own password").await;
+    w.fill(ids::MUST_CHANGE_REPEAT, "erik's own password").await;
+    w.click(ids::MUST_CHANGE_SUBMIT).await;
+    w.by_id(ids::NAV_ACCOUNT).await;
+    w.wait_title("Account · Twofold").await;
+    w.shot("password-changed").await;
+    w.assert_no_csp_violations("the password reset journey").await;
+    w.close().await;
+}
+
 /// The browser enforces the server's Content-Security-Policy, and the check every
 /// journey makes at each screen would notice a breach: after the app has started under
 /// the policy, an injected inline script does not run, an inline style does not apply,

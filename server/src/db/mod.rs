@@ -391,6 +391,9 @@ pub struct UserRow {
     pub consecutive_failures: i64,
     /// While set, the user cannot sign in and no session of theirs works.
     pub deactivated_at: Option<i64>,
+    /// 1 while the password is one an admin set (or generated): sessions can only
+    /// change it.
+    pub must_change_password: i64,
 }
 
 impl UserRow {
@@ -431,7 +434,7 @@ impl UserRow {
 const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
      has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at, phone, \
      second_factor_failures, locked_until, enrollment_required_since, pending_email, pending_phone, lockouts, \
-     consecutive_failures, deactivated_at";
+     consecutive_failures, deactivated_at, must_change_password";
 
 pub async fn get_user<'e, E>(executor: E, id: &str) -> Result<Option<UserRow>, sqlx::Error>
 where
@@ -694,7 +697,7 @@ pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<Ses
          u.email_confirmed, u.phone_confirmed, u.has_authenticator, u.password_hash, u.two_factor_enabled, \
          u.security_stamp, u.created_at, u.phone, u.second_factor_failures, u.locked_until, \
          u.enrollment_required_since, u.pending_email, u.pending_phone, u.lockouts, u.consecutive_failures, \
-         u.deactivated_at, s.reauth_method, s.id AS session_id \
+         u.deactivated_at, u.must_change_password, s.reauth_method, s.id AS session_id \
          FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.token_hash = $1 AND u.deactivated_at IS NULL \
          AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = u.tenant_id AND t.suspended_at IS NOT NULL)",
@@ -871,6 +874,66 @@ pub async fn delete_tenant(conn: &mut AnyConnection, id: &str) -> Result<u64, sq
     sqlx::query("DELETE FROM scope_settings WHERE scope_key = $1").bind(id).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM tenants WHERE id = $1").bind(id).execute(&mut *conn).await?;
     Ok(users.rows_affected())
+}
+
+// ---------------------------------------------------------------- password resets
+
+/// Stores a reset link's token hash, voiding the user's earlier links.
+pub async fn insert_password_reset(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    user_id: &str,
+    issued_by: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM password_resets WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO password_resets (token_hash, user_id, issued_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(issued_by)
+    .bind(now)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Uses a reset link once: the user it was issued for, when it was unused and unexpired.
+/// One conditional statement, so two requests racing with one link cannot both win.
+pub async fn use_password_reset(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let user: Option<String> = sqlx::query_scalar(
+        "UPDATE password_resets SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+         RETURNING user_id",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = &user {
+        sqlx::query("DELETE FROM password_resets WHERE user_id = $1 AND token_hash <> $2")
+            .bind(id)
+            .bind(token_hash)
+            .execute(conn)
+            .await?;
+    }
+    Ok(user)
+}
+
+/// Sets a password an admin chose for the user, which they must change at sign-in.
+pub async fn set_temporary_password(conn: &mut AnyConnection, user_id: &str, hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $1, must_change_password = 1 WHERE id = $2")
+        .bind(hash)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------- audit

@@ -12,8 +12,9 @@ use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use twofold_policy::wire::{
-    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorBody, PhoneRequest, SendCodeRequest,
-    SendCodeResponse, SignInRequest, SignInResponse, SignInStatus, VerifyRequest,
+    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorBody, PasswordResetConfirm,
+    PasswordResetRequest, PhoneRequest, SendCodeRequest, SendCodeResponse, SignInRequest, SignInResponse, SignInStatus,
+    VerifyRequest,
 };
 
 use crate::app::AppState;
@@ -40,6 +41,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/enroll/phone/confirm", post(enroll_phone_confirm))
         .route("/api/auth/enroll/postpone", post(postpone))
         .route("/api/auth/sign-out", post(sign_out))
+        .route("/api/auth/password-reset", post(request_password_reset))
+        .route("/api/auth/password-reset/confirm", post(confirm_password_reset))
         .route("/api/auth/me", get(me))
 }
 
@@ -99,6 +102,7 @@ pub async fn current_user(state: &AppState, user: &UserRow) -> AppResult<Current
         tenant_id: user.tenant_id.clone(),
         tenant_name,
         roles: super::role_grants(&roles),
+        must_change_password: user.must_change_password != 0,
     })
 }
 
@@ -308,6 +312,35 @@ pub async fn enroll_phone_confirm(
     Json(req): Json<CodeRequest>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
     enroll_confirm(&state, addr, &headers, jar, FactorKind::Phone, req.code).await
+}
+
+/// Sends a password reset link to the account's confirmed email address, if there is
+/// such an account. The answer is the same either way, so it tells nobody whether the
+/// account exists.
+#[utoipa::path(post, path = "/api/auth/password-reset", tag = "auth", security(()), request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "A link is on its way if the account exists and has a confirmed email address"),
+        (status = 400, description = "Password reset by email is not set up here", body = ErrorBody)))]
+pub async fn request_password_reset(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Json(req): Json<PasswordResetRequest>,
+) -> AppResult<StatusCode> {
+    crate::reset::request(&state, req, addr).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Sets a new password with a reset link's token. The user then signs in as usual,
+/// second factor included; every session of theirs has ended.
+#[utoipa::path(post, path = "/api/auth/password-reset/confirm", tag = "auth", security(()), request_body = PasswordResetConfirm,
+    responses((status = 204), (status = 400, description = "Unknown, used or expired link, or a weak password", body = ErrorBody)))]
+pub async fn confirm_password_reset(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Json(req): Json<PasswordResetConfirm>,
+) -> AppResult<StatusCode> {
+    crate::reset::confirm(&state, req, addr).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Signs in without enrolling, while the enrolment grace period runs.

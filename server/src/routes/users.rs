@@ -9,7 +9,8 @@ use axum::routing::{delete, get, post, put};
 use twofold_policy::authz::{Action, Domain, Role, Target};
 use twofold_policy::names::{EmailAddress, Username, check_new_password};
 use twofold_policy::wire::{
-    AssignRole, CreateUser, EffectivePolicyView, ErrorBody, SessionInfo, SetTwoFactor, User, UserPage,
+    AdminPasswordReset, AdminPasswordResetResult, AssignRole, CreateUser, EffectivePolicyView, ErrorBody, SessionInfo,
+    SetTwoFactor, User, UserPage,
 };
 
 use super::{ListParams, tenant_for, user_view};
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/users/{user_id}/deactivate", post(deactivate_user))
         .route("/api/users/{user_id}/reactivate", post(reactivate_user))
         .route("/api/users/{user_id}/sessions", get(list_user_sessions))
+        .route("/api/users/{user_id}/password-reset", post(reset_password))
         .route("/api/users/{user_id}/policy", get(get_user_policy))
         .route("/api/users/{user_id}/two-factor", put(set_user_two_factor))
         .route("/api/users/{user_id}/unlock", post(unlock_user))
@@ -528,4 +530,23 @@ pub async fn list_user_sessions(
 ) -> AppResult<Json<Vec<SessionInfo>>> {
     let user = user_for(&state, &who, &user_id, Action::ReadUser).await?;
     Ok(Json(super::live_sessions(&state, &user, who.session_id.as_deref()).await?))
+}
+
+/// Resets a user's password: a single-use link for the admin to pass on, or a temporary
+/// password that works at once (the user's sessions end) and must be changed at the
+/// next sign-in. Shown once; the second factor is still asked for at sign-in.
+#[utoipa::path(post, path = "/api/users/{user_id}/password-reset", tag = "users", request_body = AdminPasswordReset,
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 200, body = AdminPasswordResetResult), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Your own account: use the account page", body = ErrorBody)))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+    Json(req): Json<AdminPasswordReset>,
+) -> AppResult<Json<AdminPasswordResetResult>> {
+    let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    not_on_yourself(&who, &user, "reset the password of")?;
+    Ok(Json(crate::reset::by_admin(&state, &who, &user, req.mode).await?))
 }

@@ -62,6 +62,8 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/auth/enroll/phone", Class::Public),
     ("POST /api/auth/enroll/phone/confirm", Class::Public),
     ("POST /api/auth/enroll/postpone", Class::Public),
+    ("POST /api/auth/password-reset", Class::Public),
+    ("POST /api/auth/password-reset/confirm", Class::Public),
     ("POST /api/auth/sign-out", Class::Own),
     ("GET /api/auth/me", Class::Own),
     ("GET /api/account", Class::Own),
@@ -117,6 +119,7 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/users/{user_id}/deactivate", Class::Tenant),
     ("POST /api/users/{user_id}/reactivate", Class::Tenant),
     ("DELETE /api/users/{user_id}", Class::Tenant),
+    ("POST /api/users/{user_id}/password-reset", Class::Tenant),
     ("GET /api/audit", Class::Tenant),
 ];
 
@@ -199,6 +202,13 @@ const BODY_FIELDS: &[(&str, Kind)] = &[
     ("CreateUser.password", Kind::Inert),
     ("CreateUser.email", Kind::Inert),
     ("AssignRole.user_id", Kind::UserId),
+    // The answer to "I forgot my password" is the same for every account (a test of
+    // its own checks that), so these names select nothing the caller can reach.
+    ("PasswordResetRequest.tenant", Kind::Inert),
+    ("PasswordResetRequest.username", Kind::Inert),
+    ("PasswordResetConfirm.token", Kind::Inert),
+    ("PasswordResetConfirm.new_password", Kind::Inert),
+    ("AdminPasswordReset.mode", Kind::Inert),
     ("ScopeSettings.behaviour", Kind::Inert),
     ("ScopeSettings.users_can_change", Kind::Inert),
     ("ScopeSettings.remember_browser", Kind::Inert),
@@ -247,6 +257,9 @@ fn example_body(schema: &str) -> Option<Value> {
         "CreateTenant" => json!({ "name": "newtenant", "display_name": "New tenant" }),
         "CreateUser" => json!({ "username": "newcomer", "password": PASSWORD, "email": "newcomer@example.com" }),
         "AssignRole" => json!({ "user_id": "" }),
+        "PasswordResetRequest" => json!({ "tenant": "alpha", "username": "plain" }),
+        "PasswordResetConfirm" => json!({ "token": "not-a-token", "new_password": "a new long password" }),
+        "AdminPasswordReset" => json!({ "mode": "temporary_password" }),
         "SettingsPreviewRequest" => json!({ "settings": example_settings() }),
         "FeaturePreviewRequest" => json!({ "feature": { "behaviour": "disabled" } }),
         "ScopeSettings" => example_settings(),

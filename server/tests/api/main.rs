@@ -29,6 +29,7 @@ mod machine;
 mod message_caps;
 mod metrics;
 mod no_sender;
+mod password_reset;
 mod remember;
 mod rotation;
 mod secrecy_in_logs;

@@ -189,6 +189,7 @@ fn PasswordStep(tenant: RwSignal<String>, on_answer: Callback<SignInResponse>) -
             <button type="submit" class="btn btn-primary btn-block" id=ids::SIGNIN_SUBMIT disabled=move || busy.get()>
                 {move || if busy.get() { "Signing in…" } else { "Sign in" }}
             </button>
+            <p class="small"><a href="/forgot-password" id=ids::SIGNIN_FORGOT>"Forgot your password?"</a></p>
         </form>
     }
 }

@@ -7,12 +7,16 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
-use twofold_policy::wire::{AssignRole, CreateUser, EffectivePolicyView, SetTwoFactor, Tenant, User, UserPage};
+use twofold_policy::wire::{
+    AdminPasswordReset, AdminPasswordResetResult, AssignRole, CreateUser, EffectivePolicyView, PasswordResetMode,
+    SetTwoFactor, Tenant, User, UserPage,
+};
 
 use super::tenants::search_debounce;
 use crate::api::{self, ApiError};
 use crate::ids;
 use crate::model::{AdminScope, ROLE_TENANT_ADMIN};
+use crate::text;
 use crate::widgets::{ErrorText, Loading, Notice, Pager, PolicyExplain};
 
 const PER_PAGE: u32 = 20;
@@ -270,6 +274,9 @@ fn UserPanel(
     let busy = RwSignal::new(false);
     let confirm_reset = RwSignal::new(false);
     let confirm_delete = RwSignal::new(false);
+    let choose_reset = RwSignal::new(false);
+    // Shown once: a link or temporary password the admin passes on.
+    let reset_result = RwSignal::new(None::<String>);
     let on = RwSignal::new(false);
 
     let policy_url = format!("/api/users/{enc_id}/policy");
@@ -396,6 +403,31 @@ fn UserPanel(
         });
     };
     let deactivated = move || row.with(|u| u.deactivated_at.is_some());
+    let reset_url = format!("/api/users/{enc_id}/password-reset");
+    let reset = move |mode: PasswordResetMode| {
+        choose_reset.set(false);
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        reset_result.set(None);
+        let url = reset_url.clone();
+        spawn_local(async move {
+            let r = api::post::<_, AdminPasswordResetResult>(&url, &AdminPasswordReset { mode }).await;
+            busy.set(false);
+            match r {
+                Ok(AdminPasswordResetResult { link: Some(link), expires_at, .. }) => reset_result.set(Some(format!(
+                    "Give the user this link; it works once, until {}: {link}",
+                    expires_at.as_deref().map(text::format_time).unwrap_or_default()
+                ))),
+                Ok(AdminPasswordResetResult { temporary_password: Some(p), .. }) => reset_result.set(Some(format!(
+                    "Temporary password (the user must change it at sign-in; their sessions have ended): {p}"
+                ))),
+                Ok(_) => err.set(Some("The server answered without a link or password.".to_owned())),
+                Err(e) => err.set(Some(e.text())),
+            }
+        });
+    };
+    let reset_link = reset.clone();
     let switch_id = format!("user-2fa-{user_id}");
 
     view! {
@@ -476,11 +508,34 @@ fn UserPanel(
                         "Deactivate"
                     </button>
                 </Show>
+                <button type="button" class="btn btn-small" data-test=ids::USER_RESET_PASSWORD disabled=move || busy.get()
+                    on:click=move |_| choose_reset.set(true)>
+                    "Reset password…"
+                </button>
                 <button type="button" class="btn btn-small btn-danger" data-test=ids::USER_DELETE disabled=move || busy.get()
                     on:click=move |_| confirm_delete.set(true)>
                     "Delete…"
                 </button>
             </div>
+            <Show when=move || choose_reset.get()>
+                <div class="confirm" role="group" aria-label="Reset password">
+                    <p>"A link lets the user choose a new password; their current one works until then. A temporary password works at once, ends their sessions, and must be changed at their next sign-in. Either way their second factor is still asked for."</p>
+                    <div class="actions">
+                        <button type="button" class="btn btn-small" data-test=ids::USER_RESET_LINK
+                            on:click={ let reset = reset_link.clone(); move |_| reset(PasswordResetMode::Link) }>
+                            "Make a link"
+                        </button>
+                        <button type="button" class="btn btn-small btn-danger" data-test=ids::USER_RESET_TEMPORARY
+                            on:click={ let reset = reset.clone(); move |_| reset(PasswordResetMode::TemporaryPassword) }>
+                            "Set a temporary password"
+                        </button>
+                        <button type="button" class="btn btn-small btn-ghost" on:click=move |_| choose_reset.set(false)>
+                            "Cancel"
+                        </button>
+                    </div>
+                </div>
+            </Show>
+            {move || reset_result.get().map(|r| view! { <p class="notice" role="status" data-test=ids::USER_RESET_RESULT><code>{r}</code></p> })}
             <Show when=move || confirm_delete.get()>
                 <div class="confirm" role="group" aria-label="Confirm deletion">
                     <p>

@@ -661,9 +661,22 @@ pub struct AuditEvent {
     pub id: String,
     pub at: String,
     pub actor_user_id: Option<String>,
+    /// The actor's user name, where the reader may see it (absent for a deleted user, and
+    /// for a host admin seen by a tenant admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_name: Option<String>,
     pub tenant_id: Option<String>,
+    /// The tenant's name, for events of a tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_name: Option<String>,
     pub action: String,
     pub target: String,
+    /// The name of the user or tenant the event is about, under the same rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
+    /// The client address of the request that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
 }

@@ -221,6 +221,23 @@ async fn bootstrap_admin(db: &Db, config: &Config, now: i64) -> anyhow::Result<(
     Ok(())
 }
 
+/// Serves the request with its client address in `db::REQUEST_ADDRESS`, which every
+/// audit event it writes records (the same address the rate limits count).
+async fn client_address_scope(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    match peer {
+        Some(peer) => {
+            let address = crate::ratelimit::client_address(peer, req.headers(), state.limits().trusted_proxies());
+            db::REQUEST_ADDRESS.scope(address.to_string(), next.run(req)).await
+        }
+        None => next.run(req).await,
+    }
+}
+
 /// Refuses state-changing API requests that lack the `X-Requested-With` header. A
 /// cross-site form cannot set it and a cross-site script cannot send it without a CORS
 /// preflight, which Twofold never grants; with SameSite cookies this closes CSRF,
@@ -267,6 +284,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(crate::metrics::track_latency))
         .fallback_service(web)
         .layer(middleware::from_fn(csrf_guard))
+        .layer(middleware::from_fn_with_state(state.clone(), client_address_scope))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))

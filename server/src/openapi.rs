@@ -99,6 +99,7 @@ use crate::routes::{account, audit, auth, health, messages, settings, tenants, u
         account::end_session,
         account::end_other_sessions,
         audit::list_audit,
+        audit::export_audit,
     ),
     modifiers(&RateLimited, &SharedResponses),
     // Every operation needs a session unless its annotation says `security(())`.

@@ -277,3 +277,16 @@ pub const AUDIT_LIST: &str = "audit";
 pub const AUDIT_ITEM: &str = "audit-item";
 pub const AUDIT_OLDER: &str = "audit-older";
 pub const AUDIT_ERROR: &str = "audit-error";
+pub const AUDIT_FILTER_ACTION: &str = "audit-filter-action";
+pub const AUDIT_FILTER_FROM: &str = "audit-filter-from";
+pub const AUDIT_FILTER_TO: &str = "audit-filter-to";
+pub const AUDIT_FILTER_ADDRESS: &str = "audit-filter-address";
+pub const AUDIT_FILTER_APPLY: &str = "audit-filter-apply";
+pub const AUDIT_FILTER_CLEAR: &str = "audit-filter-clear";
+/// data-test of the chip naming an actor or user filter set by clicking a name.
+pub const AUDIT_FILTER_CHIP: &str = "audit-filter-chip";
+/// data-test of the per-event links that filter by its actor or its user.
+pub const AUDIT_BY_ACTOR: &str = "audit-by-actor";
+pub const AUDIT_ABOUT_USER: &str = "audit-about-user";
+pub const AUDIT_EXPORT_CSV: &str = "audit-export-csv";
+pub const AUDIT_EXPORT_JSONL: &str = "audit-export-jsonl";

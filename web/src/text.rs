@@ -286,6 +286,17 @@ pub fn audit_action_label(action: &str) -> String {
         "sign_in.succeeded" => "Signed in",
         "sign_in.failed" => "Sign-in failed",
         "user.locked_out" => "Locked out after wrong codes",
+        "user.deactivated" => "User deactivated",
+        "user.reactivated" => "User reactivated",
+        "user.deleted" => "User deleted",
+        "user.password_reset" => "Password reset",
+        "tenant.suspended" => "Tenant suspended",
+        "tenant.resumed" => "Tenant resumed",
+        "tenant.deleted" => "Tenant deleted",
+        "session.ended" => "Session signed out",
+        "password_reset.requested" => "Password reset link asked for",
+        "password_reset.link_issued" => "Password reset link issued",
+        "secrets.rotated" => "Stored secrets rewritten under a new key",
         _ => return action.to_owned(),
     };
     known.to_owned()

@@ -487,6 +487,110 @@ async fn forgotten_password_and_temporary_password() {
     w.close().await;
 }
 
+/// Whether the element `css` lies within the window's width (nothing cut off at the
+/// right edge).
+async fn within_width(w: &World, css: &str, width: f64) -> bool {
+    match w.find(css).await.rectangle().await {
+        Ok((x, _, wd, _)) => x >= 0.0 && x + wd <= width + 0.5,
+        Err(e) => panic!("rectangle of {css}: {e}"),
+    }
+}
+
+/// Journey 9: a host admin on a phone (390 px wide): every menu entry and every row's
+/// actions are on screen, in the tenant list, the user list and the audit trail; the
+/// audit trail filters by event type and by one user, and exports what it shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_pages_at_phone_width_and_audit_filters() {
+    let mut w = World::start("9-phone-width-audit").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    let frank = api.user(&acme, "frank-with-a-rather-long-name", PASSWORD, Some("frank@example.test")).await;
+    api.ok(Method::POST, &format!("/api/users/{frank}/deactivate"), None).await;
+    api.ok(Method::POST, &format!("/api/users/{frank}/reactivate"), None).await;
+    if let Err(e) = w.browser.set_window_size(390, 844).await {
+        panic!("window size: {e}");
+    }
+    const WIDTH: f64 = 390.0;
+
+    password_step(&mut w, "", "admin", ADMIN_PASSWORD, "sign-in").await;
+    w.by_id(ids::NAV_AUDIT).await;
+    for nav in [ids::NAV_ACCOUNT, ids::NAV_SETTINGS, ids::NAV_TENANTS, ids::NAV_USERS, ids::NAV_AUDIT] {
+        assert!(within_width(&w, &format!("#{nav}"), WIDTH).await, "#{nav} is off screen at 390 px");
+    }
+    w.shot("account").await;
+    w.click(ids::NAV_TENANTS).await;
+    w.wait_title("Tenants · Twofold").await;
+    let tenant = format!("[data-test=\"{}\"][data-name=\"acme\"]", ids::TENANT_ROW);
+    for action in [ids::TENANT_FEATURES, ids::TENANT_USERS, ids::TENANT_AUDIT, ids::TENANT_SUSPEND, ids::TENANT_DELETE]
+    {
+        let css = format!("{tenant} [data-test=\"{action}\"]");
+        assert!(within_width(&w, &css, WIDTH).await, "{action} is cut off at 390 px");
+    }
+    w.shot("tenants").await;
+    w.goto(&format!("/tenants/{acme}/users")).await;
+    let row = format!("[data-test=\"{}\"][data-id=\"{frank}\"]", ids::USER_ROW);
+    let details = format!("{row} [data-test=\"{}\"]", ids::USER_DETAILS);
+    assert!(within_width(&w, &details, WIDTH).await, "the user row's actions are cut off at 390 px");
+    click_in(&w, &row, ids::USER_DETAILS).await;
+    let panel = format!("[data-test=\"{}\"][data-id=\"{frank}\"]", ids::USER_PANEL);
+    for action in [ids::USER_UNLOCK, ids::USER_DEACTIVATE, ids::USER_RESET_PASSWORD, ids::USER_DELETE] {
+        let css = format!("{panel} [data-test=\"{action}\"]");
+        assert!(within_width(&w, &css, WIDTH).await, "{action} is cut off at 390 px");
+    }
+    w.shot("users-panel").await;
+
+    w.click(ids::NAV_AUDIT).await;
+    w.wait_title("Audit trail · Twofold").await;
+    w.find(&format!("[data-test=\"{}\"][data-action=\"user.deactivated\"]", ids::AUDIT_ITEM)).await;
+    w.shot("audit").await;
+    // Only user events: no tenant or sign-in event stays.
+    let select = w.by_id(ids::AUDIT_FILTER_ACTION).await;
+    if let Err(e) = select.select_by_value("user.").await {
+        panic!("select: {e}");
+    }
+    w.click(ids::AUDIT_FILTER_APPLY).await;
+    for _ in 0..50 {
+        if w.absent(&format!("[data-test=\"{}\"][data-action=\"tenant.created\"]", ids::AUDIT_ITEM)).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(w.absent(&format!("[data-test=\"{}\"][data-action=\"tenant.created\"]", ids::AUDIT_ITEM)).await);
+    // Then only events about frank, chosen from one of them.
+    let deactivated = format!("[data-test=\"{}\"][data-action=\"user.deactivated\"]", ids::AUDIT_ITEM);
+    click_in(&w, &deactivated, ids::AUDIT_ABOUT_USER).await;
+    w.by_test(ids::AUDIT_FILTER_CHIP).await;
+    w.shot("audit-filtered").await;
+    let mut shown = 0;
+    for _ in 0..50 {
+        shown =
+            match w.browser.find_all(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::AUDIT_ITEM))).await {
+                Ok(items) => items.len(),
+                Err(e) => panic!("audit items: {e}"),
+            };
+        if shown == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown, 3, "created, deactivated and reactivated: the user events about frank");
+    // The export link carries the same filters, and the file holds exactly those events.
+    let href = match w.by_id(ids::AUDIT_EXPORT_CSV).await.attr("href").await {
+        Ok(Some(h)) => h,
+        other => panic!("export link: {other:?}"),
+    };
+    assert!(href.contains("action=user.") && href.contains(&format!("user={frank}")), "{href}");
+    let (status, _) = api.call(Method::GET, &href, None).await;
+    assert_eq!(status, 200, "{href}");
+    let csv = api.text(&href).await;
+    let rows: Vec<&str> = csv.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(rows.iter().all(|r| r.contains(&format!("user:{frank}"))), "{csv}");
+    w.assert_no_csp_violations("the phone-width journey").await;
+    w.close().await;
+}
+
 /// The browser enforces the server's Content-Security-Policy, and the check every
 /// journey makes at each screen would notice a breach: after the app has started under
 /// the policy, an injected inline script does not run, an inline style does not apply,

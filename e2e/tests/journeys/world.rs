@@ -461,6 +461,14 @@ impl Api {
         (status, json)
     }
 
+    /// A GET's body as text (for exports that are not JSON).
+    pub async fn text(&self, path: &str) -> String {
+        match self.http.get(format!("{}{path}", self.base)).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+
     pub async fn ok(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
         let (status, json) = self.call(method, path, body).await;
         assert!((200..300).contains(&status), "{path} answered {status}: {json}");

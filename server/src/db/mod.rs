@@ -949,10 +949,18 @@ pub struct NewAudit<'a> {
     pub after: Option<serde_json::Value>,
 }
 
+tokio::task_local! {
+    /// The client address of the request being served, set once per request by the
+    /// router (see `app::client_address_scope`), so that every audit event a request
+    /// writes records it without each call site passing it along.
+    pub static REQUEST_ADDRESS: String;
+}
+
 pub async fn insert_audit(conn: &mut AnyConnection, e: &NewAudit<'_>) -> Result<(), sqlx::Error> {
+    let address = REQUEST_ADDRESS.try_with(Clone::clone).ok();
     sqlx::query(
-        "INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target, before_json, after_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target, before_json, after_json, \
+         client_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(e.at)
@@ -962,6 +970,7 @@ pub async fn insert_audit(conn: &mut AnyConnection, e: &NewAudit<'_>) -> Result<
     .bind(e.target)
     .bind(e.before.as_ref().map(|v| v.to_string()))
     .bind(e.after.as_ref().map(|v| v.to_string()))
+    .bind(address)
     .execute(conn)
     .await?;
     Ok(())
@@ -977,24 +986,70 @@ pub struct AuditRow {
     pub target: String,
     pub before_json: Option<String>,
     pub after_json: Option<String>,
+    pub client_ip: Option<String>,
 }
 
-/// Newest first; `before` is the id of the last event of the previous page.
-pub async fn list_audit(
-    pool: &AnyPool,
-    scope_key: Option<&str>,
-    before: Option<&str>,
-    limit: i64,
-) -> Result<Vec<AuditRow>, sqlx::Error> {
+/// What to select from the audit trail; `None` leaves a field unfiltered.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter<'a> {
+    pub scope_key: Option<&'a str>,
+    /// The id of the last event of the previous page.
+    pub before: Option<&'a str>,
+    /// An exact action (`user.created`), or a family ending in a dot (`user.`).
+    pub action: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    /// A user the events are about (`target = user:<id>`).
+    pub target: Option<&'a str>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub client_ip: Option<&'a str>,
+}
+
+/// Newest first.
+pub async fn list_audit(pool: &AnyPool, f: &AuditFilter<'_>, limit: i64) -> Result<Vec<AuditRow>, sqlx::Error> {
+    // A family is matched by comparing the prefix, not with LIKE, in which the '_' of
+    // action names would be a wildcard.
+    let (exact, family) = match f.action {
+        Some(a) if a.ends_with('.') => (None, Some(a)),
+        other => (other, None),
+    };
     sqlx::query_as(
-        "SELECT id, at, actor_user_id, scope_key, action, target, before_json, after_json FROM audit_events \
-         WHERE ($1 IS NULL OR scope_key = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        "SELECT id, at, actor_user_id, scope_key, action, target, before_json, after_json, client_ip \
+         FROM audit_events \
+         WHERE ($1 IS NULL OR scope_key = $1) AND ($2 IS NULL OR id < $2) AND ($3 IS NULL OR action = $3) \
+         AND ($4 IS NULL OR substr(action, 1, length($4)) = $4) AND ($5 IS NULL OR actor_user_id = $5) \
+         AND ($6 IS NULL OR target = $6) AND ($7 IS NULL OR at >= $7) AND ($8 IS NULL OR at < $8) \
+         AND ($9 IS NULL OR client_ip = $9) \
+         ORDER BY id DESC LIMIT $10",
     )
-    .bind(scope_key)
-    .bind(before)
+    .bind(f.scope_key)
+    .bind(f.before)
+    .bind(exact)
+    .bind(family)
+    .bind(f.actor)
+    .bind(f.target.map(|t| format!("user:{t}")))
+    .bind(f.from_ms)
+    .bind(f.to_ms)
+    .bind(f.client_ip)
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+/// The names (and scopes) of the users with these ids, for showing an audit page.
+pub async fn user_names(pool: &AnyPool, ids: &[String]) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    let mut out = Vec::with_capacity(ids.len());
+    // Pages are at most a few hundred events; chunks keep the statement small.
+    for chunk in ids.chunks(100) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT id, username, scope_key FROM users WHERE id IN ({})", marks.join(", "));
+        let mut q = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        out.extend(q.fetch_all(pool).await?);
+    }
+    Ok(out)
 }
 
 pub mod factors;

@@ -121,6 +121,7 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("DELETE /api/users/{user_id}", Class::Tenant),
     ("POST /api/users/{user_id}/password-reset", Class::Tenant),
     ("GET /api/audit", Class::Tenant),
+    ("GET /api/audit/export", Class::Tenant),
 ];
 
 /// What a parameter or body field holds.
@@ -141,6 +142,9 @@ enum Kind {
     AuditCursor,
     /// Free search text; filled with another party's user names to catch leaks.
     SearchText,
+    /// A user id that only narrows a list within the caller's reach (the audit's actor
+    /// and user filters); filled with another party's user ids to catch leaks.
+    UserFilter,
     /// Names nothing: passwords, codes, flags, settings, names of objects to create.
     Inert,
 }
@@ -157,7 +161,7 @@ impl Kind {
     }
 
     fn per_user(self) -> bool {
-        matches!(self, Kind::UserId | Kind::Username | Kind::SearchText)
+        matches!(self, Kind::UserId | Kind::Username | Kind::SearchText | Kind::UserFilter)
     }
 }
 
@@ -172,6 +176,13 @@ const PARAMETERS: &[(&str, Kind)] = &[
     ("page", Kind::Inert),
     ("per_page", Kind::Inert),
     ("limit", Kind::Inert),
+    ("format", Kind::Inert),
+    ("action", Kind::Inert),
+    ("actor", Kind::UserFilter),
+    ("user", Kind::UserFilter),
+    ("from", Kind::Inert),
+    ("to", Kind::Inert),
+    ("client_ip", Kind::Inert),
 ];
 
 /// Request body fields, as `Schema.field` (nested objects are walked into, so their own
@@ -482,6 +493,7 @@ impl Party {
             Kind::SessionId => json!(self.session_id),
             Kind::TenantName => self.tenant_name.clone(),
             Kind::Username | Kind::SearchText => json!(self.member(role).username),
+            Kind::UserFilter => json!(self.member(role).id),
             Kind::AuditCursor => json!(self.audit_event_id),
             Kind::Inert => Value::Null,
         }

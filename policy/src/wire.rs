@@ -410,6 +410,13 @@ pub struct CurrentUser {
     pub must_change_password: bool,
 }
 
+/// Who is signed in, if anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionState {
+    pub user: Option<CurrentUser>,
+}
+
 /// Asks for a password reset link by email. The answer is the same whether or not the
 /// account exists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -211,7 +211,8 @@ impl Freshness {
 
 /// What a session may still reach while its user must replace a password an admin set:
 /// who am I, the account page, the password change itself, and signing out.
-const PASSWORD_CHANGE_PATHS: &[&str] = &["/api/auth/me", "/api/auth/sign-out", "/api/account", "/api/account/password"];
+const PASSWORD_CHANGE_PATHS: &[&str] =
+    &["/api/auth/me", "/api/auth/session", "/api/auth/sign-out", "/api/account", "/api/account/password"];
 
 /// A request made by a signed-in user.
 #[derive(Debug, Clone)]

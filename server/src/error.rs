@@ -136,6 +136,10 @@ impl IntoResponse for AppError {
         let (status, code) = self.status_and_code();
         let field = match &self {
             AppError::BadRequest { field, .. } => field.clone(),
+            // Only a password was typed (reauthentication, a password change): saying
+            // which field was wrong reveals nothing, and "user name or password" would
+            // mislead.
+            AppError::WrongPassword => Some("password".to_owned()),
             _ => None,
         };
         match &self {

@@ -44,6 +44,7 @@ use crate::routes::{account, audit, auth, health, messages, settings, tenants, u
         auth::confirm_password_reset,
         auth::sign_out,
         auth::me,
+        auth::session,
         settings::get_host_settings,
         settings::put_host_settings,
         settings::preview_host_settings,

@@ -107,6 +107,8 @@ pub fn error_text(e: &ErrorBody) -> String {
             Some(s) => format!("Too many attempts. Wait {} before trying again.", duration_words(s)),
             None => "Too many attempts. Wait a moment before trying again.".to_owned(),
         },
+        // Where only a password was typed the server names the field.
+        Some(ErrorCode::InvalidCredentials) if e.field.is_some() => "The password is incorrect.".to_owned(),
         Some(ErrorCode::InvalidCredentials) => "The user name or password is incorrect.".to_owned(),
         _ => sentence(&e.message),
     }
@@ -489,6 +491,14 @@ mod tests {
         r.retry_after_seconds = Some(30);
         assert_eq!(error_text(&r), "Too many attempts. Wait 30 seconds before trying again.");
         assert_eq!(error_text(&err("other")), "Something went wrong.");
+    }
+
+    #[test]
+    fn a_wrong_password_alone_is_not_called_a_wrong_user_name() {
+        assert_eq!(error_text(&err("invalid_credentials")), "The user name or password is incorrect.");
+        let mut only_password = err("invalid_credentials");
+        only_password.field = Some("password".to_owned());
+        assert_eq!(error_text(&only_password), "The password is incorrect.");
     }
 
     #[test]

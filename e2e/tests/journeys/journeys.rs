@@ -68,6 +68,12 @@ async fn host_admin_forces_two_factor_for_a_tenant() {
 
     w.goto("/sign-in").await;
     w.wait_title("Sign in · Twofold").await;
+    w.by_id(ids::SIGNIN_FORM).await;
+    // A visitor who has not signed in causes no failed request: the app asks who is
+    // signed in in a way that answers 200 either way.
+    let failed: Vec<String> =
+        w.console().await.into_iter().map(|e| e.message).filter(|m| m.contains("401") || m.contains("403")).collect();
+    assert!(failed.is_empty(), "failed requests on an anonymous page load: {failed:?}");
     password_step(&mut w, "", "admin", ADMIN_PASSWORD, "host-admin-sign-in").await;
     w.by_id(ids::NAV_TENANTS).await;
     w.wait_title("Account · Twofold").await;

@@ -13,8 +13,8 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use twofold_policy::wire::{
     AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorBody, PasswordResetConfirm,
-    PasswordResetRequest, PhoneRequest, SendCodeRequest, SendCodeResponse, SignInRequest, SignInResponse, SignInStatus,
-    VerifyRequest,
+    PasswordResetRequest, PhoneRequest, SendCodeRequest, SendCodeResponse, SessionState, SignInRequest, SignInResponse,
+    SignInStatus, VerifyRequest,
 };
 
 use crate::app::AppState;
@@ -44,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/password-reset", post(request_password_reset))
         .route("/api/auth/password-reset/confirm", post(confirm_password_reset))
         .route("/api/auth/me", get(me))
+        .route("/api/auth/session", get(session))
 }
 
 fn cookie(state: &AppState, name: String, value: String, max_age_ms: Option<i64>) -> Cookie<'static> {
@@ -390,4 +391,19 @@ pub async fn sign_out(
     responses((status = 200, body = CurrentUser), (status = 401, body = ErrorBody)))]
 pub async fn me(State(state): State<AppState>, who: Authenticated) -> AppResult<Json<CurrentUser>> {
     Ok(Json(current_user(&state, &who.user).await?))
+}
+
+/// Who is signed in, if anyone: `{"user": null}` without a session. For pages that
+/// load before anyone signed in, which would otherwise log a 401 on every visit.
+#[utoipa::path(get, path = "/api/auth/session", tag = "auth", security(()),
+    responses((status = 200, body = SessionState)))]
+pub async fn session(
+    State(state): State<AppState>,
+    who: Result<Authenticated, crate::error::AppError>,
+) -> AppResult<Json<SessionState>> {
+    match who {
+        Ok(who) => Ok(Json(SessionState { user: Some(current_user(&state, &who.user).await?) })),
+        Err(crate::error::AppError::Unauthenticated) => Ok(Json(SessionState { user: None })),
+        Err(e) => Err(e),
+    }
 }

@@ -66,6 +66,7 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/auth/password-reset/confirm", Class::Public),
     ("POST /api/auth/sign-out", Class::Own),
     ("GET /api/auth/me", Class::Own),
+    ("GET /api/auth/session", Class::Public),
     ("GET /api/account", Class::Own),
     ("PUT /api/account/two-factor", Class::Own),
     ("POST /api/account/reauthenticate", Class::Own),

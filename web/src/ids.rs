@@ -146,6 +146,9 @@ pub const BROWSER_ITEM: &str = "browser-item";
 pub const BROWSER_REVOKE: &str = "browser-revoke";
 pub const BROWSERS_REVOKE_ALL: &str = "browsers-revoke-all";
 pub const BROWSERS_ERROR: &str = "browsers-error";
+/// data-test of the confirm and cancel buttons a destructive action shows first.
+pub const CONFIRM_YES: &str = "confirm-yes";
+pub const CONFIRM_NO: &str = "confirm-no";
 pub const SESSIONS_LIST: &str = "sessions";
 /// data-test of each session (`data-id`, `data-current`).
 pub const SESSION_ITEM: &str = "session-item";

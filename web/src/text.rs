@@ -114,6 +114,11 @@ pub fn error_text(e: &ErrorBody) -> String {
     }
 }
 
+/// A countdown for a lock: `4:05`, or `0:09`.
+pub fn countdown(seconds: u64) -> String {
+    format!("{}:{:02}", seconds / 60, seconds % 60)
+}
+
 pub fn provider_label(p: Provider) -> &'static str {
     match p {
         Provider::Authenticator => "Authenticator app",
@@ -491,6 +496,14 @@ mod tests {
         r.retry_after_seconds = Some(30);
         assert_eq!(error_text(&r), "Too many attempts. Wait 30 seconds before trying again.");
         assert_eq!(error_text(&err("other")), "Something went wrong.");
+    }
+
+    #[test]
+    fn countdowns_show_minutes_and_seconds() {
+        assert_eq!(countdown(0), "0:00");
+        assert_eq!(countdown(9), "0:09");
+        assert_eq!(countdown(245), "4:05");
+        assert_eq!(countdown(3600), "60:00");
     }
 
     #[test]

@@ -160,6 +160,17 @@ async fn enrolment_then_remembered_browser_then_revocation() {
     let revoke =
         item.find(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::BROWSER_REVOKE))).await.unwrap();
     revoke.click().await.unwrap();
+    // Destructive actions ask first: cancelling keeps the browser, confirming forgets it.
+    w.by_test(ids::CONFIRM_NO).await.click().await.unwrap();
+    let item = w.by_test(ids::BROWSER_ITEM).await;
+    item.find(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::BROWSER_REVOKE)))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    w.shot("account-forget-confirm").await;
+    w.by_test(ids::CONFIRM_YES).await.click().await.unwrap();
     for _ in 0..50 {
         if w.absent(&format!("[data-test=\"{}\"]", ids::BROWSER_ITEM)).await {
             break;
@@ -296,9 +307,18 @@ async fn five_wrong_codes_lock_out() {
     }
     w.fill(ids::CODE_INPUT, &wrong).await;
     w.click(ids::VERIFY_SUBMIT).await;
-    let message = w.wait_text(&format!("#{}", ids::LOCKOUT_MESSAGE), "minute").await;
+    let message = w.wait_text(&format!("#{}", ids::LOCKOUT_MESSAGE), "Try again in").await;
     w.shot("locked-out").await;
     assert!(message.to_lowercase().contains("lock"), "{message}");
+    // Verify waits for the lock to end, and the time left counts down.
+    let disabled = w.by_id(ids::VERIFY_SUBMIT).await.attr("disabled").await;
+    assert!(matches!(disabled, Ok(Some(_))), "Verify is enabled while locked: {disabled:?}");
+    let left = |m: &str| m.rsplit("Try again in ").next().unwrap_or_default().trim_end_matches('.').to_owned();
+    let first = left(&message);
+    assert!(first.contains(':'), "{message}");
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let later = left(&w.text_of(ids::LOCKOUT_MESSAGE).await);
+    assert!(later < first, "the countdown did not move: {first} then {later}");
     w.close().await;
 }
 

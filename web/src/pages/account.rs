@@ -20,7 +20,7 @@ use twofold_policy::wire::{
 use crate::api::{self, ApiError, ApiResult};
 use crate::ids;
 use crate::text;
-use crate::widgets::{ErrorText, Loading, Modal, Notice, PolicyExplain, RecoveryCodesSheet, WeakerTag};
+use crate::widgets::{ConfirmButton, ErrorText, Loading, Modal, Notice, PolicyExplain, RecoveryCodesSheet, WeakerTag};
 
 /// The reauthentication dialog's state: whether it is open, what to run once the user
 /// has confirmed, and what to run if they give up (so the action can stop waiting).
@@ -302,7 +302,7 @@ fn AuthenticatorCard(ctx: Ctx) -> impl IntoView {
             }
         });
     };
-    let remove = move |_| {
+    let remove = move |()| {
         busy.set(true);
         err.set(None);
         notice.set(None);
@@ -373,9 +373,15 @@ fn AuthenticatorCard(ctx: Ctx) -> impl IntoView {
                     .into_any(),
                 None if has() => view! {
                     <div class="actions">
-                        <button type="button" class="btn btn-danger" id=ids::ACCOUNT_AUTH_REMOVE on:click=remove disabled=move || busy.get()>
-                            "Remove authenticator app"
-                        </button>
+                        <ConfirmButton
+                            label="Remove authenticator app"
+                            question="Remove the authenticator app? Its codes stop working at once."
+                            confirm_label="Yes, remove it"
+                            test=ids::ACCOUNT_AUTH_REMOVE
+                            id=ids::ACCOUNT_AUTH_REMOVE
+                            disabled=Signal::derive(move || busy.get())
+                            on_confirm=Callback::new(move |()| remove(()))
+                        />
                     </div>
                 }
                     .into_any(),
@@ -499,8 +505,14 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
                     sent.set(None);
                     value.set(String::new());
                     notice.set(Some(
-                        if is_email { "Your email address is confirmed." } else { "Your phone number is confirmed." }
-                            .to_owned(),
+                        if is_email {
+                            "Your email address is confirmed. It is now a second factor: sign-in can send a code to it \
+                             (a weaker factor than an authenticator app)."
+                        } else {
+                            "Your phone number is confirmed. It is now a second factor: sign-in can text a code to it \
+                             (a weaker factor than an authenticator app)."
+                        }
+                        .to_owned(),
                     ));
                     ctx.show_codes(codes);
                     ctx.reload();
@@ -512,7 +524,7 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
             }
         });
     };
-    let remove = move |_| {
+    let remove = move |()| {
         busy.set(true);
         err.set(None);
         notice.set(None);
@@ -617,9 +629,15 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
             })}
             {move || (!is_email && state().0.is_some()).then(|| view! {
                 <div class="actions">
-                    <button type="button" class="btn btn-danger" id=ids::ACCOUNT_PHONE_REMOVE on:click=remove disabled=move || busy.get()>
-                        "Remove phone number"
-                    </button>
+                    <ConfirmButton
+                        label="Remove phone number"
+                        question="Remove the phone number? Texted codes stop reaching you."
+                        confirm_label="Yes, remove it"
+                        test=ids::ACCOUNT_PHONE_REMOVE
+                        id=ids::ACCOUNT_PHONE_REMOVE
+                        disabled=Signal::derive(move || busy.get())
+                        on_confirm=Callback::new(move |()| remove(()))
+                    />
                 </div>
             })}
             <ErrorText msg=err id=err_id />
@@ -705,7 +723,7 @@ fn BrowsersCard() -> impl IntoView {
             load();
         });
     };
-    let forget_all = move |_| {
+    let forget_all = move |()| {
         busy.set(true);
         err.set(None);
         notice.set(None);
@@ -744,24 +762,30 @@ fn BrowsersCard() -> impl IntoView {
                                             )}
                                         </div>
                                     </div>
-                                    <button
-                                        type="button"
-                                        class="btn btn-small"
-                                        data-test=ids::BROWSER_REVOKE
-                                        aria-label=format!("Forget {}", text::browser_label(b.user_agent.as_deref()))
-                                        disabled=move || busy.get()
-                                        on:click=move |_| forget(id.clone())
-                                    >
-                                        "Forget"
-                                    </button>
+                                    <ConfirmButton
+                                        label="Forget"
+                                        question="Forget this browser? It will ask for the second factor again."
+                                        confirm_label="Yes, forget it"
+                                        test=ids::BROWSER_REVOKE
+                                        aria_label=format!("Forget {}", text::browser_label(b.user_agent.as_deref()))
+                                        disabled=Signal::derive(move || busy.get())
+                                        small=true
+                                        on_confirm=Callback::new(move |()| forget(id.clone()))
+                                    />
                                 </li>
                             }
                         }).collect_view()}
                     </ul>
                     <div class="actions">
-                        <button type="button" class="btn btn-danger" id=ids::BROWSERS_REVOKE_ALL on:click=forget_all disabled=move || busy.get()>
-                            "Forget all browsers"
-                        </button>
+                        <ConfirmButton
+                            label="Forget all browsers"
+                            question="Forget every browser, this one too? Each will ask for the second factor again."
+                            confirm_label="Yes, forget all"
+                            test=ids::BROWSERS_REVOKE_ALL
+                            id=ids::BROWSERS_REVOKE_ALL
+                            disabled=Signal::derive(move || busy.get())
+                            on_confirm=Callback::new(move |()| forget_all(()))
+                        />
                     </div>
                 }
                     .into_any(),

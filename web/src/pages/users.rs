@@ -17,7 +17,7 @@ use crate::api::{self, ApiError};
 use crate::ids;
 use crate::model::{AdminScope, ROLE_TENANT_ADMIN};
 use crate::text;
-use crate::widgets::{ErrorText, Loading, Notice, Pager, PolicyExplain};
+use crate::widgets::{ConfirmButton, ErrorText, Loading, Notice, Pager, PolicyExplain};
 
 const PER_PAGE: u32 = 20;
 
@@ -346,7 +346,7 @@ fn UserPanel(
     };
     let remove_admin = tenant_id.clone().map(|t| {
         let url = format!("/api/tenants/{}/admins/{}", api::enc(&t), api::enc(&user_id));
-        move |_| {
+        move |()| {
             let url = url.clone();
             busy.set(true);
             err.set(None);
@@ -479,10 +479,19 @@ fn UserPanel(
                 {make_admin.zip(remove_admin).map(|(make, remove)| view! {
                     <Show
                         when=move || !is_admin.get()
-                        fallback=move || view! {
-                            <button type="button" class="btn btn-small" data-test=ids::USER_REMOVE_ADMIN disabled=move || busy.get() on:click=remove.clone()>
-                                "Remove tenant admin"
-                            </button>
+                        fallback=move || {
+                            let remove = remove.clone();
+                            view! {
+                                <ConfirmButton
+                                    label="Remove tenant admin"
+                                    question="Remove this user's admin role? They keep their account."
+                                    confirm_label="Yes, remove the role"
+                                    test=ids::USER_REMOVE_ADMIN
+                                    disabled=Signal::derive(move || busy.get())
+                                    small=true
+                                    on_confirm=Callback::new(move |()| remove(()))
+                                />
+                            }
                         }
                     >
                         <button type="button" class="btn btn-small" data-test=ids::USER_MAKE_ADMIN disabled=move || busy.get() on:click=make.clone()>

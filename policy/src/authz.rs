@@ -63,6 +63,8 @@ pub enum Action {
     ListTenants,
     CreateTenant,
     ReadTenant,
+    /// Suspend, resume or delete a tenant.
+    UpdateTenant,
     ReadFeature,
     UpdateFeature,
     ListUsers,
@@ -81,12 +83,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::ReadSettings,
         Action::UpdateSettings,
         Action::ListTenants,
         Action::CreateTenant,
         Action::ReadTenant,
+        Action::UpdateTenant,
         Action::ReadFeature,
         Action::UpdateFeature,
         Action::ListUsers,
@@ -109,6 +112,7 @@ impl Action {
             Action::ListTenants => ("tenants", "read"),
             Action::CreateTenant => ("tenants", "write"),
             Action::ReadTenant => ("tenant", "read"),
+            Action::UpdateTenant => ("tenant", "write"),
             Action::ReadFeature => ("feature", "read"),
             Action::UpdateFeature => ("feature", "write"),
             Action::ListUsers | Action::ReadUser => ("users", "read"),

@@ -66,6 +66,15 @@ pub enum ErrorCode {
     Internal,
     SenderNotConfigured,
     PhoneCountryNotAllowed,
+    /// An admin action that would lock the admin out of their own account (deactivate or
+    /// delete oneself); another admin has to do it.
+    NotOnYourself,
+    /// Password reset by email needs `public_url` (for the link) and an email sender.
+    PasswordResetUnavailable,
+    /// The reset link is unknown, used or expired.
+    ResetLinkInvalid,
+    /// The session's password was set by an admin: only changing it is allowed.
+    PasswordChangeRequired,
 }
 
 impl ErrorCode {
@@ -104,6 +113,10 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::SenderNotConfigured => "sender_not_configured",
             ErrorCode::PhoneCountryNotAllowed => "phone_country_not_allowed",
+            ErrorCode::NotOnYourself => "not_on_yourself",
+            ErrorCode::PasswordResetUnavailable => "password_reset_unavailable",
+            ErrorCode::ResetLinkInvalid => "reset_link_invalid",
+            ErrorCode::PasswordChangeRequired => "password_change_required",
         }
     }
 }
@@ -357,6 +370,24 @@ pub struct RememberedBrowser {
     pub current: bool,
 }
 
+/// A signed-in session, as its owner (and admins) see it listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionInfo {
+    pub id: String,
+    /// How the session was established, e.g. `pwd+otp`.
+    pub methods: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub expires_at: String,
+    /// The browser that signed in, as it named itself.
+    pub user_agent: Option<String>,
+    /// The client address it signed in from.
+    pub client_ip: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleGrant {
@@ -373,6 +404,72 @@ pub struct CurrentUser {
     pub tenant_id: Option<String>,
     pub tenant_name: Option<String>,
     pub roles: Vec<RoleGrant>,
+    /// The password was set by an admin (or generated): the user must choose their own
+    /// before doing anything else.
+    #[serde(default)]
+    pub must_change_password: bool,
+}
+
+/// Who is signed in, if anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionState {
+    pub user: Option<CurrentUser>,
+}
+
+/// Asks for a password reset link by email. The answer is the same whether or not the
+/// account exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    /// The tenant's name; absent or empty for host users.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    pub username: String,
+}
+
+/// Sets a new password with the token of a reset link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirm {
+    pub token: String,
+    /// At least 8 characters, at most 256 bytes.
+    pub new_password: String,
+}
+
+/// How an admin resets a user's password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordResetMode {
+    /// A single-use link for the admin to pass on; the current password keeps working
+    /// until the link is used.
+    Link,
+    /// A generated password that works at once and must be changed at the next sign-in;
+    /// the user's sessions end.
+    TemporaryPassword,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AdminPasswordReset {
+    pub mode: PasswordResetMode,
+}
+
+/// What an admin's reset produced, shown to the admin once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminPasswordResetResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// When the link stops working (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporary_password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -383,6 +480,9 @@ pub struct Tenant {
     pub name: String,
     pub display_name: String,
     pub created_at: String,
+    /// Since when the tenant is suspended (RFC 3339): its users cannot sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -419,6 +519,9 @@ pub struct User {
     pub created_at: String,
     /// The second-factor lockout as it stands.
     pub lock: LockState,
+    /// Since when the user is deactivated (RFC 3339): they cannot sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<String>,
 }
 
 /// A user's second-factor lockout, for admins.
@@ -565,9 +668,22 @@ pub struct AuditEvent {
     pub id: String,
     pub at: String,
     pub actor_user_id: Option<String>,
+    /// The actor's user name, where the reader may see it (absent for a deleted user, and
+    /// for a host admin seen by a tenant admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_name: Option<String>,
     pub tenant_id: Option<String>,
+    /// The tenant's name, for events of a tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_name: Option<String>,
     pub action: String,
     pub target: String,
+    /// The name of the user or tenant the event is about, under the same rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
+    /// The client address of the request that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
 }

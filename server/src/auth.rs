@@ -209,6 +209,11 @@ impl Freshness {
     }
 }
 
+/// What a session may still reach while its user must replace a password an admin set:
+/// who am I, the account page, the password change itself, and signing out.
+const PASSWORD_CHANGE_PATHS: &[&str] =
+    &["/api/auth/me", "/api/auth/session", "/api/auth/sign-out", "/api/account", "/api/account/password"];
+
 /// A request made by a signed-in user.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -222,7 +227,8 @@ pub struct Authenticated {
     /// reauthentication): what an application's rule is checked against.
     pub second_factor_at: Option<i64>,
     pub second_factor_method: Option<String>,
-    /// The session's public id (`sid`); `None` for sessions made before it existed.
+    /// The session's public id: the `sid` claim of ID tokens, and the id the session
+    /// lists show (`None` only for sessions from before it existed).
     pub sid: Option<String>,
 }
 
@@ -274,6 +280,9 @@ impl FromRequestParts<AppState> for Authenticated {
         if now >= session.expires_at || now - session.last_seen_at >= idle_ms || !stamp_ok {
             db::delete_session(&state.db().pool, &hash).await?;
             return Err(AppError::Unauthenticated);
+        }
+        if session.user.must_change_password != 0 && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {
+            return Err(AppError::PasswordChangeRequired);
         }
         if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
             db::touch_session(&state.db().pool, &hash, now).await?;

@@ -45,6 +45,14 @@ pub struct Config {
     /// key in a file beside the database; a PostgreSQL deployment refuses to start.
     #[serde(serialize_with = "redact")]
     pub secret_key: Option<SecretString>,
+    /// Earlier values of `secret_key`, still accepted for reading after a rotation:
+    /// what was encrypted, hashed or signed under them keeps working, and new values are
+    /// written under `secret_key`. `twofold rotate-secrets` rewrites the stored
+    /// ciphertexts; a key can leave this list once that has run and the longest-lived
+    /// token signed under it (remembered and known browsers) has expired. In the
+    /// environment: `TWOFOLD_PREVIOUS_SECRET_KEYS='["…", "…"]'`.
+    #[serde(serialize_with = "redact_all")]
+    pub previous_secret_keys: Vec<SecretString>,
     /// `smtp://user:pass@host:port` (STARTTLS when offered), `smtps://...` (TLS) or
     /// `smtp://host:port?tls=none` for a local relay. Without it (and without
     /// `dev_senders`), email codes cannot be sent and email is neither offered nor
@@ -100,6 +108,8 @@ pub struct Config {
     pub password_failures_per_address: u32,
     /// Lifetime of the "known browser" cookie set by a right password, in days.
     pub known_browser_days: u32,
+    /// How long a password reset link works, in minutes.
+    pub password_reset_minutes: u32,
     pub password_window_minutes: u32,
     /// Requests per minute, per client address and per account, for the password step,
     /// code sends, code checks and the account API (`/api/account/*`). Each allows a
@@ -146,8 +156,9 @@ pub struct Config {
     pub metrics_bind: Option<SocketAddr>,
     /// The URL browsers and applications reach this server at (`https://id.example.com`,
     /// no trailing slash). It fixes the OpenID Connect issuers: the host's is this URL,
-    /// each tenant's is `{public_url}/t/{tenant name}`. Never taken from a request's
-    /// Host header, which a client chooses. Unset: `http://{bind}` (development only).
+    /// each tenant's is `{public_url}/t/{tenant name}`; links in emails (password reset)
+    /// point here. Never taken from a request's Host header, which a client chooses.
+    /// Unset: `http://{bind}` for the issuers (development only), and no reset links.
     pub public_url: Option<String>,
     /// Lifetime of OpenID Connect access and ID tokens, in seconds.
     pub oidc_access_token_seconds: u32,
@@ -182,6 +193,10 @@ fn redact<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S
     }
 }
 
+fn redact_all<S: Serializer>(secrets: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(secrets.iter().map(|_| REDACTED))
+}
+
 /// A database URL with its password (`postgres://user:password@host/db`) redacted.
 fn redact_url_password<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error> {
     match url::Url::parse(raw) {
@@ -210,6 +225,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             cache_ttl_seconds: 10,
             secret_key: None,
+            previous_secret_keys: Vec::new(),
             smtp_url: None,
             smtp_from: "Twofold <no-reply@localhost>".to_owned(),
             sms_base_url: None,
@@ -233,6 +249,7 @@ impl Default for Config {
             password_failures_per_account: 10,
             password_failures_per_account_and_address: 10,
             known_browser_days: 180,
+            password_reset_minutes: 30,
             password_failures_per_address: 100,
             password_window_minutes: 15,
             sign_in_per_address_per_minute: 60,
@@ -307,6 +324,9 @@ impl Config {
         }
         if self.lockout_permanent_after < self.lockout_max_failures {
             anyhow::bail!("lockout_permanent_after must be at least lockout_max_failures");
+        }
+        if !(5..=1440).contains(&self.password_reset_minutes) {
+            anyhow::bail!("password_reset_minutes must be between 5 and 1440");
         }
         if self.known_browser_days == 0 {
             anyhow::bail!("known_browser_days must be positive");

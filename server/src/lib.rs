@@ -19,6 +19,8 @@ pub mod oidc;
 pub mod openapi;
 pub mod operator;
 pub mod ratelimit;
+pub mod reset;
+pub mod rotation;
 pub mod routes;
 pub mod secrets;
 pub mod senders;

@@ -1,7 +1,8 @@
 //! The `twofold` command line: serve the API, apply migrations, check the
-//! configuration, or let an operator back in (`admin`).
+//! configuration, let an operator back in (`admin`), or rewrite stored secrets under a
+//! new key (`rotate-secrets`).
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -10,6 +11,7 @@ use twofold_server::app;
 use twofold_server::config::{Config, LogFormat};
 use twofold_server::db::Db;
 use twofold_server::operator::{self, Account};
+use twofold_server::rotation;
 
 /// Where `admin create` and `admin reset-password` read the new password when it is
 /// not piped on stdin. Not `TWOFOLD_*`: the configuration owns that prefix and refuses
@@ -39,6 +41,17 @@ enum Command {
     /// stdin, never from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Rewrite every stored secret under the current `secret_key`, after the old key
+    /// moved to `previous_secret_keys`. Safe while servers run; safe to run again after
+    /// an interruption.
+    RotateSecrets {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch_size: u32,
+        /// Milliseconds to pause after each transaction, to spare a busy database.
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +147,47 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             print!("{}", operator::check_config(&config)?);
+        }
+        Command::RotateSecrets { batch_size, pause_ms } => {
+            let keys = twofold_server::secrets::Keys::from_config(&config)?;
+            let db = open_db(&config).await?;
+            let pace = rotation::Pace { batch_size, pause: std::time::Duration::from_millis(pause_ms) };
+            let report = rotation::rotate(&db, &keys, pace, |line| {
+                // Flushed line by line: whoever watches a long run sees it move.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            })
+            .await?;
+            for column in &report.columns {
+                println!(
+                    "{}: {} rewritten under key {}, {} changed meanwhile, {} unreadable",
+                    column.table,
+                    column.rewritten,
+                    report.key_id,
+                    column.changed_meanwhile,
+                    column.unreadable.len()
+                );
+                for id in &column.unreadable {
+                    println!("  unreadable: {} {id}", column.table);
+                }
+            }
+            if report.recovery_codes_under_previous_keys > 0 {
+                println!(
+                    "{} unused recovery codes are hashed under a previous key: they work only while that key \
+                     stays in previous_secret_keys (new codes, issued when users regenerate them, use the \
+                     current key)",
+                    report.recovery_codes_under_previous_keys
+                );
+            }
+            if report.unreadable() > 0 {
+                anyhow::bail!(
+                    "{} stored secrets open under no configured key; add the key they were written under to \
+                     previous_secret_keys and run again",
+                    report.unreadable()
+                );
+            }
+            println!("rotation complete");
         }
         Command::Admin(AdminCommand::Create { username }) => {
             let password = new_password()?;

@@ -9,12 +9,21 @@
 //!   of six-digit codes cannot be brute-forced offline;
 //! - an HMAC-SHA256 key that signs remember-browser tokens.
 //!
+//! Keys rotate: `previous_secret_keys` keeps older master keys readable. Everything
+//! written names the key it was written under (a short id derived from that key), so
+//! reading never guesses: ciphertexts are `v2:<key id>:…`, code hashes `<key id>:…`,
+//! signed tokens end in `.<key id>~<signature>`. Values from before key ids (`v1:`,
+//! bare hashes and signatures) are tried under every configured key. New values are
+//! always written under the current key; `twofold rotate-secrets` rewrites the stored
+//! ciphertexts (see `rotation`).
+//!
 //! Nothing here may log, print or put into an error message the master key, a subkey,
 //! a plaintext secret, a code or a token; `Keys` redacts itself in `Debug`.
 
 use std::fmt;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use base64::Engine;
@@ -41,6 +50,11 @@ pub const KEY_FILE_NAME: &str = "secret.key";
 /// Prefix of the current ciphertext format; a later format gets a new prefix so old
 /// rows stay readable during a migration.
 const CIPHERTEXT_V1: &str = "v1:";
+/// Ciphertexts that name their key: `v2:<key id>:<base64url>`.
+const CIPHERTEXT_V2: &str = "v2:";
+/// Separates the key id from the signature in the last segment of a signed token.
+/// Not in the base64url alphabet, so a signature without it is one from before key ids.
+const SIGNATURE_KEY_SEPARATOR: char = '~';
 const NONCE_LEN: usize = 24;
 /// Poly1305 tag length: a stored value shorter than nonce + tag cannot be genuine.
 const TAG_LEN: usize = 16;
@@ -50,6 +64,10 @@ const TAG_LEN: usize = 16;
 const INFO_ENCRYPTION: &[u8] = b"twofold/v1/secret-encryption";
 const INFO_CODE_HASH: &[u8] = b"twofold/v1/code-hash";
 const INFO_REMEMBER: &[u8] = b"twofold/v1/remember-browser-signature";
+const INFO_KEY_ID: &[u8] = b"twofold/v1/key-id";
+/// Bytes of the key id (shown as hex): enough to tell a handful of keys apart, and
+/// an HKDF output, so it reveals nothing about the key.
+const KEY_ID_LEN: usize = 4;
 
 /// Operators paste keys from `openssl rand -base64 32` (standard, padded) or from
 /// URL-safe tools that drop the padding; both are accepted.
@@ -74,14 +92,25 @@ pub enum DecryptError {
     /// Authentication failed: wrong key, wrong user (associated data) or tampering.
     #[error("the stored secret does not decrypt with this key for this owner")]
     Rejected,
+    /// Written under a key that is neither `secret_key` nor in `previous_secret_keys`.
+    #[error("the stored secret was encrypted under a key that is not configured")]
+    UnknownKey,
 }
 
-/// The subkeys derived from the master key. Cheap to clone; wiped from memory on drop.
-#[derive(Clone)]
-pub struct Keys {
+/// The subkeys derived from one master key, and the id that names it.
+struct KeySet {
+    id: String,
     encryption: Zeroizing<[u8; KEY_LEN]>,
     code_hash: Zeroizing<[u8; KEY_LEN]>,
     remember: Zeroizing<[u8; KEY_LEN]>,
+}
+
+/// The current key and the previous ones still accepted for reading. Cheap to clone;
+/// wiped from memory when the last clone drops.
+#[derive(Clone)]
+pub struct Keys {
+    /// The current key first, then `previous_secret_keys` in the configured order.
+    sets: Arc<[KeySet]>,
 }
 
 impl fmt::Debug for Keys {
@@ -94,7 +123,19 @@ impl Keys {
     /// Finds the master key: `secret_key` when set; otherwise, for SQLite, the key file
     /// beside the database (created on first start); PostgreSQL requires `secret_key`
     /// because several nodes may share the database and each must hold the same key.
+    /// `previous_secret_keys` are added for reading.
     pub fn from_config(config: &Config) -> anyhow::Result<Keys> {
+        let current = Self::current_from_config(config)?;
+        let mut previous = Vec::with_capacity(config.previous_secret_keys.len());
+        for (i, encoded) in config.previous_secret_keys.iter().enumerate() {
+            let master =
+                decode_master(encoded.expose_secret()).with_context(|| format!("previous_secret_keys[{i}]"))?;
+            previous.push(*master);
+        }
+        current.with_previous(&previous)
+    }
+
+    fn current_from_config(config: &Config) -> anyhow::Result<Keys> {
         if let Some(secret) = &config.secret_key {
             return Self::from_base64(secret.expose_secret()).context("secret_key");
         }
@@ -116,42 +157,54 @@ impl Keys {
 
     /// Derives the subkeys from a master key. Used directly by tests.
     pub fn from_bytes(master: [u8; KEY_LEN]) -> Keys {
-        let master = Zeroizing::new(master);
-        // No salt: the master key is already uniformly random, which is the case where
-        // RFC 5869 says the salt may be omitted.
-        let hkdf = Hkdf::<Sha256>::new(None, master.as_ref());
-        let derive = |info: &[u8]| {
-            let mut out = Zeroizing::new([0u8; KEY_LEN]);
-            if hkdf.expand(info, out.as_mut()).is_err() {
-                // HKDF-SHA256 can produce up to 8160 bytes; 32 always fits.
-                unreachable!("HKDF-SHA256 output of 32 bytes is always valid");
+        Keys { sets: Arc::new([KeySet::derive(master)]) }
+    }
+
+    /// These keys, with `previous` master keys accepted for reading. Refuses a key
+    /// listed twice (or the current key among the previous ones): that is a mistake in
+    /// the configuration, and the ids would be ambiguous.
+    pub fn with_previous(&self, previous: &[[u8; KEY_LEN]]) -> anyhow::Result<Keys> {
+        let current = self.current();
+        let mut sets = vec![KeySet {
+            id: current.id.clone(),
+            encryption: current.encryption.clone(),
+            code_hash: current.code_hash.clone(),
+            remember: current.remember.clone(),
+        }];
+        for master in previous {
+            let set = KeySet::derive(*master);
+            if sets.iter().any(|s| s.id == set.id) {
+                anyhow::bail!("previous_secret_keys lists key {} twice (or repeats secret_key)", set.id);
             }
-            out
-        };
-        Keys { encryption: derive(INFO_ENCRYPTION), code_hash: derive(INFO_CODE_HASH), remember: derive(INFO_REMEMBER) }
+            sets.push(set);
+        }
+        Ok(Keys { sets: sets.into() })
     }
 
     /// Decodes a base64 master key (standard or URL-safe alphabet, padded or not).
     /// Error messages give the decoded length at most, never the value.
     pub fn from_base64(encoded: &str) -> anyhow::Result<Keys> {
-        let encoded = encoded.trim();
-        let decoded = STANDARD_ANY_PAD
-            .decode(encoded)
-            .or_else(|_| URL_SAFE_ANY_PAD.decode(encoded))
-            .map(Zeroizing::new)
-            // The decoder's own error names the offending character; it is dropped so
-            // that no part of the key reaches a log.
-            .map_err(|_| {
-                anyhow::anyhow!("the key must be {KEY_LEN} random bytes encoded as base64; it is not valid base64")
-            })?;
-        let master: Zeroizing<[u8; KEY_LEN]> = decoded.as_slice().try_into().map(Zeroizing::new).map_err(|_| {
-            anyhow::anyhow!(
-                "the key must be {KEY_LEN} random bytes encoded as base64; it decodes to {} bytes \
-                     (generate one with `openssl rand -base64 32`)",
-                decoded.len()
-            )
-        })?;
-        Ok(Self::from_bytes(*master))
+        Ok(Self::from_bytes(*decode_master(encoded)?))
+    }
+
+    fn current(&self) -> &KeySet {
+        // `sets` is built with the current key first and never empty.
+        &self.sets[0]
+    }
+
+    fn by_id(&self, id: &str) -> Option<&KeySet> {
+        self.sets.iter().find(|s| s.id == id)
+    }
+
+    /// The id of the key new values are written under (public: it names the key, it
+    /// does not reveal it).
+    pub fn current_id(&self) -> &str {
+        &self.current().id
+    }
+
+    /// The ids of the previous keys still accepted for reading.
+    pub fn previous_ids(&self) -> impl Iterator<Item = &str> {
+        self.sets.iter().skip(1).map(|s| s.id.as_str())
     }
 
     /// Reads the key file, or creates it with a fresh random key (owner-only
@@ -206,10 +259,12 @@ impl Keys {
         Ok(Self::from_bytes(*master))
     }
 
-    /// Encrypts `plaintext` for the owner named by `aad` (the user id). The result is
-    /// `v1:` + base64url(nonce || ciphertext || tag) and is safe to store.
+    /// Encrypts `plaintext` for the owner named by `aad` (the user id) under the
+    /// current key. The result is `v2:<key id>:` + base64url(nonce || ciphertext || tag)
+    /// and is safe to store.
     pub fn encrypt_secret(&self, plaintext: &[u8], aad: &str) -> String {
-        let cipher = XChaCha20Poly1305::new(&(*self.encryption).into());
+        let key = self.current();
+        let cipher = XChaCha20Poly1305::new(&(*key.encryption).into());
         // 192-bit random nonces: collisions are negligible even for billions of
         // encryptions under one key, so no counter has to be kept across nodes.
         let mut nonce = [0u8; NONCE_LEN];
@@ -222,72 +277,177 @@ impl Keys {
         let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&ciphertext);
-        format!("{CIPHERTEXT_V1}{}", URL_SAFE_NO_PAD.encode(blob))
+        format!("{CIPHERTEXT_V2}{}:{}", key.id, URL_SAFE_NO_PAD.encode(blob))
     }
 
     /// Reverses [`Keys::encrypt_secret`]. Fails when the value was tampered with,
-    /// encrypted under another key, or encrypted for another owner (`aad`).
+    /// encrypted under a key not configured, or encrypted for another owner (`aad`).
     pub fn decrypt_secret(&self, stored: &str, aad: &str) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
-        let encoded = stored.strip_prefix(CIPHERTEXT_V1).ok_or(DecryptError::Malformed)?;
-        let blob = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| DecryptError::Malformed)?;
-        if blob.len() < NONCE_LEN + TAG_LEN {
-            return Err(DecryptError::Malformed);
+        if let Some(rest) = stored.strip_prefix(CIPHERTEXT_V2) {
+            let (id, encoded) = rest.split_once(':').ok_or(DecryptError::Malformed)?;
+            let key = self.by_id(id).ok_or(DecryptError::UnknownKey)?;
+            return decrypt_blob(key, encoded, aad);
         }
-        let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| DecryptError::Malformed)?;
-        let cipher = XChaCha20Poly1305::new(&(*self.encryption).into());
-        let payload = Payload { msg: ciphertext, aad: aad.as_bytes() };
-        cipher.decrypt(&XNonce::from(nonce), payload).map(Zeroizing::new).map_err(|_| DecryptError::Rejected)
+        let encoded = stored.strip_prefix(CIPHERTEXT_V1).ok_or(DecryptError::Malformed)?;
+        // Written before ciphertexts named their key: any configured key may own it.
+        let mut outcome = Err(DecryptError::Rejected);
+        for key in self.sets.iter() {
+            outcome = decrypt_blob(key, encoded, aad);
+            if !matches!(outcome, Err(DecryptError::Rejected)) {
+                break;
+            }
+        }
+        outcome
+    }
+
+    /// Whether `stored` is a ciphertext under the current key (and needs no rewrite).
+    pub fn is_current_ciphertext(&self, stored: &str) -> bool {
+        stored
+            .strip_prefix(CIPHERTEXT_V2)
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(id, _)| id == self.current().id)
+    }
+
+    /// The same secret encrypted under the current key, or `None` when it already is.
+    pub fn reencrypt_secret(&self, stored: &str, aad: &str) -> Result<Option<String>, DecryptError> {
+        if self.is_current_ciphertext(stored) {
+            return Ok(None);
+        }
+        let plain = self.decrypt_secret(stored, aad)?;
+        Ok(Some(self.encrypt_secret(&plain, aad)))
     }
 
     /// Keyed hash of a one-time code, lowercase hex. `purpose` (e.g. `"email-signin"`)
     /// and `binding` (e.g. the pending sign-in id) are part of the input, so a hash
     /// issued for one purpose or one sign-in never verifies for another.
+    /// The result is `<key id>:<hex>`.
     pub fn code_hash(&self, purpose: &str, binding: &str, code: &str) -> String {
-        hex(&self.code_mac(purpose, binding, code))
+        let key = self.current();
+        format!("{}:{}", key.id, hex(&code_mac(key, purpose, binding, code)))
     }
 
     /// Checks `code` against a stored [`Keys::code_hash`] in constant time.
-    pub fn verify_code_hash(&self, purpose: &str, binding: &str, code: &str, stored_hex: &str) -> bool {
-        let expected = hex(&self.code_mac(purpose, binding, code));
-        // Lengths are public (always 64); only the contents are compared in constant
-        // time.
-        expected.as_bytes().ct_eq(stored_hex.as_bytes()).into()
-    }
-
-    fn code_mac(&self, purpose: &str, binding: &str, code: &str) -> [u8; 32] {
-        let mut mac = hmac_with(&self.code_hash);
-        // Each field is preceded by its length, so no choice of field contents can
-        // make two different (purpose, binding, code) triples feed the same bytes.
-        for field in [purpose, binding, code] {
-            mac.update(&(field.len() as u64).to_be_bytes());
-            mac.update(field.as_bytes());
+    pub fn verify_code_hash(&self, purpose: &str, binding: &str, code: &str, stored: &str) -> bool {
+        let matches = |key: &KeySet, stored_hex: &str| -> bool {
+            let expected = hex(&code_mac(key, purpose, binding, code));
+            // Lengths are public (always 64); only the contents are compared in
+            // constant time.
+            expected.as_bytes().ct_eq(stored_hex.as_bytes()).into()
+        };
+        match stored.split_once(':') {
+            Some((id, stored_hex)) => self.by_id(id).is_some_and(|key| matches(key, stored_hex)),
+            // A hash from before key ids: every configured key is tried, all of them,
+            // so the time does not tell which one matched.
+            None => self.sets.iter().fold(false, |found, key| matches(key, stored) | found),
         }
-        mac.finalize().into_bytes().into()
     }
 
-    /// Appends an HMAC to `token`: `token.signature` (signature in base64url).
+    /// Whether a stored code hash was made under the current key.
+    pub fn is_current_code_hash(&self, stored: &str) -> bool {
+        stored.split_once(':').is_some_and(|(id, _)| id == self.current().id)
+    }
+
+    /// Appends an HMAC under the current key to `token`:
+    /// `token.<key id>~<signature>` (signature in base64url).
     pub fn sign_token(&self, token: &str) -> String {
-        let signature = self.remember_mac(token);
-        format!("{token}.{}", URL_SAFE_NO_PAD.encode(signature))
+        let key = self.current();
+        let signature = remember_mac(key, token);
+        format!("{token}.{}{SIGNATURE_KEY_SEPARATOR}{}", key.id, URL_SAFE_NO_PAD.encode(signature))
     }
 
-    /// Returns the inner token when the signature made by [`Keys::sign_token`] is
-    /// intact; `None` for anything else.
+    /// Returns the inner token when the signature made by [`Keys::sign_token`] under
+    /// any configured key is intact; `None` for anything else.
     pub fn verify_signed_token(&self, signed: &str) -> Option<String> {
-        // The signature is base64url, which has no '.', so the last '.' separates it
-        // even if a token ever contains dots.
-        let (token, signature) = signed.rsplit_once('.')?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-        let expected = self.remember_mac(token);
-        if bool::from(expected.as_slice().ct_eq(signature.as_slice())) { Some(token.to_owned()) } else { None }
+        // Neither the key id (hex) nor the signature (base64url) has a '.', so the last
+        // '.' separates them from the token even if a token ever contains dots.
+        let (token, last) = signed.rsplit_once('.')?;
+        let valid = |key: &KeySet, signature: &str| -> bool {
+            let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else { return false };
+            remember_mac(key, token).as_slice().ct_eq(signature.as_slice()).into()
+        };
+        let ok = match last.split_once(SIGNATURE_KEY_SEPARATOR) {
+            Some((id, signature)) => self.by_id(id).is_some_and(|key| valid(key, signature)),
+            // Signed before key ids: every configured key is tried.
+            None => self.sets.iter().fold(false, |found, key| valid(key, last) | found),
+        };
+        ok.then(|| token.to_owned())
     }
+}
 
-    fn remember_mac(&self, token: &str) -> [u8; 32] {
-        let mut mac = hmac_with(&self.remember);
-        mac.update(token.as_bytes());
-        mac.finalize().into_bytes().into()
+impl KeySet {
+    fn derive(master: [u8; KEY_LEN]) -> KeySet {
+        let master = Zeroizing::new(master);
+        // No salt: the master key is already uniformly random, which is the case where
+        // RFC 5869 says the salt may be omitted.
+        let hkdf = Hkdf::<Sha256>::new(None, master.as_ref());
+        let derive = |info: &[u8]| {
+            let mut out = Zeroizing::new([0u8; KEY_LEN]);
+            if hkdf.expand(info, out.as_mut()).is_err() {
+                // HKDF-SHA256 can produce up to 8160 bytes; 32 always fits.
+                unreachable!("HKDF-SHA256 output of 32 bytes is always valid");
+            }
+            out
+        };
+        let id = derive(INFO_KEY_ID);
+        KeySet {
+            id: hex(&id[..KEY_ID_LEN]),
+            encryption: derive(INFO_ENCRYPTION),
+            code_hash: derive(INFO_CODE_HASH),
+            remember: derive(INFO_REMEMBER),
+        }
     }
+}
+
+fn decrypt_blob(key: &KeySet, encoded: &str, aad: &str) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+    let blob = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| DecryptError::Malformed)?;
+    if blob.len() < NONCE_LEN + TAG_LEN {
+        return Err(DecryptError::Malformed);
+    }
+    let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| DecryptError::Malformed)?;
+    let cipher = XChaCha20Poly1305::new(&(*key.encryption).into());
+    let payload = Payload { msg: ciphertext, aad: aad.as_bytes() };
+    cipher.decrypt(&XNonce::from(nonce), payload).map(Zeroizing::new).map_err(|_| DecryptError::Rejected)
+}
+
+fn code_mac(key: &KeySet, purpose: &str, binding: &str, code: &str) -> [u8; 32] {
+    let mut mac = hmac_with(&key.code_hash);
+    // Each field is preceded by its length, so no choice of field contents can make two
+    // different (purpose, binding, code) triples feed the same bytes.
+    for field in [purpose, binding, code] {
+        mac.update(&(field.len() as u64).to_be_bytes());
+        mac.update(field.as_bytes());
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn remember_mac(key: &KeySet, token: &str) -> [u8; 32] {
+    let mut mac = hmac_with(&key.remember);
+    mac.update(token.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// Decodes a base64 master key (standard or URL-safe alphabet, padded or not).
+/// Error messages give the decoded length at most, never the value.
+fn decode_master(encoded: &str) -> anyhow::Result<Zeroizing<[u8; KEY_LEN]>> {
+    let encoded = encoded.trim();
+    let decoded = STANDARD_ANY_PAD
+        .decode(encoded)
+        .or_else(|_| URL_SAFE_ANY_PAD.decode(encoded))
+        .map(Zeroizing::new)
+        // The decoder's own error names the offending character; it is dropped so that
+        // no part of the key reaches a log.
+        .map_err(|_| {
+            anyhow::anyhow!("the key must be {KEY_LEN} random bytes encoded as base64; it is not valid base64")
+        })?;
+    let master: [u8; KEY_LEN] = decoded.as_slice().try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "the key must be {KEY_LEN} random bytes encoded as base64; it decodes to {} bytes \
+                 (generate one with `openssl rand -base64 32`)",
+            decoded.len()
+        )
+    })?;
+    Ok(Zeroizing::new(master))
 }
 
 fn hmac_with(key: &[u8; KEY_LEN]) -> HmacSha256 {
@@ -360,17 +520,17 @@ mod tests {
     #[test]
     fn subkeys_are_distinct() {
         let k = keys();
-        assert_ne!(*k.encryption, *k.code_hash);
-        assert_ne!(*k.encryption, *k.remember);
-        assert_ne!(*k.code_hash, *k.remember);
-        assert_ne!(*k.encryption, [7u8; 32]);
+        assert_ne!(*k.current().encryption, *k.current().code_hash);
+        assert_ne!(*k.current().encryption, *k.current().remember);
+        assert_ne!(*k.current().code_hash, *k.current().remember);
+        assert_ne!(*k.current().encryption, [7u8; 32]);
     }
 
     #[test]
     fn encryption_round_trips() {
         let k = keys();
         let stored = k.encrypt_secret(b"12345678901234567890", "user-1");
-        assert!(stored.starts_with("v1:"));
+        assert!(stored.starts_with(&format!("v2:{}:", k.current_id())));
         assert!(!stored.contains("12345678901234567890"));
         let plain = k.decrypt_secret(&stored, "user-1").unwrap();
         assert_eq!(plain.as_slice(), b"12345678901234567890");
@@ -396,16 +556,19 @@ mod tests {
     fn tampered_ciphertext_fails() {
         let k = keys();
         let stored = k.encrypt_secret(b"secret", "user-1");
-        let mut blob = URL_SAFE_NO_PAD.decode(&stored[3..]).unwrap();
+        let prefix = format!("v2:{}:", k.current_id());
+        let mut blob = URL_SAFE_NO_PAD.decode(&stored[prefix.len()..]).unwrap();
         for i in 0..blob.len() {
             blob[i] ^= 1;
-            let tampered = format!("v1:{}", URL_SAFE_NO_PAD.encode(&blob));
+            let tampered = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(&blob));
             assert_eq!(k.decrypt_secret(&tampered, "user-1").unwrap_err(), DecryptError::Rejected, "flip at byte {i}");
             blob[i] ^= 1;
         }
         // Truncated, unprefixed and non-base64 values are malformed.
         assert_eq!(k.decrypt_secret("v1:AAAA", "user-1").unwrap_err(), DecryptError::Malformed);
-        assert_eq!(k.decrypt_secret(&stored[3..], "user-1").unwrap_err(), DecryptError::Malformed);
+        assert_eq!(k.decrypt_secret(&stored[prefix.len()..], "user-1").unwrap_err(), DecryptError::Malformed);
+        assert_eq!(k.decrypt_secret(&format!("{prefix}AAAA"), "user-1").unwrap_err(), DecryptError::Malformed);
+        assert_eq!(k.decrypt_secret("v2:nocolon", "user-1").unwrap_err(), DecryptError::Malformed);
         assert_eq!(k.decrypt_secret("v1:!!!", "user-1").unwrap_err(), DecryptError::Malformed);
         assert_eq!(k.decrypt_secret("v2:AAAA", "user-1").unwrap_err(), DecryptError::Malformed);
     }
@@ -414,20 +577,23 @@ mod tests {
     fn wrong_key_fails() {
         let stored = keys().encrypt_secret(b"secret", "user-1");
         let other = Keys::from_bytes([8u8; 32]);
-        assert_eq!(other.decrypt_secret(&stored, "user-1").unwrap_err(), DecryptError::Rejected);
+        assert_eq!(other.decrypt_secret(&stored, "user-1").unwrap_err(), DecryptError::UnknownKey);
     }
 
     #[test]
     fn code_hash_is_bound_to_purpose_binding_and_key() {
         let k = keys();
         let h = k.code_hash("email-signin", "pending-1", "123456");
-        assert_eq!(h.len(), 64);
-        assert!(h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let (id, digest) = h.split_once(':').unwrap();
+        assert_eq!(id, k.current_id());
+        assert_eq!(digest.len(), 64);
+        assert!(digest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_eq!(h, k.code_hash("email-signin", "pending-1", "123456"));
         assert_ne!(h, k.code_hash("sms-signin", "pending-1", "123456"));
         assert_ne!(h, k.code_hash("email-signin", "pending-2", "123456"));
         assert_ne!(h, k.code_hash("email-signin", "pending-1", "123457"));
-        assert_ne!(h, Keys::from_bytes([8u8; 32]).code_hash("email-signin", "pending-1", "123456"));
+        let other = Keys::from_bytes([8u8; 32]).code_hash("email-signin", "pending-1", "123456");
+        assert_ne!(h.split_once(':').unwrap().1, other.split_once(':').unwrap().1);
         // Moving characters between fields changes the hash (no ambiguous joins).
         assert_ne!(k.code_hash("a", "bc", "1"), k.code_hash("ab", "c", "1"));
         assert_ne!(k.code_hash("a", "b1", ""), k.code_hash("a", "b", "1"));
@@ -442,14 +608,17 @@ mod tests {
         assert!(!k.verify_code_hash("email-signin", "pending-2", "123456", &h));
         assert!(!k.verify_code_hash("sms-signin", "pending-1", "123456", &h));
         assert!(!k.verify_code_hash("email-signin", "pending-1", "123456", ""));
-        assert!(!k.verify_code_hash("email-signin", "pending-1", "123456", &h[..63]));
+        assert!(!k.verify_code_hash("email-signin", "pending-1", "123456", &h[..h.len() - 1]));
+        // Another key's id in front of the right digest does not verify.
+        let foreign = format!("00000000:{}", h.split_once(':').unwrap().1);
+        assert!(!k.verify_code_hash("email-signin", "pending-1", "123456", &foreign));
     }
 
     #[test]
     fn signed_tokens_round_trip_and_reject_tampering() {
         let k = keys();
         let signed = k.sign_token("abc_DEF-123");
-        assert!(signed.starts_with("abc_DEF-123."));
+        assert!(signed.starts_with(&format!("abc_DEF-123.{}~", k.current_id())));
         assert_eq!(k.verify_signed_token(&signed).as_deref(), Some("abc_DEF-123"));
         // A dotted token still verifies.
         let dotted = k.sign_token("a.b");
@@ -465,6 +634,80 @@ mod tests {
         assert_eq!(k.verify_signed_token("abc_DEF-123."), None);
         assert_eq!(k.verify_signed_token(""), None);
         assert_eq!(Keys::from_bytes([8u8; 32]).verify_signed_token(&signed), None);
+    }
+
+    /// Values written before key ids existed, made the way the code then made them.
+    fn legacy_ciphertext(master: [u8; 32], plaintext: &[u8], aad: &str) -> String {
+        let set = KeySet::derive(master);
+        let cipher = XChaCha20Poly1305::new(&(*set.encryption).into());
+        let nonce = [3u8; NONCE_LEN];
+        let ct = cipher.encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: aad.as_bytes() }).unwrap();
+        format!("v1:{}", URL_SAFE_NO_PAD.encode([nonce.as_slice(), ct.as_slice()].concat()))
+    }
+
+    #[test]
+    fn previous_keys_read_what_they_wrote_and_new_writes_use_the_current_key() {
+        let old = Keys::from_bytes([1u8; 32]);
+        let new = Keys::from_bytes([2u8; 32]).with_previous(&[[1u8; 32]]).unwrap();
+        assert_ne!(old.current_id(), new.current_id());
+        assert_eq!(new.previous_ids().collect::<Vec<_>>(), [old.current_id()]);
+
+        let stored = old.encrypt_secret(b"totp", "user-1");
+        assert!(!new.is_current_ciphertext(&stored));
+        assert_eq!(new.decrypt_secret(&stored, "user-1").unwrap().as_slice(), b"totp");
+        let rewritten = new.reencrypt_secret(&stored, "user-1").unwrap().unwrap();
+        assert!(new.is_current_ciphertext(&rewritten));
+        assert_eq!(new.reencrypt_secret(&rewritten, "user-1").unwrap(), None);
+        // Once the old key is dropped, only the rewritten value is readable.
+        let only_new = Keys::from_bytes([2u8; 32]);
+        assert_eq!(only_new.decrypt_secret(&stored, "user-1").unwrap_err(), DecryptError::UnknownKey);
+        assert_eq!(only_new.decrypt_secret(&rewritten, "user-1").unwrap().as_slice(), b"totp");
+        // The owner binding survives the rewrite.
+        assert_eq!(new.reencrypt_secret(&stored, "user-2").unwrap_err(), DecryptError::Rejected);
+
+        let hash = old.code_hash("recovery", "user-1", "abc");
+        assert!(new.verify_code_hash("recovery", "user-1", "abc", &hash));
+        assert!(!new.is_current_code_hash(&hash));
+        assert!(!only_new.verify_code_hash("recovery", "user-1", "abc", &hash));
+        assert!(new.is_current_code_hash(&new.code_hash("recovery", "user-1", "abc")));
+
+        let token = old.sign_token("t0k3n");
+        assert_eq!(new.verify_signed_token(&token).as_deref(), Some("t0k3n"));
+        assert_eq!(only_new.verify_signed_token(&token), None);
+        assert!(new.sign_token("t0k3n").contains(&format!(".{}~", new.current_id())));
+    }
+
+    #[test]
+    fn values_from_before_key_ids_are_read_under_any_configured_key() {
+        let keys = Keys::from_bytes([2u8; 32]).with_previous(&[[1u8; 32]]).unwrap();
+        let legacy = legacy_ciphertext([1u8; 32], b"old", "user-1");
+        assert_eq!(keys.decrypt_secret(&legacy, "user-1").unwrap().as_slice(), b"old");
+        assert!(keys.reencrypt_secret(&legacy, "user-1").unwrap().is_some());
+        assert_eq!(keys.decrypt_secret(&legacy, "user-2").unwrap_err(), DecryptError::Rejected);
+        assert_eq!(Keys::from_bytes([5u8; 32]).decrypt_secret(&legacy, "user-1").unwrap_err(), DecryptError::Rejected);
+
+        let old = KeySet::derive([1u8; 32]);
+        let bare_hash = hex(&code_mac(&old, "recovery", "user-1", "abc"));
+        assert!(keys.verify_code_hash("recovery", "user-1", "abc", &bare_hash));
+        assert!(!keys.verify_code_hash("recovery", "user-1", "abd", &bare_hash));
+        let bare_token = format!("tok.{}", URL_SAFE_NO_PAD.encode(remember_mac(&old, "tok")));
+        assert_eq!(keys.verify_signed_token(&bare_token).as_deref(), Some("tok"));
+        assert_eq!(Keys::from_bytes([5u8; 32]).verify_signed_token(&bare_token), None);
+    }
+
+    #[test]
+    fn a_key_listed_twice_is_refused() {
+        let err = Keys::from_bytes([2u8; 32]).with_previous(&[[1u8; 32], [1u8; 32]]).unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+        assert!(Keys::from_bytes([2u8; 32]).with_previous(&[[2u8; 32]]).is_err());
+        let encoded = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let config = Config {
+            secret_key: Some(SecretString::from(encoded)),
+            previous_secret_keys: vec![SecretString::from("c2hvcnQ=")],
+            ..Config::default()
+        };
+        let err = format!("{:#}", Keys::from_config(&config).unwrap_err());
+        assert!(err.contains("previous_secret_keys[0]") && !err.contains("c2hvcnQ"), "{err}");
     }
 
     #[test]
@@ -483,7 +726,7 @@ mod tests {
         ];
         for v in variants {
             let k = Keys::from_base64(&v).unwrap();
-            assert_eq!(*k.encryption, *reference.encryption, "{v}");
+            assert_eq!(*k.current().encryption, *reference.current().encryption, "{v}");
         }
     }
 
@@ -541,7 +784,7 @@ mod tests {
         let config = Config { database_url: "sqlite::memory:".into(), ..Config::default() };
         let a = Keys::from_config(&config).unwrap();
         let b = Keys::from_config(&config).unwrap();
-        assert_ne!(*a.encryption, *b.encryption);
+        assert_ne!(*a.current().encryption, *b.current().encryption);
     }
 
     #[test]

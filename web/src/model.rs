@@ -123,6 +123,8 @@ pub fn page_title(path: &str) -> String {
     let page = match segments.as_slice() {
         [] => return "Twofold".to_owned(),
         ["sign-in"] => "Sign in",
+        ["forgot-password"] => "Forgot password",
+        ["reset-password"] => "New password",
         ["account"] => "Account",
         ["settings"] => "Settings",
         ["tenants"] => "Tenants",
@@ -233,6 +235,7 @@ mod tests {
                 .iter()
                 .map(|(r, t)| RoleGrant { role: (*r).to_owned(), tenant_id: t.map(str::to_owned) })
                 .collect(),
+            must_change_password: false,
         }
     }
 
@@ -254,6 +257,8 @@ mod tests {
         assert_eq!(page_title("/settings/"), "Settings · Twofold");
         assert_eq!(page_title("/tenants/t1/users"), "Tenant users · Twofold");
         assert_eq!(page_title("/audit"), "Audit trail · Twofold");
+        assert_eq!(page_title("/forgot-password"), "Forgot password · Twofold");
+        assert_eq!(page_title("/reset-password"), "New password · Twofold");
         assert_eq!(page_title("/nowhere"), "Page not found · Twofold");
     }
 

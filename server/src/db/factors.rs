@@ -529,7 +529,12 @@ pub async fn remove_phone(conn: &mut AnyConnection, user_id: &str) -> Result<(),
 }
 
 pub async fn set_password_hash(conn: &mut AnyConnection, user_id: &str, hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(user_id).execute(conn).await?;
+    // A password the user chose ends any obligation to change an admin's.
+    sqlx::query("UPDATE users SET password_hash = $1, must_change_password = 0 WHERE id = $2")
+        .bind(hash)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -39,7 +39,7 @@ fn help_lists_the_subcommands() {
     let out = twofold(dir.path()).arg("--help").output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let help = String::from_utf8_lossy(&out.stdout);
-    for sub in ["serve", "migrate", "check-config", "admin"] {
+    for sub in ["serve", "migrate", "check-config", "admin", "rotate-secrets"] {
         assert!(help.lines().any(|l| l.trim_start().starts_with(sub)), "{sub} missing from:\n{help}");
     }
 }
@@ -192,12 +192,22 @@ async fn first_serve_prints_a_password_that_signs_in() {
     let client = Client::new(addr.parse().expect("a socket address"));
     let body = client.sign_in(None, "admin", &password).await.assert_status(StatusCode::OK).json();
     assert_eq!(body["status"], "signed_in", "{body}");
-    client.me().await.assert_status(StatusCode::OK);
+    // A password that went through the log must be replaced before anything else.
+    assert_eq!(client.me().await.assert_status(StatusCode::OK).json()["must_change_password"], true);
+    client.get("/api/host/settings").await.assert_error(StatusCode::FORBIDDEN, "password_change_required");
     // The printed password is the only one that works.
     client
         .sign_in(None, "admin", &format!("{password}x"))
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    client
+        .put_json(
+            "/api/account/password",
+            &serde_json::json!({ "current_password": password, "new_password": "the admin's own password" }),
+        )
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    client.get("/api/host/settings").await.assert_status(StatusCode::OK);
     drop(child);
 }
 
@@ -479,6 +489,7 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
         "sms-token-4711",
         "admin-password-4711",
         "c2VjcmV0LWtleS1vZi10aGlydHktdHdvLWJ5dGVzLi4=",
+        "b2xkLXNlY3JldC1rZXktb2YtdGhpcnR5LXR3by1ieXQ=",
     ];
     std::fs::write(
         &file,
@@ -488,8 +499,8 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
              smtp_url = \"smtp://mailer:{}@mail.internal:587\"\n\
              sms_base_url = \"https://api.twilio.com\"\nsms_account_sid = \"AC123\"\n\
              sms_auth_token = \"{}\"\nsms_from = \"+15005550006\"\n\
-             admin_password = \"{}\"\nsecret_key = \"{}\"\n",
-            secrets[0], secrets[1], secrets[2], secrets[3], secrets[4]
+             admin_password = \"{}\"\nsecret_key = \"{}\"\nprevious_secret_keys = [\"{}\"]\n",
+            secrets[0], secrets[1], secrets[2], secrets[3], secrets[4], secrets[5]
         ),
     )
     .unwrap();
@@ -506,6 +517,7 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
         "smtp_url = \"<redacted>\"",
         "sms_auth_token = \"<redacted>\"",
         "secret_key = \"<redacted>\"",
+        "previous_secret_keys = [\"<redacted>\"]",
         "admin_password = \"<redacted>\"",
         "sms_account_sid = \"AC123\"",
         "shutdown_grace_seconds = 10",

@@ -62,8 +62,11 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/auth/enroll/phone", Class::Public),
     ("POST /api/auth/enroll/phone/confirm", Class::Public),
     ("POST /api/auth/enroll/postpone", Class::Public),
+    ("POST /api/auth/password-reset", Class::Public),
+    ("POST /api/auth/password-reset/confirm", Class::Public),
     ("POST /api/auth/sign-out", Class::Own),
     ("GET /api/auth/me", Class::Own),
+    ("GET /api/auth/session", Class::Public),
     ("GET /api/account", Class::Own),
     ("PUT /api/account/two-factor", Class::Own),
     ("POST /api/account/reauthenticate", Class::Own),
@@ -81,6 +84,9 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("GET /api/account/browsers", Class::Own),
     ("DELETE /api/account/browsers", Class::Own),
     ("DELETE /api/account/browsers/{browser_id}", Class::Own),
+    ("GET /api/account/sessions", Class::Own),
+    ("DELETE /api/account/sessions/{session_id}", Class::Own),
+    ("POST /api/account/sessions/end-others", Class::Own),
     ("GET /api/host/settings", Class::Host),
     ("PUT /api/host/settings", Class::Host),
     ("POST /api/host/settings/preview", Class::Host),
@@ -91,6 +97,9 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/tenants", Class::Host),
     ("PUT /api/tenants/{tenant_id}/feature", Class::Host),
     ("POST /api/tenants/{tenant_id}/feature/preview", Class::Host),
+    ("POST /api/tenants/{tenant_id}/suspend", Class::Host),
+    ("POST /api/tenants/{tenant_id}/resume", Class::Host),
+    ("DELETE /api/tenants/{tenant_id}", Class::Host),
     ("GET /api/tenants/{tenant_id}", Class::Tenant),
     ("GET /api/tenants/{tenant_id}/feature", Class::Tenant),
     ("GET /api/tenants/{tenant_id}/settings", Class::Tenant),
@@ -107,6 +116,11 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/users/{user_id}/unlock", Class::Tenant),
     ("POST /api/users/{user_id}/reset-second-factors", Class::Tenant),
     ("POST /api/users/{user_id}/end-sessions", Class::Tenant),
+    ("GET /api/users/{user_id}/sessions", Class::Tenant),
+    ("POST /api/users/{user_id}/deactivate", Class::Tenant),
+    ("POST /api/users/{user_id}/reactivate", Class::Tenant),
+    ("DELETE /api/users/{user_id}", Class::Tenant),
+    ("POST /api/users/{user_id}/password-reset", Class::Tenant),
     ("GET /api/audit", Class::Tenant),
     ("POST /api/auth/step-up", Class::Own),
     ("GET /api/account/applications", Class::Own),
@@ -122,6 +136,7 @@ const OPERATIONS: &[(&str, Class)] = &[
     // A parked authorization request is reached by its unguessable handle alone.
     ("GET /api/oidc/requests/{handle}", Class::Public),
     ("POST /api/oidc/requests/{handle}", Class::Public),
+    ("GET /api/audit/export", Class::Tenant),
 ];
 
 /// What a parameter or body field holds.
@@ -139,6 +154,8 @@ enum Kind {
     /// The handle of a parked authorization request: a bearer capability, not an id
     /// within anyone's reach, so the sweep sends one that names nothing.
     RequestHandle,
+    /// A signed-in session's id.
+    SessionId,
     /// A tenant's name, as the sign-in request takes it (absent for the host).
     TenantName,
     /// An existing user's name, as the sign-in request takes it.
@@ -147,6 +164,9 @@ enum Kind {
     AuditCursor,
     /// Free search text; filled with another party's user names to catch leaks.
     SearchText,
+    /// A user id that only narrows a list within the caller's reach (the audit's actor
+    /// and user filters); filled with another party's user ids to catch leaks.
+    UserFilter,
     /// Names nothing: passwords, codes, flags, settings, names of objects to create.
     Inert,
 }
@@ -163,13 +183,14 @@ impl Kind {
                 | Kind::BrowserId
                 | Kind::ApplicationId
                 | Kind::GrantId
+                | Kind::SessionId
                 | Kind::TenantName
                 | Kind::Username
         )
     }
 
     fn per_user(self) -> bool {
-        matches!(self, Kind::UserId | Kind::Username | Kind::SearchText)
+        matches!(self, Kind::UserId | Kind::Username | Kind::SearchText | Kind::UserFilter)
     }
 }
 
@@ -181,11 +202,19 @@ const PARAMETERS: &[(&str, Kind)] = &[
     ("application_id", Kind::ApplicationId),
     ("grant_id", Kind::GrantId),
     ("handle", Kind::RequestHandle),
+    ("session_id", Kind::SessionId),
     ("before", Kind::AuditCursor),
     ("q", Kind::SearchText),
     ("page", Kind::Inert),
     ("per_page", Kind::Inert),
     ("limit", Kind::Inert),
+    ("format", Kind::Inert),
+    ("action", Kind::Inert),
+    ("actor", Kind::UserFilter),
+    ("user", Kind::UserFilter),
+    ("from", Kind::Inert),
+    ("to", Kind::Inert),
+    ("client_ip", Kind::Inert),
 ];
 
 /// Request body fields, as `Schema.field` (nested objects are walked into, so their own
@@ -216,6 +245,13 @@ const BODY_FIELDS: &[(&str, Kind)] = &[
     ("CreateUser.password", Kind::Inert),
     ("CreateUser.email", Kind::Inert),
     ("AssignRole.user_id", Kind::UserId),
+    // The answer to "I forgot my password" is the same for every account (a test of
+    // its own checks that), so these names select nothing the caller can reach.
+    ("PasswordResetRequest.tenant", Kind::Inert),
+    ("PasswordResetRequest.username", Kind::Inert),
+    ("PasswordResetConfirm.token", Kind::Inert),
+    ("PasswordResetConfirm.new_password", Kind::Inert),
+    ("AdminPasswordReset.mode", Kind::Inert),
     ("ScopeSettings.behaviour", Kind::Inert),
     ("ScopeSettings.users_can_change", Kind::Inert),
     ("ScopeSettings.remember_browser", Kind::Inert),
@@ -276,6 +312,9 @@ fn example_body(schema: &str) -> Option<Value> {
         "CreateTenant" => json!({ "name": "newtenant", "display_name": "New tenant" }),
         "CreateUser" => json!({ "username": "newcomer", "password": PASSWORD, "email": "newcomer@example.com" }),
         "AssignRole" => json!({ "user_id": "" }),
+        "PasswordResetRequest" => json!({ "tenant": "alpha", "username": "plain" }),
+        "PasswordResetConfirm" => json!({ "token": "not-a-token", "new_password": "a new long password" }),
+        "AdminPasswordReset" => json!({ "mode": "temporary_password" }),
         "SettingsPreviewRequest" => json!({ "settings": example_settings() }),
         "FeaturePreviewRequest" => json!({ "feature": { "behaviour": "disabled" } }),
         "ScopeSettings" => example_settings(),
@@ -486,6 +525,9 @@ struct Party {
     /// acts on the caller's own account.
     members: Vec<Member>,
     browser_id: String,
+    /// A session of the party's admin (for A: a second one of the caller, so ending it
+    /// leaves the sweep's own session alone).
+    session_id: String,
     audit_event_id: String,
     application_id: String,
     /// A grant of the party's admin (A: the caller) to the party's application.
@@ -505,8 +547,10 @@ impl Party {
             Kind::ApplicationId => json!(self.application_id),
             Kind::GrantId => json!(self.grant_id),
             Kind::RequestHandle => json!("no-such-request"),
+            Kind::SessionId => json!(self.session_id),
             Kind::TenantName => self.tenant_name.clone(),
             Kind::Username | Kind::SearchText => json!(self.member(role).username),
+            Kind::UserFilter => json!(self.member(role).id),
             Kind::AuditCursor => json!(self.audit_event_id),
             Kind::Inert => Value::Null,
         }
@@ -703,6 +747,33 @@ async fn application_with_grant(app: &TestApp, scope: &str, user_id: &str) -> (S
     (application_id, grant_id)
 }
 
+/// The id of the session `client` is signed in with.
+async fn current_session(client: &Client) -> String {
+    let list = client.get("/api/account/sessions").await.assert_status(StatusCode::OK).json();
+    let current = list.as_array().expect("a list").iter().find(|s| s["current"] == true).expect("a current session");
+    current["id"].as_str().expect("an id").to_owned()
+}
+
+/// Another session of the caller (A's admin), from a browser of its own.
+async fn second_session(app: &TestApp, secret: &str) -> String {
+    let other = app.new_client();
+    sign_in_caller(app, &other, secret).await;
+    current_session(&other).await
+}
+
+/// Controls that destroy what later controls aim at run last, each group in this order:
+/// a user or A's application deleted after every other control that uses it; tenant A
+/// suspended, then deleted, after every other host control.
+fn destroys(key: &str) -> u8 {
+    match key {
+        "DELETE /api/users/{user_id}"
+        | "DELETE /api/applications/{application_id}"
+        | "POST /api/tenants/{tenant_id}/suspend" => 1,
+        "DELETE /api/tenants/{tenant_id}" => 2,
+        _ => 0,
+    }
+}
+
 async fn latest_event(app: &TestApp, scope: &str) -> String {
     let page = app.get(&format!("/api/audit?tenant_id={scope}&limit=1")).await.assert_status(StatusCode::OK).json();
     page["items"][0]["id"].as_str().expect("an audit event").to_owned()
@@ -864,6 +935,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
             member(Role::WithFactor, &a_factor),
         ],
         browser_id: caller_browser,
+        session_id: second_session(&app, &caller_secret).await,
         audit_event_id: latest_event(&app, &ta.id).await,
         application_id: a_app,
         grant_id: a_grant,
@@ -878,6 +950,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
             member(Role::WithFactor, &b_factor),
         ],
         browser_id: b_browser,
+        session_id: current_session(&witnesses[0].1).await,
         audit_event_id: latest_event(&app, &tb.id).await,
         application_id: b_app,
         grant_id: b_grant,
@@ -888,6 +961,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         tenant_name: Value::Null,
         members: host_members,
         browser_id: host_browser,
+        session_id: current_session(&witnesses[1].1).await,
         audit_event_id: latest_event(&app, "host").await,
         application_id: host_app,
         grant_id: host_grant,
@@ -1022,9 +1096,23 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
             list[0]["id"].as_str().expect("a remembered browser").to_owned()
         }
     };
-    // Tenant and own-account controls first: the host's (a new ceiling for A) come last.
-    // Deleting A's application comes after the other controls that use it.
-    controls.sort_by_key(|(op, _)| (op.class == Class::Host, op.key.starts_with("DELETE /api/applications/")));
+    // The sweep's "end other sessions" may have taken the caller's second session.
+    let caller_sessions = caller.get("/api/account/sessions").await.assert_status(StatusCode::OK).json();
+    if !caller_sessions.as_array().is_some_and(|l| l.iter().any(|s| s["id"] == a.session_id.as_str())) {
+        a.session_id = second_session(&app, &caller_secret).await;
+    }
+    // Tenant and own-account controls first: the host's (a new ceiling for A, then its
+    // suspension and deletion) come last, and within each, what destroys comes last.
+    controls.sort_by_key(|(op, _)| (op.class == Class::Host, destroys(&op.key)));
+    // Host operations must be refused to A's admin even aimed at A. All are tried before
+    // any host control runs: one of those suspends A, which ends the caller's session.
+    for (op, role) in controls.iter().filter(|(op, _)| op.class == Class::Host) {
+        let req = render(op, &vec![&a; op.slots.len()], *role);
+        let refused = req.send(&caller).await;
+        if let Some(p) = refusal_problem(&refused, op.class) {
+            problems.push(format!("positive control {} (aimed at A), sent by A's tenant admin: {p}", op.key));
+        }
+    }
     let mut seen = BTreeSet::new();
     let mut summary = Vec::new();
     for (op, role) in controls {
@@ -1034,15 +1122,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
             continue;
         }
         let what = format!("positive control {} (aimed at A): {}", op.key, req.describe());
-        let resp = if op.class == Class::Host {
-            let refused = req.send(&caller).await;
-            if let Some(p) = refusal_problem(&refused, op.class) {
-                problems.push(format!("{what}, sent by A's tenant admin: {p}"));
-            }
-            req.send(&app.client).await
-        } else {
-            req.send(&caller).await
-        };
+        let resp = if op.class == Class::Host { req.send(&app.client).await } else { req.send(&caller).await };
         let status = resp.status.as_u16();
         let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         let code = body["error"].as_str().unwrap_or("").to_owned();

@@ -860,7 +860,8 @@ async fn signing_keys_are_published_before_use_and_kept_until_their_tokens_expir
         .fetch_one(&app.running.state.db().pool)
         .await
         .unwrap();
-    assert!(private.starts_with("v1:"), "encrypted with the secret key");
+    let key_id = app.running.state.keys().current_id().to_owned();
+    assert!(private.starts_with(&format!("v2:{key_id}:")), "encrypted with the current secret key: {private:.12}");
 }
 
 #[tokio::test]

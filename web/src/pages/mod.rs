@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod password;
 pub mod settings;
 pub mod signin;
 pub mod tenants;

@@ -63,6 +63,8 @@ pub enum Action {
     ListTenants,
     CreateTenant,
     ReadTenant,
+    /// Suspend, resume or delete a tenant.
+    UpdateTenant,
     ReadFeature,
     UpdateFeature,
     ListUsers,
@@ -77,17 +79,21 @@ pub enum Action {
     ReadGroups,
     /// Creating, renaming and deleting groups, their rules and their members.
     UpdateGroups,
+    /// The scope's OpenID Connect applications (clients).
+    ReadApplications,
+    ManageApplications,
     ReadOwnAccount,
     UpdateOwnAccount,
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 21] = [
         Action::ReadSettings,
         Action::UpdateSettings,
         Action::ListTenants,
         Action::CreateTenant,
         Action::ReadTenant,
+        Action::UpdateTenant,
         Action::ReadFeature,
         Action::UpdateFeature,
         Action::ListUsers,
@@ -99,6 +105,8 @@ impl Action {
         Action::ReadMessageUsage,
         Action::ReadGroups,
         Action::UpdateGroups,
+        Action::ReadApplications,
+        Action::ManageApplications,
         Action::ReadOwnAccount,
         Action::UpdateOwnAccount,
     ];
@@ -110,6 +118,7 @@ impl Action {
             Action::ListTenants => ("tenants", "read"),
             Action::CreateTenant => ("tenants", "write"),
             Action::ReadTenant => ("tenant", "read"),
+            Action::UpdateTenant => ("tenant", "write"),
             Action::ReadFeature => ("feature", "read"),
             Action::UpdateFeature => ("feature", "write"),
             Action::ListUsers | Action::ReadUser => ("users", "read"),
@@ -119,6 +128,8 @@ impl Action {
             Action::ReadMessageUsage => ("messages", "read"),
             Action::ReadGroups => ("groups", "read"),
             Action::UpdateGroups => ("groups", "write"),
+            Action::ReadApplications => ("applications", "read"),
+            Action::ManageApplications => ("applications", "write"),
             Action::ReadOwnAccount => ("account", "read"),
             Action::UpdateOwnAccount => ("account", "write"),
         }

@@ -66,6 +66,15 @@ pub enum ErrorCode {
     Internal,
     SenderNotConfigured,
     PhoneCountryNotAllowed,
+    /// An admin action that would lock the admin out of their own account (deactivate or
+    /// delete oneself); another admin has to do it.
+    NotOnYourself,
+    /// Password reset by email needs `public_url` (for the link) and an email sender.
+    PasswordResetUnavailable,
+    /// The reset link is unknown, used or expired.
+    ResetLinkInvalid,
+    /// The session's password was set by an admin: only changing it is allowed.
+    PasswordChangeRequired,
 }
 
 impl ErrorCode {
@@ -104,6 +113,10 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::SenderNotConfigured => "sender_not_configured",
             ErrorCode::PhoneCountryNotAllowed => "phone_country_not_allowed",
+            ErrorCode::NotOnYourself => "not_on_yourself",
+            ErrorCode::PasswordResetUnavailable => "password_reset_unavailable",
+            ErrorCode::ResetLinkInvalid => "reset_link_invalid",
+            ErrorCode::PasswordChangeRequired => "password_change_required",
         }
     }
 }
@@ -357,6 +370,24 @@ pub struct RememberedBrowser {
     pub current: bool,
 }
 
+/// A signed-in session, as its owner (and admins) see it listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionInfo {
+    pub id: String,
+    /// How the session was established, e.g. `pwd+otp`.
+    pub methods: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub expires_at: String,
+    /// The browser that signed in, as it named itself.
+    pub user_agent: Option<String>,
+    /// The client address it signed in from.
+    pub client_ip: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleGrant {
@@ -373,6 +404,72 @@ pub struct CurrentUser {
     pub tenant_id: Option<String>,
     pub tenant_name: Option<String>,
     pub roles: Vec<RoleGrant>,
+    /// The password was set by an admin (or generated): the user must choose their own
+    /// before doing anything else.
+    #[serde(default)]
+    pub must_change_password: bool,
+}
+
+/// Who is signed in, if anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionState {
+    pub user: Option<CurrentUser>,
+}
+
+/// Asks for a password reset link by email. The answer is the same whether or not the
+/// account exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    /// The tenant's name; absent or empty for host users.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    pub username: String,
+}
+
+/// Sets a new password with the token of a reset link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirm {
+    pub token: String,
+    /// At least 8 characters, at most 256 bytes.
+    pub new_password: String,
+}
+
+/// How an admin resets a user's password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordResetMode {
+    /// A single-use link for the admin to pass on; the current password keeps working
+    /// until the link is used.
+    Link,
+    /// A generated password that works at once and must be changed at the next sign-in;
+    /// the user's sessions end.
+    TemporaryPassword,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AdminPasswordReset {
+    pub mode: PasswordResetMode,
+}
+
+/// What an admin's reset produced, shown to the admin once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminPasswordResetResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// When the link stops working (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporary_password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -383,6 +480,9 @@ pub struct Tenant {
     pub name: String,
     pub display_name: String,
     pub created_at: String,
+    /// Since when the tenant is suspended (RFC 3339): its users cannot sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -423,6 +523,9 @@ pub struct User {
     pub policy: PolicyBrief,
     /// The user's confirmed second factors.
     pub factors: Vec<FactorStrength>,
+    /// Since when the user is deactivated (RFC 3339): they cannot sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<String>,
 }
 
 /// A user's second-factor lockout, for admins.
@@ -607,9 +710,22 @@ pub struct AuditEvent {
     pub id: String,
     pub at: String,
     pub actor_user_id: Option<String>,
+    /// The actor's user name, where the reader may see it (absent for a deleted user, and
+    /// for a host admin seen by a tenant admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_name: Option<String>,
     pub tenant_id: Option<String>,
+    /// The tenant's name, for events of a tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_name: Option<String>,
     pub action: String,
     pub target: String,
+    /// The name of the user or tenant the event is about, under the same rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
+    /// The client address of the request that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
 }
@@ -812,4 +928,195 @@ pub struct WhatIf {
     pub lock: LockState,
     /// The effective policy with its trace.
     pub policy: EffectivePolicyView,
+}
+
+// ---------------------------------------------------------------- OpenID Connect
+
+/// Whether an application can keep a secret (a server) or not (a browser or mobile
+/// app, which must use PKCE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    Confidential,
+    Public,
+}
+
+impl ClientType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientType::Confidential => "confidential",
+            ClientType::Public => "public",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [ClientType::Confidential, ClientType::Public].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// The JWS algorithm of an application's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum TokenAlg {
+    /// Supported by every OpenID Connect client.
+    #[default]
+    RS256,
+    ES256,
+}
+
+impl TokenAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenAlg::RS256 => "RS256",
+            TokenAlg::ES256 => "ES256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [TokenAlg::RS256, TokenAlg::ES256].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// An application to create or the new state of one (PUT replaces every field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationInput {
+    pub name: String,
+    pub client_type: ClientType,
+    /// Exact redirect URIs: `https://...`, or `http://` on a loopback address.
+    pub redirect_uris: Vec<String>,
+    /// Exact URIs an RP-initiated logout may return to.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Any of `openid profile email phone offline_access`; `openid` is required.
+    pub allowed_scopes: Vec<String>,
+    /// First-party applications get no consent screen.
+    #[serde(default)]
+    pub first_party: bool,
+    /// The application's 2FA rule (DESIGN.md section 5): added to the scope's policy,
+    /// never loosening it.
+    #[serde(default)]
+    pub require_two_factor: bool,
+    #[serde(default)]
+    pub min_strength: Option<crate::Strength>,
+    /// How recent the second factor must be, in seconds.
+    #[serde(default)]
+    pub max_age_seconds: Option<u32>,
+    #[serde(default)]
+    pub token_alg: TokenAlg,
+}
+
+/// An OpenID Connect application (client) of one scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Application {
+    /// Also the `client_id`.
+    pub id: String,
+    pub client_id: String,
+    /// The tenant whose users it signs in; absent for a host application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// The issuer to configure in the application.
+    pub issuer: String,
+    pub name: String,
+    pub client_type: ClientType,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub allowed_scopes: Vec<String>,
+    pub first_party: bool,
+    pub require_two_factor: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_strength: Option<crate::Strength>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u32>,
+    pub token_alg: TokenAlg,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A new application, or one whose secret was replaced: the secret is shown here once
+/// and stored only as a keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplicationWithSecret {
+    pub application: Application,
+    /// For confidential applications only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplicationList {
+    pub items: Vec<Application>,
+}
+
+/// What an authorization request waiting in the web app needs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorizationStep {
+    /// Sign in (again) as a user of the application's scope: no session, a session of
+    /// another scope, `prompt=login`, or a sign-in older than `max_age`.
+    SignIn,
+    /// Prove a second factor of at least `min_strength` again (`POST /api/auth/step-up`),
+    /// no password.
+    StepUp,
+    /// The rule needs a second factor the user does not have: enrol one on the account
+    /// page, then resume.
+    Enroll,
+    /// Approve or refuse the scopes (`consent` in the resume request).
+    Consent,
+    /// Done: send the browser to `redirect_to`.
+    Redirect,
+}
+
+/// The state of an authorization request, for the web app's sign-in screens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuthorizationProgress {
+    pub next: AuthorizationStep,
+    pub application: String,
+    /// The tenant name to sign in to (no tenant field to show); absent for the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_hint: Option<String>,
+    /// For `step_up` and `enroll`: the weakest second factor that will do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_strength: Option<crate::Strength>,
+    /// For `redirect`: where the browser goes (the application, with a code or an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_to: Option<String>,
+}
+
+/// Resumes an authorization request after a sign-in, step-up or consent screen.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResumeAuthorization {
+    /// The user's answer on the consent screen; absent elsewhere.
+    #[serde(default)]
+    pub consent: Option<bool>,
+}
+
+/// An application the signed-in user has granted access to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountGrant {
+    pub id: String,
+    pub application_id: String,
+    pub application: String,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub last_used_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountGrantList {
+    pub items: Vec<AccountGrant>,
 }

@@ -11,7 +11,7 @@ use twofold_policy::authz::{Action, Actor, Authorizer, Domain, Role, Target};
 
 /// What a tenant admin may do inside their own tenant; everything else about a tenant
 /// (its ceiling, the tenant list) belongs to the host.
-const TENANT_ADMIN_ACTIONS: [Action; 13] = [
+const TENANT_ADMIN_ACTIONS: [Action; 15] = [
     Action::ReadSettings,
     Action::UpdateSettings,
     Action::ListUsers,
@@ -21,6 +21,8 @@ const TENANT_ADMIN_ACTIONS: [Action; 13] = [
     Action::AssignRole,
     Action::ReadAudit,
     Action::ReadMessageUsage,
+    Action::ReadApplications,
+    Action::ManageApplications,
     Action::ReadTenant,
     Action::ReadFeature,
     Action::ReadGroups,

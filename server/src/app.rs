@@ -46,6 +46,7 @@ struct Inner {
     senders: Senders,
     passwords: PasswordLimits,
     limits: Limits,
+    oidc_keys: crate::oidc::keys::KeyStore,
 }
 
 impl AppState {
@@ -81,6 +82,11 @@ impl AppState {
     /// Request-rate limits and the cap on messages sent.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The OpenID Connect signing keys.
+    pub fn oidc_keys(&self) -> &crate::oidc::keys::KeyStore {
+        &self.inner.oidc_keys
     }
 
     /// Deletes expired rows (and audit events past their retention) now, as the
@@ -158,6 +164,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             senders,
             passwords,
             limits,
+            oidc_keys: crate::oidc::keys::KeyStore::default(),
         }),
     })
 }
@@ -189,6 +196,10 @@ async fn bootstrap_admin(db: &Db, config: &Config, now: i64) -> anyhow::Result<(
     let id = uuid::Uuid::now_v7().to_string();
     let mut tx = db.begin_write().await?;
     db::insert_host_admin(&mut tx, &id, &username, &hash, &auth::new_stamp(), now).await?;
+    if generated {
+        // Printed to the log once: whoever reads the log must not keep it.
+        db::set_temporary_password(&mut tx, &id, &hash).await?;
+    }
     db::insert_audit(
         &mut tx,
         &NewAudit {
@@ -215,6 +226,23 @@ async fn bootstrap_admin(db: &Db, config: &Config, now: i64) -> anyhow::Result<(
         tracing::info!(username = username.as_str(), "created the first host admin");
     }
     Ok(())
+}
+
+/// Serves the request with its client address in `db::REQUEST_ADDRESS`, which every
+/// audit event it writes records (the same address the rate limits count).
+async fn client_address_scope(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    match peer {
+        Some(peer) => {
+            let address = crate::ratelimit::client_address(peer, req.headers(), state.limits().trusted_proxies());
+            db::REQUEST_ADDRESS.scope(address.to_string(), next.run(req)).await
+        }
+        None => next.run(req).await,
+    }
 }
 
 /// Refuses state-changing API requests that lack the `X-Requested-With` header. A
@@ -263,6 +291,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(crate::metrics::track_latency))
         .fallback_service(web)
         .layer(middleware::from_fn(csrf_guard))
+        .layer(middleware::from_fn_with_state(state.clone(), client_address_scope))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
@@ -307,6 +336,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     };
     let listener = TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
+    let mut config = config;
+    if config.public_url.is_none() {
+        // Issuers must be stable URLs; the bound address (port 0 resolved) is only
+        // right for development on one machine.
+        let scheme = if config.serves_tls() { "https" } else { "http" };
+        tracing::warn!("public_url is not set; OpenID Connect issuers use {scheme}://{addr}");
+        config.public_url = Some(format!("{scheme}://{addr}"));
+    }
     let state = build_state(config, clock).await?;
     spawn_housekeeping(state.clone());
     if state.db().backend == crate::db::Backend::Postgres {

@@ -209,6 +209,11 @@ impl Freshness {
     }
 }
 
+/// What a session may still reach while its user must replace a password an admin set:
+/// who am I, the account page, the password change itself, and signing out.
+const PASSWORD_CHANGE_PATHS: &[&str] =
+    &["/api/auth/me", "/api/auth/session", "/api/auth/sign-out", "/api/account", "/api/account/password"];
+
 /// A request made by a signed-in user.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -218,6 +223,13 @@ pub struct Authenticated {
     pub session_created_at: i64,
     pub reauthenticated_at: Option<i64>,
     pub reauth_method: Option<String>,
+    /// When and with what the session last proved a second factor (sign-in, step-up,
+    /// reauthentication): what an application's rule is checked against.
+    pub second_factor_at: Option<i64>,
+    pub second_factor_method: Option<String>,
+    /// The session's public id: the `sid` claim of ID tokens, and the id the session
+    /// lists show (`None` only for sessions from before it existed).
+    pub sid: Option<String>,
 }
 
 impl Authenticated {
@@ -269,6 +281,9 @@ impl FromRequestParts<AppState> for Authenticated {
             db::delete_session(&state.db().pool, &hash).await?;
             return Err(AppError::Unauthenticated);
         }
+        if session.user.must_change_password != 0 && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {
+            return Err(AppError::PasswordChangeRequired);
+        }
         if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
             db::touch_session(&state.db().pool, &hash, now).await?;
         }
@@ -279,6 +294,9 @@ impl FromRequestParts<AppState> for Authenticated {
             session_created_at: session.created_at,
             reauthenticated_at: session.reauthenticated_at,
             reauth_method: session.reauth_method,
+            second_factor_at: session.second_factor_at,
+            second_factor_method: session.second_factor_method,
+            sid: session.sid,
         })
     }
 }

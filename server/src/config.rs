@@ -108,6 +108,8 @@ pub struct Config {
     pub password_failures_per_address: u32,
     /// Lifetime of the "known browser" cookie set by a right password, in days.
     pub known_browser_days: u32,
+    /// How long a password reset link works, in minutes.
+    pub password_reset_minutes: u32,
     pub password_window_minutes: u32,
     /// Requests per minute, per client address and per account, for the password step,
     /// code sends, code checks and the account API (`/api/account/*`). Each allows a
@@ -152,6 +154,24 @@ pub struct Config {
     /// Where `/metrics` (Prometheus text format) is served; off when unset. Never on the
     /// public listener.
     pub metrics_bind: Option<SocketAddr>,
+    /// The URL browsers and applications reach this server at (`https://id.example.com`,
+    /// no trailing slash). It fixes the OpenID Connect issuers: the host's is this URL,
+    /// each tenant's is `{public_url}/t/{tenant name}`; links in emails (password reset)
+    /// point here. Never taken from a request's Host header, which a client chooses.
+    /// Unset: `http://{bind}` for the issuers (development only), and no reset links.
+    pub public_url: Option<String>,
+    /// Lifetime of OpenID Connect access and ID tokens, in seconds.
+    pub oidc_access_token_seconds: u32,
+    /// Lifetime of a refresh token family (from its code exchange), in days.
+    pub oidc_refresh_token_days: u32,
+    /// How often the signing keys are replaced, in days. A new key is published in the
+    /// JWKS `oidc_key_publish_hours` before it signs anything, and the old one stays
+    /// published until the tokens it signed have expired.
+    pub oidc_key_rotation_days: u32,
+    pub oidc_key_publish_hours: u32,
+    /// Token endpoint requests per minute, per client address and per application.
+    pub oidc_token_per_address_per_minute: u32,
+    pub oidc_token_per_client_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -229,6 +249,7 @@ impl Default for Config {
             password_failures_per_account: 10,
             password_failures_per_account_and_address: 10,
             known_browser_days: 180,
+            password_reset_minutes: 30,
             password_failures_per_address: 100,
             password_window_minutes: 15,
             sign_in_per_address_per_minute: 60,
@@ -252,6 +273,13 @@ impl Default for Config {
             audit_retention_days: None,
             shutdown_grace_seconds: 10,
             metrics_bind: None,
+            public_url: None,
+            oidc_access_token_seconds: 600,
+            oidc_refresh_token_days: 30,
+            oidc_key_rotation_days: 30,
+            oidc_key_publish_hours: 24,
+            oidc_token_per_address_per_minute: 120,
+            oidc_token_per_client_per_minute: 600,
         }
     }
 }
@@ -297,6 +325,9 @@ impl Config {
         if self.lockout_permanent_after < self.lockout_max_failures {
             anyhow::bail!("lockout_permanent_after must be at least lockout_max_failures");
         }
+        if !(5..=1440).contains(&self.password_reset_minutes) {
+            anyhow::bail!("password_reset_minutes must be between 5 and 1440");
+        }
         if self.known_browser_days == 0 {
             anyhow::bail!("known_browser_days must be positive");
         }
@@ -317,6 +348,23 @@ impl Config {
         }
         if self.housekeeping_interval_seconds == 0 || self.housekeeping_batch_size == 0 {
             anyhow::bail!("housekeeping_interval_seconds and housekeeping_batch_size must be positive");
+        }
+        if let Some(public) = &self.public_url {
+            let parsed = url::Url::parse(public).map_err(|e| anyhow::anyhow!("public_url: {e}"))?;
+            if !matches!(parsed.scheme(), "https" | "http")
+                || parsed.host().is_none()
+                || parsed.query().is_some()
+                || parsed.fragment().is_some()
+                || public.ends_with('/')
+            {
+                anyhow::bail!("public_url must be an http(s) URL without query, fragment or trailing slash");
+            }
+        }
+        if self.oidc_access_token_seconds == 0 || self.oidc_refresh_token_days == 0 || self.oidc_key_rotation_days == 0
+        {
+            anyhow::bail!(
+                "oidc_access_token_seconds, oidc_refresh_token_days and oidc_key_rotation_days must be positive"
+            );
         }
         if self.audit_retention_days == Some(0) {
             anyhow::bail!("audit_retention_days must be positive; leave it unset to keep audit events forever");
@@ -359,6 +407,11 @@ impl Config {
         let cap = i64::from(self.lockout_max_minutes) * 60_000;
         let doublings = u32::try_from(earlier_locks.clamp(0, 30)).unwrap_or(30);
         base.saturating_mul(1_i64 << doublings).min(cap)
+    }
+
+    /// The base of every issuer URL: `public_url`, or the bound address in development.
+    pub fn public_base(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.bind))
     }
 
     pub fn session_cookie_name(&self) -> &'static str {

@@ -42,6 +42,8 @@ pub enum AppError {
     RateLimited { retry_after_ms: i64 },
     #[error("this change needs a fresh password and second-factor check")]
     ReauthenticationRequired,
+    #[error("your password was set by an administrator: choose your own before anything else")]
+    PasswordChangeRequired,
     #[error("this sign-in has expired or was already completed; start again with your password")]
     SignInExpired,
     #[error("a message could not be sent; try again later")]
@@ -88,6 +90,7 @@ impl AppError {
             AppError::LockedOut { .. } | AppError::LockedUntilUnlocked => (StatusCode::LOCKED, ErrorCode::LockedOut),
             AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             AppError::ReauthenticationRequired => (StatusCode::FORBIDDEN, ErrorCode::ReauthenticationRequired),
+            AppError::PasswordChangeRequired => (StatusCode::FORBIDDEN, ErrorCode::PasswordChangeRequired),
             AppError::SignInExpired => (StatusCode::UNAUTHORIZED, ErrorCode::SignInExpired),
             AppError::SendFailed(_) => (StatusCode::BAD_GATEWAY, ErrorCode::SendFailed),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
@@ -133,6 +136,10 @@ impl IntoResponse for AppError {
         let (status, code) = self.status_and_code();
         let field = match &self {
             AppError::BadRequest { field, .. } => field.clone(),
+            // Only a password was typed (reauthentication, a password change): saying
+            // which field was wrong reveals nothing, and "user name or password" would
+            // mislead.
+            AppError::WrongPassword => Some("password".to_owned()),
             _ => None,
         };
         match &self {

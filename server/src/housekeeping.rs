@@ -21,12 +21,19 @@ pub struct Report {
     pub sessions: u64,
     pub remembered_browsers: u64,
     pub audit_events: u64,
+    /// OpenID Connect requests, codes, refresh tokens and token families together.
+    pub oidc: u64,
     pub batches: u64,
 }
 
 impl Report {
     pub fn total(&self) -> u64 {
-        self.one_time_codes + self.sign_in_attempts + self.sessions + self.remembered_browsers + self.audit_events
+        self.one_time_codes
+            + self.sign_in_attempts
+            + self.sessions
+            + self.remembered_browsers
+            + self.audit_events
+            + self.oidc
     }
 }
 
@@ -65,7 +72,16 @@ async fn purge_all(state: &AppState) -> anyhow::Result<Report> {
     let now = state.now();
     let batch = state.config().housekeeping_batch_size.max(1);
     let mut report = Report::default();
-    for what in [Expiring::OneTimeCodes, Expiring::SignInAttempts, Expiring::Sessions, Expiring::RememberedBrowsers] {
+    for what in [
+        Expiring::OneTimeCodes,
+        Expiring::SignInAttempts,
+        Expiring::Sessions,
+        Expiring::RememberedBrowsers,
+        Expiring::OidcRequests,
+        Expiring::OidcCodes,
+        Expiring::OidcRefreshTokens,
+        Expiring::OidcTokenFamilies,
+    ] {
         let (deleted, batches) = purge(state, what, now, batch).await?;
         *count_of(&mut report, what) += deleted;
         report.batches += batches;
@@ -101,5 +117,8 @@ fn count_of(report: &mut Report, what: Expiring) -> &mut u64 {
         Expiring::Sessions => &mut report.sessions,
         Expiring::RememberedBrowsers => &mut report.remembered_browsers,
         Expiring::AuditEvents => &mut report.audit_events,
+        Expiring::OidcRequests | Expiring::OidcCodes | Expiring::OidcRefreshTokens | Expiring::OidcTokenFamilies => {
+            &mut report.oidc
+        }
     }
 }

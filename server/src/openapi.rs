@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::app::AppState;
 use crate::extract::Json;
+use crate::oidc::{apps, authorize};
 use crate::routes::{account, audit, auth, groups, health, messages, settings, tenants, users};
 
 #[derive(OpenApi)]
@@ -40,8 +41,12 @@ use crate::routes::{account, audit, auth, groups, health, messages, settings, te
         auth::enroll_phone,
         auth::enroll_phone_confirm,
         auth::postpone,
+        auth::step_up,
+        auth::request_password_reset,
+        auth::confirm_password_reset,
         auth::sign_out,
         auth::me,
+        auth::session,
         settings::get_host_settings,
         settings::put_host_settings,
         settings::preview_host_settings,
@@ -54,6 +59,9 @@ use crate::routes::{account, audit, auth, groups, health, messages, settings, te
         tenants::list_tenants,
         tenants::create_tenant,
         tenants::get_tenant,
+        tenants::suspend_tenant,
+        tenants::resume_tenant,
+        tenants::delete_tenant,
         tenants::get_feature,
         tenants::put_feature,
         users::list_host_users,
@@ -68,6 +76,11 @@ use crate::routes::{account, audit, auth, groups, health, messages, settings, te
         users::unlock_user,
         users::reset_second_factors,
         users::end_sessions,
+        users::list_user_sessions,
+        users::deactivate_user,
+        users::reactivate_user,
+        users::delete_user,
+        users::reset_password,
         account::get_account,
         account::set_two_factor,
         account::reauthenticate,
@@ -85,6 +98,9 @@ use crate::routes::{account, audit, auth, groups, health, messages, settings, te
         account::list_browsers,
         account::forget_browser,
         account::forget_all_browsers,
+        account::list_sessions,
+        account::end_session,
+        account::end_other_sessions,
         audit::list_audit,
         groups::list_host_groups,
         groups::create_host_group,
@@ -103,6 +119,19 @@ use crate::routes::{account, audit, auth, groups, health, messages, settings, te
         groups::tenant_adoption,
         groups::tenant_adoption_csv,
         groups::what_if,
+        apps::list_host_applications,
+        apps::create_host_application,
+        apps::list_tenant_applications,
+        apps::create_tenant_application,
+        apps::get_application,
+        apps::put_application,
+        apps::delete_application,
+        apps::rotate_secret,
+        apps::list_grants,
+        apps::revoke_grant,
+        authorize::request_state,
+        authorize::resume,
+        audit::export_audit,
     ),
     modifiers(&RateLimited, &SharedResponses),
     // Every operation needs a session unless its annotation says `security(())`.
@@ -115,6 +144,8 @@ use crate::routes::{account, audit, auth, groups, health, messages, settings, te
         (name = "users", description = "Users, their effective policy and roles"),
         (name = "groups", description = "Groups with 2FA rules, and who in a scope is ready for 2FA"),
         (name = "audit", description = "The audit trail"),
+        (name = "applications", description = "OpenID Connect applications (clients) of the host and of tenants"),
+        (name = "oidc", description = "Authorization requests waiting for the web app's sign-in, step-up or consent"),
         (name = "health", description = "Probes"),
     )
 )]
@@ -132,6 +163,9 @@ const LIMITED_AUTH_PATHS: &[&str] = &[
     "/api/auth/enroll/email/confirm",
     "/api/auth/enroll/phone",
     "/api/auth/enroll/phone/confirm",
+    "/api/auth/step-up",
+    "/api/auth/password-reset",
+    "/api/auth/password-reset/confirm",
 ];
 
 /// Adds the 429 `rate_limited` answer to every rate-limited operation, in one place

@@ -199,6 +199,8 @@ pub enum Class {
     Verify,
     /// Every request to `/api/account` and below.
     Account,
+    /// The OpenID Connect token endpoint, per address and per application (client id).
+    Token,
 }
 
 impl Class {
@@ -209,6 +211,7 @@ impl Class {
             Class::SendCode => "send_code",
             Class::Verify => "verify",
             Class::Account => "account",
+            Class::Token => "token",
         }
     }
 }
@@ -240,6 +243,7 @@ pub struct Limits {
     send_code: Pair,
     verify: Pair,
     account: Pair,
+    token: Pair,
     sends_per_user: RateLimiter,
     sends_per_destination: RateLimiter,
     trusted_proxies: Vec<IpNet>,
@@ -265,6 +269,7 @@ impl Limits {
             ),
             verify: Pair::new(config.verify_per_address_per_minute, config.verify_per_account_per_minute, minute),
             account: Pair::new(config.account_per_address_per_minute, config.account_per_account_per_minute, minute),
+            token: Pair::new(config.oidc_token_per_address_per_minute, config.oidc_token_per_client_per_minute, minute),
             sends_per_user: RateLimiter::new(config.code_sends_per_user_per_hour, hour, ACCOUNT_KEYS),
             sends_per_destination: RateLimiter::new(config.code_sends_per_destination_per_hour, hour, ACCOUNT_KEYS),
             trusted_proxies: parse_proxies(&config.trusted_proxies)?,
@@ -277,6 +282,7 @@ impl Limits {
             Class::SendCode => &self.send_code,
             Class::Verify => &self.verify,
             Class::Account => &self.account,
+            Class::Token => &self.token,
         }
     }
 

@@ -28,8 +28,16 @@ struct EncryptedColumn {
 
 /// Every stored ciphertext. A new encrypted column must be listed here, or rotating
 /// the key would strand it under the old one.
-const COLUMNS: &[EncryptedColumn] =
-    &[EncryptedColumn { table: "authenticators", id: "user_id", value: "secret_enc", aad: |id| id.to_owned() }];
+const COLUMNS: &[EncryptedColumn] = &[
+    EncryptedColumn { table: "authenticators", id: "user_id", value: "secret_enc", aad: |id| id.to_owned() },
+    // OpenID Connect signing keys, bound to their key id (see `oidc::keys`).
+    EncryptedColumn {
+        table: "oidc_signing_keys",
+        id: "kid",
+        value: "private_key",
+        aad: |kid| format!("oidc-signing-key:{kid}"),
+    },
+];
 
 /// How the command paces itself.
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,7 @@ use leptos_router::path;
 use crate::api;
 use crate::ids;
 use crate::model::{self, AdminScope};
-use crate::pages::{account, adoption, audit, groups, settings, signin, tenants, users};
+use crate::pages::{account, adoption, audit, groups, password, settings, signin, tenants, users};
 use crate::session::{Session, use_session};
 
 #[component]
@@ -25,6 +25,8 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=path!("/") view=Home />
                     <Route path=path!("/sign-in") view=signin::SignIn />
+                    <Route path=path!("/forgot-password") view=password::ForgotPassword />
+                    <Route path=path!("/reset-password") view=password::ResetPassword />
                     <Route path=path!("/account") view=|| view! { <RequireUser><account::Account /></RequireUser> } />
                     <Route
                         path=path!("/settings")
@@ -180,6 +182,9 @@ fn RequireUser(children: ChildrenFn) -> impl IntoView {
     move || {
         if !session.checked.get() || session.user.with(Option::is_none) {
             view! { <crate::widgets::Loading /> }.into_any()
+        } else if session.user.with(|u| u.as_ref().is_some_and(|u| u.must_change_password)) {
+            // The server refuses everything else until then; say so instead of failing.
+            view! { <password::MustChangePassword /> }.into_any()
         } else {
             children().into_any()
         }

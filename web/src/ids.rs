@@ -35,6 +35,27 @@ pub const SIGNIN_PASSWORD: &str = "signin-password";
 pub const SIGNIN_SUBMIT: &str = "signin-submit";
 /// Errors of the password step (wrong credentials, rate limited).
 pub const SIGNIN_ERROR: &str = "signin-error";
+pub const SIGNIN_FORGOT: &str = "signin-forgot";
+
+// ---- Password reset and the forced change ----
+pub const FORGOT_FORM: &str = "forgot-form";
+pub const FORGOT_TENANT: &str = "forgot-tenant";
+pub const FORGOT_USERNAME: &str = "forgot-username";
+pub const FORGOT_SUBMIT: &str = "forgot-submit";
+pub const FORGOT_SENT: &str = "forgot-sent";
+pub const FORGOT_ERROR: &str = "forgot-error";
+pub const RESET_FORM: &str = "reset-form";
+pub const RESET_NEW: &str = "reset-new";
+pub const RESET_REPEAT: &str = "reset-repeat";
+pub const RESET_SUBMIT: &str = "reset-submit";
+pub const RESET_ERROR: &str = "reset-error";
+pub const RESET_DONE: &str = "reset-done";
+pub const MUST_CHANGE_FORM: &str = "must-change-form";
+pub const MUST_CHANGE_CURRENT: &str = "must-change-current";
+pub const MUST_CHANGE_NEW: &str = "must-change-new";
+pub const MUST_CHANGE_REPEAT: &str = "must-change-repeat";
+pub const MUST_CHANGE_SUBMIT: &str = "must-change-submit";
+pub const MUST_CHANGE_ERROR: &str = "must-change-error";
 /// Locked out after repeated second-factor failures, with the time left.
 pub const LOCKOUT_MESSAGE: &str = "lockout-message";
 /// Back to the password step from any later step.
@@ -127,6 +148,16 @@ pub const BROWSER_ITEM: &str = "browser-item";
 pub const BROWSER_REVOKE: &str = "browser-revoke";
 pub const BROWSERS_REVOKE_ALL: &str = "browsers-revoke-all";
 pub const BROWSERS_ERROR: &str = "browsers-error";
+/// data-test of the confirm and cancel buttons a destructive action shows first.
+pub const CONFIRM_YES: &str = "confirm-yes";
+pub const CONFIRM_NO: &str = "confirm-no";
+pub const SESSIONS_LIST: &str = "sessions";
+/// data-test of each session (`data-id`, `data-current`).
+pub const SESSION_ITEM: &str = "session-item";
+/// data-test of each session's "Sign out" button.
+pub const SESSION_END: &str = "session-end";
+pub const SESSIONS_END_OTHERS: &str = "sessions-end-others";
+pub const SESSIONS_ERROR: &str = "sessions-error";
 
 // ---- Reauthentication dialog (opens when an action answers reauthentication_required) ----
 pub const REAUTH_DIALOG: &str = "reauth-dialog";
@@ -180,6 +211,12 @@ pub const TENANT_FEATURES: &str = "tenant-features";
 pub const TENANT_USERS: &str = "tenant-users";
 /// data-test of the "Audit" link in each row.
 pub const TENANT_AUDIT: &str = "tenant-audit";
+/// data-test of each tenant row's lifecycle actions and its "Suspended" tag.
+pub const TENANT_SUSPEND: &str = "tenant-suspend";
+pub const TENANT_RESUME: &str = "tenant-resume";
+pub const TENANT_DELETE: &str = "tenant-delete";
+pub const TENANT_DELETE_CONFIRM: &str = "tenant-delete-confirm";
+pub const TENANT_SUSPENDED: &str = "tenant-suspended";
 pub const TENANTS_PREV: &str = "tenants-prev";
 pub const TENANTS_NEXT: &str = "tenants-next";
 pub const TENANTS_PAGE_INFO: &str = "tenants-page-info";
@@ -222,6 +259,17 @@ pub const USER_MAKE_ADMIN: &str = "user-make-admin";
 pub const USER_REMOVE_ADMIN: &str = "user-remove-admin";
 /// data-test of the notice after a successful user action.
 pub const USER_NOTICE: &str = "user-notice";
+/// data-test of the lifecycle actions in a user's panel, and of the row's tag.
+pub const USER_DEACTIVATE: &str = "user-deactivate";
+pub const USER_REACTIVATE: &str = "user-reactivate";
+pub const USER_DELETE: &str = "user-delete";
+pub const USER_DELETE_CONFIRM: &str = "user-delete-confirm";
+/// data-test of the password reset actions in a user's panel and of their one-time result.
+pub const USER_RESET_PASSWORD: &str = "user-reset-password";
+pub const USER_RESET_LINK: &str = "user-reset-link";
+pub const USER_RESET_TEMPORARY: &str = "user-reset-temporary";
+pub const USER_RESET_RESULT: &str = "user-reset-result";
+pub const USER_DEACTIVATED: &str = "user-deactivated";
 pub const USER_CREATE_USERNAME: &str = "user-create-username";
 pub const USER_CREATE_PASSWORD: &str = "user-create-password";
 pub const USER_CREATE_EMAIL: &str = "user-create-email";
@@ -279,3 +327,16 @@ pub const ADOPTION_TABLE: &str = "adoption-table";
 /// data-test of a user's row (with data-name).
 pub const ADOPTION_ROW: &str = "adoption-row";
 pub const ADOPTION_CSV: &str = "adoption-csv";
+pub const AUDIT_FILTER_ACTION: &str = "audit-filter-action";
+pub const AUDIT_FILTER_FROM: &str = "audit-filter-from";
+pub const AUDIT_FILTER_TO: &str = "audit-filter-to";
+pub const AUDIT_FILTER_ADDRESS: &str = "audit-filter-address";
+pub const AUDIT_FILTER_APPLY: &str = "audit-filter-apply";
+pub const AUDIT_FILTER_CLEAR: &str = "audit-filter-clear";
+/// data-test of the chip naming an actor or user filter set by clicking a name.
+pub const AUDIT_FILTER_CHIP: &str = "audit-filter-chip";
+/// data-test of the per-event links that filter by its actor or its user.
+pub const AUDIT_BY_ACTOR: &str = "audit-by-actor";
+pub const AUDIT_ABOUT_USER: &str = "audit-about-user";
+pub const AUDIT_EXPORT_CSV: &str = "audit-export-csv";
+pub const AUDIT_EXPORT_JSONL: &str = "audit-export-jsonl";

@@ -144,6 +144,8 @@ pub fn page_title(path: &str) -> String {
     let page = match segments.as_slice() {
         [] => return "Twofold".to_owned(),
         ["sign-in"] => "Sign in",
+        ["forgot-password"] => "Forgot password",
+        ["reset-password"] => "New password",
         ["account"] => "Account",
         ["settings"] => "Settings",
         ["tenants"] => "Tenants",
@@ -202,8 +204,19 @@ pub fn parse_country_codes(typed: &str) -> Vec<String> {
         .collect()
 }
 
+/// The day fields are text inputs, not number inputs: a number input shows a typed
+/// minus sign or letter but reports an empty value, so the mistake would vanish
+/// unexplained. Here every such input gets its own sentence.
 fn parse_days(field: &'static str, s: &str) -> Result<u32, FieldProblem> {
-    s.trim().parse::<u32>().map_err(|_| FieldProblem { field, message: "Enter a whole number of days.".to_owned() })
+    let t = s.trim();
+    let problem = |message: &str| FieldProblem { field, message: message.to_owned() };
+    if t.is_empty() {
+        return Err(problem("Enter a number of days."));
+    }
+    if t.starts_with('-') && t[1..].chars().all(|c| c.is_ascii_digit()) && t.len() > 1 {
+        return Err(problem("A number of days cannot be negative."));
+    }
+    t.parse::<u32>().map_err(|_| problem("Enter a whole number of days, in digits only."))
 }
 
 /// The validation error in the words of the form (the error's own text names the API
@@ -256,6 +269,7 @@ mod tests {
                 .iter()
                 .map(|(r, t)| RoleGrant { role: (*r).to_owned(), tenant_id: t.map(str::to_owned) })
                 .collect(),
+            must_change_password: false,
         }
     }
 
@@ -279,6 +293,18 @@ mod tests {
         assert_eq!(page_title("/settings/"), "Settings · Twofold");
         assert_eq!(page_title("/tenants/t1/users"), "Tenant users · Twofold");
         assert_eq!(page_title("/audit"), "Audit trail · Twofold");
+        assert_eq!(page_title("/forgot-password"), "Forgot password · Twofold");
+        for (typed, said) in [
+            ("-3", "A number of days cannot be negative."),
+            ("", "Enter a number of days."),
+            ("1.5", "Enter a whole number of days, in digits only."),
+            ("x", "Enter a whole number of days, in digits only."),
+        ] {
+            let problem = parse_days("remember_browser_days", typed).err().map(|p| p.message);
+            assert_eq!(problem.as_deref(), Some(said), "{typed:?}");
+        }
+        assert_eq!(parse_days("remember_browser_days", " 14 ").ok(), Some(14));
+        assert_eq!(page_title("/reset-password"), "New password · Twofold");
         assert_eq!(page_title("/nowhere"), "Page not found · Twofold");
     }
 

@@ -1,11 +1,11 @@
 //! Who is signed in, shared through Leptos context. The server is the only judge
 //! (HttpOnly cookies the app cannot read), so this is just the last answer of
-//! `GET /api/auth/me`, refreshed after sign-in and cleared on sign-out or on any
+//! `GET /api/auth/session`, refreshed after sign-in and cleared on sign-out or on any
 //! `unauthenticated` answer.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use twofold_policy::wire::CurrentUser;
+use twofold_policy::wire::{CurrentUser, SessionState};
 
 use crate::api;
 use crate::model::{self, AdminScope};
@@ -30,7 +30,9 @@ impl Session {
 
     pub fn refresh(self) {
         spawn_local(async move {
-            let me = api::get::<CurrentUser>("/api/auth/me").await.ok();
+            // `/api/auth/session` answers 200 either way, so a visitor who has not signed
+            // in causes no failed request in the console.
+            let me = api::get::<SessionState>("/api/auth/session").await.ok().and_then(|s| s.user);
             self.user.set(me);
             self.checked.set(true);
         });

@@ -182,9 +182,16 @@ pub fn error_text(e: &ErrorBody) -> String {
             Some(s) => format!("Too many attempts. Wait {} before trying again.", duration_words(s)),
             None => "Too many attempts. Wait a moment before trying again.".to_owned(),
         },
+        // Where only a password was typed the server names the field.
+        Some(ErrorCode::InvalidCredentials) if e.field.is_some() => "The password is incorrect.".to_owned(),
         Some(ErrorCode::InvalidCredentials) => "The user name or password is incorrect.".to_owned(),
         _ => sentence(&e.message),
     }
+}
+
+/// A countdown for a lock: `4:05`, or `0:09`.
+pub fn countdown(seconds: u64) -> String {
+    format!("{}:{:02}", seconds / 60, seconds % 60)
 }
 
 pub fn provider_label(p: Provider) -> &'static str {
@@ -363,6 +370,17 @@ pub fn audit_action_label(action: &str) -> String {
         "sign_in.succeeded" => "Signed in",
         "sign_in.failed" => "Sign-in failed",
         "user.locked_out" => "Locked out after wrong codes",
+        "user.deactivated" => "User deactivated",
+        "user.reactivated" => "User reactivated",
+        "user.deleted" => "User deleted",
+        "user.password_reset" => "Password reset",
+        "tenant.suspended" => "Tenant suspended",
+        "tenant.resumed" => "Tenant resumed",
+        "tenant.deleted" => "Tenant deleted",
+        "session.ended" => "Session signed out",
+        "password_reset.requested" => "Password reset link asked for",
+        "password_reset.link_issued" => "Password reset link issued",
+        "secrets.rotated" => "Stored secrets rewritten under a new key",
         _ => return action.to_owned(),
     };
     known.to_owned()
@@ -583,6 +601,22 @@ mod tests {
         r.retry_after_seconds = Some(30);
         assert_eq!(error_text(&r), "Too many attempts. Wait 30 seconds before trying again.");
         assert_eq!(error_text(&err("other")), "Something went wrong.");
+    }
+
+    #[test]
+    fn countdowns_show_minutes_and_seconds() {
+        assert_eq!(countdown(0), "0:00");
+        assert_eq!(countdown(9), "0:09");
+        assert_eq!(countdown(245), "4:05");
+        assert_eq!(countdown(3600), "60:00");
+    }
+
+    #[test]
+    fn a_wrong_password_alone_is_not_called_a_wrong_user_name() {
+        assert_eq!(error_text(&err("invalid_credentials")), "The user name or password is incorrect.");
+        let mut only_password = err("invalid_credentials");
+        only_password.field = Some("password".to_owned());
+        assert_eq!(error_text(&only_password), "The password is incorrect.");
     }
 
     #[test]

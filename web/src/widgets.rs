@@ -256,3 +256,53 @@ where
         }
     });
 }
+
+/// A button for a destructive action that asks first: clicking it shows the question
+/// with a confirm and a cancel button in its place; only the confirm runs `on_confirm`.
+#[component]
+pub fn ConfirmButton(
+    /// The button's label, e.g. "Forget".
+    label: &'static str,
+    /// What the confirmation asks, e.g. "Forget this browser? It will ask for …".
+    #[prop(into)]
+    question: String,
+    /// The confirm button's label, e.g. "Yes, forget it".
+    confirm_label: &'static str,
+    /// `data-test` of the first button; the confirm button's is `ids::CONFIRM_YES`.
+    test: &'static str,
+    #[prop(optional)] id: Option<&'static str>,
+    #[prop(optional, into)] aria_label: Option<String>,
+    #[prop(into)] disabled: Signal<bool>,
+    #[prop(optional)] small: bool,
+    on_confirm: Callback<()>,
+) -> impl IntoView {
+    let asking = RwSignal::new(false);
+    let class = if small { "btn btn-small btn-danger" } else { "btn btn-danger" };
+    view! {
+        <Show
+            when=move || asking.get()
+            fallback=move || view! {
+                <button type="button" class=class id=id data-test=test aria-label=aria_label.clone()
+                    disabled=move || disabled.get() on:click=move |_| asking.set(true)>
+                    {label}
+                </button>
+            }
+        >
+            <span class="confirm-inline" role="group" aria-label="Confirm">
+                <span class="small">{question.clone()}</span>
+                " "
+                <button type="button" class="btn btn-small btn-danger" data-test=ids::CONFIRM_YES
+                    on:click=move |_| {
+                        asking.set(false);
+                        on_confirm.run(());
+                    }>
+                    {confirm_label}
+                </button>
+                " "
+                <button type="button" class="btn btn-small btn-ghost" data-test=ids::CONFIRM_NO on:click=move |_| asking.set(false)>
+                    "Cancel"
+                </button>
+            </span>
+        </Show>
+    }
+}

@@ -68,6 +68,12 @@ async fn host_admin_forces_two_factor_for_a_tenant() {
 
     w.goto("/sign-in").await;
     w.wait_title("Sign in · Twofold").await;
+    w.by_id(ids::SIGNIN_FORM).await;
+    // A visitor who has not signed in causes no failed request: the app asks who is
+    // signed in in a way that answers 200 either way.
+    let failed: Vec<String> =
+        w.console().await.into_iter().map(|e| e.message).filter(|m| m.contains("401") || m.contains("403")).collect();
+    assert!(failed.is_empty(), "failed requests on an anonymous page load: {failed:?}");
     password_step(&mut w, "", "admin", ADMIN_PASSWORD, "host-admin-sign-in").await;
     w.by_id(ids::NAV_TENANTS).await;
     w.wait_title("Account · Twofold").await;
@@ -154,6 +160,17 @@ async fn enrolment_then_remembered_browser_then_revocation() {
     let revoke =
         item.find(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::BROWSER_REVOKE))).await.unwrap();
     revoke.click().await.unwrap();
+    // Destructive actions ask first: cancelling keeps the browser, confirming forgets it.
+    w.by_test(ids::CONFIRM_NO).await.click().await.unwrap();
+    let item = w.by_test(ids::BROWSER_ITEM).await;
+    item.find(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::BROWSER_REVOKE)))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    w.shot("account-forget-confirm").await;
+    w.by_test(ids::CONFIRM_YES).await.click().await.unwrap();
     for _ in 0..50 {
         if w.absent(&format!("[data-test=\"{}\"]", ids::BROWSER_ITEM)).await {
             break;
@@ -290,9 +307,313 @@ async fn five_wrong_codes_lock_out() {
     }
     w.fill(ids::CODE_INPUT, &wrong).await;
     w.click(ids::VERIFY_SUBMIT).await;
-    let message = w.wait_text(&format!("#{}", ids::LOCKOUT_MESSAGE), "minute").await;
+    let message = w.wait_text(&format!("#{}", ids::LOCKOUT_MESSAGE), "Try again in").await;
     w.shot("locked-out").await;
     assert!(message.to_lowercase().contains("lock"), "{message}");
+    // Verify waits for the lock to end, and the time left counts down.
+    let disabled = w.by_id(ids::VERIFY_SUBMIT).await.attr("disabled").await;
+    assert!(matches!(disabled, Ok(Some(_))), "Verify is enabled while locked: {disabled:?}");
+    let left = |m: &str| m.rsplit("Try again in ").next().unwrap_or_default().trim_end_matches('.').to_owned();
+    let first = left(&message);
+    assert!(first.contains(':'), "{message}");
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let later = left(&w.text_of(ids::LOCKOUT_MESSAGE).await);
+    assert!(later < first, "the countdown did not move: {first} then {later}");
+    w.close().await;
+}
+
+/// Clicks the element with `data-test` = `test` inside `scope` (a CSS selector).
+async fn click_in(w: &World, scope: &str, test: &str) {
+    let css = format!("{scope} [data-test=\"{test}\"]");
+    if let Err(e) = w.find(&css).await.click().await {
+        panic!("click {css}: {e}");
+    }
+}
+
+/// Waits until `check` holds for the API's answer at `path` (the web app saved).
+async fn until_api(api: &crate::world::Api, path: &str, check: impl Fn(&serde_json::Value) -> bool) {
+    for _ in 0..50 {
+        let (_, body) = api.call(Method::GET, path, None).await;
+        if check(&body) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{path} never reached the expected state");
+}
+
+/// Journey 7, the account lifecycle: a user sees where they are signed in and signs out
+/// every other session; a host admin deactivates a user (who then cannot sign in) and
+/// reactivates them, suspends a tenant and deletes it, confirming each destructive step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_deactivation_suspension_and_deletion() {
+    let mut w = World::start("7-lifecycle").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    let alice = api.user(&acme, "alice", PASSWORD, None).await;
+    // Alice is also signed in elsewhere.
+    let elsewhere = w.api();
+    elsewhere
+        .ok(
+            Method::POST,
+            "/api/auth/sign-in",
+            Some(serde_json::json!({"tenant": "acme", "username": "alice", "password": PASSWORD})),
+        )
+        .await;
+
+    password_step(&mut w, "acme", "alice", PASSWORD, "sign-in").await;
+    w.wait_title("Account · Twofold").await;
+    w.find(&format!("#{} [data-test=\"{}\"][data-current=\"false\"]", ids::SESSIONS_LIST, ids::SESSION_ITEM)).await;
+    w.find(&format!("#{} [data-test=\"{}\"][data-current=\"true\"]", ids::SESSIONS_LIST, ids::SESSION_ITEM)).await;
+    w.shot("sessions").await;
+    w.click(ids::SESSIONS_END_OTHERS).await;
+    w.wait_text(&format!("[data-test=\"{}\"]", ids::ACCOUNT_NOTICE), "other session").await;
+    assert_eq!(elsewhere.call(Method::GET, "/api/auth/me", None).await.0, 401, "the other session still works");
+    assert!(w.absent(&format!("[data-test=\"{}\"][data-current=\"false\"]", ids::SESSION_ITEM)).await);
+    w.shot("sessions-after-sign-out-others").await;
+    sign_out(&mut w).await;
+
+    password_step(&mut w, "", "admin", ADMIN_PASSWORD, "admin-sign-in").await;
+    w.by_id(ids::NAV_TENANTS).await;
+    w.goto(&format!("/tenants/{acme}/users")).await;
+    let row = format!("[data-test=\"{}\"][data-name=\"alice\"]", ids::USER_ROW);
+    click_in(&w, &row, ids::USER_DETAILS).await;
+    let panel = format!("[data-test=\"{}\"][data-id=\"{alice}\"]", ids::USER_PANEL);
+    click_in(&w, &panel, ids::USER_DEACTIVATE).await;
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::USER_DEACTIVATED)).await;
+    w.shot("user-deactivated").await;
+    until_api(&api, &format!("/api/users/{alice}"), |u| u["deactivated_at"].is_string()).await;
+    let (status, body) = elsewhere
+        .call(
+            Method::POST,
+            "/api/auth/sign-in",
+            Some(serde_json::json!({"tenant": "acme", "username": "alice", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_credentials")), "{body}");
+    click_in(&w, &panel, ids::USER_REACTIVATE).await;
+    until_api(&api, &format!("/api/users/{alice}"), |u| u.get("deactivated_at").is_none_or(serde_json::Value::is_null))
+        .await;
+    w.shot("user-reactivated").await;
+
+    w.click(ids::NAV_TENANTS).await;
+    w.wait_title("Tenants · Twofold").await;
+    let tenant = format!("[data-test=\"{}\"][data-name=\"acme\"]", ids::TENANT_ROW);
+    click_in(&w, &tenant, ids::TENANT_SUSPEND).await;
+    w.find(&format!("{tenant} [data-test=\"{}\"]", ids::TENANT_SUSPENDED)).await;
+    w.shot("tenant-suspended").await;
+    let (status, _) = elsewhere
+        .call(
+            Method::POST,
+            "/api/auth/sign-in",
+            Some(serde_json::json!({"tenant": "acme", "username": "alice", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 401, "a suspended tenant's user signed in");
+    click_in(&w, &tenant, ids::TENANT_DELETE).await;
+    w.by_test(ids::TENANT_DELETE_CONFIRM).await;
+    w.shot("tenant-delete-confirm").await;
+    if let Err(e) = w.by_test(ids::TENANT_DELETE_CONFIRM).await.click().await {
+        panic!("confirm: {e}");
+    }
+    until_api(&api, &format!("/api/tenants/{acme}"), |t| t["error"] == "not_found").await;
+    for _ in 0..50 {
+        if w.absent(&tenant).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(w.absent(&tenant).await, "the deleted tenant is still listed");
+    w.shot("tenant-deleted").await;
+    w.assert_no_csp_violations("the lifecycle journey").await;
+    w.close().await;
+}
+
+/// Journey 8, a forgotten password: the link from the real SMTP server opens the page
+/// that sets a new password; the old one stops working and the second factor is still
+/// asked for. Then an admin gives a user a temporary password, which the user must
+/// replace before the app lets them do anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgotten_password_and_temporary_password() {
+    let mut w = World::start("8-password-reset").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    api.user(&acme, "dana", PASSWORD, Some("dana@example.test")).await;
+    let erik = api.user(&acme, "erik", PASSWORD, None).await;
+    api.feature(&acme, "forced").await;
+    // Dana confirms her address by enrolling it as her second factor.
+    password_step(&mut w, "acme", "dana", PASSWORD, "sign-in").await;
+    w.click(ids::ENROLL_CHOOSE_EMAIL).await;
+    w.click(ids::ENROLL_SEND_CODE).await;
+    let code = w.smtp.wait_for_code("dana@example.test", 0).await;
+    w.fill(ids::ENROLL_CODE, &code).await;
+    w.click(ids::ENROLL_CONFIRM).await;
+    w.click(ids::RECOVERY_CODES_DONE).await;
+    sign_out(&mut w).await;
+
+    w.click(ids::SIGNIN_FORGOT).await;
+    w.wait_title("Forgot password · Twofold").await;
+    w.fill(ids::FORGOT_TENANT, "acme").await;
+    w.fill(ids::FORGOT_USERNAME, "dana").await;
+    w.click(ids::FORGOT_SUBMIT).await;
+    w.by_id(ids::FORGOT_SENT).await;
+    w.shot("forgot-sent").await;
+    let link = w.smtp.wait_for_link("dana@example.test", &format!("{}/reset-password?token=", w.base)).await;
+    let path = link.trim_start_matches(w.base.as_str()).to_owned();
+    w.goto(&path).await;
+    w.wait_title("New password · Twofold").await;
+    w.fill(ids::RESET_NEW, "dana's brand new password").await;
+    w.fill(ids::RESET_REPEAT, "dana's brand new password").await;
+    w.shot("reset-form").await;
+    w.click(ids::RESET_SUBMIT).await;
+    w.by_id(ids::RESET_DONE).await;
+    w.shot("reset-done").await;
+    password_step(&mut w, "acme", "dana", PASSWORD, "old-password").await;
+    w.by_id(ids::SIGNIN_ERROR).await;
+    password_step(&mut w, "acme", "dana", "dana's brand new password", "new-password").await;
+    w.by_id(ids::PROVIDER_EMAIL).await;
+    w.shot("second-factor-still-asked").await;
+
+    // Erik's password is reset by the host admin to a temporary one.
+    password_step(&mut w, "", "admin", ADMIN_PASSWORD, "admin-sign-in").await;
+    w.by_id(ids::NAV_TENANTS).await;
+    w.goto(&format!("/tenants/{acme}/users")).await;
+    let row = format!("[data-test=\"{}\"][data-name=\"erik\"]", ids::USER_ROW);
+    click_in(&w, &row, ids::USER_DETAILS).await;
+    let panel = format!("[data-test=\"{}\"][data-id=\"{erik}\"]", ids::USER_PANEL);
+    click_in(&w, &panel, ids::USER_RESET_PASSWORD).await;
+    click_in(&w, &panel, ids::USER_RESET_TEMPORARY).await;
+    let shown = w.wait_text(&format!("{panel} [data-test=\"{}\"]", ids::USER_RESET_RESULT), "Temporary password").await;
+    w.shot("temporary-password").await;
+    let temporary = shown.rsplit(' ').next().unwrap_or_default().to_owned();
+    assert!(temporary.len() >= 20, "{shown}");
+    sign_out(&mut w).await;
+    password_step(&mut w, "acme", "erik", &temporary, "erik-temporary").await;
+    // Erik has no factor in a forced tenant: enrolment first, then the password change.
+    w.click(ids::ENROLL_CHOOSE_AUTHENTICATOR).await;
+    w.by_id(ids::ENROLL_QR).await;
+    let secret = w.text_of(ids::ENROLL_SECRET).await.replace(' ', "");
+    w.next_step();
+    let code = w.totp(&secret);
+    w.fill(ids::ENROLL_CODE, &code).await;
+    w.click(ids::ENROLL_CONFIRM).await;
+    w.click(ids::RECOVERY_CODES_DONE).await;
+    w.by_id(ids::MUST_CHANGE_FORM).await;
+    w.shot("must-change-password").await;
+    w.fill(ids::MUST_CHANGE_CURRENT, &temporary).await;
+    w.fill(ids::MUST_CHANGE_NEW, "erik's own password").await;
+    w.fill(ids::MUST_CHANGE_REPEAT, "erik's own password").await;
+    w.click(ids::MUST_CHANGE_SUBMIT).await;
+    w.by_id(ids::NAV_ACCOUNT).await;
+    w.wait_title("Account · Twofold").await;
+    w.shot("password-changed").await;
+    w.assert_no_csp_violations("the password reset journey").await;
+    w.close().await;
+}
+
+/// Whether the element `css` lies within the window's width (nothing cut off at the
+/// right edge).
+async fn within_width(w: &World, css: &str, width: f64) -> bool {
+    match w.find(css).await.rectangle().await {
+        Ok((x, _, wd, _)) => x >= 0.0 && x + wd <= width + 0.5,
+        Err(e) => panic!("rectangle of {css}: {e}"),
+    }
+}
+
+/// Journey 9: a host admin on a phone (390 px wide): every menu entry and every row's
+/// actions are on screen, in the tenant list, the user list and the audit trail; the
+/// audit trail filters by event type and by one user, and exports what it shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_pages_at_phone_width_and_audit_filters() {
+    let mut w = World::start("9-phone-width-audit").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    let frank = api.user(&acme, "frank-with-a-rather-long-name", PASSWORD, Some("frank@example.test")).await;
+    api.ok(Method::POST, &format!("/api/users/{frank}/deactivate"), None).await;
+    api.ok(Method::POST, &format!("/api/users/{frank}/reactivate"), None).await;
+    if let Err(e) = w.browser.set_window_size(390, 844).await {
+        panic!("window size: {e}");
+    }
+    const WIDTH: f64 = 390.0;
+
+    password_step(&mut w, "", "admin", ADMIN_PASSWORD, "sign-in").await;
+    w.by_id(ids::NAV_AUDIT).await;
+    for nav in [ids::NAV_ACCOUNT, ids::NAV_SETTINGS, ids::NAV_TENANTS, ids::NAV_USERS, ids::NAV_AUDIT] {
+        assert!(within_width(&w, &format!("#{nav}"), WIDTH).await, "#{nav} is off screen at 390 px");
+    }
+    w.shot("account").await;
+    w.click(ids::NAV_TENANTS).await;
+    w.wait_title("Tenants · Twofold").await;
+    let tenant = format!("[data-test=\"{}\"][data-name=\"acme\"]", ids::TENANT_ROW);
+    for action in [ids::TENANT_FEATURES, ids::TENANT_USERS, ids::TENANT_AUDIT, ids::TENANT_SUSPEND, ids::TENANT_DELETE]
+    {
+        let css = format!("{tenant} [data-test=\"{action}\"]");
+        assert!(within_width(&w, &css, WIDTH).await, "{action} is cut off at 390 px");
+    }
+    w.shot("tenants").await;
+    w.goto(&format!("/tenants/{acme}/users")).await;
+    let row = format!("[data-test=\"{}\"][data-id=\"{frank}\"]", ids::USER_ROW);
+    let details = format!("{row} [data-test=\"{}\"]", ids::USER_DETAILS);
+    assert!(within_width(&w, &details, WIDTH).await, "the user row's actions are cut off at 390 px");
+    click_in(&w, &row, ids::USER_DETAILS).await;
+    let panel = format!("[data-test=\"{}\"][data-id=\"{frank}\"]", ids::USER_PANEL);
+    for action in [ids::USER_UNLOCK, ids::USER_DEACTIVATE, ids::USER_RESET_PASSWORD, ids::USER_DELETE] {
+        let css = format!("{panel} [data-test=\"{action}\"]");
+        assert!(within_width(&w, &css, WIDTH).await, "{action} is cut off at 390 px");
+    }
+    w.shot("users-panel").await;
+
+    w.click(ids::NAV_AUDIT).await;
+    w.wait_title("Audit trail · Twofold").await;
+    w.find(&format!("[data-test=\"{}\"][data-action=\"user.deactivated\"]", ids::AUDIT_ITEM)).await;
+    w.shot("audit").await;
+    // Only user events: no tenant or sign-in event stays.
+    let select = w.by_id(ids::AUDIT_FILTER_ACTION).await;
+    if let Err(e) = select.select_by_value("user.").await {
+        panic!("select: {e}");
+    }
+    w.click(ids::AUDIT_FILTER_APPLY).await;
+    for _ in 0..50 {
+        if w.absent(&format!("[data-test=\"{}\"][data-action=\"tenant.created\"]", ids::AUDIT_ITEM)).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(w.absent(&format!("[data-test=\"{}\"][data-action=\"tenant.created\"]", ids::AUDIT_ITEM)).await);
+    // Then only events about frank, chosen from one of them.
+    let deactivated = format!("[data-test=\"{}\"][data-action=\"user.deactivated\"]", ids::AUDIT_ITEM);
+    click_in(&w, &deactivated, ids::AUDIT_ABOUT_USER).await;
+    w.by_test(ids::AUDIT_FILTER_CHIP).await;
+    w.shot("audit-filtered").await;
+    let mut shown = 0;
+    for _ in 0..50 {
+        shown =
+            match w.browser.find_all(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::AUDIT_ITEM))).await {
+                Ok(items) => items.len(),
+                Err(e) => panic!("audit items: {e}"),
+            };
+        if shown == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown, 3, "created, deactivated and reactivated: the user events about frank");
+    // The export link carries the same filters, and the file holds exactly those events.
+    let href = match w.by_id(ids::AUDIT_EXPORT_CSV).await.attr("href").await {
+        Ok(Some(h)) => h,
+        other => panic!("export link: {other:?}"),
+    };
+    assert!(href.contains("action=user.") && href.contains(&format!("user={frank}")), "{href}");
+    let (status, _) = api.call(Method::GET, &href, None).await;
+    assert_eq!(status, 200, "{href}");
+    let csv = api.text(&href).await;
+    let rows: Vec<&str> = csv.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(rows.iter().all(|r| r.contains(&format!("user:{frank}"))), "{csv}");
+    w.assert_no_csp_violations("the phone-width journey").await;
     w.close().await;
 }
 

@@ -131,6 +131,25 @@ fn six_digits(mail: &str) -> Option<String> {
     body.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).map(str::to_owned)
 }
 
+/// The link in the newest mail to `to` that starts with `prefix`, quoted-printable
+/// undone, waiting for it to arrive.
+impl Smtp {
+    pub async fn wait_for_link(&self, to: &str, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(mail) = self.mails_to(to).last() {
+                let text = mail.replace("\r\n", "\n").replace("=\n", "").replace("=3D", "=");
+                if let Some((_, rest)) = text.split_once(prefix) {
+                    let tail: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    return format!("{prefix}{tail}");
+                }
+            }
+            assert!(Instant::now() < deadline, "no mail to {to} with a link to {prefix} within 15 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// A journey's world: servers, browser and the screenshots folder.
 pub struct World {
     pub base: String,
@@ -162,8 +181,11 @@ impl World {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let smtp = Smtp::start();
         let Ok(data) = tempfile::tempdir() else { panic!("tempdir") };
+        // A port known before the start, so links in emails (password reset) can name it.
+        let port = free_port();
         let config = Config {
-            bind: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+            bind: std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            public_url: Some(format!("http://localhost:{port}")),
             database_url: format!("sqlite://{}", data.path().join("e2e.db").display()),
             admin_username: Some("admin".to_owned()),
             admin_password: Some(SecretString::from(ADMIN_PASSWORD)),
@@ -437,6 +459,14 @@ impl Api {
         let status = resp.status().as_u16();
         let json = resp.json().await.unwrap_or(serde_json::Value::Null);
         (status, json)
+    }
+
+    /// A GET's body as text (for exports that are not JSON).
+    pub async fn text(&self, path: &str) -> String {
+        match self.http.get(format!("{}{path}", self.base)).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => panic!("{path}: {e}"),
+        }
     }
 
     pub async fn ok(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {

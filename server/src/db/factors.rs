@@ -529,7 +529,12 @@ pub async fn remove_phone(conn: &mut AnyConnection, user_id: &str) -> Result<(),
 }
 
 pub async fn set_password_hash(conn: &mut AnyConnection, user_id: &str, hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(hash).bind(user_id).execute(conn).await?;
+    // A password the user chose ends any obligation to change an admin's.
+    sqlx::query("UPDATE users SET password_hash = $1, must_change_password = 0 WHERE id = $2")
+        .bind(hash)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -565,6 +570,24 @@ pub async fn mark_reauthenticated(
     method: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE sessions SET reauthenticated_at = $1, reauth_method = $2 WHERE token_hash = $3")
+        .bind(now)
+        .bind(method)
+        .bind(token_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records that the session proved the second factor `method` at `now`: what an
+/// application's rule (strength, age) is checked against. Unlike
+/// [`mark_reauthenticated`] it opens no sensitive account change.
+pub async fn mark_second_factor(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: i64,
+    method: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET second_factor_at = $1, second_factor_method = $2 WHERE token_hash = $3")
         .bind(now)
         .bind(method)
         .bind(token_hash)

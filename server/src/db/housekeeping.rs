@@ -15,6 +15,12 @@ pub enum Expiring {
     Sessions,
     RememberedBrowsers,
     AuditEvents,
+    /// OpenID Connect: parked authorization requests, codes, refresh tokens, and token
+    /// families (after their refresh tokens, which refer to them).
+    OidcRequests,
+    OidcCodes,
+    OidcRefreshTokens,
+    OidcTokenFamilies,
 }
 
 impl Expiring {
@@ -25,6 +31,10 @@ impl Expiring {
             Expiring::Sessions => ("sessions", "token_hash", "expires_at"),
             Expiring::RememberedBrowsers => ("remembered_browsers", "id", "expires_at"),
             Expiring::AuditEvents => ("audit_events", "id", "at"),
+            Expiring::OidcRequests => ("oidc_auth_requests", "handle_hash", "expires_at"),
+            Expiring::OidcCodes => ("oidc_authorization_codes", "code_hash", "expires_at"),
+            Expiring::OidcRefreshTokens => ("oidc_refresh_tokens", "token_hash", "expires_at"),
+            Expiring::OidcTokenFamilies => ("oidc_token_families", "id", "expires_at"),
         }
     }
 }

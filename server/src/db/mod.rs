@@ -256,6 +256,8 @@ pub struct TenantRow {
     pub display_name: String,
     pub feature_behaviour: String,
     pub created_at: i64,
+    /// While set, none of the tenant's users can sign in or use a session.
+    pub suspended_at: Option<i64>,
 }
 
 impl TenantRow {
@@ -264,7 +266,7 @@ impl TenantRow {
     }
 }
 
-const TENANT_COLUMNS: &str = "id, name, display_name, feature_behaviour, created_at";
+const TENANT_COLUMNS: &str = "id, name, display_name, feature_behaviour, created_at, suspended_at";
 
 pub async fn get_tenant<'e, E>(executor: E, id: &str) -> Result<Option<TenantRow>, sqlx::Error>
 where
@@ -390,6 +392,11 @@ pub struct UserRow {
     /// When a session was last made for the user, and how (`pwd+authenticator`, ...).
     pub last_sign_in_at: Option<i64>,
     pub last_sign_in_methods: Option<String>,
+    /// While set, the user cannot sign in and no session of theirs works.
+    pub deactivated_at: Option<i64>,
+    /// 1 while the password is one an admin set (or generated): sessions can only
+    /// change it.
+    pub must_change_password: i64,
 }
 
 impl UserRow {
@@ -430,7 +437,7 @@ impl UserRow {
 const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
      has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at, phone, \
      second_factor_failures, locked_until, enrollment_required_since, pending_email, pending_phone, lockouts, \
-     consecutive_failures, last_sign_in_at, last_sign_in_methods";
+     consecutive_failures, last_sign_in_at, last_sign_in_methods, deactivated_at, must_change_password";
 
 pub async fn get_user<'e, E>(executor: E, id: &str) -> Result<Option<UserRow>, sqlx::Error>
 where
@@ -647,13 +654,18 @@ pub struct NewSession<'a> {
     pub client_ip: Option<&'a str>,
     pub reauthenticated_at: Option<i64>,
     pub reauth_method: Option<&'a str>,
+    /// The second factor this sign-in proved, if any (its time is `now`).
+    pub second_factor_method: Option<&'a str>,
+    /// The session's public id (the `sid` of ID tokens).
+    pub sid: &'a str,
 }
 
 pub async fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
-         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method) \
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
+         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method, \
+         second_factor_at, second_factor_method, sid) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(s.token_hash)
     .bind(s.user_id)
@@ -665,6 +677,9 @@ pub async fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Res
     .bind(s.client_ip)
     .bind(s.reauthenticated_at)
     .bind(s.reauth_method)
+    .bind(s.second_factor_method.map(|_| s.now))
+    .bind(s.second_factor_method)
+    .bind(s.sid)
     .execute(conn)
     .await?;
     Ok(())
@@ -682,6 +697,10 @@ pub struct SessionRow {
     pub expires_at: i64,
     pub reauthenticated_at: Option<i64>,
     pub reauth_method: Option<String>,
+    pub second_factor_at: Option<i64>,
+    pub second_factor_method: Option<String>,
+    /// The public id: the `sid` of ID tokens, and what the session lists show.
+    pub sid: Option<String>,
     /// The session's user as stored now, so the caller can refuse sessions made under an
     /// old security profile without a second query.
     #[sqlx(flatten)]
@@ -696,8 +715,11 @@ pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<Ses
          u.email_confirmed, u.phone_confirmed, u.has_authenticator, u.password_hash, u.two_factor_enabled, \
          u.security_stamp, u.created_at, u.phone, u.second_factor_failures, u.locked_until, \
          u.enrollment_required_since, u.pending_email, u.pending_phone, u.lockouts, u.consecutive_failures, \
-         u.last_sign_in_at, u.last_sign_in_methods, s.reauth_method \
-         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
+         u.last_sign_in_at, u.last_sign_in_methods, u.deactivated_at, u.must_change_password, s.reauth_method, \
+         s.second_factor_at, s.second_factor_method, s.sid \
+         FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND u.deactivated_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = u.tenant_id AND t.suspended_at IS NOT NULL)",
     )
     .bind(token_hash)
     .fetch_optional(pool)
@@ -713,8 +735,244 @@ pub async fn touch_session(pool: &AnyPool, token_hash: &str, now: i64) -> Result
     Ok(())
 }
 
+/// Gives a session from before public session ids its `sid`, once.
+pub async fn ensure_session_sid(pool: &AnyPool, token_hash: &str, sid: &str) -> Result<String, sqlx::Error> {
+    sqlx::query("UPDATE sessions SET sid = $1 WHERE token_hash = $2 AND sid IS NULL")
+        .bind(sid)
+        .bind(token_hash)
+        .execute(pool)
+        .await?;
+    let stored: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT sid FROM sessions WHERE token_hash = $1").bind(token_hash).fetch_optional(pool).await?;
+    Ok(stored.and_then(|(s,)| s).unwrap_or_else(|| sid.to_owned()))
+}
+
+/// Ends the session whose public id is `sid`; whether there was one.
+pub async fn delete_session_by_sid(pool: &AnyPool, sid: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE sid = $1").bind(sid).execute(pool).await?;
+    Ok(done.rows_affected() > 0)
+}
+
 pub async fn delete_session(pool: &AnyPool, token_hash: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(pool).await?;
+    Ok(())
+}
+
+/// A session as its owner and admins see it listed.
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionListRow {
+    pub id: String,
+    pub security_stamp: String,
+    pub auth_methods: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+/// A user's unexpired sessions, most recently used first.
+pub async fn list_sessions(pool: &AnyPool, user_id: &str, now: i64) -> Result<Vec<SessionListRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT sid AS id, security_stamp, auth_methods, created_at, last_seen_at, expires_at, user_agent, client_ip \
+         FROM sessions \
+         WHERE user_id = $1 AND expires_at > $2 AND sid IS NOT NULL ORDER BY last_seen_at DESC, sid",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+/// Ends one session of `user_id`; false when the user has no session with that id.
+pub async fn delete_session_by_id(conn: &mut AnyConnection, user_id: &str, id: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND sid = $2")
+        .bind(user_id)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Ends every session of `user_id` except the one with id `keep`; returns how many.
+pub async fn delete_other_sessions(conn: &mut AnyConnection, user_id: &str, keep: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND (sid IS NULL OR sid <> $2)")
+        .bind(user_id)
+        .bind(keep)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+/// Deactivates (`at` = Some) or reactivates (None) a user; false when nothing changed.
+pub async fn set_user_deactivated(conn: &mut AnyConnection, id: &str, at: Option<i64>) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE users SET deactivated_at = $1 WHERE id = $2 AND ((deactivated_at IS NULL) <> ($1 IS NULL))",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Suspends (`at` = Some) or resumes (None) a tenant; false when nothing changed.
+pub async fn set_tenant_suspended(conn: &mut AnyConnection, id: &str, at: Option<i64>) -> Result<bool, sqlx::Error> {
+    let r =
+        sqlx::query("UPDATE tenants SET suspended_at = $1 WHERE id = $2 AND ((suspended_at IS NULL) <> ($1 IS NULL))")
+            .bind(at)
+            .bind(id)
+            .execute(conn)
+            .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Ends every session and pending sign-in of the tenant's users.
+pub async fn end_tenant_sessions(conn: &mut AnyConnection, tenant_id: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE tenant_id = $1)")
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM sign_in_attempts WHERE user_id IN (SELECT id FROM users WHERE tenant_id = $1)")
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Audit fields that hold personal data; erased from the trail when their user is
+/// deleted. Ids stay: a user id is random and means nothing once the user is gone.
+const PERSONAL_AUDIT_FIELDS: &[&str] = &["username", "email", "phone", "sent_to", "user_agent", "client_ip"];
+
+/// Erases personal data from every audit event about the users selected by
+/// `user_filter` (a subquery over `users` taking `$1`), keeping the events.
+async fn erase_personal_audit_data(
+    conn: &mut AnyConnection,
+    user_filter: &str,
+    bind: &str,
+) -> Result<u64, sqlx::Error> {
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, before_json, after_json FROM audit_events WHERE target IN \
+         (SELECT 'user:' || id FROM users WHERE {user_filter})"
+    )))
+    .bind(bind)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed = 0;
+    for (id, before, after) in rows {
+        let (before_clean, b) = erase_fields(before.as_deref());
+        let (after_clean, a) = erase_fields(after.as_deref());
+        if b || a {
+            sqlx::query("UPDATE audit_events SET before_json = $1, after_json = $2 WHERE id = $3")
+                .bind(before_clean)
+                .bind(after_clean)
+                .bind(&id)
+                .execute(&mut *conn)
+                .await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// The JSON with personal fields replaced by `"erased"`, and whether any was.
+fn erase_fields(raw: Option<&str>) -> (Option<String>, bool) {
+    let Some(raw) = raw else { return (None, false) };
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(raw) else {
+        return (Some(raw.to_owned()), false);
+    };
+    let mut erased = false;
+    for field in PERSONAL_AUDIT_FIELDS {
+        if let Some(v) = map.get_mut(*field)
+            && !v.is_null()
+        {
+            *v = serde_json::Value::String("erased".to_owned());
+            erased = true;
+        }
+    }
+    (Some(serde_json::Value::Object(map).to_string()), erased)
+}
+
+/// Deletes a user and everything that is theirs (factors, sessions, browsers, roles
+/// follow by cascade), erasing personal data from the audit trail in the same
+/// transaction.
+pub async fn delete_user(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    erase_personal_audit_data(conn, "id = $1", id).await?;
+    let r = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Deletes a tenant with its users (and all that is theirs), settings, role
+/// assignments, in the caller's transaction. Its audit events stay,
+/// with personal data erased, so the host keeps the record.
+pub async fn delete_tenant(conn: &mut AnyConnection, id: &str) -> Result<u64, sqlx::Error> {
+    erase_personal_audit_data(conn, "tenant_id = $1", id).await?;
+    let users = sqlx::query("DELETE FROM users WHERE tenant_id = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM role_assignments WHERE scope_key = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM scope_settings WHERE scope_key = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM tenants WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    Ok(users.rows_affected())
+}
+
+// ---------------------------------------------------------------- password resets
+
+/// Stores a reset link's token hash, voiding the user's earlier links.
+pub async fn insert_password_reset(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    user_id: &str,
+    issued_by: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM password_resets WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO password_resets (token_hash, user_id, issued_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(issued_by)
+    .bind(now)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Uses a reset link once: the user it was issued for, when it was unused and unexpired.
+/// One conditional statement, so two requests racing with one link cannot both win.
+pub async fn use_password_reset(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let user: Option<String> = sqlx::query_scalar(
+        "UPDATE password_resets SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+         RETURNING user_id",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = &user {
+        sqlx::query("DELETE FROM password_resets WHERE user_id = $1 AND token_hash <> $2")
+            .bind(id)
+            .bind(token_hash)
+            .execute(conn)
+            .await?;
+    }
+    Ok(user)
+}
+
+/// Sets a password an admin chose for the user, which they must change at sign-in.
+pub async fn set_temporary_password(conn: &mut AnyConnection, user_id: &str, hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $1, must_change_password = 1 WHERE id = $2")
+        .bind(hash)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -731,10 +989,18 @@ pub struct NewAudit<'a> {
     pub after: Option<serde_json::Value>,
 }
 
+tokio::task_local! {
+    /// The client address of the request being served, set once per request by the
+    /// router (see `app::client_address_scope`), so that every audit event a request
+    /// writes records it without each call site passing it along.
+    pub static REQUEST_ADDRESS: String;
+}
+
 pub async fn insert_audit(conn: &mut AnyConnection, e: &NewAudit<'_>) -> Result<(), sqlx::Error> {
+    let address = REQUEST_ADDRESS.try_with(Clone::clone).ok();
     sqlx::query(
-        "INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target, before_json, after_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target, before_json, after_json, \
+         client_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(e.at)
@@ -744,6 +1010,7 @@ pub async fn insert_audit(conn: &mut AnyConnection, e: &NewAudit<'_>) -> Result<
     .bind(e.target)
     .bind(e.before.as_ref().map(|v| v.to_string()))
     .bind(e.after.as_ref().map(|v| v.to_string()))
+    .bind(address)
     .execute(conn)
     .await?;
     Ok(())
@@ -759,27 +1026,74 @@ pub struct AuditRow {
     pub target: String,
     pub before_json: Option<String>,
     pub after_json: Option<String>,
+    pub client_ip: Option<String>,
 }
 
-/// Newest first; `before` is the id of the last event of the previous page.
-pub async fn list_audit(
-    pool: &AnyPool,
-    scope_key: Option<&str>,
-    before: Option<&str>,
-    limit: i64,
-) -> Result<Vec<AuditRow>, sqlx::Error> {
+/// What to select from the audit trail; `None` leaves a field unfiltered.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter<'a> {
+    pub scope_key: Option<&'a str>,
+    /// The id of the last event of the previous page.
+    pub before: Option<&'a str>,
+    /// An exact action (`user.created`), or a family ending in a dot (`user.`).
+    pub action: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    /// A user the events are about (`target = user:<id>`).
+    pub target: Option<&'a str>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub client_ip: Option<&'a str>,
+}
+
+/// Newest first.
+pub async fn list_audit(pool: &AnyPool, f: &AuditFilter<'_>, limit: i64) -> Result<Vec<AuditRow>, sqlx::Error> {
+    // A family is matched by comparing the prefix, not with LIKE, in which the '_' of
+    // action names would be a wildcard.
+    let (exact, family) = match f.action {
+        Some(a) if a.ends_with('.') => (None, Some(a)),
+        other => (other, None),
+    };
     sqlx::query_as(
-        "SELECT id, at, actor_user_id, scope_key, action, target, before_json, after_json FROM audit_events \
-         WHERE ($1 IS NULL OR scope_key = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        "SELECT id, at, actor_user_id, scope_key, action, target, before_json, after_json, client_ip \
+         FROM audit_events \
+         WHERE ($1 IS NULL OR scope_key = $1) AND ($2 IS NULL OR id < $2) AND ($3 IS NULL OR action = $3) \
+         AND ($4 IS NULL OR substr(action, 1, length($4)) = $4) AND ($5 IS NULL OR actor_user_id = $5) \
+         AND ($6 IS NULL OR target = $6) AND ($7 IS NULL OR at >= $7) AND ($8 IS NULL OR at < $8) \
+         AND ($9 IS NULL OR client_ip = $9) \
+         ORDER BY id DESC LIMIT $10",
     )
-    .bind(scope_key)
-    .bind(before)
+    .bind(f.scope_key)
+    .bind(f.before)
+    .bind(exact)
+    .bind(family)
+    .bind(f.actor)
+    .bind(f.target.map(|t| format!("user:{t}")))
+    .bind(f.from_ms)
+    .bind(f.to_ms)
+    .bind(f.client_ip)
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+/// The names (and scopes) of the users with these ids, for showing an audit page.
+pub async fn user_names(pool: &AnyPool, ids: &[String]) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    let mut out = Vec::with_capacity(ids.len());
+    // Pages are at most a few hundred events; chunks keep the statement small.
+    for chunk in ids.chunks(100) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT id, username, scope_key FROM users WHERE id IN ({})", marks.join(", "));
+        let mut q = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        out.extend(q.fetch_all(pool).await?);
+    }
+    Ok(out)
 }
 
 pub mod factors;
 pub mod groups;
 pub mod housekeeping;
 pub mod messages;
+pub mod oidc;

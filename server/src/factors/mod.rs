@@ -307,7 +307,7 @@ pub async fn send_code(
 /// every scope together, in the caller's transaction; `rate_limited` until the next
 /// clock hour when either is reached. The scope's row is always taken before the
 /// shared one, so two senders cannot wait on each other's locks.
-async fn count_message(
+pub(crate) async fn count_message(
     conn: &mut sqlx::AnyConnection,
     state: &AppState,
     user: &UserRow,

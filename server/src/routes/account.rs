@@ -23,7 +23,7 @@ use twofold_policy::names::{EmailAddress, check_new_password};
 use twofold_policy::wire::{
     AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest, EffectivePolicyView, EmailRequest, ErrorBody,
     Factors, PhoneRequest, ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SendCodeRequest, SendCodeResponse,
-    SetTwoFactor,
+    SessionInfo, SetTwoFactor,
 };
 
 use crate::app::{AppState, domain_of};
@@ -55,6 +55,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/account/phone/confirm", post(confirm_phone))
         .route("/api/account/browsers", get(list_browsers).delete(forget_all_browsers))
         .route("/api/account/browsers/{browser_id}", delete(forget_browser))
+        .route("/api/account/sessions", get(list_sessions))
+        .route("/api/account/sessions/{session_id}", delete(end_session))
+        .route("/api/account/sessions/end-others", post(end_other_sessions))
 }
 
 /// The signed-in caller of an account route. Extracting it counts the request against
@@ -486,4 +489,58 @@ pub async fn forget_all_browsers(State(state): State<AppState>, Caller { who, ..
     tx.commit().await?;
     audit(&state, &who, "browser.forgotten", serde_json::json!({ "all": true, "count": n })).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's signed-in sessions (device, address, when), the current one marked.
+#[utoipa::path(get, path = "/api/account/sessions", tag = "account",
+    responses((status = 200, body = Vec<SessionInfo>), (status = 401, body = ErrorBody)))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    Caller { who, .. }: Caller,
+) -> AppResult<Json<Vec<SessionInfo>>> {
+    own(&state, &who, Action::ReadOwnAccount)?;
+    Ok(Json(super::live_sessions(&state, &who.user, who.sid.as_deref()).await?))
+}
+
+/// Signs one of the caller's sessions out (the current one too, if named).
+#[utoipa::path(delete, path = "/api/account/sessions/{session_id}", tag = "account",
+    params(("session_id" = String, Path, description = "Session id, as listed")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn end_session(
+    State(state): State<AppState>,
+    Caller { who, .. }: Caller,
+    Path(session_id): Path<String>,
+) -> AppResult<StatusCode> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let id = parse_session_id(&session_id)?;
+    let mut tx = state.db().begin_write().await?;
+    if !crate::db::delete_session_by_id(&mut tx, &who.user.id, &id).await? {
+        return Err(AppError::NotFound("session"));
+    }
+    tx.commit().await?;
+    audit(&state, &who, "session.ended", serde_json::json!({ "session_id": id })).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signs out every session of the caller but the current one.
+#[utoipa::path(post, path = "/api/account/sessions/end-others", tag = "account",
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn end_other_sessions(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let keep = who.sid.clone().unwrap_or_default();
+    let mut tx = state.db().begin_write().await?;
+    let n = crate::db::delete_other_sessions(&mut tx, &who.user.id, &keep).await?;
+    tx.commit().await?;
+    audit(&state, &who, "session.ended", serde_json::json!({ "others": true, "count": n })).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Session ids (`sid`) are random base64url or hex; anything else names no session, as a
+/// malformed id of any other object.
+fn parse_session_id(raw: &str) -> AppResult<String> {
+    if (16..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        Ok(raw.to_owned())
+    } else {
+        Err(AppError::NotFound("session"))
+    }
 }

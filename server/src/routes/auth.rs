@@ -12,8 +12,9 @@ use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use twofold_policy::wire::{
-    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorBody, PhoneRequest, SendCodeRequest,
-    SendCodeResponse, SignInRequest, SignInResponse, SignInStatus, VerifyRequest,
+    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorBody, PasswordResetConfirm,
+    PasswordResetRequest, PhoneRequest, SendCodeRequest, SendCodeResponse, SessionState, SignInRequest, SignInResponse,
+    SignInStatus, VerifyRequest,
 };
 
 use crate::app::AppState;
@@ -39,8 +40,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/enroll/phone", post(enroll_phone))
         .route("/api/auth/enroll/phone/confirm", post(enroll_phone_confirm))
         .route("/api/auth/enroll/postpone", post(postpone))
+        .route("/api/auth/step-up", post(step_up))
         .route("/api/auth/sign-out", post(sign_out))
+        .route("/api/auth/password-reset", post(request_password_reset))
+        .route("/api/auth/password-reset/confirm", post(confirm_password_reset))
         .route("/api/auth/me", get(me))
+        .route("/api/auth/session", get(session))
 }
 
 fn cookie(state: &AppState, name: String, value: String, max_age_ms: Option<i64>) -> Cookie<'static> {
@@ -99,6 +104,7 @@ pub async fn current_user(state: &AppState, user: &UserRow) -> AppResult<Current
         tenant_id: user.tenant_id.clone(),
         tenant_name,
         roles: super::role_grants(&roles),
+        must_change_password: user.must_change_password != 0,
     })
 }
 
@@ -310,6 +316,35 @@ pub async fn enroll_phone_confirm(
     enroll_confirm(&state, addr, &headers, jar, FactorKind::Phone, req.code).await
 }
 
+/// Sends a password reset link to the account's confirmed email address, if there is
+/// such an account. The answer is the same either way, so it tells nobody whether the
+/// account exists.
+#[utoipa::path(post, path = "/api/auth/password-reset", tag = "auth", security(()), request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "A link is on its way if the account exists and has a confirmed email address"),
+        (status = 400, description = "Password reset by email is not set up here", body = ErrorBody)))]
+pub async fn request_password_reset(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Json(req): Json<PasswordResetRequest>,
+) -> AppResult<StatusCode> {
+    crate::reset::request(&state, req, addr).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Sets a new password with a reset link's token. The user then signs in as usual,
+/// second factor included; every session of theirs has ended.
+#[utoipa::path(post, path = "/api/auth/password-reset/confirm", tag = "auth", security(()), request_body = PasswordResetConfirm,
+    responses((status = 204), (status = 400, description = "Unknown, used or expired link, or a weak password", body = ErrorBody)))]
+pub async fn confirm_password_reset(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Json(req): Json<PasswordResetConfirm>,
+) -> AppResult<StatusCode> {
+    crate::reset::confirm(&state, req, addr).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Signs in without enrolling, while the enrolment grace period runs.
 #[utoipa::path(post, path = "/api/auth/enroll/postpone", tag = "auth", security(()),
     responses((status = 200, body = SignInResponse), (status = 401, body = ErrorBody), (status = 409, description = "Grace period over", body = ErrorBody)))]
@@ -339,6 +374,28 @@ async fn enroll_confirm(
     signed_in(state, jar, done).await
 }
 
+/// Proves a second factor again in a signed-in session, without the password, for an
+/// application whose rule the session's last one does not meet (too weak or too old;
+/// see `GET /api/oidc/requests/{handle}`). Email and SMS codes come from
+/// `/api/account/reauthenticate/send-code`. Opens no sensitive account change.
+#[utoipa::path(post, path = "/api/auth/step-up", tag = "auth", request_body = VerifyRequest,
+    responses((status = 204), (status = 400, body = ErrorBody),
+        (status = 401, description = "Wrong code (invalid_code) or no session", body = ErrorBody),
+        (status = 423, body = ErrorBody), (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
+pub async fn step_up(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    who: Authenticated,
+    Json(req): Json<VerifyRequest>,
+) -> AppResult<StatusCode> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
+    let client = ClientInfo::default();
+    match signin::advance(&state, SignIn::Complete(Box::new(who)), Event::StepUp(req), &client).await? {
+        Outcome::SteppedUp(_) => Ok(StatusCode::NO_CONTENT),
+        other => Err(crate::error::AppError::Internal(anyhow::anyhow!("unexpected step-up outcome {other:?}"))),
+    }
+}
+
 /// Ends the current session.
 #[utoipa::path(post, path = "/api/auth/sign-out", tag = "auth",
     responses((status = 204), (status = 401, body = ErrorBody)))]
@@ -357,4 +414,19 @@ pub async fn sign_out(
     responses((status = 200, body = CurrentUser), (status = 401, body = ErrorBody)))]
 pub async fn me(State(state): State<AppState>, who: Authenticated) -> AppResult<Json<CurrentUser>> {
     Ok(Json(current_user(&state, &who.user).await?))
+}
+
+/// Who is signed in, if anyone: `{"user": null}` without a session. For pages that
+/// load before anyone signed in, which would otherwise log a 401 on every visit.
+#[utoipa::path(get, path = "/api/auth/session", tag = "auth", security(()),
+    responses((status = 200, body = SessionState)))]
+pub async fn session(
+    State(state): State<AppState>,
+    who: Result<Authenticated, crate::error::AppError>,
+) -> AppResult<Json<SessionState>> {
+    match who {
+        Ok(who) => Ok(Json(SessionState { user: Some(current_user(&state, &who.user).await?) })),
+        Err(crate::error::AppError::Unauthenticated) => Ok(Json(SessionState { user: None })),
+        Err(e) => Err(e),
+    }
 }

@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .merge(audit::routes())
         .merge(messages::routes())
         .merge(crate::openapi::routes())
+        .merge(crate::oidc::routes())
 }
 
 /// Search and paging of list endpoints.
@@ -75,6 +76,39 @@ pub fn role_grants(rows: &[RoleRow]) -> Vec<RoleGrant> {
         .collect()
 }
 
+/// The sessions of `user` that still work: unexpired, not idle too long, and made
+/// under the user's current security stamp. Listed for the user and for admins.
+pub async fn live_sessions(
+    state: &AppState,
+    user: &UserRow,
+    current: Option<&str>,
+) -> AppResult<Vec<twofold_policy::wire::SessionInfo>> {
+    let now = state.now();
+    let idle_ms = i64::from(state.config().session_idle_minutes) * 60_000;
+    let rows = db::list_sessions(&state.db().pool, &user.id, now).await?;
+    Ok(rows
+        .iter()
+        .filter(|r| {
+            now - r.last_seen_at < idle_ms && crate::auth::stamps_equal(&r.security_stamp, &user.security_stamp)
+        })
+        .map(|r| session_view(r, current))
+        .collect())
+}
+
+/// A session as listed; `current` marks the caller's own.
+pub fn session_view(r: &db::SessionListRow, current: Option<&str>) -> twofold_policy::wire::SessionInfo {
+    twofold_policy::wire::SessionInfo {
+        id: r.id.clone(),
+        methods: r.auth_methods.clone(),
+        created_at: rfc3339(r.created_at),
+        last_seen_at: rfc3339(r.last_seen_at),
+        expires_at: rfc3339(r.expires_at),
+        user_agent: r.user_agent.clone(),
+        client_ip: r.client_ip.clone(),
+        current: current == Some(r.id.as_str()),
+    }
+}
+
 /// A user's second-factor lockout as admins see it.
 pub fn lock_view(state: &AppState, u: &UserRow) -> LockState {
     let lock = crate::signin::lock_state(state, u);
@@ -108,6 +142,7 @@ pub async fn user_view(state: &AppState, u: &UserRow, roles: &[RoleRow]) -> AppR
         lock: lock_view(state, u),
         policy: crate::population::brief(state, u, &resolved.policy, resolved.rules()),
         factors: crate::population::factors_of(u),
+        deactivated_at: u.deactivated_at.map(rfc3339),
     })
 }
 

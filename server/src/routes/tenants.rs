@@ -1,9 +1,10 @@
-//! Tenants and their 2FA feature (the ceiling the host sets over each tenant).
+//! Tenants and their 2FA feature (the ceiling the host sets over each tenant), and their
+//! lifecycle: suspension and deletion.
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use twofold_policy::authz::{Action, Domain, Target};
 use twofold_policy::names::TenantName;
 use twofold_policy::wire::{CreateTenant, ErrorBody, Tenant, TenantPage};
@@ -22,7 +23,9 @@ use twofold_policy::wire::ErrorCode;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/tenants", get(list_tenants).post(create_tenant))
-        .route("/api/tenants/{tenant_id}", get(get_tenant))
+        .route("/api/tenants/{tenant_id}", get(get_tenant).delete(delete_tenant))
+        .route("/api/tenants/{tenant_id}/suspend", post(suspend_tenant))
+        .route("/api/tenants/{tenant_id}/resume", post(resume_tenant))
         .route("/api/tenants/{tenant_id}/feature", get(get_feature).put(put_feature))
 }
 
@@ -32,6 +35,7 @@ fn view(t: &TenantRow) -> Tenant {
         name: t.name.clone(),
         display_name: t.display_name.clone(),
         created_at: rfc3339(t.created_at),
+        suspended_at: t.suspended_at.map(rfc3339),
     }
 }
 
@@ -75,6 +79,7 @@ pub async fn create_tenant(
         display_name: display_name.to_owned(),
         feature_behaviour: TenantFeature::default().behaviour.as_str().to_owned(),
         created_at: state.now(),
+        suspended_at: None,
     };
     let mut tx = state.db().begin_write().await?;
     if db::get_tenant_by_name(&mut *tx, &row.name).await?.is_some() {
@@ -157,4 +162,96 @@ pub async fn put_feature(
     tx.commit().await?;
     state.cache().invalidate_feature(&tenant.id);
     Ok(Json(new))
+}
+
+/// Suspends a tenant: none of its users can sign in (they get the answer a wrong
+/// password gets), and every session and pending sign-in of its users ends now.
+/// Settings, users and factors stay as they are for a resume.
+#[utoipa::path(post, path = "/api/tenants/{tenant_id}/suspend", tag = "tenants",
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn suspend_tenant(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+) -> AppResult<StatusCode> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateTenant).await?;
+    let mut tx = state.db().begin_write().await?;
+    if db::set_tenant_suspended(&mut tx, &tenant.id, Some(state.now())).await? {
+        let ended = db::end_tenant_sessions(&mut tx, &tenant.id).await?;
+        super::audit(
+            &mut tx,
+            &state,
+            &who.user.id,
+            &tenant.id,
+            "tenant.suspended",
+            &format!("tenant:{}", tenant.id),
+            None,
+            Some(serde_json::json!({ "sessions": ended })),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lifts a suspension: the tenant's users can sign in again.
+#[utoipa::path(post, path = "/api/tenants/{tenant_id}/resume", tag = "tenants",
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn resume_tenant(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+) -> AppResult<StatusCode> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateTenant).await?;
+    let mut tx = state.db().begin_write().await?;
+    if db::set_tenant_suspended(&mut tx, &tenant.id, None).await? {
+        super::audit(
+            &mut tx,
+            &state,
+            &who.user.id,
+            &tenant.id,
+            "tenant.resumed",
+            &format!("tenant:{}", tenant.id),
+            None,
+            None,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a tenant with its users (their factors, sessions and browsers), settings
+/// and role assignments, in one transaction. Its audit trail stays for the host, with
+/// the users' personal data erased.
+#[utoipa::path(delete, path = "/api/tenants/{tenant_id}", tag = "tenants",
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+) -> AppResult<StatusCode> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateTenant).await?;
+    let mut tx = state.db().begin_write().await?;
+    let users = db::delete_tenant(&mut tx, &tenant.id).await?;
+    changes::publish(&mut tx, state.db().backend, Change::Roles).await?;
+    super::audit(
+        &mut tx,
+        &state,
+        &who.user.id,
+        &tenant.id,
+        "tenant.deleted",
+        &format!("tenant:{}", tenant.id),
+        Some(serde_json::json!({ "name": tenant.name, "display_name": tenant.display_name })),
+        Some(serde_json::json!({ "users": users })),
+    )
+    .await?;
+    tx.commit().await?;
+    state.reload_roles().await.map_err(AppError::Internal)?;
+    state.cache().invalidate_settings(&tenant.id);
+    state.cache().invalidate_feature(&tenant.id);
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,6 @@
 //! Users of the host and of tenants: listing, creation, the effective policy with its
-//! explanation, the admin's 2FA switch and the tenant-admin role.
+//! explanation, the admin's 2FA switch, the tenant-admin role, and the lifecycle
+//! (deactivate, reactivate, delete, sessions).
 
 use axum::Router;
 use axum::extract::State;
@@ -7,7 +8,10 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use twofold_policy::authz::{Action, Domain, Role, Target};
 use twofold_policy::names::{EmailAddress, Username, check_new_password};
-use twofold_policy::wire::{AssignRole, CreateUser, EffectivePolicyView, ErrorBody, SetTwoFactor, User, UserPage};
+use twofold_policy::wire::{
+    AdminPasswordReset, AdminPasswordResetResult, AssignRole, CreateUser, EffectivePolicyView, ErrorBody, SessionInfo,
+    SetTwoFactor, User, UserPage,
+};
 
 use super::{ListParams, tenant_for, user_view};
 use crate::app::{AppState, domain_of};
@@ -25,7 +29,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/tenants/{tenant_id}/users", get(list_tenant_users).post(create_tenant_user))
         .route("/api/tenants/{tenant_id}/admins", post(assign_tenant_admin))
         .route("/api/tenants/{tenant_id}/admins/{user_id}", delete(revoke_tenant_admin))
-        .route("/api/users/{user_id}", get(get_user))
+        .route("/api/users/{user_id}", get(get_user).delete(delete_user))
+        .route("/api/users/{user_id}/deactivate", post(deactivate_user))
+        .route("/api/users/{user_id}/reactivate", post(reactivate_user))
+        .route("/api/users/{user_id}/sessions", get(list_user_sessions))
+        .route("/api/users/{user_id}/password-reset", post(reset_password))
         .route("/api/users/{user_id}/policy", get(get_user_policy))
         .route("/api/users/{user_id}/two-factor", put(set_user_two_factor))
         .route("/api/users/{user_id}/unlock", post(unlock_user))
@@ -391,4 +399,154 @@ pub async fn end_sessions(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refuses an action that would shut the acting admin out of their own account.
+fn not_on_yourself(who: &Authenticated, user: &UserRow, what: &str) -> AppResult<()> {
+    if who.user.id == user.id {
+        return Err(AppError::conflict(
+            ErrorCode::NotOnYourself,
+            format!("you cannot {what} your own account; another admin can"),
+        ));
+    }
+    Ok(())
+}
+
+/// Deactivates a user: sign-in is refused (with the answer a wrong password gets) and
+/// every session, pending sign-in and remembered browser ends. Reversible.
+#[utoipa::path(post, path = "/api/users/{user_id}/deactivate", tag = "users",
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Your own account", body = ErrorBody)))]
+pub async fn deactivate_user(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+) -> AppResult<StatusCode> {
+    let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    not_on_yourself(&who, &user, "deactivate")?;
+    let id = user.id.clone();
+    let now = state.now();
+    let mut tx = state.db().begin_write().await?;
+    if db::set_user_deactivated(&mut tx, &id, Some(now)).await? {
+        // A new stamp ends sessions, pending sign-ins and remembered browsers, and
+        // keeps them ended after a reactivation.
+        crate::db::factors::rotate_stamp(&mut tx, &id, &auth::new_stamp(), None).await?;
+        crate::db::factors::delete_sessions(&mut tx, &id).await?;
+        super::audit(
+            &mut tx,
+            &state,
+            &who.user.id,
+            &user.scope_key,
+            "user.deactivated",
+            &format!("user:{id}"),
+            None,
+            None,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lets a deactivated user sign in again (with their password and factors as they were).
+#[utoipa::path(post, path = "/api/users/{user_id}/reactivate", tag = "users",
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn reactivate_user(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+) -> AppResult<StatusCode> {
+    let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    let mut tx = state.db().begin_write().await?;
+    if db::set_user_deactivated(&mut tx, &user.id, None).await? {
+        super::audit(
+            &mut tx,
+            &state,
+            &who.user.id,
+            &user.scope_key,
+            "user.reactivated",
+            &format!("user:{}", user.id),
+            None,
+            None,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a user for good: the account, its factors, sessions, browsers and roles.
+/// The audit trail keeps its events under the user's (random) id, with personal data
+/// (name, addresses, browser) erased.
+#[utoipa::path(delete, path = "/api/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Your own account", body = ErrorBody)))]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+) -> AppResult<StatusCode> {
+    let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    not_on_yourself(&who, &user, "delete")?;
+    let roles = db::roles_of(&state.db().pool, &user.id).await?;
+    let mut tx = state.db().begin_write().await?;
+    if db::delete_user(&mut tx, &user.id).await? {
+        if !roles.is_empty() {
+            changes::publish(&mut tx, state.db().backend, Change::Roles).await?;
+        }
+        super::audit(
+            &mut tx,
+            &state,
+            &who.user.id,
+            &user.scope_key,
+            "user.deleted",
+            &format!("user:{}", user.id),
+            None,
+            None,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    for role in &roles {
+        if let Some(r) = Role::parse(&role.role) {
+            state.revoke_in_memory(&user.id, r, &role.scope_key)?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user's signed-in sessions, most recently used first (end them with
+/// `POST /api/users/{user_id}/end-sessions`).
+#[utoipa::path(get, path = "/api/users/{user_id}/sessions", tag = "users",
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 200, body = Vec<SessionInfo>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_user_sessions(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+) -> AppResult<Json<Vec<SessionInfo>>> {
+    let user = user_for(&state, &who, &user_id, Action::ReadUser).await?;
+    Ok(Json(super::live_sessions(&state, &user, who.sid.as_deref()).await?))
+}
+
+/// Resets a user's password: a single-use link for the admin to pass on, or a temporary
+/// password that works at once (the user's sessions end) and must be changed at the
+/// next sign-in. Shown once; the second factor is still asked for at sign-in.
+#[utoipa::path(post, path = "/api/users/{user_id}/password-reset", tag = "users", request_body = AdminPasswordReset,
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 200, body = AdminPasswordResetResult), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Your own account: use the account page", body = ErrorBody)))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(user_id): Path<String>,
+    Json(req): Json<AdminPasswordReset>,
+) -> AppResult<Json<AdminPasswordResetResult>> {
+    let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
+    not_on_yourself(&who, &user, "reset the password of")?;
+    Ok(Json(crate::reset::by_admin(&state, &who, &user, req.mode).await?))
 }

@@ -9,6 +9,7 @@
 //!         │                             ├──Enroll──> Complete
 //!         │                             └──Postpone──> Complete  (while the grace period runs)
 //!  Complete ──SendCode──> (same)  ──Reauthenticate──> Complete (fresh)  ──ConfirmFactor──> Complete (factor added)
+//!          ──StepUp──> Complete (second factor proven again, for an application's rule)
 //! ```
 //!
 //! The states between the password and the session are rows (pending sign-ins) bound to
@@ -149,6 +150,10 @@ pub enum Event {
         factor: FactorKind,
         code: String,
     },
+    /// A second factor alone, proven again by a signed-in session whose last one is
+    /// too weak or too old for an application (`oidc`): no password, and no
+    /// freshness for sensitive account changes.
+    StepUp(VerifyRequest),
 }
 
 /// The events without their data, for the transition table.
@@ -162,10 +167,11 @@ pub enum EventKind {
     Postpone,
     Reauthenticate,
     ConfirmFactor,
+    StepUp,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Password,
         EventKind::SendCode,
         EventKind::SecondFactor,
@@ -174,6 +180,7 @@ impl EventKind {
         EventKind::Postpone,
         EventKind::Reauthenticate,
         EventKind::ConfirmFactor,
+        EventKind::StepUp,
     ];
 }
 
@@ -188,6 +195,7 @@ impl Event {
             Event::Enroll { factor: FactorKind::Email, .. } => Some("enroll_email"),
             Event::Enroll { factor: FactorKind::Phone, .. } => Some("enroll_phone"),
             Event::Postpone => Some("postpone"),
+            Event::StepUp(req) => Some(req.method.as_str()),
             Event::SendCode(_) | Event::StartEnrollment(_) | Event::Reauthenticate(_) | Event::ConfirmFactor { .. } => {
                 None
             }
@@ -204,6 +212,7 @@ impl Event {
             Event::Postpone => EventKind::Postpone,
             Event::Reauthenticate(_) => EventKind::Reauthenticate,
             Event::ConfirmFactor { .. } => EventKind::ConfirmFactor,
+            Event::StepUp(_) => EventKind::StepUp,
         }
     }
 }
@@ -216,7 +225,10 @@ pub const fn admits(stage: Stage, event: EventKind) -> bool {
         (Stage::AwaitingPassword, EventKind::Password)
             | (Stage::AwaitingSecondFactor, EventKind::SendCode | EventKind::SecondFactor)
             | (Stage::AwaitingEnrollment, EventKind::StartEnrollment | EventKind::Enroll | EventKind::Postpone)
-            | (Stage::Complete, EventKind::SendCode | EventKind::Reauthenticate | EventKind::ConfirmFactor)
+            | (
+                Stage::Complete,
+                EventKind::SendCode | EventKind::Reauthenticate | EventKind::ConfirmFactor | EventKind::StepUp
+            )
     )
 }
 
@@ -245,6 +257,8 @@ pub enum Outcome {
     SignedIn(Completed),
     /// The existing session is fresh again.
     Reauthenticated,
+    /// The existing session proved a second factor again (its method).
+    SteppedUp(M),
     /// A factor was added on the account page; recovery codes when it was the first.
     FactorAdded(Option<Vec<String>>),
 }
@@ -263,6 +277,7 @@ impl Outcome {
             Outcome::CodeSent(_) => "code_sent",
             Outcome::EnrollmentStarted(_) => "enrollment_started",
             Outcome::Reauthenticated => "reauthenticated",
+            Outcome::SteppedUp(_) => "stepped_up",
             Outcome::FactorAdded(_) => "factor_added",
         }
     }
@@ -402,6 +417,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 .map(Outcome::CodeSent)
         }
         (State::Complete(who), Event::Reauthenticate(req)) => reauthenticate(app, &who, req, client).await,
+        (State::Complete(who), Event::StepUp(req)) => step_up(app, &who, req).await,
         (State::Complete(who), Event::ConfirmFactor { factor, code }) => {
             let (method, check) = match factor {
                 FactorKind::Authenticator => (M::Authenticator, Check::Totp { pending: true }),
@@ -422,6 +438,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
             let codes = lifecycle::add(&mut tx, app, &who.user, new, Some(&who.token_hash)).await?;
             // Confirming the factor proved it: the session is as fresh as the new factor.
             fdb::mark_reauthenticated(&mut tx, &who.token_hash, app.now(), Freshness::Factor(method).as_str()).await?;
+            fdb::mark_second_factor(&mut tx, &who.token_hash, app.now(), method.as_str()).await?;
             let user = db::get_user(&mut *tx, &who.user.id).await?.ok_or(AppError::Unauthenticated)?;
             tx.commit().await?;
             notify::send(app, &user, Notice::FactorAdded(factor));
@@ -488,6 +505,9 @@ async fn reauthenticate(
         Freshness::Password
     };
     fdb::mark_reauthenticated(&mut tx, &who.token_hash, app.now(), freshness.as_str()).await?;
+    if let Freshness::Factor(method) = freshness {
+        fdb::mark_second_factor(&mut tx, &who.token_hash, app.now(), method.as_str()).await?;
+    }
     db::insert_audit(
         &mut tx,
         &db::NewAudit {
@@ -506,6 +526,56 @@ async fn reauthenticate(
         notify::send(app, u, Notice::RecoveryCodeUsed);
     }
     Ok(Outcome::Reauthenticated)
+}
+
+/// A second factor proven again by a signed-in session (no password): the session
+/// records when and with what, for applications whose rule its sign-in no longer meets.
+/// Email and SMS codes are those sent for this session (`SendCode` on `Complete`).
+async fn step_up(app: &AppState, who: &Authenticated, req: VerifyRequest) -> AppResult<Outcome> {
+    let u = &who.user;
+    app.limits().by_account(Class::Verify, &u.id, app.now())?;
+    let method = req.method;
+    // Only the providers the user's scope allows now, as at sign-in.
+    let policy = effective_policy(app, u).await?;
+    let allowed = factors::usable_providers(app, &policy.allowed_providers);
+    let check = match method {
+        M::Authenticator if u.has_authenticator != 0 && allowed.authenticator => Check::Totp { pending: false },
+        M::Email if u.email_confirmed != 0 && allowed.email => {
+            Check::Code { purpose: CodePurpose::ReauthEmail, binding: &who.token_hash }
+        }
+        M::Sms if u.phone_confirmed != 0 && allowed.sms => {
+            Check::Code { purpose: CodePurpose::ReauthSms, binding: &who.token_hash }
+        }
+        M::RecoveryCode if u.has_factor() => Check::Recovery,
+        _ => {
+            return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "this second factor is not set up"));
+        }
+    };
+    let proven = prove(app, u, method, check, &req.code).await?;
+    let mut tx = app.db().begin_write().await?;
+    if !proven.consume(&mut tx, &u.id, app.now()).await? {
+        drop(tx);
+        return Err(proven.lost(app, u).await?);
+    }
+    fdb::mark_second_factor(&mut tx, &who.token_hash, app.now(), method.as_str()).await?;
+    db::insert_audit(
+        &mut tx,
+        &db::NewAudit {
+            at: app.now(),
+            actor_user_id: Some(&u.id),
+            scope_key: &u.scope_key,
+            action: "step_up.succeeded",
+            target: &format!("user:{}", u.id),
+            before: None,
+            after: Some(serde_json::json!({ "method": method.as_str() })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if method == M::RecoveryCode {
+        notify::send(app, u, Notice::RecoveryCodeUsed);
+    }
+    Ok(Outcome::SteppedUp(method))
 }
 
 /// Which check a second factor gets.
@@ -676,7 +746,7 @@ mod tests {
             (Stage::AwaitingPassword, &[E::Password]),
             (Stage::AwaitingSecondFactor, &[E::SendCode, E::SecondFactor]),
             (Stage::AwaitingEnrollment, &[E::StartEnrollment, E::Enroll, E::Postpone]),
-            (Stage::Complete, &[E::SendCode, E::Reauthenticate, E::ConfirmFactor]),
+            (Stage::Complete, &[E::SendCode, E::Reauthenticate, E::ConfirmFactor, E::StepUp]),
         ];
         for stage in Stage::ALL {
             let allowed = expected.iter().find(|(s, _)| *s == stage).map(|(_, e)| *e).unwrap_or(&[]);

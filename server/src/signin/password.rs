@@ -93,15 +93,19 @@ async fn audit_failure(
     scope_key: &str,
     user: Option<&UserRow>,
     typed: Option<&str>,
+    refused: Option<&str>,
 ) -> AppResult<()> {
     let mut conn = state.db().pool.acquire().await?;
     let target = user.map_or_else(|| "user:unknown".to_owned(), |u| format!("user:{}", u.id));
-    let after = match typed {
+    let mut after = match typed {
         Some(name) => {
             serde_json::json!({ "factor": "password", "username": name.chars().take(64).collect::<String>() })
         }
         None => serde_json::json!({ "factor": "password" }),
     };
+    if let Some(reason) = refused {
+        after["refused"] = serde_json::json!(reason);
+    }
     db::insert_audit(
         &mut conn,
         &NewAudit {
@@ -133,9 +137,12 @@ pub(super) async fn step(
     state.limits().by_account(Class::SignIn, &typed_key, now)?;
     // Every branch does the same lookups: a tenant by name (or none for the host) and a
     // user by scope and name, with keys that match nothing when the input cannot.
-    let scope = match &tenant_name {
-        None => Some(HOST_SCOPE.to_owned()),
-        Some(name) => db::get_tenant_by_name(&state.db().pool, name).await?.map(|t| t.id),
+    let (scope, suspended) = match &tenant_name {
+        None => (Some(HOST_SCOPE.to_owned()), false),
+        Some(name) => match db::get_tenant_by_name(&state.db().pool, name).await? {
+            Some(t) => (Some(t.id), t.suspended_at.is_some()),
+            None => (None, false),
+        },
     };
     let name = Username::parse(&req.username).ok();
     let user = db::find_user(
@@ -152,12 +159,21 @@ pub(super) async fn step(
     // An unknown user spends the same hashing work against a dummy hash, so response
     // time does not reveal which user names exist.
     let verified = auth::verify_password(req.password, stored).await? && user.is_some();
+    // A deactivated user or a suspended tenant gets the answer a wrong password gets,
+    // after the same work: nobody learns the account exists or that the password was
+    // right. The audit (for admins) says why.
+    let refused = if suspended {
+        Some("tenant_suspended")
+    } else {
+        user.as_ref().and_then(|u| u.deactivated_at).map(|_| "deactivated")
+    };
     let user = match user {
-        Some(u) if verified => u,
+        Some(u) if verified && refused.is_none() => u,
         user => {
             state.passwords().failed(&account, &address, known, now);
             let typed = user.is_none().then_some(req.username.trim());
-            audit_failure(state, scope.as_deref().unwrap_or(HOST_SCOPE), user.as_ref(), typed).await?;
+            let reason = refused.filter(|_| verified);
+            audit_failure(state, scope.as_deref().unwrap_or(HOST_SCOPE), user.as_ref(), typed, reason).await?;
             return Err(AppError::InvalidCredentials);
         }
     };

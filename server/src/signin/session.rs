@@ -210,6 +210,12 @@ async fn mint(
             client_ip: client.ip.as_deref(),
             reauthenticated_at: fresh.map(|_| now),
             reauth_method: fresh.map(Freshness::as_str),
+            second_factor_method: match fresh {
+                Some(Freshness::Factor(method)) => Some(method.as_str()),
+                _ => None,
+            },
+            // Random, not derived from the token: it is shown to applications.
+            sid: &new_token(),
         },
     )
     .await?;

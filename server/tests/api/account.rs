@@ -119,10 +119,13 @@ async fn turning_2fa_off_needs_a_fresh_reauthentication() {
     set_switch(&alice, false).await.assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
 
     // Reauthentication wants the password and a second factor.
-    alice
+    let wrong = alice
         .post_json("/api/account/reauthenticate", &json!({ "password": "not the password" }))
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    // Only a password was typed: the answer says so (the web app then does not speak of
+    // a wrong user name).
+    assert_eq!(wrong["field"], "password", "{wrong}");
     alice
         .post_json("/api/account/reauthenticate", &json!({ "password": PASSWORD }))
         .await

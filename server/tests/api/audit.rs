@@ -165,3 +165,99 @@ async fn bad_audit_queries_are_refused() {
     let unknown = uuid::Uuid::now_v7();
     app.get(&format!("/api/audit?tenant_id={unknown}")).await.assert_error(StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn the_trail_is_filtered_by_type_actor_user_time_and_address_and_names_who_and_what() {
+    let app = TestApp::spawn_as_admin().await;
+    let host_admin = app.me().await.json()["id"].as_str().unwrap().to_owned();
+    let (t, boss, tadmin) = app.tenant_with_admin("acme", "boss").await;
+    let tina = app.create_tenant_user(&t.id, "tina", PASSWORD).await;
+    tadmin
+        .post_json(&format!("/api/users/{}/deactivate", tina.id), &json!({}))
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    tadmin
+        .post_json(&format!("/api/users/{}/reactivate", tina.id), &json!({}))
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+
+    let family = app.audit("&action=user.").await;
+    assert!(
+        !family.is_empty() && family.iter().all(|e| e["action"].as_str().unwrap().starts_with("user.")),
+        "{family:?}"
+    );
+    let exact = app.audit("&action=user.deactivated").await;
+    assert_eq!(actions(&exact), ["user.deactivated"]);
+    let by_boss = app.audit(&format!("&actor={}", boss.id)).await;
+    assert_eq!(actions(&by_boss), ["user.reactivated", "user.deactivated", "sign_in.succeeded"]);
+    let about_tina = app.audit(&format!("&user={}", tina.id)).await;
+    assert_eq!(actions(&about_tina), ["user.reactivated", "user.deactivated", "user.created"]);
+    // Every event made through HTTP records the client address.
+    assert!(about_tina.iter().all(|e| e["client_ip"] == "127.0.0.1"), "{about_tina:?}");
+    assert_eq!(app.audit(&format!("&user={}&client_ip=127.0.0.1", tina.id)).await.len(), 3);
+    assert!(app.audit(&format!("&user={}&client_ip=10.9.8.7", tina.id)).await.is_empty());
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let later = fmt(now + time::Duration::minutes(5));
+    let earlier = fmt(now - time::Duration::minutes(5));
+    assert!(app.audit(&format!("&user={}&from={later}", tina.id)).await.is_empty());
+    assert_eq!(app.audit(&format!("&user={}&from={earlier}&to={later}", tina.id)).await.len(), 3);
+
+    // Names: the host admin sees all of them.
+    let e = &by_boss[0];
+    assert_eq!((e["actor_name"].as_str(), e["target_name"].as_str()), (Some("boss"), Some("tina")), "{e}");
+    assert_eq!(e["tenant_name"], "acme", "{e}");
+    // A tenant admin sees their own users' names, never a host admin's.
+    let seen = tadmin.audit(&format!("&tenant_id={}&user={}", t.id, tina.id)).await;
+    let created = seen.iter().find(|e| e["action"] == "user.created").unwrap();
+    assert_eq!(created["actor_user_id"], host_admin.as_str());
+    assert!(created.get("actor_name").is_none(), "{created}");
+    assert_eq!(created["target_name"], "tina", "{created}");
+
+    for (query, field) in [
+        ("&action=USER%20CREATED", "action"),
+        ("&actor=nobody", "actor"),
+        ("&user=42", "user"),
+        ("&from=yesterday", "from"),
+        ("&client_ip=not-an-address", "client_ip"),
+    ] {
+        let resp = app.get(&format!("/api/audit?limit=5{query}")).await;
+        let body = resp.assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+        assert_eq!(body["field"], field, "{query}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_trail_exports_as_csv_and_json_lines_with_formulas_defused() {
+    let app = TestApp::spawn_as_admin().await;
+    let t = app.create_tenant("acme").await;
+    let odd = app.create_tenant_user(&t.id, "=cmd|calc", PASSWORD).await;
+    let resp = app.get(&format!("/api/audit/export?format=csv&user={}", odd.id)).await.assert_status(StatusCode::OK);
+    assert_eq!(resp.headers["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(resp.headers["content-disposition"], "attachment; filename=\"twofold-audit.csv\"");
+    let text = resp.text();
+    let mut lines = text.split("\r\n");
+    assert_eq!(
+        lines.next(),
+        Some("id,at,tenant_id,tenant_name,actor_user_id,actor_name,action,target,target_name,client_ip,before,after")
+    );
+    let row = lines.next().unwrap();
+    assert!(row.contains(",user.created,") && row.contains(",'=cmd|calc,"), "{row}");
+    assert!(row.contains(&format!("user:{}", odd.id)), "{row}");
+
+    let resp = app.get("/api/audit/export?format=jsonl&action=user.").await.assert_status(StatusCode::OK);
+    assert_eq!(resp.headers["content-type"], "application/x-ndjson");
+    let events: Vec<Value> = resp.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), app.audit("&action=user.").await.len());
+    assert!(events.iter().all(|e| e["action"].as_str().unwrap().starts_with("user.")));
+
+    app.get("/api/audit/export?format=xml").await.assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    // A tenant admin exports only their tenant.
+    let (other, _, tadmin) = app.tenant_with_admin("other", "boss").await;
+    tadmin.get("/api/audit/export?format=csv").await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    tadmin
+        .get(&format!("/api/audit/export?format=csv&tenant_id={}", t.id))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    tadmin.get(&format!("/api/audit/export?format=jsonl&tenant_id={}", other.id)).await.assert_status(StatusCode::OK);
+}

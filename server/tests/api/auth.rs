@@ -184,3 +184,14 @@ async fn a_busy_session_still_ends_at_its_maximum_lifetime() {
     app.advance_minutes(59);
     app.me().await.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
 }
+
+#[tokio::test]
+async fn the_session_endpoint_answers_200_with_or_without_a_session() {
+    let app = TestApp::spawn().await;
+    let body = app.get("/api/auth/session").await.assert_status(StatusCode::OK).json();
+    assert_eq!(body, serde_json::json!({ "user": null }));
+    app.sign_in_admin().await;
+    let body = app.get("/api/auth/session").await.assert_status(StatusCode::OK).json();
+    assert_eq!(body["user"]["username"], "admin", "{body}");
+    assert_eq!(body["user"]["must_change_password"], false, "{body}");
+}

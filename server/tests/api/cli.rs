@@ -192,12 +192,22 @@ async fn first_serve_prints_a_password_that_signs_in() {
     let client = Client::new(addr.parse().expect("a socket address"));
     let body = client.sign_in(None, "admin", &password).await.assert_status(StatusCode::OK).json();
     assert_eq!(body["status"], "signed_in", "{body}");
-    client.me().await.assert_status(StatusCode::OK);
+    // A password that went through the log must be replaced before anything else.
+    assert_eq!(client.me().await.assert_status(StatusCode::OK).json()["must_change_password"], true);
+    client.get("/api/host/settings").await.assert_error(StatusCode::FORBIDDEN, "password_change_required");
     // The printed password is the only one that works.
     client
         .sign_in(None, "admin", &format!("{password}x"))
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    client
+        .put_json(
+            "/api/account/password",
+            &serde_json::json!({ "current_password": password, "new_password": "the admin's own password" }),
+        )
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    client.get("/api/host/settings").await.assert_status(StatusCode::OK);
     drop(child);
 }
 

@@ -105,6 +105,13 @@ async fn rotation_keeps_everything_working_survives_a_kill_and_lets_the_old_key_
         .unwrap();
         plain.insert(user.id, secret);
     }
+    // The OpenID Connect signing keys, made (and stored encrypted) on first use.
+    old_app.get("/oauth2/jwks").await.assert_status(StatusCode::OK);
+    let signing_keys: Vec<(String, String)> = sqlx::query_as("SELECT kid, private_key FROM oidc_signing_keys")
+        .fetch_all(&old_app.running.state.db().pool)
+        .await
+        .unwrap();
+    assert!(!signing_keys.is_empty());
     let url = old_app.running.state.config().database_url.clone();
 
     // The new key is current, the old one only read: everything made under it works.
@@ -165,6 +172,19 @@ async fn rotation_keeps_everything_working_survives_a_kill_and_lets_the_old_key_
     // Alice used one of her ten recovery codes above.
     assert!(stdout.contains("9 unused recovery codes are hashed under a previous key"), "{stdout}");
     assert!(stdout.contains("rotation complete"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("oidc_signing_keys: {} rewritten under key {new_id}", signing_keys.len())),
+        "{stdout}"
+    );
+    let only_new_keys = Keys::from_bytes(NEW);
+    for (kid, _) in &signing_keys {
+        let stored: String = sqlx::query_scalar("SELECT private_key FROM oidc_signing_keys WHERE kid = $1")
+            .bind(kid)
+            .fetch_one(&app.running.state.db().pool)
+            .await
+            .unwrap();
+        only_new_keys.decrypt_secret(&stored, &format!("oidc-signing-key:{kid}")).expect("rewritten under the new key");
+    }
     let again = rotate_command(&app, NEW, &[OLD]).output().unwrap();
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("authenticators: 0 rewritten"), "{again:?}");

@@ -14,13 +14,13 @@ use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
     AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest, EffectivePolicyView, EmailRequest, ErrorCode,
     PhoneRequest, ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SecondFactorMethod, SendCodeRequest,
-    SendCodeResponse, SetTwoFactor,
+    SendCodeResponse, SessionInfo, SetTwoFactor,
 };
 
 use crate::api::{self, ApiError, ApiResult};
 use crate::ids;
 use crate::text;
-use crate::widgets::{ErrorText, Loading, Modal, Notice, PolicyExplain, RecoveryCodesSheet, WeakerTag};
+use crate::widgets::{ConfirmButton, ErrorText, Loading, Modal, Notice, PolicyExplain, RecoveryCodesSheet, WeakerTag};
 
 /// The reauthentication dialog's state: whether it is open, what to run once the user
 /// has confirmed, and what to run if they give up (so the action can stop waiting).
@@ -157,6 +157,7 @@ pub fn Account() -> impl IntoView {
                 <ContactCard ctx kind=Provider::Sms />
                 <RecoveryCard ctx />
                 <BrowsersCard />
+                <SessionsCard />
                 <PasswordCard ctx />
             </Show>
             <Show when=move || ctx.reauth.open.get()>
@@ -301,7 +302,7 @@ fn AuthenticatorCard(ctx: Ctx) -> impl IntoView {
             }
         });
     };
-    let remove = move |_| {
+    let remove = move |()| {
         busy.set(true);
         err.set(None);
         notice.set(None);
@@ -372,9 +373,15 @@ fn AuthenticatorCard(ctx: Ctx) -> impl IntoView {
                     .into_any(),
                 None if has() => view! {
                     <div class="actions">
-                        <button type="button" class="btn btn-danger" id=ids::ACCOUNT_AUTH_REMOVE on:click=remove disabled=move || busy.get()>
-                            "Remove authenticator app"
-                        </button>
+                        <ConfirmButton
+                            label="Remove authenticator app"
+                            question="Remove the authenticator app? Its codes stop working at once."
+                            confirm_label="Yes, remove it"
+                            test=ids::ACCOUNT_AUTH_REMOVE
+                            id=ids::ACCOUNT_AUTH_REMOVE
+                            disabled=Signal::derive(move || busy.get())
+                            on_confirm=Callback::new(move |()| remove(()))
+                        />
                     </div>
                 }
                     .into_any(),
@@ -498,8 +505,14 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
                     sent.set(None);
                     value.set(String::new());
                     notice.set(Some(
-                        if is_email { "Your email address is confirmed." } else { "Your phone number is confirmed." }
-                            .to_owned(),
+                        if is_email {
+                            "Your email address is confirmed. It is now a second factor: sign-in can send a code to it \
+                             (a weaker factor than an authenticator app)."
+                        } else {
+                            "Your phone number is confirmed. It is now a second factor: sign-in can text a code to it \
+                             (a weaker factor than an authenticator app)."
+                        }
+                        .to_owned(),
                     ));
                     ctx.show_codes(codes);
                     ctx.reload();
@@ -511,7 +524,7 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
             }
         });
     };
-    let remove = move |_| {
+    let remove = move |()| {
         busy.set(true);
         err.set(None);
         notice.set(None);
@@ -616,9 +629,15 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
             })}
             {move || (!is_email && state().0.is_some()).then(|| view! {
                 <div class="actions">
-                    <button type="button" class="btn btn-danger" id=ids::ACCOUNT_PHONE_REMOVE on:click=remove disabled=move || busy.get()>
-                        "Remove phone number"
-                    </button>
+                    <ConfirmButton
+                        label="Remove phone number"
+                        question="Remove the phone number? Texted codes stop reaching you."
+                        confirm_label="Yes, remove it"
+                        test=ids::ACCOUNT_PHONE_REMOVE
+                        id=ids::ACCOUNT_PHONE_REMOVE
+                        disabled=Signal::derive(move || busy.get())
+                        on_confirm=Callback::new(move |()| remove(()))
+                    />
                 </div>
             })}
             <ErrorText msg=err id=err_id />
@@ -704,7 +723,7 @@ fn BrowsersCard() -> impl IntoView {
             load();
         });
     };
-    let forget_all = move |_| {
+    let forget_all = move |()| {
         busy.set(true);
         err.set(None);
         notice.set(None);
@@ -743,29 +762,147 @@ fn BrowsersCard() -> impl IntoView {
                                             )}
                                         </div>
                                     </div>
-                                    <button
-                                        type="button"
-                                        class="btn btn-small"
-                                        data-test=ids::BROWSER_REVOKE
-                                        aria-label=format!("Forget {}", text::browser_label(b.user_agent.as_deref()))
-                                        disabled=move || busy.get()
-                                        on:click=move |_| forget(id.clone())
-                                    >
-                                        "Forget"
-                                    </button>
+                                    <ConfirmButton
+                                        label="Forget"
+                                        question="Forget this browser? It will ask for the second factor again."
+                                        confirm_label="Yes, forget it"
+                                        test=ids::BROWSER_REVOKE
+                                        aria_label=format!("Forget {}", text::browser_label(b.user_agent.as_deref()))
+                                        disabled=Signal::derive(move || busy.get())
+                                        small=true
+                                        on_confirm=Callback::new(move |()| forget(id.clone()))
+                                    />
                                 </li>
                             }
                         }).collect_view()}
                     </ul>
                     <div class="actions">
-                        <button type="button" class="btn btn-danger" id=ids::BROWSERS_REVOKE_ALL on:click=forget_all disabled=move || busy.get()>
-                            "Forget all browsers"
-                        </button>
+                        <ConfirmButton
+                            label="Forget all browsers"
+                            question="Forget every browser, this one too? Each will ask for the second factor again."
+                            confirm_label="Yes, forget all"
+                            test=ids::BROWSERS_REVOKE_ALL
+                            id=ids::BROWSERS_REVOKE_ALL
+                            disabled=Signal::derive(move || busy.get())
+                            on_confirm=Callback::new(move |()| forget_all(()))
+                        />
                     </div>
                 }
                     .into_any(),
             }}
             <ErrorText msg=err id=ids::BROWSERS_ERROR />
+            <Notice msg=notice test=ids::ACCOUNT_NOTICE />
+        </section>
+    }
+}
+
+/// Where this account is signed in, with a way to sign any of those out.
+#[component]
+fn SessionsCard() -> impl IntoView {
+    let list = RwSignal::new(None::<Vec<SessionInfo>>);
+    let err = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let load = move || {
+        spawn_local(async move {
+            match api::get::<Vec<SessionInfo>>("/api/account/sessions").await {
+                Ok(l) => list.set(Some(l)),
+                Err(e) => err.set(Some(e.text())),
+            }
+        })
+    };
+    load();
+    let session = crate::session::use_session();
+    let navigate = leptos_router::hooks::use_navigate();
+    let run = move |call: std::pin::Pin<Box<dyn Future<Output = ApiResult<()>>>>, done: &'static str| {
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        spawn_local(async move {
+            let r = call.await;
+            busy.set(false);
+            match r {
+                Ok(()) => notice.set(Some(done.to_owned())),
+                Err(e) => err.set(Some(e.text())),
+            }
+            load();
+        });
+    };
+    // A Callback is Copy, so each row's button can hold it; `navigate` alone is not.
+    let end = Callback::new(move |(id, current): (String, bool)| {
+        if current {
+            // This browser's own session: as the Sign out button does, leave the page
+            // before forgetting the user.
+            let navigate = navigate.clone();
+            spawn_local(async move {
+                let _ = api::delete(&format!("/api/account/sessions/{}", api::enc(&id))).await;
+                navigate("/sign-in", Default::default());
+                session.user.set(None);
+            });
+        } else {
+            run(
+                Box::pin(api::delete(&format!("/api/account/sessions/{}", api::enc(&id)))),
+                "That session is signed out.",
+            );
+        }
+    });
+    let end_others = move |_| {
+        run(Box::pin(api::post_empty::<()>("/api/account/sessions/end-others")), "Every other session is signed out.");
+    };
+    view! {
+        <section class="card" aria-labelledby="sessions-title">
+            <h2 id="sessions-title">"Where you are signed in"</h2>
+            <p class="muted">"Sign out a session you do not recognise, then change your password."</p>
+            {move || match list.get() {
+                None => view! { <Loading /> }.into_any(),
+                Some(l) => {
+                    let others = l.iter().any(|s| !s.current);
+                    view! {
+                        <ul class="rows" id=ids::SESSIONS_LIST>
+                            {l.into_iter().map(|s| {
+                                let id = s.id.clone();
+                                let current = s.current;
+                                let label = text::browser_label(s.user_agent.as_deref());
+                                view! {
+                                    <li class="row" data-test=ids::SESSION_ITEM data-id=s.id.clone() data-current=if s.current { "true" } else { "false" }>
+                                        <div class="row-main">
+                                            <strong>{label.clone()}</strong>
+                                            {s.current.then(|| view! { " " <span class="tag tag-ok">"This session"</span> })}
+                                            <div class="muted small">
+                                                {format!(
+                                                    "{} · signed in {} · last active {}",
+                                                    s.client_ip.clone().unwrap_or_else(|| "address unknown".to_owned()),
+                                                    text::format_time(&s.created_at),
+                                                    text::format_time(&s.last_seen_at),
+                                                )}
+                                            </div>
+                                        </div>
+                                        <button
+                                            type="button"
+                                            class="btn btn-small"
+                                            data-test=ids::SESSION_END
+                                            aria-label=format!("Sign out {label}")
+                                            disabled=move || busy.get()
+                                            on:click=move |_| end.run((id.clone(), current))
+                                        >
+                                            "Sign out"
+                                        </button>
+                                    </li>
+                                }
+                            }).collect_view()}
+                        </ul>
+                        {others.then(|| view! {
+                            <div class="actions">
+                                <button type="button" class="btn btn-danger" id=ids::SESSIONS_END_OTHERS on:click=end_others disabled=move || busy.get()>
+                                    "Sign out every other session"
+                                </button>
+                            </div>
+                        })}
+                    }
+                    .into_any()
+                }
+            }}
+            <ErrorText msg=err id=ids::SESSIONS_ERROR />
             <Notice msg=notice test=ids::ACCOUNT_NOTICE />
         </section>
     }

@@ -4,6 +4,7 @@ pub mod account;
 pub mod adoption;
 pub mod audit;
 pub mod groups;
+pub mod password;
 pub mod settings;
 pub mod signin;
 pub mod tenants;

@@ -321,9 +321,9 @@ fn SettingsForm(
                 <div class="field indent">
                     <label for=ids::SETTINGS_REMEMBER_DAYS>"Remember a browser for (days)"</label>
                     <input
-                        type="number"
-                        min="1"
-                        max=twofold_policy::vocab::MAX_REMEMBER_BROWSER_DAYS.to_string()
+                        type="text"
+                        inputmode="numeric"
+                        autocomplete="off"
                         class="num"
                         id=ids::SETTINGS_REMEMBER_DAYS
                         disabled=move || !remember.get()
@@ -337,9 +337,9 @@ fn SettingsForm(
                 <div class="field">
                     <label for=ids::SETTINGS_GRACE_DAYS>"Grace period to set up a second factor (days)"</label>
                     <input
-                        type="number"
-                        min="0"
-                        max=twofold_policy::vocab::MAX_ENROLLMENT_GRACE_DAYS.to_string()
+                        type="text"
+                        inputmode="numeric"
+                        autocomplete="off"
                         class="num"
                         id=ids::SETTINGS_GRACE_DAYS
                         aria-describedby="grace-help"

@@ -32,12 +32,53 @@ enum Step {
     },
 }
 
+/// Seconds left of a timed second-factor lock, counting down once a second from the
+/// `retry_after_seconds` of a `locked_out` answer; at zero the lock message goes away.
+/// `None` when not locked, or locked until an administrator unlocks.
+fn lock_countdown(err: RwSignal<Option<ApiError>>) -> RwSignal<Option<u64>> {
+    let left = RwSignal::new(None::<u64>);
+    let ticker = StoredValue::new(None::<IntervalHandle>);
+    Effect::new(move |_| {
+        let secs =
+            err.with(|e| e.as_ref().filter(|e| e.is(ErrorCode::LockedOut)).and_then(|e| e.body.retry_after_seconds));
+        if let Some(t) = ticker.get_value() {
+            t.clear();
+        }
+        ticker.set_value(None);
+        left.set(secs);
+        if secs.is_some() {
+            let tick = move || {
+                left.update(|l| *l = l.map(|s| s.saturating_sub(1)));
+                if left.get_untracked() == Some(0) {
+                    left.set(None);
+                    err.set(None);
+                }
+            };
+            ticker.set_value(set_interval_with_handle(tick, std::time::Duration::from_secs(1)).ok());
+        }
+    });
+    left
+}
+
 /// Shows an API error of a step: a lockout in its own container (tests and people look
-/// for it specifically), anything else in the step's error line.
+/// for it specifically), with the time left counting down, anything else in the step's
+/// error line.
 #[component]
-fn StepError(err: RwSignal<Option<ApiError>>, id: &'static str) -> impl IntoView {
-    let locked =
-        Signal::derive(move || err.with(|e| e.as_ref().filter(|e| e.is(ErrorCode::LockedOut)).map(ApiError::text)));
+fn StepError(
+    err: RwSignal<Option<ApiError>>,
+    id: &'static str,
+    #[prop(optional)] lock_left: Option<RwSignal<Option<u64>>>,
+) -> impl IntoView {
+    let locked = Signal::derive(move || {
+        err.with(|e| e.as_ref().filter(|e| e.is(ErrorCode::LockedOut)).map(ApiError::text)).map(|text| match lock_left
+            .and_then(|l| l.get())
+        {
+            Some(s) => {
+                format!("Too many wrong codes: second-factor sign-in is locked. Try again in {}.", text::countdown(s))
+            }
+            None => text,
+        })
+    });
     let other =
         Signal::derive(move || err.with(|e| e.as_ref().filter(|e| !e.is(ErrorCode::LockedOut)).map(ApiError::text)));
     view! {
@@ -189,6 +230,7 @@ fn PasswordStep(tenant: RwSignal<String>, on_answer: Callback<SignInResponse>) -
             <button type="submit" class="btn btn-primary btn-block" id=ids::SIGNIN_SUBMIT disabled=move || busy.get()>
                 {move || if busy.get() { "Signing in…" } else { "Sign in" }}
             </button>
+            <p class="small"><a href="/forgot-password" id=ids::SIGNIN_FORGOT>"Forgot your password?"</a></p>
         </form>
     }
 }
@@ -306,6 +348,8 @@ fn TwoFactorStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_
         });
     };
 
+    // While locked, Verify is disabled and the message counts down to the end of the lock.
+    let lock_left = lock_countdown(err);
     let needs_send = move || matches!(method.get(), Some(SecondFactorMethod::Email | SecondFactorMethod::Sms));
     let code_label = move || match method.get() {
         Some(SecondFactorMethod::RecoveryCode) => "Recovery code",
@@ -392,8 +436,13 @@ fn TwoFactorStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_
                                 </div>
                             }
                         })}
-                    <StepError err id=ids::VERIFY_ERROR />
-                    <button type="submit" class="btn btn-primary btn-block" id=ids::VERIFY_SUBMIT disabled=move || busy.get()>
+                    <StepError err id=ids::VERIFY_ERROR lock_left />
+                    <button
+                        type="submit"
+                        class="btn btn-primary btn-block"
+                        id=ids::VERIFY_SUBMIT
+                        disabled=move || busy.get() || err.with(|e| e.as_ref().is_some_and(|e| e.is(ErrorCode::LockedOut)))
+                    >
                         {move || if busy.get() { "Checking…" } else { "Verify and sign in" }}
                     </button>
                 </form>

@@ -46,7 +46,24 @@ pub fn Tenants() -> impl IntoView {
     let err = RwSignal::new(None::<String>);
     let reloads = RwSignal::new(0_u32);
     let features_for = RwSignal::new(None::<Tenant>);
+    let delete_for = RwSignal::new(None::<Tenant>);
     let notice = RwSignal::new(None::<String>);
+    // Suspends or resumes a tenant, then shows the list as it now is.
+    let lifecycle = move |t: Tenant, action: &'static str| {
+        err.set(None);
+        notice.set(None);
+        spawn_local(async move {
+            match api::post_empty::<()>(&format!("/api/tenants/{}/{action}", api::enc(&t.id))).await {
+                Ok(()) => notice.set(Some(if action == "suspend" {
+                    format!("Tenant {} is suspended: its users are signed out and cannot sign in.", t.name)
+                } else {
+                    format!("Tenant {} is active again.", t.name)
+                })),
+                Err(e) => err.set(Some(e.text())),
+            }
+            reloads.update(|n| *n += 1);
+        });
+    };
 
     // The latest request wins; an older answer arriving late is dropped.
     let seq = StoredValue::new(0_u64);
@@ -125,9 +142,15 @@ pub fn Tenants() -> impl IntoView {
                                 {d.items.into_iter().map(|t| {
                                     let id = api::enc(&t.id);
                                     let for_dialog = t.clone();
+                                    let suspended = t.suspended_at.is_some();
+                                    let for_lifecycle = t.clone();
+                                    let for_delete = t.clone();
                                     view! {
                                         <tr data-test=ids::TENANT_ROW data-id=t.id.clone() data-name=t.name.clone()>
-                                            <td><code>{t.name.clone()}</code></td>
+                                            <td>
+                                                <code>{t.name.clone()}</code>
+                                                {suspended.then(|| view! { " " <span class="tag tag-warn" data-test=ids::TENANT_SUSPENDED>"suspended"</span> })}
+                                            </td>
                                             <td>{t.display_name.clone()}</td>
                                             <td class="muted">{text::format_time(&t.created_at)}</td>
                                             <td class="row-actions">
@@ -142,6 +165,25 @@ pub fn Tenants() -> impl IntoView {
                                                 </button>
                                                 <a class="btn btn-small btn-ghost" data-test=ids::TENANT_USERS href=format!("/tenants/{id}/users")>"Users"</a>
                                                 <a class="btn btn-small btn-ghost" data-test=ids::TENANT_AUDIT href=format!("/audit?tenant_id={id}")>"Audit"</a>
+                                                {if suspended {
+                                                    view! {
+                                                        <button type="button" class="btn btn-small" data-test=ids::TENANT_RESUME
+                                                            on:click=move |_| lifecycle(for_lifecycle.clone(), "resume")>
+                                                            "Resume"
+                                                        </button>
+                                                    }.into_any()
+                                                } else {
+                                                    view! {
+                                                        <button type="button" class="btn btn-small btn-danger" data-test=ids::TENANT_SUSPEND
+                                                            on:click=move |_| lifecycle(for_lifecycle.clone(), "suspend")>
+                                                            "Suspend"
+                                                        </button>
+                                                    }.into_any()
+                                                }}
+                                                <button type="button" class="btn btn-small btn-danger" data-test=ids::TENANT_DELETE
+                                                    on:click=move |_| delete_for.set(Some(for_delete.clone()))>
+                                                    "Delete…"
+                                                </button>
                                             </td>
                                         </tr>
                                     }
@@ -162,6 +204,38 @@ pub fn Tenants() -> impl IntoView {
                     info_id=ids::TENANTS_PAGE_INFO
                 />
             </section>
+            {move || delete_for.get().map(|t| {
+                let name = t.name.clone();
+                let id = t.id.clone();
+                view! {
+                    <div class="confirm" role="alertdialog" aria-label="Confirm tenant deletion">
+                        <p>{format!(
+                            "Delete tenant {name} for good? All its users with their factors and sessions, its settings and its \
+                             admins' roles go now; the audit trail keeps its events without the users' names or addresses."
+                        )}</p>
+                        <div class="actions">
+                            <button type="button" class="btn btn-small btn-danger" data-test=ids::TENANT_DELETE_CONFIRM
+                                on:click=move |_| {
+                                    let id = id.clone();
+                                    let name = name.clone();
+                                    delete_for.set(None);
+                                    spawn_local(async move {
+                                        match api::delete(&format!("/api/tenants/{}", api::enc(&id))).await {
+                                            Ok(()) => notice.set(Some(format!("Tenant {name} was deleted."))),
+                                            Err(e) => err.set(Some(e.text())),
+                                        }
+                                        reloads.update(|n| *n += 1);
+                                    });
+                                }>
+                                "Yes, delete"
+                            </button>
+                            <button type="button" class="btn btn-small btn-ghost" on:click=move |_| delete_for.set(None)>
+                                "Cancel"
+                            </button>
+                        </div>
+                    </div>
+                }
+            })}
             {move || features_for.get().map(|t| view! {
                 <FeaturesDialog
                     tenant=t

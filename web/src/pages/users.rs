@@ -8,7 +8,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
 use twofold_policy::wire::{
-    AssignRole, CreateUser, EffectivePolicyView, SetTwoFactor, SignInStatus, Tenant, User, UserPage, WhatIf,
+    AdminPasswordReset, AdminPasswordResetResult, AssignRole, CreateUser, EffectivePolicyView, PasswordResetMode,
+    SetTwoFactor, SignInStatus, Tenant, User, UserPage, WhatIf,
 };
 
 use super::tenants::search_debounce;
@@ -16,7 +17,7 @@ use crate::api::{self, ApiError};
 use crate::ids;
 use crate::model::{AdminScope, ROLE_TENANT_ADMIN};
 use crate::text;
-use crate::widgets::{ErrorText, Loading, Notice, Pager, PolicyExplain};
+use crate::widgets::{ConfirmButton, ErrorText, Loading, Notice, Pager, PolicyExplain};
 
 const PER_PAGE: u32 = 20;
 
@@ -194,6 +195,8 @@ fn UserRow(user: User, tenant_id: Option<String>) -> impl IntoView {
     let id = user.id.clone();
     let row = RwSignal::new(user);
     let open = RwSignal::new(false);
+    // A deleted user leaves the list at once, without reloading it.
+    let deleted = RwSignal::new(false);
     let panel_id = format!("user-panel-{}", id);
     let refresh = Callback::new(move |()| {
         let url = format!("/api/users/{}", api::enc(&row.with_untracked(|u| u.id.clone())));
@@ -205,7 +208,7 @@ fn UserRow(user: User, tenant_id: Option<String>) -> impl IntoView {
     });
     let is_admin = move || row.with(|u| u.roles.iter().any(|r| r.role == ROLE_TENANT_ADMIN));
     view! {
-        <tbody class="user" class:open=move || open.get()>
+        <tbody class="user" class:open=move || open.get() hidden=move || deleted.get()>
             <tr data-test=ids::USER_ROW data-id=id.clone() data-name=move || row.with(|u| u.username.clone())>
                 <td>
                     <strong>{move || row.with(|u| u.username.clone())}</strong>
@@ -214,6 +217,8 @@ fn UserRow(user: User, tenant_id: Option<String>) -> impl IntoView {
                         .then(|| view! { " " <span class="tag">"host admin"</span> })}
                     {move || row.with(|u| u.lock.locked)
                         .then(|| view! { " " <span class="tag tag-warn" data-test=ids::USER_LOCKED>"locked"</span> })}
+                    {move || row.with(|u| u.deactivated_at.is_some())
+                        .then(|| view! { " " <span class="tag tag-warn" data-test=ids::USER_DEACTIVATED>"deactivated"</span> })}
                 </td>
                 <td class="muted">{move || row.with(|u| u.email.clone().unwrap_or_else(|| "—".to_owned()))}</td>
                 <td data-test=ids::USER_REQUIRED>
@@ -250,7 +255,7 @@ fn UserRow(user: User, tenant_id: Option<String>) -> impl IntoView {
             <Show when=move || open.get()>
                 <tr class="panel-row">
                     <td colspan="5" id=panel_id.clone() data-test=ids::USER_PANEL data-id=id.clone()>
-                        <UserPanel row tenant_id=tenant_id.clone() is_admin=Signal::derive(is_admin) refresh />
+                        <UserPanel row tenant_id=tenant_id.clone() is_admin=Signal::derive(is_admin) refresh deleted />
                     </td>
                 </tr>
             </Show>
@@ -265,6 +270,7 @@ fn UserPanel(
     tenant_id: Option<String>,
     is_admin: Signal<bool>,
     refresh: Callback<()>,
+    deleted: RwSignal<bool>,
 ) -> impl IntoView {
     let user_id = row.with_untracked(|u| u.id.clone());
     let enc_id = api::enc(&user_id);
@@ -273,6 +279,10 @@ fn UserPanel(
     let notice = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let confirm_reset = RwSignal::new(false);
+    let confirm_delete = RwSignal::new(false);
+    let choose_reset = RwSignal::new(false);
+    // Shown once: a link or temporary password the admin passes on.
+    let reset_result = RwSignal::new(None::<String>);
     let on = RwSignal::new(false);
 
     let policy_url = format!("/api/users/{enc_id}/policy");
@@ -342,7 +352,7 @@ fn UserPanel(
     };
     let remove_admin = tenant_id.clone().map(|t| {
         let url = format!("/api/tenants/{}/admins/{}", api::enc(&t), api::enc(&user_id));
-        move |_| {
+        move |()| {
             let url = url.clone();
             busy.set(true);
             err.set(None);
@@ -382,6 +392,48 @@ fn UserPanel(
             });
         }
     });
+    let delete_url = format!("/api/users/{enc_id}");
+    let delete = move |_| {
+        confirm_delete.set(false);
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        let url = delete_url.clone();
+        spawn_local(async move {
+            let r = api::delete(&url).await;
+            busy.set(false);
+            match r {
+                Ok(()) => deleted.set(true),
+                Err(e) => err.set(Some(e.text())),
+            }
+        });
+    };
+    let deactivated = move || row.with(|u| u.deactivated_at.is_some());
+    let reset_url = format!("/api/users/{enc_id}/password-reset");
+    let reset = move |mode: PasswordResetMode| {
+        choose_reset.set(false);
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        reset_result.set(None);
+        let url = reset_url.clone();
+        spawn_local(async move {
+            let r = api::post::<_, AdminPasswordResetResult>(&url, &AdminPasswordReset { mode }).await;
+            busy.set(false);
+            match r {
+                Ok(AdminPasswordResetResult { link: Some(link), expires_at, .. }) => reset_result.set(Some(format!(
+                    "Give the user this link; it works once, until {}: {link}",
+                    expires_at.as_deref().map(text::format_time).unwrap_or_default()
+                ))),
+                Ok(AdminPasswordResetResult { temporary_password: Some(p), .. }) => reset_result.set(Some(format!(
+                    "Temporary password (the user must change it at sign-in; their sessions have ended): {p}"
+                ))),
+                Ok(_) => err.set(Some("The server answered without a link or password.".to_owned())),
+                Err(e) => err.set(Some(e.text())),
+            }
+        });
+    };
+    let reset_link = reset.clone();
     let switch_id = format!("user-2fa-{user_id}");
     let what = RwSignal::new(None::<WhatIf>);
     let what_url = format!("/api/users/{enc_id}/what-if");
@@ -452,10 +504,19 @@ fn UserPanel(
                 {make_admin.zip(remove_admin).map(|(make, remove)| view! {
                     <Show
                         when=move || !is_admin.get()
-                        fallback=move || view! {
-                            <button type="button" class="btn btn-small" data-test=ids::USER_REMOVE_ADMIN disabled=move || busy.get() on:click=remove.clone()>
-                                "Remove tenant admin"
-                            </button>
+                        fallback=move || {
+                            let remove = remove.clone();
+                            view! {
+                                <ConfirmButton
+                                    label="Remove tenant admin"
+                                    question="Remove this user's admin role? They keep their account."
+                                    confirm_label="Yes, remove the role"
+                                    test=ids::USER_REMOVE_ADMIN
+                                    disabled=Signal::derive(move || busy.get())
+                                    small=true
+                                    on_confirm=Callback::new(move |()| remove(()))
+                                />
+                            }
                         }
                     >
                         <button type="button" class="btn btn-small" data-test=ids::USER_MAKE_ADMIN disabled=move || busy.get() on:click=make.clone()>
@@ -467,8 +528,68 @@ fn UserPanel(
                     on:click=move |_| confirm_reset.set(true)>
                     "Reset second factors…"
                 </button>
+                <Show
+                    when=move || !deactivated()
+                    fallback=move || view! {
+                        <button type="button" class="btn btn-small" data-test=ids::USER_REACTIVATE disabled=move || busy.get()
+                            on:click=move |_| act("reactivate", "The user can sign in again.")>
+                            "Reactivate"
+                        </button>
+                    }
+                >
+                    <button type="button" class="btn btn-small btn-danger" data-test=ids::USER_DEACTIVATE disabled=move || busy.get()
+                        on:click=move |_| act("deactivate", "The user is deactivated: signed out everywhere and unable to sign in.")>
+                        "Deactivate"
+                    </button>
+                </Show>
+                <button type="button" class="btn btn-small" data-test=ids::USER_RESET_PASSWORD disabled=move || busy.get()
+                    on:click=move |_| choose_reset.set(true)>
+                    "Reset password…"
+                </button>
+                <button type="button" class="btn btn-small btn-danger" data-test=ids::USER_DELETE disabled=move || busy.get()
+                    on:click=move |_| confirm_delete.set(true)>
+                    "Delete…"
+                </button>
             </div>
             {move || what.get().map(|w| view! { <WhatIfResult what=w /> })}
+            <Show when=move || choose_reset.get()>
+                <div class="confirm" role="group" aria-label="Reset password">
+                    <p>"A link lets the user choose a new password; their current one works until then. A temporary password works at once, ends their sessions, and must be changed at their next sign-in. Either way their second factor is still asked for."</p>
+                    <div class="actions">
+                        <button type="button" class="btn btn-small" data-test=ids::USER_RESET_LINK
+                            on:click={ let reset = reset_link.clone(); move |_| reset(PasswordResetMode::Link) }>
+                            "Make a link"
+                        </button>
+                        <button type="button" class="btn btn-small btn-danger" data-test=ids::USER_RESET_TEMPORARY
+                            on:click={ let reset = reset.clone(); move |_| reset(PasswordResetMode::TemporaryPassword) }>
+                            "Set a temporary password"
+                        </button>
+                        <button type="button" class="btn btn-small btn-ghost" on:click=move |_| choose_reset.set(false)>
+                            "Cancel"
+                        </button>
+                    </div>
+                </div>
+            </Show>
+            {move || reset_result.get().map(|r| view! { <p class="notice" role="status" data-test=ids::USER_RESET_RESULT><code>{r}</code></p> })}
+            <Show when=move || confirm_delete.get()>
+                <div class="confirm" role="group" aria-label="Confirm deletion">
+                    <p>
+                        {move || format!(
+                            "Delete {} for good? Their factors, sessions and remembered browsers go with them; the audit trail keeps \
+                             its events without their name or addresses. Deactivate instead to keep the account.",
+                            row.with(|u| u.username.clone())
+                        )}
+                    </p>
+                    <div class="actions">
+                        <button type="button" class="btn btn-small btn-danger" data-test=ids::USER_DELETE_CONFIRM on:click=delete.clone()>
+                            "Yes, delete"
+                        </button>
+                        <button type="button" class="btn btn-small btn-ghost" on:click=move |_| confirm_delete.set(false)>
+                            "Cancel"
+                        </button>
+                    </div>
+                </div>
+            </Show>
             <Show when=move || confirm_reset.get()>
                 <div class="confirm" role="group" aria-label="Confirm reset">
                     <p>

@@ -1,0 +1,521 @@
+//! Storage of the OpenID Connect provider: applications, signing keys, waiting
+//! authorization requests, codes, token families, refresh tokens and grants.
+//!
+//! Codes, refresh tokens and request handles arrive here as hashes only; single use is
+//! enforced by conditional updates (`... WHERE used_at IS NULL`), so two concurrent
+//! requests with one code or refresh token cannot both win, on either database.
+
+use sqlx::{AnyConnection, AnyPool, FromRow};
+
+// ---------------------------------------------------------------- applications
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ApplicationRow {
+    pub id: String,
+    pub scope_key: String,
+    pub name: String,
+    pub client_type: String,
+    pub secret_hash: Option<String>,
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub allowed_scopes: String,
+    pub first_party: i64,
+    pub require_two_factor: i64,
+    pub min_strength: Option<String>,
+    pub max_age_seconds: Option<i64>,
+    pub token_alg: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const APP_COLUMNS: &str = "id, scope_key, name, client_type, secret_hash, redirect_uris, post_logout_redirect_uris, \
+     allowed_scopes, first_party, require_two_factor, min_strength, max_age_seconds, token_alg, created_at, updated_at";
+
+pub async fn get_application<'e, E>(executor: E, id: &str) -> Result<Option<ApplicationRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APP_COLUMNS} FROM oidc_applications WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+}
+
+pub async fn list_applications(pool: &AnyPool, scope_key: &str) -> Result<Vec<ApplicationRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {APP_COLUMNS} FROM oidc_applications WHERE scope_key = $1 ORDER BY id LIMIT 1000"
+    )))
+    .bind(scope_key)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn insert_application(conn: &mut AnyConnection, a: &ApplicationRow) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO oidc_applications ({APP_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    )))
+    .bind(&a.id)
+    .bind(&a.scope_key)
+    .bind(&a.name)
+    .bind(&a.client_type)
+    .bind(&a.secret_hash)
+    .bind(&a.redirect_uris)
+    .bind(&a.post_logout_redirect_uris)
+    .bind(&a.allowed_scopes)
+    .bind(a.first_party)
+    .bind(a.require_two_factor)
+    .bind(&a.min_strength)
+    .bind(a.max_age_seconds)
+    .bind(&a.token_alg)
+    .bind(a.created_at)
+    .bind(a.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Replaces everything but the id, scope and creation time.
+pub async fn put_application(conn: &mut AnyConnection, a: &ApplicationRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE oidc_applications SET name = $1, client_type = $2, secret_hash = $3, redirect_uris = $4, \
+         post_logout_redirect_uris = $5, allowed_scopes = $6, first_party = $7, require_two_factor = $8, \
+         min_strength = $9, max_age_seconds = $10, token_alg = $11, updated_at = $12 WHERE id = $13",
+    )
+    .bind(&a.name)
+    .bind(&a.client_type)
+    .bind(&a.secret_hash)
+    .bind(&a.redirect_uris)
+    .bind(&a.post_logout_redirect_uris)
+    .bind(&a.allowed_scopes)
+    .bind(a.first_party)
+    .bind(a.require_two_factor)
+    .bind(&a.min_strength)
+    .bind(a.max_age_seconds)
+    .bind(&a.token_alg)
+    .bind(a.updated_at)
+    .bind(&a.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_application(conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM oidc_applications WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- signing keys
+
+#[derive(Debug, Clone, FromRow)]
+pub struct KeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub private_key: String,
+    pub public_jwk: String,
+    pub created_at: i64,
+    pub not_before: i64,
+    pub retire_after: Option<i64>,
+}
+
+/// Every key still published: not retired, or retired but possibly still verifying
+/// tokens.
+pub async fn published_keys(pool: &AnyPool, now: i64) -> Result<Vec<KeyRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kid, alg, private_key, public_jwk, created_at, not_before, retire_after FROM oidc_signing_keys \
+         WHERE retire_after IS NULL OR retire_after > $1 ORDER BY created_at, kid",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn insert_key(conn: &mut AnyConnection, k: &KeyRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO oidc_signing_keys (kid, alg, private_key, public_jwk, created_at, not_before, retire_after) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&k.kid)
+    .bind(&k.alg)
+    .bind(&k.private_key)
+    .bind(&k.public_jwk)
+    .bind(k.created_at)
+    .bind(k.not_before)
+    .bind(k.retire_after)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Retires every key of `alg` that a newer active key (`not_before` at or before `now`)
+/// has replaced, and deletes retired keys past their end.
+pub async fn retire_replaced_keys(
+    conn: &mut AnyConnection,
+    alg: &str,
+    now: i64,
+    retire_after: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE oidc_signing_keys SET retire_after = $1 WHERE alg = $2 AND retire_after IS NULL AND not_before < \
+         (SELECT MAX(not_before) FROM oidc_signing_keys WHERE alg = $2 AND not_before <= $3 AND retire_after IS NULL)",
+    )
+    .bind(retire_after)
+    .bind(alg)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM oidc_signing_keys WHERE retire_after IS NOT NULL AND retire_after <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- authorization requests
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RequestRow {
+    pub handle_hash: String,
+    pub application_id: String,
+    pub params: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+pub async fn insert_request(conn: &mut AnyConnection, r: &RequestRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO oidc_auth_requests (handle_hash, application_id, params, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&r.handle_hash)
+    .bind(&r.application_id)
+    .bind(&r.params)
+    .bind(r.created_at)
+    .bind(r.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_request(pool: &AnyPool, handle_hash: &str) -> Result<Option<RequestRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT handle_hash, application_id, params, created_at, expires_at, completed_at FROM oidc_auth_requests \
+         WHERE handle_hash = $1",
+    )
+    .bind(handle_hash)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Completes a waiting request once; false when another request completed it first.
+pub async fn complete_request(conn: &mut AnyConnection, handle_hash: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("UPDATE oidc_auth_requests SET completed_at = $1 WHERE handle_hash = $2 AND completed_at IS NULL")
+            .bind(now)
+            .bind(handle_hash)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------- grants
+
+#[derive(Debug, Clone, FromRow)]
+pub struct GrantRow {
+    pub id: String,
+    pub user_id: String,
+    pub application_id: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+pub async fn find_grant<'e, E>(
+    executor: E,
+    user_id: &str,
+    application_id: &str,
+) -> Result<Option<GrantRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as(
+        "SELECT id, user_id, application_id, scopes, created_at, last_used_at FROM oidc_grants \
+         WHERE user_id = $1 AND application_id = $2",
+    )
+    .bind(user_id)
+    .bind(application_id)
+    .fetch_optional(executor)
+    .await
+}
+
+/// Records (or widens) a user's grant to an application and returns its id.
+pub async fn upsert_grant(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    application_id: &str,
+    scopes: &str,
+    now: i64,
+) -> Result<String, sqlx::Error> {
+    if let Some(g) = find_grant(&mut *conn, user_id, application_id).await? {
+        sqlx::query("UPDATE oidc_grants SET scopes = $1, last_used_at = $2 WHERE id = $3")
+            .bind(scopes)
+            .bind(now)
+            .bind(&g.id)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(g.id);
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO oidc_grants (id, user_id, application_id, scopes, created_at, last_used_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(&id)
+    .bind(user_id)
+    .bind(application_id)
+    .bind(scopes)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct GrantView {
+    pub id: String,
+    pub application_id: String,
+    pub name: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+pub async fn grants_of(pool: &AnyPool, user_id: &str) -> Result<Vec<GrantView>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT g.id, g.application_id, a.name, g.scopes, g.created_at, g.last_used_at FROM oidc_grants g \
+         JOIN oidc_applications a ON a.id = g.application_id WHERE g.user_id = $1 ORDER BY g.created_at",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Deletes a grant of `user_id`: its codes, token families and refresh tokens go with
+/// it (foreign keys). False when the user has no such grant.
+pub async fn delete_grant(conn: &mut AnyConnection, user_id: &str, grant_id: &str) -> Result<bool, sqlx::Error> {
+    // Explicit deletes rather than relying on cascades alone: the order keeps every
+    // foreign key satisfied on both databases.
+    for sql in [
+        "DELETE FROM oidc_refresh_tokens WHERE family_id IN \
+         (SELECT id FROM oidc_token_families WHERE grant_id = $1 AND user_id = $2)",
+        "DELETE FROM oidc_token_families WHERE grant_id = $1 AND user_id = $2",
+        "DELETE FROM oidc_authorization_codes WHERE grant_id = $1 AND user_id = $2",
+    ] {
+        sqlx::query(sql).bind(grant_id).bind(user_id).execute(&mut *conn).await?;
+    }
+    let done = sqlx::query("DELETE FROM oidc_grants WHERE id = $1 AND user_id = $2")
+        .bind(grant_id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------- codes
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CodeRow {
+    pub code_hash: String,
+    pub application_id: String,
+    pub grant_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub scopes: String,
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    pub sid: String,
+    pub auth_time: i64,
+    pub amr: String,
+    pub acr: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub family_id: Option<String>,
+}
+
+const CODE_COLUMNS: &str = "code_hash, application_id, grant_id, user_id, redirect_uri, scopes, code_challenge, \
+     nonce, sid, auth_time, amr, acr, created_at, expires_at, used_at, family_id";
+
+pub async fn insert_code(conn: &mut AnyConnection, c: &CodeRow) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    )))
+    .bind(&c.code_hash)
+    .bind(&c.application_id)
+    .bind(&c.grant_id)
+    .bind(&c.user_id)
+    .bind(&c.redirect_uri)
+    .bind(&c.scopes)
+    .bind(&c.code_challenge)
+    .bind(&c.nonce)
+    .bind(&c.sid)
+    .bind(c.auth_time)
+    .bind(&c.amr)
+    .bind(&c.acr)
+    .bind(c.created_at)
+    .bind(c.expires_at)
+    .bind(c.used_at)
+    .bind(&c.family_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_code(pool: &AnyPool, code_hash: &str) -> Result<Option<CodeRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CODE_COLUMNS} FROM oidc_authorization_codes WHERE code_hash = $1"
+    )))
+    .bind(code_hash)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Uses a code once, recording the family its exchange starts; false when it was
+/// already used.
+pub async fn use_code(
+    conn: &mut AnyConnection,
+    code_hash: &str,
+    family_id: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE oidc_authorization_codes SET used_at = $1, family_id = $2 WHERE code_hash = $3 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(family_id)
+    .bind(code_hash)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------- token families
+
+#[derive(Debug, Clone, FromRow)]
+pub struct FamilyRow {
+    pub id: String,
+    pub application_id: String,
+    pub grant_id: String,
+    pub user_id: String,
+    pub scopes: String,
+    pub sid: String,
+    pub auth_time: i64,
+    pub amr: String,
+    pub acr: String,
+    pub security_stamp: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+}
+
+const FAMILY_COLUMNS: &str = "id, application_id, grant_id, user_id, scopes, sid, auth_time, amr, acr, \
+     security_stamp, created_at, expires_at, revoked_at, revoked_reason";
+
+pub async fn insert_family(conn: &mut AnyConnection, f: &FamilyRow) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO oidc_token_families ({FAMILY_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    )))
+    .bind(&f.id)
+    .bind(&f.application_id)
+    .bind(&f.grant_id)
+    .bind(&f.user_id)
+    .bind(&f.scopes)
+    .bind(&f.sid)
+    .bind(f.auth_time)
+    .bind(&f.amr)
+    .bind(&f.acr)
+    .bind(&f.security_stamp)
+    .bind(f.created_at)
+    .bind(f.expires_at)
+    .bind(f.revoked_at)
+    .bind(&f.revoked_reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_family<'e, E>(executor: E, id: &str) -> Result<Option<FamilyRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {FAMILY_COLUMNS} FROM oidc_token_families WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+}
+
+/// Revokes a family (its access tokens stop working at userinfo, its refresh tokens
+/// at the token endpoint); false when it was already revoked or does not exist.
+pub async fn revoke_family(conn: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE oidc_token_families SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------- refresh tokens
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RefreshRow {
+    pub token_hash: String,
+    pub family_id: String,
+    pub application_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+pub async fn insert_refresh(conn: &mut AnyConnection, r: &RefreshRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO oidc_refresh_tokens (token_hash, family_id, application_id, created_at, expires_at, used_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&r.token_hash)
+    .bind(&r.family_id)
+    .bind(&r.application_id)
+    .bind(r.created_at)
+    .bind(r.expires_at)
+    .bind(r.used_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_refresh(pool: &AnyPool, token_hash: &str) -> Result<Option<RefreshRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT token_hash, family_id, application_id, created_at, expires_at, used_at FROM oidc_refresh_tokens \
+         WHERE token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Uses a refresh token once (rotation); false when it was already used.
+pub async fn use_refresh(conn: &mut AnyConnection, token_hash: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE oidc_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(token_hash)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

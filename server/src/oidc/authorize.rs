@@ -1,0 +1,642 @@
+//! The authorization endpoint and the API the web app resumes a parked request with.
+//!
+//! Order matters: the client and its redirect URI are checked first and failures there
+//! are answered here, never redirected (no open redirect); every later failure goes to
+//! the registered redirect URI with `state` and `iss` (RFC 9207).
+//!
+//! The web app's hook: a request that needs the browser (no session, a weaker or older
+//! one than the rule asks, consent) is parked, and the browser goes to
+//! `{public_url}/sign-in?request=<handle>`. The web app reads what is needed with
+//! `GET /api/oidc/requests/{handle}`, signs in (`/api/auth/sign-in`, no tenant field:
+//! the request names the tenant) or steps up (`/api/auth/step-up`) through the sign-in
+//! machine, then `POST /api/oidc/requests/{handle}` answers where the browser goes.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use twofold_policy::wire::{
+    AuthorizationProgress, AuthorizationStep, ClientType, ErrorBody, ResumeAuthorization, SecondFactorMethod,
+};
+use twofold_policy::{PolicyInput, Scope, Strength, resolve};
+
+use super::rule::{self, AppTerms, RequestTerms, Rule, ScopeTerms};
+use super::{Issuer, MaybeSession, OAuthError, OAuthResult};
+use crate::app::AppState;
+use crate::auth::{self, Authenticated};
+use crate::db::oidc::{self as odb, ApplicationRow, CodeRow, RequestRow};
+use crate::db::{self, HOST_SCOPE};
+use crate::error::{AppError, AppResult};
+use crate::extract::{Json, Path};
+
+pub fn api_routes() -> Router<AppState> {
+    Router::new().route("/api/oidc/requests/{handle}", get(request_state).post(resume))
+}
+
+/// The validated parameters of an authorization request, kept while it is parked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Params {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt_none: bool,
+    pub prompt_login: bool,
+    pub prompt_consent: bool,
+    pub max_age: Option<i64>,
+    pub acr_values: Vec<String>,
+    pub login_hint: Option<String>,
+}
+
+/// The application of `client_id`, if it belongs to the issuer's scope: a client of
+/// one scope is unknown to every other issuer.
+pub async fn client_of(state: &AppState, issuer: &Issuer, client_id: &str) -> AppResult<Option<ApplicationRow>> {
+    if uuid::Uuid::parse_str(client_id).is_err() {
+        return Ok(None);
+    }
+    Ok(odb::get_application(&state.db().pool, client_id).await?.filter(|a| a.scope_key == issuer.scope_key))
+}
+
+pub fn uris(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// Where an error of a validated request goes: the registered redirect URI.
+#[derive(Debug, Clone)]
+struct Reply<'a> {
+    redirect_uri: &'a str,
+    state: Option<&'a str>,
+    iss: &'a str,
+}
+
+impl Reply<'_> {
+    fn url(&self, pairs: &[(&str, &str)]) -> String {
+        // The redirect URI was matched exactly against a registered absolute URL, so it
+        // parses; the fallback only keeps this total.
+        let Ok(mut url) = url::Url::parse(self.redirect_uri) else {
+            return self.redirect_uri.to_owned();
+        };
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in pairs {
+                q.append_pair(k, v);
+            }
+            if let Some(s) = self.state {
+                q.append_pair("state", s);
+            }
+            q.append_pair("iss", self.iss);
+        }
+        url.into()
+    }
+
+    fn error(&self, error: &str, description: &str) -> String {
+        self.url(&[("error", error), ("error_description", description)])
+    }
+}
+
+fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Err(_) => OAuthError::bad("invalid_request", "the redirect URI cannot be sent").into_response(),
+    }
+}
+
+/// `GET {issuer}/oauth2/authorize`: the code flow.
+pub async fn authorize(
+    State(state): State<AppState>,
+    issuer: Issuer,
+    MaybeSession(session): MaybeSession,
+    query: axum::extract::RawQuery,
+) -> OAuthResult<Response> {
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.0.as_deref().unwrap_or("").as_bytes()).into_owned().collect();
+    let mut seen = std::collections::HashSet::new();
+    for (k, _) in &pairs {
+        if !seen.insert(k.as_str()) {
+            return Err(OAuthError::bad("invalid_request", format!("parameter {k} is repeated")));
+        }
+    }
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+    // 1. The client and the redirect URI: failures are answered here, never redirected.
+    let client_id = get("client_id").ok_or_else(|| OAuthError::bad("invalid_request", "client_id is missing"))?;
+    let app = client_of(&state, &issuer, &client_id)
+        .await?
+        .ok_or_else(|| OAuthError::bad("invalid_client", "unknown client for this issuer"))?;
+    let redirect_uri =
+        get("redirect_uri").ok_or_else(|| OAuthError::bad("invalid_request", "redirect_uri is missing"))?;
+    if !uris(&app.redirect_uris).contains(&redirect_uri) {
+        audit_refusal(&state, &app, None, "redirect_uri_mismatch").await?;
+        return Err(OAuthError::bad("invalid_request", "redirect_uri is not registered for this client"));
+    }
+    let req_state = get("state");
+    let reply = Reply { redirect_uri: &redirect_uri, state: req_state.as_deref(), iss: &issuer.url };
+    // 2. Everything else is answered at the client's redirect URI.
+    match parse_params(&app, &pairs, &client_id, &redirect_uri) {
+        Ok(params) => {
+            let outcome = decide(&state, &issuer, &app, &params, session.as_ref(), state.now(), None, true).await?;
+            Ok(respond_to_browser(&state, &app, &params, outcome, &reply).await?)
+        }
+        Err((error, description)) => {
+            audit_refusal(&state, &app, None, error).await?;
+            Ok(see_other(&reply.error(error, &description)))
+        }
+    }
+}
+
+fn parse_params(
+    app: &ApplicationRow,
+    pairs: &[(String, String)],
+    client_id: &str,
+    redirect_uri: &str,
+) -> Result<Params, (&'static str, String)> {
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+    if get("request").is_some() {
+        return Err(("request_not_supported", "request objects are not supported".to_owned()));
+    }
+    if get("request_uri").is_some() {
+        return Err(("request_uri_not_supported", "request_uri is not supported".to_owned()));
+    }
+    match get("response_type").as_deref() {
+        Some("code") => {}
+        Some(_) => return Err(("unsupported_response_type", "only the code flow (response_type=code)".to_owned())),
+        None => return Err(("invalid_request", "response_type is missing".to_owned())),
+    }
+    if get("response_mode").is_some_and(|m| m != "query") {
+        return Err(("invalid_request", "only response_mode=query is supported".to_owned()));
+    }
+    let raw_scope = get("scope").unwrap_or_default();
+    let allowed = super::split_scopes(&app.allowed_scopes);
+    let mut scopes = Vec::new();
+    for s in raw_scope.split(' ').filter(|s| !s.is_empty()) {
+        if !allowed.iter().any(|a| a == s) {
+            return Err(("invalid_scope", format!("scope {s} is not allowed for this client")));
+        }
+        if !scopes.iter().any(|x: &String| x == s) {
+            scopes.push(s.to_owned());
+        }
+    }
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(("invalid_scope", "the openid scope is required".to_owned()));
+    }
+    let scopes = super::split_scopes(&scopes.join(" "));
+    let code_challenge = get("code_challenge");
+    match (code_challenge.as_deref(), get("code_challenge_method").as_deref()) {
+        (Some(_), Some("S256")) => {}
+        // RFC 7636 makes an absent method mean `plain`, which offers no protection
+        // against a stolen code: refused, as is plain itself.
+        (Some(_), _) => return Err(("invalid_request", "code_challenge_method must be S256".to_owned())),
+        (None, Some(_)) => return Err(("invalid_request", "code_challenge_method without code_challenge".to_owned())),
+        (None, None) if app.client_type == ClientType::Public.as_str() => {
+            return Err(("invalid_request", "public clients must use PKCE (code_challenge, S256)".to_owned()));
+        }
+        (None, None) => {}
+    }
+    if let Some(c) = &code_challenge
+        && (c.len() != 43 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(("invalid_request", "code_challenge must be a base64url SHA-256 (43 characters)".to_owned()));
+    }
+    let prompts: Vec<String> =
+        get("prompt").unwrap_or_default().split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    for p in &prompts {
+        if !matches!(p.as_str(), "none" | "login" | "consent") {
+            return Err(("invalid_request", format!("prompt {p} is not supported")));
+        }
+    }
+    let prompt_none = prompts.iter().any(|p| p == "none");
+    if prompt_none && prompts.len() > 1 {
+        return Err(("invalid_request", "prompt=none cannot be combined with other values".to_owned()));
+    }
+    let max_age = match get("max_age") {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n),
+            _ => return Err(("invalid_request", "max_age must be a non-negative integer".to_owned())),
+        },
+    };
+    let bounded = |v: Option<String>, max: usize| v.filter(|s| s.len() <= max);
+    if get("state").is_some_and(|s| s.len() > 1024) || get("nonce").is_some_and(|s| s.len() > 512) {
+        return Err(("invalid_request", "state or nonce is too long".to_owned()));
+    }
+    Ok(Params {
+        client_id: client_id.to_owned(),
+        redirect_uri: redirect_uri.to_owned(),
+        scopes,
+        state: get("state"),
+        nonce: get("nonce"),
+        code_challenge,
+        prompt_none,
+        prompt_login: prompts.iter().any(|p| p == "login"),
+        prompt_consent: prompts.iter().any(|p| p == "consent"),
+        max_age,
+        acr_values: get("acr_values")
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        login_hint: bounded(get("login_hint"), 256),
+    })
+}
+
+/// Where a request stands for a given browser.
+#[derive(Debug)]
+enum Outcome {
+    /// A code was issued (or the user refused): the URL to send the browser to.
+    Redirect(String),
+    /// The browser must do something first.
+    Needs { step: AuthorizationStep, min_strength: Option<Strength> },
+    /// The scope cannot meet the rule.
+    Unmet(String),
+}
+
+/// The terms of the application's scope, as its users resolve them with their own
+/// switch off: the behaviour and the providers come from the scope, not the user.
+async fn scope_terms(state: &AppState, scope_key: &str) -> AppResult<ScopeTerms> {
+    let policy = if scope_key == HOST_SCOPE {
+        let settings = state.cache().settings(state.db(), HOST_SCOPE).await?;
+        resolve(&PolicyInput::new(Scope::Host { settings: &settings }, false))
+    } else {
+        let feature = state.cache().feature(state.db(), scope_key).await?;
+        let settings = state.cache().settings(state.db(), scope_key).await?;
+        resolve(&PolicyInput::new(Scope::Tenant { feature, settings: &settings }, false))
+    };
+    Ok(ScopeTerms { behaviour: policy.behaviour, allowed_providers: policy.allowed_providers })
+}
+
+pub fn app_terms(app: &ApplicationRow) -> AppTerms {
+    AppTerms {
+        require_two_factor: app.require_two_factor != 0,
+        min_strength: app.min_strength.as_deref().and_then(Strength::parse),
+        max_age_secs: app.max_age_seconds,
+    }
+}
+
+/// What a session proved: when it last authenticated, and its second factor (when and
+/// how strong), for `max_age`, `auth_time`, `acr` and `amr`.
+#[derive(Debug, Clone)]
+pub struct Proof {
+    pub auth_time_ms: i64,
+    pub second_factor: Option<(i64, SecondFactorMethod)>,
+}
+
+impl Proof {
+    pub fn of(who: &Authenticated) -> Self {
+        let second_factor =
+            who.second_factor_at.zip(who.second_factor_method.as_deref().and_then(SecondFactorMethod::parse));
+        let auth_time_ms = [Some(who.session_created_at), who.reauthenticated_at, who.second_factor_at]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(who.session_created_at);
+        Proof { auth_time_ms, second_factor }
+    }
+
+    pub fn strength(&self) -> Option<Strength> {
+        self.second_factor.map(|(_, m)| m.strength())
+    }
+
+    /// RFC 8176 authentication method references.
+    pub fn amr(&self) -> Vec<&'static str> {
+        let mut amr = vec!["pwd"];
+        if let Some((_, m)) = self.second_factor {
+            amr.push(match m {
+                SecondFactorMethod::Sms => "sms",
+                SecondFactorMethod::Authenticator | SecondFactorMethod::Email | SecondFactorMethod::RecoveryCode => {
+                    "otp"
+                }
+            });
+            amr.push("mfa");
+        }
+        amr
+    }
+}
+
+/// What the rule asks of this browser's session, or a code when it is met. `issue`
+/// false only reports (the web app's look at a parked request).
+#[allow(clippy::too_many_arguments)]
+async fn decide(
+    state: &AppState,
+    issuer: &Issuer,
+    app: &ApplicationRow,
+    params: &Params,
+    session: Option<&Authenticated>,
+    request_created_at: i64,
+    consent: Option<bool>,
+    issue: bool,
+) -> AppResult<Outcome> {
+    let terms = RequestTerms {
+        acr_values: params.acr_values.clone(),
+        max_age_secs: params.max_age,
+        prompt_login: params.prompt_login,
+    };
+    let rule = match rule::resolve(scope_terms(state, &app.scope_key).await?, app_terms(app), &terms) {
+        Ok(rule) => rule,
+        Err(why) => return Ok(Outcome::Unmet(why)),
+    };
+    let needs = |step| Ok(Outcome::Needs { step, min_strength: rule.second_factor });
+    // Tenant isolation: only a session of the application's own scope is ever used.
+    let Some(who) = session.filter(|w| w.user.scope_key == app.scope_key) else {
+        return needs(AuthorizationStep::SignIn);
+    };
+    let now = state.now();
+    let proof = Proof::of(who);
+    if rule.fresh_sign_in && who.session_created_at < request_created_at {
+        return needs(AuthorizationStep::SignIn);
+    }
+    // Whatever happened after the request was made is recent enough for it, however
+    // small max_age is (max_age=0 asks for exactly that, like prompt=login).
+    let recent = |at: i64, max_secs: i64| at >= request_created_at || now - at <= max_secs * 1000;
+    if let Some(strength) = rule.second_factor {
+        let strong_enough = proof.strength().is_some_and(|s| s >= strength);
+        let recent_enough = match (rule.max_age_secs, proof.second_factor) {
+            (Some(max), Some((at, _))) => recent(at, max),
+            _ => true,
+        };
+        if !(strong_enough && recent_enough) {
+            // Step up with a factor the user has and the scope offers now; without
+            // one strong enough, enrol one first.
+            let policy = crate::signin::effective_policy(state, &who.user).await?;
+            let offered = crate::signin::offers(state, &who.user, &policy);
+            let can = offered.iter().any(|o| o.provider.strength() >= strength);
+            return needs(if can { AuthorizationStep::StepUp } else { AuthorizationStep::Enroll });
+        }
+    } else if let Some(max) = rule.max_age_secs
+        && !recent(proof.auth_time_ms, max)
+    {
+        return needs(AuthorizationStep::SignIn);
+    }
+    let first_party = app.first_party != 0;
+    let grant = odb::find_grant(&state.db().pool, &who.user.id, &app.id).await?;
+    let covered =
+        grant.as_ref().is_some_and(|g| params.scopes.iter().all(|s| super::split_scopes(&g.scopes).contains(s)));
+    let reply = Reply { redirect_uri: &params.redirect_uri, state: params.state.as_deref(), iss: &issuer.url };
+    match consent {
+        Some(false) => {
+            if issue {
+                audit_refusal(state, app, Some(&who.user.id), "consent_refused").await?;
+            }
+            return Ok(Outcome::Redirect(reply.error("access_denied", "the user refused")));
+        }
+        Some(true) => {}
+        None if first_party || (covered && !params.prompt_consent) => {}
+        None => return needs(AuthorizationStep::Consent),
+    }
+    if !issue {
+        return Ok(Outcome::Needs { step: AuthorizationStep::Redirect, min_strength: rule.second_factor });
+    }
+    let code = issue_code(state, app, params, who, &proof, &rule).await?;
+    Ok(Outcome::Redirect(reply.url(&[("code", &code)])))
+}
+
+/// Stores a code for the session's user, with what the session proved, and records
+/// the grant (consent given now, remembered, or a first-party application).
+async fn issue_code(
+    state: &AppState,
+    app: &ApplicationRow,
+    params: &Params,
+    who: &Authenticated,
+    proof: &Proof,
+    rule: &Rule,
+) -> AppResult<String> {
+    let now = state.now();
+    let sid = match &who.sid {
+        Some(sid) => sid.clone(),
+        None => db::ensure_session_sid(&state.db().pool, &who.token_hash, &auth::new_token()).await?,
+    };
+    let code = auth::new_token();
+    let scopes = super::join_scopes(&params.scopes);
+    let mut tx = state.db().begin_write().await?;
+    let granted = match odb::find_grant(&mut *tx, &who.user.id, &app.id).await? {
+        Some(g) => {
+            let mut all = super::split_scopes(&g.scopes);
+            all.extend(params.scopes.iter().cloned());
+            super::join_scopes(&super::split_scopes(&all.join(" ")))
+        }
+        None => scopes.clone(),
+    };
+    let grant_id = odb::upsert_grant(&mut tx, &who.user.id, &app.id, &granted, now).await?;
+    let amr = proof.amr().join(" ");
+    let acr = rule::acr_of(proof.strength());
+    odb::insert_code(
+        &mut tx,
+        &CodeRow {
+            code_hash: auth::token_hash(&code),
+            application_id: app.id.clone(),
+            grant_id,
+            user_id: who.user.id.clone(),
+            redirect_uri: params.redirect_uri.clone(),
+            scopes: scopes.clone(),
+            code_challenge: params.code_challenge.clone(),
+            nonce: params.nonce.clone(),
+            sid,
+            auth_time: proof.auth_time_ms,
+            amr: amr.clone(),
+            acr: acr.to_owned(),
+            created_at: now,
+            expires_at: now + super::CODE_LIFETIME_MS,
+            used_at: None,
+            family_id: None,
+        },
+    )
+    .await?;
+    db::insert_audit(
+        &mut tx,
+        &db::NewAudit {
+            at: now,
+            actor_user_id: Some(&who.user.id),
+            scope_key: &app.scope_key,
+            action: "oidc.authorized",
+            target: &format!("application:{}", app.id),
+            before: None,
+            after: Some(serde_json::json!({
+                "scopes": scopes, "acr": acr, "amr": amr,
+                "rule": { "second_factor": rule.second_factor.map(Strength::as_str), "max_age": rule.max_age_secs },
+            })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(code)
+}
+
+/// Records a refused authorization request (the reason is a protocol error code).
+async fn audit_refusal(state: &AppState, app: &ApplicationRow, user_id: Option<&str>, reason: &str) -> AppResult<()> {
+    let mut conn = state.db().pool.acquire().await?;
+    db::insert_audit(
+        &mut conn,
+        &db::NewAudit {
+            at: state.now(),
+            actor_user_id: user_id,
+            scope_key: &app.scope_key,
+            action: "oidc.authorization_refused",
+            target: &format!("application:{}", app.id),
+            before: None,
+            after: Some(serde_json::json!({ "reason": reason })),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Answers the browser at the authorization endpoint: the client (code or error), or
+/// the web app's sign-in with the parked request's handle.
+async fn respond_to_browser(
+    state: &AppState,
+    app: &ApplicationRow,
+    params: &Params,
+    outcome: Outcome,
+    reply: &Reply<'_>,
+) -> AppResult<Response> {
+    match outcome {
+        Outcome::Redirect(url) => Ok(see_other(&url)),
+        Outcome::Unmet(why) => {
+            audit_refusal(state, app, None, "unmet_authentication_requirements").await?;
+            Ok(see_other(&reply.error("unmet_authentication_requirements", &why)))
+        }
+        Outcome::Needs { step, .. } if params.prompt_none => {
+            let error = match step {
+                AuthorizationStep::SignIn => "login_required",
+                AuthorizationStep::Consent => "consent_required",
+                _ => "interaction_required",
+            };
+            audit_refusal(state, app, None, error).await?;
+            Ok(see_other(&reply.error(error, "the user must interact with Twofold first")))
+        }
+        Outcome::Needs { .. } => {
+            let handle = auth::new_token();
+            let now = state.now();
+            let mut conn = state.db().pool.acquire().await?;
+            odb::insert_request(
+                &mut conn,
+                &RequestRow {
+                    handle_hash: auth::token_hash(&handle),
+                    application_id: app.id.clone(),
+                    params: serde_json::to_string(params).map_err(anyhow::Error::from)?,
+                    created_at: now,
+                    expires_at: now + super::REQUEST_LIFETIME_MS,
+                    completed_at: None,
+                },
+            )
+            .await?;
+            Ok(see_other(&format!("{}/sign-in?request={handle}", state.config().public_base())))
+        }
+    }
+}
+
+/// A parked request by its handle, with its application and issuer.
+async fn parked(state: &AppState, handle: &str) -> AppResult<(RequestRow, ApplicationRow, Params, Issuer)> {
+    let gone = AppError::NotFound("authorization request");
+    let row = odb::find_request(&state.db().pool, &auth::token_hash(handle)).await?.ok_or(gone)?;
+    if row.completed_at.is_some() || row.expires_at <= state.now() {
+        return Err(AppError::NotFound("authorization request"));
+    }
+    let app = odb::get_application(&state.db().pool, &row.application_id)
+        .await?
+        .ok_or(AppError::NotFound("authorization request"))?;
+    let params: Params = serde_json::from_str(&row.params).map_err(anyhow::Error::from)?;
+    let issuer = Issuer::of_scope(state, &app.scope_key).await?;
+    Ok((row, app, params, issuer))
+}
+
+fn progress(
+    app: &ApplicationRow,
+    issuer: &Issuer,
+    params: &Params,
+    next: AuthorizationStep,
+    min_strength: Option<Strength>,
+    redirect_to: Option<String>,
+) -> AuthorizationProgress {
+    AuthorizationProgress {
+        next,
+        application: app.name.clone(),
+        tenant: issuer.tenant_name.clone(),
+        scopes: params.scopes.clone(),
+        login_hint: params.login_hint.clone(),
+        min_strength,
+        redirect_to,
+    }
+}
+
+/// What a parked authorization request needs next from this browser (nothing is
+/// issued).
+#[utoipa::path(get, path = "/api/oidc/requests/{handle}", tag = "oidc", security(()),
+    params(("handle" = String, Path, description = "The `request` parameter the web app's /sign-in received")),
+    responses((status = 200, body = AuthorizationProgress),
+        (status = 404, description = "Unknown, expired or completed request (`not_found`)", body = ErrorBody)))]
+pub async fn request_state(
+    State(state): State<AppState>,
+    MaybeSession(session): MaybeSession,
+    Path(handle): Path<String>,
+) -> AppResult<Json<AuthorizationProgress>> {
+    let (row, app, params, issuer) = parked(&state, &handle).await?;
+    let outcome = decide(&state, &issuer, &app, &params, session.as_ref(), row.created_at, None, false).await?;
+    Ok(Json(match outcome {
+        Outcome::Needs { step, min_strength } => progress(&app, &issuer, &params, step, min_strength, None),
+        Outcome::Redirect(_) | Outcome::Unmet(_) => {
+            progress(&app, &issuer, &params, AuthorizationStep::Redirect, None, None)
+        }
+    }))
+}
+
+/// Resumes a parked authorization request after a sign-in, step-up or consent: either
+/// what is still needed, or where the browser goes now (the application, with a code
+/// or an error). A request completes once.
+#[utoipa::path(post, path = "/api/oidc/requests/{handle}", tag = "oidc", security(()),
+    request_body = ResumeAuthorization,
+    params(("handle" = String, Path, description = "The `request` parameter the web app's /sign-in received")),
+    responses((status = 200, body = AuthorizationProgress),
+        (status = 404, description = "Unknown, expired or completed request (`not_found`)", body = ErrorBody)))]
+pub async fn resume(
+    State(state): State<AppState>,
+    MaybeSession(session): MaybeSession,
+    Path(handle): Path<String>,
+    Json(body): Json<ResumeAuthorization>,
+) -> AppResult<Json<AuthorizationProgress>> {
+    let (row, app, params, issuer) = parked(&state, &handle).await?;
+    let outcome = decide(&state, &issuer, &app, &params, session.as_ref(), row.created_at, body.consent, true).await?;
+    let reply = Reply { redirect_uri: &params.redirect_uri, state: params.state.as_deref(), iss: &issuer.url };
+    let url = match outcome {
+        Outcome::Needs { step, min_strength } => {
+            return Ok(Json(progress(&app, &issuer, &params, step, min_strength, None)));
+        }
+        Outcome::Unmet(why) => {
+            audit_refusal(&state, &app, None, "unmet_authentication_requirements").await?;
+            reply.error("unmet_authentication_requirements", &why)
+        }
+        Outcome::Redirect(url) => url,
+    };
+    let mut conn = state.db().pool.acquire().await?;
+    if !odb::complete_request(&mut conn, &row.handle_hash, state.now()).await? {
+        return Err(AppError::NotFound("authorization request"));
+    }
+    Ok(Json(progress(&app, &issuer, &params, AuthorizationStep::Redirect, None, Some(url))))
+}
+
+/// The PKCE check (RFC 7636, S256 only): BASE64URL(SHA256(verifier)) == challenge.
+pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let valid = (43..=128).contains(&verifier.len())
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    valid && subtle::ConstantTimeEq::ct_eq(computed.as_bytes(), challenge.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_follows_rfc_7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
+        assert!(!pkce_matches("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+    }
+}

@@ -1,0 +1,610 @@
+//! The token endpoint (authorization code and refresh token grants), userinfo and
+//! RP-initiated logout.
+//!
+//! Single use is enforced in the database: a code or a refresh token is spent by a
+//! conditional update, and whoever loses that race is treated as a replay. A replayed
+//! code revokes the token family its first use started; a reused refresh token revokes
+//! its family. Every grant and every refusal is audited.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::Validation;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use twofold_policy::wire::{ClientType, TokenAlg};
+
+use super::authorize::{client_of, pkce_matches, uris};
+use super::{Issuer, MaybeSession, OAuthError, OAuthResult};
+use crate::app::AppState;
+use crate::auth;
+use crate::db::oidc::{self as odb, ApplicationRow, FamilyRow, RefreshRow};
+use crate::db::{self, UserRow};
+use crate::error::AppResult;
+use crate::extract::ClientAddr;
+use crate::ratelimit::Class;
+
+/// The token endpoint's form, every parameter at most once.
+fn form_params(body: &[u8]) -> OAuthResult<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if out.insert(k.clone().into_owned(), v.into_owned()).is_some() {
+            return Err(OAuthError::bad("invalid_request", format!("parameter {k} is repeated")));
+        }
+    }
+    Ok(out)
+}
+
+/// Client authentication: `client_secret_basic`, `client_secret_post`, or `none` for a
+/// public client (which must then prove the code with PKCE).
+async fn authenticate_client(
+    state: &AppState,
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> OAuthResult<ApplicationRow> {
+    let basic =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")).map(
+            |b64| {
+                let decoded = STANDARD.decode(b64.trim()).ok().and_then(|d| String::from_utf8(d).ok());
+                // RFC 6749 section 2.3.1: both parts are form-urlencoded before joining.
+                decoded.and_then(|d| {
+                    let (id, secret) = d.split_once(':')?;
+                    let dec = |s: &str| {
+                        percent_encoding::percent_decode_str(&s.replace('+', " "))
+                            .decode_utf8()
+                            .ok()
+                            .map(|c| c.into_owned())
+                    };
+                    Some((dec(id)?, dec(secret)?))
+                })
+            },
+        );
+    let (client_id, secret, used_basic) = match basic {
+        Some(Some((id, secret))) => {
+            if form.contains_key("client_secret") {
+                return Err(OAuthError::bad("invalid_request", "use one client authentication method"));
+            }
+            if form.get("client_id").is_some_and(|f| *f != id) {
+                return Err(OAuthError::invalid_client(true));
+            }
+            (id, Some(secret), true)
+        }
+        Some(None) => return Err(OAuthError::invalid_client(true)),
+        None => {
+            let id = form.get("client_id").cloned().ok_or_else(|| OAuthError::invalid_client(false))?;
+            (id, form.get("client_secret").cloned(), false)
+        }
+    };
+    state.limits().by_account(Class::Token, &client_id, state.now())?;
+    let app = client_of(state, issuer, &client_id).await?;
+    let authenticated = match (&app, &secret) {
+        (Some(a), Some(secret)) if a.client_type == ClientType::Confidential.as_str() => {
+            a.secret_hash.as_deref().is_some_and(|stored| secret_matches(secret, stored))
+        }
+        (Some(a), None) => a.client_type == ClientType::Public.as_str(),
+        _ => false,
+    };
+    match app {
+        Some(a) if authenticated => Ok(a),
+        other => {
+            if let Some(a) = &other {
+                audit(state, a, None, "oidc.token_refused", json!({ "reason": "invalid_client" })).await?;
+            }
+            Err(OAuthError::invalid_client(used_basic))
+        }
+    }
+}
+
+/// Client secrets are 256 random bits, so a plain SHA-256 suffices (nothing to brute
+/// force), and unlike a keyed hash it survives a change of the secret key.
+pub fn secret_hash(secret: &str) -> String {
+    auth::token_hash(&format!("oidc-client-secret:{secret}"))
+}
+
+fn secret_matches(secret: &str, stored: &str) -> bool {
+    subtle::ConstantTimeEq::ct_eq(secret_hash(secret).as_bytes(), stored.as_bytes()).into()
+}
+
+async fn audit(
+    state: &AppState,
+    app: &ApplicationRow,
+    user_id: Option<&str>,
+    action: &str,
+    after: Value,
+) -> AppResult<()> {
+    let mut conn = state.db().pool.acquire().await?;
+    db::insert_audit(
+        &mut conn,
+        &db::NewAudit {
+            at: state.now(),
+            actor_user_id: user_id,
+            scope_key: &app.scope_key,
+            action,
+            target: &format!("application:{}", app.id),
+            before: None,
+            after: Some(after),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u32,
+    id_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    scope: String,
+}
+
+/// `POST {issuer}/oauth2/token`.
+pub async fn token(
+    State(state): State<AppState>,
+    issuer: Issuer,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> OAuthResult<Response> {
+    state.limits().by_address(Class::Token, addr, state.now())?;
+    let form = form_params(&body)?;
+    let app = authenticate_client(&state, &issuer, &headers, &form).await?;
+    let answer = match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => code_grant(&state, &issuer, &app, &form).await,
+        Some("refresh_token") => refresh_grant(&state, &issuer, &app, &form).await,
+        Some(_) => Err(OAuthError::bad("unsupported_grant_type", "authorization_code or refresh_token")),
+        None => Err(OAuthError::bad("invalid_request", "grant_type is missing")),
+    };
+    match answer {
+        Ok(tokens) => {
+            let mut resp = axum::Json(tokens).into_response();
+            resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            Ok(resp)
+        }
+        Err(e) => {
+            if e.status.is_client_error() {
+                audit(&state, &app, None, "oidc.token_refused", json!({ "reason": e.error, "detail": e.description }))
+                    .await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn code_grant(
+    state: &AppState,
+    issuer: &Issuer,
+    app: &ApplicationRow,
+    form: &HashMap<String, String>,
+) -> OAuthResult<TokenResponse> {
+    let now = state.now();
+    let code = form.get("code").ok_or_else(|| OAuthError::bad("invalid_request", "code is missing"))?;
+    let code_hash = auth::token_hash(code);
+    let row =
+        odb::find_code(&state.db().pool, &code_hash).await?.ok_or_else(|| OAuthError::invalid_grant("unknown code"))?;
+    // Bound to the client: another client presenting it learns nothing and spends nothing.
+    if row.application_id != app.id {
+        return Err(OAuthError::invalid_grant("the code was not issued to this client"));
+    }
+    if row.used_at.is_some() {
+        return Err(replayed_code(state, app, &row.user_id, row.family_id.as_deref()).await?);
+    }
+    if row.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the code has expired"));
+    }
+    if form.get("redirect_uri") != Some(&row.redirect_uri) {
+        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    match (&row.code_challenge, form.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
+        (Some(_), _) => return Err(OAuthError::invalid_grant("code_verifier does not match")),
+        // A verifier for a code issued without a challenge: the request was altered
+        // on the way (a PKCE downgrade); refused (RFC 9700 section 2.1.1).
+        (None, Some(_)) => return Err(OAuthError::invalid_grant("no code_challenge was sent for this code")),
+        (None, None) if app.client_type == ClientType::Public.as_str() => {
+            return Err(OAuthError::invalid_grant("public clients must use PKCE"));
+        }
+        (None, None) => {}
+    }
+    let user = same_scope_user(state, app, &row.user_id).await?;
+    let refresh_days = i64::from(state.config().oidc_refresh_token_days);
+    let family = FamilyRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        application_id: app.id.clone(),
+        grant_id: row.grant_id.clone(),
+        user_id: user.id.clone(),
+        scopes: row.scopes.clone(),
+        sid: row.sid.clone(),
+        auth_time: row.auth_time,
+        amr: row.amr.clone(),
+        acr: row.acr.clone(),
+        security_stamp: user.security_stamp.clone(),
+        created_at: now,
+        expires_at: now + refresh_days * 86_400_000,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    let mut tx = state.db().begin_write().await?;
+    if !odb::use_code(&mut tx, &code_hash, &family.id, now).await? {
+        drop(tx);
+        let again = odb::find_code(&state.db().pool, &code_hash).await?;
+        return Err(replayed_code(state, app, &row.user_id, again.and_then(|r| r.family_id).as_deref()).await?);
+    }
+    odb::insert_family(&mut tx, &family).await?;
+    let refresh = new_refresh(&mut tx, app, &family, now).await?;
+    db::insert_audit(
+        &mut tx,
+        &db::NewAudit {
+            at: now,
+            actor_user_id: Some(&user.id),
+            scope_key: &app.scope_key,
+            action: "oidc.token_issued",
+            target: &format!("application:{}", app.id),
+            before: None,
+            after: Some(json!({ "grant_type": "authorization_code", "family": family.id, "scopes": family.scopes })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(tokens(state, issuer, app, &user, &family, row.nonce.as_deref(), refresh).await?)
+}
+
+/// A code used a second time: whatever its first use issued is revoked, since one of
+/// the two users of the code is not the client.
+async fn replayed_code(
+    state: &AppState,
+    app: &ApplicationRow,
+    user_id: &str,
+    family_id: Option<&str>,
+) -> AppResult<OAuthError> {
+    if let Some(family) = family_id {
+        let mut conn = state.db().pool.acquire().await?;
+        odb::revoke_family(&mut conn, family, "code_replay", state.now()).await?;
+    }
+    audit(state, app, Some(user_id), "oidc.code_replayed", json!({ "family": family_id })).await?;
+    Ok(OAuthError::invalid_grant("the code was already used; the tokens it gave are revoked"))
+}
+
+/// The user of a grant, who must still exist and still belong to the application's
+/// scope: a client of one tenant never receives tokens about a user of another.
+async fn same_scope_user(state: &AppState, app: &ApplicationRow, user_id: &str) -> OAuthResult<UserRow> {
+    match db::get_user(&state.db().pool, user_id).await? {
+        Some(u) if u.scope_key == app.scope_key => Ok(u),
+        _ => Err(OAuthError::invalid_grant("the grant's user is not available to this client")),
+    }
+}
+
+/// A refresh token in `family` when the grant includes `offline_access`.
+async fn new_refresh(
+    conn: &mut sqlx::AnyConnection,
+    app: &ApplicationRow,
+    family: &FamilyRow,
+    now: i64,
+) -> AppResult<Option<String>> {
+    if !super::split_scopes(&family.scopes).iter().any(|s| s == "offline_access") {
+        return Ok(None);
+    }
+    let token = auth::new_token();
+    odb::insert_refresh(
+        conn,
+        &RefreshRow {
+            token_hash: auth::token_hash(&token),
+            family_id: family.id.clone(),
+            application_id: app.id.clone(),
+            created_at: now,
+            expires_at: family.expires_at,
+            used_at: None,
+        },
+    )
+    .await?;
+    Ok(Some(token))
+}
+
+async fn refresh_grant(
+    state: &AppState,
+    issuer: &Issuer,
+    app: &ApplicationRow,
+    form: &HashMap<String, String>,
+) -> OAuthResult<TokenResponse> {
+    let now = state.now();
+    let token =
+        form.get("refresh_token").ok_or_else(|| OAuthError::bad("invalid_request", "refresh_token is missing"))?;
+    let hash = auth::token_hash(token);
+    let row = odb::find_refresh(&state.db().pool, &hash)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
+    if row.application_id != app.id {
+        return Err(OAuthError::invalid_grant("the refresh token was not issued to this client"));
+    }
+    let family = odb::get_family(&state.db().pool, &row.family_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
+    if family.revoked_at.is_some() || family.expires_at <= now || row.expires_at <= now {
+        return Err(OAuthError::invalid_grant("the refresh token is no longer valid"));
+    }
+    if let Some(asked) = form.get("scope") {
+        let granted = super::split_scopes(&family.scopes);
+        if asked.split(' ').filter(|s| !s.is_empty()).any(|s| !granted.iter().any(|g| g == s)) {
+            return Err(OAuthError::bad("invalid_scope", "a refresh cannot widen the scopes"));
+        }
+    }
+    let user = same_scope_user(state, app, &family.user_id).await?;
+    if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
+        // The user's password or factors changed since: like their sessions, the
+        // tokens of earlier sign-ins end.
+        let mut conn = state.db().pool.acquire().await?;
+        odb::revoke_family(&mut conn, &family.id, "security_stamp", now).await?;
+        return Err(OAuthError::invalid_grant("the user's security profile changed; sign in again"));
+    }
+    let mut tx = state.db().begin_write().await?;
+    if row.used_at.is_some() || !odb::use_refresh(&mut tx, &hash, now).await? {
+        // Reuse of a rotated refresh token: it was copied. The whole family ends, the
+        // rightful holder's current token included; the user signs in again.
+        odb::revoke_family(&mut tx, &family.id, "refresh_reuse", now).await?;
+        db::insert_audit(
+            &mut tx,
+            &db::NewAudit {
+                at: now,
+                actor_user_id: Some(&user.id),
+                scope_key: &app.scope_key,
+                action: "oidc.refresh_reused",
+                target: &format!("application:{}", app.id),
+                before: None,
+                after: Some(json!({ "family": family.id })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(OAuthError::invalid_grant("the refresh token was already used; its family is revoked"));
+    }
+    let refresh = new_refresh(&mut tx, app, &family, now).await?;
+    db::insert_audit(
+        &mut tx,
+        &db::NewAudit {
+            at: now,
+            actor_user_id: Some(&user.id),
+            scope_key: &app.scope_key,
+            action: "oidc.token_issued",
+            target: &format!("application:{}", app.id),
+            before: None,
+            after: Some(json!({ "grant_type": "refresh_token", "family": family.id })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(tokens(state, issuer, app, &user, &family, None, refresh).await?)
+}
+
+/// The access token (a JWT, `typ` `at+jwt`, naming its family) and the ID token.
+async fn tokens(
+    state: &AppState,
+    issuer: &Issuer,
+    app: &ApplicationRow,
+    user: &UserRow,
+    family: &FamilyRow,
+    nonce: Option<&str>,
+    refresh_token: Option<String>,
+) -> AppResult<TokenResponse> {
+    let now_s = state.now() / 1000;
+    let lifetime = state.config().oidc_access_token_seconds;
+    let exp = now_s + i64::from(lifetime);
+    let alg = TokenAlg::parse(&app.token_alg).unwrap_or_default();
+    let signer = state.oidc_keys().signer(state, alg).await?;
+    let access = json!({
+        "iss": issuer.url, "sub": user.id, "aud": app.id, "client_id": app.id, "iat": now_s, "exp": exp,
+        "jti": uuid::Uuid::now_v7().to_string(), "scope": family.scopes, "fid": family.id, "sid": family.sid,
+    });
+    let access_token = signer.sign("at+jwt", &access)?;
+    // at_hash: the left half of the SHA-256 of the access token (both algorithms use
+    // SHA-256), base64url.
+    let digest = Sha256::digest(access_token.as_bytes());
+    let at_hash = URL_SAFE_NO_PAD.encode(&digest[..16]);
+    let mut id = Map::new();
+    id.insert("iss".into(), json!(issuer.url));
+    id.insert("sub".into(), json!(user.id));
+    id.insert("aud".into(), json!(app.id));
+    id.insert("azp".into(), json!(app.id));
+    id.insert("iat".into(), json!(now_s));
+    id.insert("exp".into(), json!(exp));
+    id.insert("auth_time".into(), json!(family.auth_time / 1000));
+    id.insert("acr".into(), json!(family.acr));
+    id.insert("amr".into(), json!(family.amr.split(' ').collect::<Vec<_>>()));
+    id.insert("sid".into(), json!(family.sid));
+    id.insert("at_hash".into(), json!(at_hash));
+    if let Some(n) = nonce {
+        id.insert("nonce".into(), json!(n));
+    }
+    profile_claims(&mut id, user, &family.scopes);
+    let id_token = signer.sign("JWT", &Value::Object(id))?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        id_token,
+        refresh_token,
+        scope: family.scopes.clone(),
+    })
+}
+
+/// The claims the granted scopes allow.
+fn profile_claims(out: &mut Map<String, Value>, user: &UserRow, scopes: &str) {
+    let scopes = super::split_scopes(scopes);
+    let has = |s: &str| scopes.iter().any(|x| x == s);
+    if has("profile") {
+        out.insert("preferred_username".into(), json!(user.username));
+    }
+    if has("email")
+        && let Some(email) = &user.email
+    {
+        out.insert("email".into(), json!(email));
+        out.insert("email_verified".into(), json!(user.email_confirmed != 0));
+    }
+    if has("phone")
+        && let Some(phone) = &user.phone
+    {
+        out.insert("phone_number".into(), json!(phone));
+        out.insert("phone_number_verified".into(), json!(user.phone_confirmed != 0));
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AccessClaims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: i64,
+    fid: String,
+}
+
+fn bearer_error(description: &str) -> OAuthError {
+    let mut e = OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_token", description);
+    e.challenge = Some(format!("Bearer error=\"invalid_token\", error_description=\"{description}\""));
+    e
+}
+
+/// Verifies a token we signed: by its `kid`, with its algorithm, its `typ`.
+async fn verify<T: serde::de::DeserializeOwned>(state: &AppState, token: &str, typ: &str) -> OAuthResult<T> {
+    let invalid = || bearer_error("the token is not valid");
+    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+    if header.typ.as_deref() != Some(typ) {
+        return Err(invalid());
+    }
+    let kid = header.kid.ok_or_else(invalid)?;
+    let (alg, key) = state.oidc_keys().verifier(state, &kid).await?.ok_or_else(invalid)?;
+    if alg != header.alg {
+        return Err(invalid());
+    }
+    let mut validation = Validation::new(alg);
+    // Time comes from the app's clock (tests move it), checked by the caller.
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    jsonwebtoken::decode::<T>(token, &key, &validation).map(|d| d.claims).map_err(|_| invalid())
+}
+
+/// `GET|POST {issuer}/oauth2/userinfo` with a Bearer access token.
+pub async fn userinfo(State(state): State<AppState>, issuer: Issuer, headers: HeaderMap) -> OAuthResult<Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            let mut e = OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_request", "a Bearer token is required");
+            e.challenge = Some("Bearer".to_owned());
+            e
+        })?;
+    let claims: AccessClaims = verify(&state, token.trim(), "at+jwt").await?;
+    let now = state.now();
+    if claims.iss != issuer.url || claims.exp * 1000 <= now {
+        return Err(bearer_error("the token is expired or for another issuer"));
+    }
+    let family = odb::get_family(&state.db().pool, &claims.fid).await?;
+    let Some(family) = family.filter(|f| f.revoked_at.is_none() && f.expires_at > now && f.user_id == claims.sub)
+    else {
+        return Err(bearer_error("the token was revoked"));
+    };
+    let app = odb::get_application(&state.db().pool, &claims.aud).await?;
+    let Some(app) = app.filter(|a| a.scope_key == issuer.scope_key && a.id == family.application_id) else {
+        return Err(bearer_error("the token was revoked"));
+    };
+    let user =
+        same_scope_user(&state, &app, &family.user_id).await.map_err(|_| bearer_error("the token was revoked"))?;
+    if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
+        return Err(bearer_error("the token was revoked"));
+    }
+    let mut out = Map::new();
+    out.insert("sub".into(), json!(user.id));
+    profile_claims(&mut out, &user, &family.scopes);
+    Ok(axum::Json(Value::Object(out)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct IdHint {
+    iss: String,
+    aud: String,
+    sid: Option<String>,
+}
+
+/// `GET {issuer}/oauth2/logout`: RP-initiated logout. The session ends (by the cookie
+/// when the browser sends it, else by the `sid` of a valid `id_token_hint`); the
+/// browser returns only to an exactly registered `post_logout_redirect_uri`.
+pub async fn end_session(
+    State(state): State<AppState>,
+    issuer: Issuer,
+    MaybeSession(session): MaybeSession,
+    jar: CookieJar,
+    query: axum::extract::RawQuery,
+) -> OAuthResult<Response> {
+    let params: HashMap<String, String> =
+        url::form_urlencoded::parse(query.0.as_deref().unwrap_or("").as_bytes()).into_owned().collect();
+    let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
+    let hint: Option<IdHint> = match get("id_token_hint") {
+        Some(t) => {
+            let h: IdHint = verify(&state, &t, "JWT")
+                .await
+                .map_err(|_| OAuthError::bad("invalid_request", "id_token_hint is not an ID token of this issuer"))?;
+            if h.iss != issuer.url {
+                return Err(OAuthError::bad("invalid_request", "id_token_hint is not an ID token of this issuer"));
+            }
+            Some(h)
+        }
+        None => None,
+    };
+    let client_id = match (hint.as_ref().map(|h| h.aud.clone()), get("client_id")) {
+        (Some(a), Some(c)) if a != c => {
+            return Err(OAuthError::bad("invalid_request", "client_id and id_token_hint disagree"));
+        }
+        (a, c) => a.or(c),
+    };
+    let app = match &client_id {
+        Some(id) => Some(
+            client_of(&state, &issuer, id)
+                .await?
+                .ok_or_else(|| OAuthError::bad("invalid_request", "unknown client"))?,
+        ),
+        None => None,
+    };
+    let target = match (get("post_logout_redirect_uri"), &app) {
+        (Some(uri), Some(a)) if uris(&a.post_logout_redirect_uris).contains(&uri) => Some(uri),
+        (Some(_), _) => {
+            return Err(OAuthError::bad(
+                "invalid_request",
+                "post_logout_redirect_uri is not registered for this client",
+            ));
+        }
+        (None, _) => None,
+    };
+    let mut ended = false;
+    if let Some(who) = session.filter(|w| w.user.scope_key == issuer.scope_key) {
+        db::delete_session(&state.db().pool, &who.token_hash).await?;
+        ended = true;
+    } else if let Some(sid) = hint.as_ref().and_then(|h| h.sid.as_deref()) {
+        ended = db::delete_session_by_sid(&state.db().pool, sid).await?;
+    }
+    if let Some(a) = &app {
+        audit(&state, a, None, "oidc.logout", json!({ "session_ended": ended })).await?;
+    }
+    let jar = jar.remove(crate::routes::auth::session_cookie(&state, String::new()));
+    let resp = match target {
+        Some(uri) => {
+            let mut url = url::Url::parse(&uri).map_err(|_| OAuthError::bad("invalid_request", "bad URI"))?;
+            if let Some(s) = get("state") {
+                url.query_pairs_mut().append_pair("state", &s);
+            }
+            let location =
+                HeaderValue::from_str(url.as_str()).map_err(|_| OAuthError::bad("invalid_request", "bad URI"))?;
+            (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+        }
+        None => axum::Json(json!({ "status": "signed_out" })).into_response(),
+    };
+    Ok((jar, resp).into_response())
+}

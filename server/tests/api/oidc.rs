@@ -1,0 +1,902 @@
+//! The OpenID Connect provider, driven by a real relying party (the `openidconnect`
+//! crate): discovery, the code flow with PKCE, ID tokens verified through the JWKS
+//! (nonce, at_hash), refresh with rotation and reuse detection, userinfo, logout; and
+//! the attacks a provider must refuse, each written as the attacker would try it.
+//!
+//! The browser is a reqwest client that keeps cookies and does not follow redirects,
+//! so each hop (the client's redirect URI, the web app's `/sign-in?request=`) is seen.
+
+use openidconnect::core::{
+    CoreClient, CoreIdTokenVerifier, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreResponseType,
+    CoreUserInfoClaims,
+};
+use openidconnect::{
+    AccessTokenHash, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, Scope, TokenResponse,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp};
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const LOGOUT_RETURN: &str = "http://127.0.0.1:9/signed-out";
+
+type Rp = openidconnect::Client<
+    openidconnect::EmptyAdditionalClaims,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreGenderClaim,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreAuthPrompt,
+    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    openidconnect::core::CoreTokenResponse,
+    openidconnect::core::CoreTokenIntrospectionResponse,
+    openidconnect::core::CoreRevocableToken,
+    openidconnect::core::CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// A browser: cookies kept, redirects shown rather than followed.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("reqwest client");
+        Browser { http, base: format!("http://{}", app.running.addr) }
+    }
+
+    /// Follows a URL and returns where it sends the browser.
+    async fn location(&self, url: &str) -> String {
+        let resp = self.http.get(url).send().await.expect("request");
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{url}: {}", resp.text().await.unwrap_or_default());
+        resp.headers()["location"].to_str().expect("ASCII").to_owned()
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("X-Requested-With", "test")
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn sign_in(&self, tenant: Option<&str>, username: &str) {
+        let mut body = json!({ "username": username, "password": PASSWORD });
+        if let Some(t) = tenant {
+            body["tenant"] = json!(t);
+        }
+        let (status, body) = self.post("/api/auth/sign-in", &body).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "signed_in", "{body}");
+    }
+
+    /// The web app's part: resume a parked request after signing in.
+    async fn resume(&self, handle: &str) -> Value {
+        let (status, body) = self.post(&format!("/api/oidc/requests/{handle}"), &json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    reqwest::Url::parse(url).expect("a URL").query_pairs().into_owned().collect()
+}
+
+/// A tenant with a user and an application of that tenant (confidential unless
+/// `public`), registered through the admin API.
+struct Setup {
+    app: TestApp,
+    tenant: String,
+    client_id: String,
+    client_secret: Option<String>,
+    issuer: String,
+}
+
+async fn setup(public: bool, extra: Value) -> Setup {
+    let app = TestApp::spawn_as_admin().await;
+    let t = app.create_tenant("acme").await;
+    app.create_tenant_user(&t.id, "alice", PASSWORD).await;
+    let mut input = json!({
+        "name": "Wiki",
+        "client_type": if public { "public" } else { "confidential" },
+        "redirect_uris": [REDIRECT],
+        "post_logout_redirect_uris": [LOGOUT_RETURN],
+        "allowed_scopes": ["openid", "profile", "email", "offline_access"],
+        "first_party": true,
+    });
+    for (k, v) in extra.as_object().expect("an object") {
+        input[k] = v.clone();
+    }
+    let created = app.post_json(&format!("/api/tenants/{}/applications", t.id), &input).await;
+    let created = created.assert_status(StatusCode::CREATED).json();
+    let issuer = created["application"]["issuer"].as_str().expect("issuer").to_owned();
+    assert_eq!(issuer, format!("http://{}/t/acme", app.running.addr));
+    Setup {
+        client_id: created["application"]["client_id"].as_str().expect("client_id").to_owned(),
+        client_secret: created["client_secret"].as_str().map(str::to_owned),
+        tenant: t.id,
+        issuer,
+        app,
+    }
+}
+
+fn rp_http() -> openidconnect::reqwest::Client {
+    openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .expect("reqwest client")
+}
+
+async fn relying_party(s: &Setup) -> (Rp, CoreProviderMetadata) {
+    let issuer = IssuerUrl::new(s.issuer.clone()).expect("issuer URL");
+    let metadata = CoreProviderMetadata::discover_async(issuer, &rp_http()).await.expect("discovery");
+    let client = CoreClient::from_provider_metadata(
+        metadata.clone(),
+        ClientId::new(s.client_id.clone()),
+        s.client_secret.clone().map(ClientSecret::new),
+    )
+    .set_redirect_uri(RedirectUrl::new(REDIRECT.to_owned()).expect("redirect URL"));
+    (client, metadata)
+}
+
+/// Starts the code flow with PKCE and a nonce; returns the authorization URL and what
+/// the RP keeps.
+fn start(rp: &Rp, scopes: &[&str]) -> (String, CsrfToken, Nonce, PkceCodeVerifier) {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut req = rp.authorize_url(
+        AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+        CsrfToken::new_random,
+        Nonce::new_random,
+    );
+    for s in scopes {
+        req = req.add_scope(Scope::new((*s).to_owned()));
+    }
+    let (url, csrf, nonce) = req.set_pkce_challenge(challenge).url();
+    (url.to_string(), csrf, nonce, verifier)
+}
+
+/// The browser goes through the authorization endpoint (signing in through the web
+/// app's hook when asked) and comes back to the RP with a code.
+async fn code_via_browser(s: &Setup, browser: &Browser, auth_url: &str, csrf: &CsrfToken) -> String {
+    let mut location = browser.location(auth_url).await;
+    let signin = format!("http://{}/sign-in?request=", s.app.running.addr);
+    if let Some(handle) = location.strip_prefix(&signin).map(str::to_owned) {
+        let state = browser.http.get(format!("{}/api/oidc/requests/{handle}", browser.base)).send().await.unwrap();
+        let state: Value = state.json().await.unwrap();
+        assert_eq!(state["next"], "sign_in", "{state}");
+        assert_eq!(state["tenant"], "acme", "the tenant issuer names its tenant: {state}");
+        browser.sign_in(Some("acme"), "alice").await;
+        let resumed = browser.resume(&handle).await;
+        assert_eq!(resumed["next"], "redirect", "{resumed}");
+        location = resumed["redirect_to"].as_str().expect("redirect_to").to_owned();
+    }
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let q = query_of(&location);
+    assert_eq!(q.get("state"), Some(csrf.secret()), "{location}");
+    // RFC 9207: the response names its issuer.
+    assert_eq!(q.get("iss"), Some(&s.issuer), "{location}");
+    q.get("code").unwrap_or_else(|| panic!("no code in {location}")).clone()
+}
+
+async fn raw_token(s: &Setup, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let resp = rp_http().post(format!("{}/oauth2/token", s.issuer)).form(form).send().await.expect("token request");
+    let status = resp.status();
+    (status, resp.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn a_relying_party_signs_in_refreshes_reads_userinfo_and_logs_out() {
+    let s = setup(false, json!({})).await;
+    let (rp, metadata) = relying_party(&s).await;
+    assert_eq!(metadata.issuer().as_str(), s.issuer);
+    let browser = Browser::new(&s.app);
+    let (url, csrf, nonce, verifier) = start(&rp, &["profile", "offline_access"]);
+    let code = code_via_browser(&s, &browser, &url, &csrf).await;
+
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&rp_http())
+        .await
+        .expect("code exchange");
+    let id_token = tokens.id_token().expect("an ID token");
+    let id_verifier: CoreIdTokenVerifier<'_> = rp.id_token_verifier();
+    let claims = id_token.claims(&id_verifier, &nonce).expect("ID token verified through the JWKS, with its nonce");
+    let expected_hash = claims.access_token_hash().expect("at_hash");
+    let actual = AccessTokenHash::from_token(
+        tokens.access_token(),
+        id_token.signing_alg().expect("alg"),
+        id_token.signing_key(&id_verifier).expect("key"),
+    )
+    .expect("hash");
+    assert_eq!(&actual, expected_hash);
+    assert_eq!(*id_token.signing_alg().unwrap(), CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256);
+    assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
+    let amr: Vec<String> = claims.auth_method_refs().unwrap().iter().map(|a| a.as_str().to_owned()).collect();
+    assert_eq!(amr, ["pwd"]);
+    assert_eq!(claims.auth_context_ref().unwrap().as_str(), "urn:twofold:acr:pwd");
+    assert!(claims.auth_time().is_some());
+    let sub = claims.subject().as_str().to_owned();
+
+    // userinfo with the access token.
+    let info: CoreUserInfoClaims = rp
+        .user_info(tokens.access_token().to_owned(), None)
+        .expect("userinfo endpoint")
+        .request_async(&rp_http())
+        .await
+        .expect("userinfo");
+    assert_eq!(info.subject().as_str(), sub);
+
+    // Refresh with rotation: a new refresh token each time, the old one dead.
+    let first_refresh = tokens.refresh_token().expect("offline_access gives a refresh token").clone();
+    let refreshed = rp
+        .exchange_refresh_token(&first_refresh)
+        .expect("token endpoint")
+        .request_async(&rp_http())
+        .await
+        .expect("refresh");
+    let second_refresh = refreshed.refresh_token().expect("a rotated refresh token").clone();
+    assert_ne!(second_refresh.secret(), first_refresh.secret());
+    let refreshed_id = refreshed.id_token().expect("an ID token on refresh");
+    let again = refreshed_id.claims(&id_verifier, |_: Option<&Nonce>| Ok(())).expect("refreshed ID token verifies");
+    assert_eq!(again.subject().as_str(), sub);
+    let third = rp.exchange_refresh_token(&second_refresh).unwrap().request_async(&rp_http()).await.expect("refresh 2");
+
+    // RP-initiated logout with the ID token as hint returns exactly where registered.
+    let end = metadata_end_session(&s).await;
+    let logout =
+        format!("{end}?id_token_hint={}&post_logout_redirect_uri={}&state=bye", id_token, urlencode(LOGOUT_RETURN));
+    let back = browser.location(&logout).await;
+    assert_eq!(back, format!("{LOGOUT_RETURN}?state=bye"));
+    let me = browser.http.get(format!("{}/api/auth/me", browser.base)).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "the Twofold session ended");
+    // Tokens already issued stay valid until they expire or the grant is revoked.
+    let _ = third;
+}
+
+/// Whether userinfo accepts the access token.
+async fn userinfo_ok(rp: &Rp, token: openidconnect::AccessToken) -> bool {
+    let answer: Result<CoreUserInfoClaims, _> = rp.user_info(token, None).unwrap().request_async(&rp_http()).await;
+    answer.is_ok()
+}
+
+async fn metadata_end_session(s: &Setup) -> String {
+    let doc: Value = rp_http()
+        .get(format!("{}/.well-known/openid-configuration", s.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    doc["end_session_endpoint"].as_str().expect("end_session_endpoint").to_owned()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Signs in and exchanges a code; returns the token answer as JSON.
+async fn signed_in_tokens(s: &Setup, rp: &Rp, scopes: &[&str]) -> Value {
+    let browser = Browser::new(&s.app);
+    let (url, csrf, _nonce, verifier) = start(rp, scopes);
+    let code = code_via_browser(s, &browser, &url, &csrf).await;
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.secret().as_str()),
+        ("client_id", s.client_id.as_str()),
+    ];
+    if let Some(secret) = &s.client_secret {
+        form.push(("client_secret", secret.as_str()));
+    }
+    let (status, body) = raw_token(s, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_its_whole_family() {
+    let s = setup(false, json!({})).await;
+    let (rp, _) = relying_party(&s).await;
+    let tokens = signed_in_tokens(&s, &rp, &["offline_access"]).await;
+    let r1 = RefreshToken::new(tokens["refresh_token"].as_str().unwrap().to_owned());
+    let next = rp.exchange_refresh_token(&r1).unwrap().request_async(&rp_http()).await.expect("first refresh");
+    let r2 = next.refresh_token().unwrap().clone();
+    // An attacker replays the first refresh token: refused, and the family dies...
+    let replay = rp.exchange_refresh_token(&r1).unwrap().request_async(&rp_http()).await;
+    assert!(replay.is_err(), "a used refresh token must not work twice");
+    // ... so the rightful holder's current token fails too, and so does the access token.
+    let rightful = rp.exchange_refresh_token(&r2).unwrap().request_async(&rp_http()).await;
+    assert!(rightful.is_err(), "reuse revokes the family");
+    assert!(!userinfo_ok(&rp, next.access_token().to_owned()).await, "the family's access tokens stop working");
+    let audit = s.app.audit("").await;
+    assert!(audit.iter().any(|e| e["action"] == "oidc.refresh_reused"), "audited");
+}
+
+#[tokio::test]
+async fn a_public_client_must_use_pkce_and_plain_is_refused() {
+    let s = setup(true, json!({})).await;
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "alice").await;
+    let base = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}&state=s1",
+        s.issuer,
+        s.client_id,
+        urlencode(REDIRECT)
+    );
+    // No PKCE from a public client: an error at the client's redirect URI.
+    let q = query_of(&browser.location(&base).await);
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(q["state"], "s1");
+    assert_eq!(q["iss"], s.issuer);
+    // The plain method (or none, which means plain) is a downgrade: refused.
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    for method in ["&code_challenge_method=plain", ""] {
+        let q = query_of(&browser.location(&format!("{base}&code_challenge={challenge}{method}")).await);
+        assert_eq!(q["error"], "invalid_request", "{method}");
+    }
+    // S256 works, and the code then needs the verifier.
+    let q = query_of(&browser.location(&format!("{base}&code_challenge={challenge}&code_challenge_method=S256")).await);
+    let code = q["code"].clone();
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", s.client_id.as_str()),
+    ];
+    let (status, body) = raw_token(&s, &form).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "no verifier");
+    form.push(("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
+    // The failed attempt did not spend the code... but it was a code with a challenge,
+    // so only the right verifier redeems it.
+    let (status, body) = raw_token(&s, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_verifier_for_a_code_issued_without_a_challenge_is_a_downgrade() {
+    let s = setup(false, json!({})).await;
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "alice").await;
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}",
+        s.issuer,
+        s.client_id,
+        urlencode(REDIRECT)
+    );
+    let code = query_of(&browser.location(&url).await)["code"].clone();
+    let secret = s.client_secret.clone().unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", s.client_id.as_str()),
+        ("client_secret", secret.as_str()),
+        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+    ];
+    let (status, body) = raw_token(&s, &form).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+}
+
+#[tokio::test]
+async fn an_unregistered_redirect_uri_is_never_redirected_to() {
+    let s = setup(false, json!({})).await;
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "alice").await;
+    for evil in [
+        "https://evil.example/cb",
+        "http://127.0.0.1:9/callback/",
+        "http://127.0.0.1:9/callback?x=1",
+        "http://127.0.0.1:9/CALLBACK",
+    ] {
+        let url = format!(
+            "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}&state=x",
+            s.issuer,
+            s.client_id,
+            urlencode(evil)
+        );
+        let resp = browser.http.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{evil}");
+        assert!(resp.headers().get("location").is_none(), "{evil}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{evil}");
+    }
+    // An unknown client is not redirected either.
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id=00000000-0000-7000-8000-000000000000&redirect_uri={}",
+        s.issuer,
+        urlencode(REDIRECT)
+    );
+    let resp = browser.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn a_code_works_once_and_its_replay_revokes_what_it_gave() {
+    let s = setup(false, json!({})).await;
+    let (rp, _) = relying_party(&s).await;
+    let browser = Browser::new(&s.app);
+    let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
+    let code = code_via_browser(&s, &browser, &url, &csrf).await;
+    let secret = s.client_secret.clone().unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", s.client_id.as_str()),
+        ("client_secret", secret.as_str()),
+        ("code_verifier", verifier.secret().as_str()),
+    ];
+    let (status, first) = raw_token(&s, &form).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, second) = raw_token(&s, &form).await;
+    assert_eq!((status, second["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    // What the first exchange issued is revoked: its refresh token and access token.
+    let refresh = RefreshToken::new(first["refresh_token"].as_str().unwrap().to_owned());
+    assert!(rp.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http()).await.is_err());
+    let access = openidconnect::AccessToken::new(first["access_token"].as_str().unwrap().to_owned());
+    assert!(!userinfo_ok(&rp, access).await);
+    assert!(s.app.audit("").await.iter().any(|e| e["action"] == "oidc.code_replayed"));
+}
+
+#[tokio::test]
+async fn codes_and_refresh_tokens_are_bound_to_their_client() {
+    let s = setup(false, json!({})).await;
+    // A second application of the same tenant.
+    let other = s
+        .app
+        .post_json(
+            &format!("/api/tenants/{}/applications", s.tenant),
+            &json!({
+                "name": "Other", "client_type": "confidential", "redirect_uris": [REDIRECT],
+                "allowed_scopes": ["openid", "offline_access"], "first_party": true,
+            }),
+        )
+        .await
+        .assert_status(StatusCode::CREATED)
+        .json();
+    let other_id = other["application"]["client_id"].as_str().unwrap().to_owned();
+    let other_secret = other["client_secret"].as_str().unwrap().to_owned();
+    let (rp, _) = relying_party(&s).await;
+    let browser = Browser::new(&s.app);
+    let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
+    let code = code_via_browser(&s, &browser, &url, &csrf).await;
+    // The other client presents the code: refused, and the code is not spent.
+    let stolen = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", other_id.as_str()),
+        ("client_secret", other_secret.as_str()),
+        ("code_verifier", verifier.secret().as_str()),
+    ];
+    let (status, body) = raw_token(&s, &stolen).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&rp_http())
+        .await
+        .expect("the rightful client still redeems it");
+    // The other client presents the refresh token: refused.
+    let refresh = tokens.refresh_token().unwrap().secret().clone();
+    let (status, body) = raw_token(
+        &s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", other_id.as_str()),
+            ("client_secret", other_secret.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    // A wrong secret is invalid_client.
+    let (status, body) = raw_token(
+        &s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", s.client_id.as_str()),
+            ("client_secret", "wrong"),
+        ],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+    // And the refresh token still works for its own client.
+    rp.exchange_refresh_token(&RefreshToken::new(refresh))
+        .unwrap()
+        .request_async(&rp_http())
+        .await
+        .expect("own client");
+}
+
+#[tokio::test]
+async fn a_client_of_tenant_a_never_gets_a_user_of_tenant_b() {
+    let s = setup(false, json!({})).await;
+    let b = s.app.create_tenant("globex").await;
+    s.app.create_tenant_user(&b.id, "bob", PASSWORD).await;
+    let (rp, _) = relying_party(&s).await;
+    // Bob is signed in (to tenant B) in this browser; acme's client asks.
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("globex"), "bob").await;
+    let (url, _csrf, _nonce, _verifier) = start(&rp, &[]);
+    let location = browser.location(&url).await;
+    let handle =
+        location.split("request=").nth(1).unwrap_or_else(|| panic!("sent to sign in, not {location}")).to_owned();
+    // Resuming with Bob's session still asks for a sign-in to acme: no code for Bob.
+    let resumed = browser.resume(&handle).await;
+    assert_eq!(resumed["next"], "sign_in", "{resumed}");
+    assert_eq!(resumed["tenant"], "acme");
+    // Acme's client is unknown at tenant B's issuer.
+    let b_issuer = s.issuer.replace("/t/acme", "/t/globex");
+    let url = url.replace(&s.issuer, &b_issuer);
+    let resp = browser.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.headers().get("location").is_none());
+    // ... and at tenant B's token endpoint.
+    let secret = s.client_secret.clone().unwrap();
+    let resp = rp_http()
+        .post(format!("{b_issuer}/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("client_id", s.client_id.as_str()),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn prompt_none_without_a_session_returns_login_required() {
+    let s = setup(false, json!({})).await;
+    let browser = Browser::new(&s.app);
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}&state=quiet&prompt=none",
+        s.issuer,
+        s.client_id,
+        urlencode(REDIRECT)
+    );
+    let q = query_of(&browser.location(&url).await);
+    assert_eq!(q["error"], "login_required");
+    assert_eq!(q["state"], "quiet");
+    assert_eq!(q["iss"], s.issuer);
+    // With a session, prompt=none answers with a code at once.
+    browser.sign_in(Some("acme"), "alice").await;
+    let q = query_of(&browser.location(&url).await);
+    assert!(q.contains_key("code"), "{q:?}");
+}
+
+#[tokio::test]
+async fn an_application_demanding_two_factor_where_it_is_disabled_is_unmet() {
+    let s = setup(false, json!({ "require_two_factor": true })).await;
+    s.app.set_feature(&s.tenant, "disabled").await;
+    let browser = Browser::new(&s.app);
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}&state=u",
+        s.issuer,
+        s.client_id,
+        urlencode(REDIRECT)
+    );
+    let q = query_of(&browser.location(&url).await);
+    assert_eq!(q["error"], "unmet_authentication_requirements");
+}
+
+#[tokio::test]
+async fn applications_are_managed_per_scope_and_audited() {
+    let s = setup(false, json!({})).await;
+    // Acme's tenant admin sees acme's applications, not the host's or another tenant's.
+    let (other, _, other_admin) = s.app.tenant_with_admin("globex", "gadmin").await;
+    let listed = other_admin.get(&format!("/api/tenants/{}/applications", s.tenant)).await;
+    assert_eq!(listed.status, StatusCode::FORBIDDEN);
+    let one = other_admin.get(&format!("/api/applications/{}", s.client_id)).await;
+    one.assert_error(StatusCode::NOT_FOUND, "not_found");
+    let own =
+        other_admin.get(&format!("/api/tenants/{}/applications", other.id)).await.assert_status(StatusCode::OK).json();
+    assert_eq!(own["items"], json!([]));
+    // Validation speaks the API's error shape.
+    let bad = s.app.post_json("/api/host/applications", &json!({
+        "name": "X", "client_type": "public", "redirect_uris": ["http://example.com/cb"], "allowed_scopes": ["openid"],
+    })).await;
+    bad.assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+    // Rotating the secret shows the new one once; the old one stops working.
+    let rotated = s
+        .app
+        .post_json(&format!("/api/applications/{}/secret", s.client_id), &json!({}))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_ne!(rotated["client_secret"].as_str(), s.client_secret.as_deref());
+    let audit = s.app.audit("").await;
+    assert!(audit.iter().any(|e| e["action"] == "application.created"));
+    assert!(audit.iter().any(|e| e["action"] == "application.secret_rotated"));
+    // The OpenAPI document lists the new operations.
+    let doc = s.app.get("/api/openapi.json").await.json();
+    assert!(doc["paths"]["/api/tenants/{tenant_id}/applications"]["post"].is_object());
+    assert!(doc["paths"]["/api/oidc/requests/{handle}"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn consent_is_asked_once_and_a_revoked_grant_kills_its_tokens() {
+    let s = setup(false, json!({ "first_party": false })).await;
+    let (rp, _) = relying_party(&s).await;
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "alice").await;
+    let (url, _csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
+    let location = browser.location(&url).await;
+    let handle = location.split("request=").nth(1).expect("consent goes through the web app").to_owned();
+    let asked = browser.resume(&handle).await;
+    assert_eq!(asked["next"], "consent", "{asked}");
+    let (_, granted) = browser.post(&format!("/api/oidc/requests/{handle}"), &json!({ "consent": true })).await;
+    let code = query_of(granted["redirect_to"].as_str().unwrap())["code"].clone();
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&rp_http())
+        .await
+        .expect("exchange");
+    // Remembered: the next request needs no consent.
+    let (url, _csrf, _n, _v) = start(&rp, &["offline_access"]);
+    assert!(browser.location(&url).await.starts_with(REDIRECT));
+    // The account page lists the grant and revokes it: its refresh token dies.
+    let list: Value = browser
+        .http
+        .get(format!("{}/api/account/applications", browser.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grant = list["items"][0]["id"].as_str().expect("a grant").to_owned();
+    assert_eq!(list["items"][0]["application"], "Wiki");
+    let resp = browser
+        .http
+        .delete(format!("{}/api/account/applications/{grant}", browser.base))
+        .header("X-Requested-With", "test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let refresh = tokens.refresh_token().unwrap().clone();
+    assert!(rp.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http()).await.is_err());
+    // Refusing consent sends the client access_denied.
+    let (url, _csrf, _n, _v) = start(&rp, &[]);
+    let handle = browser.location(&url).await.split("request=").nth(1).unwrap().to_owned();
+    let (_, refused) = browser.post(&format!("/api/oidc/requests/{handle}"), &json!({ "consent": false })).await;
+    assert_eq!(query_of(refused["redirect_to"].as_str().unwrap())["error"], "access_denied");
+}
+
+#[tokio::test]
+async fn es256_applications_get_es256_tokens_a_relying_party_verifies() {
+    let s = setup(false, json!({ "token_alg": "ES256" })).await;
+    let (rp, _) = relying_party(&s).await;
+    let browser = Browser::new(&s.app);
+    let (url, csrf, nonce, verifier) = start(&rp, &[]);
+    let code = code_via_browser(&s, &browser, &url, &csrf).await;
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&rp_http())
+        .await
+        .expect("exchange");
+    let id_token = tokens.id_token().expect("ID token");
+    let id_verifier = rp.id_token_verifier().set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    id_token.claims(&id_verifier, &nonce).expect("an ES256 ID token verified through the JWKS");
+    assert_eq!(*id_token.signing_alg().unwrap(), CoreJwsSigningAlgorithm::EcdsaP256Sha256);
+    // The access token is no ID token: userinfo takes it, and refuses the ID token.
+    assert!(userinfo_ok(&rp, tokens.access_token().clone()).await);
+    assert!(!userinfo_ok(&rp, openidconnect::AccessToken::new(id_token.to_string())).await);
+}
+
+/// The claims of a JWT, read without checking it (the other tests verify signatures
+/// with the relying party; this one runs on a manual clock the RP does not share).
+fn claims_of(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+        .expect("JSON claims")
+}
+
+#[tokio::test]
+async fn an_old_second_factor_steps_up_without_a_password() {
+    use crate::flows::{advance_seconds, next_totp};
+    let app = TestApp::spawn_with(crate::helpers::Options { manual_clock: true, ..Default::default() }).await;
+    app.sign_in_admin().await;
+    let t = app.create_tenant("acme").await;
+    app.create_tenant_user(&t.id, "alice", PASSWORD).await;
+    // The README's example: 2FA of at least an authenticator app, at most an hour old.
+    let created = app
+        .post_json(
+            &format!("/api/tenants/{}/applications", t.id),
+            &json!({"name":"Wiki","client_type":"confidential","redirect_uris":[REDIRECT],
+                "post_logout_redirect_uris":[LOGOUT_RETURN],
+                "allowed_scopes":["openid","profile","email","offline_access"],
+                "first_party":true,"require_two_factor":true,"min_strength":"app","max_age_seconds":3600}),
+        )
+        .await
+        .assert_status(StatusCode::CREATED)
+        .json();
+    let client_id = created["application"]["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    let issuer = created["application"]["issuer"].as_str().unwrap().to_owned();
+    let browser = Browser::new(&app);
+    browser.sign_in(Some("acme"), "alice").await;
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let url = format!(
+        "{issuer}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}&redirect_uri={}\
+         &code_challenge={challenge}&code_challenge_method=S256&nonce=n1",
+        urlencode(REDIRECT)
+    );
+    // A password-only session and no factor yet: enrol first.
+    let handle = browser.location(&url).await.split("request=").nth(1).expect("parked").to_owned();
+    let need = browser.resume(&handle).await;
+    assert_eq!((need["next"].as_str(), need["min_strength"].as_str()), (Some("enroll"), Some("app")), "{need}");
+    let (status, started) = browser.post("/api/account/authenticator", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let totp = started["secret"].as_str().unwrap().to_owned();
+    let (status, body) =
+        browser.post("/api/account/authenticator/confirm", &json!({ "code": next_totp(&app, &totp) })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Confirming the factor proved it: the request goes through.
+    let done = browser.resume(&handle).await;
+    assert_eq!(done["next"], "redirect", "{done}");
+    // Over an hour later (the session kept alive) the factor is too old for this
+    // application: step up with the authenticator alone, no password.
+    advance_seconds(&app, 50 * 60);
+    let me = browser.http.get(format!("{}/api/auth/me", browser.base)).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    advance_seconds(&app, 15 * 60);
+    let handle = browser.location(&url).await.split("request=").nth(1).expect("parked").to_owned();
+    let need = browser.resume(&handle).await;
+    assert_eq!((need["next"].as_str(), need["min_strength"].as_str()), (Some("step_up"), Some("app")), "{need}");
+    let code = next_totp(&app, &totp);
+    let (status, body) = browser.post("/api/auth/step-up", &json!({ "method": "authenticator", "code": code })).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let stepped_at = crate::flows::now_secs(&app);
+    let done = browser.resume(&handle).await;
+    let code = query_of(done["redirect_to"].as_str().expect("redirect_to"))["code"].clone();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+    ];
+    let resp = rp_http()
+        .post(format!("{issuer}/oauth2/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let tokens: Value = resp.json().await.unwrap();
+    let id = claims_of(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "urn:twofold:acr:2fa:app");
+    assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(id["auth_time"], json!(stepped_at));
+    assert_eq!(id["nonce"], "n1");
+    // The step-up opened no sensitive account change: that still needs the password.
+    let (status, body) = browser.post("/api/account/recovery-codes", &json!({})).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("reauthentication_required")), "{body}");
+    // A month on, housekeeping has removed the requests, codes and token families.
+    advance_seconds(&app, 31 * 86_400);
+    match app.running.state.housekeep().await.expect("housekeeping") {
+        twofold_server::housekeeping::Outcome::Ran(report) => assert!(report.oidc >= 5, "{report:?}"),
+        other => panic!("housekeeping did not run: {other:?}"),
+    }
+    let pool = &app.running.state.db().pool;
+    for table in ["oidc_auth_requests", "oidc_authorization_codes", "oidc_token_families"] {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(pool)
+            .await
+            .expect("count");
+        assert_eq!(n, 0, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn signing_keys_are_published_before_use_and_kept_until_their_tokens_expire() {
+    use crate::flows::advance_seconds;
+    let app = TestApp::spawn_with(crate::helpers::Options { manual_clock: true, ..Default::default() }).await;
+    let kids = |body: Value| -> Vec<String> {
+        body["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid").to_owned()).collect()
+    };
+    let jwks = || async { app.get("/oauth2/jwks").await.assert_status(StatusCode::OK).json() };
+    let first = kids(jwks().await);
+    assert_eq!(first.len(), 2, "one RS256 and one ES256 key: {first:?}");
+    // Past the rotation period: successors are published, the old keys still sign.
+    advance_seconds(&app, 31 * 86_400);
+    let both = kids(jwks().await);
+    assert_eq!(both.len(), 4, "{both:?}");
+    assert!(first.iter().all(|k| both.contains(k)));
+    // A day later the successors sign; the old keys stay published while their tokens
+    // (10 minutes) may live, plus an hour of margin...
+    advance_seconds(&app, 25 * 3600);
+    assert_eq!(kids(jwks().await).len(), 4);
+    // ... and then go.
+    advance_seconds(&app, 2 * 3600);
+    let after = kids(jwks().await);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.iter().all(|k| !first.contains(k)));
+    // Stored encrypted: no private key material in the row as written.
+    let (private,): (String,) = sqlx::query_as("SELECT private_key FROM oidc_signing_keys LIMIT 1")
+        .fetch_one(&app.running.state.db().pool)
+        .await
+        .unwrap();
+    let key_id = app.running.state.keys().current_id().to_owned();
+    assert!(private.starts_with(&format!("v2:{key_id}:")), "encrypted with the current secret key: {private:.12}");
+}
+
+#[tokio::test]
+async fn a_security_profile_change_ends_the_tokens_of_earlier_sign_ins() {
+    let s = setup(false, json!({})).await;
+    let (rp, _) = relying_party(&s).await;
+    let tokens = signed_in_tokens(&s, &rp, &["offline_access"]).await;
+    let access = openidconnect::AccessToken::new(tokens["access_token"].as_str().unwrap().to_owned());
+    assert!(userinfo_ok(&rp, access.clone()).await);
+    // An admin resets alice's second factors, which rotates her security stamp.
+    let users =
+        s.app.get(&format!("/api/tenants/{}/users?q=alice", s.tenant)).await.assert_status(StatusCode::OK).json();
+    let alice = users["items"][0]["id"].as_str().expect("alice").to_owned();
+    s.app
+        .post_json(&format!("/api/users/{alice}/reset-second-factors"), &json!({}))
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    assert!(!userinfo_ok(&rp, access).await, "the access token ends with the old stamp");
+    let refresh = RefreshToken::new(tokens["refresh_token"].as_str().unwrap().to_owned());
+    assert!(rp.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http()).await.is_err());
+}
+
+#[tokio::test]
+async fn max_age_zero_asks_for_a_new_sign_in_which_then_suffices() {
+    let s = setup(false, json!({})).await;
+    let (rp, _) = relying_party(&s).await;
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "alice").await;
+    let (url, _csrf, _nonce, _verifier) = start(&rp, &[]);
+    let url = format!("{url}&max_age=0");
+    let location = browser.location(&url).await;
+    let handle = location.split("request=").nth(1).unwrap_or_else(|| panic!("sent to sign in, not {location}"));
+    assert_eq!(browser.resume(handle).await["next"], "sign_in", "the existing session is too old");
+    browser.sign_in(Some("acme"), "alice").await;
+    let done = browser.resume(handle).await;
+    assert_eq!(done["next"], "redirect", "a sign-in after the request meets max_age=0: {done}");
+    assert!(query_of(done["redirect_to"].as_str().unwrap()).contains_key("code"));
+}

@@ -837,7 +837,9 @@ fn destroys(key: &str) -> u8 {
     match key {
         // A group's member goes before the group, and before the user.
         "DELETE /api/groups/{group_id}/members/{user_id}" | "POST /api/tenants/{tenant_id}/suspend" => 1,
-        "DELETE /api/users/{user_id}" | "DELETE /api/groups/{group_id}" | "DELETE /api/applications/{application_id}" => 2,
+        "DELETE /api/users/{user_id}"
+        | "DELETE /api/groups/{group_id}"
+        | "DELETE /api/applications/{application_id}" => 2,
         "DELETE /api/tenants/{tenant_id}" => 3,
         _ => 0,
     }

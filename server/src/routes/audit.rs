@@ -134,6 +134,22 @@ struct Filters {
     client_ip: Option<String>,
 }
 
+impl Filters {
+    /// The storage query for these filters in `scope`, from the page before `before`.
+    fn query<'a>(&'a self, scope: Option<&'a str>, before: Option<&'a str>) -> db::AuditFilter<'a> {
+        db::AuditFilter {
+            scope_key: scope,
+            before,
+            action: self.action.as_deref(),
+            actor: self.actor.as_deref(),
+            target: self.user.as_deref(),
+            from_ms: self.from_ms,
+            to_ms: self.to_ms,
+            client_ip: self.client_ip.as_deref(),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn filters(
     action: Option<&str>,
@@ -260,16 +276,7 @@ pub async fn list_audit(
         params.client_ip.as_deref(),
     )?;
     let limit = params.limit.unwrap_or(50).clamp(1, 200);
-    let filter = db::AuditFilter {
-        scope_key: scope.as_deref(),
-        before: before.as_deref(),
-        action: f.action.as_deref(),
-        actor: f.actor.as_deref(),
-        target: f.user.as_deref(),
-        from_ms: f.from_ms,
-        to_ms: f.to_ms,
-        client_ip: f.client_ip.as_deref(),
-    };
+    let filter = f.query(scope.as_deref(), before.as_deref());
     // One extra row tells whether another page exists without a count query.
     let mut rows = db::list_audit(&state.db().pool, &filter, i64::from(limit) + 1).await?;
     let more = rows.len() > limit as usize;
@@ -304,16 +311,7 @@ pub async fn export_audit(
         params.to.as_deref(),
         params.client_ip.as_deref(),
     )?;
-    let filter = db::AuditFilter {
-        scope_key: scope.as_deref(),
-        before: None,
-        action: f.action.as_deref(),
-        actor: f.actor.as_deref(),
-        target: f.user.as_deref(),
-        from_ms: f.from_ms,
-        to_ms: f.to_ms,
-        client_ip: f.client_ip.as_deref(),
-    };
+    let filter = f.query(scope.as_deref(), None);
     let rows = db::list_audit(&state.db().pool, &filter, EXPORT_LIMIT).await?;
     let items = events(&state, &who, scope.as_deref(), rows).await?;
     let (body, content_type, extension) = if csv {

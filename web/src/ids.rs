@@ -95,6 +95,32 @@ pub const ENROLL_GRACE: &str = "enroll-grace";
 /// "Not now", shown only when enrolment may be postponed.
 pub const ENROLL_POSTPONE: &str = "enroll-postpone";
 
+// ---- An application's sign-in through Twofold (`/sign-in?request=<handle>`) ----
+/// The card of the request: which application asks, and what happens next.
+pub const AUTHORIZE_CARD: &str = "authorize-card";
+/// "to continue to <application>" under the sign-in heading.
+pub const AUTHORIZE_APPLICATION: &str = "authorize-application";
+/// The request is unknown, expired or already used.
+pub const AUTHORIZE_GONE: &str = "authorize-gone";
+pub const AUTHORIZE_ERROR: &str = "authorize-error";
+/// The consent screen: the scopes asked for, one `data-test` item each.
+pub const CONSENT_SCOPES: &str = "consent-scopes";
+pub const CONSENT_SCOPE: &str = "consent-scope";
+pub const CONSENT_ALLOW: &str = "consent-allow";
+pub const CONSENT_DENY: &str = "consent-deny";
+/// The step-up screen: a second factor again, no password.
+pub const STEPUP_FORM: &str = "stepup-form";
+pub const STEPUP_METHOD: &str = "stepup-method";
+pub const STEPUP_SEND_CODE: &str = "stepup-send-code";
+pub const STEPUP_CODE: &str = "stepup-code";
+pub const STEPUP_SUBMIT: &str = "stepup-submit";
+pub const STEPUP_ERROR: &str = "stepup-error";
+/// The enrolment screen: a stronger factor is needed; the account page sets it up.
+pub const AUTHORIZE_ENROLL: &str = "authorize-enroll";
+pub const AUTHORIZE_ENROLL_LINK: &str = "authorize-enroll-link";
+/// On the account page opened from that screen: back to the application's sign-in.
+pub const ACCOUNT_CONTINUE_AUTHORIZATION: &str = "account-continue-authorization";
+
 // ---- Recovery codes, shown once (after enrolment and on the account page) ----
 pub const RECOVERY_CODES: &str = "recovery-codes";
 /// data-test of each code in the list.

@@ -117,6 +117,10 @@ pub fn Account() -> impl IntoView {
         reauth: Reauth { open: RwSignal::new(false), retry: StoredValue::new(None), cancel: StoredValue::new(None) },
     };
     let load_err = RwSignal::new(None::<String>);
+    // Opened from an application's sign-in that needs a stronger factor: the way back.
+    let back_to_request = leptos_router::hooks::use_query_map()
+        .with_untracked(|q| q.get("request"))
+        .map(|h| format!("/sign-in?request={}", api::enc(&h)));
     spawn_local(async move {
         match api::get::<AccountState>("/api/account").await {
             Ok(a) => ctx.account.set(Some(a)),
@@ -145,6 +149,13 @@ pub fn Account() -> impl IntoView {
                 </p>
             </header>
             <ErrorText msg=load_err />
+            {back_to_request.map(|href| view! {
+                <p class="notice">
+                    "An application asked for a stronger second factor. Set one up below, then "
+                    <a href=href id=ids::ACCOUNT_CONTINUE_AUTHORIZATION>"continue signing in to it"</a>
+                    "."
+                </p>
+            })}
             {move || ctx.codes.get().map(|codes| {
                 view! {
                     <RecoveryCodesSheet codes account=account_name() on_done=Callback::new(move |()| ctx.codes.set(None)) />
@@ -986,7 +997,7 @@ fn PasswordCard(ctx: Ctx) -> impl IntoView {
 }
 
 /// The second factors this user could use to reauthenticate.
-fn reauth_methods(a: &AccountState) -> Vec<SecondFactorMethod> {
+pub(crate) fn reauth_methods(a: &AccountState) -> Vec<SecondFactorMethod> {
     let f = &a.factors;
     let mut out = Vec::with_capacity(4);
     if f.authenticator {

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod adoption;
 pub mod audit;
+pub mod authorize;
 pub mod groups;
 pub mod password;
 pub mod settings;

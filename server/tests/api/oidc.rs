@@ -900,3 +900,58 @@ async fn max_age_zero_asks_for_a_new_sign_in_which_then_suffices() {
     assert_eq!(done["next"], "redirect", "a sign-in after the request meets max_age=0: {done}");
     assert!(query_of(done["redirect_to"].as_str().unwrap()).contains_key("code"));
 }
+
+/// A single-page application calls discovery, the keys, the token endpoint and userinfo
+/// from its own origin; the endpoints a browser navigates to and the web app's API
+/// grant no other origin anything, and no answer allows credentials (cookies).
+#[tokio::test]
+async fn scripts_of_other_origins_reach_the_token_endpoints_but_not_the_cookie_ones() {
+    let s = setup(true, json!({})).await;
+    let origin = "https://spa.example.com";
+    let http = rp_http();
+    let preflight = |path: String, method: &'static str, headers: &'static str| {
+        http.request(reqwest::Method::OPTIONS, path)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", method)
+            .header("Access-Control-Request-Headers", headers)
+            .send()
+    };
+    for (path, method, headers) in [
+        ("/oauth2/token", "POST", "content-type"),
+        ("/oauth2/userinfo", "GET", "authorization"),
+        ("/oauth2/jwks", "GET", "content-type"),
+        ("/.well-known/openid-configuration", "GET", "content-type"),
+    ] {
+        let resp = preflight(format!("{}{path}", s.issuer), method, headers).await.expect("preflight");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        let h = resp.headers();
+        assert_eq!(h.get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("*"), "{path}");
+        let allowed = h.get("access-control-allow-headers").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(allowed.to_ascii_lowercase().contains(headers), "{path}: {allowed}");
+        assert!(h.get("access-control-allow-credentials").is_none(), "{path}");
+    }
+    // The actual calls carry the header too, errors included (a script must be able to
+    // read `invalid_grant`).
+    let resp = http.get(format!("{}/oauth2/jwks", s.issuer)).header("Origin", origin).send().await.unwrap();
+    assert_eq!(resp.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("*"));
+    let resp = http
+        .post(format!("{}/oauth2/token", s.issuer))
+        .header("Origin", origin)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type=authorization_code&code=nope&client_id={}", s.client_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("*"));
+    // Nothing that reads the session cookie answers another origin.
+    for (path, method) in [
+        (format!("{}/oauth2/authorize", s.issuer), "GET"),
+        (format!("{}/oauth2/logout", s.issuer), "GET"),
+        (format!("http://{}/api/oidc/requests/x", s.app.running.addr), "POST"),
+        (format!("http://{}/api/auth/sign-in", s.app.running.addr), "POST"),
+    ] {
+        let resp = preflight(path.clone(), method, "x-requested-with").await.expect("preflight");
+        assert!(resp.headers().get("access-control-allow-origin").is_none(), "{path} granted a cross-origin call");
+    }
+}

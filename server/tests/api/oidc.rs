@@ -955,3 +955,67 @@ async fn scripts_of_other_origins_reach_the_token_endpoints_but_not_the_cookie_o
         assert!(resp.headers().get("access-control-allow-origin").is_none(), "{path} granted a cross-origin call");
     }
 }
+
+/// The Python interpreter that has Authlib: `AUTHLIB_PYTHON`, else the virtualenv
+/// `scripts/setup` makes.
+fn authlib_python() -> String {
+    let python = std::env::var("AUTHLIB_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/twofold/schemathesis/bin/python", std::env::var("HOME").unwrap_or_default())
+    });
+    let ok =
+        std::process::Command::new(&python).args(["-c", "import authlib"]).output().is_ok_and(|o| o.status.success());
+    assert!(ok, "{python} cannot import authlib: run scripts/setup (or set AUTHLIB_PYTHON)");
+    python
+}
+
+/// Python's Authlib, an implementation that shares no code with Twofold or the
+/// `openidconnect` crate, signs a user in with the code flow, verifies the ID token by
+/// its own rules, reads userinfo and rotates the refresh token; for an RS256 and an
+/// ES256 application.
+#[tokio::test]
+async fn authlib_an_independent_relying_party_signs_in_verifies_and_refreshes() {
+    let python = authlib_python();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/authlib_rp.py");
+    let app = TestApp::spawn_as_admin().await;
+    let t = app.create_tenant("acme").await;
+    let alice = app.create_tenant_user(&t.id, "alice", PASSWORD).await;
+    let browser = app.new_client();
+    let signed_in = browser.sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
+    let cookies: Vec<String> =
+        signed_in.set_cookies().iter().map(|line| line.split(';').next().unwrap_or_default().to_owned()).collect();
+    for alg in ["RS256", "ES256"] {
+        let created = app
+            .post_json(
+                &format!("/api/tenants/{}/applications", t.id),
+                &json!({"name": format!("Py {alg}"), "client_type": "confidential", "redirect_uris": [REDIRECT],
+                    "allowed_scopes": ["openid", "profile", "offline_access"], "first_party": true,
+                    "token_alg": alg}),
+            )
+            .await
+            .assert_status(StatusCode::CREATED)
+            .json();
+        let client_id = created["application"]["client_id"].as_str().unwrap().to_owned();
+        let issuer = created["application"]["issuer"].as_str().unwrap().to_owned();
+        let secret = created["client_secret"].as_str().unwrap().to_owned();
+        let cookie = cookies.join("; ");
+        let args = [script, issuer.as_str(), client_id.as_str(), secret.as_str(), REDIRECT, cookie.as_str()]
+            .map(str::to_owned);
+        let py = python.clone();
+        // The script calls this server, which runs on this runtime: off it, then.
+        let out = tokio::task::spawn_blocking(move || std::process::Command::new(py).args(args).output())
+            .await
+            .unwrap()
+            .expect("run the Authlib relying party");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "Authlib refused ({alg}):\n{stderr}");
+        let seen: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+        assert_eq!(seen["alg"], alg, "{seen}");
+        assert_eq!(seen["kid_published"], true, "{seen}");
+        assert_eq!(seen["sub"], json!(alice.id), "{seen}");
+        assert_eq!(seen["aud"], json!(client_id), "{seen}");
+        assert_eq!(seen["amr"], json!(["pwd"]), "{seen}");
+        assert_eq!(seen["preferred_username"], "alice", "{seen}");
+        // A rotated-out refresh token is refused, whoever presents it.
+        assert_eq!((seen["replay_status"].as_u64(), seen["replay_error"].as_str()), (Some(400), Some("invalid_grant")));
+    }
+}

@@ -1019,3 +1019,72 @@ async fn authlib_an_independent_relying_party_signs_in_verifies_and_refreshes() 
         assert_eq!((seen["replay_status"].as_u64(), seen["replay_error"].as_str()), (Some(400), Some("invalid_grant")));
     }
 }
+
+/// An admin sees what an application's rule does before and after saving it: the
+/// what-if of a user signing in to it names the application as what decided, and the
+/// preview counts who in the scope would be asked, and who could not answer.
+#[tokio::test]
+async fn the_what_if_and_the_preview_show_what_an_applications_rule_asks() {
+    let s = setup(false, json!({})).await;
+    let app = &s.app;
+    let carol = app.create_tenant_user(&s.tenant, "carol", PASSWORD).await;
+    let bob = app.create_tenant_user(&s.tenant, "bob", PASSWORD).await;
+    app.give_factor(&bob.id).await;
+    // No rule yet: the application changes nothing for carol, who has no factor.
+    let plain = app.get(&format!("/api/users/{}/what-if", carol.id)).await.assert_status(StatusCode::OK).json();
+    let with_app = app
+        .get(&format!("/api/users/{}/what-if?application_id={}", carol.id, s.client_id))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!((plain["status"].as_str(), with_app["status"].as_str()), (Some("signed_in"), Some("signed_in")));
+    // The preview of a rule: all three users newly asked when signing in to Wiki; alice
+    // and carol have no factor, and bob's emailed codes are not an authenticator app.
+    let rule = json!({ "require_two_factor": true, "min_strength": "app" });
+    let preview = app
+        .post_json(&format!("/api/applications/{}/preview", s.client_id), &rule)
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(preview["users_in_scope"], 3, "{preview}");
+    assert_eq!(preview["newly_required"], 3, "{preview}");
+    assert_eq!(preview["newly_required_without_factor"], 2, "{preview}");
+    assert_eq!(preview["newly_required_without_strength"], 3, "{preview}");
+    // The preview saved nothing.
+    let stored = app.get(&format!("/api/applications/{}", s.client_id)).await.json();
+    assert_eq!(stored["require_two_factor"], false, "{stored}");
+    // Saved, the rule decides carol's sign-ins to Wiki, and only those.
+    let mut input = stored.clone();
+    for k in ["id", "client_id", "tenant_id", "issuer", "created_at", "updated_at"] {
+        input.as_object_mut().unwrap().remove(k);
+    }
+    input["require_two_factor"] = json!(true);
+    input["min_strength"] = json!("app");
+    let saved = app.put_json(&format!("/api/applications/{}", s.client_id), &input).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", String::from_utf8_lossy(&saved.body));
+    let with_app = app
+        .get(&format!("/api/users/{}/what-if?application_id={}", carol.id, s.client_id))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(with_app["status"], "requires_enrollment", "{with_app}");
+    assert_eq!(with_app["policy"]["decided_by"], "application", "{with_app}");
+    assert_eq!(with_app["policy"]["required_strength"], "app", "{with_app}");
+    let trace = with_app["policy"]["trace"].to_string();
+    assert!(trace.contains("\\\"Wiki\\\""), "the trace names the application: {trace}");
+    let plain = app.get(&format!("/api/users/{}/what-if", carol.id)).await.json();
+    assert_eq!(plain["status"], "signed_in", "outside Wiki nothing changed: {plain}");
+    // An application of another scope is unknown to this user's what-if.
+    let host_app = app
+        .post_json(
+            "/api/host/applications",
+            &json!({"name": "Intranet", "client_type": "confidential", "redirect_uris": [REDIRECT],
+                "allowed_scopes": ["openid"], "first_party": true}),
+        )
+        .await
+        .assert_status(StatusCode::CREATED)
+        .json();
+    let other = host_app["application"]["client_id"].as_str().unwrap();
+    let resp = app.get(&format!("/api/users/{}/what-if?application_id={other}", carol.id)).await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
+}

@@ -195,10 +195,90 @@ async fn an_application_signs_in_through_twofold_with_enrolment_consent_and_step
     assert_eq!(back.get("state").map(String::as_str), Some("refused"));
     assert!(!back.contains_key("code"));
 
-    // 6. A request link works once: opened again, it says it is spent.
+    // 6. On her account page alice sees what Wiki may do, and withdraws it: the next
+    //    request asks her again.
+    w.goto("/account").await;
+    let grant = format!("[data-test=\"{}\"][data-name=\"Wiki\"]", ids::GRANT_ITEM);
+    let listed = w.wait_text(&grant, "See your user name").await;
+    assert!(listed.contains("Know who you are"), "{listed}");
+    w.shot("account-applications").await;
+    w.find(&format!("{grant} [data-test=\"{}\"]", ids::GRANT_REVOKE)).await.click().await.unwrap();
+    w.find(&format!("{grant} [data-test=\"{}\"]", ids::CONFIRM_YES)).await.click().await.unwrap();
+    w.wait_text(&format!("#{}", ids::GRANTS_LIST), "None yet").await;
+    w.goto(&authorize("after-withdrawal", "")).await;
+    w.by_id(ids::CONSENT_ALLOW).await;
+
+    // 7. A request link works once: opened again, it says it is spent.
     let spent = request_page.strip_prefix(&w.base).unwrap_or_default().to_owned();
     w.goto(&spent).await;
     w.by_id(ids::AUTHORIZE_GONE).await;
     w.shot("spent-request").await;
+    w.close().await;
+}
+
+/// Journey 12: a tenant admin registers an application on the Applications page (its
+/// secret shown once), previews a 2FA rule for it before saving, saves it, issues a new
+/// secret and removes the application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_admin_registers_an_application_and_previews_its_rule() {
+    let mut w = World::start("12-applications-page").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    let boss = api.user(&acme, "boss", PASSWORD, None).await;
+    api.ok(Method::POST, &format!("/api/tenants/{acme}/admins"), Some(json!({"user_id": boss}))).await;
+    api.user(&acme, "alice", PASSWORD, Some("alice@example.test")).await;
+
+    w.goto("/sign-in").await;
+    w.fill(ids::SIGNIN_TENANT, "acme").await;
+    w.fill(ids::SIGNIN_USERNAME, "boss").await;
+    w.fill(ids::SIGNIN_PASSWORD, PASSWORD).await;
+    w.click(ids::SIGNIN_SUBMIT).await;
+    w.click(ids::NAV_APPLICATIONS).await;
+    w.wait_title("Applications · Twofold").await;
+    w.wait_text(&format!("#{}", ids::APPS_LIST), "No applications yet").await;
+    w.fill(ids::APP_CREATE_NAME, "Wiki").await;
+    w.fill(ids::APP_CREATE_REDIRECT, "https://wiki.example.com/callback").await;
+    w.find(&format!("[data-test=\"{}\"][data-scope=\"email\"]", ids::APP_CREATE_SCOPE)).await.click().await.unwrap();
+    w.shot("new-application").await;
+    w.click(ids::APP_CREATE_SUBMIT).await;
+    let first_secret = w.text_of(ids::APP_SECRET).await;
+    assert!(first_secret.len() >= 40, "a secret of 256 bits: {first_secret:?}");
+    let row = format!("[data-test=\"{}\"][data-name=\"Wiki\"]", ids::APP_ROW);
+    let listed = w.wait_text(&row, "/t/acme").await;
+    assert!(listed.contains("The scope's policy"), "no rule yet: {listed}");
+    w.shot("secret-shown-once").await;
+    let stored = api.ok(Method::GET, &format!("/api/tenants/{acme}/applications"), None).await;
+    assert_eq!(stored["items"][0]["allowed_scopes"], json!(["openid", "profile", "email"]), "{stored}");
+
+    // The rule, previewed: both users would be asked, neither has an authenticator app.
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_REQUIRE)).await.click().await.unwrap();
+    let strength = w.find(&format!("{row} [data-test=\"{}\"] option[value=\"app\"]", ids::APP_STRENGTH)).await;
+    strength.click().await.unwrap();
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_PREVIEW)).await.click().await.unwrap();
+    let impact = w.wait_text(&format!("{row} [data-test=\"{}\"]", ids::APP_IMPACT), "require 2FA for 2 users").await;
+    w.shot("rule-preview").await;
+    let stored = api.ok(Method::GET, &format!("/api/tenants/{acme}/applications"), None).await;
+    assert_eq!(stored["items"][0]["require_two_factor"], false, "the preview saved nothing ({impact})");
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_SAVE)).await.click().await.unwrap();
+    w.wait_text(&format!("{row} [data-test=\"{}\"]", ids::APP_RULE), "2FA required").await;
+    let stored = api.ok(Method::GET, &format!("/api/tenants/{acme}/applications"), None).await;
+    assert_eq!(
+        (stored["items"][0]["require_two_factor"].as_bool(), stored["items"][0]["min_strength"].as_str()),
+        (Some(true), Some("app"))
+    );
+
+    // A new secret replaces the first; then the application goes.
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_ROTATE)).await.click().await.unwrap();
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::CONFIRM_YES)).await.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.text_of(ids::APP_SECRET).await == first_secret {
+        assert!(Instant::now() < deadline, "no new secret shown");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_DELETE)).await.click().await.unwrap();
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::CONFIRM_YES)).await.click().await.unwrap();
+    w.wait_text(&format!("#{}", ids::APPS_LIST), "No applications yet").await;
+    w.shot("removed").await;
     w.close().await;
 }

@@ -12,9 +12,9 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
-    AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest, EffectivePolicyView, EmailRequest, ErrorCode,
-    PhoneRequest, ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SecondFactorMethod, SendCodeRequest,
-    SendCodeResponse, SessionInfo, SetTwoFactor,
+    AccountGrant, AccountGrantList, AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest,
+    EffectivePolicyView, EmailRequest, ErrorCode, PhoneRequest, ReauthenticateRequest, RecoveryCodes,
+    RememberedBrowser, SecondFactorMethod, SendCodeRequest, SendCodeResponse, SessionInfo, SetTwoFactor,
 };
 
 use crate::api::{self, ApiError, ApiResult};
@@ -169,6 +169,7 @@ pub fn Account() -> impl IntoView {
                 <RecoveryCard ctx />
                 <BrowsersCard />
                 <SessionsCard />
+                <ApplicationsCard />
                 <PasswordCard ctx />
             </Show>
             <Show when=move || ctx.reauth.open.get()>
@@ -802,6 +803,83 @@ fn BrowsersCard() -> impl IntoView {
                     .into_any(),
             }}
             <ErrorText msg=err id=ids::BROWSERS_ERROR />
+            <Notice msg=notice test=ids::ACCOUNT_NOTICE />
+        </section>
+    }
+}
+
+/// The applications this user let sign them in through Twofold (each grant remembers
+/// the scopes consented to); withdrawing one ends its refresh tokens at once and asks
+/// again next time.
+#[component]
+fn ApplicationsCard() -> impl IntoView {
+    let list = RwSignal::new(None::<Vec<AccountGrant>>);
+    let err = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let load = move || {
+        spawn_local(async move {
+            match api::get::<AccountGrantList>("/api/account/applications").await {
+                Ok(l) => list.set(Some(l.items)),
+                Err(e) => err.set(Some(e.text())),
+            }
+        })
+    };
+    load();
+    let revoke = Callback::new(move |(id, name): (String, String)| {
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        spawn_local(async move {
+            let r = api::delete(&format!("/api/account/applications/{}", api::enc(&id))).await;
+            busy.set(false);
+            match r {
+                Ok(()) => notice.set(Some(format!("{name} can no longer sign you in without asking."))),
+                Err(e) => err.set(Some(e.text())),
+            }
+            load();
+        });
+    });
+    view! {
+        <section class="card" aria-labelledby="grants-title">
+            <h2 id="grants-title">"Applications"</h2>
+            <p class="muted">"Applications you let sign you in with this account, and what they may see."</p>
+            {move || match list.get() {
+                None => view! { <Loading /> }.into_any(),
+                Some(l) if l.is_empty() => view! { <p class="muted small" id=ids::GRANTS_LIST>"None yet."</p> }.into_any(),
+                Some(l) => view! {
+                    <ul class="rows" id=ids::GRANTS_LIST>
+                        {l.into_iter().map(|g| {
+                            let id = g.id.clone();
+                            let name = g.application.clone();
+                            let scopes: Vec<String> = g.scopes.iter().map(|s| text::scope_label(s)).collect();
+                            view! {
+                                <li class="row" data-test=ids::GRANT_ITEM data-id=g.id.clone() data-name=g.application.clone()>
+                                    <div class="row-main">
+                                        <strong>{g.application.clone()}</strong>
+                                        <div class="muted small">{scopes.join(" · ")}</div>
+                                        <div class="muted small">
+                                            {format!("Allowed {} · last used {}", text::format_time(&g.created_at), text::format_time(&g.last_used_at))}
+                                        </div>
+                                    </div>
+                                    <ConfirmButton
+                                        label="Withdraw"
+                                        question=format!("Withdraw {}'s access? It is signed out and must ask again.", g.application)
+                                        confirm_label="Yes, withdraw"
+                                        test=ids::GRANT_REVOKE
+                                        aria_label=format!("Withdraw {}'s access", g.application)
+                                        small=true
+                                        disabled=Signal::derive(move || busy.get())
+                                        on_confirm=Callback::new(move |()| revoke.run((id.clone(), name.clone())))
+                                    />
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                }
+                .into_any(),
+            }}
+            <ErrorText msg=err id=ids::GRANTS_ERROR />
             <Notice msg=notice test=ids::ACCOUNT_NOTICE />
         </section>
     }

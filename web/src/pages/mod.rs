@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod adoption;
+pub mod applications;
 pub mod audit;
 pub mod authorize;
 pub mod groups;

@@ -144,13 +144,15 @@ fn row_from(
     })
 }
 
-/// An application's 2FA rule as the policy resolves it (DESIGN.md section 5).
+/// An application's 2FA rule as the policy resolves it (DESIGN.md section 5). The
+/// authorization endpoint reads a `min_strength` alone as a demand for a second factor
+/// of that strength (`rule::resolve`), so the what-if and the preview read it so too.
 pub fn application_rule(a: &ApplicationRow) -> ApplicationRule {
     ApplicationRule {
         id: a.id.clone(),
         name: a.name.clone(),
         rule: Rule {
-            require_two_factor: a.require_two_factor != 0,
+            require_two_factor: a.require_two_factor != 0 || a.min_strength.is_some(),
             min_strength: a.min_strength.as_deref().and_then(Strength::parse),
         },
         max_age_seconds: a.max_age_seconds.and_then(|s| u32::try_from(s).ok()),
@@ -476,6 +478,7 @@ pub async fn preview_rule(
 ) -> AppResult<Json<ImpactPreview>> {
     let app = application_for(&state, &who, &id, Action::ReadApplications).await?;
     let before = application_rule(&app);
+    let rule = Rule { require_two_factor: rule.require_two_factor || rule.min_strength.is_some(), ..rule };
     let after = ApplicationRule { rule, ..before.clone() };
     let settings = state.cache().settings(state.db(), &app.scope_key).await?;
     let scope = if app.scope_key == HOST_SCOPE {

@@ -1088,3 +1088,49 @@ async fn the_what_if_and_the_preview_show_what_an_applications_rule_asks() {
     let resp = app.get(&format!("/api/users/{}/what-if?application_id={other}", carol.id)).await;
     assert_eq!(resp.status, StatusCode::NOT_FOUND);
 }
+
+/// An application that names only a strength asks for a second factor of it (the
+/// authorization endpoint parks the request for enrolment), and the what-if says the
+/// same rather than letting the user's switch decide.
+#[tokio::test]
+async fn a_strength_alone_is_a_requirement_at_the_endpoint_and_in_the_what_if() {
+    let s = setup(false, json!({ "min_strength": "app" })).await;
+    let carol = s.app.create_tenant_user(&s.tenant, "carol", PASSWORD).await;
+    let what = s
+        .app
+        .get(&format!("/api/users/{}/what-if?application_id={}", carol.id, s.client_id))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(
+        (what["status"].as_str(), what["policy"]["decided_by"].as_str()),
+        (Some("requires_enrollment"), Some("application")),
+        "{what}"
+    );
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "carol").await;
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}",
+        s.issuer,
+        s.client_id,
+        urlencode(REDIRECT)
+    );
+    let handle = browser.location(&url).await.split("request=").nth(1).expect("parked").to_owned();
+    let need = browser.resume(&handle).await;
+    assert_eq!((need["next"].as_str(), need["min_strength"].as_str()), (Some("enroll"), Some("app")), "{need}");
+    // The preview reads a proposed strength alone the same way.
+    let preview = s
+        .app
+        .post_json(&format!("/api/applications/{}/preview", s.client_id), &json!({ "min_strength": "app" }))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(preview["newly_required"], 0, "already asked of everyone: {preview}");
+    let preview = s
+        .app
+        .post_json(&format!("/api/applications/{}/preview", s.client_id), &json!({}))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(preview["no_longer_required"], 2, "alice and carol: {preview}");
+}

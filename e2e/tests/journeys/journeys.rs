@@ -60,7 +60,10 @@ async fn host_admin_forces_two_factor_for_a_tenant() {
     let mut w = World::start("1-host-admin-forces").await;
     let api = w.api();
     api.sign_in_admin().await;
-    let acme = api.tenant("acme").await;
+    let created = api
+        .ok(Method::POST, "/api/tenants", Some(serde_json::json!({"name": "acme", "display_name": "Acme Ltd"})))
+        .await;
+    let acme = created["id"].as_str().unwrap_or_default().to_owned();
     let boss = api.user(&acme, "boss", PASSWORD, None).await;
     api.ok(Method::POST, &format!("/api/tenants/{acme}/admins"), Some(serde_json::json!({"user_id": boss}))).await;
     // A grace period lets the tenant admin reach Settings before enrolling.
@@ -77,6 +80,9 @@ async fn host_admin_forces_two_factor_for_a_tenant() {
     password_step(&mut w, "", "admin", ADMIN_PASSWORD, "host-admin-sign-in").await;
     w.by_id(ids::NAV_TENANTS).await;
     w.wait_title("Account · Twofold").await;
+    // The admin's own account page speaks to them, not about "the user".
+    let trace = w.wait_text(&format!("#{}", ids::POLICY_TRACE), "You are a host user").await;
+    assert!(!trace.contains("the user") && !trace.contains("The user"), "{trace}");
     w.click(ids::NAV_TENANTS).await;
     w.wait_title("Tenants · Twofold").await;
     let row = w.find(&format!("[data-test=\"{}\"][data-name=\"acme\"]", ids::TENANT_ROW)).await;
@@ -113,7 +119,18 @@ async fn host_admin_forces_two_factor_for_a_tenant() {
     w.click(ids::NAV_SETTINGS).await;
     w.wait_title("Settings · Twofold").await;
     let fixed = w.wait_text(&format!("#{}", ids::SETTINGS_BEHAVIOUR_FIXED), "host").await;
-    assert!(fixed.to_lowercase().contains("forced"), "{fixed}");
+    assert!(fixed.contains("In force: Forced"), "{fixed}");
+    // The tenant admin's heading names the tenant as the host's screens do.
+    let heading = w.text_of_css("h1").await;
+    assert_eq!(heading, "Two-factor settings for Acme Ltd");
+    // The tenant's own stored choice is shown beside the ceiling, not overwritten by it.
+    let stored = w.text_of(ids::SETTINGS_STORED_CHOICE).await;
+    assert!(stored.contains("kept for when the host lifts the ceiling: Optional"), "{stored}");
+    let optional = w.by_id(ids::SETTINGS_BEHAVIOUR_OPTIONAL).await;
+    assert!(
+        optional.is_selected().await.unwrap_or(false),
+        "the radios show the stored choice (optional), not the ceiling"
+    );
     w.shot("tenant-settings-fixed").await;
     w.close().await;
 }

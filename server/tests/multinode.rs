@@ -405,7 +405,7 @@ mod multinode {
         let erin = Person::new();
         let offer = erin.sign_in_as(&b, Some("acme"), "erin", "requires_two_factor").await;
         assert_eq!(offer["providers"][0]["provider"], "email", "{offer}");
-        erin.post(&b, "/api/auth/sign-in/send-code", json!({ "provider": "email" })).await.ok();
+        erin.post(&b, "/api/auth/sign-in/send-code", json!({ "method": "email" })).await.ok();
         let code = d.mail().next_code("erin@example.test");
         let responses = redeem_in_parallel(&d, &erin, "email", &code, 4).await;
         assert_exactly_one_winner(&responses, "emailed code");

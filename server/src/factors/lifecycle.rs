@@ -149,9 +149,7 @@ pub async fn remove(state: &AppState, user: &UserRow, factor: FactorKind, keep_s
     match factor {
         FactorKind::Authenticator => fdb::delete_authenticator(&mut tx, &user.id).await?,
         FactorKind::Phone => fdb::remove_phone(&mut tx, &user.id).await?,
-        FactorKind::Email => {
-            return Err(AppError::bad_request(ErrorCode::NotRemovable, "an email address is replaced, not removed"));
-        }
+        FactorKind::Email => fdb::remove_email(&mut tx, &user.id).await?,
     }
     fdb::rotate_stamp(&mut tx, &user.id, &auth::new_stamp(), keep_session).await?;
     db::insert_audit(

@@ -238,7 +238,7 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
         spawn_local(async move {
             let r = api::post::<_, SendCodeResponse>(
                 "/api/account/reauthenticate/send-code",
-                &SendCodeRequest { provider },
+                &SendCodeRequest { method: provider },
             )
             .await;
             busy.set(false);

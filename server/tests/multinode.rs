@@ -542,8 +542,8 @@ mod multinode {
         // succeeded, or of the one in flight if its commit landed just before the
         // connection died, never the 503 writes' (behaviour forced, 99 days); and the audit
         // trail agrees with them, because settings and audit commit together.
-        let stored = admin.get(&a, "/api/host/settings").await.ok();
-        assert_eq!(stored, admin.get(&b, "/api/host/settings").await.ok());
+        let stored = admin.get(&a, "/api/host/settings").await.ok()["settings"].clone();
+        assert_eq!(stored, admin.get(&b, "/api/host/settings").await.ok()["settings"]);
         let stored_days = stored["remember_browser_days"].as_u64().unwrap();
         assert!(
             stored_days == u64::from(saved_days) || stored_days == u64::from(*last_days),

@@ -9,6 +9,7 @@ use twofold_policy::wire::{
 };
 use twofold_policy::{Rule, Strength};
 
+use super::groups::StrengthSelect;
 use crate::api;
 use crate::ids;
 use crate::model::AdminScope;
@@ -290,12 +291,7 @@ fn ApplicationRow(
                 </div>
                 <div class="field">
                     <label for=format!("app-strength-{}", app.id)>"Accepted factors"</label>
-                    <select id=format!("app-strength-{}", app.id) data-test=ids::APP_STRENGTH
-                        prop:value=move || strength.get() on:change=move |ev| strength.set(event_target_value(&ev))>
-                        <option value="">"Any factor the scope allows"</option>
-                        <option value="app">"Authenticator app or stronger"</option>
-                        <option value="phishing_resistant">"Passkey only"</option>
-                    </select>
+                    <StrengthSelect value=strength id=format!("app-strength-{}", app.id) test=ids::APP_STRENGTH />
                 </div>
                 <button type="button" class="btn btn-small" data-test=ids::APP_PREVIEW on:click=preview>"Preview"</button>
                 <button type="button" class="btn btn-small btn-primary" data-test=ids::APP_SAVE on:click=save

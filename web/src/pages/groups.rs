@@ -42,8 +42,13 @@ fn rule_words(rule: Option<Rule>) -> String {
     }
 }
 
+/// The strength of a rule (a group's or an application's), "" for none.
 #[component]
-fn StrengthSelect(value: RwSignal<String>, #[prop(optional)] id: Option<String>, test: &'static str) -> impl IntoView {
+pub(crate) fn StrengthSelect(
+    value: RwSignal<String>,
+    #[prop(optional)] id: Option<String>,
+    test: &'static str,
+) -> impl IntoView {
     view! {
         <select id=id data-test=test prop:value=move || value.get() on:change=move |ev| value.set(event_target_value(&ev))>
             <option value="">"Any factor the scope allows"</option>

@@ -1094,6 +1094,34 @@ fn PasswordCard(ctx: Ctx) -> impl IntoView {
 }
 
 /// The second factors this user could use to reauthenticate.
+/// Sends a reauthentication code by email or text; other methods need no sending.
+pub(crate) fn send_reauth_code(
+    method: Option<SecondFactorMethod>,
+    busy: RwSignal<bool>,
+    err: RwSignal<Option<String>>,
+    sent: RwSignal<Option<SendCodeResponse>>,
+) {
+    let provider = match method {
+        Some(SecondFactorMethod::Email) => Provider::Email,
+        Some(SecondFactorMethod::Sms) => Provider::Sms,
+        _ => return,
+    };
+    busy.set(true);
+    err.set(None);
+    spawn_local(async move {
+        let r = api::post::<_, SendCodeResponse>(
+            "/api/account/reauthenticate/send-code",
+            &SendCodeRequest { method: provider },
+        )
+        .await;
+        busy.set(false);
+        match r {
+            Ok(s) => sent.set(Some(s)),
+            Err(e) => err.set(Some(e.text())),
+        }
+    });
+}
+
 pub(crate) fn reauth_methods(a: &AccountState) -> Vec<SecondFactorMethod> {
     let f = &a.factors;
     let mut out = Vec::with_capacity(4);
@@ -1131,27 +1159,7 @@ fn ReauthDialog(ctx: Ctx) -> impl IntoView {
         // Undo what the page showed optimistically (a flipped switch, say).
         ctx.reload();
     });
-    let send = move |_| {
-        let provider = match method.get_untracked() {
-            Some(SecondFactorMethod::Email) => Provider::Email,
-            Some(SecondFactorMethod::Sms) => Provider::Sms,
-            _ => return,
-        };
-        busy.set(true);
-        err.set(None);
-        spawn_local(async move {
-            let r = api::post::<_, SendCodeResponse>(
-                "/api/account/reauthenticate/send-code",
-                &SendCodeRequest { method: provider },
-            )
-            .await;
-            busy.set(false);
-            match r {
-                Ok(s) => sent.set(Some(s)),
-                Err(e) => err.set(Some(e.text())),
-            }
-        });
-    };
+    let send = move |_| send_reauth_code(method.get_untracked(), busy, err, sent);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let req = ReauthenticateRequest {

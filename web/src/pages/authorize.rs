@@ -10,13 +10,12 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use twofold_policy::Strength;
-use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
     AccountState, AuthorizationProgress, AuthorizationStep, CurrentUser, ResumeAuthorization, SecondFactorMethod,
-    SendCodeRequest, SendCodeResponse, VerifyRequest,
+    SendCodeResponse, VerifyRequest,
 };
 
-use super::account::reauth_methods;
+use super::account::{reauth_methods, send_reauth_code};
 use super::signin::SignInSteps;
 use crate::api::{self, ApiError, ApiResult};
 use crate::ids;
@@ -227,27 +226,7 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
             Err(e) => err.set(Some(e.text())),
         }
     });
-    let send = move |_| {
-        let provider = match method.get_untracked() {
-            Some(SecondFactorMethod::Email) => Provider::Email,
-            Some(SecondFactorMethod::Sms) => Provider::Sms,
-            _ => return,
-        };
-        busy.set(true);
-        err.set(None);
-        spawn_local(async move {
-            let r = api::post::<_, SendCodeResponse>(
-                "/api/account/reauthenticate/send-code",
-                &SendCodeRequest { method: provider },
-            )
-            .await;
-            busy.set(false);
-            match r {
-                Ok(s) => sent.set(Some(s)),
-                Err(e) => err.set(Some(e.text())),
-            }
-        });
-    };
+    let send = move |_| send_reauth_code(method.get_untracked(), busy, err, sent);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let Some(m) = method.get_untracked() else { return };

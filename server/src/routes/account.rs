@@ -118,6 +118,11 @@ pub async fn get_account(State(state): State<AppState>, Caller { who, .. }: Call
             phone_confirmed: u.phone_confirmed != 0,
             pending_phone: u.pending_phone.clone(),
             recovery_codes_left: u32::try_from(left).unwrap_or(u32::MAX),
+            passkeys: crate::db::passkeys::list(&state.db().pool, &u.id)
+                .await?
+                .iter()
+                .map(super::passkeys::view)
+                .collect(),
         },
         reauthenticated_until: who.fresh_until(&state).map(rfc3339),
     }))

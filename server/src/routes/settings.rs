@@ -28,8 +28,28 @@ pub fn routes() -> Router<AppState> {
         .route("/api/tenants/{tenant_id}/feature/preview", post(preview_feature))
 }
 
-fn validate(s: &ScopeSettings) -> AppResult<()> {
-    s.validate().map_err(|e| AppError::invalid_field(e.field(), e.to_string()))
+fn validate(state: &AppState, s: &ScopeSettings) -> AppResult<()> {
+    s.validate().map_err(|e| {
+        let code = match e {
+            // Its own code: the fields are each fine, their combination is not.
+            twofold_policy::SettingsError::StrengthUnreachable(_) => ErrorCode::StrengthUnreachable,
+            _ => ErrorCode::InvalidField,
+        };
+        AppError::BadRequest { code, message: e.to_string(), field: Some(e.field().to_owned()) }
+    })?;
+    // Allowed is not enough where this server cannot offer it: passkeys without a
+    // relying party would leave a `phishing_resistant` scope with nothing to sign in with.
+    let usable = crate::factors::usable_providers(state, &s.allowed_providers);
+    if s.min_strength == twofold_policy::Strength::PhishingResistant && !usable.passkey {
+        return Err(AppError::BadRequest {
+            code: ErrorCode::StrengthUnreachable,
+            message: "min_strength phishing_resistant needs passkeys, which this server does not offer \
+                      (they need a public_url that names it by its domain)"
+                .to_owned(),
+            field: Some("min_strength".to_owned()),
+        });
+    }
+    Ok(())
 }
 
 /// The host's 2FA settings, which apply to host users only.
@@ -49,7 +69,7 @@ pub async fn put_host_settings(
     Json(new): Json<ScopeSettings>,
 ) -> AppResult<Json<ScopeSettings>> {
     state.authorize(&who, Action::UpdateSettings, Target::Domain(Domain::Host))?;
-    validate(&new)?;
+    validate(&state, &new)?;
     save_settings(&state, &who, HOST_SCOPE, None, &new).await?;
     Ok(Json(new))
 }
@@ -107,7 +127,7 @@ pub async fn preview_host_settings(
     Json(req): Json<SettingsPreviewRequest>,
 ) -> AppResult<Json<ImpactPreview>> {
     state.authorize(&who, Action::ReadSettings, Target::Domain(Domain::Host))?;
-    validate(&req.settings)?;
+    validate(&state, &req.settings)?;
     let old = state.cache().settings(state.db(), HOST_SCOPE).await?;
     let (old, new) = (ScopeInputs::Host(&old), ScopeInputs::Host(&req.settings));
     Ok(Json(impact(&state, HOST_SCOPE, old, new, GroupChange::Nothing).await?))
@@ -145,7 +165,7 @@ pub async fn put_tenant_settings(
     Json(new): Json<ScopeSettings>,
 ) -> AppResult<Json<TenantSettingsView>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateSettings).await?;
-    validate(&new)?;
+    validate(&state, &new)?;
     let feature = tenant.feature()?;
     save_settings(&state, &who, &tenant.id, Some(feature), &new).await?;
     Ok(Json(TenantSettingsView {
@@ -166,7 +186,7 @@ pub async fn preview_tenant_settings(
     Json(req): Json<SettingsPreviewRequest>,
 ) -> AppResult<Json<ImpactPreview>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::ReadSettings).await?;
-    validate(&req.settings)?;
+    validate(&state, &req.settings)?;
     let feature = tenant.feature()?;
     let old = db::load_settings(&state.db().pool, &tenant.id).await?;
     let (old, new) = (ScopeInputs::Tenant(feature, &old), ScopeInputs::Tenant(feature, &req.settings));

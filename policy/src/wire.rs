@@ -39,7 +39,6 @@ pub enum ErrorCode {
     MalformedJson,
     InvalidBody,
     ProviderUnavailable,
-    NotRemovable,
     Unauthenticated,
     InvalidCredentials,
     Forbidden,
@@ -96,7 +95,6 @@ impl ErrorCode {
             ErrorCode::MalformedJson => "malformed_json",
             ErrorCode::InvalidBody => "invalid_body",
             ErrorCode::ProviderUnavailable => "provider_unavailable",
-            ErrorCode::NotRemovable => "not_removable",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::Forbidden => "forbidden",
@@ -202,6 +200,7 @@ pub struct SignInResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProviderOffer {
+    /// Sent back as `method` in `send-code` and `verify`.
     pub provider: Provider,
     /// Email and SMS codes are weaker than an authenticator app.
     pub weaker: bool,
@@ -262,7 +261,8 @@ impl SecondFactorMethod {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendCodeRequest {
-    pub provider: Provider,
+    /// `email` or `sms`, as offered in the sign-in step's `offers`.
+    pub method: Provider,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,16 +317,17 @@ pub struct EmailRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PhoneRequest {
-    /// E.164, e.g. `+14155550100` (spaces, dashes, dots and brackets are ignored).
-    #[cfg_attr(feature = "openapi", schema(pattern = "^\\+[1-9][0-9]{7,14}$"))]
-    pub phone: String,
+    /// E.164, e.g. `+14155550100` (spaces, dashes, dots and brackets are ignored);
+    /// absent to confirm the number already on file (one an admin entered).
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecoveryCodes {
-    /// Shown once; each works once.
-    pub codes: Vec<String>,
+    /// Shown once; each works once. Empty when no new codes were issued.
+    pub recovery_codes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -489,7 +490,11 @@ pub struct CurrentUser {
     pub id: String,
     pub username: String,
     pub tenant_id: Option<String>,
+    /// The tenant's short name, typed at sign-in.
     pub tenant_name: Option<String>,
+    /// The tenant's display name, for headings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_display_name: Option<String>,
     pub roles: Vec<RoleGrant>,
     /// The password was set by an admin (or generated): the user must choose their own
     /// before doing anything else.
@@ -645,6 +650,10 @@ pub struct CreateUser {
     pub password: String,
     #[serde(default)]
     pub email: Option<String>,
+    /// A mobile number in international form (`+14155550100`), stored unconfirmed: the
+    /// user confirms it with a texted code before it becomes a second factor.
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -762,6 +771,46 @@ impl EffectivePolicyView {
             trace: p.trace(rules),
         }
     }
+
+    /// The same view addressed to the user it is about, for their own account page: the
+    /// explanation says "you" and "your switch" where an admin reads "the user".
+    pub fn for_self(user_id: String, p: &EffectivePolicy, rules: Rules<'_>) -> Self {
+        let mut view = Self::new(user_id, p, rules);
+        view.trace = view.trace.iter().map(|s| second_person(s)).collect();
+        view
+    }
+}
+
+/// A trace sentence about "the user" turned to the user themselves. The trace's
+/// sentences are fixed phrases (group and application names are quoted and never
+/// touched); a test over every resolution outcome checks that none is left behind.
+pub fn second_person(sentence: &str) -> String {
+    const PHRASES: [(&str, &str); 7] = [
+        ("This is a host user, so", "You are a host user, so"),
+        ("neither the user nor an admin", "neither you nor an admin"),
+        ("The user's own switch", "Your own switch"),
+        ("the user's own switch", "your own switch"),
+        ("The user may change the switch; an admin may too.", "You may change the switch; an admin may too."),
+        ("Only an admin may change the switch; users cannot.", "Only an admin may change your switch; you cannot."),
+        ("The user", "You"),
+    ];
+    let mut out = sentence.to_owned();
+    for (about, to) in PHRASES {
+        // Outside quotes only: a group called "The user's group" keeps its name.
+        out = replace_unquoted(&out, about, to);
+    }
+    out
+}
+
+fn replace_unquoted(s: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, part) in s.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        if i % 2 == 0 { out.push_str(&part.replace(from, to)) } else { out.push_str(part) }
+    }
+    out
 }
 
 /// A group named in a view.
@@ -781,14 +830,33 @@ pub struct GroupRuleView {
     pub rule: Rule,
 }
 
-/// A tenant's settings together with the ceiling that bounds them.
+/// A scope's 2FA settings: the host's, or a tenant's with the ceiling that bounds them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TenantSettingsView {
+pub struct SettingsView {
+    /// The scope's own choice, as stored. Under a tenant's forced or disabled ceiling the
+    /// stored behaviour is kept and applies again when the ceiling is lifted.
     pub settings: ScopeSettings,
-    pub feature: TenantFeature,
+    /// The host's ceiling over a tenant; absent for the host's own settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<TenantFeature>,
     /// True when the ceiling is forced or disabled, so `settings.behaviour` cannot change.
     pub behaviour_fixed_by_host: bool,
+    /// The behaviour users get: the ceiling's when it is forced or disabled, otherwise
+    /// the stored one.
+    pub behaviour_in_force: Behaviour,
+}
+
+impl SettingsView {
+    pub fn new(settings: ScopeSettings, feature: Option<TenantFeature>) -> Self {
+        let fixed = feature.filter(|f| f.behaviour != Behaviour::Optional);
+        Self {
+            behaviour_in_force: fixed.map_or(settings.behaviour, |f| f.behaviour),
+            behaviour_fixed_by_host: fixed.is_some(),
+            settings,
+            feature,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -585,7 +585,7 @@ async fn check_through_the_api(base: &str, s: &Setup, ledger: &Ledger) {
     for (scope, streams) in grouped(ledger.settings.iter().map(|(scope, path, st)| (scope, (path, st)))) {
         let path = streams[0].0;
         let stored = s.admin.get(base, path).await.ok();
-        let stored = if scope == "host" { stored } else { stored["settings"].clone() };
+        let stored = stored["settings"].clone();
         let keys: Vec<Stream<(u64, u64, bool)>> = streams
             .iter()
             .map(|(_, st)| Stream { sent: st.sent.iter().map(settings_key).collect(), acked: st.acked })

@@ -151,6 +151,10 @@ pub const ACCOUNT_PHONE_SEND: &str = "account-phone-send";
 pub const ACCOUNT_PHONE_CODE: &str = "account-phone-code";
 pub const ACCOUNT_PHONE_CONFIRM: &str = "account-phone-confirm";
 pub const ACCOUNT_PHONE_REMOVE: &str = "account-phone-remove";
+pub const ACCOUNT_EMAIL_REMOVE: &str = "account-email-remove";
+/// "Send a code to confirm this address/number" for one on file but not confirmed.
+pub const ACCOUNT_EMAIL_SEND_ON_FILE: &str = "account-email-send-on-file";
+pub const ACCOUNT_PHONE_SEND_ON_FILE: &str = "account-phone-send-on-file";
 pub const ACCOUNT_PHONE_ERROR: &str = "account-phone-error";
 pub const ACCOUNT_PASSWORD_CURRENT: &str = "account-password-current";
 pub const ACCOUNT_PASSWORD_NEW: &str = "account-password-new";
@@ -194,6 +198,10 @@ pub const SETTINGS_BEHAVIOUR_DISABLED: &str = "settings-behaviour-disabled";
 pub const SETTINGS_BEHAVIOUR_FORCED: &str = "settings-behaviour-forced";
 /// "Fixed by the host: ..." when the tenant's ceiling is forced or disabled.
 pub const SETTINGS_BEHAVIOUR_FIXED: &str = "settings-behaviour-fixed";
+/// Under a fixed ceiling: the tenant's stored behaviour, which applies when it is lifted.
+pub const SETTINGS_STORED_CHOICE: &str = "settings-stored-choice";
+/// The impact preview and Save, pinned to the bottom of the window.
+pub const SETTINGS_FOOTER: &str = "settings-footer";
 /// Present only while the behaviour is optional.
 pub const SETTINGS_USERS_CAN_CHANGE: &str = "settings-users-can-change";
 pub const SETTINGS_REMEMBER_BROWSER: &str = "settings-remember-browser";
@@ -293,6 +301,7 @@ pub const USER_DEACTIVATED: &str = "user-deactivated";
 pub const USER_CREATE_USERNAME: &str = "user-create-username";
 pub const USER_CREATE_PASSWORD: &str = "user-create-password";
 pub const USER_CREATE_EMAIL: &str = "user-create-email";
+pub const USER_CREATE_PHONE: &str = "user-create-phone";
 pub const USER_CREATE_SUBMIT: &str = "user-create-submit";
 pub const USER_CREATE_ERROR: &str = "user-create-error";
 

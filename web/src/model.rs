@@ -54,7 +54,12 @@ pub fn admin_scope(u: &CurrentUser) -> Option<AdminScope> {
         u.roles.iter().filter(|r| r.role == ROLE_TENANT_ADMIN).filter_map(|r| r.tenant_id.as_deref()).collect();
     let own = u.tenant_id.as_deref().filter(|t| granted.contains(t));
     let id = own.or_else(|| granted.first().copied())?;
-    let name = if Some(id) == u.tenant_id.as_deref() { u.tenant_name.clone() } else { None };
+    // Headings name the tenant as the host's screens do: by its display name.
+    let name = if Some(id) == u.tenant_id.as_deref() {
+        u.tenant_display_name.clone().or_else(|| u.tenant_name.clone())
+    } else {
+        None
+    };
     Some(AdminScope::Tenant { id: id.to_owned(), name })
 }
 
@@ -289,6 +294,7 @@ mod tests {
             username: "alice".to_owned(),
             tenant_id: tenant.map(str::to_owned),
             tenant_name: tenant.map(|_| "acme".to_owned()),
+            tenant_display_name: tenant.map(|_| "Acme Ltd".to_owned()),
             roles: roles
                 .iter()
                 .map(|(r, t)| RoleGrant { role: (*r).to_owned(), tenant_id: t.map(str::to_owned) })
@@ -303,7 +309,10 @@ mod tests {
         assert_eq!(nav_for(&user(None, &[("host_admin", None)])).len(), 7);
         let ta = user(Some("t1"), &[("tenant_admin", Some("t1"))]);
         assert_eq!(nav_for(&ta), vec![Nav::Account, Nav::Settings, Nav::Users, Nav::Groups, Nav::Adoption, Nav::Audit]);
-        assert_eq!(admin_scope(&ta), Some(AdminScope::Tenant { id: "t1".to_owned(), name: Some("acme".to_owned()) }));
+        assert_eq!(
+            admin_scope(&ta),
+            Some(AdminScope::Tenant { id: "t1".to_owned(), name: Some("Acme Ltd".to_owned()) })
+        );
         assert_eq!(nav_for(&user(Some("t1"), &[("user", Some("t1"))])), vec![Nav::Account]);
     }
 

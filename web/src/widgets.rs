@@ -257,6 +257,22 @@ where
     });
 }
 
+/// Scrolls an element to the top of the window once it is in the page: a QR code that
+/// appears under a long form would otherwise stay below the fold, on a phone unnoticed.
+pub fn scroll_to_when_mounted<E>(node: NodeRef<E>)
+where
+    E: leptos::html::ElementType,
+    E::Output: JsCast + Clone + 'static,
+{
+    Effect::new(move |_| {
+        if let Some(el) = node.get()
+            && let Some(el) = el.dyn_ref::<web_sys::Element>()
+        {
+            el.scroll_into_view_with_bool(true);
+        }
+    });
+}
+
 /// A button for a destructive action that asks first: clicking it shows the question
 /// with a confirm and a cancel button in its place; only the confirm runs `on_confirm`.
 #[component]

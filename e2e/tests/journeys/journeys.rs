@@ -60,7 +60,10 @@ async fn host_admin_forces_two_factor_for_a_tenant() {
     let mut w = World::start("1-host-admin-forces").await;
     let api = w.api();
     api.sign_in_admin().await;
-    let acme = api.tenant("acme").await;
+    let created = api
+        .ok(Method::POST, "/api/tenants", Some(serde_json::json!({"name": "acme", "display_name": "Acme Ltd"})))
+        .await;
+    let acme = created["id"].as_str().unwrap_or_default().to_owned();
     let boss = api.user(&acme, "boss", PASSWORD, None).await;
     api.ok(Method::POST, &format!("/api/tenants/{acme}/admins"), Some(serde_json::json!({"user_id": boss}))).await;
     // A grace period lets the tenant admin reach Settings before enrolling.
@@ -77,6 +80,9 @@ async fn host_admin_forces_two_factor_for_a_tenant() {
     password_step(&mut w, "", "admin", ADMIN_PASSWORD, "host-admin-sign-in").await;
     w.by_id(ids::NAV_TENANTS).await;
     w.wait_title("Account · Twofold").await;
+    // The admin's own account page speaks to them, not about "the user".
+    let trace = w.wait_text(&format!("#{}", ids::POLICY_TRACE), "You are a host user").await;
+    assert!(!trace.contains("the user") && !trace.contains("The user"), "{trace}");
     w.click(ids::NAV_TENANTS).await;
     w.wait_title("Tenants · Twofold").await;
     let row = w.find(&format!("[data-test=\"{}\"][data-name=\"acme\"]", ids::TENANT_ROW)).await;
@@ -113,7 +119,18 @@ async fn host_admin_forces_two_factor_for_a_tenant() {
     w.click(ids::NAV_SETTINGS).await;
     w.wait_title("Settings · Twofold").await;
     let fixed = w.wait_text(&format!("#{}", ids::SETTINGS_BEHAVIOUR_FIXED), "host").await;
-    assert!(fixed.to_lowercase().contains("forced"), "{fixed}");
+    assert!(fixed.contains("In force: Forced"), "{fixed}");
+    // The tenant admin's heading names the tenant as the host's screens do.
+    let heading = w.text_of_css("h1").await;
+    assert_eq!(heading, "Two-factor settings for Acme Ltd");
+    // The tenant's own stored choice is shown beside the ceiling, not overwritten by it.
+    let stored = w.text_of(ids::SETTINGS_STORED_CHOICE).await;
+    assert!(stored.contains("kept for when the host lifts the ceiling: Optional"), "{stored}");
+    let optional = w.by_id(ids::SETTINGS_BEHAVIOUR_OPTIONAL).await;
+    assert!(
+        optional.is_selected().await.unwrap_or(false),
+        "the radios show the stored choice (optional), not the ceiling"
+    );
     w.shot("tenant-settings-fixed").await;
     w.close().await;
 }
@@ -741,5 +758,81 @@ async fn groups_adoption_and_what_if() {
     password_step(&mut w, "acme", "alice", PASSWORD, "member-sign-in").await;
     w.by_id(ids::ENROLL_CHOOSE_AUTHENTICATOR).await;
     w.shot("member-must-enrol").await;
+    w.close().await;
+}
+
+/// Whether the element lies wholly inside the window as it is scrolled now.
+async fn in_view(w: &World, id: &str) -> bool {
+    let script = "const r = document.getElementById(arguments[0]).getBoundingClientRect(); \
+                  return r.top >= 0 && r.bottom <= window.innerHeight;";
+    match w.browser.execute(script, vec![serde_json::json!(id)]).await {
+        Ok(v) => v == serde_json::json!(true),
+        Err(e) => panic!("position of #{id}: {e}"),
+    }
+}
+
+/// Journey 10, on a phone: a tenant admin adds a user with an email address and a
+/// mobile number; the settings' impact preview and Save stay in view on the long form;
+/// the user finds both unconfirmed on the account page, confirms the email (now a
+/// factor), removes it again after a confirmation, and sees the QR code of a new
+/// authenticator without scrolling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_at_creation_removal_and_what_stays_in_view_on_a_phone() {
+    let mut w = World::start("10-contacts-and-view").await;
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    let boss = api.user(&acme, "boss", PASSWORD, None).await;
+    api.ok(Method::POST, &format!("/api/tenants/{acme}/admins"), Some(serde_json::json!({"user_id": boss}))).await;
+    if let Err(e) = w.browser.set_window_size(390, 844).await {
+        panic!("window size: {e}");
+    }
+
+    password_step(&mut w, "acme", "boss", PASSWORD, "tenant-admin-sign-in").await;
+    w.click(ids::NAV_SETTINGS).await;
+    w.wait_title("Settings · Twofold").await;
+    w.by_id(ids::SETTINGS_FOOTER).await;
+    assert!(in_view(&w, ids::SETTINGS_FOOTER).await, "the impact preview and Save are below the fold");
+    w.shot("settings-footer-pinned").await;
+
+    w.click(ids::NAV_USERS).await;
+    w.wait_title("Users · Twofold").await;
+    w.find("details.card > summary").await.click().await.unwrap();
+    w.fill(ids::USER_CREATE_USERNAME, "dave").await;
+    w.fill(ids::USER_CREATE_PASSWORD, PASSWORD).await;
+    w.fill(ids::USER_CREATE_EMAIL, "dave@example.test").await;
+    w.fill(ids::USER_CREATE_PHONE, "+1 415 555 0123").await;
+    w.shot("add-user-with-phone").await;
+    w.click(ids::USER_CREATE_SUBMIT).await;
+    w.find(&format!("[data-test=\"{}\"][data-name=\"dave\"]", ids::USER_ROW)).await;
+    sign_out(&mut w).await;
+
+    password_step(&mut w, "acme", "dave", PASSWORD, "user-sign-in").await;
+    w.wait_title("Account · Twofold").await;
+    w.wait_text(&format!("#{}", ids::ACCOUNT_PHONE_STATUS), "+14155550123 — not confirmed").await;
+    w.by_id(ids::ACCOUNT_PHONE_SEND_ON_FILE).await;
+    w.wait_text(&format!("#{}", ids::ACCOUNT_EMAIL_STATUS), "dave@example.test — not confirmed").await;
+    w.shot("contacts-on-file").await;
+
+    w.click(ids::ACCOUNT_EMAIL_SEND_ON_FILE).await;
+    let code = w.smtp.wait_for_code("dave@example.test", 0).await;
+    w.fill(ids::ACCOUNT_EMAIL_CODE, &code).await;
+    w.click(ids::ACCOUNT_EMAIL_CONFIRM).await;
+    w.by_id(ids::RECOVERY_CODES).await;
+    w.click(ids::RECOVERY_CODES_DONE).await;
+    w.wait_text(&format!("#{}", ids::ACCOUNT_EMAIL_STATUS), "dave@example.test — confirmed").await;
+
+    w.click(ids::ACCOUNT_EMAIL_REMOVE).await;
+    w.shot("remove-email-question").await;
+    w.by_test(ids::CONFIRM_YES).await.click().await.unwrap();
+    w.wait_text(&format!("#{}", ids::ACCOUNT_EMAIL_STATUS), "No email address").await;
+    w.shot("email-removed").await;
+
+    w.click(ids::ACCOUNT_AUTH_SETUP).await;
+    w.by_id(ids::ACCOUNT_AUTH_QR).await;
+    // Scrolling happens as the QR code is added: give it a frame.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(in_view(&w, ids::ACCOUNT_AUTH_QR).await, "the QR code is below the fold");
+    w.shot("authenticator-qr-in-view").await;
     w.close().await;
 }

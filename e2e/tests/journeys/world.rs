@@ -320,6 +320,13 @@ impl World {
         }
     }
 
+    pub async fn text_of_css(&self, css: &str) -> String {
+        match self.find(css).await.text().await {
+            Ok(t) => t,
+            Err(e) => panic!("text of {css}: {e}"),
+        }
+    }
+
     /// Waits until the element's text contains `needle`, returning the text.
     pub async fn wait_text(&self, css: &str, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);

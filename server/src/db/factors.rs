@@ -537,6 +537,14 @@ pub async fn confirm_phone(conn: &mut AnyConnection, user_id: &str, phone: &str)
     Ok(())
 }
 
+pub async fn remove_email(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email = NULL, email_confirmed = 0, pending_email = NULL WHERE id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn remove_phone(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET phone = NULL, phone_confirmed = 0, pending_phone = NULL WHERE id = $1")
         .bind(user_id)

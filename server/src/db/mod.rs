@@ -520,6 +520,8 @@ pub struct NewUser<'a> {
     pub username: &'a str,
     pub username_key: &'a str,
     pub email: Option<&'a str>,
+    /// Unconfirmed until the user confirms it with a texted code.
+    pub phone: Option<&'a str>,
     pub password_hash: &'a str,
     pub security_stamp: &'a str,
     pub created_at: i64,
@@ -527,8 +529,8 @@ pub struct NewUser<'a> {
 
 pub async fn insert_user(conn: &mut AnyConnection, u: &NewUser<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO users (id, scope_key, tenant_id, username, username_key, email, password_hash, \
-         security_stamp, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO users (id, scope_key, tenant_id, username, username_key, email, phone, password_hash, \
+         security_stamp, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(u.id)
     .bind(u.scope_key)
@@ -536,6 +538,7 @@ pub async fn insert_user(conn: &mut AnyConnection, u: &NewUser<'_>) -> Result<()
     .bind(u.username)
     .bind(u.username_key)
     .bind(u.email)
+    .bind(u.phone)
     .bind(u.password_hash)
     .bind(u.security_stamp)
     .bind(u.created_at)
@@ -563,6 +566,7 @@ pub async fn insert_host_admin(
             username: username.as_str(),
             username_key: username.key(),
             email: None,
+            phone: None,
             password_hash,
             security_stamp,
             created_at: now,

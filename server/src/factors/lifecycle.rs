@@ -205,9 +205,7 @@ async fn remove_one(
                 return Err(AppError::NotFound("passkey"));
             }
         }
-        FactorKind::Email => {
-            return Err(AppError::bad_request(ErrorCode::NotRemovable, "an email address is replaced, not removed"));
-        }
+        FactorKind::Email => fdb::remove_email(&mut tx, &user.id).await?,
     }
     fdb::rotate_stamp(&mut tx, &user.id, &auth::new_stamp(), keep_session).await?;
     db::insert_audit(

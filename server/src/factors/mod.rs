@@ -205,8 +205,8 @@ pub fn usable_providers(state: &AppState, allowed: &ProviderSet) -> ProviderSet 
 }
 
 /// Refuses a text to `phone` when the user's scope limits texts to other countries.
-pub async fn ensure_phone_country(state: &AppState, user: &UserRow, phone: &str) -> AppResult<()> {
-    let settings = state.cache().settings(state.db(), &user.scope_key).await?;
+pub async fn ensure_phone_country(state: &AppState, scope_key: &str, phone: &str) -> AppResult<()> {
+    let settings = state.cache().settings(state.db(), scope_key).await?;
     if settings.sms_allowed_to(phone) {
         return Ok(());
     }
@@ -243,7 +243,7 @@ pub async fn send_code(
 ) -> AppResult<SendCodeResponse> {
     ensure_sender(state, channel)?;
     if channel == Channel::Sms {
-        ensure_phone_country(state, user, destination).await?;
+        ensure_phone_country(state, &user.scope_key, destination).await?;
     }
     let purpose = purpose.as_str();
     let now = state.now();

@@ -49,7 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/account/authenticator", post(start_authenticator).delete(remove_authenticator))
         .route("/api/account/authenticator/confirm", post(confirm_authenticator))
         .route("/api/account/recovery-codes", post(regenerate_recovery_codes))
-        .route("/api/account/email", put(change_email))
+        .route("/api/account/email", put(change_email).delete(remove_email))
         .route("/api/account/email/confirm", post(confirm_email))
         .route("/api/account/phone", put(change_phone).delete(remove_phone))
         .route("/api/account/phone/confirm", post(confirm_phone))
@@ -106,7 +106,7 @@ pub async fn get_account(State(state): State<AppState>, Caller { who, .. }: Call
     let left = fdb::unused_recovery_codes(&state.db().pool, &u.id).await?.len();
     Ok(Json(AccountState {
         user: super::auth::current_user(&state, u).await?,
-        policy: resolved.view(u.id.clone()),
+        policy: resolved.own_view(u.id.clone()),
         two_factor_enabled: u.two_factor_enabled != 0,
         user_can_change: resolved.policy.user_can_change,
         factors: Factors {
@@ -197,10 +197,10 @@ pub async fn reauth_send_code(
 ) -> AppResult<Json<SendCodeResponse>> {
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
-    if let Some(channel) = Channel::of(req.provider) {
+    if let Some(channel) = Channel::of(req.method) {
         factors::ensure_sender(&state, channel)?;
     }
-    let event = Event::SendCode(req.provider);
+    let event = Event::SendCode(req.method);
     Ok(Json(
         signin::advance(&state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await?.into_sent()?,
     ))
@@ -280,7 +280,7 @@ async fn confirm_factor(
     who.require_fresh(state)?;
     let event = Event::ConfirmFactor { factor, code };
     match signin::advance(state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await? {
-        Outcome::FactorAdded(codes) => Ok(Json(RecoveryCodes { codes: codes.unwrap_or_default() })),
+        Outcome::FactorAdded(codes) => Ok(Json(RecoveryCodes { recovery_codes: codes.unwrap_or_default() })),
         other => Err(AppError::Internal(anyhow::anyhow!("unexpected confirmation outcome {other:?}"))),
     }
 }
@@ -333,7 +333,7 @@ pub async fn regenerate_recovery_codes(
     .await?;
     tx.commit().await?;
     notify::send(&state, &who.user, Notice::RecoveryCodesIssued);
-    Ok(Json(RecoveryCodes { codes }))
+    Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
 
 /// Sets an email address to confirm and sends it a code. Replacing a confirmed address
@@ -377,6 +377,22 @@ pub async fn confirm_email(
     confirm_factor(&state, who, FactorKind::Email, req.code).await
 }
 
+/// Removes the email address, confirmed or pending (fresh reauthentication; never the
+/// last factor while 2FA is imposed). Without an address the account also gets no
+/// security notices and no self-service password reset, which the web app says first.
+#[utoipa::path(delete, path = "/api/account/email", tag = "account",
+    responses((status = 204), (status = 403, body = ErrorBody),
+        (status = 404, description = "No email address is set", body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_email(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    who.require_fresh(&state)?;
+    if who.user.email.is_none() && who.user.pending_email.is_none() {
+        return Err(AppError::NotFound("email"));
+    }
+    remove_factor(&state, &who, FactorKind::Email).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Sets a phone number to confirm and texts it a code. Replacing a confirmed number
 /// needs a fresh reauthentication.
 #[utoipa::path(put, path = "/api/account/phone", tag = "account", request_body = PhoneRequest,
@@ -390,8 +406,11 @@ pub async fn change_phone(
     limit(&state, addr, &who, Class::SendCode)?;
     own(&state, &who, Action::UpdateOwnAccount)?;
     factors::ensure_sender(&state, Channel::Sms)?;
-    let phone = factors::parse_phone(&req.phone)?;
-    factors::ensure_phone_country(&state, &who.user, &phone).await?;
+    let phone = match req.phone.as_deref() {
+        Some(p) => factors::parse_phone(p)?,
+        None => who.user.phone.clone().ok_or_else(|| AppError::invalid_field("phone", "give the number to confirm"))?,
+    };
+    factors::ensure_phone_country(&state, &who.user.scope_key, &phone).await?;
     who.require_fresh(&state)?;
     // Send first: a refused or failed send must leave the account as it was.
     let purpose = CodePurpose::ConfirmPhone;

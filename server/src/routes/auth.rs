@@ -94,15 +94,20 @@ pub fn client_info(addr: IpAddr, headers: &HeaderMap) -> ClientInfo {
 
 pub async fn current_user(state: &AppState, user: &UserRow) -> AppResult<CurrentUser> {
     let roles = db::roles_of(&state.db().pool, &user.id).await?;
-    let tenant_name = match &user.tenant_id {
-        Some(id) => db::get_tenant(&state.db().pool, id).await?.map(|t| t.name),
+    let tenant = match &user.tenant_id {
+        Some(id) => db::get_tenant(&state.db().pool, id).await?,
         None => None,
+    };
+    let (tenant_name, tenant_display_name) = match tenant {
+        Some(t) => (Some(t.name), Some(t.display_name)),
+        None => (None, None),
     };
     Ok(CurrentUser {
         id: user.id.clone(),
         username: user.username.clone(),
         tenant_id: user.tenant_id.clone(),
         tenant_name,
+        tenant_display_name,
         roles: super::role_grants(&roles),
         must_change_password: user.must_change_password != 0,
     })
@@ -216,7 +221,7 @@ pub async fn send_code(
 ) -> AppResult<Json<SendCodeResponse>> {
     state.limits().by_address(Class::SendCode, addr, state.now())?;
     let client = ClientInfo::default();
-    Ok(Json(advance_pending(&state, &jar, Event::SendCode(req.provider), &client).await?.into_sent()?))
+    Ok(Json(advance_pending(&state, &jar, Event::SendCode(req.method), &client).await?.into_sent()?))
 }
 
 /// Checks the second factor and completes the sign-in; optionally remembers the browser.
@@ -313,7 +318,7 @@ pub async fn enroll_phone(
     Json(req): Json<PhoneRequest>,
 ) -> AppResult<Json<SendCodeResponse>> {
     state.limits().by_address(Class::SendCode, addr, state.now())?;
-    let event = Event::StartEnrollment(Start::Contact(Channel::Sms, Some(req.phone)));
+    let event = Event::StartEnrollment(Start::Contact(Channel::Sms, req.phone));
     Ok(Json(advance_pending(&state, &jar, event, &ClientInfo::default()).await?.into_sent()?))
 }
 

@@ -210,7 +210,7 @@ pub async fn add_confirm(
     match signin::advance(&state, SignIn::Complete(Box::new(who)), Event::AddPasskey(req), &ClientInfo::default())
         .await?
     {
-        Outcome::FactorAdded(codes) => Ok(Json(RecoveryCodes { codes: codes.unwrap_or_default() })),
+        Outcome::FactorAdded(codes) => Ok(Json(RecoveryCodes { recovery_codes: codes.unwrap_or_default() })),
         other => Err(AppError::Internal(anyhow::anyhow!("unexpected passkey outcome {other:?}"))),
     }
 }

@@ -2,11 +2,9 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use twofold_policy::authz::{Action, Domain, Target};
-use twofold_policy::wire::{
-    ErrorBody, FeaturePreviewRequest, ImpactPreview, SettingsPreviewRequest, TenantSettingsView,
-};
+use twofold_policy::wire::{ErrorBody, FeaturePreviewRequest, ImpactPreview, SettingsPreviewRequest, SettingsView};
 use twofold_policy::{Behaviour, ScopeSettings, TenantFeature};
 
 use super::tenant_for;
@@ -21,9 +19,10 @@ use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/host/settings", get(get_host_settings).put(put_host_settings))
+        .route("/api/host/settings", get(get_host_settings).put(put_host_settings).patch(patch_host_settings))
         .route("/api/host/settings/preview", post(preview_host_settings))
         .route("/api/tenants/{tenant_id}/settings", get(get_tenant_settings).put(put_tenant_settings))
+        .route("/api/tenants/{tenant_id}/settings", patch(patch_tenant_settings))
         .route("/api/tenants/{tenant_id}/settings/preview", post(preview_tenant_settings))
         .route("/api/tenants/{tenant_id}/feature/preview", post(preview_feature))
 }
@@ -52,26 +51,72 @@ fn validate(state: &AppState, s: &ScopeSettings) -> AppResult<()> {
     Ok(())
 }
 
+/// A change to a scope's settings: the whole object, or a JSON Merge Patch (RFC 7396)
+/// applied to what is stored when the write transaction has locked it, so two partial
+/// changes to different fields never undo each other.
+enum Change {
+    Replace(ScopeSettings),
+    Merge(serde_json::Value),
+}
+
+impl Change {
+    fn apply(self, state: &AppState, stored: &ScopeSettings) -> AppResult<ScopeSettings> {
+        let new = match self {
+            Change::Replace(new) => new,
+            Change::Merge(patch) => {
+                if !patch.is_object() {
+                    return Err(AppError::bad_request(ErrorCode::InvalidBody, "a merge patch must be a JSON object"));
+                }
+                let mut merged = serde_json::to_value(stored).map_err(anyhow::Error::from)?;
+                json_patch::merge(&mut merged, &patch);
+                // The patched object must still be a whole, valid settings object: `null`
+                // on a required field or an unknown field is refused, not guessed at.
+                serde_json::from_value(merged).map_err(|e| {
+                    AppError::bad_request(ErrorCode::InvalidBody, format!("the patched settings are invalid: {e}"))
+                })?
+            }
+        };
+        validate(state, &new)?;
+        Ok(new)
+    }
+}
+
 /// The host's 2FA settings, which apply to host users only.
 #[utoipa::path(get, path = "/api/host/settings", tag = "settings",
-    responses((status = 200, body = ScopeSettings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn get_host_settings(State(state): State<AppState>, who: Authenticated) -> AppResult<Json<ScopeSettings>> {
+    responses((status = 200, body = SettingsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn get_host_settings(State(state): State<AppState>, who: Authenticated) -> AppResult<Json<SettingsView>> {
     state.authorize(&who, Action::ReadSettings, Target::Domain(Domain::Host))?;
-    Ok(Json(state.cache().settings(state.db(), HOST_SCOPE).await?))
+    Ok(Json(SettingsView::new(state.cache().settings(state.db(), HOST_SCOPE).await?, None)))
 }
 
 /// Replaces the host's 2FA settings.
 #[utoipa::path(put, path = "/api/host/settings", tag = "settings", request_body = ScopeSettings,
-    responses((status = 200, body = ScopeSettings), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = SettingsView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn put_host_settings(
     State(state): State<AppState>,
     who: Authenticated,
     Json(new): Json<ScopeSettings>,
-) -> AppResult<Json<ScopeSettings>> {
+) -> AppResult<Json<SettingsView>> {
     state.authorize(&who, Action::UpdateSettings, Target::Domain(Domain::Host))?;
     validate(&state, &new)?;
-    save_settings(&state, &who, HOST_SCOPE, None, &new).await?;
-    Ok(Json(new))
+    let saved = save_settings(&state, &who, HOST_SCOPE, None, Change::Replace(new)).await?;
+    Ok(Json(SettingsView::new(saved, None)))
+}
+
+/// Changes some of the host's 2FA settings: a JSON Merge Patch (RFC 7396,
+/// `Content-Type: application/merge-patch+json`) naming only the fields to change.
+#[utoipa::path(patch, path = "/api/host/settings", tag = "settings",
+    request_body(content = ScopeSettings, content_type = "application/merge-patch+json",
+        description = "A JSON Merge Patch (RFC 7396): any subset of the settings' fields; those not named keep their stored values"),
+    responses((status = 200, body = SettingsView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn patch_host_settings(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Json(patch): Json<serde_json::Value>,
+) -> AppResult<Json<SettingsView>> {
+    state.authorize(&who, Action::UpdateSettings, Target::Domain(Domain::Host))?;
+    let saved = save_settings(&state, &who, HOST_SCOPE, None, Change::Merge(patch)).await?;
+    Ok(Json(SettingsView::new(saved, None)))
 }
 
 async fn save_settings(
@@ -79,27 +124,26 @@ async fn save_settings(
     who: &Authenticated,
     scope_key: &str,
     feature: Option<TenantFeature>,
-    new: &ScopeSettings,
-) -> AppResult<()> {
+    change: Change,
+) -> AppResult<ScopeSettings> {
     let mut tx = state.db().begin_write().await?;
-    // Locked inside the write transaction so the ceiling check and the audit's "before"
-    // cannot race another writer.
+    // Locked inside the write transaction so the ceiling check, a merge patch and the
+    // audit's "before" cannot race another writer.
     let old = db::lock_settings(&mut tx, state.db().backend, scope_key, state.now()).await?;
+    let new = change.apply(state, &old)?;
     if let Some(feature) = feature
         && matches!(feature.behaviour, Behaviour::Forced | Behaviour::Disabled)
         && new.behaviour != old.behaviour
     {
-        {
-            return Err(AppError::conflict(
-                ErrorCode::BehaviourFixedByHost,
-                format!(
-                    "the host has set this tenant's two-factor feature to {}, so the behaviour cannot be changed; the other settings can",
-                    feature.behaviour.as_str()
-                ),
-            ));
-        }
+        return Err(AppError::conflict(
+            ErrorCode::BehaviourFixedByHost,
+            format!(
+                "the host has set this tenant's two-factor feature to {}, so the behaviour cannot be changed; the other settings can",
+                feature.behaviour.as_str()
+            ),
+        ));
     }
-    db::store_settings(&mut tx, scope_key, new, state.now()).await?;
+    db::store_settings(&mut tx, scope_key, &new, state.now()).await?;
     changes::publish(&mut tx, state.db().backend, changes::Change::Settings(scope_key)).await?;
     let action = if scope_key == HOST_SCOPE { "host_settings.updated" } else { "tenant_settings.updated" };
     super::audit(
@@ -110,12 +154,12 @@ async fn save_settings(
         action,
         &format!("settings:{scope_key}"),
         Some(serde_json::to_value(&old).map_err(anyhow::Error::from)?),
-        Some(serde_json::to_value(new).map_err(anyhow::Error::from)?),
+        Some(serde_json::to_value(&new).map_err(anyhow::Error::from)?),
     )
     .await?;
     tx.commit().await?;
     state.cache().invalidate_settings(scope_key);
-    Ok(())
+    Ok(new)
 }
 
 /// What saving proposed host settings would do to host users, without saving.
@@ -136,43 +180,55 @@ pub async fn preview_host_settings(
 /// A tenant's own 2FA settings and the host's ceiling over them.
 #[utoipa::path(get, path = "/api/tenants/{tenant_id}/settings", tag = "settings",
     params(("tenant_id" = String, Path, description = "Tenant id")),
-    responses((status = 200, body = TenantSettingsView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SettingsView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_tenant_settings(
     State(state): State<AppState>,
     who: Authenticated,
     Path(tenant_id): Path<String>,
-) -> AppResult<Json<TenantSettingsView>> {
+) -> AppResult<Json<SettingsView>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::ReadSettings).await?;
     let feature = state.cache().feature(state.db(), &tenant.id).await?;
     let settings = state.cache().settings(state.db(), &tenant.id).await?;
-    Ok(Json(TenantSettingsView {
-        settings,
-        feature,
-        behaviour_fixed_by_host: feature.behaviour != Behaviour::Optional,
-    }))
+    Ok(Json(SettingsView::new(settings, Some(feature))))
 }
 
 /// Replaces a tenant's 2FA settings. While the host's ceiling is forced or disabled the
 /// behaviour cannot change (409); the other settings still can.
 #[utoipa::path(put, path = "/api/tenants/{tenant_id}/settings", tag = "settings", request_body = ScopeSettings,
     params(("tenant_id" = String, Path, description = "Tenant id")),
-    responses((status = 200, body = TenantSettingsView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = SettingsView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "Behaviour fixed by the host's ceiling", body = ErrorBody)))]
 pub async fn put_tenant_settings(
     State(state): State<AppState>,
     who: Authenticated,
     Path(tenant_id): Path<String>,
     Json(new): Json<ScopeSettings>,
-) -> AppResult<Json<TenantSettingsView>> {
+) -> AppResult<Json<SettingsView>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateSettings).await?;
     validate(&state, &new)?;
     let feature = tenant.feature()?;
-    save_settings(&state, &who, &tenant.id, Some(feature), &new).await?;
-    Ok(Json(TenantSettingsView {
-        settings: new,
-        feature,
-        behaviour_fixed_by_host: feature.behaviour != Behaviour::Optional,
-    }))
+    let saved = save_settings(&state, &who, &tenant.id, Some(feature), Change::Replace(new)).await?;
+    Ok(Json(SettingsView::new(saved, Some(feature))))
+}
+
+/// Changes some of a tenant's 2FA settings with a JSON Merge Patch (RFC 7396,
+/// `Content-Type: application/merge-patch+json`); the ceiling rule of `PUT` holds.
+#[utoipa::path(patch, path = "/api/tenants/{tenant_id}/settings", tag = "settings",
+    request_body(content = ScopeSettings, content_type = "application/merge-patch+json",
+        description = "A JSON Merge Patch (RFC 7396): any subset of the settings' fields; those not named keep their stored values"),
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    responses((status = 200, body = SettingsView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "Behaviour fixed by the host's ceiling", body = ErrorBody)))]
+pub async fn patch_tenant_settings(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(tenant_id): Path<String>,
+    Json(patch): Json<serde_json::Value>,
+) -> AppResult<Json<SettingsView>> {
+    let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateSettings).await?;
+    let feature = tenant.feature()?;
+    let saved = save_settings(&state, &who, &tenant.id, Some(feature), Change::Merge(patch)).await?;
+    Ok(Json(SettingsView::new(saved, Some(feature))))
 }
 
 /// What saving proposed tenant settings would do to the tenant's users, without saving.

@@ -20,6 +20,7 @@ use crate::changes::{self, Change};
 use crate::db::{self, HOST_SCOPE, NewUser, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path, Query, parse_id};
+use crate::factors;
 use crate::signin::resolved_policy;
 use twofold_policy::wire::ErrorCode;
 
@@ -74,6 +75,14 @@ async fn create_in_scope(state: &AppState, who: &Authenticated, scope_key: &str,
         Some(e) => Some(EmailAddress::parse(e).map_err(|e| AppError::invalid_field(e.field, e.message))?),
         None => None,
     };
+    let phone = match req.phone.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(p) => {
+            let phone = factors::parse_phone(p)?;
+            factors::ensure_phone_country(state, scope_key, &phone).await?;
+            Some(phone)
+        }
+        None => None,
+    };
     let hash = auth::hash_password(req.password).await?;
     let now = state.now();
     let id = uuid::Uuid::now_v7().to_string();
@@ -91,6 +100,7 @@ async fn create_in_scope(state: &AppState, who: &Authenticated, scope_key: &str,
             username: username.as_str(),
             username_key: username.key(),
             email: email.as_ref().map(EmailAddress::as_str),
+            phone: phone.as_deref(),
             password_hash: &hash,
             security_stamp: &auth::new_stamp(),
             created_at: now,
@@ -105,7 +115,11 @@ async fn create_in_scope(state: &AppState, who: &Authenticated, scope_key: &str,
         "user.created",
         &format!("user:{id}"),
         None,
-        Some(serde_json::json!({ "username": username.as_str(), "email": email.as_ref().map(EmailAddress::as_str) })),
+        Some(serde_json::json!({
+            "username": username.as_str(),
+            "email": email.as_ref().map(EmailAddress::as_str),
+            "phone": phone,
+        })),
     )
     .await?;
     tx.commit().await?;

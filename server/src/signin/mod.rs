@@ -888,6 +888,11 @@ impl Resolved {
     pub fn view(&self, user_id: String) -> EffectivePolicyView {
         EffectivePolicyView::new(user_id, &self.policy, self.rules())
     }
+
+    /// The view for the user's own account page, which speaks to them.
+    pub fn own_view(&self, user_id: String) -> EffectivePolicyView {
+        EffectivePolicyView::for_self(user_id, &self.policy, self.rules())
+    }
 }
 
 /// The effective policy of a user, from cached scope inputs and the user's group rules.

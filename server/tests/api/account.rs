@@ -183,3 +183,94 @@ async fn removing_the_authenticator_needs_reauthentication() {
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "sign_in_expired");
 }
+
+#[tokio::test]
+async fn an_email_factor_can_be_removed_like_a_phone() {
+    let (app, mut mail) = crate::flows::mail_app(Options::default()).await;
+    let secret = opted_in_alice(&app).await;
+    let alice = app.new_client();
+    assert_signed_in(&sign_in_with_totp(&app, &alice, "acme", "alice", &secret, false).await);
+    crate::flows::confirm_email_in_account(&alice, &mut mail, "alice@example.test").await;
+    assert_eq!(account(&alice).await["factors"]["email_confirmed"], true);
+
+    // Stale: refused, nothing removed.
+    app.advance_minutes(6);
+    alice.delete("/api/account/email").await.assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
+    assert_eq!(account(&alice).await["factors"]["email"], "alice@example.test");
+
+    reauthenticate(&app, &alice, &secret).await;
+    alice.delete("/api/account/email").await.assert_status(StatusCode::NO_CONTENT);
+    let f = account(&alice).await["factors"].take();
+    assert_eq!(
+        (f["email"].clone(), f["email_confirmed"].clone(), f["pending_email"].clone()),
+        (Value::Null, json!(false), Value::Null)
+    );
+    // The old address hears about it: whoever removed it may not be its owner.
+    mail.wait_for_notice("alice@example.test", "was removed").await;
+    alice.delete("/api/account/email").await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    // Email is no longer offered at sign-in.
+    let next = app.new_client();
+    let step = password_step(&next, "acme", "alice", "requires_two_factor").await;
+    assert!(!step["providers"].as_array().unwrap().iter().any(|p| p["provider"] == "email"), "{step}");
+}
+
+#[tokio::test]
+async fn the_last_factor_rule_covers_email() {
+    let (app, mut mail) = crate::flows::mail_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "carol", Some("carol@example.test")).await;
+    let carol = app.new_client();
+    crate::flows::enrol_email(&carol, &mut mail, "acme", "carol", "carol@example.test").await;
+    carol.delete("/api/account/email").await.assert_error(StatusCode::CONFLICT, "last_factor");
+    assert_eq!(account(&carol).await["factors"]["email_confirmed"], true);
+}
+
+#[tokio::test]
+async fn a_phone_entered_by_an_admin_waits_for_the_user_to_confirm_it() {
+    let (app, sms) = crate::flows::sms_app(Options::default()).await;
+    let t = app.create_tenant("acme").await;
+    let path = format!("/api/tenants/{}/users", t.id);
+    // A bad number is refused with its field, and no user is created.
+    let bad = json!({ "username": "dave", "password": PASSWORD, "phone": "0800 123" });
+    app.post_json(&path, &bad).await.assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(app.get(&format!("{path}?q=dave")).await.assert_status(StatusCode::OK).json()["total"], 0);
+
+    let good = json!({ "username": "dave", "password": PASSWORD, "phone": "+1 415 555 0123" });
+    app.post_json(&path, &good).await.assert_status(StatusCode::CREATED);
+    let dave = app.new_client();
+    dave.sign_in_ok(Some("acme"), "dave", PASSWORD).await;
+    let f = account(&dave).await["factors"].take();
+    assert_eq!((f["phone"].clone(), f["phone_confirmed"].clone()), (json!("+14155550123"), json!(false)), "{f}");
+    // Confirming the number on file needs no number in the request.
+    dave.put_json("/api/account/phone", &json!({})).await.assert_status(StatusCode::OK);
+    let code = sms.last_code_to("+14155550123");
+    dave.post_json("/api/account/phone/confirm", &json!({ "code": code })).await.assert_status(StatusCode::OK);
+    assert_eq!(account(&dave).await["factors"]["phone_confirmed"], true);
+}
+
+#[tokio::test]
+async fn a_phone_at_creation_obeys_the_scope_s_country_list() {
+    let app = admin_app(Options::default()).await;
+    let t = app.create_tenant("acme").await;
+    set_tenant_settings(&app, &t.id, json!({ "sms_allowed_country_codes": ["44"] })).await;
+    let path = format!("/api/tenants/{}/users", t.id);
+    let body = json!({ "username": "erin", "password": PASSWORD, "phone": "+14155550123" });
+    app.post_json(&path, &body).await.assert_error(StatusCode::BAD_REQUEST, "phone_country_not_allowed");
+    assert_eq!(app.get(&format!("{path}?q=erin")).await.assert_status(StatusCode::OK).json()["total"], 0);
+}
+
+#[tokio::test]
+async fn the_own_policy_speaks_to_the_user_and_the_admin_view_about_them() {
+    let app = admin_app(Options::default()).await;
+    let t = app.create_tenant("acme").await;
+    let user = create_user(&app, &t.id, "alice", None).await;
+    let alice = app.new_client();
+    alice.sign_in_ok(Some("acme"), "alice", PASSWORD).await;
+    let own = account(&alice).await["policy"]["trace"].clone();
+    let own: Vec<&str> = own.as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(own.contains(&"Your own switch is off, so a second factor is not required."), "{own:?}");
+    assert!(own.iter().all(|s| !s.contains("the user") && !s.contains("The user")), "{own:?}");
+    let admin = app.policy(&user.id).await["trace"].clone();
+    let admin: Vec<&str> = admin.as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(admin.contains(&"The user's own switch is off, so a second factor is not required."), "{admin:?}");
+}

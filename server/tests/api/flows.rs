@@ -165,7 +165,7 @@ pub async fn verify(client: &Client, method: &str, code: &str, remember: bool) -
 }
 
 pub async fn send_code(client: &Client, provider: &str) -> Resp {
-    client.post_json("/api/auth/sign-in/send-code", &json!({ "provider": provider })).await
+    client.post_json("/api/auth/sign-in/send-code", &json!({ "method": provider })).await
 }
 
 /// Insists a step answered `signed_in` and set a session cookie (with or without the
@@ -270,7 +270,7 @@ pub async fn add_authenticator_in_account(app: &TestApp, client: &Client) -> Enr
         .await
         .assert_status(StatusCode::OK)
         .json();
-    Enrolled { secret, recovery_codes: recovery_codes(&body["codes"]) }
+    Enrolled { secret, recovery_codes: recovery_codes(&body["recovery_codes"]) }
 }
 
 fn recovery_codes(v: &Value) -> Vec<String> {

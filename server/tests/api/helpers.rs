@@ -458,13 +458,15 @@ impl Client {
         self.get(&format!("/api/tenants/{tenant_id}/feature")).await.assert_status(StatusCode::OK).json()
     }
 
+    /// The host's stored settings (the `settings` of the settings view).
     pub async fn host_settings(&self) -> Value {
-        self.get("/api/host/settings").await.assert_status(StatusCode::OK).json()
+        self.get("/api/host/settings").await.assert_status(StatusCode::OK).json()["settings"].take()
     }
 
     pub async fn put_host_settings(&self, settings: &Value) {
         let saved = self.put_json("/api/host/settings", settings).await.assert_status(StatusCode::OK).json();
-        assert_eq!(&saved, settings);
+        assert_eq!(&saved["settings"], settings);
+        assert!(saved.get("feature").is_none(), "the host's settings have no ceiling: {saved}");
     }
 
     /// The tenant settings view: settings, feature and `behaviour_fixed_by_host`.

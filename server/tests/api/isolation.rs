@@ -86,6 +86,7 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/account/email/confirm", Class::Own),
     ("PUT /api/account/phone", Class::Own),
     ("DELETE /api/account/phone", Class::Own),
+    ("DELETE /api/account/email", Class::Own),
     ("POST /api/account/phone/confirm", Class::Own),
     ("GET /api/account/browsers", Class::Own),
     ("DELETE /api/account/browsers", Class::Own),
@@ -100,6 +101,7 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("DELETE /api/account/passkeys/{passkey_id}", Class::Own),
     ("GET /api/host/settings", Class::Host),
     ("PUT /api/host/settings", Class::Host),
+    ("PATCH /api/host/settings", Class::Host),
     ("POST /api/host/settings/preview", Class::Host),
     ("GET /api/host/message-usage", Class::Host),
     ("GET /api/host/users", Class::Host),
@@ -115,6 +117,7 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("GET /api/tenants/{tenant_id}/feature", Class::Tenant),
     ("GET /api/tenants/{tenant_id}/settings", Class::Tenant),
     ("PUT /api/tenants/{tenant_id}/settings", Class::Tenant),
+    ("PATCH /api/tenants/{tenant_id}/settings", Class::Tenant),
     ("POST /api/tenants/{tenant_id}/settings/preview", Class::Tenant),
     ("GET /api/tenants/{tenant_id}/message-usage", Class::Tenant),
     ("GET /api/tenants/{tenant_id}/users", Class::Tenant),
@@ -263,7 +266,7 @@ const BODY_FIELDS: &[(&str, Kind)] = &[
     ("SignInRequest.tenant", Kind::TenantName),
     ("SignInRequest.username", Kind::Username),
     ("SignInRequest.password", Kind::Inert),
-    ("SendCodeRequest.provider", Kind::Inert),
+    ("SendCodeRequest.method", Kind::Inert),
     ("VerifyRequest.method", Kind::Inert),
     ("VerifyRequest.code", Kind::Inert),
     ("VerifyRequest.remember_browser", Kind::Inert),
@@ -284,6 +287,7 @@ const BODY_FIELDS: &[(&str, Kind)] = &[
     ("CreateUser.username", Kind::Inert),
     ("CreateUser.password", Kind::Inert),
     ("CreateUser.email", Kind::Inert),
+    ("CreateUser.phone", Kind::Inert),
     ("AssignRole.user_id", Kind::UserId),
     // The answer to "I forgot my password" is the same for every account (a test of
     // its own checks that), so these names select nothing the caller can reach.
@@ -362,7 +366,7 @@ fn example_settings() -> Value {
 fn example_body(schema: &str) -> Option<Value> {
     Some(match schema {
         "SignInRequest" => json!({ "tenant": "", "username": "", "password": "not the password" }),
-        "SendCodeRequest" => json!({ "provider": "email" }),
+        "SendCodeRequest" => json!({ "method": "email" }),
         "VerifyRequest" => json!({ "method": "authenticator", "code": "000000", "remember_browser": false }),
         "CodeRequest" => json!({ "code": "000000" }),
         "EmailRequest" => json!({ "email": "someone@example.com" }),
@@ -375,7 +379,9 @@ fn example_body(schema: &str) -> Option<Value> {
         }
         "SetTwoFactor" => json!({ "enabled": true }),
         "CreateTenant" => json!({ "name": "newtenant", "display_name": "New tenant" }),
-        "CreateUser" => json!({ "username": "newcomer", "password": PASSWORD, "email": "newcomer@example.com" }),
+        "CreateUser" => json!({
+            "username": "newcomer", "password": PASSWORD, "email": "newcomer@example.com", "phone": "+447700900123",
+        }),
         "AssignRole" => json!({ "user_id": "" }),
         "PasswordResetRequest" => json!({ "tenant": "alpha", "username": "plain" }),
         "PasswordResetConfirm" => json!({ "token": "not-a-token", "new_password": "a new long password" }),
@@ -529,7 +535,9 @@ fn operations(doc: &Value) -> Result<Vec<Operation>, Vec<String>> {
             }
             let mut body = None;
             if let Some(content) = op["requestBody"]["content"].as_object() {
-                let schema = &content.get("application/json").unwrap_or(&Value::Null)["schema"];
+                // A merge patch (RFC 7396) is documented with the schema it patches.
+                let json = content.get("application/json").or_else(|| content.get("application/merge-patch+json"));
+                let schema = &json.unwrap_or(&Value::Null)["schema"];
                 let Some((name, schema)) = resolve(doc, schema) else {
                     gaps.push(format!("{key}: the request body is not a named JSON schema; {TEACH}"));
                     continue;

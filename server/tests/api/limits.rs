@@ -190,7 +190,7 @@ async fn code_sends_are_limited_per_address_at_sign_in_and_on_the_account_page()
     for (i, name) in ["alice", "bob", "carol"].into_iter().enumerate() {
         let c = app.new_client();
         sign_in_from(&c, from, "acme", name, PASSWORD).await.assert_status(StatusCode::OK);
-        let resp = post_from(&c, from, "/api/auth/sign-in/send-code", &json!({ "provider": "email" })).await;
+        let resp = post_from(&c, from, "/api/auth/sign-in/send-code", &json!({ "method": "email" })).await;
         if i < 2 {
             resp.assert_status(StatusCode::OK);
         } else {
@@ -199,12 +199,12 @@ async fn code_sends_are_limited_per_address_at_sign_in_and_on_the_account_page()
     }
     // The account page's confirmation sends count in the same budget.
     let resp =
-        post_from(&app.client, from, "/api/account/reauthenticate/send-code", &json!({ "provider": "email" })).await;
+        post_from(&app.client, from, "/api/account/reauthenticate/send-code", &json!({ "method": "email" })).await;
     assert_limited(&resp);
     // Another address is not affected.
     let c = app.new_client();
     sign_in_from(&c, "203.0.113.8", "acme", "carol", PASSWORD).await.assert_status(StatusCode::OK);
-    post_from(&c, "203.0.113.8", "/api/auth/sign-in/send-code", &json!({ "provider": "email" }))
+    post_from(&c, "203.0.113.8", "/api/auth/sign-in/send-code", &json!({ "method": "email" }))
         .await
         .assert_status(StatusCode::OK);
 }
@@ -276,7 +276,7 @@ async fn authenticator_confirmation_on_the_account_page_is_limited() {
         .await
         .assert_status(StatusCode::OK)
         .json();
-    assert_eq!(body["codes"].as_array().map(Vec::len), Some(10), "{body}");
+    assert_eq!(body["recovery_codes"].as_array().map(Vec::len), Some(10), "{body}");
 }
 
 // ---------------------------------------------------------------- the account API
@@ -332,7 +332,7 @@ async fn send_all_at_once(app: &TestApp, cookies: Vec<String>) -> Vec<Resp> {
                 .header("X-Requested-With", "test")
                 .header("X-Forwarded-For", format!("198.51.100.{}", i + 1))
                 .header(reqwest::header::COOKIE, cookie)
-                .json(&json!({ "provider": "email" }))
+                .json(&json!({ "method": "email" }))
                 .send()
                 .await
                 .expect("the request failed");
@@ -374,7 +374,7 @@ async fn no_user_gets_more_messages_than_the_cap_whatever_asks_for_them() {
     }
     assert_eq!(sent, CAP - 1, "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
     // The account page cannot add to it either.
-    let resp = carol_page.post_json("/api/account/reauthenticate/send-code", &json!({ "provider": "email" })).await;
+    let resp = carol_page.post_json("/api/account/reauthenticate/send-code", &json!({ "method": "email" })).await;
     assert_eq!(assert_limited(&resp), 15 * 60);
 
     // What reached the mailbox: the cap, not one message more.
@@ -385,13 +385,11 @@ async fn no_user_gets_more_messages_than_the_cap_whatever_asks_for_them() {
     // A quarter of an hour later one more message may go.
     advance_seconds(&app, 15 * 60);
     carol_page
-        .post_json("/api/account/reauthenticate/send-code", &json!({ "provider": "email" }))
+        .post_json("/api/account/reauthenticate/send-code", &json!({ "method": "email" }))
         .await
         .assert_status(StatusCode::OK);
     assert_eq!(mail.next_code("carol@example.test").await.len(), 6);
-    assert_limited(
-        &carol_page.post_json("/api/account/reauthenticate/send-code", &json!({ "provider": "email" })).await,
-    );
+    assert_limited(&carol_page.post_json("/api/account/reauthenticate/send-code", &json!({ "method": "email" })).await);
 }
 
 #[tokio::test]

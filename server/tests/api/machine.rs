@@ -326,7 +326,7 @@ async fn a_session_made_fresh_by_an_email_code_cannot_remove_the_authenticator_o
         .assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
     // Reauthenticating with another emailed code does not help either...
     holder
-        .post_json("/api/account/reauthenticate/send-code", &json!({ "provider": "email" }))
+        .post_json("/api/account/reauthenticate/send-code", &json!({ "method": "email" }))
         .await
         .assert_status(StatusCode::OK);
     let code = mail.next_code("alice@example.com").await;

@@ -73,7 +73,7 @@ async fn without_a_sender_the_account_page_refuses_email_and_phone_setup() {
     let refused = app.put_json("/api/account/phone", &json!({ "phone": "+14155550100" })).await;
     let body = refused.assert_error(StatusCode::BAD_REQUEST, "sender_not_configured");
     assert_eq!(body["message"], "No SMS provider is configured: text messages cannot be sent");
-    app.post_json("/api/account/reauthenticate/send-code", &json!({ "provider": "email" }))
+    app.post_json("/api/account/reauthenticate/send-code", &json!({ "method": "email" }))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "sender_not_configured");
     // Refused before anything was stored.

@@ -266,7 +266,7 @@ async fn passkeys_on_the_account_page_need_fresh_reauthentication_and_keep_the_l
         .await
         .assert_status(StatusCode::OK)
         .json();
-    assert_eq!(added["codes"].as_array().map(Vec::len), Some(0), "not the first factor: {added}");
+    assert_eq!(added["recovery_codes"].as_array().map(Vec::len), Some(0), "not the first factor: {added}");
     // The passkey is now the strongest factor: a session made fresh by an authenticator
     // code no longer reaches changes.
     client

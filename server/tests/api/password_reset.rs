@@ -83,7 +83,7 @@ async fn a_reset_link_sets_a_new_password_once_and_the_second_factor_is_still_as
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     session
-        .post_json("/api/auth/sign-in/send-code", &json!({ "provider": "email" }))
+        .post_json("/api/auth/sign-in/send-code", &json!({ "method": "email" }))
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "sign_in_expired");
     // The new one is a password, not a sign-in: the second factor is still asked for.

@@ -227,7 +227,7 @@ async fn no_secret_reaches_the_log() {
     alice.post_json("/api/auth/sign-out", &json!({})).await.assert_status(StatusCode::NO_CONTENT);
     let resp = alice.sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
     s.cookies(&resp);
-    alice.post_json("/api/auth/sign-in/send-code", &json!({ "provider": "email" })).await.assert_status(StatusCode::OK);
+    alice.post_json("/api/auth/sign-in/send-code", &json!({ "method": "email" })).await.assert_status(StatusCode::OK);
     let code = mail.next_code("alice@example.test").await;
     s.code("email sign-in code", &code);
     let wrong = if code == "481516" { "234223" } else { "481516" };
@@ -262,7 +262,7 @@ async fn no_secret_reaches_the_log() {
         .await
         .assert_status(StatusCode::NO_CONTENT);
     let fresh = alice.post_json("/api/account/recovery-codes", &json!({})).await.assert_status(StatusCode::OK);
-    let fresh = s.recovery(&fresh.json()["codes"]);
+    let fresh = s.recovery(&fresh.json()["recovery_codes"]);
 
     // And signs in once more with one of the new recovery codes.
     alice.post_json("/api/auth/sign-out", &json!({})).await.assert_status(StatusCode::NO_CONTENT);

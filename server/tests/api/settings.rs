@@ -219,6 +219,9 @@ async fn tenant_behaviour_is_fixed_while_the_ceiling_is_forced_or_disabled() {
         let before = app.tenant_settings(&t.id).await;
         assert_eq!(before["behaviour_fixed_by_host"], true, "{ceiling}");
         assert_eq!(before["feature"]["behaviour"], ceiling);
+        // Both are shown: the ceiling users get, and the stored choice kept for later.
+        assert_eq!(before["behaviour_in_force"], ceiling);
+        assert_eq!(before["settings"]["behaviour"], "optional");
         let stored_behaviour = before["settings"]["behaviour"].clone();
 
         // Any other behaviour is refused, even one equal to the ceiling itself.
@@ -252,6 +255,114 @@ async fn tenant_behaviour_is_fixed_while_the_ceiling_is_forced_or_disabled() {
     let saved = app.put_json(&path, &forced).await.assert_status(StatusCode::OK).json();
     assert_eq!(saved["behaviour_fixed_by_host"], false);
     assert_eq!(app.tenant_settings(&t.id).await["settings"]["behaviour"], "forced");
+}
+
+async fn patch(client: &Client, path: &str, body: &Value) -> crate::helpers::Resp {
+    client
+        .send(
+            client
+                .raw(Method::PATCH, path)
+                .header("X-Requested-With", "test")
+                .header(CONTENT_TYPE, "application/merge-patch+json")
+                .body(body.to_string()),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn host_and_tenant_settings_have_one_shape() {
+    let app = TestApp::spawn_as_admin().await;
+    let t = app.create_tenant("acme").await;
+    let host = app.get("/api/host/settings").await.assert_status(StatusCode::OK).json();
+    let tenant = app.tenant_settings(&t.id).await;
+    let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    assert_eq!(keys(&host), ["behaviour_fixed_by_host", "behaviour_in_force", "settings"], "{host}");
+    assert_eq!(keys(&tenant), ["behaviour_fixed_by_host", "behaviour_in_force", "feature", "settings"], "{tenant}");
+    assert_eq!(host["settings"], default_settings());
+    assert_eq!(host["behaviour_in_force"], "optional");
+    assert_eq!(host["behaviour_fixed_by_host"], false);
+}
+
+#[tokio::test]
+async fn a_merge_patch_changes_only_the_fields_it_names() {
+    let app = TestApp::spawn_as_admin().await;
+    let t = app.create_tenant("acme").await;
+    for path in ["/api/host/settings".to_owned(), format!("/api/tenants/{}/settings", t.id)] {
+        let read = async || app.get(&path).await.assert_status(StatusCode::OK).json()["settings"].take();
+        let saved =
+            patch(&app.client, &path, &json!({ "remember_browser_days": 9, "allowed_providers": { "sms": false } }))
+                .await
+                .assert_status(StatusCode::OK)
+                .json();
+        let want = settings_with(json!({
+            "remember_browser_days": 9,
+            "allowed_providers": { "authenticator": true, "email": true, "sms": false, "passkey": true }
+        }));
+        assert_eq!(saved["settings"], want, "{path}");
+        assert_eq!(read().await, want, "{path}");
+
+        // Each refusal leaves the stored settings exactly as they were.
+        for (bad, code) in [
+            (json!({ "behaviour": null }), "invalid_body"),
+            (json!({ "remember_browser_days": 0 }), "invalid_field"),
+            (json!({ "no_such_setting": true }), "invalid_body"),
+            (
+                json!({ "allowed_providers": { "authenticator": false, "email": false, "sms": false, "passkey": false } }),
+                "invalid_field",
+            ),
+            // A floor none of the allowed providers reaches (passkeys are not set up here).
+            (json!({ "min_strength": "phishing_resistant" }), "strength_unreachable"),
+            (json!(["remember_browser_days", 3]), "invalid_body"),
+            (json!("optional"), "invalid_body"),
+        ] {
+            patch(&app.client, &path, &bad).await.assert_error(StatusCode::BAD_REQUEST, code);
+            assert_eq!(read().await, want, "{path}: {bad}");
+        }
+        // `null` removes an optional field, which for the country list means empty.
+        patch(&app.client, &path, &json!({ "sms_allowed_country_codes": ["44"] })).await.assert_status(StatusCode::OK);
+        patch(&app.client, &path, &json!({ "sms_allowed_country_codes": null })).await.assert_status(StatusCode::OK);
+        assert_eq!(read().await["sms_allowed_country_codes"], json!([]), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_merge_patch_keeps_the_ceiling_rule() {
+    let app = TestApp::spawn_as_admin().await;
+    let t = app.create_tenant("acme").await;
+    let path = format!("/api/tenants/{}/settings", t.id);
+    app.set_feature(&t.id, "forced").await;
+    let before = app.tenant_settings(&t.id).await;
+    patch(&app.client, &path, &json!({ "behaviour": "disabled" }))
+        .await
+        .assert_error(StatusCode::CONFLICT, "behaviour_fixed_by_host");
+    assert_eq!(app.tenant_settings(&t.id).await, before);
+    let saved =
+        patch(&app.client, &path, &json!({ "enrollment_grace_days": 4 })).await.assert_status(StatusCode::OK).json();
+    assert_eq!(saved["settings"]["enrollment_grace_days"], 4);
+    assert_eq!(saved["behaviour_in_force"], "forced");
+    assert_eq!(saved["settings"]["behaviour"], "optional");
+}
+
+/// Two admins patching different fields at the same moment: each patch is applied to
+/// what the other stored, so neither change is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_merge_patches_of_different_fields_both_stick() {
+    let app = TestApp::spawn_as_admin().await;
+    let path = "/api/host/settings";
+    for round in 0..5_u32 {
+        let days = 2 + round;
+        let grace = 10 + round;
+        let (days_patch, grace_patch) =
+            (json!({ "remember_browser_days": days }), json!({ "enrollment_grace_days": grace }));
+        let a = patch(&app.client, path, &days_patch);
+        let b = patch(&app.client, path, &grace_patch);
+        let (a, b) = tokio::join!(a, b);
+        a.assert_status(StatusCode::OK);
+        b.assert_status(StatusCode::OK);
+        let stored = app.host_settings().await;
+        assert_eq!(stored["remember_browser_days"], days, "round {round}: {stored}");
+        assert_eq!(stored["enrollment_grace_days"], grace, "round {round}: {stored}");
+    }
 }
 
 fn impact(users: u64, newly: u64, without_factor: u64, no_longer: u64) -> Value {

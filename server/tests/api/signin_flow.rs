@@ -449,7 +449,7 @@ async fn an_email_confirmed_on_the_account_page_becomes_a_factor() {
     let code = mail.next_code("dave@example.test").await;
     let codes =
         dave.post_json("/api/account/email/confirm", &json!({ "code": code })).await.assert_status(StatusCode::OK);
-    assert_eq!(codes.json()["codes"].as_array().unwrap().len(), 10);
+    assert_eq!(codes.json()["recovery_codes"].as_array().unwrap().len(), 10);
     let account = dave.get("/api/account").await.assert_status(StatusCode::OK).json();
     assert_eq!(account["factors"]["email_confirmed"], true, "{account}");
 
@@ -635,7 +635,7 @@ async fn new_recovery_codes_replace_the_whole_set() {
     reauthenticate(&app, &alice, &enrolled.secret).await;
     let fresh = alice.post_json("/api/account/recovery-codes", &json!({})).await.assert_status(StatusCode::OK).json();
     let fresh: Vec<String> =
-        fresh["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+        fresh["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
     assert_eq!(fresh.len(), 10);
     assert!(fresh.iter().all(|c| !enrolled.recovery_codes.contains(c)));
 

@@ -21,7 +21,10 @@ use crate::api::{self, ApiError, ApiResult};
 use crate::ids;
 use crate::passkey;
 use crate::text;
-use crate::widgets::{ConfirmButton, ErrorText, Loading, Modal, Notice, PolicyExplain, RecoveryCodesSheet, WeakerTag};
+use crate::widgets::{
+    ConfirmButton, ErrorText, Loading, Modal, Notice, PolicyExplain, RecoveryCodesSheet, WeakerTag,
+    scroll_to_when_mounted,
+};
 
 /// The reauthentication dialog's state: whether it is open, what to run once the user
 /// has confirmed, and what to run if they give up (so the action can stop waiting).
@@ -95,8 +98,8 @@ impl Ctx {
 
     /// Shows recovery codes issued by a change (only the first factor brings any).
     fn show_codes(self, r: RecoveryCodes) {
-        if !r.codes.is_empty() {
-            self.codes.set(Some(r.codes));
+        if !r.recovery_codes.is_empty() {
+            self.codes.set(Some(r.recovery_codes));
             scroll_to_top();
         }
     }
@@ -139,7 +142,7 @@ pub fn Account() -> impl IntoView {
             <header class="page-head">
                 <h1>"Your account"</h1>
                 <p class="muted">
-                    {move || ctx.with(|a| match &a.user.tenant_name {
+                    {move || ctx.with(|a| match a.user.tenant_display_name.as_ref().or(a.user.tenant_name.as_ref()) {
                         Some(t) => format!("Signed in as {} in {}.", a.user.username, t),
                         None => format!("Signed in as {} (host account).", a.user.username),
                     })}
@@ -460,8 +463,11 @@ fn AuthenticatorCard(ctx: Ctx) -> impl IntoView {
             </div>
             <p class="muted">"The strongest second factor here: a 6-digit code from an app on your phone, which works offline."</p>
             {move || match setup.get() {
-                Some(e) => view! {
-                    <form class="enroll-auth" on:submit=confirm novalidate>
+                Some(e) => {
+                    let block = NodeRef::<leptos::html::Form>::new();
+                    scroll_to_when_mounted(block);
+                    view! {
+                    <form class="enroll-auth" node_ref=block on:submit=confirm novalidate>
                         <ol class="steps">
                             <li>
                                 "Scan this QR code with your authenticator app:"
@@ -499,8 +505,9 @@ fn AuthenticatorCard(ctx: Ctx) -> impl IntoView {
                             </button>
                         </div>
                     </form>
+                    }
+                    .into_any()
                 }
-                    .into_any(),
                 None if has() => view! {
                     <div class="actions">
                         <ConfirmButton
@@ -536,6 +543,11 @@ fn AuthenticatorCard(ctx: Ctx) -> impl IntoView {
 #[component]
 fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
     let is_email = kind == Provider::Email;
+    let (on_file_id, remove_id) = if is_email {
+        (ids::ACCOUNT_EMAIL_SEND_ON_FILE, ids::ACCOUNT_EMAIL_REMOVE)
+    } else {
+        (ids::ACCOUNT_PHONE_SEND_ON_FILE, ids::ACCOUNT_PHONE_REMOVE)
+    };
     let (title, input_id, send_id, code_id, confirm_id, status_id, err_id) = if is_email {
         (
             "Email",
@@ -579,7 +591,7 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
         .unwrap_or((None, false, None, false))
     };
 
-    // Sends a code to `target` (None: the address already on file, email only).
+    // Sends a code to `target` (None: the address or number already on file).
     let send_to = move |target: Option<String>| {
         busy.set(true);
         err.set(None);
@@ -592,7 +604,7 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
                     if is_email {
                         api::put::<_, SendCodeResponse>(base, &EmailRequest { email: target }).await
                     } else {
-                        api::put::<_, SendCodeResponse>(base, &PhoneRequest { phone: target.unwrap_or_default() }).await
+                        api::put::<_, SendCodeResponse>(base, &PhoneRequest { phone: target }).await
                     }
                 }
             },
@@ -660,13 +672,16 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
         notice.set(None);
         sensitive(
             ctx.reauth,
-            || api::delete("/api/account/phone"),
+            move || api::delete(base),
             move |r| {
                 busy.set(false);
                 match r {
                     Ok(()) => {
                         sent.set(None);
-                        notice.set(Some("The phone number was removed.".to_owned()));
+                        notice.set(Some(
+                            if is_email { "The email address was removed." } else { "The phone number was removed." }
+                                .to_owned(),
+                        ));
                     }
                     Err(e) => err.set(Some(e.text())),
                 }
@@ -710,10 +725,10 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
             })}
             {move || {
                 let (current, confirmed, _, _) = state();
-                (is_email && current.is_some() && !confirmed && sent.with(Option::is_none)).then(|| view! {
+                (current.is_some() && !confirmed && sent.with(Option::is_none)).then(|| view! {
                     <div class="actions">
-                        <button type="button" class="btn" on:click=move |_| send_to(None) disabled=move || busy.get()>
-                            "Send a code to confirm this address"
+                        <button type="button" class="btn" id=on_file_id on:click=move |_| send_to(None) disabled=move || busy.get()>
+                            {if is_email { "Send a code to confirm this address" } else { "Send a code to confirm this number" }}
                         </button>
                     </div>
                 })
@@ -757,14 +772,18 @@ fn ContactCard(ctx: Ctx, kind: Provider) -> impl IntoView {
                     </button>
                 </form>
             })}
-            {move || (!is_email && state().0.is_some()).then(|| view! {
+            {move || state().0.is_some().then(|| view! {
                 <div class="actions">
                     <ConfirmButton
-                        label="Remove phone number"
-                        question="Remove the phone number? Texted codes stop reaching you."
+                        label=if is_email { "Remove email address" } else { "Remove phone number" }
+                        question=if is_email {
+                            "Remove the email address? Emailed codes, security notices and password reset by email stop reaching you."
+                        } else {
+                            "Remove the phone number? Texted codes stop reaching you."
+                        }
                         confirm_label="Yes, remove it"
-                        test=ids::ACCOUNT_PHONE_REMOVE
-                        id=ids::ACCOUNT_PHONE_REMOVE
+                        test=remove_id
+                        id=remove_id
                         disabled=Signal::derive(move || busy.get())
                         on_confirm=Callback::new(move |()| remove(()))
                     />
@@ -1164,7 +1183,7 @@ fn ReauthDialog(ctx: Ctx) -> impl IntoView {
         spawn_local(async move {
             let r = api::post::<_, SendCodeResponse>(
                 "/api/account/reauthenticate/send-code",
-                &SendCodeRequest { provider },
+                &SendCodeRequest { method: provider },
             )
             .await;
             busy.set(false);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use twofold_policy::vocab::{Behaviour, ProviderSet, ScopeSettings, Strength, TenantFeature};
-use twofold_policy::wire::{ImpactPreview, MessageUsage, SettingsPreviewRequest, TenantSettingsView};
+use twofold_policy::wire::{ImpactPreview, MessageUsage, SettingsPreviewRequest, SettingsView};
 
 use crate::api::{self, ApiError};
 use crate::ids;
@@ -87,7 +87,6 @@ pub fn Settings(scope: AdminScope) -> impl IntoView {
             "These settings apply to every user of your tenant, within the limits the host sets.".to_owned(),
         ),
     };
-    let is_host = scope == AdminScope::Host;
 
     // Loaded once; the form then keeps its own baseline, so saving does not rebuild it
     // (and wipe its "Saved." notice).
@@ -96,12 +95,7 @@ pub fn Settings(scope: AdminScope) -> impl IntoView {
     let load_err = RwSignal::new(None::<String>);
     let get_url = base.clone();
     spawn_local(async move {
-        let r = if is_host {
-            api::get::<ScopeSettings>(&get_url).await.map(|s| (s, None))
-        } else {
-            api::get::<TenantSettingsView>(&get_url).await.map(|v| (v.settings, Some(v.feature)))
-        };
-        match r {
+        match api::get::<SettingsView>(&get_url).await.map(|v| (v.settings, v.feature)) {
             Ok((s, f)) => {
                 ceiling.set(f);
                 saved.set(Some(s));
@@ -127,7 +121,7 @@ pub fn Settings(scope: AdminScope) -> impl IntoView {
             <ErrorText msg=load_err />
             {move || match saved.get() {
                 None => view! { <Loading what="the settings" /> }.into_any(),
-                Some(s) => view! { <SettingsForm initial=s base=base.clone() is_host ceiling usage /> }.into_any(),
+                Some(s) => view! { <SettingsForm initial=s base=base.clone() ceiling usage /> }.into_any(),
             }}
         </div>
     }
@@ -137,7 +131,6 @@ pub fn Settings(scope: AdminScope) -> impl IntoView {
 fn SettingsForm(
     initial: ScopeSettings,
     base: String,
-    is_host: bool,
     ceiling: RwSignal<Option<TenantFeature>>,
     usage: RwSignal<Option<MessageUsage>>,
 ) -> impl IntoView {
@@ -176,10 +169,10 @@ fn SettingsForm(
         }
         .to_settings()
     });
-    // A ceiling of forced or disabled fixes the behaviour; what the tenant stored stays
-    // as it is (the server refuses to change it) and the ceiling is what users live by.
+    // A ceiling of forced or disabled fixes the behaviour users get; what the tenant
+    // stored stays as it is (the server refuses to change it) and applies again when the
+    // ceiling is lifted, so the radios keep showing the stored choice, beside the ceiling.
     let fixed = move || ceiling.get().filter(|f| f.behaviour != Behaviour::Optional);
-    let shown_behaviour = move || fixed().map(|f| f.behaviour).unwrap_or_else(|| behaviour.get());
 
     let server_err = RwSignal::new(None::<ApiError>);
     let saved_notice = RwSignal::new(None::<String>);
@@ -237,14 +230,10 @@ fn SettingsForm(
         busy.set(true);
         let url = save_url.clone();
         spawn_local(async move {
-            let r = if is_host {
-                api::put::<_, ScopeSettings>(&url, &s).await
-            } else {
-                api::put::<_, TenantSettingsView>(&url, &s).await.map(|v| {
-                    ceiling.set(Some(v.feature));
-                    v.settings
-                })
-            };
+            let r = api::put::<_, SettingsView>(&url, &s).await.map(|v| {
+                ceiling.set(v.feature);
+                v.settings
+            });
             busy.set(false);
             match r {
                 Ok(stored) => {
@@ -264,7 +253,7 @@ fn SettingsForm(
                     name="behaviour"
                     id=id
                     value=b.as_str()
-                    prop:checked=move || shown_behaviour() == b
+                    prop:checked=move || behaviour.get() == b
                     disabled=move || fixed().is_some()
                     aria-describedby=format!("{id}-help")
                     on:change=move |_| behaviour.set(b)
@@ -299,17 +288,26 @@ fn SettingsForm(
             <fieldset>
                 <legend>"Behaviour"</legend>
                 {move || fixed().map(|f| view! {
-                    <p class="notice warn" id=ids::SETTINGS_BEHAVIOUR_FIXED>
-                        {format!(
-                            "Fixed by the host: the host has set this tenant's two-factor feature to {}, so the behaviour cannot be changed here. The options below still apply.",
-                            f.behaviour.as_str()
-                        )}
-                    </p>
+                    <div class="notice warn" id=ids::SETTINGS_BEHAVIOUR_FIXED>
+                        <p>
+                            <strong>"In force: " {text::behaviour_label(f.behaviour)} ", fixed by the host."</strong>
+                            {format!(
+                                " The host has set this tenant's two-factor feature to {}, so every user of the tenant gets that, whatever is chosen below.",
+                                f.behaviour.as_str()
+                            )}
+                        </p>
+                        <p id=ids::SETTINGS_STORED_CHOICE>
+                            {move || format!(
+                                "Your tenant's own choice, kept for when the host lifts the ceiling: {}. It cannot be changed while the ceiling holds; the other options below apply now.",
+                                text::behaviour_label(behaviour.get())
+                            )}
+                        </p>
+                    </div>
                 })}
                 {radio(Behaviour::Optional, ids::SETTINGS_BEHAVIOUR_OPTIONAL)}
                 {radio(Behaviour::Disabled, ids::SETTINGS_BEHAVIOUR_DISABLED)}
                 {radio(Behaviour::Forced, ids::SETTINGS_BEHAVIOUR_FORCED)}
-                <Show when=move || shown_behaviour() == Behaviour::Optional>
+                <Show when=move || behaviour.get() == Behaviour::Optional>
                     <div class="check indent">
                         <input type="checkbox" id=ids::SETTINGS_USERS_CAN_CHANGE bind:checked=users_can_change />
                         <label for=ids::SETTINGS_USERS_CAN_CHANGE>
@@ -434,27 +432,31 @@ fn SettingsForm(
                     </p>
                 })}
             </fieldset>
-            <div class="impact" aria-live="polite">
-                <span class="impact-label">"Impact"</span>
-                <p
-                    id=ids::SETTINGS_PREVIEW
-                    class=move || match preview.get() {
-                        PreviewState::Ready(p) if p.newly_required_without_factor > 0 => "impact-text warn",
-                        _ => "impact-text",
-                    }
-                >
-                    {move || preview.get().sentence()}
-                </p>
-            </div>
-            <div class="actions">
-                <button
-                    type="submit"
-                    class="btn btn-primary"
-                    id=ids::SETTINGS_SAVE
-                    disabled=move || busy.get() || checked.with(Result::is_err)
-                >
-                    {move || if busy.get() { "Saving…" } else { "Save settings" }}
-                </button>
+            // The form is long: the impact of the change and Save stay pinned to the
+            // bottom of the window while any of it is on screen.
+            <div class="sticky-footer" id=ids::SETTINGS_FOOTER>
+                <div class="impact" aria-live="polite">
+                    <span class="impact-label">"Impact"</span>
+                    <p
+                        id=ids::SETTINGS_PREVIEW
+                        class=move || match preview.get() {
+                            PreviewState::Ready(p) if p.newly_required_without_factor > 0 => "impact-text warn",
+                            _ => "impact-text",
+                        }
+                    >
+                        {move || preview.get().sentence()}
+                    </p>
+                </div>
+                <div class="actions">
+                    <button
+                        type="submit"
+                        class="btn btn-primary"
+                        id=ids::SETTINGS_SAVE
+                        disabled=move || busy.get() || checked.with(Result::is_err)
+                    >
+                        {move || if busy.get() { "Saving…" } else { "Save settings" }}
+                    </button>
+                </div>
             </div>
             <ErrorText msg=general_err id=ids::SETTINGS_ERROR />
             <Notice msg=saved_notice id=ids::SETTINGS_SAVED />

@@ -20,7 +20,7 @@ use crate::model;
 use crate::passkey;
 use crate::session::use_session;
 use crate::text;
-use crate::widgets::{ErrorText, RecoveryCodesSheet, WeakerTag, focus_when_mounted};
+use crate::widgets::{ErrorText, RecoveryCodesSheet, WeakerTag, focus_when_mounted, scroll_to_when_mounted};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
@@ -391,7 +391,8 @@ fn TwoFactorStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_
         err.set(None);
         spawn_local(async move {
             let r =
-                api::post::<_, SendCodeResponse>("/api/auth/sign-in/send-code", &SendCodeRequest { provider }).await;
+                api::post::<_, SendCodeResponse>("/api/auth/sign-in/send-code", &SendCodeRequest { method: provider })
+                    .await;
             busy.set(false);
             match r {
                 Ok(s) => sent.set(Some(s)),
@@ -659,7 +660,8 @@ fn EnrollStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_ove
                     api::post::<_, SendCodeResponse>("/api/auth/enroll/email", &req).await
                 }
                 Provider::Sms => {
-                    api::post::<_, SendCodeResponse>("/api/auth/enroll/phone", &PhoneRequest { phone: a }).await
+                    let req = PhoneRequest { phone: (!a.is_empty()).then_some(a) };
+                    api::post::<_, SendCodeResponse>("/api/auth/enroll/phone", &req).await
                 }
                 Provider::Authenticator | Provider::Passkey => return,
             };
@@ -776,8 +778,11 @@ fn EnrollStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_ove
         Some(Provider::Authenticator) => match enrollment.get() {
             None => view! { <p class="muted">{move || if busy.get() { "Preparing your secret…" } else { "" }}</p> }
                 .into_any(),
-            Some(e) => view! {
-                <div class="enroll-auth">
+            Some(e) => {
+                let block = NodeRef::<leptos::html::Div>::new();
+                scroll_to_when_mounted(block);
+                view! {
+                <div class="enroll-auth" node_ref=block>
                     <ol class="steps">
                         <li>
                             "Scan this QR code with your authenticator app:"
@@ -798,8 +803,9 @@ fn EnrollStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_ove
                     </ol>
                     {code_form("Code from your authenticator app")}
                 </div>
+                }
+                .into_any()
             }
-            .into_any(),
         },
         Some(p) => {
             let (label, id, kind, auto, hint) = match p {

@@ -659,15 +659,18 @@ fn CreateUserForm(url: String, on_created: Callback<User>) -> impl IntoView {
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let email = RwSignal::new(String::new());
+    let phone = RwSignal::new(String::new());
     let err = RwSignal::new(None::<ApiError>);
     let busy = RwSignal::new(false);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let e = email.get_untracked().trim().to_owned();
+        let p = phone.get_untracked().trim().to_owned();
         let req = CreateUser {
             username: username.get_untracked().trim().to_owned(),
             password: password.get_untracked(),
             email: (!e.is_empty()).then_some(e),
+            phone: (!p.is_empty()).then_some(p),
         };
         let url = url.clone();
         busy.set(true);
@@ -680,6 +683,7 @@ fn CreateUserForm(url: String, on_created: Callback<User>) -> impl IntoView {
                     username.set(String::new());
                     password.set(String::new());
                     email.set(String::new());
+                    phone.set(String::new());
                     on_created.run(u);
                 }
                 Err(e) => err.set(Some(e)),
@@ -691,7 +695,9 @@ fn CreateUserForm(url: String, on_created: Callback<User>) -> impl IntoView {
     };
     let other = Signal::derive(move || {
         err.with(|e| {
-            e.as_ref().filter(|e| !matches!(e.field(), Some("username" | "password" | "email"))).map(ApiError::text)
+            e.as_ref()
+                .filter(|e| !matches!(e.field(), Some("username" | "password" | "email" | "phone")))
+                .map(ApiError::text)
         })
     });
     view! {
@@ -712,6 +718,11 @@ fn CreateUserForm(url: String, on_created: Callback<User>) -> impl IntoView {
                     <label for=ids::USER_CREATE_EMAIL>"Email " <span class="muted">"(optional)"</span></label>
                     <input type="email" id=ids::USER_CREATE_EMAIL autocomplete="off" bind:value=email />
                     <ErrorText msg=err_for("email") />
+                </div>
+                <div class="field">
+                    <label for=ids::USER_CREATE_PHONE>"Mobile phone " <span class="muted">"(optional; the user confirms it)"</span></label>
+                    <input type="tel" id=ids::USER_CREATE_PHONE autocomplete="off" placeholder="+14155550100" bind:value=phone />
+                    <ErrorText msg=err_for("phone") />
                 </div>
                 <button type="submit" class="btn btn-primary" id=ids::USER_CREATE_SUBMIT disabled=move || busy.get()>
                     "Add user"

@@ -67,15 +67,6 @@ pub async fn take_challenge(
     .await
 }
 
-/// Deletes ceremonies that ran out, for housekeeping.
-pub async fn purge_challenges(pool: &AnyPool, now: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at <= $1")
-        .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected())
-}
-
 #[derive(Debug, Clone, FromRow)]
 pub struct PasskeyRow {
     pub id: String,

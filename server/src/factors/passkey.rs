@@ -170,6 +170,16 @@ fn parse<T: serde::de::DeserializeOwned>(finish: &PasskeyFinish) -> AppResult<T>
     })
 }
 
+/// Reads a browser's answer as a registration and as an assertion, as the finishing
+/// routes do, and a registration's authenticator data as far as its AAGUID. For the
+/// fuzz targets: whatever the body, each read is a value or a 4xx.
+pub fn read_credential(finish: &PasskeyFinish) -> [AppResult<()>; 2] {
+    let registration = parse::<RegisterPublicKeyCredential>(finish).map(|c| {
+        let _ = authenticator_data_of(&c).and_then(|d| aaguid_text(&d));
+    });
+    [registration, parse::<PublicKeyCredential>(finish).map(drop)]
+}
+
 /// The WebAuthn user handle of a user: their id, which is a UUID.
 fn user_handle(user: &UserRow) -> AppResult<Uuid> {
     Uuid::parse_str(&user.id).map_err(|e| internal("user id as WebAuthn user handle", e))

@@ -255,7 +255,8 @@ async fn client_address_scope(
 
 /// Refuses state-changing API requests that lack the `X-Requested-With` header. A
 /// cross-site form cannot set it and a cross-site script cannot send it without a CORS
-/// preflight, which Twofold never grants; with SameSite cookies this closes CSRF,
+/// preflight, which Twofold never grants under `/api/` (only the OpenID endpoints that
+/// read no cookie answer other origins); with SameSite cookies this closes CSRF,
 /// including forced sign-in.
 async fn csrf_guard(req: Request, next: Next) -> Response {
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);

@@ -141,6 +141,7 @@ use crate::routes::{account, audit, auth, groups, health, messages, passkeys, se
         apps::put_application,
         apps::delete_application,
         apps::rotate_secret,
+        apps::preview_rule,
         apps::list_grants,
         apps::revoke_grant,
         authorize::request_state,

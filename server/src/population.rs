@@ -12,8 +12,8 @@ use twofold_policy::wire::{
     Adoption, AdoptionRow, AdoptionTotals, FactorStrength, GroupRef, ImpactPreview, PolicyBrief,
 };
 use twofold_policy::{
-    DecidedBy, EffectivePolicy, GroupRule, PolicyInput, Provider, Rule, Rules, Scope, ScopeSettings, Strength,
-    TenantFeature, resolve,
+    ApplicationRule, DecidedBy, EffectivePolicy, GroupRule, PolicyInput, Provider, Rule, Rules, Scope, ScopeSettings,
+    Strength, TenantFeature, resolve,
 };
 
 use crate::app::AppState;
@@ -48,6 +48,9 @@ pub enum GroupChange<'a> {
     Rule { group_id: &'a str, rule: Option<Rule> },
     /// A user joins (`add`) or leaves a group.
     Member { group_id: &'a str, user_id: &'a str, add: bool },
+    /// The groups stay; what changes is an application's rule, and the users are judged
+    /// as they sign in to it (`before` and `after` are that application).
+    Application { before: &'a ApplicationRule, after: &'a ApplicationRule },
 }
 
 /// The rules of the groups among `groups` (a scope's, by name) whose indices are
@@ -80,12 +83,13 @@ pub async fn memberships(
     Ok(out)
 }
 
-pub fn resolve_with(scope: ScopeInputs<'_>, flag: bool, groups: &[GroupRule]) -> EffectivePolicy {
-    resolve(&PolicyInput {
-        scope: scope.scope(),
-        user_two_factor_enabled: flag,
-        rules: Rules { groups, application: None },
-    })
+pub fn resolve_with(
+    scope: ScopeInputs<'_>,
+    flag: bool,
+    groups: &[GroupRule],
+    application: Option<&ApplicationRule>,
+) -> EffectivePolicy {
+    resolve(&PolicyInput { scope: scope.scope(), user_two_factor_enabled: flag, rules: Rules { groups, application } })
 }
 
 #[derive(Debug, FromRow)]
@@ -146,6 +150,10 @@ pub async fn impact(
     .bind(scope_key)
     .fetch_all(&state.db().pool)
     .await?;
+    let (app_before, app_after) = match change {
+        GroupChange::Application { before, after } => (Some(before), Some(after)),
+        _ => (None, None),
+    };
     let changed_group = match change {
         GroupChange::Member { group_id, .. } => before.iter().position(|g| g.id == group_id),
         _ => None,
@@ -170,8 +178,8 @@ pub async fn impact(
     }
     let mut out = ImpactPreview::default();
     for ((flag, strongest, was_in, will_in), n) in classes {
-        let was = resolve_with(old, flag, &rules_for(&before, &was_in));
-        let will = resolve_with(new, flag, &rules_for(&after, &will_in));
+        let was = resolve_with(old, flag, &rules_for(&before, &was_in), app_before);
+        let will = resolve_with(new, flag, &rules_for(&after, &will_in), app_after);
         out.users_in_scope += n;
         if !was.required && will.required {
             out.newly_required += n;
@@ -271,7 +279,7 @@ pub async fn adoption(
     for u in &users {
         let mine = rules_for(&groups, members.get(&u.id).map(Vec::as_slice).unwrap_or(&[]));
         let rules = Rules { groups: &mine, application: None };
-        let policy = resolve_with(scope, u.two_factor_enabled != 0, &mine);
+        let policy = resolve_with(scope, u.two_factor_enabled != 0, &mine, None);
         let brief = brief(state, u, &policy, rules);
         let lock = crate::routes::lock_view(state, u);
         totals.users += 1;

@@ -11,7 +11,7 @@ use leptos_router::path;
 use crate::api;
 use crate::ids;
 use crate::model::{self, AdminScope};
-use crate::pages::{account, adoption, audit, groups, password, settings, signin, tenants, users};
+use crate::pages::{account, adoption, applications, audit, groups, password, settings, signin, tenants, users};
 use crate::session::{Session, use_session};
 
 #[component]
@@ -51,6 +51,10 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=path!("/adoption")
                         view=|| view! { <RequireAdmin page=|scope| view! { <adoption::Adoption scope /> }.into_any() /> }
+                    />
+                    <Route
+                        path=path!("/applications")
+                        view=|| view! { <RequireAdmin page=|scope| view! { <applications::Applications scope /> }.into_any() /> }
                     />
                     <Route
                         path=path!("/audit")

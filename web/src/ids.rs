@@ -18,6 +18,7 @@ pub const NAV_USERS: &str = "nav-users";
 pub const NAV_AUDIT: &str = "nav-audit";
 pub const NAV_GROUPS: &str = "nav-groups";
 pub const NAV_ADOPTION: &str = "nav-adoption";
+pub const NAV_APPLICATIONS: &str = "nav-applications";
 /// The signed-in user's name (and tenant) in the header.
 pub const NAV_USER: &str = "nav-user";
 pub const SIGN_OUT: &str = "sign-out";
@@ -103,6 +104,63 @@ pub const ENROLL_ERROR: &str = "enroll-error";
 pub const ENROLL_GRACE: &str = "enroll-grace";
 /// "Not now", shown only when enrolment may be postponed.
 pub const ENROLL_POSTPONE: &str = "enroll-postpone";
+
+// ---- An application's sign-in through Twofold (`/sign-in?request=<handle>`) ----
+/// The card of the request: which application asks, and what happens next.
+pub const AUTHORIZE_CARD: &str = "authorize-card";
+/// "to continue to <application>" under the sign-in heading.
+pub const AUTHORIZE_APPLICATION: &str = "authorize-application";
+/// The request is unknown, expired or already used.
+pub const AUTHORIZE_GONE: &str = "authorize-gone";
+pub const AUTHORIZE_ERROR: &str = "authorize-error";
+/// The consent screen: the scopes asked for, one `data-test` item each.
+pub const CONSENT_SCOPES: &str = "consent-scopes";
+pub const CONSENT_SCOPE: &str = "consent-scope";
+pub const CONSENT_ALLOW: &str = "consent-allow";
+pub const CONSENT_DENY: &str = "consent-deny";
+/// The step-up screen: a second factor again, no password.
+pub const STEPUP_FORM: &str = "stepup-form";
+pub const STEPUP_METHOD: &str = "stepup-method";
+pub const STEPUP_SEND_CODE: &str = "stepup-send-code";
+pub const STEPUP_CODE: &str = "stepup-code";
+pub const STEPUP_SUBMIT: &str = "stepup-submit";
+pub const STEPUP_ERROR: &str = "stepup-error";
+/// The enrolment screen: a stronger factor is needed; the account page sets it up.
+pub const AUTHORIZE_ENROLL: &str = "authorize-enroll";
+pub const AUTHORIZE_ENROLL_LINK: &str = "authorize-enroll-link";
+/// The account page's list of applications the user let sign them in (grants).
+pub const GRANTS_LIST: &str = "grants";
+/// data-test of each grant (with data-name, the application's name).
+pub const GRANT_ITEM: &str = "grant-item";
+pub const GRANT_REVOKE: &str = "grant-revoke";
+pub const GRANTS_ERROR: &str = "grants-error";
+/// On the account page opened from that screen: back to the application's sign-in.
+pub const ACCOUNT_CONTINUE_AUTHORIZATION: &str = "account-continue-authorization";
+
+// ---- Applications (OpenID Connect clients) of the admin's scope ----
+pub const APPS_LIST: &str = "applications";
+pub const APP_CREATE_NAME: &str = "app-create-name";
+pub const APP_CREATE_REDIRECT: &str = "app-create-redirect";
+pub const APP_CREATE_PUBLIC: &str = "app-create-public";
+pub const APP_CREATE_FIRST_PARTY: &str = "app-create-first-party";
+/// data-test of each optional scope's checkbox (with data-scope).
+pub const APP_CREATE_SCOPE: &str = "app-create-scope";
+pub const APP_CREATE_SUBMIT: &str = "app-create-submit";
+pub const APP_CREATE_ERROR: &str = "app-create-error";
+/// The secret of a new or re-keyed confidential application, shown once.
+pub const APP_SECRET_CARD: &str = "app-secret-card";
+pub const APP_SECRET: &str = "app-secret";
+/// data-test of each application's row (with data-name) and of its controls.
+pub const APP_ROW: &str = "app-row";
+pub const APP_RULE: &str = "app-rule";
+pub const APP_REQUIRE: &str = "app-require";
+pub const APP_STRENGTH: &str = "app-strength";
+pub const APP_PREVIEW: &str = "app-preview";
+/// The impact of the rule as proposed, in words.
+pub const APP_IMPACT: &str = "app-impact";
+pub const APP_SAVE: &str = "app-save";
+pub const APP_ROTATE: &str = "app-rotate";
+pub const APP_DELETE: &str = "app-delete";
 
 // ---- Recovery codes, shown once (after enrolment and on the account page) ----
 pub const RECOVERY_CODES: &str = "recovery-codes";

@@ -72,6 +72,7 @@ pub enum Nav {
     Users,
     Groups,
     Adoption,
+    Applications,
     Audit,
 }
 
@@ -84,6 +85,7 @@ impl Nav {
             Nav::Users => "/users",
             Nav::Groups => "/groups",
             Nav::Adoption => "/adoption",
+            Nav::Applications => "/applications",
             Nav::Audit => "/audit",
         }
     }
@@ -96,6 +98,7 @@ impl Nav {
             Nav::Users => "Users",
             Nav::Groups => "Groups",
             Nav::Adoption => "Adoption",
+            Nav::Applications => "Applications",
             Nav::Audit => "Audit",
         }
     }
@@ -109,6 +112,7 @@ impl Nav {
             Nav::Users => ids::NAV_USERS,
             Nav::Groups => ids::NAV_GROUPS,
             Nav::Adoption => ids::NAV_ADOPTION,
+            Nav::Applications => ids::NAV_APPLICATIONS,
             Nav::Audit => ids::NAV_AUDIT,
         }
     }
@@ -120,10 +124,19 @@ pub fn nav_for(u: &CurrentUser) -> Vec<Nav> {
     match admin_scope(u) {
         None => vec![Nav::Account],
         Some(AdminScope::Host) => {
-            vec![Nav::Account, Nav::Settings, Nav::Tenants, Nav::Users, Nav::Groups, Nav::Adoption, Nav::Audit]
+            vec![
+                Nav::Account,
+                Nav::Settings,
+                Nav::Tenants,
+                Nav::Users,
+                Nav::Groups,
+                Nav::Adoption,
+                Nav::Applications,
+                Nav::Audit,
+            ]
         }
         Some(AdminScope::Tenant { .. }) => {
-            vec![Nav::Account, Nav::Settings, Nav::Users, Nav::Groups, Nav::Adoption, Nav::Audit]
+            vec![Nav::Account, Nav::Settings, Nav::Users, Nav::Groups, Nav::Adoption, Nav::Applications, Nav::Audit]
         }
     }
 }
@@ -158,6 +171,7 @@ pub fn page_title(path: &str) -> String {
         ["users"] => "Users",
         ["groups"] => "Groups",
         ["adoption"] => "Adoption",
+        ["applications"] => "Applications",
         ["audit"] => "Audit trail",
         _ => "Page not found",
     };
@@ -306,9 +320,12 @@ mod tests {
     #[test]
     fn navigation_follows_roles() {
         assert_eq!(nav_for(&user(None, &[])), vec![Nav::Account]);
-        assert_eq!(nav_for(&user(None, &[("host_admin", None)])).len(), 7);
+        assert_eq!(nav_for(&user(None, &[("host_admin", None)])).len(), 8);
         let ta = user(Some("t1"), &[("tenant_admin", Some("t1"))]);
-        assert_eq!(nav_for(&ta), vec![Nav::Account, Nav::Settings, Nav::Users, Nav::Groups, Nav::Adoption, Nav::Audit]);
+        assert_eq!(
+            nav_for(&ta),
+            vec![Nav::Account, Nav::Settings, Nav::Users, Nav::Groups, Nav::Adoption, Nav::Applications, Nav::Audit]
+        );
         assert_eq!(
             admin_scope(&ta),
             Some(AdminScope::Tenant { id: "t1".to_owned(), name: Some("Acme Ltd".to_owned()) })
@@ -322,6 +339,7 @@ mod tests {
         assert_eq!(page_title("/sign-in"), "Sign in · Twofold");
         assert_eq!(page_title("/settings"), "Settings · Twofold");
         assert_eq!(page_title("/groups"), "Groups · Twofold");
+        assert_eq!(page_title("/applications"), "Applications · Twofold");
         assert_eq!(page_title("/adoption"), "Adoption · Twofold");
         assert_eq!(page_title("/settings/"), "Settings · Twofold");
         assert_eq!(page_title("/tenants/t1/users"), "Tenant users · Twofold");

@@ -235,6 +235,19 @@ pub fn parse_method(s: &str) -> Option<SecondFactorMethod> {
     .find(|m| method_value(*m) == s)
 }
 
+/// What an application may learn or do with an OpenID Connect scope, for the consent
+/// screen.
+pub fn scope_label(scope: &str) -> String {
+    match scope {
+        "openid" => "Know who you are (your account's id)".to_owned(),
+        "profile" => "See your user name".to_owned(),
+        "email" => "See your email address".to_owned(),
+        "phone" => "See your phone number".to_owned(),
+        "offline_access" => "Stay connected while you are away (until you revoke it)".to_owned(),
+        other => format!("Use the scope {other}"),
+    }
+}
+
 pub fn behaviour_label(b: Behaviour) -> &'static str {
     match b {
         Behaviour::Optional => "Optional",

@@ -558,7 +558,9 @@ async fn admin_pages_at_phone_width_and_audit_filters() {
 
     password_step(&mut w, "", "admin", ADMIN_PASSWORD, "sign-in").await;
     w.by_id(ids::NAV_AUDIT).await;
-    for nav in [ids::NAV_ACCOUNT, ids::NAV_SETTINGS, ids::NAV_TENANTS, ids::NAV_USERS, ids::NAV_AUDIT] {
+    for nav in
+        [ids::NAV_ACCOUNT, ids::NAV_SETTINGS, ids::NAV_TENANTS, ids::NAV_USERS, ids::NAV_APPLICATIONS, ids::NAV_AUDIT]
+    {
         assert!(within_width(&w, &format!("#{nav}"), WIDTH).await, "#{nav} is off screen at 390 px");
     }
     w.shot("account").await;

@@ -8,8 +8,9 @@ use axum::routing::{delete, get, post};
 use twofold_policy::authz::{Action, Target};
 use twofold_policy::wire::{
     AccountGrant, AccountGrantList, Application, ApplicationInput, ApplicationList, ApplicationWithSecret, ClientType,
-    ErrorBody,
+    ErrorBody, ImpactPreview,
 };
+use twofold_policy::{ApplicationRule, Rule, Strength};
 
 use super::Issuer;
 use super::authorize::uris;
@@ -20,6 +21,7 @@ use crate::db::oidc::{self as odb, ApplicationRow};
 use crate::db::{self, HOST_SCOPE};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
+use crate::population::{self, GroupChange, ScopeInputs};
 use crate::routes::account::Caller;
 
 pub fn routes() -> Router<AppState> {
@@ -30,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/applications/{application_id}", get(get_application).put(put_application))
         .route("/api/applications/{application_id}", delete(delete_application))
         .route("/api/applications/{application_id}/secret", post(rotate_secret))
+        .route("/api/applications/{application_id}/preview", post(preview_rule))
         .route("/api/account/applications", get(list_grants))
         .route("/api/account/applications/{grant_id}", delete(revoke_grant))
 }
@@ -141,6 +144,21 @@ fn row_from(
     })
 }
 
+/// An application's 2FA rule as the policy resolves it (DESIGN.md section 5). The
+/// authorization endpoint reads a `min_strength` alone as a demand for a second factor
+/// of that strength (`rule::resolve`), so the what-if and the preview read it so too.
+pub fn application_rule(a: &ApplicationRow) -> ApplicationRule {
+    ApplicationRule {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        rule: Rule {
+            require_two_factor: a.require_two_factor != 0 || a.min_strength.is_some(),
+            min_strength: a.min_strength.as_deref().and_then(Strength::parse),
+        },
+        max_age_seconds: a.max_age_seconds.and_then(|s| u32::try_from(s).ok()),
+    }
+}
+
 /// The audit view of an application: every field but the secret's hash.
 fn audited(a: &ApplicationRow) -> serde_json::Value {
     serde_json::json!({
@@ -202,7 +220,7 @@ async fn create_in(
 }
 
 /// An application the caller may act on; another scope's is answered as unknown.
-async fn application_for(
+pub async fn application_for(
     state: &AppState,
     who: &Authenticated,
     raw_id: &str,
@@ -442,4 +460,32 @@ pub async fn revoke_grant(
     .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What giving the application `rule` would do to the users of its scope as they sign
+/// in to it, without saving: who would newly be asked for a second factor (and how many
+/// of them have none, or none strong enough), who no longer would. A rule the scope's
+/// `disabled` behaviour overrides asks nobody anything (and the application's sign-ins
+/// end with `unmet_authentication_requirements`).
+#[utoipa::path(post, path = "/api/applications/{application_id}/preview", tag = "applications", request_body = Rule,
+    params(("application_id" = String, Path, description = "Application id (client_id)")),
+    responses((status = 200, body = ImpactPreview), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn preview_rule(
+    State(state): State<AppState>,
+    who: Authenticated,
+    Path(id): Path<String>,
+    Json(rule): Json<Rule>,
+) -> AppResult<Json<ImpactPreview>> {
+    let app = application_for(&state, &who, &id, Action::ReadApplications).await?;
+    let before = application_rule(&app);
+    let rule = Rule { require_two_factor: rule.require_two_factor || rule.min_strength.is_some(), ..rule };
+    let after = ApplicationRule { rule, ..before.clone() };
+    let settings = state.cache().settings(state.db(), &app.scope_key).await?;
+    let scope = if app.scope_key == HOST_SCOPE {
+        ScopeInputs::Host(&settings)
+    } else {
+        ScopeInputs::Tenant(state.cache().feature(state.db(), &app.scope_key).await?, &settings)
+    };
+    let change = GroupChange::Application { before: &before, after: &after };
+    Ok(Json(population::impact(&state, &app.scope_key, scope, scope, change).await?))
 }

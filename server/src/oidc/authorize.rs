@@ -115,14 +115,7 @@ pub async fn authorize(
     MaybeSession(session): MaybeSession,
     query: axum::extract::RawQuery,
 ) -> OAuthResult<Response> {
-    let pairs: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.0.as_deref().unwrap_or("").as_bytes()).into_owned().collect();
-    let mut seen = std::collections::HashSet::new();
-    for (k, _) in &pairs {
-        if !seen.insert(k.as_str()) {
-            return Err(OAuthError::bad("invalid_request", format!("parameter {k} is repeated")));
-        }
-    }
+    let pairs = query_pairs(query.0.as_deref().unwrap_or(""))?;
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
     // 1. The client and the redirect URI: failures are answered here, never redirected.
     let client_id = get("client_id").ok_or_else(|| OAuthError::bad("invalid_request", "client_id is missing"))?;
@@ -150,7 +143,22 @@ pub async fn authorize(
     }
 }
 
-fn parse_params(
+/// The query of an authorization request, every parameter at most once (RFC 6749
+/// section 3.1).
+pub fn query_pairs(raw: &str) -> OAuthResult<Vec<(String, String)>> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
+    let mut seen = std::collections::HashSet::new();
+    for (k, _) in &pairs {
+        if !seen.insert(k.as_str()) {
+            return Err(OAuthError::bad("invalid_request", format!("parameter {k} is repeated")));
+        }
+    }
+    Ok(pairs)
+}
+
+/// The parameters after the client and its redirect URI were checked; an error is a
+/// protocol error code and its description, for the redirect URI.
+pub fn parse_params(
     app: &ApplicationRow,
     pairs: &[(String, String)],
     client_id: &str,

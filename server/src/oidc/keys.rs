@@ -209,8 +209,8 @@ async fn generate(state: &AppState, alg: TokenAlg, now: i64, not_before: i64) ->
 }
 
 /// The DER of a fresh private key: PKCS#1 for RSA (2048 bits), PKCS#8 for P-256, the
-/// forms `jsonwebtoken` reads.
-fn private_der(alg: TokenAlg) -> AppResult<Zeroizing<Vec<u8>>> {
+/// forms `jsonwebtoken` reads. Public for the load generator's signing ceiling.
+pub fn private_der(alg: TokenAlg) -> AppResult<Zeroizing<Vec<u8>>> {
     let internal = |what: &str, e: &dyn std::fmt::Display| AppError::Internal(anyhow::anyhow!("{what}: {e}"));
     match alg {
         TokenAlg::RS256 => {

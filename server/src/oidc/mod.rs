@@ -24,10 +24,11 @@ use std::collections::HashMap;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
@@ -195,12 +196,31 @@ pub type OAuthResult<T> = Result<T, OAuthError>;
 
 /// Every route of the provider.
 pub fn routes() -> Router<AppState> {
+    // The endpoints an application's own script calls (a single-page application, a
+    // public client with PKCE) answer any origin. None of them reads a cookie: the
+    // caller proves itself with a code and verifier, a secret or a bearer token, and
+    // credentialed requests are not allowed, so another site gains nothing it could not
+    // do from a server. The endpoints a browser navigates to (authorize, logout), and
+    // the web app's own API, grant no cross-origin access at all.
+    // OPTIONS is routed explicitly: the app's method-not-allowed fallback, set after
+    // this layer, would otherwise answer a preflight before the layer sees it.
+    let preflight = || async { StatusCode::NO_CONTENT };
+    let scripted = Router::new()
+        .route("/.well-known/openid-configuration", get(discovery).options(preflight))
+        .route("/oauth2/jwks", get(jwks).options(preflight))
+        .route("/oauth2/token", axum::routing::post(token::token).options(preflight))
+        .route("/oauth2/userinfo", get(token::userinfo).post(token::userinfo).options(preflight))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::any())
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+                .max_age(std::time::Duration::from_secs(3600)),
+        );
     let protocol = Router::new()
-        .route("/.well-known/openid-configuration", get(discovery))
-        .route("/oauth2/jwks", get(jwks))
+        .merge(scripted)
         .route("/oauth2/authorize", get(authorize::authorize))
-        .route("/oauth2/token", axum::routing::post(token::token))
-        .route("/oauth2/userinfo", get(token::userinfo).post(token::userinfo))
         .route("/oauth2/logout", get(token::end_session));
     Router::new()
         .merge(protocol.clone())

@@ -31,7 +31,7 @@ use crate::extract::ClientAddr;
 use crate::ratelimit::Class;
 
 /// The token endpoint's form, every parameter at most once.
-fn form_params(body: &[u8]) -> OAuthResult<HashMap<String, String>> {
+pub fn form_params(body: &[u8]) -> OAuthResult<HashMap<String, String>> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(body) {
         if out.insert(k.clone().into_owned(), v.into_owned()).is_some() {
@@ -49,23 +49,7 @@ async fn authenticate_client(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> OAuthResult<ApplicationRow> {
-    let basic =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")).map(
-            |b64| {
-                let decoded = STANDARD.decode(b64.trim()).ok().and_then(|d| String::from_utf8(d).ok());
-                // RFC 6749 section 2.3.1: both parts are form-urlencoded before joining.
-                decoded.and_then(|d| {
-                    let (id, secret) = d.split_once(':')?;
-                    let dec = |s: &str| {
-                        percent_encoding::percent_decode_str(&s.replace('+', " "))
-                            .decode_utf8()
-                            .ok()
-                            .map(|c| c.into_owned())
-                    };
-                    Some((dec(id)?, dec(secret)?))
-                })
-            },
-        );
+    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(basic_credentials);
     let (client_id, secret, used_basic) = match basic {
         Some(Some((id, secret))) => {
             if form.contains_key("client_secret") {
@@ -100,6 +84,21 @@ async fn authenticate_client(
             Err(OAuthError::invalid_client(used_basic))
         }
     }
+}
+
+/// The client id and secret of an `Authorization` header value: `None` when it is not
+/// `Basic`, `Some(None)` when it is but does not decode to `id:secret`.
+pub fn basic_credentials(value: &str) -> Option<Option<(String, String)>> {
+    let b64 = value.strip_prefix("Basic ")?;
+    let decoded = STANDARD.decode(b64.trim()).ok().and_then(|d| String::from_utf8(d).ok());
+    // RFC 6749 section 2.3.1: both parts are form-urlencoded before joining.
+    Some(decoded.and_then(|d| {
+        let (id, secret) = d.split_once(':')?;
+        let dec = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().ok().map(|c| c.into_owned())
+        };
+        Some((dec(id)?, dec(secret)?))
+    }))
 }
 
 /// Client secrets are 256 random bits, so a plain SHA-256 suffices (nothing to brute

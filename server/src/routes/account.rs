@@ -297,13 +297,7 @@ async fn remove_factor(state: &AppState, who: &Authenticated, factor: FactorKind
     responses((status = 204), (status = 403, body = ErrorBody),
         (status = 404, description = "No authenticator is set up", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove_authenticator(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
-    own(&state, &who, Action::UpdateOwnAccount)?;
-    who.require_fresh(&state)?;
-    if who.user.has_authenticator == 0 {
-        return Err(AppError::NotFound("authenticator"));
-    }
-    remove_factor(&state, &who, FactorKind::Authenticator).await?;
-    Ok(StatusCode::NO_CONTENT)
+    remove_held(&state, &who, FactorKind::Authenticator).await
 }
 
 /// Replaces every recovery code with ten new ones, shown once (fresh reauthentication).
@@ -384,12 +378,26 @@ pub async fn confirm_email(
     responses((status = 204), (status = 403, body = ErrorBody),
         (status = 404, description = "No email address is set", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove_email(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
-    own(&state, &who, Action::UpdateOwnAccount)?;
-    who.require_fresh(&state)?;
-    if who.user.email.is_none() && who.user.pending_email.is_none() {
-        return Err(AppError::NotFound("email"));
+    remove_held(&state, &who, FactorKind::Email).await
+}
+
+/// Removes the authenticator, or the email address or phone number whether confirmed or
+/// pending: 404 when there is none.
+async fn remove_held(state: &AppState, who: &Authenticated, kind: FactorKind) -> AppResult<StatusCode> {
+    own(state, who, Action::UpdateOwnAccount)?;
+    who.require_fresh(state)?;
+    let u = &who.user;
+    let (on_file, what) = match kind {
+        FactorKind::Email => (u.email.is_some() || u.pending_email.is_some(), "email"),
+        FactorKind::Phone => (u.phone.is_some() || u.pending_phone.is_some(), "phone"),
+        FactorKind::Authenticator => (u.has_authenticator != 0, "authenticator"),
+        // Passkeys are removed one by one, by id (routes/passkeys.rs).
+        FactorKind::Passkey => (false, "passkey"),
+    };
+    if !on_file {
+        return Err(AppError::NotFound(what));
     }
-    remove_factor(&state, &who, FactorKind::Email).await?;
+    remove_factor(state, who, kind).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -438,13 +446,7 @@ pub async fn confirm_phone(
     responses((status = 204), (status = 403, body = ErrorBody),
         (status = 404, description = "No phone number is set", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove_phone(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
-    own(&state, &who, Action::UpdateOwnAccount)?;
-    who.require_fresh(&state)?;
-    if who.user.phone.is_none() && who.user.pending_phone.is_none() {
-        return Err(AppError::NotFound("phone"));
-    }
-    remove_factor(&state, &who, FactorKind::Phone).await?;
-    Ok(StatusCode::NO_CONTENT)
+    remove_held(&state, &who, FactorKind::Phone).await
 }
 
 /// Browsers remembered for this user, newest first.

@@ -469,18 +469,43 @@ pub async fn tenant_adoption_csv(
     Ok(csv(&tenant.id, &adoption_of(&state, &tenant.id, &filter).await?))
 }
 
+/// The what-if's optional question: a sign-in to one application.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WhatIfQuery {
+    /// An application (client_id) of the user's scope: the sign-in is to it, and its
+    /// rule takes part (`decided_by` `application`, and a line of the trace).
+    #[serde(default)]
+    pub application_id: Option<String>,
+}
+
 /// What the user's next sign-in would ask for after the right password, with the
 /// policy's trace, worked out without signing in and without changing anything.
 #[utoipa::path(get, path = "/api/users/{user_id}/what-if", tag = "users",
-    params(("user_id" = String, Path, description = "User id")),
-    responses((status = 200, body = WhatIf), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("user_id" = String, Path, description = "User id"), WhatIfQuery),
+    responses((status = 200, body = WhatIf), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such user, or no such application in the user's scope", body = ErrorBody)))]
 pub async fn what_if(
     State(state): State<AppState>,
     who: Authenticated,
     Path(user_id): Path<String>,
+    Query(q): Query<WhatIfQuery>,
 ) -> AppResult<Json<WhatIf>> {
     let id = parse_id(&user_id, "user")?;
     let user = db::get_user(&state.db().pool, &id).await?.ok_or(AppError::NotFound("user"))?;
     state.authorize(&who, Action::ReadUser, Target::User { id: &user.id, domain: domain_of(&user.scope_key) })?;
-    Ok(Json(crate::signin::what_if(&state, &user).await?))
+    let application = match q.application_id {
+        None => None,
+        Some(raw) => {
+            // Only an application the caller may read, of the user's own scope: another
+            // scope's is as unknown here as anywhere.
+            let app = crate::oidc::apps::application_for(&state, &who, &raw, Action::ReadApplications).await?;
+            if app.scope_key != user.scope_key {
+                return Err(AppError::NotFound("application"));
+            }
+            Some(crate::oidc::apps::application_rule(&app))
+        }
+    };
+    Ok(Json(crate::signin::what_if(&state, &user, application).await?))
 }

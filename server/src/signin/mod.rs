@@ -38,7 +38,7 @@ use twofold_policy::wire::{
     SecondFactorMethod as M, SendCodeResponse, SignInRequest, VerifyRequest,
 };
 use twofold_policy::wire::{EffectivePolicyView, SignInStatus, WhatIf};
-use twofold_policy::{EffectivePolicy, GroupRule, PolicyInput, Provider, Rules, Scope, resolve};
+use twofold_policy::{ApplicationRule, EffectivePolicy, GroupRule, PolicyInput, Provider, Rules, Scope, resolve};
 
 use crate::app::AppState;
 use crate::auth::{Authenticated, Freshness};
@@ -878,11 +878,13 @@ impl Proven {
 pub struct Resolved {
     pub policy: EffectivePolicy,
     pub groups: Vec<GroupRule>,
+    /// The application a sign-in is for, when its rule took part.
+    pub application: Option<ApplicationRule>,
 }
 
 impl Resolved {
     pub fn rules(&self) -> Rules<'_> {
-        Rules { groups: &self.groups, application: None }
+        Rules { groups: &self.groups, application: self.application.as_ref() }
     }
 
     pub fn view(&self, user_id: String) -> EffectivePolicyView {
@@ -897,9 +899,19 @@ impl Resolved {
 
 /// The effective policy of a user, from cached scope inputs and the user's group rules.
 pub async fn resolved_policy(state: &AppState, user: &UserRow) -> AppResult<Resolved> {
+    resolved_policy_for(state, user, None).await
+}
+
+/// The effective policy of a user signing in to `application` (an OpenID Connect
+/// client of the user's scope), whose rule joins the user's group rules.
+pub async fn resolved_policy_for(
+    state: &AppState,
+    user: &UserRow,
+    application: Option<ApplicationRule>,
+) -> AppResult<Resolved> {
     let flag = user.two_factor_enabled != 0;
     let groups = db::groups::rules_of_user(&state.db().pool, &user.id).await?;
-    let rules = Rules { groups: &groups, application: None };
+    let rules = Rules { groups: &groups, application: application.as_ref() };
     let policy = match &user.tenant_id {
         None => {
             let settings = state.cache().settings(state.db(), HOST_SCOPE).await?;
@@ -915,7 +927,7 @@ pub async fn resolved_policy(state: &AppState, user: &UserRow) -> AppResult<Reso
             })
         }
     };
-    Ok(Resolved { policy, groups })
+    Ok(Resolved { policy, groups, application })
 }
 
 /// The effective policy of a user, without the names its explanation needs.
@@ -925,9 +937,11 @@ pub async fn effective_policy(state: &AppState, user: &UserRow) -> AppResult<Eff
 
 /// What the password step would answer for `user` after the right password, from a
 /// browser that is not remembered: the same decisions in the same order as
-/// [`password::step`], reading only, so an admin can ask without signing in.
-pub async fn what_if(state: &AppState, user: &UserRow) -> AppResult<WhatIf> {
-    let resolved = resolved_policy(state, user).await?;
+/// [`password::step`], reading only, so an admin can ask without signing in. With
+/// `application`, for a sign-in to it: its rule joins the others, as the authorization
+/// endpoint adds it.
+pub async fn what_if(state: &AppState, user: &UserRow, application: Option<ApplicationRule>) -> AppResult<WhatIf> {
+    let resolved = resolved_policy_for(state, user, application).await?;
     let policy = resolved.policy;
     let now = state.now();
     let mut out = WhatIf {

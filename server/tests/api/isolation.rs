@@ -164,6 +164,7 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("PUT /api/applications/{application_id}", Class::Tenant),
     ("DELETE /api/applications/{application_id}", Class::Tenant),
     ("POST /api/applications/{application_id}/secret", Class::Tenant),
+    ("POST /api/applications/{application_id}/preview", Class::Tenant),
     // A parked authorization request is reached by its unguessable handle alone.
     ("GET /api/oidc/requests/{handle}", Class::Public),
     ("POST /api/oidc/requests/{handle}", Class::Public),
@@ -392,6 +393,8 @@ fn example_body(schema: &str) -> Option<Value> {
         "TenantFeature" => json!({ "behaviour": "disabled" }),
         "GroupRequest" => json!({ "name": "Finance", "rule": example_rule() }),
         "GroupRulePreviewRequest" => json!({ "rule": example_rule() }),
+        // An application's rule to preview.
+        "Rule" => example_rule(),
         "AddGroupMember" => json!({ "user_id": "" }),
         "MembershipPreviewRequest" => json!({ "user_id": "", "member": true }),
         "ApplicationInput" => json!({

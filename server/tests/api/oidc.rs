@@ -900,3 +900,237 @@ async fn max_age_zero_asks_for_a_new_sign_in_which_then_suffices() {
     assert_eq!(done["next"], "redirect", "a sign-in after the request meets max_age=0: {done}");
     assert!(query_of(done["redirect_to"].as_str().unwrap()).contains_key("code"));
 }
+
+/// A single-page application calls discovery, the keys, the token endpoint and userinfo
+/// from its own origin; the endpoints a browser navigates to and the web app's API
+/// grant no other origin anything, and no answer allows credentials (cookies).
+#[tokio::test]
+async fn scripts_of_other_origins_reach_the_token_endpoints_but_not_the_cookie_ones() {
+    let s = setup(true, json!({})).await;
+    let origin = "https://spa.example.com";
+    let http = rp_http();
+    let preflight = |path: String, method: &'static str, headers: &'static str| {
+        http.request(reqwest::Method::OPTIONS, path)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", method)
+            .header("Access-Control-Request-Headers", headers)
+            .send()
+    };
+    for (path, method, headers) in [
+        ("/oauth2/token", "POST", "content-type"),
+        ("/oauth2/userinfo", "GET", "authorization"),
+        ("/oauth2/jwks", "GET", "content-type"),
+        ("/.well-known/openid-configuration", "GET", "content-type"),
+    ] {
+        let resp = preflight(format!("{}{path}", s.issuer), method, headers).await.expect("preflight");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        let h = resp.headers();
+        assert_eq!(h.get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("*"), "{path}");
+        let allowed = h.get("access-control-allow-headers").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(allowed.to_ascii_lowercase().contains(headers), "{path}: {allowed}");
+        assert!(h.get("access-control-allow-credentials").is_none(), "{path}");
+    }
+    // The actual calls carry the header too, errors included (a script must be able to
+    // read `invalid_grant`).
+    let resp = http.get(format!("{}/oauth2/jwks", s.issuer)).header("Origin", origin).send().await.unwrap();
+    assert_eq!(resp.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("*"));
+    let resp = http
+        .post(format!("{}/oauth2/token", s.issuer))
+        .header("Origin", origin)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type=authorization_code&code=nope&client_id={}", s.client_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("*"));
+    // Nothing that reads the session cookie answers another origin.
+    for (path, method) in [
+        (format!("{}/oauth2/authorize", s.issuer), "GET"),
+        (format!("{}/oauth2/logout", s.issuer), "GET"),
+        (format!("http://{}/api/oidc/requests/x", s.app.running.addr), "POST"),
+        (format!("http://{}/api/auth/sign-in", s.app.running.addr), "POST"),
+    ] {
+        let resp = preflight(path.clone(), method, "x-requested-with").await.expect("preflight");
+        assert!(resp.headers().get("access-control-allow-origin").is_none(), "{path} granted a cross-origin call");
+    }
+}
+
+/// The Python interpreter that has Authlib: `AUTHLIB_PYTHON`, else the virtualenv
+/// `scripts/setup` makes.
+fn authlib_python() -> String {
+    let python = std::env::var("AUTHLIB_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/twofold/schemathesis/bin/python", std::env::var("HOME").unwrap_or_default())
+    });
+    let ok =
+        std::process::Command::new(&python).args(["-c", "import authlib"]).output().is_ok_and(|o| o.status.success());
+    assert!(ok, "{python} cannot import authlib: run scripts/setup (or set AUTHLIB_PYTHON)");
+    python
+}
+
+/// Python's Authlib, an implementation that shares no code with Twofold or the
+/// `openidconnect` crate, signs a user in with the code flow, verifies the ID token by
+/// its own rules, reads userinfo and rotates the refresh token; for an RS256 and an
+/// ES256 application.
+#[tokio::test]
+async fn authlib_an_independent_relying_party_signs_in_verifies_and_refreshes() {
+    let python = authlib_python();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/authlib_rp.py");
+    let app = TestApp::spawn_as_admin().await;
+    let t = app.create_tenant("acme").await;
+    let alice = app.create_tenant_user(&t.id, "alice", PASSWORD).await;
+    let browser = app.new_client();
+    let signed_in = browser.sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
+    let cookies: Vec<String> =
+        signed_in.set_cookies().iter().map(|line| line.split(';').next().unwrap_or_default().to_owned()).collect();
+    for alg in ["RS256", "ES256"] {
+        let created = app
+            .post_json(
+                &format!("/api/tenants/{}/applications", t.id),
+                &json!({"name": format!("Py {alg}"), "client_type": "confidential", "redirect_uris": [REDIRECT],
+                    "allowed_scopes": ["openid", "profile", "offline_access"], "first_party": true,
+                    "token_alg": alg}),
+            )
+            .await
+            .assert_status(StatusCode::CREATED)
+            .json();
+        let client_id = created["application"]["client_id"].as_str().unwrap().to_owned();
+        let issuer = created["application"]["issuer"].as_str().unwrap().to_owned();
+        let secret = created["client_secret"].as_str().unwrap().to_owned();
+        let cookie = cookies.join("; ");
+        let args = [script, issuer.as_str(), client_id.as_str(), secret.as_str(), REDIRECT, cookie.as_str()]
+            .map(str::to_owned);
+        let py = python.clone();
+        // The script calls this server, which runs on this runtime: off it, then.
+        let out = tokio::task::spawn_blocking(move || std::process::Command::new(py).args(args).output())
+            .await
+            .unwrap()
+            .expect("run the Authlib relying party");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "Authlib refused ({alg}):\n{stderr}");
+        let seen: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+        assert_eq!(seen["alg"], alg, "{seen}");
+        assert_eq!(seen["kid_published"], true, "{seen}");
+        assert_eq!(seen["sub"], json!(alice.id), "{seen}");
+        assert_eq!(seen["aud"], json!(client_id), "{seen}");
+        assert_eq!(seen["amr"], json!(["pwd"]), "{seen}");
+        assert_eq!(seen["preferred_username"], "alice", "{seen}");
+        // A rotated-out refresh token is refused, whoever presents it.
+        assert_eq!((seen["replay_status"].as_u64(), seen["replay_error"].as_str()), (Some(400), Some("invalid_grant")));
+    }
+}
+
+/// An admin sees what an application's rule does before and after saving it: the
+/// what-if of a user signing in to it names the application as what decided, and the
+/// preview counts who in the scope would be asked, and who could not answer.
+#[tokio::test]
+async fn the_what_if_and_the_preview_show_what_an_applications_rule_asks() {
+    let s = setup(false, json!({})).await;
+    let app = &s.app;
+    let carol = app.create_tenant_user(&s.tenant, "carol", PASSWORD).await;
+    let bob = app.create_tenant_user(&s.tenant, "bob", PASSWORD).await;
+    app.give_factor(&bob.id).await;
+    // No rule yet: the application changes nothing for carol, who has no factor.
+    let plain = app.get(&format!("/api/users/{}/what-if", carol.id)).await.assert_status(StatusCode::OK).json();
+    let with_app = app
+        .get(&format!("/api/users/{}/what-if?application_id={}", carol.id, s.client_id))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!((plain["status"].as_str(), with_app["status"].as_str()), (Some("signed_in"), Some("signed_in")));
+    // The preview of a rule: all three users newly asked when signing in to Wiki; alice
+    // and carol have no factor, and bob's emailed codes are not an authenticator app.
+    let rule = json!({ "require_two_factor": true, "min_strength": "app" });
+    let preview = app
+        .post_json(&format!("/api/applications/{}/preview", s.client_id), &rule)
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(preview["users_in_scope"], 3, "{preview}");
+    assert_eq!(preview["newly_required"], 3, "{preview}");
+    assert_eq!(preview["newly_required_without_factor"], 2, "{preview}");
+    assert_eq!(preview["newly_required_without_strength"], 3, "{preview}");
+    // The preview saved nothing.
+    let stored = app.get(&format!("/api/applications/{}", s.client_id)).await.json();
+    assert_eq!(stored["require_two_factor"], false, "{stored}");
+    // Saved, the rule decides carol's sign-ins to Wiki, and only those.
+    let mut input = stored.clone();
+    for k in ["id", "client_id", "tenant_id", "issuer", "created_at", "updated_at"] {
+        input.as_object_mut().unwrap().remove(k);
+    }
+    input["require_two_factor"] = json!(true);
+    input["min_strength"] = json!("app");
+    let saved = app.put_json(&format!("/api/applications/{}", s.client_id), &input).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", String::from_utf8_lossy(&saved.body));
+    let with_app = app
+        .get(&format!("/api/users/{}/what-if?application_id={}", carol.id, s.client_id))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(with_app["status"], "requires_enrollment", "{with_app}");
+    assert_eq!(with_app["policy"]["decided_by"], "application", "{with_app}");
+    assert_eq!(with_app["policy"]["required_strength"], "app", "{with_app}");
+    let trace = with_app["policy"]["trace"].to_string();
+    assert!(trace.contains("\\\"Wiki\\\""), "the trace names the application: {trace}");
+    let plain = app.get(&format!("/api/users/{}/what-if", carol.id)).await.json();
+    assert_eq!(plain["status"], "signed_in", "outside Wiki nothing changed: {plain}");
+    // An application of another scope is unknown to this user's what-if.
+    let host_app = app
+        .post_json(
+            "/api/host/applications",
+            &json!({"name": "Intranet", "client_type": "confidential", "redirect_uris": [REDIRECT],
+                "allowed_scopes": ["openid"], "first_party": true}),
+        )
+        .await
+        .assert_status(StatusCode::CREATED)
+        .json();
+    let other = host_app["application"]["client_id"].as_str().unwrap();
+    let resp = app.get(&format!("/api/users/{}/what-if?application_id={other}", carol.id)).await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
+}
+
+/// An application that names only a strength asks for a second factor of it (the
+/// authorization endpoint parks the request for enrolment), and the what-if says the
+/// same rather than letting the user's switch decide.
+#[tokio::test]
+async fn a_strength_alone_is_a_requirement_at_the_endpoint_and_in_the_what_if() {
+    let s = setup(false, json!({ "min_strength": "app" })).await;
+    let carol = s.app.create_tenant_user(&s.tenant, "carol", PASSWORD).await;
+    let what = s
+        .app
+        .get(&format!("/api/users/{}/what-if?application_id={}", carol.id, s.client_id))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(
+        (what["status"].as_str(), what["policy"]["decided_by"].as_str()),
+        (Some("requires_enrollment"), Some("application")),
+        "{what}"
+    );
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "carol").await;
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}",
+        s.issuer,
+        s.client_id,
+        urlencode(REDIRECT)
+    );
+    let handle = browser.location(&url).await.split("request=").nth(1).expect("parked").to_owned();
+    let need = browser.resume(&handle).await;
+    assert_eq!((need["next"].as_str(), need["min_strength"].as_str()), (Some("enroll"), Some("app")), "{need}");
+    // The preview reads a proposed strength alone the same way.
+    let preview = s
+        .app
+        .post_json(&format!("/api/applications/{}/preview", s.client_id), &json!({ "min_strength": "app" }))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(preview["newly_required"], 0, "already asked of everyone: {preview}");
+    let preview = s
+        .app
+        .post_json(&format!("/api/applications/{}/preview", s.client_id), &json!({}))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(preview["no_longer_required"], 2, "alice and carol: {preview}");
+}

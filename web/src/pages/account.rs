@@ -12,9 +12,10 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
-    AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest, EffectivePolicyView, EmailRequest, ErrorCode,
-    PasskeyChallenge, PasskeyFinish, PasskeyName, PhoneRequest, ReauthenticateRequest, RecoveryCodes,
-    RememberedBrowser, SecondFactorMethod, SendCodeRequest, SendCodeResponse, SessionInfo, SetTwoFactor,
+    AccountGrant, AccountGrantList, AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest,
+    EffectivePolicyView, EmailRequest, ErrorCode, PasskeyChallenge, PasskeyFinish, PasskeyName, PhoneRequest,
+    ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SecondFactorMethod, SendCodeRequest, SendCodeResponse,
+    SessionInfo, SetTwoFactor,
 };
 
 use crate::api::{self, ApiError, ApiResult};
@@ -121,6 +122,10 @@ pub fn Account() -> impl IntoView {
         reauth: Reauth { open: RwSignal::new(false), retry: StoredValue::new(None), cancel: StoredValue::new(None) },
     };
     let load_err = RwSignal::new(None::<String>);
+    // Opened from an application's sign-in that needs a stronger factor: the way back.
+    let back_to_request = leptos_router::hooks::use_query_map()
+        .with_untracked(|q| q.get("request"))
+        .map(|h| format!("/sign-in?request={}", api::enc(&h)));
     spawn_local(async move {
         match api::get::<AccountState>("/api/account").await {
             Ok(a) => ctx.account.set(Some(a)),
@@ -149,6 +154,13 @@ pub fn Account() -> impl IntoView {
                 </p>
             </header>
             <ErrorText msg=load_err />
+            {back_to_request.map(|href| view! {
+                <p class="notice">
+                    "An application asked for a stronger second factor. Set one up below, then "
+                    <a href=href id=ids::ACCOUNT_CONTINUE_AUTHORIZATION>"continue signing in to it"</a>
+                    "."
+                </p>
+            })}
             {move || ctx.codes.get().map(|codes| {
                 view! {
                     <RecoveryCodesSheet codes account=account_name() on_done=Callback::new(move |()| ctx.codes.set(None)) />
@@ -163,6 +175,7 @@ pub fn Account() -> impl IntoView {
                 <RecoveryCard ctx />
                 <BrowsersCard />
                 <SessionsCard />
+                <ApplicationsCard />
                 <PasswordCard ctx />
             </Show>
             <Show when=move || ctx.reauth.open.get()>
@@ -945,6 +958,83 @@ fn BrowsersCard() -> impl IntoView {
     }
 }
 
+/// The applications this user let sign them in through Twofold (each grant remembers
+/// the scopes consented to); withdrawing one ends its refresh tokens at once and asks
+/// again next time.
+#[component]
+fn ApplicationsCard() -> impl IntoView {
+    let list = RwSignal::new(None::<Vec<AccountGrant>>);
+    let err = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let load = move || {
+        spawn_local(async move {
+            match api::get::<AccountGrantList>("/api/account/applications").await {
+                Ok(l) => list.set(Some(l.items)),
+                Err(e) => err.set(Some(e.text())),
+            }
+        })
+    };
+    load();
+    let revoke = Callback::new(move |(id, name): (String, String)| {
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        spawn_local(async move {
+            let r = api::delete(&format!("/api/account/applications/{}", api::enc(&id))).await;
+            busy.set(false);
+            match r {
+                Ok(()) => notice.set(Some(format!("{name} can no longer sign you in without asking."))),
+                Err(e) => err.set(Some(e.text())),
+            }
+            load();
+        });
+    });
+    view! {
+        <section class="card" aria-labelledby="grants-title">
+            <h2 id="grants-title">"Applications"</h2>
+            <p class="muted">"Applications you let sign you in with this account, and what they may see."</p>
+            {move || match list.get() {
+                None => view! { <Loading /> }.into_any(),
+                Some(l) if l.is_empty() => view! { <p class="muted small" id=ids::GRANTS_LIST>"None yet."</p> }.into_any(),
+                Some(l) => view! {
+                    <ul class="rows" id=ids::GRANTS_LIST>
+                        {l.into_iter().map(|g| {
+                            let id = g.id.clone();
+                            let name = g.application.clone();
+                            let scopes: Vec<String> = g.scopes.iter().map(|s| text::scope_label(s)).collect();
+                            view! {
+                                <li class="row" data-test=ids::GRANT_ITEM data-id=g.id.clone() data-name=g.application.clone()>
+                                    <div class="row-main">
+                                        <strong>{g.application.clone()}</strong>
+                                        <div class="muted small">{scopes.join(" · ")}</div>
+                                        <div class="muted small">
+                                            {format!("Allowed {} · last used {}", text::format_time(&g.created_at), text::format_time(&g.last_used_at))}
+                                        </div>
+                                    </div>
+                                    <ConfirmButton
+                                        label="Withdraw"
+                                        question=format!("Withdraw {}'s access? It is signed out and must ask again.", g.application)
+                                        confirm_label="Yes, withdraw"
+                                        test=ids::GRANT_REVOKE
+                                        aria_label=format!("Withdraw {}'s access", g.application)
+                                        small=true
+                                        disabled=Signal::derive(move || busy.get())
+                                        on_confirm=Callback::new(move |()| revoke.run((id.clone(), name.clone())))
+                                    />
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                }
+                .into_any(),
+            }}
+            <ErrorText msg=err id=ids::GRANTS_ERROR />
+            <Notice msg=notice test=ids::ACCOUNT_NOTICE />
+        </section>
+    }
+}
+
 /// Where this account is signed in, with a way to sign any of those out.
 #[component]
 fn SessionsCard() -> impl IntoView {
@@ -1135,7 +1225,7 @@ fn PasswordCard(ctx: Ctx) -> impl IntoView {
 }
 
 /// The second factors this user could use to reauthenticate.
-fn reauth_methods(a: &AccountState) -> Vec<SecondFactorMethod> {
+pub(crate) fn reauth_methods(a: &AccountState) -> Vec<SecondFactorMethod> {
     let f = &a.factors;
     let mut out = Vec::with_capacity(4);
     if f.authenticator {

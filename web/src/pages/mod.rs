@@ -2,7 +2,9 @@
 
 pub mod account;
 pub mod adoption;
+pub mod applications;
 pub mod audit;
+pub mod authorize;
 pub mod groups;
 pub mod password;
 pub mod settings;

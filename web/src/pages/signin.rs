@@ -94,73 +94,112 @@ pub fn SignIn() -> impl IntoView {
     let session = use_session();
     let navigate = use_navigate();
     let query = use_query_map();
-    let step = RwSignal::new(Step::Password);
+    // An application's authorization request waiting for this browser: its own flow.
+    if let Some(handle) = query.with_untracked(|q| q.get("request")) {
+        return view! { <div class="auth-wrap"><super::authorize::Authorize handle /></div> }.into_any();
+    }
     let tenant = RwSignal::new(query.with_untracked(|q| q.get("tenant")).unwrap_or_default());
+    let started = RwSignal::new(false);
 
     // Someone already signed in who opens this page goes where they were heading.
     let nav = navigate.clone();
     Effect::new(move |_| {
-        if session.checked.get() && session.user.with(Option::is_some) && step.with_untracked(|s| *s == Step::Password)
-        {
+        if session.checked.get() && session.user.with(Option::is_some) && !started.get_untracked() {
             let next = query.with_untracked(|q| q.get("next"));
             nav(&model::after_sign_in(next.as_deref()), Default::default());
         }
     });
-
-    // Completes the sign-in: codes first when there are any, then on to the page asked for.
-    let finish = Callback::new(move |resp: SignInResponse| match resp.recovery_codes {
-        Some(codes) if !codes.is_empty() => step.set(Step::Codes { codes, user: resp.user }),
-        _ => {
-            session.user.set(resp.user);
-            session.checked.set(true);
-            if session.user.with_untracked(Option::is_none) {
-                session.refresh();
-            }
-            let next = query.with_untracked(|q| q.get("next"));
-            navigate(&model::after_sign_in(next.as_deref()), Default::default());
+    let signed_in = Callback::new(move |user: Option<CurrentUser>| {
+        session.user.set(user);
+        session.checked.set(true);
+        if session.user.with_untracked(Option::is_none) {
+            session.refresh();
         }
+        let next = query.with_untracked(|q| q.get("next"));
+        navigate(&model::after_sign_in(next.as_deref()), Default::default());
     });
-    let after_password = Callback::new(move |resp: SignInResponse| match resp.status {
-        SignInStatus::SignedIn => finish.run(resp),
-        SignInStatus::RequiresTwoFactor => step.set(Step::TwoFactor(resp)),
-        SignInStatus::RequiresEnrollment => step.set(Step::Enroll(resp)),
-    });
-    let start_over = Callback::new(move |()| step.set(Step::Password));
-
     view! {
         <div class="auth-wrap">
-            {move || match step.get() {
-                Step::Password => view! { <PasswordStep tenant on_answer=after_password /> }.into_any(),
-                Step::TwoFactor(resp) => view! { <TwoFactorStep resp on_done=finish start_over /> }.into_any(),
-                Step::Enroll(resp) => view! { <EnrollStep resp on_done=finish start_over /> }.into_any(),
-                Step::Codes { codes, user } => {
-                    let account = user.as_ref().map(|u| match &u.tenant_name {
-                        Some(t) => format!("{t}-{}", u.username),
-                        None => u.username.clone(),
-                    });
-                    let done = Callback::new(move |()| {
-                        finish.run(SignInResponse { user: user.clone(), ..SignInResponse::default() })
-                    });
-                    view! {
-                        <div class="auth-card wide">
-                            <RecoveryCodesSheet codes account=account.unwrap_or_else(|| "your account".to_owned()) on_done=done />
-                        </div>
-                    }
-                        .into_any()
-                }
-            }}
+            <SignInSteps tenant started on_signed_in=signed_in />
         </div>
+    }
+    .into_any()
+}
+
+/// The sign-in steps, from the password to a session: on their own page, or for an
+/// application's request (`fixed_tenant`: the request names the tenant, so there is no
+/// field for it). `started` turns true once the password was accepted, so a page that
+/// sends signed-in visitors away leaves a sign-in under way alone.
+#[component]
+pub(crate) fn SignInSteps(
+    tenant: RwSignal<String>,
+    started: RwSignal<bool>,
+    on_signed_in: Callback<Option<CurrentUser>>,
+    #[prop(optional)] fixed_tenant: bool,
+    #[prop(optional)] username: Option<String>,
+    #[prop(optional)] intro: Option<String>,
+) -> impl IntoView {
+    let step = RwSignal::new(Step::Password);
+    // Completes the sign-in: codes first when there are any, then the caller's next step.
+    let finish = Callback::new(move |resp: SignInResponse| match resp.recovery_codes {
+        Some(codes) if !codes.is_empty() => step.set(Step::Codes { codes, user: resp.user }),
+        _ => on_signed_in.run(resp.user),
+    });
+    let after_password = Callback::new(move |resp: SignInResponse| {
+        started.set(true);
+        match resp.status {
+            SignInStatus::SignedIn => finish.run(resp),
+            SignInStatus::RequiresTwoFactor => step.set(Step::TwoFactor(resp)),
+            SignInStatus::RequiresEnrollment => step.set(Step::Enroll(resp)),
+        }
+    });
+    let start_over = Callback::new(move |()| step.set(Step::Password));
+    let username = username.unwrap_or_default();
+    move || match step.get() {
+        Step::Password => view! {
+            <PasswordStep tenant fixed_tenant username=username.clone() intro=intro.clone() on_answer=after_password />
+        }
+        .into_any(),
+        Step::TwoFactor(resp) => view! { <TwoFactorStep resp on_done=finish start_over /> }.into_any(),
+        Step::Enroll(resp) => view! { <EnrollStep resp on_done=finish start_over /> }.into_any(),
+        Step::Codes { codes, user } => {
+            let account = user.as_ref().map(|u| match &u.tenant_name {
+                Some(t) => format!("{t}-{}", u.username),
+                None => u.username.clone(),
+            });
+            let done = Callback::new(move |()| on_signed_in.run(user.clone()));
+            view! {
+                <div class="auth-card wide">
+                    <RecoveryCodesSheet codes account=account.unwrap_or_else(|| "your account".to_owned()) on_done=done />
+                </div>
+            }
+            .into_any()
+        }
     }
 }
 
 #[component]
-fn PasswordStep(tenant: RwSignal<String>, on_answer: Callback<SignInResponse>) -> impl IntoView {
-    let username = RwSignal::new(String::new());
+fn PasswordStep(
+    tenant: RwSignal<String>,
+    fixed_tenant: bool,
+    username: String,
+    intro: Option<String>,
+    on_answer: Callback<SignInResponse>,
+) -> impl IntoView {
+    let prefilled = !username.is_empty();
+    let username = RwSignal::new(username);
     let password = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
     let err = RwSignal::new(None::<ApiError>);
     let first = NodeRef::<leptos::html::Input>::new();
-    focus_when_mounted(first);
+    let user_ref = NodeRef::<leptos::html::Input>::new();
+    let pass_ref = NodeRef::<leptos::html::Input>::new();
+    // The first field that still needs typing gets the focus.
+    match (fixed_tenant, prefilled) {
+        (false, _) => focus_when_mounted(first),
+        (true, false) => focus_when_mounted(user_ref),
+        (true, true) => focus_when_mounted(pass_ref),
+    }
     // Passkeys offered in the user name field's autofill while the page is open; picking
     // one signs in without a password.
     spawn_local(async move {
@@ -212,24 +251,35 @@ fn PasswordStep(tenant: RwSignal<String>, on_answer: Callback<SignInResponse>) -
     view! {
         <form class="auth-card" id=ids::SIGNIN_FORM on:submit=submit novalidate>
             <h1>"Sign in"</h1>
-            <div class="field">
-                <label for=ids::SIGNIN_TENANT>"Tenant"</label>
-                <input
-                    node_ref=first
-                    type="text"
-                    id=ids::SIGNIN_TENANT
-                    name="tenant"
-                    autocomplete="organization"
-                    autocapitalize="none"
-                    spellcheck="false"
-                    aria-describedby="signin-tenant-help"
-                    bind:value=tenant
-                />
-                <p class="hint" id="signin-tenant-help">"Your organisation's short name. Leave empty for a host account."</p>
-            </div>
+            {intro.map(|i| view! { <p class="muted" id=ids::AUTHORIZE_APPLICATION>{i}</p> })}
+            {if fixed_tenant {
+                // The application's issuer names the tenant: nothing to choose.
+                let t = tenant.get_untracked();
+                (!t.is_empty()).then(|| view! { <p class="small">"Organisation: " <strong>{t}</strong></p> }).into_any()
+            } else {
+                view! {
+                    <div class="field">
+                        <label for=ids::SIGNIN_TENANT>"Tenant"</label>
+                        <input
+                            node_ref=first
+                            type="text"
+                            id=ids::SIGNIN_TENANT
+                            name="tenant"
+                            autocomplete="organization"
+                            autocapitalize="none"
+                            spellcheck="false"
+                            aria-describedby="signin-tenant-help"
+                            bind:value=tenant
+                        />
+                        <p class="hint" id="signin-tenant-help">"Your organisation's short name. Leave empty for a host account."</p>
+                    </div>
+                }
+                .into_any()
+            }}
             <div class="field">
                 <label for=ids::SIGNIN_USERNAME>"User name"</label>
                 <input
+                    node_ref=user_ref
                     type="text"
                     id=ids::SIGNIN_USERNAME
                     name="username"
@@ -243,6 +293,7 @@ fn PasswordStep(tenant: RwSignal<String>, on_answer: Callback<SignInResponse>) -
             <div class="field">
                 <label for=ids::SIGNIN_PASSWORD>"Password"</label>
                 <input
+                    node_ref=pass_ref
                     type="password"
                     id=ids::SIGNIN_PASSWORD
                     name="password"

@@ -1,8 +1,9 @@
 //! `twofold-load`: the load half of Twofold's benchmarks. It measures, in one run on one
 //! machine, the ceilings (raw argon2id hashes per second on all cores, a bare axum
 //! endpoint) and then a real `twofold` server on loopback: the password step, the
-//! verify-code step (authenticator), the effective-policy read and an admin settings
-//! write, with the server's resident memory. `scripts/bench` runs it at both scales on
+//! verify-code step (authenticator), the effective-policy read, an admin settings
+//! write and the OpenID Connect code flow (authorize, then the token endpoint, against
+//! an RS256 signing ceiling), with the server's resident memory. `scripts/bench` runs it at both scales on
 //! both databases; BENCHMARKS.md records the figures.
 
 mod drive;
@@ -135,6 +136,36 @@ fn argon2_ceiling(seconds: u64) -> anyhow::Result<f64> {
                 while Instant::now() < deadline {
                     std::hint::black_box(twofold_server::auth::verify_password_blocking(seed::PASSWORD, phc));
                     count.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    Ok(count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// RS256 signatures per second with a fresh 2048-bit key on one thread per core: what
+/// the token endpoint spends most of its work on (an ID token and an access token for
+/// each code).
+fn rs256_ceiling(seconds: u64) -> anyhow::Result<f64> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let der = twofold_server::oidc::keys::private_der(twofold_policy::wire::TokenAlg::RS256)
+        .map_err(|e| anyhow::anyhow!("RSA key: {e}"))?;
+    let key = EncodingKey::from_rsa_der(&der);
+    let header = Header::new(Algorithm::RS256);
+    let claims = serde_json::json!({ "iss": "http://127.0.0.1:8080", "sub": World::user_id(0), "aud": "client",
+        "iat": 1_800_000_000, "exp": 1_800_000_600, "auth_time": 1_800_000_000, "acr": "urn:twofold:acr:pwd" });
+    let threads = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (count, key, header, claims) = (count.clone(), &key, &header, &claims);
+            s.spawn(move || {
+                while Instant::now() < deadline {
+                    if std::hint::black_box(jsonwebtoken::encode(header, claims, key)).is_ok() {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             });
         }
@@ -347,6 +378,67 @@ fn settings_job(t: &Target) -> Job {
     })
 }
 
+/// Where the benchmark's application says it lives; nothing listens there, the load
+/// generator reads the code from the redirect itself.
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+/// A first-party, confidential host application with no 2FA rule: the host admin's
+/// session meets it, so each authorization request answers a code at once.
+async fn register_application(t: &Target) -> anyhow::Result<(String, String)> {
+    let resp = drive::client()?
+        .post(format!("{}/api/host/applications", t.base))
+        .header("X-Requested-With", "twofold-load")
+        .header("Cookie", &t.admin_cookie)
+        .json(&serde_json::json!({ "name": "Load", "client_type": "confidential", "redirect_uris": [REDIRECT],
+            "allowed_scopes": ["openid"], "first_party": true }))
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status().as_u16() == 201, "registering the application: {}", resp.status());
+    let body: serde_json::Value = resp.json().await?;
+    let client_id = body["application"]["client_id"].as_str().context("client_id")?.to_owned();
+    let secret = body["client_secret"].as_str().context("client_secret")?.to_owned();
+    Ok((client_id, secret))
+}
+
+/// One sign-in of an application: the authorization request with the admin's session
+/// (303 with a code), then the code for tokens at the token endpoint
+/// (`client_secret_basic`), which signs an ID token and an access token.
+fn code_flow_job(t: &Target, client_id: String, secret: String) -> Job {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let authorize = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}&redirect_uri={}",
+        t.base,
+        enc(REDIRECT)
+    );
+    let token = format!("{}/oauth2/token", t.base);
+    let cookie = t.admin_cookie.clone();
+    Arc::new(move |http, index| {
+        let (authorize, token, cookie) = (format!("{authorize}&state={index}"), token.clone(), cookie.clone());
+        let (client_id, secret) = (client_id.clone(), secret.clone());
+        Box::pin(async move {
+            let resp = http.get(authorize).header("Cookie", cookie).send().await.map_err(|e| e.to_string())?;
+            let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let code = url::Url::parse(location)
+                .ok()
+                .and_then(|u| u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()))
+                .ok_or_else(|| format!("authorize answered {} without a code", resp.status()))?;
+            let form = format!(
+                "grant_type=authorization_code&code={}&redirect_uri={}",
+                url::form_urlencoded::byte_serialize(code.as_bytes()).collect::<String>(),
+                url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+            );
+            let resp = http
+                .post(token)
+                .basic_auth(client_id, Some(secret))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+                .await;
+            drive::expect(resp, 200).await
+        })
+    })
+}
+
 /// Distinct users for the verify-code workload, evenly spread over the population.
 fn verify_users(world: World, n: usize) -> Vec<u64> {
     let n = (n as u64).min(world.users).max(1);
@@ -372,6 +464,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let d = Duration::from_secs(args.seconds);
     eprintln!("ceilings ...");
     let argon2 = argon2_ceiling(args.seconds)?;
+    let rs256 = rs256_ceiling(args.seconds)?;
     let bare = bare_ceiling(args.clients, args.seconds).await?;
 
     let t = start_target(&args).await?;
@@ -390,6 +483,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let policy = drive::run("effective-policy read", c, Limit::For(d), policy_job(&t)).await?;
     eprintln!("settings write ...");
     let settings = drive::run("admin settings write", c, Limit::For(d), settings_job(&t)).await?;
+    eprintln!("OpenID Connect code flow ...");
+    let (client_id, secret) = register_application(&t).await?;
+    let flow =
+        drive::run("code flow (authorize + token)", c, Limit::For(d), code_flow_job(&t, client_id, secret)).await?;
     let (rss, peak) = memory_mib(t.pid);
 
     let backend = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
@@ -406,17 +503,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("{}", row(&verify, None));
     println!("{}", row(&policy, Some((policy.rate() / bare.rate(), "bare axum"))));
     println!("{}", row(&settings, None));
+    println!("| RS256 signatures, {cores} threads (ceiling) | {rs256:.1} | | | | |");
+    println!("{}", row(&flow, Some((flow.rate() / (rs256 / 2.0), "RS256 ceiling / 2 (two tokens a flow)"))));
     println!(
         "\nSeeding took {:.1} s. Server resident memory: {idle_rss:.1} MiB after start, {rss:.1} MiB after the \
          workloads, peak {peak:.1} MiB.",
         t.seed_seconds
     );
-    for s in [&bare, &password, &verify, &policy, &settings] {
+    for s in [&bare, &password, &verify, &policy, &settings, &flow] {
         for e in &s.error_samples {
             println!("- {} error: {e}", s.name);
         }
     }
-    let errors: usize = [&bare, &password, &verify, &policy, &settings].iter().map(|s| s.errors).sum();
+    let errors: usize = [&bare, &password, &verify, &policy, &settings, &flow].iter().map(|s| s.errors).sum();
     anyhow::ensure!(errors == 0, "{errors} requests failed");
     Ok(())
 }

@@ -1,0 +1,335 @@
+//! An application's sign-in through Twofold: the screens of an authorization request the
+//! server parked behind a handle (`/sign-in?request=<handle>`).
+//!
+//! The server decides every step (`GET /api/oidc/requests/{handle}` says what is next:
+//! sign in, step up, enrol, consent); this page only does what it is told, resumes the
+//! request (`POST`), and sends the browser where the answer says. It never concludes on
+//! its own that a request is satisfied, and it never goes anywhere but the
+//! `redirect_to` the server gave.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use twofold_policy::Strength;
+use twofold_policy::vocab::Provider;
+use twofold_policy::wire::{
+    AccountState, AuthorizationProgress, AuthorizationStep, CurrentUser, ResumeAuthorization, SecondFactorMethod,
+    SendCodeRequest, SendCodeResponse, VerifyRequest,
+};
+
+use super::account::reauth_methods;
+use super::signin::SignInSteps;
+use crate::api::{self, ApiError, ApiResult};
+use crate::ids;
+use crate::session::use_session;
+use crate::text;
+use crate::widgets::{ErrorText, Loading, focus_when_mounted};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Screen {
+    Loading,
+    /// Unknown, expired or already used: only the application can start a new one.
+    Gone,
+    Failed(String),
+    Step(AuthorizationProgress),
+    /// On the way back to the application.
+    Leaving(String),
+}
+
+fn request_url(handle: &str) -> String {
+    format!("/api/oidc/requests/{}", api::enc(handle))
+}
+
+/// Leaves for the application. `replace`, so Back does not return to a spent request.
+fn leave(to: &str) {
+    drop(window().location().replace(to));
+}
+
+#[component]
+pub fn Authorize(handle: String) -> impl IntoView {
+    let session = use_session();
+    let screen = RwSignal::new(Screen::Loading);
+    let handle = StoredValue::new(handle);
+
+    let failed = move |e: ApiError| {
+        screen.set(if e.status == 404 { Screen::Gone } else { Screen::Failed(e.text()) });
+    };
+    // Resumes the request (with the answer of the consent screen, if any) and follows
+    // what the server says next.
+    let resume = Callback::new(move |consent: Option<bool>| {
+        spawn_local(async move {
+            let body = ResumeAuthorization { consent };
+            let r: ApiResult<AuthorizationProgress> = api::post(&request_url(&handle.get_value()), &body).await;
+            match r {
+                Ok(p) => match (p.next, p.redirect_to.clone()) {
+                    (AuthorizationStep::Redirect, Some(to)) => {
+                        screen.set(Screen::Leaving(p.application.clone()));
+                        leave(&to);
+                    }
+                    _ => screen.set(Screen::Step(p)),
+                },
+                Err(e) => failed(e),
+            }
+        });
+    });
+    // Reads where the request stands; one that needs nothing more goes on at once.
+    let load = move || {
+        spawn_local(async move {
+            match api::get::<AuthorizationProgress>(&request_url(&handle.get_value())).await {
+                Ok(p) if p.next == AuthorizationStep::Redirect => resume.run(None),
+                Ok(p) => screen.set(Screen::Step(p)),
+                Err(e) => failed(e),
+            }
+        });
+    };
+    load();
+
+    let signed_in = Callback::new(move |user: Option<CurrentUser>| {
+        session.user.set(user);
+        session.checked.set(true);
+        if session.user.with_untracked(Option::is_none) {
+            session.refresh();
+        }
+        resume.run(None);
+    });
+
+    move || {
+        match screen.get() {
+        Screen::Loading => view! { <Loading what="the sign-in request" /> }.into_any(),
+        Screen::Gone => view! {
+            <div class="auth-card" id=ids::AUTHORIZE_GONE>
+                <h1>"This sign-in link has expired"</h1>
+                <p>"It was already used, or it waited too long. Go back to the application and sign in from there again."</p>
+            </div>
+        }
+        .into_any(),
+        Screen::Failed(msg) => view! {
+            <div class="auth-card">
+                <h1>"Something went wrong"</h1>
+                <ErrorText msg=Signal::derive(move || Some(msg.clone())) id=ids::AUTHORIZE_ERROR />
+                <button type="button" class="btn" on:click=move |_| load()>"Try again"</button>
+            </div>
+        }
+        .into_any(),
+        Screen::Leaving(app) => view! {
+            <div class="auth-card" id=ids::AUTHORIZE_CARD>
+                <p role="status">{format!("Returning to {app}…")}</p>
+            </div>
+        }
+        .into_any(),
+        Screen::Step(p) => match p.next {
+            AuthorizationStep::SignIn => {
+                let tenant = RwSignal::new(p.tenant.clone().unwrap_or_default());
+                view! {
+                    <SignInSteps
+                        tenant
+                        started=RwSignal::new(true)
+                        fixed_tenant=true
+                        username=p.login_hint.clone().unwrap_or_default()
+                        intro=format!("to continue to {}", p.application)
+                        on_signed_in=signed_in
+                    />
+                }
+                .into_any()
+            }
+            AuthorizationStep::StepUp => view! {
+                <StepUp application=p.application.clone() min=p.min_strength on_done=Callback::new(move |()| resume.run(None)) />
+            }
+            .into_any(),
+            AuthorizationStep::Enroll => {
+                let back = format!("/account?request={}", api::enc(&handle.get_value()));
+                let need = p.min_strength.map(text::strength_label).unwrap_or("a second factor");
+                view! {
+                    <div class="auth-card" id=ids::AUTHORIZE_ENROLL>
+                        <h1>"Set up a stronger second factor"</h1>
+                        <p>{format!("{} asks for {need}, and your account has no such factor yet.", p.application)}</p>
+                        <p>"Set one up on your account page; a link there brings you back here."</p>
+                        <div class="actions">
+                            <a class="btn btn-primary" href=back id=ids::AUTHORIZE_ENROLL_LINK>"Open your account page"</a>
+                            <button type="button" class="btn" on:click=move |_| load()>"I have set it up"</button>
+                        </div>
+                    </div>
+                }
+                .into_any()
+            }
+            AuthorizationStep::Consent => view! { <Consent progress=p on_answer=resume /> }.into_any(),
+            // The server answers a request that needs nothing with where to go; until
+            // then there is nothing to show.
+            AuthorizationStep::Redirect => view! { <Loading what="the application" /> }.into_any(),
+        },
+    }
+    }
+}
+
+/// Approve or refuse what an application asks for.
+#[component]
+fn Consent(progress: AuthorizationProgress, on_answer: Callback<Option<bool>>) -> impl IntoView {
+    let session = use_session();
+    let busy = RwSignal::new(false);
+    let answer = move |yes: bool| {
+        busy.set(true);
+        on_answer.run(Some(yes));
+    };
+    let who = move || {
+        session.user.with(|u| {
+            u.as_ref().map(|u| match &u.tenant_name {
+                Some(t) => format!("Signed in as {} in {t}.", u.username),
+                None => format!("Signed in as {}.", u.username),
+            })
+        })
+    };
+    let heading = NodeRef::<leptos::html::H1>::new();
+    focus_when_mounted(heading);
+    view! {
+        <div class="auth-card" id=ids::AUTHORIZE_CARD>
+            <h1 node_ref=heading tabindex="-1">{format!("Allow {} to sign you in?", progress.application)}</h1>
+            <p class="muted">{who}</p>
+            <p>{format!("{} will be able to:", progress.application)}</p>
+            <ul id=ids::CONSENT_SCOPES>
+                {progress
+                    .scopes
+                    .iter()
+                    .map(|s| view! { <li data-test=ids::CONSENT_SCOPE data-scope=s.clone()>{text::scope_label(s)}</li> })
+                    .collect_view()}
+            </ul>
+            <p class="small">"You can withdraw this later on your account page."</p>
+            <div class="actions">
+                <button type="button" class="btn btn-primary" id=ids::CONSENT_ALLOW disabled=move || busy.get()
+                    on:click=move |_| answer(true)>
+                    "Allow"
+                </button>
+                <button type="button" class="btn" id=ids::CONSENT_DENY disabled=move || busy.get()
+                    on:click=move |_| answer(false)>
+                    "Deny"
+                </button>
+            </div>
+        </div>
+    }
+}
+
+/// A second factor again, no password: the session is fresh enough but its last
+/// second factor is too weak or too old for the application.
+#[component]
+fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> impl IntoView {
+    let methods = RwSignal::new(None::<Vec<SecondFactorMethod>>);
+    let method = RwSignal::new(None::<SecondFactorMethod>);
+    let code = RwSignal::new(String::new());
+    let sent = RwSignal::new(None::<SendCodeResponse>);
+    let busy = RwSignal::new(false);
+    let err = RwSignal::new(None::<String>);
+    spawn_local(async move {
+        match api::get::<AccountState>("/api/account").await {
+            Ok(a) => {
+                let usable: Vec<SecondFactorMethod> =
+                    reauth_methods(&a).into_iter().filter(|m| min.is_none_or(|s| m.strength() >= s)).collect();
+                method.set(usable.first().copied());
+                methods.set(Some(usable));
+            }
+            Err(e) => err.set(Some(e.text())),
+        }
+    });
+    let send = move |_| {
+        let provider = match method.get_untracked() {
+            Some(SecondFactorMethod::Email) => Provider::Email,
+            Some(SecondFactorMethod::Sms) => Provider::Sms,
+            _ => return,
+        };
+        busy.set(true);
+        err.set(None);
+        spawn_local(async move {
+            let r = api::post::<_, SendCodeResponse>(
+                "/api/account/reauthenticate/send-code",
+                &SendCodeRequest { method: provider },
+            )
+            .await;
+            busy.set(false);
+            match r {
+                Ok(s) => sent.set(Some(s)),
+                Err(e) => err.set(Some(e.text())),
+            }
+        });
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(m) = method.get_untracked() else { return };
+        let c = code.get_untracked().trim().to_owned();
+        if c.is_empty() {
+            err.set(Some("Enter the code first.".to_owned()));
+            return;
+        }
+        let req = VerifyRequest { method: m, code: c, remember_browser: false };
+        busy.set(true);
+        err.set(None);
+        spawn_local(async move {
+            let r = api::post::<_, ()>("/api/auth/step-up", &req).await;
+            busy.set(false);
+            match r {
+                Ok(()) => on_done.run(()),
+                Err(e) => {
+                    code.set(String::new());
+                    err.set(Some(e.text()));
+                }
+            }
+        });
+    };
+    let needs_send = move || matches!(method.get(), Some(SecondFactorMethod::Email | SecondFactorMethod::Sms));
+    let need = min.map(text::strength_label).unwrap_or("your second factor");
+    let form = move |list: Vec<SecondFactorMethod>| {
+        view! {
+            <form id=ids::STEPUP_FORM on:submit=submit novalidate class="stack-form">
+                <div class="field">
+                    <label for=ids::STEPUP_METHOD>"Second factor"</label>
+                    <select
+                        id=ids::STEPUP_METHOD
+                        on:change=move |ev| {
+                            method.set(text::parse_method(&event_target_value(&ev)));
+                            sent.set(None);
+                            code.set(String::new());
+                        }
+                    >
+                        {list
+                            .into_iter()
+                            .map(|m| view! {
+                                <option value=text::method_value(m) selected=move || method.get() == Some(m)>
+                                    {text::method_label(m)}
+                                </option>
+                            })
+                            .collect_view()}
+                    </select>
+                </div>
+                <Show when=needs_send>
+                    <div class="send-row">
+                        <button type="button" class="btn" id=ids::STEPUP_SEND_CODE on:click=send disabled=move || busy.get()>
+                            {move || if sent.with(Option::is_some) { "Send a new code" } else { "Send code" }}
+                        </button>
+                        {move || sent.get().map(|s| view! {
+                            <p class="notice" role="status">{format!("We sent a code to {}.", s.sent_to)}</p>
+                        })}
+                    </div>
+                </Show>
+                <div class="field">
+                    <label for=ids::STEPUP_CODE>"Code"</label>
+                    <input type="text" class="code-input" id=ids::STEPUP_CODE autocomplete="one-time-code" inputmode="numeric"
+                        bind:value=code />
+                </div>
+                <button type="submit" class="btn btn-primary btn-block" id=ids::STEPUP_SUBMIT disabled=move || busy.get()>
+                    {move || if busy.get() { "Checking…" } else { "Confirm" }}
+                </button>
+            </form>
+        }
+    };
+    view! {
+        <div class="auth-card" id=ids::AUTHORIZE_CARD>
+            <h1>"Confirm it's you"</h1>
+            <p class="muted">{format!("{application} asks for a recent second factor ({need}). No password needed.")}</p>
+            {move || match methods.get() {
+                None => view! { <Loading what="your second factors" /> }.into_any(),
+                Some(list) if list.is_empty() => view! {
+                    <p>"None of your second factors is strong enough. Set up an authenticator app on your account page."</p>
+                }
+                .into_any(),
+                Some(list) => form(list).into_any(),
+            }}
+            <ErrorText msg=err id=ids::STEPUP_ERROR />
+        </div>
+    }
+}

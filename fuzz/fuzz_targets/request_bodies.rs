@@ -7,7 +7,8 @@
 //! idempotent on what it accepts (parse, print, parse gives the same value) and accepts
 //! only what its rules allow; policy resolution over any valid settings is consistent.
 //!
-//! The first input byte picks the type, the rest is the body.
+//! The first input byte picks the type, the rest is the body. Passkey bodies include the
+//! browser's credential, read into webauthn-rs's shapes and its CBOR attestation object.
 #![no_main]
 
 use std::fmt::Debug;
@@ -79,6 +80,23 @@ fuzz_target!(|data: &[u8]| {
         }),
         20 => check::<MembershipPreviewRequest>(body, |r| {
             let _ = twofold_server::extract::parse_id(&r.user_id, "user");
+        }),
+        21 => check::<PasskeyName>(body, |r| {
+            if let Ok(name) = r.parse() {
+                // Accepted names are trimmed, short and printable, and accepted again.
+                assert_eq!(name, name.trim());
+                assert!(!name.is_empty() && name.chars().count() <= MAX_PASSKEY_NAME);
+                assert_eq!(PasskeyName { name: name.to_owned() }.parse(), Ok(name));
+            }
+        }),
+        // The browser's WebAuthn answer, read as a registration and as an assertion the
+        // way the finishing routes read it: a 4xx or a value, never a panic or a 500.
+        22 => check::<PasskeyFinish>(body, |r| {
+            for read in factors::passkey::read_credential(r) {
+                if let Err(e) = read {
+                    assert!(e.into_response().status().is_client_error());
+                }
+            }
         }),
         16 => {
             // Without `Content-Type: application/json` every body is refused with 415.

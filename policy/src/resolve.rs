@@ -13,11 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::vocab::{Behaviour, ProviderSet, ScopeSettings, Strength, TenantFeature};
 
-/// The weakest strength a scope accepts. Scopes do not store a `min_strength` of their
-/// own yet, and DESIGN.md section 5 sets its default to `out_of_band`, so this is the
-/// scope's contribution to the required strength until they do.
-pub const SCOPE_MIN_STRENGTH: Strength = Strength::OutOfBand;
-
 /// Where a user lives, with the settings that can reach them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope<'a> {
@@ -144,6 +139,8 @@ pub struct EffectivePolicy {
     /// The weakest factor strength that satisfies this policy: the strongest of the
     /// scope's and of every applicable rule's.
     pub required_strength: Strength,
+    /// The scope's own `min_strength`, the floor of `required_strength`.
+    pub scope_min_strength: Strength,
     /// How recent the second factor must be (an application's `max_age`), in seconds.
     pub max_age_seconds: Option<u32>,
     /// An application asks for a second factor that the scope's `disabled` behaviour
@@ -197,10 +194,11 @@ pub fn resolve(input: &PolicyInput<'_>) -> EffectivePolicy {
             None => (flag, DecidedBy::User, None, settings.users_can_change, true),
         },
     };
+    let scope_min_strength = settings.min_strength;
     let required_strength = if behaviour == Behaviour::Disabled {
-        SCOPE_MIN_STRENGTH
+        scope_min_strength
     } else {
-        let mut s = SCOPE_MIN_STRENGTH;
+        let mut s = scope_min_strength;
         for g in rules.groups {
             if let Some(m) = g.rule.min_strength {
                 s = s.max(m);
@@ -215,6 +213,7 @@ pub fn resolve(input: &PolicyInput<'_>) -> EffectivePolicy {
         decided_by,
         deciding_group,
         required_strength,
+        scope_min_strength,
         max_age_seconds: if behaviour == Behaviour::Disabled {
             None
         } else {
@@ -309,7 +308,13 @@ impl EffectivePolicy {
             }
         }
         if self.required {
-            if self.required_strength > SCOPE_MIN_STRENGTH {
+            if self.scope_min_strength > Strength::OutOfBand {
+                out.push(format!(
+                    "The scope accepts only factors of strength {} or stronger.",
+                    self.scope_min_strength.as_str()
+                ));
+            }
+            if self.required_strength > self.scope_min_strength {
                 out.push(format!(
                     "Only a factor of strength {} or stronger is accepted.",
                     self.required_strength.as_str()

@@ -41,34 +41,42 @@ pub enum Provider {
     Authenticator,
     Email,
     Sms,
+    /// A WebAuthn credential with user verification.
+    Passkey,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 3] = [Provider::Authenticator, Provider::Email, Provider::Sms];
+    pub const ALL: [Provider; 4] = [Provider::Authenticator, Provider::Email, Provider::Sms, Provider::Passkey];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Authenticator => "authenticator",
             Provider::Email => "email",
             Provider::Sms => "sms",
+            Provider::Passkey => "passkey",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
     /// Email and SMS codes travel through channels an attacker can often read or
     /// redirect (NIST SP 800-63B-4 does not accept email and restricts SMS), so they are
     /// offered but always labelled as weaker.
     pub fn is_weaker(self) -> bool {
-        !matches!(self, Provider::Authenticator)
+        matches!(self, Provider::Email | Provider::Sms)
     }
 }
 
 /// How much a factor proves, weakest first (DESIGN.md section 5). The derived order is
 /// the order of strength, so `max` picks the stronger of two.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Strength {
     /// A code sent by email or SMS: the channel may be read or redirected by others.
+    #[default]
     OutOfBand,
     /// A code from an authenticator app (or a recovery code, which opens the door up to
     /// this strength).
@@ -86,8 +94,10 @@ impl Strength {
         }
     }
 
+    pub const ALL: [Strength; 3] = [Strength::OutOfBand, Strength::App, Strength::PhishingResistant];
+
     pub fn parse(s: &str) -> Option<Self> {
-        [Strength::OutOfBand, Strength::App, Strength::PhishingResistant].into_iter().find(|x| x.as_str() == s)
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
 }
 
@@ -96,6 +106,7 @@ impl Provider {
         match self {
             Provider::Authenticator => Strength::App,
             Provider::Email | Provider::Sms => Strength::OutOfBand,
+            Provider::Passkey => Strength::PhishingResistant,
         }
     }
 }
@@ -108,11 +119,18 @@ pub struct ProviderSet {
     pub authenticator: bool,
     pub email: bool,
     pub sms: bool,
+    /// Absent in a request means allowed, as for a scope that never saved settings.
+    #[serde(default = "allowed")]
+    pub passkey: bool,
+}
+
+fn allowed() -> bool {
+    true
 }
 
 impl Default for ProviderSet {
     fn default() -> Self {
-        Self { authenticator: true, email: true, sms: true }
+        Self { authenticator: true, email: true, sms: true, passkey: true }
     }
 }
 
@@ -122,6 +140,7 @@ impl ProviderSet {
             Provider::Authenticator => self.authenticator,
             Provider::Email => self.email,
             Provider::Sms => self.sms,
+            Provider::Passkey => self.passkey,
         }
     }
 
@@ -136,6 +155,7 @@ impl ProviderSet {
             authenticator: keep(Provider::Authenticator),
             email: keep(Provider::Email),
             sms: keep(Provider::Sms),
+            passkey: keep(Provider::Passkey),
         }
     }
 
@@ -174,7 +194,19 @@ pub struct ScopeSettings {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_items = 300))]
     pub sms_allowed_country_codes: Vec<String>,
+    /// The weakest factor the scope accepts (DESIGN.md section 5): providers below it
+    /// are not offered. Absent in a request means `out_of_band`.
+    #[serde(default)]
+    pub min_strength: Strength,
+    /// The authenticator models (AAGUIDs, lowercase hyphenated UUIDs) whose passkeys
+    /// users may enrol; empty accepts any. Absent in a request means empty.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 100))]
+    pub passkey_aaguids: Vec<String>,
 }
+
+/// Most entries of `passkey_aaguids`.
+pub const MAX_PASSKEY_AAGUIDS: usize = 100;
 
 impl Default for ScopeSettings {
     fn default() -> Self {
@@ -186,6 +218,8 @@ impl Default for ScopeSettings {
             enrollment_grace_days: 0,
             allowed_providers: ProviderSet::default(),
             sms_allowed_country_codes: Vec::new(),
+            min_strength: Strength::OutOfBand,
+            passkey_aaguids: Vec::new(),
         }
     }
 }
@@ -207,6 +241,12 @@ pub enum SettingsError {
     DuplicateCallingCode(String),
     #[error("sms_allowed_country_codes holds at most {MAX_SMS_COUNTRY_CODES} codes")]
     TooManyCallingCodes,
+    #[error("min_strength {0} cannot be met: no allowed provider gives a factor that strong")]
+    StrengthUnreachable(&'static str),
+    #[error("passkey_aaguids: {0:?} is not an AAGUID (a lowercase UUID such as 00000000-0000-0000-0000-000000000000)")]
+    NotAnAaguid(String),
+    #[error("passkey_aaguids holds at most {MAX_PASSKEY_AAGUIDS} entries, each once")]
+    TooManyAaguids,
 }
 
 impl SettingsError {
@@ -219,6 +259,8 @@ impl SettingsError {
             SettingsError::NotACallingCode(_)
             | SettingsError::DuplicateCallingCode(_)
             | SettingsError::TooManyCallingCodes => "sms_allowed_country_codes",
+            SettingsError::StrengthUnreachable(_) => "min_strength",
+            SettingsError::NotAnAaguid(_) | SettingsError::TooManyAaguids => "passkey_aaguids",
         }
     }
 }
@@ -247,7 +289,27 @@ impl ScopeSettings {
                 return Err(SettingsError::DuplicateCallingCode(code.clone()));
             }
         }
+        if self.allowed_providers.strongest().is_none_or(|s| s < self.min_strength) {
+            return Err(SettingsError::StrengthUnreachable(self.min_strength.as_str()));
+        }
+        let aaguids = &self.passkey_aaguids;
+        if aaguids.len() > MAX_PASSKEY_AAGUIDS {
+            return Err(SettingsError::TooManyAaguids);
+        }
+        for (i, id) in aaguids.iter().enumerate() {
+            if !is_aaguid(id) {
+                return Err(SettingsError::NotAnAaguid(id.chars().take(40).collect()));
+            }
+            if aaguids[..i].contains(id) {
+                return Err(SettingsError::TooManyAaguids);
+            }
+        }
         Ok(())
+    }
+
+    /// Whether a passkey from the authenticator model `aaguid` may be enrolled here.
+    pub fn passkey_model_allowed(&self, aaguid: &str) -> bool {
+        self.passkey_aaguids.is_empty() || self.passkey_aaguids.iter().any(|a| a == aaguid)
     }
 
     /// Whether a text may go to `phone` (E.164, `+` and digits) under these settings.
@@ -279,6 +341,16 @@ pub fn calling_code(number: &str) -> Option<&str> {
         _ => return None,
     };
     Some(&digits[..len])
+}
+
+/// Whether `s` is an AAGUID written as a lowercase hyphenated UUID (8-4-4-4-12).
+pub fn is_aaguid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        })
 }
 
 /// Whether `code` is exactly a country calling code (digits only, no `+`).

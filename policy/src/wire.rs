@@ -74,6 +74,16 @@ pub enum ErrorCode {
     ResetLinkInvalid,
     /// The session's password was set by an admin: only changing it is allowed.
     PasswordChangeRequired,
+    /// Passkeys need `public_url` (their relying party), and it is not set.
+    PasskeysUnavailable,
+    /// A passkey ceremony failed: unknown, used or expired challenge, a credential that
+    /// does not verify, or one that is not this account's. One code for every cause, so
+    /// an answer never says which.
+    PasskeyRefused,
+    /// The scope accepts passkeys only from listed authenticator models.
+    PasskeyModelNotAllowed,
+    /// A scope's `min_strength` that none of its allowed providers reaches.
+    StrengthUnreachable,
 }
 
 impl ErrorCode {
@@ -115,6 +125,10 @@ impl ErrorCode {
             ErrorCode::PasswordResetUnavailable => "password_reset_unavailable",
             ErrorCode::ResetLinkInvalid => "reset_link_invalid",
             ErrorCode::PasswordChangeRequired => "password_change_required",
+            ErrorCode::PasskeysUnavailable => "passkeys_unavailable",
+            ErrorCode::PasskeyRefused => "passkey_refused",
+            ErrorCode::PasskeyModelNotAllowed => "passkey_model_not_allowed",
+            ErrorCode::StrengthUnreachable => "strength_unreachable",
         }
     }
 }
@@ -204,14 +218,17 @@ pub enum SecondFactorMethod {
     Email,
     Sms,
     RecoveryCode,
+    /// A passkey: proven through the WebAuthn routes, never by a typed code.
+    Passkey,
 }
 
 impl SecondFactorMethod {
-    pub const ALL: [SecondFactorMethod; 4] = [
+    pub const ALL: [SecondFactorMethod; 5] = [
         SecondFactorMethod::Authenticator,
         SecondFactorMethod::Email,
         SecondFactorMethod::Sms,
         SecondFactorMethod::RecoveryCode,
+        SecondFactorMethod::Passkey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -220,6 +237,7 @@ impl SecondFactorMethod {
             SecondFactorMethod::Email => "email",
             SecondFactorMethod::Sms => "sms",
             SecondFactorMethod::RecoveryCode => "recovery_code",
+            SecondFactorMethod::Passkey => "passkey",
         }
     }
 
@@ -234,6 +252,7 @@ impl SecondFactorMethod {
         match self {
             SecondFactorMethod::Authenticator | SecondFactorMethod::RecoveryCode => crate::Strength::App,
             SecondFactorMethod::Email | SecondFactorMethod::Sms => crate::Strength::OutOfBand,
+            SecondFactorMethod::Passkey => crate::Strength::PhishingResistant,
         }
     }
 }
@@ -322,6 +341,74 @@ pub struct Factors {
     pub phone_confirmed: bool,
     pub pending_phone: Option<String>,
     pub recovery_codes_left: u32,
+    /// The user's passkeys.
+    #[serde(default)]
+    pub passkeys: Vec<Passkey>,
+}
+
+/// A passkey as its owner (and their admins) see it: never its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Passkey {
+    pub id: String,
+    pub name: String,
+    /// The authenticator model (AAGUID); all zeros when the authenticator does not say.
+    pub aaguid: String,
+    /// Whether the passkey may be synchronised to other devices, and whether it is.
+    pub backup_eligible: bool,
+    pub backed_up: bool,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+/// The name of a passkey, given when it is registered or renamed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyName {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub name: String,
+}
+
+/// Most characters of a passkey's name.
+pub const MAX_PASSKEY_NAME: usize = 64;
+
+impl PasskeyName {
+    /// The name trimmed, or why it cannot be one: the same check in the app and the server.
+    pub fn parse(&self) -> Result<&str, &'static str> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > MAX_PASSKEY_NAME || name.chars().any(char::is_control) {
+            return Err("a passkey's name has 1 to 64 characters, no control characters");
+        }
+        Ok(name)
+    }
+}
+
+/// The first half of a WebAuthn ceremony: what to hand `navigator.credentials.create`
+/// or `.get` (the `publicKey` options in their JSON form, binary fields base64url),
+/// and the id that names the ceremony when it is finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasskeyChallenge {
+    pub challenge_id: String,
+    /// `{"publicKey": {...}}` for `create`, or `{"publicKey": {...}, "mediation": ...}`
+    /// for `get`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub options: serde_json::Value,
+}
+
+/// The second half: the browser's answer (a `PublicKeyCredential` in its JSON form,
+/// binary fields base64url) to the ceremony `challenge_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyFinish {
+    pub challenge_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub credential: serde_json::Value,
+    /// At sign-in: remember this browser (where the policy allows).
+    #[serde(default)]
+    pub remember_browser: bool,
 }
 
 /// The signed-in user's own view of their two-factor state.

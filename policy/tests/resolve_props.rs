@@ -10,7 +10,6 @@ mod common;
 
 use common::{Home, group, oracle, scope_for};
 use proptest::prelude::*;
-use twofold_policy::resolve::SCOPE_MIN_STRENGTH;
 use twofold_policy::vocab::{MAX_ENROLLMENT_GRACE_DAYS, MAX_REMEMBER_BROWSER_DAYS};
 use twofold_policy::{
     ApplicationRule, Behaviour, DecidedBy, EffectivePolicy, GroupRule, PolicyInput, ProviderSet, Rule, Rules,
@@ -22,11 +21,8 @@ fn behaviour() -> impl Strategy<Value = Behaviour> {
 }
 
 fn providers() -> impl Strategy<Value = ProviderSet> {
-    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(authenticator, email, sms)| ProviderSet {
-        authenticator,
-        email,
-        sms,
-    })
+    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>())
+        .prop_map(|(authenticator, email, sms, passkey)| ProviderSet { authenticator, email, sms, passkey })
 }
 
 /// Any settings at all, including ones `validate` would refuse: resolution must not
@@ -40,8 +36,9 @@ fn settings() -> impl Strategy<Value = ScopeSettings> {
         any::<u32>(),
         providers(),
         proptest::collection::vec("[+0-9]{0,4}", 0..4),
+        strength(),
     )
-        .prop_map(|(behaviour, users_can_change, remember_browser, days, grace, allowed_providers, codes)| {
+        .prop_map(|(behaviour, users_can_change, remember_browser, days, grace, allowed_providers, codes, min)| {
             ScopeSettings {
                 behaviour,
                 users_can_change,
@@ -50,6 +47,8 @@ fn settings() -> impl Strategy<Value = ScopeSettings> {
                 enrollment_grace_days: grace,
                 allowed_providers,
                 sms_allowed_country_codes: codes,
+                min_strength: min,
+                passkey_aaguids: Vec::new(),
             }
         })
 }
@@ -67,14 +66,31 @@ fn valid_settings() -> impl Strategy<Value = ScopeSettings> {
         0..=MAX_ENROLLMENT_GRACE_DAYS,
         providers().prop_filter("at least one provider", |p| p.iter().next().is_some()),
         calling_codes(),
+        any::<prop::sample::Index>(),
     )
-        .prop_map(|(s, days, grace, allowed_providers, codes)| ScopeSettings {
-            remember_browser_days: days,
-            enrollment_grace_days: grace,
-            allowed_providers,
-            sms_allowed_country_codes: codes,
-            ..s
+        .prop_map(|(s, days, grace, allowed_providers, codes, floor)| {
+            // A floor the allowed providers can meet: at most their strongest.
+            let reachable: Vec<Strength> = Strength::ALL
+                .into_iter()
+                .filter(|x| allowed_providers.strongest().is_some_and(|top| *x <= top))
+                .collect();
+            ScopeSettings {
+                remember_browser_days: days,
+                enrollment_grace_days: grace,
+                allowed_providers,
+                sms_allowed_country_codes: codes,
+                min_strength: *floor.get(&reachable),
+                ..s
+            }
         })
+}
+
+/// The settings of the scope a user lives in.
+fn host_or_tenant<'a>(home: &'a OwnedHome, host: &'a ScopeSettings) -> &'a ScopeSettings {
+    match home {
+        Some((_, tenant)) => tenant,
+        None => host,
+    }
 }
 
 fn feature() -> impl Strategy<Value = TenantFeature> {
@@ -209,7 +225,7 @@ proptest! {
         prop_assert!(!p.required);
         prop_assert!(p.decided_by.is_scope_level());
         prop_assert_eq!(p.deciding_group, None);
-        prop_assert_eq!(p.required_strength, SCOPE_MIN_STRENGTH);
+        prop_assert_eq!(p.required_strength, p.scope_min_strength);
         prop_assert_eq!(p.max_age_seconds, None);
         let asks = app.as_ref().is_some_and(|a| a.rule.require_two_factor || a.rule.min_strength.is_some());
         prop_assert_eq!(p.application_unmet, asks);
@@ -239,8 +255,10 @@ proptest! {
             .map(|g| g.rule)
             .chain(app.as_ref().map(|a| a.rule))
             .filter_map(|r| r.min_strength)
-            .fold(SCOPE_MIN_STRENGTH, Strength::max);
-        let want = if p.behaviour == Behaviour::Disabled { SCOPE_MIN_STRENGTH } else { asked };
+            .fold(host_or_tenant(&home, &host).min_strength, Strength::max);
+        let floor = host_or_tenant(&home, &host).min_strength;
+        prop_assert_eq!(p.scope_min_strength, floor);
+        let want = if p.behaviour == Behaviour::Disabled { floor } else { asked };
         prop_assert_eq!(p.required_strength, want);
         // Providers below it are not offered.
         for provider in p.allowed_providers.iter() {
@@ -360,7 +378,9 @@ proptest! {
         prop_assert_eq!(a.tenant_feature, Some(feature.behaviour));
         prop_assert_eq!(a.remember_browser_days, tenant.remember_browser_days);
         prop_assert_eq!(a.enrollment_grace_days, tenant.enrollment_grace_days);
-        prop_assert_eq!(a.allowed_providers, tenant.allowed_providers);
+        // The tenant's providers, less those below the tenant's own floor.
+        prop_assert_eq!(a.allowed_providers, tenant.allowed_providers.at_least(tenant.min_strength));
+        prop_assert_eq!(a.scope_min_strength, tenant.min_strength);
         prop_assert!(a.decided_by != DecidedBy::HostSettings);
     }
 
@@ -452,10 +472,32 @@ proptest! {
 
     #[test]
     fn validate_rejects_no_provider(s in valid_settings()) {
-        let none = ProviderSet { authenticator: false, email: false, sms: false };
+        let none = ProviderSet { authenticator: false, email: false, sms: false, passkey: false };
         let err = ScopeSettings { allowed_providers: none, ..s }.validate();
         prop_assert_eq!(err.clone(), Err(SettingsError::NoProvider));
         prop_assert_eq!(err.unwrap_err().field(), "allowed_providers");
+    }
+
+    /// A floor no allowed provider reaches is refused, and one any allowed provider
+    /// reaches is accepted (DESIGN.md section 5).
+    #[test]
+    fn validate_refuses_an_unreachable_floor(s in valid_settings(), floor in strength()) {
+        let reachable = s.allowed_providers.iter().any(|p| p.strength() >= floor);
+        let err = ScopeSettings { min_strength: floor, ..s }.validate();
+        prop_assert_eq!(err.is_ok(), reachable);
+        if let Err(e) = err {
+            prop_assert_eq!(e.clone(), SettingsError::StrengthUnreachable(floor.as_str()));
+            prop_assert_eq!(e.field(), "min_strength");
+        }
+    }
+
+    #[test]
+    fn validate_accepts_only_lowercase_aaguids(s in valid_settings(), typed in "[0-9a-fA-F-]{30,40}") {
+        let err = ScopeSettings { passkey_aaguids: vec![typed.clone()], ..s }.validate();
+        prop_assert_eq!(err.is_ok(), twofold_policy::vocab::is_aaguid(&typed));
+        if let Err(e) = err {
+            prop_assert_eq!(e.field(), "passkey_aaguids");
+        }
     }
 
     #[test]
@@ -540,16 +582,26 @@ fn settings_json_is_the_designed_shape() {
         "remember_browser": true,
         "remember_browser_days": 30,
         "enrollment_grace_days": 7,
-        "allowed_providers": { "authenticator": true, "email": false, "sms": true },
-        "sms_allowed_country_codes": ["1", "44"]
+        "allowed_providers": { "authenticator": true, "email": false, "sms": true, "passkey": true },
+        "sms_allowed_country_codes": ["1", "44"],
+        "min_strength": "app",
+        "passkey_aaguids": ["cb69481e-8ff7-4039-93ec-0a2729a154a8"]
     });
     let s: ScopeSettings = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(s.behaviour, Behaviour::Forced);
     assert_eq!(s.remember_browser_days, 30);
+    assert_eq!(s.min_strength, Strength::App);
     assert_eq!(serde_json::to_value(&s).unwrap(), json);
-    // Written before the country list existed: every country, as before.
+    // Written before the country list, passkeys and strengths existed: every country,
+    // passkeys allowed, any factor, any authenticator model.
     let mut older = json;
-    older.as_object_mut().unwrap().remove("sms_allowed_country_codes");
+    for field in ["sms_allowed_country_codes", "min_strength", "passkey_aaguids"] {
+        older.as_object_mut().unwrap().remove(field);
+    }
+    older["allowed_providers"].as_object_mut().unwrap().remove("passkey");
     let s: ScopeSettings = serde_json::from_value(older).unwrap();
     assert!(s.sms_allowed_country_codes.is_empty());
+    assert!(s.allowed_providers.passkey);
+    assert_eq!(s.min_strength, Strength::OutOfBand);
+    assert!(s.passkey_aaguids.is_empty());
 }

@@ -19,14 +19,16 @@ const BOOLS: [bool; 2] = [false, true];
 // leaking from the wrong scope shows up as a mismatch rather than a coincidence.
 const HOST_DAYS: u32 = 30;
 const HOST_GRACE: u32 = 7;
-const HOST_PROVIDERS: ProviderSet = ProviderSet { authenticator: true, email: false, sms: false };
+const HOST_PROVIDERS: ProviderSet = ProviderSet { authenticator: true, email: false, sms: false, passkey: true };
 const TENANT_DAYS: u32 = 21;
 const TENANT_GRACE: u32 = 3;
-const TENANT_PROVIDERS: ProviderSet = ProviderSet { authenticator: false, email: true, sms: true };
+const TENANT_PROVIDERS: ProviderSet = ProviderSet { authenticator: false, email: true, sms: true, passkey: true };
 // Settings of the host while a tenant user resolves: they must not matter at all.
 const STRAY_HOST_DAYS: u32 = 300;
 const STRAY_HOST_GRACE: u32 = 60;
-const STRAY_HOST_PROVIDERS: ProviderSet = ProviderSet { authenticator: false, email: false, sms: true };
+const STRAY_HOST_PROVIDERS: ProviderSet = ProviderSet { authenticator: false, email: false, sms: true, passkey: false };
+// The floor of the stray host: the strongest, so that a leak raises a tenant user's.
+const STRAY_HOST_FLOOR: Strength = Strength::PhishingResistant;
 
 /// The group memberships every scope combination is resolved under: none; groups whose
 /// rules only raise the strength; one requiring group among others; several requiring
@@ -91,11 +93,13 @@ fn every_combination_resolves_as_designed() {
         for ucc in BOOLS {
             for rb in BOOLS {
                 for flag in BOOLS {
-                    let host = settings(hb, ucc, rb, HOST_DAYS, HOST_GRACE, HOST_PROVIDERS);
-                    let label = format!("host user: host {hb:?} ucc={ucc} rb={rb} flag={flag}");
-                    for groups in &sets {
-                        check(&label, Home::Host, &host, flag, groups, &mut failures);
-                        cases += 1;
+                    for floor in Strength::ALL {
+                        let host = settings(hb, ucc, rb, HOST_DAYS, HOST_GRACE, HOST_PROVIDERS, floor);
+                        let label = format!("host user: host {hb:?} ucc={ucc} rb={rb} flag={flag} floor={floor:?}");
+                        for groups in &sets {
+                            check(&label, Home::Host, &host, flag, groups, &mut failures);
+                            cases += 1;
+                        }
                     }
                 }
             }
@@ -106,7 +110,15 @@ fn every_combination_resolves_as_designed() {
     for hb in Behaviour::ALL {
         for ucc in BOOLS {
             for rb in BOOLS {
-                stray_hosts.push(settings(hb, ucc, rb, STRAY_HOST_DAYS, STRAY_HOST_GRACE, STRAY_HOST_PROVIDERS));
+                stray_hosts.push(settings(
+                    hb,
+                    ucc,
+                    rb,
+                    STRAY_HOST_DAYS,
+                    STRAY_HOST_GRACE,
+                    STRAY_HOST_PROVIDERS,
+                    STRAY_HOST_FLOOR,
+                ));
             }
         }
     }
@@ -115,8 +127,8 @@ fn every_combination_resolves_as_designed() {
         for tb in Behaviour::ALL {
             for ucc in BOOLS {
                 for rb in BOOLS {
-                    for flag in BOOLS {
-                        let tenant = settings(tb, ucc, rb, TENANT_DAYS, TENANT_GRACE, TENANT_PROVIDERS);
+                    for (flag, floor) in BOOLS.into_iter().flat_map(|f| Strength::ALL.map(|s| (f, s))) {
+                        let tenant = settings(tb, ucc, rb, TENANT_DAYS, TENANT_GRACE, TENANT_PROVIDERS, floor);
                         let home = Home::Tenant { feature: TenantFeature { behaviour: fb }, settings: &tenant };
                         for groups in &sets {
                             let rules = Rules { groups, application: None };
@@ -128,7 +140,7 @@ fn every_combination_resolves_as_designed() {
                             for host in &stray_hosts {
                                 let label = format!(
                                     "tenant user: ceiling {fb:?} tenant {tb:?} ucc={ucc} rb={rb} flag={flag} \
-                                     (host {:?} ucc={} rb={})",
+                                     floor={floor:?} (host {:?} ucc={} rb={})",
                                     host.behaviour, host.users_can_change, host.remember_browser
                                 );
                                 check(&label, home, host, flag, groups, &mut failures);
@@ -150,9 +162,9 @@ fn every_combination_resolves_as_designed() {
     }
 
     assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
-    // 3 host behaviours x 2 x 2 x 2 host users, then 3 ceilings x 3 tenant behaviours
-    // x 2 x 2 x 2 tenant users, each under 3 x 2 x 2 different host settings; all of it
-    // under each of the 6 group memberships.
-    assert_eq!(cases, (3 * 2 * 2 * 2 + (3 * 3 * 2 * 2 * 2) * (3 * 2 * 2)) * 6);
-    assert_eq!(cases, 5328);
+    // 3 host behaviours x 2 x 2 x 2 x 3 floors host users, then 3 ceilings x 3 tenant
+    // behaviours x 2 x 2 x 2 x 3 floors tenant users, each under 3 x 2 x 2 different
+    // host settings; all of it under each of the 6 group memberships.
+    assert_eq!(cases, (3 * 2 * 2 * 2 * 3 + (3 * 3 * 2 * 2 * 2 * 3) * (3 * 2 * 2)) * 6);
+    assert_eq!(cases, 15984);
 }

@@ -47,11 +47,17 @@ struct Inner {
     passwords: PasswordLimits,
     limits: Limits,
     oidc_keys: crate::oidc::keys::KeyStore,
+    /// The WebAuthn relying party; `None` while passkeys are off (no usable `public_url`).
+    webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 impl AppState {
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub fn webauthn(&self) -> Option<&webauthn_rs::Webauthn> {
+        self.inner.webauthn.as_ref()
     }
 
     pub fn db(&self) -> &Db {
@@ -152,6 +158,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     let senders = Senders::from_config(&config)?;
     let passwords = PasswordLimits::from_config(&config);
     let limits = Limits::from_config(&config)?;
+    let webauthn = crate::factors::passkey::relying_party(&config)?;
     Ok(AppState {
         inner: Arc::new(Inner {
             config,
@@ -165,6 +172,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             passwords,
             limits,
             oidc_keys: crate::oidc::keys::KeyStore::default(),
+            webauthn,
         }),
     })
 }

@@ -46,6 +46,8 @@ pub enum AppError {
     PasswordChangeRequired,
     #[error("this sign-in has expired or was already completed; start again with your password")]
     SignInExpired,
+    #[error("the passkey was not accepted; try again")]
+    PasskeyRefused,
     #[error("a message could not be sent; try again later")]
     SendFailed(#[source] anyhow::Error),
     #[error("the database is unavailable")]
@@ -92,6 +94,7 @@ impl AppError {
             AppError::ReauthenticationRequired => (StatusCode::FORBIDDEN, ErrorCode::ReauthenticationRequired),
             AppError::PasswordChangeRequired => (StatusCode::FORBIDDEN, ErrorCode::PasswordChangeRequired),
             AppError::SignInExpired => (StatusCode::UNAUTHORIZED, ErrorCode::SignInExpired),
+            AppError::PasskeyRefused => (StatusCode::UNAUTHORIZED, ErrorCode::PasskeyRefused),
             AppError::SendFailed(_) => (StatusCode::BAD_GATEWAY, ErrorCode::SendFailed),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }

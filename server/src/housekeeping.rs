@@ -75,6 +75,7 @@ async fn purge_all(state: &AppState) -> anyhow::Result<Report> {
     for what in [
         Expiring::OneTimeCodes,
         Expiring::SignInAttempts,
+        Expiring::WebauthnChallenges,
         Expiring::Sessions,
         Expiring::RememberedBrowsers,
         Expiring::OidcRequests,
@@ -113,7 +114,8 @@ async fn purge(state: &AppState, what: Expiring, cut_off: i64, batch: u32) -> an
 fn count_of(report: &mut Report, what: Expiring) -> &mut u64 {
     match what {
         Expiring::OneTimeCodes => &mut report.one_time_codes,
-        Expiring::SignInAttempts => &mut report.sign_in_attempts,
+        // A ceremony is part of a sign-in (or of one about to start): counted with them.
+        Expiring::SignInAttempts | Expiring::WebauthnChallenges => &mut report.sign_in_attempts,
         Expiring::Sessions => &mut report.sessions,
         Expiring::RememberedBrowsers => &mut report.remembered_browsers,
         Expiring::AuditEvents => &mut report.audit_events,

@@ -67,6 +67,7 @@ fn label(kind: FactorKind) -> &'static str {
         FactorKind::Authenticator => "authenticator app",
         FactorKind::Email => "email",
         FactorKind::Phone => "phone",
+        FactorKind::Passkey => "passkey",
     }
 }
 

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
 use crate::app::AppState;
 use crate::extract::Json;
 use crate::oidc::{apps, authorize};
-use crate::routes::{account, audit, auth, groups, health, messages, settings, tenants, users};
+use crate::routes::{account, audit, auth, groups, health, messages, passkeys, settings, tenants, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -104,6 +104,17 @@ use crate::routes::{account, audit, auth, groups, health, messages, settings, te
         account::list_sessions,
         account::end_session,
         account::end_other_sessions,
+        passkeys::passwordless_options,
+        passkeys::passwordless,
+        passkeys::second_factor_options,
+        passkeys::second_factor,
+        passkeys::enroll_options,
+        passkeys::enroll_confirm,
+        passkeys::list,
+        passkeys::add_options,
+        passkeys::add_confirm,
+        passkeys::rename,
+        passkeys::remove,
         audit::list_audit,
         groups::list_host_groups,
         groups::create_host_group,

@@ -99,11 +99,14 @@ struct LightUser {
     has_authenticator: i64,
     email_confirmed: i64,
     phone_confirmed: i64,
+    passkey_count: i64,
 }
 
 impl LightUser {
     fn strongest(&self) -> Option<Strength> {
-        if self.has_authenticator != 0 {
+        if self.passkey_count > 0 {
+            Some(Strength::PhishingResistant)
+        } else if self.has_authenticator != 0 {
             Some(Strength::App)
         } else if self.email_confirmed != 0 || self.phone_confirmed != 0 {
             Some(Strength::OutOfBand)
@@ -141,7 +144,7 @@ pub async fn impact(
     }
     let members = memberships(state, scope_key, &before).await?;
     let users: Vec<LightUser> = sqlx::query_as(
-        "SELECT id, two_factor_enabled, has_authenticator, email_confirmed, phone_confirmed FROM users \
+        "SELECT id, two_factor_enabled, has_authenticator, email_confirmed, phone_confirmed, passkey_count FROM users \
          WHERE scope_key = $1",
     )
     .bind(scope_key)
@@ -203,8 +206,9 @@ pub async fn impact(
 
 /// A user's confirmed second factors with their strength, strongest first.
 pub fn factors_of(u: &UserRow) -> Vec<FactorStrength> {
-    let mut out = Vec::with_capacity(3);
+    let mut out = Vec::with_capacity(4);
     for (held, provider) in [
+        (u.passkey_count > 0, Provider::Passkey),
         (u.has_authenticator != 0, Provider::Authenticator),
         (u.email_confirmed != 0, Provider::Email),
         (u.phone_confirmed != 0, Provider::Sms),

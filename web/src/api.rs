@@ -38,6 +38,11 @@ impl ApiError {
         }
     }
 
+    /// A failure in the browser itself (no passkey support, a cancelled prompt).
+    pub fn message(message: &str) -> Self {
+        Self::local("local", message)
+    }
+
     pub fn is(&self, code: ErrorCode) -> bool {
         self.body.is(code)
     }

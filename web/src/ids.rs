@@ -37,6 +37,9 @@ pub const SIGNIN_SUBMIT: &str = "signin-submit";
 /// Errors of the password step (wrong credentials, rate limited).
 pub const SIGNIN_ERROR: &str = "signin-error";
 pub const SIGNIN_FORGOT: &str = "signin-forgot";
+/// "Sign in with a passkey": a passwordless sign-in (the user name field also offers
+/// passkeys in its autofill).
+pub const SIGNIN_PASSKEY: &str = "signin-passkey";
 
 // ---- Password reset and the forced change ----
 pub const FORGOT_FORM: &str = "forgot-form";
@@ -67,6 +70,9 @@ pub const PROVIDER_AUTHENTICATOR: &str = "provider-authenticator";
 pub const PROVIDER_EMAIL: &str = "provider-email";
 pub const PROVIDER_SMS: &str = "provider-sms";
 pub const PROVIDER_RECOVERY_CODE: &str = "provider-recovery_code";
+pub const PROVIDER_PASSKEY: &str = "provider-passkey";
+/// "Use your passkey": the second factor with a passkey.
+pub const PASSKEY_VERIFY: &str = "passkey-verify";
 pub const SEND_CODE: &str = "send-code";
 /// "We sent a code to a***@example.com".
 pub const CODE_SENT: &str = "code-sent";
@@ -81,6 +87,9 @@ pub const VERIFY_ERROR: &str = "verify-error";
 pub const ENROLL_CHOOSE_AUTHENTICATOR: &str = "enroll-choose-authenticator";
 pub const ENROLL_CHOOSE_EMAIL: &str = "enroll-choose-email";
 pub const ENROLL_CHOOSE_SMS: &str = "enroll-choose-sms";
+pub const ENROLL_CHOOSE_PASSKEY: &str = "enroll-choose-passkey";
+pub const ENROLL_PASSKEY_NAME: &str = "enroll-passkey-name";
+pub const ENROLL_PASSKEY_CREATE: &str = "enroll-passkey-create";
 /// The QR code image (`data:image/png;base64,...`).
 pub const ENROLL_QR: &str = "enroll-qr";
 /// The authenticator secret in text (base32).
@@ -177,6 +186,14 @@ pub const ACCOUNT_AUTH_CONFIRM: &str = "account-authenticator-confirm";
 pub const ACCOUNT_AUTH_CANCEL: &str = "account-authenticator-cancel";
 pub const ACCOUNT_AUTH_REMOVE: &str = "account-authenticator-remove";
 pub const ACCOUNT_AUTH_ERROR: &str = "account-authenticator-error";
+// ---- Account: passkeys ----
+pub const ACCOUNT_PASSKEYS: &str = "account-passkeys";
+pub const ACCOUNT_PASSKEY_NAME: &str = "account-passkey-name";
+pub const ACCOUNT_PASSKEY_ADD: &str = "account-passkey-add";
+pub const ACCOUNT_PASSKEY_ERROR: &str = "account-passkey-error";
+/// data-test of each passkey row (with `data-id` and `data-name`), and of its button.
+pub const PASSKEY_ROW: &str = "passkey-row";
+pub const PASSKEY_REMOVE: &str = "passkey-remove";
 pub const ACCOUNT_RECOVERY_LEFT: &str = "account-recovery-left";
 pub const ACCOUNT_RECOVERY_REGENERATE: &str = "account-recovery-regenerate";
 pub const ACCOUNT_RECOVERY_ERROR: &str = "account-recovery-error";
@@ -251,6 +268,9 @@ pub const SETTINGS_GRACE_DAYS: &str = "settings-grace-days";
 pub const SETTINGS_PROVIDER_AUTHENTICATOR: &str = "settings-provider-authenticator";
 pub const SETTINGS_PROVIDER_EMAIL: &str = "settings-provider-email";
 pub const SETTINGS_PROVIDER_SMS: &str = "settings-provider-sms";
+pub const SETTINGS_PROVIDER_PASSKEY: &str = "settings-provider-passkey";
+pub const SETTINGS_MIN_STRENGTH: &str = "settings-min-strength";
+pub const SETTINGS_PASSKEY_AAGUIDS: &str = "settings-passkey-aaguids";
 /// Beside the email and SMS providers: why their codes cannot be sent (no sender
 /// configured) or are only logged (the development sender).
 pub const SETTINGS_EMAIL_SENDER_NOTE: &str = "settings-email-sender-note";

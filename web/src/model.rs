@@ -189,6 +189,9 @@ pub struct SettingsDraft {
     pub allowed_providers: ProviderSet,
     /// Country calling codes as typed: separated by commas or spaces, `+` optional.
     pub sms_allowed_country_codes: String,
+    pub min_strength: twofold_policy::Strength,
+    /// Authenticator models (AAGUIDs) as typed: separated by commas or spaces.
+    pub passkey_aaguids: String,
 }
 
 /// A problem with one field of the settings form, to show beside it.
@@ -209,8 +212,20 @@ impl From<&ScopeSettings> for SettingsDraft {
             enrollment_grace_days: s.enrollment_grace_days.to_string(),
             allowed_providers: s.allowed_providers,
             sms_allowed_country_codes: s.sms_allowed_country_codes.join(", "),
+            min_strength: s.min_strength,
+            passkey_aaguids: s.passkey_aaguids.join(", "),
         }
     }
+}
+
+/// AAGUIDs as people paste them: separated by commas or spaces, any case.
+pub fn parse_aaguids(typed: &str) -> Vec<String> {
+    typed
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 /// `+1, 44 49` -> `["1", "44", "49"]`: how people write a list of calling codes.
@@ -252,6 +267,13 @@ pub fn settings_problem(e: &SettingsError) -> String {
         }
         SettingsError::DuplicateCallingCode(c) => format!("{c} is listed twice."),
         SettingsError::TooManyCallingCodes => format!("List at most {MAX_SMS_COUNTRY_CODES} country codes."),
+        SettingsError::StrengthUnreachable(_) => {
+            "None of the allowed second factors is that strong: allow passkeys, or choose a lower minimum.".to_owned()
+        }
+        SettingsError::NotAnAaguid(a) => {
+            format!("{a} is not an AAGUID (a UUID such as cb69481e-8ff7-4039-93ec-0a2729a154a8).")
+        }
+        SettingsError::TooManyAaguids => "List each authenticator model once, at most 100.".to_owned(),
     }
 }
 
@@ -266,6 +288,8 @@ impl SettingsDraft {
             enrollment_grace_days: parse_days("enrollment_grace_days", &self.enrollment_grace_days)?,
             allowed_providers: self.allowed_providers,
             sms_allowed_country_codes: parse_country_codes(&self.sms_allowed_country_codes),
+            min_strength: self.min_strength,
+            passkey_aaguids: parse_aaguids(&self.passkey_aaguids),
         };
         s.validate().map_err(|e| FieldProblem { field: e.field(), message: settings_problem(&e) })?;
         Ok(s)
@@ -353,7 +377,7 @@ mod tests {
         d.remember_browser_days = "abc".to_owned();
         assert_eq!(d.to_settings().map_err(|p| p.field), Err("remember_browser_days"));
         d.remember_browser_days = "30".to_owned();
-        d.allowed_providers = ProviderSet { authenticator: false, email: false, sms: false };
+        d.allowed_providers = ProviderSet { authenticator: false, email: false, sms: false, passkey: false };
         assert_eq!(d.to_settings().map_err(|p| p.field), Err("allowed_providers"));
         d.allowed_providers = ProviderSet::default();
         d.sms_allowed_country_codes = "+1, 44;49".to_owned();

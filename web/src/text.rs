@@ -199,6 +199,7 @@ pub fn provider_label(p: Provider) -> &'static str {
         Provider::Authenticator => "Authenticator app",
         Provider::Email => "Email code",
         Provider::Sms => "SMS code",
+        Provider::Passkey => "Passkey",
     }
 }
 
@@ -208,6 +209,7 @@ pub fn method_label(m: SecondFactorMethod) -> &'static str {
         SecondFactorMethod::Email => "Email code",
         SecondFactorMethod::Sms => "SMS code",
         SecondFactorMethod::RecoveryCode => "Recovery code",
+        SecondFactorMethod::Passkey => "Passkey",
     }
 }
 
@@ -218,6 +220,7 @@ pub fn method_value(m: SecondFactorMethod) -> &'static str {
         SecondFactorMethod::Email => "email",
         SecondFactorMethod::Sms => "sms",
         SecondFactorMethod::RecoveryCode => "recovery_code",
+        SecondFactorMethod::Passkey => "passkey",
     }
 }
 

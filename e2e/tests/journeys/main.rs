@@ -4,4 +4,5 @@
 
 mod applications;
 mod journeys;
+mod passkeys;
 mod world;

@@ -9,7 +9,7 @@
 // Each test crate includes this module but uses only part of it.
 #![allow(dead_code)]
 
-use twofold_policy::resolve::{SCOPE_MIN_STRENGTH, ScopeKind};
+use twofold_policy::resolve::ScopeKind;
 use twofold_policy::{
     Behaviour, DecidedBy, EffectivePolicy, GroupRule, ProviderSet, Rule, Scope, ScopeSettings, Strength, TenantFeature,
 };
@@ -123,13 +123,15 @@ pub fn oracle(home: Home<'_>, host: &ScopeSettings, flag: bool, groups: &[GroupR
     } else {
         (required, decided_by, None)
     };
+    // Section 5: the scope's own floor, raised by any member group's rule.
+    let scope_min_strength = own.min_strength;
     let required_strength = if behaviour == Disabled {
-        SCOPE_MIN_STRENGTH
+        scope_min_strength
     } else {
         STRONGEST_FIRST
             .into_iter()
-            .find(|s| groups.iter().any(|g| g.rule.min_strength == Some(*s)))
-            .unwrap_or(SCOPE_MIN_STRENGTH)
+            .find(|s| *s == scope_min_strength || groups.iter().any(|g| g.rule.min_strength == Some(*s)))
+            .unwrap_or(scope_min_strength)
     };
     // Rule 3: the switch matters only where the user's flag is what decides.
     let flag_decides = decided_by == DecidedBy::User;
@@ -139,6 +141,7 @@ pub fn oracle(home: Home<'_>, host: &ScopeSettings, flag: bool, groups: &[GroupR
         decided_by,
         deciding_group,
         required_strength,
+        scope_min_strength,
         max_age_seconds: None,
         application_unmet: false,
         user_can_change: flag_decides && own.users_can_change,
@@ -152,6 +155,7 @@ pub fn oracle(home: Home<'_>, host: &ScopeSettings, flag: bool, groups: &[GroupR
             authenticator: own.allowed_providers.authenticator && required_strength <= Strength::App,
             email: own.allowed_providers.email && required_strength == Strength::OutOfBand,
             sms: own.allowed_providers.sms && required_strength == Strength::OutOfBand,
+            passkey: own.allowed_providers.passkey,
         },
         scope,
         tenant_feature,
@@ -192,7 +196,10 @@ pub fn trace_must_mention(home: Home<'_>, p: &EffectivePolicy, groups: &[GroupRu
             .to_owned(),
         );
     }
-    if p.required && p.required_strength > SCOPE_MIN_STRENGTH {
+    if p.required && p.scope_min_strength > Strength::OutOfBand {
+        out.push(format!("The scope accepts only factors of strength {}", p.scope_min_strength.as_str()));
+    }
+    if p.required && p.required_strength > p.scope_min_strength {
         out.push(format!("strength {} or stronger is accepted", p.required_strength.as_str()));
     }
     // When the user decides, the trace must still say which scope handed it over.
@@ -227,6 +234,7 @@ pub fn settings(
     remember_browser_days: u32,
     enrollment_grace_days: u32,
     allowed_providers: ProviderSet,
+    min_strength: Strength,
 ) -> ScopeSettings {
     ScopeSettings {
         behaviour,
@@ -236,5 +244,7 @@ pub fn settings(
         enrollment_grace_days,
         allowed_providers,
         sms_allowed_country_codes: Vec::new(),
+        min_strength,
+        passkey_aaguids: Vec::new(),
     }
 }

@@ -71,6 +71,19 @@ pub async fn attempt_completed(pool: &AnyPool, id: &str) -> Result<bool, sqlx::E
     Ok(!matches!(at, Some(None)))
 }
 
+/// Moves an open pending sign-in from the second factor to enrolment (a recovery code
+/// where only a new passkey will do); false when it is no longer open there.
+pub async fn move_attempt_to_enrollment(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE sign_in_attempts SET stage = 'enrollment' WHERE id = $1 AND stage = 'second_factor' \
+         AND completed_at IS NULL",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
 /// Marks the attempt complete; false when another request completed it first.
 pub async fn complete_attempt(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("UPDATE sign_in_attempts SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL")
@@ -382,6 +395,8 @@ pub struct BrowserRow {
     pub last_used_at: i64,
     pub expires_at: i64,
     pub user_agent: Option<String>,
+    /// The strength of the second factor the browser was remembered with.
+    pub strength: String,
 }
 
 #[derive(Debug)]
@@ -393,12 +408,13 @@ pub struct NewBrowser<'a> {
     pub created_at: i64,
     pub expires_at: i64,
     pub user_agent: Option<&'a str>,
+    pub strength: &'a str,
 }
 
 pub async fn insert_browser(conn: &mut AnyConnection, r: &NewBrowser<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO remembered_browsers (id, token_hash, user_id, security_stamp, created_at, last_used_at, expires_at, user_agent) \
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
+        "INSERT INTO remembered_browsers (id, token_hash, user_id, security_stamp, created_at, last_used_at, expires_at, user_agent, strength) \
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)",
     )
     .bind(r.id)
     .bind(r.token_hash)
@@ -407,12 +423,13 @@ pub async fn insert_browser(conn: &mut AnyConnection, r: &NewBrowser<'_>) -> Res
     .bind(r.created_at)
     .bind(r.expires_at)
     .bind(r.user_agent)
+    .bind(r.strength)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-const BROWSER_COLUMNS: &str = "id, user_id, security_stamp, created_at, last_used_at, expires_at, user_agent";
+const BROWSER_COLUMNS: &str = "id, user_id, security_stamp, created_at, last_used_at, expires_at, user_agent, strength";
 
 pub async fn find_browser(pool: &AnyPool, token_hash: &str) -> Result<Option<BrowserRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -552,12 +569,14 @@ pub async fn set_password_hash(conn: &mut AnyConnection, user_id: &str, hash: &s
 pub async fn reset_second_factors(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
     for sql in [
         "DELETE FROM authenticators WHERE user_id = $1",
+        "DELETE FROM passkeys WHERE user_id = $1",
+        "DELETE FROM webauthn_challenges WHERE user_id = $1",
         "DELETE FROM recovery_codes WHERE user_id = $1",
         "DELETE FROM remembered_browsers WHERE user_id = $1",
         "DELETE FROM sessions WHERE user_id = $1",
         "DELETE FROM sign_in_attempts WHERE user_id = $1",
         "DELETE FROM one_time_codes WHERE user_id = $1",
-        "UPDATE users SET has_authenticator = 0, email_confirmed = 0, phone_confirmed = 0, pending_email = NULL, \
+        "UPDATE users SET has_authenticator = 0, passkey_count = 0, email_confirmed = 0, phone_confirmed = 0, pending_email = NULL, \
          pending_phone = NULL, enrollment_required_since = NULL WHERE id = $1",
     ] {
         sqlx::query(sql).bind(user_id).execute(&mut *conn).await?;

@@ -12,6 +12,8 @@ use sqlx::{AnyConnection, AnyPool};
 pub enum Expiring {
     OneTimeCodes,
     SignInAttempts,
+    /// WebAuthn ceremonies that were never finished.
+    WebauthnChallenges,
     Sessions,
     RememberedBrowsers,
     AuditEvents,
@@ -28,6 +30,7 @@ impl Expiring {
         match self {
             Expiring::OneTimeCodes => ("one_time_codes", "id", "expires_at"),
             Expiring::SignInAttempts => ("sign_in_attempts", "token_hash", "expires_at"),
+            Expiring::WebauthnChallenges => ("webauthn_challenges", "id", "expires_at"),
             Expiring::Sessions => ("sessions", "token_hash", "expires_at"),
             Expiring::RememberedBrowsers => ("remembered_browsers", "id", "expires_at"),
             Expiring::AuditEvents => ("audit_events", "id", "at"),

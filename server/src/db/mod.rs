@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, FromRow};
-use twofold_policy::{Behaviour, ProviderSet, ScopeSettings, TenantFeature};
+use twofold_policy::{Behaviour, ProviderSet, ScopeSettings, Strength, TenantFeature};
 
 /// The scope key of the host; tenants use their id.
 pub const HOST_SCOPE: &str = "host";
@@ -119,6 +119,9 @@ struct SettingsRow {
     allow_email: i64,
     allow_sms: i64,
     sms_country_codes: String,
+    allow_passkey: i64,
+    min_strength: String,
+    passkey_aaguids: String,
 }
 
 fn parse_behaviour(s: &str) -> anyhow::Result<Behaviour> {
@@ -137,6 +140,7 @@ impl SettingsRow {
                 authenticator: self.allow_authenticator != 0,
                 email: self.allow_email != 0,
                 sms: self.allow_sms != 0,
+                passkey: self.allow_passkey != 0,
             },
             sms_allowed_country_codes: self
                 .sms_country_codes
@@ -144,12 +148,16 @@ impl SettingsRow {
                 .filter(|c| !c.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            min_strength: Strength::parse(&self.min_strength)
+                .ok_or_else(|| anyhow::anyhow!("stored min_strength {:?} is not known", self.min_strength))?,
+            passkey_aaguids: self.passkey_aaguids.split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect(),
         })
     }
 }
 
 const SETTINGS_COLUMNS: &str = "behaviour, users_can_change, remember_browser, remember_browser_days, \
-     enrollment_grace_days, allow_authenticator, allow_email, allow_sms, sms_country_codes";
+     enrollment_grace_days, allow_authenticator, allow_email, allow_sms, sms_country_codes, allow_passkey, \
+     min_strength, passkey_aaguids";
 
 /// The settings of a scope; a scope that never saved any has the defaults.
 pub async fn load_settings<'e, E>(executor: E, scope_key: &str) -> anyhow::Result<ScopeSettings>
@@ -212,7 +220,8 @@ pub async fn store_settings(
          enrollment_grace_days = excluded.enrollment_grace_days, \
          allow_authenticator = excluded.allow_authenticator, allow_email = excluded.allow_email, \
          allow_sms = excluded.allow_sms, sms_country_codes = excluded.sms_country_codes, \
-         updated_at = excluded.updated_at",
+         allow_passkey = excluded.allow_passkey, min_strength = excluded.min_strength, \
+         passkey_aaguids = excluded.passkey_aaguids, updated_at = excluded.updated_at",
     )
     .await
 }
@@ -227,8 +236,8 @@ async fn write_settings(
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO scope_settings (scope_key, behaviour, users_can_change, remember_browser, \
          remember_browser_days, enrollment_grace_days, allow_authenticator, allow_email, allow_sms, \
-         sms_country_codes, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) {on_conflict}"
+         sms_country_codes, updated_at, allow_passkey, min_strength, passkey_aaguids) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) {on_conflict}"
     )))
     .bind(scope_key)
     .bind(s.behaviour.as_str())
@@ -242,6 +251,10 @@ async fn write_settings(
     // Validated codes are digits only, so a comma cannot occur inside one.
     .bind(s.sms_allowed_country_codes.join(","))
     .bind(now)
+    .bind(b(s.allowed_providers.passkey))
+    .bind(s.min_strength.as_str())
+    // Validated AAGUIDs are hex and hyphens only.
+    .bind(s.passkey_aaguids.join(","))
     .execute(conn)
     .await?;
     Ok(())
@@ -397,18 +410,22 @@ pub struct UserRow {
     /// 1 while the password is one an admin set (or generated): sessions can only
     /// change it.
     pub must_change_password: i64,
+    /// How many passkeys the user holds.
+    pub passkey_count: i64,
 }
 
 impl UserRow {
     /// Whether the user has at least one usable second factor.
     pub fn has_factor(&self) -> bool {
-        self.email_confirmed != 0 || self.phone_confirmed != 0 || self.has_authenticator != 0
+        self.email_confirmed != 0 || self.phone_confirmed != 0 || self.has_authenticator != 0 || self.passkey_count > 0
     }
 
     /// The strength of the user's strongest factor; `None` without any.
     pub fn strongest_factor(&self) -> Option<twofold_policy::Strength> {
         use twofold_policy::Strength;
-        if self.has_authenticator != 0 {
+        if self.passkey_count > 0 {
+            Some(Strength::PhishingResistant)
+        } else if self.has_authenticator != 0 {
             Some(Strength::App)
         } else if self.has_factor() {
             Some(Strength::OutOfBand)
@@ -420,7 +437,10 @@ impl UserRow {
     /// The user's confirmed factors among those a scope allows.
     pub fn usable_providers(&self, allowed: &twofold_policy::ProviderSet) -> Vec<twofold_policy::Provider> {
         use twofold_policy::Provider;
-        let mut out = Vec::with_capacity(3);
+        let mut out = Vec::with_capacity(4);
+        if self.passkey_count > 0 && allowed.passkey {
+            out.push(Provider::Passkey);
+        }
         if self.has_authenticator != 0 && allowed.authenticator {
             out.push(Provider::Authenticator);
         }
@@ -437,7 +457,7 @@ impl UserRow {
 const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
      has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at, phone, \
      second_factor_failures, locked_until, enrollment_required_since, pending_email, pending_phone, lockouts, \
-     consecutive_failures, last_sign_in_at, last_sign_in_methods, deactivated_at, must_change_password";
+     consecutive_failures, last_sign_in_at, last_sign_in_methods, deactivated_at, must_change_password, passkey_count";
 
 pub async fn get_user<'e, E>(executor: E, id: &str) -> Result<Option<UserRow>, sqlx::Error>
 where
@@ -719,7 +739,7 @@ pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<Ses
          u.email_confirmed, u.phone_confirmed, u.has_authenticator, u.password_hash, u.two_factor_enabled, \
          u.security_stamp, u.created_at, u.phone, u.second_factor_failures, u.locked_until, \
          u.enrollment_required_since, u.pending_email, u.pending_phone, u.lockouts, u.consecutive_failures, \
-         u.last_sign_in_at, u.last_sign_in_methods, u.deactivated_at, u.must_change_password, s.reauth_method, \
+         u.last_sign_in_at, u.last_sign_in_methods, u.deactivated_at, u.must_change_password, u.passkey_count, s.reauth_method, \
          s.second_factor_at, s.second_factor_method, s.sid \
          FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.token_hash = $1 AND u.deactivated_at IS NULL \
@@ -1101,3 +1121,4 @@ pub mod groups;
 pub mod housekeeping;
 pub mod messages;
 pub mod oidc;
+pub mod passkeys;

@@ -13,6 +13,7 @@ use twofold_policy::{Behaviour, DecidedBy, EffectivePolicy};
 use crate::app::AppState;
 use crate::auth;
 use crate::db::factors as fdb;
+use crate::db::passkeys as pdb;
 use crate::db::{self, NewAudit, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::totp;
@@ -24,6 +25,7 @@ pub enum FactorKind {
     Authenticator,
     Email,
     Phone,
+    Passkey,
 }
 
 impl FactorKind {
@@ -32,14 +34,17 @@ impl FactorKind {
             FactorKind::Authenticator => "authenticator",
             FactorKind::Email => "email",
             FactorKind::Phone => "phone",
+            FactorKind::Passkey => "passkey",
         }
     }
 
-    fn held_by(self, user: &UserRow) -> bool {
+    /// How many factors of this kind the user holds.
+    fn held_by(self, user: &UserRow) -> i64 {
         match self {
-            FactorKind::Authenticator => user.has_authenticator != 0,
-            FactorKind::Email => user.email_confirmed != 0,
-            FactorKind::Phone => user.phone_confirmed != 0,
+            FactorKind::Authenticator => user.has_authenticator,
+            FactorKind::Email => user.email_confirmed,
+            FactorKind::Phone => user.phone_confirmed,
+            FactorKind::Passkey => user.passkey_count,
         }
     }
 }
@@ -51,6 +56,8 @@ pub enum NewFactor<'a> {
     Authenticator,
     Email(&'a str),
     Phone(&'a str),
+    /// A passkey that passed registration.
+    Passkey(&'a super::passkey::Registered),
 }
 
 impl NewFactor<'_> {
@@ -59,6 +66,7 @@ impl NewFactor<'_> {
             NewFactor::Authenticator => FactorKind::Authenticator,
             NewFactor::Email(_) => FactorKind::Email,
             NewFactor::Phone(_) => FactorKind::Phone,
+            NewFactor::Passkey(_) => FactorKind::Passkey,
         }
     }
 }
@@ -107,6 +115,29 @@ pub async fn add(
         NewFactor::Authenticator => fdb::confirm_authenticator(conn, &user.id).await?,
         NewFactor::Email(address) => fdb::confirm_email(conn, &user.id, address).await?,
         NewFactor::Phone(number) => fdb::confirm_phone(conn, &user.id, number).await?,
+        NewFactor::Passkey(p) => {
+            let stored = pdb::insert(
+                conn,
+                &pdb::NewPasskey {
+                    id: &p.id,
+                    user_id: &user.id,
+                    credential_id: &p.credential_id,
+                    passkey_enc: &p.passkey_enc,
+                    name: &p.name,
+                    aaguid: &p.aaguid,
+                    sign_count: p.counter,
+                    backup_eligible: p.backup_eligible,
+                    backup_state: p.backup_state,
+                    created_at: state.now(),
+                },
+            )
+            .await?;
+            if !stored {
+                // The same authenticator credential is already registered (to this or
+                // another account); which, nobody learns here.
+                return Err(AppError::PasskeyRefused);
+            }
+        }
     }
     fdb::rotate_stamp(conn, &user.id, &auth::new_stamp(), keep_session).await?;
     let codes = if first { Some(super::issue_recovery_codes(conn, state, &user.id).await?) } else { None };
@@ -119,7 +150,11 @@ pub async fn add(
             action: "factor.added",
             target: &format!("user:{}", user.id),
             before: None,
-            after: Some(serde_json::json!({ "factor": factor.kind().as_str(), "recovery_codes_issued": first })),
+            after: Some(match factor {
+                NewFactor::Passkey(p) => serde_json::json!({ "factor": "passkey", "recovery_codes_issued": first,
+                    "passkey_id": p.id, "name": p.name, "aaguid": p.aaguid }),
+                _ => serde_json::json!({ "factor": factor.kind().as_str(), "recovery_codes_issued": first }),
+            }),
         },
     )
     .await?;
@@ -129,10 +164,11 @@ pub async fn add(
 /// Refuses to remove the last factor while 2FA is required by anything but the user's
 /// own switch (a forced scope, a group's rule): the user could no longer sign in.
 pub fn ensure_not_last(user: &UserRow, policy: &EffectivePolicy, removing: FactorKind) -> AppResult<()> {
-    let remaining = [FactorKind::Authenticator, FactorKind::Email, FactorKind::Phone]
+    // Removing takes away one factor of its kind: a second passkey stays.
+    let remaining: i64 = [FactorKind::Authenticator, FactorKind::Email, FactorKind::Phone, FactorKind::Passkey]
         .into_iter()
-        .filter(|k| *k != removing && k.held_by(user))
-        .count();
+        .map(|k| if k == removing { (k.held_by(user) - 1).max(0) } else { k.held_by(user) })
+        .sum();
     let imposed = policy.behaviour == Behaviour::Forced || (policy.required && policy.decided_by == DecidedBy::Group);
     if imposed && remaining == 0 {
         return Err(AppError::conflict(
@@ -145,10 +181,30 @@ pub fn ensure_not_last(user: &UserRow, policy: &EffectivePolicy, removing: Facto
 
 /// Removes a factor, rotating the stamp and auditing, in one transaction.
 pub async fn remove(state: &AppState, user: &UserRow, factor: FactorKind, keep_session: Option<&str>) -> AppResult<()> {
+    remove_one(state, user, factor, None, keep_session).await
+}
+
+/// Removes one of the user's passkeys (404 when it is not theirs), like [`remove`].
+pub async fn remove_passkey(state: &AppState, user: &UserRow, id: &str, keep_session: Option<&str>) -> AppResult<()> {
+    remove_one(state, user, FactorKind::Passkey, Some(id), keep_session).await
+}
+
+async fn remove_one(
+    state: &AppState,
+    user: &UserRow,
+    factor: FactorKind,
+    passkey_id: Option<&str>,
+    keep_session: Option<&str>,
+) -> AppResult<()> {
     let mut tx = state.db().begin_write().await?;
     match factor {
         FactorKind::Authenticator => fdb::delete_authenticator(&mut tx, &user.id).await?,
         FactorKind::Phone => fdb::remove_phone(&mut tx, &user.id).await?,
+        FactorKind::Passkey => {
+            if !pdb::delete(&mut tx, &user.id, passkey_id.unwrap_or("")).await? {
+                return Err(AppError::NotFound("passkey"));
+            }
+        }
         FactorKind::Email => fdb::remove_email(&mut tx, &user.id).await?,
     }
     fdb::rotate_stamp(&mut tx, &user.id, &auth::new_stamp(), keep_session).await?;
@@ -160,7 +216,10 @@ pub async fn remove(state: &AppState, user: &UserRow, factor: FactorKind, keep_s
             scope_key: &user.scope_key,
             action: "factor.removed",
             target: &format!("user:{}", user.id),
-            before: Some(serde_json::json!({ "factor": factor.as_str() })),
+            before: Some(match passkey_id {
+                Some(id) => serde_json::json!({ "factor": factor.as_str(), "passkey_id": id }),
+                None => serde_json::json!({ "factor": factor.as_str() }),
+            }),
             after: None,
         },
     )

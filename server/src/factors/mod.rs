@@ -9,6 +9,7 @@
 //! hashes in constant time. Nothing here logs a code.
 
 pub mod lifecycle;
+pub mod passkey;
 
 use rand::Rng;
 use twofold_policy::wire::{ErrorCode, SendCodeResponse};
@@ -143,7 +144,7 @@ impl Channel {
     /// The channel that carries `provider`'s codes; none for the authenticator.
     pub fn of(provider: Provider) -> Option<Self> {
         match provider {
-            Provider::Authenticator => None,
+            Provider::Authenticator | Provider::Passkey => None,
             Provider::Email => Some(Channel::Email),
             Provider::Sms => Some(Channel::Sms),
         }
@@ -198,6 +199,8 @@ pub fn usable_providers(state: &AppState, allowed: &ProviderSet) -> ProviderSet 
         authenticator: allowed.authenticator,
         email: allowed.email && senders.can_send(senders::Channel::Email),
         sms: allowed.sms && senders.can_send(senders::Channel::Sms),
+        // Passkeys need a relying party, which needs `public_url`.
+        passkey: allowed.passkey && state.webauthn().is_some(),
     }
 }
 
@@ -332,9 +335,27 @@ pub(crate) async fn count_message(
 /// request that loses a race leaves nothing half-done.
 #[derive(Debug, Clone)]
 pub enum Spend {
-    TotpStep { user_id: String, step: i64 },
-    Code { id: String, destination: String },
-    Recovery { id: String },
+    TotpStep {
+        user_id: String,
+        step: i64,
+    },
+    Code {
+        id: String,
+        destination: String,
+    },
+    Recovery {
+        id: String,
+    },
+    /// A passkey's use: its new counter, flags and state, stored only if the counter is
+    /// still the one the check read.
+    Passkey {
+        id: String,
+        previous_count: i64,
+        count: i64,
+        passkey_enc: String,
+        backup_eligible: bool,
+        backup_state: bool,
+    },
 }
 
 impl Spend {
@@ -345,6 +366,18 @@ impl Spend {
             Spend::TotpStep { user_id, step } => fdb::use_step(conn, user_id, *step).await,
             Spend::Code { id, .. } => fdb::use_code(conn, id, now).await,
             Spend::Recovery { id } => fdb::use_recovery_code(conn, id, now).await,
+            Spend::Passkey { id, previous_count, count, passkey_enc, backup_eligible, backup_state } => {
+                let used = crate::db::passkeys::Use {
+                    id,
+                    previous_count: *previous_count,
+                    count: *count,
+                    passkey_enc,
+                    backup_eligible: *backup_eligible,
+                    backup_state: *backup_state,
+                    now,
+                };
+                crate::db::passkeys::record_use(conn, &used).await
+            }
         }
     }
 

@@ -293,6 +293,8 @@ pub fn app_terms(app: &ApplicationRow) -> AppTerms {
 pub struct Proof {
     pub auth_time_ms: i64,
     pub second_factor: Option<(i64, SecondFactorMethod)>,
+    /// Whether the session began with a password (a passwordless passkey sign-in did not).
+    pub password: bool,
 }
 
 impl Proof {
@@ -304,7 +306,7 @@ impl Proof {
             .flatten()
             .max()
             .unwrap_or(who.session_created_at);
-        Proof { auth_time_ms, second_factor }
+        Proof { auth_time_ms, second_factor, password: who.auth_methods.starts_with("pwd") }
     }
 
     pub fn strength(&self) -> Option<Strength> {
@@ -313,13 +315,18 @@ impl Proof {
 
     /// RFC 8176 authentication method references.
     pub fn amr(&self) -> Vec<&'static str> {
-        let mut amr = vec!["pwd"];
+        let mut amr = Vec::with_capacity(3);
+        if self.password {
+            amr.push("pwd");
+        }
         if let Some((_, m)) = self.second_factor {
             amr.push(match m {
                 SecondFactorMethod::Sms => "sms",
                 SecondFactorMethod::Authenticator | SecondFactorMethod::Email | SecondFactorMethod::RecoveryCode => {
                     "otp"
                 }
+                // Proof of possession of a key held by an authenticator (RFC 8176).
+                SecondFactorMethod::Passkey => "hwk",
             });
             amr.push("mfa");
         }

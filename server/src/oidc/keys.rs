@@ -215,7 +215,8 @@ pub fn private_der(alg: TokenAlg) -> AppResult<Zeroizing<Vec<u8>>> {
     match alg {
         TokenAlg::RS256 => {
             use rsa::pkcs1::EncodeRsaPrivateKey;
-            let key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).map_err(|e| internal("RSA key", &e))?;
+            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::UnwrapErr(getrandom::SysRng), 2048)
+                .map_err(|e| internal("RSA key", &e))?;
             let der = key.to_pkcs1_der().map_err(|e| internal("RSA key encoding", &e))?;
             Ok(Zeroizing::new(der.as_bytes().to_vec()))
         }

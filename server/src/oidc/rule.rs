@@ -107,8 +107,9 @@ pub fn resolve(scope: ScopeTerms, app: AppTerms, request: &RequestTerms) -> Resu
 mod tests {
     use super::*;
 
-    const ALL: ProviderSet = ProviderSet { authenticator: true, email: true, sms: true };
-    const CODES_ONLY: ProviderSet = ProviderSet { authenticator: false, email: true, sms: true };
+    // Every provider but passkeys, so that `phishing_resistant` stays out of reach here.
+    const ALL: ProviderSet = ProviderSet { authenticator: true, email: true, sms: true, passkey: false };
+    const CODES_ONLY: ProviderSet = ProviderSet { authenticator: false, email: true, sms: true, passkey: false };
 
     fn scope(behaviour: Behaviour, allowed: ProviderSet) -> ScopeTerms {
         ScopeTerms { behaviour, allowed_providers: allowed }

@@ -118,6 +118,11 @@ pub async fn get_account(State(state): State<AppState>, Caller { who, .. }: Call
             phone_confirmed: u.phone_confirmed != 0,
             pending_phone: u.pending_phone.clone(),
             recovery_codes_left: u32::try_from(left).unwrap_or(u32::MAX),
+            passkeys: crate::db::passkeys::list(&state.db().pool, &u.id)
+                .await?
+                .iter()
+                .map(super::passkeys::view)
+                .collect(),
         },
         reauthenticated_until: who.fresh_until(&state).map(rfc3339),
     }))
@@ -386,6 +391,8 @@ async fn remove_held(state: &AppState, who: &Authenticated, kind: FactorKind) ->
         FactorKind::Email => (u.email.is_some() || u.pending_email.is_some(), "email"),
         FactorKind::Phone => (u.phone.is_some() || u.pending_phone.is_some(), "phone"),
         FactorKind::Authenticator => (u.has_authenticator != 0, "authenticator"),
+        // Passkeys are removed one by one, by id (routes/passkeys.rs).
+        FactorKind::Passkey => (false, "passkey"),
     };
     if !on_file {
         return Err(AppError::NotFound(what));

@@ -113,12 +113,16 @@ pub async fn current_user(state: &AppState, user: &UserRow) -> AppResult<Current
     })
 }
 
-fn pending_token(state: &AppState, jar: &CookieJar) -> Option<String> {
+pub(super) fn pending_token(state: &AppState, jar: &CookieJar) -> Option<String> {
     jar.get(state.config().pending_cookie_name()).map(|c| c.value().to_owned())
 }
 
 /// Sets the cookies of a finished sign-in and describes it.
-async fn signed_in(state: &AppState, jar: CookieJar, done: Completed) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+pub(super) async fn signed_in(
+    state: &AppState,
+    jar: CookieJar,
+    done: Completed,
+) -> AppResult<(CookieJar, Json<SignInResponse>)> {
     let mut jar = jar
         .remove(pending_cookie(state, String::new()))
         .add(session_cookie(state, done.session_token))
@@ -191,7 +195,12 @@ pub async fn sign_in(
 }
 
 /// Moves the pending sign-in of this browser with `event`.
-async fn advance_pending(state: &AppState, jar: &CookieJar, event: Event, client: &ClientInfo) -> AppResult<Outcome> {
+pub(super) async fn advance_pending(
+    state: &AppState,
+    jar: &CookieJar,
+    event: Event,
+    client: &ClientInfo,
+) -> AppResult<Outcome> {
     let token = pending_token(state, jar);
     let current = SignIn::pending(state, token.as_deref()).await?;
     signin::advance(state, current, event, client).await
@@ -229,8 +238,14 @@ pub async fn verify(
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
     state.limits().by_address(Class::Verify, addr, state.now())?;
     let client = client_info(addr, &headers);
-    let done = advance_pending(&state, &jar, Event::SecondFactor(req), &client).await?.into_completed()?;
-    signed_in(&state, jar, done).await
+    match advance_pending(&state, &jar, Event::SecondFactor(req), &client).await? {
+        Outcome::SignedIn(done) => signed_in(&state, jar, done).await,
+        // A recovery code where a passkey is required: enrolment comes next.
+        Outcome::EnrollmentRequired { policy, .. } => {
+            Ok((jar, Json(super::passkeys::enrollment_after_recovery(&state, &policy))))
+        }
+        other => Err(crate::error::AppError::Internal(anyhow::anyhow!("unexpected verify outcome {other:?}"))),
+    }
 }
 
 /// Starts enrolling an authenticator during a sign-in that requires enrolment.

@@ -86,7 +86,10 @@ async fn checked_rule(state: &AppState, scope_key: &str, rule: Option<Rule>) -> 
     let rule = rule.unwrap_or_default();
     if let Some(need) = rule.min_strength {
         let settings = state.cache().settings(state.db(), scope_key).await?;
-        if settings.allowed_providers.strongest().is_none_or(|best| best < need) {
+        // What this server can offer: passkeys only with a relying party.
+        let mut reach = settings.allowed_providers;
+        reach.passkey = reach.passkey && state.webauthn().is_some();
+        if reach.strongest().is_none_or(|top| top < need) {
             return Err(AppError::invalid_field(
                 "rule.min_strength",
                 format!("no provider this scope allows gives a factor of strength {}", need.as_str()),

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod groups;
 pub mod health;
 pub mod messages;
+pub mod passkeys;
 pub mod settings;
 pub mod tenants;
 pub mod users;
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .merge(health::routes())
         .merge(auth::routes())
         .merge(account::routes())
+        .merge(passkeys::routes())
         .merge(settings::routes())
         .merge(tenants::routes())
         .merge(users::routes())

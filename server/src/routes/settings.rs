@@ -27,8 +27,28 @@ pub fn routes() -> Router<AppState> {
         .route("/api/tenants/{tenant_id}/feature/preview", post(preview_feature))
 }
 
-fn validate(s: &ScopeSettings) -> AppResult<()> {
-    s.validate().map_err(|e| AppError::invalid_field(e.field(), e.to_string()))
+fn validate(state: &AppState, s: &ScopeSettings) -> AppResult<()> {
+    s.validate().map_err(|e| {
+        let code = match e {
+            // Its own code: the fields are each fine, their combination is not.
+            twofold_policy::SettingsError::StrengthUnreachable(_) => ErrorCode::StrengthUnreachable,
+            _ => ErrorCode::InvalidField,
+        };
+        AppError::BadRequest { code, message: e.to_string(), field: Some(e.field().to_owned()) }
+    })?;
+    // Allowed is not enough where this server cannot offer it: passkeys without a
+    // relying party would leave a `phishing_resistant` scope with nothing to sign in with.
+    let usable = crate::factors::usable_providers(state, &s.allowed_providers);
+    if s.min_strength == twofold_policy::Strength::PhishingResistant && !usable.passkey {
+        return Err(AppError::BadRequest {
+            code: ErrorCode::StrengthUnreachable,
+            message: "min_strength phishing_resistant needs passkeys, which this server does not offer \
+                      (they need a public_url that names it by its domain)"
+                .to_owned(),
+            field: Some("min_strength".to_owned()),
+        });
+    }
+    Ok(())
 }
 
 /// A change to a scope's settings: the whole object, or a JSON Merge Patch (RFC 7396)
@@ -40,7 +60,7 @@ enum Change {
 }
 
 impl Change {
-    fn apply(self, stored: &ScopeSettings) -> AppResult<ScopeSettings> {
+    fn apply(self, state: &AppState, stored: &ScopeSettings) -> AppResult<ScopeSettings> {
         let new = match self {
             Change::Replace(new) => new,
             Change::Merge(patch) => {
@@ -56,7 +76,7 @@ impl Change {
                 })?
             }
         };
-        validate(&new)?;
+        validate(state, &new)?;
         Ok(new)
     }
 }
@@ -78,7 +98,7 @@ pub async fn put_host_settings(
     Json(new): Json<ScopeSettings>,
 ) -> AppResult<Json<SettingsView>> {
     state.authorize(&who, Action::UpdateSettings, Target::Domain(Domain::Host))?;
-    validate(&new)?;
+    validate(&state, &new)?;
     let saved = save_settings(&state, &who, HOST_SCOPE, None, Change::Replace(new)).await?;
     Ok(Json(SettingsView::new(saved, None)))
 }
@@ -110,7 +130,7 @@ async fn save_settings(
     // Locked inside the write transaction so the ceiling check, a merge patch and the
     // audit's "before" cannot race another writer.
     let old = db::lock_settings(&mut tx, state.db().backend, scope_key, state.now()).await?;
-    let new = change.apply(&old)?;
+    let new = change.apply(state, &old)?;
     if let Some(feature) = feature
         && matches!(feature.behaviour, Behaviour::Forced | Behaviour::Disabled)
         && new.behaviour != old.behaviour
@@ -151,7 +171,7 @@ pub async fn preview_host_settings(
     Json(req): Json<SettingsPreviewRequest>,
 ) -> AppResult<Json<ImpactPreview>> {
     state.authorize(&who, Action::ReadSettings, Target::Domain(Domain::Host))?;
-    validate(&req.settings)?;
+    validate(&state, &req.settings)?;
     let old = state.cache().settings(state.db(), HOST_SCOPE).await?;
     let (old, new) = (ScopeInputs::Host(&old), ScopeInputs::Host(&req.settings));
     Ok(Json(impact(&state, HOST_SCOPE, old, new, GroupChange::Nothing).await?))
@@ -185,7 +205,7 @@ pub async fn put_tenant_settings(
     Json(new): Json<ScopeSettings>,
 ) -> AppResult<Json<SettingsView>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::UpdateSettings).await?;
-    validate(&new)?;
+    validate(&state, &new)?;
     let feature = tenant.feature()?;
     let saved = save_settings(&state, &who, &tenant.id, Some(feature), Change::Replace(new)).await?;
     Ok(Json(SettingsView::new(saved, Some(feature))))
@@ -222,7 +242,7 @@ pub async fn preview_tenant_settings(
     Json(req): Json<SettingsPreviewRequest>,
 ) -> AppResult<Json<ImpactPreview>> {
     let tenant = tenant_for(&state, &who, &tenant_id, Action::ReadSettings).await?;
-    validate(&req.settings)?;
+    validate(&state, &req.settings)?;
     let feature = tenant.feature()?;
     let old = db::load_settings(&state.db().pool, &tenant.id).await?;
     let (old, new) = (ScopeInputs::Tenant(feature, &old), ScopeInputs::Tenant(feature, &req.settings));

@@ -10,6 +10,12 @@
 //!         │                             └──Postpone──> Complete  (while the grace period runs)
 //!  Complete ──SendCode──> (same)  ──Reauthenticate──> Complete (fresh)  ──ConfirmFactor──> Complete (factor added)
 //!          ──StepUp──> Complete (second factor proven again, for an application's rule)
+//!          ──AddPasskey──> Complete (passkey added)
+//!  AwaitingPassword ──PasskeySignIn──> Complete  (passwordless: a discoverable passkey with user verification)
+//!  AwaitingSecondFactor ──PasskeySecondFactor──> Complete
+//!                       ──SecondFactor(recovery code, where phishing_resistant is required)──> AwaitingEnrollment
+//!  AwaitingEnrollment ──EnrollPasskey──> Complete
+//!  every state ──PasskeyOptions──> (same)  (the first half of a WebAuthn ceremony)
 //! ```
 //!
 //! The states between the password and the session are rows (pending sign-ins) bound to
@@ -28,8 +34,8 @@ mod pending;
 mod session;
 
 use twofold_policy::wire::{
-    AuthenticatorEnrollment, ProviderOffer, ReauthenticateRequest, SecondFactorMethod as M, SendCodeResponse,
-    SignInRequest, VerifyRequest,
+    AuthenticatorEnrollment, PasskeyChallenge, PasskeyFinish, ProviderOffer, ReauthenticateRequest,
+    SecondFactorMethod as M, SendCodeResponse, SignInRequest, VerifyRequest,
 };
 use twofold_policy::wire::{EffectivePolicyView, SignInStatus, WhatIf};
 use twofold_policy::{ApplicationRule, EffectivePolicy, GroupRule, PolicyInput, Provider, Rules, Scope, resolve};
@@ -126,9 +132,30 @@ pub enum Start {
     Contact(Channel, Option<String>),
 }
 
+/// Which WebAuthn ceremony to begin.
+#[derive(Debug, Clone)]
+pub enum PasskeyStart {
+    /// Register a new passkey with this name (enrolment, or the account page).
+    Register(String),
+    /// Prove one of the user's passkeys (second factor).
+    Prove,
+    /// A passwordless sign-in: any passkey of this site.
+    Discover,
+}
+
 /// Something the user (or their browser) does.
 #[derive(Debug)]
 pub enum Event {
+    /// The first half of a WebAuthn ceremony.
+    PasskeyOptions(PasskeyStart),
+    /// A passwordless sign-in with a discoverable passkey.
+    PasskeySignIn(PasskeyFinish),
+    /// A passkey as the second factor after the password.
+    PasskeySecondFactor(PasskeyFinish),
+    /// A passkey registered as the factor a pending sign-in must enrol.
+    EnrollPasskey(PasskeyFinish),
+    /// A passkey registered on the account page.
+    AddPasskey(PasskeyFinish),
     Password {
         request: SignInRequest,
         remember_cookie: Option<String>,
@@ -159,6 +186,11 @@ pub enum Event {
 /// The events without their data, for the transition table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
+    PasskeyOptions,
+    PasskeySignIn,
+    PasskeySecondFactor,
+    EnrollPasskey,
+    AddPasskey,
     Password,
     SendCode,
     SecondFactor,
@@ -171,7 +203,12 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 14] = [
+        EventKind::PasskeyOptions,
+        EventKind::PasskeySignIn,
+        EventKind::PasskeySecondFactor,
+        EventKind::EnrollPasskey,
+        EventKind::AddPasskey,
         EventKind::Password,
         EventKind::SendCode,
         EventKind::SecondFactor,
@@ -190,10 +227,15 @@ impl Event {
     fn sign_in_factor(&self) -> Option<&'static str> {
         match self {
             Event::Password { .. } => Some("password"),
+            Event::PasskeySignIn(_) => Some("passkey_passwordless"),
+            Event::PasskeySecondFactor(_) => Some("passkey"),
+            Event::EnrollPasskey(_) => Some("enroll_passkey"),
+            Event::PasskeyOptions(_) | Event::AddPasskey(_) => None,
             Event::SecondFactor(req) => Some(req.method.as_str()),
             Event::Enroll { factor: FactorKind::Authenticator, .. } => Some("enroll_authenticator"),
             Event::Enroll { factor: FactorKind::Email, .. } => Some("enroll_email"),
             Event::Enroll { factor: FactorKind::Phone, .. } => Some("enroll_phone"),
+            Event::Enroll { factor: FactorKind::Passkey, .. } => Some("enroll_passkey"),
             Event::Postpone => Some("postpone"),
             Event::StepUp(req) => Some(req.method.as_str()),
             Event::SendCode(_) | Event::StartEnrollment(_) | Event::Reauthenticate(_) | Event::ConfirmFactor { .. } => {
@@ -205,6 +247,11 @@ impl Event {
     pub fn kind(&self) -> EventKind {
         match self {
             Event::Password { .. } => EventKind::Password,
+            Event::PasskeyOptions(_) => EventKind::PasskeyOptions,
+            Event::PasskeySignIn(_) => EventKind::PasskeySignIn,
+            Event::PasskeySecondFactor(_) => EventKind::PasskeySecondFactor,
+            Event::EnrollPasskey(_) => EventKind::EnrollPasskey,
+            Event::AddPasskey(_) => EventKind::AddPasskey,
             Event::SendCode(_) => EventKind::SendCode,
             Event::SecondFactor(_) => EventKind::SecondFactor,
             Event::StartEnrollment(_) => EventKind::StartEnrollment,
@@ -222,12 +269,23 @@ impl Event {
 pub const fn admits(stage: Stage, event: EventKind) -> bool {
     matches!(
         (stage, event),
-        (Stage::AwaitingPassword, EventKind::Password)
-            | (Stage::AwaitingSecondFactor, EventKind::SendCode | EventKind::SecondFactor)
-            | (Stage::AwaitingEnrollment, EventKind::StartEnrollment | EventKind::Enroll | EventKind::Postpone)
+        (_, EventKind::PasskeyOptions)
+            | (Stage::AwaitingPassword, EventKind::Password | EventKind::PasskeySignIn)
+            | (
+                Stage::AwaitingSecondFactor,
+                EventKind::SendCode | EventKind::SecondFactor | EventKind::PasskeySecondFactor
+            )
+            | (
+                Stage::AwaitingEnrollment,
+                EventKind::StartEnrollment | EventKind::Enroll | EventKind::Postpone | EventKind::EnrollPasskey
+            )
             | (
                 Stage::Complete,
-                EventKind::SendCode | EventKind::Reauthenticate | EventKind::ConfirmFactor | EventKind::StepUp
+                EventKind::SendCode
+                    | EventKind::Reauthenticate
+                    | EventKind::ConfirmFactor
+                    | EventKind::StepUp
+                    | EventKind::AddPasskey
             )
     )
 }
@@ -253,6 +311,8 @@ pub enum Outcome {
     },
     CodeSent(SendCodeResponse),
     EnrollmentStarted(AuthenticatorEnrollment),
+    /// The first half of a WebAuthn ceremony.
+    PasskeyChallenge(PasskeyChallenge),
     /// A new session.
     SignedIn(Completed),
     /// The existing session is fresh again.
@@ -276,6 +336,7 @@ impl Outcome {
             Outcome::EnrollmentRequired { .. } => "enrollment_required",
             Outcome::CodeSent(_) => "code_sent",
             Outcome::EnrollmentStarted(_) => "enrollment_started",
+            Outcome::PasskeyChallenge(_) => "passkey_challenge",
             Outcome::Reauthenticated => "reauthenticated",
             Outcome::SteppedUp(_) => "stepped_up",
             Outcome::FactorAdded(_) => "factor_added",
@@ -313,6 +374,41 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
         return Err(AppError::SignInExpired);
     }
     match (state, event) {
+        (state, Event::PasskeyOptions(start)) => {
+            passkey_options(app, state, start).await.map(Outcome::PasskeyChallenge)
+        }
+        (State::AwaitingPassword, Event::PasskeySignIn(finish)) => passwordless(app, finish, client).await,
+        (State::AwaitingSecondFactor(p), Event::PasskeySecondFactor(finish)) => {
+            app.limits().by_account(Class::Verify, &p.user.id, app.now())?;
+            if !factors::usable_providers(app, &p.policy.allowed_providers).passkey || p.user.passkey_count == 0 {
+                return Err(AppError::bad_request(
+                    ErrorCode::ProviderUnavailable,
+                    "this provider is not available for this account",
+                ));
+            }
+            let proven = prove_passkey(app, &p.user, &p.attempt.id, &finish).await?;
+            let remember = finish.remember_browser && session::may_remember(&p.policy);
+            let how = session::Finish { methods: "pwd+passkey", proven: Some(proven), enrolled: None, remember };
+            session::finish(app, *p, how, client).await.map(Outcome::SignedIn)
+        }
+        (State::AwaitingEnrollment(p), Event::EnrollPasskey(finish)) => {
+            app.limits().by_account(Class::Verify, &p.user.id, app.now())?;
+            if !factors::usable_providers(app, &p.policy.allowed_providers).passkey {
+                return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "passkeys are not allowed here"));
+            }
+            let registered = factors::passkey::finish_registration(app, &p.user, &p.attempt.id, &finish).await?;
+            session::finish_with_passkey(app, *p, registered, client).await.map(Outcome::SignedIn)
+        }
+        (State::Complete(who), Event::AddPasskey(finish)) => {
+            who.require_fresh(app)?;
+            let registered = factors::passkey::finish_registration(app, &who.user, &who.token_hash, &finish).await?;
+            let mut tx = app.db().begin_write().await?;
+            let codes =
+                lifecycle::add(&mut tx, app, &who.user, NewFactor::Passkey(&registered), Some(&who.token_hash)).await?;
+            tx.commit().await?;
+            notify::send(app, &who.user, Notice::FactorAdded(FactorKind::Passkey));
+            Ok(Outcome::FactorAdded(codes))
+        }
         (State::AwaitingPassword, Event::Password { request, remember_cookie, known_cookie }) => {
             password::step(app, request, client, remember_cookie.as_deref(), known_cookie.as_deref()).await
         }
@@ -327,8 +423,14 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 M::Authenticator => allowed.authenticator,
                 M::Email => allowed.email && p.user.email_confirmed != 0,
                 M::Sms => allowed.sms && p.user.phone_confirmed != 0,
-                // A recovery code opens the door up to `app` only (DESIGN.md section 5).
-                M::RecoveryCode => method.strength() >= p.policy.required_strength,
+                // A recovery code opens the door up to `app` only (DESIGN.md section 5);
+                // where a passkey is required it leads to enrolling a new one.
+                M::RecoveryCode => {
+                    method.strength() >= p.policy.required_strength
+                        || p.policy.required_strength == twofold_policy::Strength::PhishingResistant
+                }
+                // A passkey is proven through its own ceremony, never by a typed code.
+                M::Passkey => false,
             };
             if !usable {
                 return Err(AppError::bad_request(
@@ -341,7 +443,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 M::Authenticator => Check::Totp { pending: false },
                 M::Email => Check::Code { purpose: CodePurpose::SignInEmail, binding },
                 M::Sms => Check::Code { purpose: CodePurpose::SignInSms, binding },
-                M::RecoveryCode => Check::Recovery,
+                M::RecoveryCode | M::Passkey => Check::Recovery,
             };
             let proven = match prove(app, &p.user, method, check, &req.code).await {
                 // A copy of this request that won may have used the code between our
@@ -352,6 +454,10 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 }
                 other => other?,
             };
+            if method.strength() < p.policy.required_strength {
+                // Only a recovery code gets here: it buys an enrolment, not a session.
+                return recovery_to_enrollment(app, *p, proven).await;
+            }
             let remember = req.remember_browser && session::may_remember(&p.policy);
             let methods = format!("pwd+{}", method.as_str());
             session::finish(
@@ -376,6 +482,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 FactorKind::Phone => {
                     (M::Sms, Check::Code { purpose: CodePurpose::EnrollPhone, binding: &p.attempt.id })
                 }
+                FactorKind::Passkey => return Err(passkey_not_typed()),
             };
             let proven = prove(app, &p.user, method, check, &code).await?;
             let methods = format!("pwd+enrolled_{}", method.as_str());
@@ -389,6 +496,11 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
             .map(Outcome::SignedIn)
         }
         (State::AwaitingEnrollment(p), Event::Postpone) => {
+            // Postponing is for users without any factor; one sent here by a recovery
+            // code (a passkey required, theirs lost) must enrol a new one now.
+            if p.user.has_factor() {
+                return Err(AppError::conflict(ErrorCode::GraceOver, "enrol a passkey to finish signing in"));
+            }
             let now = app.now();
             let since = p.user.enrollment_required_since.unwrap_or(now);
             let until = since + i64::from(p.policy.enrollment_grace_days) * DAY_MS;
@@ -427,6 +539,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 FactorKind::Phone => {
                     (M::Sms, Check::Code { purpose: CodePurpose::ConfirmPhone, binding: &who.user.id })
                 }
+                FactorKind::Passkey => return Err(passkey_not_typed()),
             };
             let proven = prove(app, &who.user, method, check, &code).await?;
             let mut tx = app.db().begin_write().await?;
@@ -458,11 +571,143 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
     }
 }
 
+/// The first half of a WebAuthn ceremony, bound to where the sign-in stands: nothing yet
+/// (passwordless), the pending sign-in, or the session.
+async fn passkey_options(app: &AppState, state: State, start: PasskeyStart) -> AppResult<PasskeyChallenge> {
+    use factors::passkey;
+    let name_of = |name: &str| {
+        twofold_policy::wire::PasskeyName { name: name.to_owned() }
+            .parse()
+            .map(str::to_owned)
+            .map_err(|m| AppError::invalid_field("name", m))
+    };
+    match (state, start) {
+        (State::AwaitingPassword, PasskeyStart::Discover) => passkey::start_discovery(app).await,
+        (State::AwaitingSecondFactor(p), PasskeyStart::Prove) => {
+            ensure_not_locked(app, &p.user)?;
+            if !factors::usable_providers(app, &p.policy.allowed_providers).passkey || p.user.passkey_count == 0 {
+                return Err(AppError::bad_request(
+                    ErrorCode::ProviderUnavailable,
+                    "this provider is not available for this account",
+                ));
+            }
+            passkey::start_authentication(app, &p.user, &p.attempt.id).await
+        }
+        (State::AwaitingEnrollment(p), PasskeyStart::Register(name)) => {
+            if !factors::usable_providers(app, &p.policy.allowed_providers).passkey {
+                return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "passkeys are not allowed here"));
+            }
+            passkey::start_registration(app, &p.user, &p.attempt.id, &name_of(&name)?).await
+        }
+        (State::Complete(who), PasskeyStart::Register(name)) => {
+            let name = name_of(&name)?;
+            who.require_fresh(app)?;
+            let policy = effective_policy(app, &who.user).await?;
+            if !factors::usable_providers(app, &policy.allowed_providers).passkey {
+                return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "passkeys are not allowed here"));
+            }
+            passkey::start_registration(app, &who.user, &who.token_hash, &name).await
+        }
+        // Any other pairing is a request from a page that is not where this sign-in is.
+        _ => Err(AppError::SignInExpired),
+    }
+}
+
+/// Proves one of `user`'s passkeys under a reserved lockout attempt.
+async fn prove_passkey(app: &AppState, user: &UserRow, binding: &str, finish: &PasskeyFinish) -> AppResult<Proven> {
+    let reservation = lockout::reserve(app, user).await?;
+    let verdict = factors::passkey::check_assertion(app, user, binding, finish).await;
+    settle_passkey(app, user, reservation, verdict).await
+}
+
+async fn settle_passkey(
+    app: &AppState,
+    user: &UserRow,
+    reservation: lockout::Reservation,
+    verdict: AppResult<factors::Verdict>,
+) -> AppResult<Proven> {
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(e) => {
+            // A malformed body or an unavailable relying party is no guess.
+            let _ = lockout::refund(app, user, reservation).await?;
+            return Err(e);
+        }
+    };
+    match lockout::settle(app, user, reservation, M::Passkey, verdict).await? {
+        Ok((spend, reservation)) => Ok(Proven { method: M::Passkey, spend, reservation }),
+        // A passkey has no attempts to count down in the answer: one refusal for all.
+        Err(AppError::InvalidCode { .. }) => Err(AppError::PasskeyRefused),
+        Err(e) => Err(e),
+    }
+}
+
+/// A passwordless sign-in: a discoverable passkey with user verification is both
+/// factors at once, at strength `phishing_resistant` (DESIGN.md section 5). Refused
+/// alike for unknown passkeys, deactivated users, suspended tenants and scopes that do
+/// not allow passkeys.
+async fn passwordless(app: &AppState, finish: PasskeyFinish, client: &ClientInfo) -> AppResult<Outcome> {
+    let Some(found) = factors::passkey::identify(app, &finish).await? else {
+        return Err(AppError::PasskeyRefused);
+    };
+    let user = found.user.clone();
+    app.limits().by_account(Class::Verify, &user.id, app.now())?;
+    let suspended = match &user.tenant_id {
+        Some(tid) => db::get_tenant(&app.db().pool, tid).await?.is_none_or(|t| t.suspended_at.is_some()),
+        None => false,
+    };
+    let policy = effective_policy(app, &user).await?;
+    if suspended || user.deactivated_at.is_some() || !factors::usable_providers(app, &policy.allowed_providers).passkey
+    {
+        factors::audit_user(app, &user, "sign_in.failed", serde_json::json!({ "factor": "passkey", "refused": true }))
+            .await?;
+        return Err(AppError::PasskeyRefused);
+    }
+    let reservation = lockout::reserve(app, &user).await?;
+    let verdict = factors::passkey::check_discovered(app, found).await;
+    let proven = settle_passkey(app, &user, reservation, verdict).await?;
+    let remember = finish.remember_browser && session::may_remember(&policy);
+    session::finish_passwordless(app, user, &policy, proven, remember, client).await.map(Outcome::SignedIn)
+}
+
+/// A recovery code where a passkey is required: the code is spent and the pending
+/// sign-in moves to enrolment, where only a passkey can be enrolled (the policy offers
+/// nothing weaker), never to a session.
+async fn recovery_to_enrollment(app: &AppState, p: Pending, proven: Proven) -> AppResult<Outcome> {
+    let mut tx = app.db().begin_write().await?;
+    if !fdb::move_attempt_to_enrollment(&mut tx, &p.attempt.id).await? {
+        drop(tx);
+        let _ = lockout::refund(app, &p.user, proven.reservation).await?;
+        return Err(AppError::SignInExpired);
+    }
+    if !proven.consume(&mut tx, &p.user.id, app.now()).await? {
+        drop(tx);
+        return Err(proven.lost(app, &p.user).await?);
+    }
+    tx.commit().await?;
+    notify::send(app, &p.user, Notice::RecoveryCodeUsed);
+    factors::audit_user(app, &p.user, "recovery_code.led_to_enrollment", serde_json::json!({ "factor": "passkey" }))
+        .await?;
+    // The attempt keeps its token: the browser's cookie now names an enrolment.
+    Ok(Outcome::EnrollmentRequired {
+        attempt_token: String::new(),
+        user: Box::new(p.user),
+        policy: p.policy,
+        grace_until: None,
+        can_postpone: false,
+    })
+}
+
+fn passkey_not_typed() -> AppError {
+    AppError::bad_request(ErrorCode::ProviderUnavailable, "a passkey is proven through its own ceremony, not a code")
+}
+
 /// The stored form of a factor just proven by its first code.
 fn new_factor(kind: FactorKind, spend: &Spend) -> NewFactor<'_> {
     match (kind, spend.destination()) {
         (FactorKind::Email, Some(address)) => NewFactor::Email(address),
         (FactorKind::Phone, Some(number)) => NewFactor::Phone(number),
+        // Passkeys are stored from their registration, never from a code.
         _ => NewFactor::Authenticator,
     }
 }
@@ -491,6 +736,7 @@ async fn reauthenticate(
                 Check::Code { purpose: CodePurpose::ReauthSms, binding: &who.token_hash }
             }
             M::RecoveryCode => Check::Recovery,
+            M::Passkey => return Err(passkey_not_typed()),
             _ => return Err(AppError::invalid_field("method", "this second factor is not set up")),
         };
         let proven = prove(app, u, method, check, req.code.as_deref().unwrap_or("")).await?;
@@ -739,7 +985,7 @@ pub fn offers(app: &AppState, user: &UserRow, policy: &EffectivePolicy) -> Vec<P
             provider,
             weaker: provider.is_weaker(),
             destination: match provider {
-                Provider::Authenticator => None,
+                Provider::Authenticator | Provider::Passkey => None,
                 Provider::Email => user.email.as_deref().map(factors::mask_email),
                 Provider::Sms => user.phone.as_deref().map(factors::mask_phone),
             },
@@ -762,10 +1008,16 @@ mod tests {
     fn the_transition_table_admits_exactly_these_events() {
         use EventKind as E;
         let expected: &[(Stage, &[EventKind])] = &[
-            (Stage::AwaitingPassword, &[E::Password]),
-            (Stage::AwaitingSecondFactor, &[E::SendCode, E::SecondFactor]),
-            (Stage::AwaitingEnrollment, &[E::StartEnrollment, E::Enroll, E::Postpone]),
-            (Stage::Complete, &[E::SendCode, E::Reauthenticate, E::ConfirmFactor, E::StepUp]),
+            (Stage::AwaitingPassword, &[E::Password, E::PasskeySignIn, E::PasskeyOptions]),
+            (Stage::AwaitingSecondFactor, &[E::SendCode, E::SecondFactor, E::PasskeySecondFactor, E::PasskeyOptions]),
+            (
+                Stage::AwaitingEnrollment,
+                &[E::StartEnrollment, E::Enroll, E::Postpone, E::EnrollPasskey, E::PasskeyOptions],
+            ),
+            (
+                Stage::Complete,
+                &[E::SendCode, E::Reauthenticate, E::ConfirmFactor, E::StepUp, E::AddPasskey, E::PasskeyOptions],
+            ),
         ];
         for stage in Stage::ALL {
             let allowed = expected.iter().find(|(s, _)| *s == stage).map(|(_, e)| *e).unwrap_or(&[]);
@@ -780,9 +1032,15 @@ mod tests {
         // Only the password leaves AwaitingPassword, and nothing but a second factor,
         // an enrolment or a postponement (checked against the grace period) completes
         // a pending sign-in.
+        // Only the password or a passwordless passkey (both factors at once) leaves
+        // AwaitingPassword; starting a ceremony stays where it is.
         for event in EventKind::ALL {
-            assert_eq!(admits(Stage::AwaitingPassword, event), event == EventKind::Password);
+            let leaves = matches!(event, EventKind::Password | EventKind::PasskeySignIn | EventKind::PasskeyOptions);
+            assert_eq!(admits(Stage::AwaitingPassword, event), leaves, "{event:?}");
         }
+        assert!(!admits(Stage::AwaitingSecondFactor, EventKind::EnrollPasskey));
+        assert!(!admits(Stage::AwaitingEnrollment, EventKind::PasskeySecondFactor));
+        assert!(!admits(Stage::Complete, EventKind::PasskeySignIn));
         assert!(!admits(Stage::AwaitingSecondFactor, EventKind::Postpone));
         assert!(!admits(Stage::AwaitingSecondFactor, EventKind::Enroll));
         assert!(!admits(Stage::AwaitingEnrollment, EventKind::SecondFactor));

@@ -1,8 +1,8 @@
 //! The end of the machine: the only code that creates a session, and the remembered
 //! browsers that let a sign-in skip the second factor.
 
-use twofold_policy::EffectivePolicy;
 use twofold_policy::wire::SecondFactorMethod;
+use twofold_policy::{EffectivePolicy, Strength};
 
 use super::lockout;
 use super::{ClientInfo, DAY_MS, Pending, Proven};
@@ -11,7 +11,7 @@ use crate::auth::{self, Freshness, new_token, token_hash};
 use crate::db::factors::{self as fdb, BrowserRow, NewBrowser};
 use crate::db::{self, NewAudit, NewSession, UserRow};
 use crate::error::{AppError, AppResult};
-use crate::factors::lifecycle::{self, FactorKind};
+use crate::factors::lifecycle::{self, FactorKind, NewFactor};
 use crate::notify::{self, Notice};
 
 /// A finished sign-in: a new session, maybe a remembered browser.
@@ -82,7 +82,8 @@ pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client
     let session_token = mint(&mut tx, state, &user, how.methods, client, fresh).await?;
     let remember = if how.remember {
         notices.push(Notice::BrowserRemembered);
-        Some(remember_browser(&mut tx, state, &user, &p.policy, client).await?)
+        let strength = freshness.strength().unwrap_or(Strength::OutOfBand);
+        Some(remember_browser(&mut tx, state, &user, &p.policy, client, strength).await?)
     } else {
         None
     };
@@ -91,6 +92,60 @@ pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client
         notify::send(state, &user, notice);
     }
     Ok(Completed { user: Box::new(user), session_token, remember, recovery_codes })
+}
+
+/// Completes a pending enrolment with a passkey that passed registration: the attempt
+/// completed, the passkey stored (with recovery codes when it is the first factor), the
+/// session minted, in one transaction.
+pub(super) async fn finish_with_passkey(
+    state: &AppState,
+    p: Pending,
+    registered: crate::factors::passkey::Registered,
+    client: &ClientInfo,
+) -> AppResult<Completed> {
+    let now = state.now();
+    let mut tx = state.db().begin_write().await?;
+    if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {
+        return Err(AppError::SignInExpired);
+    }
+    let recovery_codes = lifecycle::add(&mut tx, state, &p.user, NewFactor::Passkey(&registered), None).await?;
+    fdb::reset_failures(&mut tx, &p.user.id).await?;
+    let user = db::get_user(&mut *tx, &p.user.id).await?.ok_or(AppError::SignInExpired)?;
+    let fresh = Some(Freshness::Factor(SecondFactorMethod::Passkey));
+    let session_token = mint(&mut tx, state, &user, "pwd+enrolled_passkey", client, fresh).await?;
+    tx.commit().await?;
+    notify::send(state, &user, Notice::FactorAdded(FactorKind::Passkey));
+    Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes })
+}
+
+/// A passwordless sign-in: the passkey proved both factors. Consumed and minted in one
+/// transaction, like every other sign-in.
+pub(super) async fn finish_passwordless(
+    state: &AppState,
+    user: UserRow,
+    policy: &EffectivePolicy,
+    proven: Proven,
+    remember: bool,
+    client: &ClientInfo,
+) -> AppResult<Completed> {
+    let now = state.now();
+    let mut tx = state.db().begin_write().await?;
+    if !proven.consume(&mut tx, &user.id, now).await? {
+        drop(tx);
+        return Err(proven.lost(state, &user).await?);
+    }
+    let fresh = Some(Freshness::Factor(SecondFactorMethod::Passkey));
+    let session_token = mint(&mut tx, state, &user, "passkey", client, fresh).await?;
+    let remember = if remember {
+        Some(remember_browser(&mut tx, state, &user, policy, client, Strength::PhishingResistant).await?)
+    } else {
+        None
+    };
+    tx.commit().await?;
+    if remember.is_some() {
+        notify::send(state, &user, Notice::BrowserRemembered);
+    }
+    Ok(Completed { user: Box::new(user), session_token, remember, recovery_codes: None })
 }
 
 /// A session straight after the password: the policy asks for nothing more, or this
@@ -114,6 +169,7 @@ async fn remember_browser(
     user: &UserRow,
     policy: &EffectivePolicy,
     client: &ClientInfo,
+    strength: Strength,
 ) -> AppResult<(String, i64)> {
     let token = new_token();
     let now = state.now();
@@ -128,18 +184,18 @@ async fn remember_browser(
             created_at: now,
             expires_at: now + lifetime,
             user_agent: client.user_agent.as_deref(),
+            strength: strength.as_str(),
         },
     )
     .await?;
     Ok((state.keys().sign_token(&token), lifetime))
 }
 
-/// Whether a browser may be remembered (or a remembered one honoured) under `policy`.
-/// Remembered browsers do not record the strength of the factor they were remembered
-/// with, so one remembered after an emailed code could stand in for an authenticator;
-/// until they do, a browser is trusted only where any factor suffices.
+/// Whether a browser may be remembered under `policy`. Each remembered browser records
+/// the strength of the factor it was remembered with, and is honoured only where that
+/// strength still meets the policy ([`browser_still_skips`]).
 pub fn may_remember(policy: &EffectivePolicy) -> bool {
-    policy.remember_browser_allowed && policy.required_strength == twofold_policy::Strength::OutOfBand
+    policy.remember_browser_allowed
 }
 
 /// Whether a remembered browser still lets `user` skip the second factor under
@@ -148,7 +204,9 @@ pub fn browser_still_skips(row: &BrowserRow, user: &UserRow, policy: &EffectiveP
     // The current policy's lifetime applies even to browsers remembered under a longer
     // one, so shortening it takes effect at once.
     let policy_end = row.created_at + i64::from(policy.remember_browser_days) * DAY_MS;
+    let strength = Strength::parse(&row.strength).unwrap_or(Strength::OutOfBand);
     may_remember(policy)
+        && strength >= policy.required_strength
         && row.user_id == user.id
         && auth::stamps_equal(&row.security_stamp, &user.security_stamp)
         && now < row.expires_at

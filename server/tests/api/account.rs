@@ -56,6 +56,7 @@ async fn the_account_shows_the_policy_the_switch_and_the_factors() {
             "authenticator": true,
             "email": "alice@example.test", "email_confirmed": false, "pending_email": null,
             "phone": null, "phone_confirmed": false, "pending_phone": null,
+            "passkeys": [],
             "recovery_codes_left": 10
         }),
         "{a}"

@@ -155,7 +155,7 @@ async fn a_required_strength_hides_weaker_factors_and_the_preview_counts_them() 
         .assert_status(StatusCode::OK);
     let p = app.policy(&bob).await;
     assert_eq!(p["required_strength"], "app", "{p}");
-    assert_eq!(p["allowed_providers"], json!({ "authenticator": true, "email": false, "sms": false }));
+    assert_eq!(p["allowed_providers"], json!({ "authenticator": true, "email": false, "sms": false, "passkey": true }));
     // Bob's email no longer counts: he must enrol an authenticator.
     let body = password_step(&app.new_client(), "acme", "bob", "requires_enrollment").await;
     assert_eq!(body["enrollable"], json!(["authenticator"]), "{body}");
@@ -411,8 +411,13 @@ async fn the_last_factor_stays_while_a_group_requires_two_factor() {
 }
 
 #[tokio::test]
-async fn no_browser_is_remembered_where_a_group_asks_for_more_than_any_factor() {
-    let app = admin_app(Options::default()).await;
+async fn a_remembered_browser_stops_skipping_when_a_group_asks_for_more_than_its_factor() {
+    // Passkeys on (a relying party), so that a group may ask for them.
+    let app = crate::helpers::TestApp::spawn_configured(Options { manual_clock: true, ..Options::default() }, |c| {
+        c.public_url = Some("http://localhost:8443".to_owned());
+    })
+    .await;
+    app.sign_in_admin().await;
     let (scope, [alice, ..]) = acme(&app).await;
     let rule = json!({ "require_two_factor": true, "min_strength": "app" });
     let g = id(&create_group(&app, &scope, json!({ "name": "Treasury", "rule": rule })).await);
@@ -421,10 +426,18 @@ async fn no_browser_is_remembered_where_a_group_asks_for_more_than_any_factor() 
     let secret = crate::flows::enrol_authenticator(&app, &client, "acme", "alice").await.secret;
     client.post_json("/api/auth/sign-out", &json!({})).await.assert_status(StatusCode::NO_CONTENT);
     let body = password_step(&client, "acme", "alice", "requires_two_factor").await;
-    assert_eq!(body["remember_browser_offered"], false, "{body}");
+    assert_eq!(body["remember_browser_offered"], true, "{body}");
+    // Remembered with an authenticator code: strength `app`, which the group asks for.
     let resp = crate::flows::verify(&client, "authenticator", &crate::flows::next_totp(&app, &secret), true).await;
     crate::flows::assert_signed_in(&resp);
-    assert_eq!(crate::flows::cookie_set(&resp, crate::flows::REMEMBER_COOKIE), None);
+    assert!(crate::flows::cookie_set(&resp, crate::flows::REMEMBER_COOKIE).is_some());
     client.post_json("/api/auth/sign-out", &json!({})).await.assert_status(StatusCode::NO_CONTENT);
-    password_step(&client, "acme", "alice", "requires_two_factor").await;
+    password_step(&client, "acme", "alice", "signed_in").await;
+    client.post_json("/api/auth/sign-out", &json!({})).await.assert_status(StatusCode::NO_CONTENT);
+    // The group now asks for more than the factor the browser was remembered with.
+    let stronger = json!({ "require_two_factor": true, "min_strength": "phishing_resistant" });
+    app.put_json(&format!("/api/groups/{g}"), &json!({ "name": "Treasury", "rule": stronger }))
+        .await
+        .assert_status(StatusCode::OK);
+    password_step(&client, "acme", "alice", "requires_enrollment").await;
 }

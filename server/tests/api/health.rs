@@ -114,7 +114,8 @@ fn operations(doc: &serde_json::Value) -> Vec<(reqwest::Method, String, String)>
                 .replace("{application_id}", &any_id)
                 .replace("{grant_id}", &any_id)
                 .replace("{handle}", "no-such-request")
-                .replace("{session_id}", &any_id);
+                .replace("{session_id}", &any_id)
+                .replace("{passkey_id}", &any_id);
             assert!(!concrete.contains('{'), "a path parameter this test does not know: {path}");
             ops.push((method.to_uppercase().parse().expect("an HTTP method"), path.clone(), concrete));
         }

@@ -241,8 +241,10 @@ pub fn default_settings() -> Value {
         "remember_browser": true,
         "remember_browser_days": 14,
         "enrollment_grace_days": 0,
-        "allowed_providers": { "authenticator": true, "email": true, "sms": true },
-        "sms_allowed_country_codes": []
+        "allowed_providers": { "authenticator": true, "email": true, "sms": true, "passkey": true },
+        "sms_allowed_country_codes": [],
+        "min_strength": "out_of_band",
+        "passkey_aaguids": []
     })
 }
 

@@ -62,6 +62,12 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("POST /api/auth/enroll/phone", Class::Public),
     ("POST /api/auth/enroll/phone/confirm", Class::Public),
     ("POST /api/auth/enroll/postpone", Class::Public),
+    ("POST /api/auth/enroll/passkey", Class::Public),
+    ("POST /api/auth/enroll/passkey/confirm", Class::Public),
+    ("POST /api/auth/passkey/options", Class::Public),
+    ("POST /api/auth/passkey", Class::Public),
+    ("POST /api/auth/sign-in/passkey/options", Class::Public),
+    ("POST /api/auth/sign-in/passkey", Class::Public),
     ("POST /api/auth/password-reset", Class::Public),
     ("POST /api/auth/password-reset/confirm", Class::Public),
     ("POST /api/auth/sign-out", Class::Own),
@@ -88,6 +94,11 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("GET /api/account/sessions", Class::Own),
     ("DELETE /api/account/sessions/{session_id}", Class::Own),
     ("POST /api/account/sessions/end-others", Class::Own),
+    ("GET /api/account/passkeys", Class::Own),
+    ("POST /api/account/passkeys", Class::Own),
+    ("POST /api/account/passkeys/confirm", Class::Own),
+    ("PUT /api/account/passkeys/{passkey_id}", Class::Own),
+    ("DELETE /api/account/passkeys/{passkey_id}", Class::Own),
     ("GET /api/host/settings", Class::Host),
     ("PUT /api/host/settings", Class::Host),
     ("PATCH /api/host/settings", Class::Host),
@@ -179,6 +190,8 @@ enum Kind {
     RequestHandle,
     /// A signed-in session's id.
     SessionId,
+    /// A passkey's id.
+    PasskeyId,
     /// A tenant's name, as the sign-in request takes it (absent for the host).
     TenantName,
     /// An existing user's name, as the sign-in request takes it.
@@ -208,6 +221,7 @@ impl Kind {
                 | Kind::ApplicationId
                 | Kind::GrantId
                 | Kind::SessionId
+                | Kind::PasskeyId
                 | Kind::TenantName
                 | Kind::Username
         )
@@ -232,6 +246,7 @@ const PARAMETERS: &[(&str, Kind)] = &[
     ("grant_id", Kind::GrantId),
     ("handle", Kind::RequestHandle),
     ("session_id", Kind::SessionId),
+    ("passkey_id", Kind::PasskeyId),
     ("before", Kind::AuditCursor),
     ("q", Kind::SearchText),
     ("page", Kind::Inert),
@@ -291,6 +306,18 @@ const BODY_FIELDS: &[(&str, Kind)] = &[
     ("ProviderSet.authenticator", Kind::Inert),
     ("ProviderSet.email", Kind::Inert),
     ("ProviderSet.sms", Kind::Inert),
+    ("ProviderSet.passkey", Kind::Inert),
+    ("ScopeSettings.min_strength", Kind::Inert),
+    ("ScopeSettings.passkey_aaguids", Kind::Inert),
+    // The name of a passkey being registered or renamed; the passkey itself is chosen by
+    // the path, among the caller's own.
+    ("PasskeyName.name", Kind::Inert),
+    // A ceremony is bound to the pending sign-in or session that started it (or, for a
+    // passwordless sign-in, to nobody: the credential names the user and must sign the
+    // challenge), so its id reaches nothing of anyone else's.
+    ("PasskeyFinish.challenge_id", Kind::Inert),
+    ("PasskeyFinish.credential", Kind::Inert),
+    ("PasskeyFinish.remember_browser", Kind::Inert),
     ("TenantFeature.behaviour", Kind::Inert),
     // The name of a group to create or to rename one to, not of an existing one.
     ("GroupRequest.name", Kind::Inert),
@@ -377,6 +404,9 @@ fn example_body(schema: &str) -> Option<Value> {
             "token_alg": "ES256",
         }),
         "ResumeAuthorization" => json!({ "consent": true }),
+        "PasskeyName" => json!({ "name": "Swept key" }),
+        // A ceremony that does not exist: refused like any answer to an unknown challenge.
+        "PasskeyFinish" => json!({ "challenge_id": "no-such-challenge", "credential": {}, "remember_browser": false }),
         _ => return None,
     })
 }
@@ -592,6 +622,8 @@ struct Party {
     application_id: String,
     /// A grant of the party's admin (A: the caller) to the party's application.
     grant_id: String,
+    /// A passkey of the party's admin (A: the caller).
+    passkey_id: String,
 }
 
 impl Party {
@@ -609,6 +641,7 @@ impl Party {
             Kind::GrantId => json!(self.grant_id),
             Kind::RequestHandle => json!("no-such-request"),
             Kind::SessionId => json!(self.session_id),
+            Kind::PasskeyId => json!(self.passkey_id),
             Kind::TenantName => self.tenant_name.clone(),
             Kind::Username | Kind::SearchText => json!(self.member(role).username),
             Kind::UserFilter => json!(self.member(role).id),
@@ -753,6 +786,7 @@ fn secrets_of(parties: &[&Party], emails: &[String], events: &[String], host_adm
         out.insert(p.group_id.clone());
         out.insert(p.application_id.clone());
         out.insert(p.grant_id.clone());
+        out.insert(p.passkey_id.clone());
         out.extend(p.members.iter().map(|m| m.id.clone()).filter(|id| id != host_admin_id));
     }
     out
@@ -796,6 +830,26 @@ async fn with_remembered_browser(app: &TestApp, tenant: Option<&str>, username: 
     let list = c.get("/api/account/browsers").await.assert_status(StatusCode::OK).json();
     let id = list[0]["id"].as_str().expect("a remembered browser").to_owned();
     (c, secret, id)
+}
+
+/// A passkey row of `user_id`, stored directly: the sweep aims at its id, and a
+/// registration ceremony would only add a software authenticator to every party. The
+/// user's passkey count is left alone, so the factors the sweep signs in with stay the
+/// strongest and reauthentication by authenticator code still reaches changes.
+async fn stored_passkey(app: &TestApp, user_id: &str) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO passkeys (id, user_id, credential_id, passkey_enc, name, aaguid, sign_count, backup_eligible, \
+         backup_state, created_at) VALUES ($1, $2, $3, 'not a key', 'Swept key', \
+         '00000000-0000-0000-0000-000000000000', 0, 0, 0, 0)",
+    )
+    .bind(&id)
+    .bind(user_id)
+    .bind(format!("credential-{id}"))
+    .execute(&app.running.state.db().pool)
+    .await
+    .expect("insert a passkey");
+    id
 }
 
 /// An application of `scope` (a tenant id or `host`), created by the host admin, and a
@@ -848,6 +902,8 @@ fn destroys(key: &str) -> u8 {
     match key {
         // A group's member goes before the group, and before the user.
         "DELETE /api/groups/{group_id}/members/{user_id}" | "POST /api/tenants/{tenant_id}/suspend" => 1,
+        // The passkey is renamed before it is removed.
+        "DELETE /api/account/passkeys/{passkey_id}" => 1,
         "DELETE /api/users/{user_id}"
         | "DELETE /api/groups/{group_id}"
         | "DELETE /api/applications/{application_id}" => 2,
@@ -1032,6 +1088,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         audit_event_id: latest_event(&app, &ta.id).await,
         application_id: a_app,
         grant_id: a_grant,
+        passkey_id: stored_passkey(&app, &caller_id).await,
     };
     let b = Party {
         label: "B",
@@ -1048,6 +1105,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         audit_event_id: latest_event(&app, &tb.id).await,
         application_id: b_app,
         grant_id: b_grant,
+        passkey_id: stored_passkey(&app, &b_admin_user.id).await,
     };
     let host_ids: Vec<String> = host_members.iter().map(|m| m.id.clone()).collect();
     let host_ids: Vec<&str> = host_ids.iter().map(String::as_str).collect();
@@ -1063,6 +1121,7 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
         audit_event_id: latest_event(&app, "host").await,
         application_id: host_app,
         grant_id: host_grant,
+        passkey_id: stored_passkey(&app, &hostplain_id).await,
     };
     outlast_reauthentication(&app);
 
@@ -1199,6 +1258,8 @@ async fn tenant_admin_cannot_reach_another_tenant_or_the_host_through_any_route(
     if !caller_sessions.as_array().is_some_and(|l| l.iter().any(|s| s["id"] == a.session_id.as_str())) {
         a.session_id = second_session(&app, &caller_secret).await;
     }
+    // Removing one's own passkey needs a fresh session, as every factor removal does.
+    crate::flows::reauthenticate(&app, &caller, &caller_secret).await;
     // Tenant and own-account controls first: the host's (a new ceiling for A, then its
     // suspension and deletion) come last, and within each, what destroys comes last.
     controls.sort_by_key(|(op, _)| (op.class == Class::Host, destroys(&op.key)));

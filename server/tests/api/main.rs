@@ -10,6 +10,7 @@ mod flows;
 mod helpers;
 #[path = "../support/smtp.rs"]
 mod smtp;
+mod soft_authenticator;
 
 mod account;
 mod admin_actions;
@@ -31,6 +32,7 @@ mod message_caps;
 mod metrics;
 mod no_sender;
 mod oidc;
+mod passkeys;
 mod password_reset;
 mod remember;
 mod rotation;

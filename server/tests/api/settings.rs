@@ -19,7 +19,9 @@ async fn host_settings_start_at_the_defaults() {
     assert_eq!(s["remember_browser"], true);
     assert_eq!(s["remember_browser_days"], 14);
     assert_eq!(s["enrollment_grace_days"], 0);
-    assert_eq!(s["allowed_providers"], json!({ "authenticator": true, "email": true, "sms": true }));
+    assert_eq!(s["allowed_providers"], json!({ "authenticator": true, "email": true, "sms": true, "passkey": true }));
+    assert_eq!(s["min_strength"], "out_of_band");
+    assert_eq!(s["passkey_aaguids"], json!([]));
 }
 
 #[tokio::test]
@@ -31,8 +33,10 @@ async fn host_settings_round_trip() {
         "remember_browser": false,
         "remember_browser_days": 30,
         "enrollment_grace_days": 7,
-        "allowed_providers": { "authenticator": true, "email": false, "sms": true },
-        "sms_allowed_country_codes": ["44", "1"]
+        "allowed_providers": { "authenticator": true, "email": false, "sms": true, "passkey": true },
+        "sms_allowed_country_codes": ["44", "1"],
+        "min_strength": "app",
+        "passkey_aaguids": ["cb69481e-8ff7-4039-93ec-0a2729a154a8"]
     });
     app.put_host_settings(&new).await;
     assert_eq!(app.host_settings().await, new);
@@ -137,7 +141,9 @@ fn bad_settings_inputs() -> Vec<BadInput> {
         ),
         case(
             "no provider",
-            forced(json!({ "allowed_providers": { "authenticator": false, "email": false, "sms": false } })),
+            forced(
+                json!({ "allowed_providers": { "authenticator": false, "email": false, "sms": false, "passkey": false } }),
+            ),
             StatusCode::BAD_REQUEST,
             "invalid_field",
             Some("allowed_providers"),
@@ -290,7 +296,7 @@ async fn a_merge_patch_changes_only_the_fields_it_names() {
                 .json();
         let want = settings_with(json!({
             "remember_browser_days": 9,
-            "allowed_providers": { "authenticator": true, "email": true, "sms": false }
+            "allowed_providers": { "authenticator": true, "email": true, "sms": false, "passkey": true }
         }));
         assert_eq!(saved["settings"], want, "{path}");
         assert_eq!(read().await, want, "{path}");
@@ -300,7 +306,12 @@ async fn a_merge_patch_changes_only_the_fields_it_names() {
             (json!({ "behaviour": null }), "invalid_body"),
             (json!({ "remember_browser_days": 0 }), "invalid_field"),
             (json!({ "no_such_setting": true }), "invalid_body"),
-            (json!({ "allowed_providers": { "authenticator": false, "email": false, "sms": false } }), "invalid_field"),
+            (
+                json!({ "allowed_providers": { "authenticator": false, "email": false, "sms": false, "passkey": false } }),
+                "invalid_field",
+            ),
+            // A floor none of the allowed providers reaches (passkeys are not set up here).
+            (json!({ "min_strength": "phishing_resistant" }), "strength_unreachable"),
             (json!(["remember_browser_days", 3]), "invalid_body"),
             (json!("optional"), "invalid_body"),
         ] {

@@ -75,7 +75,7 @@ async fn requires_two_factor_offers_only_confirmed_and_allowed_factors() {
         &app,
         &t.id,
         json!({ "remember_browser": false,
-                "allowed_providers": { "authenticator": true, "email": true, "sms": false } }),
+                "allowed_providers": { "authenticator": true, "email": true, "sms": false, "passkey": true } }),
     )
     .await;
     let body = password_step(&other, "acme", "bob", "requires_two_factor").await;
@@ -547,7 +547,7 @@ async fn a_scope_can_switch_email_codes_off() {
     set_tenant_settings(
         &app,
         &t.id,
-        json!({ "allowed_providers": { "authenticator": true, "email": false, "sms": true } }),
+        json!({ "allowed_providers": { "authenticator": true, "email": false, "sms": true, "passkey": true } }),
     )
     .await;
     let other = app.new_client();

@@ -13,12 +13,14 @@ use leptos::task::spawn_local;
 use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
     AccountGrant, AccountGrantList, AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest,
-    EffectivePolicyView, EmailRequest, ErrorCode, PhoneRequest, ReauthenticateRequest, RecoveryCodes,
-    RememberedBrowser, SecondFactorMethod, SendCodeRequest, SendCodeResponse, SessionInfo, SetTwoFactor,
+    EffectivePolicyView, EmailRequest, ErrorCode, PasskeyChallenge, PasskeyFinish, PasskeyName, PhoneRequest,
+    ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SecondFactorMethod, SendCodeRequest, SendCodeResponse,
+    SessionInfo, SetTwoFactor,
 };
 
 use crate::api::{self, ApiError, ApiResult};
 use crate::ids;
+use crate::passkey;
 use crate::text;
 use crate::widgets::{
     ConfirmButton, ErrorText, Loading, Modal, Notice, PolicyExplain, RecoveryCodesSheet, WeakerTag,
@@ -166,6 +168,7 @@ pub fn Account() -> impl IntoView {
             })}
             <Show when=move || loaded.get() fallback=|| view! { <Loading what="your account" /> }>
                 <TwoFactorCard ctx />
+                <PasskeysCard ctx />
                 <AuthenticatorCard ctx />
                 <ContactCard ctx kind=Provider::Email />
                 <ContactCard ctx kind=Provider::Sms />
@@ -257,6 +260,134 @@ fn TwoFactorCard(ctx: Ctx) -> impl IntoView {
             }}
             {no_factor_hint}
             <ErrorText msg=err id=ids::ACCOUNT_2FA_ERROR />
+            <Notice msg=notice test=ids::ACCOUNT_NOTICE />
+        </section>
+    }
+}
+
+/// Registers a passkey named `name`: the server's options, the browser's new
+/// credential, the server's confirmation (with recovery codes when it is the first
+/// factor).
+async fn add_passkey(name: String) -> ApiResult<RecoveryCodes> {
+    let challenge = api::post::<_, PasskeyChallenge>("/api/account/passkeys", &PasskeyName { name }).await?;
+    let credential = passkey::create(&challenge.options).await.map_err(|m| ApiError::message(&m))?;
+    let finish = PasskeyFinish { challenge_id: challenge.challenge_id, credential, remember_browser: false };
+    api::post("/api/account/passkeys/confirm", &finish).await
+}
+
+/// The user's passkeys: the strongest factor, which a look-alike site cannot use.
+#[component]
+fn PasskeysCard(ctx: Ctx) -> impl IntoView {
+    let name = RwSignal::new("My passkey".to_owned());
+    let err = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let allowed = move || ctx.with(|a| a.policy.allowed_providers.passkey).unwrap_or(true);
+    let list = move || ctx.with(|a| a.factors.passkeys.clone()).unwrap_or_default();
+
+    let add = move |_| {
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        let n = name.get_untracked();
+        sensitive(
+            ctx.reauth,
+            move || add_passkey(n.clone()),
+            move |r| {
+                busy.set(false);
+                match r {
+                    Ok(codes) => {
+                        notice.set(Some("Your passkey is set up.".to_owned()));
+                        ctx.show_codes(codes);
+                        ctx.reload();
+                    }
+                    Err(e) => err.set(Some(e.text())),
+                }
+            },
+        );
+    };
+    let remove = move |id: String| {
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        sensitive(
+            ctx.reauth,
+            move || api::delete(&format!("/api/account/passkeys/{}", api::enc(&id))),
+            move |r| {
+                busy.set(false);
+                match r {
+                    Ok(()) => notice.set(Some("The passkey was removed.".to_owned())),
+                    Err(e) => err.set(Some(e.text())),
+                }
+                ctx.reload();
+            },
+        );
+    };
+
+    view! {
+        <section class="card" aria-labelledby="passkeys-title">
+            <div class="card-head">
+                <h2 id="passkeys-title">"Passkeys"</h2>
+            </div>
+            <p class="muted">
+                "Sign in with your fingerprint, face, screen lock or a security key. A passkey only works on this site, so a look-alike page cannot use it."
+            </p>
+            <ul class="rows" id=ids::ACCOUNT_PASSKEYS>
+                {move || {
+                    list()
+                        .into_iter()
+                        .map(|p| {
+                            let id = p.id.clone();
+                            view! {
+                                <li class="row" data-test=ids::PASSKEY_ROW data-id=p.id.clone() data-name=p.name.clone()>
+                                    <div class="row-main">
+                                        <strong>{p.name.clone()}</strong>
+                                        {p.backed_up.then(|| view! { " " <span class="tag">"Synced"</span> })}
+                                        <div class="muted small">
+                                            {format!(
+                                                "Added {} · last used {}",
+                                                text::format_time(&p.created_at),
+                                                p.last_used_at.as_deref().map_or_else(|| "never".to_owned(), text::format_time),
+                                            )}
+                                        </div>
+                                    </div>
+                                    <ConfirmButton
+                                        label="Remove"
+                                        question="Remove this passkey? It stops working at once."
+                                        confirm_label="Yes, remove it"
+                                        test=ids::PASSKEY_REMOVE
+                                        aria_label=format!("Remove {}", p.name)
+                                        disabled=Signal::derive(move || busy.get())
+                                        small=true
+                                        on_confirm=Callback::new(move |()| remove(id.clone()))
+                                    />
+                                </li>
+                            }
+                        })
+                        .collect_view()
+                }}
+            </ul>
+            {move || {
+                if !allowed() {
+                    view! { <p class="muted small">"Passkeys are not allowed by your administrators."</p> }.into_any()
+                } else if !passkey::supported() {
+                    view! { <p class="muted small">"This browser cannot create passkeys."</p> }.into_any()
+                } else {
+                    view! {
+                        <div class="field">
+                            <label for=ids::ACCOUNT_PASSKEY_NAME>"Name of a new passkey"</label>
+                            <input type="text" id=ids::ACCOUNT_PASSKEY_NAME maxlength="64" bind:value=name />
+                        </div>
+                        <div class="actions">
+                            <button type="button" class="btn btn-primary" id=ids::ACCOUNT_PASSKEY_ADD on:click=add disabled=move || busy.get()>
+                                {move || if busy.get() { "Waiting for your passkey…" } else { "Add a passkey" }}
+                            </button>
+                        </div>
+                    }
+                        .into_any()
+                }
+            }}
+            <ErrorText msg=err id=ids::ACCOUNT_PASSKEY_ERROR />
             <Notice msg=notice test=ids::ACCOUNT_NOTICE />
         </section>
     }

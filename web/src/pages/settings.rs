@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use twofold_policy::vocab::{Behaviour, ProviderSet, ScopeSettings, TenantFeature};
+use twofold_policy::vocab::{Behaviour, ProviderSet, ScopeSettings, Strength, TenantFeature};
 use twofold_policy::wire::{ImpactPreview, MessageUsage, SettingsPreviewRequest, SettingsView};
 
 use crate::api::{self, ApiError};
@@ -143,7 +143,10 @@ fn SettingsForm(
     let p_auth = RwSignal::new(d.allowed_providers.authenticator);
     let p_email = RwSignal::new(d.allowed_providers.email);
     let p_sms = RwSignal::new(d.allowed_providers.sms);
+    let p_passkey = RwSignal::new(d.allowed_providers.passkey);
     let sms_countries = RwSignal::new(d.sms_allowed_country_codes.clone());
+    let min_strength = RwSignal::new(d.min_strength);
+    let aaguids = RwSignal::new(d.passkey_aaguids.clone());
     // The last saved values: the preview compares against them.
     let baseline = RwSignal::new(initial);
 
@@ -154,8 +157,15 @@ fn SettingsForm(
             remember_browser: remember.get(),
             remember_browser_days: remember_days.get(),
             enrollment_grace_days: grace_days.get(),
-            allowed_providers: ProviderSet { authenticator: p_auth.get(), email: p_email.get(), sms: p_sms.get() },
+            allowed_providers: ProviderSet {
+                authenticator: p_auth.get(),
+                email: p_email.get(),
+                sms: p_sms.get(),
+                passkey: p_passkey.get(),
+            },
             sms_allowed_country_codes: sms_countries.get(),
+            min_strength: min_strength.get(),
+            passkey_aaguids: aaguids.get(),
         }
         .to_settings()
     });
@@ -356,7 +366,47 @@ fn SettingsForm(
                 {sender_note(true, ids::SETTINGS_EMAIL_SENDER_NOTE)}
                 {provider_box(p_sms, ids::SETTINGS_PROVIDER_SMS, "SMS code", true)}
                 {sender_note(false, ids::SETTINGS_SMS_SENDER_NOTE)}
+                {provider_box(p_passkey, ids::SETTINGS_PROVIDER_PASSKEY, "Passkey", false)}
                 <ErrorText msg=field_err("allowed_providers") />
+                <div class="field">
+                    <label for=ids::SETTINGS_MIN_STRENGTH>"Weakest second factor accepted"</label>
+                    <select
+                        id=ids::SETTINGS_MIN_STRENGTH
+                        aria-describedby="min-strength-help"
+                        on:change=move |ev| {
+                            if let Some(s) = Strength::parse(&event_target_value(&ev)) {
+                                min_strength.set(s);
+                            }
+                        }
+                    >
+                        {Strength::ALL
+                            .into_iter()
+                            .map(|s| {
+                                view! {
+                                    <option value=s.as_str() selected=move || min_strength.get() == s>
+                                        {text::strength_label(s)}
+                                    </option>
+                                }
+                            })
+                            .collect_view()}
+                    </select>
+                    <p class="hint" id="min-strength-help">
+                        "Factors below this are not offered. Phishing resistant: passkeys only, and a recovery code only leads to setting up a new passkey."
+                    </p>
+                    <ErrorText msg=field_err("min_strength") />
+                </div>
+                <div class="field indent">
+                    <label for=ids::SETTINGS_PASSKEY_AAGUIDS>"Authenticator models passkeys may come from (AAGUIDs)"</label>
+                    <input
+                        type="text"
+                        id=ids::SETTINGS_PASSKEY_AAGUIDS
+                        placeholder="any model"
+                        aria-describedby="aaguids-help"
+                        bind:value=aaguids
+                    />
+                    <p class="hint" id="aaguids-help">"Empty: any authenticator. Separate several with commas."</p>
+                    <ErrorText msg=field_err("passkey_aaguids") />
+                </div>
                 <div class="field indent">
                     <label for=ids::SETTINGS_SMS_COUNTRIES>"Countries texts may go to (calling codes)"</label>
                     <input

@@ -9,13 +9,15 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
-    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorCode, PhoneRequest, ProviderOffer,
-    SecondFactorMethod, SendCodeRequest, SendCodeResponse, SignInRequest, SignInResponse, SignInStatus, VerifyRequest,
+    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorCode, PasskeyChallenge, PasskeyFinish,
+    PasskeyName, PhoneRequest, ProviderOffer, SecondFactorMethod, SendCodeRequest, SendCodeResponse, SignInRequest,
+    SignInResponse, SignInStatus, VerifyRequest,
 };
 
 use crate::api::{self, ApiError, ApiResult};
 use crate::ids;
 use crate::model;
+use crate::passkey;
 use crate::session::use_session;
 use crate::text;
 use crate::widgets::{ErrorText, RecoveryCodesSheet, WeakerTag, focus_when_mounted, scroll_to_when_mounted};
@@ -198,11 +200,34 @@ fn PasswordStep(
         (true, false) => focus_when_mounted(user_ref),
         (true, true) => focus_when_mounted(pass_ref),
     }
+    // Passkeys offered in the user name field's autofill while the page is open; picking
+    // one signs in without a password.
+    spawn_local(async move {
+        if passkey::autofill_available().await
+            && let Ok(resp) = passwordless(true).await
+        {
+            on_answer.run(resp);
+        }
+    });
+    on_cleanup(passkey::abort);
+    let with_passkey = move |_| {
+        busy.set(true);
+        err.set(None);
+        spawn_local(async move {
+            let r = passwordless(false).await;
+            busy.set(false);
+            match r {
+                Ok(resp) => on_answer.run(resp),
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         if busy.get_untracked() {
             return;
         }
+        passkey::abort();
         let t = tenant.get_untracked().trim().to_owned();
         let req = SignInRequest {
             tenant: (!t.is_empty()).then_some(t),
@@ -258,7 +283,7 @@ fn PasswordStep(
                     type="text"
                     id=ids::SIGNIN_USERNAME
                     name="username"
-                    autocomplete="username"
+                    autocomplete="username webauthn"
                     autocapitalize="none"
                     spellcheck="false"
                     required
@@ -281,9 +306,56 @@ fn PasswordStep(
             <button type="submit" class="btn btn-primary btn-block" id=ids::SIGNIN_SUBMIT disabled=move || busy.get()>
                 {move || if busy.get() { "Signing in…" } else { "Sign in" }}
             </button>
+            {passkey::supported()
+                .then(|| {
+                    view! {
+                        <button
+                            type="button"
+                            class="btn btn-block"
+                            id=ids::SIGNIN_PASSKEY
+                            on:click=with_passkey
+                            disabled=move || busy.get()
+                        >
+                            "Sign in with a passkey"
+                        </button>
+                    }
+                })}
             <p class="small"><a href="/forgot-password" id=ids::SIGNIN_FORGOT>"Forgot your password?"</a></p>
         </form>
     }
+}
+
+/// A passwordless sign-in: options from the server, the browser's passkey, the answer.
+/// `conditional` waits for a pick from autofill instead of asking at once.
+async fn passwordless(conditional: bool) -> ApiResult<SignInResponse> {
+    let challenge = api::post_empty::<PasskeyChallenge>("/api/auth/passkey/options").await?;
+    let credential = passkey::get(&challenge.options, conditional).await.map_err(|m| local_error(&m))?;
+    let finish = PasskeyFinish { challenge_id: challenge.challenge_id, credential, remember_browser: false };
+    api::post("/api/auth/passkey", &finish).await
+}
+
+/// The second factor with a passkey, or its enrolment: the ceremony's two requests
+/// around the browser's part.
+/// `register`: the name of a passkey to create; `None` proves an existing one.
+async fn passkey_step(
+    options_url: &'static str,
+    register: Option<String>,
+    finish_url: &'static str,
+    remember_browser: bool,
+) -> ApiResult<SignInResponse> {
+    let credential = match register {
+        Some(name) => {
+            let challenge = api::post::<_, PasskeyChallenge>(options_url, &PasskeyName { name }).await?;
+            (challenge.challenge_id, passkey::create(&challenge.options).await)
+        }
+        None => {
+            let challenge = api::post_empty::<PasskeyChallenge>(options_url).await?;
+            (challenge.challenge_id, passkey::get(&challenge.options, false).await)
+        }
+    };
+    let (challenge_id, credential) = (credential.0, credential.1.map_err(|m| local_error(&m))?);
+    let finish = PasskeyFinish { challenge_id, credential, remember_browser };
+    api::post(finish_url, &finish).await
 }
 
 fn method_id(m: SecondFactorMethod) -> &'static str {
@@ -292,6 +364,7 @@ fn method_id(m: SecondFactorMethod) -> &'static str {
         SecondFactorMethod::Email => ids::PROVIDER_EMAIL,
         SecondFactorMethod::Sms => ids::PROVIDER_SMS,
         SecondFactorMethod::RecoveryCode => ids::PROVIDER_RECOVERY_CODE,
+        SecondFactorMethod::Passkey => ids::PROVIDER_PASSKEY,
     }
 }
 
@@ -300,6 +373,7 @@ fn as_method(p: Provider) -> SecondFactorMethod {
         Provider::Authenticator => SecondFactorMethod::Authenticator,
         Provider::Email => SecondFactorMethod::Email,
         Provider::Sms => SecondFactorMethod::Sms,
+        Provider::Passkey => SecondFactorMethod::Passkey,
     }
 }
 
@@ -319,6 +393,7 @@ fn choices(providers: &[ProviderOffer], recovery: bool) -> Vec<Choice> {
             weaker: o.weaker,
             detail: match (o.provider, &o.destination) {
                 (Provider::Authenticator, _) => "The 6-digit code from your app".to_owned(),
+                (Provider::Passkey, _) => "Your fingerprint, face, screen lock or security key".to_owned(),
                 (_, Some(d)) => format!("Send a code to {d}"),
                 (_, None) => "Send a code".to_owned(),
             },
@@ -400,6 +475,23 @@ fn TwoFactorStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_
         });
     };
 
+    let use_passkey = move |_| {
+        busy.set(true);
+        err.set(None);
+        let remember_browser = offered && remember.get_untracked();
+        spawn_local(async move {
+            let r =
+                passkey_step("/api/auth/sign-in/passkey/options", None, "/api/auth/sign-in/passkey", remember_browser)
+                    .await;
+            busy.set(false);
+            match r {
+                Ok(resp) => on_done.run(resp),
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let is_passkey = move || method.get() == Some(SecondFactorMethod::Passkey);
+
     // While locked, Verify is disabled and the message counts down to the end of the lock.
     let lock_left = lock_countdown(err);
     let needs_send = move || matches!(method.get(), Some(SecondFactorMethod::Email | SecondFactorMethod::Sms));
@@ -438,7 +530,30 @@ fn TwoFactorStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_
                     })
                     .collect_view()}
             </fieldset>
-            <Show when=move || method.get().is_some()>
+            <Show when=is_passkey>
+                {offered
+                    .then(|| {
+                        view! {
+                            <div class="check">
+                                <input type="checkbox" id=ids::REMEMBER_BROWSER bind:checked=remember />
+                                <label for=ids::REMEMBER_BROWSER>
+                                    {format!("Remember this browser for {}", text::count(u64::from(days), "day", "days"))}
+                                </label>
+                            </div>
+                        }
+                    })}
+                <StepError err id=ids::VERIFY_ERROR lock_left />
+                <button
+                    type="button"
+                    class="btn btn-primary btn-block"
+                    id=ids::PASSKEY_VERIFY
+                    on:click=use_passkey
+                    disabled=move || busy.get()
+                >
+                    {move || if busy.get() { "Waiting for your passkey…" } else { "Use your passkey" }}
+                </button>
+            </Show>
+            <Show when=move || method.get().is_some() && !is_passkey()>
                 <form on:submit=verify novalidate>
                     <Show when=needs_send>
                         <div class="send-row">
@@ -543,6 +658,7 @@ fn EnrollStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_ove
     let chosen = RwSignal::new(None::<Provider>);
     let enrollment = RwSignal::new(None::<AuthenticatorEnrollment>);
     let address = RwSignal::new(String::new());
+    let passkey_name = RwSignal::new("My passkey".to_owned());
     let code = RwSignal::new(String::new());
     let sent = RwSignal::new(None::<SendCodeResponse>);
     let busy = RwSignal::new(false);
@@ -598,7 +714,7 @@ fn EnrollStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_ove
                     let req = PhoneRequest { phone: (!a.is_empty()).then_some(a) };
                     api::post::<_, SendCodeResponse>("/api/auth/enroll/phone", &req).await
                 }
-                Provider::Authenticator => return,
+                Provider::Authenticator | Provider::Passkey => return,
             };
             busy.set(false);
             match r {
@@ -619,6 +735,7 @@ fn EnrollStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_ove
             Provider::Authenticator => "/api/auth/enroll/authenticator/confirm",
             Provider::Email => "/api/auth/enroll/email/confirm",
             Provider::Sms => "/api/auth/enroll/phone/confirm",
+            Provider::Passkey => return,
         };
         busy.set(true);
         err.set(None);
@@ -631,6 +748,20 @@ fn EnrollStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_ove
                     code.set(String::new());
                     err.set(Some(e));
                 }
+            }
+        });
+    };
+    let create_passkey = move |_| {
+        busy.set(true);
+        err.set(None);
+        let name = passkey_name.get_untracked();
+        spawn_local(async move {
+            let r =
+                passkey_step("/api/auth/enroll/passkey", Some(name), "/api/auth/enroll/passkey/confirm", false).await;
+            busy.set(false);
+            match r {
+                Ok(resp) => on_done.run(resp),
+                Err(e) => err.set(Some(e)),
             }
         });
     };
@@ -677,6 +808,24 @@ fn EnrollStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_ove
 
     let panel = move || match chosen.get() {
         None => ().into_any(),
+        Some(Provider::Passkey) => view! {
+            <div class="step">
+                <div class="field">
+                    <label for=ids::ENROLL_PASSKEY_NAME>"A name for this passkey"</label>
+                    <input type="text" id=ids::ENROLL_PASSKEY_NAME maxlength="64" bind:value=passkey_name />
+                </div>
+                <button
+                    type="button"
+                    class="btn btn-primary"
+                    id=ids::ENROLL_PASSKEY_CREATE
+                    on:click=create_passkey
+                    disabled=move || busy.get()
+                >
+                    {move || if busy.get() { "Waiting for your passkey…" } else { "Create passkey and sign in" }}
+                </button>
+            </div>
+        }
+        .into_any(),
         Some(Provider::Authenticator) => match enrollment.get() {
             None => view! { <p class="muted">{move || if busy.get() { "Preparing your secret…" } else { "" }}</p> }
                 .into_any(),
@@ -765,6 +914,7 @@ fn EnrollStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_ove
                                         Provider::Authenticator => (ids::ENROLL_CHOOSE_AUTHENTICATOR, "An app such as Aegis, Google Authenticator or 1Password"),
                                         Provider::Email => (ids::ENROLL_CHOOSE_EMAIL, "A code sent to your email address"),
                                         Provider::Sms => (ids::ENROLL_CHOOSE_SMS, "A code sent to your phone by SMS"),
+                                        Provider::Passkey => (ids::ENROLL_CHOOSE_PASSKEY, "Your fingerprint, face, screen lock or a security key: the strongest choice"),
                                     };
                                     view! {
                                         <button

@@ -1,0 +1,507 @@
+//! Passkeys over HTTP with a software authenticator: enrolment at sign-in and on the
+//! account page, the second factor, passwordless sign-in, and the attacks: a replayed
+//! or raced challenge, a cloned authenticator, a phishing origin, no user verification,
+//! a foreign credential; then strength in the policy (`min_strength`, recovery codes
+//! under `phishing_resistant`, remembered browsers).
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use twofold_policy::wire::User;
+
+use crate::flows::*;
+use crate::helpers::*;
+use crate::soft_authenticator::SoftAuthenticator;
+
+/// Where the tests' browser pretends to be: `public_url`, so the relying party.
+const ORIGIN: &str = "http://localhost:8443";
+const RP_ID: &str = "localhost";
+
+async fn passkey_app(options: Options) -> TestApp {
+    let app = TestApp::spawn_configured(Options { manual_clock: true, ..options }, |c| {
+        c.public_url = Some(ORIGIN.to_owned());
+    })
+    .await;
+    app.sign_in_admin().await;
+    app
+}
+
+fn soft() -> SoftAuthenticator {
+    SoftAuthenticator::new(RP_ID, ORIGIN)
+}
+
+/// A tenant whose ceiling forces 2FA, with one user `name`.
+async fn forced_user(app: &TestApp, tenant: &str, name: &str) -> User {
+    let t = forced_tenant(app, tenant).await;
+    create_user(app, &t.id, name, None).await
+}
+
+/// Password step, then a passkey registered at the enrolment it requires; `client` ends
+/// signed in. Returns the sign-in answer.
+async fn enrol_passkey(client: &Client, key: &mut SoftAuthenticator, tenant: &str, name: &str) -> Value {
+    let step = password_step(client, tenant, name, "requires_enrollment").await;
+    assert!(step["enrollable"].as_array().unwrap().contains(&json!("passkey")), "{step}");
+    let options =
+        client.post_json("/api/auth/enroll/passkey", &json!({ "name": "Laptop" })).await.assert_status(StatusCode::OK);
+    let options = options.json();
+    let credential = key.register(&options["options"]);
+    let resp = client
+        .post_json(
+            "/api/auth/enroll/passkey/confirm",
+            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
+        )
+        .await;
+    assert_signed_in(&resp)
+}
+
+/// Password, then the passkey as second factor.
+async fn second_factor_with(client: &Client, key: &mut SoftAuthenticator, tenant: &str, name: &str) -> Resp {
+    let step = password_step(client, tenant, name, "requires_two_factor").await;
+    assert!(step["providers"].as_array().unwrap().iter().any(|p| p["provider"] == "passkey"), "{step}");
+    let options = client.post_json("/api/auth/sign-in/passkey/options", &json!({})).await.assert_status(StatusCode::OK);
+    let options = options.json();
+    let credential = key.assert(&options["options"]);
+    client
+        .post_json(
+            "/api/auth/sign-in/passkey",
+            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
+        )
+        .await
+}
+
+/// A passwordless sign-in's options: a challenge id and what the browser gets.
+async fn discover(client: &Client) -> Value {
+    client.post_json("/api/auth/passkey/options", &json!({})).await.assert_status(StatusCode::OK).json()
+}
+
+async fn passwordless(client: &Client, key: &mut SoftAuthenticator) -> Resp {
+    let options = discover(client).await;
+    assert_eq!(options["options"]["mediation"], "conditional", "{options}");
+    let credential = key.assert(&options["options"]);
+    client
+        .post_json("/api/auth/passkey", &json!({ "challenge_id": options["challenge_id"], "credential": credential }))
+        .await
+}
+
+#[tokio::test]
+async fn a_passkey_enrolled_at_sign_in_is_a_second_factor_and_a_passwordless_sign_in() {
+    let app = passkey_app(Options::default()).await;
+    let ada = forced_user(&app, "acme", "ada").await;
+    let mut key = soft();
+    let client = app.new_client();
+    let body = enrol_passkey(&client, &mut key, "acme", "ada").await;
+    assert_eq!(body["recovery_codes"].as_array().map(Vec::len), Some(10), "first factor: {body}");
+    let account = client.get("/api/account").await.assert_status(StatusCode::OK).json();
+    let passkeys = account["factors"]["passkeys"].as_array().unwrap();
+    assert_eq!(passkeys.len(), 1, "{account}");
+    assert_eq!(passkeys[0]["name"], "Laptop");
+    assert_eq!(passkeys[0]["aaguid"], "00000000-0000-0000-0000-000000000000");
+
+    // As the second factor after the password.
+    let second = app.new_client();
+    assert_signed_in(&second_factor_with(&second, &mut key, "acme", "ada").await);
+    let sessions = second.get("/api/account/sessions").await.assert_status(StatusCode::OK).json();
+    let current = sessions.as_array().unwrap().iter().find(|s| s["current"] == true).cloned().unwrap_or_default();
+    assert_eq!(current["methods"], "pwd+passkey", "{sessions}");
+
+    // Passwordless: the passkey names the user, no password at all.
+    let third = app.new_client();
+    let resp = passwordless(&third, &mut key).await;
+    let body = assert_signed_in(&resp);
+    assert_eq!(body["user"]["username"], "ada", "{body}");
+    let sessions = third.get("/api/account/sessions").await.assert_status(StatusCode::OK).json();
+    let current = sessions.as_array().unwrap().iter().find(|s| s["current"] == true).cloned().unwrap_or_default();
+    assert_eq!(current["methods"], "passkey", "no password: {sessions}");
+
+    // The admin sees the passkey among the user's factors, as phishing resistant.
+    let user = app.get(&format!("/api/users/{}", ada.id)).await.assert_status(StatusCode::OK).json();
+    assert_eq!(user["factors"], json!([{ "provider": "passkey", "strength": "phishing_resistant" }]), "{user}");
+    // The signature counter moved with each use.
+    assert_eq!(key.counter, 3);
+}
+
+#[tokio::test]
+async fn a_challenge_is_answered_once_even_by_parallel_requests() {
+    let app = passkey_app(Options::default()).await;
+    forced_user(&app, "acme", "ada").await;
+    let mut key = soft();
+    enrol_passkey(&app.new_client(), &mut key, "acme", "ada").await;
+    let options = discover(&app.new_client()).await;
+    let body = json!({ "challenge_id": options["challenge_id"], "credential": key.assert(&options["options"]) });
+    // Eight browsers released at once with the same answer (another node's, say).
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, barrier, body) = (app.new_client(), barrier.clone(), body.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            client.post_json("/api/auth/passkey", &body).await
+        });
+    }
+    let answers = tasks.join_all().await;
+    let won = answers.iter().filter(|r| r.status == StatusCode::OK).count();
+    assert_eq!(won, 1, "{:?}", answers.iter().map(|r| (r.status, r.text())).collect::<Vec<_>>());
+    for r in answers.iter().filter(|r| r.status != StatusCode::OK) {
+        r.assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+    }
+    // And later, the same answer again: still refused.
+    app.new_client()
+        .post_json("/api/auth/passkey", &body)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+}
+
+#[tokio::test]
+async fn a_cloned_authenticator_is_refused_and_audited() {
+    let app = passkey_app(Options::default()).await;
+    forced_user(&app, "acme", "ada").await;
+    let mut key = soft();
+    enrol_passkey(&app.new_client(), &mut key, "acme", "ada").await;
+    let mut clone = key.clone();
+    assert_signed_in(&passwordless(&app.new_client(), &mut key).await);
+    assert_signed_in(&passwordless(&app.new_client(), &mut key).await);
+    // The copy's counter is behind: it signs with a value the server has seen.
+    passwordless(&app.new_client(), &mut clone).await.assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+    let events = app.audit("&action=passkey.counter_regression").await;
+    assert!(!events.is_empty(), "no audit of the regression");
+    // The genuine authenticator still works.
+    assert_signed_in(&passwordless(&app.new_client(), &mut key).await);
+}
+
+#[tokio::test]
+async fn phishing_origins_missing_user_verification_and_foreign_keys_are_refused() {
+    let app = passkey_app(Options::default()).await;
+    forced_user(&app, "acme", "ada").await;
+    let mut key = soft();
+    enrol_passkey(&app.new_client(), &mut key, "acme", "ada").await;
+
+    // A look-alike site relaying the challenge: the browser writes its own origin.
+    let mut phished = key.clone();
+    phished.origin = "https://login-acme.example".to_owned();
+    passwordless(&app.new_client(), &mut phished).await.assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+
+    // The authenticator did not verify the user: presence alone is not a passkey.
+    let mut lazy = key.clone();
+    lazy.counter += 10;
+    lazy.verifies_user = false;
+    passwordless(&app.new_client(), &mut lazy).await.assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+
+    // A key nobody registered, claiming the user's handle.
+    let mut stranger = soft();
+    stranger.user_handle = key.user_handle.clone();
+    passwordless(&app.new_client(), &mut stranger).await.assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+
+    // A body that is not a credential at all: the client's mistake, not a 500.
+    let options = discover(&app.new_client()).await;
+    app.new_client()
+        .post_json("/api/auth/passkey", &json!({ "challenge_id": options["challenge_id"], "credential": {"id": 1} }))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+    // Nothing of the above signed anyone in, and the real key still does.
+    key.counter = key.counter.max(lazy.counter);
+    assert_signed_in(&passwordless(&app.new_client(), &mut key).await);
+}
+
+#[tokio::test]
+async fn a_challenge_is_bound_to_its_sign_in() {
+    let app = passkey_app(Options::default()).await;
+    forced_user(&app, "acme", "ada").await;
+    let t = app.create_tenant("globex").await;
+    app.set_feature(&t.id, "forced").await;
+    create_user(&app, &t.id, "bob", None).await;
+    let mut ada = soft();
+    enrol_passkey(&app.new_client(), &mut ada, "acme", "ada").await;
+    let mut bob = soft();
+    enrol_passkey(&app.new_client(), &mut bob, "globex", "bob").await;
+    // Bob's pending sign-in, answered with Ada's passkey over Bob's challenge.
+    let client = app.new_client();
+    password_step(&client, "globex", "bob", "requires_two_factor").await;
+    let options = client.post_json("/api/auth/sign-in/passkey/options", &json!({})).await.json();
+    let credential = ada.assert(&options["options"]);
+    client
+        .post_json(
+            "/api/auth/sign-in/passkey",
+            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
+        )
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+    // Ada's passwordless challenge cannot finish Bob's second factor either.
+    let other = discover(&app.new_client()).await;
+    let credential = bob.assert(&other["options"]);
+    client
+        .post_json(
+            "/api/auth/sign-in/passkey",
+            &json!({ "challenge_id": other["challenge_id"], "credential": credential }),
+        )
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+}
+
+#[tokio::test]
+async fn passkeys_on_the_account_page_need_fresh_reauthentication_and_keep_the_last_factor() {
+    let app = passkey_app(Options::default()).await;
+    forced_user(&app, "acme", "ada").await;
+    let client = app.new_client();
+    let enrolled = enrol_authenticator(&app, &client, "acme", "ada").await;
+    // Long after the enrolment: the session is no longer fresh.
+    app.advance_minutes(30);
+    client
+        .post_json("/api/account/passkeys", &json!({ "name": "Phone" }))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
+    reauthenticate(&app, &client, &enrolled.secret).await;
+    client
+        .post_json("/api/account/passkeys", &json!({ "name": " " }))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+    let mut key = soft();
+    let options =
+        client.post_json("/api/account/passkeys", &json!({ "name": "Phone" })).await.assert_status(StatusCode::OK);
+    let options = options.json();
+    let credential = key.register(&options["options"]);
+    let added = client
+        .post_json(
+            "/api/account/passkeys/confirm",
+            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
+        )
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(added["recovery_codes"].as_array().map(Vec::len), Some(0), "not the first factor: {added}");
+    // The passkey is now the strongest factor: a session made fresh by an authenticator
+    // code no longer reaches changes.
+    client
+        .post_json("/api/account/passkeys", &json!({ "name": "Phone again" }))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
+
+    let list = client.get("/api/account/passkeys").await.assert_status(StatusCode::OK).json();
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    let renamed = client
+        .put_json(&format!("/api/account/passkeys/{id}"), &json!({ "name": "Work phone" }))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(renamed["name"], "Work phone");
+
+    // Adding a passkey (the strongest factor) means the next change needs a passkey.
+    client.delete("/api/account/authenticator").await.assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
+    let session = app.new_client();
+    assert_signed_in(&second_factor_with(&session, &mut key, "acme", "ada").await);
+    // The same credential is excluded from a new registration.
+    let again = session.post_json("/api/account/passkeys", &json!({ "name": "Phone again" })).await.json();
+    let excluded = again["options"]["publicKey"]["excludeCredentials"].as_array().map(Vec::len);
+    assert_eq!(excluded, Some(1), "{again}");
+    // A passkey id that is not the user's is unknown here.
+    session
+        .delete("/api/account/passkeys/00000000-0000-7000-8000-000000000000")
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+    session.delete("/api/account/authenticator").await.assert_status(StatusCode::NO_CONTENT);
+    // Now the passkey is the last factor under a forced policy: it stays.
+    session.delete(&format!("/api/account/passkeys/{id}")).await.assert_error(StatusCode::CONFLICT, "last_factor");
+    let audit = app.audit("&action=factor.added").await;
+    assert!(audit.iter().any(|e| e["after"]["factor"] == "passkey"), "{audit:?}");
+}
+
+#[tokio::test]
+async fn a_passkey_can_be_removed_when_another_factor_remains() {
+    let app = passkey_app(Options::default()).await;
+    forced_user(&app, "acme", "ada").await;
+    let mut first = soft();
+    enrol_passkey(&app.new_client(), &mut first, "acme", "ada").await;
+    let client = app.new_client();
+    assert_signed_in(&second_factor_with(&client, &mut first, "acme", "ada").await);
+    let mut second = soft();
+    let options = client.post_json("/api/account/passkeys", &json!({ "name": "Spare" })).await.json();
+    let credential = second.register(&options["options"]);
+    client
+        .post_json(
+            "/api/account/passkeys/confirm",
+            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
+        )
+        .await
+        .assert_status(StatusCode::OK);
+    let list = client.get("/api/account/passkeys").await.json();
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+    let id = list[0]["id"].as_str().unwrap();
+    client.delete(&format!("/api/account/passkeys/{id}")).await.assert_status(StatusCode::NO_CONTENT);
+    // The removed passkey no longer signs in; the spare does.
+    passwordless(&app.new_client(), &mut first).await.assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+    assert_signed_in(&passwordless(&app.new_client(), &mut second).await);
+}
+
+#[tokio::test]
+async fn phishing_resistant_scopes_refuse_codes_and_send_users_without_a_passkey_to_enrolment() {
+    let app = passkey_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "ada", None).await;
+    let client = app.new_client();
+    let enrolled = enrol_authenticator(&app, &client, "acme", "ada").await;
+    // A scope that cannot meet its own floor is refused with its own code.
+    let body = settings_with(json!({
+        "min_strength": "phishing_resistant",
+        "allowed_providers": { "authenticator": true, "email": true, "sms": true, "passkey": false }
+    }));
+    let err = app
+        .put_json(&format!("/api/tenants/{}/settings", t.id), &body)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "strength_unreachable");
+    assert_eq!(err["field"], "min_strength", "{err}");
+    // The preview counts the users whose factors are too weak for the new floor.
+    let preview = app
+        .post_json(
+            &format!("/api/tenants/{}/settings/preview", t.id),
+            &json!({ "settings": settings_with(json!({ "min_strength": "phishing_resistant" })) }),
+        )
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(preview["newly_short_of_strength"], 1, "{preview}");
+    set_tenant_settings(&app, &t.id, json!({ "min_strength": "phishing_resistant" })).await;
+
+    // Ada has an authenticator only: not strong enough, so she must enrol a passkey.
+    let c = app.new_client();
+    let step = password_step(&c, "acme", "ada", "requires_enrollment").await;
+    assert_eq!(step["enrollable"], json!(["passkey"]), "{step}");
+    verify(&c, "authenticator", &next_totp(&app, &enrolled.secret), false)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "sign_in_expired");
+    c.post_json("/api/auth/enroll/authenticator", &json!({}))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "provider_unavailable");
+    let mut key = soft();
+    let options = c.post_json("/api/auth/enroll/passkey", &json!({ "name": "Key" })).await.json();
+    let credential = key.register(&options["options"]);
+    let resp = c
+        .post_json(
+            "/api/auth/enroll/passkey/confirm",
+            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
+        )
+        .await;
+    assert_signed_in(&resp);
+    // From now on only the passkey is offered.
+    let c2 = app.new_client();
+    let step = password_step(&c2, "acme", "ada", "requires_two_factor").await;
+    let offered: Vec<&Value> = step["providers"].as_array().unwrap().iter().map(|p| &p["provider"]).collect();
+    assert_eq!(offered, vec![&json!("passkey")], "{step}");
+    verify(&c2, "authenticator", &next_totp(&app, &enrolled.secret), false)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "provider_unavailable");
+    let policy = app.policy(resp.json()["user"]["id"].as_str().unwrap()).await;
+    assert!(
+        policy["trace"].to_string().contains("The scope accepts only factors of strength phishing_resistant"),
+        "{policy}"
+    );
+}
+
+#[tokio::test]
+async fn a_recovery_code_under_phishing_resistant_leads_only_to_a_new_passkey() {
+    let app = passkey_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "ada", None).await;
+    set_tenant_settings(&app, &t.id, json!({ "min_strength": "phishing_resistant" })).await;
+    let mut lost = soft();
+    let body = enrol_passkey(&app.new_client(), &mut lost, "acme", "ada").await;
+    let code = body["recovery_codes"][0].as_str().unwrap().to_owned();
+    // The passkey is lost; the recovery code opens only the enrolment of a new one.
+    let c = app.new_client();
+    password_step(&c, "acme", "ada", "requires_two_factor").await;
+    let step = verify(&c, "recovery_code", &code, false).await.assert_status(StatusCode::OK).json();
+    assert_eq!(step["status"], "requires_enrollment", "{step}");
+    assert_eq!(step["enrollable"], json!(["passkey"]), "{step}");
+    assert!(c.me().await.status == StatusCode::UNAUTHORIZED, "no session yet");
+    c.post_json("/api/auth/enroll/postpone", &json!({})).await.assert_error(StatusCode::CONFLICT, "grace_over");
+    let mut new_key = soft();
+    let options = c.post_json("/api/auth/enroll/passkey", &json!({ "name": "New key" })).await.json();
+    let credential = new_key.register(&options["options"]);
+    let resp = c
+        .post_json(
+            "/api/auth/enroll/passkey/confirm",
+            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
+        )
+        .await;
+    assert_signed_in(&resp);
+    // The code was spent.
+    let c2 = app.new_client();
+    password_step(&c2, "acme", "ada", "requires_two_factor").await;
+    let again = verify(&c2, "recovery_code", &code, false).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.text());
+}
+
+#[tokio::test]
+async fn a_remembered_browser_skips_only_where_its_strength_still_suffices() {
+    let app = passkey_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "ada", None).await;
+    let client = app.new_client();
+    let enrolled = enrol_authenticator(&app, &client, "acme", "ada").await;
+    // Remembered after an authenticator code (strength `app`).
+    let resp = sign_in_with_totp(&app, &client, "acme", "ada", &enrolled.secret, true).await;
+    assert_signed_in(&resp);
+    assert!(cookie_set(&resp, REMEMBER_COOKIE).is_some());
+    client.post_json("/api/auth/sign-out", &json!({})).await;
+    password_step(&client, "acme", "ada", "signed_in").await;
+    client.post_json("/api/auth/sign-out", &json!({})).await;
+    // A floor above `app`: the browser no longer skips the second factor.
+    set_tenant_settings(&app, &t.id, json!({ "min_strength": "phishing_resistant" })).await;
+    password_step(&client, "acme", "ada", "requires_enrollment").await;
+}
+
+#[tokio::test]
+async fn passkeys_need_a_usable_public_url() {
+    // No public_url: the development fallback is an IP address, which cannot be a
+    // relying party. Passkeys are off, and say so.
+    let app = admin_app(Options::default()).await;
+    app.new_client()
+        .post_json("/api/auth/passkey/options", &json!({}))
+        .await
+        .assert_error(StatusCode::CONFLICT, "passkeys_unavailable");
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "ada", None).await;
+    let step = password_step(&app.new_client(), "acme", "ada", "requires_enrollment").await;
+    assert!(!step["enrollable"].as_array().unwrap().contains(&json!("passkey")), "{step}");
+    // Plain HTTP on a real host with Secure cookies: inconsistent, refused at start.
+    let err = TestApp::try_spawn_configured(Options { cookie_secure: true, ..Options::default() }, |c| {
+        c.public_url = Some("http://sign-in.example.test".to_owned());
+    })
+    .await
+    .expect_err("must not start");
+    assert!(format!("{err:#}").contains("cookie_secure"), "{err:#}");
+}
+
+#[tokio::test]
+async fn an_aaguid_allow_list_refuses_other_authenticator_models() {
+    let app = passkey_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "ada", None).await;
+    let allowed = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
+    set_tenant_settings(&app, &t.id, json!({ "passkey_aaguids": [allowed] })).await;
+    app.put_json(
+        &format!("/api/tenants/{}/settings", t.id),
+        &settings_with(json!({ "passkey_aaguids": ["not-a-uuid"] })),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+    let c = app.new_client();
+    password_step(&c, "acme", "ada", "requires_enrollment").await;
+    let mut other = soft();
+    let options = c.post_json("/api/auth/enroll/passkey", &json!({ "name": "Key" })).await.json();
+    let credential = other.register(&options["options"]);
+    c.post_json(
+        "/api/auth/enroll/passkey/confirm",
+        &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "passkey_model_not_allowed");
+    let mut listed = soft();
+    listed.aaguid = *uuid::Uuid::parse_str(allowed).unwrap().as_bytes();
+    let options = c.post_json("/api/auth/enroll/passkey", &json!({ "name": "Key" })).await.json();
+    let credential = listed.register(&options["options"]);
+    let resp = c
+        .post_json(
+            "/api/auth/enroll/passkey/confirm",
+            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
+        )
+        .await;
+    assert_signed_in(&resp);
+}

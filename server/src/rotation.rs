@@ -37,6 +37,9 @@ const COLUMNS: &[EncryptedColumn] = &[
         value: "private_key",
         aad: |kid| format!("oidc-signing-key:{kid}"),
     },
+    // Passkeys (public key and state), bound to their row id (see `factors::passkey`).
+    // WebAuthn ceremonies are not rewritten: they live five minutes.
+    EncryptedColumn { table: "passkeys", id: "id", value: "passkey_enc", aad: |id| id.to_owned() },
 ];
 
 /// How the command paces itself.

@@ -112,6 +112,20 @@ async fn rotation_keeps_everything_working_survives_a_kill_and_lets_the_old_key_
         .await
         .unwrap();
     assert!(!signing_keys.is_empty());
+    // A passkey stored under the old key (its content is opaque to rotation).
+    let passkey_id = "0193a5b0-0000-7000-8000-000000000001";
+    let passkey_plain = b"{\"cred\":\"seeded passkey\"}".to_vec();
+    let first_seeded = plain.keys().next().expect("seeded users").clone();
+    sqlx::query(
+        "INSERT INTO passkeys (id, user_id, credential_id, passkey_enc, name, aaguid, sign_count, backup_eligible, \
+         backup_state, created_at) VALUES ($1, $2, 'seeded-credential', $3, 'Seeded', '', 0, 0, 0, 0)",
+    )
+    .bind(passkey_id)
+    .bind(&first_seeded)
+    .bind(old_keys.encrypt_secret(&passkey_plain, passkey_id))
+    .execute(&old_app.running.state.db().pool)
+    .await
+    .unwrap();
     let url = old_app.running.state.config().database_url.clone();
 
     // The new key is current, the old one only read: everything made under it works.
@@ -185,6 +199,14 @@ async fn rotation_keeps_everything_working_survives_a_kill_and_lets_the_old_key_
             .unwrap();
         only_new_keys.decrypt_secret(&stored, &format!("oidc-signing-key:{kid}")).expect("rewritten under the new key");
     }
+    assert!(stdout.contains(&format!("passkeys: 1 rewritten under key {new_id}")), "{stdout}");
+    let stored: String = sqlx::query_scalar("SELECT passkey_enc FROM passkeys WHERE id = $1")
+        .bind(passkey_id)
+        .fetch_one(&app.running.state.db().pool)
+        .await
+        .unwrap();
+    let opened = only_new_keys.decrypt_secret(&stored, passkey_id).expect("rewritten under the new key");
+    assert_eq!(opened.as_slice(), passkey_plain.as_slice());
     let again = rotate_command(&app, NEW, &[OLD]).output().unwrap();
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("authenticators: 0 rewritten"), "{again:?}");

@@ -70,7 +70,7 @@ pub async fn passwordless_options(
 #[utoipa::path(post, path = "/api/auth/passkey", tag = "auth", security(()), request_body = PasskeyFinish,
     responses((status = 200, body = SignInResponse), (status = 400, body = ErrorBody),
         (status = 401, description = "The passkey was not accepted (passkey_refused)", body = ErrorBody),
-        (status = 423, body = ErrorBody),
+        (status = 423, body = ErrorBody), (status = 409, description = "passkeys_unavailable: no public_url with a domain", body = ErrorBody),
         (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
 pub async fn passwordless(
     State(state): State<AppState>,
@@ -123,7 +123,8 @@ pub async fn second_factor(
 /// Starts registering a passkey during a sign-in that requires enrolment.
 #[utoipa::path(post, path = "/api/auth/enroll/passkey", tag = "auth", security(()), request_body = PasskeyName,
     responses((status = 200, body = PasskeyChallenge), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
 pub async fn enroll_options(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -199,7 +200,7 @@ pub async fn add_options(
 #[utoipa::path(post, path = "/api/account/passkeys/confirm", tag = "account", request_body = PasskeyFinish,
     responses((status = 200, body = RecoveryCodes), (status = 400, body = ErrorBody),
         (status = 401, description = "passkey_refused", body = ErrorBody),
-        (status = 403, description = "Reauthentication required", body = ErrorBody)))]
+        (status = 403, description = "Reauthentication required", body = ErrorBody), (status = 409, description = "passkeys_unavailable: no public_url with a domain", body = ErrorBody)))]
 pub async fn add_confirm(
     State(state): State<AppState>,
     Caller { who, addr }: Caller,

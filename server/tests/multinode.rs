@@ -304,7 +304,14 @@ mod multinode {
         let leaving = Person::new();
         leaving.sign_in_admin(&a).await;
         let stale = leaving.cookies();
+        // A has just read the session (and keeps it for under a second): signing out on
+        // B must still end it on A within that second.
+        leaving.get(&a, "/api/auth/me").await.ok();
         leaving.post(&b, "/api/auth/sign-out", json!({})).await.expect(StatusCode::NO_CONTENT);
+        within_a_second("a session signed out on B, on A", async || {
+            send(&http(), &a, Method::GET, "/api/auth/me", None, &stale).await.status == StatusCode::UNAUTHORIZED
+        })
+        .await;
         send(&http(), &a, Method::GET, "/api/auth/me", None, &stale)
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
@@ -346,6 +353,12 @@ mod multinode {
             .put(&a, "/api/account/password", json!({ "current_password": PASSWORD, "new_password": new_password }))
             .await
             .expect(StatusCode::NO_CONTENT);
+        // B keeps a session it just read for under a second (its session cache), so the
+        // end may take that long to reach it, never longer.
+        within_a_second("a session ended by a password change on A", async || {
+            paul_on_b.get(&b, "/api/auth/me").await.status == StatusCode::UNAUTHORIZED
+        })
+        .await;
         paul_on_b.get(&b, "/api/auth/me").await.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
         paul_on_a.get(&b, "/api/auth/me").await.ok();
         paul_on_a.get(&a, "/api/auth/me").await.ok();

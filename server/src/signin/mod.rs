@@ -909,8 +909,18 @@ pub async fn resolved_policy_for(
     user: &UserRow,
     application: Option<ApplicationRule>,
 ) -> AppResult<Resolved> {
-    let flag = user.two_factor_enabled != 0;
     let groups = db::groups::rules_of_user(&state.db().pool, &user.id).await?;
+    resolved_with(state, user, groups, application).await
+}
+
+/// [`resolved_policy_for`] with the user's group rules already read.
+pub async fn resolved_with(
+    state: &AppState,
+    user: &UserRow,
+    groups: Vec<GroupRule>,
+    application: Option<ApplicationRule>,
+) -> AppResult<Resolved> {
+    let flag = user.two_factor_enabled != 0;
     let rules = Rules { groups: &groups, application: application.as_ref() };
     let policy = match &user.tenant_id {
         None => {

@@ -29,8 +29,7 @@ pub struct PolicyCache {
     settings: Cache<String, ScopeSettings>,
     features: Cache<String, TenantFeature>,
     sessions: Recent<Arc<SessionRow>>,
-    users: Recent<Arc<UserRow>>,
-    rules: Recent<Arc<Vec<GroupRule>>>,
+    subjects: Recent<Arc<(UserRow, Vec<GroupRule>)>>,
 }
 
 /// Rows read recently, each with the count of this process's writes when it was read.
@@ -80,8 +79,7 @@ impl PolicyCache {
             // Entries live under a second, so these hold the sessions and users active
             // in the last second: small even at many thousands of requests per second.
             sessions: Recent::new(50_000),
-            users: Recent::new(50_000),
-            rules: Recent::new(50_000),
+            subjects: Recent::new(50_000),
         }
     }
 
@@ -101,23 +99,11 @@ impl PolicyCache {
         self.sessions.forget(token_hash);
     }
 
-    /// A user, for requests that only read it.
-    pub async fn user(&self, db: &Db, user_id: &str) -> AppResult<Option<Arc<UserRow>>> {
-        Ok(self
-            .users
-            .get(db, user_id, async { Ok::<_, sqlx::Error>(db::get_user(&db.pool, user_id).await?.map(Arc::new)) })
-            .await?)
-    }
-
-    /// The group rules of a user, as [`db::groups::rules_of_user`] reads them.
-    pub async fn group_rules(&self, db: &Db, user_id: &str) -> AppResult<Arc<Vec<GroupRule>>> {
-        let rules = self
-            .rules
-            .get(db, user_id, async {
-                Ok::<_, anyhow::Error>(Some(Arc::new(db::groups::rules_of_user(&db.pool, user_id).await?)))
-            })
-            .await?;
-        Ok(rules.unwrap_or_default())
+    /// A user with their group rules, for requests that only read them.
+    pub async fn user_with_rules(&self, db: &Db, user_id: &str) -> AppResult<Option<Arc<(UserRow, Vec<GroupRule>)>>> {
+        let load =
+            async { Ok::<_, anyhow::Error>(db::groups::user_with_rules(&db.pool, user_id).await?.map(Arc::new)) };
+        Ok(self.subjects.get(db, user_id, load).await?)
     }
 
     pub async fn settings(&self, db: &Db, scope_key: &str) -> AppResult<ScopeSettings> {
@@ -159,7 +145,6 @@ impl PolicyCache {
         self.settings.invalidate_all();
         self.features.invalidate_all();
         self.sessions.entries.invalidate_all();
-        self.users.entries.invalidate_all();
-        self.rules.entries.invalidate_all();
+        self.subjects.entries.invalidate_all();
     }
 }

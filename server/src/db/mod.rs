@@ -524,7 +524,7 @@ impl UserRow {
     }
 }
 
-const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
+pub(crate) const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
      has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at, phone, \
      second_factor_failures, locked_until, enrollment_required_since, pending_email, pending_phone, lockouts, \
      consecutive_failures, last_sign_in_at, last_sign_in_methods, deactivated_at, must_change_password, passkey_count";

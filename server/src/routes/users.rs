@@ -207,10 +207,10 @@ pub async fn get_user_policy(
     // A read only: the user and their group rules may come from the last second's
     // cache (see `cache`), as the session did.
     let id = parse_id(&user_id, "user")?;
-    let user = state.cache().user(state.db(), &id).await?.ok_or(AppError::NotFound("user"))?;
+    let subject = state.cache().user_with_rules(state.db(), &id).await?.ok_or(AppError::NotFound("user"))?;
+    let (user, groups) = &*subject;
     state.authorize(&who, Action::ReadUser, Target::User { id: &user.id, domain: domain_of(&user.scope_key) })?;
-    let groups = state.cache().group_rules(state.db(), &user.id).await?;
-    Ok(Json(resolved_with(&state, &user, Vec::clone(&groups), None).await?.view(user.id.clone())))
+    Ok(Json(resolved_with(&state, user, groups.clone(), None).await?.view(user.id.clone())))
 }
 
 /// Sets a user's 2FA switch as an admin. Only possible while the user's effective

@@ -249,7 +249,9 @@ where
     .await
 }
 
-/// Records (or widens) a user's grant to an application and returns its id.
+/// Records (or widens) a user's grant to an application and returns its id. One
+/// statement, so parallel first sign-ins to one application (two tabs, a burst of
+/// requests) meet in the unique key instead of failing on it.
 pub async fn upsert_grant(
     conn: &mut AnyConnection,
     user_id: &str,
@@ -257,28 +259,19 @@ pub async fn upsert_grant(
     scopes: &str,
     now: i64,
 ) -> Result<String, sqlx::Error> {
-    if let Some(g) = find_grant(&mut *conn, user_id, application_id).await? {
-        sqlx::query("UPDATE oidc_grants SET scopes = $1, last_used_at = $2 WHERE id = $3")
-            .bind(scopes)
-            .bind(now)
-            .bind(&g.id)
-            .execute(&mut *conn)
-            .await?;
-        return Ok(g.id);
-    }
-    let id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO oidc_grants (id, user_id, application_id, scopes, created_at, last_used_at) \
-         VALUES ($1, $2, $3, $4, $5, $5)",
+         VALUES ($1, $2, $3, $4, $5, $5) \
+         ON CONFLICT (user_id, application_id) DO UPDATE SET scopes = excluded.scopes, last_used_at = excluded.last_used_at \
+         RETURNING id",
     )
-    .bind(&id)
+    .bind(uuid::Uuid::now_v7().to_string())
     .bind(user_id)
     .bind(application_id)
     .bind(scopes)
     .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(id)
+    .fetch_one(conn)
+    .await
 }
 
 #[derive(Debug, Clone, FromRow)]

@@ -602,6 +602,34 @@ async fn prompt_none_without_a_session_returns_login_required() {
 }
 
 #[tokio::test]
+async fn parallel_first_sign_ins_to_an_application_all_get_a_code() {
+    // Two tabs (or a burst) sign in to an application the user has no grant for yet:
+    // each must get a code, and one grant results, not a unique-key failure.
+    let s = setup(false, json!({})).await;
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "alice").await;
+    let urls: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}&state=tab{i}",
+                s.issuer,
+                s.client_id,
+                urlencode(REDIRECT)
+            )
+        })
+        .collect();
+    let locations = futures::future::join_all(urls.iter().map(|u| browser.location(u))).await;
+    for (i, location) in locations.iter().enumerate() {
+        let q = query_of(location);
+        assert!(q.contains_key("code"), "tab {i}: {location}");
+        assert_eq!(q["state"], format!("tab{i}"));
+    }
+    let grants = browser.http.get(format!("{}/api/account/applications", browser.base)).send().await.unwrap();
+    let grants: Value = grants.json().await.unwrap();
+    assert_eq!(grants["items"].as_array().map(Vec::len), Some(1), "{grants}");
+}
+
+#[tokio::test]
 async fn an_application_demanding_two_factor_where_it_is_disabled_is_unmet() {
     let s = setup(false, json!({ "require_two_factor": true })).await;
     s.app.set_feature(&s.tenant, "disabled").await;

@@ -659,20 +659,29 @@ pub async fn scope_users(pool: &AnyPool, scope_key: &str) -> Result<Vec<UserRow>
 }
 
 /// Records a sign-in on the user row, in the transaction that makes its session.
-/// Records a sign-in and returns the user as stored after it (one statement: this is on
-/// every sign-in's path, and the session needs the current security stamp).
+/// Records a sign-in and returns the user as stored after it; after a proven second
+/// factor it also resets the failure counts and any lock, as `factors::reset_failures`
+/// does. One statement: this is on every sign-in's path, and the session needs the
+/// current security stamp.
 pub async fn record_sign_in(
     conn: &mut AnyConnection,
     user_id: &str,
     now: i64,
     methods: &str,
+    factor_proven: bool,
 ) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE users SET last_sign_in_at = $1, last_sign_in_methods = $2 WHERE id = $3 RETURNING {USER_COLUMNS}"
+        "UPDATE users SET last_sign_in_at = $1, last_sign_in_methods = $2, \
+         second_factor_failures = CASE WHEN $4 = 1 THEN 0 ELSE second_factor_failures END, \
+         consecutive_failures = CASE WHEN $4 = 1 THEN 0 ELSE consecutive_failures END, \
+         lockouts = CASE WHEN $4 = 1 THEN 0 ELSE lockouts END, \
+         locked_until = CASE WHEN $4 = 1 THEN NULL ELSE locked_until END \
+         WHERE id = $3 RETURNING {USER_COLUMNS}"
     )))
     .bind(now)
     .bind(methods)
     .bind(user_id)
+    .bind(b(factor_proven))
     .fetch_optional(conn)
     .await
 }

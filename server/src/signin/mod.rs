@@ -902,6 +902,13 @@ impl Proven {
         Ok(true)
     }
 
+    /// [`Proven::consume`] for a sign-in that mints its session in the same
+    /// transaction: the session's statement on the user row resets the failure counts
+    /// (`db::record_sign_in`), which saves a statement on every sign-in.
+    async fn consume_for_session(&self, conn: &mut sqlx::AnyConnection, now: i64) -> AppResult<bool> {
+        Ok(self.spend.consume(conn, now).await?)
+    }
+
     /// Another request consumed the factor first: no guess, so the attempt is given back.
     async fn lost(self, app: &AppState, user: &UserRow) -> AppResult<AppError> {
         lockout::refund(app, user, self.reservation).await

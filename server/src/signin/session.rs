@@ -52,11 +52,12 @@ pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client
         }
         return Err(AppError::SignInExpired);
     }
+    let proved = how.proven.is_some();
     let mut recovery_codes = None;
     let mut freshness = Freshness::Password;
     let mut notices = Vec::new();
     if let Some(proven) = how.proven {
-        if !proven.consume(&mut tx, &p.user.id, now).await? {
+        if !proven.consume_for_session(&mut tx, now).await? {
             // Another sign-in consumed this factor first: a race, not a guess.
             drop(tx);
             return Err(proven.lost(state, &p.user).await?);
@@ -78,7 +79,7 @@ pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client
         Freshness::Factor(_) => Some(freshness),
         Freshness::Password => (!user.has_factor()).then_some(freshness),
     };
-    let (session_token, user) = mint(&mut tx, state, &p.user.id, how.methods, client, fresh).await?;
+    let (session_token, user) = mint(&mut tx, state, &p.user.id, how.methods, proved, client, fresh).await?;
     let remember = if how.remember {
         notices.push(Notice::BrowserRemembered);
         let strength = freshness.strength().unwrap_or(Strength::OutOfBand);
@@ -108,9 +109,8 @@ pub(super) async fn finish_with_passkey(
         return Err(AppError::SignInExpired);
     }
     let recovery_codes = lifecycle::add(&mut tx, state, &p.user, NewFactor::Passkey(&registered), None).await?;
-    fdb::reset_failures(&mut tx, &p.user.id).await?;
     let fresh = |_: &UserRow| Some(Freshness::Factor(SecondFactorMethod::Passkey));
-    let (session_token, user) = mint(&mut tx, state, &p.user.id, "pwd+enrolled_passkey", client, fresh).await?;
+    let (session_token, user) = mint(&mut tx, state, &p.user.id, "pwd+enrolled_passkey", true, client, fresh).await?;
     tx.commit().await?;
     notify::send(state, &user, Notice::FactorAdded(FactorKind::Passkey));
     Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes })
@@ -128,12 +128,12 @@ pub(super) async fn finish_passwordless(
 ) -> AppResult<Completed> {
     let now = state.now();
     let mut tx = state.db().begin_write().await?;
-    if !proven.consume(&mut tx, &user.id, now).await? {
+    if !proven.consume_for_session(&mut tx, now).await? {
         drop(tx);
         return Err(proven.lost(state, &user).await?);
     }
     let fresh = |_: &UserRow| Some(Freshness::Factor(SecondFactorMethod::Passkey));
-    let (session_token, user) = mint(&mut tx, state, &user.id, "passkey", client, fresh).await?;
+    let (session_token, user) = mint(&mut tx, state, &user.id, "passkey", true, client, fresh).await?;
     let remember = if remember {
         Some(remember_browser(&mut tx, state, &user, policy, client, Strength::PhishingResistant).await?)
     } else {
@@ -156,7 +156,7 @@ pub(super) async fn finish_after_password(
 ) -> AppResult<Completed> {
     let mut tx = state.db().begin_write().await?;
     let fresh = |user: &UserRow| (!user.has_factor()).then_some(Freshness::Password);
-    let (session_token, user) = mint(&mut tx, state, &user.id, methods, client, fresh).await?;
+    let (session_token, user) = mint(&mut tx, state, &user.id, methods, false, client, fresh).await?;
     tx.commit().await?;
     Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes: None })
 }
@@ -247,6 +247,7 @@ async fn mint(
     state: &AppState,
     user_id: &str,
     auth_methods: &str,
+    factor_proven: bool,
     client: &ClientInfo,
     fresh: impl FnOnce(&UserRow) -> Option<Freshness>,
 ) -> AppResult<(String, UserRow)> {
@@ -254,7 +255,9 @@ async fn mint(
     let hash = token_hash(&token);
     let now = state.now();
     // The stored row, not the caller's copy: enrolment may just have rotated the stamp.
-    let user = db::record_sign_in(&mut *conn, user_id, now, auth_methods).await?.ok_or(AppError::SignInExpired)?;
+    let user = db::record_sign_in(&mut *conn, user_id, now, auth_methods, factor_proven)
+        .await?
+        .ok_or(AppError::SignInExpired)?;
     let fresh = fresh(&user);
     let max_ms = i64::from(state.config().session_max_hours) * 3_600_000;
     db::insert_session(

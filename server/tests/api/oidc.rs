@@ -614,6 +614,16 @@ async fn an_application_demanding_two_factor_where_it_is_disabled_is_unmet() {
     );
     let q = query_of(&browser.location(&url).await);
     assert_eq!(q["error"], "unmet_authentication_requirements");
+    // An admin's what-if of a sign-in to it says the same, and why.
+    let carol = s.app.create_tenant_user(&s.tenant, "carol", PASSWORD).await;
+    let what = s
+        .app
+        .get(&format!("/api/users/{}/what-if?application_id={}", carol.id, s.client_id))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(what["application"]["verdict"], "unmet", "{what}");
+    assert!(what["application"]["trace"].to_string().contains("disabled"), "{what}");
 }
 
 #[tokio::test]
@@ -1038,6 +1048,8 @@ async fn the_what_if_and_the_preview_show_what_an_applications_rule_asks() {
         .assert_status(StatusCode::OK)
         .json();
     assert_eq!((plain["status"].as_str(), with_app["status"].as_str()), (Some("signed_in"), Some("signed_in")));
+    assert!(plain.get("application").is_none(), "no application asked about: {plain}");
+    assert_eq!(with_app["application"]["verdict"], "reuse", "{with_app}");
     // The preview of a rule: all three users newly asked when signing in to Wiki; alice
     // and carol have no factor, and bob's emailed codes are not an authenticator app.
     let rule = json!({ "require_two_factor": true, "min_strength": "app" });
@@ -1068,6 +1080,11 @@ async fn the_what_if_and_the_preview_show_what_an_applications_rule_asks() {
         .assert_status(StatusCode::OK)
         .json();
     assert_eq!(with_app["status"], "requires_enrollment", "{with_app}");
+    assert_eq!(
+        (with_app["application"]["verdict"].as_str(), with_app["application"]["min_strength"].as_str()),
+        (Some("enroll"), Some("app")),
+        "the authorization request would lead carol to enrol: {with_app}"
+    );
     assert_eq!(with_app["policy"]["decided_by"], "application", "{with_app}");
     assert_eq!(with_app["policy"]["required_strength"], "app", "{with_app}");
     let trace = with_app["policy"]["trace"].to_string();

@@ -16,7 +16,7 @@ use twofold_policy::wire::{
 };
 
 use super::account::{reauth_methods, send_reauth_code};
-use super::signin::SignInSteps;
+use super::signin::{SignInSteps, StepError, lock_countdown};
 use crate::api::{self, ApiError, ApiResult};
 use crate::ids;
 use crate::session::use_session;
@@ -215,6 +215,9 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
     let sent = RwSignal::new(None::<SendCodeResponse>);
     let busy = RwSignal::new(false);
     let err = RwSignal::new(None::<String>);
+    // The step-up's own answer: a lockout shows its countdown, as at sign-in.
+    let failed = RwSignal::new(None::<ApiError>);
+    let lock_left = lock_countdown(failed);
     spawn_local(async move {
         match api::get::<AccountState>("/api/account").await {
             Ok(a) => {
@@ -238,6 +241,7 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
         let req = VerifyRequest { method: m, code: c, remember_browser: false };
         busy.set(true);
         err.set(None);
+        failed.set(None);
         spawn_local(async move {
             let r = api::post::<_, ()>("/api/auth/step-up", &req).await;
             busy.set(false);
@@ -245,7 +249,7 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
                 Ok(()) => on_done.run(()),
                 Err(e) => {
                     code.set(String::new());
-                    err.set(Some(e.text()));
+                    failed.set(Some(e));
                 }
             }
         });
@@ -290,7 +294,8 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
                     <input type="text" class="code-input" id=ids::STEPUP_CODE autocomplete="one-time-code" inputmode="numeric"
                         bind:value=code />
                 </div>
-                <button type="submit" class="btn btn-primary btn-block" id=ids::STEPUP_SUBMIT disabled=move || busy.get()>
+                <button type="submit" class="btn btn-primary btn-block" id=ids::STEPUP_SUBMIT
+                    disabled=move || busy.get() || lock_left.get().is_some()>
                     {move || if busy.get() { "Checking…" } else { "Confirm" }}
                 </button>
             </form>
@@ -309,6 +314,7 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
                 Some(list) => form(list).into_any(),
             }}
             <ErrorText msg=err id=ids::STEPUP_ERROR />
+            <StepError err=failed id=ids::STEPUP_ERROR lock_left />
         </div>
     }
 }

@@ -137,21 +137,18 @@ async fn an_application_signs_in_through_twofold_with_enrolment_consent_and_step
     w.shot("sign-in-for-the-application").await;
     w.click(ids::SIGNIN_SUBMIT).await;
 
-    // 2. Her password alone does not meet Wiki's rule, and she has no factor: enrol one.
+    // 2. Her password alone does not meet Wiki's rule, and she has no factor: she sets
+    //    up an authenticator app right here, inside Wiki's sign-in; its first code is
+    //    her second factor, so no second code is asked.
     let why = w.wait_text(&format!("#{}", ids::AUTHORIZE_ENROLL), "Wiki asks for").await;
     assert!(why.contains("authenticator app"), "{why}");
+    w.by_id(ids::ENROLL_QR).await;
+    let totp = w.text_of(ids::ENROLL_SECRET).await.replace(' ', "");
     w.shot("stronger-factor-needed").await;
-    w.click(ids::AUTHORIZE_ENROLL_LINK).await;
-    w.wait_title("Account · Twofold").await;
-    w.by_id(ids::ACCOUNT_CONTINUE_AUTHORIZATION).await;
-    w.click(ids::ACCOUNT_AUTH_SETUP).await;
-    w.by_id(ids::ACCOUNT_AUTH_QR).await;
-    let totp = w.text_of(ids::ACCOUNT_AUTH_SECRET).await.replace(' ', "");
-    w.fill(ids::ACCOUNT_AUTH_CODE, &w.totp(&totp)).await;
-    w.shot("enrol-on-the-account-page").await;
-    w.click(ids::ACCOUNT_AUTH_CONFIRM).await;
+    w.fill(ids::ENROLL_CODE, &w.totp(&totp)).await;
+    w.shot("enrol-inside-the-sign-in").await;
+    w.click(ids::ENROLL_CONFIRM).await;
     w.click(ids::RECOVERY_CODES_DONE).await;
-    w.click(ids::ACCOUNT_CONTINUE_AUTHORIZATION).await;
 
     // 3. Back in the request: Wiki is not first-party, so alice is asked first.
     w.by_id(ids::CONSENT_SCOPES).await;

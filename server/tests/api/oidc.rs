@@ -112,7 +112,11 @@ struct Setup {
 }
 
 async fn setup(public: bool, extra: Value) -> Setup {
-    let app = TestApp::spawn_as_admin().await;
+    setup_on(TestApp::spawn_as_admin().await, public, extra).await
+}
+
+/// [`setup`] on an app the test spawned itself (with the admin signed in).
+async fn setup_on(app: TestApp, public: bool, extra: Value) -> Setup {
     let t = app.create_tenant("acme").await;
     app.create_tenant_user(&t.id, "alice", PASSWORD).await;
     let mut input = json!({
@@ -1150,4 +1154,45 @@ async fn a_strength_alone_is_a_requirement_at_the_endpoint_and_in_the_what_if() 
         .assert_status(StatusCode::OK)
         .json();
     assert_eq!(preview["no_longer_required"], 2, "alice and carol: {preview}");
+}
+
+/// A user with no second factor, signing in to an application that requires one, is
+/// led through enrolment inside the application's sign-in: the authenticator confirmed
+/// with its first code is the session's proof, so the request completes at once with a
+/// code: no detour through the account page, no second code.
+#[tokio::test]
+async fn enrolment_inside_an_applications_sign_in_completes_the_request() {
+    let app = TestApp::spawn_with(crate::helpers::Options { manual_clock: true, ..Default::default() }).await;
+    app.sign_in_admin().await;
+    let s = setup_on(app, false, json!({ "require_two_factor": true })).await;
+    s.app.create_tenant_user(&s.tenant, "carol", PASSWORD).await;
+    let browser = Browser::new(&s.app);
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}&state=e",
+        s.issuer,
+        s.client_id,
+        urlencode(REDIRECT)
+    );
+    let handle = browser.location(&url).await.split("request=").nth(1).expect("parked").to_owned();
+    browser.sign_in(Some("acme"), "carol").await;
+    let need = browser.resume(&handle).await;
+    assert_eq!((need["next"].as_str(), need["min_strength"].as_str()), (Some("enroll"), Some("out_of_band")), "{need}");
+    let (status, started) = browser.post("/api/account/authenticator", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let secret = started["secret"].as_str().expect("secret").to_owned();
+    // A wrong first code enrols nothing and the request still waits for enrolment.
+    let (status, _) = browser
+        .post("/api/account/authenticator/confirm", &json!({ "code": crate::flows::wrong_totp(&s.app, &secret) }))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(browser.resume(&handle).await["next"], "enroll");
+    let code = crate::flows::totp_now(&s.app, &secret);
+    let (status, confirmed) = browser.post("/api/account/authenticator/confirm", &json!({ "code": code })).await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    let done = browser.resume(&handle).await;
+    assert_eq!(done["next"], "redirect", "{done}");
+    let to = done["redirect_to"].as_str().expect("redirect_to");
+    let q = query_of(to);
+    assert!(to.starts_with(REDIRECT) && q.contains_key("code"), "{to}");
+    assert_eq!(q["state"], "e");
 }

@@ -265,6 +265,34 @@ async fn a_tenant_admin_registers_an_application_and_previews_its_rule() {
         (Some(true), Some("app"))
     );
 
+    // Every other field is edited in the same row: the name, a second redirect URI, a
+    // scope; the rule saved before stays.
+    w.find(&format!("{row} [data-test=\"{}\"] summary", ids::APP_EDIT)).await.click().await.unwrap();
+    let name = w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_EDIT_NAME)).await;
+    name.send_keys(" team").await.unwrap();
+    let redirects = w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_EDIT_REDIRECTS)).await;
+    redirects.send_keys("\nhttps://wiki.example.com/other").await.unwrap();
+    w.find(&format!("{row} [data-test=\"{}\"][data-scope=\"phone\"]", ids::APP_EDIT_SCOPE))
+        .await
+        .click()
+        .await
+        .unwrap();
+    w.shot("edit-application").await;
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_SAVE)).await.click().await.unwrap();
+    let row = format!("[data-test=\"{}\"][data-name=\"Wiki team\"]", ids::APP_ROW);
+    w.wait_text(&row, "2FA required").await;
+    let stored = api.ok(Method::GET, &format!("/api/tenants/{acme}/applications"), None).await;
+    let a = &stored["items"][0];
+    assert_eq!(a["name"], "Wiki team", "{a}");
+    assert_eq!(
+        a["redirect_uris"],
+        json!(["https://wiki.example.com/callback", "https://wiki.example.com/other"]),
+        "{a}"
+    );
+    let scopes: Vec<&str> = a["allowed_scopes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    assert!(scopes.len() == 4 && ["openid", "profile", "email", "phone"].iter().all(|s| scopes.contains(s)), "{a}");
+    assert_eq!((a["require_two_factor"].as_bool(), a["min_strength"].as_str()), (Some(true), Some("app")), "{a}");
+
     // A new secret replaces the first; then the application goes.
     w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_ROTATE)).await.click().await.unwrap();
     w.find(&format!("{row} [data-test=\"{}\"]", ids::CONFIRM_YES)).await.click().await.unwrap();

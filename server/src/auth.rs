@@ -160,10 +160,12 @@ pub fn new_token() -> String {
 /// Tokens are stored as SHA-256: the lookup is by hash, so a stolen table yields
 /// nothing usable and no comparison of secrets happens in application code.
 pub fn token_hash(token: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(token.as_bytes());
     let mut out = String::with_capacity(64);
     for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     out
 }
@@ -270,23 +272,26 @@ impl FromRequestParts<AppState> for Authenticated {
         let jar = CookieJar::from_headers(&parts.headers);
         let cookie = jar.get(state.config().session_cookie_name()).ok_or(AppError::Unauthenticated)?;
         let hash = token_hash(cookie.value());
-        let session = db::find_session(&state.db().pool, &hash).await?.ok_or(AppError::Unauthenticated)?;
         let now = state.now();
-        let idle_ms = i64::from(state.config().session_idle_minutes) * 60_000;
-        // The stamp comparison ends sessions made before a change of the user's security
-        // profile. Both values are random and not secret to their owner, but compare in
-        // constant time anyway so no timing ever depends on secret-derived data.
-        let stamp_ok = stamps_equal(&session.security_stamp, &session.user.security_stamp);
-        if now >= session.expires_at || now - session.last_seen_at >= idle_ms || !stamp_ok {
-            db::delete_session(&state.db().pool, &hash).await?;
-            return Err(AppError::Unauthenticated);
+        let mut session = state.cache().session(state.db(), &hash).await?.ok_or(AppError::Unauthenticated)?;
+        if !session_live(state, &session, now) {
+            // Ended as remembered; the stored row decides, since another node may have
+            // used (and touched) the session in the last moment.
+            state.cache().forget_session(&hash);
+            session =
+                db::find_session(&state.db().pool, &hash).await?.map(Arc::new).ok_or(AppError::Unauthenticated)?;
+            if !session_live(state, &session, now) {
+                state.db().write(async |w| db::delete_session(w, &hash).await).await?;
+                return Err(AppError::Unauthenticated);
+            }
         }
         if session.user.must_change_password != 0 && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {
             return Err(AppError::PasswordChangeRequired);
         }
         if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
-            db::touch_session(&state.db().pool, &hash, now).await?;
+            state.db().write(async |w| db::touch_session(w, &hash, now).await).await?;
         }
+        let session = Arc::unwrap_or_clone(session);
         Ok(Authenticated {
             user: session.user,
             token_hash: hash,
@@ -299,6 +304,18 @@ impl FromRequestParts<AppState> for Authenticated {
             sid: session.sid,
         })
     }
+}
+
+/// Whether a session may still be used at `now`: not past its end, not idle too long,
+/// and made under its user's current security profile. The stamp comparison is what
+/// ends sessions made before a change of the user's security profile; both values are
+/// random and not secret to their owner, but compare in constant time anyway so no
+/// timing ever depends on secret-derived data.
+fn session_live(state: &AppState, session: &db::SessionRow, now: i64) -> bool {
+    let idle_ms = i64::from(state.config().session_idle_minutes) * 60_000;
+    now < session.expires_at
+        && now - session.last_seen_at < idle_ms
+        && stamps_equal(&session.security_stamp, &session.user.security_stamp)
 }
 
 #[cfg(test)]

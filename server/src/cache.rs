@@ -2,19 +2,71 @@
 //! policy read needs and which change rarely. Every write through this node
 //! invalidates the entry it changed before answering, so the next request sees it; the
 //! time-to-live bounds staleness for changes made elsewhere.
+//!
+//! Also the rows every authenticated request reads (its session with its user, and for
+//! policy reads the target user and their group rules), kept for at most
+//! [`RECENT_TTL`]. Too many writes change those rows to invalidate them one by one, so
+//! an entry is used only while this process has committed no write since it was read
+//! ([`Db::writes_seen`]): on this node every change is seen by the next request. A write
+//! on another node (or by another process on the same SQLite file) is seen within
+//! [`RECENT_TTL`], which bounds how long a session revoked there still works here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
-use twofold_policy::{ScopeSettings, TenantFeature};
+use twofold_policy::{GroupRule, ScopeSettings, TenantFeature};
 
-use crate::db::{self, Db};
+use crate::db::{self, Db, SessionRow, UserRow};
 use crate::error::{AppError, AppResult};
+
+/// How long a session, user or group-rule row read from the database may answer for
+/// it: the longest a change made on another node goes unseen here.
+pub const RECENT_TTL: Duration = Duration::from_millis(900);
 
 #[derive(Debug, Clone)]
 pub struct PolicyCache {
     settings: Cache<String, ScopeSettings>,
     features: Cache<String, TenantFeature>,
+    sessions: Recent<Arc<SessionRow>>,
+    subjects: Recent<Arc<(UserRow, Vec<GroupRule>)>>,
+}
+
+/// Rows read recently, each with the count of this process's writes when it was read.
+#[derive(Debug, Clone)]
+struct Recent<V: Clone + Send + Sync + 'static> {
+    entries: Cache<String, (u64, V)>,
+}
+
+impl<V: Clone + Send + Sync + 'static> Recent<V> {
+    fn new(capacity: u64) -> Self {
+        Self { entries: Cache::builder().max_capacity(capacity).time_to_live(RECENT_TTL).build() }
+    }
+
+    /// The row of `key`: from memory while no write has happened since it was read,
+    /// otherwise from `load` (and remembered, unless a write happened meanwhile).
+    async fn get<F, E>(&self, db: &Db, key: &str, load: F) -> Result<Option<V>, E>
+    where
+        F: Future<Output = Result<Option<V>, E>>,
+    {
+        let seen = db.writes_seen();
+        if let Some((at, value)) = self.entries.get(key)
+            && at == seen
+        {
+            return Ok(Some(value));
+        }
+        let loaded = load.await?;
+        if let Some(value) = &loaded {
+            // Stamped with the count from before the read: if a write committed while
+            // it ran, the entry is already out of date and the next request reloads.
+            self.entries.insert(key.to_owned(), (seen, value.clone()));
+        }
+        Ok(loaded)
+    }
+
+    fn forget(&self, key: &str) {
+        self.entries.invalidate(key);
+    }
 }
 
 impl PolicyCache {
@@ -24,7 +76,34 @@ impl PolicyCache {
         Self {
             settings: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             features: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            // Entries live under a second, so these hold the sessions and users active
+            // in the last second: small even at many thousands of requests per second.
+            sessions: Recent::new(50_000),
+            subjects: Recent::new(50_000),
         }
+    }
+
+    /// The session with `token_hash` and its user, as [`db::find_session`] reads them.
+    pub async fn session(&self, db: &Db, token_hash: &str) -> AppResult<Option<Arc<SessionRow>>> {
+        Ok(self
+            .sessions
+            .get(db, token_hash, async {
+                Ok::<_, sqlx::Error>(db::find_session(&db.pool, token_hash).await?.map(Arc::new))
+            })
+            .await?)
+    }
+
+    /// Drops a session read from memory that looked ended, so the caller decides on the
+    /// stored row.
+    pub fn forget_session(&self, token_hash: &str) {
+        self.sessions.forget(token_hash);
+    }
+
+    /// A user with their group rules, for requests that only read them.
+    pub async fn user_with_rules(&self, db: &Db, user_id: &str) -> AppResult<Option<Arc<(UserRow, Vec<GroupRule>)>>> {
+        let load =
+            async { Ok::<_, anyhow::Error>(db::groups::user_with_rules(&db.pool, user_id).await?.map(Arc::new)) };
+        Ok(self.subjects.get(db, user_id, load).await?)
     }
 
     pub async fn settings(&self, db: &Db, scope_key: &str) -> AppResult<ScopeSettings> {
@@ -65,5 +144,7 @@ impl PolicyCache {
     pub fn invalidate_all(&self) {
         self.settings.invalidate_all();
         self.features.invalidate_all();
+        self.sessions.entries.invalidate_all();
+        self.subjects.entries.invalidate_all();
     }
 }

@@ -115,6 +115,8 @@ use crate::routes::{account, audit, auth, groups, health, messages, passkeys, se
         passkeys::add_confirm,
         passkeys::rename,
         passkeys::remove,
+        passkeys::reauth_options,
+        passkeys::reauthenticate,
         audit::list_audit,
         groups::list_host_groups,
         groups::create_host_group,

@@ -35,7 +35,10 @@ mod smtp;
 use smtp::{SmtpServer, header_value, mail_files, start_smtp_server};
 #[path = "support/nodes.rs"]
 mod nodes;
+#[path = "support/soft_authenticator.rs"]
+mod soft_authenticator;
 use nodes::{ADMIN_PASSWORD, Cluster, Node, PASSWORD, Person, Resp, http, send, settings, totp};
+use soft_authenticator::SoftAuthenticator;
 
 /// The pool's acquire timeout (server/src/db/mod.rs): the longest a request may wait
 /// for a database that is down before answering 503.
@@ -95,8 +98,16 @@ struct Deployment {
     cluster: Cluster,
 }
 
+/// The relying party of the passkey test: `public_url` of both nodes.
+const PASSKEY_ORIGIN: &str = "http://localhost:8443";
+
 impl Deployment {
     fn start(with_smtp: bool) -> Deployment {
+        Deployment::start_with(with_smtp, &[])
+    }
+
+    /// Two nodes with configuration added to the common one (for both).
+    fn start_with(with_smtp: bool, extra: &[(&'static str, &str)]) -> Deployment {
         let cluster = Cluster::start();
         let mail = with_smtp.then(Mail::start);
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
@@ -117,6 +128,7 @@ impl Deployment {
         if let Some(mail) = &mail {
             env.push(("TWOFOLD_SMTP_URL", mail.server.url()));
         }
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         // B starts only once A has migrated and created the first admin: two empty-
         // database starts at once would both try to create that admin.
         let mut a = Node::start("A", &env);
@@ -304,7 +316,14 @@ mod multinode {
         let leaving = Person::new();
         leaving.sign_in_admin(&a).await;
         let stale = leaving.cookies();
+        // A has just read the session (and keeps it for under a second): signing out on
+        // B must still end it on A within that second.
+        leaving.get(&a, "/api/auth/me").await.ok();
         leaving.post(&b, "/api/auth/sign-out", json!({})).await.expect(StatusCode::NO_CONTENT);
+        within_a_second("a session signed out on B, on A", async || {
+            send(&http(), &a, Method::GET, "/api/auth/me", None, &stale).await.status == StatusCode::UNAUTHORIZED
+        })
+        .await;
         send(&http(), &a, Method::GET, "/api/auth/me", None, &stale)
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
@@ -346,6 +365,12 @@ mod multinode {
             .put(&a, "/api/account/password", json!({ "current_password": PASSWORD, "new_password": new_password }))
             .await
             .expect(StatusCode::NO_CONTENT);
+        // B keeps a session it just read for under a second (its session cache), so the
+        // end may take that long to reach it, never longer.
+        within_a_second("a session ended by a password change on A", async || {
+            paul_on_b.get(&b, "/api/auth/me").await.status == StatusCode::UNAUTHORIZED
+        })
+        .await;
         paul_on_b.get(&b, "/api/auth/me").await.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
         paul_on_a.get(&b, "/api/auth/me").await.ok();
         paul_on_a.get(&a, "/api/auth/me").await.ok();
@@ -449,6 +474,78 @@ mod multinode {
         );
         assert!(r.headers.contains_key(RETRY_AFTER), "{what}: 503 without Retry-After");
         assert!(r.elapsed <= ACQUIRE_TIMEOUT + SLACK, "{what} took {:?}, beyond the acquire timeout", r.elapsed);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_passkey_challenge_is_answered_once_across_nodes() {
+        let mut d = Deployment::start_with(false, &[("TWOFOLD_PUBLIC_URL", PASSKEY_ORIGIN)]);
+        let (a, b) = (d.a.url().to_owned(), d.b.url().to_owned());
+        let admin = Person::new();
+        admin.sign_in_admin(&a).await;
+        let acme = admin.create_tenant(&a, "acme").await;
+        admin.set_feature(&a, &acme, "forced").await;
+        admin.create_user(&a, Some(&acme), "pia").await;
+        let mut key = SoftAuthenticator::new("localhost", PASSKEY_ORIGIN);
+
+        // Enrolment started on A, finished on B: the ceremony lives in the database.
+        let pia = Person::new();
+        pia.sign_in_as(&a, Some("acme"), "pia", "requires_enrollment").await;
+        let options = pia.post(&a, "/api/auth/enroll/passkey", json!({ "name": "Key" })).await.ok();
+        let credential = key.register(&options["options"]);
+        let body = json!({ "challenge_id": options["challenge_id"], "credential": credential });
+        let done = pia.post(&b, "/api/auth/enroll/passkey/confirm", body).await.ok();
+        assert_eq!(done["status"], "signed_in", "{done}");
+
+        // A passwordless challenge issued by A and redeemed on A is refused by B.
+        let options = Person::new().post(&a, "/api/auth/passkey/options", json!({})).await.ok();
+        let body = json!({ "challenge_id": options["challenge_id"], "credential": key.assert(&options["options"]) });
+        let first = Person::new().post(&a, "/api/auth/passkey", body.clone()).await.ok();
+        assert_eq!(first["status"], "signed_in", "{first}");
+        Person::new()
+            .post(&b, "/api/auth/passkey", body)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+
+        // The same answer sent to both nodes at once, four copies each: one sign-in.
+        let options = Person::new().post(&b, "/api/auth/passkey/options", json!({})).await.ok();
+        let body = json!({ "challenge_id": options["challenge_id"], "credential": key.assert(&options["options"]) });
+        let barrier = Arc::new(Barrier::new(8));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let base = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (body, barrier, http) = (body.clone(), barrier.clone(), http());
+            tasks.spawn(async move {
+                barrier.wait().await;
+                send(&http, &base, Method::POST, "/api/auth/passkey", Some(&body), "").await
+            });
+        }
+        let answers = tasks.join_all().await;
+        let outcomes: Vec<String> = answers.iter().map(|r| format!("{} {}", r.status.as_u16(), r.outcome())).collect();
+        assert_eq!(answers.iter().filter(|r| r.status == StatusCode::OK).count(), 1, "{outcomes:?}");
+        for r in answers.iter().filter(|r| r.status != StatusCode::OK) {
+            r.assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+        }
+
+        // The second factor: challenge from A's pending sign-in, answered on B, then again on A.
+        let pia = Person::new();
+        pia.sign_in_as(&a, Some("acme"), "pia", "requires_two_factor").await;
+        let options = pia.post(&a, "/api/auth/sign-in/passkey/options", json!({})).await.ok();
+        let body = json!({ "challenge_id": options["challenge_id"], "credential": key.assert(&options["options"]) });
+        let done = pia.post(&b, "/api/auth/sign-in/passkey", body.clone()).await.ok();
+        assert_eq!(done["status"], "signed_in", "{done}");
+        let again = pia.post(&a, "/api/auth/sign-in/passkey", body).await;
+        assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+
+        // A copy of the key behind the counter, used on the other node: refused there too.
+        let mut clone = key.clone();
+        clone.counter -= 1;
+        let options = Person::new().post(&a, "/api/auth/passkey/options", json!({})).await.ok();
+        let body = json!({ "challenge_id": options["challenge_id"], "credential": clone.assert(&options["options"]) });
+        Person::new()
+            .post(&b, "/api/auth/passkey", body)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+        d.assert_running();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

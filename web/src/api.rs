@@ -74,6 +74,7 @@ enum Method {
     Get,
     Post,
     Put,
+    Patch,
     Delete,
 }
 
@@ -82,6 +83,7 @@ fn builder(method: Method, url: &str) -> RequestBuilder {
         Method::Get => Request::get(url),
         Method::Post => Request::post(url),
         Method::Put => Request::put(url),
+        Method::Patch => Request::patch(url),
         Method::Delete => Request::delete(url),
     };
     let b = b.credentials(RequestCredentials::SameOrigin).header("Accept", "application/json");
@@ -159,6 +161,14 @@ pub fn put<B: Serialize, T: DeserializeOwned>(
 ) -> impl Future<Output = ApiResult<T>> + 'static + use<B, T> {
     let (url, body) = (url.to_owned(), json(body));
     async move { call(Method::Put, &url, Some(body?)).await }
+}
+
+pub fn patch<B: Serialize, T: DeserializeOwned>(
+    url: &str,
+    body: &B,
+) -> impl Future<Output = ApiResult<T>> + 'static + use<B, T> {
+    let (url, body) = (url.to_owned(), json(body));
+    async move { call(Method::Patch, &url, Some(body?)).await }
 }
 
 pub fn delete(url: &str) -> impl Future<Output = ApiResult<()>> + 'static + use<> {

@@ -201,6 +201,10 @@ pub const ACCOUNT_PASSKEY_ERROR: &str = "account-passkey-error";
 /// data-test of each passkey row (with `data-id` and `data-name`), and of its button.
 pub const PASSKEY_ROW: &str = "passkey-row";
 pub const PASSKEY_REMOVE: &str = "passkey-remove";
+/// data-test of a row's "Rename", of the name field it opens, and of its "Save".
+pub const PASSKEY_RENAME: &str = "passkey-rename";
+pub const PASSKEY_RENAME_NAME: &str = "passkey-rename-name";
+pub const PASSKEY_RENAME_SAVE: &str = "passkey-rename-save";
 pub const ACCOUNT_RECOVERY_LEFT: &str = "account-recovery-left";
 pub const ACCOUNT_RECOVERY_REGENERATE: &str = "account-recovery-regenerate";
 pub const ACCOUNT_RECOVERY_ERROR: &str = "account-recovery-error";

@@ -4,6 +4,8 @@
 //! reads. Failures (no passkey support, the person cancelled) come back as a sentence.
 
 use js_sys::{Function, Promise, Reflect};
+use serde::de::DeserializeOwned;
+use twofold_policy::wire::{PasskeyChallenge, PasskeyFinish, PasskeyName};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -65,4 +67,27 @@ pub async fn create(options: &serde_json::Value) -> Result<serde_json::Value, St
 /// person to pick one from autofill.
 pub async fn get(options: &serde_json::Value, conditional: bool) -> Result<serde_json::Value, String> {
     call("get", options, conditional).await
+}
+
+/// One ceremony with the server, the same for every use of a passkey: the options from
+/// `start` (given `name` when a new passkey is created; `conditional` waits for a pick
+/// from autofill), the browser's part, and its answer posted to `finish`.
+pub async fn ceremony<T: DeserializeOwned>(
+    start: &str,
+    name: Option<String>,
+    conditional: bool,
+    finish: &str,
+    remember_browser: bool,
+) -> crate::api::ApiResult<T> {
+    let challenge: PasskeyChallenge = match &name {
+        Some(name) => crate::api::post(start, &PasskeyName { name: name.clone() }).await?,
+        None => crate::api::post_empty(start).await?,
+    };
+    let credential = match name {
+        Some(_) => create(&challenge.options).await,
+        None => get(&challenge.options, conditional).await,
+    }
+    .map_err(|m| crate::api::ApiError::message(&m))?;
+    let answer = PasskeyFinish { challenge_id: challenge.challenge_id, credential, remember_browser };
+    crate::api::post(finish, &answer).await
 }

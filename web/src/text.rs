@@ -230,6 +230,7 @@ pub fn parse_method(s: &str) -> Option<SecondFactorMethod> {
         SecondFactorMethod::Email,
         SecondFactorMethod::Sms,
         SecondFactorMethod::RecoveryCode,
+        SecondFactorMethod::Passkey,
     ]
     .into_iter()
     .find(|m| method_value(*m) == s)

@@ -1,12 +1,15 @@
 //! Journey 11: passkeys in Chromium with its virtual authenticator (the WebDriver
-//! WebAuthn extension): enrolment at forced enrolment, a passwordless sign-in from the
-//! sign-in page, a second passkey on the account page and the removal of the first, and
-//! a scope requiring `phishing_resistant` that offers nothing but a passkey.
+//! WebAuthn extension): enrolment at forced enrolment, the passkey as the second factor
+//! after the password, a passwordless sign-in from the sign-in page, a second passkey on
+//! the account page, renamed, and the removal of the first after a reauthentication with
+//! a passkey, and a scope requiring `phishing_resistant` that offers nothing but a passkey.
 //!
 //! The virtual authenticator answers by itself, so the sign-in page's autofill request
 //! (conditional mediation) completes as soon as the page opens while the authenticator
-//! holds a passkey of this site: that is the passwordless sign-in here, and the second
-//! factor after a password is left to the HTTP tests, which drive it step by step.
+//! holds a discoverable passkey of this site: that is the passwordless sign-in here. For
+//! the second factor the authenticator holds the same key as a non-discoverable
+//! credential, which autofill cannot offer but a request naming Ada's credentials finds,
+//! so the page waits for the password.
 
 use reqwest::Method;
 use twofold_e2e::ids;
@@ -27,6 +30,79 @@ impl fantoccini::wd::WebDriverCompatibleCommand for ForgetCredentials {
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
         (http::Method::DELETE, None)
     }
+}
+
+/// `GET /session/{id}/webauthn/authenticator/{authenticator}/credentials`: the keys the
+/// authenticator holds, private keys and signature counters included.
+#[derive(Debug)]
+struct Credentials(String);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Credentials {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/webauthn/authenticator/{}/credentials", session.unwrap_or_default(), self.0))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::GET, None)
+    }
+}
+
+/// `POST /session/{id}/webauthn/authenticator/{authenticator}/credential`: puts a key
+/// (in the shape [`Credentials`] reads) into the authenticator.
+#[derive(Debug)]
+struct AddCredential(String, serde_json::Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for AddCredential {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/webauthn/authenticator/{}/credential", session.unwrap_or_default(), self.0))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.1.to_string()))
+    }
+}
+
+/// The one key the authenticator holds.
+async fn only_credential(w: &World, authenticator: &str) -> serde_json::Value {
+    let held = match w.browser.issue_cmd(Credentials(authenticator.to_owned())).await {
+        Ok(v) => v,
+        Err(e) => panic!("cannot read the virtual authenticator's keys: {e}"),
+    };
+    let keys = held.as_array().cloned().unwrap_or_default();
+    assert_eq!(keys.len(), 1, "{held}");
+    keys[0].clone()
+}
+
+/// Replaces what the authenticator holds with `key`, discoverable or not. The key keeps
+/// its signature counter, so the server sees the same authenticator carry on.
+async fn hold(w: &World, authenticator: &str, key: &serde_json::Value, discoverable: bool) {
+    if let Err(e) = w.browser.issue_cmd(ForgetCredentials(authenticator.to_owned())).await {
+        panic!("cannot clear the virtual authenticator: {e}");
+    }
+    let mut key = key.clone();
+    if let Some(k) = key.as_object_mut() {
+        k.insert("isResidentCredential".to_owned(), serde_json::json!(discoverable));
+        // An absent large blob is written as null when read, but refused when added.
+        k.retain(|_, v| !v.is_null());
+        // Only a discoverable credential carries its user: that is what makes it one.
+        if !discoverable {
+            k.remove("userHandle");
+        }
+    }
+    if let Err(e) = w.browser.issue_cmd(AddCredential(authenticator.to_owned(), key)).await {
+        panic!("cannot put a key into the virtual authenticator: {e}");
+    }
+}
+
+/// How the browser's current session was signed in (`pwd+passkey`, `passkey`, ...).
+async fn session_methods(w: &World) -> String {
+    let script = "return fetch('/api/account/sessions').then(r => r.json())";
+    let sessions = match w.browser.execute(script, vec![]).await {
+        Ok(v) => v,
+        Err(e) => panic!("cannot read the sessions: {e}"),
+    };
+    let current = sessions.as_array().and_then(|all| all.iter().find(|s| s["current"] == true));
+    current.and_then(|s| s["methods"].as_str()).unwrap_or_else(|| panic!("no current session: {sessions}")).to_owned()
 }
 
 /// `POST /session/{id}/webauthn/authenticator`, which fantoccini has no call for: a
@@ -62,6 +138,20 @@ async fn password_step(w: &mut World, tenant: &str, username: &str, shot: &str) 
 async fn sign_out(w: &mut World) {
     w.click(ids::SIGN_OUT).await;
     w.by_id(ids::SIGNIN_FORM).await;
+}
+
+/// The account page's row of the passkey called `name`.
+async fn row(w: &World, name: &str) -> fantoccini::elements::Element {
+    w.find(&format!("[data-test=\"{}\"][data-name=\"{name}\"]", ids::PASSKEY_ROW)).await
+}
+
+/// The element marked `test` inside `parent`.
+async fn within(parent: &fantoccini::elements::Element, test: &str) -> fantoccini::elements::Element {
+    let css = format!("[data-test=\"{test}\"]");
+    match parent.find(fantoccini::Locator::Css(&css)).await {
+        Ok(e) => e,
+        Err(e) => panic!("{css} in a row: {e}"),
+    }
 }
 
 async fn passkey_rows(w: &World) -> usize {
@@ -103,8 +193,29 @@ async fn passkeys_enrolled_passwordless_added_removed_and_required() {
     w.click(ids::RECOVERY_CODES_DONE).await;
     w.by_id(ids::NAV_ACCOUNT).await;
     w.goto("/account").await;
-    w.find(&format!("[data-test=\"{}\"][data-name=\"Work laptop\"]", ids::PASSKEY_ROW)).await;
+    row(&w, "Work laptop").await;
     w.shot("account-with-passkey").await;
+    assert_eq!(session_methods(&w).await, "pwd+enrolled_passkey");
+
+    // The passkey as the second factor after the password. Held as non-discoverable, it
+    // is not offered in the sign-in page's autofill, so Ada types her password first.
+    let enrolled = only_credential(&w, &authenticator).await;
+    hold(&w, &authenticator, &enrolled, false).await;
+    sign_out(&mut w).await;
+    password_step(&mut w, "acme", "ada", "password-then-passkey").await;
+    w.click(ids::PROVIDER_PASSKEY).await;
+    w.shot("second-factor-passkey").await;
+    w.click(ids::PASSKEY_VERIFY).await;
+    let who = w.wait_text(&format!("#{}", ids::NAV_USER), "ada").await;
+    assert!(who.contains("ada"), "{who}");
+    assert_eq!(session_methods(&w).await, "pwd+passkey");
+    let mut used = only_credential(&w, &authenticator).await;
+    let count = |k: &serde_json::Value| k["signCount"].as_u64().unwrap_or_default();
+    assert!(count(&used) > count(&enrolled), "the assertion moved the counter: {enrolled} then {used}");
+    // Discoverable again, with Ada's user handle and the counter it has reached, for the
+    // passwordless sign-in.
+    used["userHandle"] = enrolled["userHandle"].clone();
+    hold(&w, &authenticator, &used, true).await;
     sign_out(&mut w).await;
 
     // Without a password: the sign-in page asks for a passkey of this site, the
@@ -112,6 +223,7 @@ async fn passkeys_enrolled_passwordless_added_removed_and_required() {
     w.goto("/sign-in").await;
     let who = w.wait_text(&format!("#{}", ids::NAV_USER), "ada").await;
     assert!(who.contains("ada"), "{who}");
+    assert_eq!(session_methods(&w).await, "passkey");
     w.shot("passwordless").await;
 
     // A second passkey on the account page (the passkey sign-in made the session fresh),
@@ -127,10 +239,28 @@ async fn passkeys_enrolled_passwordless_added_removed_and_required() {
     w.click(ids::ACCOUNT_PASSKEY_ADD).await;
     until_rows(&w, 2).await;
     w.shot("two-passkeys").await;
-    let first = w.find(&format!("[data-test=\"{}\"][data-name=\"Work laptop\"]", ids::PASSKEY_ROW)).await;
-    let remove = first.find(fantoccini::Locator::Css(&format!("[data-test=\"{}\"]", ids::PASSKEY_REMOVE))).await;
-    remove.unwrap_or_else(|e| panic!("remove button: {e}")).click().await.unwrap();
+
+    // The new one renamed in its row.
+    let phone = row(&w, "Phone").await;
+    within(&phone, ids::PASSKEY_RENAME).await.click().await.unwrap();
+    let field = within(&phone, ids::PASSKEY_RENAME_NAME).await;
+    field.clear().await.unwrap();
+    field.send_keys("Work phone").await.unwrap();
+    w.shot("rename-passkey").await;
+    within(&phone, ids::PASSKEY_RENAME_SAVE).await.click().await.unwrap();
+    row(&w, "Work phone").await;
+    assert!(w.absent(&format!("[data-test=\"{}\"][data-name=\"Phone\"]", ids::PASSKEY_ROW)).await);
+
+    // Minutes later the session is no longer fresh: removing the first passkey asks Ada
+    // to confirm it's her, with her passkey (no password), then goes ahead.
+    w.clock.advance_ms(6 * 60_000);
+    let first = row(&w, "Work laptop").await;
+    within(&first, ids::PASSKEY_REMOVE).await.click().await.unwrap();
     w.by_test(ids::CONFIRM_YES).await.click().await.unwrap();
+    w.by_id(ids::REAUTH_DIALOG).await;
+    assert!(w.absent(&format!("#{}", ids::REAUTH_PASSWORD)).await, "a passkey needs no password");
+    w.shot("reauthenticate-with-passkey").await;
+    w.click(ids::REAUTH_SUBMIT).await;
     until_rows(&w, 1).await;
     assert!(w.absent(&format!("[data-test=\"{}\"][data-name=\"Work laptop\"]", ids::PASSKEY_ROW)).await);
     w.shot("one-passkey-left").await;

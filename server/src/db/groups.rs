@@ -213,6 +213,52 @@ where
         .collect()
 }
 
+#[derive(Debug, FromRow)]
+struct UserRuleRow {
+    #[sqlx(flatten)]
+    user: super::UserRow,
+    rule_group_id: Option<String>,
+    rule_group_name: Option<String>,
+    rule_require: Option<i64>,
+    rule_min_strength: Option<String>,
+}
+
+/// A user with the groups that carry a rule, as [`super::get_user`] and
+/// [`rules_of_user`] read them, in one statement: an effective-policy read needs both.
+pub async fn user_with_rules(
+    pool: &AnyPool,
+    user_id: &str,
+) -> anyhow::Result<Option<(super::UserRow, Vec<GroupRule>)>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let columns: Vec<String> = super::USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
+        format!(
+            "SELECT {}, g.id AS rule_group_id, g.name AS rule_group_name, g.require_two_factor AS rule_require, \
+             g.min_strength AS rule_min_strength FROM users u \
+             LEFT JOIN user_group_members m ON m.user_id = u.id LEFT JOIN user_groups g ON g.id = m.group_id \
+             WHERE u.id = $1 ORDER BY g.name_key, g.id",
+            columns.join(", ")
+        )
+    });
+    let rows: Vec<UserRuleRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str())).bind(user_id).fetch_all(pool).await?;
+    let mut user = None;
+    let mut rules = Vec::new();
+    for row in rows {
+        // Groups without a rule take no part in resolution, as in `rules_of_user`.
+        if let (Some(id), Some(name), Some(require)) = (row.rule_group_id, row.rule_group_name, row.rule_require)
+            && (require == 1 || row.rule_min_strength.is_some())
+        {
+            rules.push(GroupRule {
+                rule: Rule { require_two_factor: require != 0, min_strength: parse_strength(&row.rule_min_strength)? },
+                id,
+                name,
+            });
+        }
+        user.get_or_insert(row.user);
+    }
+    Ok(user.map(|u| (u, rules)))
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct MembershipRow {
     pub user_id: String,

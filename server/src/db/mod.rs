@@ -7,6 +7,8 @@
 //! API write and its audit event commit together or not at all.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -27,11 +29,51 @@ pub enum Backend {
 
 #[derive(Debug, Clone)]
 pub struct Db {
+    /// Reads, and on PostgreSQL writes too.
     pub pool: AnyPool,
+    /// Where writes go. On SQLite one connection: SQLite lets one writer in at a time,
+    /// and writers that race for its lock wait in its busy handler, which sleeps for
+    /// milliseconds at a time (the p99 of every write under load). Queued in front of
+    /// one connection they take turns in arrival order instead, without sleeping. On
+    /// PostgreSQL the same pool as reads.
+    writer: AnyPool,
     pub backend: Backend,
+    /// Counts committed writes, so caches of rows any write may change (sessions,
+    /// users) can tell an entry read before the latest write from one read after it.
+    writes: Arc<AtomicU64>,
 }
 
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub type Tx = WriteTx;
+
+/// A write transaction. Committing it counts as a write for [`Db::writes_seen`]; on
+/// SQLite it holds the one writer connection until it ends.
+#[derive(Debug)]
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    writes: Arc<AtomicU64>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await?;
+        // After the commit: a reader that loaded a row before it sees the counter move.
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
 
 impl Db {
     /// Opens the pool; for SQLite, creates the file (and its folder) when absent and
@@ -54,10 +96,22 @@ impl Db {
             Backend::Postgres => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
+        let pool =
+            Self::pool_options(backend, max_connections, Duration::from_secs(5)).connect_with(options.clone()).await?;
+        // An in-memory database exists once per connection, so it cannot be split.
+        let writer = if backend == Backend::Sqlite && !url.contains(":memory:") {
+            // The queue for the writer is where a burst of writes waits; give it as long
+            // as the busy timeout below gave a second writer before.
+            Self::pool_options(backend, 1, Duration::from_secs(10)).connect_with(options).await?
+        } else {
+            pool.clone()
+        };
+        Ok(Self { pool, writer, backend, writes: Arc::new(AtomicU64::new(0)) })
+    }
+
+    fn pool_options(backend: Backend, max_connections: u32, acquire: Duration) -> AnyPoolOptions {
+        AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(acquire).after_connect(
+            move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL lets readers proceed during a write; busy_timeout makes a
@@ -70,10 +124,8 @@ impl Db {
                     }
                     Ok(())
                 })
-            })
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool, backend })
+            },
+        )
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -90,10 +142,28 @@ impl Db {
     /// SQLITE_BUSY when another writer got in between, which a retry-less API would
     /// surface as an error.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }
+        let tx = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        };
+        Ok(WriteTx { tx, writes: self.writes.clone() })
+    }
+
+    /// Runs one statement that writes outside a transaction, on the writer, and counts
+    /// it as a write like a committed transaction.
+    pub async fn write<T>(
+        &self,
+        statement: impl AsyncFnOnce(&AnyPool) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let done = statement(&self.writer).await;
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        done
+    }
+
+    /// How many writes this process has committed: a cache entry read when the count
+    /// was `n` is current only while it still is `n`.
+    pub fn writes_seen(&self) -> u64 {
+        self.writes.load(Ordering::Acquire)
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
@@ -454,7 +524,7 @@ impl UserRow {
     }
 }
 
-const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
+pub(crate) const USER_COLUMNS: &str = "id, scope_key, tenant_id, username, email, email_confirmed, phone_confirmed, \
      has_authenticator, password_hash, two_factor_enabled, security_stamp, created_at, phone, \
      second_factor_failures, locked_until, enrollment_required_since, pending_email, pending_phone, lockouts, \
      consecutive_failures, last_sign_in_at, last_sign_in_methods, deactivated_at, must_change_password, passkey_count";
@@ -589,19 +659,22 @@ pub async fn scope_users(pool: &AnyPool, scope_key: &str) -> Result<Vec<UserRow>
 }
 
 /// Records a sign-in on the user row, in the transaction that makes its session.
+/// Records a sign-in and returns the user as stored after it (one statement: this is on
+/// every sign-in's path, and the session needs the current security stamp).
 pub async fn record_sign_in(
     conn: &mut AnyConnection,
     user_id: &str,
     now: i64,
     methods: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET last_sign_in_at = $1, last_sign_in_methods = $2 WHERE id = $3")
-        .bind(now)
-        .bind(methods)
-        .bind(user_id)
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE users SET last_sign_in_at = $1, last_sign_in_methods = $2 WHERE id = $3 RETURNING {USER_COLUMNS}"
+    )))
+    .bind(now)
+    .bind(methods)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {

@@ -115,20 +115,17 @@ async fn save_ceremony<S: serde::Serialize>(
     let json = serde_json::to_vec(data).map_err(|e| internal("ceremony state", e))?;
     let enc = state.keys().encrypt_secret(&json, &id);
     let now = state.now();
-    pdb::insert_challenge(
-        &state.db().pool,
-        &pdb::NewChallenge {
-            id: &id,
-            purpose: ceremony.as_str(),
-            binding,
-            user_id,
-            state_enc: &enc,
-            name,
-            created_at: now,
-            expires_at: now + CHALLENGE_MS,
-        },
-    )
-    .await?;
+    let challenge = pdb::NewChallenge {
+        id: &id,
+        purpose: ceremony.as_str(),
+        binding,
+        user_id,
+        state_enc: &enc,
+        name,
+        created_at: now,
+        expires_at: now + CHALLENGE_MS,
+    };
+    state.db().write(async |w| pdb::insert_challenge(w, &challenge).await).await?;
     Ok(id)
 }
 
@@ -150,7 +147,9 @@ async fn take_ceremony<S: serde::de::DeserializeOwned>(
     if id.is_empty() || id.len() > 128 {
         return Err(refused());
     }
-    let row = pdb::take_challenge(&state.db().pool, id, ceremony.as_str(), binding, state.now())
+    let row = state
+        .db()
+        .write(async |w| pdb::take_challenge(w, id, ceremony.as_str(), binding, state.now()).await)
         .await?
         .ok_or_else(refused)?;
     let json = state.keys().decrypt_secret(&row.state_enc, id).map_err(|e| internal("ceremony state", e))?;

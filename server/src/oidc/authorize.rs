@@ -459,7 +459,10 @@ async fn issue_code(
     let now = state.now();
     let sid = match &who.sid {
         Some(sid) => sid.clone(),
-        None => db::ensure_session_sid(&state.db().pool, &who.token_hash, &auth::new_token()).await?,
+        None => {
+            let fresh = auth::new_token();
+            state.db().write(async |w| db::ensure_session_sid(w, &who.token_hash, &fresh).await).await?
+        }
     };
     let code = auth::new_token();
     let scopes = super::join_scopes(&params.scopes);

@@ -584,10 +584,10 @@ pub async fn end_session(
     };
     let mut ended = false;
     if let Some(who) = session.filter(|w| w.user.scope_key == issuer.scope_key) {
-        db::delete_session(&state.db().pool, &who.token_hash).await?;
+        state.db().write(async |w| db::delete_session(w, &who.token_hash).await).await?;
         ended = true;
     } else if let Some(sid) = hint.as_ref().and_then(|h| h.sid.as_deref()) {
-        ended = db::delete_session_by_sid(&state.db().pool, sid).await?;
+        ended = state.db().write(async |w| db::delete_session_by_sid(w, sid).await).await?;
     }
     if let Some(a) = &app {
         audit(&state, a, None, "oidc.logout", json!({ "session_ended": ended })).await?;

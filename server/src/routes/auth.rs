@@ -424,7 +424,7 @@ pub async fn sign_out(
     who: Authenticated,
     jar: CookieJar,
 ) -> AppResult<(CookieJar, StatusCode)> {
-    db::delete_session(&state.db().pool, &who.token_hash).await?;
+    state.db().write(async |w| db::delete_session(w, &who.token_hash).await).await?;
     let jar = jar.remove(session_cookie(&state, String::new()));
     Ok((jar, StatusCode::NO_CONTENT))
 }

@@ -90,10 +90,13 @@ async fn checked_rule(state: &AppState, scope_key: &str, rule: Option<Rule>) -> 
         let mut reach = settings.allowed_providers;
         reach.passkey = reach.passkey && state.webauthn().is_some();
         if reach.strongest().is_none_or(|top| top < need) {
-            return Err(AppError::invalid_field(
-                "rule.min_strength",
-                format!("no provider this scope allows gives a factor of strength {}", need.as_str()),
-            ));
+            // The scope's own code for the same refusal: the rule is well formed, only
+            // unreachable with what its scope allows.
+            return Err(AppError::BadRequest {
+                code: ErrorCode::StrengthUnreachable,
+                message: format!("no provider this scope allows gives a factor of strength {}", need.as_str()),
+                field: Some("rule.min_strength".to_owned()),
+            });
         }
     }
     Ok(rule)

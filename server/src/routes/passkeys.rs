@@ -1,5 +1,6 @@
 //! Passkey routes: passwordless sign-in, a passkey as the second factor, enrolment
-//! during a sign-in, and the account page's own passkeys (list, add, rename, remove).
+//! during a sign-in, reauthentication of a session, and the account page's own passkeys
+//! (list, add, rename, remove).
 //!
 //! Each ceremony has two requests: `.../options` (or the enrolment start) answers what
 //! to pass to `navigator.credentials`, the next request carries the browser's answer.
@@ -9,7 +10,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post};
 use axum_extra::extract::CookieJar;
 use twofold_policy::authz::{Action, Target};
 use twofold_policy::wire::{
@@ -21,12 +22,12 @@ use super::auth::{advance_pending, client_info, signed_in};
 use crate::app::{AppState, domain_of};
 use crate::auth::Authenticated;
 use crate::clock::rfc3339;
-use crate::db::passkeys as pdb;
+use crate::db::{self, passkeys as pdb};
 use crate::error::{AppError, AppResult};
 use crate::extract::{ClientAddr, Json, Path, parse_id};
 use crate::factors::lifecycle;
 use crate::ratelimit::Class;
-use crate::signin::{self, ClientInfo, Event, Outcome, PasskeyStart, State as SignIn, effective_policy};
+use crate::signin::{self, ClientInfo, Event, EventKind, Outcome, PasskeyStart, State as SignIn, effective_policy};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,7 +39,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/enroll/passkey/confirm", post(enroll_confirm))
         .route("/api/account/passkeys", get(list).post(add_options))
         .route("/api/account/passkeys/confirm", post(add_confirm))
-        .route("/api/account/passkeys/{passkey_id}", put(rename).delete(remove))
+        .route("/api/account/passkeys/{passkey_id}", patch(rename).delete(remove))
+        .route("/api/account/reauthenticate/passkey/options", post(reauth_options))
+        .route("/api/account/reauthenticate/passkey", post(reauthenticate))
 }
 
 fn challenge(outcome: Outcome) -> AppResult<Json<PasskeyChallenge>> {
@@ -46,6 +49,25 @@ fn challenge(outcome: Outcome) -> AppResult<Json<PasskeyChallenge>> {
         Outcome::PasskeyChallenge(c) => Ok(Json(c)),
         other => Err(AppError::Internal(anyhow::anyhow!("unexpected passkey outcome {other:?}"))),
     }
+}
+
+/// Finishes a sign-in ceremony with the browser's answer, the one way for the
+/// passwordless sign-in, the second factor and the enrolment: a passwordless sign-in
+/// starts from nothing, the others continue the browser's pending sign-in.
+async fn finish_sign_in(
+    state: &AppState,
+    addr: std::net::IpAddr,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    event: Event,
+) -> AppResult<(CookieJar, Json<SignInResponse>)> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
+    let client = client_info(addr, headers);
+    let outcome = match event.kind() {
+        EventKind::PasskeySignIn => signin::advance(state, SignIn::AwaitingPassword, event, &client).await?,
+        _ => advance_pending(state, &jar, event, &client).await?,
+    };
+    signed_in(state, jar, outcome.into_completed()?).await
 }
 
 /// Starts a passwordless sign-in: options for `navigator.credentials.get` with
@@ -79,12 +101,7 @@ pub async fn passwordless(
     jar: CookieJar,
     Json(req): Json<PasskeyFinish>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
-    state.limits().by_address(Class::Verify, addr, state.now())?;
-    let client = client_info(addr, &headers);
-    let done = signin::advance(&state, SignIn::AwaitingPassword, Event::PasskeySignIn(req), &client)
-        .await?
-        .into_completed()?;
-    signed_in(&state, jar, done).await
+    finish_sign_in(&state, addr, &headers, jar, Event::PasskeySignIn(req)).await
 }
 
 /// Starts proving a passkey as the second factor of this browser's pending sign-in.
@@ -114,10 +131,7 @@ pub async fn second_factor(
     jar: CookieJar,
     Json(req): Json<PasskeyFinish>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
-    state.limits().by_address(Class::Verify, addr, state.now())?;
-    let client = client_info(addr, &headers);
-    let done = advance_pending(&state, &jar, Event::PasskeySecondFactor(req), &client).await?.into_completed()?;
-    signed_in(&state, jar, done).await
+    finish_sign_in(&state, addr, &headers, jar, Event::PasskeySecondFactor(req)).await
 }
 
 /// Starts registering a passkey during a sign-in that requires enrolment.
@@ -149,10 +163,7 @@ pub async fn enroll_confirm(
     jar: CookieJar,
     Json(req): Json<PasskeyFinish>,
 ) -> AppResult<(CookieJar, Json<SignInResponse>)> {
-    state.limits().by_address(Class::Verify, addr, state.now())?;
-    let client = client_info(addr, &headers);
-    let done = advance_pending(&state, &jar, Event::EnrollPasskey(req), &client).await?.into_completed()?;
-    signed_in(&state, jar, done).await
+    finish_sign_in(&state, addr, &headers, jar, Event::EnrollPasskey(req)).await
 }
 
 fn own(state: &AppState, who: &Authenticated, action: Action) -> AppResult<()> {
@@ -216,10 +227,14 @@ pub async fn add_confirm(
     }
 }
 
-/// Renames one of the user's passkeys.
-#[utoipa::path(put, path = "/api/account/passkeys/{passkey_id}", tag = "account", request_body = PasskeyName,
+/// Renames one of the user's passkeys. A name is a label, not a change to how the user
+/// signs in, so it needs no fresh reauthentication; it is audited like the others.
+#[utoipa::path(patch, path = "/api/account/passkeys/{passkey_id}", tag = "account", request_body = PasskeyName,
     params(("passkey_id" = String, Path, description = "The passkey's id")),
-    responses((status = 200, body = Passkey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Passkey),
+        (status = 400, description = "An empty, too long or control-character name (invalid_field, field name), or a malformed id", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Not one of the user's passkeys", body = ErrorBody)))]
 pub async fn rename(
     State(state): State<AppState>,
     Caller { who, .. }: Caller,
@@ -229,13 +244,28 @@ pub async fn rename(
     own(&state, &who, Action::UpdateOwnAccount)?;
     let id = parse_id(&raw_id, "passkey")?;
     let name = req.parse().map_err(|m| AppError::invalid_field("name", m))?;
+    let Some(before) = pdb::list(&state.db().pool, &who.user.id).await?.into_iter().find(|r| r.id == id) else {
+        return Err(AppError::NotFound("passkey"));
+    };
     let mut tx = state.db().begin_write().await?;
     if !pdb::rename(&mut tx, &who.user.id, &id, name).await? {
         return Err(AppError::NotFound("passkey"));
     }
+    db::insert_audit(
+        &mut tx,
+        &db::NewAudit {
+            at: state.now(),
+            actor_user_id: Some(&who.user.id),
+            scope_key: &who.user.scope_key,
+            action: "passkey.renamed",
+            target: &format!("user:{}", who.user.id),
+            before: Some(serde_json::json!({ "passkey_id": id, "name": before.name })),
+            after: Some(serde_json::json!({ "passkey_id": id, "name": name })),
+        },
+    )
+    .await?;
     tx.commit().await?;
-    let rows = pdb::list(&state.db().pool, &who.user.id).await?;
-    rows.iter().find(|r| r.id == id).map(|r| Json(view(r))).ok_or(AppError::NotFound("passkey"))
+    Ok(Json(Passkey { name: name.to_owned(), ..view(&before) }))
 }
 
 /// Removes one of the user's passkeys (fresh reauthentication; never the last factor
@@ -260,6 +290,50 @@ pub async fn remove(
     lifecycle::ensure_not_last(&who.user, &policy, lifecycle::FactorKind::Passkey)?;
     lifecycle::remove_passkey(&state, &who.user, &id, Some(&who.token_hash)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts reauthenticating the session with one of the user's passkeys, for sensitive
+/// account changes.
+#[utoipa::path(post, path = "/api/account/reauthenticate/passkey/options", tag = "account",
+    responses((status = 200, body = PasskeyChallenge),
+        (status = 400, description = "The user has no passkey (provider_unavailable)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "passkeys_unavailable: no public_url with a domain", body = ErrorBody),
+        (status = 423, description = "The account is locked after failed second factors", body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
+pub async fn reauth_options(
+    State(state): State<AppState>,
+    Caller { who, addr }: Caller,
+) -> AppResult<Json<PasskeyChallenge>> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let event = Event::PasskeyOptions(PasskeyStart::Prove);
+    challenge(signin::advance(&state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await?)
+}
+
+/// Makes the session fresh with a passkey. A passkey with user verification is two
+/// factors at once (it signs in without a password), so no password is asked here.
+/// `remember_browser` has no meaning for a session that exists and is ignored.
+#[utoipa::path(post, path = "/api/account/reauthenticate/passkey", tag = "account", request_body = PasskeyFinish,
+    responses((status = 204),
+        (status = 400, description = "Not a WebAuthn credential (invalid_field)", body = ErrorBody),
+        (status = 401, description = "passkey_refused: unknown, used or expired challenge, or a refused passkey", body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 409, description = "passkeys_unavailable: no public_url with a domain", body = ErrorBody),
+        (status = 423, description = "The account is locked after failed second factors", body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
+pub async fn reauthenticate(
+    State(state): State<AppState>,
+    Caller { who, addr }: Caller,
+    Json(req): Json<PasskeyFinish>,
+) -> AppResult<StatusCode> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
+    own(&state, &who, Action::UpdateOwnAccount)?;
+    let client = ClientInfo { ip: Some(addr.to_string()), user_agent: None };
+    match signin::advance(&state, SignIn::Complete(Box::new(who)), Event::ReauthenticatePasskey(req), &client).await? {
+        Outcome::Reauthenticated => Ok(StatusCode::NO_CONTENT),
+        other => Err(AppError::Internal(anyhow::anyhow!("unexpected passkey outcome {other:?}"))),
+    }
 }
 
 /// What the verify step answers when a recovery code led to enrolment instead of a

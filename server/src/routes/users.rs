@@ -21,7 +21,7 @@ use crate::db::{self, HOST_SCOPE, NewUser, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path, Query, parse_id};
 use crate::factors;
-use crate::signin::resolved_policy;
+use crate::signin::{resolved_policy, resolved_with};
 use twofold_policy::wire::ErrorCode;
 
 pub fn routes() -> Router<AppState> {
@@ -204,8 +204,13 @@ pub async fn get_user_policy(
     who: Authenticated,
     Path(user_id): Path<String>,
 ) -> AppResult<Json<EffectivePolicyView>> {
-    let user = user_for(&state, &who, &user_id, Action::ReadUser).await?;
-    Ok(Json(resolved_policy(&state, &user).await?.view(user.id.clone())))
+    // A read only: the user and their group rules may come from the last second's
+    // cache (see `cache`), as the session did.
+    let id = parse_id(&user_id, "user")?;
+    let subject = state.cache().user_with_rules(state.db(), &id).await?.ok_or(AppError::NotFound("user"))?;
+    let (user, groups) = &*subject;
+    state.authorize(&who, Action::ReadUser, Target::User { id: &user.id, domain: domain_of(&user.scope_key) })?;
+    Ok(Json(resolved_with(&state, user, groups.clone(), None).await?.view(user.id.clone())))
 }
 
 /// Sets a user's 2FA switch as an admin. Only possible while the user's effective

@@ -61,8 +61,10 @@ pub async fn reserve(state: &AppState, user: &UserRow) -> AppResult<Reservation>
     let pool = &state.db().pool;
     for _ in 0..IN_FLIGHT_RETRIES {
         let now = state.now();
-        if let Some((failures, consecutive)) =
-            fdb::reserve_attempt(pool, &user.id, now, max_failures(state), permanent_after(state)).await?
+        if let Some((failures, consecutive)) = state
+            .db()
+            .write(async |w| fdb::reserve_attempt(w, &user.id, now, max_failures(state), permanent_after(state)).await)
+            .await?
         {
             return Ok(Reservation { failures, consecutive });
         }
@@ -80,7 +82,7 @@ pub async fn reserve(state: &AppState, user: &UserRow) -> AppResult<Reservation>
 /// Gives the attempt back: the code was right but already used (a replay, a double
 /// submit, a race lost to another tab), which is no guess. Answers as a wrong code.
 pub async fn refund(state: &AppState, user: &UserRow, reservation: Reservation) -> AppResult<AppError> {
-    fdb::refund_attempt(&state.db().pool, &user.id).await?;
+    state.db().write(async |w| fdb::refund_attempt(w, &user.id).await).await?;
     let left = max_failures(state) - (reservation.failures - 1);
     Ok(AppError::InvalidCode { attempts_left: u32::try_from(left).unwrap_or(0) })
 }

@@ -11,6 +11,7 @@
 //!  Complete ──SendCode──> (same)  ──Reauthenticate──> Complete (fresh)  ──ConfirmFactor──> Complete (factor added)
 //!          ──StepUp──> Complete (second factor proven again, for an application's rule)
 //!          ──AddPasskey──> Complete (passkey added)
+//!          ──ReauthenticatePasskey──> Complete (fresh: a passkey with user verification alone)
 //!  AwaitingPassword ──PasskeySignIn──> Complete  (passwordless: a discoverable passkey with user verification)
 //!  AwaitingSecondFactor ──PasskeySecondFactor──> Complete
 //!                       ──SecondFactor(recovery code, where phishing_resistant is required)──> AwaitingEnrollment
@@ -156,6 +157,9 @@ pub enum Event {
     EnrollPasskey(PasskeyFinish),
     /// A passkey registered on the account page.
     AddPasskey(PasskeyFinish),
+    /// A passkey with user verification proven again by a signed-in session: fresh for
+    /// sensitive account changes, like the password and a second factor.
+    ReauthenticatePasskey(PasskeyFinish),
     Password {
         request: SignInRequest,
         remember_cookie: Option<String>,
@@ -191,6 +195,7 @@ pub enum EventKind {
     PasskeySecondFactor,
     EnrollPasskey,
     AddPasskey,
+    ReauthenticatePasskey,
     Password,
     SendCode,
     SecondFactor,
@@ -203,12 +208,13 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::PasskeyOptions,
         EventKind::PasskeySignIn,
         EventKind::PasskeySecondFactor,
         EventKind::EnrollPasskey,
         EventKind::AddPasskey,
+        EventKind::ReauthenticatePasskey,
         EventKind::Password,
         EventKind::SendCode,
         EventKind::SecondFactor,
@@ -230,7 +236,7 @@ impl Event {
             Event::PasskeySignIn(_) => Some("passkey_passwordless"),
             Event::PasskeySecondFactor(_) => Some("passkey"),
             Event::EnrollPasskey(_) => Some("enroll_passkey"),
-            Event::PasskeyOptions(_) | Event::AddPasskey(_) => None,
+            Event::PasskeyOptions(_) | Event::AddPasskey(_) | Event::ReauthenticatePasskey(_) => None,
             Event::SecondFactor(req) => Some(req.method.as_str()),
             Event::Enroll { factor: FactorKind::Authenticator, .. } => Some("enroll_authenticator"),
             Event::Enroll { factor: FactorKind::Email, .. } => Some("enroll_email"),
@@ -252,6 +258,7 @@ impl Event {
             Event::PasskeySecondFactor(_) => EventKind::PasskeySecondFactor,
             Event::EnrollPasskey(_) => EventKind::EnrollPasskey,
             Event::AddPasskey(_) => EventKind::AddPasskey,
+            Event::ReauthenticatePasskey(_) => EventKind::ReauthenticatePasskey,
             Event::SendCode(_) => EventKind::SendCode,
             Event::SecondFactor(_) => EventKind::SecondFactor,
             Event::StartEnrollment(_) => EventKind::StartEnrollment,
@@ -286,6 +293,7 @@ pub const fn admits(stage: Stage, event: EventKind) -> bool {
                     | EventKind::ConfirmFactor
                     | EventKind::StepUp
                     | EventKind::AddPasskey
+                    | EventKind::ReauthenticatePasskey
             )
     )
 }
@@ -529,6 +537,16 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 .map(Outcome::CodeSent)
         }
         (State::Complete(who), Event::Reauthenticate(req)) => reauthenticate(app, &who, req, client).await,
+        (State::Complete(who), Event::ReauthenticatePasskey(finish)) => {
+            app.limits().by_account(Class::Verify, &who.user.id, app.now())?;
+            let proven = prove_passkey(app, &who.user, &who.token_hash, &finish).await?;
+            let mut tx = app.db().begin_write().await?;
+            if !proven.consume(&mut tx, &who.user.id, app.now()).await? {
+                drop(tx);
+                return Err(proven.lost(app, &who.user).await?);
+            }
+            mark_fresh(tx, app, &who, Freshness::Factor(M::Passkey)).await
+        }
         (State::Complete(who), Event::StepUp(req)) => step_up(app, &who, req).await,
         (State::Complete(who), Event::ConfirmFactor { factor, code }) => {
             let (method, check) = match factor {
@@ -598,6 +616,17 @@ async fn passkey_options(app: &AppState, state: State, start: PasskeyStart) -> A
                 return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "passkeys are not allowed here"));
             }
             passkey::start_registration(app, &p.user, &p.attempt.id, &name_of(&name)?).await
+        }
+        // Reauthentication on the account page: bound to the session, like its codes.
+        (State::Complete(who), PasskeyStart::Prove) => {
+            ensure_not_locked(app, &who.user)?;
+            if who.user.passkey_count == 0 {
+                return Err(AppError::bad_request(
+                    ErrorCode::ProviderUnavailable,
+                    "no passkey is set up for this account",
+                ));
+            }
+            passkey::start_authentication(app, &who.user, &who.token_hash).await
         }
         (State::Complete(who), PasskeyStart::Register(name)) => {
             let name = name_of(&name)?;
@@ -750,6 +779,13 @@ async fn reauthenticate(
         tx = app.db().begin_write().await?;
         Freshness::Password
     };
+    mark_fresh(tx, app, who, freshness).await
+}
+
+/// Records, in `tx` with the proof's consumption, that the session is fresh and with
+/// what; audits it and commits.
+async fn mark_fresh(mut tx: db::Tx, app: &AppState, who: &Authenticated, freshness: Freshness) -> AppResult<Outcome> {
+    let u = &who.user;
     fdb::mark_reauthenticated(&mut tx, &who.token_hash, app.now(), freshness.as_str()).await?;
     if let Freshness::Factor(method) = freshness {
         fdb::mark_second_factor(&mut tx, &who.token_hash, app.now(), method.as_str()).await?;
@@ -909,8 +945,18 @@ pub async fn resolved_policy_for(
     user: &UserRow,
     application: Option<ApplicationRule>,
 ) -> AppResult<Resolved> {
-    let flag = user.two_factor_enabled != 0;
     let groups = db::groups::rules_of_user(&state.db().pool, &user.id).await?;
+    resolved_with(state, user, groups, application).await
+}
+
+/// [`resolved_policy_for`] with the user's group rules already read.
+pub async fn resolved_with(
+    state: &AppState,
+    user: &UserRow,
+    groups: Vec<GroupRule>,
+    application: Option<ApplicationRule>,
+) -> AppResult<Resolved> {
+    let flag = user.two_factor_enabled != 0;
     let rules = Rules { groups: &groups, application: application.as_ref() };
     let policy = match &user.tenant_id {
         None => {
@@ -1020,7 +1066,15 @@ mod tests {
             ),
             (
                 Stage::Complete,
-                &[E::SendCode, E::Reauthenticate, E::ConfirmFactor, E::StepUp, E::AddPasskey, E::PasskeyOptions],
+                &[
+                    E::SendCode,
+                    E::Reauthenticate,
+                    E::ConfirmFactor,
+                    E::StepUp,
+                    E::AddPasskey,
+                    E::ReauthenticatePasskey,
+                    E::PasskeyOptions,
+                ],
             ),
         ];
         for stage in Stage::ALL {

@@ -29,19 +29,17 @@ pub struct Pending {
 pub(super) async fn open(state: &AppState, user: &UserRow, stage: Stage) -> AppResult<String> {
     let token = auth::new_token();
     let now = state.now();
-    fdb::insert_attempt(
-        &state.db().pool,
-        &NewAttempt {
-            token_hash: &token_hash(&token),
-            id: &uuid::Uuid::now_v7().to_string(),
-            user_id: &user.id,
-            stage: stage.as_str(),
-            security_stamp: &user.security_stamp,
-            created_at: now,
-            expires_at: now + i64::from(state.config().pending_sign_in_minutes) * 60_000,
-        },
-    )
-    .await?;
+    let hash = token_hash(&token);
+    let attempt = NewAttempt {
+        token_hash: &hash,
+        id: &uuid::Uuid::now_v7().to_string(),
+        user_id: &user.id,
+        stage: stage.as_str(),
+        security_stamp: &user.security_stamp,
+        created_at: now,
+        expires_at: now + i64::from(state.config().pending_sign_in_minutes) * 60_000,
+    };
+    state.db().write(async |w| fdb::insert_attempt(w, &attempt).await).await?;
     Ok(token)
 }
 

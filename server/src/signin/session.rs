@@ -71,15 +71,14 @@ pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client
         }
         freshness = Freshness::Factor(proven.method);
     }
-    // Reload: enrolment may just have rotated the stamp.
-    let user = db::get_user(&mut *tx, &p.user.id).await?.ok_or(AppError::SignInExpired)?;
     // A session is fresh for sensitive changes when it proved a factor, or when the
     // user has none to prove (a postponed enrolment proves nothing beyond the password).
-    let fresh = match freshness {
+    // Judged on the user as stored now: enrolment may just have added a factor.
+    let fresh = |user: &UserRow| match freshness {
         Freshness::Factor(_) => Some(freshness),
         Freshness::Password => (!user.has_factor()).then_some(freshness),
     };
-    let session_token = mint(&mut tx, state, &user, how.methods, client, fresh).await?;
+    let (session_token, user) = mint(&mut tx, state, &p.user.id, how.methods, client, fresh).await?;
     let remember = if how.remember {
         notices.push(Notice::BrowserRemembered);
         let strength = freshness.strength().unwrap_or(Strength::OutOfBand);
@@ -110,9 +109,8 @@ pub(super) async fn finish_with_passkey(
     }
     let recovery_codes = lifecycle::add(&mut tx, state, &p.user, NewFactor::Passkey(&registered), None).await?;
     fdb::reset_failures(&mut tx, &p.user.id).await?;
-    let user = db::get_user(&mut *tx, &p.user.id).await?.ok_or(AppError::SignInExpired)?;
-    let fresh = Some(Freshness::Factor(SecondFactorMethod::Passkey));
-    let session_token = mint(&mut tx, state, &user, "pwd+enrolled_passkey", client, fresh).await?;
+    let fresh = |_: &UserRow| Some(Freshness::Factor(SecondFactorMethod::Passkey));
+    let (session_token, user) = mint(&mut tx, state, &p.user.id, "pwd+enrolled_passkey", client, fresh).await?;
     tx.commit().await?;
     notify::send(state, &user, Notice::FactorAdded(FactorKind::Passkey));
     Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes })
@@ -134,8 +132,8 @@ pub(super) async fn finish_passwordless(
         drop(tx);
         return Err(proven.lost(state, &user).await?);
     }
-    let fresh = Some(Freshness::Factor(SecondFactorMethod::Passkey));
-    let session_token = mint(&mut tx, state, &user, "passkey", client, fresh).await?;
+    let fresh = |_: &UserRow| Some(Freshness::Factor(SecondFactorMethod::Passkey));
+    let (session_token, user) = mint(&mut tx, state, &user.id, "passkey", client, fresh).await?;
     let remember = if remember {
         Some(remember_browser(&mut tx, state, &user, policy, client, Strength::PhishingResistant).await?)
     } else {
@@ -157,8 +155,8 @@ pub(super) async fn finish_after_password(
     client: &ClientInfo,
 ) -> AppResult<Completed> {
     let mut tx = state.db().begin_write().await?;
-    let fresh = (!user.has_factor()).then_some(Freshness::Password);
-    let session_token = mint(&mut tx, state, &user, methods, client, fresh).await?;
+    let fresh = |user: &UserRow| (!user.has_factor()).then_some(Freshness::Password);
+    let (session_token, user) = mint(&mut tx, state, &user.id, methods, client, fresh).await?;
     tx.commit().await?;
     Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes: None })
 }
@@ -242,18 +240,22 @@ pub(super) async fn remembered_browser_valid(
 /// Creates a session, in the caller's transaction, for a user who has passed every step
 /// the policy demands: the only place a session is made. The token is new for every
 /// session (no fixation), and only its hash is stored. `fresh` records what the sign-in
-/// proved, for sensitive changes in the next few minutes.
+/// proved, for sensitive changes in the next few minutes; it is asked of the user as
+/// stored now, which is returned with the token.
 async fn mint(
     conn: &mut sqlx::AnyConnection,
     state: &AppState,
-    user: &UserRow,
+    user_id: &str,
     auth_methods: &str,
     client: &ClientInfo,
-    fresh: Option<Freshness>,
-) -> AppResult<String> {
+    fresh: impl FnOnce(&UserRow) -> Option<Freshness>,
+) -> AppResult<(String, UserRow)> {
     let token = new_token();
     let hash = token_hash(&token);
     let now = state.now();
+    // The stored row, not the caller's copy: enrolment may just have rotated the stamp.
+    let user = db::record_sign_in(&mut *conn, user_id, now, auth_methods).await?.ok_or(AppError::SignInExpired)?;
+    let fresh = fresh(&user);
     let max_ms = i64::from(state.config().session_max_hours) * 3_600_000;
     db::insert_session(
         &mut *conn,
@@ -277,7 +279,6 @@ async fn mint(
         },
     )
     .await?;
-    db::record_sign_in(&mut *conn, &user.id, now, auth_methods).await?;
     db::insert_audit(
         &mut *conn,
         &NewAudit {
@@ -291,5 +292,5 @@ async fn mint(
         },
     )
     .await?;
-    Ok(token)
+    Ok((token, user))
 }

@@ -163,9 +163,15 @@ async fn a_required_strength_hides_weaker_factors_and_the_preview_counts_them() 
     assert_eq!(what["status"], "requires_enrollment", "{what}");
 
     // A strength no provider of the scope reaches would lock members out.
+    // The same code a scope gets for a min_strength its providers cannot meet.
     let pr = json!({ "name": "Keys", "rule": { "min_strength": "phishing_resistant" } });
-    let e = app.post_json(&format!("{scope}/groups"), &pr).await.assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+    let e = app
+        .post_json(&format!("{scope}/groups"), &pr)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "strength_unreachable");
     assert_eq!(e["field"], "rule.min_strength");
+    let groups = app.get(&format!("{scope}/groups")).await.assert_status(StatusCode::OK).json();
+    assert!(!groups.to_string().contains("\"Keys\""), "nothing written: {groups}");
 }
 
 #[tokio::test]

@@ -340,6 +340,17 @@ impl Client {
         Client { http, base: format!("http://{addr}") }
     }
 
+    /// A browser whose redirects are shown rather than followed (an application's
+    /// authorization request answers with one to the application).
+    pub fn without_redirects(addr: SocketAddr) -> Self {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("reqwest client");
+        Client { http, base: format!("http://{addr}") }
+    }
+
     /// A client that speaks HTTPS to `addr` as `localhost`, trusting only the PEM
     /// certificate `ca_pem`.
     pub fn https(addr: SocketAddr, ca_pem: &str) -> Self {
@@ -387,6 +398,10 @@ impl Client {
 
     pub async fn put_json(&self, path: &str, body: &Value) -> Resp {
         self.send(self.write(Method::PUT, path).json(body)).await
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Resp {
+        self.send(self.write(Method::PATCH, path).json(body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Resp {

@@ -10,6 +10,7 @@ mod flows;
 mod helpers;
 #[path = "../support/smtp.rs"]
 mod smtp;
+#[path = "../support/soft_authenticator.rs"]
 mod soft_authenticator;
 
 mod account;

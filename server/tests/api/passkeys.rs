@@ -35,37 +35,40 @@ async fn forced_user(app: &TestApp, tenant: &str, name: &str) -> User {
     create_user(app, &t.id, name, None).await
 }
 
+/// The ceremonies: where each starts and where the browser's answer goes.
+const ENROL: (&str, &str) = ("/api/auth/enroll/passkey", "/api/auth/enroll/passkey/confirm");
+const SECOND_FACTOR: (&str, &str) = ("/api/auth/sign-in/passkey/options", "/api/auth/sign-in/passkey");
+const PASSWORDLESS: (&str, &str) = ("/api/auth/passkey/options", "/api/auth/passkey");
+const ADD: (&str, &str) = ("/api/account/passkeys", "/api/account/passkeys/confirm");
+const REAUTHENTICATE: (&str, &str) =
+    ("/api/account/reauthenticate/passkey/options", "/api/account/reauthenticate/passkey");
+
+/// One WebAuthn ceremony through `client`: the options from `start` (sent `body`), the
+/// authenticator's answer (a new credential for creation options, else an assertion),
+/// posted to `finish`.
+async fn ceremony(client: &Client, key: &mut SoftAuthenticator, (start, finish): (&str, &str), body: Value) -> Resp {
+    let options = client.post_json(start, &body).await.assert_status(StatusCode::OK).json();
+    let credential = if options["options"]["publicKey"]["user"].is_object() {
+        key.register(&options["options"])
+    } else {
+        key.assert(&options["options"])
+    };
+    client.post_json(finish, &json!({ "challenge_id": options["challenge_id"], "credential": credential })).await
+}
+
 /// Password step, then a passkey registered at the enrolment it requires; `client` ends
 /// signed in. Returns the sign-in answer.
 async fn enrol_passkey(client: &Client, key: &mut SoftAuthenticator, tenant: &str, name: &str) -> Value {
     let step = password_step(client, tenant, name, "requires_enrollment").await;
     assert!(step["enrollable"].as_array().unwrap().contains(&json!("passkey")), "{step}");
-    let options =
-        client.post_json("/api/auth/enroll/passkey", &json!({ "name": "Laptop" })).await.assert_status(StatusCode::OK);
-    let options = options.json();
-    let credential = key.register(&options["options"]);
-    let resp = client
-        .post_json(
-            "/api/auth/enroll/passkey/confirm",
-            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
-        )
-        .await;
-    assert_signed_in(&resp)
+    assert_signed_in(&ceremony(client, key, ENROL, json!({ "name": "Laptop" })).await)
 }
 
 /// Password, then the passkey as second factor.
 async fn second_factor_with(client: &Client, key: &mut SoftAuthenticator, tenant: &str, name: &str) -> Resp {
     let step = password_step(client, tenant, name, "requires_two_factor").await;
     assert!(step["providers"].as_array().unwrap().iter().any(|p| p["provider"] == "passkey"), "{step}");
-    let options = client.post_json("/api/auth/sign-in/passkey/options", &json!({})).await.assert_status(StatusCode::OK);
-    let options = options.json();
-    let credential = key.assert(&options["options"]);
-    client
-        .post_json(
-            "/api/auth/sign-in/passkey",
-            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
-        )
-        .await
+    ceremony(client, key, SECOND_FACTOR, json!({})).await
 }
 
 /// A passwordless sign-in's options: a challenge id and what the browser gets.
@@ -74,12 +77,13 @@ async fn discover(client: &Client) -> Value {
 }
 
 async fn passwordless(client: &Client, key: &mut SoftAuthenticator) -> Resp {
-    let options = discover(client).await;
-    assert_eq!(options["options"]["mediation"], "conditional", "{options}");
-    let credential = key.assert(&options["options"]);
-    client
-        .post_json("/api/auth/passkey", &json!({ "challenge_id": options["challenge_id"], "credential": credential }))
-        .await
+    ceremony(client, key, PASSWORDLESS, json!({})).await
+}
+
+/// The session `client` is signed in with, as its account page lists it.
+async fn current_session(client: &Client) -> Value {
+    let sessions = client.get("/api/account/sessions").await.assert_status(StatusCode::OK).json();
+    sessions.as_array().unwrap().iter().find(|s| s["current"] == true).cloned().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -99,18 +103,19 @@ async fn a_passkey_enrolled_at_sign_in_is_a_second_factor_and_a_passwordless_sig
     // As the second factor after the password.
     let second = app.new_client();
     assert_signed_in(&second_factor_with(&second, &mut key, "acme", "ada").await);
-    let sessions = second.get("/api/account/sessions").await.assert_status(StatusCode::OK).json();
-    let current = sessions.as_array().unwrap().iter().find(|s| s["current"] == true).cloned().unwrap_or_default();
-    assert_eq!(current["methods"], "pwd+passkey", "{sessions}");
+    let current = current_session(&second).await;
+    assert_eq!(current["methods"], "pwd+passkey", "{current}");
 
-    // Passwordless: the passkey names the user, no password at all.
+    // Passwordless: the passkey names the user, no password at all. The browser is asked
+    // to offer it in the user name field's autofill.
     let third = app.new_client();
+    let options = discover(&third).await;
+    assert_eq!(options["options"]["mediation"], "conditional", "{options}");
     let resp = passwordless(&third, &mut key).await;
     let body = assert_signed_in(&resp);
     assert_eq!(body["user"]["username"], "ada", "{body}");
-    let sessions = third.get("/api/account/sessions").await.assert_status(StatusCode::OK).json();
-    let current = sessions.as_array().unwrap().iter().find(|s| s["current"] == true).cloned().unwrap_or_default();
-    assert_eq!(current["methods"], "passkey", "no password: {sessions}");
+    let current = current_session(&third).await;
+    assert_eq!(current["methods"], "passkey", "no password: {current}");
 
     // The admin sees the passkey among the user's factors, as phishing resistant.
     let user = app.get(&format!("/api/users/{}", ada.id)).await.assert_status(StatusCode::OK).json();
@@ -215,13 +220,7 @@ async fn a_challenge_is_bound_to_its_sign_in() {
     // Bob's pending sign-in, answered with Ada's passkey over Bob's challenge.
     let client = app.new_client();
     password_step(&client, "globex", "bob", "requires_two_factor").await;
-    let options = client.post_json("/api/auth/sign-in/passkey/options", &json!({})).await.json();
-    let credential = ada.assert(&options["options"]);
-    client
-        .post_json(
-            "/api/auth/sign-in/passkey",
-            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
-        )
+    ceremony(&client, &mut ada, SECOND_FACTOR, json!({}))
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
     // Ada's passwordless challenge cannot finish Bob's second factor either.
@@ -254,18 +253,7 @@ async fn passkeys_on_the_account_page_need_fresh_reauthentication_and_keep_the_l
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_field");
     let mut key = soft();
-    let options =
-        client.post_json("/api/account/passkeys", &json!({ "name": "Phone" })).await.assert_status(StatusCode::OK);
-    let options = options.json();
-    let credential = key.register(&options["options"]);
-    let added = client
-        .post_json(
-            "/api/account/passkeys/confirm",
-            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
-        )
-        .await
-        .assert_status(StatusCode::OK)
-        .json();
+    let added = ceremony(&client, &mut key, ADD, json!({ "name": "Phone" })).await.assert_status(StatusCode::OK).json();
     assert_eq!(added["recovery_codes"].as_array().map(Vec::len), Some(0), "not the first factor: {added}");
     // The passkey is now the strongest factor: a session made fresh by an authenticator
     // code no longer reaches changes.
@@ -277,7 +265,7 @@ async fn passkeys_on_the_account_page_need_fresh_reauthentication_and_keep_the_l
     let list = client.get("/api/account/passkeys").await.assert_status(StatusCode::OK).json();
     let id = list[0]["id"].as_str().unwrap().to_owned();
     let renamed = client
-        .put_json(&format!("/api/account/passkeys/{id}"), &json!({ "name": "Work phone" }))
+        .patch_json(&format!("/api/account/passkeys/{id}"), &json!({ "name": "Work phone" }))
         .await
         .assert_status(StatusCode::OK)
         .json();
@@ -312,15 +300,7 @@ async fn a_passkey_can_be_removed_when_another_factor_remains() {
     let client = app.new_client();
     assert_signed_in(&second_factor_with(&client, &mut first, "acme", "ada").await);
     let mut second = soft();
-    let options = client.post_json("/api/account/passkeys", &json!({ "name": "Spare" })).await.json();
-    let credential = second.register(&options["options"]);
-    client
-        .post_json(
-            "/api/account/passkeys/confirm",
-            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
-        )
-        .await
-        .assert_status(StatusCode::OK);
+    ceremony(&client, &mut second, ADD, json!({ "name": "Spare" })).await.assert_status(StatusCode::OK);
     let list = client.get("/api/account/passkeys").await.json();
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
     let id = list[0]["id"].as_str().unwrap();
@@ -370,14 +350,7 @@ async fn phishing_resistant_scopes_refuse_codes_and_send_users_without_a_passkey
         .await
         .assert_error(StatusCode::BAD_REQUEST, "provider_unavailable");
     let mut key = soft();
-    let options = c.post_json("/api/auth/enroll/passkey", &json!({ "name": "Key" })).await.json();
-    let credential = key.register(&options["options"]);
-    let resp = c
-        .post_json(
-            "/api/auth/enroll/passkey/confirm",
-            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
-        )
-        .await;
+    let resp = ceremony(&c, &mut key, ENROL, json!({ "name": "Key" })).await;
     assert_signed_in(&resp);
     // From now on only the passkey is offered.
     let c2 = app.new_client();
@@ -412,15 +385,7 @@ async fn a_recovery_code_under_phishing_resistant_leads_only_to_a_new_passkey() 
     assert!(c.me().await.status == StatusCode::UNAUTHORIZED, "no session yet");
     c.post_json("/api/auth/enroll/postpone", &json!({})).await.assert_error(StatusCode::CONFLICT, "grace_over");
     let mut new_key = soft();
-    let options = c.post_json("/api/auth/enroll/passkey", &json!({ "name": "New key" })).await.json();
-    let credential = new_key.register(&options["options"]);
-    let resp = c
-        .post_json(
-            "/api/auth/enroll/passkey/confirm",
-            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
-        )
-        .await;
-    assert_signed_in(&resp);
+    assert_signed_in(&ceremony(&c, &mut new_key, ENROL, json!({ "name": "New key" })).await);
     // The code was spent.
     let c2 = app.new_client();
     password_step(&c2, "acme", "ada", "requires_two_factor").await;
@@ -485,23 +450,213 @@ async fn an_aaguid_allow_list_refuses_other_authenticator_models() {
     let c = app.new_client();
     password_step(&c, "acme", "ada", "requires_enrollment").await;
     let mut other = soft();
-    let options = c.post_json("/api/auth/enroll/passkey", &json!({ "name": "Key" })).await.json();
-    let credential = other.register(&options["options"]);
-    c.post_json(
-        "/api/auth/enroll/passkey/confirm",
-        &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
-    )
-    .await
-    .assert_error(StatusCode::BAD_REQUEST, "passkey_model_not_allowed");
+    ceremony(&c, &mut other, ENROL, json!({ "name": "Key" }))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "passkey_model_not_allowed");
     let mut listed = soft();
     listed.aaguid = *uuid::Uuid::parse_str(allowed).unwrap().as_bytes();
-    let options = c.post_json("/api/auth/enroll/passkey", &json!({ "name": "Key" })).await.json();
-    let credential = listed.register(&options["options"]);
-    let resp = c
+    assert_signed_in(&ceremony(&c, &mut listed, ENROL, json!({ "name": "Key" })).await);
+}
+
+#[tokio::test]
+async fn a_passkey_reauthenticates_the_session_for_sensitive_changes() {
+    let app = passkey_app(Options::default()).await;
+    forced_user(&app, "acme", "ada").await;
+    let mut key = soft();
+    let client = app.new_client();
+    enrol_passkey(&client, &mut key, "acme", "ada").await;
+    // Long after the sign-in, the passkey (Ada's only factor) cannot be typed as a code,
+    // and a change needs a fresh session.
+    app.advance_minutes(30);
+    client
+        .post_json(ADD.0, &json!({ "name": "Spare" }))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "reauthentication_required");
+    client
+        .post_json("/api/account/reauthenticate", &json!({ "password": PASSWORD, "method": "passkey", "code": "1" }))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "provider_unavailable");
+    ceremony(&client, &mut key, REAUTHENTICATE, json!({})).await.assert_status(StatusCode::NO_CONTENT);
+    let account = client.get("/api/account").await.assert_status(StatusCode::OK).json();
+    assert!(account["reauthenticated_until"].is_string(), "fresh now: {account}");
+    let audit = app.audit("&action=reauthentication.succeeded").await;
+    assert!(audit.iter().any(|e| e["after"]["method"] == "passkey"), "{audit:?}");
+    // Fresh at the passkey's strength: a second passkey may be added.
+    let mut spare = soft();
+    ceremony(&client, &mut spare, ADD, json!({ "name": "Spare" })).await.assert_status(StatusCode::OK);
+
+    // The challenge is single use and bound to this session.
+    let options = client.post_json(REAUTHENTICATE.0, &json!({})).await.assert_status(StatusCode::OK).json();
+    let body = json!({ "challenge_id": options["challenge_id"], "credential": key.assert(&options["options"]) });
+    let other = app.new_client();
+    assert_signed_in(&second_factor_with(&other, &mut spare, "acme", "ada").await);
+    other.post_json(REAUTHENTICATE.1, &body).await.assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+    // The other session's attempt took nothing from this one's challenge, which works once.
+    client.post_json(REAUTHENTICATE.1, &body).await.assert_status(StatusCode::NO_CONTENT);
+    client.post_json(REAUTHENTICATE.1, &body).await.assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+    // A copy of the key with an old counter is refused and audited.
+    let mut clone = key.clone();
+    clone.counter -= 1;
+    ceremony(&client, &mut clone, REAUTHENTICATE, json!({}))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "passkey_refused");
+    assert!(!app.audit("&action=passkey.counter_regression").await.is_empty());
+    // Not signed in: nothing to reauthenticate.
+    app.new_client().post_json(REAUTHENTICATE.0, &json!({})).await.assert_status(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_user_without_a_passkey_cannot_start_a_passkey_reauthentication() {
+    let app = passkey_app(Options::default()).await;
+    forced_user(&app, "acme", "ada").await;
+    let client = app.new_client();
+    enrol_authenticator(&app, &client, "acme", "ada").await;
+    client.post_json(REAUTHENTICATE.0, &json!({})).await.assert_error(StatusCode::BAD_REQUEST, "provider_unavailable");
+    // Not a WebAuthn answer: the client's mistake, told as such.
+    client
+        .post_json(REAUTHENTICATE.1, &json!({ "challenge_id": "x", "credential": { "id": 1 } }))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+}
+
+#[tokio::test]
+async fn a_passkey_is_renamed_with_a_valid_name_and_the_change_is_audited() {
+    let app = passkey_app(Options::default()).await;
+    forced_user(&app, "acme", "ada").await;
+    let mut key = soft();
+    let client = app.new_client();
+    enrol_passkey(&client, &mut key, "acme", "ada").await;
+    let list = client.get("/api/account/passkeys").await.assert_status(StatusCode::OK).json();
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/account/passkeys/{id}");
+    for bad in [
+        json!({ "name": "" }),
+        json!({ "name": "   " }),
+        json!({ "name": "x".repeat(65) }),
+        json!({ "name": "a\u{7}b" }),
+    ] {
+        let err = client.patch_json(&path, &bad).await.assert_error(StatusCode::BAD_REQUEST, "invalid_field");
+        assert_eq!(err["field"], "name", "{bad}: {err}");
+    }
+    client.patch_json(&path, &json!({})).await.assert_status(StatusCode::BAD_REQUEST);
+    client.patch_json(&path, &json!({ "name": "Desk", "extra": 1 })).await.assert_status(StatusCode::BAD_REQUEST);
+    let unchanged = client.get("/api/account/passkeys").await.json();
+    assert_eq!(unchanged[0]["name"], "Laptop", "nothing written: {unchanged}");
+    // A long name at the limit, trimmed.
+    let longest = "é".repeat(64);
+    let renamed =
+        client.patch_json(&path, &json!({ "name": format!(" {longest} ") })).await.assert_status(StatusCode::OK).json();
+    assert_eq!(renamed["name"], longest.as_str(), "{renamed}");
+    assert_eq!(renamed["id"], id.as_str());
+    let listed = client.get("/api/account/passkeys").await.json();
+    assert_eq!(listed[0]["name"], longest.as_str(), "{listed}");
+    let audit = app.audit("&action=passkey.renamed").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["before"]["name"], "Laptop");
+    assert_eq!(audit[0]["after"]["name"], longest.as_str());
+    // Someone else's passkey, none at all, or a malformed id: unknown here.
+    let t = app.create_tenant("globex").await;
+    app.set_feature(&t.id, "forced").await;
+    create_user(&app, &t.id, "bob", None).await;
+    let bob = app.new_client();
+    enrol_passkey(&bob, &mut soft(), "globex", "bob").await;
+    bob.patch_json(&path, &json!({ "name": "Mine" })).await.assert_status(StatusCode::NOT_FOUND);
+    client
+        .patch_json("/api/account/passkeys/00000000-0000-7000-8000-000000000000", &json!({ "name": "Mine" }))
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+    client
+        .patch_json("/api/account/passkeys/not-an-id", &json!({ "name": "Mine" }))
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+    let still = client.get("/api/account/passkeys").await.json();
+    assert_eq!(still[0]["name"], longest.as_str(), "{still}");
+    // Renaming is a label: the old name's session stays signed in, no reauthentication.
+    app.advance_minutes(30);
+    client.patch_json(&path, &json!({ "name": "Old laptop" })).await.assert_status(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn id_tokens_say_a_passkey_was_used_with_or_without_the_password() {
+    let app = passkey_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "ada", None).await;
+    let mut key = soft();
+    enrol_passkey(&app.new_client(), &mut key, "acme", "ada").await;
+    let redirect = "http://127.0.0.1:9/callback";
+    let created = app
         .post_json(
-            "/api/auth/enroll/passkey/confirm",
-            &json!({ "challenge_id": options["challenge_id"], "credential": credential }),
+            &format!("/api/tenants/{}/applications", t.id),
+            &json!({ "name": "Wiki", "client_type": "confidential", "redirect_uris": [redirect],
+                "allowed_scopes": ["openid"], "first_party": true }),
         )
-        .await;
-    assert_signed_in(&resp);
+        .await
+        .assert_status(StatusCode::CREATED)
+        .json();
+    let client_id = created["application"]["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    // The issuer is named after public_url; the same routes answer at the bound address.
+    let issuer = created["application"]["issuer"].as_str().unwrap();
+    let base = issuer.replace(ORIGIN, &format!("http://{}", app.running.addr));
+    // RFC 8176: `hwk` for proof of possession of a key in an authenticator, `mfa` since
+    // a passkey with user verification is two factors; `pwd` only when a password was typed.
+    for (passwordless_sign_in, amr) in [(true, json!(["hwk", "mfa"])), (false, json!(["pwd", "hwk", "mfa"]))] {
+        let browser = Client::without_redirects(app.running.addr);
+        let signed_in = if passwordless_sign_in {
+            passwordless(&browser, &mut key).await
+        } else {
+            second_factor_with(&browser, &mut key, "acme", "ada").await
+        };
+        assert_signed_in(&signed_in);
+        let url = format!(
+            "{base}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}\
+             &redirect_uri={}&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
+             &code_challenge_method=S256&nonce=n1",
+            url_encode(redirect)
+        );
+        let resp = browser.http.get(&url).send().await.unwrap();
+        let location = resp.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(location.starts_with(redirect), "{} {location}", resp.status());
+        let code = reqwest::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no code in {location}"));
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+        ];
+        let tokens = reqwest::Client::new()
+            .post(format!("{base}/oauth2/token"))
+            .basic_auth(&client_id, Some(&secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tokens.status(), StatusCode::OK);
+        let tokens: Value = tokens.json().await.unwrap();
+        let claims = claims_of(tokens["id_token"].as_str().unwrap());
+        assert_eq!(claims["amr"], amr, "{claims}");
+        assert_eq!(claims["acr"], "urn:twofold:acr:2fa:phishing_resistant", "{claims}");
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The claims of a JWT, unverified (the OpenID tests verify signatures).
+fn claims_of(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+        .expect("JSON claims")
 }

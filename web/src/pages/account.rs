@@ -13,9 +13,8 @@ use leptos::task::spawn_local;
 use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
     AccountGrant, AccountGrantList, AccountState, AuthenticatorEnrollment, ChangePassword, CodeRequest,
-    EffectivePolicyView, EmailRequest, ErrorCode, PasskeyChallenge, PasskeyFinish, PasskeyName, PhoneRequest,
-    ReauthenticateRequest, RecoveryCodes, RememberedBrowser, SecondFactorMethod, SendCodeRequest, SendCodeResponse,
-    SessionInfo, SetTwoFactor,
+    EffectivePolicyView, EmailRequest, ErrorCode, Passkey, PasskeyName, PhoneRequest, ReauthenticateRequest,
+    RecoveryCodes, RememberedBrowser, SecondFactorMethod, SendCodeRequest, SendCodeResponse, SessionInfo, SetTwoFactor,
 };
 
 use crate::api::{self, ApiError, ApiResult};
@@ -221,7 +220,7 @@ fn TwoFactorCard(ctx: Ctx) -> impl IntoView {
     let no_factor_hint = move || {
         ctx.with(|a| {
             let f = &a.factors;
-            a.policy.required && !(f.authenticator || f.email_confirmed || f.phone_confirmed)
+            a.policy.required && !(f.authenticator || f.email_confirmed || f.phone_confirmed || !f.passkeys.is_empty())
         })
         .unwrap_or(false)
         .then(|| {
@@ -269,10 +268,7 @@ fn TwoFactorCard(ctx: Ctx) -> impl IntoView {
 /// credential, the server's confirmation (with recovery codes when it is the first
 /// factor).
 async fn add_passkey(name: String) -> ApiResult<RecoveryCodes> {
-    let challenge = api::post::<_, PasskeyChallenge>("/api/account/passkeys", &PasskeyName { name }).await?;
-    let credential = passkey::create(&challenge.options).await.map_err(|m| ApiError::message(&m))?;
-    let finish = PasskeyFinish { challenge_id: challenge.challenge_id, credential, remember_browser: false };
-    api::post("/api/account/passkeys/confirm", &finish).await
+    passkey::ceremony("/api/account/passkeys", Some(name), false, "/api/account/passkeys/confirm", false).await
 }
 
 /// The user's passkeys: the strongest factor, which a look-alike site cannot use.
@@ -284,6 +280,32 @@ fn PasskeysCard(ctx: Ctx) -> impl IntoView {
     let busy = RwSignal::new(false);
     let allowed = move || ctx.with(|a| a.policy.allowed_providers.passkey).unwrap_or(true);
     let list = move || ctx.with(|a| a.factors.passkeys.clone()).unwrap_or_default();
+    // The passkey whose new name is being typed, and that name.
+    let renaming = RwSignal::new(None::<String>);
+    let new_name = RwSignal::new(String::new());
+    let save_name = move |_| {
+        let Some(id) = renaming.get_untracked() else { return };
+        let body = PasskeyName { name: new_name.get_untracked() };
+        if let Err(m) = body.parse() {
+            err.set(Some(m.to_owned()));
+            return;
+        }
+        busy.set(true);
+        err.set(None);
+        notice.set(None);
+        spawn_local(async move {
+            let r = api::patch::<_, Passkey>(&format!("/api/account/passkeys/{}", api::enc(&id)), &body).await;
+            busy.set(false);
+            match r {
+                Ok(p) => {
+                    renaming.set(None);
+                    notice.set(Some(format!("The passkey is now called {}.", p.name)));
+                    ctx.reload();
+                }
+                Err(e) => err.set(Some(e.text())),
+            }
+        });
+    };
 
     let add = move |_| {
         busy.set(true);
@@ -338,6 +360,11 @@ fn PasskeysCard(ctx: Ctx) -> impl IntoView {
                         .into_iter()
                         .map(|p| {
                             let id = p.id.clone();
+                            let (row_id, old_name) = (p.id.clone(), p.name.clone());
+                            let editing = {
+                                let row_id = p.id.clone();
+                                move || renaming.get().as_deref() == Some(row_id.as_str())
+                            };
                             view! {
                                 <li class="row" data-test=ids::PASSKEY_ROW data-id=p.id.clone() data-name=p.name.clone()>
                                     <div class="row-main">
@@ -351,6 +378,43 @@ fn PasskeysCard(ctx: Ctx) -> impl IntoView {
                                             )}
                                         </div>
                                     </div>
+                                    <Show
+                                        when=editing
+                                        fallback=move || {
+                                            let (row_id, old_name) = (row_id.clone(), old_name.clone());
+                                            view! {
+                                                <button
+                                                    type="button"
+                                                    class="btn btn-small"
+                                                    data-test=ids::PASSKEY_RENAME
+                                                    disabled=move || busy.get()
+                                                    on:click=move |_| {
+                                                        new_name.set(old_name.clone());
+                                                        renaming.set(Some(row_id.clone()));
+                                                    }
+                                                >
+                                                    "Rename"
+                                                </button>
+                                            }
+                                        }
+                                    >
+                                        <input
+                                            type="text"
+                                            maxlength="64"
+                                            aria-label="New name"
+                                            data-test=ids::PASSKEY_RENAME_NAME
+                                            bind:value=new_name
+                                        />
+                                        <button
+                                            type="button"
+                                            class="btn btn-small btn-primary"
+                                            data-test=ids::PASSKEY_RENAME_SAVE
+                                            disabled=move || busy.get()
+                                            on:click=save_name
+                                        >
+                                            "Save"
+                                        </button>
+                                    </Show>
                                     <ConfirmButton
                                         label="Remove"
                                         question="Remove this passkey? It stops working at once."
@@ -1273,9 +1337,15 @@ pub(crate) fn reauth_methods(a: &AccountState) -> Vec<SecondFactorMethod> {
 
 #[component]
 fn ReauthDialog(ctx: Ctx) -> impl IntoView {
-    let methods = ctx.with(reauth_methods).unwrap_or_default();
+    let mut methods = ctx.with(reauth_methods).unwrap_or_default();
+    // A passkey comes first where the user has one: it is their strongest factor, and
+    // changes need a proof as strong as that.
+    let with_passkey = passkey::supported() && ctx.with(|a| !a.factors.passkeys.is_empty()).unwrap_or(false);
+    if with_passkey {
+        methods.insert(0, SecondFactorMethod::Passkey);
+    }
     let has_factor = ctx.with(|a| a.factors.authenticator || a.factors.email_confirmed || a.factors.phone_confirmed);
-    let has_factor = has_factor.unwrap_or(false);
+    let has_factor = has_factor.unwrap_or(false) || with_passkey;
     let password = RwSignal::new(String::new());
     let method = RwSignal::new(methods.first().copied());
     let code = RwSignal::new(String::new());
@@ -1291,30 +1361,38 @@ fn ReauthDialog(ctx: Ctx) -> impl IntoView {
         ctx.reload();
     });
     let send = move |_| send_reauth_code(method.get_untracked(), busy, err, sent);
+    let is_passkey = move || method.get() == Some(SecondFactorMethod::Passkey);
+    let answered = move |r: ApiResult<()>| {
+        busy.set(false);
+        match r {
+            Ok(()) => {
+                if let Some(retry) = ctx.reauth.close(true) {
+                    retry.run(());
+                }
+            }
+            Err(e) => {
+                code.set(String::new());
+                err.set(Some(e.text()));
+            }
+        }
+    };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
+        busy.set(true);
+        err.set(None);
+        if method.get_untracked() == Some(SecondFactorMethod::Passkey) {
+            // A passkey with user verification is two factors at once: no password.
+            let (start, finish) =
+                ("/api/account/reauthenticate/passkey/options", "/api/account/reauthenticate/passkey");
+            spawn_local(async move { answered(passkey::ceremony(start, None, false, finish, false).await) });
+            return;
+        }
         let req = ReauthenticateRequest {
             password: password.get_untracked(),
             method: if has_factor { method.get_untracked() } else { None },
             code: if has_factor { Some(code.get_untracked().trim().to_owned()) } else { None },
         };
-        busy.set(true);
-        err.set(None);
-        spawn_local(async move {
-            let r = api::post::<_, ()>("/api/account/reauthenticate", &req).await;
-            busy.set(false);
-            match r {
-                Ok(()) => {
-                    if let Some(retry) = ctx.reauth.close(true) {
-                        retry.run(());
-                    }
-                }
-                Err(e) => {
-                    code.set(String::new());
-                    err.set(Some(e.text()));
-                }
-            }
-        });
+        spawn_local(async move { answered(api::post::<_, ()>("/api/account/reauthenticate", &req).await) });
     };
     let needs_send = move || matches!(method.get(), Some(SecondFactorMethod::Email | SecondFactorMethod::Sms));
     view! {
@@ -1322,11 +1400,19 @@ fn ReauthDialog(ctx: Ctx) -> impl IntoView {
             <form on:submit=submit novalidate class="stack-form">
                 <input type="text" class="sr-only" autocomplete="username" tabindex="-1" aria-hidden="true" readonly
                     prop:value=ctx.with(|a| a.user.username.clone()).unwrap_or_default() />
-                <p class="muted">"This change needs your password and a second factor again."</p>
-                <div class="field">
-                    <label for=ids::REAUTH_PASSWORD>"Password"</label>
-                    <input type="password" id=ids::REAUTH_PASSWORD autocomplete="current-password" bind:value=password />
-                </div>
+                <p class="muted">
+                    {move || if is_passkey() {
+                        "This change needs your passkey again."
+                    } else {
+                        "This change needs your password and a second factor again."
+                    }}
+                </p>
+                <Show when=move || !is_passkey()>
+                    <div class="field">
+                        <label for=ids::REAUTH_PASSWORD>"Password"</label>
+                        <input type="password" id=ids::REAUTH_PASSWORD autocomplete="current-password" bind:value=password />
+                    </div>
+                </Show>
                 {has_factor.then(|| view! {
                     <div class="field">
                         <label for=ids::REAUTH_METHOD>"Second factor"</label>
@@ -1358,15 +1444,21 @@ fn ReauthDialog(ctx: Ctx) -> impl IntoView {
                             })}
                         </div>
                     </Show>
-                    <div class="field">
-                        <label for=ids::REAUTH_CODE>"Code"</label>
-                        <input type="text" class="code-input" id=ids::REAUTH_CODE autocomplete="one-time-code" bind:value=code />
-                    </div>
+                    <Show when=move || !is_passkey()>
+                        <div class="field">
+                            <label for=ids::REAUTH_CODE>"Code"</label>
+                            <input type="text" class="code-input" id=ids::REAUTH_CODE autocomplete="one-time-code" bind:value=code />
+                        </div>
+                    </Show>
                 })}
                 <ErrorText msg=err id=ids::REAUTH_ERROR />
                 <div class="actions">
                     <button type="submit" class="btn btn-primary" id=ids::REAUTH_SUBMIT disabled=move || busy.get()>
-                        "Confirm"
+                        {move || match (is_passkey(), busy.get()) {
+                            (true, true) => "Waiting for your passkey…",
+                            (true, false) => "Use your passkey",
+                            (false, _) => "Confirm",
+                        }}
                     </button>
                     <button type="button" class="btn btn-ghost" id=ids::REAUTH_CANCEL on:click=move |_| cancel.run(())>
                         "Cancel"

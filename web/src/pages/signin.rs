@@ -9,9 +9,8 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use twofold_policy::vocab::Provider;
 use twofold_policy::wire::{
-    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorCode, PasskeyChallenge, PasskeyFinish,
-    PasskeyName, PhoneRequest, ProviderOffer, SecondFactorMethod, SendCodeRequest, SendCodeResponse, SignInRequest,
-    SignInResponse, SignInStatus, VerifyRequest,
+    AuthenticatorEnrollment, CodeRequest, CurrentUser, EmailRequest, ErrorCode, PhoneRequest, ProviderOffer,
+    SecondFactorMethod, SendCodeRequest, SendCodeResponse, SignInRequest, SignInResponse, SignInStatus, VerifyRequest,
 };
 
 use crate::api::{self, ApiError, ApiResult};
@@ -210,18 +209,7 @@ fn PasswordStep(
         }
     });
     on_cleanup(passkey::abort);
-    let with_passkey = move |_| {
-        busy.set(true);
-        err.set(None);
-        spawn_local(async move {
-            let r = passwordless(false).await;
-            busy.set(false);
-            match r {
-                Ok(resp) => on_answer.run(resp),
-                Err(e) => err.set(Some(e)),
-            }
-        });
-    };
+    let with_passkey = move |_| passkey_button(busy, err, on_answer, passwordless(false));
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         if busy.get_untracked() {
@@ -325,37 +313,30 @@ fn PasswordStep(
     }
 }
 
-/// A passwordless sign-in: options from the server, the browser's passkey, the answer.
-/// `conditional` waits for a pick from autofill instead of asking at once.
+/// A passwordless sign-in. `conditional` waits for a pick from autofill instead of
+/// asking at once.
 async fn passwordless(conditional: bool) -> ApiResult<SignInResponse> {
-    let challenge = api::post_empty::<PasskeyChallenge>("/api/auth/passkey/options").await?;
-    let credential = passkey::get(&challenge.options, conditional).await.map_err(|m| local_error(&m))?;
-    let finish = PasskeyFinish { challenge_id: challenge.challenge_id, credential, remember_browser: false };
-    api::post("/api/auth/passkey", &finish).await
+    passkey::ceremony("/api/auth/passkey/options", None, conditional, "/api/auth/passkey", false).await
 }
 
-/// The second factor with a passkey, or its enrolment: the ceremony's two requests
-/// around the browser's part.
-/// `register`: the name of a passkey to create; `None` proves an existing one.
-async fn passkey_step(
-    options_url: &'static str,
-    register: Option<String>,
-    finish_url: &'static str,
-    remember_browser: bool,
-) -> ApiResult<SignInResponse> {
-    let credential = match register {
-        Some(name) => {
-            let challenge = api::post::<_, PasskeyChallenge>(options_url, &PasskeyName { name }).await?;
-            (challenge.challenge_id, passkey::create(&challenge.options).await)
+/// What every passkey button of the sign-in does: busy while the ceremony runs, then
+/// the answer onwards or the error shown.
+fn passkey_button(
+    busy: RwSignal<bool>,
+    err: RwSignal<Option<ApiError>>,
+    on_answer: Callback<SignInResponse>,
+    ceremony: impl Future<Output = ApiResult<SignInResponse>> + 'static,
+) {
+    busy.set(true);
+    err.set(None);
+    spawn_local(async move {
+        let r = ceremony.await;
+        busy.set(false);
+        match r {
+            Ok(resp) => on_answer.run(resp),
+            Err(e) => err.set(Some(e)),
         }
-        None => {
-            let challenge = api::post_empty::<PasskeyChallenge>(options_url).await?;
-            (challenge.challenge_id, passkey::get(&challenge.options, false).await)
-        }
-    };
-    let (challenge_id, credential) = (credential.0, credential.1.map_err(|m| local_error(&m))?);
-    let finish = PasskeyFinish { challenge_id, credential, remember_browser };
-    api::post(finish_url, &finish).await
+    });
 }
 
 fn method_id(m: SecondFactorMethod) -> &'static str {
@@ -476,19 +457,9 @@ fn TwoFactorStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_
     };
 
     let use_passkey = move |_| {
-        busy.set(true);
-        err.set(None);
         let remember_browser = offered && remember.get_untracked();
-        spawn_local(async move {
-            let r =
-                passkey_step("/api/auth/sign-in/passkey/options", None, "/api/auth/sign-in/passkey", remember_browser)
-                    .await;
-            busy.set(false);
-            match r {
-                Ok(resp) => on_done.run(resp),
-                Err(e) => err.set(Some(e)),
-            }
-        });
+        let (start, finish) = ("/api/auth/sign-in/passkey/options", "/api/auth/sign-in/passkey");
+        passkey_button(busy, err, on_done, passkey::ceremony(start, None, false, finish, remember_browser));
     };
     let is_passkey = move || method.get() == Some(SecondFactorMethod::Passkey);
 
@@ -752,18 +723,9 @@ fn EnrollStep(resp: SignInResponse, on_done: Callback<SignInResponse>, start_ove
         });
     };
     let create_passkey = move |_| {
-        busy.set(true);
-        err.set(None);
-        let name = passkey_name.get_untracked();
-        spawn_local(async move {
-            let r =
-                passkey_step("/api/auth/enroll/passkey", Some(name), "/api/auth/enroll/passkey/confirm", false).await;
-            busy.set(false);
-            match r {
-                Ok(resp) => on_done.run(resp),
-                Err(e) => err.set(Some(e)),
-            }
-        });
+        let name = Some(passkey_name.get_untracked());
+        let (start, finish) = ("/api/auth/enroll/passkey", "/api/auth/enroll/passkey/confirm");
+        passkey_button(busy, err, on_done, passkey::ceremony(start, name, false, finish, false));
     };
     let postpone = move |_| {
         busy.set(true);

@@ -22,7 +22,7 @@ use crate::error::{AppError, AppResult};
 
 /// How long a session, user or group-rule row read from the database may answer for
 /// it: the longest a change made on another node goes unseen here.
-pub const RECENT_TTL: Duration = Duration::from_millis(900);
+pub const RECENT_TTL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct PolicyCache {

@@ -7,6 +7,7 @@
 //! alone. The casbin enforcer sits behind the `authz` feature so the wasm build does
 //! not carry it.
 
+pub mod authorization;
 #[cfg(feature = "authz")]
 pub mod authz;
 pub mod names;

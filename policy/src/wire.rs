@@ -1083,6 +1083,22 @@ pub struct WhatIf {
     pub lock: LockState,
     /// The effective policy with its trace.
     pub policy: EffectivePolicyView,
+    /// With `application_id`: what the application's authorization request would then
+    /// ask of the session this sign-in makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<ApplicationAccess>,
+}
+
+/// What an authorization request to an application asks of a session, with the
+/// explanation (`twofold_policy::authorization::decide`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplicationAccess {
+    pub verdict: crate::authorization::Verdict,
+    /// The weakest second factor that will do, when one is demanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_strength: Option<crate::Strength>,
+    pub trace: Vec<String>,
 }
 
 // ---------------------------------------------------------------- OpenID Connect

@@ -159,6 +159,13 @@ pub const APP_PREVIEW: &str = "app-preview";
 /// The impact of the rule as proposed, in words.
 pub const APP_IMPACT: &str = "app-impact";
 pub const APP_SAVE: &str = "app-save";
+pub const APP_EDIT: &str = "app-edit";
+pub const APP_EDIT_NAME: &str = "app-edit-name";
+pub const APP_EDIT_REDIRECTS: &str = "app-edit-redirects";
+pub const APP_EDIT_LOGOUTS: &str = "app-edit-logouts";
+pub const APP_EDIT_FIRST_PARTY: &str = "app-edit-first-party";
+pub const APP_EDIT_SCOPE: &str = "app-edit-scope";
+pub const APP_EDIT_MAX_AGE: &str = "app-edit-max-age";
 pub const APP_ROTATE: &str = "app-rotate";
 pub const APP_DELETE: &str = "app-delete";
 

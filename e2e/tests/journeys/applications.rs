@@ -137,21 +137,18 @@ async fn an_application_signs_in_through_twofold_with_enrolment_consent_and_step
     w.shot("sign-in-for-the-application").await;
     w.click(ids::SIGNIN_SUBMIT).await;
 
-    // 2. Her password alone does not meet Wiki's rule, and she has no factor: enrol one.
+    // 2. Her password alone does not meet Wiki's rule, and she has no factor: she sets
+    //    up an authenticator app right here, inside Wiki's sign-in; its first code is
+    //    her second factor, so no second code is asked.
     let why = w.wait_text(&format!("#{}", ids::AUTHORIZE_ENROLL), "Wiki asks for").await;
     assert!(why.contains("authenticator app"), "{why}");
+    w.by_id(ids::ENROLL_QR).await;
+    let totp = w.text_of(ids::ENROLL_SECRET).await.replace(' ', "");
     w.shot("stronger-factor-needed").await;
-    w.click(ids::AUTHORIZE_ENROLL_LINK).await;
-    w.wait_title("Account · Twofold").await;
-    w.by_id(ids::ACCOUNT_CONTINUE_AUTHORIZATION).await;
-    w.click(ids::ACCOUNT_AUTH_SETUP).await;
-    w.by_id(ids::ACCOUNT_AUTH_QR).await;
-    let totp = w.text_of(ids::ACCOUNT_AUTH_SECRET).await.replace(' ', "");
-    w.fill(ids::ACCOUNT_AUTH_CODE, &w.totp(&totp)).await;
-    w.shot("enrol-on-the-account-page").await;
-    w.click(ids::ACCOUNT_AUTH_CONFIRM).await;
+    w.fill(ids::ENROLL_CODE, &w.totp(&totp)).await;
+    w.shot("enrol-inside-the-sign-in").await;
+    w.click(ids::ENROLL_CONFIRM).await;
     w.click(ids::RECOVERY_CODES_DONE).await;
-    w.click(ids::ACCOUNT_CONTINUE_AUTHORIZATION).await;
 
     // 3. Back in the request: Wiki is not first-party, so alice is asked first.
     w.by_id(ids::CONSENT_SCOPES).await;
@@ -267,6 +264,34 @@ async fn a_tenant_admin_registers_an_application_and_previews_its_rule() {
         (stored["items"][0]["require_two_factor"].as_bool(), stored["items"][0]["min_strength"].as_str()),
         (Some(true), Some("app"))
     );
+
+    // Every other field is edited in the same row: the name, a second redirect URI, a
+    // scope; the rule saved before stays.
+    w.find(&format!("{row} [data-test=\"{}\"] summary", ids::APP_EDIT)).await.click().await.unwrap();
+    let name = w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_EDIT_NAME)).await;
+    name.send_keys(" team").await.unwrap();
+    let redirects = w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_EDIT_REDIRECTS)).await;
+    redirects.send_keys("\nhttps://wiki.example.com/other").await.unwrap();
+    w.find(&format!("{row} [data-test=\"{}\"][data-scope=\"phone\"]", ids::APP_EDIT_SCOPE))
+        .await
+        .click()
+        .await
+        .unwrap();
+    w.shot("edit-application").await;
+    w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_SAVE)).await.click().await.unwrap();
+    let row = format!("[data-test=\"{}\"][data-name=\"Wiki team\"]", ids::APP_ROW);
+    w.wait_text(&row, "2FA required").await;
+    let stored = api.ok(Method::GET, &format!("/api/tenants/{acme}/applications"), None).await;
+    let a = &stored["items"][0];
+    assert_eq!(a["name"], "Wiki team", "{a}");
+    assert_eq!(
+        a["redirect_uris"],
+        json!(["https://wiki.example.com/callback", "https://wiki.example.com/other"]),
+        "{a}"
+    );
+    let scopes: Vec<&str> = a["allowed_scopes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    assert!(scopes.len() == 4 && ["openid", "profile", "email", "phone"].iter().all(|s| scopes.contains(s)), "{a}");
+    assert_eq!((a["require_two_factor"].as_bool(), a["min_strength"].as_str()), (Some(true), Some("app")), "{a}");
 
     // A new secret replaces the first; then the application goes.
     w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_ROTATE)).await.click().await.unwrap();

@@ -146,7 +146,7 @@ fn row_from(
 
 /// An application's 2FA rule as the policy resolves it (DESIGN.md section 5). The
 /// authorization endpoint reads a `min_strength` alone as a demand for a second factor
-/// of that strength (`rule::resolve`), so the what-if and the preview read it so too.
+/// of that strength (`twofold_policy::authorization::decide`), so the what-if and the preview read it so too.
 pub fn application_rule(a: &ApplicationRow) -> ApplicationRule {
     ApplicationRule {
         id: a.id.clone(),

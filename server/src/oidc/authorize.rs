@@ -20,12 +20,15 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use twofold_policy::wire::{
-    AuthorizationProgress, AuthorizationStep, ClientType, ErrorBody, ResumeAuthorization, SecondFactorMethod,
+use twofold_policy::authorization::{
+    self, Authorization, AuthorizationInput, AuthorizationRequest, SessionFacts, Verdict,
 };
-use twofold_policy::{PolicyInput, Scope, Strength, resolve};
+use twofold_policy::wire::{
+    ApplicationAccess, AuthorizationProgress, AuthorizationStep, ClientType, ErrorBody, ResumeAuthorization,
+    SecondFactorMethod,
+};
+use twofold_policy::{ApplicationRule, EffectivePolicy, PolicyInput, Rules, Scope, Strength, resolve};
 
-use super::rule::{self, AppTerms, RequestTerms, Rule, ScopeTerms};
 use super::{Issuer, MaybeSession, OAuthError, OAuthResult};
 use crate::app::AppState;
 use crate::auth::{self, Authenticated};
@@ -265,25 +268,50 @@ enum Outcome {
     Unmet(String),
 }
 
-/// The terms of the application's scope, as its users resolve them with their own
-/// switch off: the behaviour and the providers come from the scope, not the user.
-async fn scope_terms(state: &AppState, scope_key: &str) -> AppResult<ScopeTerms> {
-    let policy = if scope_key == HOST_SCOPE {
-        let settings = state.cache().settings(state.db(), HOST_SCOPE).await?;
-        resolve(&PolicyInput::new(Scope::Host { settings: &settings }, false))
+/// The policy of the application's scope for a sign-in to it, before anyone is known:
+/// the scope's settings (or ceiling) with the switch off and no groups, and the
+/// application's rule. Enough to tell whether the scope can meet the request at all.
+async fn scope_policy(state: &AppState, app: &ApplicationRow, rule: &ApplicationRule) -> AppResult<EffectivePolicy> {
+    let settings = state.cache().settings(state.db(), &app.scope_key).await?;
+    let scope = if app.scope_key == HOST_SCOPE {
+        Scope::Host { settings: &settings }
     } else {
-        let feature = state.cache().feature(state.db(), scope_key).await?;
-        let settings = state.cache().settings(state.db(), scope_key).await?;
-        resolve(&PolicyInput::new(Scope::Tenant { feature, settings: &settings }, false))
+        Scope::Tenant { feature: state.cache().feature(state.db(), &app.scope_key).await?, settings: &settings }
     };
-    Ok(ScopeTerms { behaviour: policy.behaviour, allowed_providers: policy.allowed_providers })
+    let rules = Rules { groups: &[], application: Some(rule) };
+    Ok(resolve(&PolicyInput { scope, user_two_factor_enabled: false, rules }))
 }
 
-pub fn app_terms(app: &ApplicationRow) -> AppTerms {
-    AppTerms {
-        require_two_factor: app.require_two_factor != 0,
-        min_strength: app.min_strength.as_deref().and_then(Strength::parse),
-        max_age_secs: app.max_age_seconds,
+/// What an authorization request to `application` (no `acr_values`, `max_age` or
+/// `prompt`) would ask of the session a sign-in of `user` makes now, for an admin's
+/// what-if. `policy` is the user's, resolved with the application's rule: where it
+/// requires a second factor the sign-in proves the strongest one it offers.
+pub fn access_after_sign_in(
+    state: &AppState,
+    user: &crate::db::UserRow,
+    policy: &EffectivePolicy,
+    application: &ApplicationRule,
+) -> ApplicationAccess {
+    let now = state.now();
+    let strongest_offered = crate::signin::offers(state, user, policy).iter().map(|o| o.provider.strength()).max();
+    let facts = SessionFacts {
+        signed_in_at: now,
+        auth_time: now,
+        second_factor: strongest_offered.filter(|_| policy.required).map(|s| (s, now)),
+        strongest_offered,
+    };
+    let decision = authorization::decide(&AuthorizationInput {
+        policy,
+        application,
+        request: &AuthorizationRequest::default(),
+        session: Some(&facts),
+        request_at: now,
+        now,
+    });
+    ApplicationAccess {
+        verdict: decision.verdict,
+        min_strength: decision.second_factor,
+        trace: decision.trace(application),
     }
 }
 
@@ -347,47 +375,54 @@ async fn decide(
     consent: Option<bool>,
     issue: bool,
 ) -> AppResult<Outcome> {
-    let terms = RequestTerms {
+    let request = AuthorizationRequest {
         acr_values: params.acr_values.clone(),
-        max_age_secs: params.max_age,
+        max_age_seconds: params.max_age,
         prompt_login: params.prompt_login,
     };
-    let rule = match rule::resolve(scope_terms(state, &app.scope_key).await?, app_terms(app), &terms) {
-        Ok(rule) => rule,
-        Err(why) => return Ok(Outcome::Unmet(why)),
-    };
-    let needs = |step| Ok(Outcome::Needs { step, min_strength: rule.second_factor });
+    let rule = super::apps::application_rule(app);
     // Tenant isolation: only a session of the application's own scope is ever used.
-    let Some(who) = session.filter(|w| w.user.scope_key == app.scope_key) else {
-        return needs(AuthorizationStep::SignIn);
-    };
-    let now = state.now();
-    let proof = Proof::of(who);
-    if rule.fresh_sign_in && who.session_created_at < request_created_at {
-        return needs(AuthorizationStep::SignIn);
-    }
-    // Whatever happened after the request was made is recent enough for it, however
-    // small max_age is (max_age=0 asks for exactly that, like prompt=login).
-    let recent = |at: i64, max_secs: i64| at >= request_created_at || now - at <= max_secs * 1000;
-    if let Some(strength) = rule.second_factor {
-        let strong_enough = proof.strength().is_some_and(|s| s >= strength);
-        let recent_enough = match (rule.max_age_secs, proof.second_factor) {
-            (Some(max), Some((at, _))) => recent(at, max),
-            _ => true,
-        };
-        if !(strong_enough && recent_enough) {
-            // Step up with a factor the user has and the scope offers now; without
-            // one strong enough, enrol one first.
-            let policy = crate::signin::effective_policy(state, &who.user).await?;
-            let offered = crate::signin::offers(state, &who.user, &policy);
-            let can = offered.iter().any(|o| o.provider.strength() >= strength);
-            return needs(if can { AuthorizationStep::StepUp } else { AuthorizationStep::Enroll });
+    let who = session.filter(|w| w.user.scope_key == app.scope_key);
+    let (policy, facts, proof) = match who {
+        None => (scope_policy(state, app, &rule).await?, None, None),
+        Some(who) => {
+            let policy = crate::signin::resolved_policy_for(state, &who.user, Some(rule.clone())).await?.policy;
+            let proof = Proof::of(who);
+            let strongest_offered =
+                crate::signin::offers(state, &who.user, &policy).iter().map(|o| o.provider.strength()).max();
+            let facts = SessionFacts {
+                signed_in_at: who.session_created_at,
+                auth_time: proof.auth_time_ms,
+                second_factor: proof.second_factor.map(|(at, m)| (m.strength(), at)),
+                strongest_offered,
+            };
+            (policy, Some(facts), Some(proof))
         }
-    } else if let Some(max) = rule.max_age_secs
-        && !recent(proof.auth_time_ms, max)
-    {
-        return needs(AuthorizationStep::SignIn);
-    }
+    };
+    let decision = authorization::decide(&AuthorizationInput {
+        policy: &policy,
+        application: &rule,
+        request: &request,
+        session: facts.as_ref(),
+        request_at: request_created_at,
+        now: state.now(),
+    });
+    let needs = |step| Ok(Outcome::Needs { step, min_strength: decision.second_factor });
+    let (who, proof) = match (decision.verdict, who, proof) {
+        (Verdict::Unmet, _, _) => {
+            let why = match decision.reason {
+                authorization::Reason::Unmet(u) => u.description(),
+                _ => "the scope cannot meet this request".to_owned(),
+            };
+            return Ok(Outcome::Unmet(why));
+        }
+        (Verdict::SignIn, _, _) => return needs(AuthorizationStep::SignIn),
+        (Verdict::StepUp, _, _) => return needs(AuthorizationStep::StepUp),
+        (Verdict::Enroll, _, _) => return needs(AuthorizationStep::Enroll),
+        (Verdict::Reuse, Some(who), Some(proof)) => (who, proof),
+        // Reuse is only ever decided for a session.
+        (Verdict::Reuse, _, _) => return needs(AuthorizationStep::SignIn),
+    };
     let first_party = app.first_party != 0;
     let grant = odb::find_grant(&state.db().pool, &who.user.id, &app.id).await?;
     let covered =
@@ -405,9 +440,9 @@ async fn decide(
         None => return needs(AuthorizationStep::Consent),
     }
     if !issue {
-        return Ok(Outcome::Needs { step: AuthorizationStep::Redirect, min_strength: rule.second_factor });
+        return Ok(Outcome::Needs { step: AuthorizationStep::Redirect, min_strength: decision.second_factor });
     }
-    let code = issue_code(state, app, params, who, &proof, &rule).await?;
+    let code = issue_code(state, app, params, who, &proof, &decision).await?;
     Ok(Outcome::Redirect(reply.url(&[("code", &code)])))
 }
 
@@ -419,7 +454,7 @@ async fn issue_code(
     params: &Params,
     who: &Authenticated,
     proof: &Proof,
-    rule: &Rule,
+    decision: &Authorization,
 ) -> AppResult<String> {
     let now = state.now();
     let sid = match &who.sid {
@@ -442,7 +477,7 @@ async fn issue_code(
     };
     let grant_id = odb::upsert_grant(&mut tx, &who.user.id, &app.id, &granted, now).await?;
     let amr = proof.amr().join(" ");
-    let acr = rule::acr_of(proof.strength());
+    let acr = authorization::acr_of(proof.strength());
     odb::insert_code(
         &mut tx,
         &CodeRow {
@@ -476,7 +511,7 @@ async fn issue_code(
             before: None,
             after: Some(serde_json::json!({
                 "scopes": scopes, "acr": acr, "amr": amr,
-                "rule": { "second_factor": rule.second_factor.map(Strength::as_str), "max_age": rule.max_age_secs },
+                "rule": { "second_factor": decision.second_factor.map(Strength::as_str), "max_age": decision.max_age_seconds },
             })),
         },
     )

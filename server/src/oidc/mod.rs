@@ -5,7 +5,8 @@
 //!
 //! An authorization request is one more entry into the sign-in machine (`signin`):
 //! this module never creates a session and never checks a password or a factor. It
-//! reuses a session that meets the resolved rule ([`rule`]); otherwise it parks the
+//! reuses a session that meets the rule the policy crate resolves
+//! (`twofold_policy::authorization::decide`); otherwise it parks the
 //! request behind an opaque handle and sends the browser to the web app
 //! (`/sign-in?request=<handle>`), which signs in or steps up through the machine and
 //! resumes the request (`POST /api/oidc/requests/{handle}`).
@@ -16,7 +17,6 @@
 pub mod apps;
 pub mod authorize;
 pub mod keys;
-pub mod rule;
 pub mod token;
 
 use std::collections::HashMap;
@@ -254,7 +254,7 @@ async fn discovery(State(_state): State<AppState>, issuer: Issuer) -> Response {
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
-        "acr_values_supported": rule::ACR_VALUES,
+        "acr_values_supported": twofold_policy::authorization::ACR_VALUES,
         "prompt_values_supported": ["none", "login", "consent"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "at_hash",

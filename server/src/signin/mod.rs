@@ -1007,7 +1007,11 @@ pub async fn what_if(state: &AppState, user: &UserRow, application: Option<Appli
         remember_browser_allowed: session::may_remember(&policy),
         lock: crate::routes::lock_view(state, user),
         policy: resolved.view(user.id.clone()),
+        application: None,
     };
+    if let Some(application) = &resolved.application {
+        out.application = Some(crate::oidc::authorize::access_after_sign_in(state, user, &policy, application));
+    }
     if !policy.required {
         return Ok(out);
     }

@@ -112,7 +112,11 @@ struct Setup {
 }
 
 async fn setup(public: bool, extra: Value) -> Setup {
-    let app = TestApp::spawn_as_admin().await;
+    setup_on(TestApp::spawn_as_admin().await, public, extra).await
+}
+
+/// [`setup`] on an app the test spawned itself (with the admin signed in).
+async fn setup_on(app: TestApp, public: bool, extra: Value) -> Setup {
     let t = app.create_tenant("acme").await;
     app.create_tenant_user(&t.id, "alice", PASSWORD).await;
     let mut input = json!({
@@ -642,6 +646,16 @@ async fn an_application_demanding_two_factor_where_it_is_disabled_is_unmet() {
     );
     let q = query_of(&browser.location(&url).await);
     assert_eq!(q["error"], "unmet_authentication_requirements");
+    // An admin's what-if of a sign-in to it says the same, and why.
+    let carol = s.app.create_tenant_user(&s.tenant, "carol", PASSWORD).await;
+    let what = s
+        .app
+        .get(&format!("/api/users/{}/what-if?application_id={}", carol.id, s.client_id))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(what["application"]["verdict"], "unmet", "{what}");
+    assert!(what["application"]["trace"].to_string().contains("disabled"), "{what}");
 }
 
 #[tokio::test]
@@ -1066,6 +1080,8 @@ async fn the_what_if_and_the_preview_show_what_an_applications_rule_asks() {
         .assert_status(StatusCode::OK)
         .json();
     assert_eq!((plain["status"].as_str(), with_app["status"].as_str()), (Some("signed_in"), Some("signed_in")));
+    assert!(plain.get("application").is_none(), "no application asked about: {plain}");
+    assert_eq!(with_app["application"]["verdict"], "reuse", "{with_app}");
     // The preview of a rule: all three users newly asked when signing in to Wiki; alice
     // and carol have no factor, and bob's emailed codes are not an authenticator app.
     let rule = json!({ "require_two_factor": true, "min_strength": "app" });
@@ -1096,6 +1112,11 @@ async fn the_what_if_and_the_preview_show_what_an_applications_rule_asks() {
         .assert_status(StatusCode::OK)
         .json();
     assert_eq!(with_app["status"], "requires_enrollment", "{with_app}");
+    assert_eq!(
+        (with_app["application"]["verdict"].as_str(), with_app["application"]["min_strength"].as_str()),
+        (Some("enroll"), Some("app")),
+        "the authorization request would lead carol to enrol: {with_app}"
+    );
     assert_eq!(with_app["policy"]["decided_by"], "application", "{with_app}");
     assert_eq!(with_app["policy"]["required_strength"], "app", "{with_app}");
     let trace = with_app["policy"]["trace"].to_string();
@@ -1161,4 +1182,45 @@ async fn a_strength_alone_is_a_requirement_at_the_endpoint_and_in_the_what_if() 
         .assert_status(StatusCode::OK)
         .json();
     assert_eq!(preview["no_longer_required"], 2, "alice and carol: {preview}");
+}
+
+/// A user with no second factor, signing in to an application that requires one, is
+/// led through enrolment inside the application's sign-in: the authenticator confirmed
+/// with its first code is the session's proof, so the request completes at once with a
+/// code: no detour through the account page, no second code.
+#[tokio::test]
+async fn enrolment_inside_an_applications_sign_in_completes_the_request() {
+    let app = TestApp::spawn_with(crate::helpers::Options { manual_clock: true, ..Default::default() }).await;
+    app.sign_in_admin().await;
+    let s = setup_on(app, false, json!({ "require_two_factor": true })).await;
+    s.app.create_tenant_user(&s.tenant, "carol", PASSWORD).await;
+    let browser = Browser::new(&s.app);
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}&state=e",
+        s.issuer,
+        s.client_id,
+        urlencode(REDIRECT)
+    );
+    let handle = browser.location(&url).await.split("request=").nth(1).expect("parked").to_owned();
+    browser.sign_in(Some("acme"), "carol").await;
+    let need = browser.resume(&handle).await;
+    assert_eq!((need["next"].as_str(), need["min_strength"].as_str()), (Some("enroll"), Some("out_of_band")), "{need}");
+    let (status, started) = browser.post("/api/account/authenticator", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let secret = started["secret"].as_str().expect("secret").to_owned();
+    // A wrong first code enrols nothing and the request still waits for enrolment.
+    let (status, _) = browser
+        .post("/api/account/authenticator/confirm", &json!({ "code": crate::flows::wrong_totp(&s.app, &secret) }))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(browser.resume(&handle).await["next"], "enroll");
+    let code = crate::flows::totp_now(&s.app, &secret);
+    let (status, confirmed) = browser.post("/api/account/authenticator/confirm", &json!({ "code": code })).await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    let done = browser.resume(&handle).await;
+    assert_eq!(done["next"], "redirect", "{done}");
+    let to = done["redirect_to"].as_str().expect("redirect_to");
+    let q = query_of(to);
+    assert!(to.starts_with(REDIRECT) && q.contains_key("code"), "{to}");
+    assert_eq!(q["state"], "e");
 }

@@ -33,20 +33,60 @@ fn rule_words(a: &Application) -> String {
     if parts.is_empty() { "The scope's policy".to_owned() } else { parts.join(" · ") }
 }
 
-/// The form's state of an application as its PUT body, with the rule replaced.
-fn input_of(a: &Application, rule: Rule) -> ApplicationInput {
-    ApplicationInput {
-        name: a.name.clone(),
+/// What the row's form holds: every field an admin may change (the type and the token
+/// algorithm stay as registered).
+#[derive(Debug, Clone, Copy)]
+struct Edits {
+    name: RwSignal<String>,
+    /// One URI per line.
+    redirects: RwSignal<String>,
+    logouts: RwSignal<String>,
+    first_party: RwSignal<bool>,
+    /// The optional scopes; `openid` is always allowed.
+    scopes: RwSignal<Vec<String>>,
+    /// Seconds, empty for none.
+    max_age: RwSignal<String>,
+}
+
+impl Edits {
+    fn of(a: &Application) -> Self {
+        Edits {
+            name: RwSignal::new(a.name.clone()),
+            redirects: RwSignal::new(a.redirect_uris.join("\n")),
+            logouts: RwSignal::new(a.post_logout_redirect_uris.join("\n")),
+            first_party: RwSignal::new(a.first_party),
+            scopes: RwSignal::new(a.allowed_scopes.iter().filter(|s| *s != "openid").cloned().collect()),
+            max_age: RwSignal::new(a.max_age_seconds.map(|s| s.to_string()).unwrap_or_default()),
+        }
+    }
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+/// The form's state of an application as its PUT body. A max age that is not a number
+/// is sent as none only when the field is empty; otherwise the form says so first.
+fn input_of(a: &Application, e: Edits, rule: Rule) -> Result<ApplicationInput, String> {
+    let max_age = e.max_age.get_untracked();
+    let max_age_seconds = match max_age.trim() {
+        "" => None,
+        n => Some(n.parse::<u32>().map_err(|_| "The maximum age is a whole number of seconds.".to_owned())?),
+    };
+    let mut allowed_scopes = vec!["openid".to_owned()];
+    allowed_scopes.extend(e.scopes.get_untracked());
+    Ok(ApplicationInput {
+        name: e.name.get_untracked().trim().to_owned(),
         client_type: a.client_type,
-        redirect_uris: a.redirect_uris.clone(),
-        post_logout_redirect_uris: a.post_logout_redirect_uris.clone(),
-        allowed_scopes: a.allowed_scopes.clone(),
-        first_party: a.first_party,
+        redirect_uris: lines(&e.redirects.get_untracked()),
+        post_logout_redirect_uris: lines(&e.logouts.get_untracked()),
+        allowed_scopes,
+        first_party: e.first_party.get_untracked(),
         require_two_factor: rule.require_two_factor,
         min_strength: rule.min_strength,
-        max_age_seconds: a.max_age_seconds,
+        max_age_seconds,
         token_alg: a.token_alg,
-    }
+    })
 }
 
 /// `/applications`.
@@ -212,6 +252,7 @@ fn ApplicationRow(
     let err = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
+    let edits = Edits::of(&app);
     let rule = move || Rule {
         require_two_factor: require.get_untracked(),
         min_strength: Strength::parse(&strength.get_untracked()),
@@ -233,7 +274,14 @@ fn ApplicationRow(
     let save = {
         let (url, app) = (url.clone(), app.clone());
         move |_| {
-            let (url, req) = (url.clone(), input_of(&app, rule()));
+            let url = url.clone();
+            let req = match input_of(&app, edits, rule()) {
+                Ok(req) => req,
+                Err(why) => {
+                    err.set(Some(why));
+                    return;
+                }
+            };
             busy.set(true);
             err.set(None);
             spawn_local(async move {
@@ -241,7 +289,7 @@ fn ApplicationRow(
                 busy.set(false);
                 match r {
                     Ok(_) => {
-                        notice.set(Some("Rule saved.".to_owned()));
+                        notice.set(Some("Saved.".to_owned()));
                         reload.run(());
                     }
                     Err(e) => err.set(Some(e.text())),
@@ -295,8 +343,60 @@ fn ApplicationRow(
                 </div>
                 <button type="button" class="btn btn-small" data-test=ids::APP_PREVIEW on:click=preview>"Preview"</button>
                 <button type="button" class="btn btn-small btn-primary" data-test=ids::APP_SAVE on:click=save
-                    disabled=move || busy.get()>"Save rule"</button>
+                    disabled=move || busy.get()>"Save"</button>
             </div>
+            <details class="app-edit" data-test=ids::APP_EDIT>
+                <summary>"Name, addresses and scopes"</summary>
+                <div class="field">
+                    <label for=format!("app-name-{}", app.id)>"Name"</label>
+                    <input type="text" id=format!("app-name-{}", app.id) data-test=ids::APP_EDIT_NAME bind:value=edits.name />
+                </div>
+                <div class="field">
+                    <label for=format!("app-redirects-{}", app.id)>"Redirect URIs, one per line (matched exactly)"</label>
+                    <textarea id=format!("app-redirects-{}", app.id) data-test=ids::APP_EDIT_REDIRECTS rows="2"
+                        prop:value=move || edits.redirects.get()
+                        on:input=move |ev| edits.redirects.set(event_target_value(&ev))></textarea>
+                </div>
+                <div class="field">
+                    <label for=format!("app-logouts-{}", app.id)>"Where a sign-out may return, one per line"</label>
+                    <textarea id=format!("app-logouts-{}", app.id) data-test=ids::APP_EDIT_LOGOUTS rows="2"
+                        prop:value=move || edits.logouts.get()
+                        on:input=move |ev| edits.logouts.set(event_target_value(&ev))></textarea>
+                </div>
+                <div class="check">
+                    <input type="checkbox" id=format!("app-first-party-{}", app.id) data-test=ids::APP_EDIT_FIRST_PARTY
+                        bind:checked=edits.first_party />
+                    <label for=format!("app-first-party-{}", app.id)>"Our own application (no consent screen)"</label>
+                </div>
+                <fieldset class="field">
+                    <legend>"What it may ask for, besides who the user is"</legend>
+                    {OPTIONAL_SCOPES.iter().map(|s| {
+                        let s = *s;
+                        let id = format!("app-scope-{}-{s}", app.id);
+                        view! {
+                            <div class="check">
+                                <input type="checkbox" id=id.clone() data-test=ids::APP_EDIT_SCOPE data-scope=s
+                                    prop:checked=move || edits.scopes.with(|l| l.iter().any(|x| x == s))
+                                    on:change=move |ev| {
+                                        let on = event_target_checked(&ev);
+                                        edits.scopes.update(|l| {
+                                            l.retain(|x| x != s);
+                                            if on {
+                                                l.push(s.to_owned());
+                                            }
+                                        });
+                                    } />
+                                <label for=id>{text::scope_label(s)}</label>
+                            </div>
+                        }
+                    }).collect_view()}
+                </fieldset>
+                <div class="field">
+                    <label for=format!("app-max-age-{}", app.id)>"Second factor at most this many seconds old (empty: any age)"</label>
+                    <input type="text" inputmode="numeric" id=format!("app-max-age-{}", app.id) data-test=ids::APP_EDIT_MAX_AGE
+                        bind:value=edits.max_age />
+                </div>
+            </details>
             {move || impact.get().map(|i| view! { <p class="notice" data-test=ids::APP_IMPACT>{i}</p> })}
             <div class="actions">
                 {confidential.then(|| view! {

@@ -11,17 +11,17 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use twofold_policy::Strength;
 use twofold_policy::wire::{
-    AccountState, AuthorizationProgress, AuthorizationStep, CurrentUser, ResumeAuthorization, SecondFactorMethod,
-    SendCodeResponse, VerifyRequest,
+    AccountState, AuthenticatorEnrollment, AuthorizationProgress, AuthorizationStep, CodeRequest, CurrentUser,
+    RecoveryCodes, ResumeAuthorization, SecondFactorMethod, SendCodeResponse, VerifyRequest,
 };
 
 use super::account::{reauth_methods, send_reauth_code};
-use super::signin::SignInSteps;
+use super::signin::{SignInSteps, StepError, lock_countdown};
 use crate::api::{self, ApiError, ApiResult};
 use crate::ids;
 use crate::session::use_session;
 use crate::text;
-use crate::widgets::{ErrorText, Loading, focus_when_mounted};
+use crate::widgets::{ErrorText, Loading, RecoveryCodesSheet, focus_when_mounted};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Screen {
@@ -136,17 +136,9 @@ pub fn Authorize(handle: String) -> impl IntoView {
             .into_any(),
             AuthorizationStep::Enroll => {
                 let back = format!("/account?request={}", api::enc(&handle.get_value()));
-                let need = p.min_strength.map(text::strength_label).unwrap_or("a second factor");
                 view! {
-                    <div class="auth-card" id=ids::AUTHORIZE_ENROLL>
-                        <h1>"Set up a stronger second factor"</h1>
-                        <p>{format!("{} asks for {need}, and your account has no such factor yet.", p.application)}</p>
-                        <p>"Set one up on your account page; a link there brings you back here."</p>
-                        <div class="actions">
-                            <a class="btn btn-primary" href=back id=ids::AUTHORIZE_ENROLL_LINK>"Open your account page"</a>
-                            <button type="button" class="btn" on:click=move |_| load()>"I have set it up"</button>
-                        </div>
-                    </div>
+                    <EnrollInline application=p.application.clone() min=p.min_strength account_page=back
+                        on_done=Callback::new(move |()| resume.run(None)) />
                 }
                 .into_any()
             }
@@ -155,6 +147,113 @@ pub fn Authorize(handle: String) -> impl IntoView {
             // then there is nothing to show.
             AuthorizationStep::Redirect => view! { <Loading what="the application" /> }.into_any(),
         },
+    }
+    }
+}
+
+/// Enrolment inside the application's sign-in: the session has no factor the rule
+/// accepts. An authenticator app (strength `app`) is set up right here through the
+/// account API; confirming its first code is the session's second-factor proof, so the
+/// request then goes on without another code. A passkey (`phishing_resistant`) is set
+/// up on the account page, which links back.
+#[component]
+fn EnrollInline(
+    application: String,
+    min: Option<Strength>,
+    account_page: String,
+    on_done: Callback<()>,
+) -> impl IntoView {
+    let need = min.map(text::strength_label).unwrap_or("a second factor");
+    let inline = min.is_none_or(|s| s <= Strength::App);
+    let application = StoredValue::new(application);
+    let account_page = StoredValue::new(account_page);
+    let enrollment = RwSignal::new(None::<AuthenticatorEnrollment>);
+    let codes = RwSignal::new(None::<Vec<String>>);
+    let code = RwSignal::new(String::new());
+    let busy = RwSignal::new(false);
+    let err = RwSignal::new(None::<ApiError>);
+    let session = use_session();
+    if inline {
+        busy.set(true);
+        spawn_local(async move {
+            let r = api::post_empty::<AuthenticatorEnrollment>("/api/account/authenticator").await;
+            busy.set(false);
+            match r {
+                Ok(e) => enrollment.set(Some(e)),
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    }
+    let confirm = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let c = code.get_untracked().trim().to_owned();
+        if c.is_empty() {
+            return;
+        }
+        busy.set(true);
+        err.set(None);
+        spawn_local(async move {
+            let r = api::post::<_, RecoveryCodes>("/api/account/authenticator/confirm", &CodeRequest { code: c }).await;
+            busy.set(false);
+            match r {
+                // The first factor comes with recovery codes, shown once before going on.
+                Ok(r) if !r.recovery_codes.is_empty() => codes.set(Some(r.recovery_codes)),
+                Ok(_) => on_done.run(()),
+                Err(e) => {
+                    code.set(String::new());
+                    err.set(Some(e));
+                }
+            }
+        });
+    };
+    let account = move || session.user.with(|u| u.as_ref().map(|u| u.username.clone()).unwrap_or_default());
+    let setup = move || {
+        enrollment.get().map(|e| {
+            view! {
+                <ol class="steps">
+                    <li>
+                        "Scan this QR code with your authenticator app:"
+                        <img class="qr" id=ids::ENROLL_QR src=format!("data:image/png;base64,{}", e.qr_png_base64)
+                            alt="QR code to add this account to an authenticator app" width="200" height="200" />
+                    </li>
+                    <li>"Or type this secret into the app:" <code class="secret" id=ids::ENROLL_SECRET>{e.secret.clone()}</code></li>
+                    <li>"Enter the 6-digit code the app shows."</li>
+                </ol>
+                <form on:submit=confirm novalidate class="step">
+                    <div class="field">
+                        <label for=ids::ENROLL_CODE>"Code from your authenticator app"</label>
+                        <input type="text" id=ids::ENROLL_CODE class="code-input" autocomplete="one-time-code"
+                            inputmode="numeric" required bind:value=code />
+                    </div>
+                    <button type="submit" class="btn btn-primary" id=ids::ENROLL_CONFIRM disabled=move || busy.get()>
+                        {format!("Confirm and continue to {}", application.get_value())}
+                    </button>
+                </form>
+            }
+        })
+    };
+    move || {
+        match codes.get() {
+        Some(list) => view! {
+            <RecoveryCodesSheet codes=list account=account() on_done=on_done />
+        }
+        .into_any(),
+        None => view! {
+            <div class="auth-card wide" id=ids::AUTHORIZE_ENROLL>
+                <h1>"Set up a stronger second factor"</h1>
+                <p>{format!("{} asks for {need}, and your account has no such factor yet.", application.get_value())}</p>
+                {if inline { setup().into_any() } else {
+                    view! { <p>"Set one up on your account page; a link there brings you back here."</p> }.into_any()
+                }}
+                <StepError err id=ids::ENROLL_ERROR />
+                <div class="foot split">
+                    <a class="btn" href=account_page.get_value() id=ids::AUTHORIZE_ENROLL_LINK>
+                        {if inline { "Use another factor on your account page" } else { "Open your account page" }}
+                    </a>
+                </div>
+            </div>
+        }
+        .into_any(),
     }
     }
 }
@@ -215,6 +314,9 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
     let sent = RwSignal::new(None::<SendCodeResponse>);
     let busy = RwSignal::new(false);
     let err = RwSignal::new(None::<String>);
+    // The step-up's own answer: a lockout shows its countdown, as at sign-in.
+    let failed = RwSignal::new(None::<ApiError>);
+    let lock_left = lock_countdown(failed);
     spawn_local(async move {
         match api::get::<AccountState>("/api/account").await {
             Ok(a) => {
@@ -238,6 +340,7 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
         let req = VerifyRequest { method: m, code: c, remember_browser: false };
         busy.set(true);
         err.set(None);
+        failed.set(None);
         spawn_local(async move {
             let r = api::post::<_, ()>("/api/auth/step-up", &req).await;
             busy.set(false);
@@ -245,7 +348,7 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
                 Ok(()) => on_done.run(()),
                 Err(e) => {
                     code.set(String::new());
-                    err.set(Some(e.text()));
+                    failed.set(Some(e));
                 }
             }
         });
@@ -290,7 +393,8 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
                     <input type="text" class="code-input" id=ids::STEPUP_CODE autocomplete="one-time-code" inputmode="numeric"
                         bind:value=code />
                 </div>
-                <button type="submit" class="btn btn-primary btn-block" id=ids::STEPUP_SUBMIT disabled=move || busy.get()>
+                <button type="submit" class="btn btn-primary btn-block" id=ids::STEPUP_SUBMIT
+                    disabled=move || busy.get() || lock_left.get().is_some()>
                     {move || if busy.get() { "Checking…" } else { "Confirm" }}
                 </button>
             </form>
@@ -309,6 +413,7 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
                 Some(list) => form(list).into_any(),
             }}
             <ErrorText msg=err id=ids::STEPUP_ERROR />
+            <StepError err=failed id=ids::STEPUP_ERROR lock_left />
         </div>
     }
 }

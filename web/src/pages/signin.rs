@@ -36,7 +36,7 @@ enum Step {
 /// Seconds left of a timed second-factor lock, counting down once a second from the
 /// `retry_after_seconds` of a `locked_out` answer; at zero the lock message goes away.
 /// `None` when not locked, or locked until an administrator unlocks.
-fn lock_countdown(err: RwSignal<Option<ApiError>>) -> RwSignal<Option<u64>> {
+pub(crate) fn lock_countdown(err: RwSignal<Option<ApiError>>) -> RwSignal<Option<u64>> {
     let left = RwSignal::new(None::<u64>);
     let ticker = StoredValue::new(None::<IntervalHandle>);
     Effect::new(move |_| {
@@ -65,7 +65,7 @@ fn lock_countdown(err: RwSignal<Option<ApiError>>) -> RwSignal<Option<u64>> {
 /// for it specifically), with the time left counting down, anything else in the step's
 /// error line.
 #[component]
-fn StepError(
+pub(crate) fn StepError(
     err: RwSignal<Option<ApiError>>,
     id: &'static str,
     #[prop(optional)] lock_left: Option<RwSignal<Option<u64>>>,

@@ -110,8 +110,13 @@ impl Db {
     }
 
     fn pool_options(backend: Backend, max_connections: u32, acquire: Duration) -> AnyPoolOptions {
-        AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(acquire).after_connect(
-            move |conn, _meta| {
+        AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire)
+            // A ping before every checkout is a round trip to the connection's thread;
+            // a SQLite file does not drop connections the way a network does.
+            .test_before_acquire(backend == Backend::Postgres)
+            .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL lets readers proceed during a write; busy_timeout makes a
@@ -129,8 +134,7 @@ impl Db {
                     }
                     Ok(())
                 })
-            },
-        )
+            })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {

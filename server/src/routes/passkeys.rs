@@ -107,7 +107,8 @@ pub async fn passwordless(
 /// Starts proving a passkey as the second factor of this browser's pending sign-in.
 #[utoipa::path(post, path = "/api/auth/sign-in/passkey/options", tag = "auth", security(()),
     responses((status = 200, body = PasskeyChallenge), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 423, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 423, body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
 pub async fn second_factor_options(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,

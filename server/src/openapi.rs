@@ -117,6 +117,8 @@ use crate::routes::{account, audit, auth, groups, health, messages, passkeys, se
         passkeys::remove,
         passkeys::reauth_options,
         passkeys::reauthenticate,
+        passkeys::step_up_options,
+        passkeys::step_up,
         audit::list_audit,
         groups::list_host_groups,
         groups::create_host_group,
@@ -181,6 +183,8 @@ const LIMITED_AUTH_PATHS: &[&str] = &[
     "/api/auth/enroll/phone",
     "/api/auth/enroll/phone/confirm",
     "/api/auth/step-up",
+    "/api/auth/step-up/passkey/options",
+    "/api/auth/step-up/passkey",
     "/api/auth/password-reset",
     "/api/auth/password-reset/confirm",
 ];

@@ -19,12 +19,12 @@ use crate::world::World;
 
 const PASSWORD: &str = "correct horse battery";
 /// RFC 7636 appendix B: the verifier and its S256 challenge.
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// The application's redirect URI: a listener that answers every request with a small
 /// page, so the browser shows something real where the application would be.
-fn application_listener() -> String {
+pub(crate) fn application_listener() -> String {
     let listener = match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)) {
         Ok(l) => l,
         Err(e) => panic!("no port for the application: {e}"),
@@ -46,12 +46,12 @@ fn application_listener() -> String {
     format!("http://127.0.0.1:{port}/callback")
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Waits until the browser is at the application; returns the query it brought.
-async fn at_application(w: &World, redirect: &str) -> HashMap<String, String> {
+pub(crate) async fn at_application(w: &World, redirect: &str) -> HashMap<String, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let here = w.browser.current_url().await.map(|u| u.to_string()).unwrap_or_default();
@@ -64,14 +64,14 @@ async fn at_application(w: &World, redirect: &str) -> HashMap<String, String> {
     }
 }
 
-fn claims_of(jwt: &str) -> Value {
+pub(crate) fn claims_of(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap_or_default();
     let bytes = URL_SAFE_NO_PAD.decode(payload).unwrap_or_else(|e| panic!("ID token payload: {e}"));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("ID token claims: {e}"))
 }
 
 /// The application's back channel: the code for tokens, as any client library would.
-async fn redeem(issuer: &str, client_id: &str, secret: &str, code: &str, redirect: &str) -> Value {
+pub(crate) async fn redeem(issuer: &str, client_id: &str, secret: &str, code: &str, redirect: &str) -> Value {
     let form = format!(
         "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={VERIFIER}",
         enc(code),

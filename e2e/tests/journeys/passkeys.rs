@@ -284,3 +284,78 @@ async fn passkeys_enrolled_passwordless_added_removed_and_required() {
     assert_eq!(policy["settings"]["min_strength"], "phishing_resistant", "{policy}");
     w.close().await;
 }
+
+/// Journey 13: an application that asks for a phishing-resistant second factor. Ada has
+/// only her password, so she creates a passkey inside the application's sign-in, which
+/// is her proof for it; asked later for a second factor proved just now (`max_age=0`),
+/// she steps up with the passkey alone: no password, no code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_demanding_a_passkey_gets_one_created_then_stepped_up() {
+    use crate::applications::{CHALLENGE, application_listener, at_application, enc, redeem};
+    let mut w = World::start("13-application-passkey").await;
+    if let Err(e) = w.browser.issue_cmd(AddVirtualAuthenticator).await {
+        panic!("no virtual authenticator: {e}");
+    }
+    let api = w.api();
+    api.sign_in_admin().await;
+    let acme = api.tenant("acme").await;
+    api.user(&acme, "ada", PASSWORD, None).await;
+    let redirect = application_listener();
+    let created = api
+        .ok(
+            Method::POST,
+            &format!("/api/tenants/{acme}/applications"),
+            Some(serde_json::json!({
+                "name": "Vault", "client_type": "confidential", "redirect_uris": [redirect],
+                "allowed_scopes": ["openid"], "first_party": true,
+                "require_two_factor": true, "min_strength": "phishing_resistant"
+            })),
+        )
+        .await;
+    let client_id = created["application"]["client_id"].as_str().unwrap_or_default().to_owned();
+    let secret = created["client_secret"].as_str().unwrap_or_default().to_owned();
+    let issuer = created["application"]["issuer"].as_str().unwrap_or_default().to_owned();
+    let authorize = |state: &str, extra: &str| {
+        format!(
+            "/t/acme/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={}\
+             &scope=openid&state={state}&nonce=n1&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
+            enc(&redirect)
+        )
+    };
+
+    w.goto(&authorize("first", "")).await;
+    w.by_id(ids::SIGNIN_FORM).await;
+    w.fill(ids::SIGNIN_USERNAME, "ada").await;
+    w.fill(ids::SIGNIN_PASSWORD, PASSWORD).await;
+    w.click(ids::SIGNIN_SUBMIT).await;
+    let why = w.wait_text(&format!("#{}", ids::AUTHORIZE_ENROLL), "Vault asks for").await;
+    assert!(why.contains("passkey"), "{why}");
+    w.fill(ids::ENROLL_PASSKEY_NAME, "Laptop").await;
+    w.shot("create-a-passkey-for-the-application").await;
+    w.click(ids::ENROLL_PASSKEY_CREATE).await;
+    // Her first factor: the recovery codes, once, then on to Vault.
+    w.click(ids::RECOVERY_CODES_DONE).await;
+    let back = at_application(&w, &redirect).await;
+    assert_eq!(back.get("state").map(String::as_str), Some("first"));
+    let id = redeem(&issuer, &client_id, &secret, &back["code"], &redirect).await;
+    assert_eq!(id["acr"], "urn:twofold:acr:2fa:phishing_resistant", "{id}");
+    assert_eq!(id["amr"], serde_json::json!(["pwd", "hwk", "mfa"]), "{id}");
+    let first_auth_time = id["auth_time"].as_i64().unwrap_or_default();
+
+    w.next_step();
+    w.clock.advance_ms(2_000);
+    w.goto(&authorize("again", "&max_age=0")).await;
+    w.by_id(ids::STEPUP_FORM).await;
+    assert!(w.absent(&format!("#{}", ids::SIGNIN_PASSWORD)).await, "a step-up asks for no password");
+    assert!(w.absent(&format!("#{}", ids::STEPUP_CODE)).await, "a passkey needs no code");
+    let offered = w.text_of(ids::STEPUP_METHOD).await;
+    assert!(offered.contains("Passkey") && !offered.contains("Recovery"), "only a passkey is strong enough: {offered}");
+    w.shot("step-up-with-a-passkey").await;
+    w.click(ids::STEPUP_SUBMIT).await;
+    let back = at_application(&w, &redirect).await;
+    assert_eq!(back.get("state").map(String::as_str), Some("again"));
+    let id = redeem(&issuer, &client_id, &secret, &back["code"], &redirect).await;
+    assert!(id["auth_time"].as_i64().unwrap_or_default() > first_auth_time, "the step-up is the new auth_time: {id}");
+    assert_eq!(id["acr"], "urn:twofold:acr:2fa:phishing_resistant", "{id}");
+    w.close().await;
+}

@@ -410,7 +410,8 @@ pub async fn step_up(
 ) -> AppResult<StatusCode> {
     state.limits().by_address(Class::Verify, addr, state.now())?;
     let client = ClientInfo::default();
-    match signin::advance(&state, SignIn::Complete(Box::new(who)), Event::StepUp(req), &client).await? {
+    let event = Event::StepUp(signin::StepUpProof::Code(req));
+    match signin::advance(&state, SignIn::Complete(Box::new(who)), event, &client).await? {
         Outcome::SteppedUp(_) => Ok(StatusCode::NO_CONTENT),
         other => Err(crate::error::AppError::Internal(anyhow::anyhow!("unexpected step-up outcome {other:?}"))),
     }

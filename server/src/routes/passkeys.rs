@@ -27,7 +27,9 @@ use crate::error::{AppError, AppResult};
 use crate::extract::{ClientAddr, Json, Path, parse_id};
 use crate::factors::lifecycle;
 use crate::ratelimit::Class;
-use crate::signin::{self, ClientInfo, Event, EventKind, Outcome, PasskeyStart, State as SignIn, effective_policy};
+use crate::signin::{
+    self, ClientInfo, Event, EventKind, Outcome, PasskeyStart, State as SignIn, StepUpProof, effective_policy,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -42,6 +44,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/account/passkeys/{passkey_id}", patch(rename).delete(remove))
         .route("/api/account/reauthenticate/passkey/options", post(reauth_options))
         .route("/api/account/reauthenticate/passkey", post(reauthenticate))
+        .route("/api/auth/step-up/passkey/options", post(step_up_options))
+        .route("/api/auth/step-up/passkey", post(step_up))
 }
 
 fn challenge(outcome: Outcome) -> AppResult<Json<PasskeyChallenge>> {
@@ -334,6 +338,51 @@ pub async fn reauthenticate(
     match signin::advance(&state, SignIn::Complete(Box::new(who)), Event::ReauthenticatePasskey(req), &client).await? {
         Outcome::Reauthenticated => Ok(StatusCode::NO_CONTENT),
         other => Err(AppError::Internal(anyhow::anyhow!("unexpected passkey outcome {other:?}"))),
+    }
+}
+
+/// Starts a step-up with one of the user's passkeys, for an application that asks for a
+/// recent or phishing-resistant second factor (see `GET /api/oidc/requests/{handle}`).
+/// The challenge is bound to the session and answers once.
+#[utoipa::path(post, path = "/api/auth/step-up/passkey/options", tag = "auth",
+    responses((status = 200, body = PasskeyChallenge),
+        (status = 400, description = "The user has no passkey (provider_unavailable)", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 409, description = "passkeys_unavailable: no public_url with a domain", body = ErrorBody),
+        (status = 423, description = "The account is locked after failed second factors", body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
+pub async fn step_up_options(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    who: Authenticated,
+) -> AppResult<Json<PasskeyChallenge>> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
+    let event = Event::PasskeyOptions(PasskeyStart::Prove);
+    challenge(signin::advance(&state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await?)
+}
+
+/// Proves a passkey again in a signed-in session, for an application's rule: the
+/// session's second factor becomes this passkey (`phishing_resistant`), now. Like the
+/// code step-up it opens no sensitive account change; the scope must still allow
+/// passkeys.
+#[utoipa::path(post, path = "/api/auth/step-up/passkey", tag = "auth", request_body = PasskeyFinish,
+    responses((status = 204),
+        (status = 400, description = "Not a WebAuthn credential (invalid_field), or passkeys are not allowed here (provider_unavailable)", body = ErrorBody),
+        (status = 401, description = "passkey_refused: unknown, used or expired challenge, or a refused passkey; or no session", body = ErrorBody),
+        (status = 409, description = "passkeys_unavailable: no public_url with a domain", body = ErrorBody),
+        (status = 423, description = "The account is locked after failed second factors", body = ErrorBody),
+        (status = 429, description = "rate_limited; Retry-After says when to try again", body = ErrorBody)))]
+pub async fn step_up(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    who: Authenticated,
+    Json(req): Json<PasskeyFinish>,
+) -> AppResult<StatusCode> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
+    let event = Event::StepUp(StepUpProof::Passkey(req));
+    match signin::advance(&state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await? {
+        Outcome::SteppedUp(_) => Ok(StatusCode::NO_CONTENT),
+        other => Err(AppError::Internal(anyhow::anyhow!("unexpected step-up outcome {other:?}"))),
     }
 }
 

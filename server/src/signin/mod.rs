@@ -9,8 +9,8 @@
 //!         │                             ├──Enroll──> Complete
 //!         │                             └──Postpone──> Complete  (while the grace period runs)
 //!  Complete ──SendCode──> (same)  ──Reauthenticate──> Complete (fresh)  ──ConfirmFactor──> Complete (factor added)
-//!          ──StepUp──> Complete (second factor proven again, for an application's rule)
-//!          ──AddPasskey──> Complete (passkey added)
+//!          ──StepUp──> Complete (a code or a passkey proven again, for an application's rule)
+//!          ──AddPasskey──> Complete (passkey added, and the session's second factor)
 //!          ──ReauthenticatePasskey──> Complete (fresh: a passkey with user verification alone)
 //!  AwaitingPassword ──PasskeySignIn──> Complete  (passwordless: a discoverable passkey with user verification)
 //!  AwaitingSecondFactor ──PasskeySecondFactor──> Complete
@@ -184,7 +184,24 @@ pub enum Event {
     /// A second factor alone, proven again by a signed-in session whose last one is
     /// too weak or too old for an application (`oidc`): no password, and no
     /// freshness for sensitive account changes.
-    StepUp(VerifyRequest),
+    StepUp(StepUpProof),
+}
+
+/// What a step-up proves: a typed code, or one of the user's passkeys (whose challenge
+/// came from `PasskeyOptions(Prove)` on the session).
+#[derive(Debug)]
+pub enum StepUpProof {
+    Code(VerifyRequest),
+    Passkey(PasskeyFinish),
+}
+
+impl StepUpProof {
+    fn method(&self) -> M {
+        match self {
+            StepUpProof::Code(req) => req.method,
+            StepUpProof::Passkey(_) => M::Passkey,
+        }
+    }
 }
 
 /// The events without their data, for the transition table.
@@ -243,7 +260,7 @@ impl Event {
             Event::Enroll { factor: FactorKind::Phone, .. } => Some("enroll_phone"),
             Event::Enroll { factor: FactorKind::Passkey, .. } => Some("enroll_passkey"),
             Event::Postpone => Some("postpone"),
-            Event::StepUp(req) => Some(req.method.as_str()),
+            Event::StepUp(proof) => Some(proof.method().as_str()),
             Event::SendCode(_) | Event::StartEnrollment(_) | Event::Reauthenticate(_) | Event::ConfirmFactor { .. } => {
                 None
             }
@@ -413,6 +430,11 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
             let mut tx = app.db().begin_write().await?;
             let codes =
                 lifecycle::add(&mut tx, app, &who.user, NewFactor::Passkey(&registered), Some(&who.token_hash)).await?;
+            // Registering it proved the new passkey with user verification, bound to
+            // this origin: the session's second factor is that passkey, as when an
+            // authenticator is confirmed, so an application that asks for
+            // `phishing_resistant` accepts the session without a second ceremony.
+            fdb::mark_second_factor(&mut tx, &who.token_hash, app.now(), M::Passkey.as_str()).await?;
             tx.commit().await?;
             notify::send(app, &who.user, Notice::FactorAdded(FactorKind::Passkey));
             Ok(Outcome::FactorAdded(codes))
@@ -813,27 +835,25 @@ async fn mark_fresh(mut tx: db::Tx, app: &AppState, who: &Authenticated, freshne
 /// A second factor proven again by a signed-in session (no password): the session
 /// records when and with what, for applications whose rule its sign-in no longer meets.
 /// Email and SMS codes are those sent for this session (`SendCode` on `Complete`).
-async fn step_up(app: &AppState, who: &Authenticated, req: VerifyRequest) -> AppResult<Outcome> {
+async fn step_up(app: &AppState, who: &Authenticated, proof: StepUpProof) -> AppResult<Outcome> {
     let u = &who.user;
     app.limits().by_account(Class::Verify, &u.id, app.now())?;
-    let method = req.method;
+    let method = proof.method();
     // Only the providers the user's scope allows now, as at sign-in.
     let policy = effective_policy(app, u).await?;
     let allowed = factors::usable_providers(app, &policy.allowed_providers);
-    let check = match method {
-        M::Authenticator if u.has_authenticator != 0 && allowed.authenticator => Check::Totp { pending: false },
-        M::Email if u.email_confirmed != 0 && allowed.email => {
-            Check::Code { purpose: CodePurpose::ReauthEmail, binding: &who.token_hash }
+    let proven = match proof {
+        StepUpProof::Passkey(finish) => {
+            if !allowed.passkey || u.passkey_count == 0 {
+                return Err(AppError::bad_request(
+                    ErrorCode::ProviderUnavailable,
+                    "no passkey this account may use is set up",
+                ));
+            }
+            prove_passkey(app, u, &who.token_hash, &finish).await?
         }
-        M::Sms if u.phone_confirmed != 0 && allowed.sms => {
-            Check::Code { purpose: CodePurpose::ReauthSms, binding: &who.token_hash }
-        }
-        M::RecoveryCode if u.has_factor() => Check::Recovery,
-        _ => {
-            return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "this second factor is not set up"));
-        }
+        StepUpProof::Code(req) => prove_step_up_code(app, who, &allowed, req).await?,
     };
-    let proven = prove(app, u, method, check, &req.code).await?;
     let mut tx = app.db().begin_write().await?;
     if !proven.consume(&mut tx, &u.id, app.now()).await? {
         drop(tx);
@@ -858,6 +878,32 @@ async fn step_up(app: &AppState, who: &Authenticated, req: VerifyRequest) -> App
         notify::send(app, u, Notice::RecoveryCodeUsed);
     }
     Ok(Outcome::SteppedUp(method))
+}
+
+/// Checks the typed code of a step-up, with the providers the scope allows now. Email
+/// and SMS codes are those sent for this session.
+async fn prove_step_up_code(
+    app: &AppState,
+    who: &Authenticated,
+    allowed: &twofold_policy::ProviderSet,
+    req: VerifyRequest,
+) -> AppResult<Proven> {
+    let u = &who.user;
+    let check = match req.method {
+        M::Authenticator if u.has_authenticator != 0 && allowed.authenticator => Check::Totp { pending: false },
+        M::Email if u.email_confirmed != 0 && allowed.email => {
+            Check::Code { purpose: CodePurpose::ReauthEmail, binding: &who.token_hash }
+        }
+        M::Sms if u.phone_confirmed != 0 && allowed.sms => {
+            Check::Code { purpose: CodePurpose::ReauthSms, binding: &who.token_hash }
+        }
+        M::RecoveryCode if u.has_factor() => Check::Recovery,
+        M::Passkey => return Err(passkey_not_typed()),
+        _ => {
+            return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "this second factor is not set up"));
+        }
+    };
+    prove(app, u, req.method, check, &req.code).await
 }
 
 /// Which check a second factor gets.

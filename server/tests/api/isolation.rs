@@ -156,6 +156,8 @@ const OPERATIONS: &[(&str, Class)] = &[
     ("DELETE /api/groups/{group_id}/members/{user_id}", Class::Tenant),
     ("GET /api/users/{user_id}/what-if", Class::Tenant),
     ("POST /api/auth/step-up", Class::Own),
+    ("POST /api/auth/step-up/passkey/options", Class::Own),
+    ("POST /api/auth/step-up/passkey", Class::Own),
     ("GET /api/account/applications", Class::Own),
     ("DELETE /api/account/applications/{grant_id}", Class::Own),
     ("GET /api/host/applications", Class::Host),

@@ -660,3 +660,152 @@ fn claims_of(jwt: &str) -> Value {
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
         .expect("JSON claims")
 }
+
+const STEP_UP: (&str, &str) = ("/api/auth/step-up/passkey/options", "/api/auth/step-up/passkey");
+
+/// The authorization request `browser` makes to `client_id` at `base`, parked for the
+/// web app: its handle.
+async fn parked(browser: &Client, base: &str, client_id: &str, redirect: &str) -> String {
+    let url = format!(
+        "{base}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}\
+         &redirect_uri={}&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
+         &code_challenge_method=S256&nonce=n1",
+        url_encode(redirect)
+    );
+    let resp = browser.http.get(&url).send().await.unwrap();
+    let location = resp.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned();
+    location.split("request=").nth(1).unwrap_or_else(|| panic!("not parked: {location}")).to_owned()
+}
+
+#[tokio::test]
+async fn an_application_demanding_a_passkey_enrols_one_inline_then_steps_up_with_it() {
+    let app = passkey_app(Options::default()).await;
+    let t = app.create_tenant("acme").await;
+    create_user(&app, &t.id, "ada", None).await;
+    create_user(&app, &t.id, "bob", None).await;
+    let redirect = "http://127.0.0.1:9/callback";
+    let created = app
+        .post_json(
+            &format!("/api/tenants/{}/applications", t.id),
+            &json!({ "name": "Vault", "client_type": "confidential", "redirect_uris": [redirect],
+                "allowed_scopes": ["openid"], "first_party": true, "require_two_factor": true,
+                "min_strength": "phishing_resistant", "max_age_seconds": 600 }),
+        )
+        .await
+        .assert_status(StatusCode::CREATED)
+        .json();
+    let client_id = created["application"]["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    let base =
+        created["application"]["issuer"].as_str().unwrap().replace(ORIGIN, &format!("http://{}", app.running.addr));
+    let resume = async |browser: &Client, handle: &str| {
+        browser
+            .post_json(&format!("/api/oidc/requests/{handle}"), &json!({}))
+            .await
+            .assert_status(StatusCode::OK)
+            .json()
+    };
+
+    // A password-only session and no passkey: the application asks for one to be
+    // enrolled, and registering it on the spot proves it.
+    let browser = Client::without_redirects(app.running.addr);
+    password_step(&browser, "acme", "ada", "signed_in").await;
+    let handle = parked(&browser, &base, &client_id, redirect).await;
+    let need = resume(&browser, &handle).await;
+    assert_eq!((need["next"].as_str(), need["min_strength"].as_str()), (Some("enroll"), Some("phishing_resistant")));
+    let mut key = soft();
+    ceremony(&browser, &mut key, ADD, json!({ "name": "Laptop" })).await.assert_status(StatusCode::OK);
+    assert_eq!(resume(&browser, &handle).await["next"], "redirect");
+
+    // Past the application's max_age: a step-up, not a new sign-in; a typed code will
+    // not do (a passkey is proven through its ceremony).
+    crate::flows::advance_seconds(&app, 300);
+    browser.get("/api/auth/me").await.assert_status(StatusCode::OK);
+    crate::flows::advance_seconds(&app, 400);
+    let handle = parked(&browser, &base, &client_id, redirect).await;
+    let need = resume(&browser, &handle).await;
+    assert_eq!((need["next"].as_str(), need["min_strength"].as_str()), (Some("step_up"), Some("phishing_resistant")));
+    let typed = browser.post_json("/api/auth/step-up", &json!({ "method": "passkey", "code": "123456" })).await;
+    assert_eq!(typed.status, StatusCode::BAD_REQUEST, "{}", typed.text());
+    assert_eq!(typed.json()["error"], "provider_unavailable");
+
+    // The attacks first. The answer is bound to this session: another session of ada's,
+    // signed in with her password, cannot spend it, nor can a browser without a session.
+    let options = browser.post_json(STEP_UP.0, &json!({})).await.assert_status(StatusCode::OK).json();
+    let answer = json!({ "challenge_id": options["challenge_id"], "credential": key.assert(&options["options"]) });
+    let other = Client::without_redirects(app.running.addr);
+    password_step(&other, "acme", "ada", "signed_in").await;
+    let stolen = other.post_json(STEP_UP.1, &answer).await;
+    assert_eq!(stolen.status, StatusCode::UNAUTHORIZED, "{}", stolen.text());
+    assert_eq!(stolen.json()["error"], "passkey_refused");
+    let anonymous = Client::without_redirects(app.running.addr);
+    anonymous.post_json(STEP_UP.1, &answer).await.assert_status(StatusCode::UNAUTHORIZED);
+    // A user without a passkey has nothing to step up with.
+    let bob = Client::without_redirects(app.running.addr);
+    password_step(&bob, "acme", "bob", "signed_in").await;
+    let none = bob.post_json(STEP_UP.0, &json!({})).await;
+    assert_eq!((none.status, none.json()["error"].as_str()), (StatusCode::BAD_REQUEST, Some("provider_unavailable")));
+    assert_eq!(resume(&browser, &handle).await["next"], "step_up");
+
+    // The session's own answer steps up, once.
+    browser.post_json(STEP_UP.1, &answer).await.assert_status(StatusCode::NO_CONTENT);
+    let stepped_at = crate::flows::now_secs(&app);
+    browser.post_json(STEP_UP.1, &answer).await.assert_status(StatusCode::UNAUTHORIZED);
+    let done = resume(&browser, &handle).await;
+    let code = reqwest::Url::parse(done["redirect_to"].as_str().expect("redirect_to"))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+    ];
+    let tokens: Value = reqwest::Client::new()
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = claims_of(tokens["id_token"].as_str().expect("an ID token"));
+    assert_eq!(claims["acr"], "urn:twofold:acr:2fa:phishing_resistant", "{claims}");
+    assert_eq!(claims["amr"], json!(["pwd", "hwk", "mfa"]), "{claims}");
+    assert_eq!(claims["auth_time"], json!(stepped_at), "{claims}");
+    // The step-up is audited with its method, and opened no sensitive account change.
+    let audit = app.get("/api/audit?action=step_up.succeeded").await.assert_status(StatusCode::OK).json();
+    assert!(audit.to_string().contains("\"passkey\""), "{audit}");
+    let (status, body) = {
+        let r = browser.post_json("/api/account/recovery-codes", &json!({})).await;
+        (r.status, r.json())
+    };
+    assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("reauthentication_required")));
+}
+
+#[tokio::test]
+async fn a_scope_that_no_longer_allows_passkeys_refuses_a_passkey_step_up() {
+    let app = passkey_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "ada", None).await;
+    let mut key = soft();
+    let browser = Client::new(app.running.addr);
+    enrol_passkey(&browser, &mut key, "acme", "ada").await;
+    // The admin takes passkeys away while ada is signed in with one.
+    set_tenant_settings(
+        &app,
+        &t.id,
+        json!({ "allowed_providers": { "authenticator": true, "email": true, "sms": true, "passkey": false } }),
+    )
+    .await;
+    let options = browser.post_json(STEP_UP.0, &json!({})).await.assert_status(StatusCode::OK).json();
+    let answer = json!({ "challenge_id": options["challenge_id"], "credential": key.assert(&options["options"]) });
+    let refused = browser.post_json(STEP_UP.1, &answer).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "provider_unavailable");
+}

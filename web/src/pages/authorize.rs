@@ -152,10 +152,11 @@ pub fn Authorize(handle: String) -> impl IntoView {
 }
 
 /// Enrolment inside the application's sign-in: the session has no factor the rule
-/// accepts. An authenticator app (strength `app`) is set up right here through the
-/// account API; confirming its first code is the session's second-factor proof, so the
-/// request then goes on without another code. A passkey (`phishing_resistant`) is set
-/// up on the account page, which links back.
+/// accepts. The factor is set up right here through the account API: an authenticator
+/// app where strength `app` will do, a passkey where `phishing_resistant` is asked.
+/// Confirming the app's first code, or registering the passkey, is the session's
+/// second-factor proof, so the request then goes on without another one. A browser
+/// without passkeys is sent to the account page (another device), which links back.
 #[component]
 fn EnrollInline(
     application: String,
@@ -165,6 +166,8 @@ fn EnrollInline(
 ) -> impl IntoView {
     let need = min.map(text::strength_label).unwrap_or("a second factor");
     let inline = min.is_none_or(|s| s <= Strength::App);
+    let with_passkey = !inline && crate::passkey::supported();
+    let passkey_name = RwSignal::new("My passkey".to_owned());
     let application = StoredValue::new(application);
     let account_page = StoredValue::new(account_page);
     let enrollment = RwSignal::new(None::<AuthenticatorEnrollment>);
@@ -206,6 +209,42 @@ fn EnrollInline(
             }
         });
     };
+    let create_passkey = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        err.set(None);
+        let name = passkey_name.get_untracked();
+        spawn_local(async move {
+            let r = crate::passkey::ceremony::<RecoveryCodes>(
+                "/api/account/passkeys",
+                Some(name),
+                false,
+                "/api/account/passkeys/confirm",
+                false,
+            )
+            .await;
+            busy.set(false);
+            match r {
+                Ok(r) if !r.recovery_codes.is_empty() => codes.set(Some(r.recovery_codes)),
+                Ok(_) => on_done.run(()),
+                Err(e) => err.set(Some(e)),
+            }
+        });
+    };
+    let passkey_setup = move || {
+        view! {
+            <form on:submit=create_passkey novalidate class="step">
+                <p>"A passkey signs you in with this device's screen lock or a security key, and only on this site."</p>
+                <div class="field">
+                    <label for=ids::ENROLL_PASSKEY_NAME>"Name for this passkey"</label>
+                    <input type="text" id=ids::ENROLL_PASSKEY_NAME maxlength="64" bind:value=passkey_name />
+                </div>
+                <button type="submit" class="btn btn-primary" id=ids::ENROLL_PASSKEY_CREATE disabled=move || busy.get()>
+                    {format!("Create a passkey and continue to {}", application.get_value())}
+                </button>
+            </form>
+        }
+    };
     let account = move || session.user.with(|u| u.as_ref().map(|u| u.username.clone()).unwrap_or_default());
     let setup = move || {
         enrollment.get().map(|e| {
@@ -242,13 +281,17 @@ fn EnrollInline(
             <div class="auth-card wide" id=ids::AUTHORIZE_ENROLL>
                 <h1>"Set up a stronger second factor"</h1>
                 <p>{format!("{} asks for {need}, and your account has no such factor yet.", application.get_value())}</p>
-                {if inline { setup().into_any() } else {
-                    view! { <p>"Set one up on your account page; a link there brings you back here."</p> }.into_any()
+                {if inline {
+                    setup().into_any()
+                } else if with_passkey {
+                    passkey_setup().into_any()
+                } else {
+                    view! { <p>"This browser cannot create passkeys. Set one up on your account page from another device; a link there brings you back here."</p> }.into_any()
                 }}
                 <StepError err id=ids::ENROLL_ERROR />
                 <div class="foot split">
                     <a class="btn" href=account_page.get_value() id=ids::AUTHORIZE_ENROLL_LINK>
-                        {if inline { "Use another factor on your account page" } else { "Open your account page" }}
+                        {if inline || with_passkey { "Use another factor on your account page" } else { "Open your account page" }}
                     </a>
                 </div>
             </div>
@@ -320,8 +363,14 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
     spawn_local(async move {
         match api::get::<AccountState>("/api/account").await {
             Ok(a) => {
+                let mut all = reauth_methods(&a);
+                // A passkey first where the scope allows it: the strongest factor, and
+                // the only one an application asking for `phishing_resistant` accepts.
+                if crate::passkey::supported() && a.policy.allowed_providers.passkey && !a.factors.passkeys.is_empty() {
+                    all.insert(0, SecondFactorMethod::Passkey);
+                }
                 let usable: Vec<SecondFactorMethod> =
-                    reauth_methods(&a).into_iter().filter(|m| min.is_none_or(|s| m.strength() >= s)).collect();
+                    all.into_iter().filter(|m| min.is_none_or(|s| m.strength() >= s)).collect();
                 method.set(usable.first().copied());
                 methods.set(Some(usable));
             }
@@ -332,6 +381,24 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let Some(m) = method.get_untracked() else { return };
+        let settle = move |r: ApiResult<()>| {
+            busy.set(false);
+            match r {
+                Ok(()) => on_done.run(()),
+                Err(e) => {
+                    code.set(String::new());
+                    failed.set(Some(e));
+                }
+            }
+        };
+        if m == SecondFactorMethod::Passkey {
+            busy.set(true);
+            err.set(None);
+            failed.set(None);
+            let (start, finish) = ("/api/auth/step-up/passkey/options", "/api/auth/step-up/passkey");
+            spawn_local(async move { settle(crate::passkey::ceremony(start, None, false, finish, false).await) });
+            return;
+        }
         let c = code.get_untracked().trim().to_owned();
         if c.is_empty() {
             err.set(Some("Enter the code first.".to_owned()));
@@ -341,19 +408,10 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
         busy.set(true);
         err.set(None);
         failed.set(None);
-        spawn_local(async move {
-            let r = api::post::<_, ()>("/api/auth/step-up", &req).await;
-            busy.set(false);
-            match r {
-                Ok(()) => on_done.run(()),
-                Err(e) => {
-                    code.set(String::new());
-                    failed.set(Some(e));
-                }
-            }
-        });
+        spawn_local(async move { settle(api::post::<_, ()>("/api/auth/step-up", &req).await) });
     };
     let needs_send = move || matches!(method.get(), Some(SecondFactorMethod::Email | SecondFactorMethod::Sms));
+    let is_passkey = move || method.get() == Some(SecondFactorMethod::Passkey);
     let need = min.map(text::strength_label).unwrap_or("your second factor");
     let form = move |list: Vec<SecondFactorMethod>| {
         view! {
@@ -388,14 +446,20 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
                         })}
                     </div>
                 </Show>
-                <div class="field">
-                    <label for=ids::STEPUP_CODE>"Code"</label>
-                    <input type="text" class="code-input" id=ids::STEPUP_CODE autocomplete="one-time-code" inputmode="numeric"
-                        bind:value=code />
-                </div>
+                <Show when=move || !is_passkey()>
+                    <div class="field">
+                        <label for=ids::STEPUP_CODE>"Code"</label>
+                        <input type="text" class="code-input" id=ids::STEPUP_CODE autocomplete="one-time-code"
+                            inputmode="numeric" bind:value=code />
+                    </div>
+                </Show>
                 <button type="submit" class="btn btn-primary btn-block" id=ids::STEPUP_SUBMIT
                     disabled=move || busy.get() || lock_left.get().is_some()>
-                    {move || if busy.get() { "Checking…" } else { "Confirm" }}
+                    {move || match (busy.get(), is_passkey()) {
+                        (true, _) => "Checking…",
+                        (false, true) => "Use my passkey",
+                        (false, false) => "Confirm",
+                    }}
                 </button>
             </form>
         }
@@ -407,7 +471,7 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
             {move || match methods.get() {
                 None => view! { <Loading what="your second factors" /> }.into_any(),
                 Some(list) if list.is_empty() => view! {
-                    <p>"None of your second factors is strong enough. Set up an authenticator app on your account page."</p>
+                    <p>"None of your second factors is strong enough. Set a stronger one up on your account page."</p>
                 }
                 .into_any(),
                 Some(list) => form(list).into_any(),

@@ -711,6 +711,35 @@ pub struct ImpactPreview {
     /// Users who are asked now and would still be, whose factors meet the strength
     /// required now but not the one required after the change.
     pub newly_short_of_strength: u64,
+    /// For an application's rule: what its sign-ins would ask of each user, before and
+    /// after the change, from the authorization decision itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<ApplicationImpact>,
+}
+
+/// An application's sign-ins before and after a rule change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplicationImpact {
+    pub before: SignInAsks,
+    pub after: SignInAsks,
+}
+
+/// What signing in to an application would ask of each user of its scope beyond their
+/// usual sign-in (the one their own policy asks for, without the application, which
+/// proves their strongest factor where that policy requires one). Every user is
+/// counted in exactly one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignInAsks {
+    /// Nothing beyond their usual sign-in.
+    pub nothing_more: u64,
+    /// A second factor they have, asked by the application (a step-up).
+    pub second_factor: u64,
+    /// A factor strong enough that they do not have yet: enrolment first.
+    pub enroll_first: u64,
+    /// Refused: the scope cannot meet the rule (`unmet_authentication_requirements`).
+    pub refused: u64,
 }
 
 /// The effective policy of one user with its explanation.

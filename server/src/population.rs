@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use sqlx::FromRow;
 use twofold_policy::wire::{
-    Adoption, AdoptionRow, AdoptionTotals, FactorStrength, GroupRef, ImpactPreview, PolicyBrief,
+    Adoption, AdoptionRow, AdoptionTotals, ApplicationImpact, FactorStrength, GroupRef, ImpactPreview, PolicyBrief,
+    SignInAsks,
 };
 use twofold_policy::{
     ApplicationRule, DecidedBy, EffectivePolicy, GroupRule, PolicyInput, Provider, Rule, Rules, Scope, ScopeSettings,
@@ -102,13 +103,35 @@ struct LightUser {
     passkey_count: i64,
 }
 
+/// The confirmed factors of a user, as a value users who hold the same share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Held {
+    passkey: bool,
+    authenticator: bool,
+    email: bool,
+    phone: bool,
+}
+
 impl LightUser {
-    fn strongest(&self) -> Option<Strength> {
-        if self.passkey_count > 0 {
+    fn held(&self) -> Held {
+        Held {
+            passkey: self.passkey_count > 0,
+            authenticator: self.has_authenticator != 0,
+            email: self.email_confirmed != 0,
+            phone: self.phone_confirmed != 0,
+        }
+    }
+}
+
+impl Held {
+    /// The strongest factor held among those `offered` (all, when `None`).
+    fn strongest(self, offered: Option<&twofold_policy::ProviderSet>) -> Option<Strength> {
+        let ok = |held: bool, p: Provider| held && offered.is_none_or(|o| o.allows(p));
+        if ok(self.passkey, Provider::Passkey) {
             Some(Strength::PhishingResistant)
-        } else if self.has_authenticator != 0 {
+        } else if ok(self.authenticator, Provider::Authenticator) {
             Some(Strength::App)
-        } else if self.email_confirmed != 0 || self.phone_confirmed != 0 {
+        } else if ok(self.email, Provider::Email) || ok(self.phone, Provider::Sms) {
             Some(Strength::OutOfBand)
         } else {
             None
@@ -116,8 +139,8 @@ impl LightUser {
     }
 }
 
-/// Users who resolve alike: (switch, strongest factor, groups before, groups after).
-type Class = (bool, Option<Strength>, Vec<usize>, Vec<usize>);
+/// Users who resolve alike: (switch, factors held, groups before, groups after).
+type Class = (bool, Held, Vec<usize>, Vec<usize>);
 
 /// Whether a user whose strongest factor is `have` can meet `need`.
 pub fn meets(have: Option<Strength>, need: Strength) -> bool {
@@ -174,12 +197,21 @@ pub async fn impact(
                 will.sort_unstable();
             }
         }
-        *classes.entry((u.two_factor_enabled != 0, u.strongest(), was, will)).or_default() += 1;
+        *classes.entry((u.two_factor_enabled != 0, u.held(), was, will)).or_default() += 1;
     }
     let mut out = ImpactPreview::default();
-    for ((flag, strongest, was_in, will_in), n) in classes {
+    let mut asks = app_before.zip(app_after).map(|_| ApplicationImpact::default());
+    for ((flag, held, was_in, will_in), n) in classes {
+        let strongest = held.strongest(None);
         let was = resolve_with(old, flag, &rules_for(&before, &was_in), app_before);
         let will = resolve_with(new, flag, &rules_for(&after, &will_in), app_after);
+        if let (Some(asks), Some(a_before), Some(a_after)) = (asks.as_mut(), app_before, app_after) {
+            // Their usual sign-in: the scope's and groups' policy, no application.
+            let usual = resolve_with(old, flag, &rules_for(&before, &was_in), None);
+            count_asks(state, &mut asks.before, (&usual, &was), a_before, held, n);
+            let usual = resolve_with(new, flag, &rules_for(&after, &will_in), None);
+            count_asks(state, &mut asks.after, (&usual, &will), a_after, held, n);
+        }
         out.users_in_scope += n;
         if !was.required && will.required {
             out.newly_required += n;
@@ -201,7 +233,36 @@ pub async fn impact(
             out.newly_short_of_strength += n;
         }
     }
+    out.application = asks;
     Ok(out)
+}
+
+/// Counts `n` users holding `held` into what a sign-in to `application` would ask of
+/// them beyond their usual sign-in: `usual` is their policy without the application
+/// (whose required second factor that sign-in proves, the strongest they can), `policy`
+/// the one resolved with its rule. The authorization decision itself, as the endpoint
+/// and the what-if make it.
+fn count_asks(
+    state: &AppState,
+    asks: &mut SignInAsks,
+    (usual, policy): (&EffectivePolicy, &EffectivePolicy),
+    application: &ApplicationRule,
+    held: Held,
+    n: u64,
+) {
+    use twofold_policy::authorization::Verdict;
+    let strongest = held.strongest(Some(&crate::factors::usable_providers(state, &policy.allowed_providers)));
+    let proved = held.strongest(Some(&crate::factors::usable_providers(state, &usual.allowed_providers)));
+    let proved = proved.filter(|_| usual.required);
+    let decision = crate::oidc::authorize::decide_after_sign_in(policy, application, proved, strongest, state.now());
+    let field = match decision.verdict {
+        // A session made just now needs no new sign-in; `SignIn` cannot come out here.
+        Verdict::Reuse | Verdict::SignIn => &mut asks.nothing_more,
+        Verdict::StepUp => &mut asks.second_factor,
+        Verdict::Enroll => &mut asks.enroll_first,
+        Verdict::Unmet => &mut asks.refused,
+    };
+    *field += n;
 }
 
 /// A user's confirmed second factors with their strength, strongest first.

@@ -65,6 +65,31 @@ pub fn impact_sentence(p: &ImpactPreview) -> String {
     parts.join(" ")
 }
 
+/// What an application's sign-ins would ask after a rule change, from the preview's
+/// `application` counts; empty for previews of other changes.
+pub fn application_asks_sentence(p: &ImpactPreview) -> String {
+    let Some(a) = p.application else { return String::new() };
+    let after = a.after;
+    let mut parts = Vec::with_capacity(4);
+    if after.nothing_more > 0 {
+        parts.push(format!("{} nothing more", count(after.nothing_more, "user", "users")));
+    }
+    if after.second_factor > 0 {
+        parts.push(format!("{} a second factor they have", count(after.second_factor, "user", "users")));
+    }
+    if after.enroll_first > 0 {
+        parts.push(format!("{} to set up a stronger factor first", count(after.enroll_first, "user", "users")));
+    }
+    if after.refused > 0 {
+        parts.push(format!("{} refused (the scope cannot meet the rule)", count(after.refused, "user", "users")));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    let changed = if a.after == a.before { " (as now)" } else { "" };
+    format!("Signing in to this application would then ask, beyond the usual sign-in: {}{changed}.", parts.join("; "))
+}
+
 /// What a factor strength means, for people.
 pub fn strength_label(s: twofold_policy::Strength) -> &'static str {
     match s {
@@ -573,6 +598,22 @@ mod tests {
         let s = impact_sentence(&stronger);
         assert!(s.contains("2 users have only a weaker factor"), "{s}");
         assert!(s.contains("1 user is already asked for 2FA but has no factor of the newly required strength"), "{s}");
+    }
+
+    #[test]
+    fn an_applications_preview_says_what_its_sign_ins_would_ask() {
+        use twofold_policy::wire::{ApplicationImpact, SignInAsks};
+        let before = SignInAsks { nothing_more: 3, ..SignInAsks::default() };
+        let after = SignInAsks { second_factor: 1, enroll_first: 2, ..SignInAsks::default() };
+        let p = ImpactPreview { application: Some(ApplicationImpact { before, after }), ..ImpactPreview::default() };
+        assert_eq!(
+            application_asks_sentence(&p),
+            "Signing in to this application would then ask, beyond the usual sign-in: 1 user a second factor they have; 2 users to set up a stronger factor first."
+        );
+        let same =
+            ImpactPreview { application: Some(ApplicationImpact { before: after, after }), ..ImpactPreview::default() };
+        assert!(application_asks_sentence(&same).ends_with("first (as now)."));
+        assert_eq!(application_asks_sentence(&ImpactPreview::default()), "");
     }
 
     #[test]

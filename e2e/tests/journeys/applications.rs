@@ -254,6 +254,7 @@ async fn a_tenant_admin_registers_an_application_and_previews_its_rule() {
     strength.click().await.unwrap();
     w.find(&format!("{row} [data-test=\"{}\"]", ids::APP_PREVIEW)).await.click().await.unwrap();
     let impact = w.wait_text(&format!("{row} [data-test=\"{}\"]", ids::APP_IMPACT), "require 2FA for 2 users").await;
+    assert!(impact.contains("2 users to set up a stronger factor first"), "what Wiki's sign-ins would ask: {impact}");
     w.shot("rule-preview").await;
     let stored = api.ok(Method::GET, &format!("/api/tenants/{acme}/applications"), None).await;
     assert_eq!(stored["items"][0]["require_two_factor"], false, "the preview saved nothing ({impact})");

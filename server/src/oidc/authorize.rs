@@ -292,27 +292,37 @@ pub fn access_after_sign_in(
     policy: &EffectivePolicy,
     application: &ApplicationRule,
 ) -> ApplicationAccess {
-    let now = state.now();
     let strongest_offered = crate::signin::offers(state, user, policy).iter().map(|o| o.provider.strength()).max();
-    let facts = SessionFacts {
-        signed_in_at: now,
-        auth_time: now,
-        second_factor: strongest_offered.filter(|_| policy.required).map(|s| (s, now)),
-        strongest_offered,
-    };
-    let decision = authorization::decide(&AuthorizationInput {
+    let proved = strongest_offered.filter(|_| policy.required);
+    let decision = decide_after_sign_in(policy, application, proved, strongest_offered, state.now());
+    ApplicationAccess {
+        verdict: decision.verdict,
+        min_strength: decision.second_factor,
+        trace: decision.trace(application),
+    }
+}
+
+/// The decision for a session made by a sign-in at `now` that proved `proved` (a second
+/// factor of that strength, or the password alone), of a user whose strongest factor
+/// the scope offers is `strongest_offered`. The what-if and the impact preview both ask
+/// this; `policy` is the user's, resolved with `application`'s rule.
+pub fn decide_after_sign_in(
+    policy: &EffectivePolicy,
+    application: &ApplicationRule,
+    proved: Option<Strength>,
+    strongest_offered: Option<Strength>,
+    now: i64,
+) -> authorization::Authorization {
+    let facts =
+        SessionFacts { signed_in_at: now, auth_time: now, second_factor: proved.map(|s| (s, now)), strongest_offered };
+    authorization::decide(&AuthorizationInput {
         policy,
         application,
         request: &AuthorizationRequest::default(),
         session: Some(&facts),
         request_at: now,
         now,
-    });
-    ApplicationAccess {
-        verdict: decision.verdict,
-        min_strength: decision.second_factor,
-        trace: decision.trace(application),
-    }
+    })
 }
 
 /// What a session proved: when it last authenticated, and its second factor (when and

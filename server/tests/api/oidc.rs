@@ -656,6 +656,19 @@ async fn an_application_demanding_two_factor_where_it_is_disabled_is_unmet() {
         .json();
     assert_eq!(what["application"]["verdict"], "unmet", "{what}");
     assert!(what["application"]["trace"].to_string().contains("disabled"), "{what}");
+    // The preview counts every user as refused, before and after keeping the rule, and
+    // all of them let in once it is dropped.
+    for (rule, refused) in [(json!({ "require_two_factor": true }), 2), (json!({ "require_two_factor": false }), 0)] {
+        let preview = s
+            .app
+            .post_json(&format!("/api/applications/{}/preview", s.client_id), &rule)
+            .await
+            .assert_status(StatusCode::OK)
+            .json();
+        assert_eq!(preview["application"]["before"]["refused"], 2, "{preview}");
+        assert_eq!(preview["application"]["after"]["refused"], refused, "{preview}");
+        assert_eq!(preview["application"]["after"]["nothing_more"], 2 - refused, "{preview}");
+    }
 }
 
 #[tokio::test]
@@ -1094,6 +1107,24 @@ async fn the_what_if_and_the_preview_show_what_an_applications_rule_asks() {
     assert_eq!(preview["newly_required"], 3, "{preview}");
     assert_eq!(preview["newly_required_without_factor"], 2, "{preview}");
     assert_eq!(preview["newly_required_without_strength"], 3, "{preview}");
+    // What Wiki's sign-ins would ask, from the authorization decision itself: nothing
+    // today; with the rule, every user must first enrol an authenticator app.
+    let asks =
+        |n: [u64; 4]| json!({ "nothing_more": n[0], "second_factor": n[1], "enroll_first": n[2], "refused": n[3] });
+    assert_eq!(preview["application"]["before"], asks([3, 0, 0, 0]), "{preview}");
+    assert_eq!(preview["application"]["after"], asks([0, 0, 3, 0]), "{preview}");
+    // Once bob holds an authenticator app he would step up with it; the others enrol.
+    sqlx::query("UPDATE users SET has_authenticator = 1 WHERE id = $1")
+        .bind(&bob.id)
+        .execute(&app.running.state.db().pool)
+        .await
+        .expect("update users");
+    let again = app
+        .post_json(&format!("/api/applications/{}/preview", s.client_id), &rule)
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    assert_eq!(again["application"]["after"], asks([0, 1, 2, 0]), "{again}");
     // The preview saved nothing.
     let stored = app.get(&format!("/api/applications/{}", s.client_id)).await.json();
     assert_eq!(stored["require_two_factor"], false, "{stored}");

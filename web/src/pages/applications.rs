@@ -265,7 +265,10 @@ fn ApplicationRow(
             err.set(None);
             spawn_local(async move {
                 match api::post::<_, ImpactPreview>(&url, &r).await {
-                    Ok(p) => impact.set(Some(text::impact_sentence(&p))),
+                    Ok(p) => {
+                        let asks = text::application_asks_sentence(&p);
+                        impact.set(Some(format!("{} {asks}", text::impact_sentence(&p)).trim_end().to_owned()));
+                    }
                     Err(e) => err.set(Some(e.text())),
                 }
             });

@@ -2,9 +2,11 @@
 //! machine, the ceilings (raw argon2id hashes per second on all cores, a bare axum
 //! endpoint) and then a real `twofold` server on loopback: the password step, the
 //! verify-code step (authenticator), the effective-policy read, an admin settings
-//! write and the OpenID Connect code flow (authorize, then the token endpoint, against
-//! an RS256 signing ceiling), with the server's resident memory. `scripts/bench` runs it at both scales on
-//! both databases; BENCHMARKS.md records the figures.
+//! write, and the OpenID provider apart: authorization requests with a valid session
+//! (against the bare axum endpoint) and the token endpoint for RS256 and ES256
+//! applications (against bare axum, with the signing ceilings beside them); and the
+//! server's resident memory. `scripts/bench` runs it at both scales on both databases;
+//! BENCHMARKS.md records the figures.
 
 mod drive;
 mod seed;
@@ -13,8 +15,8 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -23,6 +25,7 @@ use clap::{Parser, Subcommand};
 use drive::{Job, Limit, Stats};
 use seed::World;
 use twofold_policy::ScopeSettings;
+use twofold_policy::wire::TokenAlg;
 use twofold_server::db::Db;
 use twofold_server::secrets::Keys;
 
@@ -143,15 +146,16 @@ fn argon2_ceiling(seconds: u64) -> anyhow::Result<f64> {
     Ok(count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
-/// RS256 signatures per second with a fresh 2048-bit key on one thread per core: what
-/// the token endpoint spends most of its work on (an ID token and an access token for
-/// each code).
-fn rs256_ceiling(seconds: u64) -> anyhow::Result<f64> {
+/// Signatures per second with a fresh key of `alg` (RSA 2048 or P-256) on one thread
+/// per core: what the token endpoint spends most of its work on (an ID token and an
+/// access token for each code).
+fn signing_ceiling(alg: TokenAlg, seconds: u64) -> anyhow::Result<f64> {
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
-    let der = twofold_server::oidc::keys::private_der(twofold_policy::wire::TokenAlg::RS256)
-        .map_err(|e| anyhow::anyhow!("RSA key: {e}"))?;
-    let key = EncodingKey::from_rsa_der(&der);
-    let header = Header::new(Algorithm::RS256);
+    let der = twofold_server::oidc::keys::private_der(alg).map_err(|e| anyhow::anyhow!("{} key: {e}", alg.as_str()))?;
+    let (key, header) = match alg {
+        TokenAlg::RS256 => (EncodingKey::from_rsa_der(&der), Header::new(Algorithm::RS256)),
+        TokenAlg::ES256 => (EncodingKey::from_ec_der(&der), Header::new(Algorithm::ES256)),
+    };
     let claims = serde_json::json!({ "iss": "http://127.0.0.1:8080", "sub": World::user_id(0), "aud": "client",
         "iat": 1_800_000_000, "exp": 1_800_000_600, "auth_time": 1_800_000_000, "acr": "urn:twofold:acr:pwd" });
     let threads = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
@@ -382,15 +386,17 @@ fn settings_job(t: &Target) -> Job {
 /// generator reads the code from the redirect itself.
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
-/// A first-party, confidential host application with no 2FA rule: the host admin's
-/// session meets it, so each authorization request answers a code at once.
-async fn register_application(t: &Target) -> anyhow::Result<(String, String)> {
+/// A first-party, confidential host application with no 2FA rule whose tokens are
+/// signed with `alg`: the host admin's session meets it, so each authorization request
+/// answers a code at once.
+async fn register_application(t: &Target, alg: TokenAlg) -> anyhow::Result<(String, String)> {
     let resp = drive::client()?
         .post(format!("{}/api/host/applications", t.base))
         .header("X-Requested-With", "twofold-load")
         .header("Cookie", &t.admin_cookie)
-        .json(&serde_json::json!({ "name": "Load", "client_type": "confidential", "redirect_uris": [REDIRECT],
-            "allowed_scopes": ["openid"], "first_party": true }))
+        .json(&serde_json::json!({ "name": format!("Load {}", alg.as_str()), "client_type": "confidential",
+            "redirect_uris": [REDIRECT], "allowed_scopes": ["openid"], "first_party": true,
+            "token_alg": alg.as_str() }))
         .send()
         .await?;
     anyhow::ensure!(resp.status().as_u16() == 201, "registering the application: {}", resp.status());
@@ -400,21 +406,19 @@ async fn register_application(t: &Target) -> anyhow::Result<(String, String)> {
     Ok((client_id, secret))
 }
 
-/// One sign-in of an application: the authorization request with the admin's session
-/// (303 with a code), then the code for tokens at the token endpoint
-/// (`client_secret_basic`), which signs an ID token and an access token.
-fn code_flow_job(t: &Target, client_id: String, secret: String) -> Job {
+/// An authorization request with the admin's session: the session meets the rule, so
+/// the answer is a 303 to the application with a code, which is kept for the token
+/// workload.
+fn authorize_job(t: &Target, client_id: &str, codes: Arc<Mutex<Vec<String>>>) -> Job {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let authorize = format!(
         "{}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}&redirect_uri={}",
         t.base,
         enc(REDIRECT)
     );
-    let token = format!("{}/oauth2/token", t.base);
     let cookie = t.admin_cookie.clone();
     Arc::new(move |http, index| {
-        let (authorize, token, cookie) = (format!("{authorize}&state={index}"), token.clone(), cookie.clone());
-        let (client_id, secret) = (client_id.clone(), secret.clone());
+        let (authorize, cookie, codes) = (format!("{authorize}&state={index}"), cookie.clone(), codes.clone());
         Box::pin(async move {
             let resp = http.get(authorize).header("Cookie", cookie).send().await.map_err(|e| e.to_string())?;
             let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -422,6 +426,20 @@ fn code_flow_job(t: &Target, client_id: String, secret: String) -> Job {
                 .ok()
                 .and_then(|u| u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()))
                 .ok_or_else(|| format!("authorize answered {} without a code", resp.status()))?;
+            codes.lock().map_err(|_| "code list poisoned".to_owned())?.push(code);
+            Ok(())
+        })
+    })
+}
+
+/// The token endpoint: each code of `codes` for tokens once (`client_secret_basic`),
+/// which signs an ID token and an access token.
+fn token_job(t: &Target, client_id: String, secret: String, codes: Arc<Vec<String>>) -> Job {
+    let token = format!("{}/oauth2/token", t.base);
+    Arc::new(move |http, index| {
+        let (token, client_id, secret, codes) = (token.clone(), client_id.clone(), secret.clone(), codes.clone());
+        Box::pin(async move {
+            let code = codes.get(index).ok_or("no code left")?;
             let form = format!(
                 "grant_type=authorization_code&code={}&redirect_uri={}",
                 url::form_urlencoded::byte_serialize(code.as_bytes()).collect::<String>(),
@@ -437,6 +455,21 @@ fn code_flow_job(t: &Target, client_id: String, secret: String) -> Job {
             drive::expect(resp, 200).await
         })
     })
+}
+
+/// The OpenID Connect workloads for an application signing with `alg`: authorization
+/// requests with a valid session for `d`, then every code they gave for tokens (codes
+/// live 60 s, so the token run is bounded by what the authorization run produced).
+async fn oidc_runs(t: &Target, clients: usize, d: Duration, alg: TokenAlg) -> anyhow::Result<(Stats, Stats)> {
+    let (client_id, secret) = register_application(t, alg).await?;
+    let codes = Arc::new(Mutex::new(Vec::new()));
+    let name = format!("authorization request with a session ({} application)", alg.as_str());
+    let authorize = drive::run(&name, clients, Limit::For(d), authorize_job(t, &client_id, codes.clone())).await?;
+    let codes: Vec<String> = std::mem::take(&mut *codes.lock().map_err(|_| anyhow::anyhow!("code list poisoned"))?);
+    let n = codes.len();
+    let name = format!("token endpoint, code for tokens ({})", alg.as_str());
+    let token = drive::run(&name, clients, Limit::Jobs(n), token_job(t, client_id, secret, Arc::new(codes))).await?;
+    Ok((authorize, token))
 }
 
 /// Distinct users for the verify-code workload, evenly spread over the population.
@@ -464,7 +497,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let d = Duration::from_secs(args.seconds);
     eprintln!("ceilings ...");
     let argon2 = argon2_ceiling(args.seconds)?;
-    let rs256 = rs256_ceiling(args.seconds)?;
+    let rs256 = signing_ceiling(TokenAlg::RS256, args.seconds)?;
+    let es256 = signing_ceiling(TokenAlg::ES256, args.seconds)?;
     let bare = bare_ceiling(args.clients, args.seconds).await?;
 
     let t = start_target(&args).await?;
@@ -483,10 +517,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let policy = drive::run("effective-policy read", c, Limit::For(d), policy_job(&t)).await?;
     eprintln!("settings write ...");
     let settings = drive::run("admin settings write", c, Limit::For(d), settings_job(&t)).await?;
-    eprintln!("OpenID Connect code flow ...");
-    let (client_id, secret) = register_application(&t).await?;
-    let flow =
-        drive::run("code flow (authorize + token)", c, Limit::For(d), code_flow_job(&t, client_id, secret)).await?;
+    eprintln!("OpenID Connect: authorization requests, then the token endpoint (RS256, then ES256) ...");
+    let (authorize_rs, token_rs) = oidc_runs(&t, c, d, TokenAlg::RS256).await?;
+    let (authorize_es, token_es) = oidc_runs(&t, c, d, TokenAlg::ES256).await?;
     let (rss, peak) = memory_mib(t.pid);
 
     let backend = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
@@ -503,19 +536,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("{}", row(&verify, None));
     println!("{}", row(&policy, Some((policy.rate() / bare.rate(), "bare axum"))));
     println!("{}", row(&settings, None));
+    let of_bare = |s: &Stats| Some((s.rate() / bare.rate(), "bare axum"));
+    println!("{}", row(&authorize_rs, of_bare(&authorize_rs)));
+    println!("{}", row(&authorize_es, of_bare(&authorize_es)));
     println!("| RS256 signatures, {cores} threads (ceiling) | {rs256:.1} | | | | |");
-    println!("{}", row(&flow, Some((flow.rate() / (rs256 / 2.0), "RS256 ceiling / 2 (two tokens a flow)"))));
+    println!("{}", row(&token_rs, of_bare(&token_rs)));
+    println!("| ES256 signatures, {cores} threads (ceiling) | {es256:.1} | | | | |");
+    println!("{}", row(&token_es, of_bare(&token_es)));
+    println!(
+        "\nThe token endpoint signs two tokens per code: {:.0} % of the RS256 ceiling / 2, {:.0} % of the ES256 \
+         ceiling / 2.",
+        token_rs.rate() / (rs256 / 2.0) * 100.0,
+        token_es.rate() / (es256 / 2.0) * 100.0
+    );
     println!(
         "\nSeeding took {:.1} s. Server resident memory: {idle_rss:.1} MiB after start, {rss:.1} MiB after the \
          workloads, peak {peak:.1} MiB.",
         t.seed_seconds
     );
-    for s in [&bare, &password, &verify, &policy, &settings, &flow] {
+    let all = [&bare, &password, &verify, &policy, &settings, &authorize_rs, &token_rs, &authorize_es, &token_es];
+    for s in all {
         for e in &s.error_samples {
             println!("- {} error: {e}", s.name);
         }
     }
-    let errors: usize = [&bare, &password, &verify, &policy, &settings, &flow].iter().map(|s| s.errors).sum();
+    let errors: usize = all.iter().map(|s| s.errors).sum();
     anyhow::ensure!(errors == 0, "{errors} requests failed");
     Ok(())
 }

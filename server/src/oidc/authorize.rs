@@ -452,12 +452,27 @@ async fn decide(
     if !issue {
         return Ok(Outcome::Needs { step: AuthorizationStep::Redirect, min_strength: decision.second_factor });
     }
-    let code = issue_code(state, app, params, who, &proof, &decision).await?;
+    // A grant that already covers the request and was touched within the last minute
+    // needs no write of its own: the code is stored under it as it is.
+    let settled =
+        grant.filter(|g| covered && state.now().saturating_sub(g.last_used_at) < GRANT_TOUCH_MS).map(|g| g.id);
+    let code = issue_code(state, app, params, who, &proof, &decision, settled).await?;
     Ok(Outcome::Redirect(reply.url(&[("code", &code)])))
 }
 
+/// How stale a grant's `last_used_at` may get: a grant used again within this long is
+/// not written again, which saves each repeated sign-in to an application one
+/// statement on the database's single writer. The account page's "last used" is
+/// accurate to this.
+const GRANT_TOUCH_MS: i64 = 60_000;
+
 /// Stores a code for the session's user, with what the session proved, and records
-/// the grant (consent given now, remembered, or a first-party application).
+/// the grant (consent given now, remembered, or a first-party application). `settled`
+/// is a grant read just before that covers the request and was recently touched: the
+/// code goes under it without writing it, unless it has been revoked meanwhile (the
+/// code's foreign key says so), in which case the grant is recorded as for a first
+/// sign-in.
+#[allow(clippy::too_many_arguments)]
 async fn issue_code(
     state: &AppState,
     app: &ApplicationRow,
@@ -465,6 +480,7 @@ async fn issue_code(
     who: &Authenticated,
     proof: &Proof,
     decision: &Authorization,
+    settled: Option<String>,
 ) -> AppResult<String> {
     let now = state.now();
     let sid = match &who.sid {
@@ -476,40 +492,52 @@ async fn issue_code(
     };
     let code = auth::new_token();
     let scopes = super::join_scopes(&params.scopes);
-    let mut tx = state.db().begin_write().await?;
-    let granted = match odb::find_grant(&mut *tx, &who.user.id, &app.id).await? {
-        Some(g) => {
-            let mut all = super::split_scopes(&g.scopes);
-            all.extend(params.scopes.iter().cloned());
-            super::join_scopes(&super::split_scopes(&all.join(" ")))
-        }
-        None => scopes.clone(),
-    };
-    let grant_id = odb::upsert_grant(&mut tx, &who.user.id, &app.id, &granted, now).await?;
     let amr = proof.amr().join(" ");
     let acr = authorization::acr_of(proof.strength());
-    odb::insert_code(
-        &mut tx,
-        &CodeRow {
-            code_hash: auth::token_hash(&code),
-            application_id: app.id.clone(),
-            grant_id,
-            user_id: who.user.id.clone(),
-            redirect_uri: params.redirect_uri.clone(),
-            scopes: scopes.clone(),
-            code_challenge: params.code_challenge.clone(),
-            nonce: params.nonce.clone(),
-            sid,
-            auth_time: proof.auth_time_ms,
-            amr: amr.clone(),
-            acr: acr.to_owned(),
-            created_at: now,
-            expires_at: now + super::CODE_LIFETIME_MS,
-            used_at: None,
-            family_id: None,
+    let row = |grant_id: String| CodeRow {
+        code_hash: auth::token_hash(&code),
+        application_id: app.id.clone(),
+        grant_id,
+        user_id: who.user.id.clone(),
+        redirect_uri: params.redirect_uri.clone(),
+        scopes: scopes.clone(),
+        code_challenge: params.code_challenge.clone(),
+        nonce: params.nonce.clone(),
+        sid: sid.clone(),
+        auth_time: proof.auth_time_ms,
+        amr: amr.clone(),
+        acr: acr.to_owned(),
+        created_at: now,
+        expires_at: now + super::CODE_LIFETIME_MS,
+        used_at: None,
+        family_id: None,
+    };
+    let mut tx = state.db().begin_write().await?;
+    let under_settled = match settled {
+        Some(id) => match odb::insert_code(&mut tx, &row(id)).await {
+            Ok(()) => true,
+            Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
+                // Revoked since it was read; PostgreSQL has aborted the transaction.
+                drop(tx);
+                tx = state.db().begin_write().await?;
+                false
+            }
+            Err(e) => return Err(e.into()),
         },
-    )
-    .await?;
+        None => false,
+    };
+    if !under_settled {
+        let granted = match odb::find_grant(&mut *tx, &who.user.id, &app.id).await? {
+            Some(g) => {
+                let mut all = super::split_scopes(&g.scopes);
+                all.extend(params.scopes.iter().cloned());
+                super::join_scopes(&super::split_scopes(&all.join(" ")))
+            }
+            None => scopes.clone(),
+        };
+        let grant_id = odb::upsert_grant(&mut tx, &who.user.id, &app.id, &granted, now).await?;
+        odb::insert_code(&mut tx, &row(grant_id)).await?;
+    }
     db::insert_audit(
         &mut tx,
         &db::NewAudit {

@@ -634,6 +634,88 @@ async fn parallel_first_sign_ins_to_an_application_all_get_a_code() {
 }
 
 #[tokio::test]
+async fn a_grant_used_again_within_a_minute_is_not_rewritten_and_its_codes_work() {
+    use crate::flows::advance_seconds;
+    let app = TestApp::spawn_with(crate::helpers::Options { manual_clock: true, ..Default::default() }).await;
+    app.sign_in_admin().await;
+    let s = setup_on(app, false, json!({})).await;
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "alice").await;
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}&state=s\
+         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        s.issuer,
+        s.client_id,
+        urlencode(REDIRECT)
+    );
+    let last_used = async || {
+        let grants = browser.http.get(format!("{}/api/account/applications", browser.base)).send().await.unwrap();
+        let grants: Value = grants.json().await.unwrap();
+        grants["items"][0]["last_used_at"].as_str().expect("one grant").to_owned()
+    };
+    let redeem = async |location: &str| {
+        let code = query_of(location)["code"].clone();
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+        ];
+        let secret = s.client_secret.clone();
+        let resp =
+            rp_http().post(format!("{}/oauth2/token", s.issuer)).basic_auth(&s.client_id, secret).form(&form).send();
+        resp.await.unwrap().status()
+    };
+    let first = browser.location(&url).await;
+    let recorded = last_used().await;
+    assert_eq!(redeem(&first).await, StatusCode::OK);
+    // Half a minute later: the code is stored under the grant as it is.
+    advance_seconds(&s.app, 30);
+    let again = browser.location(&url).await;
+    assert_eq!(last_used().await, recorded);
+    assert_eq!(redeem(&again).await, StatusCode::OK);
+    // Over a minute after it was written, the grant is touched again.
+    advance_seconds(&s.app, 31);
+    let later = browser.location(&url).await;
+    assert_ne!(last_used().await, recorded);
+    assert_eq!(redeem(&later).await, StatusCode::OK);
+    // A grant revoked after its last use is recorded anew, not used as it was.
+    let grants: Value = browser
+        .http
+        .get(format!("{}/api/account/applications", browser.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = grants["items"][0]["id"].as_str().expect("a grant id").to_owned();
+    let (status, body) = {
+        let resp = browser
+            .http
+            .delete(format!("{}/api/account/applications/{id}", browser.base))
+            .header("X-Requested-With", "test")
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.text().await.unwrap_or_default())
+    };
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let renewed = browser.location(&url).await;
+    assert_eq!(redeem(&renewed).await, StatusCode::OK);
+    let grants: Value = browser
+        .http
+        .get(format!("{}/api/account/applications", browser.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(grants["items"][0]["id"].as_str(), Some(id.as_str()), "{grants}");
+}
+
+#[tokio::test]
 async fn an_application_demanding_two_factor_where_it_is_disabled_is_unmet() {
     let s = setup(false, json!({ "require_two_factor": true })).await;
     s.app.set_feature(&s.tenant, "disabled").await;

@@ -1317,6 +1317,73 @@ pub(crate) fn send_reauth_code(
     });
 }
 
+/// The element ids of one [`SecondFactorFields`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FactorFieldIds {
+    pub method: &'static str,
+    pub send: &'static str,
+    pub code: &'static str,
+}
+
+/// The second-factor half of a "confirm it's you" form: which factor (`methods`, the
+/// first one chosen), a send button for emailed and texted codes, and the code, which a
+/// passkey has none of (its ceremony is the proof).
+#[component]
+pub(crate) fn SecondFactorFields(
+    methods: Vec<SecondFactorMethod>,
+    method: RwSignal<Option<SecondFactorMethod>>,
+    code: RwSignal<String>,
+    sent: RwSignal<Option<SendCodeResponse>>,
+    busy: RwSignal<bool>,
+    err: RwSignal<Option<String>>,
+    ids: FactorFieldIds,
+) -> impl IntoView {
+    let send = move |_| send_reauth_code(method.get_untracked(), busy, err, sent);
+    let needs_send = move || matches!(method.get(), Some(SecondFactorMethod::Email | SecondFactorMethod::Sms));
+    let is_passkey = move || method.get() == Some(SecondFactorMethod::Passkey);
+    // Recovery codes have letters; the others are digits only.
+    let keypad = move || if method.get() == Some(SecondFactorMethod::RecoveryCode) { "text" } else { "numeric" };
+    view! {
+        <div class="field">
+            <label for=ids.method>"Second factor"</label>
+            <select
+                id=ids.method
+                on:change=move |ev| {
+                    method.set(text::parse_method(&event_target_value(&ev)));
+                    sent.set(None);
+                    code.set(String::new());
+                }
+            >
+                {methods
+                    .into_iter()
+                    .map(|m| view! {
+                        <option value=text::method_value(m) selected=move || method.get() == Some(m)>
+                            {text::method_label(m)}
+                        </option>
+                    })
+                    .collect_view()}
+            </select>
+        </div>
+        <Show when=needs_send>
+            <div class="send-row">
+                <button type="button" class="btn" id=ids.send on:click=send disabled=move || busy.get()>
+                    {move || if sent.with(Option::is_some) { "Send a new code" } else { "Send code" }}
+                </button>
+                {move || sent.get().map(|s| view! {
+                    <p class="notice" role="status">{format!("We sent a code to {}.", s.sent_to)}</p>
+                })}
+            </div>
+        </Show>
+        <Show when=move || !is_passkey()>
+            <div class="field">
+                <label for=ids.code>"Code"</label>
+                <input type="text" class="code-input" id=ids.code autocomplete="one-time-code" inputmode=keypad
+                    bind:value=code />
+            </div>
+        </Show>
+    }
+}
+
 pub(crate) fn reauth_methods(a: &AccountState) -> Vec<SecondFactorMethod> {
     let f = &a.factors;
     let mut out = Vec::with_capacity(4);
@@ -1360,7 +1427,6 @@ fn ReauthDialog(ctx: Ctx) -> impl IntoView {
         // Undo what the page showed optimistically (a flipped switch, say).
         ctx.reload();
     });
-    let send = move |_| send_reauth_code(method.get_untracked(), busy, err, sent);
     let is_passkey = move || method.get() == Some(SecondFactorMethod::Passkey);
     let answered = move |r: ApiResult<()>| {
         busy.set(false);
@@ -1394,7 +1460,6 @@ fn ReauthDialog(ctx: Ctx) -> impl IntoView {
         };
         spawn_local(async move { answered(api::post::<_, ()>("/api/account/reauthenticate", &req).await) });
     };
-    let needs_send = move || matches!(method.get(), Some(SecondFactorMethod::Email | SecondFactorMethod::Sms));
     view! {
         <Modal id=ids::REAUTH_DIALOG title="Confirm it's you".to_owned() on_close=cancel>
             <form on:submit=submit novalidate class="stack-form">
@@ -1414,42 +1479,8 @@ fn ReauthDialog(ctx: Ctx) -> impl IntoView {
                     </div>
                 </Show>
                 {has_factor.then(|| view! {
-                    <div class="field">
-                        <label for=ids::REAUTH_METHOD>"Second factor"</label>
-                        <select
-                            id=ids::REAUTH_METHOD
-                            on:change=move |ev| {
-                                method.set(text::parse_method(&event_target_value(&ev)));
-                                sent.set(None);
-                                code.set(String::new());
-                            }
-                        >
-                            {methods.iter().map(|m| {
-                                let m = *m;
-                                view! {
-                                    <option value=text::method_value(m) selected=move || method.get() == Some(m)>
-                                        {text::method_label(m)}
-                                    </option>
-                                }
-                            }).collect_view()}
-                        </select>
-                    </div>
-                    <Show when=needs_send>
-                        <div class="send-row">
-                            <button type="button" class="btn" id=ids::REAUTH_SEND_CODE on:click=send disabled=move || busy.get()>
-                                {move || if sent.with(Option::is_some) { "Send a new code" } else { "Send code" }}
-                            </button>
-                            {move || sent.get().map(|s| view! {
-                                <p class="notice" role="status">{format!("We sent a code to {}.", s.sent_to)}</p>
-                            })}
-                        </div>
-                    </Show>
-                    <Show when=move || !is_passkey()>
-                        <div class="field">
-                            <label for=ids::REAUTH_CODE>"Code"</label>
-                            <input type="text" class="code-input" id=ids::REAUTH_CODE autocomplete="one-time-code" bind:value=code />
-                        </div>
-                    </Show>
+                    <SecondFactorFields methods method code sent busy err
+                        ids=FactorFieldIds { method: ids::REAUTH_METHOD, send: ids::REAUTH_SEND_CODE, code: ids::REAUTH_CODE } />
                 })}
                 <ErrorText msg=err id=ids::REAUTH_ERROR />
                 <div class="actions">

@@ -15,7 +15,7 @@ use twofold_policy::wire::{
     RecoveryCodes, ResumeAuthorization, SecondFactorMethod, SendCodeResponse, VerifyRequest,
 };
 
-use super::account::{reauth_methods, send_reauth_code};
+use super::account::{FactorFieldIds, SecondFactorFields, reauth_methods};
 use super::signin::{SignInSteps, StepError, lock_countdown};
 use crate::api::{self, ApiError, ApiResult};
 use crate::ids;
@@ -377,7 +377,6 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
             Err(e) => err.set(Some(e.text())),
         }
     });
-    let send = move |_| send_reauth_code(method.get_untracked(), busy, err, sent);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let Some(m) = method.get_untracked() else { return };
@@ -410,49 +409,13 @@ fn StepUp(application: String, min: Option<Strength>, on_done: Callback<()>) -> 
         failed.set(None);
         spawn_local(async move { settle(api::post::<_, ()>("/api/auth/step-up", &req).await) });
     };
-    let needs_send = move || matches!(method.get(), Some(SecondFactorMethod::Email | SecondFactorMethod::Sms));
     let is_passkey = move || method.get() == Some(SecondFactorMethod::Passkey);
     let need = min.map(text::strength_label).unwrap_or("your second factor");
     let form = move |list: Vec<SecondFactorMethod>| {
         view! {
             <form id=ids::STEPUP_FORM on:submit=submit novalidate class="stack-form">
-                <div class="field">
-                    <label for=ids::STEPUP_METHOD>"Second factor"</label>
-                    <select
-                        id=ids::STEPUP_METHOD
-                        on:change=move |ev| {
-                            method.set(text::parse_method(&event_target_value(&ev)));
-                            sent.set(None);
-                            code.set(String::new());
-                        }
-                    >
-                        {list
-                            .into_iter()
-                            .map(|m| view! {
-                                <option value=text::method_value(m) selected=move || method.get() == Some(m)>
-                                    {text::method_label(m)}
-                                </option>
-                            })
-                            .collect_view()}
-                    </select>
-                </div>
-                <Show when=needs_send>
-                    <div class="send-row">
-                        <button type="button" class="btn" id=ids::STEPUP_SEND_CODE on:click=send disabled=move || busy.get()>
-                            {move || if sent.with(Option::is_some) { "Send a new code" } else { "Send code" }}
-                        </button>
-                        {move || sent.get().map(|s| view! {
-                            <p class="notice" role="status">{format!("We sent a code to {}.", s.sent_to)}</p>
-                        })}
-                    </div>
-                </Show>
-                <Show when=move || !is_passkey()>
-                    <div class="field">
-                        <label for=ids::STEPUP_CODE>"Code"</label>
-                        <input type="text" class="code-input" id=ids::STEPUP_CODE autocomplete="one-time-code"
-                            inputmode="numeric" bind:value=code />
-                    </div>
-                </Show>
+                <SecondFactorFields methods=list method code sent busy err
+                    ids=FactorFieldIds { method: ids::STEPUP_METHOD, send: ids::STEPUP_SEND_CODE, code: ids::STEPUP_CODE } />
                 <button type="submit" class="btn btn-primary btn-block" id=ids::STEPUP_SUBMIT
                     disabled=move || busy.get() || lock_left.get().is_some()>
                     {move || match (busy.get(), is_passkey()) {

@@ -171,6 +171,19 @@ pub async fn enroll_confirm(
     finish_sign_in(&state, addr, &headers, jar, Event::EnrollPasskey(req)).await
 }
 
+/// A passkey ceremony's step in a signed-in session (reauthentication, step-up), after
+/// the per-address limit every proof of a factor has.
+async fn on_session(
+    state: &AppState,
+    addr: std::net::IpAddr,
+    who: Authenticated,
+    event: Event,
+    client: &ClientInfo,
+) -> AppResult<Outcome> {
+    state.limits().by_address(Class::Verify, addr, state.now())?;
+    signin::advance(state, SignIn::Complete(Box::new(who)), event, client).await
+}
+
 fn own(state: &AppState, who: &Authenticated, action: Action) -> AppResult<()> {
     state.authorize(who, action, Target::User { id: &who.user.id, domain: domain_of(&who.user.scope_key) })
 }
@@ -310,10 +323,9 @@ pub async fn reauth_options(
     State(state): State<AppState>,
     Caller { who, addr }: Caller,
 ) -> AppResult<Json<PasskeyChallenge>> {
-    state.limits().by_address(Class::Verify, addr, state.now())?;
     own(&state, &who, Action::UpdateOwnAccount)?;
     let event = Event::PasskeyOptions(PasskeyStart::Prove);
-    challenge(signin::advance(&state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await?)
+    challenge(on_session(&state, addr, who, event, &ClientInfo::default()).await?)
 }
 
 /// Makes the session fresh with a passkey. A passkey with user verification is two
@@ -332,10 +344,9 @@ pub async fn reauthenticate(
     Caller { who, addr }: Caller,
     Json(req): Json<PasskeyFinish>,
 ) -> AppResult<StatusCode> {
-    state.limits().by_address(Class::Verify, addr, state.now())?;
     own(&state, &who, Action::UpdateOwnAccount)?;
     let client = ClientInfo { ip: Some(addr.to_string()), user_agent: None };
-    match signin::advance(&state, SignIn::Complete(Box::new(who)), Event::ReauthenticatePasskey(req), &client).await? {
+    match on_session(&state, addr, who, Event::ReauthenticatePasskey(req), &client).await? {
         Outcome::Reauthenticated => Ok(StatusCode::NO_CONTENT),
         other => Err(AppError::Internal(anyhow::anyhow!("unexpected passkey outcome {other:?}"))),
     }
@@ -356,9 +367,8 @@ pub async fn step_up_options(
     ClientAddr(addr): ClientAddr,
     who: Authenticated,
 ) -> AppResult<Json<PasskeyChallenge>> {
-    state.limits().by_address(Class::Verify, addr, state.now())?;
     let event = Event::PasskeyOptions(PasskeyStart::Prove);
-    challenge(signin::advance(&state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await?)
+    challenge(on_session(&state, addr, who, event, &ClientInfo::default()).await?)
 }
 
 /// Proves a passkey again in a signed-in session, for an application's rule: the
@@ -378,9 +388,8 @@ pub async fn step_up(
     who: Authenticated,
     Json(req): Json<PasskeyFinish>,
 ) -> AppResult<StatusCode> {
-    state.limits().by_address(Class::Verify, addr, state.now())?;
     let event = Event::StepUp(StepUpProof::Passkey(req));
-    match signin::advance(&state, SignIn::Complete(Box::new(who)), event, &ClientInfo::default()).await? {
+    match on_session(&state, addr, who, event, &ClientInfo::default()).await? {
         Outcome::SteppedUp(_) => Ok(StatusCode::NO_CONTENT),
         other => Err(AppError::Internal(anyhow::anyhow!("unexpected step-up outcome {other:?}"))),
     }

@@ -648,11 +648,11 @@ async fn a_grant_used_again_within_a_minute_is_not_rewritten_and_its_codes_work(
         s.client_id,
         urlencode(REDIRECT)
     );
-    let last_used = async || {
+    let grants = async || -> Value {
         let grants = browser.http.get(format!("{}/api/account/applications", browser.base)).send().await.unwrap();
-        let grants: Value = grants.json().await.unwrap();
-        grants["items"][0]["last_used_at"].as_str().expect("one grant").to_owned()
+        grants.json().await.unwrap()
     };
+    let last_used = async || grants().await["items"][0]["last_used_at"].as_str().expect("one grant").to_owned();
     let redeem = async |location: &str| {
         let code = query_of(location)["code"].clone();
         let form = [
@@ -680,16 +680,7 @@ async fn a_grant_used_again_within_a_minute_is_not_rewritten_and_its_codes_work(
     assert_ne!(last_used().await, recorded);
     assert_eq!(redeem(&later).await, StatusCode::OK);
     // A grant revoked after its last use is recorded anew, not used as it was.
-    let grants: Value = browser
-        .http
-        .get(format!("{}/api/account/applications", browser.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = grants["items"][0]["id"].as_str().expect("a grant id").to_owned();
+    let id = grants().await["items"][0]["id"].as_str().expect("a grant id").to_owned();
     let (status, body) = {
         let resp = browser
             .http
@@ -703,16 +694,8 @@ async fn a_grant_used_again_within_a_minute_is_not_rewritten_and_its_codes_work(
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let renewed = browser.location(&url).await;
     assert_eq!(redeem(&renewed).await, StatusCode::OK);
-    let grants: Value = browser
-        .http
-        .get(format!("{}/api/account/applications", browser.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_ne!(grants["items"][0]["id"].as_str(), Some(id.as_str()), "{grants}");
+    let after = grants().await;
+    assert_ne!(after["items"][0]["id"].as_str(), Some(id.as_str()), "{after}");
 }
 
 #[tokio::test]

@@ -608,40 +608,45 @@ async fn id_tokens_say_a_passkey_was_used_with_or_without_the_password() {
             second_factor_with(&browser, &mut key, "acme", "ada").await
         };
         assert_signed_in(&signed_in);
-        let url = format!(
-            "{base}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}\
-             &redirect_uri={}&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
-             &code_challenge_method=S256&nonce=n1",
-            url_encode(redirect)
-        );
-        let resp = browser.http.get(&url).send().await.unwrap();
-        let location = resp.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned();
-        assert!(location.starts_with(redirect), "{} {location}", resp.status());
-        let code = reqwest::Url::parse(&location)
-            .unwrap()
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_else(|| panic!("no code in {location}"));
-        let form = [
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect),
-            ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-        ];
-        let tokens = reqwest::Client::new()
-            .post(format!("{base}/oauth2/token"))
-            .basic_auth(&client_id, Some(&secret))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(tokens.status(), StatusCode::OK);
-        let tokens: Value = tokens.json().await.unwrap();
-        let claims = claims_of(tokens["id_token"].as_str().unwrap());
+        let location = authorize(&browser, &base, &client_id, redirect).await;
+        assert!(location.starts_with(redirect), "{location}");
+        let claims = id_claims(&base, (&client_id, &secret), &location, redirect).await;
         assert_eq!(claims["amr"], amr, "{claims}");
         assert_eq!(claims["acr"], "urn:twofold:acr:2fa:phishing_resistant", "{claims}");
     }
+}
+
+/// Where the authorization request `browser` makes to `client_id` at `base` sends it.
+async fn authorize(browser: &Client, base: &str, client_id: &str, redirect: &str) -> String {
+    let url = format!(
+        "{base}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}\
+         &redirect_uri={}&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
+         &code_challenge_method=S256&nonce=n1",
+        url_encode(redirect)
+    );
+    let resp = browser.http.get(&url).send().await.unwrap();
+    resp.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+/// The code a redirect to the application carries, for tokens at the token endpoint:
+/// the ID token's claims.
+async fn id_claims(base: &str, (client_id, secret): (&str, &str), location: &str, redirect: &str) -> Value {
+    let code = reqwest::Url::parse(location)
+        .ok()
+        .and_then(|u| u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()))
+        .unwrap_or_else(|| panic!("no code in {location}"));
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+    ];
+    let resp =
+        reqwest::Client::new().post(format!("{base}/oauth2/token")).basic_auth(client_id, Some(secret)).form(&form);
+    let resp = resp.send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let tokens: Value = resp.json().await.unwrap();
+    claims_of(tokens["id_token"].as_str().expect("an ID token"))
 }
 
 fn url_encode(s: &str) -> String {
@@ -666,14 +671,7 @@ const STEP_UP: (&str, &str) = ("/api/auth/step-up/passkey/options", "/api/auth/s
 /// The authorization request `browser` makes to `client_id` at `base`, parked for the
 /// web app: its handle.
 async fn parked(browser: &Client, base: &str, client_id: &str, redirect: &str) -> String {
-    let url = format!(
-        "{base}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}\
-         &redirect_uri={}&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM\
-         &code_challenge_method=S256&nonce=n1",
-        url_encode(redirect)
-    );
-    let resp = browser.http.get(&url).send().await.unwrap();
-    let location = resp.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_owned();
+    let location = authorize(browser, base, client_id, redirect).await;
     location.split("request=").nth(1).unwrap_or_else(|| panic!("not parked: {location}")).to_owned()
 }
 
@@ -752,29 +750,8 @@ async fn an_application_demanding_a_passkey_enrols_one_inline_then_steps_up_with
     let stepped_at = crate::flows::now_secs(&app);
     browser.post_json(STEP_UP.1, &answer).await.assert_status(StatusCode::UNAUTHORIZED);
     let done = resume(&browser, &handle).await;
-    let code = reqwest::Url::parse(done["redirect_to"].as_str().expect("redirect_to"))
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("a code");
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", redirect),
-        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-    ];
-    let tokens: Value = reqwest::Client::new()
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth(&client_id, Some(&secret))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let claims = claims_of(tokens["id_token"].as_str().expect("an ID token"));
+    let location = done["redirect_to"].as_str().expect("redirect_to");
+    let claims = id_claims(&base, (&client_id, &secret), location, redirect).await;
     assert_eq!(claims["acr"], "urn:twofold:acr:2fa:phishing_resistant", "{claims}");
     assert_eq!(claims["amr"], json!(["pwd", "hwk", "mfa"]), "{claims}");
     assert_eq!(claims["auth_time"], json!(stepped_at), "{claims}");

@@ -291,7 +291,7 @@ fn EnrollInline(
                 <StepError err id=ids::ENROLL_ERROR />
                 <div class="foot split">
                     <a class="btn" href=account_page.get_value() id=ids::AUTHORIZE_ENROLL_LINK>
-                        {if inline || with_passkey { "Use another factor on your account page" } else { "Open your account page" }}
+                        {if inline { "Use another factor on your account page" } else { "Open your account page" }}
                     </a>
                 </div>
             </div>

@@ -32,10 +32,37 @@ pub enum ScopeInputs<'a> {
 }
 
 impl<'a> ScopeInputs<'a> {
-    fn scope(self) -> Scope<'a> {
+    pub fn scope(self) -> Scope<'a> {
         match self {
             ScopeInputs::Host(settings) => Scope::Host { settings },
             ScopeInputs::Tenant(feature, settings) => Scope::Tenant { feature, settings },
+        }
+    }
+}
+
+/// A scope's own inputs to resolution, read (through the cache) and owned so that
+/// [`ScopeInputs`] can borrow them.
+#[derive(Debug)]
+pub struct LoadedScope {
+    feature: Option<TenantFeature>,
+    settings: ScopeSettings,
+}
+
+impl LoadedScope {
+    pub async fn load(state: &AppState, scope_key: &str) -> AppResult<Self> {
+        let settings = state.cache().settings(state.db(), scope_key).await?;
+        let feature = if scope_key == crate::db::HOST_SCOPE {
+            None
+        } else {
+            Some(state.cache().feature(state.db(), scope_key).await?)
+        };
+        Ok(Self { feature, settings })
+    }
+
+    pub fn scope(&self) -> ScopeInputs<'_> {
+        match self.feature {
+            None => ScopeInputs::Host(&self.settings),
+            Some(f) => ScopeInputs::Tenant(f, &self.settings),
         }
     }
 }

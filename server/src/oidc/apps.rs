@@ -21,7 +21,7 @@ use crate::db::oidc::{self as odb, ApplicationRow};
 use crate::db::{self, HOST_SCOPE};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
-use crate::population::{self, GroupChange, ScopeInputs};
+use crate::population::{self, GroupChange, LoadedScope};
 use crate::routes::account::Caller;
 
 pub fn routes() -> Router<AppState> {
@@ -480,12 +480,8 @@ pub async fn preview_rule(
     let before = application_rule(&app);
     let rule = Rule { require_two_factor: rule.require_two_factor || rule.min_strength.is_some(), ..rule };
     let after = ApplicationRule { rule, ..before.clone() };
-    let settings = state.cache().settings(state.db(), &app.scope_key).await?;
-    let scope = if app.scope_key == HOST_SCOPE {
-        ScopeInputs::Host(&settings)
-    } else {
-        ScopeInputs::Tenant(state.cache().feature(state.db(), &app.scope_key).await?, &settings)
-    };
+    let loaded = LoadedScope::load(&state, &app.scope_key).await?;
+    let scope = loaded.scope();
     let change = GroupChange::Application { before: &before, after: &after };
     Ok(Json(population::impact(&state, &app.scope_key, scope, scope, change).await?))
 }

@@ -27,13 +27,13 @@ use twofold_policy::wire::{
     ApplicationAccess, AuthorizationProgress, AuthorizationStep, ClientType, ErrorBody, ResumeAuthorization,
     SecondFactorMethod,
 };
-use twofold_policy::{ApplicationRule, EffectivePolicy, PolicyInput, Rules, Scope, Strength, resolve};
+use twofold_policy::{ApplicationRule, EffectivePolicy, Strength};
 
 use super::{Issuer, MaybeSession, OAuthError, OAuthResult};
 use crate::app::AppState;
 use crate::auth::{self, Authenticated};
+use crate::db;
 use crate::db::oidc::{self as odb, ApplicationRow, CodeRow, RequestRow};
-use crate::db::{self, HOST_SCOPE};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
 
@@ -272,14 +272,8 @@ enum Outcome {
 /// the scope's settings (or ceiling) with the switch off and no groups, and the
 /// application's rule. Enough to tell whether the scope can meet the request at all.
 async fn scope_policy(state: &AppState, app: &ApplicationRow, rule: &ApplicationRule) -> AppResult<EffectivePolicy> {
-    let settings = state.cache().settings(state.db(), &app.scope_key).await?;
-    let scope = if app.scope_key == HOST_SCOPE {
-        Scope::Host { settings: &settings }
-    } else {
-        Scope::Tenant { feature: state.cache().feature(state.db(), &app.scope_key).await?, settings: &settings }
-    };
-    let rules = Rules { groups: &[], application: Some(rule) };
-    Ok(resolve(&PolicyInput { scope, user_two_factor_enabled: false, rules }))
+    let loaded = crate::population::LoadedScope::load(state, &app.scope_key).await?;
+    Ok(crate::population::resolve_with(loaded.scope(), false, &[], Some(rule)))
 }
 
 /// What an authorization request to `application` (no `acr_values`, `max_age` or
@@ -292,7 +286,7 @@ pub fn access_after_sign_in(
     policy: &EffectivePolicy,
     application: &ApplicationRule,
 ) -> ApplicationAccess {
-    let strongest_offered = crate::signin::offers(state, user, policy).iter().map(|o| o.provider.strength()).max();
+    let strongest_offered = crate::signin::strongest_offered(state, user, policy);
     let proved = strongest_offered.filter(|_| policy.required);
     let decision = decide_after_sign_in(policy, application, proved, strongest_offered, state.now());
     ApplicationAccess {
@@ -398,8 +392,7 @@ async fn decide(
         Some(who) => {
             let policy = crate::signin::resolved_policy_for(state, &who.user, Some(rule.clone())).await?.policy;
             let proof = Proof::of(who);
-            let strongest_offered =
-                crate::signin::offers(state, &who.user, &policy).iter().map(|o| o.provider.strength()).max();
+            let strongest_offered = crate::signin::strongest_offered(state, &who.user, &policy);
             let facts = SessionFacts {
                 signed_in_at: who.session_created_at,
                 auth_time: proof.auth_time_ms,

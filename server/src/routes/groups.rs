@@ -11,13 +11,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
+use twofold_policy::Rule;
 use twofold_policy::authz::{Action, Domain, Target};
 use twofold_policy::names::GroupName;
 use twofold_policy::wire::{
     AddGroupMember, Adoption, ErrorBody, ErrorCode, Group, GroupMember, GroupRequest, GroupRulePreviewRequest,
     ImpactPreview, MembershipPreviewRequest, WhatIf,
 };
-use twofold_policy::{Rule, ScopeSettings, TenantFeature};
 
 use super::tenant_for;
 use crate::app::{AppState, domain_of};
@@ -27,7 +27,7 @@ use crate::db::groups::{self as gdb, GroupRow, NewGroup};
 use crate::db::{self, HOST_SCOPE, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path, Query, parse_id};
-use crate::population::{self, AdoptionFilter, GroupChange, ScopeInputs};
+use crate::population::{self, AdoptionFilter, GroupChange, LoadedScope};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -55,28 +55,6 @@ fn group_view(g: &GroupRow) -> AppResult<Group> {
         member_count: u64::try_from(g.member_count).unwrap_or(0),
         created_at: rfc3339(g.created_at),
     })
-}
-
-/// A scope's own inputs to resolution, owned so that [`ScopeInputs`] can borrow them.
-struct Inputs {
-    feature: Option<TenantFeature>,
-    settings: ScopeSettings,
-}
-
-impl Inputs {
-    async fn load(state: &AppState, scope_key: &str) -> AppResult<Self> {
-        let settings = state.cache().settings(state.db(), scope_key).await?;
-        let feature =
-            if scope_key == HOST_SCOPE { None } else { Some(state.cache().feature(state.db(), scope_key).await?) };
-        Ok(Self { feature, settings })
-    }
-
-    fn scope(&self) -> ScopeInputs<'_> {
-        match self.feature {
-            None => ScopeInputs::Host(&self.settings),
-            Some(f) => ScopeInputs::Tenant(f, &self.settings),
-        }
-    }
 }
 
 /// A rule as stored: one that asks for nothing is no rule. A strength no provider of the
@@ -310,7 +288,7 @@ pub async fn preview_group_rule(
 ) -> AppResult<Json<ImpactPreview>> {
     let group = group_for(&state, &who, &group_id, Action::ReadGroups).await?;
     let rule = checked_rule(&state, &group.scope_key, req.rule).await?;
-    let inputs = Inputs::load(&state, &group.scope_key).await?;
+    let inputs = LoadedScope::load(&state, &group.scope_key).await?;
     let change = GroupChange::Rule { group_id: &group.id, rule: Some(rule) };
     Ok(Json(population::impact(&state, &group.scope_key, inputs.scope(), inputs.scope(), change).await?))
 }
@@ -401,13 +379,13 @@ pub async fn preview_membership(
 ) -> AppResult<Json<ImpactPreview>> {
     let group = group_for(&state, &who, &group_id, Action::ReadGroups).await?;
     let user = member_of_scope(&state, &group.scope_key, &req.user_id).await?;
-    let inputs = Inputs::load(&state, &group.scope_key).await?;
+    let inputs = LoadedScope::load(&state, &group.scope_key).await?;
     let change = GroupChange::Member { group_id: &group.id, user_id: &user.id, add: req.member };
     Ok(Json(population::impact(&state, &group.scope_key, inputs.scope(), inputs.scope(), change).await?))
 }
 
 async fn adoption_of(state: &AppState, scope_key: &str, filter: &AdoptionFilter) -> AppResult<Adoption> {
-    let inputs = Inputs::load(state, scope_key).await?;
+    let inputs = LoadedScope::load(state, scope_key).await?;
     population::adoption(state, scope_key, inputs.scope(), filter).await
 }
 

@@ -1096,6 +1096,12 @@ pub fn offers(app: &AppState, user: &UserRow, policy: &EffectivePolicy) -> Vec<P
         .collect()
 }
 
+/// The strongest second factor `user` holds that the scope offers now ([`offers`]):
+/// whether a step-up could meet a demand, or a factor must be enrolled first.
+pub fn strongest_offered(app: &AppState, user: &UserRow, policy: &EffectivePolicy) -> Option<twofold_policy::Strength> {
+    offers(app, user, policy).iter().map(|o| o.provider.strength()).max()
+}
+
 /// The providers a user may enrol at sign-in (email and SMS only where allowed and a
 /// sender can deliver the code).
 pub fn enrollable(app: &AppState, policy: &EffectivePolicy) -> Vec<Provider> {

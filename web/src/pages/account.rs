@@ -267,7 +267,7 @@ fn TwoFactorCard(ctx: Ctx) -> impl IntoView {
 /// Registers a passkey named `name`: the server's options, the browser's new
 /// credential, the server's confirmation (with recovery codes when it is the first
 /// factor).
-async fn add_passkey(name: String) -> ApiResult<RecoveryCodes> {
+pub(crate) async fn add_passkey(name: String) -> ApiResult<RecoveryCodes> {
     passkey::ceremony("/api/account/passkeys", Some(name), false, "/api/account/passkeys/confirm", false).await
 }
 

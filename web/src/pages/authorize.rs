@@ -15,7 +15,7 @@ use twofold_policy::wire::{
     RecoveryCodes, ResumeAuthorization, SecondFactorMethod, SendCodeResponse, VerifyRequest,
 };
 
-use super::account::{FactorFieldIds, SecondFactorFields, reauth_methods};
+use super::account::{FactorFieldIds, SecondFactorFields, add_passkey, reauth_methods};
 use super::signin::{SignInSteps, StepError, lock_countdown};
 use crate::api::{self, ApiError, ApiResult};
 use crate::ids;
@@ -215,14 +215,7 @@ fn EnrollInline(
         err.set(None);
         let name = passkey_name.get_untracked();
         spawn_local(async move {
-            let r = crate::passkey::ceremony::<RecoveryCodes>(
-                "/api/account/passkeys",
-                Some(name),
-                false,
-                "/api/account/passkeys/confirm",
-                false,
-            )
-            .await;
+            let r = add_passkey(name).await;
             busy.set(false);
             match r {
                 Ok(r) if !r.recovery_codes.is_empty() => codes.set(Some(r.recovery_codes)),

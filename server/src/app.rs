@@ -436,7 +436,7 @@ fn spawn_housekeeping(state: AppState) {
             }
             // Only the current hour is read; a day is kept for whoever looks by hand.
             let day_ago = state.now() - 24 * db::messages::HOUR_MS;
-            if let Err(e) = state.db().write(async |w| db::messages::purge(w, day_ago).await).await {
+            if let Err(e) = state.db().write(move |w| async move { db::messages::purge(&w, day_ago).await }).await {
                 tracing::warn!(error = %e, "purging old message counts failed");
             }
         }

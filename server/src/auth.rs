@@ -281,7 +281,8 @@ impl FromRequestParts<AppState> for Authenticated {
             session =
                 db::find_session(&state.db().pool, &hash).await?.map(Arc::new).ok_or(AppError::Unauthenticated)?;
             if !session_live(state, &session, now) {
-                state.db().write(async |w| db::delete_session(w, &hash).await).await?;
+                let hash = hash.clone();
+                state.db().write(move |w| async move { db::delete_session(&w, &hash).await }).await?;
                 return Err(AppError::Unauthenticated);
             }
         }
@@ -289,7 +290,8 @@ impl FromRequestParts<AppState> for Authenticated {
             return Err(AppError::PasswordChangeRequired);
         }
         if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
-            state.db().write(async |w| db::touch_session(w, &hash, now).await).await?;
+            let hash = hash.clone();
+            state.db().write(move |w| async move { db::touch_session(&w, &hash, now).await }).await?;
         }
         let session = Arc::unwrap_or_clone(session);
         Ok(Authenticated {

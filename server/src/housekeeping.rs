@@ -100,7 +100,7 @@ async fn purge_all(state: &AppState) -> anyhow::Result<Report> {
 async fn purge(state: &AppState, what: Expiring, cut_off: i64, batch: u32) -> anyhow::Result<(u64, u64)> {
     let (mut deleted, mut batches) = (0, 0);
     loop {
-        let n = state.db().write(async |w| store::purge_batch(w, what, cut_off, batch).await).await?;
+        let n = state.db().write(move |w| async move { store::purge_batch(&w, what, cut_off, batch).await }).await?;
         deleted += n;
         batches += 1;
         if n < u64::from(batch) {

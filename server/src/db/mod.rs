@@ -41,6 +41,37 @@ pub struct Db {
     /// Counts committed writes, so caches of rows any write may change (sessions,
     /// users) can tell an entry read before the latest write from one read after it.
     writes: Arc<AtomicU64>,
+    /// Where [`Db::on_writer`] runs write transactions on SQLite; `None` on PostgreSQL.
+    writer_thread: Option<WriterThread>,
+}
+
+/// A thread of its own for the transactions that hold SQLite's one writer connection.
+///
+/// Each statement of a transaction is a message to the connection's thread and back.
+/// Awaited on the server's runtime, every answer wakes a task that queues behind the
+/// HTTP work of all other clients before it can send the next statement, while it holds
+/// the database's only write lock. On this thread, which runs nothing else, the next
+/// statement follows the answer at once.
+#[derive(Debug, Clone)]
+struct WriterThread {
+    handle: tokio::runtime::Handle,
+    /// Dropped with the last clone of the `Db` and the last job, which ends the thread.
+    alive: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl WriterThread {
+    fn start() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (alive, ended) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name("twofold-writer".into()).spawn(move || {
+            // Every job holds `alive` too, so none is cut short.
+            runtime.block_on(async {
+                let _ = ended.await;
+            });
+        })?;
+        Ok(Self { handle, alive: Arc::new(alive) })
+    }
 }
 
 pub type Tx = WriteTx;
@@ -106,7 +137,8 @@ impl Db {
         } else {
             pool.clone()
         };
-        Ok(Self { pool, writer, backend, writes: Arc::new(AtomicU64::new(0)) })
+        let writer_thread = (backend == Backend::Sqlite).then(WriterThread::start).transpose()?;
+        Ok(Self { pool, writer, backend, writes: Arc::new(AtomicU64::new(0)), writer_thread })
     }
 
     fn pool_options(backend: Backend, max_connections: u32, acquire: Duration) -> AnyPoolOptions {
@@ -158,13 +190,40 @@ impl Db {
         Ok(WriteTx { tx, writes: self.writes.clone() })
     }
 
-    /// Runs one statement that writes outside a transaction, on the writer, and counts
-    /// it as a write like a committed transaction.
-    pub async fn write<T>(
+    /// Runs `job`, a whole write transaction from `begin_write` to `commit`, where it
+    /// holds the write lock for the shortest time: on SQLite on the writer's own thread
+    /// ([`WriterThread`]), on PostgreSQL where it is. The job runs to its end even if the
+    /// caller stops waiting, so a transaction is never cut between two statements by a
+    /// client that went away.
+    pub async fn on_writer<T: Send + 'static>(
         &self,
-        statement: impl AsyncFnOnce(&AnyPool) -> Result<T, sqlx::Error>,
+        job: impl Future<Output = T> + Send + 'static,
     ) -> Result<T, sqlx::Error> {
-        let done = statement(&self.writer).await;
+        match &self.writer_thread {
+            Some(thread) => {
+                let alive = thread.alive.clone();
+                let job = async move {
+                    let done = job.await;
+                    drop(alive);
+                    done
+                };
+                thread.handle.spawn(job).await.map_err(|_| sqlx::Error::WorkerCrashed)
+            }
+            None => Ok(job.await),
+        }
+    }
+
+    /// Runs one statement that writes outside a transaction, on the writer (and on its
+    /// thread, see [`Db::on_writer`]), and counts it as a write like a committed
+    /// transaction.
+    pub async fn write<T, F, Fut>(&self, statement: F) -> Result<T, sqlx::Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(AnyPool) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        let done = self.on_writer(async move { statement(writer).await }).await?;
         self.writes.fetch_add(1, Ordering::AcqRel);
         done
     }
@@ -1213,3 +1272,54 @@ pub mod housekeeping;
 pub mod messages;
 pub mod oidc;
 pub mod passkeys;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sqlite_file() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url, 2).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_write_job_runs_on_the_writer_thread() {
+        let (_dir, db) = sqlite_file().await;
+        let name = db.on_writer(async { std::thread::current().name().map(str::to_owned) }).await.expect("job");
+        assert_eq!(name.as_deref(), Some("twofold-writer"));
+    }
+
+    #[tokio::test]
+    async fn a_write_job_whose_caller_stopped_waiting_still_commits() {
+        let (_dir, db) = sqlite_file().await;
+        let store = db.clone();
+        let job = async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut tx = store.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ('a', 1, 'host', 'abandoned', 't')",
+            )
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        };
+        // The caller gives up long before the job is done, as a client that went away.
+        let gave_up = tokio::time::timeout(Duration::from_millis(10), db.on_writer(job)).await;
+        assert!(gave_up.is_err(), "the job should still have been running");
+        let mut found = 0;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            found = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM audit_events WHERE action = 'abandoned'")
+                .fetch_one(&db.pool)
+                .await
+                .expect("count");
+            if found == 1 {
+                break;
+            }
+        }
+        assert_eq!(found, 1, "the transaction was cut short with its caller");
+    }
+}

@@ -115,17 +115,24 @@ async fn save_ceremony<S: serde::Serialize>(
     let json = serde_json::to_vec(data).map_err(|e| internal("ceremony state", e))?;
     let enc = state.keys().encrypt_secret(&json, &id);
     let now = state.now();
-    let challenge = pdb::NewChallenge {
-        id: &id,
-        purpose: ceremony.as_str(),
-        binding,
-        user_id,
-        state_enc: &enc,
-        name,
-        created_at: now,
-        expires_at: now + CHALLENGE_MS,
-    };
-    state.db().write(async |w| pdb::insert_challenge(w, &challenge).await).await?;
+    let (stored_id, binding, user_id, name) =
+        (id.clone(), binding.to_owned(), user_id.map(str::to_owned), name.map(str::to_owned));
+    state
+        .db()
+        .write(move |w| async move {
+            let challenge = pdb::NewChallenge {
+                id: &stored_id,
+                purpose: ceremony.as_str(),
+                binding: &binding,
+                user_id: user_id.as_deref(),
+                state_enc: &enc,
+                name: name.as_deref(),
+                created_at: now,
+                expires_at: now + CHALLENGE_MS,
+            };
+            pdb::insert_challenge(&w, &challenge).await
+        })
+        .await?;
     Ok(id)
 }
 
@@ -149,7 +156,10 @@ async fn take_ceremony<S: serde::de::DeserializeOwned>(
     }
     let row = state
         .db()
-        .write(async |w| pdb::take_challenge(w, id, ceremony.as_str(), binding, state.now()).await)
+        .write({
+            let (id, binding, now) = (id.to_owned(), binding.to_owned(), state.now());
+            move |w| async move { pdb::take_challenge(&w, &id, ceremony.as_str(), &binding, now).await }
+        })
         .await?
         .ok_or_else(refused)?;
     let json = state.keys().decrypt_secret(&row.state_enc, id).map_err(|e| internal("ceremony state", e))?;

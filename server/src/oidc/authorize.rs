@@ -480,23 +480,26 @@ async fn issue_code(
         Some(sid) => sid.clone(),
         None => {
             let fresh = auth::new_token();
-            state.db().write(async |w| db::ensure_session_sid(w, &who.token_hash, &fresh).await).await?
+            {
+                let hash = who.token_hash.clone();
+                state.db().write(move |w| async move { db::ensure_session_sid(&w, &hash, &fresh).await }).await?
+            }
         }
     };
     let code = auth::new_token();
     let scopes = super::join_scopes(&params.scopes);
     let amr = proof.amr().join(" ");
     let acr = authorization::acr_of(proof.strength());
-    let row = |grant_id: String| CodeRow {
+    let template = CodeRow {
         code_hash: auth::token_hash(&code),
         application_id: app.id.clone(),
-        grant_id,
+        grant_id: String::new(),
         user_id: who.user.id.clone(),
         redirect_uri: params.redirect_uri.clone(),
         scopes: scopes.clone(),
         code_challenge: params.code_challenge.clone(),
         nonce: params.nonce.clone(),
-        sid: sid.clone(),
+        sid,
         auth_time: proof.auth_time_ms,
         amr: amr.clone(),
         acr: acr.to_owned(),
@@ -505,49 +508,59 @@ async fn issue_code(
         used_at: None,
         family_id: None,
     };
-    let mut tx = state.db().begin_write().await?;
-    let under_settled = match settled {
-        Some(id) => match odb::insert_code(&mut tx, &row(id)).await {
-            Ok(()) => true,
-            Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
-                // Revoked since it was read; PostgreSQL has aborted the transaction.
-                drop(tx);
-                tx = state.db().begin_write().await?;
-                false
-            }
-            Err(e) => return Err(e.into()),
-        },
-        None => false,
-    };
-    if !under_settled {
-        let granted = match odb::find_grant(&mut *tx, &who.user.id, &app.id).await? {
-            Some(g) => {
-                let mut all = super::split_scopes(&g.scopes);
-                all.extend(params.scopes.iter().cloned());
-                super::join_scopes(&super::split_scopes(&all.join(" ")))
-            }
-            None => scopes.clone(),
+    let audit_after = serde_json::json!({
+        "scopes": scopes, "acr": acr, "amr": amr,
+        "rule": { "second_factor": decision.second_factor.map(Strength::as_str), "max_age": decision.max_age_seconds },
+    });
+    let requested = params.scopes.clone();
+    let scope_key = app.scope_key.clone();
+    let app_id = app.id.clone();
+    let user_id = who.user.id.clone();
+    let store = state.db().clone();
+    let job = async move {
+        let row = |grant_id: String| CodeRow { grant_id, ..template.clone() };
+        let mut tx = store.begin_write().await?;
+        let under_settled = match settled {
+            Some(id) => match odb::insert_code(&mut tx, &row(id)).await {
+                Ok(()) => true,
+                Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
+                    // Revoked since it was read; PostgreSQL has aborted the transaction.
+                    drop(tx);
+                    tx = store.begin_write().await?;
+                    false
+                }
+                Err(e) => return Err(e),
+            },
+            None => false,
         };
-        let grant_id = odb::upsert_grant(&mut tx, &who.user.id, &app.id, &granted, now).await?;
-        odb::insert_code(&mut tx, &row(grant_id)).await?;
-    }
-    db::insert_audit(
-        &mut tx,
-        &db::NewAudit {
-            at: now,
-            actor_user_id: Some(&who.user.id),
-            scope_key: &app.scope_key,
-            action: "oidc.authorized",
-            target: &format!("application:{}", app.id),
-            before: None,
-            after: Some(serde_json::json!({
-                "scopes": scopes, "acr": acr, "amr": amr,
-                "rule": { "second_factor": decision.second_factor.map(Strength::as_str), "max_age": decision.max_age_seconds },
-            })),
-        },
-    )
-    .await?;
-    tx.commit().await?;
+        if !under_settled {
+            let granted = match odb::find_grant(&mut *tx, &user_id, &app_id).await? {
+                Some(g) => {
+                    let mut all = super::split_scopes(&g.scopes);
+                    all.extend(requested.iter().cloned());
+                    super::join_scopes(&super::split_scopes(&all.join(" ")))
+                }
+                None => template.scopes.clone(),
+            };
+            let grant_id = odb::upsert_grant(&mut tx, &user_id, &app_id, &granted, now).await?;
+            odb::insert_code(&mut tx, &row(grant_id)).await?;
+        }
+        db::insert_audit(
+            &mut tx,
+            &db::NewAudit {
+                at: now,
+                actor_user_id: Some(&user_id),
+                scope_key: &scope_key,
+                action: "oidc.authorized",
+                target: &format!("application:{app_id}"),
+                before: None,
+                after: Some(audit_after),
+            },
+        )
+        .await?;
+        tx.commit().await
+    };
+    state.db().on_writer(job).await??;
     Ok(code)
 }
 

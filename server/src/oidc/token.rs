@@ -232,28 +232,38 @@ async fn code_grant(
         revoked_at: None,
         revoked_reason: None,
     };
-    let mut tx = state.db().begin_write().await?;
-    if !odb::use_code(&mut tx, &code_hash, &family.id, now).await? {
-        drop(tx);
+    let job = {
+        let (store, app, family, code_hash) = (state.db().clone(), app.clone(), family.clone(), code_hash.clone());
+        async move {
+            let mut tx = store.begin_write().await?;
+            if !odb::use_code(&mut tx, &code_hash, &family.id, now).await? {
+                return Ok(None);
+            }
+            odb::insert_family(&mut tx, &family).await?;
+            let refresh = new_refresh(&mut tx, &app, &family, now).await?;
+            db::insert_audit(
+                &mut tx,
+                &db::NewAudit {
+                    at: now,
+                    actor_user_id: Some(&family.user_id),
+                    scope_key: &app.scope_key,
+                    action: "oidc.token_issued",
+                    target: &format!("application:{}", app.id),
+                    before: None,
+                    after: Some(
+                        json!({ "grant_type": "authorization_code", "family": family.id, "scopes": family.scopes }),
+                    ),
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            AppResult::Ok(Some(refresh))
+        }
+    };
+    let Some(refresh) = state.db().on_writer(job).await?? else {
         let again = odb::find_code(&state.db().pool, &code_hash).await?;
         return Err(replayed_code(state, app, &row.user_id, again.and_then(|r| r.family_id).as_deref()).await?);
-    }
-    odb::insert_family(&mut tx, &family).await?;
-    let refresh = new_refresh(&mut tx, app, &family, now).await?;
-    db::insert_audit(
-        &mut tx,
-        &db::NewAudit {
-            at: now,
-            actor_user_id: Some(&user.id),
-            scope_key: &app.scope_key,
-            action: "oidc.token_issued",
-            target: &format!("application:{}", app.id),
-            before: None,
-            after: Some(json!({ "grant_type": "authorization_code", "family": family.id, "scopes": family.scopes })),
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    };
     Ok(tokens(state, issuer, app, &user, &family, row.nonce.as_deref(), refresh).await?)
 }
 
@@ -584,10 +594,12 @@ pub async fn end_session(
     };
     let mut ended = false;
     if let Some(who) = session.filter(|w| w.user.scope_key == issuer.scope_key) {
-        state.db().write(async |w| db::delete_session(w, &who.token_hash).await).await?;
+        let hash = who.token_hash.clone();
+        state.db().write(move |w| async move { db::delete_session(&w, &hash).await }).await?;
         ended = true;
     } else if let Some(sid) = hint.as_ref().and_then(|h| h.sid.as_deref()) {
-        ended = state.db().write(async |w| db::delete_session_by_sid(w, sid).await).await?;
+        let sid = sid.to_owned();
+        ended = state.db().write(move |w| async move { db::delete_session_by_sid(&w, &sid).await }).await?;
     }
     if let Some(a) = &app {
         audit(&state, a, None, "oidc.logout", json!({ "session_ended": ended })).await?;

@@ -425,7 +425,8 @@ pub async fn sign_out(
     who: Authenticated,
     jar: CookieJar,
 ) -> AppResult<(CookieJar, StatusCode)> {
-    state.db().write(async |w| db::delete_session(w, &who.token_hash).await).await?;
+    let hash = who.token_hash.clone();
+    state.db().write(move |w| async move { db::delete_session(&w, &hash).await }).await?;
     let jar = jar.remove(session_cookie(&state, String::new()));
     Ok((jar, StatusCode::NO_CONTENT))
 }

@@ -119,9 +119,27 @@ pub async fn patch_host_settings(
     Ok(Json(SettingsView::new(saved, None)))
 }
 
+/// Saves in one transaction on the writer ([`crate::db::Db::on_writer`]), then drops
+/// this node's cached copy.
 async fn save_settings(
     state: &AppState,
     who: &Authenticated,
+    scope_key: &str,
+    feature: Option<TenantFeature>,
+    change: Change,
+) -> AppResult<ScopeSettings> {
+    let job = {
+        let (state, actor, scope) = (state.clone(), who.user.id.clone(), scope_key.to_owned());
+        async move { store_settings(&state, &actor, &scope, feature, change).await }
+    };
+    let new = state.db().on_writer(job).await??;
+    state.cache().invalidate_settings(scope_key);
+    Ok(new)
+}
+
+async fn store_settings(
+    state: &AppState,
+    actor: &str,
     scope_key: &str,
     feature: Option<TenantFeature>,
     change: Change,
@@ -149,7 +167,7 @@ async fn save_settings(
     super::audit(
         &mut tx,
         state,
-        &who.user.id,
+        actor,
         scope_key,
         action,
         &format!("settings:{scope_key}"),
@@ -158,7 +176,6 @@ async fn save_settings(
     )
     .await?;
     tx.commit().await?;
-    state.cache().invalidate_settings(scope_key);
     Ok(new)
 }
 

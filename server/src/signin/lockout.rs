@@ -63,7 +63,10 @@ pub async fn reserve(state: &AppState, user: &UserRow) -> AppResult<Reservation>
         let now = state.now();
         if let Some((failures, consecutive)) = state
             .db()
-            .write(async |w| fdb::reserve_attempt(w, &user.id, now, max_failures(state), permanent_after(state)).await)
+            .write({
+                let (id, max, permanent) = (user.id.clone(), max_failures(state), permanent_after(state));
+                move |w| async move { fdb::reserve_attempt(&w, &id, now, max, permanent).await }
+            })
             .await?
         {
             return Ok(Reservation { failures, consecutive });
@@ -82,7 +85,8 @@ pub async fn reserve(state: &AppState, user: &UserRow) -> AppResult<Reservation>
 /// Gives the attempt back: the code was right but already used (a replay, a double
 /// submit, a race lost to another tab), which is no guess. Answers as a wrong code.
 pub async fn refund(state: &AppState, user: &UserRow, reservation: Reservation) -> AppResult<AppError> {
-    state.db().write(async |w| fdb::refund_attempt(w, &user.id).await).await?;
+    let id = user.id.clone();
+    state.db().write(move |w| async move { fdb::refund_attempt(&w, &id).await }).await?;
     let left = max_failures(state) - (reservation.failures - 1);
     Ok(AppError::InvalidCode { attempts_left: u32::try_from(left).unwrap_or(0) })
 }

@@ -30,16 +30,23 @@ pub(super) async fn open(state: &AppState, user: &UserRow, stage: Stage) -> AppR
     let token = auth::new_token();
     let now = state.now();
     let hash = token_hash(&token);
-    let attempt = NewAttempt {
-        token_hash: &hash,
-        id: &uuid::Uuid::now_v7().to_string(),
-        user_id: &user.id,
-        stage: stage.as_str(),
-        security_stamp: &user.security_stamp,
-        created_at: now,
-        expires_at: now + i64::from(state.config().pending_sign_in_minutes) * 60_000,
-    };
-    state.db().write(async |w| fdb::insert_attempt(w, &attempt).await).await?;
+    let (user_id, stamp) = (user.id.clone(), user.security_stamp.clone());
+    let expires_at = now + i64::from(state.config().pending_sign_in_minutes) * 60_000;
+    state
+        .db()
+        .write(move |w| async move {
+            let attempt = NewAttempt {
+                token_hash: &hash,
+                id: &uuid::Uuid::now_v7().to_string(),
+                user_id: &user_id,
+                stage: stage.as_str(),
+                security_stamp: &stamp,
+                created_at: now,
+                expires_at,
+            };
+            fdb::insert_attempt(&w, &attempt).await
+        })
+        .await?;
     Ok(token)
 }
 

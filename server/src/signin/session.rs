@@ -39,30 +39,67 @@ pub(super) struct Finish<'a> {
 
 /// Completes a pending sign-in exactly once and creates the session, in one
 /// transaction: the factor consumed, the attempt completed, an enrolled factor stored,
-/// the session and the remembered browser created together, or none of it.
+/// the session and the remembered browser created together, or none of it. The
+/// transaction runs on the writer ([`crate::db::Db::on_writer`]); what follows a refusal
+/// (giving an attempt back) and the notices happen after it, on the caller's side.
 pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client: &ClientInfo) -> AppResult<Completed> {
+    let job = {
+        let (state, client, methods) = (state.clone(), client.clone(), how.methods.to_owned());
+        let Finish { proven, enrolled, remember, .. } = how;
+        async move { seal(&state, p, &methods, proven, enrolled, remember, &client).await }
+    };
+    match state.db().on_writer(job).await?? {
+        Sealed::Done(completed, notices) => {
+            for notice in notices {
+                notify::send(state, &completed.user, notice);
+            }
+            Ok(completed)
+        }
+        Sealed::Expired(user, proven) => {
+            if let Some(proven) = proven {
+                let _ = lockout::refund(state, &user, proven.reservation).await?;
+            }
+            Err(AppError::SignInExpired)
+        }
+        // Another sign-in consumed this factor first: a race, not a guess.
+        Sealed::Lost(user, proven) => Err(proven.lost(state, &user).await?),
+    }
+}
+
+/// How the transaction of [`finish`] ended.
+enum Sealed {
+    Done(Completed, Vec<Notice>),
+    /// The attempt was completed by another request (a double submit).
+    Expired(Box<UserRow>, Option<Proven>),
+    /// The factor was consumed by another request first.
+    Lost(Box<UserRow>, Proven),
+}
+
+async fn seal(
+    state: &AppState,
+    p: Pending,
+    methods: &str,
+    proven: Option<Proven>,
+    enrolled: Option<FactorKind>,
+    remember: bool,
+    client: &ClientInfo,
+) -> AppResult<Sealed> {
     let now = state.now();
     let mut tx = state.db().begin_write().await?;
     // The attempt first: a double submit of one sign-in finds it completed and ends as
     // an expired sign-in, not as a failure that counts towards a lockout.
     if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {
-        drop(tx);
-        if let Some(proven) = how.proven {
-            let _ = lockout::refund(state, &p.user, proven.reservation).await?;
-        }
-        return Err(AppError::SignInExpired);
+        return Ok(Sealed::Expired(Box::new(p.user), proven));
     }
-    let proved = how.proven.is_some();
+    let proved = proven.is_some();
     let mut recovery_codes = None;
     let mut freshness = Freshness::Password;
     let mut notices = Vec::new();
-    if let Some(proven) = how.proven {
+    if let Some(proven) = proven {
         if !proven.consume_for_session(&mut tx, now).await? {
-            // Another sign-in consumed this factor first: a race, not a guess.
-            drop(tx);
-            return Err(proven.lost(state, &p.user).await?);
+            return Ok(Sealed::Lost(Box::new(p.user), proven));
         }
-        if let Some(kind) = how.enrolled {
+        if let Some(kind) = enrolled {
             recovery_codes =
                 lifecycle::add(&mut tx, state, &p.user, super::new_factor(kind, &proven.spend), None).await?;
             notices.push(Notice::FactorAdded(kind));
@@ -79,8 +116,8 @@ pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client
         Freshness::Factor(_) => Some(freshness),
         Freshness::Password => (!user.has_factor()).then_some(freshness),
     };
-    let (session_token, user) = mint(&mut tx, state, &p.user.id, how.methods, proved, client, fresh).await?;
-    let remember = if how.remember {
+    let (session_token, user) = mint(&mut tx, state, &p.user.id, methods, proved, client, fresh).await?;
+    let remember = if remember {
         notices.push(Notice::BrowserRemembered);
         let strength = freshness.strength().unwrap_or(Strength::OutOfBand);
         Some(remember_browser(&mut tx, state, &user, &p.policy, client, strength).await?)
@@ -88,10 +125,7 @@ pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client
         None
     };
     tx.commit().await?;
-    for notice in notices {
-        notify::send(state, &user, notice);
-    }
-    Ok(Completed { user: Box::new(user), session_token, remember, recovery_codes })
+    Ok(Sealed::Done(Completed { user: Box::new(user), session_token, remember, recovery_codes }, notices))
 }
 
 /// Completes a pending enrolment with a passkey that passed registration: the attempt

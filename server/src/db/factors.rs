@@ -440,11 +440,11 @@ pub async fn find_browser(pool: &AnyPool, token_hash: &str) -> Result<Option<Bro
     .await
 }
 
-pub async fn touch_browser(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn touch_browser(pool: &AnyPool, id: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE remembered_browsers SET last_used_at = $1 WHERE id = $2")
         .bind(now)
         .bind(id)
-        .execute(conn)
+        .execute(pool)
         .await?;
     Ok(())
 }

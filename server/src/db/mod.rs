@@ -1275,6 +1275,7 @@ pub mod passkeys;
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
     use super::*;
 
     async fn sqlite_file() -> (tempfile::TempDir, Db) {

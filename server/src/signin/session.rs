@@ -48,7 +48,13 @@ pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client
         let Finish { proven, enrolled, remember, .. } = how;
         async move { seal(&state, p, &methods, proven, enrolled, remember, &client).await }
     };
-    match state.db().on_writer(job).await?? {
+    conclude(state, state.db().on_writer(job).await??).await
+}
+
+/// What follows the transaction of a finished sign-in, outside it: the notices, or
+/// giving back the attempt of a factor that lost a race.
+async fn conclude(state: &AppState, sealed: Sealed) -> AppResult<Completed> {
+    match sealed {
         Sealed::Done(completed, notices) => {
             for notice in notices {
                 notify::send(state, &completed.user, notice);
@@ -137,17 +143,22 @@ pub(super) async fn finish_with_passkey(
     registered: crate::factors::passkey::Registered,
     client: &ClientInfo,
 ) -> AppResult<Completed> {
-    let now = state.now();
-    let mut tx = state.db().begin_write().await?;
-    if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {
-        return Err(AppError::SignInExpired);
-    }
-    let recovery_codes = lifecycle::add(&mut tx, state, &p.user, NewFactor::Passkey(&registered), None).await?;
-    let fresh = |_: &UserRow| Some(Freshness::Factor(SecondFactorMethod::Passkey));
-    let (session_token, user) = mint(&mut tx, state, &p.user.id, "pwd+enrolled_passkey", true, client, fresh).await?;
-    tx.commit().await?;
-    notify::send(state, &user, Notice::FactorAdded(FactorKind::Passkey));
-    Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes })
+    let (st, client) = (state.clone(), client.clone());
+    let job = async move {
+        let state = &st;
+        let mut tx = state.db().begin_write().await?;
+        if !fdb::complete_attempt(&mut tx, &p.attempt.id, state.now()).await? {
+            return Ok(Sealed::Expired(Box::new(p.user), None));
+        }
+        let recovery_codes = lifecycle::add(&mut tx, state, &p.user, NewFactor::Passkey(&registered), None).await?;
+        let fresh = |_: &UserRow| Some(Freshness::Factor(SecondFactorMethod::Passkey));
+        let (session_token, user) =
+            mint(&mut tx, state, &p.user.id, "pwd+enrolled_passkey", true, &client, fresh).await?;
+        tx.commit().await?;
+        let completed = Completed { user: Box::new(user), session_token, remember: None, recovery_codes };
+        AppResult::Ok(Sealed::Done(completed, vec![Notice::FactorAdded(FactorKind::Passkey)]))
+    };
+    conclude(state, state.db().on_writer(job).await??).await
 }
 
 /// A passwordless sign-in: the passkey proved both factors. Consumed and minted in one
@@ -160,24 +171,26 @@ pub(super) async fn finish_passwordless(
     remember: bool,
     client: &ClientInfo,
 ) -> AppResult<Completed> {
-    let now = state.now();
-    let mut tx = state.db().begin_write().await?;
-    if !proven.consume_for_session(&mut tx, now).await? {
-        drop(tx);
-        return Err(proven.lost(state, &user).await?);
-    }
-    let fresh = |_: &UserRow| Some(Freshness::Factor(SecondFactorMethod::Passkey));
-    let (session_token, user) = mint(&mut tx, state, &user.id, "passkey", true, client, fresh).await?;
-    let remember = if remember {
-        Some(remember_browser(&mut tx, state, &user, policy, client, Strength::PhishingResistant).await?)
-    } else {
-        None
+    let (st, policy, client) = (state.clone(), *policy, client.clone());
+    let job = async move {
+        let state = &st;
+        let mut tx = state.db().begin_write().await?;
+        if !proven.consume_for_session(&mut tx, state.now()).await? {
+            return Ok(Sealed::Lost(Box::new(user), proven));
+        }
+        let fresh = |_: &UserRow| Some(Freshness::Factor(SecondFactorMethod::Passkey));
+        let (session_token, user) = mint(&mut tx, state, &user.id, "passkey", true, &client, fresh).await?;
+        let remember = if remember {
+            Some(remember_browser(&mut tx, state, &user, &policy, &client, Strength::PhishingResistant).await?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        let notices = if remember.is_some() { vec![Notice::BrowserRemembered] } else { Vec::new() };
+        let completed = Completed { user: Box::new(user), session_token, remember, recovery_codes: None };
+        AppResult::Ok(Sealed::Done(completed, notices))
     };
-    tx.commit().await?;
-    if remember.is_some() {
-        notify::send(state, &user, Notice::BrowserRemembered);
-    }
-    Ok(Completed { user: Box::new(user), session_token, remember, recovery_codes: None })
+    conclude(state, state.db().on_writer(job).await??).await
 }
 
 /// A session straight after the password: the policy asks for nothing more, or this
@@ -188,11 +201,16 @@ pub(super) async fn finish_after_password(
     methods: &str,
     client: &ClientInfo,
 ) -> AppResult<Completed> {
-    let mut tx = state.db().begin_write().await?;
-    let fresh = |user: &UserRow| (!user.has_factor()).then_some(Freshness::Password);
-    let (session_token, user) = mint(&mut tx, state, &user.id, methods, false, client, fresh).await?;
-    tx.commit().await?;
-    Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes: None })
+    let (st, methods, client) = (state.clone(), methods.to_owned(), client.clone());
+    let job = async move {
+        let state = &st;
+        let mut tx = state.db().begin_write().await?;
+        let fresh = |user: &UserRow| (!user.has_factor()).then_some(Freshness::Password);
+        let (session_token, user) = mint(&mut tx, state, &user.id, &methods, false, &client, fresh).await?;
+        tx.commit().await?;
+        AppResult::Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes: None })
+    };
+    state.db().on_writer(job).await?
 }
 
 async fn remember_browser(
@@ -264,9 +282,8 @@ pub(super) async fn remembered_browser_valid(
     let now = state.now();
     let valid = browser_still_skips(&row, user, policy, now);
     if valid {
-        let mut tx = state.db().begin_write().await?;
-        fdb::touch_browser(&mut tx, &row.id, now).await?;
-        tx.commit().await?;
+        let id = row.id.clone();
+        state.db().write(move |w| async move { fdb::touch_browser(&w, &id, now).await }).await?;
     }
     Ok(valid)
 }

@@ -4,7 +4,8 @@
 //! Queries are written once in the SQL both databases accept and go through sqlx's Any
 //! driver. Booleans travel as 0/1 and times as Unix milliseconds for that reason.
 //! Functions that write take a connection so the caller decides the transaction; every
-//! API write and its audit event commit together or not at all.
+//! API write and its audit event commit together or not at all. On SQLite the hot write
+//! transactions run whole on a thread of their own ([`Db::on_writer`]).
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -211,12 +211,20 @@ fn redact_url_password<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error
     }
 }
 
+/// Two connections per core and two more: on SQLite each connection is a thread and a
+/// page cache of its own, and at 1 M users 16 of them held 17 MiB more than 6 while
+/// reading no faster on two cores (BENCHMARKS.md).
+fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    u32::try_from(cores * 2 + 2).unwrap_or(u32::MAX)
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
-            database_max_connections: 16,
+            database_max_connections: default_pool_size(),
             admin_username: None,
             admin_password: None,
             cookie_secure: true,

@@ -6,7 +6,7 @@ use twofold_policy::Provider;
 use twofold_policy::names::EmailAddress;
 use twofold_policy::wire::SendCodeResponse;
 
-use super::{Outcome, Stage, Start, effective_policy};
+use super::{Outcome, Stage, Start};
 use crate::app::AppState;
 use crate::auth::{self, token_hash};
 use crate::db::factors::{self as fdb, AttemptRow, NewAttempt};
@@ -63,11 +63,14 @@ pub(super) async fn load(state: &AppState, token: Option<&str>) -> AppResult<Pen
     if attempt.completed_at.is_some() || attempt.expires_at <= now {
         return Err(AppError::SignInExpired);
     }
-    let user = db::get_user(&state.db().pool, &attempt.user_id).await?.ok_or(AppError::SignInExpired)?;
+    // The user and their group rules in one statement: every step of a pending sign-in
+    // needs both, and each statement is a round trip.
+    let (user, groups) =
+        db::groups::user_with_rules(&state.db().pool, &attempt.user_id).await?.ok_or(AppError::SignInExpired)?;
     if !auth::stamps_equal(&attempt.security_stamp, &user.security_stamp) {
         return Err(AppError::SignInExpired);
     }
-    let policy = effective_policy(state, &user).await?;
+    let policy = super::resolved_with(state, &user, groups, None).await?.policy;
     Ok(Pending { attempt, user, policy, stage })
 }
 

@@ -278,8 +278,7 @@ impl FromRequestParts<AppState> for Authenticated {
             // Ended as remembered; the stored row decides, since another node may have
             // used (and touched) the session in the last moment.
             state.cache().forget_session(&hash);
-            session =
-                db::find_session(&state.db().pool, &hash).await?.map(Arc::new).ok_or(AppError::Unauthenticated)?;
+            session = state.db().session(&hash).await?.map(Arc::new).ok_or(AppError::Unauthenticated)?;
             if !session_live(state, &session, now) {
                 let hash = hash.clone();
                 state.db().write(move |w| async move { db::delete_session(&w, &hash).await }).await?;

@@ -83,13 +83,11 @@ impl PolicyCache {
         }
     }
 
-    /// The session with `token_hash` and its user, as [`db::find_session`] reads them.
+    /// The session with `token_hash` and its user, as [`Db::session`] reads them.
     pub async fn session(&self, db: &Db, token_hash: &str) -> AppResult<Option<Arc<SessionRow>>> {
         Ok(self
             .sessions
-            .get(db, token_hash, async {
-                Ok::<_, sqlx::Error>(db::find_session(&db.pool, token_hash).await?.map(Arc::new))
-            })
+            .get(db, token_hash, async { Ok::<_, anyhow::Error>(db.session(token_hash).await?.map(Arc::new)) })
             .await?)
     }
 
@@ -101,8 +99,7 @@ impl PolicyCache {
 
     /// A user with their group rules, for requests that only read them.
     pub async fn user_with_rules(&self, db: &Db, user_id: &str) -> AppResult<Option<Arc<(UserRow, Vec<GroupRule>)>>> {
-        let load =
-            async { Ok::<_, anyhow::Error>(db::groups::user_with_rules(&db.pool, user_id).await?.map(Arc::new)) };
+        let load = async { Ok::<_, anyhow::Error>(db.user_with_rules(user_id).await?.map(Arc::new)) };
         Ok(self.subjects.get(db, user_id, load).await?)
     }
 

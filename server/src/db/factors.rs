@@ -53,14 +53,12 @@ pub async fn insert_attempt(pool: &AnyPool, a: &NewAttempt<'_>) -> Result<(), sq
     Ok(())
 }
 
+/// The statement of [`find_attempt`].
+pub(super) const ATTEMPT_SQL: &str = "SELECT id, user_id, stage, security_stamp, created_at, expires_at, \
+     last_code_sent_at, codes_sent, completed_at FROM sign_in_attempts WHERE token_hash = $1";
+
 pub async fn find_attempt(pool: &AnyPool, token_hash: &str) -> Result<Option<AttemptRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, user_id, stage, security_stamp, created_at, expires_at, last_code_sent_at, codes_sent, completed_at \
-         FROM sign_in_attempts WHERE token_hash = $1",
-    )
-    .bind(token_hash)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(ATTEMPT_SQL).bind(token_hash).fetch_optional(pool).await
 }
 
 pub async fn attempt_completed(pool: &AnyPool, id: &str) -> Result<bool, sqlx::Error> {
@@ -290,11 +288,12 @@ pub struct AuthenticatorRow {
     pub last_used_step: i64,
 }
 
+/// The statement of [`get_authenticator`].
+pub(super) const AUTHENTICATOR_SQL: &str =
+    "SELECT secret_enc, confirmed, last_used_step FROM authenticators WHERE user_id = $1";
+
 pub async fn get_authenticator(pool: &AnyPool, user_id: &str) -> Result<Option<AuthenticatorRow>, sqlx::Error> {
-    sqlx::query_as("SELECT secret_enc, confirmed, last_used_step FROM authenticators WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(AUTHENTICATOR_SQL).bind(user_id).fetch_optional(pool).await
 }
 
 /// Starts (or restarts) an enrolment; refuses to replace a confirmed authenticator.

@@ -214,14 +214,27 @@ where
 }
 
 #[derive(Debug, FromRow)]
-struct UserRuleRow {
+pub(super) struct UserRuleRow {
     #[sqlx(flatten)]
-    user: super::UserRow,
-    rule_group_id: Option<String>,
-    rule_group_name: Option<String>,
-    rule_require: Option<i64>,
-    rule_min_strength: Option<String>,
+    pub user: super::UserRow,
+    pub rule_group_id: Option<String>,
+    pub rule_group_name: Option<String>,
+    pub rule_require: Option<i64>,
+    pub rule_min_strength: Option<String>,
 }
+
+/// The statement of [`user_with_rules`]: the user's columns, then one row per group
+/// (or one row of nulls without any).
+pub(super) static USER_WITH_RULES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns: Vec<String> = super::USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
+    format!(
+        "SELECT {}, g.id AS rule_group_id, g.name AS rule_group_name, g.require_two_factor AS rule_require, \
+         g.min_strength AS rule_min_strength FROM users u \
+         LEFT JOIN user_group_members m ON m.user_id = u.id LEFT JOIN user_groups g ON g.id = m.group_id \
+         WHERE u.id = $1 ORDER BY g.name_key, g.id",
+        columns.join(", ")
+    )
+});
 
 /// A user with the groups that carry a rule, as [`super::get_user`] and
 /// [`rules_of_user`] read them, in one statement: an effective-policy read needs both.
@@ -229,18 +242,15 @@ pub async fn user_with_rules(
     pool: &AnyPool,
     user_id: &str,
 ) -> anyhow::Result<Option<(super::UserRow, Vec<GroupRule>)>> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let columns: Vec<String> = super::USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
-        format!(
-            "SELECT {}, g.id AS rule_group_id, g.name AS rule_group_name, g.require_two_factor AS rule_require, \
-             g.min_strength AS rule_min_strength FROM users u \
-             LEFT JOIN user_group_members m ON m.user_id = u.id LEFT JOIN user_groups g ON g.id = m.group_id \
-             WHERE u.id = $1 ORDER BY g.name_key, g.id",
-            columns.join(", ")
-        )
-    });
     let rows: Vec<UserRuleRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str())).bind(user_id).fetch_all(pool).await?;
+        sqlx::query_as(sqlx::AssertSqlSafe(USER_WITH_RULES_SQL.as_str())).bind(user_id).fetch_all(pool).await?;
+    fold_user_rules(rows)
+}
+
+/// The rows of [`USER_WITH_RULES_SQL`] as the user and their rules.
+pub(super) fn fold_user_rules(
+    rows: impl IntoIterator<Item = UserRuleRow>,
+) -> anyhow::Result<Option<(super::UserRow, Vec<GroupRule>)>> {
     let mut user = None;
     let mut rules = Vec::new();
     for row in rows {

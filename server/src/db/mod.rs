@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, FromRow};
-use twofold_policy::{Behaviour, ProviderSet, ScopeSettings, Strength, TenantFeature};
+use twofold_policy::{Behaviour, GroupRule, ProviderSet, ScopeSettings, Strength, TenantFeature};
 
 /// The scope key of the host; tenants use their id.
 pub const HOST_SCOPE: &str = "host";
@@ -44,6 +44,9 @@ pub struct Db {
     writes: Arc<AtomicU64>,
     /// Where [`Db::on_writer`] runs write transactions on SQLite; `None` on PostgreSQL.
     writer_thread: Option<WriterThread>,
+    /// The hottest point reads on a SQLite file, without sqlx's connection threads;
+    /// `None` on PostgreSQL and for an in-memory database.
+    lookups: Option<Arc<lookup::Lookups>>,
 }
 
 /// A thread of its own for the transactions that hold SQLite's one writer connection.
@@ -113,15 +116,18 @@ impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let mut file = None;
         let url = match backend {
             Backend::Sqlite => {
                 let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
                 let path = path.split('?').next().unwrap_or(path);
-                if path != ":memory:"
-                    && let Some(parent) = std::path::Path::new(path).parent()
-                    && !parent.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(parent)?;
+                if path != ":memory:" {
+                    if let Some(parent) = std::path::Path::new(path).parent()
+                        && !parent.as_os_str().is_empty()
+                    {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    file = Some(std::path::PathBuf::from(path));
                 }
                 format!("sqlite://{path}?mode=rwc")
             }
@@ -139,7 +145,9 @@ impl Db {
             pool.clone()
         };
         let writer_thread = (backend == Backend::Sqlite).then(WriterThread::start).transpose()?;
-        Ok(Self { pool, writer, backend, writes: Arc::new(AtomicU64::new(0)), writer_thread })
+        let keep = usize::try_from(max_connections).unwrap_or(usize::MAX);
+        let lookups = file.map(|path| Arc::new(lookup::Lookups::new(&path, keep)));
+        Ok(Self { pool, writer, backend, writes: Arc::new(AtomicU64::new(0)), writer_thread, lookups })
     }
 
     fn pool_options(backend: Backend, max_connections: u32, acquire: Duration) -> AnyPoolOptions {
@@ -233,6 +241,38 @@ impl Db {
     /// was `n` is current only while it still is `n`.
     pub fn writes_seen(&self) -> u64 {
         self.writes.load(Ordering::Acquire)
+    }
+
+    /// The session of `token_hash` with its user ([`find_session`]).
+    pub async fn session(&self, token_hash: &str) -> anyhow::Result<Option<SessionRow>> {
+        match &self.lookups {
+            Some(lookups) => lookups.session(token_hash),
+            None => Ok(find_session(&self.pool, token_hash).await?),
+        }
+    }
+
+    /// A user with their group rules ([`groups::user_with_rules`]).
+    pub async fn user_with_rules(&self, user_id: &str) -> anyhow::Result<Option<(UserRow, Vec<GroupRule>)>> {
+        match &self.lookups {
+            Some(lookups) => lookups.user_with_rules(user_id),
+            None => groups::user_with_rules(&self.pool, user_id).await,
+        }
+    }
+
+    /// The pending sign-in of `token_hash` ([`factors::find_attempt`]).
+    pub async fn attempt(&self, token_hash: &str) -> anyhow::Result<Option<factors::AttemptRow>> {
+        match &self.lookups {
+            Some(lookups) => lookups.attempt(token_hash),
+            None => Ok(factors::find_attempt(&self.pool, token_hash).await?),
+        }
+    }
+
+    /// The authenticator of `user_id` ([`factors::get_authenticator`]).
+    pub async fn authenticator(&self, user_id: &str) -> anyhow::Result<Option<factors::AuthenticatorRow>> {
+        match &self.lookups {
+            Some(lookups) => lookups.authenticator(user_id),
+            None => Ok(factors::get_authenticator(&self.pool, user_id).await?),
+        }
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
@@ -882,10 +922,8 @@ pub struct SessionRow {
     pub user: UserRow,
 }
 
-/// The session with its user, in one indexed join: every authenticated request runs it.
-pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<SessionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT s.user_id, s.security_stamp AS session_stamp, s.auth_methods, s.created_at AS session_created_at, \
+/// The statement of [`find_session`].
+pub(crate) const SESSION_SQL: &str = "SELECT s.user_id, s.security_stamp AS session_stamp, s.auth_methods, s.created_at AS session_created_at, \
          s.last_seen_at, s.expires_at, s.reauthenticated_at, u.id, u.scope_key, u.tenant_id, u.username, u.email, \
          u.email_confirmed, u.phone_confirmed, u.has_authenticator, u.password_hash, u.two_factor_enabled, \
          u.security_stamp, u.created_at, u.phone, u.second_factor_failures, u.locked_until, \
@@ -894,11 +932,11 @@ pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<Ses
          s.second_factor_at, s.second_factor_method, s.sid \
          FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.token_hash = $1 AND u.deactivated_at IS NULL \
-         AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = u.tenant_id AND t.suspended_at IS NOT NULL)",
-    )
-    .bind(token_hash)
-    .fetch_optional(pool)
-    .await
+         AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = u.tenant_id AND t.suspended_at IS NOT NULL)";
+
+/// The session with its user, in one indexed join: every authenticated request runs it.
+pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(SESSION_SQL).bind(token_hash).fetch_optional(pool).await
 }
 
 pub async fn touch_session(pool: &AnyPool, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
@@ -1270,6 +1308,7 @@ pub async fn user_names(pool: &AnyPool, ids: &[String]) -> Result<Vec<(String, S
 pub mod factors;
 pub mod groups;
 pub mod housekeeping;
+mod lookup;
 pub mod messages;
 pub mod oidc;
 pub mod passkeys;
@@ -1323,5 +1362,109 @@ mod tests {
             }
         }
         assert_eq!(found, 1, "the transaction was cut short with its caller");
+    }
+
+    /// The rusqlite reads fill the same rows as their sqlx versions, every column
+    /// included, set or null; and miss where those miss.
+    #[tokio::test]
+    async fn the_sqlite_lookups_read_what_sqlx_reads() {
+        let (_dir, db) = sqlite_file().await;
+        assert!(db.lookups.is_some(), "a SQLite file should get the direct reads");
+        let mut conn = db.pool.acquire().await.expect("connection");
+        for (id, full) in [("u-full", true), ("u-bare", false)] {
+            insert_user(
+                &mut conn,
+                &NewUser {
+                    id,
+                    scope_key: HOST_SCOPE,
+                    tenant_id: None,
+                    username: id,
+                    username_key: id,
+                    email: full.then_some("a@example.com"),
+                    phone: full.then_some("+4915112345678"),
+                    password_hash: "hash",
+                    security_stamp: "stamp",
+                    created_at: 7,
+                },
+            )
+            .await
+            .expect("user");
+        }
+        sqlx::query(
+            "UPDATE users SET email_confirmed = 1, locked_until = 9, enrollment_required_since = 10, \
+             pending_email = 'b@example.com', pending_phone = '+4915100000000', lockouts = 2, \
+             consecutive_failures = 3, last_sign_in_at = 11, last_sign_in_methods = 'pwd', deactivated_at = NULL, \
+             must_change_password = 1, passkey_count = 4, second_factor_failures = 5 WHERE id = 'u-full'",
+        )
+        .execute(&mut *conn)
+        .await
+        .expect("columns");
+        for (id, name, require, strength) in
+            [("g1", "Admins", true, Some(Strength::PhishingResistant)), ("g2", "Plain", false, None)]
+        {
+            let rule = twofold_policy::Rule { require_two_factor: require, min_strength: strength };
+            let group = groups::NewGroup { id, scope_key: HOST_SCOPE, name, name_key: name, rule, now: 1 };
+            groups::insert_group(&mut conn, &group).await.expect("group");
+            groups::add_member(&mut conn, id, "u-full", HOST_SCOPE, 1).await.expect("member");
+        }
+        for (token, user, sid) in [("t-full", "u-full", "s1"), ("t-bare", "u-bare", "s2")] {
+            let session = NewSession {
+                token_hash: token,
+                user_id: user,
+                security_stamp: "stamp",
+                auth_methods: "pwd+authenticator",
+                now: 20,
+                expires_at: 30,
+                user_agent: None,
+                client_ip: None,
+                reauthenticated_at: (user == "u-full").then_some(21),
+                reauth_method: (user == "u-full").then_some("password"),
+                second_factor_method: (user == "u-full").then_some("authenticator"),
+                sid,
+            };
+            insert_session(&mut conn, &session).await.expect("session");
+        }
+        let attempt = factors::NewAttempt {
+            token_hash: "a-hash",
+            id: "a1",
+            user_id: "u-full",
+            stage: "second_factor",
+            security_stamp: "stamp",
+            created_at: 1,
+            expires_at: 2,
+        };
+        factors::insert_attempt(&db.pool, &attempt).await.expect("attempt");
+        drop(conn);
+        let Some(lookups) = db.lookups.clone() else { return };
+        for token in ["t-full", "t-bare", "t-none"] {
+            let direct = format!("{:?}", lookups.session(token).expect("direct"));
+            let sqlx = format!("{:?}", find_session(&db.pool, token).await.expect("sqlx"));
+            assert_eq!(direct, sqlx, "session {token}");
+        }
+        for user in ["u-full", "u-bare", "u-none"] {
+            let direct = format!("{:?}", lookups.user_with_rules(user).expect("direct"));
+            let sqlx = format!("{:?}", groups::user_with_rules(&db.pool, user).await.expect("sqlx"));
+            assert_eq!(direct, sqlx, "user {user}");
+        }
+        let full = lookups.user_with_rules("u-full").expect("direct").expect("found");
+        assert_eq!(full.1.len(), 1, "only the group with a rule counts");
+        assert_eq!(full.0.passkey_count, 4);
+        for token in ["a-hash", "a-none"] {
+            let direct = format!("{:?}", lookups.attempt(token).expect("direct"));
+            let sqlx = format!("{:?}", factors::find_attempt(&db.pool, token).await.expect("sqlx"));
+            assert_eq!(direct, sqlx, "attempt {token}");
+        }
+        sqlx::query("INSERT INTO authenticators (user_id, secret_enc, confirmed, last_used_step, created_at) VALUES ('u-full', 'enc', 1, 42, 1)")
+            .execute(&db.pool)
+            .await
+            .expect("authenticator");
+        for user in ["u-full", "u-bare"] {
+            let direct = format!("{:?}", lookups.authenticator(user).expect("direct"));
+            let sqlx = format!("{:?}", factors::get_authenticator(&db.pool, user).await.expect("sqlx"));
+            assert_eq!(direct, sqlx, "authenticator {user}");
+        }
+        // The direct connections only read.
+        let write = lookups.run(|c| c.execute("DELETE FROM users", []));
+        assert!(write.is_err(), "a lookup connection wrote");
     }
 }

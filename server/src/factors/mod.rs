@@ -421,7 +421,7 @@ pub async fn check_code(state: &AppState, purpose: CodePurpose, binding: &str, c
 /// not-yet-confirmed secret of an enrolment is used; otherwise only a confirmed one.
 /// A right code of a step already used is [`Verdict::Used`].
 pub async fn check_totp(state: &AppState, user: &UserRow, code: &str, pending: bool) -> AppResult<Verdict> {
-    let Some(row) = fdb::get_authenticator(&state.db().pool, &user.id).await? else {
+    let Some(row) = state.db().authenticator(&user.id).await? else {
         return Ok(Verdict::Wrong);
     };
     if (row.confirmed != 0) == pending {

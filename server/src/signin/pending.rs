@@ -9,8 +9,8 @@ use twofold_policy::wire::SendCodeResponse;
 use super::{Outcome, Stage, Start};
 use crate::app::AppState;
 use crate::auth::{self, token_hash};
+use crate::db::UserRow;
 use crate::db::factors::{self as fdb, AttemptRow, NewAttempt};
-use crate::db::{self, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::factors::{self, Channel, CodePurpose, lifecycle};
 use crate::ratelimit::Class;
@@ -53,7 +53,7 @@ pub(super) async fn open(state: &AppState, user: &UserRow, stage: Stage) -> AppR
 /// Loads the pending sign-in of `token`.
 pub(super) async fn load(state: &AppState, token: Option<&str>) -> AppResult<Pending> {
     let token = token.ok_or(AppError::SignInExpired)?;
-    let attempt = fdb::find_attempt(&state.db().pool, &token_hash(token)).await?.ok_or(AppError::SignInExpired)?;
+    let attempt = state.db().attempt(&token_hash(token)).await?.ok_or(AppError::SignInExpired)?;
     let now = state.now();
     let stage = match attempt.stage.as_str() {
         "second_factor" => Stage::AwaitingSecondFactor,
@@ -65,8 +65,7 @@ pub(super) async fn load(state: &AppState, token: Option<&str>) -> AppResult<Pen
     }
     // The user and their group rules in one statement: every step of a pending sign-in
     // needs both, and each statement is a round trip.
-    let (user, groups) =
-        db::groups::user_with_rules(&state.db().pool, &attempt.user_id).await?.ok_or(AppError::SignInExpired)?;
+    let (user, groups) = state.db().user_with_rules(&attempt.user_id).await?.ok_or(AppError::SignInExpired)?;
     if !auth::stamps_equal(&attempt.security_stamp, &user.security_stamp) {
         return Err(AppError::SignInExpired);
     }

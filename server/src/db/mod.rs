@@ -211,8 +211,14 @@ impl Db {
         match &self.writer_thread {
             Some(thread) => {
                 let alive = thread.alive.clone();
+                // Task-locals stay with the task that set them; the audit events the job
+                // writes record the address of the request it serves.
+                let address = REQUEST_ADDRESS.try_with(Clone::clone).ok();
                 let job = async move {
-                    let done = job.await;
+                    let done = match address {
+                        Some(address) => REQUEST_ADDRESS.scope(address, job).await,
+                        None => job.await,
+                    };
                     drop(alive);
                     done
                 };

@@ -8,7 +8,9 @@
 
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
+use super::Db;
 use super::b;
+use super::direct::{Exec, args};
 
 // ---------------------------------------------------------------- pending sign-ins
 
@@ -83,13 +85,9 @@ pub async fn move_attempt_to_enrollment(conn: &mut AnyConnection, id: &str) -> R
 }
 
 /// Marks the attempt complete; false when another request completed it first.
-pub async fn complete_attempt(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("UPDATE sign_in_attempts SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL")
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+pub async fn complete_attempt(conn: &mut impl Exec, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let sql = "UPDATE sign_in_attempts SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL";
+    Ok(conn.run(sql, &args![now, id]).await? == 1)
 }
 
 /// Records a code send if the throttle allows it; false when it does not.
@@ -122,38 +120,32 @@ pub async fn claim_code_send(
 /// codes checked per lock. Returns the counts including this attempt, or `None` when
 /// the reservation is refused.
 pub async fn reserve_attempt(
-    pool: &AnyPool,
+    db: &Db,
     user_id: &str,
     now: i64,
     max_failures: i64,
     permanent_after: i64,
 ) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
+    db.write_returning(
         "UPDATE users SET second_factor_failures = second_factor_failures + 1, \
          consecutive_failures = consecutive_failures + 1 \
          WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) AND second_factor_failures < $3 \
          AND consecutive_failures < $4 \
          RETURNING second_factor_failures, consecutive_failures",
+        args![user_id, now, max_failures, permanent_after].to_vec(),
     )
-    .bind(user_id)
-    .bind(now)
-    .bind(max_failures)
-    .bind(permanent_after)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row)
+    .await
 }
 
 /// Gives a reserved attempt back: the code was right but another request used it first
 /// (a double submit or a second tab), which is not a guess.
-pub async fn refund_attempt(pool: &AnyPool, user_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+pub async fn refund_attempt(db: &Db, user_id: &str) -> Result<(), sqlx::Error> {
+    db.write_statement(
         "UPDATE users SET second_factor_failures = second_factor_failures - 1, \
          consecutive_failures = consecutive_failures - 1 \
          WHERE id = $1 AND second_factor_failures > 0 AND consecutive_failures > 0",
+        args![user_id].to_vec(),
     )
-    .bind(user_id)
-    .execute(pool)
     .await?;
     Ok(())
 }
@@ -270,13 +262,9 @@ pub async fn live_code(pool: &AnyPool, binding: &str, purpose: &str, now: i64) -
 }
 
 /// Uses a code; false when another request used it first.
-pub async fn use_code(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("UPDATE one_time_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+pub async fn use_code(conn: &mut impl Exec, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let sql = "UPDATE one_time_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
+    Ok(conn.run(sql, &args![now, id]).await? == 1)
 }
 
 // ---------------------------------------------------------------- authenticators
@@ -319,13 +307,9 @@ pub async fn put_pending_authenticator(
 
 /// Records an accepted time step; false when this step (or a later one) was already
 /// used, i.e. a replay or a lost race.
-pub async fn use_step(conn: &mut AnyConnection, user_id: &str, step: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("UPDATE authenticators SET last_used_step = $1 WHERE user_id = $2 AND last_used_step < $1")
-        .bind(step)
-        .bind(user_id)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+pub async fn use_step(conn: &mut impl Exec, user_id: &str, step: i64) -> Result<bool, sqlx::Error> {
+    let sql = "UPDATE authenticators SET last_used_step = $1 WHERE user_id = $2 AND last_used_step < $1";
+    Ok(conn.run(sql, &args![step, user_id]).await? == 1)
 }
 
 pub async fn confirm_authenticator(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
@@ -374,13 +358,9 @@ pub async fn unused_recovery_codes(pool: &AnyPool, user_id: &str) -> Result<Vec<
         .await
 }
 
-pub async fn use_recovery_code(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+pub async fn use_recovery_code(conn: &mut impl Exec, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let sql = "UPDATE recovery_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
+    Ok(conn.run(sql, &args![now, id]).await? == 1)
 }
 
 // ---------------------------------------------------------------- remembered browsers
@@ -410,21 +390,12 @@ pub struct NewBrowser<'a> {
     pub strength: &'a str,
 }
 
-pub async fn insert_browser(conn: &mut AnyConnection, r: &NewBrowser<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO remembered_browsers (id, token_hash, user_id, security_stamp, created_at, last_used_at, expires_at, user_agent, strength) \
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)",
-    )
-    .bind(r.id)
-    .bind(r.token_hash)
-    .bind(r.user_id)
-    .bind(r.security_stamp)
-    .bind(r.created_at)
-    .bind(r.expires_at)
-    .bind(r.user_agent)
-    .bind(r.strength)
-    .execute(conn)
-    .await?;
+pub async fn insert_browser(conn: &mut impl Exec, r: &NewBrowser<'_>) -> Result<(), sqlx::Error> {
+    let sql = "INSERT INTO remembered_browsers (id, token_hash, user_id, security_stamp, created_at, last_used_at, \
+               expires_at, user_agent, strength) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)";
+    let args =
+        args![r.id, r.token_hash, r.user_id, r.security_stamp, r.created_at, r.expires_at, r.user_agent, r.strength];
+    conn.run(sql, &args).await?;
     Ok(())
 }
 

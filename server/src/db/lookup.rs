@@ -106,7 +106,7 @@ impl Lookups {
 }
 
 /// A user's columns by name, as `sqlx::FromRow` reads them for [`UserRow`].
-fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+pub(super) fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
         id: r.get("id")?,
         scope_key: r.get("scope_key")?,

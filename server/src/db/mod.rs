@@ -47,6 +47,9 @@ pub struct Db {
     /// The hottest point reads on a SQLite file, without sqlx's connection threads;
     /// `None` on PostgreSQL and for an in-memory database.
     lookups: Option<Arc<lookup::Lookups>>,
+    /// On a SQLite file, the lock every write takes and the connection of direct
+    /// transactions ([`direct`]); `None` on PostgreSQL and for an in-memory database.
+    direct: Option<Arc<direct::Writer>>,
 }
 
 /// A thread of its own for the transactions that hold SQLite's one writer connection.
@@ -86,6 +89,8 @@ pub type Tx = WriteTx;
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     writes: Arc<AtomicU64>,
+    /// Held until the transaction ends, so no direct transaction runs meanwhile.
+    _lock: Option<direct::WriteLock>,
 }
 
 impl WriteTx {
@@ -146,8 +151,10 @@ impl Db {
         };
         let writer_thread = (backend == Backend::Sqlite).then(WriterThread::start).transpose()?;
         let keep = usize::try_from(max_connections).unwrap_or(usize::MAX);
+        // After the pool: its first connection created the file and switched it to WAL.
+        let direct = file.as_deref().map(direct::Writer::open).transpose()?.map(Arc::new);
         let lookups = file.map(|path| Arc::new(lookup::Lookups::new(&path, keep)));
-        Ok(Self { pool, writer, backend, writes: Arc::new(AtomicU64::new(0)), writer_thread, lookups })
+        Ok(Self { pool, writer, backend, writes: Arc::new(AtomicU64::new(0)), writer_thread, lookups, direct })
     }
 
     fn pool_options(backend: Backend, max_connections: u32, acquire: Duration) -> AnyPoolOptions {
@@ -192,11 +199,77 @@ impl Db {
     /// SQLITE_BUSY when another writer got in between, which a retry-less API would
     /// surface as an error.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        let lock = self.write_lock().await;
         let tx = match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.writer.begin().await?,
         };
-        Ok(WriteTx { tx, writes: self.writes.clone() })
+        Ok(WriteTx { tx, writes: self.writes.clone(), _lock: lock })
+    }
+
+    /// Runs one statement that writes and returns at most one row: on a SQLite file in
+    /// a direct transaction of its own on the writer's thread, otherwise as
+    /// [`Db::write`] does.
+    pub async fn write_returning<R: direct::ReturnedRow + 'static>(
+        &self,
+        sql: &'static str,
+        args: Vec<direct::Arg>,
+    ) -> Result<Option<R>, sqlx::Error> {
+        use direct::Exec;
+        if self.direct.is_none() {
+            return self
+                .write(move |w| async move {
+                    sqlx::query_as_with::<_, R, _>(sql, direct::sqlx_arguments(&args)?).fetch_optional(&w).await
+                })
+                .await;
+        }
+        let db = self.clone();
+        self.on_writer(async move {
+            let mut tx = db.begin().await?;
+            let row = tx.returning(sql, &args).await?;
+            tx.commit().await?;
+            Ok(row)
+        })
+        .await?
+    }
+
+    /// Runs one statement that writes, as [`Db::write_returning`]; the number of rows
+    /// it changed.
+    pub async fn write_statement(&self, sql: &'static str, args: Vec<direct::Arg>) -> Result<u64, sqlx::Error> {
+        use direct::Exec;
+        if self.direct.is_none() {
+            return self
+                .write(move |w| async move {
+                    let done = sqlx::query_with(sql, direct::sqlx_arguments(&args)?).execute(&w).await?;
+                    Ok(done.rows_affected())
+                })
+                .await;
+        }
+        let db = self.clone();
+        self.on_writer(async move {
+            let mut tx = db.begin().await?;
+            let changed = tx.run(sql, &args).await?;
+            tx.commit().await?;
+            Ok(changed)
+        })
+        .await?
+    }
+
+    async fn write_lock(&self) -> Option<direct::WriteLock> {
+        match &self.direct {
+            Some(writer) => Some(writer.lock().await),
+            None => None,
+        }
+    }
+
+    /// Starts a write transaction for statements that take any [`direct::Exec`]: on a
+    /// SQLite file a direct one, meant to run on the writer's thread
+    /// ([`Db::on_writer`]); otherwise a sqlx one, as [`Db::begin_write`].
+    pub async fn begin(&self) -> Result<direct::Transaction, sqlx::Error> {
+        Ok(match &self.direct {
+            Some(writer) => direct::Transaction::Direct(direct::DirectTx::begin(writer, self.writes.clone()).await?),
+            None => direct::Transaction::Sqlx(self.begin_write().await?),
+        })
     }
 
     /// Runs `job`, a whole write transaction from `begin_write` to `commit`, where it
@@ -237,8 +310,13 @@ impl Db {
         F: FnOnce(AnyPool) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
     {
-        let writer = self.writer.clone();
-        let done = self.on_writer(async move { statement(writer).await }).await?;
+        let (writer, db) = (self.writer.clone(), self.clone());
+        let done = self
+            .on_writer(async move {
+                let _lock = db.write_lock().await;
+                statement(writer).await
+            })
+            .await?;
         self.writes.fetch_add(1, Ordering::AcqRel);
         done
     }
@@ -779,26 +857,23 @@ pub async fn scope_users(pool: &AnyPool, scope_key: &str) -> Result<Vec<UserRow>
 /// does. One statement: this is on every sign-in's path, and the session needs the
 /// current security stamp.
 pub async fn record_sign_in(
-    conn: &mut AnyConnection,
+    conn: &mut impl direct::Exec,
     user_id: &str,
     now: i64,
     methods: &str,
     factor_proven: bool,
 ) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE users SET last_sign_in_at = $1, last_sign_in_methods = $2, \
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "UPDATE users SET last_sign_in_at = $1, last_sign_in_methods = $2, \
          second_factor_failures = CASE WHEN $4 = 1 THEN 0 ELSE second_factor_failures END, \
          consecutive_failures = CASE WHEN $4 = 1 THEN 0 ELSE consecutive_failures END, \
          lockouts = CASE WHEN $4 = 1 THEN 0 ELSE lockouts END, \
          locked_until = CASE WHEN $4 = 1 THEN NULL ELSE locked_until END \
          WHERE id = $3 RETURNING {USER_COLUMNS}"
-    )))
-    .bind(now)
-    .bind(methods)
-    .bind(user_id)
-    .bind(b(factor_proven))
-    .fetch_optional(conn)
-    .await
+        )
+    });
+    conn.returning(&SQL, &direct::args![now, methods, user_id, factor_proven]).await
 }
 
 pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {
@@ -881,28 +956,27 @@ pub struct NewSession<'a> {
     pub sid: &'a str,
 }
 
-pub async fn insert_session(conn: &mut AnyConnection, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
-         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method, \
-         second_factor_at, second_factor_method, sid) \
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(s.token_hash)
-    .bind(s.user_id)
-    .bind(s.security_stamp)
-    .bind(s.auth_methods)
-    .bind(s.now)
-    .bind(s.expires_at)
-    .bind(s.user_agent)
-    .bind(s.client_ip)
-    .bind(s.reauthenticated_at)
-    .bind(s.reauth_method)
-    .bind(s.second_factor_method.map(|_| s.now))
-    .bind(s.second_factor_method)
-    .bind(s.sid)
-    .execute(conn)
-    .await?;
+pub async fn insert_session(conn: &mut impl direct::Exec, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
+    let sql = "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
+               last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method, \
+               second_factor_at, second_factor_method, sid) \
+               VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+    let args = direct::args![
+        s.token_hash,
+        s.user_id,
+        s.security_stamp,
+        s.auth_methods,
+        s.now,
+        s.expires_at,
+        s.user_agent,
+        s.client_ip,
+        s.reauthenticated_at,
+        s.reauth_method,
+        s.second_factor_method.map(|_| s.now),
+        s.second_factor_method,
+        s.sid,
+    ];
+    conn.run(sql, &args).await?;
     Ok(())
 }
 
@@ -1215,23 +1289,22 @@ tokio::task_local! {
     pub static REQUEST_ADDRESS: String;
 }
 
-pub async fn insert_audit(conn: &mut AnyConnection, e: &NewAudit<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert_audit(conn: &mut impl direct::Exec, e: &NewAudit<'_>) -> Result<(), sqlx::Error> {
     let address = REQUEST_ADDRESS.try_with(Clone::clone).ok();
-    sqlx::query(
-        "INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target, before_json, after_json, \
-         client_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(e.at)
-    .bind(e.actor_user_id)
-    .bind(e.scope_key)
-    .bind(e.action)
-    .bind(e.target)
-    .bind(e.before.as_ref().map(|v| v.to_string()))
-    .bind(e.after.as_ref().map(|v| v.to_string()))
-    .bind(address)
-    .execute(conn)
-    .await?;
+    let sql = "INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target, before_json, after_json, \
+               client_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    let args = direct::args![
+        uuid::Uuid::now_v7().to_string(),
+        e.at,
+        e.actor_user_id,
+        e.scope_key,
+        e.action,
+        e.target,
+        e.before.as_ref().map(|v| v.to_string()),
+        e.after.as_ref().map(|v| v.to_string()),
+        address,
+    ];
+    conn.run(sql, &args).await?;
     Ok(())
 }
 
@@ -1311,6 +1384,7 @@ pub async fn user_names(pool: &AnyPool, ids: &[String]) -> Result<Vec<(String, S
     Ok(out)
 }
 
+pub mod direct;
 pub mod factors;
 pub mod groups;
 pub mod housekeeping;
@@ -1428,7 +1502,7 @@ mod tests {
                 second_factor_method: (user == "u-full").then_some("authenticator"),
                 sid,
             };
-            insert_session(&mut conn, &session).await.expect("session");
+            insert_session(&mut *conn, &session).await.expect("session");
         }
         let attempt = factors::NewAttempt {
             token_hash: "a-hash",
@@ -1472,5 +1546,138 @@ mod tests {
         // The direct connections only read.
         let write = lookups.run(|c| c.execute("DELETE FROM users", []));
         assert!(write.is_err(), "a lookup connection wrote");
+    }
+
+    async fn user(db: &Db, id: &str) {
+        let mut conn = db.pool.acquire().await.expect("connection");
+        let new = NewUser {
+            id,
+            scope_key: HOST_SCOPE,
+            tenant_id: None,
+            username: id,
+            username_key: id,
+            email: None,
+            phone: None,
+            password_hash: "hash",
+            security_stamp: "stamp",
+            created_at: 7,
+        };
+        insert_user(&mut conn, &new).await.expect("user");
+    }
+
+    /// A direct transaction binds `$n` by number, as sqlx does, also where numbers
+    /// appear out of order (`record_sign_in` has `$4` before `$3`), and reads the
+    /// returned row as sqlx reads it.
+    #[tokio::test]
+    async fn a_direct_transaction_writes_and_returns_what_sqlx_does() {
+        let (_dir, db) = sqlite_file().await;
+        user(&db, "u1").await;
+        sqlx::query("UPDATE users SET second_factor_failures = 3, consecutive_failures = 4, locked_until = 5")
+            .execute(&db.pool)
+            .await
+            .expect("failures");
+        let mut tx = db.begin().await.expect("begin");
+        assert!(matches!(tx, direct::Transaction::Direct(_)), "a SQLite file should get direct transactions");
+        let returned = record_sign_in(&mut tx, "u1", 99, "pwd+authenticator", true).await.expect("sign-in");
+        assert!(record_sign_in(&mut tx, "nobody", 99, "pwd", true).await.expect("no one").is_none());
+        tx.commit().await.expect("commit");
+        let returned = returned.expect("returned row");
+        let stored = get_user(&db.pool, "u1").await.expect("read").expect("stored");
+        assert_eq!(format!("{returned:?}"), format!("{stored:?}"));
+        assert_eq!(
+            (stored.last_sign_in_at, stored.last_sign_in_methods.as_deref(), stored.second_factor_failures),
+            (Some(99), Some("pwd+authenticator"), 0)
+        );
+        assert_eq!((stored.consecutive_failures, stored.locked_until), (0, None));
+        // And the same statement through sqlx, for the other path.
+        let mut tx = db.begin_write().await.expect("begin");
+        let again = record_sign_in(&mut tx, "u1", 100, "pwd", false).await.expect("sign-in").expect("row");
+        tx.commit().await.expect("commit");
+        assert_eq!((again.last_sign_in_at, again.last_sign_in_methods.as_deref()), (Some(100), Some("pwd")));
+    }
+
+    #[tokio::test]
+    async fn a_direct_transaction_rolls_back_when_dropped_and_names_unique_violations() {
+        use direct::Exec;
+        let (_dir, db) = sqlite_file().await;
+        let seen = db.writes_seen();
+        let insert = "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ($1, 1, 'host', $2, 't')";
+        {
+            let mut tx = db.begin().await.expect("begin");
+            assert_eq!(tx.run(insert, &direct::args!["a", "dropped"]).await.expect("insert"), 1);
+            let twice = tx.run(insert, &direct::args!["a", "dropped"]).await.expect_err("a second row with one id");
+            assert!(
+                twice.as_database_error().is_some_and(|e| e.is_unique_violation()),
+                "not reported as a unique violation: {twice:?}"
+            );
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'dropped'")
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+        assert_eq!(rows, 0, "an uncommitted direct transaction left rows");
+        assert_eq!(db.writes_seen(), seen, "a rolled back transaction counted as a write");
+        let mut tx = db.begin().await.expect("the lock was given back");
+        tx.run(insert, &direct::args!["b", "kept"]).await.expect("insert");
+        tx.commit().await.expect("commit");
+        assert_eq!(db.writes_seen(), seen + 1);
+    }
+
+    /// sqlx and direct transactions share one lock; a sqlx transaction dropped without
+    /// a commit still holds SQLite's lock until sqlx sends its rollback, which a direct
+    /// transaction started right after waits for instead of failing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlx_and_direct_transactions_take_turns() {
+        use direct::Exec;
+        let (_dir, db) = sqlite_file().await;
+        let insert = "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ($1, 1, 'host', $2, 't')";
+        let mut jobs = Vec::new();
+        for i in 0..40 {
+            let db = db.clone();
+            jobs.push(tokio::spawn(async move {
+                let id = format!("e{i}");
+                if i % 2 == 0 {
+                    let mut tx = db.begin_write().await?;
+                    tx.run(insert, &direct::args![id, "sqlx"]).await?;
+                    if i % 4 == 0 {
+                        return tx.commit().await;
+                    }
+                    // Dropped: rolled back.
+                    Ok(())
+                } else {
+                    let writer = db.clone();
+                    let job = async move {
+                        let mut tx = db.begin().await?;
+                        tx.run(insert, &direct::args![id, "direct"]).await?;
+                        tx.commit().await
+                    };
+                    writer.on_writer(job).await?
+                }
+            }));
+        }
+        for job in jobs {
+            job.await.expect("task").expect("every transaction should get its turn");
+        }
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT action, COUNT(*) FROM audit_events GROUP BY action ORDER BY action")
+                .fetch_all(&db.pool)
+                .await
+                .expect("count");
+        assert_eq!(rows, [("direct".to_owned(), 20), ("sqlx".to_owned(), 10)]);
+        // A direct transaction right behind a dropped sqlx one, before sqlx's thread
+        // has run the rollback.
+        for i in 0..50 {
+            let mut tx = db.begin_write().await.expect("begin");
+            tx.run(insert, &direct::args![format!("r{i}"), "rolled back"]).await.expect("insert");
+            drop(tx);
+            let mut tx = db.begin().await.expect("the direct transaction should wait for the rollback");
+            tx.run(insert, &direct::args![format!("k{i}"), "kept"]).await.expect("insert");
+            tx.commit().await.expect("commit");
+        }
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'kept'")
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+        assert_eq!(kept, 50);
     }
 }

@@ -5,7 +5,11 @@
 //! enforced by conditional updates (`... WHERE used_at IS NULL`), so two concurrent
 //! requests with one code or refresh token cannot both win, on either database.
 
+use std::sync::LazyLock;
+
 use sqlx::{AnyConnection, AnyPool, FromRow};
+
+use super::direct::{Exec, ReturnedRow, args};
 
 // ---------------------------------------------------------------- applications
 
@@ -231,47 +235,46 @@ pub struct GrantRow {
     pub last_used_at: i64,
 }
 
-pub async fn find_grant<'e, E>(
-    executor: E,
+pub async fn find_grant(
+    conn: &mut impl Exec,
     user_id: &str,
     application_id: &str,
-) -> Result<Option<GrantRow>, sqlx::Error>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    sqlx::query_as(
-        "SELECT id, user_id, application_id, scopes, created_at, last_used_at FROM oidc_grants \
-         WHERE user_id = $1 AND application_id = $2",
-    )
-    .bind(user_id)
-    .bind(application_id)
-    .fetch_optional(executor)
-    .await
+) -> Result<Option<GrantRow>, sqlx::Error> {
+    let sql = "SELECT id, user_id, application_id, scopes, created_at, last_used_at FROM oidc_grants \
+               WHERE user_id = $1 AND application_id = $2";
+    conn.returning(sql, &args![user_id, application_id]).await
+}
+
+impl ReturnedRow for GrantRow {
+    fn direct(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(GrantRow {
+            id: r.get("id")?,
+            user_id: r.get("user_id")?,
+            application_id: r.get("application_id")?,
+            scopes: r.get("scopes")?,
+            created_at: r.get("created_at")?,
+            last_used_at: r.get("last_used_at")?,
+        })
+    }
 }
 
 /// Records (or widens) a user's grant to an application and returns its id. One
 /// statement, so parallel first sign-ins to one application (two tabs, a burst of
 /// requests) meet in the unique key instead of failing on it.
 pub async fn upsert_grant(
-    conn: &mut AnyConnection,
+    conn: &mut impl Exec,
     user_id: &str,
     application_id: &str,
     scopes: &str,
     now: i64,
 ) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO oidc_grants (id, user_id, application_id, scopes, created_at, last_used_at) \
-         VALUES ($1, $2, $3, $4, $5, $5) \
-         ON CONFLICT (user_id, application_id) DO UPDATE SET scopes = excluded.scopes, last_used_at = excluded.last_used_at \
-         RETURNING id",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(user_id)
-    .bind(application_id)
-    .bind(scopes)
-    .bind(now)
-    .fetch_one(conn)
-    .await
+    let sql = "INSERT INTO oidc_grants (id, user_id, application_id, scopes, created_at, last_used_at) \
+               VALUES ($1, $2, $3, $4, $5, $5) \
+               ON CONFLICT (user_id, application_id) DO UPDATE SET scopes = excluded.scopes, \
+               last_used_at = excluded.last_used_at RETURNING id";
+    let args = args![uuid::Uuid::now_v7().to_string(), user_id, application_id, scopes, now];
+    let row: Option<(String,)> = conn.returning(sql, &args).await?;
+    row.map(|(id,)| id).ok_or(sqlx::Error::RowNotFound)
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -340,29 +343,32 @@ pub struct CodeRow {
 const CODE_COLUMNS: &str = "code_hash, application_id, grant_id, user_id, redirect_uri, scopes, code_challenge, \
      nonce, sid, auth_time, amr, acr, created_at, expires_at, used_at, family_id";
 
-pub async fn insert_code(conn: &mut AnyConnection, c: &CodeRow) -> Result<(), sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-    )))
-    .bind(&c.code_hash)
-    .bind(&c.application_id)
-    .bind(&c.grant_id)
-    .bind(&c.user_id)
-    .bind(&c.redirect_uri)
-    .bind(&c.scopes)
-    .bind(&c.code_challenge)
-    .bind(&c.nonce)
-    .bind(&c.sid)
-    .bind(c.auth_time)
-    .bind(&c.amr)
-    .bind(&c.acr)
-    .bind(c.created_at)
-    .bind(c.expires_at)
-    .bind(c.used_at)
-    .bind(&c.family_id)
-    .execute(conn)
-    .await?;
+pub async fn insert_code(conn: &mut impl Exec, c: &CodeRow) -> Result<(), sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        )
+    });
+    let args = args![
+        c.code_hash.as_str(),
+        c.application_id.as_str(),
+        c.grant_id.as_str(),
+        c.user_id.as_str(),
+        c.redirect_uri.as_str(),
+        c.scopes.as_str(),
+        c.code_challenge.as_deref(),
+        c.nonce.as_deref(),
+        c.sid.as_str(),
+        c.auth_time,
+        c.amr.as_str(),
+        c.acr.as_str(),
+        c.created_at,
+        c.expires_at,
+        c.used_at,
+        c.family_id.as_deref(),
+    ];
+    conn.run(&SQL, &args).await?;
     Ok(())
 }
 
@@ -377,21 +383,10 @@ pub async fn find_code(pool: &AnyPool, code_hash: &str) -> Result<Option<CodeRow
 
 /// Uses a code once, recording the family its exchange starts; false when it was
 /// already used.
-pub async fn use_code(
-    conn: &mut AnyConnection,
-    code_hash: &str,
-    family_id: &str,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE oidc_authorization_codes SET used_at = $1, family_id = $2 WHERE code_hash = $3 AND used_at IS NULL",
-    )
-    .bind(now)
-    .bind(family_id)
-    .bind(code_hash)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+pub async fn use_code(conn: &mut impl Exec, code_hash: &str, family_id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let sql =
+        "UPDATE oidc_authorization_codes SET used_at = $1, family_id = $2 WHERE code_hash = $3 AND used_at IS NULL";
+    Ok(conn.run(sql, &args![now, family_id, code_hash]).await? == 1)
 }
 
 // ---------------------------------------------------------------- token families
@@ -417,27 +412,30 @@ pub struct FamilyRow {
 const FAMILY_COLUMNS: &str = "id, application_id, grant_id, user_id, scopes, sid, auth_time, amr, acr, \
      security_stamp, created_at, expires_at, revoked_at, revoked_reason";
 
-pub async fn insert_family(conn: &mut AnyConnection, f: &FamilyRow) -> Result<(), sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO oidc_token_families ({FAMILY_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-    )))
-    .bind(&f.id)
-    .bind(&f.application_id)
-    .bind(&f.grant_id)
-    .bind(&f.user_id)
-    .bind(&f.scopes)
-    .bind(&f.sid)
-    .bind(f.auth_time)
-    .bind(&f.amr)
-    .bind(&f.acr)
-    .bind(&f.security_stamp)
-    .bind(f.created_at)
-    .bind(f.expires_at)
-    .bind(f.revoked_at)
-    .bind(&f.revoked_reason)
-    .execute(conn)
-    .await?;
+pub async fn insert_family(conn: &mut impl Exec, f: &FamilyRow) -> Result<(), sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO oidc_token_families ({FAMILY_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        )
+    });
+    let args = args![
+        f.id.as_str(),
+        f.application_id.as_str(),
+        f.grant_id.as_str(),
+        f.user_id.as_str(),
+        f.scopes.as_str(),
+        f.sid.as_str(),
+        f.auth_time,
+        f.amr.as_str(),
+        f.acr.as_str(),
+        f.security_stamp.as_str(),
+        f.created_at,
+        f.expires_at,
+        f.revoked_at,
+        f.revoked_reason.as_deref(),
+    ];
+    conn.run(&SQL, &args).await?;
     Ok(())
 }
 
@@ -477,19 +475,18 @@ pub struct RefreshRow {
     pub used_at: Option<i64>,
 }
 
-pub async fn insert_refresh(conn: &mut AnyConnection, r: &RefreshRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO oidc_refresh_tokens (token_hash, family_id, application_id, created_at, expires_at, used_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&r.token_hash)
-    .bind(&r.family_id)
-    .bind(&r.application_id)
-    .bind(r.created_at)
-    .bind(r.expires_at)
-    .bind(r.used_at)
-    .execute(conn)
-    .await?;
+pub async fn insert_refresh(conn: &mut impl Exec, r: &RefreshRow) -> Result<(), sqlx::Error> {
+    let sql = "INSERT INTO oidc_refresh_tokens (token_hash, family_id, application_id, created_at, expires_at, used_at) \
+               VALUES ($1, $2, $3, $4, $5, $6)";
+    let args = args![
+        r.token_hash.as_str(),
+        r.family_id.as_str(),
+        r.application_id.as_str(),
+        r.created_at,
+        r.expires_at,
+        r.used_at,
+    ];
+    conn.run(sql, &args).await?;
     Ok(())
 }
 

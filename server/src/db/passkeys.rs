@@ -8,6 +8,7 @@
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use super::b;
+use super::direct::{Exec, args};
 
 #[derive(Debug)]
 pub struct NewChallenge<'a> {
@@ -190,19 +191,9 @@ pub struct Use<'a> {
 
 /// Records a use: the new counter, flags and state, only if the counter is still the
 /// one the check read. False when another sign-in moved it first.
-pub async fn record_use(conn: &mut AnyConnection, u: &Use<'_>) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE passkeys SET sign_count = $1, passkey_enc = $2, backup_eligible = $3, backup_state = $4, \
-         last_used_at = $5 WHERE id = $6 AND sign_count = $7",
-    )
-    .bind(u.count)
-    .bind(u.passkey_enc)
-    .bind(b(u.backup_eligible))
-    .bind(b(u.backup_state))
-    .bind(u.now)
-    .bind(u.id)
-    .bind(u.previous_count)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() > 0)
+pub async fn record_use(conn: &mut impl Exec, u: &Use<'_>) -> Result<bool, sqlx::Error> {
+    let sql = "UPDATE passkeys SET sign_count = $1, passkey_enc = $2, backup_eligible = $3, backup_state = $4, \
+               last_used_at = $5 WHERE id = $6 AND sign_count = $7";
+    let args = args![u.count, u.passkey_enc, u.backup_eligible, u.backup_state, u.now, u.id, u.previous_count];
+    Ok(conn.run(sql, &args).await? > 0)
 }

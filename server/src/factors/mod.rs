@@ -17,6 +17,7 @@ use twofold_policy::{Provider, ProviderSet};
 
 use crate::app::AppState;
 use crate::config::Config;
+use crate::db::direct::Exec;
 use crate::db::factors::{self as fdb, NewCode};
 use crate::db::{self, NewAudit, UserRow, messages};
 use crate::error::{AppError, AppResult};
@@ -361,7 +362,7 @@ pub enum Spend {
 impl Spend {
     /// Consumes the factor in the caller's transaction; false when another request
     /// consumed it first (a replay or a double submit).
-    pub async fn consume(&self, conn: &mut sqlx::AnyConnection, now: i64) -> Result<bool, sqlx::Error> {
+    pub async fn consume(&self, conn: &mut impl Exec, now: i64) -> Result<bool, sqlx::Error> {
         match self {
             Spend::TotpStep { user_id, step } => fdb::use_step(conn, user_id, *step).await,
             Spend::Code { id, .. } => fdb::use_code(conn, id, now).await,
@@ -502,7 +503,7 @@ pub async fn issue_recovery_codes(
 pub async fn audit_user(state: &AppState, user: &UserRow, action: &str, after: serde_json::Value) -> AppResult<()> {
     let mut conn = state.db().pool.acquire().await?;
     db::insert_audit(
-        &mut conn,
+        &mut *conn,
         &NewAudit {
             at: state.now(),
             actor_user_id: Some(&user.id),

@@ -427,7 +427,7 @@ async fn decide(
         (Verdict::Reuse, _, _) => return needs(AuthorizationStep::SignIn),
     };
     let first_party = app.first_party != 0;
-    let grant = odb::find_grant(&state.db().pool, &who.user.id, &app.id).await?;
+    let grant = odb::find_grant(&mut *state.db().pool.acquire().await?, &who.user.id, &app.id).await?;
     let covered =
         grant.as_ref().is_some_and(|g| params.scopes.iter().all(|s| super::split_scopes(&g.scopes).contains(s)));
     let reply = Reply { redirect_uri: &params.redirect_uri, state: params.state.as_deref(), iss: &issuer.url };
@@ -519,14 +519,14 @@ async fn issue_code(
     let store = state.db().clone();
     let job = async move {
         let row = |grant_id: String| CodeRow { grant_id, ..template.clone() };
-        let mut tx = store.begin_write().await?;
+        let mut tx = store.begin().await?;
         let under_settled = match settled {
             Some(id) => match odb::insert_code(&mut tx, &row(id)).await {
                 Ok(()) => true,
                 Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
                     // Revoked since it was read; PostgreSQL has aborted the transaction.
                     drop(tx);
-                    tx = store.begin_write().await?;
+                    tx = store.begin().await?;
                     false
                 }
                 Err(e) => return Err(e),
@@ -534,7 +534,7 @@ async fn issue_code(
             None => false,
         };
         if !under_settled {
-            let granted = match odb::find_grant(&mut *tx, &user_id, &app_id).await? {
+            let granted = match odb::find_grant(&mut tx, &user_id, &app_id).await? {
                 Some(g) => {
                     let mut all = super::split_scopes(&g.scopes);
                     all.extend(requested.iter().cloned());
@@ -568,7 +568,7 @@ async fn issue_code(
 async fn audit_refusal(state: &AppState, app: &ApplicationRow, user_id: Option<&str>, reason: &str) -> AppResult<()> {
     let mut conn = state.db().pool.acquire().await?;
     db::insert_audit(
-        &mut conn,
+        &mut *conn,
         &db::NewAudit {
             at: state.now(),
             actor_user_id: user_id,

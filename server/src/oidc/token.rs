@@ -120,7 +120,7 @@ async fn audit(
 ) -> AppResult<()> {
     let mut conn = state.db().pool.acquire().await?;
     db::insert_audit(
-        &mut conn,
+        &mut *conn,
         &db::NewAudit {
             at: state.now(),
             actor_user_id: user_id,
@@ -235,7 +235,7 @@ async fn code_grant(
     let job = {
         let (store, app, family, code_hash) = (state.db().clone(), app.clone(), family.clone(), code_hash.clone());
         async move {
-            let mut tx = store.begin_write().await?;
+            let mut tx = store.begin().await?;
             if !odb::use_code(&mut tx, &code_hash, &family.id, now).await? {
                 return Ok(None);
             }
@@ -294,7 +294,7 @@ async fn same_scope_user(state: &AppState, app: &ApplicationRow, user_id: &str) 
 
 /// A refresh token in `family` when the grant includes `offline_access`.
 async fn new_refresh(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut impl crate::db::direct::Exec,
     app: &ApplicationRow,
     family: &FamilyRow,
     now: i64,

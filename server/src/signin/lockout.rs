@@ -61,13 +61,8 @@ pub async fn reserve(state: &AppState, user: &UserRow) -> AppResult<Reservation>
     let pool = &state.db().pool;
     for _ in 0..IN_FLIGHT_RETRIES {
         let now = state.now();
-        if let Some((failures, consecutive)) = state
-            .db()
-            .write({
-                let (id, max, permanent) = (user.id.clone(), max_failures(state), permanent_after(state));
-                move |w| async move { fdb::reserve_attempt(&w, &id, now, max, permanent).await }
-            })
-            .await?
+        if let Some((failures, consecutive)) =
+            fdb::reserve_attempt(state.db(), &user.id, now, max_failures(state), permanent_after(state)).await?
         {
             return Ok(Reservation { failures, consecutive });
         }
@@ -85,8 +80,7 @@ pub async fn reserve(state: &AppState, user: &UserRow) -> AppResult<Reservation>
 /// Gives the attempt back: the code was right but already used (a replay, a double
 /// submit, a race lost to another tab), which is no guess. Answers as a wrong code.
 pub async fn refund(state: &AppState, user: &UserRow, reservation: Reservation) -> AppResult<AppError> {
-    let id = user.id.clone();
-    state.db().write(move |w| async move { fdb::refund_attempt(&w, &id).await }).await?;
+    fdb::refund_attempt(state.db(), &user.id).await?;
     let left = max_failures(state) - (reservation.failures - 1);
     Ok(AppError::InvalidCode { attempts_left: u32::try_from(left).unwrap_or(0) })
 }

@@ -951,7 +951,7 @@ impl Proven {
     /// [`Proven::consume`] for a sign-in that mints its session in the same
     /// transaction: the session's statement on the user row resets the failure counts
     /// (`db::record_sign_in`), which saves a statement on every sign-in.
-    async fn consume_for_session(&self, conn: &mut sqlx::AnyConnection, now: i64) -> AppResult<bool> {
+    async fn consume_for_session(&self, conn: &mut impl crate::db::direct::Exec, now: i64) -> AppResult<bool> {
         Ok(self.spend.consume(conn, now).await?)
     }
 

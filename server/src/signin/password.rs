@@ -72,7 +72,7 @@ pub async fn verify_password_of(
     state.passwords().failed(&user.id, &address, false, now);
     let mut conn = state.db().pool.acquire().await?;
     db::insert_audit(
-        &mut conn,
+        &mut *conn,
         &NewAudit {
             at: now,
             actor_user_id: Some(&user.id),
@@ -107,7 +107,7 @@ async fn audit_failure(
         after["refused"] = serde_json::json!(reason);
     }
     db::insert_audit(
-        &mut conn,
+        &mut *conn,
         &NewAudit {
             at: state.now(),
             actor_user_id: user.map(|u| u.id.as_str()),

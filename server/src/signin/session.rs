@@ -8,6 +8,7 @@ use super::lockout;
 use super::{ClientInfo, DAY_MS, Pending, Proven};
 use crate::app::AppState;
 use crate::auth::{self, Freshness, new_token, token_hash};
+use crate::db::direct::{Exec, Transaction};
 use crate::db::factors::{self as fdb, BrowserRow, NewBrowser};
 use crate::db::{self, NewAudit, NewSession, UserRow};
 use crate::error::{AppError, AppResult};
@@ -91,7 +92,12 @@ async fn seal(
     client: &ClientInfo,
 ) -> AppResult<Sealed> {
     let now = state.now();
-    let mut tx = state.db().begin_write().await?;
+    // Enrolling a factor writes through statements that only sqlx runs; every other
+    // sign-in's transaction runs direct on a SQLite file (`db::direct`).
+    let mut tx = match enrolled {
+        Some(_) => Transaction::Sqlx(state.db().begin_write().await?),
+        None => state.db().begin().await?,
+    };
     // The attempt first: a double submit of one sign-in finds it completed and ends as
     // an expired sign-in, not as a failure that counts towards a lockout.
     if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {
@@ -107,7 +113,7 @@ async fn seal(
         }
         if let Some(kind) = enrolled {
             recovery_codes =
-                lifecycle::add(&mut tx, state, &p.user, super::new_factor(kind, &proven.spend), None).await?;
+                lifecycle::add(tx.sqlx()?, state, &p.user, super::new_factor(kind, &proven.spend), None).await?;
             notices.push(Notice::FactorAdded(kind));
         }
         if proven.method == SecondFactorMethod::RecoveryCode {
@@ -174,7 +180,7 @@ pub(super) async fn finish_passwordless(
     let (st, policy, client) = (state.clone(), *policy, client.clone());
     let job = async move {
         let state = &st;
-        let mut tx = state.db().begin_write().await?;
+        let mut tx = state.db().begin().await?;
         if !proven.consume_for_session(&mut tx, state.now()).await? {
             return Ok(Sealed::Lost(Box::new(user), proven));
         }
@@ -204,7 +210,7 @@ pub(super) async fn finish_after_password(
     let (st, methods, client) = (state.clone(), methods.to_owned(), client.clone());
     let job = async move {
         let state = &st;
-        let mut tx = state.db().begin_write().await?;
+        let mut tx = state.db().begin().await?;
         let fresh = |user: &UserRow| (!user.has_factor()).then_some(Freshness::Password);
         let (session_token, user) = mint(&mut tx, state, &user.id, &methods, false, &client, fresh).await?;
         tx.commit().await?;
@@ -214,7 +220,7 @@ pub(super) async fn finish_after_password(
 }
 
 async fn remember_browser(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut impl Exec,
     state: &AppState,
     user: &UserRow,
     policy: &EffectivePolicy,
@@ -294,7 +300,7 @@ pub(super) async fn remembered_browser_valid(
 /// proved, for sensitive changes in the next few minutes; it is asked of the user as
 /// stored now, which is returned with the token.
 async fn mint(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut impl Exec,
     state: &AppState,
     user_id: &str,
     auth_methods: &str,

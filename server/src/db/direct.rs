@@ -1,0 +1,404 @@
+//! Write transactions on a SQLite file through SQLite's C API (rusqlite), run whole on
+//! the writer's thread: the transactions on every sign-in's path.
+//!
+//! sqlx runs each SQLite connection on a thread of its own, so every statement of a
+//! transaction is a message to that thread and an answer back, two thread wake-ups,
+//! while the transaction holds the database's only write lock. On a busy server each
+//! wake-up waits for a core, and the writes of every client queue behind those waits.
+//! A [`DirectTx`] runs its statements on the calling thread, the writer's
+//! ([`super::Db::on_writer`]), with no wake-up between them.
+//!
+//! The statements are the same SQL text on both paths, with their arguments built once
+//! as [`Arg`]s; the functions that write take any [`Exec`]: a sqlx connection or
+//! transaction (on PostgreSQL, on an in-memory SQLite database, and for the
+//! transactions that stay on sqlx) or a direct one. Every write to a SQLite file, sqlx
+//! and direct alike, first takes one lock ([`Writer::lock`]), so the two kinds never
+//! meet inside SQLite, where one would wait for the other in its busy handler.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::{AnyConnection, Arguments, AssertSqlSafe, FromRow};
+
+use super::{UserRow, WriteTx};
+
+/// One argument of a statement, bound by its `$n` position on both paths.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+    /// A NULL in an integer column (PostgreSQL types its parameters).
+    NullInt,
+    NullText,
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Int(i64::from(v))
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Arg::NullInt, Arg::Int)
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Arg::NullText, Arg::from)
+    }
+}
+
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Arg::NullText, Arg::Text)
+    }
+}
+
+/// The arguments of a statement, `args![a, b, ...]`, each converted into an [`Arg`].
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => { [$($crate::db::direct::Arg::from($arg)),*] };
+}
+pub(crate) use args;
+
+/// A row a statement returns, read by either path.
+pub trait ReturnedRow: for<'r> FromRow<'r, AnyRow> + Send + Unpin + Sized {
+    fn direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+impl ReturnedRow for (i64, i64) {
+    fn direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?, row.get(1)?))
+    }
+}
+
+impl ReturnedRow for (String,) {
+    fn direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok((row.get(0)?,))
+    }
+}
+
+impl ReturnedRow for UserRow {
+    fn direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        super::lookup::user_row(row)
+    }
+}
+
+/// Where a write statement runs: a sqlx connection or transaction, or a [`DirectTx`].
+pub trait Exec: Send {
+    /// Runs a statement that returns no rows; the number of rows it changed.
+    fn run<'a>(&'a mut self, sql: &'a str, args: &'a [Arg]) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// Runs a statement that returns at most one row (`UPDATE ... RETURNING`).
+    fn returning<'a, R: ReturnedRow>(
+        &'a mut self,
+        sql: &'a str,
+        args: &'a [Arg],
+    ) -> impl Future<Output = Result<Option<R>, sqlx::Error>> + Send;
+}
+
+pub(super) fn sqlx_arguments(args: &[Arg]) -> Result<AnyArguments, sqlx::Error> {
+    let mut out = AnyArguments::default();
+    for arg in args {
+        match arg {
+            Arg::Int(v) => out.add(*v),
+            Arg::Text(v) => out.add(v.clone()),
+            Arg::NullInt => out.add(None::<i64>),
+            Arg::NullText => out.add(None::<String>),
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(out)
+}
+
+impl Exec for AnyConnection {
+    async fn run(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
+        let arguments = sqlx_arguments(args)?;
+        Ok(sqlx::query_with(AssertSqlSafe(sql), arguments).execute(self).await?.rows_affected())
+    }
+
+    async fn returning<R: ReturnedRow>(&mut self, sql: &str, args: &[Arg]) -> Result<Option<R>, sqlx::Error> {
+        let arguments = sqlx_arguments(args)?;
+        sqlx::query_as_with::<_, R, _>(AssertSqlSafe(sql), arguments).fetch_optional(self).await
+    }
+}
+
+impl Exec for WriteTx {
+    fn run<'a>(&'a mut self, sql: &'a str, args: &'a [Arg]) -> impl Future<Output = Result<u64, sqlx::Error>> + Send {
+        (**self).run(sql, args)
+    }
+
+    fn returning<'a, R: ReturnedRow>(
+        &'a mut self,
+        sql: &'a str,
+        args: &'a [Arg],
+    ) -> impl Future<Output = Result<Option<R>, sqlx::Error>> + Send {
+        (**self).returning(sql, args)
+    }
+}
+
+/// The lock every write to a SQLite file takes, and the connection direct
+/// transactions write through.
+#[derive(Debug)]
+pub struct Writer {
+    conn: Arc<tokio::sync::Mutex<Connection>>,
+}
+
+/// Held for as long as a write to the SQLite file runs.
+pub type WriteLock = tokio::sync::OwnedMutexGuard<Connection>;
+
+/// How long a transaction waits for SQLite's write lock held elsewhere (a rollback of
+/// a sqlx transaction that sqlx has not sent yet, another process): the same as the
+/// sqlx connections' busy timeout.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+impl Writer {
+    /// Opens the connection to the SQLite file at `path`, which exists and is in WAL
+    /// mode (`Db::connect` opened the pool first).
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        // The same durability, keys and page cache as the pool's connections. No busy
+        // timeout: SQLite's busy handler would sleep on the writer's thread, where the
+        // sqlx transaction it waits for may need to run; `DirectTx::begin` waits without
+        // blocking instead.
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -1024; \
+             PRAGMA busy_timeout = 0;",
+        )?;
+        Ok(Self { conn: Arc::new(tokio::sync::Mutex::new(conn)) })
+    }
+
+    pub async fn lock(&self) -> WriteLock {
+        self.conn.clone().lock_owned().await
+    }
+}
+
+/// A write transaction on the writer's connection, `BEGIN IMMEDIATE` to `COMMIT`, its
+/// statements run on the calling thread. Rolled back when dropped uncommitted.
+#[derive(Debug)]
+pub struct DirectTx {
+    conn: WriteLock,
+    open: bool,
+    writes: Arc<AtomicU64>,
+}
+
+impl DirectTx {
+    pub(super) async fn begin(writer: &Writer, writes: Arc<AtomicU64>) -> Result<Self, sqlx::Error> {
+        let conn = writer.lock().await;
+        let deadline = Instant::now() + BUSY_WAIT;
+        loop {
+            match conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => return Ok(Self { conn, open: true, writes }),
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(e) => return Err(to_sqlx(e)),
+            }
+        }
+    }
+
+    pub fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.conn.execute_batch("COMMIT").map_err(to_sqlx)?;
+        self.open = false;
+        // After the commit, as `WriteTx::commit` counts it.
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn run_now(&self, sql: &str, args: &[Arg]) -> rusqlite::Result<u64> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        bind(&mut statement, args)?;
+        Ok(u64::try_from(statement.raw_execute()?).unwrap_or(u64::MAX))
+    }
+
+    fn returning_now<R: ReturnedRow>(&self, sql: &str, args: &[Arg]) -> rusqlite::Result<Option<R>> {
+        let mut statement = self.conn.prepare_cached(sql)?;
+        bind(&mut statement, args)?;
+        let mut rows = statement.raw_query();
+        let row = match rows.next()? {
+            Some(row) => Some(R::direct(row)?),
+            None => None,
+        };
+        // An `UPDATE ... RETURNING` writes every row it matches as it steps through
+        // them; step to the end so none is left unwritten.
+        while rows.next()?.is_some() {}
+        Ok(row)
+    }
+}
+
+impl Drop for DirectTx {
+    fn drop(&mut self) {
+        if self.open {
+            // Nothing to report to: the caller already returned the error that left
+            // the transaction uncommitted, and a failed rollback ends with the
+            // connection's next BEGIN failing.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+impl Exec for DirectTx {
+    fn run<'a>(&'a mut self, sql: &'a str, args: &'a [Arg]) -> impl Future<Output = Result<u64, sqlx::Error>> + Send {
+        std::future::ready(self.run_now(sql, args).map_err(to_sqlx))
+    }
+
+    fn returning<'a, R: ReturnedRow>(
+        &'a mut self,
+        sql: &'a str,
+        args: &'a [Arg],
+    ) -> impl Future<Output = Result<Option<R>, sqlx::Error>> + Send {
+        std::future::ready(self.returning_now(sql, args).map_err(to_sqlx))
+    }
+}
+
+/// A write transaction of either kind: direct on a SQLite file, sqlx otherwise.
+#[derive(Debug)]
+pub enum Transaction {
+    Sqlx(WriteTx),
+    Direct(DirectTx),
+}
+
+impl Transaction {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Transaction::Sqlx(tx) => tx.commit().await,
+            Transaction::Direct(tx) => tx.commit(),
+        }
+    }
+
+    /// The sqlx connection, for statements that have no direct version. A caller that
+    /// needs one starts its transaction with `Db::begin_write` instead.
+    pub fn sqlx(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
+        match self {
+            Transaction::Sqlx(tx) => Ok(&mut **tx),
+            Transaction::Direct(_) => {
+                Err(sqlx::Error::Protocol("a statement without a direct version in a direct transaction".into()))
+            }
+        }
+    }
+}
+
+impl Exec for Transaction {
+    async fn run(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
+        match self {
+            Transaction::Sqlx(tx) => tx.run(sql, args).await,
+            Transaction::Direct(tx) => tx.run(sql, args).await,
+        }
+    }
+
+    async fn returning<R: ReturnedRow>(&mut self, sql: &str, args: &[Arg]) -> Result<Option<R>, sqlx::Error> {
+        match self {
+            Transaction::Sqlx(tx) => tx.returning(sql, args).await,
+            Transaction::Direct(tx) => tx.returning(sql, args).await,
+        }
+    }
+}
+
+/// Binds `args` by the number of each `$n` in the statement, as sqlx does: a number may
+/// appear more than once and out of order, and SQLite numbers the parameters in the
+/// order they first appear.
+fn bind(statement: &mut rusqlite::CachedStatement<'_>, args: &[Arg]) -> rusqlite::Result<()> {
+    for index in 1..=statement.parameter_count() {
+        let arg = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| args.get(n.checked_sub(1)?))
+            .ok_or(rusqlite::Error::InvalidParameterCount(index, args.len()))?;
+        match arg {
+            Arg::Int(v) => statement.raw_bind_parameter(index, v)?,
+            Arg::Text(v) => statement.raw_bind_parameter(index, v.as_str())?,
+            Arg::NullInt | Arg::NullText => statement.raw_bind_parameter(index, rusqlite::types::Null)?,
+        }
+    }
+    Ok(())
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+/// A SQLite error from a direct statement, as a sqlx database error, so that callers
+/// tell a unique violation from other failures the same way on both paths.
+#[derive(Debug)]
+struct DirectError {
+    message: String,
+    extended_code: i32,
+}
+
+impl std::fmt::Display for DirectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (SQLite code {})", self.message, self.extended_code)
+    }
+}
+
+impl std::error::Error for DirectError {}
+
+impl DatabaseError for DirectError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Owned(self.extended_code.to_string()))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        // SQLite's extended result codes for constraint failures.
+        match self.extended_code {
+            2067 | 1555 => ErrorKind::UniqueViolation,
+            787 => ErrorKind::ForeignKeyViolation,
+            1299 => ErrorKind::NotNullViolation,
+            275 => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+fn to_sqlx(e: rusqlite::Error) -> sqlx::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(failure, message) => sqlx::Error::Database(Box::new(DirectError {
+            message: message.unwrap_or_else(|| failure.to_string()),
+            extended_code: failure.extended_code,
+        })),
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}

@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use sqlx::AnyConnection;
 use sqlx::postgres::PgListener;
 
 use crate::app::AppState;
@@ -36,9 +35,13 @@ impl Change<'_> {
 }
 
 /// Publishes a change inside the caller's transaction (delivered on commit).
-pub async fn publish(conn: &mut AnyConnection, backend: Backend, change: Change<'_>) -> Result<(), sqlx::Error> {
+pub async fn publish(
+    conn: &mut impl crate::db::direct::Exec,
+    backend: Backend,
+    change: Change<'_>,
+) -> Result<(), sqlx::Error> {
     if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(change.payload()).execute(conn).await?;
+        conn.run("SELECT pg_notify($1, $2)", &crate::db::direct::args![CHANNEL, change.payload()]).await?;
     }
     Ok(())
 }

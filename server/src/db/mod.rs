@@ -422,17 +422,35 @@ const SETTINGS_COLUMNS: &str = "behaviour, users_can_change, remember_browser, r
      enrollment_grace_days, allow_authenticator, allow_email, allow_sms, sms_country_codes, allow_passkey, \
      min_strength, passkey_aaguids";
 
+static SETTINGS_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {SETTINGS_COLUMNS} FROM scope_settings WHERE scope_key = $1"));
+
+impl direct::ReturnedRow for SettingsRow {
+    fn direct(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(SettingsRow {
+            behaviour: r.get("behaviour")?,
+            users_can_change: r.get("users_can_change")?,
+            remember_browser: r.get("remember_browser")?,
+            remember_browser_days: r.get("remember_browser_days")?,
+            enrollment_grace_days: r.get("enrollment_grace_days")?,
+            allow_authenticator: r.get("allow_authenticator")?,
+            allow_email: r.get("allow_email")?,
+            allow_sms: r.get("allow_sms")?,
+            sms_country_codes: r.get("sms_country_codes")?,
+            allow_passkey: r.get("allow_passkey")?,
+            min_strength: r.get("min_strength")?,
+            passkey_aaguids: r.get("passkey_aaguids")?,
+        })
+    }
+}
+
 /// The settings of a scope; a scope that never saved any has the defaults.
 pub async fn load_settings<'e, E>(executor: E, scope_key: &str) -> anyhow::Result<ScopeSettings>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row: Option<SettingsRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {SETTINGS_COLUMNS} FROM scope_settings WHERE scope_key = $1"
-    )))
-    .bind(scope_key)
-    .fetch_optional(executor)
-    .await?;
+    let row: Option<SettingsRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(SETTINGS_SQL.as_str())).bind(scope_key).fetch_optional(executor).await?;
     match row {
         Some(r) => r.into_settings(),
         None => Ok(ScopeSettings::default()),
@@ -448,26 +466,23 @@ where
 /// with the defaults first when the scope never saved any (there is nothing to lock
 /// otherwise, and a row of defaults means the same as no row).
 pub async fn lock_settings(
-    conn: &mut AnyConnection,
+    conn: &mut impl direct::Exec,
     backend: Backend,
     scope_key: &str,
     now: i64,
 ) -> anyhow::Result<ScopeSettings> {
     if backend == Backend::Sqlite {
-        return load_settings(&mut *conn, scope_key).await;
+        let row: Option<SettingsRow> = conn.returning(&SETTINGS_SQL, &direct::args![scope_key]).await?;
+        return row.map_or_else(|| Ok(ScopeSettings::default()), SettingsRow::into_settings);
     }
-    write_settings(&mut *conn, scope_key, &ScopeSettings::default(), now, "ON CONFLICT (scope_key) DO NOTHING").await?;
-    let row: SettingsRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {SETTINGS_COLUMNS} FROM scope_settings WHERE scope_key = $1 FOR UPDATE"
-    )))
-    .bind(scope_key)
-    .fetch_one(&mut *conn)
-    .await?;
-    row.into_settings()
+    write_settings(conn, scope_key, &ScopeSettings::default(), now, "ON CONFLICT (scope_key) DO NOTHING").await?;
+    let sql = format!("{} FOR UPDATE", SETTINGS_SQL.as_str());
+    let row: Option<SettingsRow> = conn.returning(&sql, &direct::args![scope_key]).await?;
+    row.ok_or(sqlx::Error::RowNotFound)?.into_settings()
 }
 
 pub async fn store_settings(
-    conn: &mut AnyConnection,
+    conn: &mut impl direct::Exec,
     scope_key: &str,
     s: &ScopeSettings,
     now: i64,
@@ -490,36 +505,37 @@ pub async fn store_settings(
 }
 
 async fn write_settings(
-    conn: &mut AnyConnection,
+    conn: &mut impl direct::Exec,
     scope_key: &str,
     s: &ScopeSettings,
     now: i64,
     on_conflict: &'static str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "INSERT INTO scope_settings (scope_key, behaviour, users_can_change, remember_browser, \
          remember_browser_days, enrollment_grace_days, allow_authenticator, allow_email, allow_sms, \
          sms_country_codes, updated_at, allow_passkey, min_strength, passkey_aaguids) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) {on_conflict}"
-    )))
-    .bind(scope_key)
-    .bind(s.behaviour.as_str())
-    .bind(b(s.users_can_change))
-    .bind(b(s.remember_browser))
-    .bind(i64::from(s.remember_browser_days))
-    .bind(i64::from(s.enrollment_grace_days))
-    .bind(b(s.allowed_providers.authenticator))
-    .bind(b(s.allowed_providers.email))
-    .bind(b(s.allowed_providers.sms))
-    // Validated codes are digits only, so a comma cannot occur inside one.
-    .bind(s.sms_allowed_country_codes.join(","))
-    .bind(now)
-    .bind(b(s.allowed_providers.passkey))
-    .bind(s.min_strength.as_str())
-    // Validated AAGUIDs are hex and hyphens only.
-    .bind(s.passkey_aaguids.join(","))
-    .execute(conn)
-    .await?;
+    );
+    let args = direct::args![
+        scope_key,
+        s.behaviour.as_str(),
+        s.users_can_change,
+        s.remember_browser,
+        i64::from(s.remember_browser_days),
+        i64::from(s.enrollment_grace_days),
+        s.allowed_providers.authenticator,
+        s.allowed_providers.email,
+        s.allowed_providers.sms,
+        // Validated codes are digits only, so a comma cannot occur inside one.
+        s.sms_allowed_country_codes.join(","),
+        now,
+        s.allowed_providers.passkey,
+        s.min_strength.as_str(),
+        // Validated AAGUIDs are hex and hyphens only.
+        s.passkey_aaguids.join(","),
+    ];
+    conn.run(&sql, &args).await?;
     Ok(())
 }
 

@@ -153,7 +153,7 @@ pub async fn user_view(state: &AppState, u: &UserRow, roles: &[RoleRow]) -> AppR
 // only add noise.
 #[allow(clippy::too_many_arguments)]
 pub async fn audit(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut impl crate::db::direct::Exec,
     state: &AppState,
     actor: &str,
     scope_key: &str,

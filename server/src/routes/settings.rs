@@ -144,7 +144,7 @@ async fn store_settings(
     feature: Option<TenantFeature>,
     change: Change,
 ) -> AppResult<ScopeSettings> {
-    let mut tx = state.db().begin_write().await?;
+    let mut tx = state.db().begin().await?;
     // Locked inside the write transaction so the ceiling check, a merge patch and the
     // audit's "before" cannot race another writer.
     let old = db::lock_settings(&mut tx, state.db().backend, scope_key, state.now()).await?;

@@ -180,22 +180,52 @@ const BUSY_WAIT: Duration = Duration::from_secs(10);
 impl Writer {
     /// Opens the connection to the SQLite file at `path`, which exists and is in WAL
     /// mode (`Db::connect` opened the pool first).
-    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+    pub fn open(path: &Path) -> anyhow::Result<Arc<Self>> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         // The same durability, keys and page cache as the pool's connections. No busy
         // timeout: SQLite's busy handler would sleep on the writer's thread, where the
         // sqlx transaction it waits for may need to run; `DirectTx::begin` waits without
-        // blocking instead.
+        // blocking instead. No checkpoints on commit: [`checkpoints`] runs them.
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -1024; \
-             PRAGMA busy_timeout = 0;",
+             PRAGMA busy_timeout = 0; PRAGMA wal_autocheckpoint = 0;",
         )?;
-        Ok(Self { conn: Arc::new(tokio::sync::Mutex::new(conn)) })
+        let writer = Arc::new(Self { conn: Arc::new(tokio::sync::Mutex::new(conn)) });
+        let (path, alive) = (path.to_owned(), Arc::downgrade(&writer));
+        std::thread::Builder::new().name("twofold-checkpoint".into()).spawn(move || checkpoints(&path, &alive))?;
+        Ok(writer)
     }
 
     pub async fn lock(&self) -> WriteLock {
         self.conn.clone().lock_owned().await
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Copies the WAL back into the database file, off the writer's thread, for as long as
+/// the writer exists.
+///
+/// SQLite checkpoints on the connection that commits once the WAL passes 1,000 pages:
+/// under a stream of sign-ins that is the writer, every few dozen transactions, and a
+/// checkpoint writes and syncs both files while the write lock waits for it. A passive
+/// checkpoint here never blocks a writer or a reader; durability does not depend on it
+/// (a committed transaction is in the WAL, which survives a killed process), only how
+/// long the WAL grows does.
+fn checkpoints(path: &Path, writer: &std::sync::Weak<Writer>) {
+    let Ok(conn) =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    else {
+        tracing::warn!("the checkpoint connection did not open; the WAL is checkpointed by other connections");
+        return;
+    };
+    while writer.strong_count() > 0 {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
     }
 }
 

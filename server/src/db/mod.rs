@@ -152,7 +152,7 @@ impl Db {
         let writer_thread = (backend == Backend::Sqlite).then(WriterThread::start).transpose()?;
         let keep = usize::try_from(max_connections).unwrap_or(usize::MAX);
         // After the pool: its first connection created the file and switched it to WAL.
-        let direct = file.as_deref().map(direct::Writer::open).transpose()?.map(Arc::new);
+        let direct = file.as_deref().map(direct::Writer::open).transpose()?;
         let lookups = file.map(|path| Arc::new(lookup::Lookups::new(&path, keep)));
         Ok(Self { pool, writer, backend, writes: Arc::new(AtomicU64::new(0)), writer_thread, lookups, direct })
     }
@@ -1695,5 +1695,32 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(kept, 50);
+    }
+
+    /// The writer never checkpoints on commit; the checkpoint thread copies the WAL
+    /// back, so the WAL is reused from its start instead of growing with every write.
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_off_the_writers_thread() {
+        use direct::Exec;
+        let (dir, db) = sqlite_file().await;
+        let insert = "INSERT INTO audit_events (id, at, scope_key, action, target, after_json) \
+                      VALUES ($1, 1, 'host', 'bulk', 't', $2)";
+        let row = "x".repeat(8 * 1024);
+        let wal_size = || std::fs::metadata(dir.path().join("t.db-wal")).expect("the WAL").len();
+        let mut first = 0;
+        for round in 0..10 {
+            for i in 0..50 {
+                let mut tx = db.begin().await.expect("begin");
+                tx.run(insert, &direct::args![format!("{round}-{i}"), row.as_str()]).await.expect("insert");
+                tx.commit().await.expect("commit");
+            }
+            if round == 0 {
+                first = wal_size();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // Without checkpoints it would be about ten rounds long.
+        let wal = wal_size();
+        assert!(wal < 2 * first, "the WAL grew to {wal} bytes, from {first} after the first round");
     }
 }

@@ -132,7 +132,7 @@ pub async fn reserve_attempt(
          WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) AND second_factor_failures < $3 \
          AND consecutive_failures < $4 \
          RETURNING second_factor_failures, consecutive_failures",
-        args![user_id, now, max_failures, permanent_after].to_vec(),
+        Vec::from(args![user_id, now, max_failures, permanent_after]),
     )
     .await
 }
@@ -144,7 +144,7 @@ pub async fn refund_attempt(db: &Db, user_id: &str) -> Result<(), sqlx::Error> {
         "UPDATE users SET second_factor_failures = second_factor_failures - 1, \
          consecutive_failures = consecutive_failures - 1 \
          WHERE id = $1 AND second_factor_failures > 0 AND consecutive_failures > 0",
-        args![user_id].to_vec(),
+        Vec::from(args![user_id]),
     )
     .await?;
     Ok(())

@@ -217,11 +217,7 @@ impl Db {
     ) -> Result<Option<R>, sqlx::Error> {
         use direct::Exec;
         if self.direct.is_none() {
-            return self
-                .write(move |w| async move {
-                    sqlx::query_as_with::<_, R, _>(sql, direct::sqlx_arguments(&args)?).fetch_optional(&w).await
-                })
-                .await;
+            return self.write(move |w| async move { w.acquire().await?.returning(sql, &args).await }).await;
         }
         let db = self.clone();
         self.on_writer(async move {
@@ -238,12 +234,7 @@ impl Db {
     pub async fn write_statement(&self, sql: &'static str, args: Vec<direct::Arg>) -> Result<u64, sqlx::Error> {
         use direct::Exec;
         if self.direct.is_none() {
-            return self
-                .write(move |w| async move {
-                    let done = sqlx::query_with(sql, direct::sqlx_arguments(&args)?).execute(&w).await?;
-                    Ok(done.rows_affected())
-                })
-                .await;
+            return self.write(move |w| async move { w.acquire().await?.run(sql, &args).await }).await;
         }
         let db = self.clone();
         self.on_writer(async move {

@@ -120,7 +120,7 @@ impl PolicyCache {
         if let Some(f) = cached {
             return Ok(f);
         }
-        let tenant = db::get_tenant(&db.pool, tenant_id).await?.ok_or(AppError::NotFound("tenant"))?;
+        let tenant = db.tenant(tenant_id).await?.ok_or(AppError::NotFound("tenant"))?;
         let f = tenant.feature()?;
         self.features.insert(tenant_id.to_owned(), f);
         Ok(f)

@@ -7,10 +7,10 @@
 //! operating system holds in memory takes microseconds). The reads here are the ones
 //! every authenticated request, every step of a sign-in and every effective-policy read
 //! makes: a session with its user, a user with their group rules, a pending sign-in, an
-//! authenticator.
+//! authenticator, and the roles and tenant that the answer to a finished sign-in names.
 //! They run the same statements as their sqlx versions ([`super::find_session`],
 //! [`super::groups::user_with_rules`], [`super::factors::find_attempt`],
-//! [`super::factors::get_authenticator`]) and fill the
+//! [`super::factors::get_authenticator`], [`super::roles_of`], [`super::get_tenant`]) and fill the
 //! same rows; everything else, and everything on PostgreSQL, goes through sqlx.
 //!
 //! A read blocks the runtime's thread while it runs. For one row by an indexed key that
@@ -28,7 +28,7 @@ use twofold_policy::GroupRule;
 
 use super::factors::{ATTEMPT_SQL, AUTHENTICATOR_SQL, AttemptRow, AuthenticatorRow};
 use super::groups::{USER_WITH_RULES_SQL, UserRuleRow, fold_user_rules};
-use super::{SESSION_SQL, SessionRow, UserRow};
+use super::{ROLES_SQL, RoleRow, SESSION_SQL, SessionRow, TENANT_SQL, TenantRow, UserRow};
 
 #[derive(Debug)]
 pub struct Lookups {
@@ -88,6 +88,33 @@ impl Lookups {
 
     pub fn attempt(&self, token_hash: &str) -> anyhow::Result<Option<AttemptRow>> {
         self.run(|conn| conn.prepare_cached(ATTEMPT_SQL)?.query_row([token_hash], attempt_row).optional())
+    }
+
+    pub fn roles(&self, user_id: &str) -> anyhow::Result<Vec<RoleRow>> {
+        self.run(|conn| {
+            let mut statement = conn.prepare_cached(ROLES_SQL)?;
+            let rows = statement.query_map([user_id], |r| {
+                Ok(RoleRow { user_id: r.get("user_id")?, role: r.get("role")?, scope_key: r.get("scope_key")? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn tenant(&self, id: &str) -> anyhow::Result<Option<TenantRow>> {
+        self.run(|conn| {
+            conn.prepare_cached(TENANT_SQL.as_str())?
+                .query_row([id], |r| {
+                    Ok(TenantRow {
+                        id: r.get("id")?,
+                        name: r.get("name")?,
+                        display_name: r.get("display_name")?,
+                        feature_behaviour: r.get("feature_behaviour")?,
+                        created_at: r.get("created_at")?,
+                        suspended_at: r.get("suspended_at")?,
+                    })
+                })
+                .optional()
+        })
     }
 
     pub fn authenticator(&self, user_id: &str) -> anyhow::Result<Option<AuthenticatorRow>> {

@@ -350,6 +350,22 @@ impl Db {
         }
     }
 
+    /// The roles of `user_id` ([`roles_of`]).
+    pub async fn roles_of(&self, user_id: &str) -> anyhow::Result<Vec<RoleRow>> {
+        match &self.lookups {
+            Some(lookups) => lookups.roles(user_id),
+            None => Ok(roles_of(&self.pool, user_id).await?),
+        }
+    }
+
+    /// The tenant `id` ([`get_tenant`]).
+    pub async fn tenant(&self, id: &str) -> anyhow::Result<Option<TenantRow>> {
+        match &self.lookups {
+            Some(lookups) => lookups.tenant(id),
+            None => Ok(get_tenant(&self.pool, id).await?),
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         conn.ping().await
@@ -551,14 +567,14 @@ impl TenantRow {
 
 const TENANT_COLUMNS: &str = "id, name, display_name, feature_behaviour, created_at, suspended_at";
 
+pub(super) static TENANT_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"));
+
 pub async fn get_tenant<'e, E>(executor: E, id: &str) -> Result<Option<TenantRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(executor)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(TENANT_SQL.as_str())).bind(id).fetch_optional(executor).await
 }
 
 /// A tenant, locked until the end of the caller's write transaction (see
@@ -900,11 +916,11 @@ pub async fn all_roles(pool: &AnyPool) -> Result<Vec<RoleRow>, sqlx::Error> {
     sqlx::query_as("SELECT user_id, role, scope_key FROM role_assignments").fetch_all(pool).await
 }
 
+pub(super) const ROLES_SQL: &str =
+    "SELECT user_id, role, scope_key FROM role_assignments WHERE user_id = $1 ORDER BY role, scope_key";
+
 pub async fn roles_of(pool: &AnyPool, user_id: &str) -> Result<Vec<RoleRow>, sqlx::Error> {
-    sqlx::query_as("SELECT user_id, role, scope_key FROM role_assignments WHERE user_id = $1 ORDER BY role, scope_key")
-        .bind(user_id)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(ROLES_SQL).bind(user_id).fetch_all(pool).await
 }
 
 /// Returns whether the assignment is new.
@@ -1550,6 +1566,33 @@ mod tests {
             let sqlx = format!("{:?}", factors::get_authenticator(&db.pool, user).await.expect("sqlx"));
             assert_eq!(direct, sqlx, "authenticator {user}");
         }
+        let mut conn = db.pool.acquire().await.expect("connection");
+        for (role, scope) in [("tenant_admin", "t1"), ("host_admin", HOST_SCOPE)] {
+            grant_role(&mut conn, "u-full", role, scope, 1).await.expect("role");
+        }
+        let tenant = TenantRow {
+            id: "t1".into(),
+            name: "acme".into(),
+            display_name: "Acme".into(),
+            feature_behaviour: "optional".into(),
+            created_at: 3,
+            suspended_at: None,
+        };
+        insert_tenant(&mut conn, &tenant).await.expect("tenant");
+        sqlx::query("UPDATE tenants SET suspended_at = 4").execute(&mut *conn).await.expect("suspend");
+        drop(conn);
+        for user in ["u-full", "u-bare"] {
+            let direct = format!("{:?}", lookups.roles(user).expect("direct"));
+            let sqlx = format!("{:?}", roles_of(&db.pool, user).await.expect("sqlx"));
+            assert_eq!(direct, sqlx, "roles {user}");
+        }
+        assert_eq!(lookups.roles("u-full").expect("direct").len(), 2);
+        for id in ["t1", "t-none"] {
+            let direct = format!("{:?}", lookups.tenant(id).expect("direct"));
+            let sqlx = format!("{:?}", get_tenant(&db.pool, id).await.expect("sqlx"));
+            assert_eq!(direct, sqlx, "tenant {id}");
+        }
+        assert_eq!(lookups.tenant("t1").expect("direct").and_then(|t| t.suspended_at), Some(4));
         // The direct connections only read.
         let write = lookups.run(|c| c.execute("DELETE FROM users", []));
         assert!(write.is_err(), "a lookup connection wrote");

@@ -65,7 +65,7 @@ impl Issuer {
         if scope_key == HOST_SCOPE {
             return Ok(Self::host(state));
         }
-        let tenant = db::get_tenant(&state.db().pool, scope_key).await?.ok_or(AppError::NotFound("tenant"))?;
+        let tenant = state.db().tenant(scope_key).await?.ok_or(AppError::NotFound("tenant"))?;
         Ok(Self::tenant(state, tenant.id, tenant.name))
     }
 

@@ -93,9 +93,9 @@ pub fn client_info(addr: IpAddr, headers: &HeaderMap) -> ClientInfo {
 }
 
 pub async fn current_user(state: &AppState, user: &UserRow) -> AppResult<CurrentUser> {
-    let roles = db::roles_of(&state.db().pool, &user.id).await?;
+    let roles = state.db().roles_of(&user.id).await?;
     let tenant = match &user.tenant_id {
-        Some(id) => db::get_tenant(&state.db().pool, id).await?,
+        Some(id) => state.db().tenant(id).await?,
         None => None,
     };
     let (tenant_name, tenant_display_name) = match tenant {

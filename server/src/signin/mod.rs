@@ -704,7 +704,7 @@ async fn passwordless(app: &AppState, finish: PasskeyFinish, client: &ClientInfo
     let user = found.user.clone();
     app.limits().by_account(Class::Verify, &user.id, app.now())?;
     let suspended = match &user.tenant_id {
-        Some(tid) => db::get_tenant(&app.db().pool, tid).await?.is_none_or(|t| t.suspended_at.is_some()),
+        Some(tid) => app.db().tenant(tid).await?.is_none_or(|t| t.suspended_at.is_some()),
         None => false,
     };
     let policy = effective_policy(app, &user).await?;

@@ -82,6 +82,13 @@ pub fn cache_read(cache: &'static str, hit: bool) {
     counter!("twofold_cache_requests_total", "cache" => cache, "result" => result).increment(1);
 }
 
+/// A commit of SQLite's writer connection, holding `transactions` of the server's
+/// transactions (group commit).
+pub fn sqlite_commit(transactions: u64) {
+    counter!("twofold_sqlite_commits_total").increment(1);
+    counter!("twofold_sqlite_committed_transactions_total").increment(transactions);
+}
+
 /// Password hashes and verifications waiting for a hashing thread.
 static ARGON2_QUEUED: AtomicI64 = AtomicI64::new(0);
 

@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
@@ -166,39 +166,159 @@ impl Exec for WriteTx {
 /// transactions write through.
 #[derive(Debug)]
 pub struct Writer {
-    conn: Arc<tokio::sync::Mutex<Connection>>,
+    conn: Arc<tokio::sync::Mutex<WriterConn>>,
+    /// Jobs handed to the writer's thread ([`super::Db::on_writer`]) that have not
+    /// started yet: while there are any, a finished transaction leaves its group open
+    /// for them to join.
+    queued: AtomicUsize,
+}
+
+/// The writer's connection and the group of transactions it has open.
+#[derive(Debug)]
+pub struct WriterConn {
+    conn: Connection,
+    group: Option<Group>,
+    writes: Arc<AtomicU64>,
+    /// SQLite transactions committed, each holding one or more of ours.
+    commits: u64,
+}
+
+/// Transactions that have ended, each in its savepoint, inside one SQLite transaction
+/// still open: none of them is acknowledged before that transaction commits.
+#[derive(Debug)]
+struct Group {
+    members: u64,
+    done: tokio::sync::watch::Sender<Option<Result<(), Failure>>>,
+}
+
+/// Why a group did not commit, for each of its members.
+#[derive(Debug, Clone)]
+struct Failure {
+    message: String,
+    extended_code: i32,
 }
 
 /// Held for as long as a write to the SQLite file runs.
-pub type WriteLock = tokio::sync::OwnedMutexGuard<Connection>;
+pub type WriteLock = tokio::sync::OwnedMutexGuard<WriterConn>;
 
 /// How long a transaction waits for SQLite's write lock held elsewhere (a rollback of
 /// a sqlx transaction that sqlx has not sent yet, another process): the same as the
 /// sqlx connections' busy timeout.
 const BUSY_WAIT: Duration = Duration::from_secs(10);
 
+/// At most this many transactions share one commit, so the first of them waits for
+/// its acknowledgement no longer than this many others take to run.
+const MAX_GROUP: u64 = 64;
+
 impl Writer {
     /// Opens the connection to the SQLite file at `path`, which exists and is in WAL
-    /// mode (`Db::connect` opened the pool first).
-    pub fn open(path: &Path) -> anyhow::Result<Arc<Self>> {
+    /// mode (`Db::connect` opened the pool first). `writes` counts the transactions
+    /// committed through it.
+    pub fn open(path: &Path, writes: Arc<AtomicU64>) -> anyhow::Result<Arc<Self>> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         // The same durability, keys and page cache as the pool's connections. No busy
         // timeout: SQLite's busy handler would sleep on the writer's thread, where the
         // sqlx transaction it waits for may need to run; `DirectTx::begin` waits without
-        // blocking instead. No checkpoints on commit: [`checkpoints`] runs them.
+        // blocking instead. No checkpoints on commit: [`checkpoints`] runs them. The
+        // savepoints of a group keep their undo records in memory, not in a file.
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -1024; \
-             PRAGMA busy_timeout = 0; PRAGMA wal_autocheckpoint = 0;",
+             PRAGMA busy_timeout = 0; PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;",
         )?;
-        let writer = Arc::new(Self { conn: Arc::new(tokio::sync::Mutex::new(conn)) });
+        let conn = WriterConn { conn, group: None, writes, commits: 0 };
+        let writer = Arc::new(Self { conn: Arc::new(tokio::sync::Mutex::new(conn)), queued: AtomicUsize::new(0) });
         let (path, alive) = (path.to_owned(), Arc::downgrade(&writer));
         std::thread::Builder::new().name("twofold-checkpoint".into()).spawn(move || checkpoints(&path, &alive))?;
         Ok(writer)
     }
 
+    /// The lock, for a write that does not go through the writer's connection (sqlx):
+    /// the open group commits first, so that SQLite's own write lock is free.
     pub async fn lock(&self) -> WriteLock {
-        self.conn.clone().lock_owned().await
+        let mut conn = self.conn.clone().lock_owned().await;
+        conn.close_group();
+        conn
+    }
+
+    /// A job was handed to the writer's thread.
+    pub fn job_queued(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A job handed to the writer's thread has started.
+    pub fn job_started(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A job on the writer's thread has ended. A job that wrote nothing does not settle
+    /// a group (only a transaction's end does), so the last job to run commits a group
+    /// that transactions before it left open.
+    pub fn job_ended(&self) {
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Ok(mut conn) = self.conn.clone().try_lock_owned()
+        {
+            conn.close_group();
+        }
+    }
+
+    /// How many SQLite transactions the writer's connection has committed.
+    #[cfg(test)]
+    pub async fn commits(&self) -> u64 {
+        self.lock().await.commits
+    }
+}
+
+impl WriterConn {
+    /// Commits the open group and tells its members how it went.
+    fn close_group(&mut self) {
+        self.drop_lapsed_group();
+        let Some(group) = self.group.take() else { return };
+        let outcome = match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                self.commits += 1;
+                // After the commit, as `WriteTx::commit` counts it.
+                self.writes.fetch_add(group.members, Ordering::AcqRel);
+                crate::metrics::sqlite_commit(group.members);
+                Ok(())
+            }
+            Err(e) => {
+                // Leaves the connection ready for the next group whatever SQLite did.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(Failure::of(&e))
+            }
+        };
+        group.done.send_replace(Some(outcome));
+    }
+
+    /// Some errors (a full disk, an I/O error) make SQLite roll back the whole
+    /// transaction, members of the group included: they learn that it failed.
+    fn drop_lapsed_group(&mut self) {
+        if self.conn.is_autocommit()
+            && let Some(group) = self.group.take()
+        {
+            let failure = Failure {
+                message: "SQLite rolled back the transaction this one was committed in".into(),
+                extended_code: 1,
+            };
+            group.done.send_replace(Some(Err(failure)));
+        }
+    }
+}
+
+impl Failure {
+    fn of(e: &rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::SqliteFailure(failure, message) => Self {
+                message: message.clone().unwrap_or_else(|| failure.to_string()),
+                extended_code: failure.extended_code,
+            },
+            other => Self { message: other.to_string(), extended_code: 1 },
+        }
+    }
+
+    fn into_sqlx(self) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(DirectError { message: self.message, extended_code: self.extended_code }))
     }
 }
 
@@ -229,46 +349,97 @@ fn checkpoints(path: &Path, writer: &std::sync::Weak<Writer>) {
     }
 }
 
-/// A write transaction on the writer's connection, `BEGIN IMMEDIATE` to `COMMIT`, its
-/// statements run on the calling thread. Rolled back when dropped uncommitted.
+/// A write transaction on the writer's connection, its statements run on the calling
+/// thread: a savepoint inside a SQLite transaction that the transactions right behind
+/// it share (group commit). Committing it waits until that SQLite transaction has
+/// committed; dropping it uncommitted undoes its own statements and no others.
+///
+/// Sharing a commit writes each page that several transactions change (the tail of a
+/// table, an index's upper levels) to the WAL once instead of once per transaction,
+/// and takes SQLite's locks once. The group stays open only while more jobs wait on
+/// the writer's thread, so a lone transaction commits at once.
 #[derive(Debug)]
 pub struct DirectTx {
     conn: WriteLock,
+    writer: Arc<Writer>,
+    /// Its savepoint is open.
     open: bool,
-    writes: Arc<AtomicU64>,
+    /// Its end is accounted for in the group.
+    settled: bool,
 }
 
 impl DirectTx {
-    pub(super) async fn begin(writer: &Writer, writes: Arc<AtomicU64>) -> Result<Self, sqlx::Error> {
-        let conn = writer.lock().await;
-        let deadline = Instant::now() + BUSY_WAIT;
-        loop {
-            match conn.execute_batch("BEGIN IMMEDIATE") {
-                Ok(()) => return Ok(Self { conn, open: true, writes }),
-                Err(e) if is_busy(&e) && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+    pub(super) async fn begin(writer: &Arc<Writer>) -> Result<Self, sqlx::Error> {
+        let mut conn = writer.conn.clone().lock_owned().await;
+        conn.drop_lapsed_group();
+        if conn.group.is_none() {
+            let deadline = Instant::now() + BUSY_WAIT;
+            loop {
+                match conn.conn.execute_batch("BEGIN IMMEDIATE") {
+                    Ok(()) => break,
+                    Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err(e) => return Err(to_sqlx(e)),
                 }
-                Err(e) => return Err(to_sqlx(e)),
             }
+            conn.group = Some(Group { members: 0, done: tokio::sync::watch::Sender::new(None) });
+        }
+        let mut tx = Self { conn, writer: writer.clone(), open: false, settled: false };
+        tx.conn.conn.execute_batch("SAVEPOINT job").map_err(to_sqlx)?;
+        tx.open = true;
+        Ok(tx)
+    }
+
+    /// Ends the transaction and returns once the SQLite transaction holding it has
+    /// committed.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.conn.conn.execute_batch("RELEASE job").map_err(to_sqlx)?;
+        self.open = false;
+        let done = self.settle(true);
+        // Gives the lock to the transactions that join the group.
+        drop(self);
+        let Some(mut done) = done else {
+            return Err(
+                Failure { message: "the transaction was lost before its commit".into(), extended_code: 1 }.into_sqlx()
+            );
+        };
+        let outcome = match done.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(failure)) => Err(failure.into_sqlx()),
+            None => Err(sqlx::Error::WorkerCrashed),
         }
     }
 
-    pub fn commit(mut self) -> Result<(), sqlx::Error> {
-        self.conn.execute_batch("COMMIT").map_err(to_sqlx)?;
-        self.open = false;
-        // After the commit, as `WriteTx::commit` counts it.
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+    /// Accounts for the transaction's end in its group, a member when `joined`, and
+    /// commits the group unless more jobs are about to join it. The receiver tells a
+    /// member how the group's commit went.
+    fn settle(&mut self, joined: bool) -> Option<tokio::sync::watch::Receiver<Option<Result<(), Failure>>>> {
+        self.settled = true;
+        self.conn.drop_lapsed_group();
+        let group = self.conn.group.as_mut()?;
+        let done = joined.then(|| {
+            group.members += 1;
+            group.done.subscribe()
+        });
+        if group.members >= MAX_GROUP || self.writer.queued.load(Ordering::Acquire) == 0 {
+            self.conn.close_group();
+        }
+        done
     }
 
     fn run_now(&self, sql: &str, args: &[Arg]) -> rusqlite::Result<u64> {
-        let mut statement = self.conn.prepare_cached(sql)?;
+        let mut statement = self.conn.conn.prepare_cached(sql)?;
         bind(&mut statement, args)?;
         Ok(u64::try_from(statement.raw_execute()?).unwrap_or(u64::MAX))
     }
 
     fn returning_now<R: ReturnedRow>(&self, sql: &str, args: &[Arg]) -> rusqlite::Result<Option<R>> {
-        let mut statement = self.conn.prepare_cached(sql)?;
+        let mut statement = self.conn.conn.prepare_cached(sql)?;
         bind(&mut statement, args)?;
         let mut rows = statement.raw_query();
         let row = match rows.next()? {
@@ -286,9 +457,12 @@ impl Drop for DirectTx {
     fn drop(&mut self) {
         if self.open {
             // Nothing to report to: the caller already returned the error that left
-            // the transaction uncommitted, and a failed rollback ends with the
-            // connection's next BEGIN failing.
-            let _ = self.conn.execute_batch("ROLLBACK");
+            // the transaction uncommitted. If the savepoint is gone, SQLite rolled back
+            // the whole transaction, which `settle` reports to the group.
+            let _ = self.conn.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+        }
+        if !self.settled {
+            self.settle(false);
         }
     }
 }
@@ -318,7 +492,7 @@ impl Transaction {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Transaction::Sqlx(tx) => tx.commit().await,
-            Transaction::Direct(tx) => tx.commit(),
+            Transaction::Direct(tx) => tx.commit().await,
         }
     }
 

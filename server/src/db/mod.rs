@@ -152,9 +152,10 @@ impl Db {
         let writer_thread = (backend == Backend::Sqlite).then(WriterThread::start).transpose()?;
         let keep = usize::try_from(max_connections).unwrap_or(usize::MAX);
         // After the pool: its first connection created the file and switched it to WAL.
-        let direct = file.as_deref().map(direct::Writer::open).transpose()?;
+        let writes = Arc::new(AtomicU64::new(0));
+        let direct = file.as_deref().map(|path| direct::Writer::open(path, writes.clone())).transpose()?;
         let lookups = file.map(|path| Arc::new(lookup::Lookups::new(&path, keep)));
-        Ok(Self { pool, writer, backend, writes: Arc::new(AtomicU64::new(0)), writer_thread, lookups, direct })
+        Ok(Self { pool, writer, backend, writes, writer_thread, lookups, direct })
     }
 
     fn pool_options(backend: Backend, max_connections: u32, acquire: Duration) -> AnyPoolOptions {
@@ -258,7 +259,7 @@ impl Db {
     /// ([`Db::on_writer`]); otherwise a sqlx one, as [`Db::begin_write`].
     pub async fn begin(&self) -> Result<direct::Transaction, sqlx::Error> {
         Ok(match &self.direct {
-            Some(writer) => direct::Transaction::Direct(direct::DirectTx::begin(writer, self.writes.clone()).await?),
+            Some(writer) => direct::Transaction::Direct(direct::DirectTx::begin(writer).await?),
             None => direct::Transaction::Sqlx(self.begin_write().await?),
         })
     }
@@ -278,11 +279,21 @@ impl Db {
                 // Task-locals stay with the task that set them; the audit events the job
                 // writes record the address of the request it serves.
                 let address = REQUEST_ADDRESS.try_with(Clone::clone).ok();
+                let writer = self.direct.clone();
+                if let Some(writer) = &writer {
+                    writer.job_queued();
+                }
                 let job = async move {
+                    if let Some(writer) = &writer {
+                        writer.job_started();
+                    }
                     let done = match address {
                         Some(address) => REQUEST_ADDRESS.scope(address, job).await,
                         None => job.await,
                     };
+                    if let Some(writer) = &writer {
+                        writer.job_ended();
+                    }
                     drop(alive);
                     done
                 };
@@ -1729,6 +1740,131 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(kept, 50);
+    }
+
+    /// Direct jobs queued on the writer's thread together share SQLite commits, and
+    /// none is acknowledged before the commit holding it: the moment a job returns,
+    /// another connection sees what it wrote. A job that fails undoes only its own
+    /// statements; a sqlx write behind an open group commits the group first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_direct_jobs_share_commits_and_are_acknowledged_after_them() {
+        use direct::Exec;
+        let (_dir, db) = sqlite_file().await;
+        let Some(writer) = db.direct.clone() else { panic!("a SQLite file should get the direct writer") };
+        let insert = "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ($1, 1, 'host', $2, 't')";
+        let commits_before = writer.commits().await;
+        // Holds the writer's thread so that the jobs below queue up behind it.
+        let (held, release) = std::sync::mpsc::channel::<()>();
+        let holder = db.clone();
+        let blocker = tokio::spawn(async move {
+            holder
+                .on_writer(async move {
+                    let _ = release.recv_timeout(Duration::from_secs(10));
+                })
+                .await
+        });
+        let mut jobs = Vec::new();
+        for i in 0..60 {
+            let db = db.clone();
+            jobs.push(tokio::spawn(async move {
+                let id = format!("g{i}");
+                let outcome = if i % 10 == 7 {
+                    // A sqlx write between the direct jobs.
+                    let mut tx = db.begin_write().await?;
+                    tx.run(insert, &direct::args![id.as_str(), "sqlx"]).await?;
+                    tx.commit().await
+                } else {
+                    let (writer, db) = (db.clone(), db.clone());
+                    let job = async move {
+                        let mut tx = db.begin().await?;
+                        tx.run(insert, &direct::args![id.as_str(), "direct"]).await?;
+                        if i % 10 == 3 {
+                            // Fails on a unique key: this job's row is undone, no other.
+                            tx.run(insert, &direct::args![id.as_str(), "direct"]).await?;
+                        }
+                        tx.commit().await
+                    };
+                    writer.on_writer(job).await?
+                };
+                // Acknowledged: visible to every other connection at once.
+                let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE id = $1")
+                    .bind(format!("g{i}"))
+                    .fetch_one(&db.pool)
+                    .await?;
+                Ok::<_, sqlx::Error>((outcome.is_ok(), seen))
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        held.send(()).expect("the blocking job is waiting");
+        blocker.await.expect("task").expect("job");
+        for (i, job) in jobs.into_iter().enumerate() {
+            let (committed, seen) = tokio::time::timeout(Duration::from_secs(20), job)
+                .await
+                .expect("every job should be acknowledged")
+                .expect("task")
+                .expect("read");
+            assert_eq!(committed, i % 10 != 3, "job {i}");
+            assert_eq!(seen, i64::from(committed), "job {i} was acknowledged before its commit or left its row");
+        }
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT action, COUNT(*) FROM audit_events GROUP BY action ORDER BY action")
+                .fetch_all(&db.pool)
+                .await
+                .expect("count");
+        assert_eq!(rows, [("direct".to_owned(), 48), ("sqlx".to_owned(), 6)]);
+        let commits = writer.commits().await - commits_before;
+        assert!(commits < 30, "{commits} SQLite commits for 48 direct transactions queued together");
+    }
+
+    /// When SQLite rolls back the transaction a group shares (as it does on a full
+    /// disk or an I/O error), the members that had already ended are told that their
+    /// transaction failed, never that it committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_members_of_a_group_that_sqlite_rolled_back_are_told_so() {
+        use direct::Exec;
+        let (_dir, db) = sqlite_file().await;
+        let insert = "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ($1, 1, 'host', 'lost', 't')";
+        let (held, release) = std::sync::mpsc::channel::<()>();
+        let holder = db.clone();
+        let blocker = tokio::spawn(async move {
+            holder
+                .on_writer(async move {
+                    let _ = release.recv_timeout(Duration::from_secs(10));
+                })
+                .await
+        });
+        let mut jobs = Vec::new();
+        for i in 0..6 {
+            let writer = db.clone();
+            let db = db.clone();
+            jobs.push(tokio::spawn(async move {
+                let job = async move {
+                    let mut tx = db.begin().await?;
+                    tx.run(insert, &direct::args![format!("l{i}")]).await?;
+                    if i == 3 {
+                        // What SQLite does to the whole transaction on an I/O error.
+                        tx.run("ROLLBACK", &[]).await?;
+                    }
+                    tx.commit().await
+                };
+                writer.on_writer(job).await?
+            }));
+            // In this order on the writer's thread.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        held.send(()).expect("the blocking job is waiting");
+        blocker.await.expect("task").expect("job");
+        let mut outcomes = Vec::new();
+        for job in jobs {
+            outcomes.push(job.await.expect("task").is_ok());
+        }
+        let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM audit_events WHERE action = 'lost' ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .expect("rows");
+        // The jobs before the rollback shared its transaction; the ones after start anew.
+        assert_eq!(outcomes, [false, false, false, false, true, true]);
+        assert_eq!(stored, ["l4", "l5"]);
     }
 
     /// The writer never checkpoints on commit; the checkpoint thread copies the WAL

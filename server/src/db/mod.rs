@@ -268,7 +268,8 @@ impl Db {
     /// holds the write lock for the shortest time: on SQLite on the writer's own thread
     /// ([`WriterThread`]), on PostgreSQL where it is. The job runs to its end even if the
     /// caller stops waiting, so a transaction is never cut between two statements by a
-    /// client that went away.
+    /// client that went away. On a SQLite file the jobs waiting here are what a direct
+    /// transaction's group waits for before it commits ([`direct::DirectTx`]).
     pub async fn on_writer<T: Send + 'static>(
         &self,
         job: impl Future<Output = T> + Send + 'static,

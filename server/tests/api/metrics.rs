@@ -116,5 +116,15 @@ async fn metrics_count_what_happens_and_only_on_their_own_listener() {
         assert!(after.lines().any(|l| l.starts_with(gauge)), "{gauge} missing:\n{after}");
     }
     assert_eq!(value(&after, "twofold_db_pool_max_connections", &[]), 4.0);
+    if crate::helpers::Backend::from_env() == crate::helpers::Backend::Sqlite {
+        // The finished sign-ins committed through the writer; a commit holds at least
+        // one of the server's transactions.
+        moved("twofold_sqlite_commits_total", &[], 2.0);
+        let commits = value(&after, "twofold_sqlite_commits_total", &[]);
+        let transactions = value(&after, "twofold_sqlite_committed_transactions_total", &[]);
+        assert!(transactions >= commits, "{transactions} transactions in {commits} commits:\n{after}");
+    } else {
+        assert!(!after.contains("twofold_sqlite_commits_total"), "SQLite commits on PostgreSQL:\n{after}");
+    }
     assert!(value(&after, "twofold_db_pool_connections", &[("state", "open")]) >= 1.0, "{after}");
 }

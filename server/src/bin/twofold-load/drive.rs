@@ -15,6 +15,8 @@ pub enum Limit {
     For(Duration),
     /// Send exactly this many requests (each job index once).
     Jobs(usize),
+    /// Send at most this many requests (each job index once), for at most this long.
+    JobsFor(usize, Duration),
 }
 
 /// What one workload measured.
@@ -52,12 +54,12 @@ pub async fn run(name: &str, clients: usize, limit: Limit, job: Job) -> anyhow::
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = match limit {
-        Limit::For(d) => Some(started + d),
+        Limit::For(d) | Limit::JobsFor(_, d) => Some(started + d),
         Limit::Jobs(_) => None,
     };
     let max_jobs = match limit {
         Limit::For(_) => usize::MAX,
-        Limit::Jobs(n) => n,
+        Limit::Jobs(n) | Limit::JobsFor(n, _) => n,
     };
     let mut tasks = Vec::with_capacity(clients);
     for _ in 0..clients {

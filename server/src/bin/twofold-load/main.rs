@@ -458,8 +458,9 @@ fn token_job(t: &Target, client_id: String, secret: String, codes: Arc<Vec<Strin
 }
 
 /// The OpenID Connect workloads for an application signing with `alg`: authorization
-/// requests with a valid session for `d`, then every code they gave for tokens (codes
-/// live 60 s, so the token run is bounded by what the authorization run produced).
+/// requests with a valid session for `d`, then the codes they gave for tokens, each
+/// once, for at most `d` too: codes live 60 s, and a slow signature (RS256) would still
+/// be exchanging the last of them after that.
 async fn oidc_runs(t: &Target, clients: usize, d: Duration, alg: TokenAlg) -> anyhow::Result<(Stats, Stats)> {
     let (client_id, secret) = register_application(t, alg).await?;
     let codes = Arc::new(Mutex::new(Vec::new()));
@@ -468,7 +469,8 @@ async fn oidc_runs(t: &Target, clients: usize, d: Duration, alg: TokenAlg) -> an
     let codes: Vec<String> = std::mem::take(&mut *codes.lock().map_err(|_| anyhow::anyhow!("code list poisoned"))?);
     let n = codes.len();
     let name = format!("token endpoint, code for tokens ({})", alg.as_str());
-    let token = drive::run(&name, clients, Limit::Jobs(n), token_job(t, client_id, secret, Arc::new(codes))).await?;
+    let token =
+        drive::run(&name, clients, Limit::JobsFor(n, d), token_job(t, client_id, secret, Arc::new(codes))).await?;
     Ok((authorize, token))
 }
 

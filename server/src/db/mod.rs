@@ -1743,6 +1743,20 @@ mod tests {
         assert_eq!(kept, 50);
     }
 
+    /// Keeps the writer's thread busy until the sender is used, so that jobs queue up.
+    fn hold_writer(db: &Db) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<Result<(), sqlx::Error>>) {
+        let (held, release) = std::sync::mpsc::channel::<()>();
+        let holder = db.clone();
+        let blocker = tokio::spawn(async move {
+            holder
+                .on_writer(async move {
+                    let _ = release.recv_timeout(Duration::from_secs(10));
+                })
+                .await
+        });
+        (held, blocker)
+    }
+
     /// Direct jobs queued on the writer's thread together share SQLite commits, and
     /// none is acknowledged before the commit holding it: the moment a job returns,
     /// another connection sees what it wrote. A job that fails undoes only its own
@@ -1755,15 +1769,7 @@ mod tests {
         let insert = "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ($1, 1, 'host', $2, 't')";
         let commits_before = writer.commits().await;
         // Holds the writer's thread so that the jobs below queue up behind it.
-        let (held, release) = std::sync::mpsc::channel::<()>();
-        let holder = db.clone();
-        let blocker = tokio::spawn(async move {
-            holder
-                .on_writer(async move {
-                    let _ = release.recv_timeout(Duration::from_secs(10));
-                })
-                .await
-        });
+        let (held, blocker) = hold_writer(&db);
         let mut jobs = Vec::new();
         for i in 0..60 {
             let db = db.clone();
@@ -1825,15 +1831,7 @@ mod tests {
         use direct::Exec;
         let (_dir, db) = sqlite_file().await;
         let insert = "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ($1, 1, 'host', 'lost', 't')";
-        let (held, release) = std::sync::mpsc::channel::<()>();
-        let holder = db.clone();
-        let blocker = tokio::spawn(async move {
-            holder
-                .on_writer(async move {
-                    let _ = release.recv_timeout(Duration::from_secs(10));
-                })
-                .await
-        });
+        let (held, blocker) = hold_writer(&db);
         let mut jobs = Vec::new();
         for i in 0..6 {
             let writer = db.clone();

@@ -171,6 +171,20 @@ pub struct Writer {
     /// started yet: while there are any, a finished transaction leaves its group open
     /// for them to join.
     queued: AtomicUsize,
+    /// Direct transactions waiting for the lock (behind a sqlx write, say): each will
+    /// take it and join or commit the group, so they count as queued too.
+    waiting: AtomicUsize,
+}
+
+/// Counts a direct transaction waiting for the lock; one given up before it got the
+/// lock commits a group that was left open for it.
+struct Waiting<'a>(&'a Writer);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.0.job_ended();
+    }
 }
 
 /// The writer's connection and the group of transactions it has open.
@@ -227,7 +241,11 @@ impl Writer {
              PRAGMA busy_timeout = 0; PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;",
         )?;
         let conn = WriterConn { conn, group: None, writes, commits: 0 };
-        let writer = Arc::new(Self { conn: Arc::new(tokio::sync::Mutex::new(conn)), queued: AtomicUsize::new(0) });
+        let writer = Arc::new(Self {
+            conn: Arc::new(tokio::sync::Mutex::new(conn)),
+            queued: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+        });
         let (path, alive) = (path.to_owned(), Arc::downgrade(&writer));
         std::thread::Builder::new().name("twofold-checkpoint".into()).spawn(move || checkpoints(&path, &alive))?;
         Ok(writer)
@@ -255,11 +273,22 @@ impl Writer {
     /// a group (only a transaction's end does), so the last job to run commits a group
     /// that transactions before it left open.
     pub fn job_ended(&self) {
-        if self.queued.load(Ordering::Acquire) == 0
+        if self.idle()
             && let Ok(mut conn) = self.conn.clone().try_lock_owned()
         {
             conn.close_group();
         }
+    }
+
+    /// Nothing is about to join an open group.
+    fn idle(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0 && self.waiting.load(Ordering::Acquire) == 0
+    }
+
+    /// How many jobs wait on the writer's thread.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 
     /// How many SQLite transactions the writer's connection has committed.
@@ -370,7 +399,14 @@ pub struct DirectTx {
 
 impl DirectTx {
     pub(super) async fn begin(writer: &Arc<Writer>) -> Result<Self, sqlx::Error> {
-        let mut conn = writer.conn.clone().lock_owned().await;
+        writer.waiting.fetch_add(1, Ordering::AcqRel);
+        let mut conn = {
+            let waiting = Waiting(writer);
+            let conn = writer.conn.clone().lock_owned().await;
+            // Holding the lock: the guard's check finds it taken and leaves the group.
+            drop(waiting);
+            conn
+        };
         conn.drop_lapsed_group();
         if conn.group.is_none() {
             let deadline = Instant::now() + BUSY_WAIT;
@@ -426,7 +462,7 @@ impl DirectTx {
             group.members += 1;
             group.done.subscribe()
         });
-        if group.members >= MAX_GROUP || self.writer.queued.load(Ordering::Acquire) == 0 {
+        if group.members >= MAX_GROUP || self.writer.idle() {
             self.conn.close_group();
         }
         done

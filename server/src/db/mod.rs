@@ -1743,18 +1743,32 @@ mod tests {
         assert_eq!(kept, 50);
     }
 
-    /// Keeps the writer's thread busy until the sender is used, so that jobs queue up.
-    fn hold_writer(db: &Db) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<Result<(), sqlx::Error>>) {
+    /// Keeps the writer's thread busy until the sender is used, so that jobs queue up;
+    /// returns once the thread is held.
+    async fn hold_writer(db: &Db) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<Result<(), sqlx::Error>>) {
         let (held, release) = std::sync::mpsc::channel::<()>();
+        let (started, on_thread) = tokio::sync::oneshot::channel::<()>();
         let holder = db.clone();
         let blocker = tokio::spawn(async move {
             holder
                 .on_writer(async move {
-                    let _ = release.recv_timeout(Duration::from_secs(10));
+                    let _ = started.send(());
+                    let _ = release.recv_timeout(Duration::from_secs(30));
                 })
                 .await
         });
+        on_thread.await.expect("the holding job started");
         (held, blocker)
+    }
+
+    /// Waits until `n` jobs wait on the writer's thread.
+    async fn until_queued(db: &Db, n: usize) {
+        let Some(writer) = db.direct.clone() else { panic!("a SQLite file should get the direct writer") };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while writer.queued() < n {
+            assert!(std::time::Instant::now() < deadline, "only {} of {n} jobs queued", writer.queued());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Direct jobs queued on the writer's thread together share SQLite commits, and
@@ -1769,7 +1783,7 @@ mod tests {
         let insert = "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ($1, 1, 'host', $2, 't')";
         let commits_before = writer.commits().await;
         // Holds the writer's thread so that the jobs below queue up behind it.
-        let (held, blocker) = hold_writer(&db);
+        let (held, blocker) = hold_writer(&db).await;
         let mut jobs = Vec::new();
         for i in 0..60 {
             let db = db.clone();
@@ -1801,7 +1815,8 @@ mod tests {
                 Ok::<_, sqlx::Error>((outcome.is_ok(), seen))
             }));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Every direct job waits behind the held thread (the sqlx writes do not queue).
+        until_queued(&db, 54).await;
         held.send(()).expect("the blocking job is waiting");
         blocker.await.expect("task").expect("job");
         for (i, job) in jobs.into_iter().enumerate() {
@@ -1831,14 +1846,13 @@ mod tests {
         use direct::Exec;
         let (_dir, db) = sqlite_file().await;
         let insert = "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ($1, 1, 'host', 'lost', 't')";
-        let (held, blocker) = hold_writer(&db);
+        let (held, blocker) = hold_writer(&db).await;
         let mut jobs = Vec::new();
         for i in 0..6 {
-            let writer = db.clone();
-            let db = db.clone();
+            let (writer, store) = (db.clone(), db.clone());
             jobs.push(tokio::spawn(async move {
                 let job = async move {
-                    let mut tx = db.begin().await?;
+                    let mut tx = store.begin().await?;
                     tx.run(insert, &direct::args![format!("l{i}")]).await?;
                     if i == 3 {
                         // What SQLite does to the whole transaction on an I/O error.
@@ -1849,7 +1863,7 @@ mod tests {
                 writer.on_writer(job).await?
             }));
             // In this order on the writer's thread.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            until_queued(&db, i + 1).await;
         }
         held.send(()).expect("the blocking job is waiting");
         blocker.await.expect("task").expect("job");

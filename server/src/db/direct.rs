@@ -180,6 +180,15 @@ pub struct Writer {
 /// lock commits a group that was left open for it.
 struct Waiting<'a>(&'a Writer);
 
+impl Waiting<'_> {
+    /// The lock was taken: the wait only stops counting. The group is the taker's to
+    /// settle, so the check a wait given up makes (a `try_lock` bound to fail) is skipped.
+    fn acquired(self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -403,8 +412,7 @@ impl DirectTx {
         let mut conn = {
             let waiting = Waiting(writer);
             let conn = writer.conn.clone().lock_owned().await;
-            // Holding the lock: the guard's check finds it taken and leaves the group.
-            drop(waiting);
+            waiting.acquired();
             conn
         };
         conn.drop_lapsed_group();
@@ -635,10 +643,7 @@ impl DatabaseError for DirectError {
 
 fn to_sqlx(e: rusqlite::Error) -> sqlx::Error {
     match e {
-        rusqlite::Error::SqliteFailure(failure, message) => sqlx::Error::Database(Box::new(DirectError {
-            message: message.unwrap_or_else(|| failure.to_string()),
-            extended_code: failure.extended_code,
-        })),
+        rusqlite::Error::SqliteFailure(..) => Failure::of(&e).into_sqlx(),
         other => sqlx::Error::Protocol(other.to_string()),
     }
 }

@@ -180,7 +180,12 @@ pub struct Writer {
 /// lock commits a group that was left open for it.
 struct Waiting<'a>(&'a Writer);
 
-impl Waiting<'_> {
+impl<'a> Waiting<'a> {
+    fn start(writer: &'a Writer) -> Self {
+        writer.waiting.fetch_add(1, Ordering::AcqRel);
+        Self(writer)
+    }
+
     /// The lock was taken: the wait only stops counting. The group is the taker's to
     /// settle, so the check a wait given up makes (a `try_lock` bound to fail) is skipped.
     fn acquired(self) {
@@ -408,9 +413,8 @@ pub struct DirectTx {
 
 impl DirectTx {
     pub(super) async fn begin(writer: &Arc<Writer>) -> Result<Self, sqlx::Error> {
-        writer.waiting.fetch_add(1, Ordering::AcqRel);
         let mut conn = {
-            let waiting = Waiting(writer);
+            let waiting = Waiting::start(writer);
             let conn = writer.conn.clone().lock_owned().await;
             waiting.acquired();
             conn

@@ -122,7 +122,7 @@ pub trait Exec: Send {
     ) -> impl Future<Output = Result<Option<R>, sqlx::Error>> + Send;
 }
 
-fn sqlx_arguments(args: &[Arg]) -> Result<AnyArguments, sqlx::Error> {
+pub(crate) fn sqlx_arguments(args: &[Arg]) -> Result<AnyArguments, sqlx::Error> {
     let mut out = AnyArguments::default();
     for arg in args {
         match arg {

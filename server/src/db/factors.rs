@@ -261,11 +261,9 @@ pub async fn live_code(pool: &AnyPool, binding: &str, purpose: &str, now: i64) -
     .await
 }
 
-/// Uses a code; false when another request used it first.
-pub async fn use_code(conn: &mut impl Exec, id: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let sql = "UPDATE one_time_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
-    Ok(conn.run(sql, &args![now, id]).await? == 1)
-}
+/// Uses a code (`$1` now, `$2` its id); changes no row when another request used it
+/// first.
+pub const USE_CODE_SQL: &str = "UPDATE one_time_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
 
 // ---------------------------------------------------------------- authenticators
 
@@ -305,12 +303,10 @@ pub async fn put_pending_authenticator(
     Ok(r.rows_affected() == 1)
 }
 
-/// Records an accepted time step; false when this step (or a later one) was already
-/// used, i.e. a replay or a lost race.
-pub async fn use_step(conn: &mut impl Exec, user_id: &str, step: i64) -> Result<bool, sqlx::Error> {
-    let sql = "UPDATE authenticators SET last_used_step = $1 WHERE user_id = $2 AND last_used_step < $1";
-    Ok(conn.run(sql, &args![step, user_id]).await? == 1)
-}
+/// Records an accepted time step (`$1` the step, `$2` the user); changes no row when
+/// this step (or a later one) was already used, i.e. a replay or a lost race.
+pub const USE_STEP_SQL: &str =
+    "UPDATE authenticators SET last_used_step = $1 WHERE user_id = $2 AND last_used_step < $1";
 
 pub async fn confirm_authenticator(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE authenticators SET confirmed = 1 WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
@@ -358,10 +354,8 @@ pub async fn unused_recovery_codes(pool: &AnyPool, user_id: &str) -> Result<Vec<
         .await
 }
 
-pub async fn use_recovery_code(conn: &mut impl Exec, id: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let sql = "UPDATE recovery_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
-    Ok(conn.run(sql, &args![now, id]).await? == 1)
-}
+/// Uses a recovery code (`$1` now, `$2` its id); changes no row when it was used.
+pub const USE_RECOVERY_CODE_SQL: &str = "UPDATE recovery_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
 
 // ---------------------------------------------------------------- remembered browsers
 

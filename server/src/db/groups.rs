@@ -225,16 +225,76 @@ pub(super) struct UserRuleRow {
 
 /// The statement of [`user_with_rules`]: the user's columns, then one row per group
 /// (or one row of nulls without any).
-pub(super) static USER_WITH_RULES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let columns: Vec<String> = super::USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
+pub(super) static USER_WITH_RULES_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| user_with_rules_sql("", "users u", "u.id = $1"));
+
+/// A statement that reads a user's columns and their group rules as
+/// [`USER_WITH_RULES_SQL`] does, with `columns` before them, from `from` (which names
+/// the user `u`), where `filter` holds.
+fn user_with_rules_sql(columns: &str, from: &str, filter: &str) -> String {
+    let user: Vec<String> = super::USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
     format!(
-        "SELECT {}, g.id AS rule_group_id, g.name AS rule_group_name, g.require_two_factor AS rule_require, \
-         g.min_strength AS rule_min_strength FROM users u \
+        "SELECT {columns}{}, g.id AS rule_group_id, g.name AS rule_group_name, g.require_two_factor AS rule_require, \
+         g.min_strength AS rule_min_strength FROM {from} \
          LEFT JOIN user_group_members m ON m.user_id = u.id LEFT JOIN user_groups g ON g.id = m.group_id \
-         WHERE u.id = $1 ORDER BY g.name_key, g.id",
-        columns.join(", ")
+         WHERE {filter} ORDER BY g.name_key, g.id",
+        user.join(", ")
+    )
+}
+
+/// The pending sign-in of a token hash with its user and their group rules, in one
+/// statement: every step of a pending sign-in reads all three, and on PostgreSQL each
+/// statement is a round trip. No row when either is missing.
+static PENDING_WITH_USER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    user_with_rules_sql(
+        "a.id AS attempt_id, a.stage AS attempt_stage, a.security_stamp AS attempt_stamp, \
+         a.created_at AS attempt_created_at, a.expires_at AS attempt_expires_at, \
+         a.last_code_sent_at AS attempt_last_code_sent_at, a.codes_sent AS attempt_codes_sent, \
+         a.completed_at AS attempt_completed_at, ",
+        "sign_in_attempts a JOIN users u ON u.id = a.user_id",
+        "a.token_hash = $1",
     )
 });
+
+#[derive(Debug, FromRow)]
+struct PendingUserRuleRow {
+    attempt_id: String,
+    attempt_stage: String,
+    attempt_stamp: String,
+    attempt_created_at: i64,
+    attempt_expires_at: i64,
+    attempt_last_code_sent_at: Option<i64>,
+    attempt_codes_sent: i64,
+    attempt_completed_at: Option<i64>,
+    #[sqlx(flatten)]
+    rule: UserRuleRow,
+}
+
+/// A pending sign-in, its user and their group rules.
+pub type PendingRows = (super::factors::AttemptRow, super::UserRow, Vec<GroupRule>);
+
+/// The statement of [`PENDING_WITH_USER_SQL`], folded as [`user_with_rules`] folds.
+pub async fn pending_with_user(pool: &AnyPool, token_hash: &str) -> anyhow::Result<Option<PendingRows>> {
+    let rows: Vec<PendingUserRuleRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(PENDING_WITH_USER_SQL.as_str())).bind(token_hash).fetch_all(pool).await?;
+    let mut attempt = None;
+    let rules = rows.into_iter().map(|row| {
+        attempt.get_or_insert_with(|| super::factors::AttemptRow {
+            id: row.attempt_id,
+            user_id: row.rule.user.id.clone(),
+            stage: row.attempt_stage,
+            security_stamp: row.attempt_stamp,
+            created_at: row.attempt_created_at,
+            expires_at: row.attempt_expires_at,
+            last_code_sent_at: row.attempt_last_code_sent_at,
+            codes_sent: row.attempt_codes_sent,
+            completed_at: row.attempt_completed_at,
+        });
+        row.rule
+    });
+    let folded = fold_user_rules(rules.collect::<Vec<_>>())?;
+    Ok(attempt.zip(folded).map(|(attempt, (user, rules))| (attempt, user, rules)))
+}
 
 /// A user with the groups that carry a rule, as [`super::get_user`] and
 /// [`rules_of_user`] read them, in one statement: an effective-policy read needs both.

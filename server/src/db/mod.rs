@@ -115,6 +115,10 @@ impl std::ops::DerefMut for WriteTx {
     }
 }
 
+/// How long a pooled PostgreSQL connection may have been idle and still be lent without
+/// a ping first.
+const PING_AFTER_IDLE: Duration = Duration::from_millis(500);
+
 impl Db {
     /// Opens the pool; for SQLite, creates the file (and its folder) when absent and
     /// switches it to WAL so readers never wait for the writer.
@@ -162,9 +166,22 @@ impl Db {
         AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire)
-            // A ping before every checkout is a round trip to the connection's thread;
-            // a SQLite file does not drop connections the way a network does.
-            .test_before_acquire(backend == Backend::Postgres)
+            // A ping before every checkout is a round trip: to the connection's thread on
+            // SQLite, whose file does not drop connections the way a network does, and to
+            // the server on PostgreSQL, where it doubled the round trips of every read.
+            // PostgreSQL connections are pinged only after an idle spell (as HikariCP's
+            // `aliveBypassWindowMs` does): one returned moments ago was alive then, and a
+            // connection that died since fails its statement, which answers 503 like any
+            // outage, and is dropped.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if backend == Backend::Postgres && meta.idle_for >= PING_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -354,6 +371,19 @@ impl Db {
         }
     }
 
+    /// The pending sign-in of `token_hash` with its user and their group rules; `None`
+    /// when either is missing ([`groups::pending_with_user`]).
+    pub async fn pending(&self, token_hash: &str) -> anyhow::Result<Option<groups::PendingRows>> {
+        match &self.lookups {
+            Some(lookups) => {
+                let Some(attempt) = lookups.attempt(token_hash)? else { return Ok(None) };
+                let user = lookups.user_with_rules(&attempt.user_id)?;
+                Ok(user.map(|(user, rules)| (attempt, user, rules)))
+            }
+            None => groups::pending_with_user(&self.pool, token_hash).await,
+        }
+    }
+
     /// The authenticator of `user_id` ([`factors::get_authenticator`]).
     pub async fn authenticator(&self, user_id: &str) -> anyhow::Result<Option<factors::AuthenticatorRow>> {
         match &self.lookups {
@@ -368,6 +398,37 @@ impl Db {
             Some(lookups) => lookups.roles(user_id),
             None => Ok(roles_of(&self.pool, user_id).await?),
         }
+    }
+
+    /// A user's roles and the names of their tenant, as a signed-in user is described.
+    /// One statement on PostgreSQL, where each is a round trip; SQLite reads both in
+    /// process.
+    pub async fn roles_and_tenant_names(
+        &self,
+        user_id: &str,
+        tenant_id: Option<&str>,
+    ) -> anyhow::Result<(Vec<RoleRow>, Option<TenantNames>)> {
+        if self.lookups.is_some() {
+            let roles = self.roles_of(user_id).await?;
+            let tenant = match tenant_id {
+                Some(id) => self.tenant(id).await?.map(|t| TenantNames { name: t.name, display_name: t.display_name }),
+                None => None,
+            };
+            return Ok((roles, tenant));
+        }
+        let rows: Vec<RoleWithTenantRow> = sqlx::query_as(ROLES_WITH_TENANT_SQL)
+            .bind(user_id)
+            .bind(tenant_id.map(str::to_owned))
+            .fetch_all(&self.pool)
+            .await?;
+        let tenant = rows.first().and_then(|r| {
+            Some(TenantNames { name: r.tenant_name.clone()?, display_name: r.tenant_display_name.clone()? })
+        });
+        let roles = rows
+            .into_iter()
+            .filter_map(|r| Some(RoleRow { user_id: user_id.to_owned(), role: r.role?, scope_key: r.scope_key? }))
+            .collect();
+        Ok((roles, tenant))
     }
 
     /// The tenant `id` ([`get_tenant`]).
@@ -911,6 +972,121 @@ pub async fn record_sign_in(
     conn.returning(&SQL, &direct::args![now, methods, user_id, factor_proven]).await
 }
 
+/// A sign-in that proved a second factor, as [`complete_sign_in`] writes it.
+#[derive(Debug)]
+pub struct CompleteSignIn<'a> {
+    pub attempt_id: &'a str,
+    pub user_id: &'a str,
+    pub now: i64,
+    /// What the session records as its way in, e.g. `pwd+authenticator`.
+    pub methods: &'a str,
+    /// The factor proven: the session's second factor, and what made it fresh.
+    pub method: &'a str,
+    /// The factor's consuming statement (`factors::Spend::statement`).
+    pub consume: (&'a str, &'a [direct::Arg]),
+    pub token_hash: &'a str,
+    pub sid: &'a str,
+    pub expires_at: i64,
+    pub user_agent: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+}
+
+/// How [`complete_sign_in`] ended.
+#[derive(Debug)]
+pub enum SignInWrite {
+    /// The session exists; the user as stored after the sign-in.
+    Minted(Box<UserRow>),
+    /// Another request completed the attempt first.
+    AttemptTaken,
+    /// Another request consumed the factor first.
+    FactorTaken,
+    /// The user is gone.
+    UserGone,
+}
+
+/// The parameters [`COMPLETE_SIGN_IN_SQL`] takes before the consuming statement's.
+const COMPLETE_SIGN_IN_PARAMS: usize = 13;
+
+/// [`complete_sign_in`]'s statement, around the consuming statement (`{consume}`, its
+/// parameters numbered after these): each step runs only when the one before it changed
+/// its row, and the last line says how far it got.
+static COMPLETE_SIGN_IN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH attempt AS (UPDATE sign_in_attempts SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL \
+         RETURNING id), \
+         spent AS ({{consume}} AND EXISTS (SELECT 1 FROM attempt) RETURNING 1), \
+         signed AS (UPDATE users SET last_sign_in_at = $1, last_sign_in_methods = $3, second_factor_failures = 0, \
+         consecutive_failures = 0, lockouts = 0, locked_until = NULL \
+         WHERE id = $4 AND EXISTS (SELECT 1 FROM spent) RETURNING {USER_COLUMNS}), \
+         session AS (INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
+         last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method, second_factor_at, \
+         second_factor_method, sid) \
+         SELECT $5, id, security_stamp, $3, $1, $1, $6, $7, $8, $1, $9, $1, $9, $10 FROM signed), \
+         audit AS (INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target, before_json, \
+         after_json, client_ip) \
+         SELECT $11, $1, id, scope_key, 'sign_in.succeeded', 'user:' || id, NULL, $12, $13 FROM signed) \
+         SELECT (SELECT COUNT(*) FROM attempt) AS completed, (SELECT COUNT(*) FROM spent) AS spent, \
+         (SELECT COUNT(*) FROM signed) AS minted, signed.* FROM (SELECT 1 AS one) AS one LEFT JOIN signed ON TRUE"
+    )
+});
+
+/// `sql` with each parameter `$n` renumbered `$(n + by)`.
+fn shift_parameters(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The completing writes of a sign-in that proved a second factor, on PostgreSQL, as
+/// one statement in the caller's transaction: the attempt completed, the factor
+/// consumed, the sign-in recorded on the user (failure counts and lock reset), the
+/// session and its audit event inserted. The same writes as `complete_attempt`,
+/// `Spend::consume`, [`record_sign_in`], [`insert_session`] and [`insert_audit`] one
+/// after another, which take seven round trips with the transaction's own. A refusal
+/// leaves writes of the steps before it, which the caller rolls back.
+pub async fn complete_sign_in(conn: &mut AnyConnection, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
+    use sqlx::Row;
+    let (consume, consume_args) = c.consume;
+    let sql = COMPLETE_SIGN_IN_SQL.replace("{consume}", &shift_parameters(consume, COMPLETE_SIGN_IN_PARAMS));
+    let after = serde_json::json!({ "methods": c.methods }).to_string();
+    let address = REQUEST_ADDRESS.try_with(Clone::clone).ok();
+    let mut args = Vec::from(direct::args![
+        c.now,
+        c.attempt_id,
+        c.methods,
+        c.user_id,
+        c.token_hash,
+        c.expires_at,
+        c.user_agent,
+        c.client_ip,
+        c.method,
+        c.sid,
+        uuid::Uuid::now_v7().to_string(),
+        after,
+        address,
+    ]);
+    args.extend_from_slice(consume_args);
+    let row = sqlx::query_with(sqlx::AssertSqlSafe(sql), direct::sqlx_arguments(&args)?).fetch_one(conn).await?;
+    let counts: (i64, i64, i64) = (row.try_get("completed")?, row.try_get("spent")?, row.try_get("minted")?);
+    Ok(match counts {
+        (0, _, _) => SignInWrite::AttemptTaken,
+        (_, 0, _) => SignInWrite::FactorTaken,
+        (_, _, 0) => SignInWrite::UserGone,
+        _ => SignInWrite::Minted(Box::new(UserRow::from_row(&row)?)),
+    })
+}
+
 pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await
 }
@@ -930,6 +1106,29 @@ pub async fn all_roles(pool: &AnyPool) -> Result<Vec<RoleRow>, sqlx::Error> {
 
 pub(super) const ROLES_SQL: &str =
     "SELECT user_id, role, scope_key FROM role_assignments WHERE user_id = $1 ORDER BY role, scope_key";
+
+/// A tenant's name and display name.
+#[derive(Debug, Clone)]
+pub struct TenantNames {
+    pub name: String,
+    pub display_name: String,
+}
+
+/// One row of [`ROLES_WITH_TENANT_SQL`]: a role (or nulls without any) beside the
+/// tenant's names (or nulls without a tenant).
+#[derive(Debug, FromRow)]
+struct RoleWithTenantRow {
+    role: Option<String>,
+    scope_key: Option<String>,
+    tenant_name: Option<String>,
+    tenant_display_name: Option<String>,
+}
+
+/// [`ROLES_SQL`] and the tenant's names in one statement: always at least one row.
+const ROLES_WITH_TENANT_SQL: &str = "SELECT r.role, r.scope_key, t.name AS tenant_name, \
+     t.display_name AS tenant_display_name FROM (SELECT 1 AS one) AS one \
+     LEFT JOIN tenants t ON t.id = $2 LEFT JOIN role_assignments r ON r.user_id = $1 \
+     ORDER BY r.role, r.scope_key";
 
 pub async fn roles_of(pool: &AnyPool, user_id: &str) -> Result<Vec<RoleRow>, sqlx::Error> {
     sqlx::query_as(ROLES_SQL).bind(user_id).fetch_all(pool).await
@@ -1432,6 +1631,26 @@ pub mod passkeys;
 mod tests {
     #![allow(clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn parameters_are_renumbered_wherever_they_stand() {
+        assert_eq!(
+            shift_parameters("UPDATE t SET a = $1 WHERE b = $2 AND c < $1 AND d = $12", 13),
+            "UPDATE t SET a = $14 WHERE b = $15 AND c < $14 AND d = $25"
+        );
+        assert_eq!(shift_parameters("SELECT 1", 13), "SELECT 1");
+    }
+
+    #[test]
+    fn every_consuming_statement_fits_the_one_statement_sign_in() {
+        // Each is spliced in as `UPDATE ... WHERE ...` followed by `AND EXISTS (...)`.
+        for sql in
+            [factors::USE_STEP_SQL, factors::USE_CODE_SQL, factors::USE_RECOVERY_CODE_SQL, passkeys::RECORD_USE_SQL]
+        {
+            assert!(sql.starts_with("UPDATE ") && sql.contains(" WHERE "), "{sql}");
+            assert!(!sql.contains(" RETURNING ") && !sql.contains(" ORDER BY "), "{sql}");
+        }
+    }
 
     async fn sqlite_file() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().expect("temporary folder");

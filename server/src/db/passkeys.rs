@@ -8,7 +8,6 @@
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use super::b;
-use super::direct::{Exec, args};
 
 #[derive(Debug)]
 pub struct NewChallenge<'a> {
@@ -178,22 +177,8 @@ async fn count(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-#[derive(Debug)]
-pub struct Use<'a> {
-    pub id: &'a str,
-    pub previous_count: i64,
-    pub count: i64,
-    pub passkey_enc: &'a str,
-    pub backup_eligible: bool,
-    pub backup_state: bool,
-    pub now: i64,
-}
-
-/// Records a use: the new counter, flags and state, only if the counter is still the
-/// one the check read. False when another sign-in moved it first.
-pub async fn record_use(conn: &mut impl Exec, u: &Use<'_>) -> Result<bool, sqlx::Error> {
-    let sql = "UPDATE passkeys SET sign_count = $1, passkey_enc = $2, backup_eligible = $3, backup_state = $4, \
-               last_used_at = $5 WHERE id = $6 AND sign_count = $7";
-    let args = args![u.count, u.passkey_enc, u.backup_eligible, u.backup_state, u.now, u.id, u.previous_count];
-    Ok(conn.run(sql, &args).await? > 0)
-}
+/// Records a use (`$1` the new counter, `$2` the state, `$3`/`$4` the backup flags, `$5`
+/// now, `$6` the passkey, `$7` the counter the check read), only if the counter is
+/// still the one the check read: changes no row when another sign-in moved it first.
+pub const RECORD_USE_SQL: &str = "UPDATE passkeys SET sign_count = $1, passkey_enc = $2, backup_eligible = $3, \
+     backup_state = $4, last_used_at = $5 WHERE id = $6 AND sign_count = $7";

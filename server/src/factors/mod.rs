@@ -17,7 +17,7 @@ use twofold_policy::{Provider, ProviderSet};
 
 use crate::app::AppState;
 use crate::config::Config;
-use crate::db::direct::Exec;
+use crate::db::direct::{Arg, Exec, args};
 use crate::db::factors::{self as fdb, NewCode};
 use crate::db::{self, NewAudit, UserRow, messages};
 use crate::error::{AppError, AppResult};
@@ -363,21 +363,28 @@ impl Spend {
     /// Consumes the factor in the caller's transaction; false when another request
     /// consumed it first (a replay or a double submit).
     pub async fn consume(&self, conn: &mut impl Exec, now: i64) -> Result<bool, sqlx::Error> {
+        let (sql, args) = self.statement(now);
+        Ok(conn.run(sql, &args).await? == 1)
+    }
+
+    /// The statement that consumes the factor: an `UPDATE` of one row by its key that
+    /// changes none when another request consumed the factor first.
+    pub fn statement(&self, now: i64) -> (&'static str, Vec<Arg>) {
         match self {
-            Spend::TotpStep { user_id, step } => fdb::use_step(conn, user_id, *step).await,
-            Spend::Code { id, .. } => fdb::use_code(conn, id, now).await,
-            Spend::Recovery { id } => fdb::use_recovery_code(conn, id, now).await,
+            Spend::TotpStep { user_id, step } => (fdb::USE_STEP_SQL, Vec::from(args![*step, user_id.as_str()])),
+            Spend::Code { id, .. } => (fdb::USE_CODE_SQL, Vec::from(args![now, id.as_str()])),
+            Spend::Recovery { id } => (fdb::USE_RECOVERY_CODE_SQL, Vec::from(args![now, id.as_str()])),
             Spend::Passkey { id, previous_count, count, passkey_enc, backup_eligible, backup_state } => {
-                let used = crate::db::passkeys::Use {
-                    id,
-                    previous_count: *previous_count,
-                    count: *count,
-                    passkey_enc,
-                    backup_eligible: *backup_eligible,
-                    backup_state: *backup_state,
+                let args = args![
+                    *count,
+                    passkey_enc.as_str(),
+                    *backup_eligible,
+                    *backup_state,
                     now,
-                };
-                crate::db::passkeys::record_use(conn, &used).await
+                    id.as_str(),
+                    *previous_count
+                ];
+                (crate::db::passkeys::RECORD_USE_SQL, Vec::from(args))
             }
         }
     }

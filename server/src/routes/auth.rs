@@ -93,11 +93,7 @@ pub fn client_info(addr: IpAddr, headers: &HeaderMap) -> ClientInfo {
 }
 
 pub async fn current_user(state: &AppState, user: &UserRow) -> AppResult<CurrentUser> {
-    let roles = state.db().roles_of(&user.id).await?;
-    let tenant = match &user.tenant_id {
-        Some(id) => state.db().tenant(id).await?,
-        None => None,
-    };
+    let (roles, tenant) = state.db().roles_and_tenant_names(&user.id, user.tenant_id.as_deref()).await?;
     let (tenant_name, tenant_display_name) = match tenant {
         Some(t) => (Some(t.name), Some(t.display_name)),
         None => (None, None),

@@ -53,7 +53,7 @@ pub(super) async fn open(state: &AppState, user: &UserRow, stage: Stage) -> AppR
 /// Loads the pending sign-in of `token`.
 pub(super) async fn load(state: &AppState, token: Option<&str>) -> AppResult<Pending> {
     let token = token.ok_or(AppError::SignInExpired)?;
-    let attempt = state.db().attempt(&token_hash(token)).await?.ok_or(AppError::SignInExpired)?;
+    let (attempt, user, groups) = state.db().pending(&token_hash(token)).await?.ok_or(AppError::SignInExpired)?;
     let now = state.now();
     let stage = match attempt.stage.as_str() {
         "second_factor" => Stage::AwaitingSecondFactor,
@@ -63,9 +63,6 @@ pub(super) async fn load(state: &AppState, token: Option<&str>) -> AppResult<Pen
     if attempt.completed_at.is_some() || attempt.expires_at <= now {
         return Err(AppError::SignInExpired);
     }
-    // The user and their group rules in one statement: every step of a pending sign-in
-    // needs both, and each statement is a round trip.
-    let (user, groups) = state.db().user_with_rules(&attempt.user_id).await?.ok_or(AppError::SignInExpired)?;
     if !auth::stamps_equal(&attempt.security_stamp, &user.security_stamp) {
         return Err(AppError::SignInExpired);
     }

@@ -161,6 +161,36 @@ async fn one_recovery_code_signs_in_once_across_pending_sign_ins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sign_in_that_lost_the_race_for_a_step_leaves_nothing_written() {
+    // A racer whose code checked out before the winner spent the step is refused by
+    // the completing transaction, after it may already have completed its own attempt:
+    // nothing of that may stay written, so every losing pending sign-in still completes
+    // with a later step, and only the winner's is used up.
+    let app = admin_app(options()).await;
+    let t = forced_tenant(&app, "acme").await;
+    create_user(&app, &t.id, "alice", None).await;
+    let enrolled = enrol_authenticator(&app, &app.new_client(), "acme", "alice").await;
+    for _ in 0..3 {
+        let mut cookies = Vec::new();
+        for _ in 0..RACERS {
+            cookies.push(pending(&app, "alice").await);
+        }
+        let code = next_totp(&app, &enrolled.secret);
+        let answers = race(&app, cookies.clone(), json!({ "method": "authenticator", "code": code })).await;
+        assert_one_winner(&app, &answers).await;
+        let mut outcomes = Vec::new();
+        for cookie in &cookies {
+            let body = json!({ "method": "authenticator", "code": next_totp(&app, &enrolled.secret) });
+            let resp = post_with_cookie(app.running.addr, "/api/auth/sign-in/verify", cookie, &body).await;
+            outcomes.push((resp.status.as_u16(), resp.json()["error"].clone()));
+        }
+        let open = outcomes.iter().filter(|(status, _)| *status == 200).count();
+        let used = outcomes.iter().filter(|(_, error)| error == "sign_in_expired").count();
+        assert_eq!((open, used), (RACERS - 1, 1), "{outcomes:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_double_submitted_sign_in_is_not_a_failure() {
     // The default lockout (five failures) is in force: eight copies of one right
     // answer must leave one session and count nothing against the user.

@@ -284,6 +284,8 @@ async fn each_further_lock_lasts_longer_and_enough_failures_in_a_row_lock_until_
 async fn a_code_used_by_another_tab_is_not_counted_as_a_wrong_code() {
     let app = admin_app(Options::default()).await;
     let (alice_id, secret) = alice_with_authenticator(&app).await;
+    let signed_in = |events: &[Value]| events.iter().filter(|e| e["action"] == "sign_in.succeeded").count();
+    let enrolled = signed_in(&events_about(&app, &alice_id).await);
     let (tab1, tab2) = (app.new_client(), app.new_client());
     password_step(&tab1, "acme", "alice", "requires_two_factor").await;
     password_step(&tab2, "acme", "alice", "requires_two_factor").await;
@@ -293,6 +295,11 @@ async fn a_code_used_by_another_tab_is_not_counted_as_a_wrong_code() {
     assert_eq!(attempts_left(&again), 5, "a used code is no guess");
     let view = app.get(&format!("/api/users/{alice_id}")).await.json();
     assert_eq!(view["lock"]["failures"], 0, "{view}");
+    // Nothing of the refused sign-in was written: its pending sign-in is still open, so
+    // the next code completes it, and only the two real sign-ins are audited.
+    assert_eq!(signed_in(&events_about(&app, &alice_id).await), enrolled + 1);
+    assert_signed_in(&verify(&tab2, "authenticator", &next_totp(&app, &secret), false).await);
+    assert_eq!(signed_in(&events_about(&app, &alice_id).await), enrolled + 2);
 }
 
 // ---------------------------------------------------------------- (5) weaker factor

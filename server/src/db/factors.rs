@@ -126,15 +126,69 @@ pub async fn reserve_attempt(
     max_failures: i64,
     permanent_after: i64,
 ) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    db.write_returning(
-        "UPDATE users SET second_factor_failures = second_factor_failures + 1, \
-         consecutive_failures = consecutive_failures + 1 \
-         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) AND second_factor_failures < $3 \
-         AND consecutive_failures < $4 \
-         RETURNING second_factor_failures, consecutive_failures",
-        Vec::from(args![user_id, now, max_failures, permanent_after]),
-    )
-    .await
+    db.write_returning(RESERVE_SQL, Vec::from(args![user_id, now, max_failures, permanent_after])).await
+}
+
+/// The statement of [`reserve_attempt`].
+const RESERVE_SQL: &str = "UPDATE users SET second_factor_failures = second_factor_failures + 1, \
+     consecutive_failures = consecutive_failures + 1 \
+     WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) AND second_factor_failures < $3 \
+     AND consecutive_failures < $4 \
+     RETURNING second_factor_failures, consecutive_failures";
+
+/// [`reserve_attempt`] with the user's authenticator read in the same statement on
+/// PostgreSQL, where each statement is a round trip (a SQLite file reads it in process
+/// after the reservation). The read sees the authenticator as it was when the
+/// reservation was counted; a step spent since is caught where the step is consumed.
+pub async fn reserve_attempt_for_authenticator(
+    db: &Db,
+    user_id: &str,
+    now: i64,
+    max_failures: i64,
+    permanent_after: i64,
+) -> anyhow::Result<Option<((i64, i64), Option<AuthenticatorRow>)>> {
+    if db.backend == super::Backend::Sqlite {
+        let Some(counts) = reserve_attempt(db, user_id, now, max_failures, permanent_after).await? else {
+            return Ok(None);
+        };
+        return Ok(Some((counts, db.authenticator(user_id).await?)));
+    }
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH reserved AS ({RESERVE_SQL}) SELECT r.second_factor_failures, r.consecutive_failures, \
+             a.secret_enc, a.confirmed, a.last_used_step FROM reserved r LEFT JOIN authenticators a ON a.user_id = $1"
+        )
+    });
+    let user_id = user_id.to_owned();
+    let row: Option<ReservedRow> = db
+        .write(move |w| async move {
+            sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+                .bind(user_id)
+                .bind(now)
+                .bind(max_failures)
+                .bind(permanent_after)
+                .fetch_optional(&w)
+                .await
+        })
+        .await?;
+    Ok(row.map(|r| {
+        let authenticator = match (r.secret_enc, r.confirmed, r.last_used_step) {
+            (Some(secret_enc), Some(confirmed), Some(last_used_step)) => {
+                Some(AuthenticatorRow { secret_enc, confirmed, last_used_step })
+            }
+            _ => None,
+        };
+        ((r.second_factor_failures, r.consecutive_failures), authenticator)
+    }))
+}
+
+#[derive(Debug, FromRow)]
+struct ReservedRow {
+    second_factor_failures: i64,
+    consecutive_failures: i64,
+    secret_enc: Option<String>,
+    confirmed: Option<i64>,
+    last_used_step: Option<i64>,
 }
 
 /// Gives a reserved attempt back: the code was right but another request used it first

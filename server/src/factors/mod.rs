@@ -425,11 +425,18 @@ pub async fn check_code(state: &AppState, purpose: CodePurpose, binding: &str, c
     Ok(Verdict::Valid(Spend::Code { id: row.id, destination: row.destination }))
 }
 
-/// Checks an authenticator code without consuming its time step. With `pending` the
+/// Checks an authenticator code against the user's `authenticator` as read under the
+/// attempt's reservation, without consuming its time step. With `pending` the
 /// not-yet-confirmed secret of an enrolment is used; otherwise only a confirmed one.
 /// A right code of a step already used is [`Verdict::Used`].
-pub async fn check_totp(state: &AppState, user: &UserRow, code: &str, pending: bool) -> AppResult<Verdict> {
-    let Some(row) = state.db().authenticator(&user.id).await? else {
+pub fn check_totp(
+    state: &AppState,
+    user: &UserRow,
+    authenticator: Option<fdb::AuthenticatorRow>,
+    code: &str,
+    pending: bool,
+) -> AppResult<Verdict> {
+    let Some(row) = authenticator else {
         return Ok(Verdict::Wrong);
     };
     if (row.confirmed != 0) == pending {

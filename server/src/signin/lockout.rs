@@ -58,13 +58,38 @@ const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_millis(10)
 
 /// Counts one attempt for `user`, or refuses when locked or at the limit.
 pub async fn reserve(state: &AppState, user: &UserRow) -> AppResult<Reservation> {
+    let reserve = |now| async move {
+        let counts =
+            fdb::reserve_attempt(state.db(), &user.id, now, max_failures(state), permanent_after(state)).await?;
+        anyhow::Ok(counts.map(|counts| (counts, ())))
+    };
+    Ok(reserve_with(state, user, reserve).await?.0)
+}
+
+/// [`reserve`] for an authenticator code: also returns the user's authenticator, read
+/// after the attempt was counted ([`fdb::reserve_attempt_for_authenticator`]).
+pub async fn reserve_for_authenticator(
+    state: &AppState,
+    user: &UserRow,
+) -> AppResult<(Reservation, Option<fdb::AuthenticatorRow>)> {
+    let reserve = |now| async move {
+        fdb::reserve_attempt_for_authenticator(state.db(), &user.id, now, max_failures(state), permanent_after(state))
+            .await
+    };
+    reserve_with(state, user, reserve).await
+}
+
+/// Tries `reserve` until it counts the attempt, or refuses for the reason the user row
+/// now gives.
+async fn reserve_with<T, F, Fut>(state: &AppState, user: &UserRow, reserve: F) -> AppResult<(Reservation, T)>
+where
+    F: Fn(i64) -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<((i64, i64), T)>>>,
+{
     let pool = &state.db().pool;
     for _ in 0..IN_FLIGHT_RETRIES {
-        let now = state.now();
-        if let Some((failures, consecutive)) =
-            fdb::reserve_attempt(state.db(), &user.id, now, max_failures(state), permanent_after(state)).await?
-        {
-            return Ok(Reservation { failures, consecutive });
+        if let Some(((failures, consecutive), extra)) = reserve(state.now()).await? {
+            return Ok((Reservation { failures, consecutive }, extra));
         }
         // Refused: say why, from the row as it is now.
         let current = crate::db::get_user(pool, &user.id).await?.ok_or(AppError::SignInExpired)?;

@@ -925,11 +925,19 @@ pub(crate) struct Proven {
 
 /// The one place a second factor is checked: reserve an attempt, check, settle.
 async fn prove(app: &AppState, user: &UserRow, method: M, check: Check<'_>, code: &str) -> AppResult<Proven> {
-    let reservation = lockout::reserve(app, user).await?;
-    let verdict = match check {
-        Check::Totp { pending } => factors::check_totp(app, user, code, pending).await?,
-        Check::Code { purpose, binding } => factors::check_code(app, purpose, binding, code).await?,
-        Check::Recovery => factors::check_recovery_code(app, user, code).await?,
+    let (reservation, verdict) = match check {
+        Check::Totp { pending } => {
+            let (reservation, authenticator) = lockout::reserve_for_authenticator(app, user).await?;
+            (reservation, factors::check_totp(app, user, authenticator, code, pending)?)
+        }
+        Check::Code { purpose, binding } => {
+            let reservation = lockout::reserve(app, user).await?;
+            (reservation, factors::check_code(app, purpose, binding, code).await?)
+        }
+        Check::Recovery => {
+            let reservation = lockout::reserve(app, user).await?;
+            (reservation, factors::check_recovery_code(app, user, code).await?)
+        }
     };
     match lockout::settle(app, user, reservation, method, verdict).await? {
         Ok((spend, reservation)) => Ok(Proven { method, spend, reservation }),

@@ -1524,10 +1524,21 @@ tokio::task_local! {
 }
 
 pub async fn insert_audit(conn: &mut impl direct::Exec, e: &NewAudit<'_>) -> Result<(), sqlx::Error> {
-    let address = REQUEST_ADDRESS.try_with(Clone::clone).ok();
-    let sql = "INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target, before_json, after_json, \
-               client_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-    let args = direct::args![
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES ({})", placeholders(1, AUDIT_COLUMNS))
+    });
+    conn.run(&SQL, &audit_args(e)).await?;
+    Ok(())
+}
+
+/// The columns an audit event is inserted with, in the order of [`audit_args`].
+pub(crate) const AUDIT_COLUMNS: &str =
+    "id, at, actor_user_id, scope_key, action, target, before_json, after_json, client_ip";
+
+/// The values of a new audit event for [`AUDIT_COLUMNS`]: a new id, and the address
+/// of the request being served.
+pub(crate) fn audit_args(e: &NewAudit<'_>) -> [direct::Arg; 9] {
+    direct::args![
         uuid::Uuid::now_v7().to_string(),
         e.at,
         e.actor_user_id,
@@ -1536,10 +1547,14 @@ pub async fn insert_audit(conn: &mut impl direct::Exec, e: &NewAudit<'_>) -> Res
         e.target,
         e.before.as_ref().map(|v| v.to_string()),
         e.after.as_ref().map(|v| v.to_string()),
-        address,
-    ];
-    conn.run(sql, &args).await?;
-    Ok(())
+        REQUEST_ADDRESS.try_with(Clone::clone).ok(),
+    ]
+}
+
+/// `$first, $first+1, ...`, one for each of the comma-separated `columns`.
+pub(crate) fn placeholders(first: usize, columns: &str) -> String {
+    let n = columns.split(',').count();
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 #[derive(Debug, Clone, FromRow)]

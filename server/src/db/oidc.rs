@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
-use super::direct::{Exec, ReturnedRow, args};
+use super::direct::{Arg, Exec, ReturnedRow, args};
 
 // ---------------------------------------------------------------- applications
 
@@ -346,11 +346,17 @@ const CODE_COLUMNS: &str = "code_hash, application_id, grant_id, user_id, redire
 pub async fn insert_code(conn: &mut impl Exec, c: &CodeRow) -> Result<(), sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            "INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) VALUES ({})",
+            super::placeholders(1, CODE_COLUMNS)
         )
     });
-    let args = args![
+    conn.run(&SQL, &code_args(c)).await?;
+    Ok(())
+}
+
+/// The values of `c` for [`CODE_COLUMNS`].
+fn code_args(c: &CodeRow) -> [Arg; 16] {
+    args![
         c.code_hash.as_str(),
         c.application_id.as_str(),
         c.grant_id.as_str(),
@@ -367,8 +373,27 @@ pub async fn insert_code(conn: &mut impl Exec, c: &CodeRow) -> Result<(), sqlx::
         c.expires_at,
         c.used_at,
         c.family_id.as_deref(),
-    ];
-    conn.run(&SQL, &args).await?;
+    ]
+}
+
+/// [`insert_code`] and the audit event of the authorization (`audit`, as
+/// [`super::audit_args`] gives it), as one PostgreSQL statement: one round trip instead
+/// of four with `BEGIN` and `COMMIT`. A statement is atomic, so a refusal (the grant
+/// revoked since it was read: a foreign key violation) writes neither.
+pub async fn insert_code_audited(pool: &AnyPool, c: &CodeRow, audit: &[Arg]) -> Result<(), sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let audit_from = 1 + CODE_COLUMNS.split(',').count();
+        format!(
+            "WITH code AS (INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) VALUES ({}) RETURNING 1) \
+             INSERT INTO audit_events ({}) SELECT {} FROM code",
+            super::placeholders(1, CODE_COLUMNS),
+            super::AUDIT_COLUMNS,
+            super::placeholders(audit_from, super::AUDIT_COLUMNS),
+        )
+    });
+    let mut all = Vec::from(code_args(c));
+    all.extend_from_slice(audit);
+    sqlx::query_with(sqlx::AssertSqlSafe(SQL.as_str()), super::direct::sqlx_arguments(&all)?).execute(pool).await?;
     Ok(())
 }
 
@@ -384,10 +409,12 @@ pub async fn find_code(pool: &AnyPool, code_hash: &str) -> Result<Option<CodeRow
 /// Uses a code once, recording the family its exchange starts; false when it was
 /// already used.
 pub async fn use_code(conn: &mut impl Exec, code_hash: &str, family_id: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let sql =
-        "UPDATE oidc_authorization_codes SET used_at = $1, family_id = $2 WHERE code_hash = $3 AND used_at IS NULL";
-    Ok(conn.run(sql, &args![now, family_id, code_hash]).await? == 1)
+    Ok(conn.run(USE_CODE_SQL, &args![now, family_id, code_hash]).await? == 1)
 }
+
+/// The statement of [`use_code`] (`$1` now, `$2` the family, `$3` the code's hash).
+const USE_CODE_SQL: &str =
+    "UPDATE oidc_authorization_codes SET used_at = $1, family_id = $2 WHERE code_hash = $3 AND used_at IS NULL";
 
 // ---------------------------------------------------------------- token families
 
@@ -415,11 +442,17 @@ const FAMILY_COLUMNS: &str = "id, application_id, grant_id, user_id, scopes, sid
 pub async fn insert_family(conn: &mut impl Exec, f: &FamilyRow) -> Result<(), sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "INSERT INTO oidc_token_families ({FAMILY_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO oidc_token_families ({FAMILY_COLUMNS}) VALUES ({})",
+            super::placeholders(1, FAMILY_COLUMNS)
         )
     });
-    let args = args![
+    conn.run(&SQL, &family_args(f)).await?;
+    Ok(())
+}
+
+/// The values of `f` for [`FAMILY_COLUMNS`].
+fn family_args(f: &FamilyRow) -> [Arg; 14] {
+    args![
         f.id.as_str(),
         f.application_id.as_str(),
         f.grant_id.as_str(),
@@ -434,9 +467,7 @@ pub async fn insert_family(conn: &mut impl Exec, f: &FamilyRow) -> Result<(), sq
         f.expires_at,
         f.revoked_at,
         f.revoked_reason.as_deref(),
-    ];
-    conn.run(&SQL, &args).await?;
-    Ok(())
+    ]
 }
 
 pub async fn get_family<'e, E>(executor: E, id: &str) -> Result<Option<FamilyRow>, sqlx::Error>
@@ -476,18 +507,73 @@ pub struct RefreshRow {
 }
 
 pub async fn insert_refresh(conn: &mut impl Exec, r: &RefreshRow) -> Result<(), sqlx::Error> {
-    let sql = "INSERT INTO oidc_refresh_tokens (token_hash, family_id, application_id, created_at, expires_at, used_at) \
-               VALUES ($1, $2, $3, $4, $5, $6)";
-    let args = args![
-        r.token_hash.as_str(),
-        r.family_id.as_str(),
-        r.application_id.as_str(),
-        r.created_at,
-        r.expires_at,
-        r.used_at,
-    ];
-    conn.run(sql, &args).await?;
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO oidc_refresh_tokens ({REFRESH_COLUMNS}) VALUES ({})",
+            super::placeholders(1, REFRESH_COLUMNS)
+        )
+    });
+    conn.run(&SQL, &refresh_args(r)).await?;
     Ok(())
+}
+
+const REFRESH_COLUMNS: &str = "token_hash, family_id, application_id, created_at, expires_at, used_at";
+
+/// The values of `r` for [`REFRESH_COLUMNS`].
+fn refresh_args(r: &RefreshRow) -> [Arg; 6] {
+    args![r.token_hash.as_str(), r.family_id.as_str(), r.application_id.as_str(), r.created_at, r.expires_at, r.used_at]
+}
+
+/// A code exchanged for tokens on PostgreSQL in one statement: the code used (as
+/// [`use_code`]), and only then the token family, the refresh token (if any) and the
+/// audit event inserted, each from the used code's row, so that a code another request
+/// used first leaves nothing written. False in that case. The same writes as the
+/// step-by-step transaction, which takes six round trips with `BEGIN` and `COMMIT`.
+pub async fn redeem_code(
+    pool: &AnyPool,
+    code_hash: &str,
+    now: i64,
+    family: &FamilyRow,
+    refresh: Option<&RefreshRow>,
+    audit: &super::NewAudit<'_>,
+) -> Result<bool, sqlx::Error> {
+    use sqlx::Row;
+    fn sql(refresh: bool) -> String {
+        let family_from = 4;
+        let audit_from = family_from + FAMILY_COLUMNS.split(',').count();
+        let refresh_from = audit_from + super::AUDIT_COLUMNS.split(',').count();
+        let mut sql = format!(
+            "WITH used AS ({USE_CODE_SQL} RETURNING 1), \
+             family AS (INSERT INTO oidc_token_families ({FAMILY_COLUMNS}) SELECT {} FROM used), \
+             audit AS (INSERT INTO audit_events ({}) SELECT {} FROM used)",
+            super::placeholders(family_from, FAMILY_COLUMNS),
+            super::AUDIT_COLUMNS,
+            super::placeholders(audit_from, super::AUDIT_COLUMNS),
+        );
+        if refresh {
+            sql.push_str(&format!(
+                ", refresh AS (INSERT INTO oidc_refresh_tokens ({REFRESH_COLUMNS}) SELECT {} FROM used)",
+                super::placeholders(refresh_from, REFRESH_COLUMNS)
+            ));
+        }
+        sql.push_str(" SELECT COUNT(*) AS used FROM used");
+        sql
+    }
+    static WITH_REFRESH: LazyLock<String> = LazyLock::new(|| sql(true));
+    static WITHOUT_REFRESH: LazyLock<String> = LazyLock::new(|| sql(false));
+    let mut all = Vec::from(args![now, family.id.as_str(), code_hash]);
+    all.extend(family_args(family));
+    all.extend(super::audit_args(audit));
+    let statement = match refresh {
+        Some(r) => {
+            all.extend(refresh_args(r));
+            WITH_REFRESH.as_str()
+        }
+        None => WITHOUT_REFRESH.as_str(),
+    };
+    let arguments = super::direct::sqlx_arguments(&all)?;
+    let row = sqlx::query_with(sqlx::AssertSqlSafe(statement), arguments).fetch_one(pool).await?;
+    Ok(row.try_get::<i64, _>("used")? == 1)
 }
 
 pub async fn find_refresh(pool: &AnyPool, token_hash: &str) -> Result<Option<RefreshRow>, sqlx::Error> {

@@ -519,6 +519,31 @@ async fn issue_code(
     let store = state.db().clone();
     let job = async move {
         let row = |grant_id: String| CodeRow { grant_id, ..template.clone() };
+        let target = format!("application:{app_id}");
+        let event = db::NewAudit {
+            at: now,
+            actor_user_id: Some(&user_id),
+            scope_key: &scope_key,
+            action: "oidc.authorized",
+            target: &target,
+            before: None,
+            after: Some(audit_after),
+        };
+        let mut settled = settled;
+        // On PostgreSQL, where each statement is a round trip, a code under a settled
+        // grant is one statement.
+        if store.backend == db::Backend::Postgres
+            && let Some(id) = settled.take()
+        {
+            let (code, audit) = (row(id), db::audit_args(&event));
+            let written = store.write(move |w| async move { odb::insert_code_audited(&w, &code, &audit).await }).await;
+            match written {
+                Ok(()) => return Ok(()),
+                // Revoked since it was read: recorded as for a first sign-in below.
+                Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut tx = store.begin().await?;
         let under_settled = match settled {
             Some(id) => match odb::insert_code(&mut tx, &row(id)).await {
@@ -545,19 +570,7 @@ async fn issue_code(
             let grant_id = odb::upsert_grant(&mut tx, &user_id, &app_id, &granted, now).await?;
             odb::insert_code(&mut tx, &row(grant_id)).await?;
         }
-        db::insert_audit(
-            &mut tx,
-            &db::NewAudit {
-                at: now,
-                actor_user_id: Some(&user_id),
-                scope_key: &scope_key,
-                action: "oidc.authorized",
-                target: &format!("application:{app_id}"),
-                before: None,
-                after: Some(audit_after),
-            },
-        )
-        .await?;
+        db::insert_audit(&mut tx, &event).await?;
         tx.commit().await
     };
     state.db().on_writer(job).await??;

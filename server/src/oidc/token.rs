@@ -232,35 +232,43 @@ async fn code_grant(
         revoked_at: None,
         revoked_reason: None,
     };
-    let job = {
-        let (store, app, family, code_hash) = (state.db().clone(), app.clone(), family.clone(), code_hash.clone());
-        async move {
-            let mut tx = store.begin().await?;
-            if !odb::use_code(&mut tx, &code_hash, &family.id, now).await? {
-                return Ok(None);
-            }
-            odb::insert_family(&mut tx, &family).await?;
-            let refresh = new_refresh(&mut tx, &app, &family, now).await?;
-            db::insert_audit(
-                &mut tx,
-                &db::NewAudit {
-                    at: now,
-                    actor_user_id: Some(&family.user_id),
-                    scope_key: &app.scope_key,
-                    action: "oidc.token_issued",
-                    target: &format!("application:{}", app.id),
-                    before: None,
-                    after: Some(
-                        json!({ "grant_type": "authorization_code", "family": family.id, "scopes": family.scopes }),
-                    ),
-                },
-            )
-            .await?;
-            tx.commit().await?;
-            AppResult::Ok(Some(refresh))
+    let audit = json!({ "grant_type": "authorization_code", "family": family.id, "scopes": family.scopes });
+    let redeemed = match state.db().backend {
+        // On PostgreSQL, where each statement is a round trip: one statement.
+        db::Backend::Postgres => {
+            let refresh = refresh_for(app, &family, now);
+            let (store, app, family, code_hash) = (state.db().clone(), app.clone(), family.clone(), code_hash.clone());
+            let row = refresh.as_ref().map(|(_, row)| row.clone());
+            let written = store
+                .write(move |w| async move {
+                    let target = format!("application:{}", app.id);
+                    let event = issued_event(&app, &family, &target, now, audit);
+                    odb::redeem_code(&w, &code_hash, now, &family, row.as_ref(), &event).await
+                })
+                .await?;
+            written.then(|| refresh.map(|(token, _)| token))
+        }
+        db::Backend::Sqlite => {
+            let (store, app, family, code_hash) = (state.db().clone(), app.clone(), family.clone(), code_hash.clone());
+            let job = async move {
+                let mut tx = store.begin().await?;
+                if !odb::use_code(&mut tx, &code_hash, &family.id, now).await? {
+                    return Ok(None);
+                }
+                odb::insert_family(&mut tx, &family).await?;
+                let refresh = refresh_for(&app, &family, now);
+                if let Some((_, row)) = &refresh {
+                    odb::insert_refresh(&mut tx, row).await?;
+                }
+                let target = format!("application:{}", app.id);
+                db::insert_audit(&mut tx, &issued_event(&app, &family, &target, now, audit)).await?;
+                tx.commit().await?;
+                AppResult::Ok(Some(refresh.map(|(token, _)| token)))
+            };
+            state.db().on_writer(job).await??
         }
     };
-    let Some(refresh) = state.db().on_writer(job).await?? else {
+    let Some(refresh) = redeemed else {
         let again = odb::find_code(&state.db().pool, &code_hash).await?;
         return Err(replayed_code(state, app, &row.user_id, again.and_then(|r| r.family_id).as_deref()).await?);
     };
@@ -299,23 +307,48 @@ async fn new_refresh(
     family: &FamilyRow,
     now: i64,
 ) -> AppResult<Option<String>> {
-    if !super::split_scopes(&family.scopes).iter().any(|s| s == "offline_access") {
+    let Some((token, row)) = refresh_for(app, family, now) else {
         return Ok(None);
+    };
+    odb::insert_refresh(conn, &row).await?;
+    Ok(Some(token))
+}
+
+/// A new refresh token and its row in `family`, when the grant includes
+/// `offline_access`.
+fn refresh_for(app: &ApplicationRow, family: &FamilyRow, now: i64) -> Option<(String, RefreshRow)> {
+    if !super::split_scopes(&family.scopes).iter().any(|s| s == "offline_access") {
+        return None;
     }
     let token = auth::new_token();
-    odb::insert_refresh(
-        conn,
-        &RefreshRow {
-            token_hash: auth::token_hash(&token),
-            family_id: family.id.clone(),
-            application_id: app.id.clone(),
-            created_at: now,
-            expires_at: family.expires_at,
-            used_at: None,
-        },
-    )
-    .await?;
-    Ok(Some(token))
+    let row = RefreshRow {
+        token_hash: auth::token_hash(&token),
+        family_id: family.id.clone(),
+        application_id: app.id.clone(),
+        created_at: now,
+        expires_at: family.expires_at,
+        used_at: None,
+    };
+    Some((token, row))
+}
+
+/// The audit event of tokens issued for a code; `target` names the application.
+fn issued_event<'a>(
+    app: &'a ApplicationRow,
+    family: &'a FamilyRow,
+    target: &'a str,
+    now: i64,
+    after: Value,
+) -> db::NewAudit<'a> {
+    db::NewAudit {
+        at: now,
+        actor_user_id: Some(&family.user_id),
+        scope_key: &app.scope_key,
+        action: "oidc.token_issued",
+        target,
+        before: None,
+        after: Some(after),
+    }
 }
 
 async fn refresh_grant(

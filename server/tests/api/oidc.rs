@@ -473,6 +473,36 @@ async fn a_code_works_once_and_its_replay_revokes_what_it_gave() {
     assert!(s.app.audit("").await.iter().any(|e| e["action"] == "oidc.code_replayed"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_code_redeemed_by_racers_at_once_issues_tokens_once() {
+    // Single use is decided by the database in the statement (or transaction) that
+    // issues the tokens: of eight simultaneous exchanges exactly one gets tokens, and
+    // nothing of the others is written (no second family, no second audit event).
+    let s = setup(false, json!({})).await;
+    let (rp, _) = relying_party(&s).await;
+    let browser = Browser::new(&s.app);
+    let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
+    let code = code_via_browser(&s, &browser, &url, &csrf).await;
+    let secret = s.client_secret.clone().unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", s.client_id.as_str()),
+        ("client_secret", secret.as_str()),
+        ("code_verifier", verifier.secret().as_str()),
+    ];
+    let answers = futures::future::join_all((0..8).map(|_| raw_token(&s, &form))).await;
+    let winners: Vec<&Value> = answers.iter().filter(|(status, _)| *status == StatusCode::OK).map(|(_, b)| b).collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    assert!(winners[0]["refresh_token"].is_string(), "{}", winners[0]);
+    for (status, body) in answers.iter().filter(|(status, _)| *status != StatusCode::OK) {
+        assert_eq!((*status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    }
+    let issued = s.app.audit("").await.iter().filter(|e| e["action"] == "oidc.token_issued").count();
+    assert_eq!(issued, 1, "tokens were issued more than once");
+}
+
 #[tokio::test]
 async fn codes_and_refresh_tokens_are_bound_to_their_client() {
     let s = setup(false, json!({})).await;

@@ -445,22 +445,33 @@ async fn an_unregistered_redirect_uri_is_never_redirected_to() {
     assert!(resp.headers().get("location").is_none());
 }
 
+/// A confidential client's code for `offline_access`, and the token request that
+/// exchanges it, as `(rp, [code, secret, verifier])` for [`code_form`].
+async fn offline_code(s: &Setup) -> (Rp, [String; 3]) {
+    let (rp, _) = relying_party(s).await;
+    let browser = Browser::new(&s.app);
+    let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
+    let code = code_via_browser(s, &browser, &url, &csrf).await;
+    (rp, [code, s.client_secret.clone().unwrap(), verifier.secret().clone()])
+}
+
+/// The form that exchanges `[code, secret, verifier]` for tokens.
+fn code_form<'a>(s: &'a Setup, parts: &'a [String; 3]) -> [(&'static str, &'a str); 6] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", parts[0].as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", s.client_id.as_str()),
+        ("client_secret", parts[1].as_str()),
+        ("code_verifier", parts[2].as_str()),
+    ]
+}
+
 #[tokio::test]
 async fn a_code_works_once_and_its_replay_revokes_what_it_gave() {
     let s = setup(false, json!({})).await;
-    let (rp, _) = relying_party(&s).await;
-    let browser = Browser::new(&s.app);
-    let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
-    let code = code_via_browser(&s, &browser, &url, &csrf).await;
-    let secret = s.client_secret.clone().unwrap();
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", REDIRECT),
-        ("client_id", s.client_id.as_str()),
-        ("client_secret", secret.as_str()),
-        ("code_verifier", verifier.secret().as_str()),
-    ];
+    let (rp, parts) = offline_code(&s).await;
+    let form = code_form(&s, &parts);
     let (status, first) = raw_token(&s, &form).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     let (status, second) = raw_token(&s, &form).await;
@@ -479,19 +490,8 @@ async fn a_code_redeemed_by_racers_at_once_issues_tokens_once() {
     // issues the tokens: of eight simultaneous exchanges exactly one gets tokens, and
     // nothing of the others is written (no second family, no second audit event).
     let s = setup(false, json!({})).await;
-    let (rp, _) = relying_party(&s).await;
-    let browser = Browser::new(&s.app);
-    let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
-    let code = code_via_browser(&s, &browser, &url, &csrf).await;
-    let secret = s.client_secret.clone().unwrap();
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", REDIRECT),
-        ("client_id", s.client_id.as_str()),
-        ("client_secret", secret.as_str()),
-        ("code_verifier", verifier.secret().as_str()),
-    ];
+    let (_, parts) = offline_code(&s).await;
+    let form = code_form(&s, &parts);
     let answers = futures::future::join_all((0..8).map(|_| raw_token(&s, &form))).await;
     let winners: Vec<&Value> = answers.iter().filter(|(status, _)| *status == StatusCode::OK).map(|(_, b)| b).collect();
     assert_eq!(winners.len(), 1, "{answers:?}");

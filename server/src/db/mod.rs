@@ -363,14 +363,6 @@ impl Db {
         }
     }
 
-    /// The pending sign-in of `token_hash` ([`factors::find_attempt`]).
-    pub async fn attempt(&self, token_hash: &str) -> anyhow::Result<Option<factors::AttemptRow>> {
-        match &self.lookups {
-            Some(lookups) => lookups.attempt(token_hash),
-            None => Ok(factors::find_attempt(&self.pool, token_hash).await?),
-        }
-    }
-
     /// The pending sign-in of `token_hash` with its user and their group rules; `None`
     /// when either is missing ([`groups::pending_with_user`]).
     pub async fn pending(&self, token_hash: &str) -> anyhow::Result<Option<groups::PendingRows>> {
@@ -392,14 +384,6 @@ impl Db {
         }
     }
 
-    /// The roles of `user_id` ([`roles_of`]).
-    pub async fn roles_of(&self, user_id: &str) -> anyhow::Result<Vec<RoleRow>> {
-        match &self.lookups {
-            Some(lookups) => lookups.roles(user_id),
-            None => Ok(roles_of(&self.pool, user_id).await?),
-        }
-    }
-
     /// A user's roles and the names of their tenant, as a signed-in user is described.
     /// One statement on PostgreSQL, where each is a round trip; SQLite reads both in
     /// process.
@@ -408,13 +392,12 @@ impl Db {
         user_id: &str,
         tenant_id: Option<&str>,
     ) -> anyhow::Result<(Vec<RoleRow>, Option<TenantNames>)> {
-        if self.lookups.is_some() {
-            let roles = self.roles_of(user_id).await?;
+        if let Some(lookups) = &self.lookups {
             let tenant = match tenant_id {
-                Some(id) => self.tenant(id).await?.map(|t| TenantNames { name: t.name, display_name: t.display_name }),
+                Some(id) => lookups.tenant(id)?.map(|t| TenantNames { name: t.name, display_name: t.display_name }),
                 None => None,
             };
-            return Ok((roles, tenant));
+            return Ok((lookups.roles(user_id)?, tenant));
         }
         let rows: Vec<RoleWithTenantRow> = sqlx::query_as(ROLES_WITH_TENANT_SQL)
             .bind(user_id)
@@ -1007,14 +990,25 @@ pub enum SignInWrite {
 /// The parameters [`COMPLETE_SIGN_IN_SQL`] takes before the consuming statement's.
 const COMPLETE_SIGN_IN_PARAMS: usize = 13;
 
-/// [`complete_sign_in`]'s statement, around the consuming statement (`{consume}`, its
-/// parameters numbered after these): each step runs only when the one before it changed
-/// its row, and the last line says how far it got.
-static COMPLETE_SIGN_IN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// The statements that consume a factor ([`factors::USE_STEP_SQL`] and its kin), each
+/// spliced into [`complete_sign_in_sql`] as `UPDATE ... WHERE ...` followed by
+/// `AND EXISTS (...)`.
+const CONSUMING_STATEMENTS: [&str; 4] =
+    [factors::USE_STEP_SQL, factors::USE_CODE_SQL, factors::USE_RECOVERY_CODE_SQL, passkeys::RECORD_USE_SQL];
+
+/// [`complete_sign_in`]'s statement around each of [`CONSUMING_STATEMENTS`], built once.
+static COMPLETE_SIGN_IN_SQL: std::sync::LazyLock<std::collections::HashMap<&'static str, String>> =
+    std::sync::LazyLock::new(|| CONSUMING_STATEMENTS.into_iter().map(|c| (c, complete_sign_in_sql(c))).collect());
+
+/// [`complete_sign_in`]'s statement around `consume` (its parameters numbered after
+/// these): each step runs only when the one before it changed its row, and the last
+/// line says how far it got.
+fn complete_sign_in_sql(consume: &str) -> String {
+    let consume = shift_parameters(consume, COMPLETE_SIGN_IN_PARAMS);
     format!(
         "WITH attempt AS (UPDATE sign_in_attempts SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL \
          RETURNING id), \
-         spent AS ({{consume}} AND EXISTS (SELECT 1 FROM attempt) RETURNING 1), \
+         spent AS ({consume} AND EXISTS (SELECT 1 FROM attempt) RETURNING 1), \
          signed AS (UPDATE users SET last_sign_in_at = $1, last_sign_in_methods = $3, second_factor_failures = 0, \
          consecutive_failures = 0, lockouts = 0, locked_until = NULL \
          WHERE id = $4 AND EXISTS (SELECT 1 FROM spent) RETURNING {USER_COLUMNS}), \
@@ -1022,13 +1016,12 @@ static COMPLETE_SIGN_IN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::
          last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method, second_factor_at, \
          second_factor_method, sid) \
          SELECT $5, id, security_stamp, $3, $1, $1, $6, $7, $8, $1, $9, $1, $9, $10 FROM signed), \
-         audit AS (INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target, before_json, \
-         after_json, client_ip) \
+         audit AS (INSERT INTO audit_events ({AUDIT_COLUMNS}) \
          SELECT $11, $1, id, scope_key, 'sign_in.succeeded', 'user:' || id, NULL, $12, $13 FROM signed) \
          SELECT (SELECT COUNT(*) FROM attempt) AS completed, (SELECT COUNT(*) FROM spent) AS spent, \
          (SELECT COUNT(*) FROM signed) AS minted, signed.* FROM (SELECT 1 AS one) AS one LEFT JOIN signed ON TRUE"
     )
-});
+}
 
 /// `sql` with each parameter `$n` renumbered `$(n + by)`.
 fn shift_parameters(sql: &str, by: usize) -> String {
@@ -1058,7 +1051,10 @@ fn shift_parameters(sql: &str, by: usize) -> String {
 pub async fn complete_sign_in(conn: &mut AnyConnection, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
     use sqlx::Row;
     let (consume, consume_args) = c.consume;
-    let sql = COMPLETE_SIGN_IN_SQL.replace("{consume}", &shift_parameters(consume, COMPLETE_SIGN_IN_PARAMS));
+    let sql = match COMPLETE_SIGN_IN_SQL.get(consume) {
+        Some(sql) => std::borrow::Cow::Borrowed(sql.as_str()),
+        None => std::borrow::Cow::Owned(complete_sign_in_sql(consume)),
+    };
     let after = serde_json::json!({ "methods": c.methods }).to_string();
     let address = REQUEST_ADDRESS.try_with(Clone::clone).ok();
     let mut args = Vec::from(direct::args![
@@ -1658,10 +1654,7 @@ mod tests {
 
     #[test]
     fn every_consuming_statement_fits_the_one_statement_sign_in() {
-        // Each is spliced in as `UPDATE ... WHERE ...` followed by `AND EXISTS (...)`.
-        for sql in
-            [factors::USE_STEP_SQL, factors::USE_CODE_SQL, factors::USE_RECOVERY_CODE_SQL, passkeys::RECORD_USE_SQL]
-        {
+        for sql in CONSUMING_STATEMENTS {
             assert!(sql.starts_with("UPDATE ") && sql.contains(" WHERE "), "{sql}");
             assert!(!sql.contains(" RETURNING ") && !sql.contains(" ORDER BY "), "{sql}");
         }

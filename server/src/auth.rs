@@ -3,7 +3,7 @@
 //!
 //! Nothing here may log a password, a token or a hash.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
-use std::sync::{Arc, LazyLock, Mutex, mpsc};
+use std::sync::{Arc, LazyLock};
 
 use twofold_policy::Strength;
 use twofold_policy::wire::SecondFactorMethod;
@@ -40,24 +40,19 @@ type HashJob = Box<dyn FnOnce() + Send>;
 /// (rather than the blocking pool's hundreds) also keeps the freed 19 MiB blocks in a
 /// few allocator arenas, where the next hash reuses them: the memory the hashing holds
 /// stays at about 19 MiB per core instead of growing with every thread that ever hashed.
-static HASHERS: LazyLock<std::io::Result<mpsc::Sender<HashJob>>> = LazyLock::new(|| {
-    let (sender, receiver) = mpsc::channel::<HashJob>();
-    let receiver = Arc::new(Mutex::new(receiver));
+static HASHERS: LazyLock<std::io::Result<crossbeam_channel::Sender<HashJob>>> = LazyLock::new(|| {
+    let (sender, receiver) = crossbeam_channel::unbounded::<HashJob>();
     for i in 0..std::thread::available_parallelism().map_or(1, usize::from) {
         let receiver = receiver.clone();
         std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
             loop {
-                // The lock is held only while waiting for the next job; a poisoned lock
-                // or a closed queue ends the thread.
-                let job = match receiver.lock() {
-                    Ok(r) => r.recv(),
-                    Err(_) => return,
-                };
-                match job {
+                match receiver.recv_timeout(HASHING_MEMORY_KEPT_IDLE) {
                     // A panicking job must not take a hashing thread with it: with all
                     // of them gone, every sign-in would wait forever.
                     Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
-                    Err(_) => return,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => release_hashing_memory(),
+                    // A closed queue ends the thread.
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 }
             }
         })?;
@@ -90,12 +85,27 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
     on_hashing_thread(move || hash_password_blocking(&password)).await?
 }
 
+/// What `PasswordHasher::hash_password` does with [`hasher`], in this thread's reused
+/// working memory (see [`ARGON2_MEMORY`]).
 pub fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let hash =
-        hasher().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    let mut salt_bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt_bytes);
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let argon2 = hasher();
+    let params = argon2.params().clone();
+    let mut computed = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    in_hashing_memory(params.block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(password.as_bytes(), &salt_bytes, &mut computed, blocks)
+    })
+    .ok_or_else(|| anyhow::anyhow!("the hashing memory is in use"))?
+    .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| anyhow::anyhow!("parameters: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&computed).map_err(|e| anyhow::anyhow!("output: {e}"))?),
+    };
     Ok(hash.to_string())
 }
 
@@ -121,9 +131,34 @@ pub fn verify_password_blocking(password: &str, phc: &str) -> bool {
 
 thread_local! {
     /// The argon2 working memory of each hashing thread, allocated on its first
-    /// verification and reused by every later one: a fresh 19 MiB per verification
-    /// would be handed back to the allocator, which keeps several of them per thread.
+    /// verification and reused by every later one until the thread has been idle for
+    /// [`HASHING_MEMORY_KEPT_IDLE`]: a fresh 19 MiB per verification would be handed
+    /// back to the allocator, which keeps several of them per thread.
     static ARGON2_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How long a hashing thread keeps its working memory with no password to check. The
+/// memory is the largest single holding of the process (19 MiB per core); a burst of
+/// sign-ins reuses it, and a quiet server gives it back. Allocating it again costs page
+/// faults once per burst, about a millisecond.
+const HASHING_MEMORY_KEPT_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The capacity reserved for the working memory, in blocks, at least: 33 MiB. glibc
+/// serves an allocation from its arenas once it is below a threshold that rises with
+/// every large block freed, up to 32 MiB on 64-bit systems (`mallopt(3)`,
+/// `M_MMAP_THRESHOLD`); an arena keeps a freed block resident. Asking for more than
+/// the ceiling makes the block a mapping of its own that freeing unmaps. Only the
+/// 19 MiB the hash uses is ever touched, so only that much is resident.
+const HASHING_MEMORY_CAPACITY: usize = 33 * 1024 * 1024 / std::mem::size_of::<Block>();
+
+/// Gives this thread's argon2 working memory back to the system; the hashing threads
+/// call it when idle.
+pub fn release_hashing_memory() {
+    ARGON2_MEMORY.with(|memory| {
+        if let Ok(mut blocks) = memory.try_borrow_mut() {
+            *blocks = Vec::new();
+        }
+    });
 }
 
 /// What `PasswordVerifier::verify_password` does, with the parameters, salt and
@@ -139,15 +174,26 @@ fn verify_in_reused_memory(password: &str, stored: &PasswordHash<'_>) -> Option<
     let mut computed = vec![0u8; expected.len()];
     let blocks_needed = params.block_count();
     let argon2 = Argon2::new(algorithm, version, params);
+    in_hashing_memory(blocks_needed, |blocks| {
+        argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut computed, blocks)
+    })?
+    .ok()?;
+    Some(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), expected.as_bytes()).into())
+}
+
+/// Runs `work` with `blocks_needed` blocks of this thread's argon2 working memory.
+/// `None` when the memory is already borrowed (a hash cannot run inside a hash).
+fn in_hashing_memory<T>(blocks_needed: usize, work: impl FnOnce(&mut [Block]) -> T) -> Option<T> {
     ARGON2_MEMORY.with(|memory| {
         let mut blocks = memory.try_borrow_mut().ok()?;
         if blocks.len() < blocks_needed {
+            if blocks.capacity() < blocks_needed {
+                *blocks = Vec::with_capacity(blocks_needed.max(HASHING_MEMORY_CAPACITY));
+            }
             blocks.resize(blocks_needed, Block::default());
         }
-        let blocks = blocks.get_mut(..blocks_needed)?;
-        argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut computed, blocks).ok()
-    })?;
-    Some(subtle::ConstantTimeEq::ct_eq(computed.as_slice(), expected.as_bytes()).into())
+        Some(work(blocks.get_mut(..blocks_needed)?))
+    })
 }
 
 /// A new random token: 256 bits, URL-safe base64.
@@ -323,7 +369,7 @@ fn session_live(state: &AppState, session: &db::SessionRow, now: i64) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use argon2::password_hash::PasswordVerifier;
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
     #[test]
     fn hashes_are_argon2id_phc_and_verify() {

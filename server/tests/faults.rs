@@ -903,7 +903,53 @@ async fn check_the_database(url: &str, s: &Setup, ledger: &Ledger) {
     db.close().await;
 }
 
+/// Resident memory of a process, in MiB.
+fn resident_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024.0
+}
+
 // ---------------------------------------------------------------- tests
+
+/// The resources of a real process, seen from outside it.
+mod process {
+    use super::*;
+
+    /// Each password check runs in 19 MiB of argon2 working memory per hashing thread,
+    /// the largest holding of the process. A burst of sign-ins reuses it; once the
+    /// hashing threads are idle it must leave the process, not stay with the allocator.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_idle_server_gives_its_password_hashing_memory_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("twofold.db").display());
+        let node = Node::start("memory", &node_env(&url, None));
+        let pid = node.child.id();
+        // Twice: an allocator may hand back the first large block it frees and keep
+        // the next ones.
+        for round in 1..=2 {
+            // Parallel sign-ins, so that every hashing thread checks a password.
+            let sign_ins = (0..8).map(|_| async {
+                let admin = Person::new();
+                admin.sign_in_admin(node.url()).await;
+            });
+            futures::future::join_all(sign_ins).await;
+            let busy = resident_mib(pid);
+            // Each hashing thread lets go after 5 s without a password to check.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut idle = busy;
+            while busy - idle < 15.0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: resident memory {busy:.1} MiB after the sign-ins, still {idle:.1} MiB 20 s later"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                idle = resident_mib(pid);
+            }
+        }
+    }
+}
 
 mod faults {
     use super::*;

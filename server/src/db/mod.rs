@@ -977,8 +977,9 @@ pub struct CompleteSignIn<'a> {
 /// How [`complete_sign_in`] ended.
 #[derive(Debug)]
 pub enum SignInWrite {
-    /// The session exists; the user as stored after the sign-in.
-    Minted(Box<UserRow>),
+    /// The session exists; the user as stored after the sign-in, with their roles and
+    /// tenant's names for the answer.
+    Minted(Box<UserRow>, Description),
     /// Another request completed the attempt first.
     AttemptTaken,
     /// Another request consumed the factor first.
@@ -1019,7 +1020,11 @@ fn complete_sign_in_sql(consume: &str) -> String {
          audit AS (INSERT INTO audit_events ({AUDIT_COLUMNS}) \
          SELECT $11, $1, id, scope_key, 'sign_in.succeeded', 'user:' || id, NULL, $12, $13 FROM signed) \
          SELECT (SELECT COUNT(*) FROM attempt) AS completed, (SELECT COUNT(*) FROM spent) AS spent, \
-         (SELECT COUNT(*) FROM signed) AS minted, signed.* FROM (SELECT 1 AS one) AS one LEFT JOIN signed ON TRUE"
+         (SELECT COUNT(*) FROM signed) AS minted, signed.*, \
+         (SELECT json_agg(json_build_array(r.role, r.scope_key) ORDER BY r.role, r.scope_key)::text \
+         FROM role_assignments r WHERE r.user_id = $4) AS roles_json, \
+         t.name AS described_tenant_name, t.display_name AS described_tenant_display_name \
+         FROM (SELECT 1 AS one) AS one LEFT JOIN signed ON TRUE LEFT JOIN tenants t ON t.id = signed.tenant_id"
     )
 }
 
@@ -1046,8 +1051,10 @@ fn shift_parameters(sql: &str, by: usize) -> String {
 /// consumed, the sign-in recorded on the user (failure counts and lock reset), the
 /// session and its audit event inserted. The same writes as `complete_attempt`,
 /// `Spend::consume`, [`record_sign_in`], [`insert_session`] and [`insert_audit`] one
-/// after another, which take seven round trips with the transaction's own. A refusal
-/// leaves writes of the steps before it, which the caller rolls back.
+/// after another, which take seven round trips with the transaction's own. It also
+/// reads the user's roles and tenant's names, which the answer names, saving the read
+/// after the commit. A refusal leaves writes of the steps before it, which the caller
+/// rolls back.
 pub async fn complete_sign_in(conn: &mut AnyConnection, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
     use sqlx::Row;
     let (consume, consume_args) = c.consume;
@@ -1079,7 +1086,23 @@ pub async fn complete_sign_in(conn: &mut AnyConnection, c: &CompleteSignIn<'_>) 
         (0, _, _) => SignInWrite::AttemptTaken,
         (_, 0, _) => SignInWrite::FactorTaken,
         (_, _, 0) => SignInWrite::UserGone,
-        _ => SignInWrite::Minted(Box::new(UserRow::from_row(&row)?)),
+        _ => {
+            let user = UserRow::from_row(&row)?;
+            let roles_json: Option<String> = row.try_get("roles_json")?;
+            let pairs: Vec<(String, String)> = match roles_json {
+                Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                None => Vec::new(),
+            };
+            let roles = pairs
+                .into_iter()
+                .map(|(role, scope_key)| RoleRow { user_id: user.id.clone(), role, scope_key })
+                .collect();
+            let tenant = match (row.try_get("described_tenant_name")?, row.try_get("described_tenant_display_name")?) {
+                (Some(name), Some(display_name)) => Some(TenantNames { name, display_name }),
+                _ => None,
+            };
+            SignInWrite::Minted(Box::new(user), Description { roles, tenant })
+        }
     })
 }
 
@@ -1108,6 +1131,14 @@ pub(super) const ROLES_SQL: &str =
 pub struct TenantNames {
     pub name: String,
     pub display_name: String,
+}
+
+/// What an answer that describes a user names beside the user row: their roles and
+/// their tenant's names ([`Db::roles_and_tenant_names`]).
+#[derive(Debug, Clone)]
+pub struct Description {
+    pub roles: Vec<RoleRow>,
+    pub tenant: Option<TenantNames>,
 }
 
 /// One row of [`ROLES_WITH_TENANT_SQL`]: a role (or nulls without any) beside the

@@ -94,11 +94,17 @@ pub fn client_info(addr: IpAddr, headers: &HeaderMap) -> ClientInfo {
 
 pub async fn current_user(state: &AppState, user: &UserRow) -> AppResult<CurrentUser> {
     let (roles, tenant) = state.db().roles_and_tenant_names(&user.id, user.tenant_id.as_deref()).await?;
+    Ok(described_user(user, db::Description { roles, tenant }))
+}
+
+/// [`current_user`] with the roles and tenant's names already read.
+fn described_user(user: &UserRow, described: db::Description) -> CurrentUser {
+    let db::Description { roles, tenant } = described;
     let (tenant_name, tenant_display_name) = match tenant {
         Some(t) => (Some(t.name), Some(t.display_name)),
         None => (None, None),
     };
-    Ok(CurrentUser {
+    CurrentUser {
         id: user.id.clone(),
         username: user.username.clone(),
         tenant_id: user.tenant_id.clone(),
@@ -106,7 +112,7 @@ pub async fn current_user(state: &AppState, user: &UserRow) -> AppResult<Current
         tenant_display_name,
         roles: super::role_grants(&roles),
         must_change_password: user.must_change_password != 0,
-    })
+    }
 }
 
 pub(super) fn pending_token(state: &AppState, jar: &CookieJar) -> Option<String> {
@@ -126,7 +132,10 @@ pub(super) async fn signed_in(
     if let Some((token, lifetime)) = done.remember {
         jar = jar.add(remember_cookie(state, token, lifetime));
     }
-    let user = current_user(state, &done.user).await?;
+    let user = match done.described {
+        Some(described) => described_user(&done.user, described),
+        None => current_user(state, &done.user).await?,
+    };
     Ok((
         jar,
         Json(SignInResponse {

@@ -24,6 +24,8 @@ pub struct Completed {
     pub remember: Option<(String, i64)>,
     /// Recovery codes, when this sign-in enrolled the user's first factor.
     pub recovery_codes: Option<Vec<String>>,
+    /// The user's roles and tenant's names, when the completing statement read them.
+    pub described: Option<db::Description>,
 }
 
 /// How a pending sign-in ends.
@@ -144,7 +146,10 @@ async fn seal(
         None
     };
     tx.commit().await?;
-    Ok(Sealed::Done(Completed { user: Box::new(user), session_token, remember, recovery_codes }, notices))
+    Ok(Sealed::Done(
+        Completed { user: Box::new(user), session_token, remember, recovery_codes, described: None },
+        notices,
+    ))
 }
 
 /// [`seal`] for a sign-in that proved a factor and enrols none, on PostgreSQL: the
@@ -185,8 +190,8 @@ async fn seal_at_once(
     .await?;
     // A refusal returns before the commit: dropping the transaction rolls back what
     // the statement wrote before the step that refused.
-    let user = match written {
-        SignInWrite::Minted(user) => *user,
+    let (user, described) = match written {
+        SignInWrite::Minted(user, described) => (*user, described),
         SignInWrite::AttemptTaken => return Ok(Sealed::Expired(Box::new(p.user), Some(proven))),
         SignInWrite::FactorTaken => return Ok(Sealed::Lost(Box::new(p.user), proven)),
         SignInWrite::UserGone => return Err(AppError::SignInExpired),
@@ -202,7 +207,14 @@ async fn seal_at_once(
         None
     };
     tx.commit().await?;
-    Ok(Sealed::Done(Completed { user: Box::new(user), session_token: token, remember, recovery_codes: None }, notices))
+    let completed = Completed {
+        user: Box::new(user),
+        session_token: token,
+        remember,
+        recovery_codes: None,
+        described: Some(described),
+    };
+    Ok(Sealed::Done(completed, notices))
 }
 
 /// Completes a pending enrolment with a passkey that passed registration: the attempt
@@ -226,7 +238,8 @@ pub(super) async fn finish_with_passkey(
         let (session_token, user) =
             mint(&mut tx, state, &p.user.id, "pwd+enrolled_passkey", true, &client, fresh).await?;
         tx.commit().await?;
-        let completed = Completed { user: Box::new(user), session_token, remember: None, recovery_codes };
+        let completed =
+            Completed { user: Box::new(user), session_token, remember: None, recovery_codes, described: None };
         AppResult::Ok(Sealed::Done(completed, vec![Notice::FactorAdded(FactorKind::Passkey)]))
     };
     conclude(state, state.db().on_writer(job).await??).await
@@ -258,7 +271,8 @@ pub(super) async fn finish_passwordless(
         };
         tx.commit().await?;
         let notices = if remember.is_some() { vec![Notice::BrowserRemembered] } else { Vec::new() };
-        let completed = Completed { user: Box::new(user), session_token, remember, recovery_codes: None };
+        let completed =
+            Completed { user: Box::new(user), session_token, remember, recovery_codes: None, described: None };
         AppResult::Ok(Sealed::Done(completed, notices))
     };
     conclude(state, state.db().on_writer(job).await??).await
@@ -279,7 +293,13 @@ pub(super) async fn finish_after_password(
         let fresh = |user: &UserRow| (!user.has_factor()).then_some(Freshness::Password);
         let (session_token, user) = mint(&mut tx, state, &user.id, &methods, false, &client, fresh).await?;
         tx.commit().await?;
-        AppResult::Ok(Completed { user: Box::new(user), session_token, remember: None, recovery_codes: None })
+        AppResult::Ok(Completed {
+            user: Box::new(user),
+            session_token,
+            remember: None,
+            recovery_codes: None,
+            described: None,
+        })
     };
     state.db().on_writer(job).await?
 }

@@ -21,6 +21,33 @@ fn providers(body: &Value) -> Vec<Value> {
     body["providers"].as_array().cloned().unwrap_or_default()
 }
 
+/// The verify step's answer describes the signed-in user as `/api/auth/me` does: their
+/// roles and their tenant's names. On PostgreSQL the completing statement reads them
+/// with its writes; on SQLite they are read after the commit.
+#[tokio::test]
+async fn the_verify_step_answers_with_the_users_roles_and_tenant() {
+    let app = admin_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    for (username, admin) in [("tina", true), ("plain", false)] {
+        let u = create_user(&app, &t.id, username, None).await;
+        if admin {
+            app.make_tenant_admin(&t.id, &u.id).await;
+        }
+        let client = app.new_client();
+        let enrolled = enrol_authenticator(&app, &client, "acme", username).await;
+        let client = app.new_client();
+        password_step(&client, "acme", username, "requires_two_factor").await;
+        let body = assert_signed_in(&verify(&client, "authenticator", &next_totp(&app, &enrolled.secret), false).await);
+        let expected_roles = if admin { json!([{ "role": "tenant_admin", "tenant_id": t.id }]) } else { json!([]) };
+        assert_eq!(body["user"]["roles"], expected_roles, "{body}");
+        assert_eq!(body["user"]["tenant_id"], t.id, "{body}");
+        assert_eq!(body["user"]["tenant_name"], "acme", "{body}");
+        assert_eq!(body["user"]["username"], username, "{body}");
+        let me = client.me().await.assert_status(StatusCode::OK).json();
+        assert_eq!(body["user"], me, "the verify step's answer and /api/auth/me differ");
+    }
+}
+
 // ---------------------------------------------------------------- the password step
 
 #[tokio::test]

@@ -341,6 +341,16 @@ impl Db {
         done
     }
 
+    /// Runs [`complete_sign_in`] alone on a writer connection, its own transaction: on
+    /// PostgreSQL, where it is all or nothing without one (`BEGIN` and `COMMIT` would be
+    /// two round trips more).
+    pub async fn complete_sign_in_alone(&self, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
+        let mut conn = self.writer.acquire().await?;
+        let written = complete_sign_in(&mut conn, c).await;
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        written
+    }
+
     /// How many writes this process has committed: a cache entry read when the count
     /// was `n` is current only while it still is `n`.
     pub fn writes_seen(&self) -> u64 {
@@ -1001,9 +1011,17 @@ const CONSUMING_STATEMENTS: [&str; 4] =
 static COMPLETE_SIGN_IN_SQL: std::sync::LazyLock<std::collections::HashMap<&'static str, String>> =
     std::sync::LazyLock::new(|| CONSUMING_STATEMENTS.into_iter().map(|c| (c, complete_sign_in_sql(c))).collect());
 
+/// What [`complete_sign_in`]'s statement raises (`twofold_refuse`, migration 0012) when
+/// a step found its row taken, with the step as the message.
+const REFUSED: &str = "TF001";
+const ATTEMPT_TAKEN: &str = "attempt_taken";
+const FACTOR_TAKEN: &str = "factor_taken";
+const USER_GONE: &str = "user_gone";
+
 /// [`complete_sign_in`]'s statement around `consume` (its parameters numbered after
 /// these): each step runs only when the one before it changed its row, and the last
-/// line says how far it got.
+/// line raises [`REFUSED`] with the step that refused, which undoes the steps before it:
+/// the statement writes everything or nothing, inside a transaction or not.
 fn complete_sign_in_sql(consume: &str) -> String {
     let consume = shift_parameters(consume, COMPLETE_SIGN_IN_PARAMS);
     format!(
@@ -1019,8 +1037,9 @@ fn complete_sign_in_sql(consume: &str) -> String {
          SELECT $5, id, security_stamp, $3, $1, $1, $6, $7, $8, $1, $9, $1, $9, $10 FROM signed), \
          audit AS (INSERT INTO audit_events ({AUDIT_COLUMNS}) \
          SELECT $11, $1, id, scope_key, 'sign_in.succeeded', 'user:' || id, NULL, $12, $13 FROM signed) \
-         SELECT (SELECT COUNT(*) FROM attempt) AS completed, (SELECT COUNT(*) FROM spent) AS spent, \
-         (SELECT COUNT(*) FROM signed) AS minted, signed.*, \
+         SELECT CASE WHEN (SELECT COUNT(*) FROM signed) = 1 THEN 0 ELSE twofold_refuse(CASE \
+         WHEN (SELECT COUNT(*) FROM attempt) = 0 THEN '{ATTEMPT_TAKEN}' \
+         WHEN (SELECT COUNT(*) FROM spent) = 0 THEN '{FACTOR_TAKEN}' ELSE '{USER_GONE}' END) END AS refused, signed.*, \
          (SELECT json_agg(json_build_array(r.role, r.scope_key) ORDER BY r.role, r.scope_key)::text \
          FROM role_assignments r WHERE r.user_id = $4) AS roles_json, \
          t.name AS described_tenant_name, t.display_name AS described_tenant_display_name \
@@ -1053,8 +1072,8 @@ fn shift_parameters(sql: &str, by: usize) -> String {
 /// `Spend::consume`, [`record_sign_in`], [`insert_session`] and [`insert_audit`] one
 /// after another, which take seven round trips with the transaction's own. It also
 /// reads the user's roles and tenant's names, which the answer names, saving the read
-/// after the commit. A refusal leaves writes of the steps before it, which the caller
-/// rolls back.
+/// after the commit. A refusal writes nothing: run alone, the statement needs no
+/// transaction; in the caller's, the transaction is left failed and must be dropped.
 pub async fn complete_sign_in(conn: &mut AnyConnection, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
     use sqlx::Row;
     let (consume, consume_args) = c.consume;
@@ -1080,30 +1099,30 @@ pub async fn complete_sign_in(conn: &mut AnyConnection, c: &CompleteSignIn<'_>) 
         address,
     ]);
     args.extend_from_slice(consume_args);
-    let row = sqlx::query_with(sqlx::AssertSqlSafe(sql), direct::sqlx_arguments(&args)?).fetch_one(conn).await?;
-    let counts: (i64, i64, i64) = (row.try_get("completed")?, row.try_get("spent")?, row.try_get("minted")?);
-    Ok(match counts {
-        (0, _, _) => SignInWrite::AttemptTaken,
-        (_, 0, _) => SignInWrite::FactorTaken,
-        (_, _, 0) => SignInWrite::UserGone,
-        _ => {
-            let user = UserRow::from_row(&row)?;
-            let roles_json: Option<String> = row.try_get("roles_json")?;
-            let pairs: Vec<(String, String)> = match roles_json {
-                Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                None => Vec::new(),
-            };
-            let roles = pairs
-                .into_iter()
-                .map(|(role, scope_key)| RoleRow { user_id: user.id.clone(), role, scope_key })
-                .collect();
-            let tenant = match (row.try_get("described_tenant_name")?, row.try_get("described_tenant_display_name")?) {
-                (Some(name), Some(display_name)) => Some(TenantNames { name, display_name }),
-                _ => None,
-            };
-            SignInWrite::Minted(Box::new(user), Description { roles, tenant })
+    let row = match sqlx::query_with(sqlx::AssertSqlSafe(sql), direct::sqlx_arguments(&args)?).fetch_one(conn).await {
+        Ok(row) => row,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(REFUSED) => {
+            return Ok(match e.message() {
+                ATTEMPT_TAKEN => SignInWrite::AttemptTaken,
+                FACTOR_TAKEN => SignInWrite::FactorTaken,
+                _ => SignInWrite::UserGone,
+            });
         }
-    })
+        Err(e) => return Err(e),
+    };
+    let user = UserRow::from_row(&row)?;
+    let roles_json: Option<String> = row.try_get("roles_json")?;
+    let pairs: Vec<(String, String)> = match roles_json {
+        Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        None => Vec::new(),
+    };
+    let roles =
+        pairs.into_iter().map(|(role, scope_key)| RoleRow { user_id: user.id.clone(), role, scope_key }).collect();
+    let tenant = match (row.try_get("described_tenant_name")?, row.try_get("described_tenant_display_name")?) {
+        (Some(name), Some(display_name)) => Some(TenantNames { name, display_name }),
+        _ => None,
+    };
+    Ok(SignInWrite::Minted(Box::new(user), Description { roles, tenant }))
 }
 
 pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {

@@ -94,19 +94,18 @@ async fn seal(
     client: &ClientInfo,
 ) -> AppResult<Sealed> {
     let now = state.now();
-    // Enrolling a factor writes through statements that only sqlx runs; every other
-    // sign-in's transaction runs direct on a SQLite file (`db::direct`).
-    let tx = match enrolled {
-        Some(_) => Transaction::Sqlx(state.db().begin_write().await?),
-        None => state.db().begin().await?,
-    };
     let proven = match (state.db().backend, enrolled, proven) {
         (Backend::Postgres, None, Some(proven)) => {
-            return seal_at_once(state, tx, p, methods, proven, remember, client).await;
+            return seal_at_once(state, p, methods, proven, remember, client).await;
         }
         (_, _, proven) => proven,
     };
-    let mut tx = tx;
+    // Enrolling a factor writes through statements that only sqlx runs; every other
+    // sign-in's transaction runs direct on a SQLite file (`db::direct`).
+    let mut tx = match enrolled {
+        Some(_) => Transaction::Sqlx(state.db().begin_write().await?),
+        None => state.db().begin().await?,
+    };
     // The attempt first: a double submit of one sign-in finds it completed and ends as
     // an expired sign-in, not as a failure that counts towards a lockout.
     if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {
@@ -155,10 +154,11 @@ async fn seal(
 /// [`seal`] for a sign-in that proved a factor and enrols none, on PostgreSQL: the
 /// attempt, the factor, the user row, the session and its audit event written by one
 /// statement ([`db::complete_sign_in`]) instead of five, each a round trip there. The
-/// same writes and the same refusals, in the same order.
+/// same writes and the same refusals, in the same order. The statement is all or
+/// nothing by itself; only a remembered browser, a second statement, needs a
+/// transaction around both.
 async fn seal_at_once(
     state: &AppState,
-    mut tx: Transaction,
     p: Pending,
     methods: &str,
     proven: Proven,
@@ -171,25 +171,28 @@ async fn seal_at_once(
     // Random, not derived from the token: it is shown to applications.
     let sid = new_token();
     let (consume, consume_args) = proven.spend.statement(now);
-    let written = db::complete_sign_in(
-        tx.sqlx()?,
-        &db::CompleteSignIn {
-            attempt_id: &p.attempt.id,
-            user_id: &p.user.id,
-            now,
-            methods,
-            method: proven.method.as_str(),
-            consume: (consume, &consume_args),
-            token_hash: &hash,
-            sid: &sid,
-            expires_at: now + i64::from(state.config().session_max_hours) * 3_600_000,
-            user_agent: client.user_agent.as_deref(),
-            client_ip: client.ip.as_deref(),
-        },
-    )
-    .await?;
-    // A refusal returns before the commit: dropping the transaction rolls back what
-    // the statement wrote before the step that refused.
+    let complete = db::CompleteSignIn {
+        attempt_id: &p.attempt.id,
+        user_id: &p.user.id,
+        now,
+        methods,
+        method: proven.method.as_str(),
+        consume: (consume, &consume_args),
+        token_hash: &hash,
+        sid: &sid,
+        expires_at: now + i64::from(state.config().session_max_hours) * 3_600_000,
+        user_agent: client.user_agent.as_deref(),
+        client_ip: client.ip.as_deref(),
+    };
+    let mut tx = match remember {
+        true => Some(state.db().begin_write().await?),
+        false => None,
+    };
+    let written = match &mut tx {
+        Some(tx) => db::complete_sign_in(tx, &complete).await?,
+        None => state.db().complete_sign_in_alone(&complete).await?,
+    };
+    // A refusal wrote nothing; a transaction it failed is rolled back when dropped.
     let (user, described) = match written {
         SignInWrite::Minted(user, described) => (*user, described),
         SignInWrite::AttemptTaken => return Ok(Sealed::Expired(Box::new(p.user), Some(proven))),
@@ -200,13 +203,17 @@ async fn seal_at_once(
     if proven.method == SecondFactorMethod::RecoveryCode {
         notices.push(Notice::RecoveryCodeUsed);
     }
-    let remember = if remember {
-        notices.push(Notice::BrowserRemembered);
-        Some(remember_browser(&mut tx, state, &user, &p.policy, client, proven.method.strength()).await?)
-    } else {
-        None
+    let remember = match tx {
+        Some(tx) => {
+            let mut tx = Transaction::Sqlx(tx);
+            let remembered =
+                remember_browser(&mut tx, state, &user, &p.policy, client, proven.method.strength()).await?;
+            tx.commit().await?;
+            notices.push(Notice::BrowserRemembered);
+            Some(remembered)
+        }
+        None => None,
     };
-    tx.commit().await?;
     let completed = Completed {
         user: Box::new(user),
         session_token: token,

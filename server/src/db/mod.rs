@@ -397,17 +397,13 @@ impl Db {
     /// A user's roles and the names of their tenant, as a signed-in user is described.
     /// One statement on PostgreSQL, where each is a round trip; SQLite reads both in
     /// process.
-    pub async fn roles_and_tenant_names(
-        &self,
-        user_id: &str,
-        tenant_id: Option<&str>,
-    ) -> anyhow::Result<(Vec<RoleRow>, Option<TenantNames>)> {
+    pub async fn roles_and_tenant_names(&self, user_id: &str, tenant_id: Option<&str>) -> anyhow::Result<Description> {
         if let Some(lookups) = &self.lookups {
             let tenant = match tenant_id {
                 Some(id) => lookups.tenant(id)?.map(|t| TenantNames { name: t.name, display_name: t.display_name }),
                 None => None,
             };
-            return Ok((lookups.roles(user_id)?, tenant));
+            return Ok(Description { roles: lookups.roles(user_id)?, tenant });
         }
         let rows: Vec<RoleWithTenantRow> = sqlx::query_as(ROLES_WITH_TENANT_SQL)
             .bind(user_id)
@@ -421,7 +417,7 @@ impl Db {
             .into_iter()
             .filter_map(|r| Some(RoleRow { user_id: user_id.to_owned(), role: r.role?, scope_key: r.scope_key? }))
             .collect();
-        Ok((roles, tenant))
+        Ok(Description { roles, tenant })
     }
 
     /// The tenant `id` ([`get_tenant`]).
@@ -1154,7 +1150,7 @@ pub struct TenantNames {
 
 /// What an answer that describes a user names beside the user row: their roles and
 /// their tenant's names ([`Db::roles_and_tenant_names`]).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Description {
     pub roles: Vec<RoleRow>,
     pub tenant: Option<TenantNames>,

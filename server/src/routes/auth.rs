@@ -93,8 +93,8 @@ pub fn client_info(addr: IpAddr, headers: &HeaderMap) -> ClientInfo {
 }
 
 pub async fn current_user(state: &AppState, user: &UserRow) -> AppResult<CurrentUser> {
-    let (roles, tenant) = state.db().roles_and_tenant_names(&user.id, user.tenant_id.as_deref()).await?;
-    Ok(described_user(user, db::Description { roles, tenant }))
+    let described = state.db().roles_and_tenant_names(&user.id, user.tenant_id.as_deref()).await?;
+    Ok(described_user(user, described))
 }
 
 /// [`current_user`] with the roles and tenant's names already read.

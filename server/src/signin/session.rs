@@ -184,10 +184,7 @@ async fn seal_at_once(
         user_agent: client.user_agent.as_deref(),
         client_ip: client.ip.as_deref(),
     };
-    let mut tx = match remember {
-        true => Some(state.db().begin_write().await?),
-        false => None,
-    };
+    let mut tx = if remember { Some(state.db().begin_write().await?) } else { None };
     let written = match &mut tx {
         Some(tx) => db::complete_sign_in(tx, &complete).await?,
         None => state.db().complete_sign_in_alone(&complete).await?,

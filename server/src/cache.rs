@@ -4,7 +4,8 @@
 //! time-to-live bounds staleness for changes made elsewhere.
 //!
 //! Also the rows every authenticated request reads (its session with its user, and for
-//! policy reads the target user and their group rules), kept for at most
+//! policy reads the target user and their group rules; for an authorization request
+//! the application and the user's grant to it), kept for at most
 //! [`RECENT_TTL`]. Too many writes change those rows to invalidate them one by one, so
 //! an entry is used only while this process has committed no write since it was read
 //! ([`Db::writes_seen`]): on this node every change is seen by the next request. A write
@@ -17,6 +18,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 use twofold_policy::{GroupRule, ScopeSettings, TenantFeature};
 
+use crate::db::oidc::{self as odb, ApplicationRow, GrantRow};
 use crate::db::{self, Db, SessionRow, UserRow};
 use crate::error::{AppError, AppResult};
 
@@ -30,6 +32,8 @@ pub struct PolicyCache {
     features: Cache<String, TenantFeature>,
     sessions: Recent<Arc<SessionRow>>,
     subjects: Recent<Arc<(UserRow, Vec<GroupRule>)>>,
+    applications: Recent<Arc<ApplicationRow>>,
+    grants: Recent<Arc<GrantRow>>,
 }
 
 /// Rows read recently, each with the count of this process's writes when it was read.
@@ -80,6 +84,8 @@ impl PolicyCache {
             // in the last second: small even at many thousands of requests per second.
             sessions: Recent::new(50_000),
             subjects: Recent::new(50_000),
+            applications: Recent::new(10_000),
+            grants: Recent::new(50_000),
         }
     }
 
@@ -101,6 +107,21 @@ impl PolicyCache {
     pub async fn user_with_rules(&self, db: &Db, user_id: &str) -> AppResult<Option<Arc<(UserRow, Vec<GroupRule>)>>> {
         let load = async { Ok::<_, anyhow::Error>(db.user_with_rules(user_id).await?.map(Arc::new)) };
         Ok(self.subjects.get(db, user_id, load).await?)
+    }
+
+    /// The application (OpenID client) `id`.
+    pub async fn application(&self, db: &Db, id: &str) -> AppResult<Option<Arc<ApplicationRow>>> {
+        let load = async { Ok::<_, sqlx::Error>(odb::get_application(&db.pool, id).await?.map(Arc::new)) };
+        Ok(self.applications.get(db, id, load).await?)
+    }
+
+    /// `user_id`'s grant to the application `application_id`.
+    pub async fn grant(&self, db: &Db, user_id: &str, application_id: &str) -> AppResult<Option<Arc<GrantRow>>> {
+        let load = async {
+            let mut conn = db.pool.acquire().await?;
+            Ok::<_, sqlx::Error>(odb::find_grant(&mut *conn, user_id, application_id).await?.map(Arc::new))
+        };
+        Ok(self.grants.get(db, &format!("{user_id} {application_id}"), load).await?)
     }
 
     pub async fn settings(&self, db: &Db, scope_key: &str) -> AppResult<ScopeSettings> {
@@ -143,5 +164,7 @@ impl PolicyCache {
         self.features.invalidate_all();
         self.sessions.entries.invalidate_all();
         self.subjects.entries.invalidate_all();
+        self.applications.entries.invalidate_all();
+        self.grants.entries.invalidate_all();
     }
 }

@@ -7,7 +7,10 @@
 //!   the owning user through the associated data;
 //! - an HMAC-SHA256 key for hashes of emailed/texted one-time codes, so a stolen table
 //!   of six-digit codes cannot be brute-forced offline;
-//! - an HMAC-SHA256 key that signs remember-browser tokens.
+//! - an HMAC-SHA256 key that signs remember-browser tokens;
+//! - an XChaCha20-Poly1305 key that seals values handed out and taken back whole (an
+//!   authorization code carries its grant sealed instead of a row written for it), so
+//!   a sealed value is never readable with, or confused for, a stored secret.
 //!
 //! Keys rotate: `previous_secret_keys` keeps older master keys readable. Everything
 //! written names the key it was written under (a short id derived from that key), so
@@ -65,6 +68,7 @@ const INFO_ENCRYPTION: &[u8] = b"twofold/v1/secret-encryption";
 const INFO_CODE_HASH: &[u8] = b"twofold/v1/code-hash";
 const INFO_REMEMBER: &[u8] = b"twofold/v1/remember-browser-signature";
 const INFO_KEY_ID: &[u8] = b"twofold/v1/key-id";
+const INFO_SEAL: &[u8] = b"twofold/v1/sealed-value";
 /// Bytes of the key id (shown as hex): enough to tell a handful of keys apart, and
 /// an HKDF output, so it reveals nothing about the key.
 const KEY_ID_LEN: usize = 4;
@@ -103,6 +107,7 @@ struct KeySet {
     encryption: Zeroizing<[u8; KEY_LEN]>,
     code_hash: Zeroizing<[u8; KEY_LEN]>,
     remember: Zeroizing<[u8; KEY_LEN]>,
+    seal: Zeroizing<[u8; KEY_LEN]>,
 }
 
 /// The current key and the previous ones still accepted for reading. Cheap to clone;
@@ -170,6 +175,7 @@ impl Keys {
             encryption: current.encryption.clone(),
             code_hash: current.code_hash.clone(),
             remember: current.remember.clone(),
+            seal: current.seal.clone(),
         }];
         for master in previous {
             let set = KeySet::derive(*master);
@@ -264,20 +270,24 @@ impl Keys {
     /// and is safe to store.
     pub fn encrypt_secret(&self, plaintext: &[u8], aad: &str) -> String {
         let key = self.current();
-        let cipher = XChaCha20Poly1305::new(&(*key.encryption).into());
-        // 192-bit random nonces: collisions are negligible even for billions of
-        // encryptions under one key, so no counter has to be kept across nodes.
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
-        let payload = Payload { msg: plaintext, aad: aad.as_bytes() };
-        let Ok(ciphertext) = cipher.encrypt(&XNonce::from(nonce), payload) else {
-            // The only failure is a message longer than 256 GiB.
-            unreachable!("XChaCha20-Poly1305 encryption of a small secret cannot fail");
-        };
-        let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-        blob.extend_from_slice(&nonce);
-        blob.extend_from_slice(&ciphertext);
-        format!("{CIPHERTEXT_V2}{}:{}", key.id, URL_SAFE_NO_PAD.encode(blob))
+        format!("{CIPHERTEXT_V2}{}:{}", key.id, seal_blob(&key.encryption, plaintext, aad))
+    }
+
+    /// Seals `plaintext` for `purpose` under the current key, for a value that is handed
+    /// out and must come back unaltered: `<key id>.<base64url(nonce || ciphertext ||
+    /// tag)>`, URL-safe. Only [`Keys::open`] with the same purpose reads it.
+    pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
+        let key = self.current();
+        format!("{}.{}", key.id, seal_blob(&key.seal, plaintext, purpose))
+    }
+
+    /// Reverses [`Keys::seal`] under whichever configured key sealed it. Fails for a
+    /// value altered in any byte, sealed for another purpose, or under a key no longer
+    /// configured.
+    pub fn open(&self, purpose: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+        let (id, encoded) = sealed.split_once('.').ok_or(DecryptError::Malformed)?;
+        let key = self.by_id(id).ok_or(DecryptError::UnknownKey)?;
+        open_blob(&key.seal, encoded, purpose)
     }
 
     /// Reverses [`Keys::encrypt_secret`]. Fails when the value was tampered with,
@@ -394,20 +404,42 @@ impl KeySet {
             encryption: derive(INFO_ENCRYPTION),
             code_hash: derive(INFO_CODE_HASH),
             remember: derive(INFO_REMEMBER),
+            seal: derive(INFO_SEAL),
         }
     }
 }
 
 fn decrypt_blob(key: &KeySet, encoded: &str, aad: &str) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+    open_blob(&key.encryption, encoded, aad)
+}
+
+fn open_blob(key: &[u8; KEY_LEN], encoded: &str, aad: &str) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
     let blob = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| DecryptError::Malformed)?;
     if blob.len() < NONCE_LEN + TAG_LEN {
         return Err(DecryptError::Malformed);
     }
     let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| DecryptError::Malformed)?;
-    let cipher = XChaCha20Poly1305::new(&(*key.encryption).into());
+    let cipher = XChaCha20Poly1305::new(&(*key).into());
     let payload = Payload { msg: ciphertext, aad: aad.as_bytes() };
     cipher.decrypt(&XNonce::from(nonce), payload).map(Zeroizing::new).map_err(|_| DecryptError::Rejected)
+}
+
+fn seal_blob(key: &[u8; KEY_LEN], plaintext: &[u8], aad: &str) -> String {
+    let cipher = XChaCha20Poly1305::new(&(*key).into());
+    // 192-bit random nonces: collisions are negligible even for billions of
+    // encryptions under one key, so no counter has to be kept across nodes.
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    let payload = Payload { msg: plaintext, aad: aad.as_bytes() };
+    let Ok(ciphertext) = cipher.encrypt(&XNonce::from(nonce), payload) else {
+        // The only failure is a message longer than 256 GiB.
+        unreachable!("XChaCha20-Poly1305 encryption of a small value cannot fail");
+    };
+    let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+    blob.extend_from_slice(&nonce);
+    blob.extend_from_slice(&ciphertext);
+    URL_SAFE_NO_PAD.encode(blob)
 }
 
 fn code_mac(key: &KeySet, purpose: &str, binding: &str, code: &str) -> [u8; 32] {
@@ -523,7 +555,35 @@ mod tests {
         assert_ne!(*k.current().encryption, *k.current().code_hash);
         assert_ne!(*k.current().encryption, *k.current().remember);
         assert_ne!(*k.current().code_hash, *k.current().remember);
+        assert_ne!(*k.current().seal, *k.current().encryption);
+        assert_ne!(*k.current().seal, *k.current().remember);
         assert_ne!(*k.current().encryption, [7u8; 32]);
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_unaltered_for_its_purpose_and_under_a_configured_key() {
+        let k = keys();
+        let sealed = k.seal("authorization-code", b"grant");
+        assert!(sealed.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'), "{sealed}");
+        assert_eq!(k.open("authorization-code", &sealed).as_deref().map(|v| v.as_slice()), Ok(&b"grant"[..]));
+        assert_ne!(sealed, k.seal("authorization-code", b"grant"), "a fresh nonce each time");
+        assert_eq!(k.open("other-purpose", &sealed), Err(DecryptError::Rejected));
+        // Every single character changed is refused, never read as another value.
+        let last = sealed.len() - 1;
+        for at in [sealed.find('.').unwrap_or(0) + 1, sealed.len() / 2, last] {
+            let mut altered = sealed.clone().into_bytes();
+            altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+            let altered = String::from_utf8(altered).unwrap();
+            assert!(k.open("authorization-code", &altered).is_err(), "altered at {at}");
+        }
+        assert_eq!(k.open("authorization-code", "no-dot"), Err(DecryptError::Malformed));
+        // Not the stored-secret key: a sealed value is no ciphertext of a secret.
+        let body = sealed.split_once('.').unwrap().1;
+        assert!(k.decrypt_secret(&format!("v2:{}:{body}", k.current_id()), "authorization-code").is_err());
+        // Readable after a rotation while the old key stays listed, then no longer.
+        let rotated = Keys::from_bytes([9u8; 32]).with_previous(&[[7u8; 32]]).unwrap();
+        assert!(rotated.open("authorization-code", &sealed).is_ok());
+        assert_eq!(Keys::from_bytes([9u8; 32]).open("authorization-code", &sealed), Err(DecryptError::UnknownKey));
     }
 
     #[test]

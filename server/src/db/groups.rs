@@ -176,43 +176,6 @@ pub async fn list_members(pool: &AnyPool, group_id: &str) -> Result<Vec<MemberRo
     .await
 }
 
-#[derive(Debug, Clone, FromRow)]
-struct RuleRow {
-    id: String,
-    name: String,
-    require_two_factor: i64,
-    min_strength: Option<String>,
-}
-
-/// The groups of a user that carry a rule, by name: the order in which resolution
-/// consults them, the same on every node.
-pub async fn rules_of_user<'e, E>(executor: E, user_id: &str) -> anyhow::Result<Vec<GroupRule>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let rows: Vec<RuleRow> = sqlx::query_as(
-        "SELECT g.id, g.name, g.require_two_factor, g.min_strength FROM user_group_members m \
-         JOIN user_groups g ON g.id = m.group_id \
-         WHERE m.user_id = $1 AND (g.require_two_factor = 1 OR g.min_strength IS NOT NULL) \
-         ORDER BY g.name_key, g.id",
-    )
-    .bind(user_id)
-    .fetch_all(executor)
-    .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(GroupRule {
-                rule: Rule {
-                    require_two_factor: r.require_two_factor != 0,
-                    min_strength: parse_strength(&r.min_strength)?,
-                },
-                id: r.id,
-                name: r.name,
-            })
-        })
-        .collect()
-}
-
 #[derive(Debug, FromRow)]
 pub(super) struct UserRuleRow {
     #[sqlx(flatten)]
@@ -296,8 +259,9 @@ pub async fn pending_with_user(pool: &AnyPool, token_hash: &str) -> anyhow::Resu
     Ok(attempt.zip(folded).map(|(attempt, (user, rules))| (attempt, user, rules)))
 }
 
-/// A user with the groups that carry a rule, as [`super::get_user`] and
-/// [`rules_of_user`] read them, in one statement: an effective-policy read needs both.
+/// A user with the groups that carry a rule (by name: the order in which resolution
+/// consults them, the same on every node), in one statement: an effective-policy read
+/// needs both.
 pub async fn user_with_rules(
     pool: &AnyPool,
     user_id: &str,
@@ -314,7 +278,7 @@ pub(super) fn fold_user_rules(
     let mut user = None;
     let mut rules = Vec::new();
     for row in rows {
-        // Groups without a rule take no part in resolution, as in `rules_of_user`.
+        // Groups without a rule take no part in resolution.
         if let (Some(id), Some(name), Some(require)) = (row.rule_group_id, row.rule_group_name, row.rule_require)
             && (require == 1 || row.rule_min_strength.is_some())
         {

@@ -343,17 +343,6 @@ pub struct CodeRow {
 const CODE_COLUMNS: &str = "code_hash, application_id, grant_id, user_id, redirect_uri, scopes, code_challenge, \
      nonce, sid, auth_time, amr, acr, created_at, expires_at, used_at, family_id";
 
-pub async fn insert_code(conn: &mut impl Exec, c: &CodeRow) -> Result<(), sqlx::Error> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) VALUES ({})",
-            super::placeholders(1, CODE_COLUMNS)
-        )
-    });
-    conn.run(&SQL, &code_args(c)).await?;
-    Ok(())
-}
-
 /// The values of `c` for [`CODE_COLUMNS`].
 fn code_args(c: &CodeRow) -> [Arg; 16] {
     args![
@@ -376,27 +365,6 @@ fn code_args(c: &CodeRow) -> [Arg; 16] {
     ]
 }
 
-/// [`insert_code`] and the audit event of the authorization (`audit`, as
-/// [`super::audit_args`] gives it), as one PostgreSQL statement: one round trip instead
-/// of four with `BEGIN` and `COMMIT`. A statement is atomic, so a refusal (the grant
-/// revoked since it was read: a foreign key violation) writes neither.
-pub async fn insert_code_audited(pool: &AnyPool, c: &CodeRow, audit: &[Arg]) -> Result<(), sqlx::Error> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        let audit_from = 1 + CODE_COLUMNS.split(',').count();
-        format!(
-            "WITH code AS (INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) VALUES ({}) RETURNING 1) \
-             INSERT INTO audit_events ({}) SELECT {} FROM code",
-            super::placeholders(1, CODE_COLUMNS),
-            super::AUDIT_COLUMNS,
-            super::placeholders(audit_from, super::AUDIT_COLUMNS),
-        )
-    });
-    let mut all = Vec::from(code_args(c));
-    all.extend_from_slice(audit);
-    sqlx::query_with(sqlx::AssertSqlSafe(SQL.as_str()), super::direct::sqlx_arguments(&all)?).execute(pool).await?;
-    Ok(())
-}
-
 pub async fn find_code(pool: &AnyPool, code_hash: &str) -> Result<Option<CodeRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {CODE_COLUMNS} FROM oidc_authorization_codes WHERE code_hash = $1"
@@ -406,15 +374,20 @@ pub async fn find_code(pool: &AnyPool, code_hash: &str) -> Result<Option<CodeRow
     .await
 }
 
-/// Uses a code once, recording the family its exchange starts; false when it was
-/// already used.
-pub async fn use_code(conn: &mut impl Exec, code_hash: &str, family_id: &str, now: i64) -> Result<bool, sqlx::Error> {
-    Ok(conn.run(USE_CODE_SQL, &args![now, family_id, code_hash]).await? == 1)
+/// Records a code as spent (`c` as [`crate::oidc::code::Code::spent`] gives it); false
+/// when it already was. The row's key is unique, so of two exchanges racing for one
+/// code exactly one inserts it.
+pub async fn spend_code(conn: &mut impl Exec, c: &CodeRow) -> Result<bool, sqlx::Error> {
+    Ok(conn.run(&SPEND_CODE_SQL, &code_args(c)).await? == 1)
 }
 
-/// The statement of [`use_code`] (`$1` now, `$2` the family, `$3` the code's hash).
-const USE_CODE_SQL: &str =
-    "UPDATE oidc_authorization_codes SET used_at = $1, family_id = $2 WHERE code_hash = $3 AND used_at IS NULL";
+/// The statement of [`spend_code`], the code's values as `$1`… in [`CODE_COLUMNS`].
+static SPEND_CODE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) VALUES ({}) ON CONFLICT (code_hash) DO NOTHING",
+        super::placeholders(1, CODE_COLUMNS)
+    )
+});
 
 // ---------------------------------------------------------------- token families
 
@@ -524,28 +497,28 @@ fn refresh_args(r: &RefreshRow) -> [Arg; 6] {
     args![r.token_hash.as_str(), r.family_id.as_str(), r.application_id.as_str(), r.created_at, r.expires_at, r.used_at]
 }
 
-/// A code exchanged for tokens on PostgreSQL in one statement: the code used (as
-/// [`use_code`]), and only then the token family, the refresh token (if any) and the
-/// audit event inserted, each from the used code's row, so that a code another request
-/// used first leaves nothing written. False in that case. The same writes as the
+/// A code exchanged for tokens on PostgreSQL in one statement: the code spent (as
+/// [`spend_code`]), and only then the token family, the refresh token (if any) and the
+/// audit event inserted, each from the spent code's row, so that a code another request
+/// spent first leaves nothing written. False in that case. The same writes as the
 /// step-by-step transaction, which takes six round trips with `BEGIN` and `COMMIT`.
 pub async fn redeem_code(
     pool: &AnyPool,
-    code_hash: &str,
-    now: i64,
+    spent: &CodeRow,
     family: &FamilyRow,
     refresh: Option<&RefreshRow>,
     audit: &super::NewAudit<'_>,
 ) -> Result<bool, sqlx::Error> {
     use sqlx::Row;
     fn sql(refresh: bool) -> String {
-        let family_from = 4;
+        let family_from = 1 + CODE_COLUMNS.split(',').count();
         let audit_from = family_from + FAMILY_COLUMNS.split(',').count();
         let refresh_from = audit_from + super::AUDIT_COLUMNS.split(',').count();
         let mut sql = format!(
-            "WITH used AS ({USE_CODE_SQL} RETURNING 1), \
+            "WITH used AS ({} RETURNING 1), \
              family AS (INSERT INTO oidc_token_families ({FAMILY_COLUMNS}) SELECT {} FROM used), \
              audit AS (INSERT INTO audit_events ({}) SELECT {} FROM used)",
+            SPEND_CODE_SQL.as_str(),
             super::placeholders(family_from, FAMILY_COLUMNS),
             super::AUDIT_COLUMNS,
             super::placeholders(audit_from, super::AUDIT_COLUMNS),
@@ -561,7 +534,7 @@ pub async fn redeem_code(
     }
     static WITH_REFRESH: LazyLock<String> = LazyLock::new(|| sql(true));
     static WITHOUT_REFRESH: LazyLock<String> = LazyLock::new(|| sql(false));
-    let mut all = Vec::from(args![now, family.id.as_str(), code_hash]);
+    let mut all = Vec::from(code_args(spent));
     all.extend(family_args(family));
     all.extend(super::audit_args(audit));
     let statement = match refresh {

@@ -11,6 +11,8 @@
 //! the request names the tenant) or steps up (`/api/auth/step-up`) through the sign-in
 //! machine, then `POST /api/oidc/requests/{handle}` answers where the browser goes.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -29,11 +31,12 @@ use twofold_policy::wire::{
 };
 use twofold_policy::{ApplicationRule, EffectivePolicy, Strength};
 
+use super::code::Code;
 use super::{Issuer, MaybeSession, OAuthError, OAuthResult};
 use crate::app::AppState;
 use crate::auth::{self, Authenticated};
 use crate::db;
-use crate::db::oidc::{self as odb, ApplicationRow, CodeRow, RequestRow};
+use crate::db::oidc::{self as odb, ApplicationRow, RequestRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Json, Path};
 
@@ -60,11 +63,12 @@ pub struct Params {
 
 /// The application of `client_id`, if it belongs to the issuer's scope: a client of
 /// one scope is unknown to every other issuer.
-pub async fn client_of(state: &AppState, issuer: &Issuer, client_id: &str) -> AppResult<Option<ApplicationRow>> {
+pub async fn client_of(state: &AppState, issuer: &Issuer, client_id: &str) -> AppResult<Option<Arc<ApplicationRow>>> {
     if uuid::Uuid::parse_str(client_id).is_err() {
         return Ok(None);
     }
-    Ok(odb::get_application(&state.db().pool, client_id).await?.filter(|a| a.scope_key == issuer.scope_key))
+    let app = state.cache().application(state.db(), client_id).await?;
+    Ok(app.filter(|a| a.scope_key == issuer.scope_key))
 }
 
 pub fn uris(json: &str) -> Vec<String> {
@@ -97,6 +101,36 @@ impl Reply<'_> {
             q.append_pair("iss", self.iss);
         }
         url.into()
+    }
+
+    /// [`Reply::url`] with a code, which is URL-safe as sealed ([`crate::secrets::Keys::seal`]:
+    /// hex, a dot, base64url) and goes in as it is: form-encoding its several hundred
+    /// random characters byte by byte was the most expensive step of a request that a
+    /// session already satisfies.
+    fn code_url(&self, code: &str) -> String {
+        debug_assert!(code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')));
+        // A registered redirect URI is in normal form and has no fragment
+        // (`apps::check_uri`), so the pairs can be appended to its text; one
+        // without a path gets the `/` that the URL parser would add.
+        if self.redirect_uri.contains('#') {
+            return self.url(&[("code", code)]);
+        }
+        let bare_origin = self.redirect_uri.split_once("://").is_some_and(|(_, rest)| !rest.contains('/'));
+        let mut out = String::with_capacity(self.redirect_uri.len() + code.len() + 160);
+        out.push_str(self.redirect_uri);
+        if bare_origin {
+            out.push('/');
+        }
+        out.push(if self.redirect_uri.contains('?') { '&' } else { '?' });
+        out.push_str("code=");
+        out.push_str(code);
+        if let Some(s) = self.state {
+            out.push_str("&state=");
+            out.extend(url::form_urlencoded::byte_serialize(s.as_bytes()));
+        }
+        out.push_str("&iss=");
+        out.extend(url::form_urlencoded::byte_serialize(self.iss.as_bytes()));
+        out
     }
 
     fn error(&self, error: &str, description: &str) -> String {
@@ -427,7 +461,7 @@ async fn decide(
         (Verdict::Reuse, _, _) => return needs(AuthorizationStep::SignIn),
     };
     let first_party = app.first_party != 0;
-    let grant = odb::find_grant(&mut *state.db().pool.acquire().await?, &who.user.id, &app.id).await?;
+    let grant = state.cache().grant(state.db(), &who.user.id, &app.id).await?;
     let covered =
         grant.as_ref().is_some_and(|g| params.scopes.iter().all(|s| super::split_scopes(&g.scopes).contains(s)));
     let reply = Reply { redirect_uri: &params.redirect_uri, state: params.state.as_deref(), iss: &issuer.url };
@@ -448,9 +482,9 @@ async fn decide(
     // A grant that already covers the request and was touched within the last minute
     // needs no write of its own: the code is stored under it as it is.
     let settled =
-        grant.filter(|g| covered && state.now().saturating_sub(g.last_used_at) < GRANT_TOUCH_MS).map(|g| g.id);
+        grant.filter(|g| covered && state.now().saturating_sub(g.last_used_at) < GRANT_TOUCH_MS).map(|g| g.id.clone());
     let code = issue_code(state, app, params, who, &proof, &decision, settled).await?;
-    Ok(Outcome::Redirect(reply.url(&[("code", &code)])))
+    Ok(Outcome::Redirect(reply.code_url(&code)))
 }
 
 /// How stale a grant's `last_used_at` may get: a grant used again within this long is
@@ -459,12 +493,12 @@ async fn decide(
 /// accurate to this.
 const GRANT_TOUCH_MS: i64 = 60_000;
 
-/// Stores a code for the session's user, with what the session proved, and records
-/// the grant (consent given now, remembered, or a first-party application). `settled`
-/// is a grant read just before that covers the request and was recently touched: the
-/// code goes under it without writing it, unless it has been revoked meanwhile (the
-/// code's foreign key says so), in which case the grant is recorded as for a first
-/// sign-in.
+/// A code for the session's user, sealed with what the session proved (see
+/// [`super::code`]), under the grant: `settled`, a grant read just before that covers
+/// the request and was recently touched, is used as it is, so the request writes
+/// nothing; otherwise the grant is recorded (consent given now, remembered, or a
+/// first-party application) with its audit event. A grant revoked after it was read is
+/// caught when the code is exchanged: the spent code's row refers to it.
 #[allow(clippy::too_many_arguments)]
 async fn issue_code(
     state: &AppState,
@@ -486,39 +520,66 @@ async fn issue_code(
             }
         }
     };
-    let code = auth::new_token();
     let scopes = super::join_scopes(&params.scopes);
     let amr = proof.amr().join(" ");
     let acr = authorization::acr_of(proof.strength());
-    let template = CodeRow {
-        code_hash: auth::token_hash(&code),
+    let grant_id = match settled {
+        Some(id) => id,
+        None => {
+            let after = serde_json::json!({
+                "scopes": scopes, "acr": acr, "amr": amr,
+                "rule": {
+                    "second_factor": decision.second_factor.map(Strength::as_str),
+                    "max_age": decision.max_age_seconds,
+                },
+            });
+            record_grant(state, app, &who.user.id, &params.scopes, after).await?
+        }
+    };
+    let code = Code {
+        id: auth::new_token(),
         application_id: app.id.clone(),
-        grant_id: String::new(),
+        grant_id,
         user_id: who.user.id.clone(),
         redirect_uri: params.redirect_uri.clone(),
-        scopes: scopes.clone(),
+        scopes,
         code_challenge: params.code_challenge.clone(),
         nonce: params.nonce.clone(),
         sid,
         auth_time: proof.auth_time_ms,
-        amr: amr.clone(),
+        amr,
         acr: acr.to_owned(),
+        security_stamp: who.user.security_stamp.clone(),
         created_at: now,
         expires_at: now + super::CODE_LIFETIME_MS,
-        used_at: None,
-        family_id: None,
     };
-    let audit_after = serde_json::json!({
-        "scopes": scopes, "acr": acr, "amr": amr,
-        "rule": { "second_factor": decision.second_factor.map(Strength::as_str), "max_age": decision.max_age_seconds },
-    });
-    let requested = params.scopes.clone();
-    let scope_key = app.scope_key.clone();
-    let app_id = app.id.clone();
-    let user_id = who.user.id.clone();
+    Ok(code.seal(state.keys()))
+}
+
+/// Records `user_id`'s grant to `app` (widened by `requested`) with the audit event of
+/// the authorization (`after`), and returns its id.
+async fn record_grant(
+    state: &AppState,
+    app: &ApplicationRow,
+    user_id: &str,
+    requested: &[String],
+    after: serde_json::Value,
+) -> AppResult<String> {
+    let now = state.now();
+    let requested = requested.to_vec();
+    let (scope_key, app_id, user_id) = (app.scope_key.clone(), app.id.clone(), user_id.to_owned());
     let store = state.db().clone();
     let job = async move {
-        let row = |grant_id: String| CodeRow { grant_id, ..template.clone() };
+        let mut tx = store.begin().await?;
+        let granted = match odb::find_grant(&mut tx, &user_id, &app_id).await? {
+            Some(g) => {
+                let mut all = super::split_scopes(&g.scopes);
+                all.extend(requested.iter().cloned());
+                super::join_scopes(&super::split_scopes(&all.join(" ")))
+            }
+            None => super::join_scopes(&requested),
+        };
+        let grant_id = odb::upsert_grant(&mut tx, &user_id, &app_id, &granted, now).await?;
         let target = format!("application:{app_id}");
         let event = db::NewAudit {
             at: now,
@@ -527,54 +588,13 @@ async fn issue_code(
             action: "oidc.authorized",
             target: &target,
             before: None,
-            after: Some(audit_after),
+            after: Some(after),
         };
-        let mut settled = settled;
-        // On PostgreSQL, where each statement is a round trip, a code under a settled
-        // grant is one statement.
-        if store.backend == db::Backend::Postgres
-            && let Some(id) = settled.take()
-        {
-            let (code, audit) = (row(id), db::audit_args(&event));
-            let written = store.write(move |w| async move { odb::insert_code_audited(&w, &code, &audit).await }).await;
-            match written {
-                Ok(()) => return Ok(()),
-                // Revoked since it was read: recorded as for a first sign-in below.
-                Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let mut tx = store.begin().await?;
-        let under_settled = match settled {
-            Some(id) => match odb::insert_code(&mut tx, &row(id)).await {
-                Ok(()) => true,
-                Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
-                    // Revoked since it was read; PostgreSQL has aborted the transaction.
-                    drop(tx);
-                    tx = store.begin().await?;
-                    false
-                }
-                Err(e) => return Err(e),
-            },
-            None => false,
-        };
-        if !under_settled {
-            let granted = match odb::find_grant(&mut tx, &user_id, &app_id).await? {
-                Some(g) => {
-                    let mut all = super::split_scopes(&g.scopes);
-                    all.extend(requested.iter().cloned());
-                    super::join_scopes(&super::split_scopes(&all.join(" ")))
-                }
-                None => template.scopes.clone(),
-            };
-            let grant_id = odb::upsert_grant(&mut tx, &user_id, &app_id, &granted, now).await?;
-            odb::insert_code(&mut tx, &row(grant_id)).await?;
-        }
         db::insert_audit(&mut tx, &event).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(grant_id)
     };
-    state.db().on_writer(job).await??;
-    Ok(code)
+    Ok(state.db().on_writer(job).await??)
 }
 
 /// Records a refused authorization request (the reason is a protocol error code).
@@ -741,6 +761,17 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_code_url_is_the_one_the_url_parser_builds() {
+        let code = crate::secrets::Keys::from_bytes([1u8; 32]).seal("oidc-authorization-code", b"grant");
+        for redirect_uri in ["https://app.example/cb", "https://app.example", "http://127.0.0.1:9/cb?tenant=a%20b"] {
+            for state in [None, Some("s"), Some("a b&c=d/é?")] {
+                let reply = Reply { redirect_uri, state, iss: "https://id.example/t/acme" };
+                assert_eq!(reply.code_url(&code), reply.url(&[("code", &code)]), "{redirect_uri} {state:?}");
+            }
+        }
+    }
 
     #[test]
     fn pkce_s256_follows_rfc_7636_appendix_b() {

@@ -16,6 +16,7 @@
 
 pub mod apps;
 pub mod authorize;
+pub mod code;
 pub mod keys;
 pub mod token;
 

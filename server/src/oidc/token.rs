@@ -1,8 +1,9 @@
 //! The token endpoint (authorization code and refresh token grants), userinfo and
 //! RP-initiated logout.
 //!
-//! Single use is enforced in the database: a code or a refresh token is spent by a
-//! conditional update, and whoever loses that race is treated as a replay. A replayed
+//! Single use is enforced in the database: a code is spent by inserting its row (see
+//! [`super::code`]) and a refresh token by a conditional update, and whoever loses
+//! that race is treated as a replay. A replayed
 //! code revokes the token family its first use started; a reused refresh token revokes
 //! its family. Every grant and every refusal is audited.
 
@@ -21,12 +22,13 @@ use sha2::{Digest, Sha256};
 use twofold_policy::wire::{ClientType, TokenAlg};
 
 use super::authorize::{client_of, pkce_matches, uris};
+use super::code::Code;
 use super::{Issuer, MaybeSession, OAuthError, OAuthResult};
 use crate::app::AppState;
 use crate::auth;
 use crate::db::oidc::{self as odb, ApplicationRow, FamilyRow, RefreshRow};
 use crate::db::{self, UserRow};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::extract::ClientAddr;
 use crate::ratelimit::Class;
 
@@ -48,7 +50,7 @@ async fn authenticate_client(
     issuer: &Issuer,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> OAuthResult<ApplicationRow> {
+) -> OAuthResult<std::sync::Arc<ApplicationRow>> {
     let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(basic_credentials);
     let (client_id, secret, used_basic) = match basic {
         Some(Some((id, secret))) => {
@@ -186,73 +188,87 @@ async fn code_grant(
     form: &HashMap<String, String>,
 ) -> OAuthResult<TokenResponse> {
     let now = state.now();
-    let code = form.get("code").ok_or_else(|| OAuthError::bad("invalid_request", "code is missing"))?;
-    let code_hash = auth::token_hash(code);
-    let row =
-        odb::find_code(&state.db().pool, &code_hash).await?.ok_or_else(|| OAuthError::invalid_grant("unknown code"))?;
+    let presented = form.get("code").ok_or_else(|| OAuthError::bad("invalid_request", "code is missing"))?;
+    let code = Code::open(state.keys(), presented).ok_or_else(|| OAuthError::invalid_grant("unknown code"))?;
     // Bound to the client: another client presenting it learns nothing and spends nothing.
-    if row.application_id != app.id {
+    if code.application_id != app.id {
         return Err(OAuthError::invalid_grant("the code was not issued to this client"));
     }
-    if row.used_at.is_some() {
-        return Err(replayed_code(state, app, &row.user_id, row.family_id.as_deref()).await?);
+    let spent_key = code.spent_key();
+    // A code presented again after it was spent is a replay whatever else is wrong with
+    // the second request: only that is looked up, and only when the request is refused
+    // anyway, so an exchange that succeeds reads nothing for it.
+    let refuse = async |why: &'static str| -> OAuthResult<TokenResponse> {
+        match odb::find_code(&state.db().pool, &spent_key).await? {
+            Some(spent) => Err(replayed_code(state, app, &code.user_id, spent.family_id.as_deref()).await?),
+            None => Err(OAuthError::invalid_grant(why)),
+        }
+    };
+    if code.expires_at <= now {
+        return refuse("the code has expired").await;
     }
-    if row.expires_at <= now {
-        return Err(OAuthError::invalid_grant("the code has expired"));
+    if form.get("redirect_uri") != Some(&code.redirect_uri) {
+        return refuse("redirect_uri does not match the authorization request").await;
     }
-    if form.get("redirect_uri") != Some(&row.redirect_uri) {
-        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
-    }
-    match (&row.code_challenge, form.get("code_verifier")) {
+    match (&code.code_challenge, form.get("code_verifier")) {
         (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
-        (Some(_), _) => return Err(OAuthError::invalid_grant("code_verifier does not match")),
+        (Some(_), _) => return refuse("code_verifier does not match").await,
         // A verifier for a code issued without a challenge: the request was altered
         // on the way (a PKCE downgrade); refused (RFC 9700 section 2.1.1).
-        (None, Some(_)) => return Err(OAuthError::invalid_grant("no code_challenge was sent for this code")),
+        (None, Some(_)) => return refuse("no code_challenge was sent for this code").await,
         (None, None) if app.client_type == ClientType::Public.as_str() => {
-            return Err(OAuthError::invalid_grant("public clients must use PKCE"));
+            return refuse("public clients must use PKCE").await;
         }
         (None, None) => {}
     }
-    let user = same_scope_user(state, app, &row.user_id).await?;
+    let user = same_scope_user(state, app, &code.user_id).await?;
+    // A password or factor change since the code was issued ends the session it came
+    // from; the code goes with it.
+    if user.security_stamp != code.security_stamp {
+        return refuse("the user's security profile changed after the code was issued").await;
+    }
     let refresh_days = i64::from(state.config().oidc_refresh_token_days);
     let family = FamilyRow {
         id: uuid::Uuid::now_v7().to_string(),
         application_id: app.id.clone(),
-        grant_id: row.grant_id.clone(),
+        grant_id: code.grant_id.clone(),
         user_id: user.id.clone(),
-        scopes: row.scopes.clone(),
-        sid: row.sid.clone(),
-        auth_time: row.auth_time,
-        amr: row.amr.clone(),
-        acr: row.acr.clone(),
+        scopes: code.scopes.clone(),
+        sid: code.sid.clone(),
+        auth_time: code.auth_time,
+        amr: code.amr.clone(),
+        acr: code.acr.clone(),
         security_stamp: user.security_stamp.clone(),
         created_at: now,
         expires_at: now + refresh_days * 86_400_000,
         revoked_at: None,
         revoked_reason: None,
     };
-    let audit = json!({ "grant_type": "authorization_code", "family": family.id, "scopes": family.scopes });
+    let spent = code.spent(now, &family.id);
+    let audit = json!({
+        "grant_type": "authorization_code", "family": family.id, "scopes": family.scopes,
+        "acr": family.acr, "amr": family.amr, "auth_time": family.auth_time,
+    });
     let redeemed = match state.db().backend {
         // On PostgreSQL, where each statement is a round trip: one statement.
         db::Backend::Postgres => {
             let refresh = refresh_for(app, &family, now);
-            let (store, app, family, code_hash) = (state.db().clone(), app.clone(), family.clone(), code_hash.clone());
+            let (store, app, family) = (state.db().clone(), app.clone(), family.clone());
             let row = refresh.as_ref().map(|(_, row)| row.clone());
             let written = store
                 .write(move |w| async move {
                     let target = format!("application:{}", app.id);
                     let event = issued_event(&app, &family, &target, now, audit);
-                    odb::redeem_code(&w, &code_hash, now, &family, row.as_ref(), &event).await
+                    odb::redeem_code(&w, &spent, &family, row.as_ref(), &event).await
                 })
-                .await?;
-            written.then(|| refresh.map(|(token, _)| token))
+                .await;
+            written.map(|w| w.then(|| refresh.map(|(token, _)| token)))
         }
         db::Backend::Sqlite => {
-            let (store, app, family, code_hash) = (state.db().clone(), app.clone(), family.clone(), code_hash.clone());
+            let (store, app, family) = (state.db().clone(), app.clone(), family.clone());
             let job = async move {
                 let mut tx = store.begin().await?;
-                if !odb::use_code(&mut tx, &code_hash, &family.id, now).await? {
+                if !odb::spend_code(&mut tx, &spent).await? {
                     return Ok(None);
                 }
                 odb::insert_family(&mut tx, &family).await?;
@@ -263,16 +279,21 @@ async fn code_grant(
                 let target = format!("application:{}", app.id);
                 db::insert_audit(&mut tx, &issued_event(&app, &family, &target, now, audit)).await?;
                 tx.commit().await?;
-                AppResult::Ok(Some(refresh.map(|(token, _)| token)))
+                Ok::<_, sqlx::Error>(Some(refresh.map(|(token, _)| token)))
             };
-            state.db().on_writer(job).await??
+            state.db().on_writer(job).await.and_then(|done| done)
         }
     };
-    let Some(refresh) = redeemed else {
-        let again = odb::find_code(&state.db().pool, &code_hash).await?;
-        return Err(replayed_code(state, app, &row.user_id, again.and_then(|r| r.family_id).as_deref()).await?);
+    let refresh = match redeemed {
+        Ok(Some(refresh)) => refresh,
+        Ok(None) => return refuse("the code was already used").await,
+        // The grant was revoked (or the application deleted) after the code was issued.
+        Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
+            return Err(OAuthError::invalid_grant("the grant this code was issued under was revoked"));
+        }
+        Err(e) => return Err(AppError::from(e).into()),
     };
-    Ok(tokens(state, issuer, app, &user, &family, row.nonce.as_deref(), refresh).await?)
+    Ok(tokens(state, issuer, app, &user, &family, code.nonce.as_deref(), refresh).await?)
 }
 
 /// A code used a second time: whatever its first use issued is revoked, since one of

@@ -1006,7 +1006,12 @@ pub async fn resolved_policy_for(
     user: &UserRow,
     application: Option<ApplicationRule>,
 ) -> AppResult<Resolved> {
-    let groups = db::groups::rules_of_user(&state.db().pool, &user.id).await?;
+    // The rules as the cache of recent reads has them (see `cache`): as fresh as a read
+    // of the database for every change made through this node.
+    let groups = match state.cache().user_with_rules(state.db(), &user.id).await? {
+        Some(subject) => subject.1.clone(),
+        None => Vec::new(),
+    };
     resolved_with(state, user, groups, application).await
 }
 

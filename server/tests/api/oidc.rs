@@ -448,11 +448,136 @@ async fn an_unregistered_redirect_uri_is_never_redirected_to() {
 /// A confidential client's code for `offline_access`, and the token request that
 /// exchanges it, as `(rp, [code, secret, verifier])` for [`code_form`].
 async fn offline_code(s: &Setup) -> (Rp, [String; 3]) {
+    let (rp, _, parts) = offline_code_in_browser(s).await;
+    (rp, parts)
+}
+
+/// [`offline_code`] with the browser that got it, signed in as alice.
+async fn offline_code_in_browser(s: &Setup) -> (Rp, Browser, [String; 3]) {
     let (rp, _) = relying_party(s).await;
     let browser = Browser::new(&s.app);
     let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
     let code = code_via_browser(s, &browser, &url, &csrf).await;
-    (rp, [code, s.client_secret.clone().unwrap(), verifier.secret().clone()])
+    (rp, browser, [code, s.client_secret.clone().unwrap(), verifier.secret().clone()])
+}
+
+fn tokens_issued(events: &[Value]) -> usize {
+    events.iter().filter(|e| e["action"] == "oidc.token_issued").count()
+}
+
+#[tokio::test]
+async fn a_code_whose_grant_was_revoked_before_the_exchange_is_refused() {
+    let s = setup(false, json!({})).await;
+    let (_, browser, parts) = offline_code_in_browser(&s).await;
+    let list: Value = browser
+        .http
+        .get(format!("{}/api/account/applications", browser.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grant = list["items"][0]["id"].as_str().expect("a grant").to_owned();
+    let resp = browser
+        .http
+        .delete(format!("{}/api/account/applications/{grant}", browser.base))
+        .header("X-Requested-With", "test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    assert_eq!(tokens_issued(&s.app.audit("").await), 0);
+}
+
+#[tokio::test]
+async fn a_code_issued_before_a_security_profile_change_is_refused() {
+    let s = setup(false, json!({})).await;
+    let (_, parts) = offline_code(&s).await;
+    // The admin resets alice's second factors between the code and its exchange: the
+    // session the code came from has ended, so the code has too.
+    let users =
+        s.app.get(&format!("/api/tenants/{}/users?q=alice", s.tenant)).await.assert_status(StatusCode::OK).json();
+    let alice = users["items"][0]["id"].as_str().expect("alice").to_owned();
+    s.app
+        .post_json(&format!("/api/users/{alice}/reset-second-factors"), &json!({}))
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    assert_eq!(tokens_issued(&s.app.audit("").await), 0);
+}
+
+#[tokio::test]
+async fn an_altered_or_forged_code_is_unknown() {
+    use twofold_server::oidc::code::Code;
+    use twofold_server::secrets::Keys;
+    let s = setup(false, json!({})).await;
+    let (_, parts) = offline_code(&s).await;
+    let keys = s.app.running.state.keys().clone();
+    // The attacker knows exactly what a code holds (the grant, alice, the redirect
+    // URI) and changes one thing at a time.
+    let genuine = Code::open(&keys, &parts[0]).expect("the server's own code opens");
+    let mut altered = parts[0].clone().into_bytes();
+    let middle = altered.len() / 2;
+    altered[middle] = if altered[middle] == b'A' { b'B' } else { b'A' };
+    let later = Code { expires_at: genuine.expires_at + 3_600_000, ..genuine.clone() };
+    let forged = [
+        String::from_utf8(altered).unwrap(),
+        // The same grant sealed under another key, even with the key's id copied.
+        later.seal(&Keys::from_bytes([1u8; 32])),
+        format!("{}.{}", keys.current_id(), later.seal(&Keys::from_bytes([1u8; 32])).split_once('.').unwrap().1),
+        // The same bytes sealed by the server's key for another purpose.
+        keys.seal("remember-browser", &serde_json::to_vec(&later).unwrap()),
+        String::new(),
+        "x".repeat(4096),
+    ];
+    for code in &forged {
+        let parts = [code.clone(), parts[1].clone(), parts[2].clone()];
+        let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    }
+    assert_eq!(tokens_issued(&s.app.audit("").await), 0);
+    // The genuine code was never spent by any of those.
+    let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_replay_that_fails_a_check_as_well_still_revokes_what_the_code_gave() {
+    let s = setup(false, json!({})).await;
+    let (rp, parts) = offline_code(&s).await;
+    let (status, first) = raw_token(&s, &code_form(&s, &parts)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    // The thief has the code but not the verifier.
+    let wrong = [parts[0].clone(), parts[1].clone(), "x".repeat(43)];
+    let (status, second) = raw_token(&s, &code_form(&s, &wrong)).await;
+    assert_eq!((status, second["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let refresh = RefreshToken::new(first["refresh_token"].as_str().unwrap().to_owned());
+    assert!(rp.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http()).await.is_err());
+    assert!(s.app.audit("").await.iter().any(|e| e["action"] == "oidc.code_replayed"));
+}
+
+#[tokio::test]
+async fn an_authorization_request_that_the_session_satisfies_writes_nothing() {
+    // A second request of the same browser within a minute of the first: the grant is
+    // recorded and recently touched, so the code is sealed, not stored, and nothing is
+    // written until it is exchanged.
+    let s = setup(false, json!({})).await;
+    let (rp, browser, first) = offline_code_in_browser(&s).await;
+    let (status, body) = raw_token(&s, &code_form(&s, &first)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let db = s.app.running.state.db().clone();
+    let writes = db.writes_seen();
+    let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
+    let code = code_via_browser(&s, &browser, &url, &csrf).await;
+    assert_eq!(db.writes_seen(), writes, "the authorization request wrote");
+    let parts = [code, first[1].clone(), verifier.secret().clone()];
+    let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(db.writes_seen() > writes);
 }
 
 /// The form that exchanges `[code, secret, verifier]` for tokens.
@@ -965,10 +1090,12 @@ async fn an_old_second_factor_steps_up_without_a_password() {
     // The step-up opened no sensitive account change: that still needs the password.
     let (status, body) = browser.post("/api/account/recovery-codes", &json!({})).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("reauthentication_required")), "{body}");
-    // A month on, housekeeping has removed the requests, codes and token families.
+    // A month on, housekeeping has removed the requests, codes and token families: the
+    // two parked requests, the spent code and its family (the first code, never
+    // exchanged, left no row).
     advance_seconds(&app, 31 * 86_400);
     match app.running.state.housekeep().await.expect("housekeeping") {
-        twofold_server::housekeeping::Outcome::Ran(report) => assert!(report.oidc >= 5, "{report:?}"),
+        twofold_server::housekeeping::Outcome::Ran(report) => assert_eq!(report.oidc, 4, "{report:?}"),
         other => panic!("housekeeping did not run: {other:?}"),
     }
     let pool = &app.running.state.db().pool;

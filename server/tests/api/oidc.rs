@@ -530,7 +530,7 @@ async fn an_altered_or_forged_code_is_unknown() {
         later.seal(&Keys::from_bytes([1u8; 32])),
         format!("{}.{}", keys.current_id(), later.seal(&Keys::from_bytes([1u8; 32])).split_once('.').unwrap().1),
         // The same bytes sealed by the server's key for another purpose.
-        keys.seal("remember-browser", &serde_json::to_vec(&later).unwrap()),
+        keys.seal("remember-browser", &keys.open("oidc-authorization-code", &later.seal(&keys)).unwrap()),
         String::new(),
         "x".repeat(4096),
     ];

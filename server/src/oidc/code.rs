@@ -85,8 +85,9 @@ enum Packed {
 
 impl Packed {
     fn of(s: &str) -> Packed {
-        if let Ok(u) = uuid::Uuid::parse_str(s)
-            && u.hyphenated().to_string() == s
+        if s.len() == uuid::fmt::Hyphenated::LENGTH
+            && let Ok(u) = uuid::Uuid::parse_str(s)
+            && u.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes() == s.as_bytes()
         {
             return Packed::Uuid(u.into_bytes());
         }

@@ -445,6 +445,31 @@ async fn an_unregistered_redirect_uri_is_never_redirected_to() {
     assert!(resp.headers().get("location").is_none());
 }
 
+#[tokio::test]
+async fn a_repeated_parameter_is_refused_and_never_redirected() {
+    // Parameter pollution: with two values, which one the provider checks and which one
+    // it uses could differ. Any parameter given twice is refused before anything else.
+    let s = setup(false, json!({})).await;
+    let browser = Browser::new(&s.app);
+    browser.sign_in(Some("acme"), "alice").await;
+    let base = format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}&state=x\
+         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        s.issuer,
+        s.client_id,
+        urlencode(REDIRECT)
+    );
+    for extra in ["&redirect_uri=https%3A%2F%2Fevil.example%2Fcb", "&client_id=x", "&state=y", "&scope=openid"] {
+        let resp = browser.http.get(format!("{base}{extra}")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{extra}");
+        assert!(resp.headers().get("location").is_none(), "{extra}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{extra}: {body}");
+    }
+    // The same request once each gets its code.
+    assert!(browser.location(&base).await.starts_with(REDIRECT));
+}
+
 /// A confidential client's code for `offline_access`, and the token request that
 /// exchanges it, as `(rp, [code, secret, verifier])` for [`code_form`].
 async fn offline_code(s: &Setup) -> (Rp, [String; 3]) {

@@ -89,6 +89,25 @@ impl Browser {
         assert_eq!(body["status"], "signed_in", "{body}");
     }
 
+    /// The account page's list of the user's grants.
+    async fn grants(&self) -> Value {
+        let resp = self.http.get(format!("{}/api/account/applications", self.base)).send().await.expect("request");
+        resp.json().await.expect("JSON")
+    }
+
+    /// Revokes grant `id` from the account page.
+    async fn revoke_grant(&self, id: &str) {
+        let resp = self
+            .http
+            .delete(format!("{}/api/account/applications/{id}", self.base))
+            .header("X-Requested-With", "test")
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        assert_eq!(status, StatusCode::NO_CONTENT, "{}", resp.text().await.unwrap_or_default());
+    }
+
     /// The web app's part: resume a parked request after signing in.
     async fn resume(&self, handle: &str) -> Value {
         let (status, body) = self.post(&format!("/api/oidc/requests/{handle}"), &json!({})).await;
@@ -494,24 +513,8 @@ fn tokens_issued(events: &[Value]) -> usize {
 async fn a_code_whose_grant_was_revoked_before_the_exchange_is_refused() {
     let s = setup(false, json!({})).await;
     let (_, browser, parts) = offline_code_in_browser(&s).await;
-    let list: Value = browser
-        .http
-        .get(format!("{}/api/account/applications", browser.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let grant = list["items"][0]["id"].as_str().expect("a grant").to_owned();
-    let resp = browser
-        .http
-        .delete(format!("{}/api/account/applications/{grant}", browser.base))
-        .header("X-Requested-With", "test")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let grant = browser.grants().await["items"][0]["id"].as_str().expect("a grant").to_owned();
+    browser.revoke_grant(&grant).await;
     let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
     assert_eq!(tokens_issued(&s.app.audit("").await), 0);
@@ -808,8 +811,7 @@ async fn parallel_first_sign_ins_to_an_application_all_get_a_code() {
         assert!(q.contains_key("code"), "tab {i}: {location}");
         assert_eq!(q["state"], format!("tab{i}"));
     }
-    let grants = browser.http.get(format!("{}/api/account/applications", browser.base)).send().await.unwrap();
-    let grants: Value = grants.json().await.unwrap();
+    let grants = browser.grants().await;
     assert_eq!(grants["items"].as_array().map(Vec::len), Some(1), "{grants}");
 }
 
@@ -828,11 +830,7 @@ async fn a_grant_used_again_within_a_minute_is_not_rewritten_and_its_codes_work(
         s.client_id,
         urlencode(REDIRECT)
     );
-    let grants = async || -> Value {
-        let grants = browser.http.get(format!("{}/api/account/applications", browser.base)).send().await.unwrap();
-        grants.json().await.unwrap()
-    };
-    let last_used = async || grants().await["items"][0]["last_used_at"].as_str().expect("one grant").to_owned();
+    let last_used = async || browser.grants().await["items"][0]["last_used_at"].as_str().expect("one grant").to_owned();
     let redeem = async |location: &str| {
         let code = query_of(location)["code"].clone();
         let secret = s.client_secret.clone().unwrap_or_default();
@@ -860,21 +858,11 @@ async fn a_grant_used_again_within_a_minute_is_not_rewritten_and_its_codes_work(
     assert_ne!(last_used().await, recorded);
     assert_eq!(redeem(&later).await, StatusCode::OK);
     // A grant revoked after its last use is recorded anew, not used as it was.
-    let id = grants().await["items"][0]["id"].as_str().expect("a grant id").to_owned();
-    let (status, body) = {
-        let resp = browser
-            .http
-            .delete(format!("{}/api/account/applications/{id}", browser.base))
-            .header("X-Requested-With", "test")
-            .send()
-            .await
-            .unwrap();
-        (resp.status(), resp.text().await.unwrap_or_default())
-    };
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let id = browser.grants().await["items"][0]["id"].as_str().expect("a grant id").to_owned();
+    browser.revoke_grant(&id).await;
     let renewed = browser.location(&url).await;
     assert_eq!(redeem(&renewed).await, StatusCode::OK);
-    let after = grants().await;
+    let after = browser.grants().await;
     assert_ne!(after["items"][0]["id"].as_str(), Some(id.as_str()), "{after}");
 }
 
@@ -974,25 +962,10 @@ async fn consent_is_asked_once_and_a_revoked_grant_kills_its_tokens() {
     let (url, _csrf, _n, _v) = start(&rp, &["offline_access"]);
     assert!(browser.location(&url).await.starts_with(REDIRECT));
     // The account page lists the grant and revokes it: its refresh token dies.
-    let list: Value = browser
-        .http
-        .get(format!("{}/api/account/applications", browser.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = browser.grants().await;
     let grant = list["items"][0]["id"].as_str().expect("a grant").to_owned();
     assert_eq!(list["items"][0]["application"], "Wiki");
-    let resp = browser
-        .http
-        .delete(format!("{}/api/account/applications/{grant}", browser.base))
-        .header("X-Requested-With", "test")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    browser.revoke_grant(&grant).await;
     let refresh = tokens.refresh_token().unwrap().clone();
     assert!(rp.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http()).await.is_err());
     // Refusing consent sends the client access_denied.

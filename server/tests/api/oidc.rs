@@ -505,6 +505,17 @@ async fn offline_code_in_browser(s: &Setup) -> (Rp, Browser, [String; 3]) {
     (rp, browser, [code, s.client_secret.clone().unwrap(), verifier.secret().clone()])
 }
 
+/// The admin resets alice's second factors, which rotates her security stamp.
+async fn reset_second_factors_of_alice(s: &Setup) {
+    let users =
+        s.app.get(&format!("/api/tenants/{}/users?q=alice", s.tenant)).await.assert_status(StatusCode::OK).json();
+    let alice = users["items"][0]["id"].as_str().expect("alice").to_owned();
+    s.app
+        .post_json(&format!("/api/users/{alice}/reset-second-factors"), &json!({}))
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+}
+
 fn tokens_issued(events: &[Value]) -> usize {
     events.iter().filter(|e| e["action"] == "oidc.token_issued").count()
 }
@@ -526,13 +537,7 @@ async fn a_code_issued_before_a_security_profile_change_is_refused() {
     let (_, parts) = offline_code(&s).await;
     // The admin resets alice's second factors between the code and its exchange: the
     // session the code came from has ended, so the code has too.
-    let users =
-        s.app.get(&format!("/api/tenants/{}/users?q=alice", s.tenant)).await.assert_status(StatusCode::OK).json();
-    let alice = users["items"][0]["id"].as_str().expect("alice").to_owned();
-    s.app
-        .post_json(&format!("/api/users/{alice}/reset-second-factors"), &json!({}))
-        .await
-        .assert_status(StatusCode::NO_CONTENT);
+    reset_second_factors_of_alice(&s).await;
     let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
     assert_eq!(tokens_issued(&s.app.audit("").await), 0);
@@ -1146,14 +1151,7 @@ async fn a_security_profile_change_ends_the_tokens_of_earlier_sign_ins() {
     let tokens = signed_in_tokens(&s, &rp, &["offline_access"]).await;
     let access = openidconnect::AccessToken::new(tokens["access_token"].as_str().unwrap().to_owned());
     assert!(userinfo_ok(&rp, access.clone()).await);
-    // An admin resets alice's second factors, which rotates her security stamp.
-    let users =
-        s.app.get(&format!("/api/tenants/{}/users?q=alice", s.tenant)).await.assert_status(StatusCode::OK).json();
-    let alice = users["items"][0]["id"].as_str().expect("alice").to_owned();
-    s.app
-        .post_json(&format!("/api/users/{alice}/reset-second-factors"), &json!({}))
-        .await
-        .assert_status(StatusCode::NO_CONTENT);
+    reset_second_factors_of_alice(&s).await;
     assert!(!userinfo_ok(&rp, access).await, "the access token ends with the old stamp");
     let refresh = RefreshToken::new(tokens["refresh_token"].as_str().unwrap().to_owned());
     assert!(rp.exchange_refresh_token(&refresh).unwrap().request_async(&rp_http()).await.is_err());

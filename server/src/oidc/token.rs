@@ -3,9 +3,9 @@
 //!
 //! Single use is enforced in the database: a code is spent by inserting its row (see
 //! [`super::code`]) and a refresh token by a conditional update, and whoever loses
-//! that race is treated as a replay. A replayed
-//! code revokes the token family its first use started; a reused refresh token revokes
-//! its family. Every grant and every refusal is audited.
+//! that race is treated as a replay. A replayed code revokes the token family its first
+//! use started; a reused refresh token revokes its family. Every grant and every
+//! refusal is audited.
 
 use std::collections::HashMap;
 

@@ -13,13 +13,13 @@
 //! [`RECENT_TTL`], which bounds how long a session revoked there still works here.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 use twofold_policy::{GroupRule, ScopeSettings, TenantFeature};
 
 use crate::db::oidc::{self as odb, ApplicationRow, GrantRow};
-use crate::db::{self, Db, SessionRow, UserRow};
+use crate::db::{Db, SessionRow, UserRow};
 use crate::error::{AppError, AppResult};
 
 /// How long a session, user or group-rule row read from the database may answer for
@@ -37,39 +37,60 @@ pub struct PolicyCache {
 }
 
 /// Rows read recently, each with the count of this process's writes when it was read.
-#[derive(Debug, Clone)]
-struct Recent<V: Clone + Send + Sync + 'static> {
-    entries: Cache<String, (u64, V)>,
+///
+/// On quick_cache rather than moka, whose expiry and admission bookkeeping took an
+/// eighth of the server's time in the effective-policy read, where nearly every entry is
+/// read once, expires, and is replaced (BENCHMARKS.md, "Flamegraphs, before and after").
+/// An entry is used only while it is younger than [`RECENT_TTL`]; an expired one stays
+/// until a newer one takes its place or the capacity evicts it, so the capacity bounds
+/// the memory.
+#[derive(Clone)]
+struct Recent<V: Clone> {
+    entries: Arc<quick_cache::sync::Cache<String, (u64, Instant, V)>>,
 }
 
-impl<V: Clone + Send + Sync + 'static> Recent<V> {
-    fn new(capacity: u64) -> Self {
-        Self { entries: Cache::builder().max_capacity(capacity).time_to_live(RECENT_TTL).build() }
+impl<V: Clone> std::fmt::Debug for Recent<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recent").field("entries", &self.entries.len()).finish()
+    }
+}
+
+impl<V: Clone> Recent<V> {
+    fn new(capacity: usize) -> Self {
+        Self { entries: Arc::new(quick_cache::sync::Cache::new(capacity)) }
     }
 
-    /// The row of `key`: from memory while no write has happened since it was read,
-    /// otherwise from `load` (and remembered, unless a write happened meanwhile).
+    /// The row of `key`: from memory while no write has happened since it was read and
+    /// for at most [`RECENT_TTL`], otherwise from `load` (and remembered, unless a write
+    /// happened meanwhile).
     async fn get<F, E>(&self, db: &Db, key: &str, load: F) -> Result<Option<V>, E>
     where
         F: Future<Output = Result<Option<V>, E>>,
     {
         let seen = db.writes_seen();
-        if let Some((at, value)) = self.entries.get(key)
+        let started = Instant::now();
+        if let Some((at, read_at, value)) = self.entries.get(key)
             && at == seen
+            && started.saturating_duration_since(read_at) < RECENT_TTL
         {
             return Ok(Some(value));
         }
         let loaded = load.await?;
         if let Some(value) = &loaded {
-            // Stamped with the count from before the read: if a write committed while
-            // it ran, the entry is already out of date and the next request reloads.
-            self.entries.insert(key.to_owned(), (seen, value.clone()));
+            // Stamped with the count and the time from before the read: if a write
+            // committed while it ran, the entry is already out of date and the next
+            // request reloads.
+            self.entries.insert(key.to_owned(), (seen, started, value.clone()));
         }
         Ok(loaded)
     }
 
     fn forget(&self, key: &str) {
-        self.entries.invalidate(key);
+        self.entries.remove(key);
+    }
+
+    fn clear(&self) {
+        self.entries.clear();
     }
 }
 
@@ -80,12 +101,14 @@ impl PolicyCache {
         Self {
             settings: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             features: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
-            // Entries live under a second, so these hold the sessions and users active
-            // in the last second: small even at many thousands of requests per second.
-            sessions: Recent::new(50_000),
-            subjects: Recent::new(50_000),
-            applications: Recent::new(10_000),
-            grants: Recent::new(50_000),
+            // An entry answers for half a second: these hold the sessions and users of
+            // the last few thousand requests, a few megabytes at most (a session or a
+            // user row is about 1 KiB), which is all that half a second of requests
+            // reads again at the rates this node reaches.
+            sessions: Recent::new(4_096),
+            subjects: Recent::new(4_096),
+            applications: Recent::new(1_024),
+            grants: Recent::new(4_096),
         }
     }
 
@@ -130,7 +153,7 @@ impl PolicyCache {
         if let Some(s) = cached {
             return Ok(s);
         }
-        let s = db::load_settings(&db.pool, scope_key).await?;
+        let s = db.settings(scope_key).await?;
         self.settings.insert(scope_key.to_owned(), s.clone());
         Ok(s)
     }
@@ -162,9 +185,9 @@ impl PolicyCache {
     pub fn invalidate_all(&self) {
         self.settings.invalidate_all();
         self.features.invalidate_all();
-        self.sessions.entries.invalidate_all();
-        self.subjects.entries.invalidate_all();
-        self.applications.entries.invalidate_all();
-        self.grants.entries.invalidate_all();
+        self.sessions.clear();
+        self.subjects.clear();
+        self.applications.clear();
+        self.grants.clear();
     }
 }

@@ -7,10 +7,12 @@
 //! operating system holds in memory takes microseconds). The reads here are the ones
 //! every authenticated request, every step of a sign-in and every effective-policy read
 //! makes: a session with its user, a user with their group rules, a pending sign-in, an
-//! authenticator, and the roles and tenant that the answer to a finished sign-in names.
+//! authenticator, the roles and tenant that the answer to a finished sign-in names, and
+//! the settings of a scope when they are not cached (at 10,000 tenants, often).
 //! They run the same statements as their sqlx versions ([`super::find_session`],
 //! [`super::groups::user_with_rules`], [`super::factors::find_attempt`],
-//! [`super::factors::get_authenticator`], [`super::roles_of`], [`super::get_tenant`]) and fill the
+//! [`super::factors::get_authenticator`], [`super::roles_of`], [`super::get_tenant`],
+//! [`super::load_settings`]) and fill the
 //! same rows; everything else, and everything on PostgreSQL, goes through sqlx.
 //!
 //! A read blocks the runtime's thread while it runs. For one row by an indexed key that
@@ -26,9 +28,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use twofold_policy::GroupRule;
 
+use super::direct::ReturnedRow;
 use super::factors::{ATTEMPT_SQL, AUTHENTICATOR_SQL, AttemptRow, AuthenticatorRow};
 use super::groups::{USER_WITH_RULES_SQL, UserRuleRow, fold_user_rules};
-use super::{ROLES_SQL, RoleRow, SESSION_SQL, SessionRow, TENANT_SQL, TenantRow, UserRow};
+use super::{ROLES_SQL, RoleRow, SESSION_SQL, SETTINGS_SQL, SessionRow, SettingsRow, TENANT_SQL, TenantRow, UserRow};
 
 #[derive(Debug)]
 pub struct Lookups {
@@ -100,6 +103,12 @@ impl Lookups {
         })
     }
 
+    pub fn settings(&self, scope_key: &str) -> anyhow::Result<Option<SettingsRow>> {
+        self.run(|conn| {
+            conn.prepare_cached(SETTINGS_SQL.as_str())?.query_row([scope_key], SettingsRow::direct).optional()
+        })
+    }
+
     pub fn tenant(&self, id: &str) -> anyhow::Result<Option<TenantRow>> {
         self.run(|conn| {
             conn.prepare_cached(TENANT_SQL.as_str())?
@@ -132,74 +141,151 @@ impl Lookups {
     }
 }
 
-/// A user's columns by name, as `sqlx::FromRow` reads them for [`UserRow`].
+/// The number of [`super::USER_COLUMNS`].
+const USER_COLUMN_COUNT: usize = 25;
+
+/// A user's columns, as `sqlx::FromRow` reads them for [`UserRow`]: found by position
+/// from the first of them (`id`), in the order of [`super::USER_COLUMNS`], which every
+/// statement that reads a user selects them in (tested below). rusqlite finds a column
+/// by name by comparing the name with each column's in turn; for the 25 columns of a
+/// user, read one by one, that was a quarter of a read's time in rusqlite (BENCHMARKS.md,
+/// "Flamegraphs, before and after").
 pub(super) fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+    user_row_at(r, r.as_ref().column_index("id")?)
+}
+
+fn user_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
-        id: r.get("id")?,
-        scope_key: r.get("scope_key")?,
-        tenant_id: r.get("tenant_id")?,
-        username: r.get("username")?,
-        email: r.get("email")?,
-        email_confirmed: r.get("email_confirmed")?,
-        phone_confirmed: r.get("phone_confirmed")?,
-        has_authenticator: r.get("has_authenticator")?,
-        password_hash: r.get("password_hash")?,
-        two_factor_enabled: r.get("two_factor_enabled")?,
-        security_stamp: r.get("security_stamp")?,
-        created_at: r.get("created_at")?,
-        phone: r.get("phone")?,
-        second_factor_failures: r.get("second_factor_failures")?,
-        locked_until: r.get("locked_until")?,
-        enrollment_required_since: r.get("enrollment_required_since")?,
-        pending_email: r.get("pending_email")?,
-        pending_phone: r.get("pending_phone")?,
-        lockouts: r.get("lockouts")?,
-        consecutive_failures: r.get("consecutive_failures")?,
-        last_sign_in_at: r.get("last_sign_in_at")?,
-        last_sign_in_methods: r.get("last_sign_in_methods")?,
-        deactivated_at: r.get("deactivated_at")?,
-        must_change_password: r.get("must_change_password")?,
-        passkey_count: r.get("passkey_count")?,
+        id: r.get(at)?,
+        scope_key: r.get(at + 1)?,
+        tenant_id: r.get(at + 2)?,
+        username: r.get(at + 3)?,
+        email: r.get(at + 4)?,
+        email_confirmed: r.get(at + 5)?,
+        phone_confirmed: r.get(at + 6)?,
+        has_authenticator: r.get(at + 7)?,
+        password_hash: r.get(at + 8)?,
+        two_factor_enabled: r.get(at + 9)?,
+        security_stamp: r.get(at + 10)?,
+        created_at: r.get(at + 11)?,
+        phone: r.get(at + 12)?,
+        second_factor_failures: r.get(at + 13)?,
+        locked_until: r.get(at + 14)?,
+        enrollment_required_since: r.get(at + 15)?,
+        pending_email: r.get(at + 16)?,
+        pending_phone: r.get(at + 17)?,
+        lockouts: r.get(at + 18)?,
+        consecutive_failures: r.get(at + 19)?,
+        last_sign_in_at: r.get(at + 20)?,
+        last_sign_in_methods: r.get(at + 21)?,
+        deactivated_at: r.get(at + 22)?,
+        must_change_password: r.get(at + 23)?,
+        passkey_count: r.get(at + 24)?,
     })
 }
 
+/// [`SESSION_SQL`]'s row by position, like [`user_row`]: seven of the session's columns,
+/// the user's, then four more of the session's.
 fn session_row(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    let after = SESSION_COLUMNS_BEFORE_USER + USER_COLUMN_COUNT;
     Ok(SessionRow {
-        user_id: r.get("user_id")?,
-        security_stamp: r.get("session_stamp")?,
-        auth_methods: r.get("auth_methods")?,
-        created_at: r.get("session_created_at")?,
-        last_seen_at: r.get("last_seen_at")?,
-        expires_at: r.get("expires_at")?,
-        reauthenticated_at: r.get("reauthenticated_at")?,
-        reauth_method: r.get("reauth_method")?,
-        second_factor_at: r.get("second_factor_at")?,
-        second_factor_method: r.get("second_factor_method")?,
-        sid: r.get("sid")?,
-        user: user_row(r)?,
+        user_id: r.get(0)?,
+        security_stamp: r.get(1)?,
+        auth_methods: r.get(2)?,
+        created_at: r.get(3)?,
+        last_seen_at: r.get(4)?,
+        expires_at: r.get(5)?,
+        reauthenticated_at: r.get(6)?,
+        user: user_row_at(r, SESSION_COLUMNS_BEFORE_USER)?,
+        reauth_method: r.get(after)?,
+        second_factor_at: r.get(after + 1)?,
+        second_factor_method: r.get(after + 2)?,
+        sid: r.get(after + 3)?,
     })
 }
 
+const SESSION_COLUMNS_BEFORE_USER: usize = 7;
+
+/// A user's columns and, right after them, the group rule's (`groups::user_with_rules_sql`).
 fn user_rule_row(r: &Row<'_>) -> rusqlite::Result<UserRuleRow> {
+    let at = r.as_ref().column_index("id")?;
+    let rule = at + USER_COLUMN_COUNT;
     Ok(UserRuleRow {
-        user: user_row(r)?,
-        rule_group_id: r.get("rule_group_id")?,
-        rule_group_name: r.get("rule_group_name")?,
-        rule_require: r.get("rule_require")?,
-        rule_min_strength: r.get("rule_min_strength")?,
+        user: user_row_at(r, at)?,
+        rule_group_id: r.get(rule)?,
+        rule_group_name: r.get(rule + 1)?,
+        rule_require: r.get(rule + 2)?,
+        rule_min_strength: r.get(rule + 3)?,
     })
 }
 
+/// [`ATTEMPT_SQL`]'s row by position, like [`user_row`].
 fn attempt_row(r: &Row<'_>) -> rusqlite::Result<AttemptRow> {
     Ok(AttemptRow {
-        id: r.get("id")?,
-        user_id: r.get("user_id")?,
-        stage: r.get("stage")?,
-        security_stamp: r.get("security_stamp")?,
-        created_at: r.get("created_at")?,
-        expires_at: r.get("expires_at")?,
-        last_code_sent_at: r.get("last_code_sent_at")?,
-        codes_sent: r.get("codes_sent")?,
-        completed_at: r.get("completed_at")?,
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        stage: r.get(2)?,
+        security_stamp: r.get(3)?,
+        created_at: r.get(4)?,
+        expires_at: r.get(5)?,
+        last_code_sent_at: r.get(6)?,
+        codes_sent: r.get(7)?,
+        completed_at: r.get(8)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The rows above are read by position: each statement must select its columns in
+    /// the order the readers expect, under the names the sqlx rows read them by.
+    #[test]
+    fn every_row_read_by_position_finds_its_columns_where_it_reads_them() {
+        let conn = Connection::open_in_memory().unwrap();
+        for migration in super::super::SQLITE_MIGRATOR.iter() {
+            conn.execute_batch(migration.sql.as_str()).unwrap();
+        }
+        let names = |sql: &str| -> Vec<String> {
+            conn.prepare(sql).unwrap().column_names().into_iter().map(str::to_owned).collect()
+        };
+        let user: Vec<&str> = super::super::USER_COLUMNS.split(',').map(str::trim).collect();
+        assert_eq!(user.len(), USER_COLUMN_COUNT);
+
+        let with_rules = names(&USER_WITH_RULES_SQL);
+        assert_eq!(with_rules[..USER_COLUMN_COUNT], user[..]);
+        assert_eq!(
+            with_rules[USER_COLUMN_COUNT..],
+            ["rule_group_id", "rule_group_name", "rule_require", "rule_min_strength"]
+        );
+
+        let session = names(SESSION_SQL);
+        let before = ["user_id", "session_stamp", "auth_methods", "session_created_at", "last_seen_at", "expires_at"];
+        assert_eq!(session[..6], before);
+        assert_eq!(session[6], "reauthenticated_at");
+        assert_eq!(session[SESSION_COLUMNS_BEFORE_USER..SESSION_COLUMNS_BEFORE_USER + USER_COLUMN_COUNT], user[..]);
+        assert_eq!(
+            session[SESSION_COLUMNS_BEFORE_USER + USER_COLUMN_COUNT..],
+            ["reauth_method", "second_factor_at", "second_factor_method", "sid"]
+        );
+
+        let attempt = names(ATTEMPT_SQL);
+        let expected = [
+            "id",
+            "user_id",
+            "stage",
+            "security_stamp",
+            "created_at",
+            "expires_at",
+            "last_code_sent_at",
+            "codes_sent",
+            "completed_at",
+        ];
+        assert_eq!(attempt, expected);
+
+        // A sign-in's `UPDATE … RETURNING` of the user, read by `direct`.
+        let returning = names(&format!("UPDATE users SET lockouts = 0 WHERE id = 'x' RETURNING {}", user.join(", ")));
+        assert_eq!(returning, user);
+    }
 }

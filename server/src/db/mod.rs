@@ -421,6 +421,16 @@ impl Db {
     }
 
     /// The tenant `id` ([`get_tenant`]).
+    /// A scope's settings ([`load_settings`]): the defaults when it has stored none.
+    pub async fn settings(&self, scope_key: &str) -> anyhow::Result<ScopeSettings> {
+        match &self.lookups {
+            Some(lookups) => {
+                lookups.settings(scope_key)?.map_or_else(|| Ok(ScopeSettings::default()), SettingsRow::into_settings)
+            }
+            None => load_settings(&self.pool, scope_key).await,
+        }
+    }
+
     pub async fn tenant(&self, id: &str) -> anyhow::Result<Option<TenantRow>> {
         match &self.lookups {
             Some(lookups) => lookups.tenant(id),

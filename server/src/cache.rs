@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
 use twofold_policy::{GroupRule, ScopeSettings, TenantFeature};
 
 use crate::db::oidc::{self as odb, ApplicationRow, GrantRow};
@@ -28,36 +27,68 @@ pub const RECENT_TTL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct PolicyCache {
-    settings: Cache<String, ScopeSettings>,
-    features: Cache<String, TenantFeature>,
+    settings: Expiring<ScopeSettings>,
+    features: Expiring<TenantFeature>,
     sessions: Recent<Arc<SessionRow>>,
     subjects: Recent<Arc<(UserRow, Vec<GroupRule>)>>,
     applications: Recent<Arc<ApplicationRow>>,
     grants: Recent<Arc<GrantRow>>,
 }
 
-/// Rows read recently, each with the count of this process's writes when it was read.
-///
-/// On quick_cache rather than moka, whose expiry and admission bookkeeping took an
-/// eighth of the server's time in the effective-policy read, where nearly every entry is
-/// read once, expires, and is replaced (BENCHMARKS.md, "Flamegraphs, before and after").
-/// An entry is used only while it is younger than [`RECENT_TTL`]; an expired one stays
-/// until a newer one takes its place or the capacity evicts it, so the capacity bounds
-/// the memory.
+/// Entries that answer for a fixed time after they were read from the database, on
+/// quick_cache rather than moka: moka's expiry and admission bookkeeping took an eighth
+/// of the server's time in the effective-policy read, where nearly every entry of the
+/// recent rows is read once, expires, and is replaced, and at 10,000 tenants the
+/// settings and features churn too (BENCHMARKS.md, "Flamegraphs, before and after").
+/// An expired entry is never used; it stays until a newer one takes its place or the
+/// capacity evicts it, so the capacity bounds the memory.
 #[derive(Clone)]
-struct Recent<V: Clone> {
-    entries: Arc<quick_cache::sync::Cache<String, (u64, Instant, V)>>,
+struct Expiring<V: Clone> {
+    entries: Arc<quick_cache::sync::Cache<String, (Instant, V)>>,
+    ttl: Duration,
 }
 
-impl<V: Clone> std::fmt::Debug for Recent<V> {
+impl<V: Clone> std::fmt::Debug for Expiring<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Recent").field("entries", &self.entries.len()).finish()
+        f.debug_struct("Expiring").field("entries", &self.entries.len()).field("ttl", &self.ttl).finish()
     }
+}
+
+impl<V: Clone> Expiring<V> {
+    fn new(capacity: usize, ttl: Duration) -> Self {
+        Self { entries: Arc::new(quick_cache::sync::Cache::new(capacity)), ttl }
+    }
+
+    /// The entry of `key`, unless it was read `ttl` or longer before `now`.
+    fn get(&self, key: &str, now: Instant) -> Option<V> {
+        let (read_at, value) = self.entries.get(key)?;
+        (now.saturating_duration_since(read_at) < self.ttl).then_some(value)
+    }
+
+    /// Remembers `value`, read from the database at `read_at`.
+    fn insert(&self, key: &str, read_at: Instant, value: V) {
+        self.entries.insert(key.to_owned(), (read_at, value));
+    }
+
+    fn forget(&self, key: &str) {
+        self.entries.remove(key);
+    }
+
+    fn clear(&self) {
+        self.entries.clear();
+    }
+}
+
+/// Rows read recently, each with the count of this process's writes when it was read,
+/// used for at most [`RECENT_TTL`].
+#[derive(Debug, Clone)]
+struct Recent<V: Clone> {
+    entries: Expiring<(u64, V)>,
 }
 
 impl<V: Clone> Recent<V> {
     fn new(capacity: usize) -> Self {
-        Self { entries: Arc::new(quick_cache::sync::Cache::new(capacity)) }
+        Self { entries: Expiring::new(capacity, RECENT_TTL) }
     }
 
     /// The row of `key`: from memory while no write has happened since it was read and
@@ -69,9 +100,8 @@ impl<V: Clone> Recent<V> {
     {
         let seen = db.writes_seen();
         let started = Instant::now();
-        if let Some((at, read_at, value)) = self.entries.get(key)
+        if let Some((at, value)) = self.entries.get(key, started)
             && at == seen
-            && started.saturating_duration_since(read_at) < RECENT_TTL
         {
             return Ok(Some(value));
         }
@@ -80,13 +110,13 @@ impl<V: Clone> Recent<V> {
             // Stamped with the count and the time from before the read: if a write
             // committed while it ran, the entry is already out of date and the next
             // request reloads.
-            self.entries.insert(key.to_owned(), (seen, started, value.clone()));
+            self.entries.insert(key, started, (seen, value.clone()));
         }
         Ok(loaded)
     }
 
     fn forget(&self, key: &str) {
-        self.entries.remove(key);
+        self.entries.forget(key);
     }
 
     fn clear(&self) {
@@ -99,8 +129,8 @@ impl PolicyCache {
         // One entry per tenant is small (tens of bytes); 100k entries bounds memory to a
         // few megabytes even with very many tenants.
         Self {
-            settings: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
-            features: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            settings: Expiring::new(100_000, ttl),
+            features: Expiring::new(100_000, ttl),
             // An entry answers for half a second: these hold the sessions and users of
             // the last few thousand requests, a few megabytes at most (a session or a
             // user row is about 1 KiB), which is all that half a second of requests
@@ -148,46 +178,79 @@ impl PolicyCache {
     }
 
     pub async fn settings(&self, db: &Db, scope_key: &str) -> AppResult<ScopeSettings> {
-        let cached = self.settings.get(scope_key);
+        let now = Instant::now();
+        let cached = self.settings.get(scope_key, now);
         crate::metrics::cache_read("settings", cached.is_some());
         if let Some(s) = cached {
             return Ok(s);
         }
         let s = db.settings(scope_key).await?;
-        self.settings.insert(scope_key.to_owned(), s.clone());
+        self.settings.insert(scope_key, now, s.clone());
         Ok(s)
     }
 
     pub async fn feature(&self, db: &Db, tenant_id: &str) -> AppResult<TenantFeature> {
-        let cached = self.features.get(tenant_id);
+        let now = Instant::now();
+        let cached = self.features.get(tenant_id, now);
         crate::metrics::cache_read("features", cached.is_some());
         if let Some(f) = cached {
             return Ok(f);
         }
         let tenant = db.tenant(tenant_id).await?.ok_or(AppError::NotFound("tenant"))?;
         let f = tenant.feature()?;
-        self.features.insert(tenant_id.to_owned(), f);
+        self.features.insert(tenant_id, now, f);
         Ok(f)
     }
 
     pub fn get_settings_cached(&self, scope_key: &str) -> Option<ScopeSettings> {
-        self.settings.get(scope_key)
+        self.settings.get(scope_key, Instant::now())
     }
 
     pub fn invalidate_settings(&self, scope_key: &str) {
-        self.settings.invalidate(scope_key);
+        self.settings.forget(scope_key);
     }
 
     pub fn invalidate_feature(&self, tenant_id: &str) {
-        self.features.invalidate(tenant_id);
+        self.features.forget(tenant_id);
     }
 
     pub fn invalidate_all(&self) {
-        self.settings.invalidate_all();
-        self.features.invalidate_all();
+        self.settings.clear();
+        self.features.clear();
         self.sessions.clear();
         self.subjects.clear();
         self.applications.clear();
         self.grants.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_answers_until_its_time_to_live_has_passed_since_it_was_read() {
+        let cache = Expiring::new(16, Duration::from_secs(10));
+        let read_at = Instant::now();
+        cache.insert("host", read_at, 7);
+        assert_eq!(cache.get("host", read_at), Some(7));
+        assert_eq!(cache.get("host", read_at + Duration::from_millis(9_999)), Some(7));
+        assert_eq!(cache.get("host", read_at + Duration::from_secs(10)), None);
+        assert_eq!(cache.get("tenant", read_at), None);
+        // A clock that reads earlier than the entry (another thread's `now`) still finds it.
+        assert_eq!(cache.get("host", read_at.checked_sub(Duration::from_millis(1)).unwrap_or(read_at)), Some(7));
+    }
+
+    #[test]
+    fn a_forgotten_or_cleared_entry_is_read_again() {
+        let cache = Expiring::new(16, Duration::from_secs(10));
+        let now = Instant::now();
+        cache.insert("a", now, 1);
+        cache.insert("b", now, 2);
+        cache.forget("a");
+        assert_eq!(cache.get("a", now), None);
+        assert_eq!(cache.get("b", now), Some(2));
+        cache.clear();
+        assert_eq!(cache.get("b", now), None);
     }
 }

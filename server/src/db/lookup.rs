@@ -261,9 +261,16 @@ mod tests {
         );
 
         let session = names(SESSION_SQL);
-        let before = ["user_id", "session_stamp", "auth_methods", "session_created_at", "last_seen_at", "expires_at"];
-        assert_eq!(session[..6], before);
-        assert_eq!(session[6], "reauthenticated_at");
+        let before = [
+            "user_id",
+            "session_stamp",
+            "auth_methods",
+            "session_created_at",
+            "last_seen_at",
+            "expires_at",
+            "reauthenticated_at",
+        ];
+        assert_eq!(session[..SESSION_COLUMNS_BEFORE_USER], before);
         assert_eq!(session[SESSION_COLUMNS_BEFORE_USER..SESSION_COLUMNS_BEFORE_USER + USER_COLUMN_COUNT], user[..]);
         assert_eq!(
             session[SESSION_COLUMNS_BEFORE_USER + USER_COLUMN_COUNT..],

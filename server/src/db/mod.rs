@@ -424,9 +424,7 @@ impl Db {
     /// A scope's settings ([`load_settings`]): the defaults when it has stored none.
     pub async fn settings(&self, scope_key: &str) -> anyhow::Result<ScopeSettings> {
         match &self.lookups {
-            Some(lookups) => {
-                lookups.settings(scope_key)?.map_or_else(|| Ok(ScopeSettings::default()), SettingsRow::into_settings)
-            }
+            Some(lookups) => SettingsRow::or_defaults(lookups.settings(scope_key)?),
             None => load_settings(&self.pool, scope_key).await,
         }
     }
@@ -471,6 +469,11 @@ fn parse_behaviour(s: &str) -> anyhow::Result<Behaviour> {
 }
 
 impl SettingsRow {
+    /// A scope's stored settings, or the defaults of a scope that never saved any.
+    fn or_defaults(row: Option<Self>) -> anyhow::Result<ScopeSettings> {
+        row.map_or_else(|| Ok(ScopeSettings::default()), Self::into_settings)
+    }
+
     fn into_settings(self) -> anyhow::Result<ScopeSettings> {
         Ok(ScopeSettings {
             behaviour: parse_behaviour(&self.behaviour)?,
@@ -530,10 +533,7 @@ where
 {
     let row: Option<SettingsRow> =
         sqlx::query_as(sqlx::AssertSqlSafe(SETTINGS_SQL.as_str())).bind(scope_key).fetch_optional(executor).await?;
-    match row {
-        Some(r) => r.into_settings(),
-        None => Ok(ScopeSettings::default()),
-    }
+    SettingsRow::or_defaults(row)
 }
 
 /// The settings of a scope, locked until the end of the caller's write transaction, so
@@ -552,7 +552,7 @@ pub async fn lock_settings(
 ) -> anyhow::Result<ScopeSettings> {
     if backend == Backend::Sqlite {
         let row: Option<SettingsRow> = conn.returning(&SETTINGS_SQL, &direct::args![scope_key]).await?;
-        return row.map_or_else(|| Ok(ScopeSettings::default()), SettingsRow::into_settings);
+        return SettingsRow::or_defaults(row);
     }
     write_settings(conn, scope_key, &ScopeSettings::default(), now, "ON CONFLICT (scope_key) DO NOTHING").await?;
     let sql = format!("{} FOR UPDATE", SETTINGS_SQL.as_str());

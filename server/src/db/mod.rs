@@ -1640,33 +1640,58 @@ pub struct AuditFilter<'a> {
 
 /// Newest first.
 pub async fn list_audit(pool: &AnyPool, f: &AuditFilter<'_>, limit: i64) -> Result<Vec<AuditRow>, sqlx::Error> {
-    // A family is matched by comparing the prefix, not with LIKE, in which the '_' of
-    // action names would be a wildcard.
-    let (exact, family) = match f.action {
-        Some(a) if a.ends_with('.') => (None, Some(a)),
-        other => (other, None),
+    let (sql, args) = audit_query(f, limit);
+    sqlx::query_as_with(sqlx::AssertSqlSafe(sql), direct::sqlx_arguments(&args)?).fetch_all(pool).await
+}
+
+/// [`list_audit`]'s statement, with a condition only for each filter given: a catch-all
+/// `($n IS NULL OR column = $n)` is planned before its value is known, so neither
+/// database could use the scope, actor or target indexes for it, and a search for a
+/// rare actor read the whole trail newest first.
+fn audit_query(f: &AuditFilter<'_>, limit: i64) -> (String, Vec<direct::Arg>) {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut args: Vec<direct::Arg> = Vec::new();
+    let mut add = |condition: &str, arg: direct::Arg| {
+        args.push(arg);
+        // A condition names its parameter `$?` (once or more), numbered here in order.
+        conditions.push(condition.replace("$?", &format!("${}", args.len())));
     };
-    sqlx::query_as(
+    if let Some(scope) = f.scope_key {
+        add("scope_key = $?", scope.into());
+    }
+    if let Some(before) = f.before {
+        add("id < $?", before.into());
+    }
+    match f.action {
+        // A family is matched by comparing the prefix, not with LIKE, in which the '_'
+        // of action names would be a wildcard.
+        Some(family) if family.ends_with('.') => add("substr(action, 1, length($?)) = $?", family.into()),
+        Some(exact) => add("action = $?", exact.into()),
+        None => {}
+    }
+    if let Some(actor) = f.actor {
+        add("actor_user_id = $?", actor.into());
+    }
+    if let Some(target) = f.target {
+        add("target = $?", format!("user:{target}").into());
+    }
+    if let Some(from) = f.from_ms {
+        add("at >= $?", from.into());
+    }
+    if let Some(to) = f.to_ms {
+        add("at < $?", to.into());
+    }
+    if let Some(ip) = f.client_ip {
+        add("client_ip = $?", ip.into());
+    }
+    let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    args.push(limit.into());
+    let sql = format!(
         "SELECT id, at, actor_user_id, scope_key, action, target, before_json, after_json, client_ip \
-         FROM audit_events \
-         WHERE ($1 IS NULL OR scope_key = $1) AND ($2 IS NULL OR id < $2) AND ($3 IS NULL OR action = $3) \
-         AND ($4 IS NULL OR substr(action, 1, length($4)) = $4) AND ($5 IS NULL OR actor_user_id = $5) \
-         AND ($6 IS NULL OR target = $6) AND ($7 IS NULL OR at >= $7) AND ($8 IS NULL OR at < $8) \
-         AND ($9 IS NULL OR client_ip = $9) \
-         ORDER BY id DESC LIMIT $10",
-    )
-    .bind(f.scope_key)
-    .bind(f.before)
-    .bind(exact)
-    .bind(family)
-    .bind(f.actor)
-    .bind(f.target.map(|t| format!("user:{t}")))
-    .bind(f.from_ms)
-    .bind(f.to_ms)
-    .bind(f.client_ip)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+         FROM audit_events{filter} ORDER BY id DESC LIMIT ${}",
+        args.len()
+    );
+    (sql, args)
 }
 
 /// The names (and scopes) of the users with these ids, for showing an audit page.
@@ -1722,6 +1747,51 @@ mod tests {
         let db = Db::connect(&url, 2).await.expect("connect");
         db.migrate().await.expect("migrate");
         (dir, db)
+    }
+
+    #[tokio::test]
+    async fn an_audit_search_by_scope_actor_or_target_reads_its_index() {
+        let (_dir, db) = sqlite_file().await;
+        let plan = |f: AuditFilter<'static>| {
+            let pool = db.pool.clone();
+            async move {
+                let (sql, args) = audit_query(&f, 50);
+                let args = direct::sqlx_arguments(&args).expect("arguments");
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as_with(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")), args)
+                        .fetch_all(&pool)
+                        .await
+                        .expect("plan");
+                rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+            }
+        };
+        let by_actor = plan(AuditFilter { actor: Some("u1"), before: Some("z"), ..Default::default() }).await;
+        assert!(by_actor.contains("INDEX audit_events_actor"), "{by_actor}");
+        let by_target = plan(AuditFilter { target: Some("u1"), action: Some("user."), ..Default::default() }).await;
+        assert!(by_target.contains("INDEX audit_events_target"), "{by_target}");
+        let by_scope = plan(AuditFilter { scope_key: Some("t1"), ..Default::default() }).await;
+        assert!(by_scope.contains("INDEX audit_scope_id"), "{by_scope}");
+
+        // The same events come back as with the filters applied one by one.
+        for (id, actor, action) in
+            [("01", "u1", "user.created"), ("02", "u2", "user.updated"), ("03", "u1", "sign_in.succeeded")]
+        {
+            sqlx::query("INSERT INTO audit_events (id, at, actor_user_id, scope_key, action, target) VALUES ($1, 1, $2, 'host', $3, 'user:u1')")
+                .bind(id)
+                .bind(actor)
+                .bind(action)
+                .execute(&db.pool)
+                .await
+                .expect("insert");
+        }
+        let ids = |rows: Vec<AuditRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let f = AuditFilter { actor: Some("u1"), ..Default::default() };
+        assert_eq!(ids(list_audit(&db.pool, &f, 10).await.expect("list")), ["03", "01"]);
+        let f = AuditFilter { action: Some("user."), target: Some("u1"), before: Some("02"), ..Default::default() };
+        assert_eq!(ids(list_audit(&db.pool, &f, 10).await.expect("list")), ["01"]);
+        let f = AuditFilter { action: Some("user.updated"), scope_key: Some("host"), ..Default::default() };
+        assert_eq!(ids(list_audit(&db.pool, &f, 10).await.expect("list")), ["02"]);
+        assert_eq!(ids(list_audit(&db.pool, &AuditFilter::default(), 2).await.expect("list")), ["03", "02"]);
     }
 
     #[tokio::test]

@@ -542,3 +542,23 @@ fn check_config_prints_the_effective_settings_with_secrets_redacted() {
     assert!(!out.status.success(), "{out:?}");
     assert!(stderr_of(&out).contains("secret_key"), "{}", stderr_of(&out));
 }
+
+/// The schema itself refuses a flag other than 0 or 1 on either database (PostgreSQL
+/// checks the user flags through a domain since migration 0013) and keeps the row as it
+/// was; the flags read back as integers.
+#[tokio::test]
+async fn the_schema_refuses_a_user_flag_other_than_zero_or_one() {
+    use crate::helpers::TestApp;
+    let app = TestApp::spawn().await;
+    let pool = &app.running.state.db().pool;
+    for flag in
+        ["email_confirmed", "phone_confirmed", "has_authenticator", "two_factor_enabled", "must_change_password"]
+    {
+        let refused = sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE users SET {flag} = 2"))).execute(pool).await;
+        assert!(refused.is_err(), "{flag} = 2 was stored");
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE users SET {flag} = 1"))).execute(pool).await.unwrap();
+        let values: Vec<i64> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {flag} FROM users"))).fetch_all(pool).await.unwrap();
+        assert!(!values.is_empty() && values.iter().all(|v| *v == 1), "{flag}: {values:?}");
+    }
+}

@@ -1772,7 +1772,7 @@ mod tests {
         let by_scope = plan(AuditFilter { scope_key: Some("t1"), ..Default::default() }).await;
         assert!(by_scope.contains("INDEX audit_scope_id"), "{by_scope}");
 
-        // The same events come back as with the filters applied one by one.
+        // Each filter, alone and combined, still selects what it selected before.
         for (id, actor, action) in
             [("01", "u1", "user.created"), ("02", "u2", "user.updated"), ("03", "u1", "sign_in.succeeded")]
         {

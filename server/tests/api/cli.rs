@@ -554,11 +554,20 @@ async fn the_schema_refuses_a_user_flag_other_than_zero_or_one() {
     for flag in
         ["email_confirmed", "phone_confirmed", "has_authenticator", "two_factor_enabled", "must_change_password"]
     {
+        let read = || async {
+            let values: Vec<i64> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {flag} FROM users ORDER BY id")))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+            values
+        };
+        let before = read().await;
         let refused = sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE users SET {flag} = 2"))).execute(pool).await;
         assert!(refused.is_err(), "{flag} = 2 was stored");
+        assert_eq!(read().await, before, "{flag} changed by a refused update");
         sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE users SET {flag} = 1"))).execute(pool).await.unwrap();
-        let values: Vec<i64> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {flag} FROM users"))).fetch_all(pool).await.unwrap();
+        let values = read().await;
         assert!(!values.is_empty() && values.iter().all(|v| *v == 1), "{flag}: {values:?}");
     }
 }

@@ -361,7 +361,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     // The client address reaches the handlers (rate limits, audit) either way.
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let grace = Duration::from_secs(state.config().shutdown_grace_seconds);
-    let pool = state.db().pool.clone();
+    let db = state.db().clone();
     // One signal stops every listener.
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -389,7 +389,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
                         }
                     }
                 }
-                pool.close().await;
+                db.close().await;
                 Ok(())
             })
         }
@@ -404,7 +404,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             });
             tokio::spawn(async move {
                 server.handle(shutdown).serve(app).await?;
-                pool.close().await;
+                db.close().await;
                 Ok(())
             })
         }

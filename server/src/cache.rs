@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use twofold_policy::{GroupRule, ScopeSettings, TenantFeature};
 
-use crate::db::oidc::{self as odb, ApplicationRow, GrantRow};
+use crate::db::oidc::{ApplicationRow, GrantRow};
 use crate::db::{Db, SessionRow, UserRow};
 use crate::error::{AppError, AppResult};
 
@@ -164,16 +164,13 @@ impl PolicyCache {
 
     /// The application (OpenID client) `id`.
     pub async fn application(&self, db: &Db, id: &str) -> AppResult<Option<Arc<ApplicationRow>>> {
-        let load = async { Ok::<_, sqlx::Error>(odb::get_application(&db.pool, id).await?.map(Arc::new)) };
+        let load = async { Ok::<_, sqlx::Error>(db.application(id).await?.map(Arc::new)) };
         Ok(self.applications.get(db, id, load).await?)
     }
 
     /// `user_id`'s grant to the application `application_id`.
     pub async fn grant(&self, db: &Db, user_id: &str, application_id: &str) -> AppResult<Option<Arc<GrantRow>>> {
-        let load = async {
-            let mut conn = db.pool.acquire().await?;
-            Ok::<_, sqlx::Error>(odb::find_grant(&mut *conn, user_id, application_id).await?.map(Arc::new))
-        };
+        let load = async { Ok::<_, sqlx::Error>(db.grant(user_id, application_id).await?.map(Arc::new)) };
         Ok(self.grants.get(db, &format!("{user_id} {application_id}"), load).await?)
     }
 

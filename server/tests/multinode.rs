@@ -680,4 +680,83 @@ mod multinode {
 
         d.assert_running();
     }
+
+    /// The hot pool of PostgreSQL's single statements (`db::hot`) gives a connection back
+    /// without a ping, so it must give back only those whose statement ran to its end: a
+    /// failed statement or one cut off (a client that went away) may leave the protocol
+    /// between two messages, and the next request would read the last one's answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hot_pool_lends_again_only_connections_whose_statement_finished() {
+        use std::str::FromStr;
+        use twofold_server::db::hot;
+
+        async fn backend(lent: &mut hot::Lent<'_>) -> Result<i32, sqlx::Error> {
+            sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(lent.conn()?).await
+        }
+        async fn next_backend(pool: &hot::Pool) -> i32 {
+            let mut lent = pool.get().await.unwrap();
+            let pid = backend(&mut lent).await;
+            lent.settle(pid).unwrap()
+        }
+
+        let cluster = Cluster::start();
+        sqlx::any::install_default_drivers();
+        let options = sqlx::any::AnyConnectOptions::from_str(&cluster.url()).unwrap();
+        let ping_after = Duration::from_millis(200);
+        let pool = hot::Pool::new(options.clone(), 1, Duration::from_millis(500), ping_after);
+
+        // A statement that finished: the same backend serves the next one.
+        let first = next_backend(&pool).await;
+        assert_eq!(next_backend(&pool).await, first, "a finished statement's connection was not kept");
+        assert_eq!(pool.counts(), (1, 1));
+
+        // One lent, none left: the next waits for the acquire timeout and gets the error
+        // that answers 503, not a connection beyond the maximum.
+        let lent = pool.get().await.unwrap();
+        let waited = Instant::now();
+        assert!(matches!(pool.get().await.err(), Some(sqlx::Error::PoolTimedOut)));
+        assert!(waited.elapsed() >= Duration::from_millis(450), "gave up after {:?}", waited.elapsed());
+        drop(lent);
+
+        // Dropped unsettled (as when the request's future is dropped): closed, and the
+        // next statement runs on a new backend.
+        let after_drop = next_backend(&pool).await;
+        assert_ne!(after_drop, first, "a connection nobody settled was lent again");
+
+        // A failed statement: closed as well.
+        let mut lent = pool.get().await.unwrap();
+        let failed: Result<i32, sqlx::Error> = sqlx::query_scalar("SELECT 1 / 0").fetch_one(lent.conn().unwrap()).await;
+        assert!(lent.settle(failed).is_err());
+        let after_failure = next_backend(&pool).await;
+        assert_ne!(after_failure, after_drop, "the connection of a failed statement was lent again");
+
+        // Cut off mid-statement, the answer still on its way: never read by the next one.
+        let cut = tokio::time::timeout(Duration::from_millis(100), async {
+            let mut lent = pool.get().await.unwrap();
+            let slow: Result<i32, sqlx::Error> =
+                sqlx::query_scalar("SELECT 7 FROM pg_sleep(0.5)").fetch_one(lent.conn().unwrap()).await;
+            lent.settle(slow)
+        })
+        .await;
+        assert!(cut.is_err(), "the slow statement was not cut off");
+        let mut lent = pool.get().await.unwrap();
+        let answer: Result<i32, sqlx::Error> = sqlx::query_scalar("SELECT 42").fetch_one(lent.conn().unwrap()).await;
+        assert_eq!(lent.settle(answer).unwrap(), 42, "read another statement's answer");
+        let after_cut = next_backend(&pool).await;
+        assert_ne!(after_cut, after_failure);
+
+        // PostgreSQL ends the idle connection (a restart, an administrator): after an idle
+        // spell the pool pings first and lends a new one, instead of failing a request.
+        let admin = sqlx::AnyPool::connect_with(options).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)").bind(after_cut).execute(&admin).await.unwrap();
+        admin.close().await;
+        tokio::time::sleep(ping_after + Duration::from_millis(100)).await;
+        let replaced = next_backend(&pool).await;
+        assert_ne!(replaced, after_cut, "lent a connection PostgreSQL had closed");
+
+        // Closed: lends nothing more.
+        pool.close().await;
+        assert!(matches!(pool.get().await.err(), Some(sqlx::Error::PoolClosed)));
+        assert_eq!(pool.counts(), (0, 0));
+    }
 }

@@ -159,18 +159,14 @@ pub async fn reserve_attempt_for_authenticator(
              a.secret_enc, a.confirmed, a.last_used_step FROM reserved r LEFT JOIN authenticators a ON a.user_id = $1"
         )
     });
-    let user_id = user_id.to_owned();
-    let row: Option<ReservedRow> = db
-        .write(move |w| async move {
-            sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
-                .bind(user_id)
-                .bind(now)
-                .bind(max_failures)
-                .bind(permanent_after)
-                .fetch_optional(&w)
-                .await
-        })
-        .await?;
+    let query = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(user_id)
+        .bind(now)
+        .bind(max_failures)
+        .bind(permanent_after);
+    let row: Result<Option<ReservedRow>, sqlx::Error> = on_hot!(db, conn => query.fetch_optional(conn));
+    db.writes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    let row = row?;
     Ok(row.map(|r| {
         let authenticator = match (r.secret_enc, r.confirmed, r.last_used_step) {
             (Some(secret_enc), Some(confirmed), Some(last_used_step)) => {
@@ -332,8 +328,11 @@ pub struct AuthenticatorRow {
 pub(super) const AUTHENTICATOR_SQL: &str =
     "SELECT secret_enc, confirmed, last_used_step FROM authenticators WHERE user_id = $1";
 
-pub async fn get_authenticator(pool: &AnyPool, user_id: &str) -> Result<Option<AuthenticatorRow>, sqlx::Error> {
-    sqlx::query_as(AUTHENTICATOR_SQL).bind(user_id).fetch_optional(pool).await
+pub async fn get_authenticator<'e, E>(executor: E, user_id: &str) -> Result<Option<AuthenticatorRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as(AUTHENTICATOR_SQL).bind(user_id).fetch_optional(executor).await
 }
 
 /// Starts (or restarts) an enrolment; refuses to replace a confirmed authenticator.

@@ -237,9 +237,14 @@ struct PendingUserRuleRow {
 pub type PendingRows = (super::factors::AttemptRow, super::UserRow, Vec<GroupRule>);
 
 /// The statement of [`PENDING_WITH_USER_SQL`], folded as [`user_with_rules`] folds.
-pub async fn pending_with_user(pool: &AnyPool, token_hash: &str) -> anyhow::Result<Option<PendingRows>> {
-    let rows: Vec<PendingUserRuleRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(PENDING_WITH_USER_SQL.as_str())).bind(token_hash).fetch_all(pool).await?;
+pub async fn pending_with_user<'e, E>(executor: E, token_hash: &str) -> anyhow::Result<Option<PendingRows>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows: Vec<PendingUserRuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(PENDING_WITH_USER_SQL.as_str()))
+        .bind(token_hash)
+        .fetch_all(executor)
+        .await?;
     let mut attempt = None;
     let rules = rows.into_iter().map(|row| {
         attempt.get_or_insert_with(|| super::factors::AttemptRow {
@@ -262,12 +267,15 @@ pub async fn pending_with_user(pool: &AnyPool, token_hash: &str) -> anyhow::Resu
 /// A user with the groups that carry a rule (by name: the order in which resolution
 /// consults them, the same on every node), in one statement: an effective-policy read
 /// needs both.
-pub async fn user_with_rules(
-    pool: &AnyPool,
+pub async fn user_with_rules<'e, E>(
+    executor: E,
     user_id: &str,
-) -> anyhow::Result<Option<(super::UserRow, Vec<GroupRule>)>> {
+) -> anyhow::Result<Option<(super::UserRow, Vec<GroupRule>)>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let rows: Vec<UserRuleRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(USER_WITH_RULES_SQL.as_str())).bind(user_id).fetch_all(pool).await?;
+        sqlx::query_as(sqlx::AssertSqlSafe(USER_WITH_RULES_SQL.as_str())).bind(user_id).fetch_all(executor).await?;
     fold_user_rules(rows)
 }
 

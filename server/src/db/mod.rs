@@ -50,6 +50,28 @@ pub struct Db {
     /// On a SQLite file, the lock every write takes and the connection of direct
     /// transactions ([`direct`]); `None` on PostgreSQL and for an in-memory database.
     direct: Option<Arc<direct::Writer>>,
+    /// On PostgreSQL, the connections of the hottest single statements, given back
+    /// without sqlx's ping ([`hot`]); `None` on SQLite.
+    hot: Option<Arc<hot::Pool>>,
+}
+
+/// Runs `$statement` with `$conn` bound to an executor: a connection of the hot pool on
+/// PostgreSQL ([`hot`]), given back when the statement succeeded, or the main pool.
+macro_rules! on_hot {
+    ($db:expr, $conn:ident => $statement:expr) => {
+        match &$db.hot {
+            Some(hot) => {
+                let mut lent = hot.get().await?;
+                let $conn = lent.conn()?;
+                let result = $statement.await;
+                lent.settle(result)
+            }
+            None => {
+                let $conn = &$db.pool;
+                $statement.await
+            }
+        }
+    };
 }
 
 /// A thread of its own for the transactions that hold SQLite's one writer connection.
@@ -149,7 +171,7 @@ impl Db {
         let writer = if backend == Backend::Sqlite && !url.contains(":memory:") {
             // The queue for the writer is where a burst of writes waits; give it as long
             // as the busy timeout below gave a second writer before.
-            Self::pool_options(backend, 1, Duration::from_secs(10)).connect_with(options).await?
+            Self::pool_options(backend, 1, Duration::from_secs(10)).connect_with(options.clone()).await?
         } else {
             pool.clone()
         };
@@ -159,7 +181,9 @@ impl Db {
         let writes = Arc::new(AtomicU64::new(0));
         let direct = file.as_deref().map(|path| direct::Writer::open(path, writes.clone())).transpose()?;
         let lookups = file.map(|path| Arc::new(lookup::Lookups::new(&path, keep)));
-        Ok(Self { pool, writer, backend, writes, writer_thread, lookups, direct })
+        let hot = (backend == Backend::Postgres)
+            .then(|| Arc::new(hot::Pool::new(options, max_connections, Duration::from_secs(5), PING_AFTER_IDLE)));
+        Ok(Self { pool, writer, backend, writes, writer_thread, lookups, direct, hot })
     }
 
     fn pool_options(backend: Backend, max_connections: u32, acquire: Duration) -> AnyPoolOptions {
@@ -235,6 +259,12 @@ impl Db {
     ) -> Result<Option<R>, sqlx::Error> {
         use direct::Exec;
         if self.direct.is_none() {
+            if let Some(hot) = &self.hot {
+                let mut lent = hot.get().await?;
+                let row = lent.conn()?.returning(sql, &args).await;
+                self.writes.fetch_add(1, Ordering::AcqRel);
+                return lent.settle(row);
+            }
             return self.write(move |w| async move { w.acquire().await?.returning(sql, &args).await }).await;
         }
         let db = self.clone();
@@ -252,6 +282,12 @@ impl Db {
     pub async fn write_statement(&self, sql: &'static str, args: Vec<direct::Arg>) -> Result<u64, sqlx::Error> {
         use direct::Exec;
         if self.direct.is_none() {
+            if let Some(hot) = &self.hot {
+                let mut lent = hot.get().await?;
+                let changed = lent.conn()?.run(sql, &args).await;
+                self.writes.fetch_add(1, Ordering::AcqRel);
+                return lent.settle(changed);
+            }
             return self.write(move |w| async move { w.acquire().await?.run(sql, &args).await }).await;
         }
         let db = self.clone();
@@ -345,6 +381,12 @@ impl Db {
     /// PostgreSQL, where it is all or nothing without one (`BEGIN` and `COMMIT` would be
     /// two round trips more).
     pub async fn complete_sign_in_alone(&self, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
+        if let Some(hot) = &self.hot {
+            let mut lent = hot.get().await?;
+            let written = complete_sign_in(lent.conn()?, c).await;
+            self.writes.fetch_add(1, Ordering::AcqRel);
+            return lent.settle(written);
+        }
         let mut conn = self.writer.acquire().await?;
         let written = complete_sign_in(&mut conn, c).await;
         self.writes.fetch_add(1, Ordering::AcqRel);
@@ -361,7 +403,7 @@ impl Db {
     pub async fn session(&self, token_hash: &str) -> anyhow::Result<Option<SessionRow>> {
         match &self.lookups {
             Some(lookups) => lookups.session(token_hash),
-            None => Ok(find_session(&self.pool, token_hash).await?),
+            None => Ok(on_hot!(self, conn => find_session(conn, token_hash))?),
         }
     }
 
@@ -369,7 +411,7 @@ impl Db {
     pub async fn user_with_rules(&self, user_id: &str) -> anyhow::Result<Option<(UserRow, Vec<GroupRule>)>> {
         match &self.lookups {
             Some(lookups) => lookups.user_with_rules(user_id),
-            None => groups::user_with_rules(&self.pool, user_id).await,
+            None => on_hot!(self, conn => groups::user_with_rules(conn, user_id)),
         }
     }
 
@@ -382,7 +424,7 @@ impl Db {
                 let user = lookups.user_with_rules(&attempt.user_id)?;
                 Ok(user.map(|(user, rules)| (attempt, user, rules)))
             }
-            None => groups::pending_with_user(&self.pool, token_hash).await,
+            None => on_hot!(self, conn => groups::pending_with_user(conn, token_hash)),
         }
     }
 
@@ -390,7 +432,7 @@ impl Db {
     pub async fn authenticator(&self, user_id: &str) -> anyhow::Result<Option<factors::AuthenticatorRow>> {
         match &self.lookups {
             Some(lookups) => lookups.authenticator(user_id),
-            None => Ok(factors::get_authenticator(&self.pool, user_id).await?),
+            None => Ok(on_hot!(self, conn => factors::get_authenticator(conn, user_id))?),
         }
     }
 
@@ -405,11 +447,10 @@ impl Db {
             };
             return Ok(Description { roles: lookups.roles(user_id)?, tenant });
         }
-        let rows: Vec<RoleWithTenantRow> = sqlx::query_as(ROLES_WITH_TENANT_SQL)
+        let rows: Vec<RoleWithTenantRow> = on_hot!(self, conn => sqlx::query_as(ROLES_WITH_TENANT_SQL)
             .bind(user_id)
             .bind(tenant_id.map(str::to_owned))
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(conn))?;
         let tenant = rows.first().and_then(|r| {
             Some(TenantNames { name: r.tenant_name.clone()?, display_name: r.tenant_display_name.clone()? })
         });
@@ -425,15 +466,45 @@ impl Db {
     pub async fn settings(&self, scope_key: &str) -> anyhow::Result<ScopeSettings> {
         match &self.lookups {
             Some(lookups) => SettingsRow::or_defaults(lookups.settings(scope_key)?),
-            None => load_settings(&self.pool, scope_key).await,
+            None => on_hot!(self, conn => load_settings(conn, scope_key)),
         }
     }
 
     pub async fn tenant(&self, id: &str) -> anyhow::Result<Option<TenantRow>> {
         match &self.lookups {
             Some(lookups) => lookups.tenant(id),
-            None => Ok(get_tenant(&self.pool, id).await?),
+            None => Ok(on_hot!(self, conn => get_tenant(conn, id))?),
         }
+    }
+
+    /// The application (OpenID client) `id` ([`oidc::get_application`]).
+    pub async fn application(&self, id: &str) -> Result<Option<oidc::ApplicationRow>, sqlx::Error> {
+        on_hot!(self, conn => oidc::get_application(conn, id))
+    }
+
+    /// `user_id`'s grant to `application_id` ([`oidc::find_grant`]).
+    pub async fn grant(&self, user_id: &str, application_id: &str) -> Result<Option<oidc::GrantRow>, sqlx::Error> {
+        match &self.hot {
+            Some(hot) => {
+                let mut lent = hot.get().await?;
+                let grant = oidc::find_grant(lent.conn()?, user_id, application_id).await;
+                lent.settle(grant)
+            }
+            None => oidc::find_grant(&mut *self.pool.acquire().await?, user_id, application_id).await,
+        }
+    }
+
+    /// Closes both pools: new requests for a connection fail, idle connections close.
+    pub async fn close(&self) {
+        self.pool.close().await;
+        if let Some(hot) = &self.hot {
+            hot.close().await;
+        }
+    }
+
+    /// The hot pool's connections, open and idle; `None` on SQLite, which has none.
+    pub fn hot_counts(&self) -> Option<(usize, usize)> {
+        self.hot.as_ref().map(|hot| hot.counts())
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
@@ -1301,8 +1372,11 @@ pub(crate) const SESSION_SQL: &str = "SELECT s.user_id, s.security_stamp AS sess
          AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = u.tenant_id AND t.suspended_at IS NOT NULL)";
 
 /// The session with its user, in one indexed join: every authenticated request runs it.
-pub async fn find_session(pool: &AnyPool, token_hash: &str) -> Result<Option<SessionRow>, sqlx::Error> {
-    sqlx::query_as(SESSION_SQL).bind(token_hash).fetch_optional(pool).await
+pub async fn find_session<'e, E>(executor: E, token_hash: &str) -> Result<Option<SessionRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query_as(SESSION_SQL).bind(token_hash).fetch_optional(executor).await
 }
 
 pub async fn touch_session(pool: &AnyPool, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
@@ -1713,6 +1787,7 @@ pub async fn user_names(pool: &AnyPool, ids: &[String]) -> Result<Vec<(String, S
 pub mod direct;
 pub mod factors;
 pub mod groups;
+pub mod hot;
 pub mod housekeeping;
 mod lookup;
 pub mod messages;

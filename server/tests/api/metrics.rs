@@ -123,8 +123,13 @@ async fn metrics_count_what_happens_and_only_on_their_own_listener() {
         let commits = value(&after, "twofold_sqlite_commits_total", &[]);
         let transactions = value(&after, "twofold_sqlite_committed_transactions_total", &[]);
         assert!(transactions >= commits, "{transactions} transactions in {commits} commits:\n{after}");
+        assert!(!after.contains("twofold_db_hot_connections"), "a hot pool on SQLite:\n{after}");
     } else {
         assert!(!after.contains("twofold_sqlite_commits_total"), "SQLite commits on PostgreSQL:\n{after}");
+        // The sessions and pending sign-ins above were read on the hot pool, which keeps
+        // its connections for the next request.
+        assert!(value(&after, "twofold_db_hot_connections", &[("state", "open")]) >= 1.0, "{after}");
+        assert!(value(&after, "twofold_db_hot_connections", &[("state", "idle")]) >= 1.0, "{after}");
     }
     assert!(value(&after, "twofold_db_pool_connections", &[("state", "open")]) >= 1.0, "{after}");
 }

@@ -55,8 +55,8 @@ pub struct Db {
     hot: Option<Arc<hot::Pool>>,
 }
 
-/// Runs `$statement` with `$conn` bound to an executor: a connection of the hot pool on
-/// PostgreSQL ([`hot`]), given back when the statement succeeded, or the main pool.
+/// Runs `$statement` with `$conn` bound to a `&mut AnyConnection`: one of the hot pool on
+/// PostgreSQL ([`hot`]), given back when the statement succeeded, or one of the main pool.
 macro_rules! on_hot {
     ($db:expr, $conn:ident => $statement:expr) => {
         match &$db.hot {
@@ -67,7 +67,8 @@ macro_rules! on_hot {
                 lent.settle(result)
             }
             None => {
-                let $conn = &$db.pool;
+                let mut pooled = $db.pool.acquire().await?;
+                let $conn = &mut *pooled;
                 $statement.await
             }
         }
@@ -377,18 +378,11 @@ impl Db {
         done
     }
 
-    /// Runs [`complete_sign_in`] alone on a writer connection, its own transaction: on
-    /// PostgreSQL, where it is all or nothing without one (`BEGIN` and `COMMIT` would be
-    /// two round trips more).
+    /// Runs [`complete_sign_in`] alone, its own transaction, on a connection of the hot
+    /// pool: on PostgreSQL, where it is all or nothing without one (`BEGIN` and `COMMIT`
+    /// would be two round trips more).
     pub async fn complete_sign_in_alone(&self, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
-        if let Some(hot) = &self.hot {
-            let mut lent = hot.get().await?;
-            let written = complete_sign_in(lent.conn()?, c).await;
-            self.writes.fetch_add(1, Ordering::AcqRel);
-            return lent.settle(written);
-        }
-        let mut conn = self.writer.acquire().await?;
-        let written = complete_sign_in(&mut conn, c).await;
+        let written = on_hot!(self, conn => complete_sign_in(conn, c));
         self.writes.fetch_add(1, Ordering::AcqRel);
         written
     }
@@ -484,14 +478,7 @@ impl Db {
 
     /// `user_id`'s grant to `application_id` ([`oidc::find_grant`]).
     pub async fn grant(&self, user_id: &str, application_id: &str) -> Result<Option<oidc::GrantRow>, sqlx::Error> {
-        match &self.hot {
-            Some(hot) => {
-                let mut lent = hot.get().await?;
-                let grant = oidc::find_grant(lent.conn()?, user_id, application_id).await;
-                lent.settle(grant)
-            }
-            None => oidc::find_grant(&mut *self.pool.acquire().await?, user_id, application_id).await,
-        }
+        on_hot!(self, conn => oidc::find_grant(conn, user_id, application_id))
     }
 
     /// Closes both pools: new requests for a connection fail, idle connections close.

@@ -327,7 +327,7 @@ impl FromRequestParts<AppState> for Authenticated {
             session = state.db().session(&hash).await?.map(Arc::new).ok_or(AppError::Unauthenticated)?;
             if !session_live(state, &session, now) {
                 let hash = hash.clone();
-                state.db().write(move |w| async move { db::delete_session(&w, &hash).await }).await?;
+                state.db().write_one(move |c| Box::pin(async move { db::delete_session(c, &hash).await })).await?;
                 return Err(AppError::Unauthenticated);
             }
         }
@@ -336,7 +336,7 @@ impl FromRequestParts<AppState> for Authenticated {
         }
         if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
             let hash = hash.clone();
-            state.db().write(move |w| async move { db::touch_session(&w, &hash, now).await }).await?;
+            state.db().write_one(move |c| Box::pin(async move { db::touch_session(c, &hash, now).await })).await?;
         }
         let session = Arc::unwrap_or_clone(session);
         Ok(Authenticated {

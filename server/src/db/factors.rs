@@ -38,7 +38,7 @@ pub struct NewAttempt<'a> {
     pub expires_at: i64,
 }
 
-pub async fn insert_attempt(pool: &AnyPool, a: &NewAttempt<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert_attempt(conn: &mut AnyConnection, a: &NewAttempt<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -50,7 +50,7 @@ pub async fn insert_attempt(pool: &AnyPool, a: &NewAttempt<'_>) -> Result<(), sq
     .bind(a.security_stamp)
     .bind(a.created_at)
     .bind(a.expires_at)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -242,11 +242,11 @@ pub async fn reset_failures(conn: &mut AnyConnection, user_id: &str) -> Result<(
     Ok(())
 }
 
-pub async fn mark_enrollment_required(pool: &AnyPool, user_id: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn mark_enrollment_required(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET enrollment_required_since = $1 WHERE id = $2 AND enrollment_required_since IS NULL")
         .bind(now)
         .bind(user_id)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }
@@ -457,11 +457,11 @@ pub async fn find_browser(pool: &AnyPool, token_hash: &str) -> Result<Option<Bro
     .await
 }
 
-pub async fn touch_browser(pool: &AnyPool, id: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn touch_browser(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE remembered_browsers SET last_used_at = $1 WHERE id = $2")
         .bind(now)
         .bind(id)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }

@@ -11,8 +11,9 @@
 //! meanwhile (a restart) is replaced instead of failing a request.
 //!
 //! Only single statements run here, each in a transaction of its own (a verification's
-//! read, reservation and completing statement, the session and effective-policy reads):
-//! a connection goes back with no transaction open.
+//! read, reservation and completing statement, the session and effective-policy reads,
+//! and the writes of a request's path that need no transaction, `Db::write_one`): a
+//! connection goes back with no transaction open.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};

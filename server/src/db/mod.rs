@@ -378,6 +378,27 @@ impl Db {
         done
     }
 
+    /// Runs `statement` on one connection outside a transaction, counted as a write like
+    /// [`Db::write`]: for single statements (or a few, each whole by itself) on a request's
+    /// path. On PostgreSQL the connection is one of the hot pool ([`hot`]), given back
+    /// without the ping sqlx's pool sends after every statement; on SQLite it is the
+    /// writer's, as in [`Db::write`].
+    pub async fn write_one<T, F>(&self, statement: F) -> Result<T, sqlx::Error>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> futures::future::BoxFuture<'c, Result<T, sqlx::Error>>
+            + Send
+            + 'static,
+    {
+        let Some(hot) = &self.hot else {
+            return self.write(move |w| async move { statement(&mut *w.acquire().await?).await }).await;
+        };
+        let mut lent = hot.get().await?;
+        let result = statement(lent.conn()?).await;
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        lent.settle(result)
+    }
+
     /// Runs [`complete_sign_in`] alone, its own transaction, on a connection of the hot
     /// pool: on PostgreSQL, where it is all or nothing without one (`BEGIN` and `COMMIT`
     /// would be two round trips more).
@@ -1366,35 +1387,35 @@ where
     sqlx::query_as(SESSION_SQL).bind(token_hash).fetch_optional(executor).await
 }
 
-pub async fn touch_session(pool: &AnyPool, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn touch_session(conn: &mut AnyConnection, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
         .bind(now)
         .bind(token_hash)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }
 
 /// Gives a session from before public session ids its `sid`, once.
-pub async fn ensure_session_sid(pool: &AnyPool, token_hash: &str, sid: &str) -> Result<String, sqlx::Error> {
+pub async fn ensure_session_sid(conn: &mut AnyConnection, token_hash: &str, sid: &str) -> Result<String, sqlx::Error> {
     sqlx::query("UPDATE sessions SET sid = $1 WHERE token_hash = $2 AND sid IS NULL")
         .bind(sid)
         .bind(token_hash)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     let stored: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT sid FROM sessions WHERE token_hash = $1").bind(token_hash).fetch_optional(pool).await?;
+        sqlx::query_as("SELECT sid FROM sessions WHERE token_hash = $1").bind(token_hash).fetch_optional(conn).await?;
     Ok(stored.and_then(|(s,)| s).unwrap_or_else(|| sid.to_owned()))
 }
 
 /// Ends the session whose public id is `sid`; whether there was one.
-pub async fn delete_session_by_sid(pool: &AnyPool, sid: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM sessions WHERE sid = $1").bind(sid).execute(pool).await?;
+pub async fn delete_session_by_sid(conn: &mut AnyConnection, sid: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE sid = $1").bind(sid).execute(conn).await?;
     Ok(done.rows_affected() > 0)
 }
 
-pub async fn delete_session(pool: &AnyPool, token_hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(pool).await?;
+pub async fn delete_session(conn: &mut AnyConnection, token_hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(conn).await?;
     Ok(())
 }
 
@@ -1963,7 +1984,7 @@ mod tests {
             created_at: 1,
             expires_at: 2,
         };
-        factors::insert_attempt(&db.pool, &attempt).await.expect("attempt");
+        factors::insert_attempt(&mut db.pool.acquire().await.expect("connection"), &attempt).await.expect("attempt");
         drop(conn);
         let Some(lookups) = db.lookups.clone() else { return };
         for token in ["t-full", "t-bare", "t-none"] {

@@ -503,7 +503,7 @@ fn refresh_args(r: &RefreshRow) -> [Arg; 6] {
 /// spent first leaves nothing written. False in that case. The same writes as the
 /// step-by-step transaction, which takes six round trips with `BEGIN` and `COMMIT`.
 pub async fn redeem_code(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     spent: &CodeRow,
     family: &FamilyRow,
     refresh: Option<&RefreshRow>,
@@ -545,7 +545,7 @@ pub async fn redeem_code(
         None => WITHOUT_REFRESH.as_str(),
     };
     let arguments = super::direct::sqlx_arguments(&all)?;
-    let row = sqlx::query_with(sqlx::AssertSqlSafe(statement), arguments).fetch_one(pool).await?;
+    let row = sqlx::query_with(sqlx::AssertSqlSafe(statement), arguments).fetch_one(conn).await?;
     Ok(row.try_get::<i64, _>("used")? == 1)
 }
 

@@ -516,7 +516,10 @@ async fn issue_code(
             let fresh = auth::new_token();
             {
                 let hash = who.token_hash.clone();
-                state.db().write(move |w| async move { db::ensure_session_sid(&w, &hash, &fresh).await }).await?
+                state
+                    .db()
+                    .write_one(move |c| Box::pin(async move { db::ensure_session_sid(c, &hash, &fresh).await }))
+                    .await?
             }
         }
     };

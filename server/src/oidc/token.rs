@@ -253,13 +253,16 @@ async fn code_grant(
         // On PostgreSQL, where each statement is a round trip: one statement.
         db::Backend::Postgres => {
             let refresh = refresh_for(app, &family, now);
-            let (store, app, family) = (state.db().clone(), app.clone(), family.clone());
+            let (app, family) = (app.clone(), family.clone());
             let row = refresh.as_ref().map(|(_, row)| row.clone());
-            let written = store
-                .write(move |w| async move {
-                    let target = format!("application:{}", app.id);
-                    let event = issued_event(&app, &family, &target, now, audit);
-                    odb::redeem_code(&w, &spent, &family, row.as_ref(), &event).await
+            let written = state
+                .db()
+                .write_one(move |c| {
+                    Box::pin(async move {
+                        let target = format!("application:{}", app.id);
+                        let event = issued_event(&app, &family, &target, now, audit);
+                        odb::redeem_code(c, &spent, &family, row.as_ref(), &event).await
+                    })
                 })
                 .await;
             written.map(|w| w.then(|| refresh.map(|(token, _)| token)))
@@ -649,11 +652,12 @@ pub async fn end_session(
     let mut ended = false;
     if let Some(who) = session.filter(|w| w.user.scope_key == issuer.scope_key) {
         let hash = who.token_hash.clone();
-        state.db().write(move |w| async move { db::delete_session(&w, &hash).await }).await?;
+        state.db().write_one(move |c| Box::pin(async move { db::delete_session(c, &hash).await })).await?;
         ended = true;
     } else if let Some(sid) = hint.as_ref().and_then(|h| h.sid.as_deref()) {
         let sid = sid.to_owned();
-        ended = state.db().write(move |w| async move { db::delete_session_by_sid(&w, &sid).await }).await?;
+        ended =
+            state.db().write_one(move |c| Box::pin(async move { db::delete_session_by_sid(c, &sid).await })).await?;
     }
     if let Some(a) = &app {
         audit(&state, a, None, "oidc.logout", json!({ "session_ended": ended })).await?;

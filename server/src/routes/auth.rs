@@ -431,7 +431,7 @@ pub async fn sign_out(
     jar: CookieJar,
 ) -> AppResult<(CookieJar, StatusCode)> {
     let hash = who.token_hash.clone();
-    state.db().write(move |w| async move { db::delete_session(&w, &hash).await }).await?;
+    state.db().write_one(move |c| Box::pin(async move { db::delete_session(c, &hash).await })).await?;
     let jar = jar.remove(session_cookie(&state, String::new()));
     Ok((jar, StatusCode::NO_CONTENT))
 }

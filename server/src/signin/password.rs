@@ -193,7 +193,10 @@ pub(super) async fn step(
         // Fail closed: a required second factor without a usable factor means
         // enrolment, never a silent sign-in.
         let id = user.id.clone();
-        state.db().write(move |w| async move { fdb::mark_enrollment_required(&w, &id, now).await }).await?;
+        state
+            .db()
+            .write_one(move |c| Box::pin(async move { fdb::mark_enrollment_required(c, &id, now).await }))
+            .await?;
         let since = user.enrollment_required_since.unwrap_or(now);
         let grace_until =
             (policy.enrollment_grace_days > 0).then(|| since + i64::from(policy.enrollment_grace_days) * DAY_MS);

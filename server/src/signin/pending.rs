@@ -34,17 +34,19 @@ pub(super) async fn open(state: &AppState, user: &UserRow, stage: Stage) -> AppR
     let expires_at = now + i64::from(state.config().pending_sign_in_minutes) * 60_000;
     state
         .db()
-        .write(move |w| async move {
-            let attempt = NewAttempt {
-                token_hash: &hash,
-                id: &uuid::Uuid::now_v7().to_string(),
-                user_id: &user_id,
-                stage: stage.as_str(),
-                security_stamp: &stamp,
-                created_at: now,
-                expires_at,
-            };
-            fdb::insert_attempt(&w, &attempt).await
+        .write_one(move |c| {
+            Box::pin(async move {
+                let attempt = NewAttempt {
+                    token_hash: &hash,
+                    id: &uuid::Uuid::now_v7().to_string(),
+                    user_id: &user_id,
+                    stage: stage.as_str(),
+                    security_stamp: &stamp,
+                    created_at: now,
+                    expires_at,
+                };
+                fdb::insert_attempt(c, &attempt).await
+            })
         })
         .await?;
     Ok(token)

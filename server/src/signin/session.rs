@@ -378,7 +378,7 @@ pub(super) async fn remembered_browser_valid(
     let valid = browser_still_skips(&row, user, policy, now);
     if valid {
         let id = row.id.clone();
-        state.db().write(move |w| async move { fdb::touch_browser(&w, &id, now).await }).await?;
+        state.db().write_one(move |c| Box::pin(async move { fdb::touch_browser(c, &id, now).await })).await?;
     }
     Ok(valid)
 }

@@ -9,7 +9,8 @@
 //!   nodes, including under parallel redemption spread over both;
 //! - a PostgreSQL restart under running nodes gives `503 unavailable` (never a 500 or a
 //!   hang), `/ready` follows the database while `/health` does not, nothing is
-//!   half-written, and both nodes and their change listeners recover by themselves.
+//!   half-written, and both nodes and their change listeners recover by themselves;
+//! - nodes on PostgreSQL's own host may reach it through its Unix socket alone.
 //!
 //! Each test starts its own throwaway cluster (initdb/pg_ctl as in scripts/pg-throwaway,
 //! as the `postgres` user when run as root), an SMTP server where email codes are
@@ -108,7 +109,11 @@ impl Deployment {
 
     /// Two nodes with configuration added to the common one (for both).
     fn start_with(with_smtp: bool, extra: &[(&'static str, &str)]) -> Deployment {
-        let cluster = Cluster::start();
+        Deployment::start_on(Cluster::start(), with_smtp, extra)
+    }
+
+    /// Two nodes over `cluster`, reached at its [`Cluster::url`].
+    fn start_on(cluster: Cluster, with_smtp: bool, extra: &[(&'static str, &str)]) -> Deployment {
         let mail = with_smtp.then(Mail::start);
         let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
         let mut env = vec![
@@ -297,6 +302,45 @@ mod multinode {
         dora.sign_in_as(&a, Some("delta"), "dora", "requires_enrollment").await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         dora.sign_in_as(&b, Some("delta"), "dora", "signed_in").await;
+
+        d.assert_running();
+    }
+
+    /// README "Configuration": on PostgreSQL's own host `database_url` may name the folder
+    /// of its Unix socket, which spares every statement loopback TCP (BENCHMARKS.md). This
+    /// cluster listens on no TCP address, so each node's pools, hot statements and change
+    /// listener can only have used the socket.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn nodes_reach_postgresql_through_its_unix_socket() {
+        let cluster = Cluster::start_socket_only();
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", cluster.port)).is_err(),
+            "the cluster must listen on its socket only"
+        );
+        let mut d = Deployment::start_on(cluster, false, &[]);
+        let (a, b) = (d.a.url().to_owned(), d.b.url().to_owned());
+        let admin = Person::new();
+        admin.sign_in_admin(&a).await;
+        admin.create_user(&a, None, "sam").await;
+
+        // A session made on B works on A; signed out on A, it ends on B.
+        let sam = Person::new();
+        sam.sign_in_as(&b, None, "sam", "signed_in").await;
+        assert_eq!(sam.get(&a, "/api/auth/me").await.ok()["username"], "sam");
+        let stale = sam.cookies();
+        sam.get(&b, "/api/auth/me").await.ok();
+        sam.post(&a, "/api/auth/sign-out", json!({})).await.expect(StatusCode::NO_CONTENT);
+        within_a_second("a session signed out on A, on B", async || {
+            send(&http(), &b, Method::GET, "/api/auth/me", None, &stale).await.status == StatusCode::UNAUTHORIZED
+        })
+        .await;
+
+        // A policy change through A reaches B by the change listener's notice.
+        admin.put(&a, "/api/host/settings", settings("forced", 14)).await.ok();
+        within_a_second("host settings forced, on B", async || {
+            sam.sign_in(&b, None, "sam", PASSWORD).await.outcome() == "requires_enrollment"
+        })
+        .await;
 
         d.assert_running();
     }

@@ -58,10 +58,22 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub as_postgres: bool,
+    /// Whether it listens on loopback TCP; it always has a Unix socket in `dir`.
+    pub tcp: bool,
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_listening(true)
+    }
+
+    /// A cluster that listens on no TCP address, only on its Unix socket: what connects
+    /// to it can only have used the socket.
+    pub fn start_socket_only() -> Cluster {
+        Cluster::start_listening(false)
+    }
+
+    fn start_listening(tcp: bool) -> Cluster {
         let bin = postgres_bin();
         let dir = tempfile::Builder::new().prefix("twofold-test-pg.").tempdir().unwrap();
         let as_postgres = is_root();
@@ -69,7 +81,7 @@ impl Cluster {
             // initdb refuses to run as root; the `postgres` user needs the folder.
             run(Command::new("chown").arg("postgres").arg(dir.path()), "chown postgres");
         }
-        let cluster = Cluster { bin, dir, port: free_port(), as_postgres };
+        let cluster = Cluster { bin, dir, port: free_port(), as_postgres, tcp };
         run(
             cluster.pg("initdb").arg("-D").arg(cluster.data()).args(["-U", "postgres", "--auth=trust", "--no-sync"]),
             "initdb",
@@ -94,16 +106,23 @@ impl Cluster {
         self.dir.path().join("data")
     }
 
+    /// Its URL: over loopback TCP, or for a socket-only cluster in the form README
+    /// "Configuration" gives for a Unix socket (`host` names the socket's folder).
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        if self.tcp {
+            format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        } else {
+            format!("postgres://postgres@localhost/postgres?host={}&port={}", self.dir.path().display(), self.port)
+        }
     }
 
     /// Starts the server and waits until it accepts connections (`pg_ctl -w`).
     pub fn start_server(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off -c max_connections=200",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            if self.tcp { "127.0.0.1" } else { "''" }
         );
         run(
             self.pg("pg_ctl")

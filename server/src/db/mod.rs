@@ -252,7 +252,7 @@ impl Db {
 
     /// Runs one statement that writes and returns at most one row: on a SQLite file in
     /// a direct transaction of its own on the writer's thread, otherwise as
-    /// [`Db::write`] does.
+    /// [`Db::write_one`] does.
     pub async fn write_returning<R: direct::ReturnedRow + 'static>(
         &self,
         sql: &'static str,
@@ -260,13 +260,7 @@ impl Db {
     ) -> Result<Option<R>, sqlx::Error> {
         use direct::Exec;
         if self.direct.is_none() {
-            if let Some(hot) = &self.hot {
-                let mut lent = hot.get().await?;
-                let row = lent.conn()?.returning(sql, &args).await;
-                self.writes.fetch_add(1, Ordering::AcqRel);
-                return lent.settle(row);
-            }
-            return self.write(move |w| async move { w.acquire().await?.returning(sql, &args).await }).await;
+            return self.write_one(move |c| Box::pin(async move { c.returning(sql, &args).await })).await;
         }
         let db = self.clone();
         self.on_writer(async move {
@@ -283,13 +277,7 @@ impl Db {
     pub async fn write_statement(&self, sql: &'static str, args: Vec<direct::Arg>) -> Result<u64, sqlx::Error> {
         use direct::Exec;
         if self.direct.is_none() {
-            if let Some(hot) = &self.hot {
-                let mut lent = hot.get().await?;
-                let changed = lent.conn()?.run(sql, &args).await;
-                self.writes.fetch_add(1, Ordering::AcqRel);
-                return lent.settle(changed);
-            }
-            return self.write(move |w| async move { w.acquire().await?.run(sql, &args).await }).await;
+            return self.write_one(move |c| Box::pin(async move { c.run(sql, &args).await })).await;
         }
         let db = self.clone();
         self.on_writer(async move {

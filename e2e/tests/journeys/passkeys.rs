@@ -212,11 +212,14 @@ async fn passkeys_enrolled_passwordless_added_removed_and_required() {
     let mut used = only_credential(&w, &authenticator).await;
     let count = |k: &serde_json::Value| k["signCount"].as_u64().unwrap_or_default();
     assert!(count(&used) > count(&enrolled), "the assertion moved the counter: {enrolled} then {used}");
+    // Signed out while the key is still non-discoverable: with a discoverable one held,
+    // the sign-in page that follows the sign-out would offer it at once and the browser
+    // could be signed in again before the page's form was seen.
+    sign_out(&mut w).await;
     // Discoverable again, with Ada's user handle and the counter it has reached, for the
     // passwordless sign-in.
     used["userHandle"] = enrolled["userHandle"].clone();
     hold(&w, &authenticator, &used, true).await;
-    sign_out(&mut w).await;
 
     // Without a password: the sign-in page asks for a passkey of this site, the
     // authenticator answers, and the passkey names Ada.

@@ -5,9 +5,11 @@
 //! write, and the OpenID provider apart: authorization requests with a valid session
 //! (against the bare axum endpoint) and the token endpoint for RS256 and ES256
 //! applications (against bare axum, with the signing ceilings beside them); and the
-//! server's resident memory. `scripts/bench` runs it at both scales on both databases;
+//! server's resident memory, and for each workload the processor time per request of
+//! the server, the clients and the database (`cpu`). `scripts/bench` runs it at both scales on both databases;
 //! BENCHMARKS.md records the figures.
 
+mod cpu;
 mod drive;
 mod seed;
 
@@ -461,16 +463,16 @@ fn token_job(t: &Target, client_id: String, secret: String, codes: Arc<Vec<Strin
 /// requests with a valid session for `d`, then the codes they gave for tokens, each
 /// once, for at most `d` too: codes live 60 s, and a slow signature (RS256) would still
 /// be exchanging the last of them after that.
-async fn oidc_runs(t: &Target, clients: usize, d: Duration, alg: TokenAlg) -> anyhow::Result<(Stats, Stats)> {
+async fn oidc_runs(t: &Target, clients: usize, d: Duration, alg: TokenAlg) -> anyhow::Result<(Measured, Measured)> {
     let (client_id, secret) = register_application(t, alg).await?;
     let codes = Arc::new(Mutex::new(Vec::new()));
     let name = format!("authorization request with a session ({} application)", alg.as_str());
-    let authorize = drive::run(&name, clients, Limit::For(d), authorize_job(t, &client_id, codes.clone())).await?;
+    let authorize = measured(t, &name, clients, Limit::For(d), authorize_job(t, &client_id, codes.clone())).await?;
     let codes: Vec<String> = std::mem::take(&mut *codes.lock().map_err(|_| anyhow::anyhow!("code list poisoned"))?);
     let n = codes.len();
     let name = format!("token endpoint, code for tokens ({})", alg.as_str());
     let token =
-        drive::run(&name, clients, Limit::JobsFor(n, d), token_job(t, client_id, secret, Arc::new(codes))).await?;
+        measured(t, &name, clients, Limit::JobsFor(n, d), token_job(t, client_id, secret, Arc::new(codes))).await?;
     Ok((authorize, token))
 }
 
@@ -495,6 +497,39 @@ fn row(s: &Stats, ratio: Option<(f64, &str)>) -> String {
     )
 }
 
+/// A workload's figures and the processor time it cost.
+struct Measured {
+    stats: Stats,
+    cpu: cpu::Usage,
+}
+
+/// [`drive::run`] with the machine's processor time read before and after.
+async fn measured(t: &Target, name: &str, clients: usize, limit: Limit, job: Job) -> anyhow::Result<Measured> {
+    let before = cpu::snapshot(t.pid);
+    let stats = drive::run(name, clients, limit, job).await?;
+    let after = cpu::snapshot(t.pid);
+    let cpu = cpu::usage(&before, &after, stats.requests);
+    Ok(Measured { stats, cpu })
+}
+
+/// A row of the processor-time table: microseconds of one core per request by part,
+/// the idle share, and the highest rate these costs allow.
+fn cpu_row(m: &Measured, cores: usize, database: bool) -> String {
+    let u = &m.cpu;
+    let database_part = if database { format!(" {:.0} |", u.database_us) } else { String::new() };
+    let database_ceiling =
+        if database { format!(" {:.0} |", u.database_ceiling(cores).min(1e9)) } else { String::new() };
+    format!(
+        "| {} | {:.0} | {:.0} |{database_part} {:.0} | {:.0} % | {:.0} |{database_ceiling}",
+        m.stats.name,
+        u.server_us,
+        u.clients_us,
+        u.other_us,
+        u.idle * 100.0,
+        u.machine_ceiling(cores).min(1e9),
+    )
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let d = Duration::from_secs(args.seconds);
     eprintln!("ceilings ...");
@@ -507,18 +542,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (idle_rss, _) = memory_mib(t.pid);
     let c = args.clients;
     eprintln!("password step ...");
-    let password = drive::run("password step", c, Limit::For(d), password_job(&t)).await?;
+    let password = measured(&t, "password step", c, Limit::For(d), password_job(&t)).await?;
     eprintln!("verify-code step ...");
     let users = verify_users(t.world, args.verify_requests);
     let tokens = seed::open_attempts(&t.db, &users, now_ms()).await?;
     let n = users.len();
     let verify =
-        drive::run("verify-code step", c, Limit::Jobs(n), verify_job(&t, Arc::new(users), Arc::new(tokens))).await?;
+        measured(&t, "verify-code step", c, Limit::Jobs(n), verify_job(&t, Arc::new(users), Arc::new(tokens))).await?;
     eprintln!("effective-policy read ...");
     drive::run("warm-up", c, Limit::For(Duration::from_secs(1)), policy_job(&t)).await?;
-    let policy = drive::run("effective-policy read", c, Limit::For(d), policy_job(&t)).await?;
+    let policy = measured(&t, "effective-policy read", c, Limit::For(d), policy_job(&t)).await?;
     eprintln!("settings write ...");
-    let settings = drive::run("admin settings write", c, Limit::For(d), settings_job(&t)).await?;
+    let settings = measured(&t, "admin settings write", c, Limit::For(d), settings_job(&t)).await?;
     eprintln!("OpenID Connect: authorization requests, then the token endpoint (RS256, then ES256) ...");
     let (authorize_rs, token_rs) = oidc_runs(&t, c, d, TokenAlg::RS256).await?;
     let (authorize_es, token_es) = oidc_runs(&t, c, d, TokenAlg::ES256).await?;
@@ -534,30 +569,48 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("| --- | ---: | ---: | ---: | ---: | --- |");
     println!("| argon2id verifications, {cores} threads (ceiling) | {argon2:.1} | | | | |");
     println!("{}", row(&bare, None));
-    println!("{}", row(&password, Some((password.rate() / argon2, "argon2id ceiling"))));
-    println!("{}", row(&verify, None));
-    println!("{}", row(&policy, Some((policy.rate() / bare.rate(), "bare axum"))));
-    println!("{}", row(&settings, None));
+    println!("{}", row(&password.stats, Some((password.stats.rate() / argon2, "argon2id ceiling"))));
+    println!("{}", row(&verify.stats, None));
+    println!("{}", row(&policy.stats, Some((policy.stats.rate() / bare.rate(), "bare axum"))));
+    println!("{}", row(&settings.stats, None));
     let of_bare = |s: &Stats| Some((s.rate() / bare.rate(), "bare axum"));
-    println!("{}", row(&authorize_rs, of_bare(&authorize_rs)));
-    println!("{}", row(&authorize_es, of_bare(&authorize_es)));
+    println!("{}", row(&authorize_rs.stats, of_bare(&authorize_rs.stats)));
+    println!("{}", row(&authorize_es.stats, of_bare(&authorize_es.stats)));
     println!("| RS256 signatures, {cores} threads (ceiling) | {rs256:.1} | | | | |");
-    println!("{}", row(&token_rs, of_bare(&token_rs)));
+    println!("{}", row(&token_rs.stats, of_bare(&token_rs.stats)));
     println!("| ES256 signatures, {cores} threads (ceiling) | {es256:.1} | | | | |");
-    println!("{}", row(&token_es, of_bare(&token_es)));
+    println!("{}", row(&token_es.stats, of_bare(&token_es.stats)));
     println!(
         "\nThe token endpoint signs two tokens per code: {:.0} % of the RS256 ceiling / 2, {:.0} % of the ES256 \
          ceiling / 2.",
-        token_rs.rate() / (rs256 / 2.0) * 100.0,
-        token_es.rate() / (es256 / 2.0) * 100.0
+        token_rs.stats.rate() / (rs256 / 2.0) * 100.0,
+        token_es.stats.rate() / (es256 / 2.0) * 100.0
     );
     println!(
         "\nSeeding took {:.1} s. Server resident memory: {idle_rss:.1} MiB after start, {rss:.1} MiB after the \
          workloads, peak {peak:.1} MiB.",
         t.seed_seconds
     );
-    let all = [&bare, &password, &verify, &policy, &settings, &authorize_rs, &token_rs, &authorize_es, &token_es];
-    for s in all {
+    let database = args.database_url.is_some();
+    println!(
+        "\nProcessor time per request, in microseconds of one core (other: the kernel's interrupt work such as \
+         loopback networking, and any other process); \"at most\" is the rate at which these costs would keep all \
+         {cores} cores busy{}.\n",
+        if database { ", and \"database alone\" the rate at which PostgreSQL's part alone would" } else { "" }
+    );
+    if database {
+        println!("| workload | server | clients | PostgreSQL | other | idle | at most /s | database alone /s |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    } else {
+        println!("| workload | server | clients | other | idle | at most /s |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    }
+    let measured = [&password, &verify, &policy, &settings, &authorize_rs, &token_rs, &authorize_es, &token_es];
+    for m in measured {
+        println!("{}", cpu_row(m, cores, database));
+    }
+    let all: Vec<&Stats> = std::iter::once(&bare).chain(measured.iter().map(|m| &m.stats)).collect();
+    for s in &all {
         for e in &s.error_samples {
             println!("- {} error: {e}", s.name);
         }

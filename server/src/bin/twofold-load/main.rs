@@ -6,8 +6,8 @@
 //! (against the bare axum endpoint) and the token endpoint for RS256 and ES256
 //! applications (against bare axum, with the signing ceilings beside them); and the
 //! server's resident memory, and for each workload the processor time per request of
-//! the server, the clients and the database (`cpu`). `scripts/bench` runs it at both scales on both databases;
-//! BENCHMARKS.md records the figures.
+//! the server, the clients and the database (`cpu`). `scripts/bench` runs it at both
+//! scales on both databases; BENCHMARKS.md records the figures.
 
 mod cpu;
 mod drive;
@@ -605,11 +605,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("| workload | server | clients | other | idle | at most /s |");
         println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     }
-    let measured = [&password, &verify, &policy, &settings, &authorize_rs, &token_rs, &authorize_es, &token_es];
-    for m in measured {
+    let workloads = [&password, &verify, &policy, &settings, &authorize_rs, &token_rs, &authorize_es, &token_es];
+    for m in workloads {
         println!("{}", cpu_row(m, cores, database));
     }
-    let all: Vec<&Stats> = std::iter::once(&bare).chain(measured.iter().map(|m| &m.stats)).collect();
+    let all: Vec<&Stats> = std::iter::once(&bare).chain(workloads.iter().map(|m| &m.stats)).collect();
     for s in &all {
         for e in &s.error_samples {
             println!("- {} error: {e}", s.name);

@@ -239,6 +239,23 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// SQLite is built without the two process-wide mutexes that every page fetch and
+    /// allocation took (`.cargo/config.toml`): a build that lost those flags would queue
+    /// the writer's thread behind the request threads' reads again.
+    #[test]
+    fn sqlite_is_compiled_without_its_process_wide_mutexes() {
+        let conn = Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+    }
+
     /// The rows above are read by position: each statement must select its columns in
     /// the order the readers expect, under the names the sqlx rows read them by.
     #[test]

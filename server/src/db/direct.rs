@@ -317,7 +317,7 @@ impl WriterConn {
     fn close_group(&mut self) {
         self.drop_lapsed_group();
         let Some(group) = self.group.take() else { return };
-        let outcome = match self.conn.execute_batch("COMMIT") {
+        let outcome = match control(&self.conn, "COMMIT") {
             Ok(()) => {
                 self.commits += 1;
                 // After the commit, as `WriteTx::commit` counts it.
@@ -349,6 +349,12 @@ impl WriterConn {
     }
 }
 
+/// Runs a transaction-control statement from the connection's statement cache:
+/// `execute_batch` would parse it again on every transaction.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.raw_execute().map(drop)
+}
+
 impl Failure {
     fn of(e: &rusqlite::Error) -> Self {
         match e {
@@ -366,7 +372,13 @@ impl Failure {
 }
 
 /// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+///
+/// Often, so that the WAL stays short: under a stream of sign-ins each checkpoint copies
+/// pages written moments before, holds a core for a shorter stretch, and the WAL
+/// restarts from its beginning sooner. Every 200 ms the verify step did 12 % fewer
+/// verifications a second (BENCHMARKS.md, "The checkpoint's pace"); a checkpoint thread
+/// that ran only on idle cores, so that the WAL grew, cost 16 %.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// Copies the WAL back into the database file, off the writer's thread, for as long as
 /// the writer exists.
@@ -423,7 +435,7 @@ impl DirectTx {
         if conn.group.is_none() {
             let deadline = Instant::now() + BUSY_WAIT;
             loop {
-                match conn.conn.execute_batch("BEGIN IMMEDIATE") {
+                match control(&conn.conn, "BEGIN IMMEDIATE") {
                     Ok(()) => break,
                     Err(e) if is_busy(&e) && Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -434,7 +446,7 @@ impl DirectTx {
             conn.group = Some(Group { members: 0, done: tokio::sync::watch::Sender::new(None) });
         }
         let mut tx = Self { conn, writer: writer.clone(), open: false, settled: false };
-        tx.conn.conn.execute_batch("SAVEPOINT job").map_err(to_sqlx)?;
+        control(&tx.conn.conn, "SAVEPOINT job").map_err(to_sqlx)?;
         tx.open = true;
         Ok(tx)
     }
@@ -442,7 +454,7 @@ impl DirectTx {
     /// Ends the transaction and returns once the SQLite transaction holding it has
     /// committed.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        self.conn.conn.execute_batch("RELEASE job").map_err(to_sqlx)?;
+        control(&self.conn.conn, "RELEASE job").map_err(to_sqlx)?;
         self.open = false;
         let done = self.settle(true);
         // Gives the lock to the transactions that join the group.

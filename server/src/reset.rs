@@ -68,18 +68,16 @@ pub async fn request(state: &AppState, req: PasswordResetRequest, address: std::
     // The same lookups for every request, as at the password step.
     let (scope, suspended) = match &tenant_name {
         None => (Some(HOST_SCOPE.to_owned()), false),
-        Some(name) => match db::get_tenant_by_name(&state.db().pool, name).await? {
+        Some(name) => match state.db().tenant_by_name(name).await? {
             Some(t) => (Some(t.id), t.suspended_at.is_some()),
             None => (None, false),
         },
     };
     let name = Username::parse(&req.username).ok();
-    let user = db::find_user(
-        &state.db().pool,
-        scope.as_deref().unwrap_or(NO_SCOPE),
-        name.as_ref().map_or(NO_USER, |n| n.key()),
-    )
-    .await?;
+    let user = state
+        .db()
+        .user_by_name(scope.as_deref().unwrap_or(NO_SCOPE), name.as_ref().map_or(NO_USER, |n| n.key()))
+        .await?;
     let eligible =
         user.filter(|u| !suspended && u.deactivated_at.is_none() && u.email_confirmed != 0 && u.email.is_some());
 

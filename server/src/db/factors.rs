@@ -407,6 +407,21 @@ pub async fn unused_recovery_codes(pool: &AnyPool, user_id: &str) -> Result<Vec<
         .await
 }
 
+/// The statement of [`has_unused_recovery_code`]: one row, 1 or 0. `COUNT` is a
+/// 64-bit integer on both databases, which `EXISTS` is not.
+pub(super) const HAS_RECOVERY_CODE_SQL: &str =
+    "SELECT COUNT(*) FROM (SELECT 1 FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL LIMIT 1) AS left_over";
+
+/// Whether `user_id` has a recovery code not yet used; a sign-in offers the recovery
+/// code only then.
+pub async fn has_unused_recovery_code<'e, E>(executor: E, user_id: &str) -> Result<bool, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let (count,): (i64,) = sqlx::query_as(HAS_RECOVERY_CODE_SQL).bind(user_id).fetch_one(executor).await?;
+    Ok(count > 0)
+}
+
 /// Uses a recovery code (`$1` now, `$2` its id); changes no row when it was used.
 pub const USE_RECOVERY_CODE_SQL: &str = "UPDATE recovery_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
 

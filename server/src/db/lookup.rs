@@ -7,13 +7,15 @@
 //! operating system holds in memory takes microseconds). The reads here are the ones
 //! every authenticated request, every step of a sign-in and every effective-policy read
 //! makes: a session with its user, a user with their group rules, a pending sign-in, an
-//! authenticator, the roles and tenant that the answer to a finished sign-in names, and
-//! the settings of a scope when they are not cached (at 10,000 tenants, often).
-//! They run the same statements as their sqlx versions ([`super::find_session`],
+//! authenticator, the roles and tenant that the answer to a finished sign-in names, the
+//! settings of a scope when they are not cached (at 10,000 tenants, often), and the
+//! tenant and user a password step names with whether that user has a recovery code
+//! left. They run the same statements as their sqlx versions ([`super::find_session`],
 //! [`super::groups::user_with_rules`], [`super::factors::find_attempt`],
 //! [`super::factors::get_authenticator`], [`super::roles_of`], [`super::get_tenant`],
-//! [`super::load_settings`]) and fill the
-//! same rows; everything else, and everything on PostgreSQL, goes through sqlx.
+//! [`super::load_settings`], [`super::get_tenant_by_name`], [`super::find_user`],
+//! [`super::factors::has_unused_recovery_code`]) and fill the same rows; everything
+//! else, and everything on PostgreSQL, goes through sqlx.
 //!
 //! A read blocks the runtime's thread while it runs. For one row by an indexed key that
 //! is shorter than the two wake-ups it replaces, as long as the database's pages are in
@@ -29,9 +31,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use twofold_policy::GroupRule;
 
 use super::direct::ReturnedRow;
-use super::factors::{ATTEMPT_SQL, AUTHENTICATOR_SQL, AttemptRow, AuthenticatorRow};
+use super::factors::{ATTEMPT_SQL, AUTHENTICATOR_SQL, AttemptRow, AuthenticatorRow, HAS_RECOVERY_CODE_SQL};
 use super::groups::{USER_WITH_RULES_SQL, UserRuleRow, fold_user_rules};
-use super::{ROLES_SQL, RoleRow, SESSION_SQL, SETTINGS_SQL, SessionRow, SettingsRow, TENANT_SQL, TenantRow, UserRow};
+use super::{
+    ROLES_SQL, RoleRow, SESSION_SQL, SETTINGS_SQL, SessionRow, SettingsRow, TENANT_BY_NAME_SQL, TENANT_SQL, TenantRow,
+    USER_BY_NAME_SQL, UserRow,
+};
 
 #[derive(Debug)]
 pub struct Lookups {
@@ -110,20 +115,24 @@ impl Lookups {
     }
 
     pub fn tenant(&self, id: &str) -> anyhow::Result<Option<TenantRow>> {
+        self.run(|conn| conn.prepare_cached(TENANT_SQL.as_str())?.query_row([id], tenant_row).optional())
+    }
+
+    pub fn tenant_by_name(&self, name: &str) -> anyhow::Result<Option<TenantRow>> {
+        self.run(|conn| conn.prepare_cached(TENANT_BY_NAME_SQL.as_str())?.query_row([name], tenant_row).optional())
+    }
+
+    pub fn user_by_name(&self, scope_key: &str, username_key: &str) -> anyhow::Result<Option<UserRow>> {
         self.run(|conn| {
-            conn.prepare_cached(TENANT_SQL.as_str())?
-                .query_row([id], |r| {
-                    Ok(TenantRow {
-                        id: r.get("id")?,
-                        name: r.get("name")?,
-                        display_name: r.get("display_name")?,
-                        feature_behaviour: r.get("feature_behaviour")?,
-                        created_at: r.get("created_at")?,
-                        suspended_at: r.get("suspended_at")?,
-                    })
-                })
+            conn.prepare_cached(USER_BY_NAME_SQL.as_str())?
+                .query_row([scope_key, username_key], |r| user_row_at(r, 0))
                 .optional()
         })
+    }
+
+    pub fn has_recovery_code(&self, user_id: &str) -> anyhow::Result<bool> {
+        self.run(|conn| conn.prepare_cached(HAS_RECOVERY_CODE_SQL)?.query_row([user_id], |r| r.get::<_, i64>(0)))
+            .map(|count| count > 0)
     }
 
     pub fn authenticator(&self, user_id: &str) -> anyhow::Result<Option<AuthenticatorRow>> {
@@ -181,6 +190,17 @@ fn user_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<UserRow> {
         deactivated_at: r.get(at + 22)?,
         must_change_password: r.get(at + 23)?,
         passkey_count: r.get(at + 24)?,
+    })
+}
+
+fn tenant_row(r: &Row<'_>) -> rusqlite::Result<TenantRow> {
+    Ok(TenantRow {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        display_name: r.get("display_name")?,
+        feature_behaviour: r.get("feature_behaviour")?,
+        created_at: r.get("created_at")?,
+        suspended_at: r.get("suspended_at")?,
     })
 }
 
@@ -307,6 +327,8 @@ mod tests {
             "completed_at",
         ];
         assert_eq!(attempt, expected);
+
+        assert_eq!(names(&USER_BY_NAME_SQL), user);
 
         // A sign-in's `UPDATE … RETURNING` of the user, read by `direct`.
         let returning = names(&format!("UPDATE users SET lockouts = 0 WHERE id = 'x' RETURNING {}", user.join(", ")));

@@ -480,6 +480,31 @@ impl Db {
         }
     }
 
+    /// The tenant named `name` ([`get_tenant_by_name`]).
+    pub async fn tenant_by_name(&self, name: &str) -> anyhow::Result<Option<TenantRow>> {
+        match &self.lookups {
+            Some(lookups) => lookups.tenant_by_name(name),
+            None => Ok(on_hot!(self, conn => get_tenant_by_name(conn, name))?),
+        }
+    }
+
+    /// The user named `username_key` in `scope_key` ([`find_user`]): the password
+    /// step's lookup.
+    pub async fn user_by_name(&self, scope_key: &str, username_key: &str) -> anyhow::Result<Option<UserRow>> {
+        match &self.lookups {
+            Some(lookups) => lookups.user_by_name(scope_key, username_key),
+            None => Ok(on_hot!(self, conn => find_user(conn, scope_key, username_key))?),
+        }
+    }
+
+    /// Whether `user_id` has a recovery code left ([`factors::has_unused_recovery_code`]).
+    pub async fn has_recovery_code(&self, user_id: &str) -> anyhow::Result<bool> {
+        match &self.lookups {
+            Some(lookups) => lookups.has_recovery_code(user_id),
+            None => Ok(on_hot!(self, conn => factors::has_unused_recovery_code(conn, user_id))?),
+        }
+    }
+
     /// The application (OpenID client) `id` ([`oidc::get_application`]).
     pub async fn application(&self, id: &str) -> Result<Option<oidc::ApplicationRow>, sqlx::Error> {
         on_hot!(self, conn => oidc::get_application(conn, id))
@@ -730,14 +755,14 @@ pub async fn lock_tenant(
         .await
 }
 
+pub(super) static TENANT_BY_NAME_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1"));
+
 pub async fn get_tenant_by_name<'e, E>(executor: E, name: &str) -> Result<Option<TenantRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1")))
-        .bind(name)
-        .fetch_optional(executor)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(TENANT_BY_NAME_SQL.as_str())).bind(name).fetch_optional(executor).await
 }
 
 /// Escapes a user's search text for a LIKE pattern (with `ESCAPE '\'`).
@@ -894,17 +919,18 @@ where
         .await
 }
 
+pub(super) static USER_BY_NAME_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE scope_key = $1 AND username_key = $2"));
+
 pub async fn find_user<'e, E>(executor: E, scope_key: &str, username_key: &str) -> Result<Option<UserRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE scope_key = $1 AND username_key = $2"
-    )))
-    .bind(scope_key)
-    .bind(username_key)
-    .fetch_optional(executor)
-    .await
+    sqlx::query_as(sqlx::AssertSqlSafe(USER_BY_NAME_SQL.as_str()))
+        .bind(scope_key)
+        .bind(username_key)
+        .fetch_optional(executor)
+        .await
 }
 
 pub async fn list_users(
@@ -2029,6 +2055,37 @@ mod tests {
             assert_eq!(direct, sqlx, "tenant {id}");
         }
         assert_eq!(lookups.tenant("t1").expect("direct").and_then(|t| t.suspended_at), Some(4));
+        for name in ["acme", "nobody"] {
+            let direct = format!("{:?}", lookups.tenant_by_name(name).expect("direct"));
+            let sqlx = format!("{:?}", get_tenant_by_name(&db.pool, name).await.expect("sqlx"));
+            assert_eq!(direct, sqlx, "tenant named {name}");
+        }
+        assert!(lookups.tenant_by_name("acme").expect("direct").is_some());
+        for (scope, name) in [(HOST_SCOPE, "u-full"), (HOST_SCOPE, "u-bare"), ("t1", "u-full"), (HOST_SCOPE, "u-none")]
+        {
+            let direct = format!("{:?}", lookups.user_by_name(scope, name).expect("direct"));
+            let sqlx = format!("{:?}", find_user(&db.pool, scope, name).await.expect("sqlx"));
+            assert_eq!(direct, sqlx, "user {scope}/{name}");
+        }
+        assert!(lookups.user_by_name(HOST_SCOPE, "u-full").expect("direct").is_some());
+        factors::replace_recovery_codes(
+            &mut db.pool.acquire().await.expect("connection"),
+            "u-full",
+            &["h1".to_owned(), "h2".to_owned()],
+            5,
+        )
+        .await
+        .expect("recovery codes");
+        sqlx::query("UPDATE recovery_codes SET used_at = 6 WHERE code_hash = 'h1'")
+            .execute(&db.pool)
+            .await
+            .expect("use");
+        for (user, left) in [("u-full", true), ("u-bare", false)] {
+            assert_eq!(lookups.has_recovery_code(user).expect("direct"), left, "recovery code of {user}");
+            assert_eq!(factors::has_unused_recovery_code(&db.pool, user).await.expect("sqlx"), left, "{user}");
+        }
+        sqlx::query("UPDATE recovery_codes SET used_at = 7").execute(&db.pool).await.expect("use all");
+        assert!(!lookups.has_recovery_code("u-full").expect("direct"), "every code used");
         // The direct connections only read.
         let write = lookups.run(|c| c.execute("DELETE FROM users", []));
         assert!(write.is_err(), "a lookup connection wrote");

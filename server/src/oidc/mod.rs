@@ -33,7 +33,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
-use crate::db::{self, HOST_SCOPE};
+use crate::db::HOST_SCOPE;
 use crate::error::{AppError, AppResult};
 
 /// Scopes an application may be allowed.
@@ -89,7 +89,7 @@ impl FromRequestParts<AppState> for Issuer {
         let Some(name) = params.get("tenant") else {
             return Ok(Issuer::host(state));
         };
-        let tenant = db::get_tenant_by_name(&state.db().pool, name).await.map_err(AppError::from)?;
+        let tenant = state.db().tenant_by_name(name).await.map_err(AppError::from)?;
         match tenant {
             Some(t) => Ok(Issuer::tenant(state, t.id, t.name)),
             None => Err(OAuthError::new(StatusCode::NOT_FOUND, "invalid_request", "no such issuer")),

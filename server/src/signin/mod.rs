@@ -1085,8 +1085,8 @@ pub async fn what_if(state: &AppState, user: &UserRow, application: Option<Appli
         out.enrollable = enrollable(state, &policy);
     } else {
         out.status = SignInStatus::RequiresTwoFactor;
-        out.recovery_code_available = policy.required_strength <= twofold_policy::Strength::App
-            && !fdb::unused_recovery_codes(&state.db().pool, &user.id).await?.is_empty();
+        out.recovery_code_available =
+            policy.required_strength <= twofold_policy::Strength::App && state.db().has_recovery_code(&user.id).await?;
         out.providers = providers;
     }
     Ok(out)

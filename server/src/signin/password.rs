@@ -139,18 +139,16 @@ pub(super) async fn step(
     // user by scope and name, with keys that match nothing when the input cannot.
     let (scope, suspended) = match &tenant_name {
         None => (Some(HOST_SCOPE.to_owned()), false),
-        Some(name) => match db::get_tenant_by_name(&state.db().pool, name).await? {
+        Some(name) => match state.db().tenant_by_name(name).await? {
             Some(t) => (Some(t.id), t.suspended_at.is_some()),
             None => (None, false),
         },
     };
     let name = Username::parse(&req.username).ok();
-    let user = db::find_user(
-        &state.db().pool,
-        scope.as_deref().unwrap_or(NO_SCOPE),
-        name.as_ref().map_or(NO_USER, |n| n.key()),
-    )
-    .await?;
+    let user = state
+        .db()
+        .user_by_name(scope.as_deref().unwrap_or(NO_SCOPE), name.as_ref().map_or(NO_USER, |n| n.key()))
+        .await?;
     // Known users are counted by id, so every spelling of the name counts together.
     let account = user.as_ref().map_or_else(|| typed_key.clone(), |u| u.id.clone());
     let known = user.as_ref().is_some_and(|u| is_known_browser(state, known_cookie, u));
@@ -211,8 +209,8 @@ pub(super) async fn step(
         });
     }
     // A recovery code proves `app` at most, so it is no way in where more is required.
-    let recovery_code_available = policy.required_strength <= twofold_policy::Strength::App
-        && !fdb::unused_recovery_codes(&state.db().pool, &user.id).await?.is_empty();
+    let recovery_code_available =
+        policy.required_strength <= twofold_policy::Strength::App && state.db().has_recovery_code(&user.id).await?;
     let attempt_token = pending::open(state, &user, Stage::AwaitingSecondFactor).await?;
     Ok(Outcome::SecondFactorRequired {
         attempt_token,

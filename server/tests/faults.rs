@@ -123,6 +123,11 @@ struct Progress {
     switches: AtomicUsize,
     sign_ins: AtomicUsize,
     vault_sign_ins: AtomicUsize,
+    /// Users acknowledged by the host's user stream and by the tenant's: the check after
+    /// the restart signs in the last of each, so the kill waits for one of each, not
+    /// only for enough users in all (the role streams create users too).
+    host_users: AtomicUsize,
+    tenant_users: AtomicUsize,
 }
 
 impl Progress {
@@ -134,7 +139,15 @@ impl Progress {
     /// Enough of every kind acknowledged that the kill lands in the middle of the burst.
     fn reached(&self) -> bool {
         let [settings, features, users, roles, switches, sign_ins, vault] = self.counts();
-        settings >= 15 && features >= 4 && users >= 4 && roles >= 3 && switches >= 4 && sign_ins >= 3 && vault >= 1
+        let each_scope = self.host_users.load(Ordering::SeqCst) >= 1 && self.tenant_users.load(Ordering::SeqCst) >= 1;
+        settings >= 15
+            && features >= 4
+            && users >= 4
+            && each_scope
+            && roles >= 3
+            && switches >= 4
+            && sign_ins >= 3
+            && vault >= 1
     }
 }
 
@@ -258,6 +271,8 @@ async fn user_stream(
             break;
         }
         progress.users.fetch_add(1, Ordering::SeqCst);
+        let scope = if tenant.is_some() { &progress.tenant_users } else { &progress.host_users };
+        scope.fetch_add(1, Ordering::SeqCst);
     }
     out
 }

@@ -10,7 +10,7 @@
 //! has a confirmed address, and the email leaves in the background, so its sending time
 //! tells nothing either.
 
-use twofold_policy::names::{Username, check_new_password};
+use twofold_policy::names::check_new_password;
 use twofold_policy::wire::{
     AdminPasswordResetResult, ErrorCode, PasswordResetConfirm, PasswordResetMode, PasswordResetRequest,
 };
@@ -24,12 +24,10 @@ use crate::error::{AppError, AppResult};
 use crate::factors::{self, Channel};
 use crate::notify::{self, Notice};
 use crate::ratelimit::Class;
+use crate::signin::{Named, find_named};
 
 /// `issued_by` of a link the user asked for.
 const SELF_SERVICE: &str = "self";
-/// Scope and user keys that match no row (see the password step).
-const NO_SCOPE: &str = "-";
-const NO_USER: &str = "-";
 /// Characters of a generated temporary password: 128 bits in base64url.
 const TEMPORARY_PASSWORD_BYTES: usize = 16;
 
@@ -66,18 +64,7 @@ pub async fn request(state: &AppState, req: PasswordResetRequest, address: std::
     state.limits().by_account(Class::SendCode, &typed_key, now)?;
 
     // The same lookups for every request, as at the password step.
-    let (scope, suspended) = match &tenant_name {
-        None => (Some(HOST_SCOPE.to_owned()), false),
-        Some(name) => match state.db().tenant_by_name(name).await? {
-            Some(t) => (Some(t.id), t.suspended_at.is_some()),
-            None => (None, false),
-        },
-    };
-    let name = Username::parse(&req.username).ok();
-    let user = state
-        .db()
-        .user_by_name(scope.as_deref().unwrap_or(NO_SCOPE), name.as_ref().map_or(NO_USER, |n| n.key()))
-        .await?;
+    let Named { scope, suspended, user } = find_named(state, tenant_name.as_deref(), &req.username).await?;
     let eligible =
         user.filter(|u| !suspended && u.deactivated_at.is_none() && u.email_confirmed != 0 && u.email.is_some());
 

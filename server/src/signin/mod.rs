@@ -53,7 +53,7 @@ use crate::ratelimit::Class;
 use twofold_policy::wire::ErrorCode;
 
 pub use lockout::{ensure_not_locked, lock_state};
-pub use password::{known_browser_token, verify_password_of};
+pub use password::{Named, find_named, known_browser_token, verify_password_of};
 pub use pending::Pending;
 pub use session::{Completed, browser_still_skips, may_remember};
 

@@ -20,6 +20,36 @@ use crate::ratelimit::Class;
 const NO_SCOPE: &str = "-";
 const NO_USER: &str = "-";
 
+/// What a typed tenant and user name find: the scope (`None` for an unknown tenant),
+/// whether that tenant is suspended, and the user.
+#[derive(Debug)]
+pub struct Named {
+    pub scope: Option<String>,
+    pub suspended: bool,
+    pub user: Option<UserRow>,
+}
+
+/// The tenant named `tenant_name` (the host when `None`, already trimmed and lowercased)
+/// and the user `username` in it. Every input takes the same lookups, a tenant by name
+/// (or none for the host) and a user by scope and name, with keys that match nothing when
+/// the input cannot: the password step and the password reset request answer unknown
+/// tenants and users after the same work as known ones.
+pub async fn find_named(state: &AppState, tenant_name: Option<&str>, username: &str) -> AppResult<Named> {
+    let (scope, suspended) = match tenant_name {
+        None => (Some(HOST_SCOPE.to_owned()), false),
+        Some(name) => match state.db().tenant_by_name(name).await? {
+            Some(t) => (Some(t.id), t.suspended_at.is_some()),
+            None => (None, false),
+        },
+    };
+    let name = Username::parse(username).ok();
+    let user = state
+        .db()
+        .user_by_name(scope.as_deref().unwrap_or(NO_SCOPE), name.as_ref().map_or(NO_USER, |n| n.key()))
+        .await?;
+    Ok(Named { scope, suspended, user })
+}
+
 /// Prefix of a known-browser token, so it can never pass for another signed token.
 const KNOWN_PREFIX: &str = "known.";
 
@@ -135,20 +165,7 @@ pub(super) async fn step(
     let typed_key = format!("{}/{}", tenant_name.as_deref().unwrap_or(HOST_SCOPE), req.username.trim().to_lowercase());
     let address = client.ip.clone().unwrap_or_default();
     state.limits().by_account(Class::SignIn, &typed_key, now)?;
-    // Every branch does the same lookups: a tenant by name (or none for the host) and a
-    // user by scope and name, with keys that match nothing when the input cannot.
-    let (scope, suspended) = match &tenant_name {
-        None => (Some(HOST_SCOPE.to_owned()), false),
-        Some(name) => match state.db().tenant_by_name(name).await? {
-            Some(t) => (Some(t.id), t.suspended_at.is_some()),
-            None => (None, false),
-        },
-    };
-    let name = Username::parse(&req.username).ok();
-    let user = state
-        .db()
-        .user_by_name(scope.as_deref().unwrap_or(NO_SCOPE), name.as_ref().map_or(NO_USER, |n| n.key()))
-        .await?;
+    let Named { scope, suspended, user } = find_named(state, tenant_name.as_deref(), &req.username).await?;
     // Known users are counted by id, so every spelling of the name counts together.
     let account = user.as_ref().map_or_else(|| typed_key.clone(), |u| u.id.clone());
     let known = user.as_ref().is_some_and(|u| is_known_browser(state, known_cookie, u));

@@ -234,8 +234,9 @@ fn user_rule_row(r: &Row<'_>) -> rusqlite::Result<UserRuleRow> {
         user: user_row_at(r, at)?,
         rule_group_id: r.get(rule)?,
         rule_group_name: r.get(rule + 1)?,
-        rule_require: r.get(rule + 2)?,
-        rule_min_strength: r.get(rule + 3)?,
+        rule_group_name_key: r.get(rule + 2)?,
+        rule_require: r.get(rule + 3)?,
+        rule_min_strength: r.get(rule + 4)?,
     })
 }
 
@@ -294,7 +295,7 @@ mod tests {
         assert_eq!(with_rules[..USER_COLUMN_COUNT], user[..]);
         assert_eq!(
             with_rules[USER_COLUMN_COUNT..],
-            ["rule_group_id", "rule_group_name", "rule_require", "rule_min_strength"]
+            ["rule_group_id", "rule_group_name", "rule_group_name_key", "rule_require", "rule_min_strength"]
         );
 
         let session = names(SESSION_SQL);

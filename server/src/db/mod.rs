@@ -321,7 +321,7 @@ impl Db {
                 let alive = thread.alive.clone();
                 // Task-locals stay with the task that set them; the audit events the job
                 // writes record the address of the request it serves.
-                let address = REQUEST_ADDRESS.try_with(Clone::clone).ok();
+                let address = REQUEST_ADDRESS.try_with(|address| *address).ok();
                 let writer = self.direct.clone();
                 if let Some(writer) = &writer {
                     writer.job_queued();
@@ -1181,7 +1181,7 @@ pub async fn complete_sign_in(conn: &mut AnyConnection, c: &CompleteSignIn<'_>) 
         None => std::borrow::Cow::Owned(complete_sign_in_sql(consume)),
     };
     let after = serde_json::json!({ "methods": c.methods }).to_string();
-    let address = REQUEST_ADDRESS.try_with(Clone::clone).ok();
+    let address = REQUEST_ADDRESS.try_with(ToString::to_string).ok();
     let mut args = Vec::from(direct::args![
         c.now,
         c.attempt_id,
@@ -1668,7 +1668,7 @@ tokio::task_local! {
     /// The client address of the request being served, set once per request by the
     /// router (see `app::client_address_scope`), so that every audit event a request
     /// writes records it without each call site passing it along.
-    pub static REQUEST_ADDRESS: String;
+    pub static REQUEST_ADDRESS: std::net::IpAddr;
 }
 
 pub async fn insert_audit(conn: &mut impl direct::Exec, e: &NewAudit<'_>) -> Result<(), sqlx::Error> {
@@ -1695,7 +1695,7 @@ pub(crate) fn audit_args(e: &NewAudit<'_>) -> [direct::Arg; 9] {
         e.target,
         e.before.as_ref().map(|v| v.to_string()),
         e.after.as_ref().map(|v| v.to_string()),
-        REQUEST_ADDRESS.try_with(Clone::clone).ok(),
+        REQUEST_ADDRESS.try_with(ToString::to_string).ok(),
     ]
 }
 

@@ -355,6 +355,37 @@ async fn the_user_list_shows_what_is_required_by_whom_factors_and_lock() {
     assert_eq!(c["factors"], json!([{ "provider": "authenticator", "strength": "app" }]));
 }
 
+/// With several requiring groups the first by name decides, compared without case and
+/// whatever order they were made or joined in; the user's own policy read, the user
+/// list and the group list agree on it.
+#[tokio::test]
+async fn the_first_requiring_group_by_name_decides_wherever_the_policy_shows() {
+    let app = admin_app(Options::default()).await;
+    let (scope, [alice, _, _]) = acme(&app).await;
+    let rule = json!({ "require_two_factor": true });
+    let zeta = id(&create_group(&app, &scope, json!({ "name": "zeta", "rule": rule })).await);
+    let beta = id(&create_group(&app, &scope, json!({ "name": "Beta", "rule": rule })).await);
+    let alpha = id(&create_group(&app, &scope, json!({ "name": "alpha", "rule": rule })).await);
+    for g in [&zeta, &beta, &alpha] {
+        add_member(&app, g, &alice).await;
+    }
+    let p = app.policy(&alice).await;
+    assert_eq!(p["decided_by_group"], json!({ "id": alpha, "name": "alpha" }), "{p}");
+    let names: Vec<&str> = p["group_rules"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alpha", "Beta", "zeta"]);
+
+    let page = app.get(&format!("{scope}/users")).await.assert_status(StatusCode::OK).json();
+    let listed = page["items"].as_array().unwrap().iter().find(|u| u["id"] == alice.as_str()).cloned().unwrap();
+    assert_eq!(listed["policy"]["decided_by_group"]["name"], "alpha", "{listed}");
+    let groups = app.get(&format!("{scope}/groups")).await.assert_status(StatusCode::OK).json();
+    let listed: Vec<&str> = groups.as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["alpha", "Beta", "zeta"], "{groups}");
+
+    // Leaving "alpha" hands the decision to the next by name.
+    app.delete(&format!("/api/groups/{alpha}/members/{alice}")).await.assert_status(StatusCode::NO_CONTENT);
+    assert_eq!(app.policy(&alice).await["decided_by_group"]["name"], "Beta");
+}
+
 #[tokio::test]
 async fn the_database_refuses_a_member_from_another_scope() {
     let app = admin_app(Options::default()).await;

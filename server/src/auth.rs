@@ -143,16 +143,9 @@ thread_local! {
 /// faults once per burst, about a millisecond.
 const HASHING_MEMORY_KEPT_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The capacity reserved for the working memory, in blocks, at least: 33 MiB. glibc
-/// serves an allocation from its arenas once it is below a threshold that rises with
-/// every large block freed, up to 32 MiB on 64-bit systems (`mallopt(3)`,
-/// `M_MMAP_THRESHOLD`); an arena keeps a freed block resident. Asking for more than
-/// the ceiling makes the block a mapping of its own that freeing unmaps. Only the
-/// 19 MiB the hash uses is ever touched, so only that much is resident.
-const HASHING_MEMORY_CAPACITY: usize = 33 * 1024 * 1024 / std::mem::size_of::<Block>();
-
-/// Gives this thread's argon2 working memory back to the system; the hashing threads
-/// call it when idle.
+/// Gives this thread's argon2 working memory back to the allocator; the hashing threads
+/// call it when idle, and the allocator's background thread hands the pages back to the
+/// system within its decay time (`dirty_decay_ms` in `.cargo/config.toml`).
 pub fn release_hashing_memory() {
     ARGON2_MEMORY.with(|memory| {
         if let Ok(mut blocks) = memory.try_borrow_mut() {
@@ -188,7 +181,7 @@ fn in_hashing_memory<T>(blocks_needed: usize, work: impl FnOnce(&mut [Block]) ->
         let mut blocks = memory.try_borrow_mut().ok()?;
         if blocks.len() < blocks_needed {
             if blocks.capacity() < blocks_needed {
-                *blocks = Vec::with_capacity(blocks_needed.max(HASHING_MEMORY_CAPACITY));
+                *blocks = Vec::with_capacity(blocks_needed);
             }
             blocks.resize(blocks_needed, Block::default());
         }

@@ -2,6 +2,7 @@
 //! `main.rs` only parses the command line; everything else lives here so the
 //! integration tests can start the real application in-process on port 0.
 
+pub mod alloc;
 pub mod app;
 pub mod auth;
 pub mod cache;

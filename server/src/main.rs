@@ -18,6 +18,9 @@ use twofold_server::rotation;
 /// names it does not know.
 const PASSWORD_VARIABLE: &str = "ADMIN_NEW_PASSWORD";
 
+#[global_allocator]
+static ALLOCATOR: twofold_server::alloc::Allocator = twofold_server::alloc::Allocator {};
+
 #[derive(Debug, Parser)]
 #[command(name = "twofold", version, about = "Multi-tenant two-factor-authentication policy and sign-in service")]
 struct Cli {

@@ -90,6 +90,10 @@ struct SoakArgs {
     sample_seconds: u64,
 }
 
+/// The server's allocator, so that the bare axum ceiling is served as the server is.
+#[global_allocator]
+static ALLOCATOR: twofold_server::alloc::Allocator = twofold_server::alloc::Allocator {};
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -5,7 +5,7 @@
 //! read went to `malloc` and `free`, a third of that to threads waiting on each other's
 //! arena locks: blocks are often freed on another thread than the one that allocated
 //! them (cache entries, the writer's results, responses). jemalloc frees those through
-//! per-thread caches without the wait (BENCHMARKS.md, "jemalloc").
+//! per-thread caches without the wait (BENCHMARKS.md, "The read's miss path, and jemalloc").
 
 /// The allocator each binary installs with `#[global_allocator]`.
 pub type Allocator = tikv_jemallocator::Jemalloc;

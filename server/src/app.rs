@@ -357,8 +357,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     }
     let state = build_state(config, clock).await?;
     spawn_housekeeping(state.clone());
-    if state.db().backend == crate::db::Backend::Postgres {
-        crate::changes::spawn_listener(state.clone(), state.config().database_url.clone());
+    match state.db().backend {
+        crate::db::Backend::Postgres => {
+            crate::changes::spawn_listener(state.clone(), state.config().database_url.clone());
+        }
+        crate::db::Backend::Sqlite => crate::changes::spawn_subject_poll(state.clone()),
     }
     // The client address reaches the handlers (rate limits, audit) either way.
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();

@@ -3,34 +3,77 @@
 //! invalidates the entry it changed before answering, so the next request sees it; the
 //! time-to-live bounds staleness for changes made elsewhere.
 //!
-//! Also the rows every authenticated request reads (its session with its user, and for
-//! policy reads the target user and their group rules; for an authorization request
-//! the application and the user's grant to it), kept for at most
+//! Also the rows every authenticated request reads (its session with its user; for an
+//! authorization request the application and the user's grant to it), kept for at most
 //! [`RECENT_TTL`]. Too many writes change those rows to invalidate them one by one, so
 //! an entry is used only while this process has committed no write since it was read
 //! ([`Db::writes_seen`]): on this node every change is seen by the next request. A write
 //! on another node (or by another process on the same SQLite file) is seen within
 //! [`RECENT_TTL`], which bounds how long a session revoked there still works here.
+//!
+//! A user's policy inputs (their scope, their 2FA switch and their groups' rules: a
+//! [`Subject`]) follow the same rule on this node, but changes made elsewhere reach
+//! them through the database itself: its triggers count every change to those columns
+//! and tables (SQLite, polled every [`SUBJECT_POLL`]) or announce it on the change feed
+//! (PostgreSQL). While that feed is known to be current a subject answers for as long as
+//! settings do; whenever it is not (the listener lost its connection, the poll failed or
+//! fell behind), for [`RECENT_TTL`] again. At 20,000 users and more, reads come back to
+//! a user less often than every half second, so without this nearly every read was a
+//! round trip to the database (BENCHMARKS.md, "Users' policy inputs kept while the
+//! database says they hold").
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use twofold_policy::{GroupRule, ScopeSettings, TenantFeature};
+use twofold_policy::{ScopeSettings, TenantFeature};
 
+pub use crate::db::groups::Subject;
 use crate::db::oidc::{ApplicationRow, GrantRow};
-use crate::db::{Db, SessionRow, UserRow};
+use crate::db::{Db, SessionRow};
 use crate::error::{AppError, AppResult};
 
 /// How long a session, user or group-rule row read from the database may answer for
 /// it: the longest a change made on another node goes unseen here.
 pub const RECENT_TTL: Duration = Duration::from_millis(500);
 
+/// How often a server on SQLite reads the count of changes to users' policy inputs.
+pub const SUBJECT_POLL: Duration = Duration::from_millis(100);
+
+/// Whether changes to users' policy inputs made elsewhere are being heard, and a count
+/// that moves with each one heard.
+#[derive(Debug)]
+struct SubjectFeed {
+    /// Moves whenever a change is heard (or may have been missed): an entry read under
+    /// another value is not used.
+    generation: AtomicU64,
+    /// Until when, in milliseconds after `base`, every change made elsewhere is known to
+    /// have been heard within [`RECENT_TTL`]: 0 while nothing is listening, `u64::MAX`
+    /// while PostgreSQL's listener is connected, a poll's start plus [`RECENT_TTL`] on
+    /// SQLite.
+    live_until: AtomicU64,
+    base: Instant,
+}
+
+impl SubjectFeed {
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn live_at(&self, now: Instant) -> bool {
+        self.millis(now) < self.live_until.load(Ordering::Acquire)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PolicyCache {
     settings: Expiring<ScopeSettings>,
     features: Expiring<TenantFeature>,
     sessions: Recent<Arc<SessionRow>>,
-    subjects: Recent<Arc<(UserRow, Vec<GroupRule>)>>,
+    /// Each with the count of this process's writes and the feed's generation when it
+    /// was read.
+    subjects: Expiring<(u64, u64, Arc<Subject>)>,
+    subject_feed: Arc<SubjectFeed>,
     applications: Recent<Arc<ApplicationRow>>,
     grants: Recent<Arc<GrantRow>>,
 }
@@ -131,12 +174,19 @@ impl PolicyCache {
         Self {
             settings: Expiring::new(100_000, ttl),
             features: Expiring::new(100_000, ttl),
-            // An entry answers for half a second: these hold the sessions and users of
-            // the last few thousand requests, a few megabytes at most (a session or a
+            // An entry answers for half a second: these hold the sessions of the last
+            // few thousand requests, a few megabytes at most (a session or a
             // user row is about 1 KiB), which is all that half a second of requests
             // reads again at the rates this node reaches.
             sessions: Recent::new(4_096),
-            subjects: Recent::new(4_096),
+            // A subject is a few hundred bytes: 32,768 of them, a few megabytes, hold every
+            // user of a deployment of 20,000 and keep memory bounded at a million.
+            subjects: Expiring::new(32_768, ttl.max(RECENT_TTL)),
+            subject_feed: Arc::new(SubjectFeed {
+                generation: AtomicU64::new(0),
+                live_until: AtomicU64::new(0),
+                base: Instant::now(),
+            }),
             applications: Recent::new(1_024),
             grants: Recent::new(4_096),
         }
@@ -156,10 +206,58 @@ impl PolicyCache {
         self.sessions.forget(token_hash);
     }
 
-    /// A user with their group rules, for requests that only read them.
-    pub async fn user_with_rules(&self, db: &Db, user_id: &str) -> AppResult<Option<Arc<(UserRow, Vec<GroupRule>)>>> {
-        let load = async { Ok::<_, anyhow::Error>(db.user_with_rules(user_id).await?.map(Arc::new)) };
-        Ok(self.subjects.get(db, user_id, load).await?)
+    /// A user's policy inputs, for requests that only read them: from memory unless this
+    /// process wrote, or a change was heard, since they were read, and for as long as
+    /// settings are kept while the feed of changes is current (otherwise for
+    /// [`RECENT_TTL`]).
+    pub async fn subject(&self, db: &Db, user_id: &str) -> AppResult<Option<Arc<Subject>>> {
+        let writes = db.writes_seen();
+        let generation = self.subject_feed.generation.load(Ordering::Acquire);
+        let started = Instant::now();
+        let cached = self.cached_subject(user_id, writes, generation, started);
+        crate::metrics::cache_read("subjects", cached.is_some());
+        if let Some(subject) = cached {
+            return Ok(Some(subject));
+        }
+        // Nothing but the subject is kept, so nothing of the user row that changes
+        // without a trigger's notice (the sign-in counters, the password, the security
+        // stamp) can be read stale from here.
+        let loaded = db.subject(user_id).await?.map(Arc::new);
+        if let Some(subject) = &loaded {
+            // Stamped with what held before the read: if a write committed or a change
+            // was heard while it ran, the entry is already out of date and the next
+            // request reads again.
+            self.subjects.insert(user_id, started, (writes, generation, subject.clone()));
+        }
+        Ok(loaded)
+    }
+
+    fn cached_subject(&self, user_id: &str, writes: u64, generation: u64, now: Instant) -> Option<Arc<Subject>> {
+        let (read_at, (w, g, subject)) = self.subjects.entries.get(user_id)?;
+        let age = now.saturating_duration_since(read_at);
+        let fresh = age < RECENT_TTL || (age < self.subjects.ttl && self.subject_feed.live_at(now));
+        (fresh && w == writes && g == generation).then_some(subject)
+    }
+
+    /// A change to some user's policy inputs was heard (or may have been missed): every
+    /// subject read before now is out of date.
+    pub fn subjects_changed(&self) {
+        self.subject_feed.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every change made elsewhere up to `polled` (when a poll of SQLite's count began)
+    /// has been heard: subjects may answer beyond [`RECENT_TTL`] until `polled` plus
+    /// [`RECENT_TTL`].
+    pub fn subjects_heard_until(&self, polled: Instant) {
+        let until = self.subject_feed.millis(polled + RECENT_TTL);
+        self.subject_feed.live_until.store(until, Ordering::Release);
+    }
+
+    /// PostgreSQL's listener is connected (`true`: every change is heard as it
+    /// commits) or not (`false`: subjects answer for [`RECENT_TTL`] only).
+    pub fn subject_feed_connected(&self, connected: bool) {
+        let until = if connected { u64::MAX } else { 0 };
+        self.subject_feed.live_until.store(until, Ordering::Release);
     }
 
     /// The application (OpenID client) `id`.
@@ -215,6 +313,7 @@ impl PolicyCache {
         self.settings.clear();
         self.features.clear();
         self.sessions.clear();
+        self.subjects_changed();
         self.subjects.clear();
         self.applications.clear();
         self.grants.clear();
@@ -236,6 +335,36 @@ mod tests {
         assert_eq!(cache.get("tenant", read_at), None);
         // A clock that reads earlier than the entry (another thread's `now`) still finds it.
         assert_eq!(cache.get("host", read_at.checked_sub(Duration::from_millis(1)).unwrap_or(read_at)), Some(7));
+    }
+
+    #[test]
+    fn a_subject_answers_beyond_half_a_second_only_while_the_feed_vouches_for_it() {
+        let cache = PolicyCache::new(Duration::from_secs(10));
+        let read_at = Instant::now();
+        let subject = Arc::new(Subject { tenant_id: None, two_factor_enabled: true, groups: Vec::new() });
+        cache.subjects.insert("u", read_at, (3, 0, subject.clone()));
+        let at = |ms| read_at + Duration::from_millis(ms);
+        // Nothing heard yet: the recent rows' half second.
+        assert_eq!(cache.cached_subject("u", 3, 0, at(499)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject("u", 3, 0, at(500)), None);
+        // A poll that began 300 ms after the read vouches until 800 ms.
+        cache.subjects_heard_until(at(300));
+        assert_eq!(cache.cached_subject("u", 3, 0, at(799)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject("u", 3, 0, at(800)), None);
+        // A connected listener vouches until it is not; the time-to-live still ends it.
+        cache.subject_feed_connected(true);
+        assert_eq!(cache.cached_subject("u", 3, 0, at(9_999)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject("u", 3, 0, at(10_000)), None);
+        // Another count of this process's writes, or of changes heard, is another state.
+        assert_eq!(cache.cached_subject("u", 4, 0, at(1)), None);
+        cache.subjects_changed();
+        assert_eq!(cache.cached_subject("u", 3, 0, at(1)), Some(subject.clone()), "the caller's stamp decides");
+        assert_eq!(cache.cached_subject("u", 3, 1, at(1)), None);
+        cache.subject_feed_connected(false);
+        cache.subjects.insert("u", read_at, (3, 1, subject.clone()));
+        assert_eq!(cache.cached_subject("u", 3, 1, at(600)), None);
+        assert_eq!(cache.subject_feed.generation.load(Ordering::Acquire), 1);
+        assert_eq!(subject.scope_key(), crate::db::HOST_SCOPE);
     }
 
     #[test]

@@ -6,8 +6,14 @@
 //! drops everything it cached and reloads roles before listening again; the caches'
 //! short time-to-live bounds staleness even then. SQLite deployments are one node and
 //! publish nothing.
+//!
+//! Changes to users' policy inputs (their 2FA switch, their groups and the groups'
+//! rules) are announced by the database's own triggers rather than by the code that
+//! writes them (migrations `postgres/0014` and `sqlite/0012`), so no statement can make
+//! one unheard: on PostgreSQL as a `subjects` notice on the same channel, on SQLite as a
+//! count that [`spawn_subject_poll`] reads.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
 
@@ -52,6 +58,8 @@ pub async fn apply(state: &AppState, payload: &str) {
         state.cache().invalidate_settings(scope);
     } else if let Some(tenant) = payload.strip_prefix("feature:") {
         state.cache().invalidate_feature(tenant);
+    } else if payload == "subjects" {
+        state.cache().subjects_changed();
     } else if payload == "roles"
         && let Err(e) = state.reload_roles().await
     {
@@ -68,6 +76,7 @@ pub fn spawn_listener(state: AppState, url: String) {
                 Err(e) => tracing::warn!(error = %e, "change listener lost its connection; reconnecting"),
             }
             // Whatever was published while we were away is unknown: forget it all.
+            state.cache().subject_feed_connected(false);
             state.cache().invalidate_all();
             if let Err(e) = state.reload_roles().await {
                 tracing::warn!(error = %e, "reloading role assignments failed");
@@ -82,6 +91,7 @@ async fn listen(state: &AppState, url: &str) -> Result<(), sqlx::Error> {
     listener.listen(CHANNEL).await?;
     // Anything cached before the listener was up may be stale.
     state.cache().invalidate_all();
+    state.cache().subject_feed_connected(true);
     // From here on other nodes' changes reach this node again; operators (and the
     // multi-node test) need to see when that is, especially after an outage.
     tracing::info!("change listener connected");
@@ -93,4 +103,43 @@ async fn listen(state: &AppState, url: &str) -> Result<(), sqlx::Error> {
             None => return Ok(()),
         }
     }
+}
+
+/// Reads SQLite's count of changes to users' policy inputs every
+/// [`crate::cache::SUBJECT_POLL`], for as long as the process runs: a count that moved
+/// means a change (by this process or another on the same file) that the subjects in
+/// memory may not show. Each poll that answers vouches for every change committed before
+/// it began; one that fails vouches for nothing, and subjects then answer for half a
+/// second only, as they did before the feed was heard.
+pub fn spawn_subject_poll(state: AppState) {
+    tokio::spawn(async move {
+        let mut seen: Option<i64> = None;
+        let mut failing = false;
+        let mut ticks = tokio::time::interval(crate::cache::SUBJECT_POLL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let polled = Instant::now();
+            match state.db().subject_version().await {
+                Ok(Some(n)) => {
+                    // The first count read is a change too: subjects read before it
+                    // were never vouched for.
+                    if seen != Some(n) {
+                        state.cache().subjects_changed();
+                    }
+                    seen = Some(n);
+                    state.cache().subjects_heard_until(polled);
+                    failing = false;
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    // Once per outage, not ten times a second.
+                    if !failing {
+                        tracing::warn!(error = %e, "reading the count of policy input changes failed");
+                    }
+                    failing = true;
+                }
+            }
+        }
+    });
 }

@@ -3,7 +3,8 @@
 //!
 //! - a policy change made through node A is enforced by node B within a second, although
 //!   both cache for an hour (`cache_ttl_seconds = 3600`): only the `pg_notify` notice can
-//!   have refreshed B;
+//!   have refreshed B; so is a group's rule or membership, and such a change written in
+//!   SQL behind both nodes' backs (the database's triggers send that notice);
 //! - sessions, pending sign-ins, one-time codes, authenticator steps, the lockout count,
 //!   remembered browsers and security stamps live in the database, so they hold across
 //!   nodes, including under parallel redemption spread over both;
@@ -281,6 +282,43 @@ mod multinode {
         })
         .await;
 
+        // A group's rule, a membership, and a change written behind the nodes' backs: each
+        // reaches the policy B shows for erin, although B keeps her policy inputs for the
+        // hour and never wrote them itself. The database's triggers announce every one.
+        let epsilon = admin.create_tenant(&a, "epsilon").await;
+        let erin = admin.create_user(&a, Some(&epsilon), "erin").await;
+        let erin_policy = format!("/api/users/{erin}/policy");
+        assert_eq!(admin.get(&b, &erin_policy).await.ok()["required"], false);
+        let group = admin
+            .post(
+                &a,
+                &format!("/api/tenants/{epsilon}/groups"),
+                json!({ "name": "Finance", "rule": { "require_two_factor": true } }),
+            )
+            .await
+            .expect(StatusCode::CREATED)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        admin.post(&a, &format!("/api/groups/{group}/members"), json!({ "user_id": erin })).await.ok();
+        within_a_second("a membership of a requiring group", async || {
+            let view = admin.get(&b, &erin_policy).await.ok();
+            view["required"] == true && view["decided_by"] == "group"
+        })
+        .await;
+        sqlx::any::install_default_drivers();
+        let db = sqlx::AnyPool::connect(&d.cluster.url()).await.unwrap();
+        sqlx::query("UPDATE user_groups SET require_two_factor = 0 WHERE id = $1")
+            .bind(group.as_str())
+            .execute(&db)
+            .await
+            .unwrap();
+        within_a_second("a group's rule dropped in SQL", async || {
+            admin.get(&b, &erin_policy).await.ok()["required"] == false
+        })
+        .await;
+        db.close().await;
+
         // The control: B really does serve from its hour-long cache. The same kind of change
         // written behind the nodes' backs, without a notice, is not seen by B (which cached
         // the old feature) although A (which had not) sees it at once. So it was the notices
@@ -291,7 +329,6 @@ mod multinode {
         admin.create_user(&b, Some(&delta), "dora").await;
         let dora = Person::new();
         dora.sign_in_as(&b, Some("delta"), "dora", "signed_in").await;
-        sqlx::any::install_default_drivers();
         let db = sqlx::AnyPool::connect(&d.cluster.url()).await.unwrap();
         sqlx::query("UPDATE tenants SET feature_behaviour = 'forced' WHERE id = $1")
             .bind(delta.as_str())

@@ -194,11 +194,86 @@ pub async fn list_members(pool: &AnyPool, group_id: &str) -> Result<Vec<MemberRo
 pub(super) struct UserRuleRow {
     #[sqlx(flatten)]
     pub user: super::UserRow,
+    #[sqlx(flatten)]
+    pub rule: RuleColumns,
+}
+
+/// One group of a user's, as the statements that join a user with their groups read it:
+/// all null when the user belongs to none.
+#[derive(Debug, FromRow)]
+pub(super) struct RuleColumns {
     pub rule_group_id: Option<String>,
     pub rule_group_name: Option<String>,
     pub rule_group_name_key: Option<String>,
     pub rule_require: Option<i64>,
     pub rule_min_strength: Option<String>,
+}
+
+/// The group columns every statement that joins a user `u` with their groups selects,
+/// after the user's.
+const RULE_COLUMNS: &str = "g.id AS rule_group_id, g.name AS rule_group_name, g.name_key AS rule_group_name_key, \
+     g.require_two_factor AS rule_require, g.min_strength AS rule_min_strength";
+const RULE_JOINS: &str =
+    "LEFT JOIN user_group_members m ON m.user_id = u.id LEFT JOIN user_groups g ON g.id = m.group_id";
+
+/// What an effective-policy read needs of a user, besides the scope's settings and
+/// feature: their tenant (the host's users have none; the scope follows from it, as the
+/// schema's check on `users` holds), their own 2FA switch, and the rules of their
+/// groups in the order resolution consults them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub tenant_id: Option<String>,
+    pub two_factor_enabled: bool,
+    pub groups: Vec<GroupRule>,
+}
+
+impl Subject {
+    /// The user's scope key: their tenant's id, or the host's.
+    pub fn scope_key(&self) -> &str {
+        self.tenant_id.as_deref().unwrap_or(super::HOST_SCOPE)
+    }
+}
+
+#[derive(Debug, FromRow)]
+pub(super) struct SubjectRuleRow {
+    pub tenant_id: Option<String>,
+    pub two_factor_enabled: i64,
+    #[sqlx(flatten)]
+    pub rule: RuleColumns,
+}
+
+/// The statement of [`subject`]: two of the user's columns, then one row per group (or
+/// one row of nulls without any), in no particular order.
+static SUBJECT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| subject_sql("users u"));
+
+/// [`SUBJECT_SQL`] for SQLite's direct reads (`lookup`): the index `users_policy_inputs`
+/// (migration `sqlite/0012`) holds every column it reads of the user, so the read never
+/// descends the table's own B-tree, whose leaves (whole user rows) are rarely in memory
+/// at a million users (BENCHMARKS.md, "Users' policy inputs kept while the database says
+/// they hold"). SQLite's planner, seeing two indexes that start with `id`, takes the
+/// primary key's; `INDEXED BY` names the covering one (and fails the statement, rather
+/// than reading another way, if it were ever missing).
+pub(super) static SUBJECT_BY_INDEX_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| subject_sql("users u INDEXED BY users_policy_inputs"));
+
+fn subject_sql(users: &str) -> String {
+    format!("SELECT u.tenant_id, u.two_factor_enabled, {RULE_COLUMNS} FROM {users} {RULE_JOINS} WHERE u.id = $1")
+}
+
+/// A user's policy inputs ([`Subject`]) in one statement.
+pub async fn subject<'e, E>(executor: E, user_id: &str) -> anyhow::Result<Option<Subject>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows: Vec<SubjectRuleRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(SUBJECT_SQL.as_str())).bind(user_id).fetch_all(executor).await?;
+    fold_subject(rows)
+}
+
+/// The rows of [`SUBJECT_SQL`] as the user's policy inputs.
+pub(super) fn fold_subject(rows: impl IntoIterator<Item = SubjectRuleRow>) -> anyhow::Result<Option<Subject>> {
+    let folded = fold_rules(rows.into_iter().map(|r| ((r.tenant_id, r.two_factor_enabled), r.rule)))?;
+    Ok(folded.map(|((tenant_id, flag), groups)| Subject { tenant_id, two_factor_enabled: flag != 0, groups }))
 }
 
 /// The statement of [`user_with_rules`]: the user's columns, then one row per group
@@ -211,13 +286,7 @@ pub(super) static USER_WITH_RULES_SQL: std::sync::LazyLock<String> =
 /// the user `u`), where `filter` holds.
 fn user_with_rules_sql(columns: &str, from: &str, filter: &str) -> String {
     let user: Vec<String> = super::USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
-    format!(
-        "SELECT {columns}{}, g.id AS rule_group_id, g.name AS rule_group_name, g.name_key AS rule_group_name_key, \
-         g.require_two_factor AS rule_require, g.min_strength AS rule_min_strength FROM {from} \
-         LEFT JOIN user_group_members m ON m.user_id = u.id LEFT JOIN user_groups g ON g.id = m.group_id \
-         WHERE {filter}",
-        user.join(", ")
-    )
+    format!("SELECT {columns}{}, {RULE_COLUMNS} FROM {from} {RULE_JOINS} WHERE {filter}", user.join(", "))
 }
 
 /// The pending sign-in of a token hash with its user and their group rules, in one
@@ -298,9 +367,15 @@ where
 pub(super) fn fold_user_rules(
     rows: impl IntoIterator<Item = UserRuleRow>,
 ) -> anyhow::Result<Option<(super::UserRow, Vec<GroupRule>)>> {
+    fold_rules(rows.into_iter().map(|r| (r.user, r.rule)))
+}
+
+/// A user's rows joined with their groups as the user (from the first row) and the
+/// rules of their groups, by name.
+fn fold_rules<U>(rows: impl IntoIterator<Item = (U, RuleColumns)>) -> anyhow::Result<Option<(U, Vec<GroupRule>)>> {
     let mut user = None;
     let mut rules = Vec::new();
-    for row in rows {
+    for (row_user, row) in rows {
         // Groups without a rule take no part in resolution.
         if let (Some(id), Some(name), Some(key), Some(require)) =
             (row.rule_group_id, row.rule_group_name, row.rule_group_name_key, row.rule_require)
@@ -309,7 +384,7 @@ pub(super) fn fold_user_rules(
             let rule = Rule { require_two_factor: require != 0, min_strength: parse_strength(&row.rule_min_strength)? };
             rules.push((key, GroupRule { rule, id, name }));
         }
-        user.get_or_insert(row.user);
+        user.get_or_insert(row_user);
     }
     rules.sort_by(|(a_key, a), (b_key, b)| by_name((a_key, &a.id), (b_key, &b.id)));
     Ok(user.map(|u| (u, rules.into_iter().map(|(_, rule)| rule).collect())))

@@ -6,12 +6,13 @@
 //! server cost many times the read itself (a lookup by key in pages that SQLite or the
 //! operating system holds in memory takes microseconds). The reads here are the ones
 //! every authenticated request, every step of a sign-in and every effective-policy read
-//! makes: a session with its user, a user with their group rules, a pending sign-in, an
+//! makes: a session with its user, a user with their group rules, a user's policy
+//! inputs, a pending sign-in, an
 //! authenticator, the roles and tenant that the answer to a finished sign-in names, the
 //! settings of a scope when they are not cached (at 10,000 tenants, often), and the
 //! tenant and user a password step names with whether that user has a recovery code
 //! left. They run the same statements as their sqlx versions ([`super::find_session`],
-//! [`super::groups::user_with_rules`], [`super::factors::find_attempt`],
+//! [`super::groups::user_with_rules`], [`super::groups::subject`], [`super::factors::find_attempt`],
 //! [`super::factors::get_authenticator`], [`super::roles_of`], [`super::get_tenant`],
 //! [`super::load_settings`], [`super::get_tenant_by_name`], [`super::find_user`],
 //! [`super::factors::has_unused_recovery_code`]) and fill the same rows; everything
@@ -32,7 +33,10 @@ use twofold_policy::GroupRule;
 
 use super::direct::ReturnedRow;
 use super::factors::{ATTEMPT_SQL, AUTHENTICATOR_SQL, AttemptRow, AuthenticatorRow, HAS_RECOVERY_CODE_SQL};
-use super::groups::{USER_WITH_RULES_SQL, UserRuleRow, fold_user_rules};
+use super::groups::{
+    RuleColumns, SUBJECT_BY_INDEX_SQL, Subject, SubjectRuleRow, USER_WITH_RULES_SQL, UserRuleRow, fold_subject,
+    fold_user_rules,
+};
 use super::{
     ROLES_SQL, RoleRow, SESSION_SQL, SETTINGS_SQL, SessionRow, SettingsRow, TENANT_BY_NAME_SQL, TENANT_SQL, TenantRow,
     USER_BY_NAME_SQL, UserRow,
@@ -92,6 +96,15 @@ impl Lookups {
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         fold_user_rules(rows)
+    }
+
+    pub fn subject(&self, user_id: &str) -> anyhow::Result<Option<Subject>> {
+        let rows = self.run(|conn| {
+            let mut statement = conn.prepare_cached(SUBJECT_BY_INDEX_SQL.as_str())?;
+            let rows = statement.query_map([user_id], subject_rule_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        fold_subject(rows)
     }
 
     pub fn attempt(&self, token_hash: &str) -> anyhow::Result<Option<AttemptRow>> {
@@ -229,14 +242,21 @@ const SESSION_COLUMNS_BEFORE_USER: usize = 7;
 /// A user's columns and, right after them, the group rule's (`groups::user_with_rules_sql`).
 fn user_rule_row(r: &Row<'_>) -> rusqlite::Result<UserRuleRow> {
     let at = r.as_ref().column_index("id")?;
-    let rule = at + USER_COLUMN_COUNT;
-    Ok(UserRuleRow {
-        user: user_row_at(r, at)?,
-        rule_group_id: r.get(rule)?,
-        rule_group_name: r.get(rule + 1)?,
-        rule_group_name_key: r.get(rule + 2)?,
-        rule_require: r.get(rule + 3)?,
-        rule_min_strength: r.get(rule + 4)?,
+    Ok(UserRuleRow { user: user_row_at(r, at)?, rule: rule_columns_at(r, at + USER_COLUMN_COUNT)? })
+}
+
+/// [`SUBJECT_BY_INDEX_SQL`]'s row by position: the user's tenant and 2FA switch, then the group's.
+fn subject_rule_row(r: &Row<'_>) -> rusqlite::Result<SubjectRuleRow> {
+    Ok(SubjectRuleRow { tenant_id: r.get(0)?, two_factor_enabled: r.get(1)?, rule: rule_columns_at(r, 2)? })
+}
+
+fn rule_columns_at(r: &Row<'_>, at: usize) -> rusqlite::Result<RuleColumns> {
+    Ok(RuleColumns {
+        rule_group_id: r.get(at)?,
+        rule_group_name: r.get(at + 1)?,
+        rule_group_name_key: r.get(at + 2)?,
+        rule_require: r.get(at + 3)?,
+        rule_min_strength: r.get(at + 4)?,
     })
 }
 
@@ -277,6 +297,26 @@ mod tests {
         assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
     }
 
+    /// A user's policy inputs are read from their index alone: SQLite's plan searches
+    /// `users` through `users_policy_inputs` as a covering index, so the table's own
+    /// B-tree (whole user rows) is never read for them.
+    #[test]
+    fn the_policy_inputs_come_from_their_covering_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        for migration in super::super::SQLITE_MIGRATOR.iter() {
+            conn.execute_batch(migration.sql.as_str()).unwrap();
+        }
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", SUBJECT_BY_INDEX_SQL.as_str()))
+            .unwrap()
+            .query_map(["u"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let users = plan.iter().find(|step| step.contains(" u ")).unwrap();
+        assert!(users.contains("USING COVERING INDEX users_policy_inputs"), "{plan:?}");
+    }
+
     /// The rows above are read by position: each statement must select its columns in
     /// the order the readers expect, under the names the sqlx rows read them by.
     #[test]
@@ -291,12 +331,13 @@ mod tests {
         let user: Vec<&str> = super::super::USER_COLUMNS.split(',').map(str::trim).collect();
         assert_eq!(user.len(), USER_COLUMN_COUNT);
 
+        let rule = ["rule_group_id", "rule_group_name", "rule_group_name_key", "rule_require", "rule_min_strength"];
         let with_rules = names(&USER_WITH_RULES_SQL);
         assert_eq!(with_rules[..USER_COLUMN_COUNT], user[..]);
-        assert_eq!(
-            with_rules[USER_COLUMN_COUNT..],
-            ["rule_group_id", "rule_group_name", "rule_group_name_key", "rule_require", "rule_min_strength"]
-        );
+        assert_eq!(with_rules[USER_COLUMN_COUNT..], rule);
+        let subject = names(&SUBJECT_BY_INDEX_SQL);
+        assert_eq!(subject[..2], ["tenant_id", "two_factor_enabled"]);
+        assert_eq!(subject[2..], rule);
 
         let session = names(SESSION_SQL);
         let before = [

@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, FromRow};
-use twofold_policy::{Behaviour, GroupRule, ProviderSet, ScopeSettings, Strength, TenantFeature};
+use twofold_policy::{Behaviour, ProviderSet, ScopeSettings, Strength, TenantFeature};
 
 /// The scope key of the host; tenants use their id.
 pub const HOST_SCOPE: &str = "host";
+
+const SUBJECT_VERSION_SQL: &str = "SELECT n FROM subject_version WHERE id = 1";
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -410,12 +412,28 @@ impl Db {
         }
     }
 
-    /// A user with their group rules ([`groups::user_with_rules`]).
-    pub async fn user_with_rules(&self, user_id: &str) -> anyhow::Result<Option<(UserRow, Vec<GroupRule>)>> {
+    /// A user's policy inputs ([`groups::subject`]).
+    pub async fn subject(&self, user_id: &str) -> anyhow::Result<Option<groups::Subject>> {
         match &self.lookups {
-            Some(lookups) => lookups.user_with_rules(user_id),
-            None => on_hot!(self, conn => groups::user_with_rules(conn, user_id)),
+            Some(lookups) => lookups.subject(user_id),
+            None => on_hot!(self, conn => groups::subject(conn, user_id)),
         }
+    }
+
+    /// The count of changes to users' policy inputs that SQLite's triggers keep
+    /// (migration 0012, `subject_version`); `None` on PostgreSQL, whose triggers send a
+    /// notice instead ([`crate::changes`]).
+    pub async fn subject_version(&self) -> anyhow::Result<Option<i64>> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let n = match &self.lookups {
+            Some(lookups) => {
+                lookups.run(|conn| conn.prepare_cached(SUBJECT_VERSION_SQL)?.query_row([], |r| r.get::<_, i64>(0)))?
+            }
+            None => sqlx::query_scalar(SUBJECT_VERSION_SQL).fetch_one(&self.pool).await?,
+        };
+        Ok(Some(n))
     }
 
     /// The pending sign-in of `token_hash` with its user and their group rules; `None`
@@ -2010,6 +2028,17 @@ mod tests {
             let direct = format!("{:?}", lookups.user_with_rules(user).expect("direct"));
             let sqlx = format!("{:?}", groups::user_with_rules(&db.pool, user).await.expect("sqlx"));
             assert_eq!(direct, sqlx, "user {user}");
+        }
+        for user in ["u-full", "u-bare", "u-none"] {
+            let direct = lookups.subject(user).expect("direct");
+            let sqlx = groups::subject(&db.pool, user).await.expect("sqlx");
+            assert_eq!(direct, sqlx, "subject {user}");
+            let whole = lookups.user_with_rules(user).expect("direct").map(|(u, groups)| groups::Subject {
+                tenant_id: u.tenant_id,
+                two_factor_enabled: u.two_factor_enabled != 0,
+                groups,
+            });
+            assert_eq!(direct, whole, "subject {user} against the whole user");
         }
         let full = lookups.user_with_rules("u-full").expect("direct").expect("found");
         assert_eq!(full.1.len(), 1, "only the group with a rule counts");

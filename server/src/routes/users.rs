@@ -204,13 +204,14 @@ pub async fn get_user_policy(
     who: Authenticated,
     Path(user_id): Path<String>,
 ) -> AppResult<Json<EffectivePolicyView>> {
-    // A read only: the user and their group rules may come from the last second's
-    // cache (see `cache`), as the session did.
+    // A read only: the user's policy inputs may come from memory (see `cache`).
     let id = parse_id(&user_id, "user")?;
-    let subject = state.cache().user_with_rules(state.db(), &id).await?.ok_or(AppError::NotFound("user"))?;
-    let (user, groups) = &*subject;
-    state.authorize(&who, Action::ReadUser, Target::User { id: &user.id, domain: domain_of(&user.scope_key) })?;
-    Ok(Json(resolved_with(&state, user, groups.clone(), None).await?.view(user.id.clone())))
+    let subject = state.cache().subject(state.db(), &id).await?.ok_or(AppError::NotFound("user"))?;
+    state.authorize(&who, Action::ReadUser, Target::User { id: &id, domain: domain_of(subject.scope_key()) })?;
+    let resolved =
+        resolved_with(&state, subject.tenant_id.as_deref(), subject.two_factor_enabled, subject.groups.clone(), None)
+            .await?;
+    Ok(Json(resolved.view(id)))
 }
 
 /// Sets a user's 2FA switch as an admin. Only possible while the user's effective

@@ -1006,25 +1006,27 @@ pub async fn resolved_policy_for(
     user: &UserRow,
     application: Option<ApplicationRule>,
 ) -> AppResult<Resolved> {
-    // The rules as the cache of recent reads has them (see `cache`): as fresh as a read
-    // of the database for every change made through this node.
-    let groups = match state.cache().user_with_rules(state.db(), &user.id).await? {
-        Some(subject) => subject.1.clone(),
+    // The rules as the cache of policy inputs has them (see `cache`): as fresh as a read
+    // of the database for every change made through this node, and for changes made
+    // elsewhere as soon as the database's triggers are heard.
+    let groups = match state.cache().subject(state.db(), &user.id).await? {
+        Some(subject) => subject.groups.clone(),
         None => Vec::new(),
     };
-    resolved_with(state, user, groups, application).await
+    resolved_with(state, user.tenant_id.as_deref(), user.two_factor_enabled != 0, groups, application).await
 }
 
-/// [`resolved_policy_for`] with the user's group rules already read.
+/// [`resolved_policy_for`] with the user's tenant, 2FA switch and group rules already
+/// read.
 pub async fn resolved_with(
     state: &AppState,
-    user: &UserRow,
+    tenant_id: Option<&str>,
+    flag: bool,
     groups: Vec<GroupRule>,
     application: Option<ApplicationRule>,
 ) -> AppResult<Resolved> {
-    let flag = user.two_factor_enabled != 0;
     let rules = Rules { groups: &groups, application: application.as_ref() };
-    let policy = match &user.tenant_id {
+    let policy = match tenant_id {
         None => {
             let settings = state.cache().settings(state.db(), HOST_SCOPE).await?;
             resolve(&PolicyInput { scope: Scope::Host { settings: &settings }, user_two_factor_enabled: flag, rules })

@@ -68,7 +68,9 @@ pub(super) async fn load(state: &AppState, token: Option<&str>) -> AppResult<Pen
     if !auth::stamps_equal(&attempt.security_stamp, &user.security_stamp) {
         return Err(AppError::SignInExpired);
     }
-    let policy = super::resolved_with(state, &user, groups, None).await?.policy;
+    let policy = super::resolved_with(state, user.tenant_id.as_deref(), user.two_factor_enabled != 0, groups, None)
+        .await?
+        .policy;
     Ok(Pending { attempt, user, policy, stage })
 }
 

@@ -478,3 +478,82 @@ async fn a_remembered_browser_stops_skipping_when_a_group_asks_for_more_than_its
         .assert_status(StatusCode::OK);
     password_step(&client, "acme", "alice", "requires_enrollment").await;
 }
+
+/// Polls alice's policy view until `holds`, which it must within a second.
+async fn policy_within_a_second(app: &TestApp, user_id: &str, what: &str, holds: impl Fn(&Value) -> bool) {
+    let start = std::time::Instant::now();
+    loop {
+        let view = app.policy(user_id).await;
+        if holds(&view) {
+            return;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(1), "{what}: not seen after 1 s: {view}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A user's policy inputs stay in the server's memory longer than the half second of
+/// the recent rows (`cache`), which is only safe because any change to them, however it
+/// is written, is announced by the database's own triggers. Here every change is
+/// written behind the server's back, as another process or an operator's statement
+/// would: the server never hears of it from its own writes.
+#[tokio::test]
+async fn policy_inputs_changed_behind_the_servers_back_are_seen_within_a_second() {
+    let app = admin_app(Options::default()).await;
+    let acme = app.create_tenant("acme").await;
+    let alice = create_user(&app, &acme.id, "alice", None).await;
+    let pool = &app.running.state.db().pool;
+    let view = app.policy(&alice.id).await;
+    assert_eq!(
+        (view["user_two_factor_enabled"].as_bool(), view["group_rules"].as_array().map(Vec::len)),
+        (Some(false), Some(0))
+    );
+
+    sql(&app, "UPDATE users SET two_factor_enabled = 1 WHERE id = $1", &alice.id).await;
+    policy_within_a_second(&app, &alice.id, "her switch turned on", |v| v["user_two_factor_enabled"] == true).await;
+
+    let group = "7d0c3c1e-5b1a-4d8e-9a55-0f8f2c1d9e01";
+    sqlx::query(
+        "INSERT INTO user_groups (id, scope_key, name, name_key, require_two_factor, created_at, updated_at) \
+         VALUES ($1, $2, 'Finance', 'finance', 1, 0, 0)",
+    )
+    .bind(group)
+    .bind(&acme.id)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO user_group_members (group_id, user_id, scope_key, created_at) VALUES ($1, $2, $3, 0)")
+        .bind(group)
+        .bind(&alice.id)
+        .bind(&acme.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    policy_within_a_second(&app, &alice.id, "a group that requires 2FA", |v| {
+        v["required"] == true && v["decided_by"] == "group" && v["group_rules"][0]["id"] == group
+    })
+    .await;
+    sqlx::query("UPDATE user_groups SET require_two_factor = 0 WHERE id = $1").bind(group).execute(pool).await.unwrap();
+    policy_within_a_second(&app, &alice.id, "the group's rule dropped", |v| v["group_rules"] == json!([])).await;
+    sqlx::query("UPDATE user_groups SET require_two_factor = 1 WHERE id = $1").bind(group).execute(pool).await.unwrap();
+    policy_within_a_second(&app, &alice.id, "the group's rule back", |v| v["decided_by"] == "group").await;
+    sql(&app, "DELETE FROM user_group_members WHERE user_id = $1", &alice.id).await;
+    policy_within_a_second(&app, &alice.id, "her membership ended", |v| v["group_rules"] == json!([])).await;
+
+    // The control: without the trigger on her switch, a change to it goes unseen for
+    // longer than the recent rows' half second. So the server really serves her
+    // inputs from memory, and it was the triggers above that refreshed them.
+    let drop = match app.running.state.db().backend {
+        twofold_server::db::Backend::Sqlite => "DROP TRIGGER users_subject_changed",
+        twofold_server::db::Backend::Postgres => "DROP TRIGGER users_subject_changed ON users",
+    };
+    sqlx::query(drop).execute(pool).await.unwrap();
+    assert_eq!(app.policy(&alice.id).await["user_two_factor_enabled"], true);
+    sql(&app, "UPDATE users SET two_factor_enabled = 0 WHERE id = $1", &alice.id).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(app.policy(&alice.id).await["user_two_factor_enabled"], true, "read again, not from memory");
+    // A write through the server ends every entry it read before, triggers or not.
+    let bob = create_user(&app, &acme.id, "bob", None).await;
+    assert_ne!(bob.id, alice.id);
+    assert_eq!(app.policy(&alice.id).await["user_two_factor_enabled"], false);
+}

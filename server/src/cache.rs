@@ -70,9 +70,7 @@ pub struct PolicyCache {
     settings: Expiring<ScopeSettings>,
     features: Expiring<TenantFeature>,
     sessions: Recent<Arc<SessionRow>>,
-    /// Each with the count of this process's writes and the feed's generation when it
-    /// was read.
-    subjects: Expiring<(u64, u64, Arc<Subject>)>,
+    subjects: Subjects,
     subject_feed: Arc<SubjectFeed>,
     applications: Recent<Arc<ApplicationRow>>,
     grants: Recent<Arc<GrantRow>>,
@@ -120,6 +118,84 @@ impl<V: Clone> Expiring<V> {
     fn clear(&self) {
         self.entries.clear();
     }
+}
+
+/// Users' policy inputs in memory. At a million users nearly every entry is read once
+/// and evicted, so each is kept small: keyed by the user id's 128 bits rather than its
+/// text, holding the subject itself rather than a pointer to it, and sharing one string
+/// per tenant (BENCHMARKS.md, "Users' policy inputs kept while the database says they
+/// hold": the first version took resident memory at a million users to 99.6 MiB).
+#[derive(Clone)]
+struct Subjects {
+    entries: Arc<quick_cache::sync::Cache<u128, SubjectEntry>>,
+    tenants: Arc<quick_cache::sync::Cache<Arc<str>, Arc<str>>>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Subjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subjects").field("entries", &self.entries.len()).field("ttl", &self.ttl).finish()
+    }
+}
+
+impl Subjects {
+    /// 32,768 subjects hold every user of a deployment of 20,000 in 4 to 5 MiB. The
+    /// cache also remembers the keys of recently evicted entries, to admit a key seen
+    /// again as hot; by default it keeps half as many of those as entries, each in a
+    /// slot as large as an entry's, which took another 3 MiB at a million users, where
+    /// nearly every key is seen once. A twentieth is kept instead.
+    fn new(ttl: Duration) -> Self {
+        let entries = match Self::options() {
+            Some(options) => quick_cache::sync::Cache::with_options(
+                options,
+                Default::default(),
+                Default::default(),
+                Default::default(),
+            ),
+            // Only if the options were inconsistent, which a test would show.
+            None => quick_cache::sync::Cache::new(Self::CAPACITY),
+        };
+        Self { entries: Arc::new(entries), tenants: Arc::new(quick_cache::sync::Cache::new(100_000)), ttl }
+    }
+
+    const CAPACITY: usize = 32_768;
+
+    fn options() -> Option<quick_cache::Options> {
+        quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(Self::CAPACITY)
+            .weight_capacity(Self::CAPACITY as u64)
+            .ghost_allocation(0.05)
+            .build()
+            .ok()
+    }
+
+    /// The one shared string of `tenant`.
+    fn tenant(&self, tenant: Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.tenants.get(&*tenant) {
+            return shared;
+        }
+        self.tenants.insert(tenant.clone(), tenant.clone());
+        tenant
+    }
+}
+
+/// A subject with what held when it was read: the time, the count of this process's
+/// writes and the feed's generation.
+#[derive(Debug, Clone)]
+struct SubjectEntry {
+    read_at: Instant,
+    writes: u64,
+    generation: u64,
+    subject: Subject,
+}
+
+/// The key of `user_id` among the subjects: its 128 bits, when it is a UUID written as
+/// this server writes them (lower case, hyphenated); any other spelling is not cached,
+/// since the database would not find the same row for it.
+fn subject_key(user_id: &str) -> Option<u128> {
+    let id = uuid::Uuid::try_parse(user_id).ok()?;
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    (id.hyphenated().encode_lower(&mut text) == user_id).then(|| id.as_u128())
 }
 
 /// Rows read recently, each with the count of this process's writes when it was read,
@@ -179,9 +255,7 @@ impl PolicyCache {
             // user row is about 1 KiB), which is all that half a second of requests
             // reads again at the rates this node reaches.
             sessions: Recent::new(4_096),
-            // A subject is a few hundred bytes: 32,768 of them, a few megabytes, hold every
-            // user of a deployment of 20,000 and keep memory bounded at a million.
-            subjects: Expiring::new(32_768, ttl.max(RECENT_TTL)),
+            subjects: Subjects::new(ttl.max(RECENT_TTL)),
             subject_feed: Arc::new(SubjectFeed {
                 generation: AtomicU64::new(0),
                 live_until: AtomicU64::new(0),
@@ -210,11 +284,16 @@ impl PolicyCache {
     /// process wrote, or a change was heard, since they were read, and for as long as
     /// settings are kept while the feed of changes is current (otherwise for
     /// [`RECENT_TTL`]).
-    pub async fn subject(&self, db: &Db, user_id: &str) -> AppResult<Option<Arc<Subject>>> {
+    pub async fn subject(&self, db: &Db, user_id: &str) -> AppResult<Option<Subject>> {
+        let Some(key) = subject_key(user_id) else {
+            // Not an id as this server writes them (the database would compare the text
+            // as given): read it as asked and keep nothing.
+            return Ok(db.subject(user_id).await?);
+        };
         let writes = db.writes_seen();
         let generation = self.subject_feed.generation.load(Ordering::Acquire);
         let started = Instant::now();
-        let cached = self.cached_subject(user_id, writes, generation, started);
+        let cached = self.cached_subject(key, writes, generation, started);
         crate::metrics::cache_read("subjects", cached.is_some());
         if let Some(subject) = cached {
             return Ok(Some(subject));
@@ -222,21 +301,23 @@ impl PolicyCache {
         // Nothing but the subject is kept, so nothing of the user row that changes
         // without a trigger's notice (the sign-in counters, the password, the security
         // stamp) can be read stale from here.
-        let loaded = db.subject(user_id).await?.map(Arc::new);
-        if let Some(subject) = &loaded {
+        let mut loaded = db.subject(user_id).await?;
+        if let Some(subject) = &mut loaded {
+            subject.tenant_id = subject.tenant_id.take().map(|t| self.subjects.tenant(t));
             // Stamped with what held before the read: if a write committed or a change
             // was heard while it ran, the entry is already out of date and the next
             // request reads again.
-            self.subjects.insert(user_id, started, (writes, generation, subject.clone()));
+            let entry = SubjectEntry { read_at: started, writes, generation, subject: subject.clone() };
+            self.subjects.entries.insert(key, entry);
         }
         Ok(loaded)
     }
 
-    fn cached_subject(&self, user_id: &str, writes: u64, generation: u64, now: Instant) -> Option<Arc<Subject>> {
-        let (read_at, (w, g, subject)) = self.subjects.entries.get(user_id)?;
-        let age = now.saturating_duration_since(read_at);
+    fn cached_subject(&self, key: u128, writes: u64, generation: u64, now: Instant) -> Option<Subject> {
+        let entry = self.subjects.entries.get(&key)?;
+        let age = now.saturating_duration_since(entry.read_at);
         let fresh = age < RECENT_TTL || (age < self.subjects.ttl && self.subject_feed.live_at(now));
-        (fresh && w == writes && g == generation).then_some(subject)
+        (fresh && entry.writes == writes && entry.generation == generation).then_some(entry.subject)
     }
 
     /// A change to some user's policy inputs was heard (or may have been missed): every
@@ -314,7 +395,7 @@ impl PolicyCache {
         self.features.clear();
         self.sessions.clear();
         self.subjects_changed();
-        self.subjects.clear();
+        self.subjects.entries.clear();
         self.applications.clear();
         self.grants.clear();
     }
@@ -341,30 +422,54 @@ mod tests {
     fn a_subject_answers_beyond_half_a_second_only_while_the_feed_vouches_for_it() {
         let cache = PolicyCache::new(Duration::from_secs(10));
         let read_at = Instant::now();
-        let subject = Arc::new(Subject { tenant_id: None, two_factor_enabled: true, groups: Vec::new() });
-        cache.subjects.insert("u", read_at, (3, 0, subject.clone()));
+        let subject = Subject { tenant_id: None, two_factor_enabled: true, groups: Vec::new() };
+        let entry = |generation| SubjectEntry { read_at, writes: 3, generation, subject: subject.clone() };
+        cache.subjects.entries.insert(7, entry(0));
         let at = |ms| read_at + Duration::from_millis(ms);
         // Nothing heard yet: the recent rows' half second.
-        assert_eq!(cache.cached_subject("u", 3, 0, at(499)), Some(subject.clone()));
-        assert_eq!(cache.cached_subject("u", 3, 0, at(500)), None);
+        assert_eq!(cache.cached_subject(7, 3, 0, at(499)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(7, 3, 0, at(500)), None);
         // A poll that began 300 ms after the read vouches until 800 ms.
         cache.subjects_heard_until(at(300));
-        assert_eq!(cache.cached_subject("u", 3, 0, at(799)), Some(subject.clone()));
-        assert_eq!(cache.cached_subject("u", 3, 0, at(800)), None);
+        assert_eq!(cache.cached_subject(7, 3, 0, at(799)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(7, 3, 0, at(800)), None);
         // A connected listener vouches until it is not; the time-to-live still ends it.
         cache.subject_feed_connected(true);
-        assert_eq!(cache.cached_subject("u", 3, 0, at(9_999)), Some(subject.clone()));
-        assert_eq!(cache.cached_subject("u", 3, 0, at(10_000)), None);
+        assert_eq!(cache.cached_subject(7, 3, 0, at(9_999)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(7, 3, 0, at(10_000)), None);
         // Another count of this process's writes, or of changes heard, is another state.
-        assert_eq!(cache.cached_subject("u", 4, 0, at(1)), None);
+        assert_eq!(cache.cached_subject(7, 4, 0, at(1)), None);
         cache.subjects_changed();
-        assert_eq!(cache.cached_subject("u", 3, 0, at(1)), Some(subject.clone()), "the caller's stamp decides");
-        assert_eq!(cache.cached_subject("u", 3, 1, at(1)), None);
+        assert_eq!(cache.cached_subject(7, 3, 0, at(1)), Some(subject.clone()), "the caller's stamp decides");
+        assert_eq!(cache.cached_subject(7, 3, 1, at(1)), None);
         cache.subject_feed_connected(false);
-        cache.subjects.insert("u", read_at, (3, 1, subject.clone()));
-        assert_eq!(cache.cached_subject("u", 3, 1, at(600)), None);
+        cache.subjects.entries.insert(7, entry(1));
+        assert_eq!(cache.cached_subject(7, 3, 1, at(600)), None);
         assert_eq!(cache.subject_feed.generation.load(Ordering::Acquire), 1);
         assert_eq!(subject.scope_key(), crate::db::HOST_SCOPE);
+    }
+
+    #[test]
+    fn only_an_id_spelled_as_the_server_writes_it_is_a_key() {
+        let id = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b";
+        assert_eq!(subject_key(id), Some(0x0190a1b2_c3d4_7e5f_8a6b_7c8d9e0f1a2b));
+        for other in ["0190A1B2-C3D4-7E5F-8A6B-7C8D9E0F1A2B", "0190a1b2c3d47e5f8a6b7c8d9e0f1a2b", "u-full", ""] {
+            assert_eq!(subject_key(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn the_subjects_options_are_consistent() {
+        assert!(Subjects::options().is_some());
+    }
+
+    #[test]
+    fn a_tenant_is_one_shared_string() {
+        let cache = PolicyCache::new(Duration::from_secs(10));
+        let first = cache.subjects.tenant(Arc::from("t1"));
+        let second = cache.subjects.tenant(Arc::from("t1"));
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(!Arc::ptr_eq(&first, &cache.subjects.tenant(Arc::from("t2"))));
     }
 
     #[test]

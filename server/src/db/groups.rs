@@ -222,7 +222,7 @@ const RULE_JOINS: &str =
 /// groups in the order resolution consults them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<std::sync::Arc<str>>,
     pub two_factor_enabled: bool,
     pub groups: Vec<GroupRule>,
 }
@@ -272,7 +272,7 @@ where
 
 /// The rows of [`SUBJECT_SQL`] as the user's policy inputs.
 pub(super) fn fold_subject(rows: impl IntoIterator<Item = SubjectRuleRow>) -> anyhow::Result<Option<Subject>> {
-    let folded = fold_rules(rows.into_iter().map(|r| ((r.tenant_id, r.two_factor_enabled), r.rule)))?;
+    let folded = fold_rules(rows.into_iter().map(|r| ((r.tenant_id.map(Into::into), r.two_factor_enabled), r.rule)))?;
     Ok(folded.map(|((tenant_id, flag), groups)| Subject { tenant_id, two_factor_enabled: flag != 0, groups }))
 }
 

@@ -2034,7 +2034,7 @@ mod tests {
             let sqlx = groups::subject(&db.pool, user).await.expect("sqlx");
             assert_eq!(direct, sqlx, "subject {user}");
             let whole = lookups.user_with_rules(user).expect("direct").map(|(u, groups)| groups::Subject {
-                tenant_id: u.tenant_id,
+                tenant_id: u.tenant_id.map(Into::into),
                 two_factor_enabled: u.two_factor_enabled != 0,
                 groups,
             });

@@ -33,8 +33,10 @@ use crate::db::oidc::{ApplicationRow, GrantRow};
 use crate::db::{Db, SessionRow};
 use crate::error::{AppError, AppResult};
 
-/// How long a session, user or group-rule row read from the database may answer for
-/// it: the longest a change made on another node goes unseen here.
+/// How long a session (with its user), an application or a grant read from the
+/// database may answer for it, and a user's policy inputs while changes made elsewhere
+/// are not known to be heard: the longest a change made on another node goes unseen
+/// here.
 pub const RECENT_TTL: Duration = Duration::from_millis(500);
 
 /// How often a server on SQLite reads the count of changes to users' policy inputs.
@@ -121,10 +123,10 @@ impl<V: Clone> Expiring<V> {
 }
 
 /// Users' policy inputs in memory. At a million users nearly every entry is read once
-/// and evicted, so each is kept small: keyed by the user id's 128 bits rather than its
-/// text, holding the subject itself rather than a pointer to it, and sharing one string
-/// per tenant (BENCHMARKS.md, "Users' policy inputs kept while the database says they
-/// hold": the first version took resident memory at a million users to 99.6 MiB).
+/// and evicted, and the entries count against the memory target there, so each is kept
+/// small: keyed by the user id's 128 bits rather than its text, holding the subject
+/// itself rather than a pointer to it, and sharing one string per tenant (BENCHMARKS.md,
+/// "Users' policy inputs kept while the database says they hold").
 #[derive(Clone)]
 struct Subjects {
     entries: Arc<quick_cache::sync::Cache<u128, SubjectEntry>>,

@@ -209,8 +209,7 @@ pub async fn get_user_policy(
     let subject = state.cache().subject(state.db(), &id).await?.ok_or(AppError::NotFound("user"))?;
     state.authorize(&who, Action::ReadUser, Target::User { id: &id, domain: domain_of(subject.scope_key()) })?;
     let resolved =
-        resolved_with(&state, subject.tenant_id.as_deref(), subject.two_factor_enabled, subject.groups.clone(), None)
-            .await?;
+        resolved_with(&state, subject.tenant_id.as_deref(), subject.two_factor_enabled, subject.groups, None).await?;
     Ok(Json(resolved.view(id)))
 }
 

@@ -1009,10 +1009,7 @@ pub async fn resolved_policy_for(
     // The rules as the cache of policy inputs has them (see `cache`): as fresh as a read
     // of the database for every change made through this node, and for changes made
     // elsewhere as soon as the database's triggers are heard.
-    let groups = match state.cache().subject(state.db(), &user.id).await? {
-        Some(subject) => subject.groups.clone(),
-        None => Vec::new(),
-    };
+    let groups = state.cache().subject(state.db(), &user.id).await?.map(|subject| subject.groups).unwrap_or_default();
     resolved_with(state, user.tenant_id.as_deref(), user.two_factor_enabled != 0, groups, application).await
 }
 

@@ -106,7 +106,7 @@ impl AppError {
 /// SQLSTATE codes: class 08 (connection exception), 57P01-57P03 (the server is shutting
 /// down, crashed or still starting; a restart or failover ends every in-flight query
 /// with 57P01) and 53300 (too many connections).
-fn database_unavailable(e: &sqlx::Error) -> bool {
+pub(crate) fn database_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
         sqlx::Error::Database(db) => db

@@ -89,6 +89,13 @@ pub fn sqlite_commit(transactions: u64) {
     counter!("twofold_sqlite_committed_transactions_total").increment(transactions);
 }
 
+/// A statement of PostgreSQL's shared policy-input reads (`db::batch`), answering
+/// `reads` reads.
+pub fn postgres_subject_statement(reads: u64) {
+    counter!("twofold_postgres_subject_statements_total").increment(1);
+    counter!("twofold_postgres_subject_reads_total").increment(reads);
+}
+
 /// Password hashes and verifications waiting for a hashing thread.
 static ARGON2_QUEUED: AtomicI64 = AtomicI64::new(0);
 

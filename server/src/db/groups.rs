@@ -211,9 +211,9 @@ pub(super) struct RuleColumns {
 
 /// The group columns every statement that joins a user `u` with their groups selects,
 /// after the user's.
-const RULE_COLUMNS: &str = "g.id AS rule_group_id, g.name AS rule_group_name, g.name_key AS rule_group_name_key, \
+pub(super) const RULE_COLUMNS: &str = "g.id AS rule_group_id, g.name AS rule_group_name, g.name_key AS rule_group_name_key, \
      g.require_two_factor AS rule_require, g.min_strength AS rule_min_strength";
-const RULE_JOINS: &str =
+pub(super) const RULE_JOINS: &str =
     "LEFT JOIN user_group_members m ON m.user_id = u.id LEFT JOIN user_groups g ON g.id = m.group_id";
 
 /// What an effective-policy read needs of a user, besides the scope's settings and

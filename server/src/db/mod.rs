@@ -55,6 +55,9 @@ pub struct Db {
     /// On PostgreSQL, the connections of the hottest single statements, given back
     /// without sqlx's ping ([`hot`]); `None` on SQLite.
     hot: Option<Arc<hot::Pool>>,
+    /// On PostgreSQL, users' policy inputs read many at a time ([`batch`]); `None` on
+    /// SQLite, whose reads are no round trip.
+    subject_reads: Option<batch::SubjectReads>,
 }
 
 /// Runs `$statement` with `$conn` bound to a `&mut AnyConnection`: one of the hot pool on
@@ -186,7 +189,8 @@ impl Db {
         let lookups = file.map(|path| Arc::new(lookup::Lookups::new(&path, keep)));
         let hot = (backend == Backend::Postgres)
             .then(|| Arc::new(hot::Pool::new(options, max_connections, Duration::from_secs(5), PING_AFTER_IDLE)));
-        Ok(Self { pool, writer, backend, writes, writer_thread, lookups, direct, hot })
+        let subject_reads = hot.clone().map(batch::SubjectReads::start);
+        Ok(Self { pool, writer, backend, writes, writer_thread, lookups, direct, hot, subject_reads })
     }
 
     fn pool_options(backend: Backend, max_connections: u32, acquire: Duration) -> AnyPoolOptions {
@@ -414,10 +418,15 @@ impl Db {
 
     /// A user's policy inputs ([`groups::subject`]).
     pub async fn subject(&self, user_id: &str) -> anyhow::Result<Option<groups::Subject>> {
-        match &self.lookups {
-            Some(lookups) => lookups.subject(user_id),
-            None => on_hot!(self, conn => groups::subject(conn, user_id)),
+        if let Some(lookups) = &self.lookups {
+            return lookups.subject(user_id);
         }
+        if let Some(reads) = &self.subject_reads
+            && let Ok(answer) = reads.read(user_id).await
+        {
+            return answer;
+        }
+        on_hot!(self, conn => groups::subject(conn, user_id))
     }
 
     /// The count of changes to users' policy inputs that SQLite's triggers keep
@@ -1824,6 +1833,7 @@ pub async fn user_names(pool: &AnyPool, ids: &[String]) -> Result<Vec<(String, S
     Ok(out)
 }
 
+mod batch;
 pub mod direct;
 pub mod factors;
 pub mod groups;

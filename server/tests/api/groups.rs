@@ -557,3 +557,91 @@ async fn policy_inputs_changed_behind_the_servers_back_are_seen_within_a_second(
     assert_ne!(bob.id, alice.id);
     assert_eq!(app.policy(&alice.id).await["user_two_factor_enabled"], false);
 }
+
+/// On PostgreSQL the policy reads that miss the cache at the same moment share one
+/// statement (`db::batch`). Each answer must still be its own user's: a read handed
+/// another user's inputs would show another switch, another tenant or another group.
+/// Every user here differs from the next in at least one of those.
+#[tokio::test]
+async fn policy_reads_at_the_same_moment_each_answer_their_own_user() {
+    let app = TestApp::spawn_configured(Options::default(), |c| {
+        c.metrics_bind = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await;
+    app.sign_in_admin().await;
+    let tenants = [app.create_tenant("acme").await.id, app.create_tenant("globex").await.id];
+    // The tenants differ in their settings too, so a user answered with the other
+    // tenant's inputs shows the other tenant's remembered-browser days.
+    set_tenant_settings(&app, &tenants[0], json!({ "remember_browser_days": 7 })).await;
+    set_tenant_settings(&app, &tenants[1], json!({ "remember_browser_days": 21 })).await;
+    let groups = [
+        id(&create_group(
+            &app,
+            &format!("/api/tenants/{}", tenants[0]),
+            json!({ "name": "Ops", "rule": { "require_two_factor": true } }),
+        )
+        .await),
+        id(&create_group(
+            &app,
+            &format!("/api/tenants/{}", tenants[1]),
+            json!({ "name": "Ops", "rule": { "require_two_factor": true } }),
+        )
+        .await),
+    ];
+    let mut users = Vec::new();
+    for i in 0..24 {
+        let tenant = &tenants[i % 2];
+        let user = create_user(&app, tenant, &format!("user{i}"), None).await;
+        if i % 3 == 0 {
+            sql(&app, "UPDATE users SET two_factor_enabled = 1 WHERE id = $1", &user.id).await;
+        }
+        if i % 4 < 2 {
+            add_member(&app, &groups[i % 2], &user.id).await;
+        }
+        users.push((user.id, tenant.clone(), i % 3 == 0, i % 4 < 2));
+    }
+    let metrics = app.running.metrics_addr.expect("metrics_bind is set");
+    let counters = || async move {
+        let text = reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap();
+        let sum =
+            |name: &str| -> f64 { text.lines().filter_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).sum() };
+        (sum("twofold_postgres_subject_reads_total"), sum("twofold_postgres_subject_statements_total"))
+    };
+    let before = counters().await;
+    let unknown = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    for round in 0..3 {
+        // A write through the server ends every cached input, so each round misses.
+        app.create_tenant(&format!("round{round}")).await;
+        // Each user twice (two reads of one id in one statement) and an unknown one.
+        let mut reads = tokio::task::JoinSet::new();
+        for n in (0..users.len()).chain(0..users.len()).chain([usize::MAX]) {
+            let user = users.get(n).map_or(unknown, |u| u.0.as_str());
+            let (client, path) = (app.client.clone(), format!("/api/users/{user}/policy"));
+            reads.spawn(async move { (n, client.get(&path).await) });
+        }
+        for (n, resp) in reads.join_all().await {
+            let Some((user, tenant, switch, member)) = users.get(n) else {
+                resp.assert_error(StatusCode::NOT_FOUND, "not_found");
+                continue;
+            };
+            let view = resp.assert_status(StatusCode::OK).json();
+            assert_eq!(view["user_id"], json!(user), "round {round}: {view}");
+            let days = if tenant == &tenants[0] { 7 } else { 21 };
+            assert_eq!(view["remember_browser_days"], json!(days), "round {round}, {user}: {view}");
+            assert_eq!(view["user_two_factor_enabled"], json!(switch), "round {round}, {user}: {view}");
+            let rules: Vec<&str> =
+                view["group_rules"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
+            let expected: Vec<&str> = if *member { vec![groups[n % 2].as_str()] } else { vec![] };
+            assert_eq!(rules, expected, "round {round}, {user}: {view}");
+        }
+    }
+    let after = counters().await;
+    if crate::helpers::Backend::from_env() == crate::helpers::Backend::Postgres {
+        // Every statement answers at least one read, so reads outrun statements only
+        // where one statement answered several.
+        assert!(after.0 - before.0 >= 48.0, "{before:?} -> {after:?}");
+        assert!(after.0 - after.1 > before.0 - before.1, "no statement answered two reads: {before:?} -> {after:?}");
+    } else {
+        assert_eq!(after, (0.0, 0.0), "no shared statements on SQLite");
+    }
+}

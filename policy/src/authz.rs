@@ -7,7 +7,7 @@
 //! server asks [`Authorizer::authorize`] before every admin or account action; nothing
 //! else may decide access.
 
-use casbin::{CachedApi, CachedEnforcer, CoreApi, DefaultCache, DefaultModel, MemoryAdapter, MgmtApi};
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
 use serde::{Deserialize, Serialize};
 
 const MODEL: &str = include_str!("rbac_model.conf");
@@ -172,17 +172,62 @@ fn subject(user_id: &str) -> String {
 #[error("authorisation model: {0}")]
 pub struct AuthzError(String);
 
-/// Decisions kept by the enforcer. A decision depends on the actor, the domain and the
-/// action, so this bounds the working set of admins times tenants they touch; casbin
-/// clears it on every role change.
-const DECISION_CACHE_CAPACITY: usize = 100_000;
+/// Decisions remembered at most. A decision depends on the actor, the domain, the action
+/// and whether an own-account action is aimed at the actor, so the working set is the
+/// admins times the domains they touch times the actions they take; an entry is about
+/// 150 bytes, so this bounds the memory to a few megabytes, and a decision pushed out is
+/// made again by casbin (tens of microseconds).
+const DECISIONS_KEPT: usize = 16_384;
 
-/// The casbin enforcer with Twofold's model and rules. Decisions are memoised by
-/// casbin's `CachedEnforcer`: evaluating the matcher takes tens of microseconds in its
-/// interpreter, a cached decision well under one, and every grant or revoke clears the
-/// cache, so a memoised decision never outlives the roles it was made from.
+/// A decision's request, as remembered: every part it depends on, kept whole. casbin's
+/// own `CachedEnforcer` keys its decisions by a 64-bit hash of the request, so two
+/// requests whose hashes collide would share an answer; these keys compare in full.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Decision {
+    actor: Box<str>,
+    domain: Option<Box<str>>,
+    action: Action,
+    on_self: bool,
+}
+
+/// A [`Decision`] borrowed from the request, to look one up without copying the ids. Its
+/// fields and their order are `Decision`'s, so both hash alike.
+#[derive(Hash)]
+struct Asked<'a> {
+    actor: &'a str,
+    domain: Option<&'a str>,
+    action: Action,
+    on_self: bool,
+}
+
+impl quick_cache::Equivalent<Decision> for Asked<'_> {
+    fn equivalent(&self, key: &Decision) -> bool {
+        self.actor == &*key.actor
+            && self.domain == key.domain.as_deref()
+            && self.action == key.action
+            && self.on_self == key.on_self
+    }
+}
+
+impl Asked<'_> {
+    fn to_owned(&self) -> Decision {
+        Decision {
+            actor: self.actor.into(),
+            domain: self.domain.map(Into::into),
+            action: self.action,
+            on_self: self.on_self,
+        }
+    }
+}
+
+/// The casbin enforcer with Twofold's model and rules, and the decisions it made. Every
+/// request asks for one, and casbin's evaluation of the matcher takes tens of
+/// microseconds in its interpreter, so decisions are remembered; they can only change
+/// when the roles do, and [`Authorizer::grant`] and [`Authorizer::revoke`] (which take
+/// the authorizer exclusively, so no decision is being made meanwhile) forget them all.
 pub struct Authorizer {
-    enforcer: CachedEnforcer,
+    enforcer: Enforcer,
+    decisions: quick_cache::sync::Cache<Decision, bool>,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -199,15 +244,14 @@ impl Authorizer {
         futures_executor::block_on(async {
             let model = DefaultModel::from_str(MODEL).await.map_err(|e| AuthzError(e.to_string()))?;
             let mut enforcer =
-                CachedEnforcer::new(model, MemoryAdapter::default()).await.map_err(|e| AuthzError(e.to_string()))?;
-            enforcer.set_cache(Box::new(DefaultCache::new(DECISION_CACHE_CAPACITY)));
+                Enforcer::new(model, MemoryAdapter::default()).await.map_err(|e| AuthzError(e.to_string()))?;
             let rules: Vec<Vec<String>> = POLICY
                 .lines()
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| l.split(',').skip(1).map(|f| f.trim().to_owned()).collect())
                 .collect();
             enforcer.add_policies(rules).await.map_err(|e| AuthzError(e.to_string()))?;
-            Ok(Self { enforcer })
+            Ok(Self { enforcer, decisions: quick_cache::sync::Cache::new(DECISIONS_KEPT) })
         })
     }
 
@@ -221,6 +265,7 @@ impl Authorizer {
             }
         }
         let rule = vec![subject(user_id), role.as_str().to_owned(), domain.key()];
+        self.decisions.clear();
         futures_executor::block_on(self.enforcer.add_grouping_policy(rule))
             .map(|_| ())
             .map_err(|e| AuthzError(e.to_string()))
@@ -229,6 +274,7 @@ impl Authorizer {
     /// Removes a role assignment; absent assignments are not an error.
     pub fn revoke(&mut self, user_id: &str, role: Role, domain: Domain<'_>) -> Result<(), AuthzError> {
         let rule = vec![subject(user_id), role.as_str().to_owned(), domain.key()];
+        self.decisions.clear();
         futures_executor::block_on(self.enforcer.remove_grouping_policy(rule))
             .map(|_| ())
             .map_err(|e| AuthzError(e.to_string()))
@@ -236,15 +282,35 @@ impl Authorizer {
 
     /// Whether `actor` may perform `action` on `target`. Any evaluation error denies.
     pub fn authorize(&self, actor: Actor<'_>, action: Action, target: Target<'_>) -> bool {
-        let (obj, act) = action.object_and_act();
-        let obj = if action.is_own_account() {
+        let on_self = if action.is_own_account() {
             match target {
-                Target::User { id, .. } => subject(id),
+                Target::User { id, .. } => id == actor.user_id,
                 // Own-account actions only make sense on a user.
                 Target::Domain(_) => return false,
             }
         } else {
-            obj.to_owned()
+            // Other actions are aimed at a domain; which of its users does not matter.
+            false
+        };
+        let domain = match target.domain() {
+            Domain::Host => None,
+            Domain::Tenant(id) => Some(id),
+        };
+        let asked = Asked { actor: actor.user_id, domain, action, on_self };
+        if let Some(allowed) = self.decisions.get(&asked) {
+            return allowed;
+        }
+        let allowed = self.enforce(actor, action, target);
+        self.decisions.insert(asked.to_owned(), allowed);
+        allowed
+    }
+
+    fn enforce(&self, actor: Actor<'_>, action: Action, target: Target<'_>) -> bool {
+        let (obj, act) = action.object_and_act();
+        let obj = match (action.is_own_account(), target) {
+            (true, Target::User { id, .. }) => subject(id),
+            (true, Target::Domain(_)) => return false,
+            (false, _) => obj.to_owned(),
         };
         self.enforcer.enforce((subject(actor.user_id), target.domain().key(), obj, act)).unwrap_or(false)
     }

@@ -331,3 +331,47 @@ fn remembered_decisions_follow_role_changes() {
     z.grant("a", Role::TenantAdmin, Domain::Tenant("A")).unwrap();
     assert!(can(&z, "a", Action::UpdateSettings, a_tenant));
 }
+
+#[test]
+fn remembered_decisions_answer_only_the_request_they_were_made_for() {
+    // Every request is asked three times over, in three orders, so each answer may come
+    // from a decision remembered for a request that differs from it in one part only.
+    let z = fixture();
+    let mut cases = Vec::new();
+    for (who, _) in PEOPLE {
+        for action in Action::ALL {
+            for target in targets() {
+                cases.push((who, action, target));
+            }
+        }
+    }
+    let n = cases.len();
+    let orders: [Vec<usize>; 3] = [(0..n).collect(), (0..n).rev().collect(), (0..n).map(|i| (i * 7919) % n).collect()];
+    for order in orders {
+        for i in order {
+            let (who, action, target) = cases[i];
+            assert_eq!(can(&z, who, action, target), expected(who, action, target), "{who} {action:?} {target:?}");
+        }
+    }
+
+    // Ids that differ from a remembered one by a character, its case, or its place.
+    let near = ["A ", "a", "AA", "", "host", "tenant:A"];
+    assert!(can(&z, "a", Action::UpdateSettings, Target::Domain(Domain::Tenant("A"))));
+    for tenant in near {
+        assert!(!can(&z, "a", Action::UpdateSettings, Target::Domain(Domain::Tenant(tenant))), "{tenant:?}");
+        assert!(!can(&z, "a ", Action::UpdateSettings, Target::Domain(Domain::Tenant(tenant))), "{tenant:?}");
+    }
+    assert!(!can(&z, "A", Action::UpdateSettings, Target::Domain(Domain::Tenant("A"))));
+    assert!(!can(&z, "a", Action::UpdateSettings, Target::Domain(Domain::Host)));
+    // The host's domain and a tenant whose id is "host" are two domains.
+    let mut z = fixture();
+    z.grant("t", Role::TenantAdmin, Domain::Tenant("host")).unwrap();
+    assert!(can(&z, "t", Action::ReadSettings, Target::Domain(Domain::Tenant("host"))));
+    assert!(!can(&z, "t", Action::ReadSettings, Target::Domain(Domain::Host)));
+    // One's own account, then someone else's with the same action, and back.
+    for _ in 0..2 {
+        assert!(can(&z, "ua", Action::UpdateOwnAccount, Target::User { id: "ua", domain: Domain::Tenant("A") }));
+        assert!(!can(&z, "ua", Action::UpdateOwnAccount, Target::User { id: "ub", domain: Domain::Tenant("A") }));
+        assert!(!can(&z, "ub", Action::UpdateOwnAccount, Target::User { id: "ua", domain: Domain::Tenant("A") }));
+    }
+}

@@ -315,3 +315,38 @@ impl Authorizer {
         self.enforcer.enforce((subject(actor.user_id), target.domain().key(), obj, act)).unwrap_or(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// A decision made once is found again by the borrowed form of its request: if the
+    /// two forms hashed differently every request would go to casbin, still correctly,
+    /// so only looking inside tells.
+    #[test]
+    fn a_decision_is_found_again_by_the_request_it_was_made_for() {
+        let mut z = Authorizer::new().unwrap();
+        z.grant("a", Role::TenantAdmin, Domain::Tenant("A")).unwrap();
+        let requests = [
+            (Action::UpdateSettings, Target::Domain(Domain::Tenant("A"))),
+            (Action::ListTenants, Target::Domain(Domain::Host)),
+            (Action::UpdateOwnAccount, Target::User { id: "a", domain: Domain::Tenant("A") }),
+            (Action::ReadOwnAccount, Target::User { id: "b", domain: Domain::Tenant("A") }),
+        ];
+        for (action, target) in requests {
+            z.authorize(Actor { user_id: "a" }, action, target);
+        }
+        assert_eq!(z.decisions.len(), requests.len());
+        let remembered = |actor, domain, action, on_self| z.decisions.get(&Asked { actor, domain, action, on_self });
+        assert_eq!(remembered("a", Some("A"), Action::UpdateSettings, false), Some(true));
+        assert_eq!(remembered("a", None, Action::ListTenants, false), Some(false));
+        assert_eq!(remembered("a", Some("A"), Action::UpdateOwnAccount, true), Some(true));
+        assert_eq!(remembered("a", Some("A"), Action::ReadOwnAccount, false), Some(false));
+        assert_eq!(remembered("a", Some("B"), Action::UpdateSettings, false), None);
+
+        z.revoke("a", Role::TenantAdmin, Domain::Tenant("A")).unwrap();
+        assert_eq!(z.decisions.len(), 0);
+    }
+}

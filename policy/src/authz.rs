@@ -305,12 +305,13 @@ impl Authorizer {
         allowed
     }
 
+    /// casbin's decision; `authorize` has already denied own-account actions that are not
+    /// aimed at a user.
     fn enforce(&self, actor: Actor<'_>, action: Action, target: Target<'_>) -> bool {
         let (obj, act) = action.object_and_act();
-        let obj = match (action.is_own_account(), target) {
-            (true, Target::User { id, .. }) => subject(id),
-            (true, Target::Domain(_)) => return false,
-            (false, _) => obj.to_owned(),
+        let obj = match target {
+            Target::User { id, .. } if action.is_own_account() => subject(id),
+            _ => obj.to_owned(),
         };
         self.enforcer.enforce((subject(actor.user_id), target.domain().key(), obj, act)).unwrap_or(false)
     }

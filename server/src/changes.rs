@@ -31,6 +31,13 @@ pub enum Change<'a> {
 }
 
 impl Change<'_> {
+    /// The channel and payload of this change's notice, for a statement that sends it
+    /// with its own writes (`pg_notify` inside a larger statement) instead of
+    /// [`publish`].
+    pub fn notice(&self) -> (&'static str, String) {
+        (CHANNEL, self.payload())
+    }
+
     fn payload(&self) -> String {
         match self {
             Change::Settings(scope) => format!("settings:{scope}"),

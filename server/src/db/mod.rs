@@ -673,9 +673,15 @@ pub async fn lock_settings(
         let row: Option<SettingsRow> = conn.returning(&SETTINGS_SQL, &direct::args![scope_key]).await?;
         return SettingsRow::or_defaults(row);
     }
+    static LOCK_SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{} FOR UPDATE", SETTINGS_SQL.as_str()));
+    // Nearly every scope has its row (a tenant is created with one): lock it in one
+    // round trip, and create the defaults only when there is none.
+    if let Some(row) = conn.returning::<SettingsRow>(&LOCK_SQL, &direct::args![scope_key]).await? {
+        return row.into_settings();
+    }
     write_settings(conn, scope_key, &ScopeSettings::default(), now, "ON CONFLICT (scope_key) DO NOTHING").await?;
-    let sql = format!("{} FOR UPDATE", SETTINGS_SQL.as_str());
-    let row: Option<SettingsRow> = conn.returning(&sql, &direct::args![scope_key]).await?;
+    let row: Option<SettingsRow> = conn.returning(&LOCK_SQL, &direct::args![scope_key]).await?;
     row.ok_or(sqlx::Error::RowNotFound)?.into_settings()
 }
 
@@ -685,11 +691,53 @@ pub async fn store_settings(
     s: &ScopeSettings,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    write_settings(
-        conn,
-        scope_key,
-        s,
-        now,
+    conn.run(&STORE_SETTINGS_SQL, &settings_args(scope_key, s, now)).await?;
+    Ok(())
+}
+
+/// A scope's changed settings stored, audited and announced to the other nodes
+/// (`notice`: channel and payload, PostgreSQL only), inside the caller's transaction.
+/// On PostgreSQL that is one statement instead of three, each a round trip; SQLite runs
+/// in this process and has no notices.
+pub async fn save_settings_change(
+    conn: &mut impl direct::Exec,
+    backend: Backend,
+    scope_key: &str,
+    s: &ScopeSettings,
+    now: i64,
+    audit: &NewAudit<'_>,
+    notice: (&str, String),
+) -> Result<(), sqlx::Error> {
+    if backend == Backend::Sqlite {
+        store_settings(conn, scope_key, s, now).await?;
+        return insert_audit(conn, audit).await;
+    }
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let audit_from = 1 + SETTINGS_INSERT_COLUMNS.split(',').count();
+        let notice_from = audit_from + AUDIT_COLUMNS.split(',').count();
+        format!(
+            "WITH saved AS ({}), audited AS (INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES ({})) \
+             SELECT pg_notify(${notice_from}, ${})",
+            STORE_SETTINGS_SQL.as_str(),
+            placeholders(audit_from, AUDIT_COLUMNS),
+            notice_from + 1,
+        )
+    });
+    let mut args = Vec::from(settings_args(scope_key, s, now));
+    args.extend(audit_args(audit));
+    let (channel, payload) = notice;
+    args.extend(direct::args![channel, payload]);
+    conn.run(&SQL, &args).await?;
+    Ok(())
+}
+
+/// The columns a scope's settings are written with, in the order of [`settings_args`].
+const SETTINGS_INSERT_COLUMNS: &str = "scope_key, behaviour, users_can_change, remember_browser, \
+     remember_browser_days, enrollment_grace_days, allow_authenticator, allow_email, allow_sms, \
+     sms_country_codes, updated_at, allow_passkey, min_strength, passkey_aaguids";
+
+static STORE_SETTINGS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    settings_sql(
         "ON CONFLICT (scope_key) DO UPDATE SET behaviour = excluded.behaviour, \
          users_can_change = excluded.users_can_change, remember_browser = excluded.remember_browser, \
          remember_browser_days = excluded.remember_browser_days, \
@@ -699,23 +747,18 @@ pub async fn store_settings(
          allow_passkey = excluded.allow_passkey, min_strength = excluded.min_strength, \
          passkey_aaguids = excluded.passkey_aaguids, updated_at = excluded.updated_at",
     )
-    .await
+});
+
+fn settings_sql(on_conflict: &str) -> String {
+    format!(
+        "INSERT INTO scope_settings ({SETTINGS_INSERT_COLUMNS}) VALUES ({}) {on_conflict}",
+        placeholders(1, SETTINGS_INSERT_COLUMNS)
+    )
 }
 
-async fn write_settings(
-    conn: &mut impl direct::Exec,
-    scope_key: &str,
-    s: &ScopeSettings,
-    now: i64,
-    on_conflict: &'static str,
-) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "INSERT INTO scope_settings (scope_key, behaviour, users_can_change, remember_browser, \
-         remember_browser_days, enrollment_grace_days, allow_authenticator, allow_email, allow_sms, \
-         sms_country_codes, updated_at, allow_passkey, min_strength, passkey_aaguids) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) {on_conflict}"
-    );
-    let args = direct::args![
+/// The values of [`SETTINGS_INSERT_COLUMNS`].
+fn settings_args(scope_key: &str, s: &ScopeSettings, now: i64) -> [direct::Arg; 14] {
+    direct::args![
         scope_key,
         s.behaviour.as_str(),
         s.users_can_change,
@@ -732,8 +775,17 @@ async fn write_settings(
         s.min_strength.as_str(),
         // Validated AAGUIDs are hex and hyphens only.
         s.passkey_aaguids.join(","),
-    ];
-    conn.run(&sql, &args).await?;
+    ]
+}
+
+async fn write_settings(
+    conn: &mut impl direct::Exec,
+    scope_key: &str,
+    s: &ScopeSettings,
+    now: i64,
+    on_conflict: &'static str,
+) -> Result<(), sqlx::Error> {
+    conn.run(&settings_sql(on_conflict), &settings_args(scope_key, s, now)).await?;
     Ok(())
 }
 

@@ -179,7 +179,9 @@ pub async fn tenant_for(
 ) -> AppResult<db::TenantRow> {
     use twofold_policy::authz::{Domain, Target};
     let id = crate::extract::parse_id(raw_id, "tenant")?;
-    let tenant = db::get_tenant(&state.db().pool, &id).await?.ok_or(crate::error::AppError::NotFound("tenant"))?;
+    // Through the database's read path for hot rows: no pool checkout, no connection
+    // thread (`Db::tenant`).
+    let tenant = state.db().tenant(&id).await?.ok_or(crate::error::AppError::NotFound("tenant"))?;
     state.authorize(who, action, Target::Domain(Domain::Tenant(&tenant.id)))?;
     Ok(tenant)
 }

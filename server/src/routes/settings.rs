@@ -161,20 +161,19 @@ async fn store_settings(
             ),
         ));
     }
-    db::store_settings(&mut tx, scope_key, &new, state.now()).await?;
-    changes::publish(&mut tx, state.db().backend, changes::Change::Settings(scope_key)).await?;
     let action = if scope_key == HOST_SCOPE { "host_settings.updated" } else { "tenant_settings.updated" };
-    super::audit(
-        &mut tx,
-        state,
-        actor,
+    let target = format!("settings:{scope_key}");
+    let audit = db::NewAudit {
+        at: state.now(),
+        actor_user_id: Some(actor),
         scope_key,
         action,
-        &format!("settings:{scope_key}"),
-        Some(serde_json::to_value(&old).map_err(anyhow::Error::from)?),
-        Some(serde_json::to_value(&new).map_err(anyhow::Error::from)?),
-    )
-    .await?;
+        target: &target,
+        before: Some(serde_json::to_value(&old).map_err(anyhow::Error::from)?),
+        after: Some(serde_json::to_value(&new).map_err(anyhow::Error::from)?),
+    };
+    let notice = changes::Change::Settings(scope_key).notice();
+    db::save_settings_change(&mut tx, state.db().backend, scope_key, &new, state.now(), &audit, notice).await?;
     tx.commit().await?;
     Ok(new)
 }

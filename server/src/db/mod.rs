@@ -660,8 +660,8 @@ where
 /// "before" cannot interleave with another writer of the same scope. On SQLite the write
 /// transaction (`Db::begin_write`) already holds the database's write lock. On
 /// PostgreSQL, under READ COMMITTED, a plain read would not wait for a concurrent writer,
-/// so two writers would both audit the same "before"; the row is locked instead, created
-/// with the defaults first when the scope never saved any (there is nothing to lock
+/// so two writers would both audit the same "before"; the row is locked instead, and
+/// created with the defaults when the scope never saved any (there is nothing to lock
 /// otherwise, and a row of defaults means the same as no row).
 pub async fn lock_settings(
     conn: &mut impl direct::Exec,
@@ -680,7 +680,8 @@ pub async fn lock_settings(
     if let Some(row) = conn.returning::<SettingsRow>(&LOCK_SQL, &direct::args![scope_key]).await? {
         return row.into_settings();
     }
-    write_settings(conn, scope_key, &ScopeSettings::default(), now, "ON CONFLICT (scope_key) DO NOTHING").await?;
+    let defaults = settings_args(scope_key, &ScopeSettings::default(), now);
+    conn.run(&settings_sql("ON CONFLICT (scope_key) DO NOTHING"), &defaults).await?;
     let row: Option<SettingsRow> = conn.returning(&LOCK_SQL, &direct::args![scope_key]).await?;
     row.ok_or(sqlx::Error::RowNotFound)?.into_settings()
 }
@@ -776,17 +777,6 @@ fn settings_args(scope_key: &str, s: &ScopeSettings, now: i64) -> [direct::Arg; 
         // Validated AAGUIDs are hex and hyphens only.
         s.passkey_aaguids.join(","),
     ]
-}
-
-async fn write_settings(
-    conn: &mut impl direct::Exec,
-    scope_key: &str,
-    s: &ScopeSettings,
-    now: i64,
-    on_conflict: &'static str,
-) -> Result<(), sqlx::Error> {
-    conn.run(&settings_sql(on_conflict), &settings_args(scope_key, s, now)).await?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------- tenants

@@ -427,6 +427,109 @@ async fn an_authenticator_code_works_once() {
     assert_factor_error(&replay, StatusCode::UNAUTHORIZED, "invalid_code");
 }
 
+/// A sign-in updates the user row twice and the authenticator once. On PostgreSQL each
+/// table keeps room on its pages (migration `0015_room_for_sign_ins.sql`), so those
+/// updates write the new versions beside the old ones and touch no index, even when
+/// other rows have filled the page since: the rows stay on their page. Without the
+/// room the first update moves the row to another page. Tables packed before the room
+/// existed get it from the README's `VACUUM FULL users, authenticators`. (SQLite
+/// rewrites rows in place.)
+#[tokio::test]
+async fn on_postgres_a_sign_in_rewrites_the_users_rows_on_their_own_pages() {
+    if crate::helpers::Backend::from_env() != crate::helpers::Backend::Postgres {
+        return;
+    }
+    let app = admin_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    let alice = create_user(&app, &t.id, "alice", None).await;
+    let enrolled = enrol_authenticator(&app, &app.new_client(), "acme", "alice").await;
+    let pool = &app.running.state.db().pool;
+
+    // Dead versions left by the enrolment would make room of their own when pruned:
+    // gone first, then copies of alice's rows fill the rest of each page.
+    sqlx::raw_sql("VACUUM users, authenticators").execute(pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO users SELECT (jsonb_populate_record(u, jsonb_build_object('id', u.id || '-' || n, \
+         'username', u.username || n, 'username_key', u.username_key || n))).* \
+         FROM users u, generate_series(1, 400) n WHERE u.id = $1",
+    )
+    .bind(&alice.id)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO authenticators SELECT (jsonb_populate_record(a, jsonb_build_object('user_id', a.user_id || '-' || n))).* \
+         FROM authenticators a, generate_series(1, 400) n WHERE a.user_id = $1",
+    )
+    .bind(&alice.id)
+    .execute(pool)
+    .await
+    .unwrap();
+    let pages = || async {
+        let mut pages = Vec::new();
+        for (table, key) in [("users", "id"), ("authenticators", "user_id")] {
+            let (page, sharing): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT (ctid::text::point)[0]::bigint, (SELECT COUNT(*) FROM {table} o \
+                 WHERE (o.ctid::text::point)[0] = (t.ctid::text::point)[0]) FROM {table} t WHERE {key} = $1"
+            )))
+            .bind(&alice.id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            pages.push((table, page, sharing));
+        }
+        pages
+    };
+    let before = pages().await;
+    for (table, _, sharing) in &before {
+        assert!(*sharing > 10, "the copies did not fill alice's page of {table}: {before:?}");
+    }
+
+    advance_seconds(&app, 30);
+    let client = app.new_client();
+    password_step(&client, "acme", "alice", "requires_two_factor").await;
+    assert_signed_in(&verify(&client, "authenticator", &totp_now(&app, &enrolled.secret), false).await);
+    let signed_in: Option<i64> = sqlx::query_scalar("SELECT last_sign_in_at FROM users WHERE id = $1")
+        .bind(&alice.id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(signed_in.is_some(), "the sign-in was not recorded on the user row");
+    let after = pages().await;
+    for ((table, page, _), (_, page_after, _)) in before.iter().zip(&after) {
+        assert_eq!(page, page_after, "a sign-in moved alice's row of {table} to another page: {before:?} -> {after:?}");
+    }
+
+    // A database from before the room: every page packed full. The README's command
+    // rewrites both tables with it.
+    // (VACUUM runs outside a transaction, so each is a statement of its own.)
+    for statement in [
+        "ALTER TABLE users SET (fillfactor = 100)",
+        "ALTER TABLE authenticators SET (fillfactor = 100)",
+        "VACUUM FULL users, authenticators",
+        "ALTER TABLE users SET (fillfactor = 90)",
+        "ALTER TABLE authenticators SET (fillfactor = 90)",
+        "VACUUM FULL users, authenticators",
+    ] {
+        sqlx::raw_sql(statement).execute(pool).await.unwrap();
+    }
+    let before = pages().await;
+    for (table, _, sharing) in &before {
+        assert!(*sharing > 10, "alice's page of {table} holds too few rows to be full: {before:?}");
+    }
+    advance_seconds(&app, 30);
+    let client = app.new_client();
+    password_step(&client, "acme", "alice", "requires_two_factor").await;
+    assert_signed_in(&verify(&client, "authenticator", &totp_now(&app, &enrolled.secret), false).await);
+    let after = pages().await;
+    for ((table, page, _), (_, page_after, _)) in before.iter().zip(&after) {
+        assert_eq!(
+            page, page_after,
+            "after VACUUM FULL a sign-in moved alice's row of {table}: {before:?} -> {after:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- email
 
 #[tokio::test]

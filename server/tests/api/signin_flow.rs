@@ -480,29 +480,32 @@ async fn on_postgres_a_sign_in_rewrites_the_users_rows_on_their_own_pages() {
         }
         pages
     };
-    let before = pages().await;
-    for (table, _, sharing) in &before {
-        assert!(*sharing > 10, "the copies did not fill alice's page of {table}: {before:?}");
-    }
-
-    advance_seconds(&app, 30);
-    let client = app.new_client();
-    password_step(&client, "acme", "alice", "requires_two_factor").await;
-    assert_signed_in(&verify(&client, "authenticator", &totp_now(&app, &enrolled.secret), false).await);
-    let signed_in: Option<i64> = sqlx::query_scalar("SELECT last_sign_in_at FROM users WHERE id = $1")
-        .bind(&alice.id)
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    assert!(signed_in.is_some(), "the sign-in was not recorded on the user row");
-    let after = pages().await;
-    for ((table, page, _), (_, page_after, _)) in before.iter().zip(&after) {
-        assert_eq!(page, page_after, "a sign-in moved alice's row of {table} to another page: {before:?} -> {after:?}");
-    }
+    // Alice's pages hold many rows, then a sign-in leaves her rows where they were.
+    let sign_in_keeps_her_pages = async |when: &str| {
+        let before = pages().await;
+        for (table, _, sharing) in &before {
+            assert!(*sharing > 10, "{when}: alice's page of {table} holds too few rows to be full: {before:?}");
+        }
+        advance_seconds(&app, 30);
+        let client = app.new_client();
+        password_step(&client, "acme", "alice", "requires_two_factor").await;
+        assert_signed_in(&verify(&client, "authenticator", &totp_now(&app, &enrolled.secret), false).await);
+        let signed_in: Option<i64> = sqlx::query_scalar("SELECT last_sign_in_at FROM users WHERE id = $1")
+            .bind(&alice.id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(signed_in, Some(now_ms(&app)), "{when}: the sign-in was not recorded on the user row");
+        let after = pages().await;
+        for ((table, page, _), (_, page_after, _)) in before.iter().zip(&after) {
+            assert_eq!(page, page_after, "{when}: a sign-in moved alice's row of {table}: {before:?} -> {after:?}");
+        }
+    };
+    sign_in_keeps_her_pages("pages filled since she enrolled").await;
 
     // A database from before the room: every page packed full. The README's command
-    // rewrites both tables with it.
-    // (VACUUM runs outside a transaction, so each is a statement of its own.)
+    // rewrites both tables with it. (VACUUM runs outside a transaction, so each is a
+    // statement of its own.)
     for statement in [
         "ALTER TABLE users SET (fillfactor = 100)",
         "ALTER TABLE authenticators SET (fillfactor = 100)",
@@ -513,21 +516,7 @@ async fn on_postgres_a_sign_in_rewrites_the_users_rows_on_their_own_pages() {
     ] {
         sqlx::raw_sql(statement).execute(pool).await.unwrap();
     }
-    let before = pages().await;
-    for (table, _, sharing) in &before {
-        assert!(*sharing > 10, "alice's page of {table} holds too few rows to be full: {before:?}");
-    }
-    advance_seconds(&app, 30);
-    let client = app.new_client();
-    password_step(&client, "acme", "alice", "requires_two_factor").await;
-    assert_signed_in(&verify(&client, "authenticator", &totp_now(&app, &enrolled.secret), false).await);
-    let after = pages().await;
-    for ((table, page, _), (_, page_after, _)) in before.iter().zip(&after) {
-        assert_eq!(
-            page, page_after,
-            "after VACUUM FULL a sign-in moved alice's row of {table}: {before:?} -> {after:?}"
-        );
-    }
+    sign_in_keeps_her_pages("after VACUUM FULL").await;
 }
 
 // ---------------------------------------------------------------- email

@@ -145,9 +145,11 @@ async fn store_settings(
     change: Change,
 ) -> AppResult<ScopeSettings> {
     let mut tx = state.db().begin().await?;
+    // One instant for the whole write: the row, its audit event and any defaults.
+    let now = state.now();
     // Locked inside the write transaction so the ceiling check, a merge patch and the
     // audit's "before" cannot race another writer.
-    let old = db::lock_settings(&mut tx, state.db().backend, scope_key, state.now()).await?;
+    let old = db::lock_settings(&mut tx, state.db().backend, scope_key, now).await?;
     let new = change.apply(state, &old)?;
     if let Some(feature) = feature
         && matches!(feature.behaviour, Behaviour::Forced | Behaviour::Disabled)
@@ -164,7 +166,7 @@ async fn store_settings(
     let action = if scope_key == HOST_SCOPE { "host_settings.updated" } else { "tenant_settings.updated" };
     let target = format!("settings:{scope_key}");
     let audit = db::NewAudit {
-        at: state.now(),
+        at: now,
         actor_user_id: Some(actor),
         scope_key,
         action,
@@ -173,7 +175,7 @@ async fn store_settings(
         after: Some(serde_json::to_value(&new).map_err(anyhow::Error::from)?),
     };
     let notice = changes::Change::Settings(scope_key).notice();
-    db::save_settings_change(&mut tx, state.db().backend, scope_key, &new, state.now(), &audit, notice).await?;
+    db::save_settings_change(&mut tx, state.db().backend, scope_key, &new, now, &audit, notice).await?;
     tx.commit().await?;
     Ok(new)
 }

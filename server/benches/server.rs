@@ -1,15 +1,19 @@
 //! Micro-benchmarks of the server's hot paths that do not need the network: TOTP
-//! verification, the cached policy lookup, and the ceiling every password sign-in is
-//! bound by, one argon2id hash at Twofold's parameters. Run with `cargo bench -p
+//! verification, the cached policy lookup, a token's signature (RS256 and ES256, with the
+//! key kept parsed as the server keeps it, and parsed afresh as it did before), and the
+//! ceiling every password sign-in is bound by, one argon2id hash at Twofold's
+//! parameters. Run with `cargo bench -p
 //! twofold-server`; figures and targets are in BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use twofold_policy::wire::TokenAlg;
 use twofold_policy::{PolicyInput, Scope, resolve};
 use twofold_server::cache::PolicyCache;
 use twofold_server::db::{Db, HOST_SCOPE};
+use twofold_server::oidc::keys::{Signer, private_der};
 use twofold_server::{auth, totp};
 
 fn bench_totp(c: &mut Criterion) {
@@ -44,6 +48,25 @@ fn bench_cached_lookup(c: &mut Criterion) {
     });
 }
 
+fn bench_signing(c: &mut Criterion) {
+    let claims = serde_json::json!({ "iss": "https://id.example.com/t/acme", "sub": "0190f5c2-7a1e-7000-8000-000000000001",
+        "aud": "wiki", "iat": 1_900_000_000, "exp": 1_900_000_600, "auth_time": 1_900_000_000,
+        "acr": "urn:twofold:acr:pwd+authenticator" });
+    let mut group = c.benchmark_group("sign");
+    for (alg, name) in [(TokenAlg::RS256, "rs256"), (TokenAlg::ES256, "es256")] {
+        let Ok(der) = private_der(alg) else { panic!("key") };
+        let Ok(signer) = Signer::from_der("bench", alg, &der) else { panic!("parse") };
+        group.bench_function(format!("{name}_parsed_key"), |b| b.iter(|| signer.sign("JWT", black_box(&claims))));
+        group.bench_function(format!("{name}_key_parsed_each_time"), |b| {
+            b.iter(|| {
+                let Ok(signer) = Signer::from_der("bench", alg, black_box(&der)) else { panic!("parse") };
+                signer.sign("JWT", black_box(&claims))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench_argon2(c: &mut Criterion) {
     let Ok(phc) = auth::hash_password_blocking("correct horse battery") else { panic!("hash") };
     let mut group = c.benchmark_group("argon2id");
@@ -54,5 +77,5 @@ fn bench_argon2(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_totp, bench_cached_lookup, bench_argon2);
+criterion_group!(benches, bench_totp, bench_cached_lookup, bench_signing, bench_argon2);
 criterion_main!(benches);

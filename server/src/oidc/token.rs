@@ -30,6 +30,7 @@ use crate::db::oidc::{self as odb, ApplicationRow, FamilyRow, RefreshRow};
 use crate::db::{self, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::extract::ClientAddr;
+use crate::oidc::keys::Signer;
 use crate::ratelimit::Class;
 
 /// The token endpoint's form, every parameter at most once.
@@ -469,11 +470,6 @@ async fn tokens(
         "iss": issuer.url, "sub": user.id, "aud": app.id, "client_id": app.id, "iat": now_s, "exp": exp,
         "jti": uuid::Uuid::now_v7().to_string(), "scope": family.scopes, "fid": family.id, "sid": family.sid,
     });
-    let access_token = signer.sign("at+jwt", &access)?;
-    // at_hash: the left half of the SHA-256 of the access token (both algorithms use
-    // SHA-256), base64url.
-    let digest = Sha256::digest(access_token.as_bytes());
-    let at_hash = URL_SAFE_NO_PAD.encode(&digest[..16]);
     let mut id = Map::new();
     id.insert("iss".into(), json!(issuer.url));
     id.insert("sub".into(), json!(user.id));
@@ -485,12 +481,20 @@ async fn tokens(
     id.insert("acr".into(), json!(family.acr));
     id.insert("amr".into(), json!(family.amr.split(' ').collect::<Vec<_>>()));
     id.insert("sid".into(), json!(family.sid));
-    id.insert("at_hash".into(), json!(at_hash));
     if let Some(n) = nonce {
         id.insert("nonce".into(), json!(n));
     }
     profile_claims(&mut id, user, &family.scopes);
-    let id_token = signer.sign("JWT", &Value::Object(id))?;
+    let (access_token, id_token) = match alg {
+        // Two RSA signatures hold a thread for most of a millisecond: on the runtime's
+        // workers that stalls the requests queued behind them while the other core
+        // idles, so they run on the blocking pool (BENCHMARKS.md, "Signing keys parsed
+        // once").
+        TokenAlg::RS256 => tokio::task::spawn_blocking(move || sign_both(&signer, &access, id))
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("signing stopped: {e}")))??,
+        TokenAlg::ES256 => sign_both(&signer, &access, id)?,
+    };
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -499,6 +503,16 @@ async fn tokens(
         refresh_token,
         scope: family.scopes.clone(),
     })
+}
+
+/// The access token, then the ID token with the access token's hash (`at_hash`: the
+/// left half of its SHA-256, base64url; both algorithms use SHA-256).
+fn sign_both(signer: &Signer, access: &Value, mut id: Map<String, Value>) -> AppResult<(String, String)> {
+    let access_token = signer.sign("at+jwt", access)?;
+    let digest = Sha256::digest(access_token.as_bytes());
+    id.insert("at_hash".into(), json!(URL_SAFE_NO_PAD.encode(&digest[..16])));
+    let id_token = signer.sign("JWT", &Value::Object(id))?;
+    Ok((access_token, id_token))
 }
 
 /// The claims the granted scopes allow.

@@ -1144,6 +1144,51 @@ async fn signing_keys_are_published_before_use_and_kept_until_their_tokens_expir
     assert!(private.starts_with(&format!("v2:{key_id}:")), "encrypted with the current secret key: {private:.12}");
 }
 
+/// The `kid` and `alg` in a compact JWS's header.
+fn kid_and_alg(jwt: &str) -> (String, String) {
+    use base64::Engine;
+    let header = jwt.split('.').next().expect("a JWT");
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("base64url"))
+            .expect("JSON header");
+    (header["kid"].as_str().expect("kid").to_owned(), header["alg"].as_str().expect("alg").to_owned())
+}
+
+#[tokio::test]
+async fn tokens_are_signed_by_the_successor_key_once_it_is_due_though_the_old_one_signed_here_before() {
+    use crate::flows::advance_seconds;
+    // The node keeps each key parsed after its first signature: that must not keep a
+    // replaced key signing.
+    for alg in ["RS256", "ES256"] {
+        let app = TestApp::spawn_with(crate::helpers::Options { manual_clock: true, ..Default::default() }).await;
+        app.sign_in_admin().await;
+        let s = setup_on(app, false, json!({ "token_alg": alg })).await;
+        let (rp, _) = relying_party(&s).await;
+        let app = &s.app;
+        let published = || async {
+            let body = app.get("/oauth2/jwks").await.assert_status(StatusCode::OK).json();
+            body["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid").to_owned()).collect()
+        };
+        let tokens = signed_in_tokens(&s, &rp, &[]).await;
+        let (first, signed_alg) = kid_and_alg(tokens["id_token"].as_str().expect("id_token"));
+        assert_eq!(signed_alg, alg);
+        assert_eq!(kid_and_alg(tokens["access_token"].as_str().expect("access token")).0, first);
+        // Successors published ahead of use: the first key still signs.
+        advance_seconds(app, 31 * 86_400);
+        let before: Vec<String> = published().await;
+        let tokens = signed_in_tokens(&s, &rp, &[]).await;
+        assert_eq!(kid_and_alg(tokens["id_token"].as_str().expect("id_token")).0, first);
+        // A day later the successor is due and signs both tokens.
+        advance_seconds(app, 25 * 3600);
+        let tokens = signed_in_tokens(&s, &rp, &[]).await;
+        let (next, signed_alg) = kid_and_alg(tokens["id_token"].as_str().expect("id_token"));
+        assert_eq!(signed_alg, alg);
+        assert_ne!(next, first, "{alg}: the replaced key still signs");
+        assert!(before.contains(&next), "{alg}: signed by a key published a day before: {next} not in {before:?}");
+        assert_eq!(kid_and_alg(tokens["access_token"].as_str().expect("access token")).0, next);
+    }
+}
+
 #[tokio::test]
 async fn a_security_profile_change_ends_the_tokens_of_earlier_sign_ins() {
     let s = setup(false, json!({})).await;

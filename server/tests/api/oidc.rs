@@ -1003,13 +1003,19 @@ async fn es256_applications_get_es256_tokens_a_relying_party_verifies() {
     assert!(!userinfo_ok(&rp, openidconnect::AccessToken::new(id_token.to_string())).await);
 }
 
-/// The claims of a JWT, read without checking it (the other tests verify signatures
-/// with the relying party; this one runs on a manual clock the RP does not share).
-fn claims_of(jwt: &str) -> Value {
+/// Part `index` of a compact JWS (0 the header, 1 the claims), read without checking
+/// the signature (the other tests verify signatures with the relying party; the tests
+/// that read parts run on a manual clock the RP does not share).
+fn jwt_part(jwt: &str, index: usize) -> Value {
     use base64::Engine;
-    let payload = jwt.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
-        .expect("JSON claims")
+    let part = jwt.split('.').nth(index).expect("a JWT");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url"))
+        .expect("a JSON part")
+}
+
+/// The claims of a JWT, read without checking it.
+fn claims_of(jwt: &str) -> Value {
+    jwt_part(jwt, 1)
 }
 
 #[tokio::test]
@@ -1146,11 +1152,7 @@ async fn signing_keys_are_published_before_use_and_kept_until_their_tokens_expir
 
 /// The `kid` and `alg` in a compact JWS's header.
 fn kid_and_alg(jwt: &str) -> (String, String) {
-    use base64::Engine;
-    let header = jwt.split('.').next().expect("a JWT");
-    let header: Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("base64url"))
-            .expect("JSON header");
+    let header = jwt_part(jwt, 0);
     (header["kid"].as_str().expect("kid").to_owned(), header["alg"].as_str().expect("alg").to_owned())
 }
 

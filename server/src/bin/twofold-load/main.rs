@@ -471,6 +471,8 @@ async fn oidc_runs(t: &Target, clients: usize, d: Duration, alg: TokenAlg) -> an
     let authorize = measured(t, &name, clients, Limit::For(d), authorize_job(t, &client_id, codes.clone())).await?;
     let codes: Vec<String> = std::mem::take(&mut *codes.lock().map_err(|_| anyhow::anyhow!("code list poisoned"))?);
     let n = codes.len();
+    // The line `scripts/bench profile token-rs256|token-es256` waits for.
+    eprintln!("token endpoint ({}) ...", alg.as_str());
     let name = format!("token endpoint, code for tokens ({})", alg.as_str());
     let token =
         measured(t, &name, clients, Limit::JobsFor(n, d), token_job(t, client_id, secret, Arc::new(codes))).await?;

@@ -345,7 +345,7 @@ impl PolicyCache {
 
     /// The application (OpenID client) `id`.
     pub async fn application(&self, db: &Db, id: &str) -> AppResult<Option<Arc<ApplicationRow>>> {
-        let load = async { Ok::<_, sqlx::Error>(db.application(id).await?.map(Arc::new)) };
+        let load = async { Ok::<_, anyhow::Error>(db.application(id).await?.map(Arc::new)) };
         Ok(self.applications.get(db, id, load).await?)
     }
 

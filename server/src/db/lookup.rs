@@ -7,14 +7,16 @@
 //! operating system holds in memory takes microseconds). The reads here are the ones
 //! every authenticated request, every step of a sign-in and every effective-policy read
 //! makes: a session with its user, a user with their group rules, a user's policy
-//! inputs, a pending sign-in, an
-//! authenticator, the roles and tenant that the answer to a finished sign-in names, the
-//! settings of a scope when they are not cached (at 10,000 tenants, often), and the
-//! tenant and user a password step names with whether that user has a recovery code
-//! left. They run the same statements as their sqlx versions ([`super::find_session`],
-//! [`super::groups::user_with_rules`], [`super::groups::subject`], [`super::factors::find_attempt`],
-//! [`super::factors::get_authenticator`], [`super::roles_of`], [`super::get_tenant`],
-//! [`super::load_settings`], [`super::get_tenant_by_name`], [`super::find_user`],
+//! inputs, a pending sign-in, an authenticator, the roles and tenant that the answer to
+//! a finished sign-in names, the settings of a scope when they are not cached (at 10,000
+//! tenants, often), the tenant and user a password step names with whether that user
+//! has a recovery code left, and the application and user a token request names. They
+//! run the same statements as their sqlx versions ([`super::find_session`],
+//! [`super::groups::user_with_rules`], [`super::groups::subject`],
+//! [`super::factors::find_attempt`], [`super::factors::get_authenticator`],
+//! [`super::roles_of`], [`super::get_tenant`], [`super::load_settings`],
+//! [`super::get_tenant_by_name`], [`super::find_user`], [`super::get_user`],
+//! [`super::oidc::get_application`],
 //! [`super::factors::has_unused_recovery_code`]) and fill the same rows; everything
 //! else, and everything on PostgreSQL, goes through sqlx.
 //!
@@ -37,9 +39,10 @@ use super::groups::{
     RuleColumns, SUBJECT_BY_INDEX_SQL, Subject, SubjectRuleRow, USER_WITH_RULES_SQL, UserRuleRow, fold_subject,
     fold_user_rules,
 };
+use super::oidc::{APPLICATION_SQL, ApplicationRow};
 use super::{
     ROLES_SQL, RoleRow, SESSION_SQL, SETTINGS_SQL, SessionRow, SettingsRow, TENANT_BY_NAME_SQL, TENANT_SQL, TenantRow,
-    USER_BY_NAME_SQL, UserRow,
+    USER_BY_NAME_SQL, USER_SQL, UserRow,
 };
 
 #[derive(Debug)]
@@ -135,12 +138,20 @@ impl Lookups {
         self.run(|conn| conn.prepare_cached(TENANT_BY_NAME_SQL.as_str())?.query_row([name], tenant_row).optional())
     }
 
+    pub fn user(&self, id: &str) -> anyhow::Result<Option<UserRow>> {
+        self.run(|conn| conn.prepare_cached(USER_SQL.as_str())?.query_row([id], |r| user_row_at(r, 0)).optional())
+    }
+
     pub fn user_by_name(&self, scope_key: &str, username_key: &str) -> anyhow::Result<Option<UserRow>> {
         self.run(|conn| {
             conn.prepare_cached(USER_BY_NAME_SQL.as_str())?
                 .query_row([scope_key, username_key], |r| user_row_at(r, 0))
                 .optional()
         })
+    }
+
+    pub fn application(&self, id: &str) -> anyhow::Result<Option<ApplicationRow>> {
+        self.run(|conn| conn.prepare_cached(APPLICATION_SQL.as_str())?.query_row([id], application_row).optional())
     }
 
     pub fn has_recovery_code(&self, user_id: &str) -> anyhow::Result<bool> {
@@ -203,6 +214,27 @@ fn user_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<UserRow> {
         deactivated_at: r.get(at + 22)?,
         must_change_password: r.get(at + 23)?,
         passkey_count: r.get(at + 24)?,
+    })
+}
+
+/// [`APPLICATION_SQL`]'s row by position, like [`user_row`].
+fn application_row(r: &Row<'_>) -> rusqlite::Result<ApplicationRow> {
+    Ok(ApplicationRow {
+        id: r.get(0)?,
+        scope_key: r.get(1)?,
+        name: r.get(2)?,
+        client_type: r.get(3)?,
+        secret_hash: r.get(4)?,
+        redirect_uris: r.get(5)?,
+        post_logout_redirect_uris: r.get(6)?,
+        allowed_scopes: r.get(7)?,
+        first_party: r.get(8)?,
+        require_two_factor: r.get(9)?,
+        min_strength: r.get(10)?,
+        max_age_seconds: r.get(11)?,
+        token_alg: r.get(12)?,
+        created_at: r.get(13)?,
+        updated_at: r.get(14)?,
     })
 }
 
@@ -371,6 +403,26 @@ mod tests {
         assert_eq!(attempt, expected);
 
         assert_eq!(names(&USER_BY_NAME_SQL), user);
+        assert_eq!(names(&USER_SQL), user);
+
+        let application = [
+            "id",
+            "scope_key",
+            "name",
+            "client_type",
+            "secret_hash",
+            "redirect_uris",
+            "post_logout_redirect_uris",
+            "allowed_scopes",
+            "first_party",
+            "require_two_factor",
+            "min_strength",
+            "max_age_seconds",
+            "token_alg",
+            "created_at",
+            "updated_at",
+        ];
+        assert_eq!(names(&APPLICATION_SQL), application);
 
         // A sign-in's `UPDATE … RETURNING` of the user, read by `direct`.
         let returning = names(&format!("UPDATE users SET lockouts = 0 WHERE id = 'x' RETURNING {}", user.join(", ")));

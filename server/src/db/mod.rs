@@ -515,6 +515,14 @@ impl Db {
         }
     }
 
+    /// The user `id` ([`get_user`]): the token endpoint's read of a grant's user.
+    pub async fn user(&self, id: &str) -> anyhow::Result<Option<UserRow>> {
+        match &self.lookups {
+            Some(lookups) => lookups.user(id),
+            None => Ok(on_hot!(self, conn => get_user(conn, id))?),
+        }
+    }
+
     /// The user named `username_key` in `scope_key` ([`find_user`]): the password
     /// step's lookup.
     pub async fn user_by_name(&self, scope_key: &str, username_key: &str) -> anyhow::Result<Option<UserRow>> {
@@ -533,8 +541,11 @@ impl Db {
     }
 
     /// The application (OpenID client) `id` ([`oidc::get_application`]).
-    pub async fn application(&self, id: &str) -> Result<Option<oidc::ApplicationRow>, sqlx::Error> {
-        on_hot!(self, conn => oidc::get_application(conn, id))
+    pub async fn application(&self, id: &str) -> anyhow::Result<Option<oidc::ApplicationRow>> {
+        match &self.lookups {
+            Some(lookups) => lookups.application(id),
+            None => Ok(on_hot!(self, conn => oidc::get_application(conn, id))?),
+        }
     }
 
     /// `user_id`'s grant to `application_id` ([`oidc::find_grant`]).
@@ -982,11 +993,11 @@ pub async fn get_user<'e, E>(executor: E, id: &str) -> Result<Option<UserRow>, s
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(executor)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(USER_SQL.as_str())).bind(id).fetch_optional(executor).await
 }
+
+pub(super) static USER_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
 
 pub(super) static USER_BY_NAME_SQL: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("SELECT {USER_COLUMNS} FROM users WHERE scope_key = $1 AND username_key = $2"));
@@ -2149,6 +2160,42 @@ mod tests {
             assert_eq!(direct, sqlx, "user {scope}/{name}");
         }
         assert!(lookups.user_by_name(HOST_SCOPE, "u-full").expect("direct").is_some());
+        for id in ["u-full", "u-bare", "u-none"] {
+            let direct = format!("{:?}", lookups.user(id).expect("direct"));
+            let sqlx = format!("{:?}", get_user(&db.pool, id).await.expect("sqlx"));
+            assert_eq!(direct, sqlx, "user {id}");
+        }
+        assert_eq!(lookups.user("u-full").expect("direct").map(|u| u.lockouts), Some(2));
+        let mut conn = db.pool.acquire().await.expect("connection");
+        for (id, secret, strength, max_age) in
+            [("app-full", Some("secret-hash"), Some("phishing_resistant"), Some(300)), ("app-bare", None, None, None)]
+        {
+            let app = oidc::ApplicationRow {
+                id: id.into(),
+                scope_key: "t1".into(),
+                name: id.into(),
+                client_type: if secret.is_some() { "confidential" } else { "public" }.into(),
+                secret_hash: secret.map(Into::into),
+                redirect_uris: r#"["https://app.example/cb"]"#.into(),
+                post_logout_redirect_uris: "[]".into(),
+                allowed_scopes: "openid profile".into(),
+                first_party: 1,
+                require_two_factor: i64::from(secret.is_some()),
+                min_strength: strength.map(Into::into),
+                max_age_seconds: max_age,
+                token_alg: "ES256".into(),
+                created_at: 8,
+                updated_at: 9,
+            };
+            oidc::insert_application(&mut conn, &app).await.expect("application");
+        }
+        drop(conn);
+        for id in ["app-full", "app-bare", "app-none"] {
+            let direct = format!("{:?}", lookups.application(id).expect("direct"));
+            let sqlx = format!("{:?}", oidc::get_application(&db.pool, id).await.expect("sqlx"));
+            assert_eq!(direct, sqlx, "application {id}");
+        }
+        assert_eq!(lookups.application("app-full").expect("direct").and_then(|a| a.max_age_seconds), Some(300));
         factors::replace_recovery_codes(
             &mut db.pool.acquire().await.expect("connection"),
             "u-full",

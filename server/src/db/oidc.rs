@@ -39,11 +39,11 @@ pub async fn get_application<'e, E>(executor: E, id: &str) -> Result<Option<Appl
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {APP_COLUMNS} FROM oidc_applications WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(executor)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(APPLICATION_SQL.as_str())).bind(id).fetch_optional(executor).await
 }
+
+pub(super) static APPLICATION_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {APP_COLUMNS} FROM oidc_applications WHERE id = $1"));
 
 pub async fn list_applications(pool: &AnyPool, scope_key: &str) -> Result<Vec<ApplicationRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

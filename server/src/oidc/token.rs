@@ -319,7 +319,7 @@ async fn replayed_code(
 /// The user of a grant, who must still exist and still belong to the application's
 /// scope: a client of one tenant never receives tokens about a user of another.
 async fn same_scope_user(state: &AppState, app: &ApplicationRow, user_id: &str) -> OAuthResult<UserRow> {
-    match db::get_user(&state.db().pool, user_id).await? {
+    match state.db().user(user_id).await.map_err(AppError::from)? {
         Some(u) if u.scope_key == app.scope_key => Ok(u),
         _ => Err(OAuthError::invalid_grant("the grant's user is not available to this client")),
     }

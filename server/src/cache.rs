@@ -10,6 +10,10 @@
 //! ([`Db::writes_seen`]): on this node every change is seen by the next request. A write
 //! on another node (or by another process on the same SQLite file) is seen within
 //! [`RECENT_TTL`], which bounds how long a session revoked there still works here.
+//! Applications are counted apart: two statements write them, and the transactions
+//! that run those count their commits ([`Db::application_writes_seen`]), so the
+//! application a stream of token exchanges names stays in memory through the
+//! exchanges' own writes.
 //!
 //! A user's policy inputs (their scope, their 2FA switch and their groups' rules: a
 //! [`Subject`]) follow the same rule on this node, but changes made elsewhere reach
@@ -219,7 +223,15 @@ impl<V: Clone> Recent<V> {
     where
         F: Future<Output = Result<Option<V>, E>>,
     {
-        let seen = db.writes_seen();
+        self.get_as_of(db.writes_seen(), key, load).await
+    }
+
+    /// [`Recent::get`] with the count of the writes that can change these rows, `seen`,
+    /// read before anything else.
+    async fn get_as_of<F, E>(&self, seen: u64, key: &str, load: F) -> Result<Option<V>, E>
+    where
+        F: Future<Output = Result<Option<V>, E>>,
+    {
         let started = Instant::now();
         if let Some((at, value)) = self.entries.get(key, started)
             && at == seen
@@ -346,7 +358,9 @@ impl PolicyCache {
     /// The application (OpenID client) `id`.
     pub async fn application(&self, db: &Db, id: &str) -> AppResult<Option<Arc<ApplicationRow>>> {
         let load = async { Ok::<_, anyhow::Error>(db.application(id).await?.map(Arc::new)) };
-        Ok(self.applications.get(db, id, load).await?)
+        // Stamped with the writes to applications alone: every token exchange writes,
+        // and would otherwise send the next one back to the database for its client.
+        Ok(self.applications.get_as_of(db.application_writes_seen(), id, load).await?)
     }
 
     /// `user_id`'s grant to the application `application_id`.

@@ -44,6 +44,10 @@ pub struct Db {
     /// Counts committed writes, so caches of rows any write may change (sessions,
     /// users) can tell an entry read before the latest write from one read after it.
     writes: Arc<AtomicU64>,
+    /// Counts committed writes to applications (OpenID clients), which are few, so the
+    /// applications a stream of token exchanges names are not read again after each of
+    /// the exchanges' own writes ([`Db::application_writes_seen`]).
+    application_writes: Arc<AtomicU64>,
     /// Where [`Db::on_writer`] runs write transactions on SQLite; `None` on PostgreSQL.
     writer_thread: Option<WriterThread>,
     /// The hottest point reads on a SQLite file, without sqlx's connection threads;
@@ -117,6 +121,9 @@ pub type Tx = WriteTx;
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     writes: Arc<AtomicU64>,
+    application_writes: Arc<AtomicU64>,
+    /// Whether the transaction writes an application ([`WriteTx::changes_applications`]).
+    changes_applications: bool,
     /// Held until the transaction ends, so no direct transaction runs meanwhile.
     _lock: Option<direct::WriteLock>,
 }
@@ -126,7 +133,17 @@ impl WriteTx {
         self.tx.commit().await?;
         // After the commit: a reader that loaded a row before it sees the counter move.
         self.writes.fetch_add(1, Ordering::AcqRel);
+        if self.changes_applications {
+            self.application_writes.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(())
+    }
+
+    /// Marks the transaction as one that writes an application: its commit then counts
+    /// for [`Db::application_writes_seen`] too. The statements that write applications
+    /// ([`oidc::put_application`], [`oidc::delete_application`]) take a `WriteTx` for this.
+    pub fn changes_applications(&mut self) {
+        self.changes_applications = true;
     }
 }
 
@@ -190,7 +207,19 @@ impl Db {
         let hot = (backend == Backend::Postgres)
             .then(|| Arc::new(hot::Pool::new(options, max_connections, Duration::from_secs(5), PING_AFTER_IDLE)));
         let subject_reads = hot.clone().map(batch::SubjectReads::start);
-        Ok(Self { pool, writer, backend, writes, writer_thread, lookups, direct, hot, subject_reads })
+        let application_writes = Arc::new(AtomicU64::new(0));
+        Ok(Self {
+            pool,
+            writer,
+            backend,
+            writes,
+            application_writes,
+            writer_thread,
+            lookups,
+            direct,
+            hot,
+            subject_reads,
+        })
     }
 
     fn pool_options(backend: Backend, max_connections: u32, acquire: Duration) -> AnyPoolOptions {
@@ -253,7 +282,13 @@ impl Db {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.writer.begin().await?,
         };
-        Ok(WriteTx { tx, writes: self.writes.clone(), _lock: lock })
+        Ok(WriteTx {
+            tx,
+            writes: self.writes.clone(),
+            application_writes: self.application_writes.clone(),
+            changes_applications: false,
+            _lock: lock,
+        })
     }
 
     /// Runs one statement that writes and returns at most one row: on a SQLite file in
@@ -406,6 +441,12 @@ impl Db {
     /// was `n` is current only while it still is `n`.
     pub fn writes_seen(&self) -> u64 {
         self.writes.load(Ordering::Acquire)
+    }
+
+    /// How many writes to applications this process has committed, as
+    /// [`Db::writes_seen`] counts all writes.
+    pub fn application_writes_seen(&self) -> u64 {
+        self.application_writes.load(Ordering::Acquire)
     }
 
     /// The session of `token_hash` with its user ([`find_session`]).

@@ -80,7 +80,8 @@ pub async fn insert_application(conn: &mut AnyConnection, a: &ApplicationRow) ->
 }
 
 /// Replaces everything but the id, scope and creation time.
-pub async fn put_application(conn: &mut AnyConnection, a: &ApplicationRow) -> Result<(), sqlx::Error> {
+pub async fn put_application(tx: &mut super::WriteTx, a: &ApplicationRow) -> Result<(), sqlx::Error> {
+    tx.changes_applications();
     sqlx::query(
         "UPDATE oidc_applications SET name = $1, client_type = $2, secret_hash = $3, redirect_uris = $4, \
          post_logout_redirect_uris = $5, allowed_scopes = $6, first_party = $7, require_two_factor = $8, \
@@ -99,13 +100,14 @@ pub async fn put_application(conn: &mut AnyConnection, a: &ApplicationRow) -> Re
     .bind(&a.token_alg)
     .bind(a.updated_at)
     .bind(&a.id)
-    .execute(conn)
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-pub async fn delete_application(conn: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM oidc_applications WHERE id = $1").bind(id).execute(conn).await?;
+pub async fn delete_application(tx: &mut super::WriteTx, id: &str) -> Result<(), sqlx::Error> {
+    tx.changes_applications();
+    sqlx::query("DELETE FROM oidc_applications WHERE id = $1").bind(id).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -909,6 +909,42 @@ async fn an_application_demanding_two_factor_where_it_is_disabled_is_unmet() {
     }
 }
 
+/// A client's credentials as the token endpoint judges them: `invalid_grant` for a
+/// client it authenticated (the code is made up), `invalid_client` for one it did not.
+async fn client_verdict(s: &Setup, client_id: &str, secret: &str) -> (StatusCode, Option<String>) {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", "made-up"),
+        ("redirect_uri", REDIRECT),
+        ("client_id", client_id),
+        ("client_secret", secret),
+    ];
+    let (status, body) = raw_token(s, &form).await;
+    (status, body["error"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn a_rotated_secret_or_a_deleted_application_stops_working_at_once_though_just_read() {
+    // The node keeps the application it just authenticated a client with; a change to
+    // the application through this node must end that at once, not when the entry ages.
+    let s = setup(false, json!({})).await;
+    let old = s.client_secret.clone().expect("a confidential client");
+    let authenticated = (StatusCode::BAD_REQUEST, Some("invalid_grant".to_owned()));
+    let refused = (StatusCode::UNAUTHORIZED, Some("invalid_client".to_owned()));
+    assert_eq!(client_verdict(&s, &s.client_id, &old).await, authenticated);
+    let rotated = s
+        .app
+        .post_json(&format!("/api/applications/{}/secret", s.client_id), &json!({}))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    let new = rotated["client_secret"].as_str().expect("the new secret").to_owned();
+    assert_eq!(client_verdict(&s, &s.client_id, &old).await, refused, "the rotated secret still works");
+    assert_eq!(client_verdict(&s, &s.client_id, &new).await, authenticated);
+    s.app.delete(&format!("/api/applications/{}", s.client_id)).await.assert_status(StatusCode::NO_CONTENT);
+    assert_eq!(client_verdict(&s, &s.client_id, &new).await, refused, "the deleted application still works");
+}
+
 #[tokio::test]
 async fn applications_are_managed_per_scope_and_audited() {
     let s = setup(false, json!({})).await;

@@ -923,6 +923,17 @@ async fn client_verdict(s: &Setup, client_id: &str, secret: &str) -> (StatusCode
     (status, body["error"].as_str().map(str::to_owned))
 }
 
+/// Rotates the setup application's secret and returns the new one, shown this once.
+async fn rotate_secret(s: &Setup) -> String {
+    let rotated = s
+        .app
+        .post_json(&format!("/api/applications/{}/secret", s.client_id), &json!({}))
+        .await
+        .assert_status(StatusCode::OK)
+        .json();
+    rotated["client_secret"].as_str().expect("the new secret").to_owned()
+}
+
 #[tokio::test]
 async fn a_rotated_secret_or_a_deleted_application_stops_working_at_once_though_just_read() {
     // The node keeps the application it just authenticated a client with; a change to
@@ -932,13 +943,7 @@ async fn a_rotated_secret_or_a_deleted_application_stops_working_at_once_though_
     let authenticated = (StatusCode::BAD_REQUEST, Some("invalid_grant".to_owned()));
     let refused = (StatusCode::UNAUTHORIZED, Some("invalid_client".to_owned()));
     assert_eq!(client_verdict(&s, &s.client_id, &old).await, authenticated);
-    let rotated = s
-        .app
-        .post_json(&format!("/api/applications/{}/secret", s.client_id), &json!({}))
-        .await
-        .assert_status(StatusCode::OK)
-        .json();
-    let new = rotated["client_secret"].as_str().expect("the new secret").to_owned();
+    let new = rotate_secret(&s).await;
     assert_eq!(client_verdict(&s, &s.client_id, &old).await, refused, "the rotated secret still works");
     assert_eq!(client_verdict(&s, &s.client_id, &new).await, authenticated);
     s.app.delete(&format!("/api/applications/{}", s.client_id)).await.assert_status(StatusCode::NO_CONTENT);
@@ -962,14 +967,10 @@ async fn applications_are_managed_per_scope_and_audited() {
         "name": "X", "client_type": "public", "redirect_uris": ["http://example.com/cb"], "allowed_scopes": ["openid"],
     })).await;
     bad.assert_error(StatusCode::BAD_REQUEST, "invalid_field");
-    // Rotating the secret shows the new one once; the old one stops working.
-    let rotated = s
-        .app
-        .post_json(&format!("/api/applications/{}/secret", s.client_id), &json!({}))
-        .await
-        .assert_status(StatusCode::OK)
-        .json();
-    assert_ne!(rotated["client_secret"].as_str(), s.client_secret.as_deref());
+    // Rotating the secret shows the new one once (that the old one stops working:
+    // `a_rotated_secret_or_a_deleted_application_stops_working_at_once_though_just_read`).
+    let rotated = rotate_secret(&s).await;
+    assert_ne!(Some(rotated.as_str()), s.client_secret.as_deref());
     let audit = s.app.audit("").await;
     assert!(audit.iter().any(|e| e["action"] == "application.created"));
     assert!(audit.iter().any(|e| e["action"] == "application.secret_rotated"));

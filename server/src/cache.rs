@@ -10,10 +10,10 @@
 //! ([`Db::writes_seen`]): on this node every change is seen by the next request. A write
 //! on another node (or by another process on the same SQLite file) is seen within
 //! [`RECENT_TTL`], which bounds how long a session revoked there still works here.
-//! Applications are counted apart: two statements write them, and the transactions
-//! that run those count their commits ([`Db::application_writes_seen`]), so the
-//! application a stream of token exchanges names stays in memory through the
-//! exchanges' own writes.
+//! Applications are counted apart: two statements change or remove one (a new one
+//! replaces nothing kept, since only rows found are kept), and the transactions that
+//! run those count their commits ([`Db::application_writes_seen`]), so the application
+//! a stream of token exchanges names stays in memory through the exchanges' own writes.
 //!
 //! A user's policy inputs (their scope, their 2FA switch and their groups' rules: a
 //! [`Subject`]) follow the same rule on this node, but changes made elsewhere reach

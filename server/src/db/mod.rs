@@ -44,7 +44,7 @@ pub struct Db {
     /// Counts committed writes, so caches of rows any write may change (sessions,
     /// users) can tell an entry read before the latest write from one read after it.
     writes: Arc<AtomicU64>,
-    /// Counts committed writes to applications (OpenID clients), which are few, so the
+    /// Counts committed changes to applications (OpenID clients), which are few, so the
     /// applications a stream of token exchanges names are not read again after each of
     /// the exchanges' own writes ([`Db::application_writes_seen`]).
     application_writes: Arc<AtomicU64>,
@@ -139,9 +139,10 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Marks the transaction as one that writes an application: its commit then counts
-    /// for [`Db::application_writes_seen`] too. The statements that write applications
-    /// ([`oidc::put_application`], [`oidc::delete_application`]) take a `WriteTx` for this.
+    /// Marks the transaction as one that changes or removes an application: its commit
+    /// then counts for [`Db::application_writes_seen`] too. The statements that do
+    /// ([`oidc::put_application`], [`oidc::delete_application`]) take a `WriteTx` for
+    /// this; an insert needs no mark, since no cache keeps an application not found.
     pub fn changes_applications(&mut self) {
         self.changes_applications = true;
     }

@@ -413,26 +413,35 @@ async fn register_application(t: &Target, alg: TokenAlg) -> anyhow::Result<(Stri
 /// the answer is a 303 to the application with a code, which is kept for the token
 /// workload.
 fn authorize_job(t: &Target, client_id: &str, codes: Arc<Mutex<Vec<String>>>) -> Job {
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let authorize = format!(
-        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}&redirect_uri={}",
-        t.base,
-        enc(REDIRECT)
-    );
+    let authorize = authorize_url(t, client_id);
     let cookie = t.admin_cookie.clone();
     Arc::new(move |http, index| {
         let (authorize, cookie, codes) = (format!("{authorize}&state={index}"), cookie.clone(), codes.clone());
         Box::pin(async move {
-            let resp = http.get(authorize).header("Cookie", cookie).send().await.map_err(|e| e.to_string())?;
-            let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let code = url::Url::parse(location)
-                .ok()
-                .and_then(|u| u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()))
-                .ok_or_else(|| format!("authorize answered {} without a code", resp.status()))?;
+            let code = authorize_once(&http, authorize, &cookie).await?;
             codes.lock().map_err(|_| "code list poisoned".to_owned())?.push(code);
             Ok(())
         })
     })
+}
+
+fn authorize_url(t: &Target, client_id: &str) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}&redirect_uri={}",
+        t.base,
+        enc(REDIRECT)
+    )
+}
+
+/// One authorization request; the code of the redirect it answers.
+async fn authorize_once(http: &reqwest::Client, url: String, cookie: &str) -> Result<String, String> {
+    let resp = http.get(url).header("Cookie", cookie).send().await.map_err(|e| e.to_string())?;
+    let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    url::Url::parse(location)
+        .ok()
+        .and_then(|u| u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()))
+        .ok_or_else(|| format!("authorize answered {} without a code", resp.status()))
 }
 
 /// The token endpoint: each code of `codes` for tokens once (`client_secret_basic`),
@@ -443,19 +452,44 @@ fn token_job(t: &Target, client_id: String, secret: String, codes: Arc<Vec<Strin
         let (token, client_id, secret, codes) = (token.clone(), client_id.clone(), secret.clone(), codes.clone());
         Box::pin(async move {
             let code = codes.get(index).ok_or("no code left")?;
-            let form = format!(
-                "grant_type=authorization_code&code={}&redirect_uri={}",
-                url::form_urlencoded::byte_serialize(code.as_bytes()).collect::<String>(),
-                url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
-            );
-            let resp = http
-                .post(token)
-                .basic_auth(client_id, Some(secret))
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(form)
-                .send()
-                .await;
-            drive::expect(resp, 200).await
+            exchange_once(&http, token, &client_id, &secret, code).await
+        })
+    })
+}
+
+/// One code for tokens.
+async fn exchange_once(
+    http: &reqwest::Client,
+    url: String,
+    client_id: &str,
+    secret: &str,
+    code: &str,
+) -> drive::Outcome {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let form = format!("grant_type=authorization_code&code={}&redirect_uri={}", enc(code), enc(REDIRECT));
+    let resp = http
+        .post(url)
+        .basic_auth(client_id, Some(secret))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await;
+    drive::expect(resp, 200).await
+}
+
+/// An application's whole code flow, as a relying party signs a user in through
+/// Twofold: an authorization request with the admin's session, then its code for
+/// tokens. The soak runs it beside the other workloads.
+fn code_flow_job(t: &Target, client_id: String, secret: String) -> Job {
+    let authorize = authorize_url(t, &client_id);
+    let token = format!("{}/oauth2/token", t.base);
+    let cookie = t.admin_cookie.clone();
+    Arc::new(move |http, index| {
+        let authorize = format!("{authorize}&state={index}");
+        let (token, cookie, client_id, secret) = (token.clone(), cookie.clone(), client_id.clone(), secret.clone());
+        Box::pin(async move {
+            let code = authorize_once(&http, authorize, &cookie).await?;
+            exchange_once(&http, token, &client_id, &secret, &code).await
         })
     })
 }
@@ -624,7 +658,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Mixed load for `soak_seconds`: policy reads, settings writes, password and
-/// verify-code steps at once, with the server's memory sampled as it goes.
+/// verify-code steps and an application's code flow at once, each with a quarter of the
+/// clients, with the server's memory sampled as it goes.
 async fn soak(args: SoakArgs) -> anyhow::Result<()> {
     let t = start_target(&args.run).await?;
     let c = (args.run.clients / 4).max(1);
@@ -640,38 +675,44 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         while started.elapsed() < d {
             samples.push((started.elapsed().as_secs(), memory_mib(pid).0));
-            tokio::time::sleep(sample_every).await;
+            tokio::time::sleep(sample_every.min(d.saturating_sub(started.elapsed()))).await;
         }
         samples.push((started.elapsed().as_secs(), memory_mib(pid).0));
         samples
     });
-    let (policy, settings, password, verify) = tokio::try_join!(
+    let (client_id, secret) = register_application(&t, TokenAlg::ES256).await?;
+    let (policy, settings, password, verify, flow) = tokio::try_join!(
         drive::run("effective-policy read", c, Limit::For(d), policy_job(&t)),
         drive::run("admin settings write", c, Limit::For(d), settings_job(&t)),
         drive::run("password step", c, Limit::For(d), password_job(&t)),
         drive::run("verify-code step", c, Limit::Jobs(n), verify_job(&t, users, tokens)),
+        drive::run("OpenID Connect code flow (ES256)", c, Limit::For(d), code_flow_job(&t, client_id, secret)),
     )?;
     let samples = sampler.await?;
     let (_, peak) = memory_mib(pid);
-    println!("\n### soak: {} s, {} users over {} tenants\n", args.soak_seconds, t.world.users, t.world.tenants);
+    let backend = if args.run.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+    println!(
+        "\n### soak: {} s, {} users over {} tenants on {backend}\n",
+        args.soak_seconds, t.world.users, t.world.tenants
+    );
     println!("| workload | requests/s | p50 ms | p99 ms | errors / requests | ratio |");
     println!("| --- | ---: | ---: | ---: | ---: | --- |");
-    for s in [&policy, &settings, &password, &verify] {
+    for s in [&policy, &settings, &password, &verify, &flow] {
         println!("{}", row(s, None));
     }
     // Each pending sign-in is verified once, so this workload can end before the others.
     println!(
-        "\nThe verify-code workload verified its {} pending sign-ins in {:.0} s of the {} s.",
+        "\nThe verify-code workload verified its {} pending sign-ins in {:.1} s of the {} s.",
         verify.requests, verify.seconds, args.soak_seconds
     );
     let line: Vec<String> = samples.iter().map(|(s, m)| format!("{s} s: {m:.1}")).collect();
     println!("\nResident memory (MiB) over time: {}; peak {peak:.1} MiB.", line.join(", "));
-    for s in [&policy, &settings, &password, &verify] {
+    for s in [&policy, &settings, &password, &verify, &flow] {
         for e in &s.error_samples {
             println!("- {} error: {e}", s.name);
         }
     }
-    let errors: usize = [&policy, &settings, &password, &verify].iter().map(|s| s.errors).sum();
+    let errors: usize = [&policy, &settings, &password, &verify, &flow].iter().map(|s| s.errors).sum();
     anyhow::ensure!(errors == 0, "{errors} requests failed");
     Ok(())
 }

@@ -685,7 +685,8 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
         drive::run("effective-policy read", c, Limit::For(d), policy_job(&t)),
         drive::run("admin settings write", c, Limit::For(d), settings_job(&t)),
         drive::run("password step", c, Limit::For(d), password_job(&t)),
-        drive::run("verify-code step", c, Limit::Jobs(n), verify_job(&t, users, tokens)),
+        // Each user verifies once: this workload ends early when the users run out.
+        drive::run("verify-code step", c, Limit::JobsFor(n, d), verify_job(&t, users, tokens)),
         drive::run("OpenID Connect code flow (ES256)", c, Limit::For(d), code_flow_job(&t, client_id, secret)),
     )?;
     let samples = sampler.await?;
@@ -702,7 +703,7 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
     }
     // Each pending sign-in is verified once, so this workload can end before the others.
     println!(
-        "\nThe verify-code workload verified its {} pending sign-ins in {:.1} s of the {} s.",
+        "\nThe verify-code workload verified {} of its {n} pending sign-ins in {:.1} s of the {} s.",
         verify.requests, verify.seconds, args.soak_seconds
     );
     let line: Vec<String> = samples.iter().map(|(s, m)| format!("{s} s: {m:.1}")).collect();

@@ -426,12 +426,19 @@ fn authorize_job(t: &Target, client_id: &str, codes: Arc<Mutex<Vec<String>>>) ->
 }
 
 fn authorize_url(t: &Target, client_id: &str) -> String {
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     format!(
         "{}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}&redirect_uri={}",
         t.base,
-        enc(REDIRECT)
+        form_encoded(REDIRECT)
     )
+}
+
+fn token_url(t: &Target) -> String {
+    format!("{}/oauth2/token", t.base)
+}
+
+fn form_encoded(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// One authorization request; the code of the redirect it answers.
@@ -447,7 +454,7 @@ async fn authorize_once(http: &reqwest::Client, url: String, cookie: &str) -> Re
 /// The token endpoint: each code of `codes` for tokens once (`client_secret_basic`),
 /// which signs an ID token and an access token.
 fn token_job(t: &Target, client_id: String, secret: String, codes: Arc<Vec<String>>) -> Job {
-    let token = format!("{}/oauth2/token", t.base);
+    let token = token_url(t);
     Arc::new(move |http, index| {
         let (token, client_id, secret, codes) = (token.clone(), client_id.clone(), secret.clone(), codes.clone());
         Box::pin(async move {
@@ -465,8 +472,8 @@ async fn exchange_once(
     secret: &str,
     code: &str,
 ) -> drive::Outcome {
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let form = format!("grant_type=authorization_code&code={}&redirect_uri={}", enc(code), enc(REDIRECT));
+    let form =
+        format!("grant_type=authorization_code&code={}&redirect_uri={}", form_encoded(code), form_encoded(REDIRECT));
     let resp = http
         .post(url)
         .basic_auth(client_id, Some(secret))
@@ -482,7 +489,7 @@ async fn exchange_once(
 /// tokens. The soak runs it beside the other workloads.
 fn code_flow_job(t: &Target, client_id: String, secret: String) -> Job {
     let authorize = authorize_url(t, &client_id);
-    let token = format!("{}/oauth2/token", t.base);
+    let token = token_url(t);
     let cookie = t.admin_cookie.clone();
     Arc::new(move |http, index| {
         let authorize = format!("{authorize}&state={index}");
@@ -698,7 +705,8 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
     );
     println!("| workload | requests/s | p50 ms | p99 ms | errors / requests | ratio |");
     println!("| --- | ---: | ---: | ---: | ---: | --- |");
-    for s in [&policy, &settings, &password, &verify, &flow] {
+    let workloads = [&policy, &settings, &password, &verify, &flow];
+    for s in workloads {
         println!("{}", row(s, None));
     }
     // Each pending sign-in is verified once, so this workload can end before the others.
@@ -708,12 +716,12 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
     );
     let line: Vec<String> = samples.iter().map(|(s, m)| format!("{s} s: {m:.1}")).collect();
     println!("\nResident memory (MiB) over time: {}; peak {peak:.1} MiB.", line.join(", "));
-    for s in [&policy, &settings, &password, &verify, &flow] {
+    for s in workloads {
         for e in &s.error_samples {
             println!("- {} error: {e}", s.name);
         }
     }
-    let errors: usize = [&policy, &settings, &password, &verify, &flow].iter().map(|s| s.errors).sum();
+    let errors: usize = workloads.iter().map(|s| s.errors).sum();
     anyhow::ensure!(errors == 0, "{errors} requests failed");
     Ok(())
 }

@@ -329,7 +329,12 @@ impl FromRequestParts<AppState> for Authenticated {
         }
         if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
             let hash = hash.clone();
-            state.db().write_one(move |c| Box::pin(async move { db::touch_session(c, &hash, now).await })).await?;
+            // Its own row alone, so other users' sessions stay in memory.
+            let touches = db::Touches::user(&session.user_id);
+            state
+                .db()
+                .write_one_touching(touches, move |c| Box::pin(async move { db::touch_session(c, &hash, now).await }))
+                .await?;
         }
         let session = Arc::unwrap_or_clone(session);
         Ok(Authenticated {

@@ -7,7 +7,9 @@
 //! authorization request the application and the user's grant to it), kept for at most
 //! [`RECENT_TTL`]. Too many writes change those rows to invalidate them one by one, so
 //! an entry is used only while this process has committed no write since it was read
-//! ([`Db::writes_seen`]): on this node every change is seen by the next request. A write
+//! that could have changed it ([`crate::db::stamps`]: a write of anything, which every
+//! write is unless its code says less, or of the entry's own user): on this node every
+//! change is seen by the next request. A write
 //! on another node (or by another process on the same SQLite file) is seen within
 //! [`RECENT_TTL`], which bounds how long a session revoked there still works here.
 //! Applications are counted apart: two statements change or remove one (a new one
@@ -34,7 +36,7 @@ use twofold_policy::{ScopeSettings, TenantFeature};
 
 pub use crate::db::groups::Subject;
 use crate::db::oidc::{ApplicationRow, GrantRow};
-use crate::db::{Db, SessionRow};
+use crate::db::{Db, SessionRow, Stamps};
 use crate::error::{AppError, AppResult};
 
 /// How long a session (with its user), an application or a grant read from the
@@ -185,7 +187,7 @@ impl Subjects {
     }
 }
 
-/// A subject with what held when it was read: the time, the count of this process's
+/// A subject with what held when it was read: the time, the stamp of this process's
 /// writes and the feed's generation.
 #[derive(Debug, Clone)]
 struct SubjectEntry {
@@ -216,25 +218,33 @@ impl<V: Clone> Recent<V> {
         Self { entries: Expiring::new(capacity, RECENT_TTL) }
     }
 
-    /// The row of `key`: from memory while no write has happened since it was read and
-    /// for at most [`RECENT_TTL`], otherwise from `load` (and remembered, unless a write
-    /// happened meanwhile).
-    async fn get<F, E>(&self, db: &Db, key: &str, load: F) -> Result<Option<V>, E>
+    /// The row of `key` of `user`: from memory while no write that could change it has
+    /// committed since it was read ([`Stamps::current`]) and for at most [`RECENT_TTL`],
+    /// otherwise from `load` (and remembered, stamped as of before the read).
+    async fn get<F, E>(&self, db: &Db, key: &str, user: impl Fn(&V) -> &str, load: F) -> Result<Option<V>, E>
     where
         F: Future<Output = Result<Option<V>, E>>,
     {
-        self.get_as_of(db.writes_seen(), key, load).await
+        let stamps = db.stamps();
+        self.get_as_of(stamps.seen(), key, |seen, value| stamps.current(seen, Some(user(value))), load).await
     }
 
-    /// [`Recent::get`] with the count of the writes that can change these rows, `seen`,
-    /// read before anything else.
-    async fn get_as_of<F, E>(&self, seen: u64, key: &str, load: F) -> Result<Option<V>, E>
+    /// [`Recent::get`] with the stamp of the writes that can change these rows, `seen`,
+    /// read before anything else, and `current`, which says whether an entry stamped
+    /// so is still current.
+    async fn get_as_of<F, E>(
+        &self,
+        seen: u64,
+        key: &str,
+        current: impl Fn(u64, &V) -> bool,
+        load: F,
+    ) -> Result<Option<V>, E>
     where
         F: Future<Output = Result<Option<V>, E>>,
     {
         let started = Instant::now();
         if let Some((at, value)) = self.entries.get(key, started)
-            && at == seen
+            && current(at, &value)
         {
             return Ok(Some(value));
         }
@@ -284,7 +294,9 @@ impl PolicyCache {
     pub async fn session(&self, db: &Db, token_hash: &str) -> AppResult<Option<Arc<SessionRow>>> {
         Ok(self
             .sessions
-            .get(db, token_hash, async { Ok::<_, anyhow::Error>(db.session(token_hash).await?.map(Arc::new)) })
+            .get(db, token_hash, |s| &s.user_id, async {
+                Ok::<_, anyhow::Error>(db.session(token_hash).await?.map(Arc::new))
+            })
             .await?)
     }
 
@@ -304,10 +316,10 @@ impl PolicyCache {
             // as given): read it as asked and keep nothing.
             return Ok(db.subject(user_id).await?);
         };
-        let writes = db.writes_seen();
+        let writes = db.stamps().seen();
         let generation = self.subject_feed.generation.load(Ordering::Acquire);
         let started = Instant::now();
-        let cached = self.cached_subject(key, writes, generation, started);
+        let cached = self.cached_subject(db.stamps(), key, user_id, generation, started);
         crate::metrics::cache_read("subjects", cached.is_some());
         if let Some(subject) = cached {
             return Ok(Some(subject));
@@ -327,11 +339,19 @@ impl PolicyCache {
         Ok(loaded)
     }
 
-    fn cached_subject(&self, key: u128, writes: u64, generation: u64, now: Instant) -> Option<Subject> {
+    fn cached_subject(
+        &self,
+        stamps: &Stamps,
+        key: u128,
+        user_id: &str,
+        generation: u64,
+        now: Instant,
+    ) -> Option<Subject> {
         let entry = self.subjects.entries.get(&key)?;
         let age = now.saturating_duration_since(entry.read_at);
         let fresh = age < RECENT_TTL || (age < self.subjects.ttl && self.subject_feed.live_at(now));
-        (fresh && entry.writes == writes && entry.generation == generation).then_some(entry.subject)
+        (fresh && stamps.current(entry.writes, Some(user_id)) && entry.generation == generation)
+            .then_some(entry.subject)
     }
 
     /// A change to some user's policy inputs was heard (or may have been missed): every
@@ -360,13 +380,14 @@ impl PolicyCache {
         let load = async { Ok::<_, anyhow::Error>(db.application(id).await?.map(Arc::new)) };
         // Stamped with the writes to applications alone: every token exchange writes,
         // and would otherwise send the next one back to the database for its client.
-        Ok(self.applications.get_as_of(db.application_writes_seen(), id, load).await?)
+        let seen = db.application_writes_seen();
+        Ok(self.applications.get_as_of(seen, id, |at, _| at == seen, load).await?)
     }
 
     /// `user_id`'s grant to the application `application_id`.
     pub async fn grant(&self, db: &Db, user_id: &str, application_id: &str) -> AppResult<Option<Arc<GrantRow>>> {
         let load = async { Ok::<_, sqlx::Error>(db.grant(user_id, application_id).await?.map(Arc::new)) };
-        Ok(self.grants.get(db, &format!("{user_id} {application_id}"), load).await?)
+        Ok(self.grants.get(db, &format!("{user_id} {application_id}"), |g| &g.user_id, load).await?)
     }
 
     pub async fn settings(&self, db: &Db, scope_key: &str) -> AppResult<ScopeSettings> {
@@ -437,30 +458,46 @@ mod tests {
     #[test]
     fn a_subject_answers_beyond_half_a_second_only_while_the_feed_vouches_for_it() {
         let cache = PolicyCache::new(Duration::from_secs(10));
+        let stamps = Stamps::default();
+        let (user, other) = ("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2c");
         let read_at = Instant::now();
         let subject = Subject { tenant_id: None, two_factor_enabled: true, groups: Vec::new() };
-        let entry = |generation| SubjectEntry { read_at, writes: 3, generation, subject: subject.clone() };
+        let entry = |generation| SubjectEntry { read_at, writes: stamps.seen(), generation, subject: subject.clone() };
         cache.subjects.entries.insert(7, entry(0));
         let at = |ms| read_at + Duration::from_millis(ms);
         // Nothing heard yet: the recent rows' half second.
-        assert_eq!(cache.cached_subject(7, 3, 0, at(499)), Some(subject.clone()));
-        assert_eq!(cache.cached_subject(7, 3, 0, at(500)), None);
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(499)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(500)), None);
         // A poll that began 300 ms after the read vouches until 800 ms.
         cache.subjects_heard_until(at(300));
-        assert_eq!(cache.cached_subject(7, 3, 0, at(799)), Some(subject.clone()));
-        assert_eq!(cache.cached_subject(7, 3, 0, at(800)), None);
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(799)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(800)), None);
         // A connected listener vouches until it is not; the time-to-live still ends it.
         cache.subject_feed_connected(true);
-        assert_eq!(cache.cached_subject(7, 3, 0, at(9_999)), Some(subject.clone()));
-        assert_eq!(cache.cached_subject(7, 3, 0, at(10_000)), None);
-        // Another count of this process's writes, or of changes heard, is another state.
-        assert_eq!(cache.cached_subject(7, 4, 0, at(1)), None);
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(9_999)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(10_000)), None);
+        // A write of another user's rows, or of none kept, leaves it; one of this user's
+        // rows, or of anything, ends it.
+        stamps.committed([crate::db::Touches::user(other), crate::db::Touches::NothingKept]);
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(1)), Some(subject.clone()));
+        stamps.committed([crate::db::Touches::user(user)]);
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(1)), None);
+        cache.subjects.entries.insert(7, entry(0));
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(1)), Some(subject.clone()));
+        stamps.committed([crate::db::Touches::Anything]);
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(1)), None);
+        // Another count of changes heard is another state.
+        cache.subjects.entries.insert(7, entry(0));
         cache.subjects_changed();
-        assert_eq!(cache.cached_subject(7, 3, 0, at(1)), Some(subject.clone()), "the caller's stamp decides");
-        assert_eq!(cache.cached_subject(7, 3, 1, at(1)), None);
+        assert_eq!(
+            cache.cached_subject(&stamps, 7, user, 0, at(1)),
+            Some(subject.clone()),
+            "the caller's stamp decides"
+        );
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 1, at(1)), None);
         cache.subject_feed_connected(false);
         cache.subjects.entries.insert(7, entry(1));
-        assert_eq!(cache.cached_subject(7, 3, 1, at(600)), None);
+        assert_eq!(cache.cached_subject(&stamps, 7, user, 1, at(600)), None);
         assert_eq!(cache.subject_feed.generation.load(Ordering::Acquire), 1);
         assert_eq!(subject.scope_key(), crate::db::HOST_SCOPE);
     }

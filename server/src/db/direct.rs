@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
@@ -26,7 +26,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::{AnyConnection, Arguments, AssertSqlSafe, FromRow};
 
-use super::{UserRow, WriteTx};
+use super::{Stamps, Touches, UserRow, WriteTx};
 
 /// One argument of a statement, bound by its `$n` position on both paths.
 #[derive(Debug, Clone)]
@@ -206,7 +206,7 @@ impl Drop for Waiting<'_> {
 pub struct WriterConn {
     conn: Connection,
     group: Option<Group>,
-    writes: Arc<AtomicU64>,
+    stamps: Arc<Stamps>,
     /// SQLite transactions committed, each holding one or more of ours.
     commits: u64,
 }
@@ -216,6 +216,8 @@ pub struct WriterConn {
 #[derive(Debug)]
 struct Group {
     members: u64,
+    /// What the members' statements may have changed among the rows caches keep.
+    touched: Vec<Touches>,
     done: tokio::sync::watch::Sender<Option<Result<(), Failure>>>,
 }
 
@@ -240,9 +242,9 @@ const MAX_GROUP: u64 = 64;
 
 impl Writer {
     /// Opens the connection to the SQLite file at `path`, which exists and is in WAL
-    /// mode (`Db::connect` opened the pool first). `writes` counts the transactions
+    /// mode (`Db::connect` opened the pool first). `stamps` numbers the transactions
     /// committed through it.
-    pub fn open(path: &Path, writes: Arc<AtomicU64>) -> anyhow::Result<Arc<Self>> {
+    pub fn open(path: &Path, stamps: Arc<Stamps>) -> anyhow::Result<Arc<Self>> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         // The same durability, keys and page cache as the pool's connections. No busy
@@ -254,7 +256,7 @@ impl Writer {
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -1024; \
              PRAGMA busy_timeout = 0; PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;",
         )?;
-        let conn = WriterConn { conn, group: None, writes, commits: 0 };
+        let conn = WriterConn { conn, group: None, stamps, commits: 0 };
         let writer = Arc::new(Self {
             conn: Arc::new(tokio::sync::Mutex::new(conn)),
             queued: AtomicUsize::new(0),
@@ -321,7 +323,10 @@ impl WriterConn {
             Ok(()) => {
                 self.commits += 1;
                 // After the commit, as `WriteTx::commit` counts it.
-                self.writes.fetch_add(group.members, Ordering::AcqRel);
+                // A group whose transactions all rolled back committed nothing.
+                if group.members > 0 {
+                    self.stamps.committed(group.touched);
+                }
                 crate::metrics::sqlite_commit(group.members);
                 Ok(())
             }
@@ -421,6 +426,8 @@ pub struct DirectTx {
     open: bool,
     /// Its end is accounted for in the group.
     settled: bool,
+    /// What its statements may change among the rows caches keep.
+    touches: Touches,
 }
 
 impl DirectTx {
@@ -443,9 +450,9 @@ impl DirectTx {
                     Err(e) => return Err(to_sqlx(e)),
                 }
             }
-            conn.group = Some(Group { members: 0, done: tokio::sync::watch::Sender::new(None) });
+            conn.group = Some(Group { members: 0, touched: Vec::new(), done: tokio::sync::watch::Sender::new(None) });
         }
-        let mut tx = Self { conn, writer: writer.clone(), open: false, settled: false };
+        let mut tx = Self { conn, writer: writer.clone(), open: false, settled: false, touches: Touches::Anything };
         control(&tx.conn.conn, "SAVEPOINT job").map_err(to_sqlx)?;
         tx.open = true;
         Ok(tx)
@@ -484,12 +491,21 @@ impl DirectTx {
         let group = self.conn.group.as_mut()?;
         let done = joined.then(|| {
             group.members += 1;
+            if !group.touched.contains(&self.touches) {
+                group.touched.push(self.touches);
+            }
             group.done.subscribe()
         });
         if group.members >= MAX_GROUP || self.writer.idle() {
             self.conn.close_group();
         }
         done
+    }
+
+    /// Says what the transaction's statements may change among the rows caches keep
+    /// (anything, unless said).
+    pub fn touches(&mut self, touches: Touches) {
+        self.touches = touches;
     }
 
     fn run_now(&self, sql: &str, args: &[Arg]) -> rusqlite::Result<u64> {
@@ -553,6 +569,15 @@ impl Transaction {
         match self {
             Transaction::Sqlx(tx) => tx.commit().await,
             Transaction::Direct(tx) => tx.commit().await,
+        }
+    }
+
+    /// Says what the transaction's statements may change among the rows caches keep
+    /// (anything, unless said): [`super::stamps`].
+    pub fn touches(&mut self, touches: Touches) {
+        match self {
+            Transaction::Sqlx(tx) => tx.touches(touches),
+            Transaction::Direct(tx) => tx.touches(touches),
         }
     }
 

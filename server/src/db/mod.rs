@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use stamps::{Stamps, Touches};
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, FromRow};
 use twofold_policy::{Behaviour, ProviderSet, ScopeSettings, Strength, TenantFeature};
@@ -41,9 +43,10 @@ pub struct Db {
     /// PostgreSQL the same pool as reads.
     writer: AnyPool,
     pub backend: Backend,
-    /// Counts committed writes, so caches of rows any write may change (sessions,
-    /// users) can tell an entry read before the latest write from one read after it.
-    writes: Arc<AtomicU64>,
+    /// Numbers committed writes with what they may have changed, so caches of rows
+    /// writes change (sessions, users) can tell an entry read before a write that
+    /// touched it from one read after ([`stamps`]).
+    stamps: Arc<Stamps>,
     /// Counts committed changes to applications (OpenID clients), which are few, so the
     /// applications a stream of token exchanges names are not read again after each of
     /// the exchanges' own writes ([`Db::application_writes_seen`]).
@@ -115,12 +118,14 @@ impl WriterThread {
 
 pub type Tx = WriteTx;
 
-/// A write transaction. Committing it counts as a write for [`Db::writes_seen`]; on
-/// SQLite it holds the one writer connection until it ends.
+/// A write transaction. Committing it counts as a write for [`Db::stamps`], of anything
+/// unless [`WriteTx::touches`] says less; on SQLite it holds the one writer connection
+/// until it ends.
 #[derive(Debug)]
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
-    writes: Arc<AtomicU64>,
+    stamps: Arc<Stamps>,
+    touches: Touches,
     application_writes: Arc<AtomicU64>,
     /// Whether the transaction writes an application ([`WriteTx::changes_applications`]).
     changes_applications: bool,
@@ -132,7 +137,7 @@ impl WriteTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await?;
         // After the commit: a reader that loaded a row before it sees the counter move.
-        self.writes.fetch_add(1, Ordering::AcqRel);
+        self.stamps.committed([self.touches]);
         if self.changes_applications {
             self.application_writes.fetch_add(1, Ordering::AcqRel);
         }
@@ -145,6 +150,12 @@ impl WriteTx {
     /// this; an insert needs no mark, since no cache keeps an application not found.
     pub fn changes_applications(&mut self) {
         self.changes_applications = true;
+    }
+
+    /// Says what the transaction's statements may change among the rows caches keep
+    /// (anything, unless said).
+    pub fn touches(&mut self, touches: Touches) {
+        self.touches = touches;
     }
 }
 
@@ -202,8 +213,8 @@ impl Db {
         let writer_thread = (backend == Backend::Sqlite).then(WriterThread::start).transpose()?;
         let keep = usize::try_from(max_connections).unwrap_or(usize::MAX);
         // After the pool: its first connection created the file and switched it to WAL.
-        let writes = Arc::new(AtomicU64::new(0));
-        let direct = file.as_deref().map(|path| direct::Writer::open(path, writes.clone())).transpose()?;
+        let stamps = Arc::new(Stamps::default());
+        let direct = file.as_deref().map(|path| direct::Writer::open(path, stamps.clone())).transpose()?;
         let lookups = file.map(|path| Arc::new(lookup::Lookups::new(&path, keep)));
         let hot = (backend == Backend::Postgres)
             .then(|| Arc::new(hot::Pool::new(options, max_connections, Duration::from_secs(5), PING_AFTER_IDLE)));
@@ -213,7 +224,7 @@ impl Db {
             pool,
             writer,
             backend,
-            writes,
+            stamps,
             application_writes,
             writer_thread,
             lookups,
@@ -285,28 +296,33 @@ impl Db {
         };
         Ok(WriteTx {
             tx,
-            writes: self.writes.clone(),
+            stamps: self.stamps.clone(),
+            touches: Touches::Anything,
             application_writes: self.application_writes.clone(),
             changes_applications: false,
             _lock: lock,
         })
     }
 
-    /// Runs one statement that writes and returns at most one row: on a SQLite file in
-    /// a direct transaction of its own on the writer's thread, otherwise as
-    /// [`Db::write_one`] does.
+    /// Runs one statement that writes and returns at most one row, touching what
+    /// `touches` says: on a SQLite file in a direct transaction of its own on the
+    /// writer's thread, otherwise as [`Db::write_one_touching`] does.
     pub async fn write_returning<R: direct::ReturnedRow + 'static>(
         &self,
+        touches: Touches,
         sql: &'static str,
         args: Vec<direct::Arg>,
     ) -> Result<Option<R>, sqlx::Error> {
         use direct::Exec;
         if self.direct.is_none() {
-            return self.write_one(move |c| Box::pin(async move { c.returning(sql, &args).await })).await;
+            return self
+                .write_one_touching(touches, move |c| Box::pin(async move { c.returning(sql, &args).await }))
+                .await;
         }
         let db = self.clone();
         self.on_writer(async move {
             let mut tx = db.begin().await?;
+            tx.touches(touches);
             let row = tx.returning(sql, &args).await?;
             tx.commit().await?;
             Ok(row)
@@ -316,14 +332,20 @@ impl Db {
 
     /// Runs one statement that writes, as [`Db::write_returning`]; the number of rows
     /// it changed.
-    pub async fn write_statement(&self, sql: &'static str, args: Vec<direct::Arg>) -> Result<u64, sqlx::Error> {
+    pub async fn write_statement(
+        &self,
+        touches: Touches,
+        sql: &'static str,
+        args: Vec<direct::Arg>,
+    ) -> Result<u64, sqlx::Error> {
         use direct::Exec;
         if self.direct.is_none() {
-            return self.write_one(move |c| Box::pin(async move { c.run(sql, &args).await })).await;
+            return self.write_one_touching(touches, move |c| Box::pin(async move { c.run(sql, &args).await })).await;
         }
         let db = self.clone();
         self.on_writer(async move {
             let mut tx = db.begin().await?;
+            tx.touches(touches);
             let changed = tx.run(sql, &args).await?;
             tx.commit().await?;
             Ok(changed)
@@ -397,6 +419,15 @@ impl Db {
         F: FnOnce(AnyPool) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
     {
+        self.write_touching(Touches::Anything, statement).await
+    }
+
+    async fn write_touching<T, F, Fut>(&self, touches: Touches, statement: F) -> Result<T, sqlx::Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(AnyPool) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+    {
         let (writer, db) = (self.writer.clone(), self.clone());
         let done = self
             .on_writer(async move {
@@ -404,7 +435,7 @@ impl Db {
                 statement(writer).await
             })
             .await?;
-        self.writes.fetch_add(1, Ordering::AcqRel);
+        self.stamps.committed([touches]);
         done
     }
 
@@ -420,32 +451,51 @@ impl Db {
             + Send
             + 'static,
     {
+        self.write_one_touching(Touches::Anything, statement).await
+    }
+
+    /// [`Db::write_one`] for statements that change no more than `touches` says.
+    pub async fn write_one_touching<T, F>(&self, touches: Touches, statement: F) -> Result<T, sqlx::Error>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> futures::future::BoxFuture<'c, Result<T, sqlx::Error>>
+            + Send
+            + 'static,
+    {
         let Some(hot) = &self.hot else {
-            return self.write(move |w| async move { statement(&mut *w.acquire().await?).await }).await;
+            return self
+                .write_touching(touches, move |w| async move { statement(&mut *w.acquire().await?).await })
+                .await;
         };
         let mut lent = hot.get().await?;
         let result = statement(lent.conn()?).await;
-        self.writes.fetch_add(1, Ordering::AcqRel);
+        self.stamps.committed([touches]);
         lent.settle(result)
     }
 
     /// Runs [`complete_sign_in`] alone, its own transaction, on a connection of the hot
     /// pool: on PostgreSQL, where it is all or nothing without one (`BEGIN` and `COMMIT`
-    /// would be two round trips more).
+    /// would be two round trips more). It changes only rows of its user.
     pub async fn complete_sign_in_alone(&self, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
         let written = on_hot!(self, conn => complete_sign_in(conn, c));
-        self.writes.fetch_add(1, Ordering::AcqRel);
+        self.stamps.committed([Touches::user(c.user_id)]);
         written
     }
 
-    /// How many writes this process has committed: a cache entry read when the count
-    /// was `n` is current only while it still is `n`.
-    pub fn writes_seen(&self) -> u64 {
-        self.writes.load(Ordering::Acquire)
+    /// What this process's committed writes touched, for caches of the rows they
+    /// change ([`stamps`]).
+    pub fn stamps(&self) -> &Stamps {
+        &self.stamps
+    }
+
+    /// Counts a write made on the hot pool's connection by a caller outside this
+    /// module, after it ended.
+    pub(crate) fn committed(&self, touches: Touches) {
+        self.stamps.committed([touches]);
     }
 
     /// How many writes to applications this process has committed, as
-    /// [`Db::writes_seen`] counts all writes.
+    /// [`Db::stamps`] number all writes.
     pub fn application_writes_seen(&self) -> u64 {
         self.application_writes.load(Ordering::Acquire)
     }
@@ -1946,6 +1996,7 @@ mod lookup;
 pub mod messages;
 pub mod oidc;
 pub mod passkeys;
+pub mod stamps;
 
 #[cfg(test)]
 mod tests {
@@ -2327,7 +2378,7 @@ mod tests {
     async fn a_direct_transaction_rolls_back_when_dropped_and_names_unique_violations() {
         use direct::Exec;
         let (_dir, db) = sqlite_file().await;
-        let seen = db.writes_seen();
+        let seen = db.stamps().seen();
         let insert = "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ($1, 1, 'host', $2, 't')";
         {
             let mut tx = db.begin().await.expect("begin");
@@ -2343,11 +2394,11 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(rows, 0, "an uncommitted direct transaction left rows");
-        assert_eq!(db.writes_seen(), seen, "a rolled back transaction counted as a write");
+        assert_eq!(db.stamps().seen(), seen, "a rolled back transaction counted as a write");
         let mut tx = db.begin().await.expect("the lock was given back");
         tx.run(insert, &direct::args!["b", "kept"]).await.expect("insert");
         tx.commit().await.expect("commit");
-        assert_eq!(db.writes_seen(), seen + 1);
+        assert_eq!(db.stamps().seen(), seen + 1);
     }
 
     /// sqlx and direct transactions share one lock; a sqlx transaction dropped without

@@ -256,9 +256,10 @@ async fn code_grant(
             let refresh = refresh_for(app, &family, now);
             let (app, family) = (app.clone(), family.clone());
             let row = refresh.as_ref().map(|(_, row)| row.clone());
+            // The code spent, the rest inserted: no row a cache keeps changes.
             let written = state
                 .db()
-                .write_one(move |c| {
+                .write_one_touching(db::Touches::NothingKept, move |c| {
                     Box::pin(async move {
                         let target = format!("application:{}", app.id);
                         let event = issued_event(&app, &family, &target, now, audit);
@@ -272,6 +273,7 @@ async fn code_grant(
             let (store, app, family) = (state.db().clone(), app.clone(), family.clone());
             let job = async move {
                 let mut tx = store.begin().await?;
+                tx.touches(db::Touches::NothingKept);
                 if !odb::spend_code(&mut tx, &spent).await? {
                     return Ok(None);
                 }

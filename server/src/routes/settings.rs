@@ -145,6 +145,9 @@ async fn store_settings(
     change: Change,
 ) -> AppResult<ScopeSettings> {
     let mut tx = state.db().begin().await?;
+    // Settings, kept by their own cache, which `save_settings` and the change feed make
+    // forget them, and an audit event: no row kept by the writes' stamps.
+    tx.touches(crate::db::Touches::NothingKept);
     // One instant for the whole write: the row, its audit event and any defaults.
     let now = state.now();
     // Locked inside the write transaction so the ceiling check, a merge patch and the

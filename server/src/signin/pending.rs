@@ -34,7 +34,8 @@ pub(super) async fn open(state: &AppState, user: &UserRow, stage: Stage) -> AppR
     let expires_at = now + i64::from(state.config().pending_sign_in_minutes) * 60_000;
     state
         .db()
-        .write_one(move |c| {
+        // An insert: no row a cache keeps changes.
+        .write_one_touching(crate::db::Touches::NothingKept, move |c| {
             Box::pin(async move {
                 let attempt = NewAttempt {
                     token_hash: &hash,

@@ -104,7 +104,13 @@ async fn seal(
     // sign-in's transaction runs direct on a SQLite file (`db::direct`).
     let mut tx = match enrolled {
         Some(_) => Transaction::Sqlx(state.db().begin_write().await?),
-        None => state.db().begin().await?,
+        None => {
+            let mut tx = state.db().begin().await?;
+            // The attempt, the factor, the user row, the session, a remembered browser
+            // and the audit event: all the user's own.
+            tx.touches(db::Touches::user(&p.user.id));
+            tx
+        }
     };
     // The attempt first: a double submit of one sign-in finds it completed and ends as
     // an expired sign-in, not as a failure that counts towards a lockout.
@@ -185,6 +191,10 @@ async fn seal_at_once(
         client_ip: client.ip.as_deref(),
     };
     let mut tx = if remember { Some(state.db().begin_write().await?) } else { None };
+    if let Some(tx) = &mut tx {
+        // With the remembered browser: still only the user's own rows.
+        tx.touches(db::Touches::user(&p.user.id));
+    }
     let written = match &mut tx {
         Some(tx) => db::complete_sign_in(tx, &complete).await?,
         None => state.db().complete_sign_in_alone(&complete).await?,

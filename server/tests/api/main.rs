@@ -17,6 +17,7 @@ mod account;
 mod admin_actions;
 mod audit;
 mod auth;
+mod caches;
 mod cli;
 mod concurrency;
 mod errors;

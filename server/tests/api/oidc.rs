@@ -603,14 +603,20 @@ async fn an_authorization_request_that_the_session_satisfies_writes_nothing() {
     let (status, body) = raw_token(&s, &code_form(&s, &first)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let db = s.app.running.state.db().clone();
-    let writes = db.writes_seen();
+    let writes = db.stamps().seen();
     let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
     let code = code_via_browser(&s, &browser, &url, &csrf).await;
-    assert_eq!(db.writes_seen(), writes, "the authorization request wrote");
+    assert_eq!(db.stamps().seen(), writes, "the authorization request wrote");
     let parts = [code, first[1].clone(), verifier.secret().clone()];
     let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(db.writes_seen() > writes);
+    assert!(db.stamps().seen() > writes);
+    // The exchange spent its code and inserted the rest: no session, user or grant a
+    // cache keeps changed, so none of them is read again for it.
+    let users =
+        s.app.get(&format!("/api/tenants/{}/users?q=alice", s.tenant)).await.assert_status(StatusCode::OK).json();
+    let alice = users["items"][0]["id"].as_str().expect("alice");
+    assert!(db.stamps().current(writes, Some(alice)), "the token exchange ended alice's rows kept in memory");
 }
 
 /// The form that exchanges `[code, secret, verifier]` for tokens.

@@ -1,0 +1,167 @@
+//! What this process's committed writes may have changed, for the caches of rows that
+//! any write may change (sessions with their users, grants, users' policy inputs; see
+//! `cache.rs`). A cache entry records [`Stamps::seen`] from before its read and is used
+//! only while [`Stamps::current`] says no write that could change it committed since.
+//!
+//! Every write changes "anything" unless its code says what it changes
+//! ([`Touches`]): only the rows of one user (a sign-in's attempt counted, settled or
+//! refunded, its session made) or no row any cache keeps (a row inserted, a tenant's
+//! settings, which their own cache forgets by name, a token exchange). So a stream of
+//! sign-ins, settings writes and token exchanges no longer sends every other user's
+//! session and policy inputs back to the database (BENCHMARKS.md, "Soak"). A write
+//! marked too narrowly would let a stale row answer on this node for at most
+//! `cache::RECENT_TTL`, the bound already accepted for a write on another node; the
+//! marks are few, and each names the statements it covers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How many users' stamps there are: users whose ids fall on one stamp share it, so a
+/// write to one also ends the others' entries, which only costs a read.
+const USER_STAMPS: usize = 4096;
+
+/// What a committed write may have changed among the rows the caches keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touches {
+    /// Any row: the default of every write.
+    Anything,
+    /// Only rows of one user (their user row, sessions, grants, policy inputs), by its
+    /// stamp ([`Touches::user`]).
+    User(usize),
+    /// No row a cache keeps by this rule: inserts (a cache keeps only rows found), and
+    /// rows no such cache holds.
+    NothingKept,
+}
+
+impl Touches {
+    /// Only the rows of the user `user_id`.
+    pub fn user(user_id: &str) -> Self {
+        Touches::User(user_stamp(user_id))
+    }
+}
+
+/// The stamp of `user_id`: its 128 bits when it is a UUID (as every id this server
+/// writes is), so that any spelling of one id lands on one stamp; a hash of its bytes
+/// otherwise.
+fn user_stamp(user_id: &str) -> usize {
+    let folded = match uuid::Uuid::try_parse(user_id) {
+        Ok(id) => {
+            let bits = id.as_u128();
+            (bits ^ (bits >> 64)) as u64
+        }
+        // 64-bit FNV-1a: fixed, so every node and test agrees; collisions only cost reads.
+        Err(_) => {
+            user_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+        }
+    };
+    (folded ^ (folded >> 32)) as usize % USER_STAMPS
+}
+
+/// The sequence of committed writes, and for "anything" and each user's stamp the
+/// number of the last write that touched it.
+#[derive(Debug)]
+pub struct Stamps {
+    sequence: AtomicU64,
+    anything: AtomicU64,
+    users: Box<[AtomicU64]>,
+}
+
+impl Default for Stamps {
+    fn default() -> Self {
+        Self {
+            sequence: AtomicU64::new(0),
+            anything: AtomicU64::new(0),
+            users: (0..USER_STAMPS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Stamps {
+    /// The number of the last write committed: read before a row is loaded, it is the
+    /// entry's stamp.
+    pub fn seen(&self) -> u64 {
+        self.sequence.load(Ordering::Acquire)
+    }
+
+    /// Whether nothing committed after `seen` touched anything, or the rows of `user`.
+    pub fn current(&self, seen: u64, user: Option<&str>) -> bool {
+        self.anything.load(Ordering::Acquire) <= seen
+            && user.is_none_or(|u| self.users[user_stamp(u)].load(Ordering::Acquire) <= seen)
+    }
+
+    /// Counts committed writes that touched `touches`: after the commit, so that an entry
+    /// loaded before it and stamped with an earlier number is seen out of date, and
+    /// before the request that wrote answers, so its client's next request reads anew.
+    pub fn committed(&self, touches: impl IntoIterator<Item = Touches>) {
+        let number = self.sequence.fetch_add(1, Ordering::AcqRel) + 1;
+        for touched in touches {
+            match touched {
+                Touches::Anything => {
+                    self.anything.fetch_max(number, Ordering::AcqRel);
+                }
+                Touches::User(stamp) => {
+                    self.users[stamp].fetch_max(number, Ordering::AcqRel);
+                }
+                Touches::NothingKept => {}
+            }
+        }
+    }
+
+    /// The number of writes committed, whatever they touched.
+    #[cfg(test)]
+    pub fn count(&self) -> u64 {
+        self.seen()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: &str = "0192f0a4-1c2b-7c3d-8e4f-5a6b7c8d9e0f";
+    const BOB: &str = "0192f0a4-1c2b-7c3d-8e4f-5a6b7c8d9e10";
+
+    #[test]
+    fn a_write_ends_what_it_touched_and_nothing_else() {
+        let stamps = Stamps::default();
+        assert_ne!(user_stamp(ALICE), user_stamp(BOB), "the test needs two stamps");
+        let seen = stamps.seen();
+        assert!(stamps.current(seen, Some(ALICE)) && stamps.current(seen, None));
+
+        stamps.committed([Touches::NothingKept]);
+        assert!(stamps.current(seen, Some(ALICE)) && stamps.current(seen, Some(BOB)));
+
+        stamps.committed([Touches::user(ALICE)]);
+        assert!(!stamps.current(seen, Some(ALICE)), "alice's write left her rows current");
+        assert!(stamps.current(seen, Some(BOB)), "alice's write ended bob's rows");
+        assert!(stamps.current(seen, None), "alice's write ended rows of no user");
+        let after = stamps.seen();
+        assert!(stamps.current(after, Some(ALICE)), "a read after the write is current");
+
+        stamps.committed([Touches::Anything]);
+        for user in [Some(ALICE), Some(BOB), None] {
+            assert!(!stamps.current(after, user), "a write of anything left {user:?} current");
+        }
+    }
+
+    #[test]
+    fn a_group_of_writes_ends_each_members_rows() {
+        let stamps = Stamps::default();
+        let seen = stamps.seen();
+        stamps.committed([Touches::user(ALICE), Touches::NothingKept, Touches::user(BOB)]);
+        assert!(!stamps.current(seen, Some(ALICE)) && !stamps.current(seen, Some(BOB)));
+        assert!(stamps.current(seen, None));
+        assert_eq!(stamps.count(), 1, "a group commits once");
+    }
+
+    #[test]
+    fn every_spelling_of_an_id_has_one_stamp() {
+        assert_eq!(user_stamp(ALICE), user_stamp(&ALICE.to_uppercase()));
+        assert_eq!(user_stamp(ALICE), user_stamp(&ALICE.replace('-', "")));
+        assert!(user_stamp("not a uuid") < USER_STAMPS);
+        // Ids of one millisecond differ only in their random bits: they spread.
+        let spread: std::collections::HashSet<usize> = (0..1000u128)
+            .map(|n| user_stamp(&uuid::Uuid::from_u128((0x0192_f0a4_1c2b_7c3d << 64) | n).to_string()))
+            .collect();
+        assert!(spread.len() > 800, "{} stamps for 1,000 ids", spread.len());
+    }
+}

@@ -1,0 +1,94 @@
+//! What a node keeps in memory between requests, and which of its own writes end it. A
+//! session (with its user) read in the last half second answers from memory until a
+//! write through this node could have changed it: a write of anything, or of its own
+//! user's rows. Another user's sign-in (the attempt counted, the factor spent, the
+//! session made) and a tenant's settings change neither (`db::stamps`), so a stream of
+//! them leaves the sessions of everyone else in memory.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use twofold_server::db::Touches;
+
+use crate::flows::{
+    admin_app, assert_signed_in, create_user, enrol_authenticator, forced_tenant, next_totp, password_step,
+    set_tenant_settings, verify,
+};
+use crate::helpers::Options;
+
+#[tokio::test]
+async fn a_session_stays_in_memory_through_other_users_sign_ins_and_settings_writes() {
+    let app = admin_app(Options::default()).await;
+    let acme = forced_tenant(&app, "acme").await;
+    let alice = create_user(&app, &acme.id, "alice", None).await;
+    let secret = enrol_authenticator(&app, &app.new_client(), "acme", "alice").await.secret;
+    let beta = app.create_tenant("beta").await;
+    let db = app.running.state.db().clone();
+    let mut from_memory = 0;
+    for attempt in 0..4 {
+        let name = format!("watcher{attempt}");
+        let watcher_user = create_user(&app, &beta.id, &name, None).await;
+        if Touches::user(&watcher_user.id) == Touches::user(&alice.id) {
+            // One stamp for both (one pair in thousands): alice's writes end the
+            // watcher's rows too, as they should. Another watcher.
+            continue;
+        }
+        let watcher = app.new_client();
+        password_step(&watcher, "beta", &name, "signed_in").await;
+
+        let seen = db.stamps().seen();
+        let signing_in = app.new_client();
+        password_step(&signing_in, "acme", "alice", "requires_two_factor").await;
+        let code = next_totp(&app, &secret);
+        // Read, then ended behind the server's back: from here only memory holds it.
+        let read = Instant::now();
+        watcher.get("/api/account").await.assert_status(StatusCode::OK);
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(&watcher_user.id).execute(&db.pool).await.unwrap();
+        assert_signed_in(&verify(&signing_in, "authenticator", &code, false).await);
+        set_tenant_settings(&app, &acme.id, json!({ "remember_browser_days": 7 + attempt })).await;
+
+        let stamps = db.stamps();
+        assert!(stamps.seen() > seen, "nothing was written");
+        assert!(!stamps.current(seen, Some(&alice.id)), "alice's sign-in left her rows in memory");
+        assert!(stamps.current(seen, Some(&watcher_user.id)), "alice's sign-in or the settings ended another's rows");
+        let answer = watcher.get("/api/account").await;
+        // Half a second after its read a session is read again whatever happened; a
+        // slow machine only makes this attempt say nothing.
+        if read.elapsed() < Duration::from_millis(400) {
+            answer.assert_status(StatusCode::OK);
+            from_memory += 1;
+        }
+        // A write of anything ends it: the stored row decides, and it is gone.
+        create_user(&app, &beta.id, &format!("other{attempt}"), None).await;
+        assert!(!db.stamps().current(seen, None));
+        watcher.get("/api/account").await.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    }
+    assert!(from_memory > 0, "no attempt read the session again within 400 ms");
+}
+
+/// The other side: a write of the session's own user (here their sign-in on another
+/// browser: the attempt counted on their row, then the sign-in recorded there) ends what
+/// memory holds of them at once.
+#[tokio::test]
+async fn a_sign_in_of_the_sessions_own_user_ends_it_in_memory() {
+    let app = admin_app(Options::default()).await;
+    let acme = forced_tenant(&app, "acme").await;
+    let alice = create_user(&app, &acme.id, "alice", None).await;
+    let secret = enrol_authenticator(&app, &app.new_client(), "acme", "alice").await.secret;
+    let signed_in = app.new_client();
+    password_step(&signed_in, "acme", "alice", "requires_two_factor").await;
+    assert_signed_in(&verify(&signed_in, "authenticator", &next_totp(&app, &secret), false).await);
+    let signing_in = app.new_client();
+    password_step(&signing_in, "acme", "alice", "requires_two_factor").await;
+    let code = next_totp(&app, &secret);
+
+    signed_in.get("/api/account").await.assert_status(StatusCode::OK);
+    let db = app.running.state.db().clone();
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(&alice.id).execute(&db.pool).await.unwrap();
+    let seen = db.stamps().seen();
+    assert_signed_in(&verify(&signing_in, "authenticator", &code, false).await);
+    assert!(!db.stamps().current(seen, Some(&alice.id)), "her sign-in left her rows in memory");
+    signed_in.get("/api/account").await.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    signing_in.get("/api/account").await.assert_status(StatusCode::OK);
+}

@@ -425,6 +425,15 @@ pub async fn start_default(config: Config) -> anyhow::Result<Running> {
 /// interval: nodes restarted together do not all start with the same work, and a test's
 /// own runs never race a background one.
 fn spawn_housekeeping(state: AppState) {
+    let limits = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::ratelimit::SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            limits.limits().forget_settled(limits.now());
+        }
+    });
     tokio::spawn(async move {
         let period = Duration::from_secs(state.config().housekeeping_interval_seconds.max(1));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);

@@ -292,12 +292,14 @@ impl PolicyCache {
 
     /// The session with `token_hash` and its user, as [`Db::session`] reads them.
     pub async fn session(&self, db: &Db, token_hash: &str) -> AppResult<Option<Arc<SessionRow>>> {
-        Ok(self
-            .sessions
-            .get(db, token_hash, |s| &s.user_id, async {
-                Ok::<_, anyhow::Error>(db.session(token_hash).await?.map(Arc::new))
-            })
-            .await?)
+        let mut hit = true;
+        let load = async {
+            hit = false;
+            Ok::<_, anyhow::Error>(db.session(token_hash).await?.map(Arc::new))
+        };
+        let session = self.sessions.get(db, token_hash, |s| &s.user_id, load).await?;
+        crate::metrics::cache_read("sessions", hit);
+        Ok(session)
     }
 
     /// Drops a session read from memory that looked ended, so the caller decides on the

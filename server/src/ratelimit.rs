@@ -45,10 +45,12 @@ impl KeyHash {
 /// The request-rate state of up to `capacity` keys, on quick_cache: every request of a
 /// limited class reads or writes an entry, and with 20,000 accounts signing in a moka
 /// entry keyed by the account's text took 339 bytes where this one takes 145, measured
-/// alone (BENCHMARKS.md, "The rate limiters' keys"). An entry whose credit has run out means
-/// the same as no entry, so entries need no expiry: they stay until the capacity's
-/// eviction, which drops keys seen once before keys used often. Dropping an entry can
-/// only make its limit more lenient for that key, never stricter for anyone.
+/// alone (BENCHMARKS.md, "The rate limiters' keys"). An entry that owes nothing means
+/// the same as no entry, so such entries are dropped every [`SWEEP_EVERY`]
+/// ([`Limits::forget_settled`]): the entries then count the keys of the last moments, not
+/// every key since the start, and the capacity's eviction (which drops keys seen once
+/// before keys used often) bounds a flood. Dropping an entry can only make its limit
+/// more lenient for that key, never stricter for anyone.
 struct Keyed<V: Clone> {
     entries: quick_cache::sync::Cache<u128, V>,
     hash: KeyHash,
@@ -213,6 +215,22 @@ impl RateLimiter {
         }
     }
 
+    /// Drops the keys that owe nothing at `now_ms`: their next request is judged as a
+    /// first one either way. A request racing the sweep on a key dropped may lose what
+    /// it just counted, one request's worth of leniency for that key per sweep.
+    pub fn forget_settled(&self, now_ms: i64) {
+        if let Some(tats) = &self.tats {
+            let now = now_ms.saturating_mul(1_000_000);
+            tats.entries.retain(|_, tat| tat.load(Ordering::Acquire) > now);
+        }
+    }
+
+    /// How many keys the limiter holds.
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        self.tats.as_ref().map_or(0, |t| t.entries.len())
+    }
+
     /// Counts one request of `key` at `now` (ms). When `key` is over its limit, nothing
     /// is counted and the answer is the milliseconds until its next request may pass.
     pub fn check(&self, key: &str, now_ms: i64) -> Result<(), i64> {
@@ -280,7 +298,15 @@ impl Pair {
             account: RateLimiter::new(per_account, period, ACCOUNT_KEYS),
         }
     }
+
+    fn forget_settled(&self, now: i64) {
+        self.address.forget_settled(now);
+        self.account.forget_settled(now);
+    }
 }
+
+/// How often the request-rate limiters drop the keys that owe nothing.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Most keys each limiter remembers. Past that, the least useful entries are dropped,
 /// which can only make a limit more lenient for the keys dropped.
@@ -354,6 +380,17 @@ impl Limits {
     pub fn message(&self, user_id: &str, destination: &str, now: i64) -> Result<(), AppError> {
         limited("messages", self.sends_per_user.check(user_id, now))?;
         limited("messages", self.sends_per_destination.check(&destination.trim().to_lowercase(), now))
+    }
+
+    /// Drops, in every request-rate limit, the keys that owe nothing at `now`: run every
+    /// [`SWEEP_EVERY`], so a stream of distinct accounts (each signing in once) leaves
+    /// no memory behind once their requests are paid for.
+    pub fn forget_settled(&self, now: i64) {
+        for pair in [&self.sign_in, &self.send_code, &self.verify, &self.account, &self.token] {
+            pair.forget_settled(now);
+        }
+        self.sends_per_user.forget_settled(now);
+        self.sends_per_destination.forget_settled(now);
     }
 
     pub fn trusted_proxies(&self) -> &[IpNet] {
@@ -430,6 +467,25 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> I
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_sweep_drops_the_keys_that_owe_nothing_and_keeps_the_others_debt() {
+        // One request a minute: a request makes its key owe a minute.
+        let limiter = RateLimiter::new(1, Duration::from_secs(60), 1_000);
+        assert!(limiter.check("early", 0).is_ok());
+        assert!(limiter.check("late", 50_000).is_ok());
+        limiter.forget_settled(59_999);
+        assert_eq!(limiter.keys(), 2, "a key that still owed was dropped");
+        limiter.forget_settled(70_000);
+        assert_eq!(limiter.keys(), 1, "the key that owed nothing was kept");
+        // The key kept still owes: its second request within its minute is refused.
+        assert_eq!(limiter.check("late", 70_000), Err(40_000));
+        // The one dropped is judged as new, which it was equivalent to.
+        assert!(limiter.check("early", 70_000).is_ok());
+        assert!(limiter.check("early", 70_001).is_err());
+        limiter.forget_settled(200_000);
+        assert_eq!(limiter.keys(), 0);
+    }
 
     #[test]
     fn blocks_after_the_limit_until_the_window_ends() {

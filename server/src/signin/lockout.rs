@@ -122,6 +122,9 @@ pub async fn failed(
     let now = state.now();
     let max = max_failures(state);
     let mut tx = state.db().begin_write().await?;
+    // The user's own row: a stream of wrong codes for some accounts does not send every
+    // other user's session back to the database.
+    tx.touches(crate::db::Touches::user(&user.id));
     let locked = if reservation.failures >= max {
         let config = state.config();
         fdb::lock_if_at_limit(&mut tx, &user.id, max, |earlier| now + config.lockout_ms(earlier)).await?

@@ -210,7 +210,9 @@ pub(super) async fn step(
         let id = user.id.clone();
         state
             .db()
-            .write_one(move |c| Box::pin(async move { fdb::mark_enrollment_required(c, &id, now).await }))
+            .write_one_touching(crate::db::Touches::user(&user.id), move |c| {
+                Box::pin(async move { fdb::mark_enrollment_required(c, &id, now).await })
+            })
             .await?;
         let since = user.enrollment_required_since.unwrap_or(now);
         let grace_until =

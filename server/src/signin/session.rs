@@ -304,6 +304,8 @@ pub(super) async fn finish_after_password(
     let job = async move {
         let state = &st;
         let mut tx = state.db().begin().await?;
+        // The sign-in recorded on the user's row, their session and its audit event.
+        tx.touches(db::Touches::user(&user.id));
         let fresh = |user: &UserRow| (!user.has_factor()).then_some(Freshness::Password);
         let (session_token, user) = mint(&mut tx, state, &user.id, &methods, false, &client, fresh).await?;
         tx.commit().await?;
@@ -388,7 +390,12 @@ pub(super) async fn remembered_browser_valid(
     let valid = browser_still_skips(&row, user, policy, now);
     if valid {
         let id = row.id.clone();
-        state.db().write_one(move |c| Box::pin(async move { fdb::touch_browser(c, &id, now).await })).await?;
+        // The user's own remembered browser.
+        let touches = db::Touches::user(&user.id);
+        state
+            .db()
+            .write_one_touching(touches, move |c| Box::pin(async move { fdb::touch_browser(c, &id, now).await }))
+            .await?;
     }
     Ok(valid)
 }

@@ -103,6 +103,8 @@ async fn metrics_count_what_happens_and_only_on_their_own_listener() {
     moved("twofold_code_sends_total", &[("channel", "email"), ("result", "sent")], 1.0);
     moved("twofold_rate_limited_total", &[("class", "sign_in")], 1.0);
     moved("twofold_cache_requests_total", &[("cache", "settings")], 1.0);
+    moved("twofold_cache_requests_total", &[("cache", "sessions"), ("result", "miss")], 1.0);
+    moved("twofold_cache_requests_total", &[("cache", "subjects")], 1.0);
     moved(
         "twofold_http_request_duration_seconds_count",
         &[("route", "/api/auth/sign-in"), ("method", "POST"), ("status", "200")],

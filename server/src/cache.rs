@@ -36,6 +36,7 @@ use twofold_policy::{ScopeSettings, TenantFeature};
 
 pub use crate::db::groups::Subject;
 use crate::db::oidc::{ApplicationRow, GrantRow};
+use crate::db::stamps::{user_stamp, uuid_stamp};
 use crate::db::{Db, SessionRow, Stamps};
 use crate::error::{AppError, AppResult};
 
@@ -210,7 +211,8 @@ fn subject_key(user_id: &str) -> Option<u128> {
 /// used for at most [`RECENT_TTL`].
 #[derive(Debug, Clone)]
 struct Recent<V: Clone> {
-    entries: Expiring<(u64, V)>,
+    /// Each row with the stamp from before its read and its user's stamp.
+    entries: Expiring<(u64, usize, V)>,
 }
 
 impl<V: Clone> Recent<V> {
@@ -226,25 +228,27 @@ impl<V: Clone> Recent<V> {
         F: Future<Output = Result<Option<V>, E>>,
     {
         let stamps = db.stamps();
-        self.get_as_of(stamps.seen(), key, |seen, value| stamps.current(seen, Some(user(value))), load).await
+        let current = |seen, stamp, _: &V| stamps.current_at(seen, Some(stamp));
+        self.get_as_of(stamps.seen(), key, |value| user_stamp(user(value)), current, load).await
     }
 
     /// [`Recent::get`] with the stamp of the writes that can change these rows, `seen`,
-    /// read before anything else, and `current`, which says whether an entry stamped
-    /// so is still current.
+    /// read before anything else; `stamp`, which finds a row's user stamp once, when it
+    /// is kept; and `current`, which says whether an entry stamped so is still current.
     async fn get_as_of<F, E>(
         &self,
         seen: u64,
         key: &str,
-        current: impl Fn(u64, &V) -> bool,
+        stamp: impl Fn(&V) -> usize,
+        current: impl Fn(u64, usize, &V) -> bool,
         load: F,
     ) -> Result<Option<V>, E>
     where
         F: Future<Output = Result<Option<V>, E>>,
     {
         let started = Instant::now();
-        if let Some((at, value)) = self.entries.get(key, started)
-            && current(at, &value)
+        if let Some((at, user, value)) = self.entries.get(key, started)
+            && current(at, user, &value)
         {
             return Ok(Some(value));
         }
@@ -253,7 +257,7 @@ impl<V: Clone> Recent<V> {
             // Stamped with the count and the time from before the read: if a write
             // committed while it ran, the entry is already out of date and the next
             // request reloads.
-            self.entries.insert(key, started, (seen, value.clone()));
+            self.entries.insert(key, started, (seen, stamp(value), value.clone()));
         }
         Ok(loaded)
     }
@@ -321,7 +325,7 @@ impl PolicyCache {
         let writes = db.stamps().seen();
         let generation = self.subject_feed.generation.load(Ordering::Acquire);
         let started = Instant::now();
-        let cached = self.cached_subject(db.stamps(), key, user_id, generation, started);
+        let cached = self.cached_subject(db.stamps(), key, generation, started);
         crate::metrics::cache_read("subjects", cached.is_some());
         if let Some(subject) = cached {
             return Ok(Some(subject));
@@ -341,18 +345,11 @@ impl PolicyCache {
         Ok(loaded)
     }
 
-    fn cached_subject(
-        &self,
-        stamps: &Stamps,
-        key: u128,
-        user_id: &str,
-        generation: u64,
-        now: Instant,
-    ) -> Option<Subject> {
+    fn cached_subject(&self, stamps: &Stamps, key: u128, generation: u64, now: Instant) -> Option<Subject> {
         let entry = self.subjects.entries.get(&key)?;
         let age = now.saturating_duration_since(entry.read_at);
         let fresh = age < RECENT_TTL || (age < self.subjects.ttl && self.subject_feed.live_at(now));
-        (fresh && stamps.current(entry.writes, Some(user_id)) && entry.generation == generation)
+        (fresh && stamps.current_at(entry.writes, Some(uuid_stamp(key))) && entry.generation == generation)
             .then_some(entry.subject)
     }
 
@@ -383,7 +380,7 @@ impl PolicyCache {
         // Stamped with the writes to applications alone: every token exchange writes,
         // and would otherwise send the next one back to the database for its client.
         let seen = db.application_writes_seen();
-        Ok(self.applications.get_as_of(seen, id, |at, _| at == seen, load).await?)
+        Ok(self.applications.get_as_of(seen, id, |_| 0, |at, _, _| at == seen, load).await?)
     }
 
     /// `user_id`'s grant to the application `application_id`.
@@ -462,44 +459,41 @@ mod tests {
         let cache = PolicyCache::new(Duration::from_secs(10));
         let stamps = Stamps::default();
         let (user, other) = ("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2c");
+        let key = subject_key(user).unwrap_or_default();
         let read_at = Instant::now();
         let subject = Subject { tenant_id: None, two_factor_enabled: true, groups: Vec::new() };
         let entry = |generation| SubjectEntry { read_at, writes: stamps.seen(), generation, subject: subject.clone() };
-        cache.subjects.entries.insert(7, entry(0));
+        cache.subjects.entries.insert(key, entry(0));
         let at = |ms| read_at + Duration::from_millis(ms);
         // Nothing heard yet: the recent rows' half second.
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(499)), Some(subject.clone()));
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(500)), None);
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(499)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(500)), None);
         // A poll that began 300 ms after the read vouches until 800 ms.
         cache.subjects_heard_until(at(300));
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(799)), Some(subject.clone()));
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(800)), None);
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(799)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(800)), None);
         // A connected listener vouches until it is not; the time-to-live still ends it.
         cache.subject_feed_connected(true);
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(9_999)), Some(subject.clone()));
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(10_000)), None);
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(9_999)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(10_000)), None);
         // A write of another user's rows, or of none kept, leaves it; one of this user's
         // rows, or of anything, ends it.
         stamps.committed([crate::db::Touches::user(other), crate::db::Touches::NothingKept]);
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(1)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(1)), Some(subject.clone()));
         stamps.committed([crate::db::Touches::user(user)]);
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(1)), None);
-        cache.subjects.entries.insert(7, entry(0));
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(1)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(1)), None);
+        cache.subjects.entries.insert(key, entry(0));
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(1)), Some(subject.clone()));
         stamps.committed([crate::db::Touches::Anything]);
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 0, at(1)), None);
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(1)), None);
         // Another count of changes heard is another state.
-        cache.subjects.entries.insert(7, entry(0));
+        cache.subjects.entries.insert(key, entry(0));
         cache.subjects_changed();
-        assert_eq!(
-            cache.cached_subject(&stamps, 7, user, 0, at(1)),
-            Some(subject.clone()),
-            "the caller's stamp decides"
-        );
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 1, at(1)), None);
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(1)), Some(subject.clone()), "the caller's stamp decides");
+        assert_eq!(cache.cached_subject(&stamps, key, 1, at(1)), None);
         cache.subject_feed_connected(false);
-        cache.subjects.entries.insert(7, entry(1));
-        assert_eq!(cache.cached_subject(&stamps, 7, user, 1, at(600)), None);
+        cache.subjects.entries.insert(key, entry(1));
+        assert_eq!(cache.cached_subject(&stamps, key, 1, at(600)), None);
         assert_eq!(cache.subject_feed.generation.load(Ordering::Acquire), 1);
         assert_eq!(subject.scope_key(), crate::db::HOST_SCOPE);
     }

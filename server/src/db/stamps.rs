@@ -42,18 +42,24 @@ impl Touches {
 /// The stamp of `user_id`: its 128 bits when it is a UUID (as every id this server
 /// writes is), so that any spelling of one id lands on one stamp; a hash of its bytes
 /// otherwise.
-fn user_stamp(user_id: &str) -> usize {
-    let folded = match uuid::Uuid::try_parse(user_id) {
-        Ok(id) => {
-            let bits = id.as_u128();
-            (bits ^ (bits >> 64)) as u64
-        }
+pub fn user_stamp(user_id: &str) -> usize {
+    match uuid::Uuid::try_parse(user_id) {
+        Ok(id) => uuid_stamp(id.as_u128()),
         // 64-bit FNV-1a: fixed, so every node and test agrees; collisions only cost reads.
-        Err(_) => {
-            user_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-        }
-    };
-    (folded ^ (folded >> 32)) as usize % USER_STAMPS
+        Err(_) => fold(
+            user_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)),
+        ),
+    }
+}
+
+/// The stamp of the user whose id is the UUID `bits`, as [`user_stamp`] finds it from
+/// the id's text.
+pub fn uuid_stamp(bits: u128) -> usize {
+    fold((bits ^ (bits >> 64)) as u64)
+}
+
+fn fold(bits: u64) -> usize {
+    (bits ^ (bits >> 32)) as usize % USER_STAMPS
 }
 
 /// The sequence of committed writes, and for "anything" and each user's stamp the
@@ -84,8 +90,14 @@ impl Stamps {
 
     /// Whether nothing committed after `seen` touched anything, or the rows of `user`.
     pub fn current(&self, seen: u64, user: Option<&str>) -> bool {
+        self.current_at(seen, user.map(user_stamp))
+    }
+
+    /// [`Stamps::current`] with the user's stamp already found ([`user_stamp`]), for
+    /// the caches' hits, which then compare two numbers and parse nothing.
+    pub fn current_at(&self, seen: u64, stamp: Option<usize>) -> bool {
         self.anything.load(Ordering::Acquire) <= seen
-            && user.is_none_or(|u| self.users[user_stamp(u)].load(Ordering::Acquire) <= seen)
+            && stamp.is_none_or(|stamp| self.users[stamp].load(Ordering::Acquire) <= seen)
     }
 
     /// Counts committed writes that touched `touches`: after the commit, so that an entry
@@ -155,6 +167,8 @@ mod tests {
 
     #[test]
     fn every_spelling_of_an_id_has_one_stamp() {
+        let bits = uuid::Uuid::try_parse(ALICE).map(|id| id.as_u128()).unwrap_or_default();
+        assert_eq!(user_stamp(ALICE), uuid_stamp(bits));
         assert_eq!(user_stamp(ALICE), user_stamp(&ALICE.to_uppercase()));
         assert_eq!(user_stamp(ALICE), user_stamp(&ALICE.replace('-', "")));
         assert!(user_stamp("not a uuid") < USER_STAMPS);

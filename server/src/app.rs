@@ -357,6 +357,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     }
     let state = build_state(config, clock).await?;
     spawn_housekeeping(state.clone());
+    spawn_limit_sweep(state.clone());
     match state.db().backend {
         crate::db::Backend::Postgres => {
             crate::changes::spawn_listener(state.clone(), state.config().database_url.clone());
@@ -425,15 +426,6 @@ pub async fn start_default(config: Config) -> anyhow::Result<Running> {
 /// interval: nodes restarted together do not all start with the same work, and a test's
 /// own runs never race a background one.
 fn spawn_housekeeping(state: AppState) {
-    let limits = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::ratelimit::SWEEP_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            limits.limits().forget_settled(limits.now());
-        }
-    });
     tokio::spawn(async move {
         let period = Duration::from_secs(state.config().housekeeping_interval_seconds.max(1));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -453,6 +445,19 @@ fn spawn_housekeeping(state: AppState) {
             if let Err(e) = state.db().write(move |w| async move { db::messages::purge(&w, day_ago).await }).await {
                 tracing::warn!(error = %e, "purging old message counts failed");
             }
+        }
+    });
+}
+
+/// Drops the request-rate limits' keys that owe nothing, every
+/// [`crate::ratelimit::SWEEP_EVERY`].
+fn spawn_limit_sweep(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::ratelimit::SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            state.limits().forget_settled(state.now());
         }
     });
 }

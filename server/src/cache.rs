@@ -193,7 +193,7 @@ impl Subjects {
 #[derive(Debug, Clone)]
 struct SubjectEntry {
     read_at: Instant,
-    writes: u64,
+    seen: u64,
     generation: u64,
     subject: Subject,
 }
@@ -228,7 +228,7 @@ impl<V: Clone> Recent<V> {
         F: Future<Output = Result<Option<V>, E>>,
     {
         let stamps = db.stamps();
-        let current = |seen, stamp, _: &V| stamps.current_at(seen, Some(stamp));
+        let current = |seen, stamp| stamps.current_at(seen, Some(stamp));
         self.get_as_of(stamps.seen(), key, |value| user_stamp(user(value)), current, load).await
     }
 
@@ -240,7 +240,7 @@ impl<V: Clone> Recent<V> {
         seen: u64,
         key: &str,
         stamp: impl Fn(&V) -> usize,
-        current: impl Fn(u64, usize, &V) -> bool,
+        current: impl Fn(u64, usize) -> bool,
         load: F,
     ) -> Result<Option<V>, E>
     where
@@ -248,7 +248,7 @@ impl<V: Clone> Recent<V> {
     {
         let started = Instant::now();
         if let Some((at, user, value)) = self.entries.get(key, started)
-            && current(at, user, &value)
+            && current(at, user)
         {
             return Ok(Some(value));
         }
@@ -322,7 +322,7 @@ impl PolicyCache {
             // as given): read it as asked and keep nothing.
             return Ok(db.subject(user_id).await?);
         };
-        let writes = db.stamps().seen();
+        let seen = db.stamps().seen();
         let generation = self.subject_feed.generation.load(Ordering::Acquire);
         let started = Instant::now();
         let cached = self.cached_subject(db.stamps(), key, generation, started);
@@ -339,7 +339,7 @@ impl PolicyCache {
             // Stamped with what held before the read: if a write committed or a change
             // was heard while it ran, the entry is already out of date and the next
             // request reads again.
-            let entry = SubjectEntry { read_at: started, writes, generation, subject: subject.clone() };
+            let entry = SubjectEntry { read_at: started, seen, generation, subject: subject.clone() };
             self.subjects.entries.insert(key, entry);
         }
         Ok(loaded)
@@ -349,7 +349,7 @@ impl PolicyCache {
         let entry = self.subjects.entries.get(&key)?;
         let age = now.saturating_duration_since(entry.read_at);
         let fresh = age < RECENT_TTL || (age < self.subjects.ttl && self.subject_feed.live_at(now));
-        (fresh && stamps.current_at(entry.writes, Some(uuid_stamp(key))) && entry.generation == generation)
+        (fresh && stamps.current_at(entry.seen, Some(uuid_stamp(key))) && entry.generation == generation)
             .then_some(entry.subject)
     }
 
@@ -380,7 +380,8 @@ impl PolicyCache {
         // Stamped with the writes to applications alone: every token exchange writes,
         // and would otherwise send the next one back to the database for its client.
         let seen = db.application_writes_seen();
-        Ok(self.applications.get_as_of(seen, id, |_| 0, |at, _, _| at == seen, load).await?)
+        // No user's stamp: applications belong to none.
+        Ok(self.applications.get_as_of(seen, id, |_| 0, |at, _| at == seen, load).await?)
     }
 
     /// `user_id`'s grant to the application `application_id`.
@@ -462,7 +463,7 @@ mod tests {
         let key = subject_key(user).unwrap_or_default();
         let read_at = Instant::now();
         let subject = Subject { tenant_id: None, two_factor_enabled: true, groups: Vec::new() };
-        let entry = |generation| SubjectEntry { read_at, writes: stamps.seen(), generation, subject: subject.clone() };
+        let entry = |generation| SubjectEntry { read_at, seen: stamps.seen(), generation, subject: subject.clone() };
         cache.subjects.entries.insert(key, entry(0));
         let at = |ms| read_at + Duration::from_millis(ms);
         // Nothing heard yet: the recent rows' half second.

@@ -117,12 +117,6 @@ impl Stamps {
             }
         }
     }
-
-    /// The number of writes committed, whatever they touched.
-    #[cfg(test)]
-    pub fn count(&self) -> u64 {
-        self.seen()
-    }
 }
 
 #[cfg(test)]
@@ -162,7 +156,7 @@ mod tests {
         stamps.committed([Touches::user(ALICE), Touches::NothingKept, Touches::user(BOB)]);
         assert!(!stamps.current(seen, Some(ALICE)) && !stamps.current(seen, Some(BOB)));
         assert!(stamps.current(seen, None));
-        assert_eq!(stamps.count(), 1, "a group commits once");
+        assert_eq!(stamps.seen(), 1, "a group commits once");
     }
 
     #[test]

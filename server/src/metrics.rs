@@ -135,6 +135,7 @@ pub async fn track_latency(req: Request, next: Next) -> Response {
 struct Scrape {
     handle: PrometheusHandle,
     state: AppState,
+    process: metrics_process::Collector,
 }
 
 /// The text exposition, with the gauges that are read rather than counted set first.
@@ -148,6 +149,9 @@ async fn scrape(State(scrape): State<Scrape>) -> Response {
         gauge!("twofold_db_hot_connections", "state" => "idle").set(idle as f64);
     }
     gauge!("twofold_argon2_queue_depth").set(ARGON2_QUEUED.load(Ordering::Relaxed).max(0) as f64);
+    // Read from the system at the scrape (`/proc/self` on Linux): the resident memory a
+    // deployment watches against its limit, processor time, threads and open files.
+    scrape.process.collect();
     scrape.handle.run_upkeep();
     let body = scrape.handle.render();
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], body)
@@ -177,7 +181,9 @@ pub async fn serve(
             upkeep.run_upkeep();
         }
     });
-    let app = Router::new().route("/metrics", get(scrape)).with_state(Scrape { handle, state });
+    let process = metrics_process::Collector::default();
+    process.describe();
+    let app = Router::new().route("/metrics", get(scrape)).with_state(Scrape { handle, state, process });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
             tracing::error!(error = %e, "the metrics listener failed");

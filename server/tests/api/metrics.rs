@@ -1,7 +1,7 @@
 //! `/metrics` on its own listener: the counters of the sign-in machine, the lockout,
 //! code sends and rate limits move when those things happen; latency is recorded by
-//! route template; gauges for the pool, the argon2 queue; cache reads. The public
-//! listener never serves it.
+//! route template; gauges for the pool, the argon2 queue, the process's own figures;
+//! cache reads. The public listener never serves it.
 //!
 //! The recorder is process-wide, and other tests run in parallel in this process, so
 //! counters are compared before and after, never against exact values.
@@ -134,4 +134,30 @@ async fn metrics_count_what_happens_and_only_on_their_own_listener() {
         assert!(value(&after, "twofold_db_hot_connections", &[("state", "idle")]) >= 1.0, "{after}");
     }
     assert!(value(&after, "twofold_db_pool_connections", &[("state", "open")]) >= 1.0, "{after}");
+
+    // The process's own figures. The server runs in this test's process, so its resident
+    // memory is the one the kernel reports here (a figure in kB or pages would be off by
+    // a factor of a thousand or four thousand; the tests running beside it move it a
+    // little between the two readings).
+    let resident = value(&after, "process_resident_memory_bytes", &[]);
+    let kernel = resident_bytes_of_this_process();
+    assert!(resident > kernel / 2.0 && resident < kernel * 2.0, "{resident} bytes against the kernel's {kernel}");
+    // Processor time counts whole seconds (the facade's counters are integers), which a
+    // test this short may not have used.
+    assert!(after.contains("# TYPE process_cpu_seconds_total counter"), "{after}");
+    // The runtime's workers at least, and the listeners' sockets among the open files.
+    assert!(value(&after, "process_threads", &[]) >= 2.0, "{after}");
+    assert!(value(&after, "process_open_fds", &[]) >= 3.0, "{after}");
+    assert!(after.contains("# TYPE process_resident_memory_bytes gauge"), "{after}");
+}
+
+/// `VmRSS` of `/proc/self/status`, in bytes.
+fn resident_bytes_of_this_process() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap();
+    kb * 1024.0
 }

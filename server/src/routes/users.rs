@@ -88,6 +88,9 @@ async fn create_in_scope(state: &AppState, who: &Authenticated, scope_key: &str,
     let id = uuid::Uuid::now_v7().to_string();
     let tenant_id = (scope_key != HOST_SCOPE).then_some(scope_key);
     let mut tx = state.db().begin_write().await?;
+    // A new user's row and an audit event: of the rows caches keep, only (none yet of)
+    // the new user's own, so bulk provisioning leaves everyone else's in memory.
+    tx.touches(db::Touches::user(&id));
     if db::find_user(&mut *tx, scope_key, username.key()).await?.is_some() {
         return Err(AppError::conflict(ErrorCode::UsernameTaken, "a user with this name exists in this scope"));
     }
@@ -239,6 +242,9 @@ pub async fn set_user_two_factor(
     }
     let before = user.two_factor_enabled != 0;
     let mut tx = state.db().begin_write().await?;
+    // The user's switch and security stamp (which ends their sessions and remembered
+    // browsers), and an audit event: that user's rows alone.
+    tx.touches(db::Touches::user(&user.id));
     db::factors::set_user_flag(&mut tx, &user.id, req.enabled).await?;
     db::factors::rotate_stamp(&mut tx, &user.id, &auth::new_stamp(), None).await?;
     super::audit(
@@ -333,7 +339,9 @@ async fn tenant_member(state: &AppState, tenant_id: &str, raw_user_id: &str) -> 
         .ok_or(AppError::NotFound("user"))
 }
 
-/// Runs an admin action on a user with its audit event, in one transaction.
+/// Runs an admin action on a user with its audit event, in one transaction. `apply`
+/// writes that user's rows and no one else's: the caches of this node keep everyone
+/// else's ([`db::Touches::user`]).
 async fn admin_user_action(
     state: &AppState,
     who: &Authenticated,
@@ -342,6 +350,7 @@ async fn admin_user_action(
     apply: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<serde_json::Value, sqlx::Error>,
 ) -> AppResult<()> {
     let mut tx = state.db().begin_write().await?;
+    tx.touches(db::Touches::user(&user.id));
     let after = apply(&mut tx).await?;
     super::audit(
         &mut tx,
@@ -447,6 +456,8 @@ pub async fn deactivate_user(
     let id = user.id.clone();
     let now = state.now();
     let mut tx = state.db().begin_write().await?;
+    // The user's row, stamp and sessions, and an audit event: that user's rows alone.
+    tx.touches(db::Touches::user(&id));
     if db::set_user_deactivated(&mut tx, &id, Some(now)).await? {
         // A new stamp ends sessions, pending sign-ins and remembered browsers, and
         // keeps them ended after a reactivation.
@@ -479,6 +490,7 @@ pub async fn reactivate_user(
 ) -> AppResult<StatusCode> {
     let user = user_for(&state, &who, &user_id, Action::UpdateUser).await?;
     let mut tx = state.db().begin_write().await?;
+    tx.touches(db::Touches::user(&user.id));
     if db::set_user_deactivated(&mut tx, &user.id, None).await? {
         super::audit(
             &mut tx,

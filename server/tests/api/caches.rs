@@ -2,8 +2,9 @@
 //! session (with its user) read in the last half second answers from memory until a
 //! write through this node could have changed it: a write of anything, or of its own
 //! user's rows. Another user's sign-in (the attempt counted, the factor spent, the
-//! session made) and a tenant's settings change neither (`db::stamps`), so a stream of
-//! them leaves the sessions of everyone else in memory.
+//! session made), a tenant's settings, a new user and another user's 2FA switch set by
+//! an admin change neither (`db::stamps`), so a stream of them leaves the sessions of
+//! everyone else in memory.
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,20 @@ async fn a_session_stays_in_memory_through_other_users_sign_ins_and_settings_wri
         sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(&watcher_user.id).execute(&db.pool).await.unwrap();
         assert_signed_in(&verify(&signing_in, "authenticator", &code, false).await);
         set_tenant_settings(&app, &acme.id, json!({ "remember_browser_days": 7 + attempt })).await;
+        // An admin's writes about one other user: a new user, their switch, their lock
+        // lifted, their sessions ended, their account deactivated and reactivated.
+        let newcomer = create_user(&app, &beta.id, &format!("newcomer{attempt}"), None).await;
+        app.put_json(&format!("/api/users/{}/two-factor", newcomer.id), &json!({ "enabled": true }))
+            .await
+            .assert_status(StatusCode::OK);
+        for action in ["unlock", "end-sessions", "deactivate", "reactivate"] {
+            app.post_json(&format!("/api/users/{}/{action}", newcomer.id), &json!({}))
+                .await
+                .assert_status(StatusCode::NO_CONTENT);
+        }
+        if Touches::user(&newcomer.id) == Touches::user(&watcher_user.id) {
+            continue;
+        }
 
         let stamps = db.stamps();
         assert!(stamps.seen() > seen, "nothing was written");
@@ -60,7 +75,7 @@ async fn a_session_stays_in_memory_through_other_users_sign_ins_and_settings_wri
             from_memory += 1;
         }
         // A write of anything ends it: the stored row decides, and it is gone.
-        create_user(&app, &beta.id, &format!("other{attempt}"), None).await;
+        app.create_tenant(&format!("other{attempt}")).await;
         assert!(!db.stamps().current(seen, None));
         watcher.get("/api/account").await.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
     }
@@ -70,6 +85,37 @@ async fn a_session_stays_in_memory_through_other_users_sign_ins_and_settings_wri
 /// The other side: a write of the session's own user (here their sign-in on another
 /// browser: the attempt counted on their row, then the sign-in recorded there) ends what
 /// memory holds of them at once.
+/// The other side for an admin's actions on one user: each that ends the user's
+/// sessions ends the copy in memory at once.
+#[tokio::test]
+async fn an_admin_action_on_the_sessions_own_user_ends_it_in_memory() {
+    let app = admin_app(Options::default()).await;
+    let beta = app.create_tenant("beta").await;
+    let bob = create_user(&app, &beta.id, "bob", None).await;
+    // The switch rotates bob's security stamp; ending his sessions deletes them; a
+    // deactivation does both. The copy in memory still holds the session and the old
+    // stamp, and must not answer.
+    let actions: [(&str, Option<&str>); 3] =
+        [("two-factor", None), ("end-sessions", None), ("deactivate", Some("reactivate"))];
+    for (action, undo) in actions {
+        let signed_in = app.new_client();
+        password_step(&signed_in, "beta", "bob", "signed_in").await;
+        signed_in.get("/api/account").await.assert_status(StatusCode::OK);
+        let path = format!("/api/users/{}/{action}", bob.id);
+        if action == "two-factor" {
+            app.put_json(&path, &json!({ "enabled": false })).await.assert_status(StatusCode::OK);
+        } else {
+            app.post_json(&path, &json!({})).await.assert_status(StatusCode::NO_CONTENT);
+        }
+        signed_in.get("/api/account").await.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+        if let Some(undo) = undo {
+            app.post_json(&format!("/api/users/{}/{undo}", bob.id), &json!({}))
+                .await
+                .assert_status(StatusCode::NO_CONTENT);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_sign_in_of_the_sessions_own_user_ends_it_in_memory() {
     let app = admin_app(Options::default()).await;

@@ -149,6 +149,8 @@ pub async fn set_two_factor(
     }
     who.require_fresh(&state)?;
     let mut tx = state.db().begin_write().await?;
+    // The caller's own switch and stamp, and an audit event: their rows alone.
+    tx.touches(crate::db::Touches::user(&who.user.id));
     fdb::set_user_flag(&mut tx, &who.user.id, req.enabled).await?;
     fdb::rotate_stamp(&mut tx, &who.user.id, &auth::new_stamp(), Some(&who.token_hash)).await?;
     super::audit(
@@ -220,6 +222,7 @@ pub async fn change_password(
     signin::verify_password_of(&state, &who.user, req.current_password, &client, "password_change.failed").await?;
     let hash = auth::hash_password(req.new_password).await?;
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&who.user.id));
     fdb::set_password_hash(&mut tx, &who.user.id, &hash).await?;
     fdb::rotate_stamp(&mut tx, &who.user.id, &auth::new_stamp(), Some(&who.token_hash)).await?;
     super::audit(
@@ -511,6 +514,7 @@ pub async fn forget_browser(
 pub async fn forget_all_browsers(State(state): State<AppState>, Caller { who, .. }: Caller) -> AppResult<StatusCode> {
     own(&state, &who, Action::UpdateOwnAccount)?;
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&who.user.id));
     let n = fdb::delete_browsers(&mut tx, &who.user.id).await?;
     tx.commit().await?;
     audit(&state, &who, "browser.forgotten", serde_json::json!({ "all": true, "count": n })).await?;
@@ -540,6 +544,7 @@ pub async fn end_session(
     own(&state, &who, Action::UpdateOwnAccount)?;
     let id = parse_session_id(&session_id)?;
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&who.user.id));
     if !crate::db::delete_session_by_id(&mut tx, &who.user.id, &id).await? {
         return Err(AppError::NotFound("session"));
     }
@@ -555,6 +560,7 @@ pub async fn end_other_sessions(State(state): State<AppState>, Caller { who, .. 
     own(&state, &who, Action::UpdateOwnAccount)?;
     let keep = who.sid.clone().unwrap_or_default();
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&who.user.id));
     let n = crate::db::delete_other_sessions(&mut tx, &who.user.id, &keep).await?;
     tx.commit().await?;
     audit(&state, &who, "session.ended", serde_json::json!({ "others": true, "count": n })).await?;

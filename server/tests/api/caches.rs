@@ -16,7 +16,7 @@ use crate::flows::{
     admin_app, assert_signed_in, create_user, enrol_authenticator, forced_tenant, next_totp, password_step,
     set_tenant_settings, verify,
 };
-use crate::helpers::Options;
+use crate::helpers::{Options, PASSWORD};
 
 #[tokio::test]
 async fn a_session_stays_in_memory_through_other_users_sign_ins_and_settings_writes() {
@@ -49,8 +49,24 @@ async fn a_session_stays_in_memory_through_other_users_sign_ins_and_settings_wri
         assert_signed_in(&verify(&signing_in, "authenticator", &code, false).await);
         set_tenant_settings(&app, &acme.id, json!({ "remember_browser_days": 7 + attempt })).await;
         // An admin's writes about one other user: a new user, their switch, their lock
-        // lifted, their sessions ended, their account deactivated and reactivated.
-        let newcomer = create_user(&app, &beta.id, &format!("newcomer{attempt}"), None).await;
+        // lifted, their sessions ended, their account deactivated and reactivated; and
+        // before those, that user's own writes on their account page.
+        let newcomer_name = format!("newcomer{attempt}");
+        let newcomer = create_user(&app, &beta.id, &newcomer_name, None).await;
+        let own = app.new_client();
+        password_step(&own, "beta", &newcomer_name, "signed_in").await;
+        own.put_json("/api/account/two-factor", &json!({ "enabled": false })).await.assert_status(StatusCode::OK);
+        own.put_json(
+            "/api/account/password",
+            &json!({ "current_password": PASSWORD, "new_password": "another long enough password" }),
+        )
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+        own.delete("/api/account/browsers").await.assert_status(StatusCode::NO_CONTENT);
+        own.post_json("/api/account/sessions/end-others", &json!({})).await.assert_status(StatusCode::NO_CONTENT);
+        let sessions = own.get("/api/account/sessions").await.json();
+        let sid = sessions[0]["id"].as_str().unwrap().to_owned();
+        own.delete(&format!("/api/account/sessions/{sid}")).await.assert_status(StatusCode::NO_CONTENT);
         app.put_json(&format!("/api/users/{}/two-factor", newcomer.id), &json!({ "enabled": true }))
             .await
             .assert_status(StatusCode::OK);
@@ -85,6 +101,48 @@ async fn a_session_stays_in_memory_through_other_users_sign_ins_and_settings_wri
 /// The other side: a write of the session's own user (here their sign-in on another
 /// browser: the attempt counted on their row, then the sign-in recorded there) ends what
 /// memory holds of them at once.
+/// The other side for a user's own account page: ending their other sessions or one of
+/// them by its id, changing their switch or their password on one browser ends the copy
+/// in memory of their session on another at once.
+#[tokio::test]
+async fn a_users_own_account_writes_end_their_other_session_in_memory() {
+    let app = admin_app(Options::default()).await;
+    let beta = app.create_tenant("beta").await;
+    create_user(&app, &beta.id, "bob", None).await;
+    let here = app.new_client();
+    password_step(&here, "beta", "bob", "signed_in").await;
+    for step in 0..4 {
+        let there = app.new_client();
+        password_step(&there, "beta", "bob", "signed_in").await;
+        there.get("/api/account").await.assert_status(StatusCode::OK);
+        match step {
+            0 => here
+                .post_json("/api/account/sessions/end-others", &json!({}))
+                .await
+                .assert_status(StatusCode::NO_CONTENT),
+            1 => {
+                let sessions = here.get("/api/account/sessions").await.json();
+                let other = sessions.as_array().unwrap().iter().find(|s| s["current"] == false).unwrap();
+                let sid = other["id"].as_str().unwrap();
+                here.delete(&format!("/api/account/sessions/{sid}")).await.assert_status(StatusCode::NO_CONTENT)
+            }
+            2 => here
+                .put_json("/api/account/two-factor", &json!({ "enabled": false }))
+                .await
+                .assert_status(StatusCode::OK),
+            _ => here
+                .put_json(
+                    "/api/account/password",
+                    &json!({ "current_password": PASSWORD, "new_password": "bob's second long password" }),
+                )
+                .await
+                .assert_status(StatusCode::NO_CONTENT),
+        };
+        there.get("/api/account").await.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+        here.get("/api/account").await.assert_status(StatusCode::OK);
+    }
+}
+
 /// The other side for an admin's actions on one user: each that ends the user's
 /// sessions ends the copy in memory at once.
 #[tokio::test]

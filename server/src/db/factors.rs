@@ -135,12 +135,30 @@ pub async fn reserve_attempt(
     .await
 }
 
+/// What a reservation adds to the user row, and when it may (`$2` now, `$3` the most
+/// failures, `$4` the consecutive failures that lock for good): [`RESERVE_SQL`]'s, and
+/// that of the PostgreSQL statement that reads a pending sign-in and reserves at once
+/// (`groups::pending_reserving`).
+macro_rules! reserve_counts {
+    () => {
+        "second_factor_failures = second_factor_failures + 1, consecutive_failures = consecutive_failures + 1"
+    };
+}
+macro_rules! reserve_allowed {
+    () => {
+        "(locked_until IS NULL OR locked_until <= $2) AND second_factor_failures < $3 AND consecutive_failures < $4"
+    };
+}
+pub(super) use {reserve_allowed, reserve_counts};
+
 /// The statement of [`reserve_attempt`].
-const RESERVE_SQL: &str = "UPDATE users SET second_factor_failures = second_factor_failures + 1, \
-     consecutive_failures = consecutive_failures + 1 \
-     WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) AND second_factor_failures < $3 \
-     AND consecutive_failures < $4 \
-     RETURNING second_factor_failures, consecutive_failures";
+const RESERVE_SQL: &str = concat!(
+    "UPDATE users SET ",
+    reserve_counts!(),
+    " WHERE id = $1 AND ",
+    reserve_allowed!(),
+    " RETURNING second_factor_failures, consecutive_failures"
+);
 
 /// [`reserve_attempt`] with the user's authenticator read in the same statement on
 /// PostgreSQL, where each statement is a round trip (a SQLite file reads it in process

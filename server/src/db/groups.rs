@@ -293,14 +293,7 @@ fn user_with_rules_sql(columns: &str, from: &str, filter: &str) -> String {
 /// statement: every step of a pending sign-in reads all three, and on PostgreSQL each
 /// statement is a round trip. No row when either is missing.
 static PENDING_WITH_USER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    user_with_rules_sql(
-        "a.id AS attempt_id, a.stage AS attempt_stage, a.security_stamp AS attempt_stamp, \
-         a.created_at AS attempt_created_at, a.expires_at AS attempt_expires_at, \
-         a.last_code_sent_at AS attempt_last_code_sent_at, a.codes_sent AS attempt_codes_sent, \
-         a.completed_at AS attempt_completed_at, ",
-        "sign_in_attempts a JOIN users u ON u.id = a.user_id",
-        "a.token_hash = $1",
-    )
+    user_with_rules_sql(PENDING_COLUMNS, "sign_in_attempts a JOIN users u ON u.id = a.user_id", "a.token_hash = $1")
 });
 
 #[derive(Debug, FromRow)]
@@ -329,6 +322,12 @@ where
         .bind(token_hash)
         .fetch_all(executor)
         .await?;
+    fold_pending(rows)
+}
+
+/// The rows of a pending sign-in joined with its user's groups as the attempt, the user
+/// and their rules.
+fn fold_pending(rows: impl IntoIterator<Item = PendingUserRuleRow>) -> anyhow::Result<Option<PendingRows>> {
     let mut attempt = None;
     let rules = rows.into_iter().map(|row| {
         attempt.get_or_insert_with(|| super::factors::AttemptRow {
@@ -346,6 +345,99 @@ where
     });
     let folded = fold_user_rules(rules.collect::<Vec<_>>())?;
     Ok(attempt.zip(folded).map(|(attempt, (user, rules))| (attempt, user, rules)))
+}
+
+/// The columns of a pending sign-in that [`PENDING_WITH_USER_SQL`] and
+/// [`PENDING_RESERVING_SQL`] read before the user's.
+const PENDING_COLUMNS: &str = "a.id AS attempt_id, a.stage AS attempt_stage, a.security_stamp AS attempt_stamp, \
+     a.created_at AS attempt_created_at, a.expires_at AS attempt_expires_at, \
+     a.last_code_sent_at AS attempt_last_code_sent_at, a.codes_sent AS attempt_codes_sent, \
+     a.completed_at AS attempt_completed_at, ";
+
+/// [`PENDING_WITH_USER_SQL`] that also reserves a second-factor attempt
+/// (`factors::RESERVE_SQL`'s conditions) and reads the user's authenticator (which an
+/// authenticator code is checked against), for a PostgreSQL verification of a typed
+/// second factor: one round trip where there were two. The attempt is counted only for
+/// a sign-in that the state machine would let
+/// check a code: the token's attempt is at stage `$5`, neither completed nor expired at
+/// `$2`, and of the user's current security stamp. The outer read sees the rows as
+/// they were before the reservation, as the separate read did.
+static PENDING_RESERVING_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let read = user_with_rules_sql(
+        &format!(
+            "{PENDING_COLUMNS}r.second_factor_failures AS reserved_failures, \
+             r.consecutive_failures AS reserved_consecutive, au.secret_enc AS reserved_secret_enc, \
+             au.confirmed AS reserved_confirmed, au.last_used_step AS reserved_last_used_step, "
+        ),
+        "sign_in_attempts a JOIN users u ON u.id = a.user_id LEFT JOIN reserved r ON r.id = u.id \
+         LEFT JOIN authenticators au ON au.user_id = r.id",
+        "a.token_hash = $1",
+    );
+    // The counts and conditions name the user row's columns unqualified: the attempts
+    // table has none of those names.
+    let reserve = concat!(
+        "UPDATE users ru SET ",
+        super::factors::reserve_counts!(),
+        " FROM sign_in_attempts ra WHERE ra.token_hash = $1 AND ru.id = ra.user_id AND ra.stage = $5 \
+         AND ra.completed_at IS NULL AND ra.expires_at > $2 AND ra.security_stamp = ru.security_stamp AND ",
+        super::factors::reserve_allowed!(),
+        " RETURNING ru.id, ru.second_factor_failures, ru.consecutive_failures"
+    );
+    format!("WITH reserved AS ({reserve}) {read}")
+});
+
+#[derive(Debug, FromRow)]
+struct PendingReservingRow {
+    reserved_failures: Option<i64>,
+    reserved_consecutive: Option<i64>,
+    reserved_secret_enc: Option<String>,
+    reserved_confirmed: Option<i64>,
+    reserved_last_used_step: Option<i64>,
+    #[sqlx(flatten)]
+    pending: PendingUserRuleRow,
+}
+
+/// A second-factor attempt counted by [`pending_reserving`]: the counts including it,
+/// and the user's authenticator as it was when it was counted.
+pub type Reserved = ((i64, i64), Option<super::factors::AuthenticatorRow>);
+
+/// What a reservation needs besides the token: when, in which stage the attempt must
+/// stand, and the limits (`factors::reserve_attempt`'s).
+#[derive(Debug, Clone, Copy)]
+pub struct ReserveAt<'a> {
+    pub now: i64,
+    pub stage: &'a str,
+    pub max_failures: i64,
+    pub permanent_after: i64,
+}
+
+/// The statement of [`PENDING_RESERVING_SQL`] (PostgreSQL only), folded as
+/// [`pending_with_user`] folds; the reservation is `None` when none was counted.
+pub async fn pending_reserving(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    at: ReserveAt<'_>,
+) -> anyhow::Result<Option<(PendingRows, Option<Reserved>)>> {
+    let rows: Vec<PendingReservingRow> = sqlx::query_as(sqlx::AssertSqlSafe(PENDING_RESERVING_SQL.as_str()))
+        .bind(token_hash)
+        .bind(at.now)
+        .bind(at.max_failures)
+        .bind(at.permanent_after)
+        .bind(at.stage)
+        .fetch_all(conn)
+        .await?;
+    let reserved = rows.first().and_then(|r| {
+        let counts = (r.reserved_failures?, r.reserved_consecutive?);
+        let authenticator = match (&r.reserved_secret_enc, r.reserved_confirmed, r.reserved_last_used_step) {
+            (Some(secret_enc), Some(confirmed), Some(last_used_step)) => {
+                Some(super::factors::AuthenticatorRow { secret_enc: secret_enc.clone(), confirmed, last_used_step })
+            }
+            _ => None,
+        };
+        Some((counts, authenticator))
+    });
+    let pending = fold_pending(rows.into_iter().map(|r| r.pending))?;
+    Ok(pending.map(|p| (p, reserved)))
 }
 
 /// A user with the groups that carry a rule (by name: the order in which resolution

@@ -550,6 +550,23 @@ impl Db {
         }
     }
 
+    /// [`Db::pending`] that also counts a second-factor attempt, in one statement
+    /// ([`groups::pending_reserving`]). PostgreSQL only: a SQLite file reads in process,
+    /// where a second statement costs no round trip.
+    pub async fn pending_reserving(
+        &self,
+        token_hash: &str,
+        at: groups::ReserveAt<'_>,
+    ) -> anyhow::Result<Option<(groups::PendingRows, Option<groups::Reserved>)>> {
+        anyhow::ensure!(self.lookups.is_none(), "a pending sign-in's reservation is read at once on PostgreSQL only");
+        let read = on_hot!(self, conn => groups::pending_reserving(conn, token_hash, at))?;
+        if let Some(((_, user, _), Some(_))) = &read {
+            // It changed that user's row alone.
+            self.committed(Touches::user(&user.id));
+        }
+        Ok(read)
+    }
+
     /// The authenticator of `user_id` ([`factors::get_authenticator`]).
     pub async fn authenticator(&self, user_id: &str) -> anyhow::Result<Option<factors::AuthenticatorRow>> {
         match &self.lookups {

@@ -207,7 +207,7 @@ pub(super) async fn advance_pending(
     client: &ClientInfo,
 ) -> AppResult<Outcome> {
     let token = pending_token(state, jar);
-    let current = SignIn::pending(state, token.as_deref()).await?;
+    let current = SignIn::pending_for(state, token.as_deref(), &event).await?;
     signin::advance(state, current, event, client).await
 }
 

@@ -26,11 +26,36 @@ pub struct Reservation {
     consecutive: i64,
 }
 
-fn max_failures(state: &AppState) -> i64 {
+/// An attempt counted by the statement that read the pending sign-in (PostgreSQL:
+/// `db::groups::pending_reserving`), with the user's authenticator as it was then. It is
+/// spent by the check it was counted for, or given back ([`Counted::release`]) when the
+/// request ends before a code is looked at. One dropped unspent stays counted, which
+/// only brings a lock nearer.
+#[derive(Debug)]
+#[must_use = "a counted attempt is spent by a check or released"]
+pub struct Counted {
+    reservation: Reservation,
+    authenticator: Option<fdb::AuthenticatorRow>,
+}
+
+impl Counted {
+    pub fn new((failures, consecutive): (i64, i64), authenticator: Option<fdb::AuthenticatorRow>) -> Self {
+        Self { reservation: Reservation { failures, consecutive }, authenticator }
+    }
+
+    /// Gives the attempt back: the request was refused before any code was checked
+    /// (a limit, a provider not allowed, a sign-in no longer open).
+    pub async fn release(self, state: &AppState, user: &UserRow) -> AppResult<()> {
+        fdb::refund_attempt(state.db(), &user.id).await?;
+        Ok(())
+    }
+}
+
+pub(super) fn max_failures(state: &AppState) -> i64 {
     i64::from(state.config().lockout_max_failures)
 }
 
-fn permanent_after(state: &AppState) -> i64 {
+pub(super) fn permanent_after(state: &AppState) -> i64 {
     i64::from(state.config().lockout_permanent_after)
 }
 
@@ -56,6 +81,15 @@ pub fn ensure_not_locked(state: &AppState, user: &UserRow) -> AppResult<()> {
 const IN_FLIGHT_RETRIES: u32 = 25;
 const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// The attempt `counted` with the pending sign-in's read, or else one counted now
+/// ([`reserve`]).
+pub async fn counted_or_reserve(state: &AppState, user: &UserRow, counted: Option<Counted>) -> AppResult<Reservation> {
+    match counted {
+        Some(counted) => Ok(counted.reservation),
+        None => reserve(state, user).await,
+    }
+}
+
 /// Counts one attempt for `user`, or refuses when locked or at the limit.
 pub async fn reserve(state: &AppState, user: &UserRow) -> AppResult<Reservation> {
     let reserve = |now| async move {
@@ -66,12 +100,17 @@ pub async fn reserve(state: &AppState, user: &UserRow) -> AppResult<Reservation>
     Ok(reserve_with(state, user, reserve).await?.0)
 }
 
-/// [`reserve`] for an authenticator code: also returns the user's authenticator, read
-/// after the attempt was counted ([`fdb::reserve_attempt_for_authenticator`]).
+/// [`counted_or_reserve`] for an authenticator code: also returns the user's
+/// authenticator, read when the attempt was counted
+/// ([`fdb::reserve_attempt_for_authenticator`]).
 pub async fn reserve_for_authenticator(
     state: &AppState,
     user: &UserRow,
+    counted: Option<Counted>,
 ) -> AppResult<(Reservation, Option<fdb::AuthenticatorRow>)> {
+    if let Some(counted) = counted {
+        return Ok((counted.reservation, counted.authenticator));
+    }
     let reserve = |now| async move {
         fdb::reserve_attempt_for_authenticator(state.db(), &user.id, now, max_failures(state), permanent_after(state))
             .await

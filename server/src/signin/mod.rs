@@ -52,6 +52,7 @@ use crate::notify::{self, Notice};
 use crate::ratelimit::Class;
 use twofold_policy::wire::ErrorCode;
 
+use lockout::Counted;
 pub use lockout::{ensure_not_locked, lock_state};
 pub use password::{Named, find_named, known_browser_token, verify_password_of};
 pub use pending::Pending;
@@ -117,7 +118,24 @@ impl State {
     /// completed or stale (the user's security stamp changed) sign-ins are all refused
     /// alike.
     pub async fn pending(app: &AppState, token: Option<&str>) -> AppResult<State> {
-        let p = pending::load(app, token).await?;
+        Self::of(pending::load(app, token).await?)
+    }
+
+    /// [`State::pending`] for `event`. On PostgreSQL, where each statement is a round
+    /// trip, the check of a typed second factor has its lockout attempt counted by the
+    /// statement that reads the sign-in ([`pending::load_counting`]), which saves one of
+    /// a verification's three round trips.
+    pub async fn pending_for(app: &AppState, token: Option<&str>, event: &Event) -> AppResult<State> {
+        let p = match event {
+            Event::SecondFactor(_) if app.db().backend == db::Backend::Postgres => {
+                pending::load_counting(app, token).await?
+            }
+            _ => pending::load(app, token).await?,
+        };
+        Self::of(p)
+    }
+
+    fn of(p: Pending) -> AppResult<State> {
         Ok(match p.stage {
             Stage::AwaitingEnrollment => State::AwaitingEnrollment(Box::new(p)),
             _ => State::AwaitingSecondFactor(Box::new(p)),
@@ -445,28 +463,14 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
         (State::AwaitingSecondFactor(p), Event::SendCode(provider)) => {
             pending::send_sign_in_code(app, &p, provider).await.map(Outcome::CodeSent)
         }
-        (State::AwaitingSecondFactor(p), Event::SecondFactor(req)) => {
-            app.limits().by_account(Class::Verify, &p.user.id, app.now())?;
+        (State::AwaitingSecondFactor(mut p), Event::SecondFactor(req)) => {
+            let counted = p.counted.take();
             let method = req.method;
-            let allowed = &factors::usable_providers(app, &p.policy.allowed_providers);
-            let usable = match method {
-                M::Authenticator => allowed.authenticator,
-                M::Email => allowed.email && p.user.email_confirmed != 0,
-                M::Sms => allowed.sms && p.user.phone_confirmed != 0,
-                // A recovery code opens the door up to `app` only (DESIGN.md section 5);
-                // where a passkey is required it leads to enrolling a new one.
-                M::RecoveryCode => {
-                    method.strength() >= p.policy.required_strength
-                        || p.policy.required_strength == twofold_policy::Strength::PhishingResistant
+            if let Err(refused) = code_allowed(app, &p, method) {
+                if let Some(counted) = counted {
+                    counted.release(app, &p.user).await?;
                 }
-                // A passkey is proven through its own ceremony, never by a typed code.
-                M::Passkey => false,
-            };
-            if !usable {
-                return Err(AppError::bad_request(
-                    ErrorCode::ProviderUnavailable,
-                    "this provider is not available for this account",
-                ));
+                return Err(refused);
             }
             let binding = &p.attempt.id;
             let check = match method {
@@ -475,7 +479,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 M::Sms => Check::Code { purpose: CodePurpose::SignInSms, binding },
                 M::RecoveryCode | M::Passkey => Check::Recovery,
             };
-            let proven = match prove(app, &p.user, method, check, &req.code).await {
+            let proven = match prove(app, &p.user, method, check, &req.code, counted).await {
                 // A copy of this request that won may have used the code between our
                 // reads: a double submit ends as an expired sign-in, like the loser of
                 // the completing transaction does.
@@ -514,7 +518,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 }
                 FactorKind::Passkey => return Err(passkey_not_typed()),
             };
-            let proven = prove(app, &p.user, method, check, &code).await?;
+            let proven = prove(app, &p.user, method, check, &code, None).await?;
             let methods = format!("pwd+enrolled_{}", method.as_str());
             session::finish(
                 app,
@@ -581,7 +585,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 }
                 FactorKind::Passkey => return Err(passkey_not_typed()),
             };
-            let proven = prove(app, &who.user, method, check, &code).await?;
+            let proven = prove(app, &who.user, method, check, &code, None).await?;
             let mut tx = app.db().begin_write().await?;
             if !proven.consume(&mut tx, &who.user.id, app.now()).await? {
                 drop(tx);
@@ -609,6 +613,33 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
             state.stage()
         ))),
     }
+}
+
+/// Whether a pending sign-in may check a typed code of `method` now: the per-account
+/// limit, and a provider its policy allows and the user can receive.
+fn code_allowed(app: &AppState, p: &Pending, method: M) -> AppResult<()> {
+    app.limits().by_account(Class::Verify, &p.user.id, app.now())?;
+    let allowed = &factors::usable_providers(app, &p.policy.allowed_providers);
+    let usable = match method {
+        M::Authenticator => allowed.authenticator,
+        M::Email => allowed.email && p.user.email_confirmed != 0,
+        M::Sms => allowed.sms && p.user.phone_confirmed != 0,
+        // A recovery code opens the door up to `app` only (DESIGN.md section 5);
+        // where a passkey is required it leads to enrolling a new one.
+        M::RecoveryCode => {
+            method.strength() >= p.policy.required_strength
+                || p.policy.required_strength == twofold_policy::Strength::PhishingResistant
+        }
+        // A passkey is proven through its own ceremony, never by a typed code.
+        M::Passkey => false,
+    };
+    if !usable {
+        return Err(AppError::bad_request(
+            ErrorCode::ProviderUnavailable,
+            "this provider is not available for this account",
+        ));
+    }
+    Ok(())
 }
 
 /// The first half of a WebAuthn ceremony, bound to where the sign-in stands: nothing yet
@@ -790,7 +821,7 @@ async fn reauthenticate(
             M::Passkey => return Err(passkey_not_typed()),
             _ => return Err(AppError::invalid_field("method", "this second factor is not set up")),
         };
-        let proven = prove(app, u, method, check, req.code.as_deref().unwrap_or("")).await?;
+        let proven = prove(app, u, method, check, req.code.as_deref().unwrap_or(""), None).await?;
         tx = app.db().begin_write().await?;
         if !proven.consume(&mut tx, &u.id, app.now()).await? {
             drop(tx);
@@ -903,7 +934,7 @@ async fn prove_step_up_code(
             return Err(AppError::bad_request(ErrorCode::ProviderUnavailable, "this second factor is not set up"));
         }
     };
-    prove(app, u, req.method, check, &req.code).await
+    prove(app, u, req.method, check, &req.code, None).await
 }
 
 /// Which check a second factor gets.
@@ -924,18 +955,27 @@ pub(crate) struct Proven {
 }
 
 /// The one place a second factor is checked: reserve an attempt, check, settle.
-async fn prove(app: &AppState, user: &UserRow, method: M, check: Check<'_>, code: &str) -> AppResult<Proven> {
+/// Checks `code` under a reserved lockout attempt: the one `counted` with the pending
+/// sign-in's read, or one reserved here.
+async fn prove(
+    app: &AppState,
+    user: &UserRow,
+    method: M,
+    check: Check<'_>,
+    code: &str,
+    counted: Option<Counted>,
+) -> AppResult<Proven> {
     let (reservation, verdict) = match check {
         Check::Totp { pending } => {
-            let (reservation, authenticator) = lockout::reserve_for_authenticator(app, user).await?;
+            let (reservation, authenticator) = lockout::reserve_for_authenticator(app, user, counted).await?;
             (reservation, factors::check_totp(app, user, authenticator, code, pending)?)
         }
         Check::Code { purpose, binding } => {
-            let reservation = lockout::reserve(app, user).await?;
+            let reservation = lockout::counted_or_reserve(app, user, counted).await?;
             (reservation, factors::check_code(app, purpose, binding, code).await?)
         }
         Check::Recovery => {
-            let reservation = lockout::reserve(app, user).await?;
+            let reservation = lockout::counted_or_reserve(app, user, counted).await?;
             (reservation, factors::check_recovery_code(app, user, code).await?)
         }
     };

@@ -6,11 +6,13 @@ use twofold_policy::Provider;
 use twofold_policy::names::EmailAddress;
 use twofold_policy::wire::SendCodeResponse;
 
+use super::lockout::{self, Counted};
 use super::{Outcome, Stage, Start};
 use crate::app::AppState;
 use crate::auth::{self, token_hash};
 use crate::db::UserRow;
 use crate::db::factors::{self as fdb, AttemptRow, NewAttempt};
+use crate::db::groups::{PendingRows, ReserveAt};
 use crate::error::{AppError, AppResult};
 use crate::factors::{self, Channel, CodePurpose, lifecycle};
 use crate::ratelimit::Class;
@@ -23,6 +25,9 @@ pub struct Pending {
     pub user: UserRow,
     pub policy: EffectivePolicy,
     pub stage: Stage,
+    /// The lockout attempt counted with the read ([`load_counting`]), for the check it
+    /// was counted for.
+    pub counted: Option<Counted>,
 }
 
 /// Opens a pending sign-in in `stage` and returns the token for its cookie.
@@ -56,23 +61,60 @@ pub(super) async fn open(state: &AppState, user: &UserRow, stage: Stage) -> AppR
 /// Loads the pending sign-in of `token`.
 pub(super) async fn load(state: &AppState, token: Option<&str>) -> AppResult<Pending> {
     let token = token.ok_or(AppError::SignInExpired)?;
-    let (attempt, user, groups) = state.db().pending(&token_hash(token)).await?.ok_or(AppError::SignInExpired)?;
-    let now = state.now();
-    let stage = match attempt.stage.as_str() {
-        "second_factor" => Stage::AwaitingSecondFactor,
-        "enrollment" => Stage::AwaitingEnrollment,
-        _ => return Err(AppError::SignInExpired),
+    let rows = state.db().pending(&token_hash(token)).await?.ok_or(AppError::SignInExpired)?;
+    admit(state, rows, None).await
+}
+
+/// [`load`] that also counts a lockout attempt for the check of a code, in the same
+/// statement (PostgreSQL; `db::groups::pending_reserving`). The attempt is counted only
+/// where [`load`] would admit the sign-in at the second factor and the user is neither
+/// locked nor at the limit; otherwise the check reserves one itself as before, which
+/// refuses with the reason. Whatever refuses the request before its code is checked
+/// gives the attempt back.
+pub(super) async fn load_counting(state: &AppState, token: Option<&str>) -> AppResult<Pending> {
+    let token = token.ok_or(AppError::SignInExpired)?;
+    let at = ReserveAt {
+        now: state.now(),
+        stage: Stage::AwaitingSecondFactor.as_str(),
+        max_failures: lockout::max_failures(state),
+        permanent_after: lockout::permanent_after(state),
     };
-    if attempt.completed_at.is_some() || attempt.expires_at <= now {
-        return Err(AppError::SignInExpired);
+    let (rows, reserved) =
+        state.db().pending_reserving(&token_hash(token), at).await?.ok_or(AppError::SignInExpired)?;
+    admit(state, rows, reserved.map(|(counts, authenticator)| Counted::new(counts, authenticator))).await
+}
+
+/// The pending sign-in of `rows` with its user's policy, if it is still open: expired,
+/// completed or stale (the user's security stamp changed) sign-ins are refused alike,
+/// and an attempt `counted` for them given back.
+async fn admit(state: &AppState, (attempt, user, groups): PendingRows, counted: Option<Counted>) -> AppResult<Pending> {
+    let opened = async {
+        let stage = match attempt.stage.as_str() {
+            "second_factor" => Stage::AwaitingSecondFactor,
+            "enrollment" => Stage::AwaitingEnrollment,
+            _ => return Err(AppError::SignInExpired),
+        };
+        if attempt.completed_at.is_some() || attempt.expires_at <= state.now() {
+            return Err(AppError::SignInExpired);
+        }
+        if !auth::stamps_equal(&attempt.security_stamp, &user.security_stamp) {
+            return Err(AppError::SignInExpired);
+        }
+        let policy = super::resolved_with(state, user.tenant_id.as_deref(), user.two_factor_enabled != 0, groups, None)
+            .await?
+            .policy;
+        Ok((stage, policy))
     }
-    if !auth::stamps_equal(&attempt.security_stamp, &user.security_stamp) {
-        return Err(AppError::SignInExpired);
+    .await;
+    match opened {
+        Ok((stage, policy)) => Ok(Pending { attempt, user, policy, stage, counted }),
+        Err(refused) => {
+            if let Some(counted) = counted {
+                counted.release(state, &user).await?;
+            }
+            Err(refused)
+        }
     }
-    let policy = super::resolved_with(state, user.tenant_id.as_deref(), user.two_factor_enabled != 0, groups, None)
-        .await?
-        .policy;
-    Ok(Pending { attempt, user, policy, stage })
 }
 
 /// Whether the pending sign-in `id` has been completed (by another request).

@@ -238,6 +238,7 @@ async fn code_checks_are_limited_per_account_before_they_count_as_failures() {
     // A recovery code is a code check like any other.
     let body = json!({ "method": "recovery_code", "code": alice_factor.recovery_codes[0] });
     assert_eq!(assert_limited(&alice.post_json("/api/auth/sign-in/verify", &body).await), 20);
+    assert_limited(&verify(&alice, "authenticator", &wrong_totp(&app, &alice_factor.secret), false).await);
     // A refused check is not a wrong code: the failure count did not move, and the
     // recovery code was not spent.
     advance_seconds(&app, 20);

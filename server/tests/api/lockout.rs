@@ -6,8 +6,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::flows::{
-    admin_app, assert_factor_error, assert_signed_in, attempts_left, create_user, enrol_authenticator, forced_tenant,
-    next_totp, password_step, totp_now, verify, wrong_totp,
+    PENDING_COOKIE, admin_app, assert_factor_error, assert_signed_in, attempts_left, create_user, enrol_authenticator,
+    forced_tenant, next_totp, password_step, pending_cookie, post_with_cookie, set_tenant_settings, totp_now, verify,
+    wrong_totp,
 };
 use crate::helpers::{Options, PASSWORD, TestApp};
 
@@ -115,4 +116,58 @@ async fn an_admin_unlocks_a_locked_user() {
     assert_signed_in(&verify(&alice, "authenticator", &next_totp(&app, &secret), false).await);
     let events = app.audit("").await;
     assert!(events.iter().any(|e| e["action"] == "user.unlocked"), "{events:?}");
+}
+
+/// Every way a check of an authenticator code can be refused before the code is
+/// looked at: none of them counts towards the lockout. On PostgreSQL the attempt is
+/// counted by the statement that reads the pending sign-in, so each of these refusals
+/// must give it back; counted and kept, four of them would leave one guess.
+#[tokio::test]
+async fn a_check_refused_before_its_code_is_looked_at_counts_no_attempt() {
+    let app = admin_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    let alice_id = create_user(&app, &t.id, "alice", None).await.id;
+    let secret = enrol_authenticator(&app, &app.new_client(), "acme", "alice").await.secret;
+    let alice = app.new_client();
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
+
+    // A provider the tenant no longer allows.
+    let only_email = json!({ "authenticator": false, "email": true, "sms": false, "passkey": false });
+    set_tenant_settings(&app, &t.id, json!({ "allowed_providers": only_email })).await;
+    for _ in 0..4 {
+        let refused = verify(&alice, "authenticator", &totp_now(&app, &secret), false).await;
+        assert_factor_error(&refused, StatusCode::BAD_REQUEST, "provider_unavailable");
+    }
+    let all = json!({ "authenticator": true, "email": true, "sms": true, "passkey": true });
+    set_tenant_settings(&app, &t.id, json!({ "allowed_providers": all })).await;
+    assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 3);
+
+    // A pending sign-in that expired.
+    app.advance_minutes(11);
+    for _ in 0..4 {
+        let refused = verify(&alice, "authenticator", &totp_now(&app, &secret), false).await;
+        assert_factor_error(&refused, StatusCode::UNAUTHORIZED, "sign_in_expired");
+    }
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 2);
+
+    // A pending sign-in another request completed: the success reset the count, and
+    // replays of the finished sign-in add nothing to it.
+    let first = app.new_client().sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
+    let finished = format!("{PENDING_COOKIE}={}", pending_cookie(&first));
+    let verify_with = |code: String| {
+        let body = json!({ "method": "authenticator", "code": code });
+        let (addr, finished) = (app.running.addr, finished.clone());
+        async move { post_with_cookie(addr, "/api/auth/sign-in/verify", &finished, &body).await }
+    };
+    assert_signed_in(&verify_with(next_totp(&app, &secret)).await);
+    for _ in 0..4 {
+        assert_factor_error(&verify_with(wrong_totp(&app, &secret)).await, StatusCode::UNAUTHORIZED, "sign_in_expired");
+    }
+    let view = app.get(&format!("/api/users/{alice_id}")).await.json();
+    assert_eq!(view["lock"]["failures"], 0, "{view}");
+    let later = app.new_client();
+    password_step(&later, "acme", "alice", "requires_two_factor").await;
+    assert_eq!(attempts_left(&verify(&later, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
 }

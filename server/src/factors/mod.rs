@@ -513,22 +513,45 @@ pub async fn issue_recovery_codes(
     Ok(codes)
 }
 
-/// Records an event about `user`, done by that user, outside any transaction.
+/// An event about `user`, done by that user, at `at`.
+pub fn user_event<'a>(
+    user: &'a UserRow,
+    at: i64,
+    action: &'a str,
+    target: &'a str,
+    after: serde_json::Value,
+) -> NewAudit<'a> {
+    NewAudit {
+        at,
+        actor_user_id: Some(&user.id),
+        scope_key: &user.scope_key,
+        action,
+        target,
+        before: None,
+        after: Some(after),
+    }
+}
+
+/// The audit target that names `user`.
+pub fn user_target(user: &UserRow) -> String {
+    format!("user:{}", user.id)
+}
+
+/// Records an event about `user`, done by that user, outside any transaction: on the
+/// writer like every other write, so on SQLite it never waits in the busy handler behind
+/// a group commit.
 pub async fn audit_user(state: &AppState, user: &UserRow, action: &str, after: serde_json::Value) -> AppResult<()> {
-    let mut conn = state.db().pool.acquire().await?;
-    db::insert_audit(
-        &mut *conn,
-        &NewAudit {
-            at: state.now(),
-            actor_user_id: Some(&user.id),
-            scope_key: &user.scope_key,
-            action,
-            target: &format!("user:{}", user.id),
-            before: None,
-            after: Some(after),
-        },
-    )
-    .await?;
+    let (at, user, action) = (state.now(), user.clone(), action.to_owned());
+    state
+        .db()
+        // An audit event: no row a cache keeps.
+        .write_one_touching(db::Touches::NothingKept, move |c| {
+            Box::pin(async move {
+                let target = user_target(&user);
+                db::insert_audit(c, &user_event(&user, at, &action, &target, after)).await
+            })
+        })
+        .await?;
     Ok(())
 }
 

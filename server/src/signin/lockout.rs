@@ -170,35 +170,33 @@ pub async fn failed(
     } else {
         None
     };
-    tx.commit().await?;
-    factors::audit_user(
-        state,
-        user,
+    // The failure and the lock it placed are audited in the transaction that writes
+    // them: a lock is never left without its record, whatever stops the process.
+    let forever = reservation.consecutive >= permanent_after(state);
+    let mut events = vec![(
         "sign_in.failed",
         serde_json::json!({ "factor": method.as_str(), "failures": reservation.failures,
             "consecutive_failures": reservation.consecutive }),
-    )
-    .await?;
-    if reservation.consecutive >= permanent_after(state) {
-        factors::audit_user(
-            state,
-            user,
+    )];
+    if forever {
+        events.push((
             "user.locked_out",
             serde_json::json!({ "until_unlocked": true, "consecutive_failures": reservation.consecutive }),
-        )
-        .await?;
+        ));
+    } else if let Some((until, lockouts)) = locked {
+        events.push(("user.locked_out", serde_json::json!({ "until_ms": until, "lockouts": lockouts })));
+    }
+    let target = factors::user_target(user);
+    for (action, after) in events {
+        crate::db::insert_audit(&mut tx, &factors::user_event(user, now, action, &target, after)).await?;
+    }
+    tx.commit().await?;
+    if forever {
         crate::notify::send(state, user, crate::notify::Notice::Locked);
         crate::metrics::locked_out(true);
         return Ok(AppError::LockedUntilUnlocked);
     }
-    if let Some((until, lockouts)) = locked {
-        factors::audit_user(
-            state,
-            user,
-            "user.locked_out",
-            serde_json::json!({ "until_ms": until, "lockouts": lockouts }),
-        )
-        .await?;
+    if let Some((until, _)) = locked {
         crate::notify::send(state, user, crate::notify::Notice::Locked);
         crate::metrics::locked_out(false);
         return Ok(AppError::LockedOut { retry_after_ms: until - now });

@@ -269,6 +269,14 @@ async fn each_further_lock_lasts_longer_and_enough_failures_in_a_row_lock_until_
     let view = app.get(&format!("/api/users/{alice_id}")).await.json();
     assert_eq!(view["lock"]["until_unlocked"], true, "{view}");
     assert_eq!(view["lock"]["consecutive_failures"], 6, "{view}");
+    // Each failure and each lock is on record, from the address that caused it.
+    let events = events_about(&app, &alice_id).await;
+    assert_eq!(count(&events, "sign_in.failed"), 6, "{events:?}");
+    let locks: Vec<&Value> = events.iter().filter(|e| e["action"] == "user.locked_out").collect();
+    let forever: Vec<_> = locks.iter().map(|e| e["after"]["until_unlocked"] == true).collect();
+    assert_eq!(forever, [true, false, false], "newest first: {locks:?}");
+    let mut recorded = events.iter().filter(|e| e["action"] == "sign_in.failed" || e["action"] == "user.locked_out");
+    assert!(recorded.all(|e| e["client_ip"] == "127.0.0.1"), "{events:?}");
 
     app.post_json(&format!("/api/users/{alice_id}/unlock"), &json!({})).await.assert_status(StatusCode::NO_CONTENT);
     let view = app.get(&format!("/api/users/{alice_id}")).await.json();

@@ -5,7 +5,8 @@
 //!
 //! Every write changes "anything" unless its code says what it changes
 //! ([`Touches`]): only the rows of one user (a sign-in's attempt counted, settled or
-//! refunded, its session made) or no row any cache keeps (a row inserted, a tenant's
+//! refunded, its session made; their account page's changes and factors; an admin's
+//! actions on them) or no row any cache keeps (a row inserted, a tenant's
 //! settings, which their own cache forgets by name, a token exchange). So a stream of
 //! sign-ins, settings writes and token exchanges no longer sends every other user's
 //! session and policy inputs back to the database (BENCHMARKS.md, "Soak"). A write

@@ -77,6 +77,7 @@ pub async fn begin_authenticator(state: &AppState, user: &UserRow) -> AppResult<
     let secret = totp::generate_secret();
     let enc = state.keys().encrypt_secret(&secret, &user.id);
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&user.id));
     if !fdb::put_pending_authenticator(&mut tx, &user.id, &enc, state.now()).await? {
         return Err(AppError::conflict(
             ErrorCode::AuthenticatorExists,
@@ -197,6 +198,7 @@ async fn remove_one(
     keep_session: Option<&str>,
 ) -> AppResult<()> {
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&user.id));
     match factor {
         FactorKind::Authenticator => fdb::delete_authenticator(&mut tx, &user.id).await?,
         FactorKind::Phone => fdb::remove_phone(&mut tx, &user.id).await?,

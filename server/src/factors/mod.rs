@@ -252,6 +252,7 @@ pub async fn send_code(
     let lifetime_ms = i64::from(state.config().code_lifetime_minutes) * 60_000;
     let hash = state.keys().code_hash(purpose, binding, &code);
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&user.id));
     if let Some(attempt) = attempt {
         let interval = i64::from(state.config().code_resend_seconds) * 1000;
         if !fdb::claim_code_send(&mut tx, &attempt.id, now, now - interval, MAX_SENDS_PER_ATTEMPT).await? {

@@ -316,6 +316,7 @@ pub async fn regenerate_recovery_codes(
         return Err(AppError::conflict(ErrorCode::NoFactor, "set up a second factor before creating recovery codes"));
     }
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&who.user.id));
     let codes = factors::issue_recovery_codes(&mut tx, &state, &who.user.id).await?;
     super::audit(
         &mut tx,
@@ -357,6 +358,7 @@ pub async fn change_email(
     let purpose = CodePurpose::ConfirmEmail;
     let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &email, Channel::Email, None).await?;
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&who.user.id));
     fdb::set_pending_email(&mut tx, &who.user.id, &email).await?;
     tx.commit().await?;
     Ok(Json(sent))
@@ -427,6 +429,7 @@ pub async fn change_phone(
     let purpose = CodePurpose::ConfirmPhone;
     let sent = factors::send_code(&state, &who.user, purpose, &who.user.id, &phone, Channel::Sms, None).await?;
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&who.user.id));
     fdb::set_pending_phone(&mut tx, &who.user.id, &phone).await?;
     tx.commit().await?;
     Ok(Json(sent))
@@ -501,6 +504,7 @@ pub async fn forget_browser(
     own(&state, &who, Action::UpdateOwnAccount)?;
     let id = parse_id(&browser_id, "browser")?;
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&who.user.id));
     if !fdb::delete_browser(&mut tx, &who.user.id, &id).await? {
         return Err(AppError::NotFound("browser"));
     }

@@ -266,6 +266,7 @@ pub async fn rename(
         return Err(AppError::NotFound("passkey"));
     };
     let mut tx = state.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&who.user.id));
     if !pdb::rename(&mut tx, &who.user.id, &id, name).await? {
         return Err(AppError::NotFound("passkey"));
     }

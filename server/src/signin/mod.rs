@@ -446,6 +446,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
             who.require_fresh(app)?;
             let registered = factors::passkey::finish_registration(app, &who.user, &who.token_hash, &finish).await?;
             let mut tx = app.db().begin_write().await?;
+            tx.touches(crate::db::Touches::user(&who.user.id));
             let codes =
                 lifecycle::add(&mut tx, app, &who.user, NewFactor::Passkey(&registered), Some(&who.token_hash)).await?;
             // Registering it proved the new passkey with user verification, bound to
@@ -567,6 +568,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
             app.limits().by_account(Class::Verify, &who.user.id, app.now())?;
             let proven = prove_passkey(app, &who.user, &who.token_hash, &finish).await?;
             let mut tx = app.db().begin_write().await?;
+            tx.touches(crate::db::Touches::user(&who.user.id));
             if !proven.consume(&mut tx, &who.user.id, app.now()).await? {
                 drop(tx);
                 return Err(proven.lost(app, &who.user).await?);
@@ -587,6 +589,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
             };
             let proven = prove(app, &who.user, method, check, &code, None).await?;
             let mut tx = app.db().begin_write().await?;
+            tx.touches(crate::db::Touches::user(&who.user.id));
             if !proven.consume(&mut tx, &who.user.id, app.now()).await? {
                 drop(tx);
                 return Err(proven.lost(app, &who.user).await?);
@@ -757,6 +760,7 @@ async fn passwordless(app: &AppState, finish: PasskeyFinish, client: &ClientInfo
 /// nothing weaker), never to a session.
 async fn recovery_to_enrollment(app: &AppState, p: Pending, proven: Proven) -> AppResult<Outcome> {
     let mut tx = app.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&p.user.id));
     if !fdb::move_attempt_to_enrollment(&mut tx, &p.attempt.id).await? {
         drop(tx);
         let _ = lockout::refund(app, &p.user, proven.reservation).await?;
@@ -823,6 +827,7 @@ async fn reauthenticate(
         };
         let proven = prove(app, u, method, check, req.code.as_deref().unwrap_or(""), None).await?;
         tx = app.db().begin_write().await?;
+        tx.touches(crate::db::Touches::user(&u.id));
         if !proven.consume(&mut tx, &u.id, app.now()).await? {
             drop(tx);
             return Err(proven.lost(app, u).await?);
@@ -830,6 +835,7 @@ async fn reauthenticate(
         Freshness::Factor(method)
     } else {
         tx = app.db().begin_write().await?;
+        tx.touches(crate::db::Touches::user(&u.id));
         Freshness::Password
     };
     mark_fresh(tx, app, who, freshness).await
@@ -886,6 +892,7 @@ async fn step_up(app: &AppState, who: &Authenticated, proof: StepUpProof) -> App
         StepUpProof::Code(req) => prove_step_up_code(app, who, &allowed, req).await?,
     };
     let mut tx = app.db().begin_write().await?;
+    tx.touches(crate::db::Touches::user(&u.id));
     if !proven.consume(&mut tx, &u.id, app.now()).await? {
         drop(tx);
         return Err(proven.lost(app, u).await?);

@@ -104,14 +104,12 @@ async fn seal(
     // sign-in's transaction runs direct on a SQLite file (`db::direct`).
     let mut tx = match enrolled {
         Some(_) => Transaction::Sqlx(state.db().begin_write().await?),
-        None => {
-            let mut tx = state.db().begin().await?;
-            // The attempt, the factor, the user row, the session, a remembered browser
-            // and the audit event: all the user's own.
-            tx.touches(db::Touches::user(&p.user.id));
-            tx
-        }
+        None => state.db().begin().await?,
     };
+    // The attempt, the factor (consumed or enrolled, with the first recovery codes), the
+    // user row, the session, a remembered browser and the audit event: all the user's
+    // own.
+    tx.touches(db::Touches::user(&p.user.id));
     // The attempt first: a double submit of one sign-in finds it completed and ends as
     // an expired sign-in, not as a failure that counts towards a lockout.
     if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {
@@ -244,6 +242,7 @@ pub(super) async fn finish_with_passkey(
     let job = async move {
         let state = &st;
         let mut tx = state.db().begin_write().await?;
+        tx.touches(db::Touches::user(&p.user.id));
         if !fdb::complete_attempt(&mut tx, &p.attempt.id, state.now()).await? {
             return Ok(Sealed::Expired(Box::new(p.user), None));
         }

@@ -14,7 +14,7 @@ use twofold_server::db::Touches;
 
 use crate::flows::{
     admin_app, assert_signed_in, create_user, enrol_authenticator, forced_tenant, next_totp, password_step,
-    set_tenant_settings, verify,
+    set_tenant_settings, totp_now, verify,
 };
 use crate::helpers::{Options, PASSWORD};
 
@@ -62,6 +62,13 @@ async fn a_session_stays_in_memory_through_other_users_sign_ins_and_settings_wri
         )
         .await
         .assert_status(StatusCode::NO_CONTENT);
+        // Their factors: an authenticator set up, its recovery codes renewed, removed.
+        let started = own.post_json("/api/account/authenticator", &json!({})).await.assert_status(StatusCode::OK);
+        let secret_of_own = started.json()["secret"].as_str().unwrap().to_owned();
+        let confirm = json!({ "code": totp_now(&app, &secret_of_own) });
+        own.post_json("/api/account/authenticator/confirm", &confirm).await.assert_status(StatusCode::OK);
+        own.post_json("/api/account/recovery-codes", &json!({})).await.assert_status(StatusCode::OK);
+        own.delete("/api/account/authenticator").await.assert_status(StatusCode::NO_CONTENT);
         own.delete("/api/account/browsers").await.assert_status(StatusCode::NO_CONTENT);
         own.post_json("/api/account/sessions/end-others", &json!({})).await.assert_status(StatusCode::NO_CONTENT);
         let sessions = own.get("/api/account/sessions").await.json();
@@ -102,8 +109,8 @@ async fn a_session_stays_in_memory_through_other_users_sign_ins_and_settings_wri
 /// browser: the attempt counted on their row, then the sign-in recorded there) ends what
 /// memory holds of them at once.
 /// The other side for a user's own account page: ending their other sessions or one of
-/// them by its id, changing their switch or their password on one browser ends the copy
-/// in memory of their session on another at once.
+/// them by its id, changing their switch or their password, adding or removing a factor
+/// on one browser ends the copy in memory of their session on another at once.
 #[tokio::test]
 async fn a_users_own_account_writes_end_their_other_session_in_memory() {
     let app = admin_app(Options::default()).await;
@@ -111,7 +118,7 @@ async fn a_users_own_account_writes_end_their_other_session_in_memory() {
     create_user(&app, &beta.id, "bob", None).await;
     let here = app.new_client();
     password_step(&here, "beta", "bob", "signed_in").await;
-    for step in 0..4 {
+    for step in 0..6 {
         let there = app.new_client();
         password_step(&there, "beta", "bob", "signed_in").await;
         there.get("/api/account").await.assert_status(StatusCode::OK);
@@ -130,6 +137,14 @@ async fn a_users_own_account_writes_end_their_other_session_in_memory() {
                 .put_json("/api/account/two-factor", &json!({ "enabled": false }))
                 .await
                 .assert_status(StatusCode::OK),
+            3 => {
+                let started = here.post_json("/api/account/authenticator", &json!({})).await;
+                let secret = started.assert_status(StatusCode::OK).json()["secret"].as_str().unwrap().to_owned();
+                let confirm = json!({ "code": totp_now(&app, &secret) });
+                here.post_json("/api/account/authenticator/confirm", &confirm).await.assert_status(StatusCode::OK)
+            }
+            4 => here.delete("/api/account/authenticator").await.assert_status(StatusCode::NO_CONTENT),
+            // Last: the other browser signs in with the password it changes.
             _ => here
                 .put_json(
                     "/api/account/password",

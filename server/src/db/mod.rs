@@ -550,6 +550,14 @@ impl Db {
         }
     }
 
+    /// Records one audit event outside any transaction, on the writer like every other
+    /// write: on SQLite in the writer's group, never in the busy handler behind it. An
+    /// insert: no row a cache keeps.
+    pub async fn insert_audit_alone(&self, e: &NewAudit<'_>) -> Result<(), sqlx::Error> {
+        self.write_statement(Touches::NothingKept, INSERT_AUDIT_SQL.as_str(), Vec::from(audit_args(e))).await?;
+        Ok(())
+    }
+
     /// [`Db::pending`] that also counts a second-factor attempt, in one statement
     /// ([`groups::pending_reserving`]). PostgreSQL only: a SQLite file reads in process,
     /// where a second statement costs no round trip.
@@ -1868,11 +1876,12 @@ tokio::task_local! {
     pub static REQUEST_ADDRESS: std::net::IpAddr;
 }
 
+static INSERT_AUDIT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES ({})", placeholders(1, AUDIT_COLUMNS))
+});
+
 pub async fn insert_audit(conn: &mut impl direct::Exec, e: &NewAudit<'_>) -> Result<(), sqlx::Error> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES ({})", placeholders(1, AUDIT_COLUMNS))
-    });
-    conn.run(&SQL, &audit_args(e)).await?;
+    conn.run(&INSERT_AUDIT_SQL, &audit_args(e)).await?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use crate::app::AppState;
 use crate::config::Config;
 use crate::db::direct::{Arg, Exec, args};
 use crate::db::factors::{self as fdb, NewCode};
-use crate::db::{self, NewAudit, UserRow, messages};
+use crate::db::{NewAudit, UserRow, messages};
 use crate::error::{AppError, AppResult};
 use crate::{senders, totp};
 
@@ -538,21 +538,11 @@ pub fn user_target(user: &UserRow) -> String {
     format!("user:{}", user.id)
 }
 
-/// Records an event about `user`, done by that user, outside any transaction: on the
-/// writer like every other write, so on SQLite it never waits in the busy handler behind
-/// a group commit.
+/// Records an event about `user`, done by that user, outside any transaction
+/// ([`crate::db::Db::insert_audit_alone`]).
 pub async fn audit_user(state: &AppState, user: &UserRow, action: &str, after: serde_json::Value) -> AppResult<()> {
-    let (at, user, action) = (state.now(), user.clone(), action.to_owned());
-    state
-        .db()
-        // An audit event: no row a cache keeps.
-        .write_one_touching(db::Touches::NothingKept, move |c| {
-            Box::pin(async move {
-                let target = user_target(&user);
-                db::insert_audit(c, &user_event(&user, at, &action, &target, after)).await
-            })
-        })
-        .await?;
+    let target = user_target(user);
+    state.db().insert_audit_alone(&user_event(user, state.now(), action, &target, after)).await?;
     Ok(())
 }
 

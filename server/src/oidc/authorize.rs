@@ -602,10 +602,9 @@ async fn record_grant(
 
 /// Records a refused authorization request (the reason is a protocol error code).
 async fn audit_refusal(state: &AppState, app: &ApplicationRow, user_id: Option<&str>, reason: &str) -> AppResult<()> {
-    let mut conn = state.db().pool.acquire().await?;
-    db::insert_audit(
-        &mut *conn,
-        &db::NewAudit {
+    state
+        .db()
+        .insert_audit_alone(&db::NewAudit {
             at: state.now(),
             actor_user_id: user_id,
             scope_key: &app.scope_key,
@@ -613,9 +612,8 @@ async fn audit_refusal(state: &AppState, app: &ApplicationRow, user_id: Option<&
             target: &format!("application:{}", app.id),
             before: None,
             after: Some(serde_json::json!({ "reason": reason })),
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(())
 }
 
@@ -646,19 +644,22 @@ async fn respond_to_browser(
         Outcome::Needs { .. } => {
             let handle = auth::new_token();
             let now = state.now();
-            let mut conn = state.db().pool.acquire().await?;
-            odb::insert_request(
-                &mut conn,
-                &RequestRow {
-                    handle_hash: auth::token_hash(&handle),
-                    application_id: app.id.clone(),
-                    params: serde_json::to_string(params).map_err(anyhow::Error::from)?,
-                    created_at: now,
-                    expires_at: now + super::REQUEST_LIFETIME_MS,
-                    completed_at: None,
-                },
-            )
-            .await?;
+            let parked = RequestRow {
+                handle_hash: auth::token_hash(&handle),
+                application_id: app.id.clone(),
+                params: serde_json::to_string(params).map_err(anyhow::Error::from)?,
+                created_at: now,
+                expires_at: now + super::REQUEST_LIFETIME_MS,
+                completed_at: None,
+            };
+            state
+                .db()
+                // An insert, and parked requests are read anew each time: no row a
+                // cache keeps.
+                .write_one_touching(db::Touches::NothingKept, move |c| {
+                    Box::pin(async move { odb::insert_request(c, &parked).await })
+                })
+                .await?;
             Ok(see_other(&format!("{}/sign-in?request={handle}", state.config().public_base())))
         }
     }
@@ -746,8 +747,15 @@ pub async fn resume(
         }
         Outcome::Redirect(url) => url,
     };
-    let mut conn = state.db().pool.acquire().await?;
-    if !odb::complete_request(&mut conn, &row.handle_hash, state.now()).await? {
+    let (handle_hash, now) = (row.handle_hash.clone(), state.now());
+    let completed = state
+        .db()
+        // Parked requests are read anew each time: no row a cache keeps.
+        .write_one_touching(db::Touches::NothingKept, move |c| {
+            Box::pin(async move { odb::complete_request(c, &handle_hash, now).await })
+        })
+        .await?;
+    if !completed {
         return Err(AppError::NotFound("authorization request"));
     }
     Ok(Json(progress(&app, &issuer, &params, AuthorizationStep::Redirect, None, Some(url))))

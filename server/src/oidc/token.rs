@@ -121,10 +121,9 @@ async fn audit(
     action: &str,
     after: Value,
 ) -> AppResult<()> {
-    let mut conn = state.db().pool.acquire().await?;
-    db::insert_audit(
-        &mut *conn,
-        &db::NewAudit {
+    state
+        .db()
+        .insert_audit_alone(&db::NewAudit {
             at: state.now(),
             actor_user_id: user_id,
             scope_key: &app.scope_key,
@@ -132,9 +131,8 @@ async fn audit(
             target: &format!("application:{}", app.id),
             before: None,
             after: Some(after),
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(())
 }
 
@@ -304,6 +302,19 @@ async fn code_grant(
 
 /// A code used a second time: whatever its first use issued is revoked, since one of
 /// the two users of the code is not the client.
+/// Revokes the token family `id` for `reason`, on the writer. Families are read anew
+/// for every use, never kept: no row a cache keeps changes.
+async fn revoke_family(state: &AppState, id: &str, reason: &'static str) -> AppResult<()> {
+    let (id, now) = (id.to_owned(), state.now());
+    state
+        .db()
+        .write_one_touching(db::Touches::NothingKept, move |c| {
+            Box::pin(async move { odb::revoke_family(c, &id, reason, now).await })
+        })
+        .await?;
+    Ok(())
+}
+
 async fn replayed_code(
     state: &AppState,
     app: &ApplicationRow,
@@ -311,8 +322,7 @@ async fn replayed_code(
     family_id: Option<&str>,
 ) -> AppResult<OAuthError> {
     if let Some(family) = family_id {
-        let mut conn = state.db().pool.acquire().await?;
-        odb::revoke_family(&mut conn, family, "code_replay", state.now()).await?;
+        revoke_family(state, family, "code_replay").await?;
     }
     audit(state, app, Some(user_id), "oidc.code_replayed", json!({ "family": family_id })).await?;
     Ok(OAuthError::invalid_grant("the code was already used; the tokens it gave are revoked"))
@@ -410,8 +420,7 @@ async fn refresh_grant(
     if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
         // The user's password or factors changed since: like their sessions, the
         // tokens of earlier sign-ins end.
-        let mut conn = state.db().pool.acquire().await?;
-        odb::revoke_family(&mut conn, &family.id, "security_stamp", now).await?;
+        revoke_family(state, &family.id, "security_stamp").await?;
         return Err(OAuthError::invalid_grant("the user's security profile changed; sign in again"));
     }
     let mut tx = state.db().begin_write().await?;

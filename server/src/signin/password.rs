@@ -11,7 +11,7 @@ use super::{ClientInfo, DAY_MS, Outcome, Stage, effective_policy, lockout, offer
 use crate::app::AppState;
 use crate::auth;
 use crate::db::factors as fdb;
-use crate::db::{self, HOST_SCOPE, NewAudit, UserRow};
+use crate::db::{HOST_SCOPE, NewAudit, UserRow};
 use crate::error::{AppError, AppResult};
 use crate::ratelimit::Class;
 
@@ -100,10 +100,9 @@ pub async fn verify_password_of(
         return Ok(());
     }
     state.passwords().failed(&user.id, &address, false, now);
-    let mut conn = state.db().pool.acquire().await?;
-    db::insert_audit(
-        &mut *conn,
-        &NewAudit {
+    state
+        .db()
+        .insert_audit_alone(&NewAudit {
             at: now,
             actor_user_id: Some(&user.id),
             scope_key: &user.scope_key,
@@ -111,9 +110,8 @@ pub async fn verify_password_of(
             target: &format!("user:{}", user.id),
             before: None,
             after: Some(serde_json::json!({ "factor": "password" })),
-        },
-    )
-    .await?;
+        })
+        .await?;
     Err(AppError::WrongPassword)
 }
 
@@ -125,7 +123,6 @@ async fn audit_failure(
     typed: Option<&str>,
     refused: Option<&str>,
 ) -> AppResult<()> {
-    let mut conn = state.db().pool.acquire().await?;
     let target = user.map_or_else(|| "user:unknown".to_owned(), |u| format!("user:{}", u.id));
     let mut after = match typed {
         Some(name) => {
@@ -136,9 +133,9 @@ async fn audit_failure(
     if let Some(reason) = refused {
         after["refused"] = serde_json::json!(reason);
     }
-    db::insert_audit(
-        &mut *conn,
-        &NewAudit {
+    state
+        .db()
+        .insert_audit_alone(&NewAudit {
             at: state.now(),
             actor_user_id: user.map(|u| u.id.as_str()),
             scope_key,
@@ -146,9 +143,8 @@ async fn audit_failure(
             target: &target,
             before: None,
             after: Some(after),
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(())
 }
 

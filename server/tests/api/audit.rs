@@ -180,6 +180,11 @@ async fn the_trail_is_filtered_by_type_actor_user_time_and_address_and_names_who
         .post_json(&format!("/api/users/{}/reactivate", tina.id), &json!({}))
         .await
         .assert_status(StatusCode::NO_CONTENT);
+    // Written outside any transaction, on the writer: it still records the address.
+    app.new_client()
+        .sign_in(Some("acme"), "tina", "not tina's password")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
 
     let family = app.audit("&action=user.").await;
     assert!(
@@ -194,17 +199,17 @@ async fn the_trail_is_filtered_by_type_actor_user_time_and_address_and_names_who
     // records the address of the request that made it.
     assert!(by_boss.iter().all(|e| e["client_ip"] == "127.0.0.1"), "{by_boss:?}");
     let about_tina = app.audit(&format!("&user={}", tina.id)).await;
-    assert_eq!(actions(&about_tina), ["user.reactivated", "user.deactivated", "user.created"]);
+    assert_eq!(actions(&about_tina), ["sign_in.failed", "user.reactivated", "user.deactivated", "user.created"]);
     // Every event made through HTTP records the client address.
     assert!(about_tina.iter().all(|e| e["client_ip"] == "127.0.0.1"), "{about_tina:?}");
-    assert_eq!(app.audit(&format!("&user={}&client_ip=127.0.0.1", tina.id)).await.len(), 3);
+    assert_eq!(app.audit(&format!("&user={}&client_ip=127.0.0.1", tina.id)).await.len(), 4);
     assert!(app.audit(&format!("&user={}&client_ip=10.9.8.7", tina.id)).await.is_empty());
     let now = time::OffsetDateTime::now_utc();
     let fmt = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
     let later = fmt(now + time::Duration::minutes(5));
     let earlier = fmt(now - time::Duration::minutes(5));
     assert!(app.audit(&format!("&user={}&from={later}", tina.id)).await.is_empty());
-    assert_eq!(app.audit(&format!("&user={}&from={earlier}&to={later}", tina.id)).await.len(), 3);
+    assert_eq!(app.audit(&format!("&user={}&from={earlier}&to={later}", tina.id)).await.len(), 4);
 
     // Names: the host admin sees all of them.
     let e = &by_boss[0];

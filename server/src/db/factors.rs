@@ -192,12 +192,7 @@ pub async fn reserve_attempt_for_authenticator(
     db.committed(super::Touches::user(user_id));
     let row = row?;
     Ok(row.map(|r| {
-        let authenticator = match (r.secret_enc, r.confirmed, r.last_used_step) {
-            (Some(secret_enc), Some(confirmed), Some(last_used_step)) => {
-                Some(AuthenticatorRow { secret_enc, confirmed, last_used_step })
-            }
-            _ => None,
-        };
+        let authenticator = AuthenticatorRow::joined(r.secret_enc, r.confirmed, r.last_used_step);
         ((r.second_factor_failures, r.consecutive_failures), authenticator)
     }))
 }
@@ -347,6 +342,17 @@ pub struct AuthenticatorRow {
     pub secret_enc: String,
     pub confirmed: i64,
     pub last_used_step: i64,
+}
+
+impl AuthenticatorRow {
+    /// The row from the columns of an outer join, which are all null without one.
+    pub(super) fn joined(
+        secret_enc: Option<String>,
+        confirmed: Option<i64>,
+        last_used_step: Option<i64>,
+    ) -> Option<Self> {
+        Some(Self { secret_enc: secret_enc?, confirmed: confirmed?, last_used_step: last_used_step? })
+    }
 }
 
 /// The statement of [`get_authenticator`].

@@ -418,7 +418,7 @@ pub async fn pending_reserving(
     token_hash: &str,
     at: ReserveAt<'_>,
 ) -> anyhow::Result<Option<(PendingRows, Option<Reserved>)>> {
-    let rows: Vec<PendingReservingRow> = sqlx::query_as(sqlx::AssertSqlSafe(PENDING_RESERVING_SQL.as_str()))
+    let mut rows: Vec<PendingReservingRow> = sqlx::query_as(sqlx::AssertSqlSafe(PENDING_RESERVING_SQL.as_str()))
         .bind(token_hash)
         .bind(at.now)
         .bind(at.max_failures)
@@ -426,15 +426,11 @@ pub async fn pending_reserving(
         .bind(at.stage)
         .fetch_all(conn)
         .await?;
-    let reserved = rows.first().and_then(|r| {
+    let reserved = rows.first_mut().and_then(|r| {
         let counts = (r.reserved_failures?, r.reserved_consecutive?);
-        let authenticator = match (&r.reserved_secret_enc, r.reserved_confirmed, r.reserved_last_used_step) {
-            (Some(secret_enc), Some(confirmed), Some(last_used_step)) => {
-                Some(super::factors::AuthenticatorRow { secret_enc: secret_enc.clone(), confirmed, last_used_step })
-            }
-            _ => None,
-        };
-        Some((counts, authenticator))
+        let (secret_enc, confirmed, step) =
+            (r.reserved_secret_enc.take(), r.reserved_confirmed, r.reserved_last_used_step);
+        Some((counts, super::factors::AuthenticatorRow::joined(secret_enc, confirmed, step)))
     });
     let pending = fold_pending(rows.into_iter().map(|r| r.pending))?;
     Ok(pending.map(|p| (p, reserved)))

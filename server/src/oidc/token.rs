@@ -300,8 +300,6 @@ async fn code_grant(
     Ok(tokens(state, issuer, app, &user, &family, code.nonce.as_deref(), refresh).await?)
 }
 
-/// A code used a second time: whatever its first use issued is revoked, since one of
-/// the two users of the code is not the client.
 /// Revokes the token family `id` for `reason`, on the writer. Families are read anew
 /// for every use, never kept: no row a cache keeps changes.
 async fn revoke_family(state: &AppState, id: &str, reason: &'static str) -> AppResult<()> {
@@ -315,6 +313,8 @@ async fn revoke_family(state: &AppState, id: &str, reason: &'static str) -> AppR
     Ok(())
 }
 
+/// A code used a second time: whatever its first use issued is revoked, since one of
+/// the two users of the code is not the client.
 async fn replayed_code(
     state: &AppState,
     app: &ApplicationRow,

@@ -100,18 +100,9 @@ pub async fn verify_password_of(
         return Ok(());
     }
     state.passwords().failed(&user.id, &address, false, now);
-    state
-        .db()
-        .insert_audit_alone(&NewAudit {
-            at: now,
-            actor_user_id: Some(&user.id),
-            scope_key: &user.scope_key,
-            action,
-            target: &format!("user:{}", user.id),
-            before: None,
-            after: Some(serde_json::json!({ "factor": "password" })),
-        })
-        .await?;
+    let target = crate::factors::user_target(user);
+    let event = crate::factors::user_event(user, now, action, &target, serde_json::json!({ "factor": "password" }));
+    state.db().insert_audit_alone(&event).await?;
     Err(AppError::WrongPassword)
 }
 
@@ -123,7 +114,7 @@ async fn audit_failure(
     typed: Option<&str>,
     refused: Option<&str>,
 ) -> AppResult<()> {
-    let target = user.map_or_else(|| "user:unknown".to_owned(), |u| format!("user:{}", u.id));
+    let target = user.map_or_else(|| "user:unknown".to_owned(), crate::factors::user_target);
     let mut after = match typed {
         Some(name) => {
             serde_json::json!({ "factor": "password", "username": name.chars().take(64).collect::<String>() })

@@ -174,6 +174,8 @@ pub struct Writer {
     /// Direct transactions waiting for the lock (behind a sqlx write, say): each will
     /// take it and join or commit the group, so they count as queued too.
     waiting: AtomicUsize,
+    /// [`RESTART_AFTER_FRAMES`], unless a test asks for less.
+    restart_after: std::sync::atomic::AtomicI64,
 }
 
 /// Counts a direct transaction waiting for the lock; one given up before it got the
@@ -243,8 +245,8 @@ const MAX_GROUP: u64 = 64;
 impl Writer {
     /// Opens the connection to the SQLite file at `path`, which exists and is in WAL
     /// mode (`Db::connect` opened the pool first). `stamps` numbers the transactions
-    /// committed through it.
-    pub fn open(path: &Path, stamps: Arc<Stamps>) -> anyhow::Result<Arc<Self>> {
+    /// committed through it; `thread` runs the writer's jobs.
+    pub fn open(path: &Path, stamps: Arc<Stamps>, thread: tokio::runtime::Handle) -> anyhow::Result<Arc<Self>> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         // The same durability, keys and page cache as the pool's connections. No busy
@@ -256,14 +258,20 @@ impl Writer {
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -1024; \
              PRAGMA busy_timeout = 0; PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;",
         )?;
+        // When the WAL starts again its file is cut back to this size, so a burst does
+        // not leave it large for good.
+        conn.pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT)?;
         let conn = WriterConn { conn, group: None, stamps, commits: 0 };
         let writer = Arc::new(Self {
             conn: Arc::new(tokio::sync::Mutex::new(conn)),
             queued: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            restart_after: std::sync::atomic::AtomicI64::new(RESTART_AFTER_FRAMES),
         });
         let (path, alive) = (path.to_owned(), Arc::downgrade(&writer));
-        std::thread::Builder::new().name("twofold-checkpoint".into()).spawn(move || checkpoints(&path, &alive))?;
+        std::thread::Builder::new()
+            .name("twofold-checkpoint".into())
+            .spawn(move || checkpoints(&path, &alive, &thread))?;
         Ok(writer)
     }
 
@@ -305,6 +313,12 @@ impl Writer {
     #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
+    }
+
+    /// Starts the WAL again past `frames` instead of [`RESTART_AFTER_FRAMES`].
+    #[cfg(test)]
+    pub fn restart_after(&self, frames: i64) {
+        self.restart_after.store(frames, Ordering::Relaxed);
     }
 
     /// How many SQLite transactions the writer's connection has committed.
@@ -385,6 +399,20 @@ impl Failure {
 /// that ran only on idle cores, so that the WAL grew, cost 16 %.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
+/// Frames in the WAL past which the checkpoint thread makes sure the WAL starts again
+/// from its beginning (128 MiB of 4 KiB pages, about a second of sign-ins at full
+/// speed): each time the writer stops for a moment, so seldom enough to stay out of
+/// the 99th percentile of a write's wait.
+const RESTART_AFTER_FRAMES: i64 = 32_768;
+
+/// How many times the catch-up checkpoint is tried while the writer waits, should a
+/// reader that began before the last commit still hold some of the WAL.
+const CATCH_UP_TRIES: u32 = 3;
+
+/// The size the WAL file is cut back to when it starts again, should a burst (a bulk
+/// import, say) have grown it past that.
+const WAL_FILE_LIMIT: i64 = 256 * 1024 * 1024;
+
 /// Copies the WAL back into the database file, off the writer's thread, for as long as
 /// the writer exists.
 ///
@@ -394,17 +422,66 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// checkpoint here never blocks a writer or a reader; durability does not depend on it
 /// (a committed transaction is in the WAL, which survives a killed process), only how
 /// long the WAL grows does.
-fn checkpoints(path: &Path, writer: &std::sync::Weak<Writer>) {
+///
+/// A passive checkpoint copies back only what was committed when it began, and the
+/// writer starts the WAL again only when all of it was copied back: under writes that
+/// never pause that never happens, and the file grew by every commit for as long as the
+/// load lasted (by about 170 MB a second in the load runs, each new page of it
+/// allocated by the file system on the writer's thread). So once the WAL is long, the writer's thread, between
+/// two groups, copies back the few frames committed since (section "The WAL started
+/// again under load" of BENCHMARKS.md), and its next transaction starts the WAL again.
+fn checkpoints(path: &Path, writer: &std::sync::Weak<Writer>, thread: &tokio::runtime::Handle) {
     let Ok(conn) =
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
     else {
         tracing::warn!("the checkpoint connection did not open; the WAL is checkpointed by other connections");
         return;
     };
-    while writer.strong_count() > 0 {
+    loop {
         std::thread::sleep(CHECKPOINT_EVERY);
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "checkpoint failed");
+        let Some(restart_after) = writer.upgrade().map(|w| w.restart_after.load(Ordering::Relaxed)) else {
+            return;
+        };
+        match checkpoint(&conn) {
+            Ok((frames, _)) if frames >= restart_after => {
+                let Some(writer) = writer.upgrade() else { return };
+                let (done, finished) = std::sync::mpsc::sync_channel(1);
+                // On the writer's thread, behind the transactions already waiting: a
+                // thread of its own holding the writer's lock would stop every write
+                // for as long as the scheduler let it wait for a core.
+                thread.spawn(async move {
+                    catch_up(&writer).await;
+                    let _ = done.send(());
+                });
+                // One at a time; a writer's thread that has ended sends nothing.
+                let _ = finished.recv_timeout(Duration::from_secs(1));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+        }
+    }
+}
+
+/// A passive checkpoint: the frames in the WAL, and how many of them are now in the
+/// database file.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get(1)?, row.get(2)?)))
+}
+
+/// Copies back, on the writer's connection with its open group committed, what was
+/// committed since the checkpoint thread's last checkpoint, so that the whole WAL is in
+/// the database file when the writer's next transaction begins.
+async fn catch_up(writer: &Writer) {
+    let mut held = writer.conn.lock().await;
+    held.close_group();
+    for _ in 0..CATCH_UP_TRIES {
+        match checkpoint(&held.conn) {
+            Ok((frames, copied)) if copied < frames => std::thread::yield_now(),
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint failed");
+                return;
+            }
         }
     }
 }

@@ -214,7 +214,10 @@ impl Db {
         let keep = usize::try_from(max_connections).unwrap_or(usize::MAX);
         // After the pool: its first connection created the file and switched it to WAL.
         let stamps = Arc::new(Stamps::default());
-        let direct = file.as_deref().map(|path| direct::Writer::open(path, stamps.clone())).transpose()?;
+        let direct = match (file.as_deref(), &writer_thread) {
+            (Some(path), Some(thread)) => Some(direct::Writer::open(path, stamps.clone(), thread.handle.clone())?),
+            _ => None,
+        };
         let lookups = file.map(|path| Arc::new(lookup::Lookups::new(&path, keep)));
         let hot = (backend == Backend::Postgres)
             .then(|| Arc::new(hot::Pool::new(options, max_connections, Duration::from_secs(5), PING_AFTER_IDLE)));
@@ -2647,5 +2650,78 @@ mod tests {
         // Without checkpoints it would be about ten rounds long.
         let wal = wal_size();
         assert!(wal < 2 * first, "the WAL grew to {wal} bytes, from {first} after the first round");
+    }
+
+    /// Under writes that never pause, with reads beside them, the WAL still starts
+    /// again from its beginning: otherwise every commit appends to a file that grows for
+    /// as long as the load lasts (a checkpoint can copy back only what was committed
+    /// before it began, and the writer reuses the WAL only once all of it was copied).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_again_under_writes_that_never_pause() {
+        use direct::Exec;
+        let (dir, db) = sqlite_file().await;
+        // A shorter WAL than in service, so that a few seconds see it start again often.
+        db.direct.as_ref().expect("the writer").restart_after(1024);
+        let wal = dir.path().join("t.db-wal");
+        // Bytes 12 to 15 of the WAL's header count the times it started again.
+        let restarts = move || {
+            let header = std::fs::read(&wal).ok()?;
+            Some(u32::from_be_bytes(header.get(12..16)?.try_into().ok()?))
+        };
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut load = Vec::new();
+        for writer in 0..8 {
+            let (db, stop) = (db.clone(), stop.clone());
+            load.push(tokio::spawn(async move {
+                let row = "x".repeat(2 * 1024);
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut tx = db.begin().await.expect("begin");
+                    tx.run(
+                        "INSERT INTO audit_events (id, at, scope_key, action, target, after_json) \
+                         VALUES ($1, 1, 'host', 'bulk', 't', $2)",
+                        &direct::args![format!("{writer}-{i}"), row.as_str()],
+                    )
+                    .await
+                    .expect("insert");
+                    tx.commit().await.expect("commit");
+                    i += 1;
+                }
+                i
+            }));
+        }
+        for _ in 0..2 {
+            let (db, stop) = (db.clone(), stop.clone());
+            load.push(tokio::spawn(async move {
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE at = 1")
+                        .fetch_one(&db.pool)
+                        .await
+                        .expect("read");
+                    reads += 1;
+                }
+                reads
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let first = restarts();
+        let mut seen = std::collections::BTreeSet::new();
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            seen.extend(restarts());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut done = Vec::new();
+        for task in load {
+            done.push(task.await.expect("load"));
+        }
+        assert!(done.iter().all(|&n| n > 0), "every writer and reader ran: {done:?}");
+        assert!(
+            seen.len() >= 3,
+            "the WAL started again {} times in 3 s of writes (from {first:?}: {seen:?})",
+            seen.len().saturating_sub(1)
+        );
     }
 }

@@ -400,10 +400,10 @@ impl Failure {
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// Frames in the WAL past which the checkpoint thread makes sure the WAL starts again
-/// from its beginning (128 MiB of 4 KiB pages, about a second of sign-ins at full
+/// from its beginning (256 MiB of 4 KiB pages, a few seconds of sign-ins at full
 /// speed): each time the writer stops for a moment, so seldom enough to stay out of
-/// the 99th percentile of a write's wait.
-const RESTART_AFTER_FRAMES: i64 = 32_768;
+/// the 99th percentile of a write's wait (BENCHMARKS.md).
+const RESTART_AFTER_FRAMES: i64 = 65_536;
 
 /// How many times the catch-up checkpoint is tried while the writer waits, should a
 /// reader that began before the last commit still hold some of the WAL.
@@ -411,7 +411,7 @@ const CATCH_UP_TRIES: u32 = 3;
 
 /// The size the WAL file is cut back to when it starts again, should a burst (a bulk
 /// import, say) have grown it past that.
-const WAL_FILE_LIMIT: i64 = 256 * 1024 * 1024;
+const WAL_FILE_LIMIT: i64 = 512 * 1024 * 1024;
 
 /// Copies the WAL back into the database file, off the writer's thread, for as long as
 /// the writer exists.
@@ -427,9 +427,10 @@ const WAL_FILE_LIMIT: i64 = 256 * 1024 * 1024;
 /// writer starts the WAL again only when all of it was copied back: under writes that
 /// never pause that never happens, and the file grew by every commit for as long as the
 /// load lasted (by about 170 MB a second in the load runs, each new page of it
-/// allocated by the file system on the writer's thread). So once the WAL is long, the writer's thread, between
-/// two groups, copies back the few frames committed since (section "The WAL started
-/// again under load" of BENCHMARKS.md), and its next transaction starts the WAL again.
+/// allocated by the file system on the writer's thread). So once the WAL is long, the
+/// writer's thread, between two groups, copies back the few frames committed since, and
+/// its next transaction starts the WAL again (BENCHMARKS.md, "An AMD EPYC host, and the
+/// WAL started again under load").
 fn checkpoints(path: &Path, writer: &std::sync::Weak<Writer>, thread: &tokio::runtime::Handle) {
     let Ok(conn) =
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)

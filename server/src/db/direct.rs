@@ -440,18 +440,15 @@ fn checkpoints(path: &Path, writer: &std::sync::Weak<Writer>, thread: &tokio::ru
     };
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
-        let Some(restart_after) = writer.upgrade().map(|w| w.restart_after.load(Ordering::Relaxed)) else {
-            return;
-        };
+        let Some(live) = writer.upgrade() else { return };
         match checkpoint(&conn) {
-            Ok((frames, _)) if frames >= restart_after => {
-                let Some(writer) = writer.upgrade() else { return };
+            Ok((frames, _)) if frames >= live.restart_after.load(Ordering::Relaxed) => {
                 let (done, finished) = std::sync::mpsc::sync_channel(1);
                 // On the writer's thread, behind the transactions already waiting: a
                 // thread of its own holding the writer's lock would stop every write
                 // for as long as the scheduler let it wait for a core.
                 thread.spawn(async move {
-                    catch_up(&writer).await;
+                    catch_up(&live).await;
                     let _ = done.send(());
                 });
                 // One at a time; a writer's thread that has ended sends nothing.

@@ -2625,21 +2625,23 @@ mod tests {
         assert_eq!(stored, ["l4", "l5"]);
     }
 
+    /// An audit event with a payload of its own, to fill the WAL with.
+    const BULK_AUDIT_INSERT: &str = "INSERT INTO audit_events (id, at, scope_key, action, target, after_json) \
+                                     VALUES ($1, 1, 'host', 'bulk', 't', $2)";
+
     /// The writer never checkpoints on commit; the checkpoint thread copies the WAL
     /// back, so the WAL is reused from its start instead of growing with every write.
     #[tokio::test]
     async fn the_wal_is_checkpointed_off_the_writers_thread() {
         use direct::Exec;
         let (dir, db) = sqlite_file().await;
-        let insert = "INSERT INTO audit_events (id, at, scope_key, action, target, after_json) \
-                      VALUES ($1, 1, 'host', 'bulk', 't', $2)";
         let row = "x".repeat(8 * 1024);
         let wal_size = || std::fs::metadata(dir.path().join("t.db-wal")).expect("the WAL").len();
         let mut first = 0;
         for round in 0..10 {
             for i in 0..50 {
                 let mut tx = db.begin().await.expect("begin");
-                tx.run(insert, &direct::args![format!("{round}-{i}"), row.as_str()]).await.expect("insert");
+                tx.run(BULK_AUDIT_INSERT, &direct::args![format!("{round}-{i}"), row.as_str()]).await.expect("insert");
                 tx.commit().await.expect("commit");
             }
             if round == 0 {
@@ -2677,13 +2679,9 @@ mod tests {
                 let mut i = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let mut tx = db.begin().await.expect("begin");
-                    tx.run(
-                        "INSERT INTO audit_events (id, at, scope_key, action, target, after_json) \
-                         VALUES ($1, 1, 'host', 'bulk', 't', $2)",
-                        &direct::args![format!("{writer}-{i}"), row.as_str()],
-                    )
-                    .await
-                    .expect("insert");
+                    tx.run(BULK_AUDIT_INSERT, &direct::args![format!("{writer}-{i}"), row.as_str()])
+                        .await
+                        .expect("insert");
                     tx.commit().await.expect("commit");
                     i += 1;
                 }

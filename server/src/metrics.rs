@@ -148,6 +148,9 @@ async fn scrape(State(scrape): State<Scrape>) -> Response {
         gauge!("twofold_db_hot_connections", "state" => "open").set(open as f64);
         gauge!("twofold_db_hot_connections", "state" => "idle").set(idle as f64);
     }
+    if let Some(bytes) = scrape.state.db().sqlite_wal_bytes() {
+        gauge!("twofold_sqlite_wal_bytes").set(bytes as f64);
+    }
     gauge!("twofold_argon2_queue_depth").set(ARGON2_QUEUED.load(Ordering::Relaxed).max(0) as f64);
     // Read from the system at the scrape (`/proc/self` on Linux): the resident memory a
     // deployment watches against its limit, processor time, threads and open files.

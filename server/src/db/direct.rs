@@ -176,6 +176,8 @@ pub struct Writer {
     waiting: AtomicUsize,
     /// [`RESTART_AFTER_FRAMES`], unless a test asks for less.
     restart_after: std::sync::atomic::AtomicI64,
+    /// The WAL's file, whose size `/metrics` reports.
+    wal: std::path::PathBuf,
 }
 
 /// Counts a direct transaction waiting for the lock; one given up before it got the
@@ -267,12 +269,20 @@ impl Writer {
             queued: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             restart_after: std::sync::atomic::AtomicI64::new(RESTART_AFTER_FRAMES),
+            wal: wal_path(path),
         });
         let (path, alive) = (path.to_owned(), Arc::downgrade(&writer));
         std::thread::Builder::new()
             .name("twofold-checkpoint".into())
             .spawn(move || checkpoints(&path, &alive, &thread))?;
         Ok(writer)
+    }
+
+    /// The size of the WAL's file in bytes (0 while it does not exist): under writes that
+    /// never pause it returns to about 256 MiB after each catch-up, and past 512 MiB only
+    /// a burst leaves it, until the WAL starts again.
+    pub fn wal_bytes(&self) -> u64 {
+        std::fs::metadata(&self.wal).map_or(0, |m| m.len())
     }
 
     /// The lock, for a write that does not go through the writer's connection (sqlx):
@@ -319,6 +329,12 @@ impl Writer {
     #[cfg(test)]
     pub fn restart_after(&self, frames: i64) {
         self.restart_after.store(frames, Ordering::Relaxed);
+    }
+
+    /// Cuts the WAL back to `bytes` instead of [`WAL_FILE_LIMIT`] when it starts again.
+    #[cfg(test)]
+    pub async fn wal_file_limit(&self, bytes: i64) -> rusqlite::Result<()> {
+        self.lock().await.conn.pragma_update(None, "journal_size_limit", bytes)
     }
 
     /// How many SQLite transactions the writer's connection has committed.
@@ -411,7 +427,14 @@ const CATCH_UP_TRIES: u32 = 3;
 
 /// The size the WAL file is cut back to when it starts again, should a burst (a bulk
 /// import, say) have grown it past that.
-const WAL_FILE_LIMIT: i64 = 512 * 1024 * 1024;
+pub(crate) const WAL_FILE_LIMIT: i64 = 512 * 1024 * 1024;
+
+/// SQLite's WAL file for the database file at `path`: its name with `-wal` added.
+fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
 
 /// Copies the WAL back into the database file, off the writer's thread, for as long as
 /// the writer exists.

@@ -132,7 +132,7 @@ pub struct TestApp {
     pub client: Client,
     pub clock: Option<Arc<ManualClock>>,
     // Holds the SQLite file; dropping it deletes the database with the test.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Deref for TestApp {
@@ -144,6 +144,11 @@ impl Deref for TestApp {
 }
 
 impl TestApp {
+    /// The size of the SQLite database's WAL file, as the file system reports it.
+    pub fn sqlite_wal_bytes(&self) -> u64 {
+        std::fs::metadata(self.dir.path().join("twofold.db-wal")).map_or(0, |m| m.len())
+    }
+
     pub async fn spawn() -> Self {
         Self::spawn_with(Options::default()).await
     }
@@ -195,7 +200,7 @@ impl TestApp {
         };
         let running = app::start(config, clock).await?;
         let client = Client::new(running.addr);
-        Ok(TestApp { running, client, clock: manual, _dir: dir })
+        Ok(TestApp { running, client, clock: manual, dir })
     }
 
     /// Another person with their own cookie store.

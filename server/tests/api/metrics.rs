@@ -126,8 +126,14 @@ async fn metrics_count_what_happens_and_only_on_their_own_listener() {
         let transactions = value(&after, "twofold_sqlite_committed_transactions_total", &[]);
         assert!(transactions >= commits, "{transactions} transactions in {commits} commits:\n{after}");
         assert!(!after.contains("twofold_db_hot_connections"), "a hot pool on SQLite:\n{after}");
+        // The WAL's file, read at the scrape: the sign-ins wrote to it, and in a test
+        // this short it only grows (it is cut back past 512 MiB).
+        let wal = value(&after, "twofold_sqlite_wal_bytes", &[]);
+        let file = app.sqlite_wal_bytes() as f64;
+        assert!(wal > 0.0 && wal <= file, "the WAL's size {wal} bytes, its file {file}:\n{after}");
     } else {
         assert!(!after.contains("twofold_sqlite_commits_total"), "SQLite commits on PostgreSQL:\n{after}");
+        assert!(!after.contains("twofold_sqlite_wal_bytes"), "a SQLite WAL on PostgreSQL:\n{after}");
         // The sessions and pending sign-ins above were read on the hot pool, which keeps
         // its connections for the next request.
         assert!(value(&after, "twofold_db_hot_connections", &[("state", "open")]) >= 1.0, "{after}");

@@ -227,6 +227,11 @@ fn memory_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// The size of the WAL's file at `path`, in MiB.
+fn wal_mib(path: &std::path::Path) -> f64 {
+    std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
+}
+
 /// A seeded database and a `twofold` server running on it.
 struct Target {
     db: Db,
@@ -235,6 +240,8 @@ struct Target {
     admin_cookie: String,
     pid: u32,
     seed_seconds: f64,
+    /// SQLite's WAL file; `None` on PostgreSQL.
+    wal: Option<std::path::PathBuf>,
     _server: ChildGuard,
     _dir: tempfile::TempDir,
 }
@@ -299,7 +306,8 @@ async fn start_target(args: &RunArgs) -> anyhow::Result<Target> {
         .and_then(|v| v.split(';').next())
         .context("no session cookie")?
         .to_owned();
-    Ok(Target { db, world, base, admin_cookie, pid, seed_seconds, _server: guard, _dir: dir })
+    let wal = args.database_url.is_none().then(|| dir.path().join("bench.db-wal"));
+    Ok(Target { db, world, base, admin_cookie, pid, seed_seconds, wal, _server: guard, _dir: dir })
 }
 
 fn rand_key() -> [u8; 32] {
@@ -635,6 +643,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
          workloads, peak {peak:.1} MiB.",
         t.seed_seconds
     );
+    if let Some(wal) = &t.wal {
+        println!("SQLite's WAL file after the workloads: {:.0} MiB.", wal_mib(wal));
+    }
     let database = args.database_url.is_some();
     println!(
         "\nProcessor time per request, in microseconds of one core (other: the kernel's interrupt work such as \
@@ -675,16 +686,17 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
     let tokens = seed::open_attempts(&t.db, &users, now_ms()).await?;
     let n = users.len();
     let (users, tokens) = (Arc::new(users), Arc::new(tokens));
-    let pid = t.pid;
+    let (pid, wal) = (t.pid, t.wal.clone());
     let sample_every = Duration::from_secs(args.sample_seconds.max(1));
     let sampler = tokio::spawn(async move {
         let mut samples = Vec::new();
         let started = Instant::now();
+        let sample = |started: Instant| (started.elapsed().as_secs(), memory_mib(pid).0, wal.as_deref().map(wal_mib));
         while started.elapsed() < d {
-            samples.push((started.elapsed().as_secs(), memory_mib(pid).0));
+            samples.push(sample(started));
             tokio::time::sleep(sample_every.min(d.saturating_sub(started.elapsed()))).await;
         }
-        samples.push((started.elapsed().as_secs(), memory_mib(pid).0));
+        samples.push(sample(started));
         samples
     });
     let (client_id, secret) = register_application(&t, TokenAlg::ES256).await?;
@@ -714,8 +726,12 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
         "\nThe verify-code workload verified {} of its {n} pending sign-ins in {:.1} s of the {} s.",
         verify.requests, verify.seconds, args.soak_seconds
     );
-    let line: Vec<String> = samples.iter().map(|(s, m)| format!("{s} s: {m:.1}")).collect();
+    let line: Vec<String> = samples.iter().map(|(s, m, _)| format!("{s} s: {m:.1}")).collect();
     println!("\nResident memory (MiB) over time: {}; peak {peak:.1} MiB.", line.join(", "));
+    let wal: Vec<String> = samples.iter().filter_map(|(s, _, w)| w.map(|w| format!("{s} s: {w:.0}"))).collect();
+    if !wal.is_empty() {
+        println!("\nSQLite's WAL file (MiB) over time: {}.", wal.join(", "));
+    }
     for s in workloads {
         for e in &s.error_samples {
             println!("- {} error: {e}", s.name);

@@ -362,6 +362,16 @@ const PENDING_COLUMNS: &str = "a.id AS attempt_id, a.stage AS attempt_stage, a.s
 /// check a code: the token's attempt is at stage `$5`, neither completed nor expired at
 /// `$2`, and of the user's current security stamp. The outer read sees the rows as
 /// they were before the reservation, as the separate read did.
+///
+/// Its commit does not wait for PostgreSQL to sync the write-ahead log (`unsynced`:
+/// `synchronous_commit` off for this statement's transaction alone): the count is
+/// visible to every other request the moment the statement returns, which is what
+/// limits guesses racing each other; only a crash of PostgreSQL within the moment
+/// before its log writer syncs (at most three times `wal_writer_delay`, 600 ms by
+/// default) could lose it, and the next synchronous commit of any session (a completed
+/// sign-in syncs everything logged before it) makes it durable. On a cluster that
+/// syncs, a verification waited for two syncs, a third of its rate (BENCHMARKS.md,
+/// "PostgreSQL that syncs").
 static PENDING_RESERVING_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let read = user_with_rules_sql(
         &format!(
@@ -378,12 +388,17 @@ static PENDING_RESERVING_SQL: std::sync::LazyLock<String> = std::sync::LazyLock:
     let reserve = concat!(
         "UPDATE users ru SET ",
         super::factors::reserve_counts!(),
-        " FROM sign_in_attempts ra WHERE ra.token_hash = $1 AND ru.id = ra.user_id AND ra.stage = $5 \
-         AND ra.completed_at IS NULL AND ra.expires_at > $2 AND ra.security_stamp = ru.security_stamp AND ",
+        " FROM sign_in_attempts ra, unsynced WHERE unsynced.setting = 'off' AND ra.token_hash = $1 \
+         AND ru.id = ra.user_id AND ra.stage = $5 AND ra.completed_at IS NULL AND ra.expires_at > $2 AND ra.security_stamp = ru.security_stamp AND ",
         super::factors::reserve_allowed!(),
         " RETURNING ru.id, ru.second_factor_failures, ru.consecutive_failures"
     );
-    format!("WITH reserved AS ({reserve}) {read}")
+    // `true`: for this transaction only, so the connection's next statement (a sign-in
+    // completed, say) syncs as before.
+    format!(
+        "WITH unsynced AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS setting), \
+         reserved AS ({reserve}) {read}"
+    )
 });
 
 #[derive(Debug, FromRow)]

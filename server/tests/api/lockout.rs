@@ -171,3 +171,44 @@ async fn a_check_refused_before_its_code_is_looked_at_counts_no_attempt() {
     password_step(&later, "acme", "alice", "requires_two_factor").await;
     assert_eq!(attempts_left(&verify(&later, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
 }
+
+/// Alice's count of second-factor failures, read on a connection of its own.
+async fn failures_of(app: &TestApp, user_id: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT second_factor_failures FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&app.running.state.db().pool)
+        .await
+        .unwrap();
+    n
+}
+
+/// On PostgreSQL the statement that reads a pending sign-in and counts its attempt
+/// commits without waiting for the log's sync, for its own transaction only: the count
+/// is seen from every other connection once it returns (what holds racing guesses to the
+/// limit), and the connection's next commits sync again (left on the connection, the
+/// setting would leave the sign-ins completed on it unsynced too). On SQLite the writer
+/// counts it, seen as at once.
+#[tokio::test]
+async fn a_counted_attempt_is_seen_at_once_and_the_connections_next_commits_sync() {
+    use twofold_server::db::{factors, groups};
+    let app = admin_app(Options::default()).await;
+    let (alice_id, _) = alice_with_authenticator(&app).await;
+    let resp = app.new_client().sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
+    let token = pending_cookie(&resp);
+    let (db, now) = (app.running.state.db(), app.running.state.now());
+    let before = failures_of(&app, &alice_id).await;
+    if crate::helpers::Backend::from_env() == crate::helpers::Backend::Postgres {
+        let mut conn = db.pool.acquire().await.unwrap();
+        let at = groups::ReserveAt { now, stage: "second_factor", max_failures: 5, permanent_after: 100 };
+        let (_, reserved) = groups::pending_reserving(&mut conn, &twofold_server::auth::token_hash(&token), at)
+            .await
+            .unwrap()
+            .expect("the pending sign-in");
+        assert!(reserved.is_some(), "the attempt was counted");
+        let (setting,): (String,) = sqlx::query_as("SHOW synchronous_commit").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(setting, "on", "the unsynced commit outlived its statement on this connection");
+    } else {
+        assert!(factors::reserve_attempt(db, &alice_id, now, 5, 100).await.unwrap().is_some(), "counted");
+    }
+    assert_eq!(failures_of(&app, &alice_id).await, before + 1, "the count, from another connection");
+}

@@ -366,7 +366,7 @@ const PENDING_COLUMNS: &str = "a.id AS attempt_id, a.stage AS attempt_stage, a.s
 /// Its commit does not wait for PostgreSQL to sync the write-ahead log (`unsynced`:
 /// `synchronous_commit` off for this statement's transaction alone): the count is
 /// visible to every other request the moment the statement returns, which is what
-/// limits guesses racing each other; only a crash of PostgreSQL within the moment
+/// limits guesses racing each other; only a crash of PostgreSQL (or a failover) within the moment
 /// before its log writer syncs (at most three times `wal_writer_delay`, 600 ms by
 /// default) could lose it, and the next synchronous commit of any session (a completed
 /// sign-in syncs everything logged before it) makes it durable. On a cluster that

@@ -278,9 +278,11 @@ impl Writer {
         Ok(writer)
     }
 
-    /// The size of the WAL's file in bytes (0 while it does not exist): under writes that
-    /// never pause it returns to about 256 MiB after each catch-up, and past 512 MiB only
-    /// a burst leaves it, until the WAL starts again.
+    /// The size of the WAL's file in bytes (0 while it does not exist). Starting again
+    /// reuses the file without shrinking it, so this is the longest the WAL has been
+    /// since it was last cut back to [`WAL_FILE_LIMIT`]: a little over
+    /// [`RESTART_AFTER_FRAMES`]' 256 MiB under writes that never pause, more after a
+    /// burst until the WAL next starts again.
     pub fn wal_bytes(&self) -> u64 {
         std::fs::metadata(&self.wal).map_or(0, |m| m.len())
     }

@@ -366,9 +366,9 @@ const PENDING_COLUMNS: &str = "a.id AS attempt_id, a.stage AS attempt_stage, a.s
 /// Its commit does not wait for PostgreSQL to sync the write-ahead log (`unsynced`:
 /// `synchronous_commit` off for this statement's transaction alone): the count is
 /// visible to every other request the moment the statement returns, which is what
-/// limits guesses racing each other; only a crash of PostgreSQL (or a failover) within the moment
-/// before its log writer syncs (at most three times `wal_writer_delay`, 600 ms by
-/// default) could lose it, and the next synchronous commit of any session (a completed
+/// limits guesses racing each other; only a crash of PostgreSQL (or a failover) within
+/// the moment before its log writer syncs (at most three times `wal_writer_delay`,
+/// 600 ms by default) could lose it, and the next synchronous commit of any session (a completed
 /// sign-in syncs everything logged before it) makes it durable. On a cluster that
 /// syncs, a verification waited for two syncs, a third of its rate (BENCHMARKS.md,
 /// "PostgreSQL that syncs").

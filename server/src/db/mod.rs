@@ -688,12 +688,12 @@ impl Db {
         }
     }
 
-    /// The hot pool's connections, open and idle; `None` on SQLite, which has none.
     /// The size of SQLite's WAL file; `None` on PostgreSQL and for an in-memory database.
     pub fn sqlite_wal_bytes(&self) -> Option<u64> {
         self.direct.as_ref().map(|w| w.wal_bytes())
     }
 
+    /// The hot pool's connections, open and idle; `None` on SQLite, which has none.
     pub fn hot_counts(&self) -> Option<(usize, usize)> {
         self.hot.as_ref().map(|hot| hot.counts())
     }

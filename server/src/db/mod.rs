@@ -2734,6 +2734,15 @@ mod tests {
         assert!(seen.len() >= 6, "the WAL started again {} times: {seen:?}", seen.len().saturating_sub(1));
     }
 
+    /// The pool's connections cut the WAL back too, should a write through sqlx be the
+    /// one that starts it again.
+    #[tokio::test]
+    async fn the_pools_connections_cut_the_wal_back_as_the_writer_does() {
+        let (_dir, db) = sqlite_file().await;
+        let (limit,): (i64,) = sqlx::query_as("PRAGMA journal_size_limit").fetch_one(&db.pool).await.expect("pragma");
+        assert_eq!(limit, direct::WAL_FILE_LIMIT);
+    }
+
     /// A WAL that a burst grew past the size limit is cut back to it when it starts
     /// again, instead of keeping its largest size on disk for good.
     #[tokio::test]

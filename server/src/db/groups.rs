@@ -368,8 +368,8 @@ const PENDING_COLUMNS: &str = "a.id AS attempt_id, a.stage AS attempt_stage, a.s
 /// visible to every other request the moment the statement returns, which is what
 /// limits guesses racing each other; only a crash of PostgreSQL (or a failover) within
 /// the moment before its log writer syncs (at most three times `wal_writer_delay`,
-/// 600 ms by default) could lose it, and the next synchronous commit of any session (a completed
-/// sign-in syncs everything logged before it) makes it durable. On a cluster that
+/// 600 ms by default) could lose it, and the next synchronous commit of any session (a
+/// completed sign-in syncs everything logged before it) makes it durable. On a cluster that
 /// syncs, a verification waited for two syncs, a third of its rate (BENCHMARKS.md,
 /// "PostgreSQL that syncs").
 static PENDING_RESERVING_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -389,7 +389,8 @@ static PENDING_RESERVING_SQL: std::sync::LazyLock<String> = std::sync::LazyLock:
         "UPDATE users ru SET ",
         super::factors::reserve_counts!(),
         " FROM sign_in_attempts ra, unsynced WHERE unsynced.setting = 'off' AND ra.token_hash = $1 \
-         AND ru.id = ra.user_id AND ra.stage = $5 AND ra.completed_at IS NULL AND ra.expires_at > $2 AND ra.security_stamp = ru.security_stamp AND ",
+         AND ru.id = ra.user_id AND ra.stage = $5 AND ra.completed_at IS NULL AND ra.expires_at > $2 \
+         AND ra.security_stamp = ru.security_stamp AND ",
         super::factors::reserve_allowed!(),
         " RETURNING ru.id, ru.second_factor_failures, ru.consecutive_failures"
     );

@@ -172,7 +172,7 @@ async fn a_check_refused_before_its_code_is_looked_at_counts_no_attempt() {
     assert_eq!(attempts_left(&verify(&later, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
 }
 
-/// Alice's count of second-factor failures, read on a connection of its own.
+/// A user's count of second-factor failures, read on a connection of its own.
 async fn failures_of(app: &TestApp, user_id: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as("SELECT second_factor_failures FROM users WHERE id = $1")
         .bind(user_id)

@@ -197,6 +197,23 @@ pub async fn reserve_attempt_for_authenticator(
     }))
 }
 
+/// [`reserve_attempt_for_authenticator`] inside the caller's transaction on a SQLite
+/// file's writer (`direct::DirectTx`), which a check of the code and the sign-in's
+/// completion then join: the authenticator is read after the count, by the transaction
+/// that counted it, so it is the row as the writer has it, with every change before it.
+pub async fn reserve_in(
+    tx: &mut impl Exec,
+    user_id: &str,
+    now: i64,
+    max_failures: i64,
+    permanent_after: i64,
+) -> Result<Option<((i64, i64), Option<AuthenticatorRow>)>, sqlx::Error> {
+    let Some(counts) = tx.returning(RESERVE_SQL, &args![user_id, now, max_failures, permanent_after]).await? else {
+        return Ok(None);
+    };
+    Ok(Some((counts, tx.returning(AUTHENTICATOR_SQL, &args![user_id]).await?)))
+}
+
 #[derive(Debug, FromRow)]
 struct ReservedRow {
     second_factor_failures: i64,
@@ -342,6 +359,12 @@ pub struct AuthenticatorRow {
     pub secret_enc: String,
     pub confirmed: i64,
     pub last_used_step: i64,
+}
+
+impl super::direct::ReturnedRow for AuthenticatorRow {
+    fn direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self { secret_enc: row.get(0)?, confirmed: row.get(1)?, last_used_step: row.get(2)? })
+    }
 }
 
 impl AuthenticatorRow {

@@ -370,6 +370,13 @@ impl Db {
         }
     }
 
+    /// Whether write transactions run direct on a SQLite file's writer thread
+    /// ([`Db::begin`] then gives [`direct::DirectTx`]), where a job's statements cost no
+    /// round trip and nothing runs between them.
+    pub fn writes_direct(&self) -> bool {
+        self.direct.is_some() && self.writer_thread.is_some()
+    }
+
     /// Starts a write transaction for statements that take any [`direct::Exec`]: on a
     /// SQLite file a direct one, meant to run on the writer's thread
     /// ([`Db::on_writer`]); otherwise a sqlx one, as [`Db::begin_write`].

@@ -3,12 +3,16 @@
 //!
 //! Reserve-then-verify: an attempt is counted in the database by one conditional
 //! statement *before* the code is looked at, so neither parallel requests nor several
-//! nodes can get more codes checked than the limit allows. A wrong code keeps its
-//! reservation (and the request that reaches the limit locks the user, each lock twice
-//! as long as the one before); a right code consumed in the completing transaction
-//! resets the counts; a right code that another request used first is given back, since
-//! it was not a guess. After `lockout_permanent_after` wrong codes in a row
-//! second-factor sign-in stays locked until an admin unlocks it.
+//! nodes can get more codes checked than the limit allows. On a SQLite file an
+//! authenticator code is counted, checked and settled in one transaction on the writer
+//! (`session::authenticator_at_once`): SQLite's write lock, held from the count to the
+//! commit, keeps every other write out in between, so the count needs no commit of its
+//! own before the check. A wrong code keeps its reservation (and the request that
+//! reaches the limit locks the user, each lock twice as long as the one before); a
+//! right code consumed in the completing transaction resets the counts; a right code
+//! that another request used first is given back, since it was not a guess. After
+//! `lockout_permanent_after` wrong codes in a row second-factor sign-in stays locked
+//! until an admin unlocks it.
 
 use twofold_policy::wire::SecondFactorMethod;
 
@@ -145,8 +149,30 @@ where
 /// submit, a race lost to another tab), which is no guess. Answers as a wrong code.
 pub async fn refund(state: &AppState, user: &UserRow, reservation: Reservation) -> AppResult<AppError> {
     fdb::refund_attempt(state.db(), &user.id).await?;
+    Ok(not_a_guess(state, reservation))
+}
+
+/// The answer to a right code that was already used, once its attempt is given back
+/// ([`refund`], or the transaction that counted it rolled back): a wrong code's, with
+/// the attempts left as they were before it.
+pub fn not_a_guess(state: &AppState, reservation: Reservation) -> AppError {
     let left = max_failures(state) - (reservation.failures - 1);
-    Ok(AppError::InvalidCode { attempts_left: u32::try_from(left).unwrap_or(0) })
+    AppError::InvalidCode { attempts_left: u32::try_from(left).unwrap_or(0) }
+}
+
+/// [`reserve_for_authenticator`] inside `tx`, a transaction on a SQLite file's writer
+/// that goes on to check the code and settle it (`session::authenticator_at_once`):
+/// counts one attempt for `user` and reads their authenticator, or `None` where
+/// [`reserve`] would wait for attempts still being checked or refuse, which the caller
+/// leaves to it.
+pub(super) async fn reserve_in(
+    tx: &mut impl crate::db::direct::Exec,
+    state: &AppState,
+    user: &UserRow,
+    now: i64,
+) -> AppResult<Option<(Reservation, Option<fdb::AuthenticatorRow>)>> {
+    let counted = fdb::reserve_in(tx, &user.id, now, max_failures(state), permanent_after(state)).await?;
+    Ok(counted.map(|((failures, consecutive), authenticator)| (Reservation { failures, consecutive }, authenticator)))
 }
 
 /// Keeps the attempt as a failure, locks when it reached the limit, audits, and returns

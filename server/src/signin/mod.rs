@@ -473,6 +473,36 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 }
                 return Err(refused);
             }
+            // On a SQLite file an authenticator code is counted, checked and settled in
+            // one job on the writer; only when no attempt could be counted there does it
+            // go the general way below, which waits for attempts still being checked
+            // and says why it refuses.
+            if method == M::Authenticator
+                && counted.is_none()
+                && app.db().writes_direct()
+                && method.strength() >= p.policy.required_strength
+            {
+                let remember = req.remember_browser && session::may_remember(&p.policy);
+                let attempt_id = p.attempt.id.clone();
+                let refused = match session::authenticator_at_once(app, *p, &req.code, remember, client).await? {
+                    session::AtOnce::SignedIn(completed) => return Ok(Outcome::SignedIn(completed)),
+                    session::AtOnce::NotCounted(back) => Err(back),
+                    session::AtOnce::Wrong(user, reservation) => {
+                        Ok(lockout::failed(app, &user, reservation, method).await?)
+                    }
+                    session::AtOnce::Used(reservation) => Ok(lockout::not_a_guess(app, reservation)),
+                    session::AtOnce::Expired => Ok(AppError::SignInExpired),
+                };
+                match refused {
+                    // As below: a copy of this request that won ends this one as an
+                    // expired sign-in.
+                    Ok(AppError::InvalidCode { .. }) if pending::completed(app, &attempt_id).await? => {
+                        return Err(AppError::SignInExpired);
+                    }
+                    Ok(refused) => return Err(refused),
+                    Err(back) => p = back,
+                }
+            }
             let binding = &p.attempt.id;
             let check = match method {
                 M::Authenticator => Check::Totp { pending: false },

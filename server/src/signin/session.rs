@@ -58,12 +58,7 @@ pub(super) async fn finish(state: &AppState, p: Pending, how: Finish<'_>, client
 /// giving back the attempt of a factor that lost a race.
 async fn conclude(state: &AppState, sealed: Sealed) -> AppResult<Completed> {
     match sealed {
-        Sealed::Done(completed, notices) => {
-            for notice in notices {
-                notify::send(state, &completed.user, notice);
-            }
-            Ok(completed)
-        }
+        Sealed::Done(completed, notices) => Ok(announce(state, completed, notices)),
         Sealed::Expired(user, proven) => {
             if let Some(proven) = proven {
                 let _ = lockout::refund(state, &user, proven.reservation).await?;
@@ -73,6 +68,86 @@ async fn conclude(state: &AppState, sealed: Sealed) -> AppResult<Completed> {
         // Another sign-in consumed this factor first: a race, not a guess.
         Sealed::Lost(user, proven) => Err(proven.lost(state, &user).await?),
     }
+}
+
+/// Sends the notices of a completed sign-in.
+fn announce(state: &AppState, completed: Completed, notices: Vec<Notice>) -> Completed {
+    for notice in notices {
+        notify::send(state, &completed.user, notice);
+    }
+    completed
+}
+
+/// How [`authenticator_at_once`] ended.
+#[derive(Debug)]
+pub(super) enum AtOnce {
+    SignedIn(Completed),
+    /// No attempt could be counted (the user locked, or at the limit with attempts still
+    /// being checked): nothing was written and the code was not looked at.
+    NotCounted(Box<Pending>),
+    /// The code was wrong; its attempt is counted and committed, to be settled.
+    Wrong(Box<UserRow>, lockout::Reservation),
+    /// The code was right but its step already used (a replay, another tab), or the
+    /// sign-in completed by another request: the transaction that counted the attempt
+    /// rolled back, so there is nothing to give back.
+    Used(lockout::Reservation),
+    Expired,
+}
+
+/// The check of a typed authenticator code and, when right, the sign-in's completion
+/// on a SQLite file's writer, as one job and one transaction: the attempt counted, the
+/// authenticator read, the code checked, then the factor consumed and the session
+/// minted ([`seal_in`]), where a verification took two trips to the writer and two
+/// transactions (the count's, then [`seal`]'s), each waiting for its group's commit. The
+/// lockout's order is kept (counted, then checked, then settled), and nothing of any
+/// other request runs between them: the writer runs one job at a time. A right code
+/// whose step was used meanwhile, or a sign-in another request completed, rolls the
+/// count back with the rest instead of giving it back after.
+pub(super) async fn authenticator_at_once(
+    state: &AppState,
+    p: Pending,
+    code: &str,
+    remember: bool,
+    client: &ClientInfo,
+) -> AppResult<AtOnce> {
+    let job = {
+        let (state, client, code) = (state.clone(), client.clone(), code.to_owned());
+        async move {
+            let now = state.now();
+            let mut tx = state.db().begin().await?;
+            tx.touches(db::Touches::user(&p.user.id));
+            let Some((reservation, authenticator)) = lockout::reserve_in(&mut tx, &state, &p.user, now).await? else {
+                return Ok((AtOnce::NotCounted(Box::new(p)), Vec::new()));
+            };
+            let spend = match crate::factors::check_totp(&state, &p.user, authenticator, &code, false)? {
+                crate::factors::Verdict::Valid(spend) => spend,
+                // The attempt first, as in `seal_in`: a copy of this request that won
+                // completed it, which this transaction sees whether or not its group has
+                // committed yet; either way the transaction is rolled back.
+                crate::factors::Verdict::Used => {
+                    let open = fdb::complete_attempt(&mut tx, &p.attempt.id, now).await?;
+                    return Ok((if open { AtOnce::Used(reservation) } else { AtOnce::Expired }, Vec::new()));
+                }
+                crate::factors::Verdict::Wrong => {
+                    tx.commit().await?;
+                    return Ok((AtOnce::Wrong(Box::new(p.user), reservation), Vec::new()));
+                }
+            };
+            let proven = Proven { method: SecondFactorMethod::Authenticator, spend, reservation };
+            let how = Sealing { methods: "pwd+authenticator", proven: Some(proven), enrolled: None, remember };
+            // A refusal of `seal_in` returns with the transaction dropped: the count is
+            // rolled back with it.
+            AppResult::Ok(match seal_in(tx, &state, p, how, &client, now).await? {
+                Sealed::Done(completed, notices) => (AtOnce::SignedIn(completed), notices),
+                Sealed::Expired(..) => (AtOnce::Expired, Vec::new()),
+                Sealed::Lost(_, proven) => (AtOnce::Used(proven.reservation), Vec::new()),
+            })
+        }
+    };
+    Ok(match state.db().on_writer(job).await?? {
+        (AtOnce::SignedIn(completed), notices) => AtOnce::SignedIn(announce(state, completed, notices)),
+        (other, _) => other,
+    })
 }
 
 /// How the transaction of [`finish`] ended.
@@ -110,6 +185,28 @@ async fn seal(
     // user row, the session, a remembered browser and the audit event: all the user's
     // own.
     tx.touches(db::Touches::user(&p.user.id));
+    let how = Sealing { methods, proven, enrolled, remember };
+    seal_in(tx, state, p, how, client, now).await
+}
+
+/// What [`seal_in`] writes besides the attempt.
+struct Sealing<'a> {
+    methods: &'a str,
+    proven: Option<Proven>,
+    enrolled: Option<FactorKind>,
+    remember: bool,
+}
+
+/// [`seal`]'s writes in `tx`, a transaction already marked as touching the user.
+async fn seal_in(
+    mut tx: Transaction,
+    state: &AppState,
+    p: Pending,
+    how: Sealing<'_>,
+    client: &ClientInfo,
+    now: i64,
+) -> AppResult<Sealed> {
+    let Sealing { methods, proven, enrolled, remember } = how;
     // The attempt first: a double submit of one sign-in finds it completed and ends as
     // an expired sign-in, not as a failure that counts towards a lockout.
     if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {

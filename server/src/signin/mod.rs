@@ -494,12 +494,7 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                     session::AtOnce::Expired => Ok(AppError::SignInExpired),
                 };
                 match refused {
-                    // As below: a copy of this request that won ends this one as an
-                    // expired sign-in.
-                    Ok(AppError::InvalidCode { .. }) if pending::completed(app, &attempt_id).await? => {
-                        return Err(AppError::SignInExpired);
-                    }
-                    Ok(refused) => return Err(refused),
+                    Ok(refused) => return Err(lost_to_a_copy(app, &attempt_id, refused).await?),
                     Err(back) => p = back,
                 }
             }
@@ -511,13 +506,8 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
                 M::RecoveryCode | M::Passkey => Check::Recovery,
             };
             let proven = match prove(app, &p.user, method, check, &req.code, counted).await {
-                // A copy of this request that won may have used the code between our
-                // reads: a double submit ends as an expired sign-in, like the loser of
-                // the completing transaction does.
-                Err(AppError::InvalidCode { .. }) if pending::completed(app, &p.attempt.id).await? => {
-                    return Err(AppError::SignInExpired);
-                }
-                other => other?,
+                Err(refused) => return Err(lost_to_a_copy(app, &p.attempt.id, refused).await?),
+                Ok(proven) => proven,
             };
             if method.strength() < p.policy.required_strength {
                 // Only a recovery code gets here: it buys an enrolment, not a session.
@@ -646,6 +636,17 @@ async fn transition(app: &AppState, state: State, event: Event, client: &ClientI
             state.stage()
         ))),
     }
+}
+
+/// The answer to a code check of the pending sign-in `attempt_id` that was `refused`.
+/// A copy of this request that won may have used the code between our reads: a double
+/// submit ends as an expired sign-in, like the loser of the completing transaction
+/// does, not as a wrong code.
+async fn lost_to_a_copy(app: &AppState, attempt_id: &str, refused: AppError) -> AppResult<AppError> {
+    if matches!(refused, AppError::InvalidCode { .. }) && pending::completed(app, attempt_id).await? {
+        return Ok(AppError::SignInExpired);
+    }
+    Ok(refused)
 }
 
 /// Whether a pending sign-in may check a typed code of `method` now: the per-account

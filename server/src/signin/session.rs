@@ -134,7 +134,7 @@ pub(super) async fn authenticator_at_once(
                 }
             };
             let proven = Proven { method: SecondFactorMethod::Authenticator, spend, reservation };
-            let how = Sealing { methods: "pwd+authenticator", proven: Some(proven), enrolled: None, remember };
+            let how = Finish { methods: "pwd+authenticator", proven: Some(proven), enrolled: None, remember };
             // A refusal of `seal_in` returns with the transaction dropped: the count is
             // rolled back with it.
             AppResult::Ok(match seal_in(tx, &state, p, how, &client, now).await? {
@@ -185,16 +185,7 @@ async fn seal(
     // user row, the session, a remembered browser and the audit event: all the user's
     // own.
     tx.touches(db::Touches::user(&p.user.id));
-    let how = Sealing { methods, proven, enrolled, remember };
-    seal_in(tx, state, p, how, client, now).await
-}
-
-/// What [`seal_in`] writes besides the attempt.
-struct Sealing<'a> {
-    methods: &'a str,
-    proven: Option<Proven>,
-    enrolled: Option<FactorKind>,
-    remember: bool,
+    seal_in(tx, state, p, Finish { methods, proven, enrolled, remember }, client, now).await
 }
 
 /// [`seal`]'s writes in `tx`, a transaction already marked as touching the user.
@@ -202,11 +193,11 @@ async fn seal_in(
     mut tx: Transaction,
     state: &AppState,
     p: Pending,
-    how: Sealing<'_>,
+    how: Finish<'_>,
     client: &ClientInfo,
     now: i64,
 ) -> AppResult<Sealed> {
-    let Sealing { methods, proven, enrolled, remember } = how;
+    let Finish { methods, proven, enrolled, remember } = how;
     // The attempt first: a double submit of one sign-in finds it completed and ends as
     // an expired sign-in, not as a failure that counts towards a lockout.
     if !fdb::complete_attempt(&mut tx, &p.attempt.id, now).await? {

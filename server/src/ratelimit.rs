@@ -256,6 +256,17 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// Takes back one request of `key` counted by [`RateLimiter::check`], for a request
+    /// that goes on to be counted again elsewhere. A key dropped meanwhile owes nothing.
+    pub fn give_back(&self, key: &str) {
+        if let Some(entry) = self.tats.as_ref().and_then(|tats| tats.entries.get(&tats.hash.of(key))) {
+            let interval = self.interval_ns;
+            let _ = entry.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| Some(tat.saturating_sub(interval)));
+        }
+    }
+}
+
 /// The request classes with their own limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -372,6 +383,12 @@ impl Limits {
     /// password step); `rate_limited` when over the limit.
     pub fn by_account(&self, class: Class, account: &str, now: i64) -> Result<(), AppError> {
         limited(class.as_str(), self.pair(class).account.check(account, now))
+    }
+
+    /// Takes back a request of `class` for `account` that [`Limits::by_account`]
+    /// counted, when the request goes on to the general way, which counts it again.
+    pub fn give_back(&self, class: Class, account: &str) {
+        self.pair(class).account.give_back(account);
     }
 
     /// Counts one message to `destination` of `user_id`, whatever sent it: however many

@@ -55,6 +55,31 @@ pub async fn insert_attempt(conn: &mut AnyConnection, a: &NewAttempt<'_>) -> Res
     Ok(())
 }
 
+/// [`insert_attempt`] that also reads the user's confirmed authenticator, in the same
+/// statement (PostgreSQL): what the node that opens a sign-in keeps to check its code
+/// (`signin::opened`) without a round trip. It may stand at any time step; the
+/// verification's statement consumes one only past the stored one.
+pub async fn insert_attempt_reading_authenticator(
+    conn: &mut AnyConnection,
+    a: &NewAttempt<'_>,
+) -> Result<Option<AuthenticatorRow>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH opened AS (INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING user_id) \
+         SELECT au.secret_enc, au.confirmed, au.last_used_step FROM opened \
+         JOIN authenticators au ON au.user_id = opened.user_id AND au.confirmed = 1",
+    )
+    .bind(a.token_hash)
+    .bind(a.id)
+    .bind(a.user_id)
+    .bind(a.stage)
+    .bind(a.security_stamp)
+    .bind(a.created_at)
+    .bind(a.expires_at)
+    .fetch_optional(conn)
+    .await
+}
+
 /// The statement of [`find_attempt`].
 pub(super) const ATTEMPT_SQL: &str = "SELECT id, user_id, stage, security_stamp, created_at, expires_at, \
      last_code_sent_at, codes_sent, completed_at FROM sign_in_attempts WHERE token_hash = $1";

@@ -499,6 +499,20 @@ impl Db {
         written
     }
 
+    /// Runs [`verify_opened`] alone on a connection of the hot pool, as
+    /// [`Db::complete_sign_in_alone`] runs its statement. It changes only rows of its
+    /// user, and only when it answers with them.
+    pub async fn verify_opened_alone(
+        &self,
+        v: &VerifyOpened<'_>,
+    ) -> Result<Option<(UserRow, Description)>, sqlx::Error> {
+        let written = on_hot!(self, conn => verify_opened(conn, v))?;
+        if written.is_some() {
+            self.stamps.committed([Touches::user(v.sign_in.user_id)]);
+        }
+        Ok(written)
+    }
+
     /// What this process's committed writes touched, for caches of the rows they
     /// change ([`stamps`]).
     pub fn stamps(&self) -> &Stamps {
@@ -1342,27 +1356,178 @@ const USER_GONE: &str = "user_gone";
 /// the statement writes everything or nothing, inside a transaction or not.
 fn complete_sign_in_sql(consume: &str) -> String {
     let consume = shift_parameters(consume, COMPLETE_SIGN_IN_PARAMS);
+    let tail = sign_in_tail(
+        "TRUE",
+        &format!(
+            "CASE WHEN (SELECT COUNT(*) FROM attempt) = 0 THEN '{ATTEMPT_TAKEN}' \
+             WHEN (SELECT COUNT(*) FROM spent) = 0 THEN '{FACTOR_TAKEN}' ELSE '{USER_GONE}' END"
+        ),
+    );
     format!(
         "WITH attempt AS (UPDATE sign_in_attempts SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL \
          RETURNING id), \
          spent AS ({consume} AND EXISTS (SELECT 1 FROM attempt) RETURNING 1), \
          signed AS (UPDATE users SET last_sign_in_at = $1, last_sign_in_methods = $3, second_factor_failures = 0, \
          consecutive_failures = 0, lockouts = 0, locked_until = NULL \
-         WHERE id = $4 AND EXISTS (SELECT 1 FROM spent) RETURNING {USER_COLUMNS}), \
-         session AS (INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
+         WHERE id = $4 AND EXISTS (SELECT 1 FROM spent) RETURNING {USER_COLUMNS}), {tail}"
+    )
+}
+
+/// The end of a statement that signs a user in, after a `WITH` part `signed` (the
+/// user's row as the sign-in left it, or none when a step refused): where `mint` holds,
+/// the session and its audit event are inserted for it, and the statement answers with
+/// the user, their roles and their tenant's names, or raises [`REFUSED`] with `refusal`
+/// (an expression giving the step that refused), which undoes every write before it.
+/// Its parameters are [`COMPLETE_SIGN_IN_SQL`]'s first thirteen.
+fn sign_in_tail(mint: &str, refusal: &str) -> String {
+    format!(
+        "session AS (INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
          last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method, second_factor_at, \
          second_factor_method, sid) \
-         SELECT $5, id, security_stamp, $3, $1, $1, $6, $7, $8, $1, $9, $1, $9, $10 FROM signed), \
+         SELECT $5, id, security_stamp, $3, $1, $1, $6, $7, $8, $1, $9, $1, $9, $10 FROM signed WHERE {mint}), \
          audit AS (INSERT INTO audit_events ({AUDIT_COLUMNS}) \
-         SELECT $11, $1, id, scope_key, 'sign_in.succeeded', 'user:' || id, NULL, $12, $13 FROM signed) \
-         SELECT CASE WHEN (SELECT COUNT(*) FROM signed) = 1 THEN 0 ELSE twofold_refuse(CASE \
-         WHEN (SELECT COUNT(*) FROM attempt) = 0 THEN '{ATTEMPT_TAKEN}' \
-         WHEN (SELECT COUNT(*) FROM spent) = 0 THEN '{FACTOR_TAKEN}' ELSE '{USER_GONE}' END) END AS refused, signed.*, \
+         SELECT $11, $1, id, scope_key, 'sign_in.succeeded', 'user:' || id, NULL, $12, $13 FROM signed WHERE {mint}) \
+         SELECT CASE WHEN (SELECT COUNT(*) FROM signed) = 1 THEN 0 ELSE twofold_refuse({refusal}) END AS refused, \
+         signed.*, \
          (SELECT json_agg(json_build_array(r.role, r.scope_key) ORDER BY r.role, r.scope_key)::text \
          FROM role_assignments r WHERE r.user_id = $4) AS roles_json, \
          t.name AS described_tenant_name, t.display_name AS described_tenant_display_name \
          FROM (SELECT 1 AS one) AS one LEFT JOIN signed ON TRUE LEFT JOIN tenants t ON t.id = signed.tenant_id"
     )
+}
+
+/// What [`verify_opened`]'s statement raises when it counted nothing.
+const NOT_COUNTED: &str = "not_counted";
+
+/// [`verify_opened`]'s statement. Its parameters are [`complete_sign_in`]'s first
+/// thirteen (`$2` the pending sign-in's token hash instead of its id), then the
+/// authenticator's secret as the node that opened the sign-in read it (`$14`), the
+/// time step a right code matched or null for a wrong code (`$15`), and the lockout's
+/// limits (`$16`, `$17`, as `factors::reserve_attempt` takes them).
+///
+/// - `open`: the pending sign-in still open at the second factor, of the user's current
+///   security stamp, the user neither locked nor at the limit, the authenticator the
+///   one the code was checked against. A snapshot read, to refuse early; the user's
+///   row is checked again below under its lock.
+/// - `attempt`, `spent` (right codes only): the attempt completed and the time step
+///   consumed, in the order of [`complete_sign_in_sql`], so that both statements take
+///   the rows' locks in the same order.
+/// - `signed`: the user's row, updated once (PostgreSQL applies only one of two
+///   changes that one statement's parts make to a row): the attempt counted
+///   (`factors::reserve_counts`) for a wrong code, the counts reset and the sign-in
+///   recorded for a right one, under the reservation's conditions, which PostgreSQL
+///   checks again on the row as it is once any other writer of it has committed.
+/// - A wrong code's count does not wait for the write-ahead log's sync, as
+///   `groups::PENDING_RESERVING_SQL`'s does not; a right code's sign-in does.
+static VERIFY_OPENED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let reserve_allowed = "(u.locked_until IS NULL OR u.locked_until <= $1) AND u.second_factor_failures < $16 \
+         AND u.consecutive_failures < $17";
+    let tail = sign_in_tail("$15::bigint IS NOT NULL", &format!("'{NOT_COUNTED}'"));
+    format!(
+        "WITH unsynced AS MATERIALIZED (SELECT set_config('synchronous_commit', \
+         CASE WHEN $15::bigint IS NULL THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS setting), \
+         open AS MATERIALIZED (SELECT a.id, a.security_stamp FROM sign_in_attempts a JOIN users u ON u.id = a.user_id \
+         WHERE a.token_hash = $2 AND a.user_id = $4 AND a.stage = 'second_factor' AND a.completed_at IS NULL \
+         AND a.expires_at > $1 AND a.security_stamp = u.security_stamp AND {reserve_allowed} \
+         AND EXISTS (SELECT 1 FROM authenticators au WHERE au.user_id = u.id AND au.secret_enc = $14 \
+         AND au.confirmed = 1)), \
+         attempt AS (UPDATE sign_in_attempts SET completed_at = $1 WHERE $15::bigint IS NOT NULL \
+         AND id = (SELECT id FROM open) AND completed_at IS NULL RETURNING id), \
+         spent AS (UPDATE authenticators SET last_used_step = $15 WHERE user_id = $4 AND secret_enc = $14 \
+         AND last_used_step < $15 AND EXISTS (SELECT 1 FROM attempt) RETURNING 1), \
+         signed AS (UPDATE users u SET \
+         second_factor_failures = CASE WHEN $15::bigint IS NULL THEN u.second_factor_failures + 1 ELSE 0 END, \
+         consecutive_failures = CASE WHEN $15::bigint IS NULL THEN u.consecutive_failures + 1 ELSE 0 END, \
+         lockouts = CASE WHEN $15::bigint IS NULL THEN u.lockouts ELSE 0 END, \
+         locked_until = CASE WHEN $15::bigint IS NULL THEN u.locked_until ELSE NULL END, \
+         last_sign_in_at = CASE WHEN $15::bigint IS NULL THEN u.last_sign_in_at ELSE $1 END, \
+         last_sign_in_methods = CASE WHEN $15::bigint IS NULL THEN u.last_sign_in_methods ELSE $3 END \
+         FROM open, unsynced WHERE unsynced.setting IS NOT NULL AND u.id = $4 \
+         AND u.security_stamp = open.security_stamp AND {reserve_allowed} \
+         AND ($15::bigint IS NULL OR EXISTS (SELECT 1 FROM spent)) RETURNING {}), {tail}",
+        USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ")
+    )
+});
+
+/// A verification of an authenticator code on the node that opened its sign-in, as
+/// [`verify_opened`] writes it: [`CompleteSignIn`] with the pending sign-in named by its
+/// token hash (`attempt_id`), and what the node checked the code against.
+#[derive(Debug)]
+pub struct VerifyOpened<'a> {
+    pub sign_in: CompleteSignIn<'a>,
+    /// The authenticator's secret (as stored, encrypted) the code was checked against.
+    pub secret_enc: &'a str,
+    /// The time step a right code matched; `None` for a wrong code.
+    pub step: Option<i64>,
+    pub max_failures: i64,
+    pub permanent_after: i64,
+}
+
+/// The one statement of a verification whose authenticator's secret the node already
+/// holds (PostgreSQL only; `signin::opened`): for a right code the attempt counted and
+/// the sign-in completed as [`complete_sign_in`] completes it, for a wrong code the
+/// attempt counted (`factors::reserve_attempt`), each only where the reservation
+/// would count one and the authenticator is still the one the code was checked
+/// against. `None` when it wrote nothing, for the general way to answer; otherwise the
+/// user as the statement left them, with their roles and tenant's names when signed in.
+pub async fn verify_opened(
+    conn: &mut AnyConnection,
+    v: &VerifyOpened<'_>,
+) -> Result<Option<(UserRow, Description)>, sqlx::Error> {
+    let tail = direct::args![v.secret_enc, v.step, v.max_failures, v.permanent_after];
+    match signing_in(conn, VERIFY_OPENED_SQL.as_str(), &v.sign_in, &tail).await? {
+        Ok(signed) => Ok(Some(signed)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Runs a statement that ends in [`sign_in_tail`] with `c`'s parameters, then `more`:
+/// the user with their description, or the step the statement named when it refused.
+async fn signing_in(
+    conn: &mut AnyConnection,
+    sql: &str,
+    c: &CompleteSignIn<'_>,
+    more: &[direct::Arg],
+) -> Result<Result<(UserRow, Description), String>, sqlx::Error> {
+    use sqlx::Row;
+    let after = serde_json::json!({ "methods": c.methods }).to_string();
+    let address = REQUEST_ADDRESS.try_with(ToString::to_string).ok();
+    let mut args = Vec::from(direct::args![
+        c.now,
+        c.attempt_id,
+        c.methods,
+        c.user_id,
+        c.token_hash,
+        c.expires_at,
+        c.user_agent,
+        c.client_ip,
+        c.method,
+        c.sid,
+        uuid::Uuid::now_v7().to_string(),
+        after,
+        address,
+    ]);
+    args.extend_from_slice(more);
+    let row = match sqlx::query_with(sqlx::AssertSqlSafe(sql), direct::sqlx_arguments(&args)?).fetch_one(conn).await {
+        Ok(row) => row,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(REFUSED) => {
+            return Ok(Err(e.message().to_owned()));
+        }
+        Err(e) => return Err(e),
+    };
+    let user = UserRow::from_row(&row)?;
+    let roles_json: Option<String> = row.try_get("roles_json")?;
+    let pairs: Vec<(String, String)> = match roles_json {
+        Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        None => Vec::new(),
+    };
+    let roles =
+        pairs.into_iter().map(|(role, scope_key)| RoleRow { user_id: user.id.clone(), role, scope_key }).collect();
+    let tenant = match (row.try_get("described_tenant_name")?, row.try_get("described_tenant_display_name")?) {
+        (Some(name), Some(display_name)) => Some(TenantNames { name, display_name }),
+        _ => None,
+    };
+    Ok(Ok((user, Description { roles, tenant })))
 }
 
 /// `sql` with each parameter `$n` renumbered `$(n + by)`.
@@ -1393,54 +1558,19 @@ fn shift_parameters(sql: &str, by: usize) -> String {
 /// after the commit. A refusal writes nothing: run alone, the statement needs no
 /// transaction; in the caller's, the transaction is left failed and must be dropped.
 pub async fn complete_sign_in(conn: &mut AnyConnection, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
-    use sqlx::Row;
     let (consume, consume_args) = c.consume;
     let sql = match COMPLETE_SIGN_IN_SQL.get(consume) {
         Some(sql) => std::borrow::Cow::Borrowed(sql.as_str()),
         None => std::borrow::Cow::Owned(complete_sign_in_sql(consume)),
     };
-    let after = serde_json::json!({ "methods": c.methods }).to_string();
-    let address = REQUEST_ADDRESS.try_with(ToString::to_string).ok();
-    let mut args = Vec::from(direct::args![
-        c.now,
-        c.attempt_id,
-        c.methods,
-        c.user_id,
-        c.token_hash,
-        c.expires_at,
-        c.user_agent,
-        c.client_ip,
-        c.method,
-        c.sid,
-        uuid::Uuid::now_v7().to_string(),
-        after,
-        address,
-    ]);
-    args.extend_from_slice(consume_args);
-    let row = match sqlx::query_with(sqlx::AssertSqlSafe(sql), direct::sqlx_arguments(&args)?).fetch_one(conn).await {
-        Ok(row) => row,
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(REFUSED) => {
-            return Ok(match e.message() {
-                ATTEMPT_TAKEN => SignInWrite::AttemptTaken,
-                FACTOR_TAKEN => SignInWrite::FactorTaken,
-                _ => SignInWrite::UserGone,
-            });
-        }
-        Err(e) => return Err(e),
-    };
-    let user = UserRow::from_row(&row)?;
-    let roles_json: Option<String> = row.try_get("roles_json")?;
-    let pairs: Vec<(String, String)> = match roles_json {
-        Some(json) => serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        None => Vec::new(),
-    };
-    let roles =
-        pairs.into_iter().map(|(role, scope_key)| RoleRow { user_id: user.id.clone(), role, scope_key }).collect();
-    let tenant = match (row.try_get("described_tenant_name")?, row.try_get("described_tenant_display_name")?) {
-        (Some(name), Some(display_name)) => Some(TenantNames { name, display_name }),
-        _ => None,
-    };
-    Ok(SignInWrite::Minted(Box::new(user), Description { roles, tenant }))
+    Ok(match signing_in(conn, &sql, c, consume_args).await? {
+        Ok((user, described)) => SignInWrite::Minted(Box::new(user), described),
+        Err(refused) => match refused.as_str() {
+            ATTEMPT_TAKEN => SignInWrite::AttemptTaken,
+            FACTOR_TAKEN => SignInWrite::FactorTaken,
+            _ => SignInWrite::UserGone,
+        },
+    })
 }
 
 pub async fn count_users(pool: &AnyPool) -> Result<i64, sqlx::Error> {

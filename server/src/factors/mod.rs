@@ -443,10 +443,7 @@ pub fn check_totp(
     if (row.confirmed != 0) == pending {
         return Ok(Verdict::Wrong);
     }
-    let secret = state
-        .keys()
-        .decrypt_secret(&row.secret_enc, &user.id)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("authenticator secret cannot be decrypted: {e}")))?;
+    let secret = authenticator_secret(state, &user.id, &row.secret_enc)?;
     let now_secs = u64::try_from(state.now() / 1000).unwrap_or(0);
     let last = u64::try_from(row.last_used_step).ok().filter(|s| *s > 0);
     if let Some(step) = totp::verify(&secret, code, now_secs, last) {
@@ -459,6 +456,23 @@ pub fn check_totp(
         return Ok(Verdict::Used);
     }
     Ok(Verdict::Wrong)
+}
+
+/// The time step at which `code` is right for the authenticator secret `secret_enc`
+/// (as stored) of `user_id` now, whether or not that step was used: for a check whose
+/// consuming statement compares the step with the stored one under the row's lock
+/// (`signin::opened`).
+pub fn authenticator_step(state: &AppState, user_id: &str, secret_enc: &str, code: &str) -> AppResult<Option<i64>> {
+    let secret = authenticator_secret(state, user_id, secret_enc)?;
+    let now_secs = u64::try_from(state.now() / 1000).unwrap_or(0);
+    Ok(totp::verify(&secret, code, now_secs, None).map(|step| i64::try_from(step).unwrap_or(i64::MAX)))
+}
+
+fn authenticator_secret(state: &AppState, user_id: &str, secret_enc: &str) -> AppResult<zeroize::Zeroizing<Vec<u8>>> {
+    state
+        .keys()
+        .decrypt_secret(secret_enc, user_id)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("authenticator secret cannot be decrypted: {e}")))
 }
 
 /// Normalises a typed recovery code: case and separators do not matter. Public for the

@@ -207,6 +207,11 @@ pub(super) async fn advance_pending(
     client: &ClientInfo,
 ) -> AppResult<Outcome> {
     let token = pending_token(state, jar);
+    if let (Some(token), Event::SecondFactor(req)) = (token.as_deref(), &event)
+        && let Some(settled) = signin::verify_opened(state, token, req, client).await
+    {
+        return settled;
+    }
     let current = SignIn::pending_for(state, token.as_deref(), &event).await?;
     signin::advance(state, current, event, client).await
 }

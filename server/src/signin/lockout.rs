@@ -2,17 +2,22 @@
 //! checked, and settles it afterwards.
 //!
 //! Reserve-then-verify: an attempt is counted in the database by one conditional
-//! statement *before* the code is looked at, so neither parallel requests nor several
-//! nodes can get more codes checked than the limit allows. On a SQLite file an
+//! statement before any code's outcome is given, so neither parallel requests nor
+//! several nodes can get more codes checked than the limit allows. On a SQLite file an
 //! authenticator code is counted, checked and settled in one transaction on the writer
 //! (`session::authenticator_at_once`): SQLite's write lock, held from the count to the
 //! commit, keeps every other write out in between, so the count needs no commit of its
-//! own before the check. A wrong code keeps its reservation (and the request that
-//! reaches the limit locks the user, each lock twice as long as the one before); a
-//! right code consumed in the completing transaction resets the counts; a right code
-//! that another request used first is given back, since it was not a guess. After
-//! `lockout_permanent_after` wrong codes in a row second-factor sign-in stays locked
-//! until an admin unlocks it.
+//! own before the check. On PostgreSQL, on the node that opened the sign-in, the code is
+//! checked in memory against the secret the password step read and one statement
+//! (`db::verify_opened`, module `opened`) counts the attempt under the user's row lock
+//! and, for a right code, settles it; where the count would be refused it writes
+//! nothing and the request goes the general way, right and wrong codes alike, so the
+//! check in memory tells nobody anything. A wrong code keeps its reservation (and the
+//! request that reaches the limit locks the user, each lock twice as long as the one
+//! before); a right code consumed in the completing transaction resets the counts; a
+//! right code that another request used first is given back, since it was not a guess.
+//! After `lockout_permanent_after` wrong codes in a row second-factor sign-in stays
+//! locked until an admin unlocks it.
 
 use twofold_policy::wire::SecondFactorMethod;
 
@@ -40,6 +45,14 @@ pub struct Reservation {
 pub struct Counted {
     reservation: Reservation,
     authenticator: Option<fdb::AuthenticatorRow>,
+}
+
+impl Reservation {
+    /// The attempt a statement counted with the counts it left
+    /// (`db::verify_opened`).
+    pub(super) fn counted(failures: i64, consecutive: i64) -> Self {
+        Self { failures, consecutive }
+    }
 }
 
 impl Counted {

@@ -30,6 +30,7 @@
 //! the request, build an event and map the [`Outcome`].
 
 mod lockout;
+mod opened;
 mod password;
 mod pending;
 mod session;
@@ -54,6 +55,7 @@ use twofold_policy::wire::ErrorCode;
 
 use lockout::Counted;
 pub use lockout::{ensure_not_locked, lock_state};
+pub use opened::{OpenedSignIns, verify as verify_opened};
 pub use password::{Named, find_named, known_browser_token, verify_password_of};
 pub use pending::Pending;
 pub use session::{Completed, browser_still_skips, may_remember};

@@ -7,6 +7,7 @@ use twofold_policy::names::EmailAddress;
 use twofold_policy::wire::SendCodeResponse;
 
 use super::lockout::{self, Counted};
+use super::opened;
 use super::{Outcome, Stage, Start};
 use crate::app::AppState;
 use crate::auth::{self, token_hash};
@@ -37,24 +38,37 @@ pub(super) async fn open(state: &AppState, user: &UserRow, stage: Stage) -> AppR
     let hash = token_hash(&token);
     let (user_id, stamp) = (user.id.clone(), user.security_stamp.clone());
     let expires_at = now + i64::from(state.config().pending_sign_in_minutes) * 60_000;
-    state
-        .db()
-        // An insert: no row a cache keeps changes.
-        .write_one_touching(crate::db::Touches::NothingKept, move |c| {
-            Box::pin(async move {
-                let attempt = NewAttempt {
-                    token_hash: &hash,
-                    id: &uuid::Uuid::now_v7().to_string(),
-                    user_id: &user_id,
-                    stage: stage.as_str(),
-                    security_stamp: &stamp,
-                    created_at: now,
-                    expires_at,
-                };
-                fdb::insert_attempt(c, &attempt).await
+    let id = uuid::Uuid::now_v7().to_string();
+    // The node keeps what checking the code needs, read by the statement that opens the
+    // sign-in (`opened`).
+    let keep = stage == Stage::AwaitingSecondFactor && user.has_authenticator != 0 && opened::kept_by(state.db());
+    let authenticator = {
+        let (hash, id) = (hash.clone(), id.clone());
+        state
+            .db()
+            // An insert: no row a cache keeps changes.
+            .write_one_touching(crate::db::Touches::NothingKept, move |c| {
+                Box::pin(async move {
+                    let attempt = NewAttempt {
+                        token_hash: &hash,
+                        id: &id,
+                        user_id: &user_id,
+                        stage: stage.as_str(),
+                        security_stamp: &stamp,
+                        created_at: now,
+                        expires_at,
+                    };
+                    if keep {
+                        return fdb::insert_attempt_reading_authenticator(c, &attempt).await;
+                    }
+                    fdb::insert_attempt(c, &attempt).await.map(|()| None)
+                })
             })
-        })
-        .await?;
+            .await?
+    };
+    if let Some(authenticator) = authenticator {
+        state.opened().keep(hash, &id, &user.id, authenticator);
+    }
     Ok(token)
 }
 

@@ -34,6 +34,7 @@ mod message_caps;
 mod metrics;
 mod no_sender;
 mod oidc;
+mod opened;
 mod passkeys;
 mod password_reset;
 mod remember;

@@ -67,6 +67,12 @@ struct RunArgs {
     /// so it is at most the number of users.
     #[arg(long, default_value_t = 1_000)]
     verify_requests: usize,
+    /// Open the verify-code workload's pending sign-ins through the password step, as
+    /// browsers do, so that the server that opened each one verifies it (at the argon2id
+    /// ceiling's pace: minutes for tens of thousands). By default they are written
+    /// straight into the database, which no server opened.
+    #[arg(long)]
+    open_through_password: bool,
     /// The `twofold` binary; by default the one beside this program.
     #[arg(long)]
     server: Option<PathBuf>,
@@ -361,6 +367,42 @@ fn verify_job(t: &Target, users: Arc<Vec<u64>>, tokens: Arc<Vec<String>>) -> Job
     })
 }
 
+/// Opens a pending sign-in for each of `users` through the password step, `clients` at
+/// a time; returns their tokens in the same order.
+async fn open_through_password(t: &Target, users: &[u64], clients: usize) -> anyhow::Result<Vec<String>> {
+    use futures::{StreamExt, TryStreamExt};
+    eprintln!("opening {} sign-ins through the password step ...", users.len());
+    let started = Instant::now();
+    let http = drive::client()?;
+    let url = format!("{}/api/auth/sign-in", t.base);
+    let world = t.world;
+    let tokens: Vec<String> = futures::stream::iter(users.iter().copied())
+        .map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            let body = serde_json::json!({
+                "tenant": World::tenant_name(world.tenant_of(i)), "username": World::username(i),
+                "password": seed::PASSWORD,
+            });
+            async move {
+                let resp = http.post(url).header("X-Requested-With", "twofold-load").json(&body).send().await?;
+                anyhow::ensure!(resp.status().is_success(), "password step of user {i}: {}", resp.status());
+                resp.headers()
+                    .get_all("set-cookie")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .find_map(|v| v.strip_prefix("twofold_pending="))
+                    .and_then(|v| v.split(';').next())
+                    .map(str::to_owned)
+                    .context("no pending sign-in cookie")
+            }
+        })
+        .buffered(clients)
+        .try_collect()
+        .await?;
+    eprintln!("opened in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(tokens)
+}
+
 fn policy_job(t: &Target) -> Job {
     let base = t.base.clone();
     let cookie = t.admin_cookie.clone();
@@ -595,9 +637,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let c = args.clients;
     eprintln!("password step ...");
     let password = measured(&t, "password step", c, Limit::For(d), password_job(&t)).await?;
-    eprintln!("verify-code step ...");
     let users = verify_users(t.world, args.verify_requests);
-    let tokens = seed::open_attempts(&t.db, &users, now_ms()).await?;
+    let tokens = if args.open_through_password {
+        open_through_password(&t, &users, c).await?
+    } else {
+        seed::open_attempts(&t.db, &users, now_ms()).await?
+    };
+    // After the opening: `scripts/bench profile` starts sampling when it reads this.
+    eprintln!("verify-code step ...");
     let n = users.len();
     let verify =
         measured(&t, "verify-code step", c, Limit::Jobs(n), verify_job(&t, Arc::new(users), Arc::new(tokens))).await?;
@@ -683,7 +730,11 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
     let c = (args.run.clients / 4).max(1);
     let d = Duration::from_secs(args.soak_seconds);
     let users = verify_users(t.world, args.run.verify_requests);
-    let tokens = seed::open_attempts(&t.db, &users, now_ms()).await?;
+    let tokens = if args.run.open_through_password {
+        open_through_password(&t, &users, c).await?
+    } else {
+        seed::open_attempts(&t.db, &users, now_ms()).await?
+    };
     let n = users.len();
     let (users, tokens) = (Arc::new(users), Arc::new(tokens));
     let (pid, wal) = (t.pid, t.wal.clone());

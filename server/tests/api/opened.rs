@@ -1,0 +1,185 @@
+//! A verification on the node that opened its sign-in (`signin::opened`): on
+//! PostgreSQL one statement that counts the attempt and, for a right code, completes
+//! the sign-in, from what the password step read. Each test is an attack on what that
+//! node kept: an authenticator changed behind its back, a step used since, a lock, a
+//! request passed on to the general way. On SQLite nothing is kept and the same
+//! answers come from the general way.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::flows::{
+    admin_app, assert_factor_error, assert_signed_in, attempts_left, create_user, enrol_authenticator, forced_tenant,
+    next_totp, password_step, totp_now, verify, wrong_totp,
+};
+use crate::helpers::{Backend, Limits, Options, TestApp};
+
+/// A forced tenant `acme` with `alice`, who has an authenticator: her id and secret.
+async fn alice_with_authenticator(app: &TestApp) -> (String, String) {
+    let (alice, secret, _) = alice_in_acme(app).await;
+    (alice, secret)
+}
+
+/// [`alice_with_authenticator`], and the tenant's id.
+async fn alice_in_acme(app: &TestApp) -> (String, String, String) {
+    let t = forced_tenant(app, "acme").await;
+    let alice = create_user(app, &t.id, "alice", None).await;
+    let enrolled = enrol_authenticator(app, &app.new_client(), "acme", "alice").await;
+    (alice.id, enrolled.secret, t.id)
+}
+
+fn kept_here() -> u64 {
+    u64::from(Backend::from_env() == Backend::Postgres)
+}
+
+/// A user's second-factor failures and consecutive failures, as stored.
+async fn counts_of(app: &TestApp, user_id: &str) -> (i64, i64) {
+    sqlx::query_as("SELECT second_factor_failures, consecutive_failures FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&app.running.state.db().pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_node_that_opened_a_sign_in_keeps_it_until_its_right_code() {
+    let app = admin_app(Options::default()).await;
+    let (alice_id, secret) = alice_with_authenticator(&app).await;
+    let opened = app.running.state.opened();
+    let before = opened.len();
+    let alice = app.new_client();
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    assert_eq!(opened.len(), before + kept_here());
+
+    // A wrong code is counted and leaves the sign-in open, and kept.
+    assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
+    assert_eq!(counts_of(&app, &alice_id).await, (1, 1));
+    assert_eq!(opened.len(), before + kept_here());
+
+    // The right one signs in, resets the counts and the sign-in is forgotten.
+    let body = assert_signed_in(&verify(&alice, "authenticator", &next_totp(&app, &secret), false).await);
+    assert_eq!(body["user"]["tenant_name"], "acme", "{body}");
+    assert_eq!(counts_of(&app, &alice_id).await, (0, 0));
+    assert_eq!(opened.len(), before);
+    let me = alice.get("/api/auth/me").await.assert_status(StatusCode::OK).json();
+    assert_eq!(me["id"], alice_id.as_str(), "{me}");
+}
+
+/// The node checks the code against the secret the password step read; the statement
+/// compares it with the one stored. An authenticator changed since (here behind the
+/// application's back, keeping the security stamp, which a replacement through the API
+/// rotates) is checked as stored: a code of the old secret is a wrong code, counted,
+/// and a code of the new one signs in.
+#[tokio::test]
+async fn an_authenticator_changed_since_the_password_step_is_checked_as_stored() {
+    let app = admin_app(Options::default()).await;
+    let (alice_id, old_secret) = alice_with_authenticator(&app).await;
+    let alice = app.new_client();
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+
+    // RFC 6238's test secret, as base32 for oathtool.
+    let new_secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let stored = app.running.state.keys().encrypt_secret(b"12345678901234567890", &alice_id);
+    sqlx::query("UPDATE authenticators SET secret_enc = $1 WHERE user_id = $2")
+        .bind(&stored)
+        .bind(&alice_id)
+        .execute(&app.running.state.db().pool)
+        .await
+        .unwrap();
+
+    // The next step: enrolment used this one.
+    let old_code = next_totp(&app, &old_secret);
+    let new_code = totp_now(&app, new_secret);
+    assert_ne!(old_code, new_code);
+    let refused = verify(&alice, "authenticator", &old_code, false).await;
+    assert_factor_error(&refused, StatusCode::UNAUTHORIZED, "invalid_code");
+    assert_eq!(attempts_left(&refused), 4);
+    assert_eq!(counts_of(&app, &alice_id).await, (1, 1));
+    assert_signed_in(&verify(&alice, "authenticator", &new_code, false).await);
+    assert_eq!(counts_of(&app, &alice_id).await, (0, 0));
+}
+
+/// Two sign-ins opened at once read the authenticator at the same step; the first to
+/// use a code spends its step. The second, with the same code, is told it is wrong but
+/// is not counted (it was no guess), and its next step signs in.
+#[tokio::test]
+async fn a_step_used_since_the_sign_in_opened_is_refused_and_not_counted() {
+    let app = admin_app(Options::default()).await;
+    let (alice_id, secret) = alice_with_authenticator(&app).await;
+    let (first, second) = (app.new_client(), app.new_client());
+    password_step(&first, "acme", "alice", "requires_two_factor").await;
+    password_step(&second, "acme", "alice", "requires_two_factor").await;
+
+    let code = next_totp(&app, &secret);
+    assert_signed_in(&verify(&first, "authenticator", &code, false).await);
+    let replayed = verify(&second, "authenticator", &code, false).await;
+    assert_factor_error(&replayed, StatusCode::UNAUTHORIZED, "invalid_code");
+    assert_eq!(attempts_left(&replayed), 5);
+    assert_eq!(counts_of(&app, &alice_id).await, (0, 0));
+    assert_signed_in(&verify(&second, "authenticator", &next_totp(&app, &secret), false).await);
+}
+
+/// A locked user learns nothing from which code was right: the right and the wrong
+/// code get the same answer, and neither is counted.
+#[tokio::test]
+async fn a_locked_user_gets_the_same_answer_for_a_right_and_a_wrong_code() {
+    let app = admin_app(Options { manual_clock: true, ..Options::default() }).await;
+    let (alice_id, secret) = alice_with_authenticator(&app).await;
+    let alice = app.new_client();
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    for _ in 0..5 {
+        verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await;
+    }
+    let locked = counts_of(&app, &alice_id).await;
+    assert_eq!(locked.1, 5);
+
+    let right = verify(&alice, "authenticator", &next_totp(&app, &secret), false).await;
+    let wrong = verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await;
+    assert_factor_error(&right, StatusCode::LOCKED, "locked_out");
+    assert_eq!(right.json(), wrong.json());
+    assert_eq!(right.status, wrong.status);
+    assert_eq!(counts_of(&app, &alice_id).await, locked);
+    // Still the same sign-in, not a new one: it is kept for after the lock.
+    assert_eq!(app.running.state.opened().len(), kept_here());
+}
+
+/// A request the statement refuses goes the general way, which counts it against the
+/// per-account limit of verifications itself: it is counted once, not twice.
+#[tokio::test]
+async fn a_request_passed_on_to_the_general_way_counts_once_against_the_rate_limit() {
+    let limits = Limits { verify_per_account: Some(3), ..Limits::default() };
+    let app = admin_app(Options { limits, ..Options::default() }).await;
+    let (_, secret) = alice_with_authenticator(&app).await;
+    let (first, second) = (app.new_client(), app.new_client());
+    password_step(&first, "acme", "alice", "requires_two_factor").await;
+    password_step(&second, "acme", "alice", "requires_two_factor").await;
+
+    let code = next_totp(&app, &secret);
+    assert_signed_in(&verify(&first, "authenticator", &code, false).await);
+    // Two replays of the used step: each refused by the statement, then answered by the
+    // general way. With the first counted twice, the second would be over the limit.
+    for _ in 0..2 {
+        assert_factor_error(
+            &verify(&second, "authenticator", &code, false).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_code",
+        );
+    }
+    let over = verify(&second, "authenticator", &code, false).await;
+    assert_factor_error(&over, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+}
+
+/// The tenant's policy is read as it is now, not as it was at the password step: an
+/// authenticator no longer allowed is refused, and nothing is counted.
+#[tokio::test]
+async fn a_policy_changed_since_the_password_step_is_the_one_applied() {
+    let app = admin_app(Options::default()).await;
+    let (alice_id, secret, tenant) = alice_in_acme(&app).await;
+    let alice = app.new_client();
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    let only_email = json!({ "authenticator": false, "email": true, "sms": false, "passkey": false });
+    crate::flows::set_tenant_settings(&app, &tenant, json!({ "allowed_providers": only_email })).await;
+    let refused = verify(&alice, "authenticator", &totp_now(&app, &secret), false).await;
+    assert_factor_error(&refused, StatusCode::BAD_REQUEST, "provider_unavailable");
+    assert_eq!(counts_of(&app, &alice_id).await, (0, 0));
+}

@@ -12,7 +12,7 @@ use crate::flows::{
     admin_app, assert_factor_error, assert_signed_in, attempts_left, create_user, enrol_authenticator, forced_tenant,
     next_totp, password_step, totp_now, verify, wrong_totp,
 };
-use crate::helpers::{Backend, Limits, Options, TestApp};
+use crate::helpers::{Backend, Limits, Options, PASSWORD, TestApp};
 
 /// A forced tenant `acme` with `alice`, who has an authenticator: her id and secret.
 async fn alice_with_authenticator(app: &TestApp) -> (String, String) {
@@ -182,4 +182,66 @@ async fn a_policy_changed_since_the_password_step_is_the_one_applied() {
     let refused = verify(&alice, "authenticator", &totp_now(&app, &secret), false).await;
     assert_factor_error(&refused, StatusCode::BAD_REQUEST, "provider_unavailable");
     assert_eq!(counts_of(&app, &alice_id).await, (0, 0));
+}
+
+/// A wrong code's count does not wait for the log's sync, for its statement's own
+/// transaction only: it is seen from every other connection once the statement returns,
+/// and the connection's next commits sync again (left on it, the setting would leave the
+/// sign-ins completed on that connection unsynced too). On SQLite nothing is kept to
+/// verify from.
+#[tokio::test]
+async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sync() {
+    use twofold_server::db::{self, CompleteSignIn, VerifyOpened};
+    let app = admin_app(Options::default()).await;
+    let (alice_id, _) = alice_with_authenticator(&app).await;
+    let resp = app.new_client().sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
+    let token = crate::flows::pending_cookie(&resp);
+    if Backend::from_env() != Backend::Postgres {
+        assert!(app.running.state.opened().is_empty());
+        return;
+    }
+    let state = &app.running.state;
+    let sessions = sessions_of(&app, &alice_id).await;
+    let mut conn = state.db().pool.acquire().await.unwrap();
+    let (secret_enc,): (String,) = sqlx::query_as("SELECT secret_enc FROM authenticators WHERE user_id = $1")
+        .bind(&alice_id)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let hash = twofold_server::auth::token_hash(&token);
+    let wrong = VerifyOpened {
+        sign_in: CompleteSignIn {
+            attempt_id: &hash,
+            user_id: &alice_id,
+            now: state.now(),
+            methods: "pwd+authenticator",
+            method: "authenticator",
+            consume: ("", &[]),
+            token_hash: "unused",
+            sid: "unused",
+            expires_at: state.now() + 60_000,
+            user_agent: None,
+            client_ip: None,
+        },
+        secret_enc: &secret_enc,
+        step: None,
+        max_failures: 5,
+        permanent_after: 100,
+    };
+    let (user, _) = db::verify_opened(&mut conn, &wrong).await.unwrap().expect("the attempt was counted");
+    assert_eq!((user.second_factor_failures, user.consecutive_failures), (1, 1));
+    let (setting,): (String,) = sqlx::query_as("SHOW synchronous_commit").fetch_one(&mut *conn).await.unwrap();
+    assert_eq!(setting, "on", "the unsynced commit outlived its statement on this connection");
+    drop(conn);
+    assert_eq!(counts_of(&app, &alice_id).await, (1, 1), "the count, from another connection");
+    assert_eq!(sessions_of(&app, &alice_id).await, sessions, "a wrong code makes no session");
+}
+
+async fn sessions_of(app: &TestApp, user_id: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(&app.running.state.db().pool)
+        .await
+        .unwrap();
+    n
 }

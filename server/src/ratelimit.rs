@@ -231,6 +231,15 @@ impl RateLimiter {
         self.tats.as_ref().map_or(0, |t| t.entries.len())
     }
 
+    /// Takes back one request of `key` counted by [`RateLimiter::check`], for a request
+    /// that goes on to be counted again elsewhere. A key dropped meanwhile owes nothing.
+    pub fn give_back(&self, key: &str) {
+        if let Some(entry) = self.tats.as_ref().and_then(|tats| tats.entries.get(&tats.hash.of(key))) {
+            let interval = self.interval_ns;
+            let _ = entry.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| Some(tat.saturating_sub(interval)));
+        }
+    }
+
     /// Counts one request of `key` at `now` (ms). When `key` is over its limit, nothing
     /// is counted and the answer is the milliseconds until its next request may pass.
     pub fn check(&self, key: &str, now_ms: i64) -> Result<(), i64> {
@@ -252,17 +261,6 @@ impl RateLimiter {
                 Ok(_) => return Ok(()),
                 Err(current) => tat = current,
             }
-        }
-    }
-}
-
-impl RateLimiter {
-    /// Takes back one request of `key` counted by [`RateLimiter::check`], for a request
-    /// that goes on to be counted again elsewhere. A key dropped meanwhile owes nothing.
-    pub fn give_back(&self, key: &str) {
-        if let Some(entry) = self.tats.as_ref().and_then(|tats| tats.entries.get(&tats.hash.of(key))) {
-            let interval = self.interval_ns;
-            let _ = entry.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| Some(tat.saturating_sub(interval)));
         }
     }
 }

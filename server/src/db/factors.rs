@@ -39,20 +39,16 @@ pub struct NewAttempt<'a> {
 }
 
 pub async fn insert_attempt(conn: &mut AnyConnection, a: &NewAttempt<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(a.token_hash)
-    .bind(a.id)
-    .bind(a.user_id)
-    .bind(a.stage)
-    .bind(a.security_stamp)
-    .bind(a.created_at)
-    .bind(a.expires_at)
-    .execute(conn)
-    .await?;
+    sqlx::query_with(INSERT_ATTEMPT_SQL, super::direct::sqlx_arguments(&attempt_args(a))?).execute(conn).await?;
     Ok(())
+}
+
+/// The statement of [`insert_attempt`], whose parameters are [`attempt_args`].
+const INSERT_ATTEMPT_SQL: &str = "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, \
+     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+fn attempt_args(a: &NewAttempt<'_>) -> [super::direct::Arg; 7] {
+    super::direct::args![a.token_hash, a.id, a.user_id, a.stage, a.security_stamp, a.created_at, a.expires_at]
 }
 
 /// [`insert_attempt`] that also reads the user's confirmed authenticator, in the same
@@ -63,21 +59,16 @@ pub async fn insert_attempt_reading_authenticator(
     conn: &mut AnyConnection,
     a: &NewAttempt<'_>,
 ) -> Result<Option<AuthenticatorRow>, sqlx::Error> {
-    sqlx::query_as(
-        "WITH opened AS (INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, \
-         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING user_id) \
-         SELECT au.secret_enc, au.confirmed, au.last_used_step FROM opened \
-         JOIN authenticators au ON au.user_id = opened.user_id AND au.confirmed = 1",
-    )
-    .bind(a.token_hash)
-    .bind(a.id)
-    .bind(a.user_id)
-    .bind(a.stage)
-    .bind(a.security_stamp)
-    .bind(a.created_at)
-    .bind(a.expires_at)
-    .fetch_optional(conn)
-    .await
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH opened AS ({INSERT_ATTEMPT_SQL} RETURNING user_id) \
+             SELECT au.secret_enc, au.confirmed, au.last_used_step FROM opened \
+             JOIN authenticators au ON au.user_id = opened.user_id AND au.confirmed = 1"
+        )
+    });
+    sqlx::query_as_with(sqlx::AssertSqlSafe(SQL.as_str()), super::direct::sqlx_arguments(&attempt_args(a))?)
+        .fetch_optional(conn)
+        .await
 }
 
 /// The statement of [`find_attempt`].

@@ -36,7 +36,6 @@ use twofold_policy::wire::{SecondFactorMethod as M, VerifyRequest};
 use super::{ClientInfo, Completed, Outcome, lockout, session};
 use crate::app::AppState;
 use crate::auth::{new_token, token_hash};
-use crate::db::factors::AuthenticatorRow;
 use crate::db::{self, CompleteSignIn, VerifyOpened};
 use crate::error::AppResult;
 use crate::factors;
@@ -90,16 +89,13 @@ impl OpenedSignIns {
         Some(opened)
     }
 
-    /// Keeps the sign-in of `token_hash`, just opened, with the user's confirmed
-    /// authenticator.
-    pub(super) fn keep(&self, token_hash: String, attempt_id: &str, user_id: &str, authenticator: AuthenticatorRow) {
-        if authenticator.confirmed == 0 {
-            return;
-        }
+    /// Keeps the sign-in of `token_hash`, just opened, with the secret of the user's
+    /// confirmed authenticator, as stored.
+    pub(super) fn keep(&self, token_hash: String, attempt_id: &str, user_id: &str, secret_enc: String) {
         let opened = Opened {
             attempt_id: attempt_id.to_owned(),
             user_id: user_id.to_owned(),
-            secret_enc: authenticator.secret_enc,
+            secret_enc,
             until: Instant::now() + self.lifetime,
         };
         self.entries.insert(token_hash, Arc::new(opened));
@@ -188,7 +184,7 @@ async fn settle(
             consume: ("", &[]),
             token_hash: &session_hash,
             sid: &sid,
-            expires_at: now + i64::from(app.config().session_max_hours) * 3_600_000,
+            expires_at: session::session_ends(app, now),
             user_agent: client.user_agent.as_deref(),
             client_ip: client.ip.as_deref(),
         },

@@ -67,7 +67,7 @@ pub(super) async fn open(state: &AppState, user: &UserRow, stage: Stage) -> AppR
             .await?
     };
     if let Some(authenticator) = authenticator {
-        state.opened().keep(hash, &id, &user.id, authenticator);
+        state.opened().keep(hash, &id, &user.id, authenticator.secret_enc);
     }
     Ok(token)
 }

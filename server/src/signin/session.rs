@@ -272,7 +272,7 @@ async fn seal_at_once(
         consume: (consume, &consume_args),
         token_hash: &hash,
         sid: &sid,
-        expires_at: now + i64::from(state.config().session_max_hours) * 3_600_000,
+        expires_at: session_ends(state, now),
         user_agent: client.user_agent.as_deref(),
         client_ip: client.ip.as_deref(),
     };
@@ -487,6 +487,11 @@ pub(super) async fn remembered_browser_valid(
     Ok(valid)
 }
 
+/// When a session that starts at `now` ends, however it is used meanwhile.
+pub(super) fn session_ends(state: &AppState, now: i64) -> i64 {
+    now + i64::from(state.config().session_max_hours) * 3_600_000
+}
+
 /// Creates a session, in the caller's transaction, for a user who has passed every step
 /// the policy demands: the only place a session is made, beside its one-statement form
 /// on PostgreSQL ([`db::complete_sign_in`], which writes the same rows). The token is new for every
@@ -510,7 +515,6 @@ async fn mint(
         .await?
         .ok_or(AppError::SignInExpired)?;
     let fresh = fresh(&user);
-    let max_ms = i64::from(state.config().session_max_hours) * 3_600_000;
     db::insert_session(
         &mut *conn,
         &NewSession {
@@ -519,7 +523,7 @@ async fn mint(
             security_stamp: &user.security_stamp,
             auth_methods,
             now,
-            expires_at: now + max_ms,
+            expires_at: session_ends(state, now),
             user_agent: client.user_agent.as_deref(),
             client_ip: client.ip.as_deref(),
             reauthenticated_at: fresh.map(|_| now),

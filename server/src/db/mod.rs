@@ -1314,6 +1314,20 @@ pub struct CompleteSignIn<'a> {
     pub expires_at: i64,
     pub user_agent: Option<&'a str>,
     pub client_ip: Option<&'a str>,
+    /// A browser to remember with the sign-in, when the user asked and the policy allows.
+    pub browser: Option<BrowserToRemember<'a>>,
+}
+
+/// A browser remembered by the statement that signs its user in, as
+/// `factors::insert_browser` writes one: the user's row gives its user and security
+/// stamp, the sign-in its time and user agent.
+#[derive(Debug, Clone, Copy)]
+pub struct BrowserToRemember<'a> {
+    pub id: &'a str,
+    pub token_hash: &'a str,
+    pub expires_at: i64,
+    /// The strength of the factor it was remembered with.
+    pub strength: &'a str,
 }
 
 /// How [`complete_sign_in`] ended.
@@ -1331,7 +1345,7 @@ pub enum SignInWrite {
 }
 
 /// The parameters [`COMPLETE_SIGN_IN_SQL`] takes before the consuming statement's.
-const COMPLETE_SIGN_IN_PARAMS: usize = 13;
+const COMPLETE_SIGN_IN_PARAMS: usize = 17;
 
 /// The statements that consume a factor ([`factors::USE_STEP_SQL`] and its kin), each
 /// spliced into [`complete_sign_in_sql`] as `UPDATE ... WHERE ...` followed by
@@ -1378,10 +1392,16 @@ fn complete_sign_in_sql(consume: &str) -> String {
 /// the session and its audit event are inserted for it, and the statement answers with
 /// the user, their roles and their tenant's names, or raises [`REFUSED`] with `refusal`
 /// (an expression giving the step that refused), which undoes every write before it.
-/// Its parameters are [`COMPLETE_SIGN_IN_SQL`]'s first thirteen.
+/// A browser to remember (`$14`, null for none) is inserted with the session: on
+/// PostgreSQL that saves the transaction two statements would need, three round trips.
+/// Its parameters are [`COMPLETE_SIGN_IN_SQL`]'s first seventeen.
 fn sign_in_tail(mint: &str, refusal: &str) -> String {
     format!(
-        "session AS (INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
+        "browser AS (INSERT INTO remembered_browsers (id, token_hash, user_id, security_stamp, created_at, \
+         last_used_at, expires_at, user_agent, strength) \
+         SELECT $14, $15, id, security_stamp, $1, $1, $16, $7, $17 FROM signed WHERE {mint} \
+         AND $14::text IS NOT NULL), \
+         session AS (INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, \
          last_seen_at, expires_at, user_agent, client_ip, reauthenticated_at, reauth_method, second_factor_at, \
          second_factor_method, sid) \
          SELECT $5, id, security_stamp, $3, $1, $1, $6, $7, $8, $1, $9, $1, $9, $10 FROM signed WHERE {mint}), \
@@ -1400,10 +1420,10 @@ fn sign_in_tail(mint: &str, refusal: &str) -> String {
 const NOT_COUNTED: &str = "not_counted";
 
 /// [`verify_opened`]'s statement. Its parameters are [`complete_sign_in`]'s first
-/// thirteen (`$2` the pending sign-in's token hash instead of its id), then the
-/// authenticator's secret as the node that opened the sign-in read it (`$14`), the
-/// time step a right code matched or null for a wrong code (`$15`), and the lockout's
-/// limits (`$16`, `$17`, as `factors::reserve_attempt` takes them).
+/// seventeen (`$2` the pending sign-in's token hash instead of its id), then the
+/// authenticator's secret as the node that opened the sign-in read it (`$18`), the
+/// time step a right code matched or null for a wrong code (`$19`), and the lockout's
+/// limits (`$20`, `$21`, as `factors::reserve_attempt` takes them).
 ///
 /// - `open`: the pending sign-in still open at the second factor, of the user's current
 ///   security stamp, the user neither locked nor at the limit, the authenticator the
@@ -1420,31 +1440,31 @@ const NOT_COUNTED: &str = "not_counted";
 /// - A wrong code's count does not wait for the write-ahead log's sync, as
 ///   `groups::PENDING_RESERVING_SQL`'s does not; a right code's sign-in does.
 static VERIFY_OPENED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let reserve_allowed = "(u.locked_until IS NULL OR u.locked_until <= $1) AND u.second_factor_failures < $16 \
-         AND u.consecutive_failures < $17";
-    let tail = sign_in_tail("$15::bigint IS NOT NULL", &format!("'{NOT_COUNTED}'"));
+    let reserve_allowed = "(u.locked_until IS NULL OR u.locked_until <= $1) AND u.second_factor_failures < $20 \
+         AND u.consecutive_failures < $21";
+    let tail = sign_in_tail("$19::bigint IS NOT NULL", &format!("'{NOT_COUNTED}'"));
     format!(
         "WITH unsynced AS MATERIALIZED (SELECT set_config('synchronous_commit', \
-         CASE WHEN $15::bigint IS NULL THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS setting), \
+         CASE WHEN $19::bigint IS NULL THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS setting), \
          open AS MATERIALIZED (SELECT a.id, a.security_stamp FROM sign_in_attempts a JOIN users u ON u.id = a.user_id \
          WHERE a.token_hash = $2 AND a.user_id = $4 AND a.stage = 'second_factor' AND a.completed_at IS NULL \
          AND a.expires_at > $1 AND a.security_stamp = u.security_stamp AND {reserve_allowed} \
-         AND EXISTS (SELECT 1 FROM authenticators au WHERE au.user_id = u.id AND au.secret_enc = $14 \
+         AND EXISTS (SELECT 1 FROM authenticators au WHERE au.user_id = u.id AND au.secret_enc = $18 \
          AND au.confirmed = 1)), \
-         attempt AS (UPDATE sign_in_attempts SET completed_at = $1 WHERE $15::bigint IS NOT NULL \
+         attempt AS (UPDATE sign_in_attempts SET completed_at = $1 WHERE $19::bigint IS NOT NULL \
          AND id = (SELECT id FROM open) AND completed_at IS NULL RETURNING id), \
-         spent AS (UPDATE authenticators SET last_used_step = $15 WHERE user_id = $4 AND secret_enc = $14 \
-         AND last_used_step < $15 AND EXISTS (SELECT 1 FROM attempt) RETURNING 1), \
+         spent AS (UPDATE authenticators SET last_used_step = $19 WHERE user_id = $4 AND secret_enc = $18 \
+         AND last_used_step < $19 AND EXISTS (SELECT 1 FROM attempt) RETURNING 1), \
          signed AS (UPDATE users u SET \
-         second_factor_failures = CASE WHEN $15::bigint IS NULL THEN u.second_factor_failures + 1 ELSE 0 END, \
-         consecutive_failures = CASE WHEN $15::bigint IS NULL THEN u.consecutive_failures + 1 ELSE 0 END, \
-         lockouts = CASE WHEN $15::bigint IS NULL THEN u.lockouts ELSE 0 END, \
-         locked_until = CASE WHEN $15::bigint IS NULL THEN u.locked_until ELSE NULL END, \
-         last_sign_in_at = CASE WHEN $15::bigint IS NULL THEN u.last_sign_in_at ELSE $1 END, \
-         last_sign_in_methods = CASE WHEN $15::bigint IS NULL THEN u.last_sign_in_methods ELSE $3 END \
+         second_factor_failures = CASE WHEN $19::bigint IS NULL THEN u.second_factor_failures + 1 ELSE 0 END, \
+         consecutive_failures = CASE WHEN $19::bigint IS NULL THEN u.consecutive_failures + 1 ELSE 0 END, \
+         lockouts = CASE WHEN $19::bigint IS NULL THEN u.lockouts ELSE 0 END, \
+         locked_until = CASE WHEN $19::bigint IS NULL THEN u.locked_until ELSE NULL END, \
+         last_sign_in_at = CASE WHEN $19::bigint IS NULL THEN u.last_sign_in_at ELSE $1 END, \
+         last_sign_in_methods = CASE WHEN $19::bigint IS NULL THEN u.last_sign_in_methods ELSE $3 END \
          FROM open, unsynced WHERE unsynced.setting IS NOT NULL AND u.id = $4 \
          AND u.security_stamp = open.security_stamp AND {reserve_allowed} \
-         AND ($15::bigint IS NULL OR EXISTS (SELECT 1 FROM spent)) RETURNING {}), {tail}",
+         AND ($19::bigint IS NULL OR EXISTS (SELECT 1 FROM spent)) RETURNING {}), {tail}",
         USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ")
     )
 });
@@ -1506,6 +1526,10 @@ async fn signing_in(
         uuid::Uuid::now_v7().to_string(),
         after,
         address,
+        c.browser.map(|b| b.id),
+        c.browser.map(|b| b.token_hash),
+        c.browser.map(|b| b.expires_at),
+        c.browser.map(|b| b.strength),
     ]);
     args.extend_from_slice(more);
     let row = match sqlx::query_with(sqlx::AssertSqlSafe(sql), direct::sqlx_arguments(&args)?).fetch_one(conn).await {
@@ -1549,14 +1573,14 @@ fn shift_parameters(sql: &str, by: usize) -> String {
 }
 
 /// The completing writes of a sign-in that proved a second factor, on PostgreSQL, as
-/// one statement in the caller's transaction: the attempt completed, the factor
-/// consumed, the sign-in recorded on the user (failure counts and lock reset), the
-/// session and its audit event inserted. The same writes as `complete_attempt`,
-/// `Spend::consume`, [`record_sign_in`], [`insert_session`] and [`insert_audit`] one
-/// after another, which take seven round trips with the transaction's own. It also
-/// reads the user's roles and tenant's names, which the answer names, saving the read
-/// after the commit. A refusal writes nothing: run alone, the statement needs no
-/// transaction; in the caller's, the transaction is left failed and must be dropped.
+/// one statement: the attempt completed, the factor consumed, the sign-in recorded on
+/// the user (failure counts and lock reset), the session, its audit event and a
+/// browser to remember inserted. The same writes as `complete_attempt`,
+/// `Spend::consume`, [`record_sign_in`], [`insert_session`], `factors::insert_browser`
+/// and [`insert_audit`] one after another, which take eight round trips with the
+/// transaction's own. It also reads the user's roles and tenant's names, which the
+/// answer names, saving the read after the commit. A refusal writes nothing, so the
+/// statement needs no transaction.
 pub async fn complete_sign_in(conn: &mut AnyConnection, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
     let (consume, consume_args) = c.consume;
     let sql = match COMPLETE_SIGN_IN_SQL.get(consume) {

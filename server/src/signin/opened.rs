@@ -39,6 +39,7 @@ use crate::auth::{new_token, token_hash};
 use crate::db::{self, CompleteSignIn, VerifyOpened};
 use crate::error::AppResult;
 use crate::factors;
+use crate::notify::Notice;
 use crate::ratelimit::Class;
 
 /// How many open sign-ins a node keeps. A sign-in is verified within seconds of its
@@ -114,8 +115,8 @@ impl OpenedSignIns {
 
 /// The verification of an authenticator code by `token`'s sign-in, if this node opened
 /// it and can settle it in one statement; `None` sends the request the general way
-/// (another node's sign-in, another method, a browser to remember, a refusal of the
-/// statement). Counted in the sign-in metrics as the general way counts.
+/// (another node's sign-in, another method, a refusal of the statement). Counted in
+/// the sign-in metrics as the general way counts.
 pub async fn verify(
     app: &AppState,
     token: &str,
@@ -162,13 +163,13 @@ async fn settle(
             .await?
             .policy;
     let usable = factors::usable_providers(app, &policy.allowed_providers).authenticator;
-    // A browser to remember is a second write; the general way makes both in one
-    // transaction.
-    let remember = req.remember_browser && session::may_remember(&policy);
-    if !usable || M::Authenticator.strength() < policy.required_strength || remember {
+    if !usable || M::Authenticator.strength() < policy.required_strength {
         return Ok(None);
     }
     let step = factors::authenticator_step(app, &opened.user_id, &opened.secret_enc, &req.code)?;
+    // Inserted only with a right code's sign-in.
+    let browser = (step.is_some() && req.remember_browser && session::may_remember(&policy))
+        .then(|| session::Remembering::new(&policy, M::Authenticator.strength(), now));
     let session_token = new_token();
     let session_hash = token_hash(&session_token);
     // Random, not derived from the token: it is shown to applications.
@@ -187,6 +188,7 @@ async fn settle(
             expires_at: session::session_ends(app, now),
             user_agent: client.user_agent.as_deref(),
             client_ip: client.ip.as_deref(),
+            browser: browser.as_ref().map(session::Remembering::row),
         },
         secret_enc: &opened.secret_enc,
         step,
@@ -198,14 +200,15 @@ async fn settle(
     };
     if step.is_some() {
         app.opened().entries.remove(hash);
+        let notices = if browser.is_some() { vec![Notice::BrowserRemembered] } else { Vec::new() };
         let completed = Completed {
             user: Box::new(user),
             session_token,
-            remember: None,
+            remember: browser.map(|b| b.cookie(app)),
             recovery_codes: None,
             described: Some(described),
         };
-        return Ok(Some(Outcome::SignedIn(completed)));
+        return Ok(Some(Outcome::SignedIn(session::announce(app, completed, notices))));
     }
     let reservation = lockout::Reservation::counted(user.second_factor_failures, user.consecutive_failures);
     let refused = lockout::failed(app, &user, reservation, M::Authenticator).await?;

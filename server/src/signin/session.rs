@@ -71,7 +71,7 @@ async fn conclude(state: &AppState, sealed: Sealed) -> AppResult<Completed> {
 }
 
 /// Sends the notices of a completed sign-in.
-fn announce(state: &AppState, completed: Completed, notices: Vec<Notice>) -> Completed {
+pub(super) fn announce(state: &AppState, completed: Completed, notices: Vec<Notice>) -> Completed {
     for notice in notices {
         notify::send(state, &completed.user, notice);
     }
@@ -244,11 +244,10 @@ async fn seal_in(
 }
 
 /// [`seal`] for a sign-in that proved a factor and enrols none, on PostgreSQL: the
-/// attempt, the factor, the user row, the session and its audit event written by one
-/// statement ([`db::complete_sign_in`]) instead of five, each a round trip there. The
-/// same writes and the same refusals, in the same order. The statement is all or
-/// nothing by itself; only a remembered browser, a second statement, needs a
-/// transaction around both.
+/// attempt, the factor, the user row, the session, a browser to remember and the audit
+/// event written by one statement ([`db::complete_sign_in`]) instead of six, each a
+/// round trip there. The same writes and the same refusals, in the same order. The
+/// statement is all or nothing by itself, so it needs no transaction.
 async fn seal_at_once(
     state: &AppState,
     p: Pending,
@@ -263,6 +262,7 @@ async fn seal_at_once(
     // Random, not derived from the token: it is shown to applications.
     let sid = new_token();
     let (consume, consume_args) = proven.spend.statement(now);
+    let browser = remember.then(|| Remembering::new(&p.policy, proven.method.strength(), now));
     let complete = db::CompleteSignIn {
         attempt_id: &p.attempt.id,
         user_id: &p.user.id,
@@ -275,18 +275,10 @@ async fn seal_at_once(
         expires_at: session_ends(state, now),
         user_agent: client.user_agent.as_deref(),
         client_ip: client.ip.as_deref(),
+        browser: browser.as_ref().map(Remembering::row),
     };
-    let mut tx = if remember { Some(state.db().begin_write().await?) } else { None };
-    if let Some(tx) = &mut tx {
-        // With the remembered browser: still only the user's own rows.
-        tx.touches(db::Touches::user(&p.user.id));
-    }
-    let written = match &mut tx {
-        Some(tx) => db::complete_sign_in(tx, &complete).await?,
-        None => state.db().complete_sign_in_alone(&complete).await?,
-    };
-    // A refusal wrote nothing; a transaction it failed is rolled back when dropped.
-    let (user, described) = match written {
+    // A refusal wrote nothing.
+    let (user, described) = match state.db().complete_sign_in_alone(&complete).await? {
         SignInWrite::Minted(user, described) => (*user, described),
         SignInWrite::AttemptTaken => return Ok(Sealed::Expired(Box::new(p.user), Some(proven))),
         SignInWrite::FactorTaken => return Ok(Sealed::Lost(Box::new(p.user), proven)),
@@ -296,17 +288,10 @@ async fn seal_at_once(
     if proven.method == SecondFactorMethod::RecoveryCode {
         notices.push(Notice::RecoveryCodeUsed);
     }
-    let remember = match tx {
-        Some(tx) => {
-            let mut tx = Transaction::Sqlx(tx);
-            let remembered =
-                remember_browser(&mut tx, state, &user, &p.policy, client, proven.method.strength()).await?;
-            tx.commit().await?;
-            notices.push(Notice::BrowserRemembered);
-            Some(remembered)
-        }
-        None => None,
-    };
+    let remember = browser.map(|browser| {
+        notices.push(Notice::BrowserRemembered);
+        browser.cookie(state)
+    });
     let completed = Completed {
         user: Box::new(user),
         session_token: token,
@@ -415,24 +400,66 @@ async fn remember_browser(
     client: &ClientInfo,
     strength: Strength,
 ) -> AppResult<(String, i64)> {
-    let token = new_token();
     let now = state.now();
-    let lifetime = i64::from(policy.remember_browser_days) * DAY_MS;
+    let browser = Remembering::new(policy, strength, now);
+    let row = browser.row();
     fdb::insert_browser(
         conn,
         &NewBrowser {
-            id: &uuid::Uuid::now_v7().to_string(),
-            token_hash: &token_hash(&token),
+            id: row.id,
+            token_hash: row.token_hash,
             user_id: &user.id,
             security_stamp: &user.security_stamp,
             created_at: now,
-            expires_at: now + lifetime,
+            expires_at: row.expires_at,
             user_agent: client.user_agent.as_deref(),
-            strength: strength.as_str(),
+            strength: row.strength,
         },
     )
     .await?;
-    Ok((state.keys().sign_token(&token), lifetime))
+    Ok(browser.cookie(state))
+}
+
+/// A browser about to be remembered: the token its cookie carries (only the token's
+/// hash is stored) and the values of its row.
+pub(super) struct Remembering {
+    token: String,
+    hash: String,
+    id: String,
+    expires_at: i64,
+    lifetime: i64,
+    strength: Strength,
+}
+
+impl Remembering {
+    /// A new browser to remember at `now` under `policy`, with a factor of `strength`.
+    pub(super) fn new(policy: &EffectivePolicy, strength: Strength, now: i64) -> Self {
+        let token = new_token();
+        let lifetime = i64::from(policy.remember_browser_days) * DAY_MS;
+        Self {
+            hash: token_hash(&token),
+            token,
+            id: uuid::Uuid::now_v7().to_string(),
+            expires_at: now + lifetime,
+            lifetime,
+            strength,
+        }
+    }
+
+    /// Its row, for the statement that signs its user in.
+    pub(super) fn row(&self) -> db::BrowserToRemember<'_> {
+        db::BrowserToRemember {
+            id: &self.id,
+            token_hash: &self.hash,
+            expires_at: self.expires_at,
+            strength: self.strength.as_str(),
+        }
+    }
+
+    /// The cookie's value (the token, signed) and its lifetime.
+    pub(super) fn cookie(self, state: &AppState) -> (String, i64) {
+        (state.keys().sign_token(&self.token), self.lifetime)
+    }
 }
 
 /// Whether a browser may be remembered under `policy`. Each remembered browser records

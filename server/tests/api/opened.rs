@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::flows::{
-    admin_app, assert_factor_error, assert_signed_in, attempts_left, create_user, enrol_authenticator, forced_tenant,
-    next_totp, password_step, totp_now, verify, wrong_totp,
+    REMEMBER_COOKIE, admin_app, assert_factor_error, assert_signed_in, attempts_left, cookie_set, create_user,
+    enrol_authenticator, forced_tenant, next_totp, password_step, totp_now, verify, wrong_totp,
 };
 use crate::helpers::{Backend, Limits, Options, PASSWORD, TestApp};
 
@@ -222,6 +222,13 @@ async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sy
             expires_at: state.now() + 60_000,
             user_agent: None,
             client_ip: None,
+            // Asked for, but only a right code's sign-in remembers a browser.
+            browser: Some(db::BrowserToRemember {
+                id: "unused",
+                token_hash: "unused",
+                expires_at: state.now() + 60_000,
+                strength: "app",
+            }),
         },
         secret_enc: &secret_enc,
         step: None,
@@ -235,6 +242,7 @@ async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sy
     drop(conn);
     assert_eq!(counts_of(&app, &alice_id).await, (1, 1), "the count, from another connection");
     assert_eq!(sessions_of(&app, &alice_id).await, sessions, "a wrong code makes no session");
+    assert_eq!(browsers_of(&app, &alice_id).await, 0, "nor remembers a browser");
 }
 
 async fn sessions_of(app: &TestApp, user_id: &str) -> i64 {
@@ -244,4 +252,56 @@ async fn sessions_of(app: &TestApp, user_id: &str) -> i64 {
         .await
         .unwrap();
     n
+}
+
+async fn browsers_of(app: &TestApp, user_id: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM remembered_browsers WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(&app.running.state.db().pool)
+        .await
+        .unwrap();
+    n
+}
+
+/// A browser to remember is inserted by the statement that signs in, so asking for it
+/// keeps the verification on the node that opened the sign-in (which then forgets it),
+/// and the browser is written with a sign-in and only with one: not with a wrong code,
+/// nor with a right code whose step another sign-in used first. The cookie it sets lets
+/// the next sign-in skip the second factor.
+#[tokio::test]
+async fn a_browser_to_remember_is_written_with_the_sign_in_and_only_with_it() {
+    let app = admin_app(Options::default()).await;
+    let (alice_id, secret) = alice_with_authenticator(&app).await;
+    let opened = app.running.state.opened();
+    let before = opened.len();
+    let (alice, other) = (app.new_client(), app.new_client());
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    password_step(&other, "acme", "alice", "requires_two_factor").await;
+    let sessions = sessions_of(&app, &alice_id).await;
+
+    let wrong = verify(&alice, "authenticator", &wrong_totp(&app, &secret), true).await;
+    assert_factor_error(&wrong, StatusCode::UNAUTHORIZED, "invalid_code");
+    assert!(cookie_set(&wrong, REMEMBER_COOKIE).is_none());
+    assert_eq!(browsers_of(&app, &alice_id).await, 0);
+
+    let code = next_totp(&app, &secret);
+    let resp = verify(&alice, "authenticator", &code, true).await;
+    assert_signed_in(&resp);
+    let cookie = cookie_set(&resp, REMEMBER_COOKIE);
+    assert!(cookie.is_some(), "{:?}", resp.set_cookies());
+    assert_eq!(opened.len(), before + kept_here(), "settled where it was opened; the other still kept");
+    assert_eq!(browsers_of(&app, &alice_id).await, 1);
+    assert_eq!(sessions_of(&app, &alice_id).await, sessions + 1);
+
+    // The same step on the other sign-in: refused, not counted, nothing remembered.
+    let replayed = verify(&other, "authenticator", &code, true).await;
+    assert_factor_error(&replayed, StatusCode::UNAUTHORIZED, "invalid_code");
+    assert!(cookie_set(&replayed, REMEMBER_COOKIE).is_none());
+    assert_eq!(browsers_of(&app, &alice_id).await, 1);
+    assert_eq!(sessions_of(&app, &alice_id).await, sessions + 1);
+
+    alice.post_json("/api/auth/sign-out", &json!({})).await.assert_status(StatusCode::NO_CONTENT);
+    let again = alice.sign_in(Some("acme"), "alice", PASSWORD).await;
+    assert_signed_in(&again);
+    assert!(again.set_cookie("twofold_pending").is_none(), "{:?}", again.set_cookies());
 }

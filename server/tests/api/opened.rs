@@ -245,8 +245,9 @@ async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sy
     assert_eq!(browsers_of(&app, &alice_id).await, 0, "nor remembers a browser");
 }
 
-async fn sessions_of(app: &TestApp, user_id: &str) -> i64 {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+/// How many rows of `table` (sessions, remembered browsers) belong to the user.
+async fn rows_of(app: &TestApp, table: &str, user_id: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table} WHERE user_id = $1")))
         .bind(user_id)
         .fetch_one(&app.running.state.db().pool)
         .await
@@ -254,13 +255,12 @@ async fn sessions_of(app: &TestApp, user_id: &str) -> i64 {
     n
 }
 
+async fn sessions_of(app: &TestApp, user_id: &str) -> i64 {
+    rows_of(app, "sessions", user_id).await
+}
+
 async fn browsers_of(app: &TestApp, user_id: &str) -> i64 {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM remembered_browsers WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_one(&app.running.state.db().pool)
-        .await
-        .unwrap();
-    n
+    rows_of(app, "remembered_browsers", user_id).await
 }
 
 /// A browser to remember is inserted by the statement that signs in, so asking for it

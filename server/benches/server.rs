@@ -34,7 +34,7 @@ fn bench_cached_lookup(c: &mut Criterion) {
         }
         db
     });
-    let cache = PolicyCache::new(Duration::from_secs(3600));
+    let cache = PolicyCache::new(Duration::from_secs(3600), Duration::from_secs(3600));
     if rt.block_on(cache.settings(&db, HOST_SCOPE)).is_err() {
         panic!("warm-up");
     }

@@ -160,8 +160,9 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     bootstrap_admin(&db, &config, clock.now_ms()).await?;
     let authz = load_authorizer(&db).await?;
     let dummy_hash = auth::hash_password(auth::new_token()).await?;
-    let cache = PolicyCache::new(Duration::from_secs(config.cache_ttl_seconds));
-    let opened = crate::signin::OpenedSignIns::new(Duration::from_secs(u64::from(config.pending_sign_in_minutes) * 60));
+    let pending = Duration::from_secs(u64::from(config.pending_sign_in_minutes) * 60);
+    let cache = PolicyCache::new(Duration::from_secs(config.cache_ttl_seconds), pending);
+    let opened = crate::signin::OpenedSignIns::new(pending);
     let keys = Keys::from_config(&config)?;
     let senders = Senders::from_config(&config)?;
     let passwords = PasswordLimits::from_config(&config);

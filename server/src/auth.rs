@@ -330,7 +330,7 @@ impl FromRequestParts<AppState> for Authenticated {
         if now - session.last_seen_at >= TOUCH_INTERVAL_MS {
             let hash = hash.clone();
             // Its own row alone, so other users' sessions stay in memory.
-            let touches = db::Touches::user(&session.user_id);
+            let touches = db::Touches::activity_of(&session.user_id);
             state
                 .db()
                 .write_one_touching(touches, move |c| Box::pin(async move { db::touch_session(c, &hash, now).await }))

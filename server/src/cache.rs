@@ -22,11 +22,15 @@
 //! them through the database itself: its triggers count every change to those columns
 //! and tables (SQLite, polled every [`SUBJECT_POLL`]) or announce it on the change feed
 //! (PostgreSQL). While that feed is known to be current a subject answers for as long as
-//! settings do; whenever it is not (the listener lost its connection, the poll failed or
-//! fell behind), for [`RECENT_TTL`] again. At 20,000 users and more, reads come back to
-//! a user less often than every half second, so without this nearly every read was a
-//! round trip to the database (BENCHMARKS.md, "Users' policy inputs kept while the
-//! database says they hold").
+//! a pending sign-in lives (or settings, if they are kept longer); whenever it is not
+//! (the listener lost its connection, the poll failed or fell behind), for
+//! [`RECENT_TTL`] again. At 20,000 users and more, reads come back to a user less often
+//! than every half second, so without this nearly every read was a round trip to the
+//! database (BENCHMARKS.md, "Users' policy inputs kept while the database says they
+//! hold"); and the inputs a password step read still answer when its code arrives,
+//! seconds to minutes later, since the sign-in's own writes do not touch them
+//! ([`crate::db::Touches::activity_of`]; BENCHMARKS.md, "Policy inputs kept for a
+//! sign-in's life").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -272,7 +276,9 @@ impl<V: Clone> Recent<V> {
 }
 
 impl PolicyCache {
-    pub fn new(ttl: Duration) -> Self {
+    /// Settings and features answer for `ttl`; users' policy inputs, while the feed of
+    /// changes vouches for them, for `inputs_ttl` or `ttl`, whichever is longer.
+    pub fn new(ttl: Duration, inputs_ttl: Duration) -> Self {
         // One entry per tenant is small (tens of bytes); 100k entries bounds memory to a
         // few megabytes even with very many tenants.
         Self {
@@ -283,7 +289,7 @@ impl PolicyCache {
             // user row is about 1 KiB), which is all that half a second of requests
             // reads again at the rates this node reaches.
             sessions: Recent::new(4_096),
-            subjects: Subjects::new(ttl.max(RECENT_TTL)),
+            subjects: Subjects::new(ttl.max(inputs_ttl).max(RECENT_TTL)),
             subject_feed: Arc::new(SubjectFeed {
                 generation: AtomicU64::new(0),
                 live_until: AtomicU64::new(0),
@@ -313,8 +319,8 @@ impl PolicyCache {
     }
 
     /// A user's policy inputs, for requests that only read them: from memory unless this
-    /// process wrote, or a change was heard, since they were read, and for as long as
-    /// settings are kept while the feed of changes is current (otherwise for
+    /// process wrote them, or a change was heard, since they were read, and for as long
+    /// as a pending sign-in lives while the feed of changes is current (otherwise for
     /// [`RECENT_TTL`]).
     pub async fn subject(&self, db: &Db, user_id: &str) -> AppResult<Option<Subject>> {
         let Some(key) = subject_key(user_id) else {
@@ -349,7 +355,7 @@ impl PolicyCache {
         let entry = self.subjects.entries.get(&key)?;
         let age = now.saturating_duration_since(entry.read_at);
         let fresh = age < RECENT_TTL || (age < self.subjects.ttl && self.subject_feed.live_at(now));
-        (fresh && stamps.current_at(entry.seen, Some(uuid_stamp(key))) && entry.generation == generation)
+        (fresh && stamps.inputs_current_at(entry.seen, uuid_stamp(key)) && entry.generation == generation)
             .then_some(entry.subject)
     }
 
@@ -457,7 +463,7 @@ mod tests {
 
     #[test]
     fn a_subject_answers_beyond_half_a_second_only_while_the_feed_vouches_for_it() {
-        let cache = PolicyCache::new(Duration::from_secs(10));
+        let cache = PolicyCache::new(Duration::from_secs(10), Duration::from_secs(600));
         let stamps = Stamps::default();
         let (user, other) = ("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2c");
         let key = subject_key(user).unwrap_or_default();
@@ -473,13 +479,19 @@ mod tests {
         cache.subjects_heard_until(at(300));
         assert_eq!(cache.cached_subject(&stamps, key, 0, at(799)), Some(subject.clone()));
         assert_eq!(cache.cached_subject(&stamps, key, 0, at(800)), None);
-        // A connected listener vouches until it is not; the time-to-live still ends it.
+        // A connected listener vouches until it is not, beyond the settings' ten seconds
+        // for as long as a pending sign-in lives; that time still ends it.
         cache.subject_feed_connected(true);
-        assert_eq!(cache.cached_subject(&stamps, key, 0, at(9_999)), Some(subject.clone()));
-        assert_eq!(cache.cached_subject(&stamps, key, 0, at(10_000)), None);
-        // A write of another user's rows, or of none kept, leaves it; one of this user's
-        // rows, or of anything, ends it.
-        stamps.committed([crate::db::Touches::user(other), crate::db::Touches::NothingKept]);
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(10_000)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(599_999)), Some(subject.clone()));
+        assert_eq!(cache.cached_subject(&stamps, key, 0, at(600_000)), None);
+        // A write of another user's rows, or of none kept, or this user's sign-in, leaves
+        // it; one of this user's rows, or of anything, ends it.
+        stamps.committed([
+            crate::db::Touches::user(other),
+            crate::db::Touches::NothingKept,
+            crate::db::Touches::activity_of(user),
+        ]);
         assert_eq!(cache.cached_subject(&stamps, key, 0, at(1)), Some(subject.clone()));
         stamps.committed([crate::db::Touches::user(user)]);
         assert_eq!(cache.cached_subject(&stamps, key, 0, at(1)), None);
@@ -515,7 +527,7 @@ mod tests {
 
     #[test]
     fn a_tenant_is_one_shared_string() {
-        let cache = PolicyCache::new(Duration::from_secs(10));
+        let cache = PolicyCache::new(Duration::from_secs(10), Duration::from_secs(600));
         let first = cache.subjects.tenant(Arc::from("t1"));
         let second = cache.subjects.tenant(Arc::from("t1"));
         assert!(Arc::ptr_eq(&first, &second));

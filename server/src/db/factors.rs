@@ -142,9 +142,9 @@ pub async fn reserve_attempt(
     max_failures: i64,
     permanent_after: i64,
 ) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    // It changes the user row of `user_id` alone.
+    // It changes the counters of the user row of `user_id` alone.
     db.write_returning(
-        super::Touches::user(user_id),
+        super::Touches::activity_of(user_id),
         RESERVE_SQL,
         Vec::from(args![user_id, now, max_failures, permanent_after]),
     )
@@ -205,7 +205,7 @@ pub async fn reserve_attempt_for_authenticator(
         .bind(max_failures)
         .bind(permanent_after);
     let row: Result<Option<ReservedRow>, sqlx::Error> = on_hot!(db, conn => query.fetch_optional(conn));
-    db.committed(super::Touches::user(user_id));
+    db.committed(super::Touches::activity_of(user_id));
     let row = row?;
     Ok(row.map(|r| {
         let authenticator = AuthenticatorRow::joined(r.secret_enc, r.confirmed, r.last_used_step);
@@ -243,7 +243,7 @@ struct ReservedRow {
 /// (a double submit or a second tab), which is not a guess.
 pub async fn refund_attempt(db: &Db, user_id: &str) -> Result<(), sqlx::Error> {
     db.write_statement(
-        super::Touches::user(user_id),
+        super::Touches::activity_of(user_id),
         "UPDATE users SET second_factor_failures = second_factor_failures - 1, \
          consecutive_failures = consecutive_failures - 1 \
          WHERE id = $1 AND second_factor_failures > 0 AND consecutive_failures > 0",

@@ -495,7 +495,7 @@ impl Db {
     /// would be two round trips more). It changes only rows of its user.
     pub async fn complete_sign_in_alone(&self, c: &CompleteSignIn<'_>) -> Result<SignInWrite, sqlx::Error> {
         let written = on_hot!(self, conn => complete_sign_in(conn, c));
-        self.stamps.committed([Touches::user(c.user_id)]);
+        self.stamps.committed([Touches::activity_of(c.user_id)]);
         written
     }
 
@@ -508,7 +508,7 @@ impl Db {
     ) -> Result<Option<(UserRow, Description)>, sqlx::Error> {
         let written = on_hot!(self, conn => verify_opened(conn, v))?;
         if written.is_some() {
-            self.stamps.committed([Touches::user(v.sign_in.user_id)]);
+            self.stamps.committed([Touches::activity_of(v.sign_in.user_id)]);
         }
         Ok(written)
     }
@@ -600,8 +600,8 @@ impl Db {
         anyhow::ensure!(self.lookups.is_none(), "a pending sign-in's reservation is read at once on PostgreSQL only");
         let read = on_hot!(self, conn => groups::pending_reserving(conn, token_hash, at))?;
         if let Some(((_, user, _), Some(_))) = &read {
-            // It changed that user's row alone.
-            self.committed(Touches::user(&user.id));
+            // It changed that user's row alone, none of their policy inputs.
+            self.committed(Touches::activity_of(&user.id));
         }
         Ok(read)
     }

@@ -9,7 +9,10 @@
 //! actions on them) or no row any cache keeps (a row inserted, a tenant's
 //! settings, which their own cache forgets by name, a token exchange). So a stream of
 //! sign-ins, settings writes and token exchanges no longer sends every other user's
-//! session and policy inputs back to the database (BENCHMARKS.md, "Soak"). A write
+//! session and policy inputs back to the database (BENCHMARKS.md, "Soak"). A sign-in's
+//! own writes (its counters, its session, a remembered browser) say less still: they
+//! touch none of the user's policy inputs ([`Touches::activity_of`]), so the inputs
+//! its password step read still answer when its second factor is verified. A write
 //! marked too narrowly would let a stale row answer on this node for at most
 //! `cache::RECENT_TTL`, the bound already accepted for a write on another node; the
 //! marks are few, and each names the statements it covers.
@@ -28,6 +31,9 @@ pub enum Touches {
     /// Only rows of one user (their user row, sessions, grants, policy inputs), by its
     /// stamp ([`Touches::user`]).
     User(usize),
+    /// Only rows of one user, and none of their policy inputs (their 2FA switch, their
+    /// tenant, their groups): what signing in writes ([`Touches::activity_of`]).
+    UserActivity(usize),
     /// No row a cache keeps by this rule: inserts (a cache keeps only rows found), and
     /// rows no such cache holds.
     NothingKept,
@@ -37,6 +43,15 @@ impl Touches {
     /// Only the rows of the user `user_id`.
     pub fn user(user_id: &str) -> Self {
         Touches::User(user_stamp(user_id))
+    }
+
+    /// Only the rows of the user `user_id` that a sign-in writes: the counters and the
+    /// time of their row, their sessions, pending sign-ins and remembered browsers.
+    /// Marking a write that changes policy inputs so would be caught by the database's
+    /// own announcement of the change (`cache.rs`), within the feed's delay instead of
+    /// at once.
+    pub fn activity_of(user_id: &str) -> Self {
+        Touches::UserActivity(user_stamp(user_id))
     }
 }
 
@@ -63,13 +78,14 @@ fn fold(bits: u64) -> usize {
     (bits ^ (bits >> 32)) as usize % USER_STAMPS
 }
 
-/// The sequence of committed writes, and for "anything" and each user's stamp the
-/// number of the last write that touched it.
+/// The sequence of committed writes, and for "anything", each user's stamp and each
+/// user's policy inputs the number of the last write that touched it.
 #[derive(Debug)]
 pub struct Stamps {
     sequence: AtomicU64,
     anything: AtomicU64,
     users: Box<[AtomicU64]>,
+    inputs: Box<[AtomicU64]>,
 }
 
 impl Default for Stamps {
@@ -78,6 +94,7 @@ impl Default for Stamps {
             sequence: AtomicU64::new(0),
             anything: AtomicU64::new(0),
             users: (0..USER_STAMPS).map(|_| AtomicU64::new(0)).collect(),
+            inputs: (0..USER_STAMPS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
@@ -101,6 +118,12 @@ impl Stamps {
             && stamp.is_none_or(|stamp| self.users[stamp].load(Ordering::Acquire) <= seen)
     }
 
+    /// Whether nothing committed after `seen` touched anything, or the policy inputs of
+    /// the user with `stamp` ([`user_stamp`]): their sign-ins do not end them.
+    pub fn inputs_current_at(&self, seen: u64, stamp: usize) -> bool {
+        self.anything.load(Ordering::Acquire) <= seen && self.inputs[stamp].load(Ordering::Acquire) <= seen
+    }
+
     /// Counts committed writes that touched `touches`: after the commit, so that an entry
     /// loaded before it and stamped with an earlier number is seen out of date, and
     /// before the request that wrote answers, so its client's next request reads anew.
@@ -112,6 +135,10 @@ impl Stamps {
                     self.anything.fetch_max(number, Ordering::AcqRel);
                 }
                 Touches::User(stamp) => {
+                    self.users[stamp].fetch_max(number, Ordering::AcqRel);
+                    self.inputs[stamp].fetch_max(number, Ordering::AcqRel);
+                }
+                Touches::UserActivity(stamp) => {
                     self.users[stamp].fetch_max(number, Ordering::AcqRel);
                 }
                 Touches::NothingKept => {}
@@ -148,6 +175,25 @@ mod tests {
         for user in [Some(ALICE), Some(BOB), None] {
             assert!(!stamps.current(after, user), "a write of anything left {user:?} current");
         }
+    }
+
+    #[test]
+    fn a_sign_in_ends_its_users_rows_but_not_their_policy_inputs() {
+        let stamps = Stamps::default();
+        let (alice, bob) = (user_stamp(ALICE), user_stamp(BOB));
+        let seen = stamps.seen();
+        stamps.committed([Touches::activity_of(ALICE)]);
+        assert!(!stamps.current(seen, Some(ALICE)), "a sign-in left alice's rows current");
+        assert!(stamps.inputs_current_at(seen, alice), "a sign-in ended alice's policy inputs");
+        assert!(stamps.current(seen, Some(BOB)) && stamps.inputs_current_at(seen, bob));
+
+        stamps.committed([Touches::user(ALICE)]);
+        assert!(!stamps.inputs_current_at(seen, alice), "a write of alice's rows left her inputs current");
+        assert!(stamps.inputs_current_at(seen, bob), "alice's write ended bob's inputs");
+        let after = stamps.seen();
+        assert!(stamps.inputs_current_at(after, alice));
+        stamps.committed([Touches::Anything]);
+        assert!(!stamps.inputs_current_at(after, alice) && !stamps.inputs_current_at(after, bob));
     }
 
     #[test]

@@ -202,7 +202,7 @@ pub async fn failed(
     let mut tx = state.db().begin_write().await?;
     // The user's own row: a stream of wrong codes for some accounts does not send every
     // other user's session back to the database.
-    tx.touches(crate::db::Touches::user(&user.id));
+    tx.touches(crate::db::Touches::activity_of(&user.id));
     let locked = if reservation.failures >= max {
         let config = state.config();
         fdb::lock_if_at_limit(&mut tx, &user.id, max, |earlier| now + config.lockout_ms(earlier)).await?

@@ -115,7 +115,7 @@ pub(super) async fn authenticator_at_once(
         async move {
             let now = state.now();
             let mut tx = state.db().begin().await?;
-            tx.touches(db::Touches::user(&p.user.id));
+            tx.touches(db::Touches::activity_of(&p.user.id));
             let Some((reservation, authenticator)) = lockout::reserve_in(&mut tx, &state, &p.user, now).await? else {
                 return Ok((AtOnce::NotCounted(Box::new(p)), Vec::new()));
             };
@@ -377,7 +377,7 @@ pub(super) async fn finish_after_password(
         let state = &st;
         let mut tx = state.db().begin().await?;
         // The sign-in recorded on the user's row, their session and its audit event.
-        tx.touches(db::Touches::user(&user.id));
+        tx.touches(db::Touches::activity_of(&user.id));
         let fresh = |user: &UserRow| (!user.has_factor()).then_some(Freshness::Password);
         let (session_token, user) = mint(&mut tx, state, &user.id, &methods, false, &client, fresh).await?;
         tx.commit().await?;
@@ -505,7 +505,7 @@ pub(super) async fn remembered_browser_valid(
     if valid {
         let id = row.id.clone();
         // The user's own remembered browser.
-        let touches = db::Touches::user(&user.id);
+        let touches = db::Touches::activity_of(&user.id);
         state
             .db()
             .write_one_touching(touches, move |c| Box::pin(async move { fdb::touch_browser(c, &id, now).await }))

@@ -13,8 +13,8 @@ use serde_json::json;
 use twofold_server::db::Touches;
 
 use crate::flows::{
-    admin_app, assert_signed_in, create_user, enrol_authenticator, forced_tenant, next_totp, password_step,
-    set_tenant_settings, totp_now, verify,
+    admin_app, assert_signed_in, attempts_left, create_user, enrol_authenticator, forced_tenant, next_totp,
+    password_step, set_tenant_settings, totp_now, verify, wrong_totp,
 };
 use crate::helpers::{Options, PASSWORD};
 
@@ -210,4 +210,44 @@ async fn a_sign_in_of_the_sessions_own_user_ends_it_in_memory() {
     assert!(!db.stamps().current(seen, Some(&alice.id)), "her sign-in left her rows in memory");
     signed_in.get("/api/account").await.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
     signing_in.get("/api/account").await.assert_status(StatusCode::OK);
+}
+
+/// A user's policy inputs stay in memory through their own sign-in, whose writes (a
+/// wrong code counted, the right one settled, the session made) change none of them: the
+/// verification of a code reads the inputs its password step read instead of sending
+/// another statement. An admin's write of that user's rows ends them at once.
+#[tokio::test]
+async fn a_users_policy_inputs_stay_in_memory_through_their_own_sign_in() {
+    let app = admin_app(Options::default()).await;
+    let acme = forced_tenant(&app, "acme").await;
+    let alice = create_user(&app, &acme.id, "alice", None).await;
+    let secret = enrol_authenticator(&app, &app.new_client(), "acme", "alice").await.secret;
+    let pool = &app.running.state.db().pool;
+    // Without the trigger on her switch, a change to it in SQL reaches a policy read only
+    // through a read of the database: which switch the read shows says where it came from.
+    let drop = match app.running.state.db().backend {
+        twofold_server::db::Backend::Sqlite => "DROP TRIGGER users_subject_changed",
+        twofold_server::db::Backend::Postgres => "DROP TRIGGER users_subject_changed ON users",
+    };
+    sqlx::query(drop).execute(pool).await.unwrap();
+    let kept = app.policy(&alice.id).await["user_two_factor_enabled"].as_bool().unwrap();
+
+    let signing_in = app.new_client();
+    password_step(&signing_in, "acme", "alice", "requires_two_factor").await;
+    sqlx::query("UPDATE users SET two_factor_enabled = $1 WHERE id = $2")
+        .bind(i64::from(!kept))
+        .bind(&alice.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts_left(&verify(&signing_in, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
+    assert_signed_in(&verify(&signing_in, "authenticator", &next_totp(&app, &secret), false).await);
+    assert_eq!(
+        app.policy(&alice.id).await["user_two_factor_enabled"],
+        kept,
+        "her sign-in's writes ended her policy inputs in memory"
+    );
+
+    app.post_json(&format!("/api/users/{}/unlock", alice.id), &json!({})).await.assert_status(StatusCode::NO_CONTENT);
+    assert_eq!(app.policy(&alice.id).await["user_two_factor_enabled"], !kept, "an admin's write left them");
 }

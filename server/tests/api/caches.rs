@@ -13,8 +13,8 @@ use serde_json::json;
 use twofold_server::db::Touches;
 
 use crate::flows::{
-    admin_app, assert_signed_in, attempts_left, create_user, enrol_authenticator, forced_tenant, next_totp,
-    password_step, set_tenant_settings, totp_now, verify, wrong_totp,
+    admin_app, assert_signed_in, attempts_left, create_user, drop_switch_trigger, enrol_authenticator, forced_tenant,
+    next_totp, password_step, set_tenant_settings, totp_now, verify, wrong_totp,
 };
 use crate::helpers::{Options, PASSWORD};
 
@@ -223,13 +223,7 @@ async fn a_users_policy_inputs_stay_in_memory_through_their_own_sign_in() {
     let alice = create_user(&app, &acme.id, "alice", None).await;
     let secret = enrol_authenticator(&app, &app.new_client(), "acme", "alice").await.secret;
     let pool = &app.running.state.db().pool;
-    // Without the trigger on her switch, a change to it in SQL reaches a policy read only
-    // through a read of the database: which switch the read shows says where it came from.
-    let drop = match app.running.state.db().backend {
-        twofold_server::db::Backend::Sqlite => "DROP TRIGGER users_subject_changed",
-        twofold_server::db::Backend::Postgres => "DROP TRIGGER users_subject_changed ON users",
-    };
-    sqlx::query(drop).execute(pool).await.unwrap();
+    drop_switch_trigger(&app).await;
     let kept = app.policy(&alice.id).await["user_two_factor_enabled"].as_bool().unwrap();
 
     let signing_in = app.new_client();

@@ -149,6 +149,17 @@ pub async fn create_user(app: &TestApp, tenant_id: &str, username: &str, email: 
     app.post_json(&format!("/api/tenants/{tenant_id}/users"), &body).await.assert_status(StatusCode::CREATED).typed()
 }
 
+/// Drops the trigger that announces changes to users' 2FA switches, so that a change to
+/// one in SQL reaches a policy read only through a read of the database: which switch the
+/// read shows then says whether it came from memory.
+pub async fn drop_switch_trigger(app: &TestApp) {
+    let drop = match app.running.state.db().backend {
+        twofold_server::db::Backend::Sqlite => "DROP TRIGGER users_subject_changed",
+        twofold_server::db::Backend::Postgres => "DROP TRIGGER users_subject_changed ON users",
+    };
+    sqlx::query(drop).execute(&app.running.state.db().pool).await.expect("drop the switch's trigger");
+}
+
 // ---------------------------------------------------------------- sign-in steps
 
 /// The password step with `PASSWORD`, which must answer 200 with `status`.

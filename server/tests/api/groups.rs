@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::flows::{admin_app, create_user, now_ms, password_step, set_tenant_settings};
+use crate::flows::{admin_app, create_user, drop_switch_trigger, now_ms, password_step, set_tenant_settings};
 use crate::helpers::{Options, PASSWORD, TestApp};
 
 async fn sql(app: &TestApp, query: &'static str, user_id: &str) {
@@ -543,11 +543,7 @@ async fn policy_inputs_changed_behind_the_servers_back_are_seen_within_a_second(
     // The control: without the trigger on her switch, a change to it goes unseen for
     // longer than the recent rows' half second. So the server really serves her
     // inputs from memory, and it was the triggers above that refreshed them.
-    let drop = match app.running.state.db().backend {
-        twofold_server::db::Backend::Sqlite => "DROP TRIGGER users_subject_changed",
-        twofold_server::db::Backend::Postgres => "DROP TRIGGER users_subject_changed ON users",
-    };
-    sqlx::query(drop).execute(pool).await.unwrap();
+    drop_switch_trigger(&app).await;
     assert_eq!(app.policy(&alice.id).await["user_two_factor_enabled"], true);
     sql(&app, "UPDATE users SET two_factor_enabled = 0 WHERE id = $1", &alice.id).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;

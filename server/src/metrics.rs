@@ -27,9 +27,15 @@ use crate::app::AppState;
 use crate::error::AppError;
 
 const REQUEST_SECONDS: &str = "twofold_http_request_duration_seconds";
+const SQLITE_COMMIT_TRANSACTIONS: &str = "twofold_sqlite_commit_transactions";
+const POSTGRES_SUBJECT_STATEMENT_READS: &str = "twofold_postgres_subject_statement_reads";
 
 /// From a cached read to a password hash under load.
 const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// How many of the server's transactions one commit holds, or how many reads one
+/// statement answers.
+const GROUP_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// How often the latency samples are folded into their buckets between scrapes.
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -42,6 +48,12 @@ fn recorder() -> anyhow::Result<PrometheusHandle> {
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(REQUEST_SECONDS.to_owned()), &LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(SQLITE_COMMIT_TRANSACTIONS.to_owned()), &GROUP_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(POSTGRES_SUBJECT_STATEMENT_READS.to_owned()), &GROUP_BUCKETS)
+                })
                 .map_err(|e| e.to_string())?
                 .install_recorder()
                 .map_err(|e| e.to_string())
@@ -86,17 +98,18 @@ pub fn cache_read(cache: &'static str, hit: bool) {
 }
 
 /// A commit of SQLite's writer connection, holding `transactions` of the server's
-/// transactions (group commit).
+/// transactions (group commit). One histogram rather than a counter of commits and one
+/// of transactions: a scrape reads its count and sum from the same samples, where two
+/// counters read while a commit counts itself could show more commits than
+/// transactions.
 pub fn sqlite_commit(transactions: u64) {
-    counter!("twofold_sqlite_commits_total").increment(1);
-    counter!("twofold_sqlite_committed_transactions_total").increment(transactions);
+    histogram!(SQLITE_COMMIT_TRANSACTIONS).record(transactions as f64);
 }
 
 /// A statement of PostgreSQL's shared policy-input reads (`db::batch`), answering
-/// `reads` reads.
+/// `reads` reads. A histogram for the same reason as [`sqlite_commit`].
 pub fn postgres_subject_statement(reads: u64) {
-    counter!("twofold_postgres_subject_statements_total").increment(1);
-    counter!("twofold_postgres_subject_reads_total").increment(reads);
+    histogram!(POSTGRES_SUBJECT_STATEMENT_READS).record(reads as f64);
 }
 
 /// Password hashes and verifications waiting for a hashing thread.

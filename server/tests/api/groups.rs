@@ -601,7 +601,7 @@ async fn policy_reads_at_the_same_moment_each_answer_their_own_user() {
         let text = reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap();
         let sum =
             |name: &str| -> f64 { text.lines().filter_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).sum() };
-        (sum("twofold_postgres_subject_reads_total"), sum("twofold_postgres_subject_statements_total"))
+        (sum("twofold_postgres_subject_statement_reads_sum"), sum("twofold_postgres_subject_statement_reads_count"))
     };
     let before = counters().await;
     let unknown = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";

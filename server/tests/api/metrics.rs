@@ -121,10 +121,13 @@ async fn metrics_count_what_happens_and_only_on_their_own_listener() {
     if crate::helpers::Backend::from_env() == crate::helpers::Backend::Sqlite {
         // The finished sign-ins committed through the writer; a commit holds at least
         // one of the server's transactions.
-        moved("twofold_sqlite_commits_total", &[], 2.0);
-        let commits = value(&after, "twofold_sqlite_commits_total", &[]);
-        let transactions = value(&after, "twofold_sqlite_committed_transactions_total", &[]);
+        moved("twofold_sqlite_commit_transactions_count", &[], 2.0);
+        let commits = value(&after, "twofold_sqlite_commit_transactions_count", &[]);
+        let transactions = value(&after, "twofold_sqlite_commit_transactions_sum", &[]);
         assert!(transactions >= commits, "{transactions} transactions in {commits} commits:\n{after}");
+        assert!(after.contains("twofold_sqlite_commit_transactions_bucket{le=\"1\"}"), "buckets:\n{after}");
+        let alone = value(&after, "twofold_sqlite_commit_transactions_bucket", &[("le", "1")]);
+        assert!(alone <= commits, "{alone} commits of one transaction in {commits}:\n{after}");
         assert!(!after.contains("twofold_db_hot_connections"), "a hot pool on SQLite:\n{after}");
         // The WAL's file, read at the scrape: the sign-ins wrote to it, and in a test
         // this short it only grows (it is cut back past 512 MiB).
@@ -132,7 +135,7 @@ async fn metrics_count_what_happens_and_only_on_their_own_listener() {
         let file = app.sqlite_wal_bytes() as f64;
         assert!(wal > 0.0 && wal <= file, "the WAL's size {wal} bytes, its file {file}:\n{after}");
     } else {
-        assert!(!after.contains("twofold_sqlite_commits_total"), "SQLite commits on PostgreSQL:\n{after}");
+        assert!(!after.contains("twofold_sqlite_commit_transactions"), "SQLite commits on PostgreSQL:\n{after}");
         assert!(!after.contains("twofold_sqlite_wal_bytes"), "a SQLite WAL on PostgreSQL:\n{after}");
         // The sessions and pending sign-ins above were read on the hot pool, which keeps
         // its connections for the next request.

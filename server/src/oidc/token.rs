@@ -407,6 +407,11 @@ async fn refresh_grant(
     let family = odb::get_family(&state.db().pool, &row.family_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
+    // The family's application as well as the token's: only the family's is held by a
+    // key that agrees with its grant (PostgreSQL's migration 0017).
+    if family.application_id != app.id {
+        return Err(OAuthError::invalid_grant("the refresh token was not issued to this client"));
+    }
     if family.revoked_at.is_some() || family.expires_at <= now || row.expires_at <= now {
         return Err(OAuthError::invalid_grant("the refresh token is no longer valid"));
     }

@@ -507,9 +507,7 @@ async fn offline_code_in_browser(s: &Setup) -> (Rp, Browser, [String; 3]) {
 
 /// The admin resets alice's second factors, which rotates her security stamp.
 async fn reset_second_factors_of_alice(s: &Setup) {
-    let users =
-        s.app.get(&format!("/api/tenants/{}/users?q=alice", s.tenant)).await.assert_status(StatusCode::OK).json();
-    let alice = users["items"][0]["id"].as_str().expect("alice").to_owned();
+    let alice = alice_id(s).await;
     s.app
         .post_json(&format!("/api/users/{alice}/reset-second-factors"), &json!({}))
         .await
@@ -529,6 +527,88 @@ async fn a_code_whose_grant_was_revoked_before_the_exchange_is_refused() {
     let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
     assert_eq!(tokens_issued(&s.app.audit("").await), 0);
+}
+
+/// The rows an exchange leaves for the setup's application: the spent code (kept
+/// against replay), token families, refresh tokens.
+async fn rows_of_the_application(s: &Setup) -> [i64; 3] {
+    let pool = &s.app.running.state.db().pool;
+    let mut counts = [0; 3];
+    for (count, table) in
+        counts.iter_mut().zip(["oidc_authorization_codes", "oidc_token_families", "oidc_refresh_tokens"])
+    {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE application_id = $1");
+        let (n,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&s.client_id).fetch_one(pool).await.expect("a count");
+        *count = n;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn what_a_code_gave_goes_with_its_grant_its_user_or_its_application() {
+    for removed in ["grant", "user", "application"] {
+        let s = setup(false, json!({})).await;
+        let (_, browser, parts) = offline_code_in_browser(&s).await;
+        let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(rows_of_the_application(&s).await, [1, 1, 1], "before the {removed} went");
+        match removed {
+            "grant" => {
+                let grant = browser.grants().await["items"][0]["id"].as_str().expect("a grant").to_owned();
+                browser.revoke_grant(&grant).await;
+            }
+            "user" => {
+                let alice = alice_id(&s).await;
+                s.app.delete(&format!("/api/users/{alice}")).await.assert_status(StatusCode::NO_CONTENT);
+            }
+            _ => {
+                s.app.delete(&format!("/api/applications/{}", s.client_id)).await.assert_status(StatusCode::NO_CONTENT);
+            }
+        }
+        assert_eq!(rows_of_the_application(&s).await, [0, 0, 0], "after the {removed} went");
+    }
+}
+
+#[tokio::test]
+async fn exchanges_racing_the_revocation_of_their_grant_leave_nothing_of_it_alive() {
+    let s = setup(false, json!({})).await;
+    let (rp, _) = relying_party(&s).await;
+    let browser = Browser::new(&s.app);
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
+        let code = code_via_browser(&s, &browser, &url, &csrf).await;
+        codes.push([code, s.client_secret.clone().expect("confidential"), verifier.secret().clone()]);
+    }
+    let grant = browser.grants().await["items"][0]["id"].as_str().expect("a grant").to_owned();
+    let forms: Vec<_> = codes.iter().map(|parts| code_form(&s, parts)).collect();
+    let exchanges = futures::future::join_all(forms.iter().map(|form| raw_token(&s, form)));
+    let (answers, ()) = tokio::join!(exchanges, browser.revoke_grant(&grant));
+    for (status, body) in answers {
+        if status != StatusCode::OK {
+            assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+            continue;
+        }
+        // Tokens issued before the revocation took effect: their refresh token is dead.
+        let refresh = body["refresh_token"].as_str().expect("offline_access gives a refresh token");
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", s.client_id.as_str()),
+            ("client_secret", s.client_secret.as_deref().expect("confidential")),
+        ];
+        let (status, body) = raw_token(&s, &form).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    }
+    assert_eq!(rows_of_the_application(&s).await, [0, 0, 0], "an exchange outlived its grant's revocation");
+}
+
+/// Alice's user id.
+async fn alice_id(s: &Setup) -> String {
+    let users =
+        s.app.get(&format!("/api/tenants/{}/users?q=alice", s.tenant)).await.assert_status(StatusCode::OK).json();
+    users["items"][0]["id"].as_str().expect("alice").to_owned()
 }
 
 #[tokio::test]

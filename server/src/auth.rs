@@ -32,51 +32,20 @@ fn hasher() -> Argon2<'static> {
     }
 }
 
-type HashJob = Box<dyn FnOnce() + Send>;
-
-/// The hashing threads: one per core, started on first use, fed through one queue.
-/// Each argon2id run takes 19 MiB and a whole core, so running more at once only adds
-/// memory and context switches, never throughput. Keeping the runs on these few threads
-/// (rather than the blocking pool's hundreds) also keeps the freed 19 MiB blocks in a
-/// few allocator arenas, where the next hash reuses them: the memory the hashing holds
-/// stays at about 19 MiB per core instead of growing with every thread that ever hashed.
-static HASHERS: LazyLock<std::io::Result<crossbeam_channel::Sender<HashJob>>> = LazyLock::new(|| {
-    let (sender, receiver) = crossbeam_channel::unbounded::<HashJob>();
-    for i in 0..std::thread::available_parallelism().map_or(1, usize::from) {
-        let receiver = receiver.clone();
-        std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
-            loop {
-                match receiver.recv_timeout(HASHING_MEMORY_KEPT_IDLE) {
-                    // A panicking job must not take a hashing thread with it: with all
-                    // of them gone, every sign-in would wait forever.
-                    Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => release_hashing_memory(),
-                    // A closed queue ends the thread.
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                }
-            }
-        })?;
-    }
-    Ok(sender)
-});
+/// The hashing threads ([`crate::threads`]). Each argon2id run takes 19 MiB and a whole
+/// core. Keeping the runs on these few threads (rather than the blocking pool's
+/// hundreds) also keeps the freed 19 MiB blocks in a few allocator arenas, where the
+/// next hash reuses them: the memory the hashing holds stays at about 19 MiB per core
+/// instead of growing with every thread that ever hashed.
+static HASHERS: LazyLock<std::io::Result<crate::threads::Pool>> =
+    LazyLock::new(|| crate::threads::Pool::start("argon2", Some((HASHING_MEMORY_KEPT_IDLE, release_hashing_memory))));
 
 /// Runs `work` on a hashing thread and waits for its result without blocking the async
 /// workers. A request that is cancelled before its turn costs no hashing.
 async fn on_hashing_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    let (done, result) = tokio::sync::oneshot::channel();
-    let job: HashJob = Box::new(move || {
-        crate::metrics::argon2_started();
-        if !done.is_closed() {
-            let _ = done.send(work());
-        }
-    });
     let hashers = HASHERS.as_ref().map_err(|e| anyhow::anyhow!("cannot start the hashing threads: {e}"))?;
     crate::metrics::argon2_queued();
-    if hashers.send(job).is_err() {
-        crate::metrics::argon2_started();
-        anyhow::bail!("the hashing threads are gone");
-    }
-    Ok(result.await?)
+    hashers.run(crate::metrics::argon2_started, work).await
 }
 
 /// Hashes a password on a hashing thread so a sign-in burst cannot stall the async

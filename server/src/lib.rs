@@ -27,6 +27,7 @@ pub mod routes;
 pub mod secrets;
 pub mod senders;
 pub mod signin;
+pub mod threads;
 pub mod tls;
 pub mod totp;
 pub mod web;

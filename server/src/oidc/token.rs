@@ -502,13 +502,15 @@ async fn tokens(
     }
     profile_claims(&mut id, user, &family.scopes);
     let (access_token, id_token) = match alg {
-        // Two RSA signatures hold a thread for most of a millisecond: on the runtime's
+        // Two RSA signatures hold a thread for half a millisecond: on the runtime's
         // workers that stalls the requests queued behind them while the other core
-        // idles, so they run on the blocking pool (BENCHMARKS.md, "Signing keys parsed
-        // once").
-        TokenAlg::RS256 => tokio::task::spawn_blocking(move || sign_both(&signer, &access, id))
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("signing stopped: {e}")))??,
+        // idles (BENCHMARKS.md, "Signing keys parsed once"), and on the blocking pool
+        // as many run at once as requests wait, on two cores. They run on threads of
+        // their own, one per core ("RSA signatures on a thread per core").
+        TokenAlg::RS256 => {
+            let signers = SIGNERS.as_ref().map_err(|e| anyhow::anyhow!("cannot start the signing threads: {e}"))?;
+            signers.run(|| {}, move || sign_both(&signer, &access, id)).await??
+        }
         TokenAlg::ES256 => sign_both(&signer, &access, id)?,
     };
     Ok(TokenResponse {
@@ -520,6 +522,10 @@ async fn tokens(
         scope: family.scopes.clone(),
     })
 }
+
+/// The threads that make RSA signatures ([`crate::threads`]).
+static SIGNERS: std::sync::LazyLock<std::io::Result<crate::threads::Pool>> =
+    std::sync::LazyLock::new(|| crate::threads::Pool::start("rsa-sign", None));
 
 /// The access token, then the ID token with the access token's hash (`at_hash`: the
 /// left half of its SHA-256, base64url; both algorithms use SHA-256).

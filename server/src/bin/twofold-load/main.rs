@@ -244,6 +244,8 @@ struct Target {
     world: World,
     base: String,
     admin_cookie: String,
+    /// Session cookies of users of the first tenant ([`OIDC_USERS`]).
+    sessions: Arc<Vec<String>>,
     pid: u32,
     seed_seconds: f64,
     /// SQLite's WAL file; `None` on PostgreSQL.
@@ -265,6 +267,9 @@ async fn start_target(args: &RunArgs) -> anyhow::Result<Target> {
     eprintln!("seeding {} users over {} tenants ...", world.users, world.tenants);
     let seed_seconds = seed::seed(&db, world, &keys, now_ms()).await?;
     eprintln!("seeded in {seed_seconds:.1} s");
+    let signers = world.users_of_tenant(0, OIDC_USERS);
+    let tokens = seed::open_sessions(&db, &signers, now_ms()).await?;
+    let sessions = Arc::new(tokens.iter().map(|t| format!("twofold_session={t}")).collect());
 
     let server = match &args.server {
         Some(p) => p.clone(),
@@ -313,7 +318,7 @@ async fn start_target(args: &RunArgs) -> anyhow::Result<Target> {
         .context("no session cookie")?
         .to_owned();
     let wal = args.database_url.is_none().then(|| dir.path().join("bench.db-wal"));
-    Ok(Target { db, world, base, admin_cookie, pid, seed_seconds, wal, _server: guard, _dir: dir })
+    Ok(Target { db, world, base, admin_cookie, sessions, pid, seed_seconds, wal, _server: guard, _dir: dir })
 }
 
 fn rand_key() -> [u8; 32] {
@@ -439,12 +444,25 @@ fn settings_job(t: &Target) -> Job {
 /// generator reads the code from the redirect itself.
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
-/// A first-party, confidential host application with no 2FA rule whose tokens are
-/// signed with `alg`: the host admin's session meets it, so each authorization request
-/// answers a code at once.
-async fn register_application(t: &Target, alg: TokenAlg) -> anyhow::Result<(String, String)> {
+/// How many users of the first tenant sign in to its applications: each has a grant of
+/// their own, as the users of one application do, rather than one user's grant taking
+/// every exchange.
+const OIDC_USERS: usize = 256;
+
+/// An application registered for the OpenID Connect workloads.
+#[derive(Clone)]
+struct Application {
+    client_id: String,
+    secret: String,
+    issuer: String,
+}
+
+/// A first-party, confidential application of the first tenant with no 2FA rule whose
+/// tokens are signed with `alg`: the sessions of its users ([`Target::sessions`]) meet
+/// it, so each authorization request answers a code at once.
+async fn register_application(t: &Target, alg: TokenAlg) -> anyhow::Result<Application> {
     let resp = drive::client()?
-        .post(format!("{}/api/host/applications", t.base))
+        .post(format!("{}/api/tenants/{}/applications", t.base, World::tenant_id(0)))
         .header("X-Requested-With", "twofold-load")
         .header("Cookie", &t.admin_cookie)
         .json(&serde_json::json!({ "name": format!("Load {}", alg.as_str()), "client_type": "confidential",
@@ -454,37 +472,42 @@ async fn register_application(t: &Target, alg: TokenAlg) -> anyhow::Result<(Stri
         .await?;
     anyhow::ensure!(resp.status().as_u16() == 201, "registering the application: {}", resp.status());
     let body: serde_json::Value = resp.json().await?;
-    let client_id = body["application"]["client_id"].as_str().context("client_id")?.to_owned();
-    let secret = body["client_secret"].as_str().context("client_secret")?.to_owned();
-    Ok((client_id, secret))
+    let field = |v: &serde_json::Value, name: &str| v.as_str().map(str::to_owned).context(name.to_owned());
+    Ok(Application {
+        client_id: field(&body["application"]["client_id"], "client_id")?,
+        secret: field(&body["client_secret"], "client_secret")?,
+        issuer: field(&body["application"]["issuer"], "issuer")?,
+    })
 }
 
-/// An authorization request with the admin's session: the session meets the rule, so
-/// the answer is a 303 to the application with a code, which is kept for the token
-/// workload.
-fn authorize_job(t: &Target, client_id: &str, codes: Arc<Mutex<Vec<String>>>) -> Job {
-    let authorize = authorize_url(t, client_id);
-    let cookie = t.admin_cookie.clone();
+/// An authorization request with the session of one of the application's users, in
+/// turn: the session meets the rule, so the answer is a 303 to the application with a
+/// code, which is kept for the token workload.
+fn authorize_job(t: &Target, app: &Application, codes: Arc<Mutex<Vec<String>>>) -> Job {
+    let authorize = authorize_url(app);
+    let sessions = t.sessions.clone();
     Arc::new(move |http, index| {
-        let (authorize, cookie, codes) = (format!("{authorize}&state={index}"), cookie.clone(), codes.clone());
+        let (authorize, sessions, codes) = (format!("{authorize}&state={index}"), sessions.clone(), codes.clone());
         Box::pin(async move {
-            let code = authorize_once(&http, authorize, &cookie).await?;
+            let cookie = sessions.get(index % sessions.len().max(1)).ok_or("no session")?;
+            let code = authorize_once(&http, authorize, cookie).await?;
             codes.lock().map_err(|_| "code list poisoned".to_owned())?.push(code);
             Ok(())
         })
     })
 }
 
-fn authorize_url(t: &Target, client_id: &str) -> String {
+fn authorize_url(app: &Application) -> String {
     format!(
-        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={client_id}&redirect_uri={}",
-        t.base,
+        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}",
+        app.issuer,
+        app.client_id,
         form_encoded(REDIRECT)
     )
 }
 
-fn token_url(t: &Target) -> String {
-    format!("{}/oauth2/token", t.base)
+fn token_url(app: &Application) -> String {
+    format!("{}/oauth2/token", app.issuer)
 }
 
 fn form_encoded(s: &str) -> String {
@@ -503,13 +526,13 @@ async fn authorize_once(http: &reqwest::Client, url: String, cookie: &str) -> Re
 
 /// The token endpoint: each code of `codes` for tokens once (`client_secret_basic`),
 /// which signs an ID token and an access token.
-fn token_job(t: &Target, client_id: String, secret: String, codes: Arc<Vec<String>>) -> Job {
-    let token = token_url(t);
+fn token_job(app: &Application, codes: Arc<Vec<String>>) -> Job {
+    let (token, app) = (token_url(app), app.clone());
     Arc::new(move |http, index| {
-        let (token, client_id, secret, codes) = (token.clone(), client_id.clone(), secret.clone(), codes.clone());
+        let (token, app, codes) = (token.clone(), app.clone(), codes.clone());
         Box::pin(async move {
             let code = codes.get(index).ok_or("no code left")?;
-            exchange_once(&http, token, &client_id, &secret, code).await
+            exchange_once(&http, token, &app.client_id, &app.secret, code).await
         })
     })
 }
@@ -535,18 +558,18 @@ async fn exchange_once(
 }
 
 /// An application's whole code flow, as a relying party signs a user in through
-/// Twofold: an authorization request with the admin's session, then its code for
+/// Twofold: an authorization request with one of its users' sessions, then its code for
 /// tokens. The soak runs it beside the other workloads.
-fn code_flow_job(t: &Target, client_id: String, secret: String) -> Job {
-    let authorize = authorize_url(t, &client_id);
-    let token = token_url(t);
-    let cookie = t.admin_cookie.clone();
+fn code_flow_job(t: &Target, app: &Application) -> Job {
+    let (authorize, token, app) = (authorize_url(app), token_url(app), app.clone());
+    let sessions = t.sessions.clone();
     Arc::new(move |http, index| {
         let authorize = format!("{authorize}&state={index}");
-        let (token, cookie, client_id, secret) = (token.clone(), cookie.clone(), client_id.clone(), secret.clone());
+        let (token, sessions, app) = (token.clone(), sessions.clone(), app.clone());
         Box::pin(async move {
-            let code = authorize_once(&http, authorize, &cookie).await?;
-            exchange_once(&http, token, &client_id, &secret, &code).await
+            let cookie = sessions.get(index % sessions.len().max(1)).ok_or("no session")?;
+            let code = authorize_once(&http, authorize, cookie).await?;
+            exchange_once(&http, token, &app.client_id, &app.secret, &code).await
         })
     })
 }
@@ -556,17 +579,16 @@ fn code_flow_job(t: &Target, client_id: String, secret: String) -> Job {
 /// once, for at most `d` too: codes live 60 s, and a slow signature (RS256) would still
 /// be exchanging the last of them after that.
 async fn oidc_runs(t: &Target, clients: usize, d: Duration, alg: TokenAlg) -> anyhow::Result<(Measured, Measured)> {
-    let (client_id, secret) = register_application(t, alg).await?;
+    let app = register_application(t, alg).await?;
     let codes = Arc::new(Mutex::new(Vec::new()));
     let name = format!("authorization request with a session ({} application)", alg.as_str());
-    let authorize = measured(t, &name, clients, Limit::For(d), authorize_job(t, &client_id, codes.clone())).await?;
+    let authorize = measured(t, &name, clients, Limit::For(d), authorize_job(t, &app, codes.clone())).await?;
     let codes: Vec<String> = std::mem::take(&mut *codes.lock().map_err(|_| anyhow::anyhow!("code list poisoned"))?);
     let n = codes.len();
     // The line `scripts/bench profile token-rs256|token-es256` waits for.
     eprintln!("token endpoint ({}) ...", alg.as_str());
     let name = format!("token endpoint, code for tokens ({})", alg.as_str());
-    let token =
-        measured(t, &name, clients, Limit::JobsFor(n, d), token_job(t, client_id, secret, Arc::new(codes))).await?;
+    let token = measured(t, &name, clients, Limit::JobsFor(n, d), token_job(&app, Arc::new(codes))).await?;
     Ok((authorize, token))
 }
 
@@ -750,14 +772,14 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
         samples.push(sample(started));
         samples
     });
-    let (client_id, secret) = register_application(&t, TokenAlg::ES256).await?;
+    let app = register_application(&t, TokenAlg::ES256).await?;
     let (policy, settings, password, verify, flow) = tokio::try_join!(
         drive::run("effective-policy read", c, Limit::For(d), policy_job(&t)),
         drive::run("admin settings write", c, Limit::For(d), settings_job(&t)),
         drive::run("password step", c, Limit::For(d), password_job(&t)),
         // Each user verifies once: this workload ends early when the users run out.
         drive::run("verify-code step", c, Limit::JobsFor(n, d), verify_job(&t, users, tokens)),
-        drive::run("OpenID Connect code flow (ES256)", c, Limit::For(d), code_flow_job(&t, client_id, secret)),
+        drive::run("OpenID Connect code flow (ES256)", c, Limit::For(d), code_flow_job(&t, &app)),
     )?;
     let samples = sampler.await?;
     let (_, peak) = memory_mib(pid);

@@ -47,6 +47,11 @@ impl World {
         i % self.tenants
     }
 
+    /// Up to `n` users of tenant `j`, in order.
+    pub fn users_of_tenant(&self, j: u64, n: usize) -> Vec<u64> {
+        (j..self.users).step_by(usize::try_from(self.tenants).unwrap_or(usize::MAX)).take(n).collect()
+    }
+
     pub fn username(i: u64) -> String {
         format!("u{i}")
     }
@@ -208,6 +213,32 @@ pub async fn open_attempts(db: &Db, users: &[u64], now: i64) -> anyhow::Result<V
         for (&i, token) in chunk_users.iter().zip(chunk_tokens) {
             q = q.bind(auth::token_hash(token)).bind(Uuid::now_v7().to_string()).bind(World::user_id(i));
             q = q.bind("second_factor").bind(World::stamp(i)).bind(now).bind(now + 3_600_000);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(tokens)
+}
+
+/// Opens a session for each user in `users`, signed in with their password and
+/// authenticator just now; returns the session tokens in the same order. The OpenID
+/// Connect workloads sign these users in to an application of their tenant, as the
+/// users of one application sign in to it, each with a grant of their own.
+pub async fn open_sessions(db: &Db, users: &[u64], now: i64) -> anyhow::Result<Vec<String>> {
+    let tokens: Vec<String> = users.iter().map(|_| auth::new_token()).collect();
+    let mut tx = db.begin_write().await?;
+    for (chunk_users, chunk_tokens) in users.chunks(ROWS_PER_STATEMENT).zip(tokens.chunks(ROWS_PER_STATEMENT)) {
+        let sql = format!(
+            "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, last_seen_at, \
+             expires_at, reauthenticated_at, reauth_method, second_factor_at, second_factor_method, sid) VALUES {}",
+            placeholders(chunk_users.len(), 12)
+        );
+        // Only placeholders are formatted in; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (&i, token) in chunk_users.iter().zip(chunk_tokens) {
+            q = q.bind(auth::token_hash(token)).bind(World::user_id(i)).bind(World::stamp(i));
+            q = q.bind("pwd+authenticator").bind(now).bind(now).bind(now + 3_600_000).bind(now);
+            q = q.bind("authenticator").bind(now).bind("authenticator").bind(auth::new_token());
         }
         q.execute(&mut *tx).await?;
     }

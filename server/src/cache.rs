@@ -4,7 +4,8 @@
 //! time-to-live bounds staleness for changes made elsewhere.
 //!
 //! Also the rows every authenticated request reads (its session with its user; for an
-//! authorization request the application and the user's grant to it), kept for at most
+//! authorization request the application and the user's grant to it; for a request to
+//! a tenant's issuer, the tenant it names), kept for at most
 //! [`RECENT_TTL`]. Too many writes change those rows to invalidate them one by one, so
 //! an entry is used only while this process has committed no write since it was read
 //! that could have changed it ([`crate::db::stamps`]: a write of anything, which every
@@ -41,7 +42,7 @@ use twofold_policy::{ScopeSettings, TenantFeature};
 pub use crate::db::groups::Subject;
 use crate::db::oidc::{ApplicationRow, GrantRow};
 use crate::db::stamps::{user_stamp, uuid_stamp};
-use crate::db::{Db, SessionRow, Stamps};
+use crate::db::{Db, SessionRow, Stamps, TenantRow};
 use crate::error::{AppError, AppResult};
 
 /// How long a session (with its user), an application or a grant read from the
@@ -87,6 +88,7 @@ pub struct PolicyCache {
     subject_feed: Arc<SubjectFeed>,
     applications: Recent<Arc<ApplicationRow>>,
     grants: Recent<Arc<GrantRow>>,
+    tenants_by_name: Recent<Arc<TenantRow>>,
 }
 
 /// Entries that answer for a fixed time after they were read from the database, on
@@ -297,6 +299,7 @@ impl PolicyCache {
             }),
             applications: Recent::new(1_024),
             grants: Recent::new(4_096),
+            tenants_by_name: Recent::new(4_096),
         }
     }
 
@@ -396,6 +399,17 @@ impl PolicyCache {
         Ok(self.grants.get(db, &format!("{user_id} {application_id}"), |g| &g.user_id, load).await?)
     }
 
+    /// The tenant named `name`, as an issuer under `/t/{tenant}` finds it: every request
+    /// to a tenant's OpenID endpoints names its tenant so, and on PostgreSQL each read is
+    /// a round trip (BENCHMARKS.md, "Foreign keys that lock a shared row").
+    pub async fn tenant_by_name(&self, db: &Db, name: &str) -> AppResult<Option<Arc<TenantRow>>> {
+        let load = async { Ok::<_, anyhow::Error>(db.tenant_by_name(name).await?.map(Arc::new)) };
+        let stamps = db.stamps();
+        // No user's stamp: tenants belong to none.
+        let current = |seen, _| stamps.current_at(seen, None);
+        Ok(self.tenants_by_name.get_as_of(stamps.seen(), name, |_| 0, current, load).await?)
+    }
+
     pub async fn settings(&self, db: &Db, scope_key: &str) -> AppResult<ScopeSettings> {
         let now = Instant::now();
         let cached = self.settings.get(scope_key, now);
@@ -441,6 +455,7 @@ impl PolicyCache {
         self.subjects.entries.clear();
         self.applications.clear();
         self.grants.clear();
+        self.tenants_by_name.clear();
     }
 }
 

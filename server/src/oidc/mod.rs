@@ -89,9 +89,8 @@ impl FromRequestParts<AppState> for Issuer {
         let Some(name) = params.get("tenant") else {
             return Ok(Issuer::host(state));
         };
-        let tenant = state.db().tenant_by_name(name).await.map_err(AppError::from)?;
-        match tenant {
-            Some(t) => Ok(Issuer::tenant(state, t.id, t.name)),
+        match state.cache().tenant_by_name(state.db(), name).await? {
+            Some(t) => Ok(Issuer::tenant(state, t.id.clone(), t.name.clone())),
             None => Err(OAuthError::new(StatusCode::NOT_FOUND, "invalid_request", "no such issuer")),
         }
     }

@@ -1037,6 +1037,22 @@ async fn a_rotated_secret_or_a_deleted_application_stops_working_at_once_though_
 }
 
 #[tokio::test]
+async fn a_deleted_tenants_issuer_is_gone_at_once_though_just_read() {
+    // The node keeps the tenant an issuer's path names; deleting the tenant through this
+    // node must end that at once.
+    let s = setup(false, json!({})).await;
+    let discovery = format!("{}/.well-known/openid-configuration", s.issuer);
+    for _ in 0..2 {
+        assert_eq!(rp_http().get(&discovery).send().await.unwrap().status(), StatusCode::OK);
+    }
+    s.app.delete(&format!("/api/tenants/{}", s.tenant)).await.assert_status(StatusCode::NO_CONTENT);
+    let after = rp_http().get(&discovery).send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::NOT_FOUND, "the deleted tenant's issuer still answers");
+    let body: Value = after.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+}
+
+#[tokio::test]
 async fn applications_are_managed_per_scope_and_audited() {
     let s = setup(false, json!({})).await;
     // Acme's tenant admin sees acme's applications, not the host's or another tenant's.

@@ -489,12 +489,17 @@ fn authorize_job(t: &Target, app: &Application, codes: Arc<Mutex<Vec<String>>>) 
     Arc::new(move |http, index| {
         let (authorize, sessions, codes) = (format!("{authorize}&state={index}"), sessions.clone(), codes.clone());
         Box::pin(async move {
-            let cookie = sessions.get(index % sessions.len().max(1)).ok_or("no session")?;
+            let cookie = session_in_turn(&sessions, index)?;
             let code = authorize_once(&http, authorize, cookie).await?;
             codes.lock().map_err(|_| "code list poisoned".to_owned())?.push(code);
             Ok(())
         })
     })
+}
+
+/// The session cookie of the `index`th request: the users take turns.
+fn session_in_turn(sessions: &[String], index: usize) -> Result<&str, String> {
+    sessions.get(index % sessions.len().max(1)).map(String::as_str).ok_or_else(|| "no session".to_owned())
 }
 
 fn authorize_url(app: &Application) -> String {
@@ -567,7 +572,7 @@ fn code_flow_job(t: &Target, app: &Application) -> Job {
         let authorize = format!("{authorize}&state={index}");
         let (token, sessions, app) = (token.clone(), sessions.clone(), app.clone());
         Box::pin(async move {
-            let cookie = sessions.get(index % sessions.len().max(1)).ok_or("no session")?;
+            let cookie = session_in_turn(&sessions, index)?;
             let code = authorize_once(&http, authorize, cookie).await?;
             exchange_once(&http, token, &app.client_id, &app.secret, &code).await
         })

@@ -196,23 +196,27 @@ async fn insert_settings(tx: &mut Tx, scope: &str, s: &ScopeSettings, now: i64) 
     Ok(())
 }
 
-/// Opens one pending sign-in (past the password) for each user in `users`; returns the
-/// attempt tokens in the same order. Stands in for the password step, which is measured
-/// on its own, so the verify-code workload is not bounded by argon2.
-pub async fn open_attempts(db: &Db, users: &[u64], now: i64) -> anyhow::Result<Vec<String>> {
+/// A multi-row insert statement as [`rows_for`] builds one.
+type Insert<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Inserts one row for each user in `users`, each with a new token; returns the tokens
+/// in the same order. `head` is the statement up to `VALUES`, and `row` binds a row's
+/// `columns` values from its user and token.
+async fn rows_for(
+    db: &Db,
+    users: &[u64],
+    head: &str,
+    columns: usize,
+    row: impl for<'q> Fn(Insert<'q>, u64, &str) -> Insert<'q>,
+) -> anyhow::Result<Vec<String>> {
     let tokens: Vec<String> = users.iter().map(|_| auth::new_token()).collect();
     let mut tx = db.begin_write().await?;
     for (chunk_users, chunk_tokens) in users.chunks(ROWS_PER_STATEMENT).zip(tokens.chunks(ROWS_PER_STATEMENT)) {
-        let sql = format!(
-            "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, expires_at) \
-             VALUES {}",
-            placeholders(chunk_users.len(), 7)
-        );
+        let sql = format!("{head} VALUES {}", placeholders(chunk_users.len(), columns));
         // Only placeholders are formatted in; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (&i, token) in chunk_users.iter().zip(chunk_tokens) {
-            q = q.bind(auth::token_hash(token)).bind(Uuid::now_v7().to_string()).bind(World::user_id(i));
-            q = q.bind("second_factor").bind(World::stamp(i)).bind(now).bind(now + 3_600_000);
+            q = row(q, i, token);
         }
         q.execute(&mut *tx).await?;
     }
@@ -220,28 +224,43 @@ pub async fn open_attempts(db: &Db, users: &[u64], now: i64) -> anyhow::Result<V
     Ok(tokens)
 }
 
+/// Opens one pending sign-in (past the password) for each user in `users`; returns the
+/// attempt tokens in the same order. Stands in for the password step, which is measured
+/// on its own, so the verify-code workload is not bounded by argon2.
+pub async fn open_attempts(db: &Db, users: &[u64], now: i64) -> anyhow::Result<Vec<String>> {
+    let head = "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, expires_at)";
+    rows_for(db, users, head, 7, |q, i, token| {
+        q.bind(auth::token_hash(token))
+            .bind(Uuid::now_v7().to_string())
+            .bind(World::user_id(i))
+            .bind("second_factor")
+            .bind(World::stamp(i))
+            .bind(now)
+            .bind(now + 3_600_000)
+    })
+    .await
+}
+
 /// Opens a session for each user in `users`, signed in with their password and
 /// authenticator just now; returns the session tokens in the same order. The OpenID
 /// Connect workloads sign these users in to an application of their tenant, as the
 /// users of one application sign in to it, each with a grant of their own.
 pub async fn open_sessions(db: &Db, users: &[u64], now: i64) -> anyhow::Result<Vec<String>> {
-    let tokens: Vec<String> = users.iter().map(|_| auth::new_token()).collect();
-    let mut tx = db.begin_write().await?;
-    for (chunk_users, chunk_tokens) in users.chunks(ROWS_PER_STATEMENT).zip(tokens.chunks(ROWS_PER_STATEMENT)) {
-        let sql = format!(
-            "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, last_seen_at, \
-             expires_at, reauthenticated_at, reauth_method, second_factor_at, second_factor_method, sid) VALUES {}",
-            placeholders(chunk_users.len(), 12)
-        );
-        // Only placeholders are formatted in; every value is bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (&i, token) in chunk_users.iter().zip(chunk_tokens) {
-            q = q.bind(auth::token_hash(token)).bind(World::user_id(i)).bind(World::stamp(i));
-            q = q.bind("pwd+authenticator").bind(now).bind(now).bind(now + 3_600_000).bind(now);
-            q = q.bind("authenticator").bind(now).bind("authenticator").bind(auth::new_token());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    Ok(tokens)
+    let head = "INSERT INTO sessions (token_hash, user_id, security_stamp, auth_methods, created_at, last_seen_at, \
+                expires_at, reauthenticated_at, reauth_method, second_factor_at, second_factor_method, sid)";
+    rows_for(db, users, head, 12, |q, i, token| {
+        q.bind(auth::token_hash(token))
+            .bind(World::user_id(i))
+            .bind(World::stamp(i))
+            .bind("pwd+authenticator")
+            .bind(now)
+            .bind(now)
+            .bind(now + 3_600_000)
+            .bind(now)
+            .bind("authenticator")
+            .bind(now)
+            .bind("authenticator")
+            .bind(auth::new_token())
+    })
+    .await
 }

@@ -499,28 +499,48 @@ fn refresh_args(r: &RefreshRow) -> [Arg; 6] {
     args![r.token_hash.as_str(), r.family_id.as_str(), r.application_id.as_str(), r.created_at, r.expires_at, r.used_at]
 }
 
-/// A code exchanged for tokens on PostgreSQL in one statement: the code spent (as
-/// [`spend_code`]), and only then the token family, the refresh token (if any) and the
-/// audit event inserted, each from the spent code's row, so that a code another request
-/// spent first leaves nothing written. False in that case. The same writes as the
-/// step-by-step transaction, which takes six round trips with `BEGIN` and `COMMIT`.
+/// The user a code names, as [`redeem_code`] reads it: `id`, who must be in
+/// `scope_key` (the application's) and still have `security_stamp` (the code's).
+#[derive(Debug)]
+pub struct CodeUser<'a> {
+    pub id: &'a str,
+    pub scope_key: &'a str,
+    pub security_stamp: &'a str,
+}
+
+/// A code exchanged for tokens on PostgreSQL in one statement: the code's user read,
+/// the code spent (as [`spend_code`]) only if that user is in the application's scope
+/// with the code's security stamp, and only then the token family, the refresh token
+/// (if any) and the audit event inserted, each from the spent code's row, so that a
+/// code another request spent first, or whose user changed, leaves nothing written.
+/// The same reads and writes as the step-by-step transaction, which takes seven round
+/// trips with `BEGIN` and `COMMIT`; reading the user in the statement also checks it
+/// against the snapshot the writes see.
+///
+/// Whether the code was spent, and the user as read (`None` when there is no such
+/// user in that scope).
 pub async fn redeem_code(
     conn: &mut AnyConnection,
+    user: &CodeUser<'_>,
     spent: &CodeRow,
     family: &FamilyRow,
     refresh: Option<&RefreshRow>,
     audit: &super::NewAudit<'_>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<(bool, Option<super::UserRow>), sqlx::Error> {
     use sqlx::Row;
     fn sql(refresh: bool) -> String {
-        let family_from = 1 + CODE_COLUMNS.split(',').count();
+        let code_from = 4;
+        let family_from = code_from + CODE_COLUMNS.split(',').count();
         let audit_from = family_from + FAMILY_COLUMNS.split(',').count();
         let refresh_from = audit_from + super::AUDIT_COLUMNS.split(',').count();
         let mut sql = format!(
-            "WITH used AS ({} RETURNING 1), \
+            "WITH u AS (SELECT {} FROM users WHERE id = $1 AND scope_key = $2), \
+             used AS (INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) SELECT {} FROM u \
+               WHERE u.security_stamp = $3 ON CONFLICT (code_hash) DO NOTHING RETURNING 1), \
              family AS (INSERT INTO oidc_token_families ({FAMILY_COLUMNS}) SELECT {} FROM used), \
              audit AS (INSERT INTO audit_events ({}) SELECT {} FROM used)",
-            SPEND_CODE_SQL.as_str(),
+            super::USER_COLUMNS,
+            super::placeholders(code_from, CODE_COLUMNS),
             super::placeholders(family_from, FAMILY_COLUMNS),
             super::AUDIT_COLUMNS,
             super::placeholders(audit_from, super::AUDIT_COLUMNS),
@@ -531,12 +551,14 @@ pub async fn redeem_code(
                 super::placeholders(refresh_from, REFRESH_COLUMNS)
             ));
         }
-        sql.push_str(" SELECT COUNT(*) AS used FROM used");
+        // One row whether or not the user was found.
+        sql.push_str(" SELECT (SELECT COUNT(*) FROM used) AS used, u.* FROM (SELECT 1) AS one LEFT JOIN u ON true");
         sql
     }
     static WITH_REFRESH: LazyLock<String> = LazyLock::new(|| sql(true));
     static WITHOUT_REFRESH: LazyLock<String> = LazyLock::new(|| sql(false));
-    let mut all = Vec::from(code_args(spent));
+    let mut all: Vec<Arg> = args![user.id, user.scope_key, user.security_stamp].into();
+    all.extend(code_args(spent));
     all.extend(family_args(family));
     all.extend(super::audit_args(audit));
     let statement = match refresh {
@@ -548,7 +570,11 @@ pub async fn redeem_code(
     };
     let arguments = super::direct::sqlx_arguments(&all)?;
     let row = sqlx::query_with(sqlx::AssertSqlSafe(statement), arguments).fetch_one(conn).await?;
-    Ok(row.try_get::<i64, _>("used")? == 1)
+    let found = match row.try_get::<Option<String>, _>("id")? {
+        Some(_) => Some(<super::UserRow as sqlx::FromRow<_>>::from_row(&row)?),
+        None => None,
+    };
+    Ok((row.try_get::<i64, _>("used")? == 1, found))
 }
 
 pub async fn find_refresh(pool: &AnyPool, token_hash: &str) -> Result<Option<RefreshRow>, sqlx::Error> {

@@ -220,24 +220,20 @@ async fn code_grant(
         }
         (None, None) => {}
     }
-    let user = same_scope_user(state, app, &code.user_id).await?;
-    // A password or factor change since the code was issued ends the session it came
-    // from; the code goes with it.
-    if user.security_stamp != code.security_stamp {
-        return refuse("the user's security profile changed after the code was issued").await;
-    }
     let refresh_days = i64::from(state.config().oidc_refresh_token_days);
+    // The family takes the code's user and security stamp: the exchange goes ahead only
+    // while the user is the code's, in the application's scope, with that stamp.
     let family = FamilyRow {
         id: uuid::Uuid::now_v7().to_string(),
         application_id: app.id.clone(),
         grant_id: code.grant_id.clone(),
-        user_id: user.id.clone(),
+        user_id: code.user_id.clone(),
         scopes: code.scopes.clone(),
         sid: code.sid.clone(),
         auth_time: code.auth_time,
         amr: code.amr.clone(),
         acr: code.acr.clone(),
-        security_stamp: user.security_stamp.clone(),
+        security_stamp: code.security_stamp.clone(),
         created_at: now,
         expires_at: now + refresh_days * 86_400_000,
         revoked_at: None,
@@ -249,10 +245,12 @@ async fn code_grant(
         "acr": family.acr, "amr": family.amr, "auth_time": family.auth_time,
     });
     let redeemed = match state.db().backend {
-        // On PostgreSQL, where each statement is a round trip: one statement.
+        // On PostgreSQL, where each statement is a round trip: one statement, which
+        // reads the user too.
         db::Backend::Postgres => {
             let refresh = refresh_for(app, &family, now);
             let (app, family) = (app.clone(), family.clone());
+            let stamp = code.security_stamp.clone();
             let row = refresh.as_ref().map(|(_, row)| row.clone());
             // The code spent, the rest inserted: no row a cache keeps changes.
             let written = state
@@ -261,36 +259,58 @@ async fn code_grant(
                     Box::pin(async move {
                         let target = format!("application:{}", app.id);
                         let event = issued_event(&app, &family, &target, now, audit);
-                        odb::redeem_code(c, &spent, &family, row.as_ref(), &event).await
+                        let user =
+                            odb::CodeUser { id: &family.user_id, scope_key: &app.scope_key, security_stamp: &stamp };
+                        odb::redeem_code(c, &user, &spent, &family, row.as_ref(), &event).await
                     })
                 })
                 .await;
-            written.map(|w| w.then(|| refresh.map(|(token, _)| token)))
+            written.map(|(used, user)| match user {
+                Some(user) if user.security_stamp != code.security_stamp => Redeemed::StampChanged,
+                Some(user) if used => Redeemed::Tokens(Box::new(user), refresh.map(|(token, _)| token)),
+                Some(_) => Redeemed::AlreadyUsed,
+                None => Redeemed::NoUser,
+            })
         }
         db::Backend::Sqlite => {
-            let (store, app, family) = (state.db().clone(), app.clone(), family.clone());
-            let job = async move {
-                let mut tx = store.begin().await?;
-                tx.touches(db::Touches::NothingKept);
-                if !odb::spend_code(&mut tx, &spent).await? {
-                    return Ok(None);
-                }
-                odb::insert_family(&mut tx, &family).await?;
-                let refresh = refresh_for(&app, &family, now);
-                if let Some((_, row)) = &refresh {
-                    odb::insert_refresh(&mut tx, row).await?;
-                }
-                let target = format!("application:{}", app.id);
-                db::insert_audit(&mut tx, &issued_event(&app, &family, &target, now, audit)).await?;
-                tx.commit().await?;
-                Ok::<_, sqlx::Error>(Some(refresh.map(|(token, _)| token)))
-            };
-            state.db().on_writer(job).await.and_then(|done| done)
+            // Reads here cost no round trip; the writer then takes only the writes.
+            let user = same_scope_user(state, app, &code.user_id).await?;
+            if user.security_stamp != code.security_stamp {
+                Ok(Redeemed::StampChanged)
+            } else {
+                let (store, app, family) = (state.db().clone(), app.clone(), family.clone());
+                let job = async move {
+                    let mut tx = store.begin().await?;
+                    tx.touches(db::Touches::NothingKept);
+                    if !odb::spend_code(&mut tx, &spent).await? {
+                        return Ok(None);
+                    }
+                    odb::insert_family(&mut tx, &family).await?;
+                    let refresh = refresh_for(&app, &family, now);
+                    if let Some((_, row)) = &refresh {
+                        odb::insert_refresh(&mut tx, row).await?;
+                    }
+                    let target = format!("application:{}", app.id);
+                    db::insert_audit(&mut tx, &issued_event(&app, &family, &target, now, audit)).await?;
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(Some(refresh.map(|(token, _)| token)))
+                };
+                state.db().on_writer(job).await.and_then(|done| done).map(|done| match done {
+                    Some(refresh) => Redeemed::Tokens(Box::new(user), refresh),
+                    None => Redeemed::AlreadyUsed,
+                })
+            }
         }
     };
-    let refresh = match redeemed {
-        Ok(Some(refresh)) => refresh,
-        Ok(None) => return refuse("the code was already used").await,
+    let (user, refresh) = match redeemed {
+        Ok(Redeemed::Tokens(user, refresh)) => (*user, refresh),
+        Ok(Redeemed::NoUser) => return Err(no_such_user()),
+        // A password or factor change since the code was issued ends the session it
+        // came from; the code goes with it.
+        Ok(Redeemed::StampChanged) => {
+            return refuse("the user's security profile changed after the code was issued").await;
+        }
+        Ok(Redeemed::AlreadyUsed) => return refuse("the code was already used").await,
         // The grant was revoked (or the application deleted) after the code was issued.
         Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
             return Err(OAuthError::invalid_grant("the grant this code was issued under was revoked"));
@@ -328,13 +348,29 @@ async fn replayed_code(
     Ok(OAuthError::invalid_grant("the code was already used; the tokens it gave are revoked"))
 }
 
+/// What an exchange of a code came to.
+enum Redeemed {
+    /// Spent: the user and the refresh token, if the grant gives one.
+    Tokens(Box<UserRow>, Option<String>),
+    /// Spent before, by this request's code or a replay of it.
+    AlreadyUsed,
+    /// The user's security stamp is no longer the code's.
+    StampChanged,
+    /// The code's user is gone, or not in the application's scope.
+    NoUser,
+}
+
 /// The user of a grant, who must still exist and still belong to the application's
 /// scope: a client of one tenant never receives tokens about a user of another.
 async fn same_scope_user(state: &AppState, app: &ApplicationRow, user_id: &str) -> OAuthResult<UserRow> {
     match state.db().user(user_id).await.map_err(AppError::from)? {
         Some(u) if u.scope_key == app.scope_key => Ok(u),
-        _ => Err(OAuthError::invalid_grant("the grant's user is not available to this client")),
+        _ => Err(no_such_user()),
     }
+}
+
+fn no_such_user() -> OAuthError {
+    OAuthError::invalid_grant("the grant's user is not available to this client")
 }
 
 /// A refresh token in `family` when the grant includes `offline_access`.

@@ -624,6 +624,18 @@ async fn a_code_issued_before_a_security_profile_change_is_refused() {
 }
 
 #[tokio::test]
+async fn a_code_whose_user_was_deleted_before_the_exchange_is_refused() {
+    let s = setup(false, json!({})).await;
+    let (_, parts) = offline_code(&s).await;
+    let alice = alice_id(&s).await;
+    s.app.delete(&format!("/api/users/{alice}")).await.assert_status(StatusCode::NO_CONTENT);
+    let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    assert_eq!(tokens_issued(&s.app.audit("").await), 0);
+    assert_eq!(rows_of_the_application(&s).await, [0, 0, 0]);
+}
+
+#[tokio::test]
 async fn an_altered_or_forged_code_is_unknown() {
     use twofold_server::oidc::code::Code;
     use twofold_server::secrets::Keys;

@@ -577,14 +577,106 @@ pub async fn redeem_code(
     Ok((row.try_get::<i64, _>("used")? == 1, found))
 }
 
-pub async fn find_refresh(pool: &AnyPool, token_hash: &str) -> Result<Option<RefreshRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT token_hash, family_id, application_id, created_at, expires_at, used_at FROM oidc_refresh_tokens \
-         WHERE token_hash = $1",
-    )
-    .bind(token_hash)
-    .fetch_optional(pool)
-    .await
+/// A refresh token as the refresh grant reads it: its family, and what the token's
+/// own row adds.
+#[derive(Debug, FromRow)]
+pub struct RefreshInFamily {
+    #[sqlx(flatten)]
+    pub family: FamilyRow,
+    pub refresh_application_id: String,
+    pub refresh_expires_at: i64,
+    pub refresh_used_at: Option<i64>,
+}
+
+/// The refresh token `token_hash` with its family, in one statement; `None` when either
+/// is missing.
+pub async fn find_refresh(pool: &AnyPool, token_hash: &str) -> Result<Option<RefreshInFamily>, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let family: Vec<String> = FAMILY_COLUMNS.split(',').map(|c| format!("f.{}", c.trim())).collect();
+        format!(
+            "SELECT {}, r.application_id AS refresh_application_id, r.expires_at AS refresh_expires_at, \
+             r.used_at AS refresh_used_at FROM oidc_refresh_tokens r \
+             JOIN oidc_token_families f ON f.id = r.family_id WHERE r.token_hash = $1",
+            family.join(", ")
+        )
+    });
+    sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str())).bind(token_hash).fetch_optional(pool).await
+}
+
+/// What [`rotate_refresh`] found and did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// Whether the presented token was used, and the new one (if any) and the audit
+    /// event written.
+    pub used: bool,
+    /// Whether the family was still unrevoked.
+    pub live: bool,
+    /// The family's user as read, `None` when there is no such user in the scope.
+    pub user: Option<super::UserRow>,
+}
+
+/// The refresh grant's writes on PostgreSQL in one statement: the family's user read
+/// (`user`, as [`redeem_code`] reads a code's), and only while that user is in the
+/// application's scope with the family's security stamp and the family is unrevoked,
+/// the presented token used (once: of two requests racing with one token, one uses it),
+/// the next token (`next`, if any) and the audit event inserted. The same reads and
+/// writes as the step-by-step transaction, which takes six round trips with `BEGIN` and
+/// `COMMIT`.
+pub async fn rotate_refresh(
+    conn: &mut AnyConnection,
+    user: &CodeUser<'_>,
+    token_hash: &str,
+    family_id: &str,
+    now: i64,
+    next: Option<&RefreshRow>,
+    audit: &super::NewAudit<'_>,
+) -> Result<Rotated, sqlx::Error> {
+    use sqlx::Row;
+    fn sql(next: bool) -> String {
+        let audit_from = 7;
+        let next_from = audit_from + super::AUDIT_COLUMNS.split(',').count();
+        let mut sql = format!(
+            "WITH u AS (SELECT {} FROM users WHERE id = $1 AND scope_key = $2), \
+             live AS (SELECT 1 FROM oidc_token_families WHERE id = $4 AND revoked_at IS NULL), \
+             used AS (UPDATE oidc_refresh_tokens SET used_at = $5 WHERE token_hash = $6 AND family_id = $4 \
+               AND used_at IS NULL AND EXISTS (SELECT 1 FROM u WHERE u.security_stamp = $3) \
+               AND EXISTS (SELECT 1 FROM live) RETURNING 1), \
+             audit AS (INSERT INTO audit_events ({}) SELECT {} FROM used)",
+            super::USER_COLUMNS,
+            super::AUDIT_COLUMNS,
+            super::placeholders(audit_from, super::AUDIT_COLUMNS),
+        );
+        if next {
+            sql.push_str(&format!(
+                ", next AS (INSERT INTO oidc_refresh_tokens ({REFRESH_COLUMNS}) SELECT {} FROM used)",
+                super::placeholders(next_from, REFRESH_COLUMNS)
+            ));
+        }
+        // One row whether or not the user was found.
+        sql.push_str(
+            " SELECT (SELECT COUNT(*) FROM used) AS used, (SELECT COUNT(*) FROM live) AS live, u.* \
+             FROM (SELECT 1) AS one LEFT JOIN u ON true",
+        );
+        sql
+    }
+    static WITH_NEXT: LazyLock<String> = LazyLock::new(|| sql(true));
+    static WITHOUT_NEXT: LazyLock<String> = LazyLock::new(|| sql(false));
+    let mut all: Vec<Arg> = args![user.id, user.scope_key, user.security_stamp, family_id, now, token_hash].into();
+    all.extend(super::audit_args(audit));
+    let statement = match next {
+        Some(r) => {
+            all.extend(refresh_args(r));
+            WITH_NEXT.as_str()
+        }
+        None => WITHOUT_NEXT.as_str(),
+    };
+    let arguments = super::direct::sqlx_arguments(&all)?;
+    let row = sqlx::query_with(sqlx::AssertSqlSafe(statement), arguments).fetch_one(conn).await?;
+    let found = match row.try_get::<Option<String>, _>("id")? {
+        Some(_) => Some(<super::UserRow as sqlx::FromRow<_>>::from_row(&row)?),
+        None => None,
+    };
+    Ok(Rotated { used: row.try_get::<i64, _>("used")? == 1, live: row.try_get::<i64, _>("live")? == 1, user: found })
 }
 
 /// Uses a refresh token once (rotation); false when it was already used.

@@ -348,6 +348,16 @@ async fn replayed_code(
     Ok(OAuthError::invalid_grant("the code was already used; the tokens it gave are revoked"))
 }
 
+/// What a refresh grant's writes came to.
+enum Rotation {
+    /// The presented token used and the next one written: the user.
+    Rotated(Box<UserRow>),
+    /// The presented token was used before: a copy. The user.
+    Reused(Box<UserRow>),
+    /// The user's security stamp is no longer the family's.
+    StampChanged,
+}
+
 /// What an exchange of a code came to.
 enum Redeemed {
     /// Spent: the user and the refresh token, if the grant gives one.
@@ -371,20 +381,6 @@ async fn same_scope_user(state: &AppState, app: &ApplicationRow, user_id: &str) 
 
 fn no_such_user() -> OAuthError {
     OAuthError::invalid_grant("the grant's user is not available to this client")
-}
-
-/// A refresh token in `family` when the grant includes `offline_access`.
-async fn new_refresh(
-    conn: &mut impl crate::db::direct::Exec,
-    app: &ApplicationRow,
-    family: &FamilyRow,
-    now: i64,
-) -> AppResult<Option<String>> {
-    let Some((token, row)) = refresh_for(app, family, now) else {
-        return Ok(None);
-    };
-    odb::insert_refresh(conn, &row).await?;
-    Ok(Some(token))
 }
 
 /// A new refresh token and its row in `family`, when the grant includes
@@ -434,21 +430,16 @@ async fn refresh_grant(
     let token =
         form.get("refresh_token").ok_or_else(|| OAuthError::bad("invalid_request", "refresh_token is missing"))?;
     let hash = auth::token_hash(token);
-    let row = odb::find_refresh(&state.db().pool, &hash)
+    let found = odb::find_refresh(&state.db().pool, &hash)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
-    if row.application_id != app.id {
-        return Err(OAuthError::invalid_grant("the refresh token was not issued to this client"));
-    }
-    let family = odb::get_family(&state.db().pool, &row.family_id)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
+    let family = found.family;
     // The family's application as well as the token's: only the family's is held by a
     // key that agrees with its grant (PostgreSQL's migration 0017).
-    if family.application_id != app.id {
+    if found.refresh_application_id != app.id || family.application_id != app.id {
         return Err(OAuthError::invalid_grant("the refresh token was not issued to this client"));
     }
-    if family.revoked_at.is_some() || family.expires_at <= now || row.expires_at <= now {
+    if family.revoked_at.is_some() || family.expires_at <= now || found.refresh_expires_at <= now {
         return Err(OAuthError::invalid_grant("the refresh token is no longer valid"));
     }
     if let Some(asked) = form.get("scope") {
@@ -457,49 +448,118 @@ async fn refresh_grant(
             return Err(OAuthError::bad("invalid_scope", "a refresh cannot widen the scopes"));
         }
     }
-    let user = same_scope_user(state, app, &family.user_id).await?;
-    if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
-        // The user's password or factors changed since: like their sessions, the
-        // tokens of earlier sign-ins end.
-        revoke_family(state, &family.id, "security_stamp").await?;
-        return Err(OAuthError::invalid_grant("the user's security profile changed; sign in again"));
-    }
-    let mut tx = state.db().begin_write().await?;
-    if row.used_at.is_some() || !odb::use_refresh(&mut tx, &hash, now).await? {
-        // Reuse of a rotated refresh token: it was copied. The whole family ends, the
-        // rightful holder's current token included; the user signs in again.
-        odb::revoke_family(&mut tx, &family.id, "refresh_reuse", now).await?;
-        db::insert_audit(
-            &mut tx,
-            &db::NewAudit {
-                at: now,
-                actor_user_id: Some(&user.id),
-                scope_key: &app.scope_key,
-                action: "oidc.refresh_reused",
-                target: &format!("application:{}", app.id),
-                before: None,
-                after: Some(json!({ "family": family.id })),
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        return Err(OAuthError::invalid_grant("the refresh token was already used; its family is revoked"));
-    }
-    let refresh = new_refresh(&mut tx, app, &family, now).await?;
-    db::insert_audit(
-        &mut tx,
-        &db::NewAudit {
-            at: now,
-            actor_user_id: Some(&user.id),
-            scope_key: &app.scope_key,
-            action: "oidc.token_issued",
-            target: &format!("application:{}", app.id),
-            before: None,
-            after: Some(json!({ "grant_type": "refresh_token", "family": family.id })),
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    let next = refresh_for(app, &family, now);
+    let issued = json!({ "grant_type": "refresh_token", "family": family.id });
+    let rotated = match state.db().backend {
+        // On PostgreSQL, where each statement is a round trip: one statement, which
+        // reads the user too.
+        db::Backend::Postgres => {
+            let (app, family_row, row) = (app.clone(), family.clone(), next.as_ref().map(|(_, row)| row.clone()));
+            let written = state
+                .db()
+                .write_one_touching(db::Touches::NothingKept, move |c| {
+                    Box::pin(async move {
+                        let target = format!("application:{}", app.id);
+                        let event = db::NewAudit {
+                            at: now,
+                            actor_user_id: Some(&family_row.user_id),
+                            scope_key: &app.scope_key,
+                            action: "oidc.token_issued",
+                            target: &target,
+                            before: None,
+                            after: Some(issued),
+                        };
+                        let user = odb::CodeUser {
+                            id: &family_row.user_id,
+                            scope_key: &app.scope_key,
+                            security_stamp: &family_row.security_stamp,
+                        };
+                        odb::rotate_refresh(c, &user, &hash, &family_row.id, now, row.as_ref(), &event).await
+                    })
+                })
+                .await
+                .map_err(|e| match e {
+                    // The family went with its grant (revoked, or its user or
+                    // application deleted) while the token was being used.
+                    sqlx::Error::Database(e) if e.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
+                        OAuthError::invalid_grant("the refresh token is no longer valid")
+                    }
+                    e => AppError::from(e).into(),
+                })?;
+            match written.user {
+                None => return Err(no_such_user()),
+                Some(user) if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) => {
+                    Rotation::StampChanged
+                }
+                Some(_) if !written.live => {
+                    return Err(OAuthError::invalid_grant("the refresh token is no longer valid"));
+                }
+                Some(user) if written.used => Rotation::Rotated(Box::new(user)),
+                Some(user) => Rotation::Reused(Box::new(user)),
+            }
+        }
+        db::Backend::Sqlite => {
+            let user = same_scope_user(state, app, &family.user_id).await?;
+            if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
+                Rotation::StampChanged
+            } else {
+                let mut tx = state.db().begin_write().await?;
+                if found.refresh_used_at.is_some() || !odb::use_refresh(&mut tx, &hash, now).await? {
+                    Rotation::Reused(Box::new(user))
+                } else {
+                    if let Some((_, row)) = &next {
+                        odb::insert_refresh(&mut tx, row).await?;
+                    }
+                    db::insert_audit(
+                        &mut tx,
+                        &db::NewAudit {
+                            at: now,
+                            actor_user_id: Some(&user.id),
+                            scope_key: &app.scope_key,
+                            action: "oidc.token_issued",
+                            target: &format!("application:{}", app.id),
+                            before: None,
+                            after: Some(issued),
+                        },
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Rotation::Rotated(Box::new(user))
+                }
+            }
+        }
+    };
+    let user = match rotated {
+        Rotation::Rotated(user) => *user,
+        Rotation::StampChanged => {
+            // The user's password or factors changed since: like their sessions, the
+            // tokens of earlier sign-ins end.
+            revoke_family(state, &family.id, "security_stamp").await?;
+            return Err(OAuthError::invalid_grant("the user's security profile changed; sign in again"));
+        }
+        Rotation::Reused(user) => {
+            // Reuse of a rotated refresh token: it was copied. The whole family ends, the
+            // rightful holder's current token included; the user signs in again.
+            let mut tx = state.db().begin_write().await?;
+            odb::revoke_family(&mut tx, &family.id, "refresh_reuse", now).await?;
+            db::insert_audit(
+                &mut tx,
+                &db::NewAudit {
+                    at: now,
+                    actor_user_id: Some(&user.id),
+                    scope_key: &app.scope_key,
+                    action: "oidc.refresh_reused",
+                    target: &format!("application:{}", app.id),
+                    before: None,
+                    after: Some(json!({ "family": family.id })),
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(OAuthError::invalid_grant("the refresh token was already used; its family is revoked"));
+        }
+    };
+    let refresh = next.map(|(token, _)| token);
     Ok(tokens(state, issuer, app, &user, &family, None, refresh).await?)
 }
 

@@ -759,6 +759,73 @@ async fn a_code_redeemed_by_racers_at_once_issues_tokens_once() {
     assert_eq!(issued, 1, "tokens were issued more than once");
 }
 
+/// The form that exchanges `refresh` for tokens as the setup's client.
+fn refresh_form<'a>(s: &'a Setup, refresh: &'a str) -> [(&'static str, &'a str); 4] {
+    [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_id", s.client_id.as_str()),
+        ("client_secret", s.client_secret.as_deref().expect("confidential")),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_token_used_by_racers_at_once_gives_tokens_once() {
+    // A copied refresh token presented by its holder and the thief at the same moment:
+    // one request gets tokens, the others are refused as reuse, which revokes the
+    // family, so the token the winner got dies too and no second token is issued.
+    let s = setup(false, json!({})).await;
+    let (_, parts) = offline_code(&s).await;
+    let (status, first) = raw_token(&s, &code_form(&s, &parts)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let refresh = first["refresh_token"].as_str().expect("offline_access gives a refresh token");
+    let form = refresh_form(&s, refresh);
+    let answers = futures::future::join_all((0..8).map(|_| raw_token(&s, &form))).await;
+    let winners: Vec<&Value> = answers.iter().filter(|(status, _)| *status == StatusCode::OK).map(|(_, b)| b).collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != StatusCode::OK) {
+        assert_eq!((*status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    }
+    let next = winners[0]["refresh_token"].as_str().expect("a rotated refresh token");
+    let (status, body) = raw_token(&s, &refresh_form(&s, next)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    let events = s.app.audit("").await;
+    assert_eq!(tokens_issued(&events), 2, "one exchange of the code and one refresh");
+    assert!(events.iter().any(|e| e["action"] == "oidc.refresh_reused"), "the reuse is audited");
+    // The code's token and the winner's: nothing else was written.
+    assert_eq!(rows_of_the_application(&s).await, [1, 1, 2]);
+}
+
+#[tokio::test]
+async fn refreshes_racing_the_revocation_of_their_grant_leave_nothing_of_it_alive() {
+    let s = setup(false, json!({})).await;
+    let (rp, _) = relying_party(&s).await;
+    let browser = Browser::new(&s.app);
+    let mut refresh_tokens = Vec::new();
+    for _ in 0..8 {
+        let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
+        let code = code_via_browser(&s, &browser, &url, &csrf).await;
+        let parts = [code, s.client_secret.clone().expect("confidential"), verifier.secret().clone()];
+        let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        refresh_tokens.push(body["refresh_token"].as_str().expect("a refresh token").to_owned());
+    }
+    let grant = browser.grants().await["items"][0]["id"].as_str().expect("a grant").to_owned();
+    let forms: Vec<_> = refresh_tokens.iter().map(|r| refresh_form(&s, r)).collect();
+    let refreshes = futures::future::join_all(forms.iter().map(|form| raw_token(&s, form)));
+    let (answers, ()) = tokio::join!(refreshes, browser.revoke_grant(&grant));
+    for (status, body) in answers {
+        if status != StatusCode::OK {
+            assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+            continue;
+        }
+        let next = body["refresh_token"].as_str().expect("a rotated refresh token");
+        let (status, body) = raw_token(&s, &refresh_form(&s, next)).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    }
+    assert_eq!(rows_of_the_application(&s).await, [0, 0, 0], "a refresh outlived its grant's revocation");
+}
+
 #[tokio::test]
 async fn codes_and_refresh_tokens_are_bound_to_their_client() {
     let s = setup(false, json!({})).await;

@@ -680,11 +680,7 @@ pub async fn rotate_refresh(
 }
 
 /// Uses a refresh token once (rotation); false when it was already used.
-pub async fn use_refresh(conn: &mut AnyConnection, token_hash: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE oidc_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
-        .bind(now)
-        .bind(token_hash)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+pub async fn use_refresh(conn: &mut impl Exec, token_hash: &str, now: i64) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE oidc_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL";
+    Ok(conn.run(SQL, &args![now, token_hash]).await? == 1)
 }

@@ -502,29 +502,42 @@ async fn refresh_grant(
             let user = same_scope_user(state, app, &family.user_id).await?;
             if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
                 Rotation::StampChanged
+            } else if found.refresh_used_at.is_some() {
+                Rotation::Reused(Box::new(user))
             } else {
-                let mut tx = state.db().begin_write().await?;
-                if found.refresh_used_at.is_some() || !odb::use_refresh(&mut tx, &hash, now).await? {
-                    Rotation::Reused(Box::new(user))
-                } else {
-                    if let Some((_, row)) = &next {
+                // On the writer, as a code's exchange is: one transaction of the
+                // writer's group commit, none of its statements a hop to another thread.
+                let (store, app, family, hash) = (state.db().clone(), app.clone(), family.clone(), hash.clone());
+                let row = next.as_ref().map(|(_, row)| row.clone());
+                let job = async move {
+                    let mut tx = store.begin().await?;
+                    // The token used, the next one and an audit event inserted: no row
+                    // a cache keeps changes.
+                    tx.touches(db::Touches::NothingKept);
+                    if !odb::use_refresh(&mut tx, &hash, now).await? {
+                        return Ok(false);
+                    }
+                    if let Some(row) = &row {
                         odb::insert_refresh(&mut tx, row).await?;
                     }
-                    db::insert_audit(
-                        &mut tx,
-                        &db::NewAudit {
-                            at: now,
-                            actor_user_id: Some(&user.id),
-                            scope_key: &app.scope_key,
-                            action: "oidc.token_issued",
-                            target: &format!("application:{}", app.id),
-                            before: None,
-                            after: Some(issued),
-                        },
-                    )
-                    .await?;
+                    let target = format!("application:{}", app.id);
+                    let event = db::NewAudit {
+                        at: now,
+                        actor_user_id: Some(&family.user_id),
+                        scope_key: &app.scope_key,
+                        action: "oidc.token_issued",
+                        target: &target,
+                        before: None,
+                        after: Some(issued),
+                    };
+                    db::insert_audit(&mut tx, &event).await?;
                     tx.commit().await?;
-                    Rotation::Rotated(Box::new(user))
+                    Ok::<_, sqlx::Error>(true)
+                };
+                match state.db().on_writer(job).await.and_then(|done| done) {
+                    Ok(true) => Rotation::Rotated(Box::new(user)),
+                    Ok(false) => Rotation::Reused(Box::new(user)),
+                    Err(e) => return Err(AppError::from(e).into()),
                 }
             }
         }

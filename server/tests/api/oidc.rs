@@ -709,6 +709,13 @@ async fn an_authorization_request_that_the_session_satisfies_writes_nothing() {
         s.app.get(&format!("/api/tenants/{}/users?q=alice", s.tenant)).await.assert_status(StatusCode::OK).json();
     let alice = users["items"][0]["id"].as_str().expect("alice");
     assert!(db.stamps().current(writes, Some(alice)), "the token exchange ended alice's rows kept in memory");
+    // So does a refresh: the token used, the next one and an audit event inserted.
+    let refreshed = db.stamps().seen();
+    let refresh = body["refresh_token"].as_str().expect("a refresh token");
+    let (status, body) = raw_token(&s, &refresh_form(&s, refresh)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(db.stamps().seen() > refreshed);
+    assert!(db.stamps().current(refreshed, Some(alice)), "the refresh ended alice's rows kept in memory");
 }
 
 /// The form that exchanges `[code, secret, verifier]` for tokens.

@@ -3,8 +3,9 @@
 //! endpoint) and then a real `twofold` server on loopback: the password step, the
 //! verify-code step (authenticator), the effective-policy read, an admin settings
 //! write, and the OpenID provider apart: authorization requests with a valid session
-//! (against the bare axum endpoint) and the token endpoint for RS256 and ES256
-//! applications (against bare axum, with the signing ceilings beside them); and the
+//! (against the bare axum endpoint) and the token endpoint's code and refresh grants
+//! for RS256 and ES256 applications (against bare axum, with the signing ceilings beside
+//! them); and the
 //! server's resident memory, and for each workload the processor time per request of
 //! the server, the clients and the database (`cpu`). `scripts/bench` runs it at both
 //! scales on both databases; BENCHMARKS.md records the figures.
@@ -466,7 +467,7 @@ async fn register_application(t: &Target, alg: TokenAlg) -> anyhow::Result<Appli
         .header("X-Requested-With", "twofold-load")
         .header("Cookie", &t.admin_cookie)
         .json(&serde_json::json!({ "name": format!("Load {}", alg.as_str()), "client_type": "confidential",
-            "redirect_uris": [REDIRECT], "allowed_scopes": ["openid"], "first_party": true,
+            "redirect_uris": [REDIRECT], "allowed_scopes": ["openid", "offline_access"], "first_party": true,
             "token_alg": alg.as_str() }))
         .send()
         .await?;
@@ -503,9 +504,14 @@ fn session_in_turn(sessions: &[String], index: usize) -> Result<&str, String> {
 }
 
 fn authorize_url(app: &Application) -> String {
+    authorize_url_for(app, "openid")
+}
+
+fn authorize_url_for(app: &Application, scope: &str) -> String {
     format!(
-        "{}/oauth2/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={}",
+        "{}/oauth2/authorize?response_type=code&scope={}&client_id={}&redirect_uri={}",
         app.issuer,
+        form_encoded(scope),
         app.client_id,
         form_encoded(REDIRECT)
     )
@@ -562,6 +568,74 @@ async fn exchange_once(
     drive::expect(resp, 200).await
 }
 
+/// A refresh token for each of the application's users ([`Target::sessions`]): a code
+/// asked with `offline_access`, exchanged. Not measured: the refresh workload's start.
+async fn refresh_tokens(t: &Target, clients: usize, app: &Application) -> anyhow::Result<Vec<String>> {
+    let authorize = authorize_url_for(app, "openid offline_access");
+    let (token, sessions, app) = (token_url(app), t.sessions.clone(), app.clone());
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let kept = tokens.clone();
+    let job: Job = Arc::new(move |http, index| {
+        let authorize = format!("{authorize}&state={index}");
+        let (token, sessions, app, kept) = (token.clone(), sessions.clone(), app.clone(), kept.clone());
+        Box::pin(async move {
+            let cookie = sessions.get(index).ok_or("no session")?;
+            let code = authorize_once(&http, authorize, cookie).await?;
+            let form = format!(
+                "grant_type=authorization_code&code={}&redirect_uri={}",
+                form_encoded(&code),
+                form_encoded(REDIRECT)
+            );
+            let resp = http
+                .post(token)
+                .basic_auth(&app.client_id, Some(&app.secret))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+            let refresh = body["refresh_token"].as_str().ok_or_else(|| format!("no refresh token in {body}"))?;
+            kept.lock().map_err(|_| "token list poisoned".to_owned())?.push(refresh.to_owned());
+            Ok(())
+        })
+    });
+    let opened = drive::run("refresh tokens", clients, Limit::Jobs(t.sessions.len()), job).await?;
+    anyhow::ensure!(opened.errors == 0, "{} of the refresh tokens were not given", opened.errors);
+    let tokens = std::mem::take(&mut *tokens.lock().map_err(|_| anyhow::anyhow!("token list poisoned"))?);
+    // Each client holds one token while its request is out.
+    anyhow::ensure!(tokens.len() >= clients, "{} users' refresh tokens for {clients} clients", tokens.len());
+    Ok(tokens)
+}
+
+/// The token endpoint's refresh grant: a client takes a refresh token from `tokens`,
+/// exchanges it for new tokens (an ID token and an access token, signed, and the next
+/// refresh token: each is used once) and puts the new one back, as each relying party
+/// keeps the last it was given.
+fn refresh_job(app: &Application, tokens: Arc<Mutex<Vec<String>>>) -> Job {
+    let (token, app) = (token_url(app), app.clone());
+    Arc::new(move |http, _| {
+        let (token, app, tokens) = (token.clone(), app.clone(), tokens.clone());
+        Box::pin(async move {
+            let refresh = tokens.lock().map_err(|_| "token list poisoned".to_owned())?.pop().ok_or("no token left")?;
+            let form = format!("grant_type=refresh_token&refresh_token={}", form_encoded(&refresh));
+            let resp = http
+                .post(token)
+                .basic_auth(&app.client_id, Some(&app.secret))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+                .await
+                .map_err(|e| format!("transport: {e}"))?;
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.map_err(|e| format!("{status}: {e}"))?;
+            let next = body["refresh_token"].as_str().ok_or_else(|| format!("{status}: {body}"))?;
+            tokens.lock().map_err(|_| "token list poisoned".to_owned())?.push(next.to_owned());
+            Ok(())
+        })
+    })
+}
+
 /// An application's whole code flow, as a relying party signs a user in through
 /// Twofold: an authorization request with one of its users' sessions, then its code for
 /// tokens. The soak runs it beside the other workloads.
@@ -583,7 +657,7 @@ fn code_flow_job(t: &Target, app: &Application) -> Job {
 /// requests with a valid session for `d`, then the codes they gave for tokens, each
 /// once, for at most `d` too: codes live 60 s, and a slow signature (RS256) would still
 /// be exchanging the last of them after that.
-async fn oidc_runs(t: &Target, clients: usize, d: Duration, alg: TokenAlg) -> anyhow::Result<(Measured, Measured)> {
+async fn oidc_runs(t: &Target, clients: usize, d: Duration, alg: TokenAlg) -> anyhow::Result<[Measured; 3]> {
     let app = register_application(t, alg).await?;
     let codes = Arc::new(Mutex::new(Vec::new()));
     let name = format!("authorization request with a session ({} application)", alg.as_str());
@@ -594,7 +668,12 @@ async fn oidc_runs(t: &Target, clients: usize, d: Duration, alg: TokenAlg) -> an
     eprintln!("token endpoint ({}) ...", alg.as_str());
     let name = format!("token endpoint, code for tokens ({})", alg.as_str());
     let token = measured(t, &name, clients, Limit::JobsFor(n, d), token_job(&app, Arc::new(codes))).await?;
-    Ok((authorize, token))
+    let tokens = Arc::new(Mutex::new(refresh_tokens(t, clients, &app).await?));
+    // The line `scripts/bench profile refresh-rs256|refresh-es256` waits for.
+    eprintln!("refresh grant ({}) ...", alg.as_str());
+    let name = format!("token endpoint, refresh grant ({})", alg.as_str());
+    let refresh = measured(t, &name, clients, Limit::For(d), refresh_job(&app, tokens)).await?;
+    Ok([authorize, token, refresh])
 }
 
 /// Distinct users for the verify-code workload, evenly spread over the population.
@@ -680,9 +759,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let policy = measured(&t, "effective-policy read", c, Limit::For(d), policy_job(&t)).await?;
     eprintln!("settings write ...");
     let settings = measured(&t, "admin settings write", c, Limit::For(d), settings_job(&t)).await?;
-    eprintln!("OpenID Connect: authorization requests, then the token endpoint (RS256, then ES256) ...");
-    let (authorize_rs, token_rs) = oidc_runs(&t, c, d, TokenAlg::RS256).await?;
-    let (authorize_es, token_es) = oidc_runs(&t, c, d, TokenAlg::ES256).await?;
+    eprintln!("OpenID Connect: authorization requests, then the token endpoint's two grants (RS256, then ES256) ...");
+    let [authorize_rs, token_rs, refresh_rs] = oidc_runs(&t, c, d, TokenAlg::RS256).await?;
+    let [authorize_es, token_es, refresh_es] = oidc_runs(&t, c, d, TokenAlg::ES256).await?;
     let (rss, peak) = memory_mib(t.pid);
 
     let backend = if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
@@ -704,13 +783,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("{}", row(&authorize_es.stats, of_bare(&authorize_es.stats)));
     println!("| RS256 signatures, {cores} threads (ceiling) | {rs256:.1} | | | | |");
     println!("{}", row(&token_rs.stats, of_bare(&token_rs.stats)));
+    println!("{}", row(&refresh_rs.stats, of_bare(&refresh_rs.stats)));
     println!("| ES256 signatures, {cores} threads (ceiling) | {es256:.1} | | | | |");
     println!("{}", row(&token_es.stats, of_bare(&token_es.stats)));
+    println!("{}", row(&refresh_es.stats, of_bare(&refresh_es.stats)));
     println!(
-        "\nThe token endpoint signs two tokens per code: {:.0} % of the RS256 ceiling / 2, {:.0} % of the ES256 \
-         ceiling / 2.",
+        "\nThe token endpoint signs two tokens per code or refresh token: codes {:.0} % of the RS256 ceiling / 2, \
+         {:.0} % of the ES256 ceiling / 2; refresh tokens {:.0} % and {:.0} %.",
         token_rs.stats.rate() / (rs256 / 2.0) * 100.0,
-        token_es.stats.rate() / (es256 / 2.0) * 100.0
+        token_es.stats.rate() / (es256 / 2.0) * 100.0,
+        refresh_rs.stats.rate() / (rs256 / 2.0) * 100.0,
+        refresh_es.stats.rate() / (es256 / 2.0) * 100.0
     );
     println!(
         "\nSeeding took {:.1} s. Server resident memory: {idle_rss:.1} MiB after start, {rss:.1} MiB after the \
@@ -734,7 +817,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("| workload | server | clients | other | idle | at most /s |");
         println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     }
-    let workloads = [&password, &verify, &policy, &settings, &authorize_rs, &token_rs, &authorize_es, &token_es];
+    let workloads = [
+        &password,
+        &verify,
+        &policy,
+        &settings,
+        &authorize_rs,
+        &token_rs,
+        &refresh_rs,
+        &authorize_es,
+        &token_es,
+        &refresh_es,
+    ];
     for m in workloads {
         println!("{}", cpu_row(m, cores, database));
     }

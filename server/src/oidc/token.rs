@@ -401,7 +401,8 @@ fn refresh_for(app: &ApplicationRow, family: &FamilyRow, now: i64) -> Option<(St
     Some((token, row))
 }
 
-/// The audit event of tokens issued for a code; `target` names the application.
+/// The audit event of tokens issued for a code or a refresh token; `target` names the
+/// application.
 fn issued_event<'a>(
     app: &'a ApplicationRow,
     family: &'a FamilyRow,
@@ -460,15 +461,7 @@ async fn refresh_grant(
                 .write_one_touching(db::Touches::NothingKept, move |c| {
                     Box::pin(async move {
                         let target = format!("application:{}", app.id);
-                        let event = db::NewAudit {
-                            at: now,
-                            actor_user_id: Some(&family_row.user_id),
-                            scope_key: &app.scope_key,
-                            action: "oidc.token_issued",
-                            target: &target,
-                            before: None,
-                            after: Some(issued),
-                        };
+                        let event = issued_event(&app, &family_row, &target, now, issued);
                         let user = odb::CodeUser {
                             id: &family_row.user_id,
                             scope_key: &app.scope_key,
@@ -521,16 +514,7 @@ async fn refresh_grant(
                         odb::insert_refresh(&mut tx, row).await?;
                     }
                     let target = format!("application:{}", app.id);
-                    let event = db::NewAudit {
-                        at: now,
-                        actor_user_id: Some(&family.user_id),
-                        scope_key: &app.scope_key,
-                        action: "oidc.token_issued",
-                        target: &target,
-                        before: None,
-                        after: Some(issued),
-                    };
-                    db::insert_audit(&mut tx, &event).await?;
+                    db::insert_audit(&mut tx, &issued_event(&app, &family, &target, now, issued)).await?;
                     tx.commit().await?;
                     Ok::<_, sqlx::Error>(true)
                 };

@@ -556,16 +556,28 @@ async fn exchange_once(
     secret: &str,
     code: &str,
 ) -> drive::Outcome {
-    let form =
-        format!("grant_type=authorization_code&code={}&redirect_uri={}", form_encoded(code), form_encoded(REDIRECT));
-    let resp = http
-        .post(url)
+    drive::expect(post_token(http, url, client_id, secret, code_grant(code)).await, 200).await
+}
+
+/// The token endpoint's form for `code`.
+fn code_grant(code: &str) -> String {
+    format!("grant_type=authorization_code&code={}&redirect_uri={}", form_encoded(code), form_encoded(REDIRECT))
+}
+
+/// `form` posted to the token endpoint `url` as the client (`client_secret_basic`).
+async fn post_token(
+    http: &reqwest::Client,
+    url: String,
+    client_id: &str,
+    secret: &str,
+    form: String,
+) -> Result<reqwest::Response, reqwest::Error> {
+    http.post(url)
         .basic_auth(client_id, Some(secret))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(form)
         .send()
-        .await;
-    drive::expect(resp, 200).await
+        .await
 }
 
 /// A refresh token for each of the application's users ([`Target::sessions`]): a code
@@ -581,19 +593,8 @@ async fn refresh_tokens(t: &Target, clients: usize, app: &Application) -> anyhow
         Box::pin(async move {
             let cookie = sessions.get(index).ok_or("no session")?;
             let code = authorize_once(&http, authorize, cookie).await?;
-            let form = format!(
-                "grant_type=authorization_code&code={}&redirect_uri={}",
-                form_encoded(&code),
-                form_encoded(REDIRECT)
-            );
-            let resp = http
-                .post(token)
-                .basic_auth(&app.client_id, Some(&app.secret))
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(form)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
+            let form = code_grant(&code);
+            let resp = post_token(&http, token, &app.client_id, &app.secret, form).await.map_err(|e| e.to_string())?;
             let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
             let refresh = body["refresh_token"].as_str().ok_or_else(|| format!("no refresh token in {body}"))?;
             kept.lock().map_err(|_| "token list poisoned".to_owned())?.push(refresh.to_owned());
@@ -619,12 +620,7 @@ fn refresh_job(app: &Application, tokens: Arc<Mutex<Vec<String>>>) -> Job {
         Box::pin(async move {
             let refresh = tokens.lock().map_err(|_| "token list poisoned".to_owned())?.pop().ok_or("no token left")?;
             let form = format!("grant_type=refresh_token&refresh_token={}", form_encoded(&refresh));
-            let resp = http
-                .post(token)
-                .basic_auth(&app.client_id, Some(&app.secret))
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(form)
-                .send()
+            let resp = post_token(&http, token, &app.client_id, &app.secret, form)
                 .await
                 .map_err(|e| format!("transport: {e}"))?;
             let status = resp.status();

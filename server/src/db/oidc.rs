@@ -499,13 +499,43 @@ fn refresh_args(r: &RefreshRow) -> [Arg; 6] {
     args![r.token_hash.as_str(), r.family_id.as_str(), r.application_id.as_str(), r.created_at, r.expires_at, r.used_at]
 }
 
-/// The user a code names, as [`redeem_code`] reads it: `id`, who must be in
-/// `scope_key` (the application's) and still have `security_stamp` (the code's).
+/// The user a code or a token family names, as [`redeem_code`] and [`rotate_refresh`]
+/// read it in their statements: `id`, who must be in `scope_key` (the application's)
+/// and still have `security_stamp` (the code's or the family's).
 #[derive(Debug)]
-pub struct CodeUser<'a> {
+pub struct ScopedUser<'a> {
     pub id: &'a str,
     pub scope_key: &'a str,
     pub security_stamp: &'a str,
+}
+
+impl ScopedUser<'_> {
+    /// The `WITH` part `u` that reads the user in the application's scope; its
+    /// parameters are `$1` to `$3`, [`Self::args`], the stamp for the statement to
+    /// compare.
+    fn with_part() -> String {
+        format!("WITH u AS (SELECT {} FROM users WHERE id = $1 AND scope_key = $2)", super::USER_COLUMNS)
+    }
+
+    fn args(&self) -> [Arg; 3] {
+        args![self.id, self.scope_key, self.security_stamp]
+    }
+
+    /// The end of a statement that answers one row whether or not the user was found,
+    /// with the user's columns after `selected`.
+    fn answer(selected: &str) -> String {
+        format!(" SELECT {selected}, u.* FROM (SELECT 1) AS one LEFT JOIN u ON true")
+    }
+
+    /// The user as [`Self::answer`]'s row holds them: `None` when there is no such user
+    /// in the scope.
+    fn of_row(row: &sqlx::any::AnyRow) -> Result<Option<super::UserRow>, sqlx::Error> {
+        use sqlx::Row;
+        match row.try_get::<Option<String>, _>("id")? {
+            Some(_) => Ok(Some(<super::UserRow as sqlx::FromRow<_>>::from_row(row)?)),
+            None => Ok(None),
+        }
+    }
 }
 
 /// A code exchanged for tokens on PostgreSQL in one statement: the code's user read,
@@ -521,7 +551,7 @@ pub struct CodeUser<'a> {
 /// user in that scope).
 pub async fn redeem_code(
     conn: &mut AnyConnection,
-    user: &CodeUser<'_>,
+    user: &ScopedUser<'_>,
     spent: &CodeRow,
     family: &FamilyRow,
     refresh: Option<&RefreshRow>,
@@ -534,12 +564,12 @@ pub async fn redeem_code(
         let audit_from = family_from + FAMILY_COLUMNS.split(',').count();
         let refresh_from = audit_from + super::AUDIT_COLUMNS.split(',').count();
         let mut sql = format!(
-            "WITH u AS (SELECT {} FROM users WHERE id = $1 AND scope_key = $2), \
+            "{}, \
              used AS (INSERT INTO oidc_authorization_codes ({CODE_COLUMNS}) SELECT {} FROM u \
                WHERE u.security_stamp = $3 ON CONFLICT (code_hash) DO NOTHING RETURNING 1), \
              family AS (INSERT INTO oidc_token_families ({FAMILY_COLUMNS}) SELECT {} FROM used), \
              audit AS (INSERT INTO audit_events ({}) SELECT {} FROM used)",
-            super::USER_COLUMNS,
+            ScopedUser::with_part(),
             super::placeholders(code_from, CODE_COLUMNS),
             super::placeholders(family_from, FAMILY_COLUMNS),
             super::AUDIT_COLUMNS,
@@ -551,13 +581,12 @@ pub async fn redeem_code(
                 super::placeholders(refresh_from, REFRESH_COLUMNS)
             ));
         }
-        // One row whether or not the user was found.
-        sql.push_str(" SELECT (SELECT COUNT(*) FROM used) AS used, u.* FROM (SELECT 1) AS one LEFT JOIN u ON true");
+        sql.push_str(&ScopedUser::answer("(SELECT COUNT(*) FROM used) AS used"));
         sql
     }
     static WITH_REFRESH: LazyLock<String> = LazyLock::new(|| sql(true));
     static WITHOUT_REFRESH: LazyLock<String> = LazyLock::new(|| sql(false));
-    let mut all: Vec<Arg> = args![user.id, user.scope_key, user.security_stamp].into();
+    let mut all = Vec::from(user.args());
     all.extend(code_args(spent));
     all.extend(family_args(family));
     all.extend(super::audit_args(audit));
@@ -570,11 +599,7 @@ pub async fn redeem_code(
     };
     let arguments = super::direct::sqlx_arguments(&all)?;
     let row = sqlx::query_with(sqlx::AssertSqlSafe(statement), arguments).fetch_one(conn).await?;
-    let found = match row.try_get::<Option<String>, _>("id")? {
-        Some(_) => Some(<super::UserRow as sqlx::FromRow<_>>::from_row(&row)?),
-        None => None,
-    };
-    Ok((row.try_get::<i64, _>("used")? == 1, found))
+    Ok((row.try_get::<i64, _>("used")? == 1, ScopedUser::of_row(&row)?))
 }
 
 /// A refresh token as the refresh grant reads it: its family, and what the token's
@@ -624,7 +649,7 @@ pub struct Rotated {
 /// `COMMIT`.
 pub async fn rotate_refresh(
     conn: &mut AnyConnection,
-    user: &CodeUser<'_>,
+    user: &ScopedUser<'_>,
     token_hash: &str,
     family_id: &str,
     now: i64,
@@ -636,13 +661,13 @@ pub async fn rotate_refresh(
         let audit_from = 7;
         let next_from = audit_from + super::AUDIT_COLUMNS.split(',').count();
         let mut sql = format!(
-            "WITH u AS (SELECT {} FROM users WHERE id = $1 AND scope_key = $2), \
+            "{}, \
              live AS (SELECT 1 FROM oidc_token_families WHERE id = $4 AND revoked_at IS NULL), \
              used AS (UPDATE oidc_refresh_tokens SET used_at = $5 WHERE token_hash = $6 AND family_id = $4 \
                AND used_at IS NULL AND EXISTS (SELECT 1 FROM u WHERE u.security_stamp = $3) \
                AND EXISTS (SELECT 1 FROM live) RETURNING 1), \
              audit AS (INSERT INTO audit_events ({}) SELECT {} FROM used)",
-            super::USER_COLUMNS,
+            ScopedUser::with_part(),
             super::AUDIT_COLUMNS,
             super::placeholders(audit_from, super::AUDIT_COLUMNS),
         );
@@ -652,16 +677,13 @@ pub async fn rotate_refresh(
                 super::placeholders(next_from, REFRESH_COLUMNS)
             ));
         }
-        // One row whether or not the user was found.
-        sql.push_str(
-            " SELECT (SELECT COUNT(*) FROM used) AS used, (SELECT COUNT(*) FROM live) AS live, u.* \
-             FROM (SELECT 1) AS one LEFT JOIN u ON true",
-        );
+        sql.push_str(&ScopedUser::answer("(SELECT COUNT(*) FROM used) AS used, (SELECT COUNT(*) FROM live) AS live"));
         sql
     }
     static WITH_NEXT: LazyLock<String> = LazyLock::new(|| sql(true));
     static WITHOUT_NEXT: LazyLock<String> = LazyLock::new(|| sql(false));
-    let mut all: Vec<Arg> = args![user.id, user.scope_key, user.security_stamp, family_id, now, token_hash].into();
+    let mut all = Vec::from(user.args());
+    all.extend(args![family_id, now, token_hash]);
     all.extend(super::audit_args(audit));
     let statement = match next {
         Some(r) => {
@@ -672,11 +694,11 @@ pub async fn rotate_refresh(
     };
     let arguments = super::direct::sqlx_arguments(&all)?;
     let row = sqlx::query_with(sqlx::AssertSqlSafe(statement), arguments).fetch_one(conn).await?;
-    let found = match row.try_get::<Option<String>, _>("id")? {
-        Some(_) => Some(<super::UserRow as sqlx::FromRow<_>>::from_row(&row)?),
-        None => None,
-    };
-    Ok(Rotated { used: row.try_get::<i64, _>("used")? == 1, live: row.try_get::<i64, _>("live")? == 1, user: found })
+    Ok(Rotated {
+        used: row.try_get::<i64, _>("used")? == 1,
+        live: row.try_get::<i64, _>("live")? == 1,
+        user: ScopedUser::of_row(&row)?,
+    })
 }
 
 /// Uses a refresh token once (rotation); false when it was already used.

@@ -250,7 +250,6 @@ async fn code_grant(
         db::Backend::Postgres => {
             let refresh = refresh_for(app, &family, now);
             let (app, family) = (app.clone(), family.clone());
-            let stamp = code.security_stamp.clone();
             let row = refresh.as_ref().map(|(_, row)| row.clone());
             // The code spent, the rest inserted: no row a cache keeps changes.
             let written = state
@@ -259,9 +258,7 @@ async fn code_grant(
                     Box::pin(async move {
                         let target = format!("application:{}", app.id);
                         let event = issued_event(&app, &family, &target, now, audit);
-                        let user =
-                            odb::CodeUser { id: &family.user_id, scope_key: &app.scope_key, security_stamp: &stamp };
-                        odb::redeem_code(c, &user, &spent, &family, row.as_ref(), &event).await
+                        odb::redeem_code(c, &family_user(&app, &family), &spent, &family, row.as_ref(), &event).await
                     })
                 })
                 .await;
@@ -352,8 +349,8 @@ async fn replayed_code(
 enum Rotation {
     /// The presented token used and the next one written: the user.
     Rotated(Box<UserRow>),
-    /// The presented token was used before: a copy. The user.
-    Reused(Box<UserRow>),
+    /// The presented token was used before: a copy.
+    Reused,
     /// The user's security stamp is no longer the family's.
     StampChanged,
 }
@@ -399,6 +396,13 @@ fn refresh_for(app: &ApplicationRow, family: &FamilyRow, now: i64) -> Option<(St
         used_at: None,
     };
     Some((token, row))
+}
+
+/// The user of `family` as the statements that write it check them: in the
+/// application's scope, with the family's security stamp (for a code's new family, the
+/// code's).
+fn family_user<'a>(app: &'a ApplicationRow, family: &'a FamilyRow) -> odb::ScopedUser<'a> {
+    odb::ScopedUser { id: &family.user_id, scope_key: &app.scope_key, security_stamp: &family.security_stamp }
 }
 
 /// The audit event of tokens issued for a code or a refresh token; `target` names the
@@ -462,11 +466,7 @@ async fn refresh_grant(
                     Box::pin(async move {
                         let target = format!("application:{}", app.id);
                         let event = issued_event(&app, &family_row, &target, now, issued);
-                        let user = odb::CodeUser {
-                            id: &family_row.user_id,
-                            scope_key: &app.scope_key,
-                            security_stamp: &family_row.security_stamp,
-                        };
+                        let user = family_user(&app, &family_row);
                         odb::rotate_refresh(c, &user, &hash, &family_row.id, now, row.as_ref(), &event).await
                     })
                 })
@@ -488,7 +488,7 @@ async fn refresh_grant(
                     return Err(OAuthError::invalid_grant("the refresh token is no longer valid"));
                 }
                 Some(user) if written.used => Rotation::Rotated(Box::new(user)),
-                Some(user) => Rotation::Reused(Box::new(user)),
+                Some(_) => Rotation::Reused,
             }
         }
         db::Backend::Sqlite => {
@@ -496,11 +496,11 @@ async fn refresh_grant(
             if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
                 Rotation::StampChanged
             } else if found.refresh_used_at.is_some() {
-                Rotation::Reused(Box::new(user))
+                Rotation::Reused
             } else {
                 // On the writer, as a code's exchange is: one transaction of the
                 // writer's group commit, none of its statements a hop to another thread.
-                let (store, app, family, hash) = (state.db().clone(), app.clone(), family.clone(), hash.clone());
+                let (store, app, family) = (state.db().clone(), app.clone(), family.clone());
                 let row = next.as_ref().map(|(_, row)| row.clone());
                 let job = async move {
                     let mut tx = store.begin().await?;
@@ -520,7 +520,7 @@ async fn refresh_grant(
                 };
                 match state.db().on_writer(job).await.and_then(|done| done) {
                     Ok(true) => Rotation::Rotated(Box::new(user)),
-                    Ok(false) => Rotation::Reused(Box::new(user)),
+                    Ok(false) => Rotation::Reused,
                     Err(e) => return Err(AppError::from(e).into()),
                 }
             }
@@ -534,7 +534,7 @@ async fn refresh_grant(
             revoke_family(state, &family.id, "security_stamp").await?;
             return Err(OAuthError::invalid_grant("the user's security profile changed; sign in again"));
         }
-        Rotation::Reused(user) => {
+        Rotation::Reused => {
             // Reuse of a rotated refresh token: it was copied. The whole family ends, the
             // rightful holder's current token included; the user signs in again.
             let mut tx = state.db().begin_write().await?;
@@ -543,7 +543,7 @@ async fn refresh_grant(
                 &mut tx,
                 &db::NewAudit {
                     at: now,
-                    actor_user_id: Some(&user.id),
+                    actor_user_id: Some(&family.user_id),
                     scope_key: &app.scope_key,
                     action: "oidc.refresh_reused",
                     target: &format!("application:{}", app.id),

@@ -570,21 +570,26 @@ async fn what_a_code_gave_goes_with_its_grant_its_user_or_its_application() {
     }
 }
 
-#[tokio::test]
-async fn exchanges_racing_the_revocation_of_their_grant_leave_nothing_of_it_alive() {
-    let s = setup(false, json!({})).await;
-    let (rp, _) = relying_party(&s).await;
-    let browser = Browser::new(&s.app);
+/// `n` codes for the setup's client with `offline_access`, each `[code, secret,
+/// verifier]`, asked in one browser: all under one grant.
+async fn offline_codes_in_one_browser(s: &Setup, browser: &Browser, n: usize) -> Vec<[String; 3]> {
+    let (rp, _) = relying_party(s).await;
     let mut codes = Vec::new();
-    for _ in 0..12 {
+    for _ in 0..n {
         let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
-        let code = code_via_browser(&s, &browser, &url, &csrf).await;
+        let code = code_via_browser(s, browser, &url, &csrf).await;
         codes.push([code, s.client_secret.clone().expect("confidential"), verifier.secret().clone()]);
     }
+    codes
+}
+
+/// Sends `forms` to the token endpoint all at once while `browser` revokes its one
+/// grant; each is refused, or gave a refresh token that is refused once the revocation
+/// is done, and nothing of the application's tokens is left.
+async fn race_the_revocation_of_the_grant(s: &Setup, browser: &Browser, forms: &[Vec<(&str, &str)>]) {
     let grant = browser.grants().await["items"][0]["id"].as_str().expect("a grant").to_owned();
-    let forms: Vec<_> = codes.iter().map(|parts| code_form(&s, parts)).collect();
-    let exchanges = futures::future::join_all(forms.iter().map(|form| raw_token(&s, form)));
-    let (answers, ()) = tokio::join!(exchanges, browser.revoke_grant(&grant));
+    let requests = futures::future::join_all(forms.iter().map(|form| raw_token(s, form)));
+    let (answers, ()) = tokio::join!(requests, browser.revoke_grant(&grant));
     for (status, body) in answers {
         if status != StatusCode::OK {
             assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
@@ -592,16 +597,19 @@ async fn exchanges_racing_the_revocation_of_their_grant_leave_nothing_of_it_aliv
         }
         // Tokens issued before the revocation took effect: their refresh token is dead.
         let refresh = body["refresh_token"].as_str().expect("offline_access gives a refresh token");
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh),
-            ("client_id", s.client_id.as_str()),
-            ("client_secret", s.client_secret.as_deref().expect("confidential")),
-        ];
-        let (status, body) = raw_token(&s, &form).await;
+        let (status, body) = raw_token(s, &refresh_form(s, refresh)).await;
         assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
     }
-    assert_eq!(rows_of_the_application(&s).await, [0, 0, 0], "an exchange outlived its grant's revocation");
+    assert_eq!(rows_of_the_application(s).await, [0, 0, 0], "a token request outlived its grant's revocation");
+}
+
+#[tokio::test]
+async fn exchanges_racing_the_revocation_of_their_grant_leave_nothing_of_it_alive() {
+    let s = setup(false, json!({})).await;
+    let browser = Browser::new(&s.app);
+    let codes = offline_codes_in_one_browser(&s, &browser, 12).await;
+    let forms: Vec<_> = codes.iter().map(|parts| code_form(&s, parts).to_vec()).collect();
+    race_the_revocation_of_the_grant(&s, &browser, &forms).await;
 }
 
 /// Alice's user id.
@@ -806,31 +814,15 @@ async fn a_refresh_token_used_by_racers_at_once_gives_tokens_once() {
 #[tokio::test]
 async fn refreshes_racing_the_revocation_of_their_grant_leave_nothing_of_it_alive() {
     let s = setup(false, json!({})).await;
-    let (rp, _) = relying_party(&s).await;
     let browser = Browser::new(&s.app);
     let mut refresh_tokens = Vec::new();
-    for _ in 0..8 {
-        let (url, csrf, _nonce, verifier) = start(&rp, &["offline_access"]);
-        let code = code_via_browser(&s, &browser, &url, &csrf).await;
-        let parts = [code, s.client_secret.clone().expect("confidential"), verifier.secret().clone()];
+    for parts in offline_codes_in_one_browser(&s, &browser, 8).await {
         let (status, body) = raw_token(&s, &code_form(&s, &parts)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         refresh_tokens.push(body["refresh_token"].as_str().expect("a refresh token").to_owned());
     }
-    let grant = browser.grants().await["items"][0]["id"].as_str().expect("a grant").to_owned();
-    let forms: Vec<_> = refresh_tokens.iter().map(|r| refresh_form(&s, r)).collect();
-    let refreshes = futures::future::join_all(forms.iter().map(|form| raw_token(&s, form)));
-    let (answers, ()) = tokio::join!(refreshes, browser.revoke_grant(&grant));
-    for (status, body) in answers {
-        if status != StatusCode::OK {
-            assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
-            continue;
-        }
-        let next = body["refresh_token"].as_str().expect("a rotated refresh token");
-        let (status, body) = raw_token(&s, &refresh_form(&s, next)).await;
-        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
-    }
-    assert_eq!(rows_of_the_application(&s).await, [0, 0, 0], "a refresh outlived its grant's revocation");
+    let forms: Vec<_> = refresh_tokens.iter().map(|r| refresh_form(&s, r).to_vec()).collect();
+    race_the_revocation_of_the_grant(&s, &browser, &forms).await;
 }
 
 #[tokio::test]

@@ -867,32 +867,20 @@ async fn codes_and_refresh_tokens_are_bound_to_their_client() {
         .expect("the rightful client still redeems it");
     // The other client presents the refresh token: refused.
     let refresh = tokens.refresh_token().unwrap().secret().clone();
-    let (status, body) = raw_token(
-        &s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh.as_str()),
-            ("client_id", other_id.as_str()),
-            ("client_secret", other_secret.as_str()),
-        ],
-    )
-    .await;
+    let as_other = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.as_str()),
+        ("client_id", other_id.as_str()),
+        ("client_secret", other_secret.as_str()),
+    ];
+    let (status, body) = raw_token(&s, &as_other).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     // Even with the token's own row naming the other client (on PostgreSQL no key ties
     // it to its family's application), the family's application refuses it.
     let pool = &s.app.running.state.db().pool;
     let rename = "UPDATE oidc_refresh_tokens SET application_id = $1 WHERE application_id = $2";
     sqlx::query(rename).bind(&other_id).bind(&s.client_id).execute(pool).await.unwrap();
-    let (status, body) = raw_token(
-        &s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh.as_str()),
-            ("client_id", other_id.as_str()),
-            ("client_secret", other_secret.as_str()),
-        ],
-    )
-    .await;
+    let (status, body) = raw_token(&s, &as_other).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
     sqlx::query(rename).bind(&s.client_id).bind(&other_id).execute(pool).await.unwrap();
     // A wrong secret is invalid_client.

@@ -48,8 +48,18 @@ impl Expiring {
 /// works on both databases (neither portable `DELETE ... LIMIT` exists).
 pub async fn purge_batch(pool: &AnyPool, what: Expiring, cut_off: i64, limit: u32) -> Result<u64, sqlx::Error> {
     let (table, key, time) = what.table_key_and_time();
-    let sql = format!("DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {time} <= $1 LIMIT $2)");
-    let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(cut_off).bind(i64::from(limit)).execute(pool).await?;
+    let r = if what == Expiring::AuditEvents {
+        // `at` has no index: the events of a time range are a range of ids
+        // (`db::audit_id`), read on the primary key.
+        let sql = format!(
+            "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {key} < $3 AND {time} <= $1 LIMIT $2)"
+        );
+        let below = super::audit_id_from(cut_off.saturating_add(1));
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(cut_off).bind(i64::from(limit)).bind(below).execute(pool).await?
+    } else {
+        let sql = format!("DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {time} <= $1 LIMIT $2)");
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(cut_off).bind(i64::from(limit)).execute(pool).await?
+    };
     Ok(r.rows_affected())
 }
 

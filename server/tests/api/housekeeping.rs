@@ -79,17 +79,6 @@ async fn insert_session(pool: &AnyPool, user: &str, now: i64, expires_at: i64) {
     .unwrap();
 }
 
-async fn insert_audit(pool: &AnyPool, at: i64) {
-    sqlx::query(
-        "INSERT INTO audit_events (id, at, scope_key, action, target) VALUES ($1, $2, 'host', 'test.event', 'x')",
-    )
-    .bind(id())
-    .bind(at)
-    .execute(pool)
-    .await
-    .unwrap();
-}
-
 fn ran(outcome: Outcome) -> Report {
     match outcome {
         Outcome::Ran(report) => report,
@@ -175,17 +164,31 @@ async fn audit_retention_deletes_only_older_events() {
         c.housekeeping_batch_size = 2;
     })
     .await;
-    let pool = &app.running.state.db().pool;
+    let db = app.running.state.db();
+    let pool = &db.pool;
     let now = app.running.state.now();
     let before = count(pool, "audit_events").await;
-    for _ in 0..5 {
-        insert_audit(pool, now - 31 * DAY).await;
+    // Events as the server writes them, their ids made from their time: the retention
+    // finds them by a range of ids. The clock is 2025's, the ids' own time would be
+    // today's: the ids must follow the events' time, not the machine's.
+    let event = |at| twofold_server::db::NewAudit {
+        at,
+        actor_user_id: None,
+        scope_key: "host",
+        action: "test.event",
+        target: "x",
+        before: None,
+        after: None,
+    };
+    for at in [now - 31 * DAY, now - 31 * DAY, now - 30 * DAY - 1, now - 30 * DAY - 1, now - 30 * DAY] {
+        db.insert_audit_alone(&event(at)).await.unwrap();
     }
-    insert_audit(pool, now - 29 * DAY).await;
+    db.insert_audit_alone(&event(now - 30 * DAY + 1)).await.unwrap();
+    db.insert_audit_alone(&event(now - 29 * DAY)).await.unwrap();
 
     let report = ran(app.running.state.housekeep().await.unwrap());
     assert_eq!(report.audit_events, 5, "{report:?}");
-    assert_eq!(count(pool, "audit_events").await, before + 1);
+    assert_eq!(count(pool, "audit_events").await, before + 2);
 }
 
 #[test]

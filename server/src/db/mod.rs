@@ -2316,7 +2316,7 @@ mod tests {
         let by_time = plan(AuditFilter { from_ms: Some(1), to_ms: Some(5), ..Default::default() }).await;
         assert!(by_time.contains("INDEX sqlite_autoindex_audit_events_1 (id>? AND id<?)"), "{by_time}");
         let purged = plan_of(
-            "SELECT id FROM audit_events WHERE id < $3 AND at <= $1 LIMIT $2".into(),
+            housekeeping::purge_sql(housekeeping::Expiring::AuditEvents),
             vec![1_i64.into(), 2_i64.into(), audit_id_from(2).into()],
         )
         .await;

@@ -47,21 +47,10 @@ impl Expiring {
 /// holds SQLite's write lock or a PostgreSQL transaction for long. The subquery form
 /// works on both databases (neither portable `DELETE ... LIMIT` exists).
 pub async fn purge_batch(pool: &AnyPool, what: Expiring, cut_off: i64, limit: u32) -> Result<u64, sqlx::Error> {
-    let query = sqlx::query(sqlx::AssertSqlSafe(purge_sql(what))).bind(cut_off).bind(i64::from(limit));
-    let query = match what {
-        Expiring::AuditEvents => query.bind(super::audit_id_from(cut_off.saturating_add(1))),
-        _ => query,
-    };
-    Ok(query.execute(pool).await?.rows_affected())
-}
-
-/// [`purge_batch`]'s statement: the cut-off is `$1`, the batch's size `$2`, and for
-/// audit events, whose `at` has no index, the first id after the cut-off is `$3`: the
-/// events of a time range are a range of ids (`db::audit_id`), read on the primary key.
-pub(crate) fn purge_sql(what: Expiring) -> String {
     let (table, key, time) = what.table_key_and_time();
-    let range = if what == Expiring::AuditEvents { format!("{key} < $3 AND ") } else { String::new() };
-    format!("DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {range}{time} <= $1 LIMIT $2)")
+    let sql = format!("DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {time} <= $1 LIMIT $2)");
+    let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(cut_off).bind(i64::from(limit)).execute(pool).await?;
+    Ok(r.rows_affected())
 }
 
 /// The key of the PostgreSQL advisory lock housekeeping runs under ("2fold hk" in

@@ -1523,7 +1523,7 @@ async fn signing_in(
         c.client_ip,
         c.method,
         c.sid,
-        audit_id(c.now),
+        uuid::Uuid::now_v7().to_string(),
         after,
         address,
         c.browser.map(|b| b.id),
@@ -2075,7 +2075,7 @@ pub(crate) const AUDIT_COLUMNS: &str =
 /// of the request being served.
 pub(crate) fn audit_args(e: &NewAudit<'_>) -> [direct::Arg; 9] {
     direct::args![
-        audit_id(e.at),
+        uuid::Uuid::now_v7().to_string(),
         e.at,
         e.actor_user_id,
         e.scope_key,
@@ -2085,46 +2085,6 @@ pub(crate) fn audit_args(e: &NewAudit<'_>) -> [direct::Arg; 9] {
         e.after.as_ref().map(|v| v.to_string()),
         REQUEST_ADDRESS.try_with(ToString::to_string).ok(),
     ]
-}
-
-/// A new audit event's id: a UUIDv7 whose time is the event's `at` (Unix ms), so that
-/// the ids' order is the events' order in time and a time range is a range of the
-/// primary key. The trail then needs no index of its own on `at`, which every write of
-/// every sign-in, token and setting paid for (BENCHMARKS.md, "The audit trail's
-/// indexes").
-///
-/// Within a millisecond a node's events keep the order they were written in, as the
-/// trail's "newest first" promises, whatever order requests of neighbouring
-/// milliseconds write in: the 42 bits after the time are a counter of the node's
-/// events (RFC 9562, section 6.2, method 1, counted across milliseconds rather than
-/// reset for each), started at a random value in the lower half of its range; the
-/// last 32 bits are random, so that two nodes' ids differ.
-pub(crate) fn audit_id(at: i64) -> String {
-    use rand::{Rng, RngCore};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static EVENTS: std::sync::LazyLock<AtomicU64> =
-        std::sync::LazyLock::new(|| AtomicU64::new(rand::rng().random_range(0..1 << 41)));
-    let counter = EVENTS.fetch_add(1, Ordering::Relaxed);
-    let mut bytes = [0u8; 10];
-    // `from_unix_timestamp_millis` keeps the low 4 bits of the first byte, the second,
-    // the low 6 bits of the third and the rest whole, in order, around the version and
-    // variant.
-    bytes[0] = ((counter >> 38) & 0x0F) as u8;
-    bytes[1] = (counter >> 30) as u8;
-    bytes[2] = ((counter >> 24) & 0x3F) as u8;
-    bytes[3] = (counter >> 16) as u8;
-    bytes[4] = (counter >> 8) as u8;
-    bytes[5] = counter as u8;
-    rand::rng().fill_bytes(&mut bytes[6..]);
-    uuid::Builder::from_unix_timestamp_millis(u64::try_from(at).unwrap_or(0), &bytes).into_uuid().to_string()
-}
-
-/// The smallest audit id of the millisecond `at`: every event of an earlier millisecond
-/// has a smaller id, every event of this one or later one at least this. Ids are
-/// compared as text, whose order is theirs: lowercase hexadecimal digits and hyphens at
-/// the same places in every id.
-pub(crate) fn audit_id_from(at: i64) -> String {
-    uuid::Builder::from_unix_timestamp_millis(u64::try_from(at).unwrap_or(0), &[0; 10]).into_uuid().to_string()
 }
 
 /// `$first, $first+1, ...`, one for each of the comma-separated `columns`.
@@ -2207,15 +2167,11 @@ fn audit_query(f: &AuditFilter<'_>, limit: i64) -> (String, Vec<direct::Arg>) {
     if let Some(target) = f.target {
         add(&format!("target = $? AND {USER_TARGET}"), format!("user:{target}").into());
     }
-    // A time range is also a range of ids (see `audit_id`), which the primary key and
-    // the scope's index read in order; `at` itself is not indexed.
     if let Some(from) = f.from_ms {
         add("at >= $?", from.into());
-        add("id >= $?", audit_id_from(from).into());
     }
     if let Some(to) = f.to_ms {
         add("at < $?", to.into());
-        add("id < $?", audit_id_from(to).into());
     }
     if let Some(ip) = f.client_ip {
         add("client_ip = $?", ip.into());
@@ -2312,15 +2268,6 @@ mod tests {
         let by_actor = plan(AuditFilter { actor: Some("u1"), before: Some("z"), ..Default::default() }).await;
         assert!(by_actor.contains("INDEX audit_events_actor"), "{by_actor}");
         assert!(by_actor.contains("INDEX audit_events_user_target"), "{by_actor}");
-        // A time range, and the retention's deletes, on the primary key.
-        let by_time = plan(AuditFilter { from_ms: Some(1), to_ms: Some(5), ..Default::default() }).await;
-        assert!(by_time.contains("INDEX sqlite_autoindex_audit_events_1 (id>? AND id<?)"), "{by_time}");
-        let purged = plan_of(
-            housekeeping::purge_sql(housekeeping::Expiring::AuditEvents),
-            vec![1_i64.into(), 2_i64.into(), audit_id_from(2).into()],
-        )
-        .await;
-        assert!(purged.contains("INDEX sqlite_autoindex_audit_events_1 (id<?)"), "{purged}");
         let by_target = plan(AuditFilter { target: Some("u1"), action: Some("user."), ..Default::default() }).await;
         assert!(by_target.contains("INDEX audit_events_user_target"), "{by_target}");
         let by_scope = plan(AuditFilter { scope_key: Some("t1"), ..Default::default() }).await;
@@ -2356,50 +2303,6 @@ mod tests {
         let f = AuditFilter { action: Some("user.updated"), scope_key: Some("host"), ..Default::default() };
         assert_eq!(ids(list_audit(&db.pool, &f, 10).await.expect("list")), ["02"]);
         assert_eq!(ids(list_audit(&db.pool, &AuditFilter::default(), 2).await.expect("list")), ["04", "03"]);
-    }
-
-    #[tokio::test]
-    async fn audit_ids_are_in_the_order_of_their_events_time() {
-        // Around the turn of a second, a digit's carry, and far apart.
-        let times =
-            [0, 1, 999, 1_000, 1_001, 15, 16, 255, 256, 1_764_547_200_000, 1_764_547_200_001, 4_102_444_800_000];
-        for &at in &times {
-            let id = audit_id(at);
-            assert!(audit_id_from(at) <= id && id < audit_id_from(at + 1), "{at}: {id}");
-            assert_eq!(uuid::Uuid::parse_str(&id).expect("a UUID").get_version_num(), 7);
-        }
-        for (a, b) in times.iter().zip(times.iter().skip(1)).filter(|(a, b)| a < b) {
-            assert!(audit_id(*a) < audit_id(*b), "{a} < {b}");
-        }
-        // Events of one millisecond in the order they were written, with events of the
-        // next one written between them, and one long before.
-        let ms = 5_000_000_000_000;
-        let same: Vec<String> = (0..1_000)
-            .map(|i| match i % 3 {
-                0 => audit_id(ms),
-                1 => audit_id(ms + 1),
-                _ => audit_id(ms - 10_000),
-            })
-            .collect();
-        for kind in 0..3 {
-            let ids: Vec<&String> = same.iter().skip(kind).step_by(3).collect();
-            assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order");
-        }
-        assert!(same[2] < same[0] && same[0] < same[1]);
-        // The database compares them as text in the same order, on SQLite as on the
-        // PostgreSQL of the HTTP suite (`housekeeping::audit_retention_deletes_only_older_events`).
-        let (_dir, db) = sqlite_file().await;
-        for at in [5_i64, 1_000, 999, 2_000_000] {
-            let mut conn = db.pool.acquire().await.expect("connection");
-            insert_audit(&mut *conn, &audit_at(at)).await.expect("insert");
-        }
-        let f = AuditFilter { from_ms: Some(999), to_ms: Some(2_000_000), ..Default::default() };
-        let at: Vec<i64> = list_audit(&db.pool, &f, 10).await.expect("list").into_iter().map(|r| r.at).collect();
-        assert_eq!(at, [1_000, 999]);
-    }
-
-    fn audit_at(at: i64) -> NewAudit<'static> {
-        NewAudit { at, actor_user_id: None, scope_key: "host", action: "test", target: "t", before: None, after: None }
     }
 
     #[tokio::test]

@@ -168,9 +168,8 @@ async fn audit_retention_deletes_only_older_events() {
     let pool = &db.pool;
     let now = app.running.state.now();
     let before = count(pool, "audit_events").await;
-    // Events as the server writes them, their ids made from their time: the retention
-    // finds them by a range of ids. The clock is 2025's, the ids' own time would be
-    // today's: the ids must follow the events' time, not the machine's.
+    // Events as the server writes them, around the cut-off to the millisecond: the
+    // retention goes by the events' time (the clock's, of 2025), not by their ids'.
     let event = |at| twofold_server::db::NewAudit {
         at,
         actor_user_id: None,

@@ -614,7 +614,8 @@ pub struct RefreshInFamily {
 }
 
 /// The refresh token `token_hash` with its family, in one statement; `None` when either
-/// is missing.
+/// is missing. SQLite's refresh grant reads them first; PostgreSQL's reads them in its
+/// writing statement ([`rotate_refresh`]).
 pub async fn find_refresh(pool: &AnyPool, token_hash: &str) -> Result<Option<RefreshInFamily>, sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         let family: Vec<String> = FAMILY_COLUMNS.split(',').map(|c| format!("f.{}", c.trim())).collect();
@@ -628,75 +629,119 @@ pub async fn find_refresh(pool: &AnyPool, token_hash: &str) -> Result<Option<Ref
     sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str())).bind(token_hash).fetch_optional(pool).await
 }
 
+/// A refresh grant as [`rotate_refresh`] writes it: the presented token, the client
+/// presenting it, the scopes it asks for (if it names any), the next token's hash and the
+/// audit event's target.
+#[derive(Debug)]
+pub struct RefreshGrant<'a> {
+    pub token_hash: &'a str,
+    pub application_id: &'a str,
+    pub scope_key: &'a str,
+    pub asked_scopes: Option<&'a str>,
+    pub next_hash: &'a str,
+    pub target: &'a str,
+    pub now: i64,
+}
+
 /// What [`rotate_refresh`] found and did.
 #[derive(Debug)]
 pub struct Rotated {
-    /// Whether the presented token was used, and the new one (if any) and the audit
-    /// event written.
+    /// The presented token and its family as the statement read them, before its
+    /// writes; `None` when either is missing.
+    pub found: Option<RefreshInFamily>,
+    /// Whether the presented token was used, and the audit event written.
     pub used: bool,
-    /// Whether the family was still unrevoked.
-    pub live: bool,
+    /// Whether the next token was written (its family grants `offline_access`).
+    pub next: bool,
     /// The family's user as read, `None` when there is no such user in the scope.
     pub user: Option<super::UserRow>,
 }
 
-/// The refresh grant's writes on PostgreSQL in one statement: the family's user read
-/// (`user`, as [`redeem_code`] reads a code's), and only while that user is in the
-/// application's scope with the family's security stamp and the family is unrevoked,
-/// the presented token used (once: of two requests racing with one token, one uses it),
-/// the next token (`next`, if any) and the audit event inserted. The same reads and
-/// writes as the step-by-step transaction, which takes six round trips with `BEGIN` and
-/// `COMMIT`.
+/// The refresh grant on PostgreSQL in one statement: the presented token read with its
+/// family and the family's user, and only when every refusal the grant could give is
+/// ruled out on what it read (the token and its family the client's, the family
+/// unrevoked and neither expired, the asked scopes within the family's, the user in
+/// the application's scope with the family's security stamp), the token used (once: of
+/// two requests racing with one token, one uses it), the next token (for a family that
+/// grants `offline_access`) and the audit event inserted, each from the used token's
+/// family. The caller tells the refusals apart from what the statement answers, which
+/// is what it read; a refused grant leaves nothing written. The step-by-step way reads
+/// the token first, a round trip more (SQLite's, [`find_refresh`] and then the writer's
+/// transaction).
 pub async fn rotate_refresh(
     conn: &mut AnyConnection,
-    user: &ScopedUser<'_>,
-    token_hash: &str,
-    family_id: &str,
-    now: i64,
-    next: Option<&RefreshRow>,
+    grant: &RefreshGrant<'_>,
     audit: &super::NewAudit<'_>,
 ) -> Result<Rotated, sqlx::Error> {
     use sqlx::Row;
-    fn sql(next: bool) -> String {
-        let audit_from = 7;
-        let next_from = audit_from + super::AUDIT_COLUMNS.split(',').count();
-        let mut sql = format!(
-            "{}, \
-             live AS (SELECT 1 FROM oidc_token_families WHERE id = $4 AND revoked_at IS NULL), \
-             used AS (UPDATE oidc_refresh_tokens SET used_at = $5 WHERE token_hash = $6 AND family_id = $4 \
-               AND used_at IS NULL AND EXISTS (SELECT 1 FROM u WHERE u.security_stamp = $3) \
-               AND EXISTS (SELECT 1 FROM live) RETURNING 1), \
-             audit AS (INSERT INTO audit_events ({}) SELECT {} FROM used)",
-            ScopedUser::with_part(),
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let family: Vec<String> = FAMILY_COLUMNS.split(',').map(|c| format!("f.{c} AS f_{c}", c = c.trim())).collect();
+        format!(
+            "WITH t AS (SELECT {}, r.application_id AS refresh_application_id, r.expires_at AS refresh_expires_at, \
+               r.used_at AS refresh_used_at FROM oidc_refresh_tokens r \
+               JOIN oidc_token_families f ON f.id = r.family_id WHERE r.token_hash = $1), \
+             u AS (SELECT {} FROM users WHERE id = (SELECT f_user_id FROM t) AND scope_key = $2), \
+             used AS (UPDATE oidc_refresh_tokens SET used_at = $3 WHERE token_hash = $1 AND used_at IS NULL \
+               AND EXISTS (SELECT 1 FROM t JOIN u ON u.security_stamp = t.f_security_stamp \
+                 WHERE t.f_application_id = $4 AND t.refresh_application_id = $4 AND t.f_revoked_at IS NULL \
+                 AND t.f_expires_at > $3 AND t.refresh_expires_at > $3 \
+                 AND ($5::text IS NULL OR array_remove(string_to_array($5::text, ' '), '') \
+                   <@ string_to_array(t.f_scopes, ' '))) \
+               RETURNING family_id), \
+             audit AS (INSERT INTO audit_events ({}) SELECT $7, $3, t.f_user_id, $8, $9, $10, $11, \
+               json_build_object('grant_type', 'refresh_token', 'family', t.f_id)::text, $12 \
+               FROM used JOIN t ON t.f_id = used.family_id), \
+             next AS (INSERT INTO oidc_refresh_tokens ({REFRESH_COLUMNS}) \
+               SELECT $6, t.f_id, $4, $3, t.f_expires_at, NULL FROM used JOIN t ON t.f_id = used.family_id \
+               WHERE 'offline_access' = ANY (string_to_array(t.f_scopes, ' ')) RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM used) AS used, (SELECT COUNT(*) FROM next) AS next, t.*, u.* \
+             FROM (SELECT 1) AS one LEFT JOIN t ON true LEFT JOIN u ON true",
+            family.join(", "),
+            super::USER_COLUMNS,
             super::AUDIT_COLUMNS,
-            super::placeholders(audit_from, super::AUDIT_COLUMNS),
-        );
-        if next {
-            sql.push_str(&format!(
-                ", next AS (INSERT INTO oidc_refresh_tokens ({REFRESH_COLUMNS}) SELECT {} FROM used)",
-                super::placeholders(next_from, REFRESH_COLUMNS)
-            ));
-        }
-        sql.push_str(&ScopedUser::answer("(SELECT COUNT(*) FROM used) AS used, (SELECT COUNT(*) FROM live) AS live"));
-        sql
-    }
-    static WITH_NEXT: LazyLock<String> = LazyLock::new(|| sql(true));
-    static WITHOUT_NEXT: LazyLock<String> = LazyLock::new(|| sql(false));
-    let mut all = Vec::from(user.args());
-    all.extend(args![family_id, now, token_hash]);
-    all.extend(super::audit_args(audit));
-    let statement = match next {
-        Some(r) => {
-            all.extend(refresh_args(r));
-            WITH_NEXT.as_str()
-        }
-        None => WITHOUT_NEXT.as_str(),
-    };
+        )
+    });
+    // The event's actor and what it says come from the family the statement reads.
+    let [id, _, _, scope_key, action, target, before, _, address] = super::audit_args(audit);
+    let mut all = Vec::from(args![
+        grant.token_hash,
+        grant.scope_key,
+        grant.now,
+        grant.application_id,
+        grant.asked_scopes,
+        grant.next_hash
+    ]);
+    all.extend([id, scope_key, action, target, before, address]);
     let arguments = super::direct::sqlx_arguments(&all)?;
-    let row = sqlx::query_with(sqlx::AssertSqlSafe(statement), arguments).fetch_one(conn).await?;
+    let row = sqlx::query_with(sqlx::AssertSqlSafe(SQL.as_str()), arguments).fetch_one(conn).await?;
+    let found = match row.try_get::<Option<String>, _>("f_id")? {
+        None => None,
+        Some(id) => Some(RefreshInFamily {
+            family: FamilyRow {
+                id,
+                application_id: row.try_get("f_application_id")?,
+                grant_id: row.try_get("f_grant_id")?,
+                user_id: row.try_get("f_user_id")?,
+                scopes: row.try_get("f_scopes")?,
+                sid: row.try_get("f_sid")?,
+                auth_time: row.try_get("f_auth_time")?,
+                amr: row.try_get("f_amr")?,
+                acr: row.try_get("f_acr")?,
+                security_stamp: row.try_get("f_security_stamp")?,
+                created_at: row.try_get("f_created_at")?,
+                expires_at: row.try_get("f_expires_at")?,
+                revoked_at: row.try_get("f_revoked_at")?,
+                revoked_reason: row.try_get("f_revoked_reason")?,
+            },
+            refresh_application_id: row.try_get("refresh_application_id")?,
+            refresh_expires_at: row.try_get("refresh_expires_at")?,
+            refresh_used_at: row.try_get("refresh_used_at")?,
+        }),
+    };
     Ok(Rotated {
+        found,
         used: row.try_get::<i64, _>("used")? == 1,
-        live: row.try_get::<i64, _>("live")? == 1,
+        next: row.try_get::<i64, _>("next")? == 1,
         user: ScopedUser::of_row(&row)?,
     })
 }

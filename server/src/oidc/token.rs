@@ -435,39 +435,41 @@ async fn refresh_grant(
     let token =
         form.get("refresh_token").ok_or_else(|| OAuthError::bad("invalid_request", "refresh_token is missing"))?;
     let hash = auth::token_hash(token);
-    let found = odb::find_refresh(&state.db().pool, &hash)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
-    let family = found.family;
-    // The family's application as well as the token's: only the family's is held by a
-    // key that agrees with its grant (PostgreSQL's migration 0017).
-    if found.refresh_application_id != app.id || family.application_id != app.id {
-        return Err(OAuthError::invalid_grant("the refresh token was not issued to this client"));
-    }
-    if family.revoked_at.is_some() || family.expires_at <= now || found.refresh_expires_at <= now {
-        return Err(OAuthError::invalid_grant("the refresh token is no longer valid"));
-    }
-    if let Some(asked) = form.get("scope") {
-        let granted = super::split_scopes(&family.scopes);
-        if asked.split(' ').filter(|s| !s.is_empty()).any(|s| !granted.iter().any(|g| g == s)) {
-            return Err(OAuthError::bad("invalid_scope", "a refresh cannot widen the scopes"));
-        }
-    }
-    let next = refresh_for(app, &family, now);
-    let issued = json!({ "grant_type": "refresh_token", "family": family.id });
-    let rotated = match state.db().backend {
+    let asked = form.get("scope").map(String::as_str);
+    let (family, refresh, rotated) = match state.db().backend {
         // On PostgreSQL, where each statement is a round trip: one statement, which
-        // reads the user too.
+        // reads the token, its family and its user, and writes only where none of the
+        // refusals below applies to what it read.
         db::Backend::Postgres => {
-            let (app, family_row, row) = (app.clone(), family.clone(), next.as_ref().map(|(_, row)| row.clone()));
+            let next = auth::new_token();
+            let next_hash = auth::token_hash(&next);
+            let (client, presented, scopes) = (app.clone(), hash.clone(), asked.map(str::to_owned));
             let written = state
                 .db()
                 .write_one_touching(db::Touches::NothingKept, move |c| {
                     Box::pin(async move {
-                        let target = format!("application:{}", app.id);
-                        let event = issued_event(&app, &family_row, &target, now, issued);
-                        let user = family_user(&app, &family_row);
-                        odb::rotate_refresh(c, &user, &hash, &family_row.id, now, row.as_ref(), &event).await
+                        let target = format!("application:{}", client.id);
+                        let grant = odb::RefreshGrant {
+                            token_hash: &presented,
+                            application_id: &client.id,
+                            scope_key: &client.scope_key,
+                            asked_scopes: scopes.as_deref(),
+                            next_hash: &next_hash,
+                            target: &target,
+                            now,
+                        };
+                        // Its actor and what it says are the family's, which the
+                        // statement reads.
+                        let event = db::NewAudit {
+                            at: now,
+                            actor_user_id: None,
+                            scope_key: &client.scope_key,
+                            action: "oidc.token_issued",
+                            target: &target,
+                            before: None,
+                            after: None,
+                        };
+                        odb::rotate_refresh(c, &grant, &event).await
                     })
                 })
                 .await
@@ -479,21 +481,28 @@ async fn refresh_grant(
                     }
                     e => AppError::from(e).into(),
                 })?;
-            match written.user {
+            let found = written.found.ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
+            refuse_refresh(app, &found, asked, now)?;
+            let rotated = match written.user {
                 None => return Err(no_such_user()),
-                Some(user) if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) => {
+                Some(user) if !auth::stamps_equal(&found.family.security_stamp, &user.security_stamp) => {
                     Rotation::StampChanged
-                }
-                Some(_) if !written.live => {
-                    return Err(OAuthError::invalid_grant("the refresh token is no longer valid"));
                 }
                 Some(user) if written.used => Rotation::Rotated(Box::new(user)),
                 Some(_) => Rotation::Reused,
-            }
+            };
+            (found.family, written.next.then_some(next), rotated)
         }
         db::Backend::Sqlite => {
+            let found = odb::find_refresh(&state.db().pool, &hash)
+                .await?
+                .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
+            refuse_refresh(app, &found, asked, now)?;
+            let family = found.family;
+            let next = refresh_for(app, &family, now);
+            let issued = json!({ "grant_type": "refresh_token", "family": family.id });
             let user = same_scope_user(state, app, &family.user_id).await?;
-            if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
+            let rotated = if !auth::stamps_equal(&family.security_stamp, &user.security_stamp) {
                 Rotation::StampChanged
             } else if found.refresh_used_at.is_some() {
                 Rotation::Reused
@@ -523,7 +532,8 @@ async fn refresh_grant(
                     Ok(false) => Rotation::Reused,
                     Err(e) => return Err(AppError::from(e).into()),
                 }
-            }
+            };
+            (family, next.map(|(token, _)| token), rotated)
         }
     };
     let user = match rotated {
@@ -556,8 +566,34 @@ async fn refresh_grant(
             return Err(OAuthError::invalid_grant("the refresh token was already used; its family is revoked"));
         }
     };
-    let refresh = next.map(|(token, _)| token);
     Ok(tokens(state, issuer, app, &user, &family, None, refresh).await?)
+}
+
+/// The refusals of a refresh grant that depend on the presented token and its family
+/// alone, in the order they are answered: another client's token, a family revoked or
+/// expired (or the token), scopes beyond the family's.
+fn refuse_refresh(
+    app: &ApplicationRow,
+    found: &odb::RefreshInFamily,
+    asked: Option<&str>,
+    now: i64,
+) -> OAuthResult<()> {
+    let family = &found.family;
+    // The family's application as well as the token's: only the family's is held by a
+    // key that agrees with its grant (PostgreSQL's migration 0017).
+    if found.refresh_application_id != app.id || family.application_id != app.id {
+        return Err(OAuthError::invalid_grant("the refresh token was not issued to this client"));
+    }
+    if family.revoked_at.is_some() || family.expires_at <= now || found.refresh_expires_at <= now {
+        return Err(OAuthError::invalid_grant("the refresh token is no longer valid"));
+    }
+    if let Some(asked) = asked {
+        let granted = super::split_scopes(&family.scopes);
+        if asked.split(' ').filter(|s| !s.is_empty()).any(|s| !granted.iter().any(|g| g == s)) {
+            return Err(OAuthError::bad("invalid_scope", "a refresh cannot widen the scopes"));
+        }
+    }
+    Ok(())
 }
 
 /// The access token (a JWT, `typ` `at+jwt`, naming its family) and the ID token.

@@ -812,6 +812,56 @@ async fn a_refresh_token_used_by_racers_at_once_gives_tokens_once() {
 }
 
 #[tokio::test]
+async fn a_refused_refresh_writes_nothing_and_a_granted_one_is_audited_as_its_familys() {
+    let app = TestApp::spawn_with(crate::helpers::Options { manual_clock: true, ..Default::default() }).await;
+    app.sign_in_admin().await;
+    let s = setup_on(app, false, json!({})).await;
+    let (_, parts) = offline_code(&s).await;
+    let (status, first) = raw_token(&s, &code_form(&s, &parts)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let refresh = first["refresh_token"].as_str().expect("offline_access gives a refresh token");
+    let with_scope = |scope: &'static str| {
+        let mut form = refresh_form(&s, refresh).to_vec();
+        form.push(("scope", scope));
+        form
+    };
+    // Wider than the grant: refused, and the token neither used nor followed by another.
+    for wider in ["openid offline_access email", "profile", "openid  unknown"] {
+        let (status, body) = raw_token(&s, &with_scope(wider)).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")), "{wider}");
+    }
+    assert_eq!(rows_of_the_application(&s).await, [1, 1, 1], "a refused refresh wrote a token");
+    assert_eq!(tokens_issued(&s.app.audit("").await), 1, "a refused refresh was audited as tokens issued");
+    // Within the grant (the same scopes, spaced as a client may): granted, once.
+    let (status, body) = raw_token(&s, &with_scope(" offline_access  openid ")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let next = body["refresh_token"].as_str().expect("a rotated refresh token");
+    assert_ne!(next, refresh);
+    assert_eq!(rows_of_the_application(&s).await, [1, 1, 2]);
+    let events = s.app.audit("").await;
+    let issued: Vec<&Value> = events.iter().filter(|e| e["action"] == "oidc.token_issued").collect();
+    assert_eq!(issued.len(), 2);
+    // Newest first: the refresh's event names the family's user and the family.
+    let (refreshed, exchanged) = (issued[0], issued[1]);
+    assert_eq!(refreshed["actor_user_id"], json!(alice_id(&s).await), "{refreshed}");
+    assert_eq!(refreshed["after"]["grant_type"], "refresh_token", "{refreshed}");
+    assert_eq!(refreshed["after"]["family"], exchanged["after"]["family"], "{refreshed} {exchanged}");
+    assert_eq!(refreshed["target"], exchanged["target"]);
+    // Past the family's end: refused as no longer valid, and nothing written either
+    // (the rows counted in the database: the admin's session has ended by then).
+    crate::flows::advance_days(&s.app, 31);
+    let (status, body) = raw_token(&s, &refresh_form(&s, next)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    assert_eq!(rows_of_the_application(&s).await, [1, 1, 2]);
+    let pool = &s.app.running.state.db().pool;
+    let (events,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'oidc.token_issued'")
+        .fetch_one(pool)
+        .await
+        .expect("a count");
+    assert_eq!(events, 2);
+}
+
+#[tokio::test]
 async fn refreshes_racing_the_revocation_of_their_grant_leave_nothing_of_it_alive() {
     let s = setup(false, json!({})).await;
     let browser = Browser::new(&s.app);

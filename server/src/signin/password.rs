@@ -35,18 +35,13 @@ pub struct Named {
 /// the input cannot: the password step and the password reset request answer unknown
 /// tenants and users after the same work as known ones.
 pub async fn find_named(state: &AppState, tenant_name: Option<&str>, username: &str) -> AppResult<Named> {
-    let (scope, suspended) = match tenant_name {
-        None => (Some(HOST_SCOPE.to_owned()), false),
-        Some(name) => match state.db().tenant_by_name(name).await? {
-            Some(t) => (Some(t.id), t.suspended_at.is_some()),
-            None => (None, false),
-        },
-    };
     let name = Username::parse(username).ok();
-    let user = state
-        .db()
-        .user_by_name(scope.as_deref().unwrap_or(NO_SCOPE), name.as_ref().map_or(NO_USER, |n| n.key()))
-        .await?;
+    let (tenant, user) = state.db().named(tenant_name, NO_SCOPE, name.as_ref().map_or(NO_USER, |n| n.key())).await?;
+    let (scope, suspended) = match (tenant, tenant_name) {
+        (_, None) => (Some(HOST_SCOPE.to_owned()), false),
+        (Some(t), Some(_)) => (Some(t.id), t.suspended_at.is_some()),
+        (None, Some(_)) => (None, false),
+    };
     Ok(Named { scope, suspended, user })
 }
 

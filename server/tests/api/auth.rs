@@ -138,6 +138,17 @@ async fn users_sign_in_only_in_their_own_scope() {
         .sign_in(Some("acme"), ADMIN_USERNAME, ADMIN_PASSWORD)
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    // A tenant that does not exist is no way into the host's scope, nor any tenant's.
+    for (tenant, user, password) in [("no-such-tenant", "hank", PASSWORD), ("no-such-tenant", "alice", PASSWORD)] {
+        app.new_client()
+            .sign_in(Some(tenant), user, password)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    app.new_client()
+        .sign_in(Some("no-such-tenant"), ADMIN_USERNAME, ADMIN_PASSWORD)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
 }
 
 #[tokio::test]

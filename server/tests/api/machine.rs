@@ -415,6 +415,13 @@ async fn a_wrong_password_and_an_unknown_user_cost_the_same_writes() {
         .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     let events = app.audit("").await;
     assert_eq!(count(&events, "sign_in.failed"), 3, "one audit write per failure, known user or not: {events:?}");
+    // Each in the scope that was named: the tenant's for its user and for a name it does
+    // not know, the host's for a tenant that does not exist.
+    let failed: Vec<&Value> = events.iter().filter(|e| e["action"] == "sign_in.failed").collect();
+    let in_tenant = |e: &Value| e["tenant_id"] == json!(t.id);
+    assert_eq!(failed.iter().filter(|e| in_tenant(e)).count(), 2, "{failed:?}");
+    assert!(failed.iter().any(|e| in_tenant(e) && e["after"]["username"] == "nobody"), "{failed:?}");
+    assert!(failed.iter().any(|e| e["tenant_id"].is_null() && e["after"]["username"] == "alice"), "{failed:?}");
 }
 
 #[tokio::test]

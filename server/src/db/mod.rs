@@ -691,7 +691,7 @@ impl Db {
         unknown_scope: &str,
         username_key: &str,
     ) -> anyhow::Result<(Option<TenantRow>, Option<UserRow>)> {
-        if self.lookups.is_some() || self.backend == Backend::Sqlite {
+        if self.backend == Backend::Sqlite {
             let tenant = match tenant_name {
                 Some(name) => self.tenant_by_name(name).await?,
                 None => None,

@@ -630,8 +630,7 @@ pub async fn find_refresh(pool: &AnyPool, token_hash: &str) -> Result<Option<Ref
 }
 
 /// A refresh grant as [`rotate_refresh`] writes it: the presented token, the client
-/// presenting it, the scopes it asks for (if it names any), the next token's hash and the
-/// audit event's target.
+/// presenting it, the scopes it asks for (if it names any) and the next token's hash.
 #[derive(Debug)]
 pub struct RefreshGrant<'a> {
     pub token_hash: &'a str,
@@ -639,7 +638,6 @@ pub struct RefreshGrant<'a> {
     pub scope_key: &'a str,
     pub asked_scopes: Option<&'a str>,
     pub next_hash: &'a str,
-    pub target: &'a str,
     pub now: i64,
 }
 

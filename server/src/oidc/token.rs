@@ -455,7 +455,6 @@ async fn refresh_grant(
                             scope_key: &client.scope_key,
                             asked_scopes: scopes.as_deref(),
                             next_hash: &next_hash,
-                            target: &target,
                             now,
                         };
                         // Its actor and what it says are the family's, which the

@@ -39,8 +39,6 @@ struct Inner {
     config: Config,
     db: Db,
     cache: PolicyCache,
-    /// Pending sign-ins this node opened (`signin::opened`).
-    opened: crate::signin::OpenedSignIns,
     authz: RwLock<Authorizer>,
     clock: Arc<dyn Clock>,
     dummy_hash: String,
@@ -68,11 +66,6 @@ impl AppState {
 
     pub fn cache(&self) -> &PolicyCache {
         &self.inner.cache
-    }
-
-    /// The pending sign-ins this node opened, kept for their verification.
-    pub fn opened(&self) -> &crate::signin::OpenedSignIns {
-        &self.inner.opened
     }
 
     pub fn now(&self) -> i64 {
@@ -162,7 +155,6 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     let dummy_hash = auth::hash_password(auth::new_token()).await?;
     let pending = Duration::from_secs(u64::from(config.pending_sign_in_minutes) * 60);
     let cache = PolicyCache::new(Duration::from_secs(config.cache_ttl_seconds), pending);
-    let opened = crate::signin::OpenedSignIns::new(pending);
     let keys = Keys::from_config(&config)?;
     let senders = Senders::from_config(&config)?;
     let passwords = PasswordLimits::from_config(&config);
@@ -173,7 +165,6 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
             config,
             db,
             cache,
-            opened,
             authz: RwLock::new(authz),
             clock,
             dummy_hash,

@@ -64,7 +64,7 @@ pub async fn request(state: &AppState, req: PasswordResetRequest, address: std::
     state.limits().by_account(Class::SendCode, &typed_key, now)?;
 
     // The same lookups for every request, as at the password step.
-    let Named { scope, suspended, user } = find_named(state, tenant_name.as_deref(), &req.username).await?;
+    let Named { scope, suspended, user, .. } = find_named(state, tenant_name.as_deref(), &req.username).await?;
     let eligible =
         user.filter(|u| !suspended && u.deactivated_at.is_none() && u.email_confirmed != 0 && u.email.is_some());
 

@@ -71,6 +71,10 @@ const INFO_SEAL: &[u8] = b"twofold/v1/sealed-value";
 /// Bytes of the key id (shown as hex): enough to tell a handful of keys apart, and
 /// an HKDF output, so it reveals nothing about the key.
 const KEY_ID_LEN: usize = 4;
+/// The purpose [`Keys::step_tag`] hashes under, which no one-time code's hash uses.
+const STEP_TAG_PURPOSE: &str = "sign-in-step";
+/// The bytes of a [`Keys::step_tag`].
+pub const STEP_TAG_BYTES: usize = 16;
 
 /// Operators paste keys from `openssl rand -base64 32` (standard, padded) or from
 /// URL-safe tools that drop the padding; both are accepted.
@@ -349,6 +353,18 @@ impl Keys {
             // so the time does not tell which one matched.
             None => self.sets.iter().fold(false, |found, key| matches(key, stored) | found),
         }
+    }
+
+    /// The keyed tag of `code` at time step `step` of the pending sign-in `binding` (its
+    /// token hash), under the current key: 16 bytes of [`Keys::code_hash`]'s HMAC, in
+    /// lowercase hex. The password step stores one for each step of the sign-in's life,
+    /// and a verification sends those of the typed code, so the database can tell which
+    /// step a code matches while holding neither the secret nor any code
+    /// (`signin::opened`). Sixteen bytes: a guess is a code, not a tag, so the tag's
+    /// length only has to make a coincidence between two codes' tags impossible.
+    pub fn step_tag(&self, binding: &str, step: i64, code: &str) -> String {
+        let mac = code_mac(self.current(), STEP_TAG_PURPOSE, &format!("{binding}:{step}"), code);
+        hex(&mac[..STEP_TAG_BYTES])
     }
 
     /// Whether a stored code hash was made under the current key.

@@ -112,6 +112,26 @@ pub fn code_at(secret: &[u8], unix_secs: u64) -> String {
     generator(secret, Algorithm::SHA1, DIGITS as u8).generate(unix_secs).to_string()
 }
 
+/// The codes of `count` time steps from `first` on, for the tags a pending sign-in
+/// stores (`signin::opened`); none for a secret [`verify`] would refuse.
+pub fn codes_of_steps(secret: &[u8], first: u64, count: u64) -> Vec<Zeroizing<String>> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Vec::new();
+    }
+    let totp = generator(secret, Algorithm::SHA1, DIGITS as u8);
+    (first..first.saturating_add(count))
+        .map_while(|step| step.checked_mul(STEP_SECONDS))
+        .map(|at| Zeroizing::new(totp.generate(at).to_string()))
+        .collect()
+}
+
+/// The typed `code` as [`verify`] compares it: spaces left out, and `None` for anything
+/// but exactly six ASCII digits.
+pub fn typed_code(code: &str) -> Option<Zeroizing<String>> {
+    let code: Zeroizing<String> = Zeroizing::new(code.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    (code.len() == DIGITS && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
+}
+
 /// Checks `code` at time `now_unix_secs` and returns the matched time step.
 ///
 /// Spaces are ignored; anything but exactly six ASCII digits is refused. The steps

@@ -545,6 +545,56 @@ mod multinode {
         d.assert_running();
     }
 
+    /// `signin::opened`: a pending sign-in keeps what any node needs to verify its
+    /// authenticator code in one statement, so the node that did not open it does so
+    /// too. Its metrics count a wrong and a right code there (and the other node's
+    /// none); a step already used goes the general way, which answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_sign_in_opened_on_one_node_is_verified_on_the_other_in_one_statement() {
+        let mut d = Deployment::start_with(false, &[("TWOFOLD_METRICS_BIND", "127.0.0.1:0")]);
+        let (a, b) = (d.a.url().to_owned(), d.b.url().to_owned());
+        let metrics = |node: &mut Node| {
+            let line = node.wait_for_log("twofold listening", 1, Duration::from_secs(1));
+            let v: Value = serde_json::from_str(&line).unwrap();
+            format!("http://{}/metrics", v["fields"]["metrics_addr"].as_str().expect("metrics_addr"))
+        };
+        let (metrics_a, metrics_b) = (metrics(&mut d.a), metrics(&mut d.b));
+        let one_statement = async |url: &str| -> f64 {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("twofold_one_statement_verifications_total "))
+                .map_or(0.0, |v| v.trim().parse().unwrap())
+        };
+        let admin = Person::new();
+        admin.sign_in_admin(&a).await;
+        let acme = admin.create_tenant(&a, "acme").await;
+        admin.set_feature(&a, &acme, "forced").await;
+        admin.create_user(&a, Some(&acme), "olga").await;
+        let olga = Person::new();
+        olga.sign_in_as(&a, Some("acme"), "olga", "requires_enrollment").await;
+        let secret = olga.enrol_authenticator(&a).await;
+        let (before_a, before_b) = (one_statement(&metrics_a).await, one_statement(&metrics_b).await);
+
+        let olga = Person::new();
+        olga.sign_in_as(&a, Some("acme"), "olga", "requires_two_factor").await;
+        let r = olga.verify(&b, "authenticator", &wrong_totp(&secret), false).await;
+        r.assert_error(StatusCode::UNAUTHORIZED, "invalid_code");
+        assert_eq!(r.body["attempts_left"], 4, "{}", r.body);
+        let code = totp(&secret, 1);
+        assert_eq!(olga.verify(&b, "authenticator", &code, false).await.ok()["status"], "signed_in");
+        olga.get(&a, "/api/auth/me").await.ok();
+        assert_eq!(one_statement(&metrics_b).await - before_b, 2.0);
+        assert_eq!(one_statement(&metrics_a).await - before_a, 0.0);
+
+        // The same step by another sign-in: the statement refuses, the general way answers.
+        let again = Person::new();
+        again.sign_in_as(&a, Some("acme"), "olga", "requires_two_factor").await;
+        again.verify(&b, "authenticator", &code, false).await.assert_error(StatusCode::UNAUTHORIZED, "invalid_code");
+        assert_eq!(one_statement(&metrics_b).await - before_b, 2.0);
+
+        d.assert_running();
+    }
+
     /// What a request answered while the database was down.
     fn assert_unavailable(r: &Resp, what: &str) {
         assert_eq!(

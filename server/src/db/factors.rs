@@ -51,24 +51,32 @@ fn attempt_args(a: &NewAttempt<'_>) -> [super::direct::Arg; 7] {
     super::direct::args![a.token_hash, a.id, a.user_id, a.stage, a.security_stamp, a.created_at, a.expires_at]
 }
 
-/// [`insert_attempt`] that also reads the user's confirmed authenticator, in the same
-/// statement (PostgreSQL): what the node that opens a sign-in keeps to check its code
-/// (`signin::opened`) without a round trip. It may stand at any time step; the
-/// verification's statement consumes one only past the stored one.
-pub async fn insert_attempt_reading_authenticator(
+/// What lets any node verify an authenticator code of a pending sign-in in one
+/// statement (PostgreSQL, `signin::opened`): the keyed tags of the codes of each time
+/// step of the sign-in's life, from step `from` on, the key's id, and the SHA-256 of
+/// the stored secret they were computed from.
+#[derive(Debug, Clone)]
+pub struct StepTags {
+    pub tags: String,
+    pub from: i64,
+    pub key: String,
+    pub secret: String,
+}
+
+/// [`insert_attempt`] with the tags that let any node verify its code in one statement
+/// (PostgreSQL only: SQLite's verification runs in the server's own process).
+pub async fn insert_tagged_attempt(
     conn: &mut AnyConnection,
     a: &NewAttempt<'_>,
-) -> Result<Option<AuthenticatorRow>, sqlx::Error> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "WITH opened AS ({INSERT_ATTEMPT_SQL} RETURNING user_id) \
-             SELECT au.secret_enc, au.confirmed, au.last_used_step FROM opened \
-             JOIN authenticators au ON au.user_id = opened.user_id AND au.confirmed = 1"
-        )
-    });
-    sqlx::query_as_with(sqlx::AssertSqlSafe(SQL.as_str()), super::direct::sqlx_arguments(&attempt_args(a))?)
-        .fetch_optional(conn)
-        .await
+    tags: &StepTags,
+) -> Result<(), sqlx::Error> {
+    const SQL: &str = "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, \
+         expires_at, code_tags, code_tags_from, code_tags_key, code_secret) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    let mut args = Vec::from(attempt_args(a));
+    args.extend(super::direct::args![tags.tags.as_str(), tags.from, tags.key.as_str(), tags.secret.as_str()]);
+    sqlx::query_with(SQL, super::direct::sqlx_arguments(&args)?).execute(conn).await?;
+    Ok(())
 }
 
 /// The statement of [`find_attempt`].

@@ -502,10 +502,7 @@ impl Db {
     /// Runs [`verify_opened`] alone on a connection of the hot pool, as
     /// [`Db::complete_sign_in_alone`] runs its statement. It changes only rows of its
     /// user, and only when it answers with them.
-    pub async fn verify_opened_alone(
-        &self,
-        v: &VerifyOpened<'_>,
-    ) -> Result<Option<(UserRow, Description)>, sqlx::Error> {
+    pub async fn verify_opened_alone(&self, v: &VerifyOpened<'_>) -> Result<Option<Verified>, sqlx::Error> {
         let written = on_hot!(self, conn => verify_opened(conn, v))?;
         if written.is_some() {
             self.stamps.committed([Touches::activity_of(v.sign_in.user_id)]);
@@ -683,14 +680,16 @@ impl Db {
     /// The tenant named `tenant_name` (`None`: the host) and the user `username_key` in
     /// its scope, or in `unknown_scope` when no tenant has that name: the password
     /// step's two lookups. On PostgreSQL they are one statement (a round trip fewer
-    /// for every password typed); SQLite's direct reads are two calls into the same
-    /// process. Every input takes the same work either way.
+    /// for every password typed), which also reads the user's confirmed
+    /// authenticator's secret as stored, for the tags a pending sign-in keeps
+    /// (`signin::opened`); SQLite's direct reads are two calls into the same process,
+    /// and its pending sign-ins keep no tags. Every input takes the same work either way.
     pub async fn named(
         &self,
         tenant_name: Option<&str>,
         unknown_scope: &str,
         username_key: &str,
-    ) -> anyhow::Result<(Option<TenantRow>, Option<UserRow>)> {
+    ) -> anyhow::Result<Named> {
         if self.backend == Backend::Sqlite {
             let tenant = match tenant_name {
                 Some(name) => self.tenant_by_name(name).await?,
@@ -702,7 +701,7 @@ impl Db {
                 (None, None) => HOST_SCOPE,
             };
             let user = self.user_by_name(scope, username_key).await?;
-            return Ok((tenant, user));
+            return Ok(Named { tenant, user, authenticator: None });
         }
         let scope = if tenant_name.is_some() { unknown_scope } else { HOST_SCOPE };
         Ok(on_hot!(self, conn => find_named(conn, tenant_name, scope, username_key))?)
@@ -1194,23 +1193,34 @@ where
         .await
 }
 
-/// [`Db::named`]'s statement: the tenant by name (none when `tenant_name` is `None`)
-/// and the user by name in that tenant's scope, or in `scope_key` when there is no such
-/// tenant.
+/// What [`Db::named`] found.
+#[derive(Debug)]
+pub struct Named {
+    pub tenant: Option<TenantRow>,
+    pub user: Option<UserRow>,
+    /// The user's confirmed authenticator's secret, as stored (PostgreSQL only).
+    pub authenticator: Option<String>,
+}
+
+/// [`Db::named`]'s statement: the tenant by name (none when `tenant_name` is `None`),
+/// the user by name in that tenant's scope, or in `scope_key` when there is no such
+/// tenant, and the user's confirmed authenticator's secret.
 async fn find_named(
     conn: &mut sqlx::AnyConnection,
     tenant_name: Option<&str>,
     scope_key: &str,
     username_key: &str,
-) -> Result<(Option<TenantRow>, Option<UserRow>), sqlx::Error> {
+) -> Result<Named, sqlx::Error> {
     use sqlx::Row;
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let tenant: Vec<String> =
             TENANT_COLUMNS.split(',').map(|c| format!("t.{c} AS named_tenant_{c}", c = c.trim())).collect();
         let user: Vec<String> = USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
         format!(
-            "SELECT {}, {} FROM (SELECT 1) AS one LEFT JOIN tenants t ON t.name = $1 \
-             LEFT JOIN users u ON u.scope_key = COALESCE(t.id, $2) AND u.username_key = $3",
+            "SELECT {}, {}, au.secret_enc AS named_secret_enc FROM (SELECT 1) AS one \
+             LEFT JOIN tenants t ON t.name = $1 \
+             LEFT JOIN users u ON u.scope_key = COALESCE(t.id, $2) AND u.username_key = $3 \
+             LEFT JOIN authenticators au ON au.user_id = u.id AND au.confirmed = 1",
             tenant.join(", "),
             user.join(", ")
         )
@@ -1238,7 +1248,7 @@ async fn find_named(
         None => None,
         Some(_) => Some(<UserRow as sqlx::FromRow<_>>::from_row(&row)?),
     };
-    Ok((tenant, user))
+    Ok(Named { tenant, user, authenticator: row.try_get("named_secret_enc")? })
 }
 
 pub async fn list_users(
@@ -1451,6 +1461,7 @@ fn complete_sign_in_sql(consume: &str) -> String {
             "CASE WHEN (SELECT COUNT(*) FROM attempt) = 0 THEN '{ATTEMPT_TAKEN}' \
              WHEN (SELECT COUNT(*) FROM spent) = 0 THEN '{FACTOR_TAKEN}' ELSE '{USER_GONE}' END"
         ),
+        "",
     );
     format!(
         "WITH attempt AS (UPDATE sign_in_attempts SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL \
@@ -1469,8 +1480,9 @@ fn complete_sign_in_sql(consume: &str) -> String {
 /// (an expression giving the step that refused), which undoes every write before it.
 /// A browser to remember (`$14`, null for none) is inserted with the session: on
 /// PostgreSQL that saves the transaction two statements would need, three round trips.
+/// `extra_columns` (each after a comma) follow the user's in the answer.
 /// Its parameters are [`COMPLETE_SIGN_IN_SQL`]'s first seventeen.
-fn sign_in_tail(mint: &str, refusal: &str) -> String {
+fn sign_in_tail(mint: &str, refusal: &str, extra_columns: &str) -> String {
     format!(
         "browser AS (INSERT INTO remembered_browsers (id, token_hash, user_id, security_stamp, created_at, \
          last_used_at, expires_at, user_agent, strength) \
@@ -1483,7 +1495,7 @@ fn sign_in_tail(mint: &str, refusal: &str) -> String {
          audit AS (INSERT INTO audit_events ({AUDIT_COLUMNS}) \
          SELECT $11, $1, id, scope_key, 'sign_in.succeeded', 'user:' || id, NULL, $12, $13 FROM signed WHERE {mint}) \
          SELECT CASE WHEN (SELECT COUNT(*) FROM signed) = 1 THEN 0 ELSE twofold_refuse({refusal}) END AS refused, \
-         signed.*, \
+         signed.*{extra_columns}, \
          (SELECT json_agg(json_build_array(r.role, r.scope_key) ORDER BY r.role, r.scope_key)::text \
          FROM role_assignments r WHERE r.user_id = $4) AS roles_json, \
          t.name AS described_tenant_name, t.display_name AS described_tenant_display_name \
@@ -1494,19 +1506,28 @@ fn sign_in_tail(mint: &str, refusal: &str) -> String {
 /// What [`verify_opened`]'s statement raises when it counted nothing.
 const NOT_COUNTED: &str = "not_counted";
 
+/// How many time steps a verification sends tags for: the current one and
+/// [`crate::totp::SKEW_STEPS`] on each side, as [`crate::totp::verify`] tries them.
+pub const TAGGED_STEPS: i64 = 2 * crate::totp::SKEW_STEPS as i64 + 1;
+
 /// [`verify_opened`]'s statement. Its parameters are [`complete_sign_in`]'s first
-/// seventeen (`$2` the pending sign-in's token hash instead of its id), then the
-/// authenticator's secret as the node that opened the sign-in read it (`$18`), the
-/// time step a right code matched or null for a wrong code (`$19`), and the lockout's
-/// limits (`$20`, `$21`, as `factors::reserve_attempt` takes them).
+/// seventeen (`$2` the pending sign-in's token hash instead of its id), then the first
+/// of the [`TAGGED_STEPS`] time steps the typed code is tried at (`$18`), the code's
+/// tags at each of them in that order (`$19`, [`crate::secrets::Keys::step_tag`]), the
+/// id of the key they were made under (`$20`), and the lockout's limits (`$21`, `$22`,
+/// as `factors::reserve_attempt` takes them).
 ///
 /// - `open`: the pending sign-in still open at the second factor, of the user's current
-///   security stamp, the user neither locked nor at the limit, the authenticator the
-///   one the code was checked against. A snapshot read, to refuse early; the user's
-///   row is checked again below under its lock.
+///   security stamp, the user neither locked nor at the limit, tags stored under the
+///   same key for every step tried, and the authenticator the one they were computed
+///   from. A snapshot read, to refuse early; the user's row is checked again below
+///   under its lock.
+/// - `matched`: the latest step tried whose stored tag is the typed code's, or none for
+///   a wrong code. Tags are compared as the database compares text: without the key
+///   nobody can make a tag, so the time a comparison takes tells nothing.
 /// - `attempt`, `spent` (right codes only): the attempt completed and the time step
-///   consumed, in the order of [`complete_sign_in_sql`], so that both statements take
-///   the rows' locks in the same order.
+///   consumed (only past the stored one), in the order of [`complete_sign_in_sql`], so
+///   that both statements take the rows' locks in the same order.
 /// - `signed`: the user's row, updated once (PostgreSQL applies only one of two
 ///   changes that one statement's parts make to a row): the attempt counted
 ///   (`factors::reserve_counts`) for a wrong code, the counts reset and the sign-in
@@ -1514,76 +1535,106 @@ const NOT_COUNTED: &str = "not_counted";
 ///   checks again on the row as it is once any other writer of it has committed.
 /// - A wrong code's count does not wait for the write-ahead log's sync, as
 ///   `groups::PENDING_RESERVING_SQL`'s does not; a right code's sign-in does.
+///
+/// The answer adds `minted` (1 for a right code's sign-in) and the attempt's id.
 static VERIFY_OPENED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let reserve_allowed = "(u.locked_until IS NULL OR u.locked_until <= $1) AND u.second_factor_failures < $20 \
-         AND u.consecutive_failures < $21";
-    let tail = sign_in_tail("$19::bigint IS NOT NULL", &format!("'{NOT_COUNTED}'"));
+    let reserve_allowed = "(u.locked_until IS NULL OR u.locked_until <= $1) AND u.second_factor_failures < $21 \
+         AND u.consecutive_failures < $22";
+    let right = "(SELECT step FROM matched) IS NOT NULL";
+    let digest = "encode(sha256(convert_to(au.secret_enc, 'UTF8')), 'hex')";
+    let tail = sign_in_tail(
+        right,
+        &format!("'{NOT_COUNTED}'"),
+        &format!(", CASE WHEN {right} THEN 1 ELSE 0 END AS minted, (SELECT id FROM open) AS opened_attempt"),
+    );
+    let last = TAGGED_STEPS - 1;
     format!(
-        "WITH unsynced AS MATERIALIZED (SELECT set_config('synchronous_commit', \
-         CASE WHEN $19::bigint IS NULL THEN 'off' ELSE current_setting('synchronous_commit') END, true) AS setting), \
-         open AS MATERIALIZED (SELECT a.id, a.security_stamp FROM sign_in_attempts a JOIN users u ON u.id = a.user_id \
+        "WITH open AS MATERIALIZED (SELECT a.id, a.security_stamp, a.code_tags, a.code_tags_from, a.code_secret \
+         FROM sign_in_attempts a JOIN users u ON u.id = a.user_id \
          WHERE a.token_hash = $2 AND a.user_id = $4 AND a.stage = 'second_factor' AND a.completed_at IS NULL \
          AND a.expires_at > $1 AND a.security_stamp = u.security_stamp AND {reserve_allowed} \
-         AND EXISTS (SELECT 1 FROM authenticators au WHERE au.user_id = u.id AND au.secret_enc = $18 \
-         AND au.confirmed = 1)), \
-         attempt AS (UPDATE sign_in_attempts SET completed_at = $1 WHERE $19::bigint IS NOT NULL \
+         AND a.code_tags_key = $20 AND $18::bigint >= a.code_tags_from \
+         AND $18::bigint + {last} < a.code_tags_from + length(a.code_tags) / 32 \
+         AND EXISTS (SELECT 1 FROM authenticators au WHERE au.user_id = u.id AND au.confirmed = 1 \
+         AND {digest} = a.code_secret)), \
+         matched AS MATERIALIZED (SELECT max($18::bigint + k) AS step FROM open, generate_series(0, {last}) AS k \
+         WHERE substr(open.code_tags, (($18::bigint + k - open.code_tags_from) * 32 + 1)::int, 32) \
+         = substr($19::text, (k * 32 + 1)::int, 32)), \
+         unsynced AS MATERIALIZED (SELECT set_config('synchronous_commit', \
+         CASE WHEN {right} THEN current_setting('synchronous_commit') ELSE 'off' END, true) AS setting), \
+         attempt AS (UPDATE sign_in_attempts SET completed_at = $1 WHERE {right} \
          AND id = (SELECT id FROM open) AND completed_at IS NULL RETURNING id), \
-         spent AS (UPDATE authenticators SET last_used_step = $19 WHERE user_id = $4 AND secret_enc = $18 \
-         AND last_used_step < $19 AND EXISTS (SELECT 1 FROM attempt) RETURNING 1), \
+         spent AS (UPDATE authenticators au SET last_used_step = (SELECT step FROM matched) WHERE au.user_id = $4 \
+         AND au.confirmed = 1 AND {digest} = (SELECT code_secret FROM open) \
+         AND au.last_used_step < (SELECT step FROM matched) AND EXISTS (SELECT 1 FROM attempt) RETURNING 1), \
          signed AS (UPDATE users u SET \
-         second_factor_failures = CASE WHEN $19::bigint IS NULL THEN u.second_factor_failures + 1 ELSE 0 END, \
-         consecutive_failures = CASE WHEN $19::bigint IS NULL THEN u.consecutive_failures + 1 ELSE 0 END, \
-         lockouts = CASE WHEN $19::bigint IS NULL THEN u.lockouts ELSE 0 END, \
-         locked_until = CASE WHEN $19::bigint IS NULL THEN u.locked_until ELSE NULL END, \
-         last_sign_in_at = CASE WHEN $19::bigint IS NULL THEN u.last_sign_in_at ELSE $1 END, \
-         last_sign_in_methods = CASE WHEN $19::bigint IS NULL THEN u.last_sign_in_methods ELSE $3 END \
-         FROM open, unsynced WHERE unsynced.setting IS NOT NULL AND u.id = $4 \
+         second_factor_failures = CASE WHEN m.step IS NULL THEN u.second_factor_failures + 1 ELSE 0 END, \
+         consecutive_failures = CASE WHEN m.step IS NULL THEN u.consecutive_failures + 1 ELSE 0 END, \
+         lockouts = CASE WHEN m.step IS NULL THEN u.lockouts ELSE 0 END, \
+         locked_until = CASE WHEN m.step IS NULL THEN u.locked_until ELSE NULL END, \
+         last_sign_in_at = CASE WHEN m.step IS NULL THEN u.last_sign_in_at ELSE $1 END, \
+         last_sign_in_methods = CASE WHEN m.step IS NULL THEN u.last_sign_in_methods ELSE $3 END \
+         FROM open, matched m, unsynced WHERE unsynced.setting IS NOT NULL AND u.id = $4 \
          AND u.security_stamp = open.security_stamp AND {reserve_allowed} \
-         AND ($19::bigint IS NULL OR EXISTS (SELECT 1 FROM spent)) RETURNING {}), {tail}",
+         AND (m.step IS NULL OR EXISTS (SELECT 1 FROM spent)) RETURNING {}), {tail}",
         USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect::<Vec<_>>().join(", ")
     )
 });
 
-/// A verification of an authenticator code on the node that opened its sign-in, as
-/// [`verify_opened`] writes it: [`CompleteSignIn`] with the pending sign-in named by its
-/// token hash (`attempt_id`), and what the node checked the code against.
+/// A verification of an authenticator code in one statement, as [`verify_opened`]
+/// writes it: [`CompleteSignIn`] with the pending sign-in named by its token hash
+/// (`attempt_id`), and the typed code's tags.
 #[derive(Debug)]
 pub struct VerifyOpened<'a> {
     pub sign_in: CompleteSignIn<'a>,
-    /// The authenticator's secret (as stored, encrypted) the code was checked against.
-    pub secret_enc: &'a str,
-    /// The time step a right code matched; `None` for a wrong code.
-    pub step: Option<i64>,
+    /// The first of the [`TAGGED_STEPS`] time steps the code is tried at.
+    pub first_step: i64,
+    /// The code's tags at each of those steps, in order.
+    pub tags: &'a str,
+    /// The id of the key the tags were made under.
+    pub key: &'a str,
     pub max_failures: i64,
     pub permanent_after: i64,
 }
 
-/// The one statement of a verification whose authenticator's secret the node already
-/// holds (PostgreSQL only; `signin::opened`): for a right code the attempt counted and
-/// the sign-in completed as [`complete_sign_in`] completes it, for a wrong code the
-/// attempt counted (`factors::reserve_attempt`), each only where the reservation
-/// would count one and the authenticator is still the one the code was checked
-/// against. `None` when it wrote nothing, for the general way to answer; otherwise the
-/// user as the statement left them, with their roles and tenant's names when signed in.
-pub async fn verify_opened(
-    conn: &mut AnyConnection,
-    v: &VerifyOpened<'_>,
-) -> Result<Option<(UserRow, Description)>, sqlx::Error> {
-    let tail = direct::args![v.secret_enc, v.step, v.max_failures, v.permanent_after];
-    match signing_in(conn, VERIFY_OPENED_SQL.as_str(), &v.sign_in, &tail).await? {
-        Ok(signed) => Ok(Some(signed)),
-        Err(_) => Ok(None),
-    }
+/// What [`verify_opened`] wrote.
+#[derive(Debug)]
+pub struct Verified {
+    /// The user as the statement left them, with their roles and tenant's names.
+    pub user: UserRow,
+    pub described: Description,
+    /// Whether the code was right and the sign-in completed; otherwise it was counted.
+    pub signed_in: bool,
+    /// The pending sign-in's id.
+    pub attempt_id: String,
+}
+
+/// The one statement of a verification of an authenticator code (PostgreSQL only;
+/// `signin::opened`): for a right code the attempt counted and the sign-in completed
+/// as [`complete_sign_in`] completes it, for a wrong code the attempt counted
+/// (`factors::reserve_attempt`), each only where the reservation would count one and
+/// the pending sign-in's tags were computed from the authenticator as it is. `None`
+/// when it wrote nothing, for the general way to answer.
+pub async fn verify_opened(conn: &mut AnyConnection, v: &VerifyOpened<'_>) -> Result<Option<Verified>, sqlx::Error> {
+    use sqlx::Row;
+    let tail = direct::args![v.first_step, v.tags, v.key, v.max_failures, v.permanent_after];
+    let Ok((user, described, row)) = signing_in(conn, VERIFY_OPENED_SQL.as_str(), &v.sign_in, &tail).await? else {
+        return Ok(None);
+    };
+    let minted: i64 = row.try_get("minted")?;
+    let attempt_id: Option<String> = row.try_get("opened_attempt")?;
+    Ok(Some(Verified { user, described, signed_in: minted == 1, attempt_id: attempt_id.unwrap_or_default() }))
 }
 
 /// Runs a statement that ends in [`sign_in_tail`] with `c`'s parameters, then `more`:
-/// the user with their description, or the step the statement named when it refused.
+/// the user with their description and the row they were read from, or the step the
+/// statement named when it refused.
 async fn signing_in(
     conn: &mut AnyConnection,
     sql: &str,
     c: &CompleteSignIn<'_>,
     more: &[direct::Arg],
-) -> Result<Result<(UserRow, Description), String>, sqlx::Error> {
+) -> Result<Result<(UserRow, Description, sqlx::any::AnyRow), String>, sqlx::Error> {
     use sqlx::Row;
     let after = serde_json::json!({ "methods": c.methods }).to_string();
     let address = REQUEST_ADDRESS.try_with(ToString::to_string).ok();
@@ -1626,7 +1677,7 @@ async fn signing_in(
         (Some(name), Some(display_name)) => Some(TenantNames { name, display_name }),
         _ => None,
     };
-    Ok(Ok((user, Description { roles, tenant })))
+    Ok(Ok((user, Description { roles, tenant }, row)))
 }
 
 /// `sql` with each parameter `$n` renumbered `$(n + by)`.
@@ -1663,7 +1714,7 @@ pub async fn complete_sign_in(conn: &mut AnyConnection, c: &CompleteSignIn<'_>) 
         None => std::borrow::Cow::Owned(complete_sign_in_sql(consume)),
     };
     Ok(match signing_in(conn, &sql, c, consume_args).await? {
-        Ok((user, described)) => SignInWrite::Minted(Box::new(user), described),
+        Ok((user, described, _)) => SignInWrite::Minted(Box::new(user), described),
         Err(refused) => match refused.as_str() {
             ATTEMPT_TAKEN => SignInWrite::AttemptTaken,
             FACTOR_TAKEN => SignInWrite::FactorTaken,

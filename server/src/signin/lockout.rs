@@ -7,12 +7,12 @@
 //! authenticator code is counted, checked and settled in one transaction on the writer
 //! (`session::authenticator_at_once`): SQLite's write lock, held from the count to the
 //! commit, keeps every other write out in between, so the count needs no commit of its
-//! own before the check. On PostgreSQL, on the node that opened the sign-in, the code is
-//! checked in memory against the secret the password step read and one statement
+//! own before the check. On PostgreSQL an authenticator code's step is found by the
+//! keyed tags the password step stored with the pending sign-in, and one statement
 //! (`db::verify_opened`, module `opened`) counts the attempt under the user's row lock
 //! and, for a right code, settles it; where the count would be refused it writes
 //! nothing and the request goes the general way, right and wrong codes alike, so the
-//! check in memory tells nobody anything. A wrong code keeps its reservation (and the
+//! answer tells nobody which code was right. A wrong code keeps its reservation (and the
 //! request that reaches the limit locks the user, each lock twice as long as the one
 //! before); a right code consumed in the completing transaction resets the counts; a
 //! right code that another request used first is given back, since it was not a guess.

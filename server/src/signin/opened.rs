@@ -1,141 +1,129 @@
-//! Pending sign-ins this node opened, kept in memory with the authenticator their code
-//! is checked against, so that on PostgreSQL, where each statement is a round trip, a
-//! verification on the node that opened its sign-in is one statement
-//! ([`db::verify_opened`]) instead of two (the read of the pending sign-in that counts
-//! the lockout's attempt, then the completion). BENCHMARKS.md, "What a verification's
-//! first statement costs PostgreSQL", measured that first statement as a fifth of the
-//! step's rate, nearly all of it a statement's cost rather than its write's.
+//! Verifications of an authenticator code in one statement, on any node
+//! (PostgreSQL, where each statement is a round trip): the statement
+//! ([`db::verify_opened`]) counts the attempt and, for a right code, completes the
+//! sign-in, instead of the general way's two (the read of the pending sign-in that
+//! counts the lockout's attempt, then the completion). BENCHMARKS.md, "What a
+//! verification's first statement costs PostgreSQL", measured that first statement as
+//! a fifth of the step's rate, nearly all of it a statement's cost rather than its
+//! write's.
+//!
+//! The first statement reads what checking a code needs: the user, and the
+//! authenticator's secret. Here neither is read first. The pending sign-in's token
+//! names its user, under a signature of the server's key, so a forged token cannot
+//! spend another user's rate limit. The password step, which holds the decrypted
+//! secret for a moment anyway, stores with the pending sign-in a keyed tag of the code
+//! of each time step of its life ([`tags`], `Keys::step_tag`): an HMAC, under a key
+//! derived from `secret_key`, of the sign-in's token hash, the step and that step's
+//! code. A verification sends the typed code's tags at the steps [`crate::totp::verify`]
+//! would try, and the statement finds the step whose stored tag matches. A leaked
+//! database gives no code (making a tag needs the key, which also opens the secrets),
+//! and the statement's comparison of tags tells a guesser nothing without it.
 //!
 //! Nothing here decides on its own. The statement checks again, on the rows as they
 //! are, everything the general way checks (the sign-in open at the second factor, of
 //! the user's security stamp, the user neither locked nor at the limit, the
-//! authenticator still the one the code was checked against, the time step not yet
+//! authenticator still the one the tags were computed from, the time step not yet
 //! used), and where any of it fails it writes nothing and the request goes the general
 //! way, which answers with the reason. What the lockout needs holds as there:
 //!
 //! - No code's outcome is given without its count: the one statement is the reservation
-//!   for right and wrong codes alike (the verdict a parameter), counting a wrong code
-//!   and completing with a right one under the user's row lock.
+//!   for right and wrong codes alike, counting a wrong code and completing with a right
+//!   one under the user's row lock.
 //! - A refusal sends right and wrong codes down the same way: the statement, then the
 //!   general way. A locked-out guesser learns nothing from which code was right,
 //!   neither from the answer nor from the number of round trips.
-//! - The node never judges a step used: a right code is sent with its step whatever
-//!   this node last saw, and the statement consumes it only past the stored one.
+//! - The node never judges a step used: the statement consumes a matched step only past
+//!   the stored one.
 //! - The policy comes from the policy inputs kept in memory (`cache::subject`), as the
 //!   effective-policy read resolves it, never from the password step's.
 //!
-//! Only the node that opened a sign-in holds it; on any other (or after a restart, or
-//! once evicted) the verification goes the general way. Only the encrypted secret is
-//! kept, as stored.
-
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+//! A sign-in whose steps' tags do not cover the time of the verification (a verifying
+//! node's clock far from the opening one's, a sign-in living longer than [`MOST_STEPS`]),
+//! was opened under another key, or was opened before its tags existed goes the general
+//! way.
 
 use twofold_policy::wire::{SecondFactorMethod as M, VerifyRequest};
 
 use super::{ClientInfo, Completed, Outcome, lockout, session};
 use crate::app::AppState;
-use crate::auth::{new_token, token_hash};
-use crate::db::{self, CompleteSignIn, VerifyOpened};
+use crate::auth::token_hash;
+use crate::db::factors::StepTags;
+use crate::db::{self, CompleteSignIn, TAGGED_STEPS, VerifyOpened};
 use crate::error::AppResult;
 use crate::factors;
 use crate::notify::Notice;
 use crate::ratelimit::Class;
+use crate::secrets::Keys;
+use crate::totp;
 
-/// How many open sign-ins a node keeps. A sign-in is verified within seconds of its
-/// password step, so this holds many minutes of password steps at the argon2id
-/// ceiling; an entry is a few hundred bytes.
-const CAPACITY: u64 = 32_768;
+/// Steps before the one a sign-in opens at that its tags also cover, beyond the skew
+/// [`crate::totp::verify`] allows: another node's clock may be a little behind.
+const EARLIER_STEPS: i64 = 2;
 
-/// The pending sign-ins this node opened for users with an authenticator, by the hash
-/// of their token. On quick_cache, as the other caches of rows are, each entry holding
-/// its own end: lighter than moka's per-entry bookkeeping of lifetimes (the peak
-/// memory in BENCHMARKS.md, "A verification in one statement on the node that opened
-/// it").
-#[derive(Clone)]
-pub struct OpenedSignIns {
-    entries: Arc<quick_cache::sync::Cache<String, Arc<Opened>>>,
-    lifetime: Duration,
+/// The most steps a sign-in keeps tags for: 32 minutes of 30-second steps, three times
+/// the default `pending_sign_in_minutes`. A verification past them goes the general way.
+pub const MOST_STEPS: i64 = 64;
+
+/// The length of a time step in milliseconds.
+const STEP_MS: i64 = totp::STEP_SECONDS as i64 * 1000;
+
+/// A new pending sign-in token of `user_id`: the user and a random part, signed under
+/// the server's key (`Keys::sign_token`).
+pub fn new_token(keys: &Keys, user_id: &str) -> String {
+    keys.sign_token(&format!("{user_id}.{}", crate::auth::new_token()))
 }
 
-impl std::fmt::Debug for OpenedSignIns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenedSignIns").field("entries", &self.entries.len()).finish()
-    }
+/// The user a pending sign-in token names, if its signature holds.
+fn user_of(keys: &Keys, token: &str) -> Option<String> {
+    let inner = keys.verify_signed_token(token)?;
+    let (user_id, _) = inner.rsplit_once('.')?;
+    Some(user_id.to_owned())
 }
 
-#[derive(Debug)]
-struct Opened {
-    attempt_id: String,
-    user_id: String,
-    /// The encrypted secret, as the statement that opened the sign-in read it.
-    secret_enc: String,
-    /// When the pending sign-in it stands for expires: no longer kept after.
-    until: Instant,
+/// The tags a pending sign-in (its token hash `hash`, open from `now` until
+/// `expires_at`) keeps of the codes of `user_id`'s authenticator, whose secret is
+/// `secret_enc` as stored. `None` where they cannot be made: the verifications then go
+/// the general way, which answers for such a secret as it does for any.
+pub fn tags(keys: &Keys, user_id: &str, secret_enc: &str, hash: &str, now: i64, expires_at: i64) -> Option<StepTags> {
+    let secret = keys.decrypt_secret(secret_enc, user_id).ok()?;
+    let skew = totp::SKEW_STEPS as i64;
+    let from = (now / STEP_MS - skew - EARLIER_STEPS).max(0);
+    let count = (expires_at / STEP_MS + skew - from + 1).clamp(0, MOST_STEPS);
+    let codes = totp::codes_of_steps(&secret, from.unsigned_abs(), count.unsigned_abs());
+    if codes.is_empty() {
+        return None;
+    }
+    let mut tags = String::with_capacity(codes.len() * 2 * crate::secrets::STEP_TAG_BYTES);
+    for (step, code) in (from..).zip(&codes) {
+        tags.push_str(&keys.step_tag(hash, step, code));
+    }
+    Some(StepTags { tags, from, key: keys.current_id().to_owned(), secret: token_hash(secret_enc) })
 }
 
-impl OpenedSignIns {
-    /// Entries live no longer than the pending sign-ins they stand for.
-    pub fn new(lifetime: Duration) -> Self {
-        let capacity = usize::try_from(CAPACITY).unwrap_or(usize::MAX);
-        Self { entries: Arc::new(quick_cache::sync::Cache::new(capacity)), lifetime }
-    }
-
-    fn get(&self, token_hash: &str) -> Option<Arc<Opened>> {
-        let opened = self.entries.get(token_hash)?;
-        if opened.until <= Instant::now() {
-            self.entries.remove(token_hash);
-            return None;
-        }
-        Some(opened)
-    }
-
-    /// Keeps the sign-in of `token_hash`, just opened, with the secret of the user's
-    /// confirmed authenticator, as stored.
-    pub(super) fn keep(&self, token_hash: String, attempt_id: &str, user_id: &str, secret_enc: String) {
-        let opened = Opened {
-            attempt_id: attempt_id.to_owned(),
-            user_id: user_id.to_owned(),
-            secret_enc,
-            until: Instant::now() + self.lifetime,
-        };
-        self.entries.insert(token_hash, Arc::new(opened));
-    }
-
-    /// How many sign-ins are kept, for the tests.
-    pub fn len(&self) -> u64 {
-        self.entries.len() as u64
-    }
-
-    /// Whether none is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The verification of an authenticator code by `token`'s sign-in, if this node opened
-/// it and can settle it in one statement; `None` sends the request the general way
-/// (another node's sign-in, another method, a refusal of the statement). Counted in
-/// the sign-in metrics as the general way counts.
+/// The verification of an authenticator code by `token`'s sign-in in one statement,
+/// where the database is PostgreSQL; `None` sends the request the general way
+/// (another method, a token that names no user, a malformed code, a refusal of the
+/// statement). Counted in the sign-in metrics as the general way counts.
 pub async fn verify(
     app: &AppState,
     token: &str,
     req: &VerifyRequest,
     client: &ClientInfo,
 ) -> Option<AppResult<Outcome>> {
-    if req.method != M::Authenticator {
+    if req.method != M::Authenticator || !kept_by(app.db()) {
         return None;
     }
-    let hash = token_hash(token);
-    let opened = app.opened().get(&hash)?;
+    // A malformed code goes the general way, which refuses it as it always has.
+    let code = totp::typed_code(&req.code)?;
+    let user_id = user_of(app.keys(), token)?;
     let now = app.now();
-    if let Err(limited) = app.limits().by_account(Class::Verify, &opened.user_id, now) {
+    if let Err(limited) = app.limits().by_account(Class::Verify, &user_id, now) {
         return Some(Err(limited));
     }
-    let result = match settle(app, &hash, &opened, req, client, now).await {
+    let result = match settle(app, &token_hash(token), &user_id, &code, req, client, now).await {
         Ok(None) => {
             // The general way counts this request against the limit again.
-            app.limits().give_back(Class::Verify, &opened.user_id);
+            app.limits().give_back(Class::Verify, &user_id);
             return None;
         }
         Ok(Some(outcome)) => Ok(outcome),
@@ -145,17 +133,18 @@ pub async fn verify(
     Some(result)
 }
 
-/// Checks the code against the kept secret and sends the one statement; `Ok(None)`
-/// where the general way must answer.
+/// Sends the one statement with the typed code's tags; `Ok(None)` where the general
+/// way must answer.
 async fn settle(
     app: &AppState,
     hash: &str,
-    opened: &Opened,
+    user_id: &str,
+    code: &str,
     req: &VerifyRequest,
     client: &ClientInfo,
     now: i64,
 ) -> AppResult<Option<Outcome>> {
-    let Some(subject) = app.cache().subject(app.db(), &opened.user_id).await? else {
+    let Some(subject) = app.cache().subject(app.db(), user_id).await? else {
         return Ok(None);
     };
     let policy =
@@ -166,18 +155,20 @@ async fn settle(
     if !usable || M::Authenticator.strength() < policy.required_strength {
         return Ok(None);
     }
-    let step = factors::authenticator_step(app, &opened.user_id, &opened.secret_enc, &req.code)?;
+    let first_step = now / STEP_MS - totp::SKEW_STEPS as i64;
+    let tags: String =
+        (first_step..first_step + TAGGED_STEPS).map(|step| app.keys().step_tag(hash, step, code)).collect();
     // Inserted only with a right code's sign-in.
-    let browser = (step.is_some() && req.remember_browser && session::may_remember(&policy))
+    let browser = (req.remember_browser && session::may_remember(&policy))
         .then(|| session::Remembering::new(&policy, M::Authenticator.strength(), now));
-    let session_token = new_token();
+    let session_token = crate::auth::new_token();
     let session_hash = token_hash(&session_token);
     // Random, not derived from the token: it is shown to applications.
-    let sid = new_token();
+    let sid = crate::auth::new_token();
     let verification = VerifyOpened {
         sign_in: CompleteSignIn {
             attempt_id: hash,
-            user_id: &opened.user_id,
+            user_id,
             now,
             methods: "pwd+authenticator",
             method: M::Authenticator.as_str(),
@@ -190,32 +181,52 @@ async fn settle(
             client_ip: client.ip.as_deref(),
             browser: browser.as_ref().map(session::Remembering::row),
         },
-        secret_enc: &opened.secret_enc,
-        step,
+        first_step,
+        tags: &tags,
+        key: app.keys().current_id(),
         max_failures: lockout::max_failures(app),
         permanent_after: lockout::permanent_after(app),
     };
-    let Some((user, described)) = app.db().verify_opened_alone(&verification).await? else {
+    let Some(verified) = app.db().verify_opened_alone(&verification).await? else {
         return Ok(None);
     };
-    if step.is_some() {
-        app.opened().entries.remove(hash);
+    crate::metrics::verified_in_one_statement();
+    let user = verified.user;
+    if verified.signed_in {
         let notices = if browser.is_some() { vec![Notice::BrowserRemembered] } else { Vec::new() };
         let completed = Completed {
             user: Box::new(user),
             session_token,
             remember: browser.map(|b| b.cookie(app)),
             recovery_codes: None,
-            described: Some(described),
+            described: Some(verified.described),
         };
         return Ok(Some(Outcome::SignedIn(session::announce(app, completed, notices))));
     }
     let reservation = lockout::Reservation::counted(user.second_factor_failures, user.consecutive_failures);
     let refused = lockout::failed(app, &user, reservation, M::Authenticator).await?;
-    Err(super::lost_to_a_copy(app, &opened.attempt_id, refused).await?)
+    Err(super::lost_to_a_copy(app, &verified.attempt_id, refused).await?)
 }
 
-/// Whether `db` opens sign-ins whose verification this module can settle.
+/// Whether `db` opens sign-ins with the tags this module verifies with.
 pub(super) fn kept_by(db: &db::Db) -> bool {
     db.backend == db::Backend::Postgres
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A token names its user only under the server's key: one edited to name another
+    /// user, or made under another key, names nobody, so it spends nothing of that
+    /// user's limits before the statement finds no such sign-in.
+    #[test]
+    fn a_token_names_its_user_only_under_the_servers_key() {
+        let keys = Keys::from_bytes([7; 32]);
+        let token = new_token(&keys, "alice-id");
+        assert_eq!(user_of(&keys, &token).as_deref(), Some("alice-id"));
+        assert_eq!(user_of(&keys, &token.replacen("alice-id", "bob-id", 1)), None);
+        assert_eq!(user_of(&Keys::from_bytes([8; 32]), &token), None);
+        assert_eq!(user_of(&keys, "bob-id.random"), None);
+    }
 }

@@ -21,12 +21,14 @@ const NO_SCOPE: &str = "-";
 const NO_USER: &str = "-";
 
 /// What a typed tenant and user name find: the scope (`None` for an unknown tenant),
-/// whether that tenant is suspended, and the user.
+/// whether that tenant is suspended, the user, and their confirmed authenticator's
+/// secret as stored where the database read it with the user (PostgreSQL).
 #[derive(Debug)]
 pub struct Named {
     pub scope: Option<String>,
     pub suspended: bool,
     pub user: Option<UserRow>,
+    pub authenticator: Option<String>,
 }
 
 /// The tenant named `tenant_name` (the host when `None`, already trimmed and lowercased)
@@ -36,13 +38,14 @@ pub struct Named {
 /// tenants and users after the same work as known ones.
 pub async fn find_named(state: &AppState, tenant_name: Option<&str>, username: &str) -> AppResult<Named> {
     let name = Username::parse(username).ok();
-    let (tenant, user) = state.db().named(tenant_name, NO_SCOPE, name.as_ref().map_or(NO_USER, |n| n.key())).await?;
+    let crate::db::Named { tenant, user, authenticator } =
+        state.db().named(tenant_name, NO_SCOPE, name.as_ref().map_or(NO_USER, |n| n.key())).await?;
     let (scope, suspended) = match (tenant, tenant_name) {
         (_, None) => (Some(HOST_SCOPE.to_owned()), false),
         (Some(t), Some(_)) => (Some(t.id), t.suspended_at.is_some()),
         (None, Some(_)) => (None, false),
     };
-    Ok(Named { scope, suspended, user })
+    Ok(Named { scope, suspended, user, authenticator })
 }
 
 /// Prefix of a known-browser token, so it can never pass for another signed token.
@@ -147,7 +150,8 @@ pub(super) async fn step(
     let typed_key = format!("{}/{}", tenant_name.as_deref().unwrap_or(HOST_SCOPE), req.username.trim().to_lowercase());
     let address = client.ip.clone().unwrap_or_default();
     state.limits().by_account(Class::SignIn, &typed_key, now)?;
-    let Named { scope, suspended, user } = find_named(state, tenant_name.as_deref(), &req.username).await?;
+    let Named { scope, suspended, user, authenticator } =
+        find_named(state, tenant_name.as_deref(), &req.username).await?;
     // Known users are counted by id, so every spelling of the name counts together.
     let account = user.as_ref().map_or_else(|| typed_key.clone(), |u| u.id.clone());
     let known = user.as_ref().is_some_and(|u| is_known_browser(state, known_cookie, u));
@@ -200,7 +204,7 @@ pub(super) async fn step(
         let grace_until =
             (policy.enrollment_grace_days > 0).then(|| since + i64::from(policy.enrollment_grace_days) * DAY_MS);
         let can_postpone = grace_until.is_some_and(|until| now < until);
-        let attempt_token = pending::open(state, &user, Stage::AwaitingEnrollment).await?;
+        let attempt_token = pending::open(state, &user, Stage::AwaitingEnrollment, None).await?;
         return Ok(Outcome::EnrollmentRequired {
             attempt_token,
             user: Box::new(user),
@@ -212,7 +216,7 @@ pub(super) async fn step(
     // A recovery code proves `app` at most, so it is no way in where more is required.
     let recovery_code_available =
         policy.required_strength <= twofold_policy::Strength::App && state.db().has_recovery_code(&user.id).await?;
-    let attempt_token = pending::open(state, &user, Stage::AwaitingSecondFactor).await?;
+    let attempt_token = pending::open(state, &user, Stage::AwaitingSecondFactor, authenticator.as_deref()).await?;
     Ok(Outcome::SecondFactorRequired {
         attempt_token,
         user: Box::new(user),

@@ -31,44 +31,49 @@ pub struct Pending {
     pub counted: Option<Counted>,
 }
 
-/// Opens a pending sign-in in `stage` and returns the token for its cookie.
-pub(super) async fn open(state: &AppState, user: &UserRow, stage: Stage) -> AppResult<String> {
-    let token = auth::new_token();
+/// Opens a pending sign-in in `stage` and returns the token for its cookie. The token
+/// names its user (`signin::opened`); `authenticator` is the user's confirmed
+/// authenticator's secret as stored, when the password step read it, from which the
+/// sign-in keeps the tags that let any node verify its code in one statement.
+pub(super) async fn open(
+    state: &AppState,
+    user: &UserRow,
+    stage: Stage,
+    authenticator: Option<&str>,
+) -> AppResult<String> {
+    let token = opened::new_token(state.keys(), &user.id);
     let now = state.now();
     let hash = token_hash(&token);
     let (user_id, stamp) = (user.id.clone(), user.security_stamp.clone());
     let expires_at = now + i64::from(state.config().pending_sign_in_minutes) * 60_000;
     let id = uuid::Uuid::now_v7().to_string();
-    // The node keeps what checking the code needs, read by the statement that opens the
-    // sign-in (`opened`).
-    let keep = stage == Stage::AwaitingSecondFactor && user.has_authenticator != 0 && opened::kept_by(state.db());
-    let authenticator = {
-        let (hash, id) = (hash.clone(), id.clone());
-        state
-            .db()
-            // An insert: no row a cache keeps changes.
-            .write_one_touching(crate::db::Touches::NothingKept, move |c| {
-                Box::pin(async move {
-                    let attempt = NewAttempt {
-                        token_hash: &hash,
-                        id: &id,
-                        user_id: &user_id,
-                        stage: stage.as_str(),
-                        security_stamp: &stamp,
-                        created_at: now,
-                        expires_at,
-                    };
-                    if keep {
-                        return fdb::insert_attempt_reading_authenticator(c, &attempt).await;
-                    }
-                    fdb::insert_attempt(c, &attempt).await.map(|()| None)
-                })
-            })
-            .await?
+    let tags = match authenticator {
+        Some(secret_enc) if stage == Stage::AwaitingSecondFactor && opened::kept_by(state.db()) => {
+            opened::tags(state.keys(), &user.id, secret_enc, &hash, now, expires_at)
+        }
+        _ => None,
     };
-    if let Some(authenticator) = authenticator {
-        state.opened().keep(hash, &id, &user.id, authenticator.secret_enc);
-    }
+    state
+        .db()
+        // An insert: no row a cache keeps changes.
+        .write_one_touching(crate::db::Touches::NothingKept, move |c| {
+            Box::pin(async move {
+                let attempt = NewAttempt {
+                    token_hash: &hash,
+                    id: &id,
+                    user_id: &user_id,
+                    stage: stage.as_str(),
+                    security_stamp: &stamp,
+                    created_at: now,
+                    expires_at,
+                };
+                match &tags {
+                    Some(tags) => fdb::insert_tagged_attempt(c, &attempt, tags).await,
+                    None => fdb::insert_attempt(c, &attempt).await,
+                }
+            })
+        })
+        .await?;
     Ok(token)
 }
 

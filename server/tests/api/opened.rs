@@ -1,16 +1,19 @@
-//! A verification on the node that opened its sign-in (`signin::opened`): on
-//! PostgreSQL one statement that counts the attempt and, for a right code, completes
-//! the sign-in, from what the password step read. Each test is an attack on what that
-//! node kept: an authenticator changed behind its back, a step used since, a lock, a
-//! request passed on to the general way. On SQLite nothing is kept and the same
-//! answers come from the general way.
+//! A verification of an authenticator code in one statement (`signin::opened`): on
+//! PostgreSQL the statement counts the attempt and, for a right code, completes the
+//! sign-in, finding the code's step by the keyed tags the password step stored with
+//! the pending sign-in, on whichever node the request lands (the other node's side is
+//! in `tests/multinode.rs`). Each test is an attack on what the statement trusts: an
+//! authenticator changed behind its back, a step used since, a lock, a token naming
+//! another user, a sign-in outliving its tags, a request passed on to the general way.
+//! On SQLite no tags are stored and the same answers come from the general way.
 
-use reqwest::StatusCode;
+use reqwest::header::COOKIE;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::flows::{
-    REMEMBER_COOKIE, admin_app, assert_factor_error, assert_signed_in, attempts_left, cookie_set, create_user,
-    enrol_authenticator, forced_tenant, next_totp, password_step, totp_now, verify, wrong_totp,
+    PENDING_COOKIE, REMEMBER_COOKIE, admin_app, assert_factor_error, assert_signed_in, attempts_left, cookie_set,
+    create_user, enrol_authenticator, forced_tenant, next_totp, password_step, totp_now, verify, wrong_totp,
 };
 use crate::helpers::{Backend, Limits, Options, PASSWORD, TestApp};
 
@@ -28,8 +31,30 @@ async fn alice_in_acme(app: &TestApp) -> (String, String, String) {
     (alice.id, enrolled.secret, t.id)
 }
 
-fn kept_here() -> u64 {
-    u64::from(Backend::from_env() == Backend::Postgres)
+fn on_postgres() -> bool {
+    Backend::from_env() == Backend::Postgres
+}
+
+/// The tags columns of the pending sign-in of `token`: its tags, first step, key id
+/// and secret's digest.
+async fn tags_of(app: &TestApp, token: &str) -> (String, i64, String, String) {
+    sqlx::query_as(
+        "SELECT code_tags, code_tags_from, code_tags_key, code_secret FROM sign_in_attempts WHERE token_hash = $1",
+    )
+    .bind(twofold_server::auth::token_hash(token))
+    .fetch_one(&app.running.state.db().pool)
+    .await
+    .unwrap()
+}
+
+/// Whether the pending sign-in of `token` is completed.
+async fn completed(app: &TestApp, token: &str) -> bool {
+    let (at,): (Option<i64>,) = sqlx::query_as("SELECT completed_at FROM sign_in_attempts WHERE token_hash = $1")
+        .bind(twofold_server::auth::token_hash(token))
+        .fetch_one(&app.running.state.db().pool)
+        .await
+        .unwrap();
+    at.is_some()
 }
 
 /// A user's second-factor failures and consecutive failures, as stored.
@@ -41,35 +66,113 @@ async fn counts_of(app: &TestApp, user_id: &str) -> (i64, i64) {
         .unwrap()
 }
 
+/// The pending sign-in's token names its user under the server's key, and on
+/// PostgreSQL its row keeps a keyed tag of the code of each step of its life and no
+/// code: the tag of the current step is the server key's tag of the current code. A
+/// wrong code is counted and leaves the sign-in open; the right one signs in.
 #[tokio::test]
-async fn the_node_that_opened_a_sign_in_keeps_it_until_its_right_code() {
+async fn a_sign_in_keeps_keyed_tags_of_its_codes_and_its_token_names_its_user() {
     let app = admin_app(Options::default()).await;
     let (alice_id, secret) = alice_with_authenticator(&app).await;
-    let opened = app.running.state.opened();
-    let before = opened.len();
     let alice = app.new_client();
-    password_step(&alice, "acme", "alice", "requires_two_factor").await;
-    assert_eq!(opened.len(), before + kept_here());
+    let resp = alice.sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
+    let token = crate::flows::pending_cookie(&resp);
+    let keys = app.running.state.keys();
+    let inner = keys.verify_signed_token(&token).expect("the token is signed under the server's key");
+    assert!(inner.starts_with(&format!("{alice_id}.")), "{inner}");
 
-    // A wrong code is counted and leaves the sign-in open, and kept.
+    if on_postgres() {
+        let (tags, from, key, digest) = tags_of(&app, &token).await;
+        assert_eq!(key, keys.current_id());
+        let (secret_enc,): (String,) = sqlx::query_as("SELECT secret_enc FROM authenticators WHERE user_id = $1")
+            .bind(&alice_id)
+            .fetch_one(&app.running.state.db().pool)
+            .await
+            .unwrap();
+        assert_eq!(digest, twofold_server::auth::token_hash(&secret_enc));
+        // Ten minutes of 30-second steps, with the skew and two earlier steps.
+        assert_eq!(tags.len() % 32, 0);
+        assert!((20..=64).contains(&(tags.len() / 32)), "{} tags", tags.len() / 32);
+        let step = app.running.state.now() / 30_000;
+        let at = usize::try_from(step - from).unwrap() * 32;
+        let hash = twofold_server::auth::token_hash(&token);
+        assert_eq!(&tags[at..at + 32], keys.step_tag(&hash, step, &totp_now(&app, &secret)));
+        assert!(!tags.contains(&totp_now(&app, &secret)));
+    }
+
     assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
     assert_eq!(counts_of(&app, &alice_id).await, (1, 1));
-    assert_eq!(opened.len(), before + kept_here());
+    assert!(!completed(&app, &token).await);
 
-    // The right one signs in, resets the counts and the sign-in is forgotten.
     let body = assert_signed_in(&verify(&alice, "authenticator", &next_totp(&app, &secret), false).await);
     assert_eq!(body["user"]["tenant_name"], "acme", "{body}");
     assert_eq!(counts_of(&app, &alice_id).await, (0, 0));
-    assert_eq!(opened.len(), before);
+    assert!(completed(&app, &token).await);
     let me = alice.get("/api/auth/me").await.assert_status(StatusCode::OK).json();
     assert_eq!(me["id"], alice_id.as_str(), "{me}");
 }
 
-/// The node checks the code against the secret the password step read; the statement
-/// compares it with the one stored. An authenticator changed since (here behind the
-/// application's back, keeping the security stamp, which a replacement through the API
-/// rotates) is checked as stored: a code of the old secret is a wrong code, counted,
-/// and a code of the new one signs in.
+/// A token is the only thing that names the user before the statement runs, and the
+/// per-account limit of verifications and the lockout count that user. A token made to
+/// name bob (alice's, with bob's id in place of hers) is refused as an expired sign-in,
+/// counts no wrong code against bob or alice, and spends nothing of bob's limit.
+#[tokio::test]
+async fn a_token_made_to_name_another_user_spends_nothing_of_theirs() {
+    let limits = Limits { verify_per_account: Some(1), ..Limits::default() };
+    let app = admin_app(Options { limits, ..Options::default() }).await;
+    let (alice_id, _, tenant) = alice_in_acme(&app).await;
+    let bob = create_user(&app, &tenant, "bob", None).await;
+    let bob_secret = enrol_authenticator(&app, &app.new_client(), "acme", "bob").await.secret;
+    // Past the minute of the enrolments' own verifications.
+    app.advance_minutes(2);
+    let resp = app.new_client().sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
+    let forged = crate::flows::pending_cookie(&resp).replacen(&alice_id, &bob.id, 1);
+    assert!(forged.contains(&bob.id));
+    let thief = app.new_client();
+    for _ in 0..3 {
+        let body = json!({ "method": "authenticator", "code": "123456", "remember_browser": false });
+        let r = thief
+            .send(
+                thief
+                    .raw(Method::POST, "/api/auth/sign-in/verify")
+                    .header(COOKIE, format!("{PENDING_COOKIE}={forged}"))
+                    .header("X-Requested-With", "test")
+                    .json(&body),
+            )
+            .await;
+        assert_factor_error(&r, StatusCode::UNAUTHORIZED, "sign_in_expired");
+    }
+    assert_eq!(counts_of(&app, &bob.id).await, (0, 0));
+    assert_eq!(counts_of(&app, &alice_id).await, (0, 0));
+    let bob_client = app.new_client();
+    password_step(&bob_client, "acme", "bob", "requires_two_factor").await;
+    assert_signed_in(&verify(&bob_client, "authenticator", &next_totp(&app, &bob_secret), false).await);
+}
+
+/// A sign-in that lives longer than its tags cover (at most 64 steps, 32 minutes) is
+/// still verified, the general way: a right code signs in, and is not counted as wrong.
+#[tokio::test]
+async fn a_sign_in_that_outlives_its_tags_is_verified_the_general_way() {
+    let app = TestApp::spawn_configured(Options { manual_clock: true, ..Options::default() }, |c| {
+        c.pending_sign_in_minutes = 60;
+    })
+    .await;
+    app.sign_in_admin().await;
+    let (alice_id, secret) = alice_with_authenticator(&app).await;
+    let alice = app.new_client();
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    app.advance_minutes(40);
+    assert_eq!(attempts_left(&verify(&alice, "authenticator", &wrong_totp(&app, &secret), false).await), 4);
+    assert_eq!(counts_of(&app, &alice_id).await, (1, 1));
+    assert_signed_in(&verify(&alice, "authenticator", &next_totp(&app, &secret), false).await);
+    assert_eq!(counts_of(&app, &alice_id).await, (0, 0));
+}
+
+/// The tags were computed from the secret the password step read; the statement
+/// compares its digest with the one stored. An authenticator changed since (here behind
+/// the application's back, keeping the security stamp, which a replacement through the
+/// API rotates) is checked as stored: a code of the old secret is a wrong code,
+/// counted, and a code of the new one signs in.
 #[tokio::test]
 async fn an_authenticator_changed_since_the_password_step_is_checked_as_stored() {
     let app = admin_app(Options::default()).await;
@@ -139,8 +242,6 @@ async fn a_locked_user_gets_the_same_answer_for_a_right_and_a_wrong_code() {
     assert_eq!(right.json(), wrong.json());
     assert_eq!(right.status, wrong.status);
     assert_eq!(counts_of(&app, &alice_id).await, locked);
-    // Still the same sign-in, not a new one: it is kept for after the lock.
-    assert_eq!(app.running.state.opened().len(), kept_here());
 }
 
 /// A request the statement refuses goes the general way, which counts it against the
@@ -187,8 +288,7 @@ async fn a_policy_changed_since_the_password_step_is_the_one_applied() {
 /// A wrong code's count does not wait for the log's sync, for its statement's own
 /// transaction only: it is seen from every other connection once the statement returns,
 /// and the connection's next commits sync again (left on it, the setting would leave the
-/// sign-ins completed on that connection unsynced too). On SQLite nothing is kept to
-/// verify from.
+/// sign-ins completed on that connection unsynced too). On SQLite no tags are stored.
 #[tokio::test]
 async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sync() {
     use twofold_server::db::{self, CompleteSignIn, VerifyOpened};
@@ -196,19 +296,16 @@ async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sy
     let (alice_id, _) = alice_with_authenticator(&app).await;
     let resp = app.new_client().sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
     let token = crate::flows::pending_cookie(&resp);
-    if Backend::from_env() != Backend::Postgres {
-        assert!(app.running.state.opened().is_empty());
+    if !on_postgres() {
         return;
     }
     let state = &app.running.state;
     let sessions = sessions_of(&app, &alice_id).await;
     let mut conn = state.db().pool.acquire().await.unwrap();
-    let (secret_enc,): (String,) = sqlx::query_as("SELECT secret_enc FROM authenticators WHERE user_id = $1")
-        .bind(&alice_id)
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
     let hash = twofold_server::auth::token_hash(&token);
+    // Tags of no code: made under another binding.
+    let tags: String =
+        (0..db::TAGGED_STEPS).map(|step| state.keys().step_tag("another sign-in", step, "000000")).collect();
     let wrong = VerifyOpened {
         sign_in: CompleteSignIn {
             attempt_id: &hash,
@@ -230,19 +327,22 @@ async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sy
                 strength: "app",
             }),
         },
-        secret_enc: &secret_enc,
-        step: None,
+        first_step: state.now() / 30_000 - 1,
+        tags: &tags,
+        key: state.keys().current_id(),
         max_failures: 5,
         permanent_after: 100,
     };
-    let (user, _) = db::verify_opened(&mut conn, &wrong).await.unwrap().expect("the attempt was counted");
-    assert_eq!((user.second_factor_failures, user.consecutive_failures), (1, 1));
+    let verified = db::verify_opened(&mut conn, &wrong).await.unwrap().expect("the attempt was counted");
+    assert!(!verified.signed_in);
+    assert_eq!((verified.user.second_factor_failures, verified.user.consecutive_failures), (1, 1));
     let (setting,): (String,) = sqlx::query_as("SHOW synchronous_commit").fetch_one(&mut *conn).await.unwrap();
     assert_eq!(setting, "on", "the unsynced commit outlived its statement on this connection");
     drop(conn);
     assert_eq!(counts_of(&app, &alice_id).await, (1, 1), "the count, from another connection");
     assert_eq!(sessions_of(&app, &alice_id).await, sessions, "a wrong code makes no session");
     assert_eq!(browsers_of(&app, &alice_id).await, 0, "nor remembers a browser");
+    assert!(!completed(&app, &token).await);
 }
 
 /// How many rows of `table` (sessions, remembered browsers) belong to the user.
@@ -264,16 +364,13 @@ async fn browsers_of(app: &TestApp, user_id: &str) -> i64 {
 }
 
 /// A browser to remember is inserted by the statement that signs in, so asking for it
-/// keeps the verification on the node that opened the sign-in (which then forgets it),
-/// and the browser is written with a sign-in and only with one: not with a wrong code,
-/// nor with a right code whose step another sign-in used first. The cookie it sets lets
-/// the next sign-in skip the second factor.
+/// keeps the verification in one statement, and the browser is written with a sign-in
+/// and only with one: not with a wrong code, nor with a right code whose step another
+/// sign-in used first. The cookie it sets lets the next sign-in skip the second factor.
 #[tokio::test]
 async fn a_browser_to_remember_is_written_with_the_sign_in_and_only_with_it() {
     let app = admin_app(Options::default()).await;
     let (alice_id, secret) = alice_with_authenticator(&app).await;
-    let opened = app.running.state.opened();
-    let before = opened.len();
     let (alice, other) = (app.new_client(), app.new_client());
     password_step(&alice, "acme", "alice", "requires_two_factor").await;
     password_step(&other, "acme", "alice", "requires_two_factor").await;
@@ -289,7 +386,6 @@ async fn a_browser_to_remember_is_written_with_the_sign_in_and_only_with_it() {
     assert_signed_in(&resp);
     let cookie = cookie_set(&resp, REMEMBER_COOKIE);
     assert!(cookie.is_some(), "{:?}", resp.set_cookies());
-    assert_eq!(opened.len(), before + kept_here(), "settled where it was opened; the other still kept");
     assert_eq!(browsers_of(&app, &alice_id).await, 1);
     assert_eq!(sessions_of(&app, &alice_id).await, sessions + 1);
 

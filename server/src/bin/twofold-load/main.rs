@@ -69,9 +69,9 @@ struct RunArgs {
     #[arg(long, default_value_t = 1_000)]
     verify_requests: usize,
     /// Open the verify-code workload's pending sign-ins through the password step, as
-    /// browsers do, so that the server that opened each one verifies it (at the argon2id
-    /// ceiling's pace: minutes for tens of thousands). By default they are written
-    /// straight into the database, which no server opened.
+    /// browsers do (at the argon2id ceiling's pace: minutes for tens of thousands). By
+    /// default they are written straight into the database, with the tokens and the
+    /// tags the password step would have made.
     #[arg(long)]
     open_through_password: bool,
     /// The `twofold` binary; by default the one beside this program.
@@ -247,6 +247,8 @@ fn wal_mib(path: &std::path::Path) -> f64 {
 /// A seeded database and a `twofold` server running on it.
 struct Target {
     db: Db,
+    /// The server's keys, for pending sign-ins opened in the database.
+    keys: Keys,
     world: World,
     base: String,
     admin_cookie: String,
@@ -324,7 +326,7 @@ async fn start_target(args: &RunArgs) -> anyhow::Result<Target> {
         .context("no session cookie")?
         .to_owned();
     let wal = args.database_url.is_none().then(|| dir.path().join("bench.db-wal"));
-    Ok(Target { db, world, base, admin_cookie, sessions, pid, seed_seconds, wal, _server: guard, _dir: dir })
+    Ok(Target { db, keys, world, base, admin_cookie, sessions, pid, seed_seconds, wal, _server: guard, _dir: dir })
 }
 
 fn rand_key() -> [u8; 32] {
@@ -757,7 +759,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let tokens = if args.open_through_password {
         open_through_password(&t, &users, c).await?
     } else {
-        seed::open_attempts(&t.db, &users, now_ms()).await?
+        seed::open_attempts(&t.db, &t.keys, &users, now_ms()).await?
     };
     // After the opening: `scripts/bench profile` starts sampling when it reads this.
     eprintln!("verify-code step ...");
@@ -867,7 +869,7 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
     let tokens = if args.run.open_through_password {
         open_through_password(&t, &users, c).await?
     } else {
-        seed::open_attempts(&t.db, &users, now_ms()).await?
+        seed::open_attempts(&t.db, &t.keys, &users, now_ms()).await?
     };
     let n = users.len();
     let (users, tokens) = (Arc::new(users), Arc::new(tokens));

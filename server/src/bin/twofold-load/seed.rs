@@ -226,19 +226,62 @@ async fn rows_for(
 
 /// Opens one pending sign-in (past the password) for each user in `users`; returns the
 /// attempt tokens in the same order. Stands in for the password step, which is measured
-/// on its own, so the verify-code workload is not bounded by argon2.
-pub async fn open_attempts(db: &Db, users: &[u64], now: i64) -> anyhow::Result<Vec<String>> {
-    let head = "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, expires_at)";
-    rows_for(db, users, head, 7, |q, i, token| {
-        q.bind(auth::token_hash(token))
-            .bind(Uuid::now_v7().to_string())
-            .bind(World::user_id(i))
-            .bind("second_factor")
-            .bind(World::stamp(i))
-            .bind(now)
-            .bind(now + 3_600_000)
-    })
-    .await
+/// on its own, so the verify-code workload is not bounded by argon2. As the password
+/// step does, each token names its user under the server's key, and on PostgreSQL each
+/// sign-in keeps the tags of its authenticator's codes (`signin::opened`), computed
+/// from the secret as stored.
+pub async fn open_attempts(db: &Db, keys: &Keys, users: &[u64], now: i64) -> anyhow::Result<Vec<String>> {
+    use sqlx::Row;
+    let expires_at = now + 3_600_000;
+    let tagged = db.backend == Backend::Postgres;
+    let mut tokens = Vec::with_capacity(users.len());
+    let mut tx = db.begin_write().await?;
+    for chunk in users.chunks(ROWS_PER_STATEMENT) {
+        let ids: Vec<String> = chunk.iter().map(|&i| World::user_id(i)).collect();
+        let mut secrets = std::collections::HashMap::new();
+        if tagged {
+            let sql = format!(
+                "SELECT user_id, secret_enc FROM authenticators WHERE user_id IN ({})",
+                (1..=ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(",")
+            );
+            // Only placeholders are formatted in; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in &ids {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                secrets.insert(row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?);
+            }
+        }
+        let columns = if tagged { 11 } else { 7 };
+        let head = if tagged {
+            "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, expires_at, \
+             code_tags, code_tags_from, code_tags_key, code_secret)"
+        } else {
+            "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, expires_at)"
+        };
+        let sql = format!("{head} VALUES {}", placeholders(chunk.len(), columns));
+        // Only placeholders are formatted in; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (&i, id) in chunk.iter().zip(&ids) {
+            let token = twofold_server::signin::new_pending_token(keys, id);
+            let hash = auth::token_hash(&token);
+            let tags = match secrets.get(id) {
+                Some(secret_enc) => twofold_server::signin::step_tags(keys, id, secret_enc, &hash, now, expires_at),
+                None => None,
+            };
+            q = q.bind(hash).bind(Uuid::now_v7().to_string()).bind(id.clone()).bind("second_factor");
+            q = q.bind(World::stamp(i)).bind(now).bind(expires_at);
+            if tagged {
+                let tags = tags.ok_or_else(|| anyhow::anyhow!("no authenticator to tag for user {i}"))?;
+                q = q.bind(tags.tags).bind(tags.from).bind(tags.key).bind(tags.secret);
+            }
+            tokens.push(token);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(tokens)
 }
 
 /// Opens a session for each user in `users`, signed in with their password and

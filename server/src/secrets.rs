@@ -73,8 +73,12 @@ const INFO_SEAL: &[u8] = b"twofold/v1/sealed-value";
 const KEY_ID_LEN: usize = 4;
 /// The purpose [`Keys::step_tag`] hashes under, which no one-time code's hash uses.
 const STEP_TAG_PURPOSE: &str = "sign-in-step";
-/// The bytes of a [`Keys::step_tag`].
-pub const STEP_TAG_BYTES: usize = 16;
+/// The bytes of a [`Keys::step_tag`]. A guess is a code, not a tag (making a tag needs
+/// the key), so a tag only has to keep a wrong code's tags from matching a stored one
+/// by chance: one in 2^64 for each of the three steps tried, against one in 10^6 for
+/// guessing the code. Short, since a pending sign-in stores one for each step of its
+/// life and every byte of its row is written again when it completes.
+pub const STEP_TAG_BYTES: usize = 8;
 
 /// Operators paste keys from `openssl rand -base64 32` (standard, padded) or from
 /// URL-safe tools that drop the padding; both are accepted.
@@ -356,15 +360,16 @@ impl Keys {
     }
 
     /// The keyed tag of `code` at time step `step` of the pending sign-in `binding` (its
-    /// token hash), under the current key: 16 bytes of [`Keys::code_hash`]'s HMAC, in
-    /// lowercase hex. The password step stores one for each step of the sign-in's life,
-    /// and a verification sends those of the typed code, so the database can tell which
-    /// step a code matches while holding neither the secret nor any code
-    /// (`signin::opened`). Sixteen bytes: a guess is a code, not a tag, so the tag's
-    /// length only has to make a coincidence between two codes' tags impossible.
-    pub fn step_tag(&self, binding: &str, step: i64, code: &str) -> String {
+    /// token hash), under the current key: the first [`STEP_TAG_BYTES`] of
+    /// [`Keys::code_hash`]'s HMAC. The password step stores one for each step of the
+    /// sign-in's life, and a verification sends those of the typed code, so the
+    /// database can tell which step a code matches while holding neither the secret nor
+    /// any code (`signin::opened`).
+    pub fn step_tag(&self, binding: &str, step: i64, code: &str) -> [u8; STEP_TAG_BYTES] {
         let mac = code_mac(self.current(), STEP_TAG_PURPOSE, &format!("{binding}:{step}"), code);
-        hex(&mac[..STEP_TAG_BYTES])
+        let mut tag = [0; STEP_TAG_BYTES];
+        tag.copy_from_slice(&mac[..STEP_TAG_BYTES]);
+        tag
     }
 
     /// Whether a stored code hash was made under the current key.

@@ -33,6 +33,7 @@ use super::{Stamps, Touches, UserRow, WriteTx};
 pub enum Arg {
     Int(i64),
     Text(String),
+    Bytes(Vec<u8>),
     /// A NULL in an integer column (PostgreSQL types its parameters).
     NullInt,
     NullText,
@@ -59,6 +60,18 @@ impl From<&str> for Arg {
 impl From<String> for Arg {
     fn from(v: String) -> Self {
         Arg::Text(v)
+    }
+}
+
+impl From<Vec<u8>> for Arg {
+    fn from(v: Vec<u8>) -> Self {
+        Arg::Bytes(v)
+    }
+}
+
+impl From<&[u8]> for Arg {
+    fn from(v: &[u8]) -> Self {
+        Arg::Bytes(v.to_vec())
     }
 }
 
@@ -128,6 +141,7 @@ pub(crate) fn sqlx_arguments(args: &[Arg]) -> Result<AnyArguments, sqlx::Error> 
         match arg {
             Arg::Int(v) => out.add(*v),
             Arg::Text(v) => out.add(v.clone()),
+            Arg::Bytes(v) => out.add(v.clone()),
             Arg::NullInt => out.add(None::<i64>),
             Arg::NullText => out.add(None::<String>),
         }
@@ -723,6 +737,7 @@ fn bind(statement: &mut rusqlite::CachedStatement<'_>, args: &[Arg]) -> rusqlite
         match arg {
             Arg::Int(v) => statement.raw_bind_parameter(index, v)?,
             Arg::Text(v) => statement.raw_bind_parameter(index, v.as_str())?,
+            Arg::Bytes(v) => statement.raw_bind_parameter(index, v.as_slice())?,
             Arg::NullInt | Arg::NullText => statement.raw_bind_parameter(index, rusqlite::types::Null)?,
         }
     }

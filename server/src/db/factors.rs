@@ -57,10 +57,10 @@ fn attempt_args(a: &NewAttempt<'_>) -> [super::direct::Arg; 7] {
 /// the stored secret they were computed from.
 #[derive(Debug, Clone)]
 pub struct StepTags {
-    pub tags: String,
+    pub tags: Vec<u8>,
     pub from: i64,
     pub key: String,
-    pub secret: String,
+    pub secret: Vec<u8>,
 }
 
 /// [`insert_attempt`] with the tags that let any node verify its code in one statement
@@ -74,7 +74,7 @@ pub async fn insert_tagged_attempt(
          expires_at, code_tags, code_tags_from, code_tags_key, code_secret) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
     let mut args = Vec::from(attempt_args(a));
-    args.extend(super::direct::args![tags.tags.as_str(), tags.from, tags.key.as_str(), tags.secret.as_str()]);
+    args.extend(super::direct::args![tags.tags.as_slice(), tags.from, tags.key.as_str(), tags.secret.as_slice()]);
     sqlx::query_with(SQL, super::direct::sqlx_arguments(&args)?).execute(conn).await?;
     Ok(())
 }

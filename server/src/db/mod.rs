@@ -1541,7 +1541,8 @@ static VERIFY_OPENED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new
     let reserve_allowed = "(u.locked_until IS NULL OR u.locked_until <= $1) AND u.second_factor_failures < $21 \
          AND u.consecutive_failures < $22";
     let right = "(SELECT step FROM matched) IS NOT NULL";
-    let digest = "encode(sha256(convert_to(au.secret_enc, 'UTF8')), 'hex')";
+    let digest = "sha256(convert_to(au.secret_enc, 'UTF8'))";
+    let width = crate::secrets::STEP_TAG_BYTES;
     let tail = sign_in_tail(
         right,
         &format!("'{NOT_COUNTED}'"),
@@ -1554,12 +1555,12 @@ static VERIFY_OPENED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new
          WHERE a.token_hash = $2 AND a.user_id = $4 AND a.stage = 'second_factor' AND a.completed_at IS NULL \
          AND a.expires_at > $1 AND a.security_stamp = u.security_stamp AND {reserve_allowed} \
          AND a.code_tags_key = $20 AND $18::bigint >= a.code_tags_from \
-         AND $18::bigint + {last} < a.code_tags_from + length(a.code_tags) / 32 \
+         AND $18::bigint + {last} < a.code_tags_from + length(a.code_tags) / {width} \
          AND EXISTS (SELECT 1 FROM authenticators au WHERE au.user_id = u.id AND au.confirmed = 1 \
          AND {digest} = a.code_secret)), \
          matched AS MATERIALIZED (SELECT max($18::bigint + k) AS step FROM open, generate_series(0, {last}) AS k \
-         WHERE substr(open.code_tags, (($18::bigint + k - open.code_tags_from) * 32 + 1)::int, 32) \
-         = substr($19::text, (k * 32 + 1)::int, 32)), \
+         WHERE substr(open.code_tags, (($18::bigint + k - open.code_tags_from) * {width} + 1)::int, {width}) \
+         = substr($19::bytea, (k * {width} + 1)::int, {width})), \
          unsynced AS MATERIALIZED (SELECT set_config('synchronous_commit', \
          CASE WHEN {right} THEN current_setting('synchronous_commit') ELSE 'off' END, true) AS setting), \
          attempt AS (UPDATE sign_in_attempts SET completed_at = $1 WHERE {right} \
@@ -1590,7 +1591,7 @@ pub struct VerifyOpened<'a> {
     /// The first of the [`TAGGED_STEPS`] time steps the code is tried at.
     pub first_step: i64,
     /// The code's tags at each of those steps, in order.
-    pub tags: &'a str,
+    pub tags: &'a [u8],
     /// The id of the key the tags were made under.
     pub key: &'a str,
     pub max_failures: i64,

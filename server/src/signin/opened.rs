@@ -55,6 +55,7 @@ use crate::notify::Notice;
 use crate::ratelimit::Class;
 use crate::secrets::Keys;
 use crate::totp;
+use sha2::Digest;
 
 /// Steps before the one a sign-in opens at that its tags also cover, beyond the skew
 /// [`crate::totp::verify`] allows: another node's clock may be a little behind.
@@ -93,11 +94,12 @@ pub fn tags(keys: &Keys, user_id: &str, secret_enc: &str, hash: &str, now: i64, 
     if codes.is_empty() {
         return None;
     }
-    let mut tags = String::with_capacity(codes.len() * 2 * crate::secrets::STEP_TAG_BYTES);
+    let mut tags = Vec::with_capacity(codes.len() * crate::secrets::STEP_TAG_BYTES);
     for (step, code) in (from..).zip(&codes) {
-        tags.push_str(&keys.step_tag(hash, step, code));
+        tags.extend_from_slice(&keys.step_tag(hash, step, code));
     }
-    Some(StepTags { tags, from, key: keys.current_id().to_owned(), secret: token_hash(secret_enc) })
+    let secret = sha2::Sha256::digest(secret_enc.as_bytes()).to_vec();
+    Some(StepTags { tags, from, key: keys.current_id().to_owned(), secret })
 }
 
 /// The verification of an authenticator code by `token`'s sign-in in one statement,
@@ -156,8 +158,8 @@ async fn settle(
         return Ok(None);
     }
     let first_step = now / STEP_MS - totp::SKEW_STEPS as i64;
-    let tags: String =
-        (first_step..first_step + TAGGED_STEPS).map(|step| app.keys().step_tag(hash, step, code)).collect();
+    let tags: Vec<u8> =
+        (first_step..first_step + TAGGED_STEPS).flat_map(|step| app.keys().step_tag(hash, step, code)).collect();
     // Inserted only with a right code's sign-in.
     let browser = (req.remember_browser && session::may_remember(&policy))
         .then(|| session::Remembering::new(&policy, M::Authenticator.strength(), now));

@@ -146,10 +146,7 @@ pub fn verify(secret: &[u8], code: &str, now_unix_secs: u64, last_used_step: Opt
     if secret.len() < MIN_SECRET_BYTES {
         return None;
     }
-    let code: Zeroizing<Vec<u8>> = Zeroizing::new(code.bytes().filter(|b| !b.is_ascii_whitespace()).collect());
-    if code.len() != DIGITS || !code.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
+    let code = typed_code(code)?;
     let totp = generator(secret, Algorithm::SHA1, DIGITS as u8);
     let current = now_unix_secs / STEP_SECONDS;
     let mut matched = None;
@@ -161,7 +158,7 @@ pub fn verify(secret: &[u8], code: &str, now_unix_secs: u64, last_used_step: Opt
             continue;
         };
         let expected = Zeroizing::new(totp.generate(at).to_string());
-        if bool::from(expected.as_bytes().ct_eq(code.as_slice())) {
+        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) {
             matched = Some(step);
         }
     }

@@ -148,7 +148,7 @@ pub fn domain_of(scope_key: &str) -> Domain<'_> {
 /// Connects, migrates, creates the first admin when the database is empty and loads
 /// the role assignments into the enforcer.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-    let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+    let db = Db::connect(&config.database_url, config.pool_size()).await?;
     db.migrate().await?;
     bootstrap_admin(&db, &config, clock.now_ms()).await?;
     let authz = load_authorizer(&db).await?;

@@ -21,8 +21,9 @@ pub struct Config {
     /// `sqlite://path` (created when absent) or `postgres://...`.
     #[serde(serialize_with = "redact_url_password")]
     pub database_url: String,
-    /// Largest number of pooled database connections.
-    pub database_max_connections: u32,
+    /// Largest number of pooled database connections; unset, it depends on the
+    /// database ([`Config::pool_size`]).
+    pub database_max_connections: Option<u32>,
     /// The first host admin, created on first start with an empty database.
     pub admin_username: Option<String>,
     #[serde(serialize_with = "redact")]
@@ -211,12 +212,22 @@ fn redact_url_password<S: Serializer>(raw: &str, s: S) -> Result<S::Ok, S::Error
     }
 }
 
-/// Two connections per core and two more: on SQLite each connection is a thread and a
-/// page cache of its own, and at 1 M users 16 of them held 17 MiB more than 6 while
-/// reading no faster on two cores (BENCHMARKS.md).
-fn default_pool_size() -> u32 {
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-    u32::try_from(cores * 2 + 2).unwrap_or(u32::MAX)
+/// The most connections a default PostgreSQL pool opens: a node has two pools and the
+/// change feed's connection, so two nodes stay within PostgreSQL's default
+/// `max_connections` (100, three of them kept for superusers) on machines of any size.
+const MOST_POSTGRES_CONNECTIONS: usize = 20;
+
+/// The pool size where none is configured. On SQLite two connections per core and two
+/// more: each connection is a thread and a page cache of its own, and at 1 M users 16 of
+/// them held 17 MiB more than 6 while reading no faster on two cores (BENCHMARKS.md).
+/// On PostgreSQL eight per core: a connection there spends most of a completed sign-in,
+/// a settings write or a code exchange waiting for the write-ahead log's sync, not
+/// working, and with six of them the 32 clients of the load generator left a core idle
+/// 9–13 % of the time for want of a connection to commit on (BENCHMARKS.md, "Connections
+/// enough to wait for the disk on"). At most [`MOST_POSTGRES_CONNECTIONS`].
+fn default_pool_size(postgres: bool, cores: usize) -> u32 {
+    let size = if postgres { (cores * 8).min(MOST_POSTGRES_CONNECTIONS) } else { cores * 2 + 2 };
+    u32::try_from(size).unwrap_or(u32::MAX)
 }
 
 impl Default for Config {
@@ -224,7 +235,7 @@ impl Default for Config {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
-            database_max_connections: default_pool_size(),
+            database_max_connections: None,
             admin_username: None,
             admin_password: None,
             cookie_secure: true,
@@ -311,12 +322,23 @@ impl Config {
         Ok(config)
     }
 
+    /// The largest number of connections of each of the database pools: as configured,
+    /// or by default as suits the database `database_url` names.
+    pub fn pool_size(&self) -> u32 {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        self.database_max_connections
+            .unwrap_or_else(|| default_pool_size(!self.database_url.starts_with("sqlite:"), cores))
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(self.database_url.starts_with("sqlite:")
             || self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://"))
         {
             anyhow::bail!("database_url must start with sqlite: or postgres://");
+        }
+        if self.database_max_connections == Some(0) {
+            anyhow::bail!("database_max_connections must be positive; leave it unset for the default");
         }
         if self.session_idle_minutes == 0 || self.session_max_hours == 0 {
             anyhow::bail!("session lifetimes must be positive");
@@ -511,6 +533,36 @@ mod tests {
     fn database_url_scheme_is_checked() {
         let c = Config { database_url: "mysql://x".into(), ..Config::default() };
         assert!(c.validate().is_err());
+    }
+
+    /// PostgreSQL's connections wait for the disk at every commit, so it gets more of
+    /// them by default than SQLite, whose each is a thread and a page cache; a configured
+    /// size wins on both, and none at all is refused.
+    #[test]
+    fn the_pool_size_suits_the_database_unless_configured() {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        assert_eq!(Config::default().pool_size(), default_pool_size(false, cores));
+        let postgres = Config { database_url: "postgres://db/twofold".into(), ..Config::default() };
+        assert_eq!(postgres.pool_size(), default_pool_size(true, cores));
+        assert_eq!((default_pool_size(false, 2), default_pool_size(true, 2)), (6, 16));
+        assert_eq!((default_pool_size(false, 8), default_pool_size(true, 8)), (18, 20));
+        for url in [Config::default().database_url.as_str(), "postgres://db/twofold"] {
+            let c = Config { database_url: url.into(), database_max_connections: Some(5), ..Config::default() };
+            assert_eq!(c.pool_size(), 5);
+            let none = Config { database_url: url.into(), database_max_connections: Some(0), ..Config::default() };
+            assert!(none.validate().unwrap_err().to_string().contains("database_max_connections"));
+        }
+    }
+
+    /// README: two nodes with the default pools fit PostgreSQL's default
+    /// `max_connections` (100, three kept for superusers) on machines of any size; each
+    /// node has two pools and the change feed's connection.
+    #[test]
+    fn two_nodes_with_default_pools_fit_postgresqls_default_connections() {
+        for cores in [1, 2, 4, 16, 128] {
+            let node = 2 * default_pool_size(true, cores) + 1;
+            assert!(2 * node <= 100 - 3, "{cores} cores: {node} connections a node");
+        }
     }
 
     #[test]

@@ -162,7 +162,7 @@ async fn scrape(State(scrape): State<Scrape>) -> Response {
     let pool = &scrape.state.db().pool;
     gauge!("twofold_db_pool_connections", "state" => "open").set(f64::from(pool.size()));
     gauge!("twofold_db_pool_connections", "state" => "idle").set(pool.num_idle() as f64);
-    gauge!("twofold_db_pool_max_connections").set(f64::from(scrape.state.config().database_max_connections));
+    gauge!("twofold_db_pool_max_connections").set(f64::from(scrape.state.config().pool_size()));
     if let Some((open, idle)) = scrape.state.db().hot_counts() {
         gauge!("twofold_db_hot_connections", "state" => "open").set(open as f64);
         gauge!("twofold_db_hot_connections", "state" => "idle").set(idle as f64);

@@ -180,7 +180,7 @@ impl TestApp {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
             // Small pools: PostgreSQL runs many test databases at once.
-            database_max_connections: 4,
+            database_max_connections: Some(4),
             admin_username: Some(ADMIN_USERNAME.to_owned()),
             admin_password: Some(SecretString::from(ADMIN_PASSWORD)),
             cookie_secure: options.cookie_secure,

@@ -559,12 +559,18 @@ mod multinode {
             format!("http://{}/metrics", v["fields"]["metrics_addr"].as_str().expect("metrics_addr"))
         };
         let (metrics_a, metrics_b) = (metrics(&mut d.a), metrics(&mut d.b));
-        let one_statement = async |url: &str| -> f64 {
+        // The sum of the samples whose name and labels start with `prefix`.
+        let sampled = async |url: &str, prefix: &str| -> f64 {
             let text = reqwest::get(url).await.unwrap().text().await.unwrap();
             text.lines()
-                .find_map(|l| l.strip_prefix("twofold_one_statement_verifications_total "))
-                .map_or(0.0, |v| v.trim().parse().unwrap())
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit_once(' '))
+                .map(|(_, v)| v.trim().parse::<f64>().unwrap())
+                .sum()
         };
+        let one_statement = async |url: &str| sampled(url, "twofold_one_statement_verifications_total ").await;
+        // Reads of users' policy inputs, kept or not.
+        let subjects = async |url: &str| sampled(url, "twofold_cache_requests_total{cache=\"subjects\"").await;
         let admin = Person::new();
         admin.sign_in_admin(&a).await;
         let acme = admin.create_tenant(&a, "acme").await;
@@ -577,11 +583,17 @@ mod multinode {
 
         let olga = Person::new();
         olga.sign_in_as(&a, Some("acme"), "olga", "requires_two_factor").await;
+        let subjects_before = subjects(&metrics_b).await;
         let r = olga.verify(&b, "authenticator", &wrong_totp(&secret), false).await;
         r.assert_error(StatusCode::UNAUTHORIZED, "invalid_code");
         assert_eq!(r.body["attempts_left"], 4, "{}", r.body);
         let code = totp(&secret, 1);
         assert_eq!(olga.verify(&b, "authenticator", &code, false).await.ok()["status"], "signed_in");
+        // B resolved the policy from what the token claims of olga's inputs, which the
+        // statement held against her row: it read none of them.
+        assert_eq!(subjects(&metrics_b).await - subjects_before, 0.0, "B read olga's policy inputs");
+        // The samples are there to count: A's password steps read them.
+        assert!(subjects(&metrics_a).await > 0.0, "no reads of policy inputs counted on A");
         olga.get(&a, "/api/auth/me").await.ok();
         assert_eq!(one_statement(&metrics_b).await - before_b, 2.0);
         assert_eq!(one_statement(&metrics_a).await - before_a, 0.0);

@@ -1517,11 +1517,14 @@ pub const TAGGED_STEPS: i64 = 2 * crate::totp::SKEW_STEPS as i64 + 1;
 /// id of the key they were made under (`$20`), and the lockout's limits (`$21`, `$22`,
 /// as `factors::reserve_attempt` takes them).
 ///
+/// With a claim of the user's policy inputs (`$23` their 2FA switch, null for none, and
+/// `$24` their tenant), the user must still have them and be in no group.
+///
 /// - `open`: the pending sign-in still open at the second factor, of the user's current
-///   security stamp, the user neither locked nor at the limit, tags stored under the
-///   same key for every step tried, and the authenticator the one they were computed
-///   from. A snapshot read, to refuse early; the user's row is checked again below
-///   under its lock.
+///   security stamp, the user neither locked nor at the limit, holding the claim, tags
+///   stored under the same key for every step tried, and the authenticator the one
+///   they were computed from. A snapshot read, to refuse early; the user's row is
+///   checked again below under its lock.
 /// - `matched`: the latest step tried whose stored tag is the typed code's, or none for
 ///   a wrong code. Tags are compared as the database compares text: without the key
 ///   nobody can make a tag, so the time a comparison takes tells nothing.
@@ -1539,7 +1542,9 @@ pub const TAGGED_STEPS: i64 = 2 * crate::totp::SKEW_STEPS as i64 + 1;
 /// The answer adds `minted` (1 for a right code's sign-in) and the attempt's id.
 static VERIFY_OPENED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let reserve_allowed = "(u.locked_until IS NULL OR u.locked_until <= $1) AND u.second_factor_failures < $21 \
-         AND u.consecutive_failures < $22";
+         AND u.consecutive_failures < $22 \
+         AND ($23::bigint IS NULL OR (u.two_factor_enabled = $23::bigint AND u.tenant_id IS NOT DISTINCT FROM $24::text))";
+    let groupless = "($23::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM user_group_members gm WHERE gm.user_id = u.id))";
     let right = "(SELECT step FROM matched) IS NOT NULL";
     let digest = "sha256(convert_to(au.secret_enc, 'UTF8'))";
     let width = crate::secrets::STEP_TAG_BYTES;
@@ -1553,7 +1558,7 @@ static VERIFY_OPENED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new
         "WITH open AS MATERIALIZED (SELECT a.id, a.security_stamp, a.code_tags, a.code_tags_from, a.code_secret \
          FROM sign_in_attempts a JOIN users u ON u.id = a.user_id \
          WHERE a.token_hash = $2 AND a.user_id = $4 AND a.stage = 'second_factor' AND a.completed_at IS NULL \
-         AND a.expires_at > $1 AND a.security_stamp = u.security_stamp AND {reserve_allowed} \
+         AND a.expires_at > $1 AND a.security_stamp = u.security_stamp AND {reserve_allowed} AND {groupless} \
          AND a.code_tags_key = $20 AND $18::bigint >= a.code_tags_from \
          AND $18::bigint + {last} < a.code_tags_from + length(a.code_tags) / {width} \
          AND EXISTS (SELECT 1 FROM authenticators au WHERE au.user_id = u.id AND au.confirmed = 1 \
@@ -1596,6 +1601,10 @@ pub struct VerifyOpened<'a> {
     pub key: &'a str,
     pub max_failures: i64,
     pub permanent_after: i64,
+    /// The user's tenant and 2FA switch as the pending sign-in's token claims them
+    /// (`signin::opened::Claim`), which the policy was resolved from: the statement
+    /// writes nothing unless the user's row still has them and the user is in no group.
+    pub claim: Option<(Option<&'a str>, bool)>,
 }
 
 /// What [`verify_opened`] wrote.
@@ -1618,7 +1627,12 @@ pub struct Verified {
 /// when it wrote nothing, for the general way to answer.
 pub async fn verify_opened(conn: &mut AnyConnection, v: &VerifyOpened<'_>) -> Result<Option<Verified>, sqlx::Error> {
     use sqlx::Row;
-    let tail = direct::args![v.first_step, v.tags, v.key, v.max_failures, v.permanent_after];
+    let (claimed_tenant, claimed_switch) = match v.claim {
+        Some((tenant, switch)) => (tenant, Some(i64::from(switch))),
+        None => (None, None),
+    };
+    let tail =
+        direct::args![v.first_step, v.tags, v.key, v.max_failures, v.permanent_after, claimed_switch, claimed_tenant];
     let Ok((user, described, row)) = signing_in(conn, VERIFY_OPENED_SQL.as_str(), &v.sign_in, &tail).await? else {
         return Ok(None);
     };

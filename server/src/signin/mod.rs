@@ -55,7 +55,7 @@ use twofold_policy::wire::ErrorCode;
 
 use lockout::Counted;
 pub use lockout::{ensure_not_locked, lock_state};
-pub use opened::{new_token as new_pending_token, tags as step_tags, verify as verify_opened};
+pub use opened::{Claim as PendingClaim, new_token as new_pending_token, tags as step_tags, verify as verify_opened};
 pub use password::{Named, find_named, known_browser_token, verify_password_of};
 pub use pending::Pending;
 pub use session::{Completed, browser_still_skips, may_remember};

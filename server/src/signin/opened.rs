@@ -34,8 +34,14 @@
 //!   neither from the answer nor from the number of round trips.
 //! - The node never judges a step used: the statement consumes a matched step only past
 //!   the stored one.
-//! - The policy comes from the policy inputs kept in memory (`cache::subject`), as the
-//!   effective-policy read resolves it, never from the password step's.
+//! - The policy is resolved from the scope's settings as the node keeps them, never
+//!   taken from the password step's. The user's own inputs (tenant, 2FA switch, group
+//!   rules) come from the token's [`Claim`] where it has one: what the password step
+//!   read for a user in no group, which the statement holds against the user's row as
+//!   it is (the switch and tenant again under the row's lock), so a claim that no longer
+//!   holds writes nothing. Without a claim (a member of a group) they come from the
+//!   inputs kept in memory (`cache::subject`), as the effective-policy read resolves
+//!   them; a node that did not serve the password would read them first.
 //!
 //! A sign-in whose steps' tags do not cover the time of the verification (a verifying
 //! node's clock far from the opening one's, a sign-in living longer than [`MOST_STEPS`]),
@@ -68,17 +74,58 @@ pub const MOST_STEPS: i64 = 64;
 /// The length of a time step in milliseconds.
 const STEP_MS: i64 = totp::STEP_SECONDS as i64 * 1000;
 
-/// A new pending sign-in token of `user_id`: the user and a random part, signed under
-/// the server's key (`Keys::sign_token`).
-pub fn new_token(keys: &Keys, user_id: &str) -> String {
-    keys.sign_token(&format!("{user_id}.{}", crate::auth::new_token()))
+/// What the password step read of a user's policy inputs, carried in the pending
+/// sign-in's token: their tenant (none for the host's users) and their 2FA switch. Made
+/// only for a user in no group, whose inputs are then all on their row. A claim decides
+/// nothing by itself: the statement compares it with the user's row as it is, and a
+/// verification whose claim no longer holds writes nothing and goes the general way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub tenant_id: Option<String>,
+    pub two_factor_enabled: bool,
 }
 
-/// The user a pending sign-in token names, if its signature holds.
-fn user_of(keys: &Keys, token: &str) -> Option<String> {
+impl Claim {
+    /// The claim of a user's inputs as read by the password step, `None` for a member
+    /// of any group (their rules are not on the row a statement can compare).
+    pub fn of(user: &db::UserRow, in_groups: bool) -> Option<Self> {
+        (!in_groups)
+            .then(|| Self { tenant_id: user.tenant_id.clone(), two_factor_enabled: user.two_factor_enabled != 0 })
+    }
+
+    /// `-` for none, else the switch (`0` or `1`) and the tenant's id (empty for the host).
+    fn encode(claim: Option<&Self>) -> String {
+        claim.map_or_else(
+            || "-".to_owned(),
+            |c| format!("{}{}", u8::from(c.two_factor_enabled), c.tenant_id.as_deref().unwrap_or("")),
+        )
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let (flag, tenant) = (text.get(..1)?, text.get(1..)?);
+        let two_factor_enabled = match flag {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        Some(Self { tenant_id: (!tenant.is_empty()).then(|| tenant.to_owned()), two_factor_enabled })
+    }
+}
+
+/// A new pending sign-in token of `user_id`: the user, the claim of their policy inputs
+/// and a random part, signed under the server's key (`Keys::sign_token`).
+pub fn new_token(keys: &Keys, user_id: &str, claim: Option<&Claim>) -> String {
+    keys.sign_token(&format!("{user_id}.{}.{}", Claim::encode(claim), crate::auth::new_token()))
+}
+
+/// The user a pending sign-in token names and the claim of their inputs it carries, if
+/// its signature holds.
+fn named_by(keys: &Keys, token: &str) -> Option<(String, Option<Claim>)> {
     let inner = keys.verify_signed_token(token)?;
-    let (user_id, _) = inner.rsplit_once('.')?;
-    Some(user_id.to_owned())
+    // The random part has no dot, and the ids this server writes have none either.
+    let (named, _) = inner.rsplit_once('.')?;
+    let (user_id, claim) = named.split_once('.')?;
+    Some((user_id.to_owned(), Claim::decode(claim)))
 }
 
 /// The tags a pending sign-in (its token hash `hash`, open from `now` until
@@ -117,12 +164,12 @@ pub async fn verify(
     }
     // A malformed code goes the general way, which refuses it as it always has.
     let code = totp::typed_code(&req.code)?;
-    let user_id = user_of(app.keys(), token)?;
+    let (user_id, claim) = named_by(app.keys(), token)?;
     let now = app.now();
     if let Err(limited) = app.limits().by_account(Class::Verify, &user_id, now) {
         return Some(Err(limited));
     }
-    let result = match settle(app, &token_hash(token), &user_id, &code, req, client, now).await {
+    let result = match settle(app, &token_hash(token), &user_id, claim, &code, req, client, now).await {
         Ok(None) => {
             // The general way counts this request against the limit again.
             app.limits().give_back(Class::Verify, &user_id);
@@ -137,22 +184,31 @@ pub async fn verify(
 
 /// Sends the one statement with the typed code's tags; `Ok(None)` where the general
 /// way must answer.
+#[allow(clippy::too_many_arguments)]
 async fn settle(
     app: &AppState,
     hash: &str,
     user_id: &str,
+    claim: Option<Claim>,
     code: &str,
     req: &VerifyRequest,
     client: &ClientInfo,
     now: i64,
 ) -> AppResult<Option<Outcome>> {
-    let Some(subject) = app.cache().subject(app.db(), user_id).await? else {
-        return Ok(None);
+    // With a claim, the policy is resolved from it and the statement holds it against the
+    // user's row: no read of the inputs first, which a node that did not serve the
+    // password would otherwise send (BENCHMARKS.md, "The user's policy inputs claimed by
+    // the token…").
+    let (tenant_id, flag, groups) = match &claim {
+        Some(c) => (c.tenant_id.clone(), c.two_factor_enabled, Vec::new()),
+        None => {
+            let Some(subject) = app.cache().subject(app.db(), user_id).await? else {
+                return Ok(None);
+            };
+            (subject.tenant_id.as_deref().map(str::to_owned), subject.two_factor_enabled, subject.groups)
+        }
     };
-    let policy =
-        super::resolved_with(app, subject.tenant_id.as_deref(), subject.two_factor_enabled, subject.groups, None)
-            .await?
-            .policy;
+    let policy = super::resolved_with(app, tenant_id.as_deref(), flag, groups, None).await?.policy;
     let usable = factors::usable_providers(app, &policy.allowed_providers).authenticator;
     if !usable || M::Authenticator.strength() < policy.required_strength {
         return Ok(None);
@@ -188,6 +244,7 @@ async fn settle(
         key: app.keys().current_id(),
         max_failures: lockout::max_failures(app),
         permanent_after: lockout::permanent_after(app),
+        claim: claim.as_ref().map(|c| (c.tenant_id.as_deref(), c.two_factor_enabled)),
     };
     let Some(verified) = app.db().verify_opened_alone(&verification).await? else {
         return Ok(None);
@@ -225,10 +282,29 @@ mod tests {
     #[test]
     fn a_token_names_its_user_only_under_the_servers_key() {
         let keys = Keys::from_bytes([7; 32]);
-        let token = new_token(&keys, "alice-id");
-        assert_eq!(user_of(&keys, &token).as_deref(), Some("alice-id"));
-        assert_eq!(user_of(&keys, &token.replacen("alice-id", "bob-id", 1)), None);
-        assert_eq!(user_of(&Keys::from_bytes([8; 32]), &token), None);
-        assert_eq!(user_of(&keys, "bob-id.random"), None);
+        let token = new_token(&keys, "alice-id", None);
+        assert_eq!(named_by(&keys, &token), Some(("alice-id".to_owned(), None)));
+        assert_eq!(named_by(&keys, &token.replacen("alice-id", "bob-id", 1)), None);
+        assert_eq!(named_by(&Keys::from_bytes([8; 32]), &token), None);
+        assert_eq!(named_by(&keys, "bob-id.-.random"), None);
+    }
+
+    /// The claim of a user's inputs comes back as it was made, for a tenant's user and a
+    /// host user, and only under the server's key: a token edited to claim another
+    /// tenant or the switch off names nobody.
+    #[test]
+    fn a_token_carries_its_claim_only_under_the_servers_key() {
+        let keys = Keys::from_bytes([7; 32]);
+        let tenant = Claim { tenant_id: Some("t-1".into()), two_factor_enabled: true };
+        let host = Claim { tenant_id: None, two_factor_enabled: false };
+        for claim in [&tenant, &host] {
+            let token = new_token(&keys, "alice-id", Some(claim));
+            assert_eq!(named_by(&keys, &token), Some(("alice-id".to_owned(), Some(claim.clone()))));
+        }
+        let token = new_token(&keys, "alice-id", Some(&tenant));
+        assert_eq!(named_by(&keys, &token.replacen(".1t-1.", ".1t-2.", 1)), None);
+        assert_eq!(named_by(&keys, &token.replacen(".1t-1.", ".0t-1.", 1)), None);
+        assert_eq!(Claim::decode("x"), None);
+        assert_eq!(Claim::decode(""), None);
     }
 }

@@ -7,7 +7,7 @@
 use twofold_policy::names::Username;
 use twofold_policy::wire::SignInRequest;
 
-use super::{ClientInfo, DAY_MS, Outcome, Stage, effective_policy, lockout, offers, pending, session};
+use super::{ClientInfo, DAY_MS, Outcome, Stage, lockout, offers, opened, pending, resolved_policy, session};
 use crate::app::AppState;
 use crate::auth;
 use crate::db::factors as fdb;
@@ -179,7 +179,9 @@ pub(super) async fn step(
         }
     };
     state.passwords().succeeded(&account, &address);
-    let policy = effective_policy(state, &user).await?;
+    let resolved = resolved_policy(state, &user).await?;
+    let claim = opened::Claim::of(&user, !resolved.groups.is_empty());
+    let policy = resolved.policy;
     if !policy.required {
         return session::finish_after_password(state, user, "pwd", client).await.map(Outcome::SignedIn);
     }
@@ -204,7 +206,7 @@ pub(super) async fn step(
         let grace_until =
             (policy.enrollment_grace_days > 0).then(|| since + i64::from(policy.enrollment_grace_days) * DAY_MS);
         let can_postpone = grace_until.is_some_and(|until| now < until);
-        let attempt_token = pending::open(state, &user, Stage::AwaitingEnrollment, None).await?;
+        let attempt_token = pending::open(state, &user, Stage::AwaitingEnrollment, None, None).await?;
         return Ok(Outcome::EnrollmentRequired {
             attempt_token,
             user: Box::new(user),
@@ -216,7 +218,8 @@ pub(super) async fn step(
     // A recovery code proves `app` at most, so it is no way in where more is required.
     let recovery_code_available =
         policy.required_strength <= twofold_policy::Strength::App && state.db().has_recovery_code(&user.id).await?;
-    let attempt_token = pending::open(state, &user, Stage::AwaitingSecondFactor, authenticator.as_deref()).await?;
+    let attempt_token =
+        pending::open(state, &user, Stage::AwaitingSecondFactor, authenticator.as_deref(), claim.as_ref()).await?;
     Ok(Outcome::SecondFactorRequired {
         attempt_token,
         user: Box::new(user),

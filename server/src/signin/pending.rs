@@ -34,14 +34,17 @@ pub struct Pending {
 /// Opens a pending sign-in in `stage` and returns the token for its cookie. The token
 /// names its user (`signin::opened`); `authenticator` is the user's confirmed
 /// authenticator's secret as stored, when the password step read it, from which the
-/// sign-in keeps the tags that let any node verify its code in one statement.
+/// sign-in keeps the tags that let any node verify its code in one statement, and
+/// `claim` what the step read of the user's policy inputs, which the token carries for
+/// that statement ([`opened::Claim`]).
 pub(super) async fn open(
     state: &AppState,
     user: &UserRow,
     stage: Stage,
     authenticator: Option<&str>,
+    claim: Option<&opened::Claim>,
 ) -> AppResult<String> {
-    let token = opened::new_token(state.keys(), &user.id);
+    let token = opened::new_token(state.keys(), &user.id, claim);
     let now = state.now();
     let hash = token_hash(&token);
     let (user_id, stamp) = (user.id.clone(), user.security_stamp.clone());

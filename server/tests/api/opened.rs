@@ -285,6 +285,110 @@ async fn a_policy_changed_since_the_password_step_is_the_one_applied() {
     assert_eq!(counts_of(&app, &alice_id).await, (0, 0));
 }
 
+/// The user's own policy inputs as the token claims them are held against the user's
+/// row: a group joined since the password step, asking for more than an authenticator
+/// proves, is the one applied. The statement writes nothing for the stale claim and the
+/// general way refuses the code; nothing is counted and no session is made.
+#[tokio::test]
+async fn a_group_joined_since_the_password_step_is_the_one_applied() {
+    // Passkeys on (a relying party), so that a group may ask for them.
+    let app = TestApp::spawn_configured(Options { manual_clock: true, ..Options::default() }, |c| {
+        c.public_url = Some("http://localhost:8443".to_owned());
+    })
+    .await;
+    app.sign_in_admin().await;
+    let (alice_id, secret, tenant) = alice_in_acme(&app).await;
+    let sessions = sessions_of(&app, &alice_id).await;
+    let alice = app.new_client();
+    password_step(&alice, "acme", "alice", "requires_two_factor").await;
+    // Only a floor: a group that requires a second factor would also switch alice's own
+    // on, which the statement sees on her row.
+    let keys = json!({ "name": "Keys", "rule": { "min_strength": "phishing_resistant" } });
+    let group =
+        app.post_json(&format!("/api/tenants/{tenant}/groups"), &keys).await.assert_status(StatusCode::CREATED).json();
+    let group = group["id"].as_str().expect("the group's id");
+    app.post_json(&format!("/api/groups/{group}/members"), &json!({ "user_id": alice_id }))
+        .await
+        .assert_status(StatusCode::OK);
+    let refused = verify(&alice, "authenticator", &next_totp(&app, &secret), false).await;
+    assert_factor_error(&refused, StatusCode::BAD_REQUEST, "provider_unavailable");
+    assert_eq!(counts_of(&app, &alice_id).await, (0, 0));
+    assert_eq!(sessions_of(&app, &alice_id).await, sessions);
+}
+
+/// The statement itself keeps to the claim it is given: for a user whose row holds
+/// another tenant or switch than claimed, or who is in a group, it writes nothing, and
+/// with the claim as the row holds it, it counts. On SQLite no tags are stored.
+#[tokio::test]
+async fn a_claim_the_users_row_does_not_hold_writes_nothing() {
+    use twofold_server::db::{self, CompleteSignIn, VerifyOpened};
+    let app = admin_app(Options::default()).await;
+    let (alice_id, _, tenant) = alice_in_acme(&app).await;
+    let other = app.create_tenant("other").await;
+    let resp = app.new_client().sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
+    let token = crate::flows::pending_cookie(&resp);
+    if !on_postgres() {
+        return;
+    }
+    let state = &app.running.state;
+    let hash = twofold_server::auth::token_hash(&token);
+    // Tags of no code: a wrong code, counted where the statement acts.
+    let tags: Vec<u8> =
+        (0..db::TAGGED_STEPS).flat_map(|step| state.keys().step_tag("another sign-in", step, "000000")).collect();
+    let switch = sqlx::query_scalar::<_, i64>("SELECT two_factor_enabled FROM users WHERE id = $1")
+        .bind(&alice_id)
+        .fetch_one(&state.db().pool)
+        .await
+        .unwrap()
+        != 0;
+    let verification = |claim| VerifyOpened {
+        sign_in: CompleteSignIn {
+            attempt_id: &hash,
+            user_id: &alice_id,
+            now: state.now(),
+            methods: "pwd+authenticator",
+            method: "authenticator",
+            consume: ("", &[]),
+            token_hash: "unused",
+            sid: "unused",
+            expires_at: state.now() + 60_000,
+            user_agent: None,
+            client_ip: None,
+            browser: None,
+        },
+        first_step: state.now() / 30_000 - 1,
+        tags: &tags,
+        key: state.keys().current_id(),
+        max_failures: 5,
+        permanent_after: 100,
+        claim,
+    };
+    let mut conn = state.db().pool.acquire().await.unwrap();
+    for (claim, what) in [
+        ((Some(other.id.as_str()), switch), "another tenant"),
+        ((None, switch), "the host"),
+        ((Some(tenant.as_str()), !switch), "the other switch"),
+    ] {
+        assert!(db::verify_opened(&mut conn, &verification(Some(claim))).await.unwrap().is_none(), "claimed {what}");
+        assert_eq!(counts_of(&app, &alice_id).await, (0, 0), "claimed {what}");
+    }
+    let right = verification(Some((Some(tenant.as_str()), switch)));
+    // In a group, the rules are not on the row: even the right claim writes nothing.
+    let group = app
+        .post_json(&format!("/api/tenants/{tenant}/groups"), &json!({ "name": "Finance" }))
+        .await
+        .assert_status(StatusCode::CREATED)
+        .json();
+    let members = format!("/api/groups/{}/members", group["id"].as_str().expect("the group's id"));
+    app.post_json(&members, &json!({ "user_id": alice_id })).await.assert_status(StatusCode::OK);
+    assert!(db::verify_opened(&mut conn, &right).await.unwrap().is_none(), "claimed no group");
+    assert_eq!(counts_of(&app, &alice_id).await, (0, 0), "claimed no group");
+    app.delete(&format!("{members}/{alice_id}")).await.assert_status(StatusCode::NO_CONTENT);
+    let counted = db::verify_opened(&mut conn, &right).await.unwrap().expect("the right claim is counted");
+    assert!(!counted.signed_in);
+    assert_eq!(counts_of(&app, &alice_id).await, (1, 1));
+}
+
 /// A wrong code's count does not wait for the log's sync, for its statement's own
 /// transaction only: it is seen from every other connection once the statement returns,
 /// and the connection's next commits sync again (left on it, the setting would leave the
@@ -332,6 +436,7 @@ async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sy
         key: state.keys().current_id(),
         max_failures: 5,
         permanent_after: 100,
+        claim: None,
     };
     let verified = db::verify_opened(&mut conn, &wrong).await.unwrap().expect("the attempt was counted");
     assert!(!verified.signed_in);

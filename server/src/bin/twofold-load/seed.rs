@@ -239,18 +239,37 @@ pub async fn open_attempts(db: &Db, keys: &Keys, users: &[u64], now: i64) -> any
     for chunk in users.chunks(ROWS_PER_STATEMENT) {
         let ids: Vec<String> = chunk.iter().map(|&i| World::user_id(i)).collect();
         let mut secrets = std::collections::HashMap::new();
+        let mut claims = std::collections::HashMap::new();
         if tagged {
-            let sql = format!(
-                "SELECT user_id, secret_enc FROM authenticators WHERE user_id IN ({})",
-                (1..=ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(",")
-            );
+            let places = (1..=ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(",");
             // Only placeholders are formatted in; every value is bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT user_id, secret_enc FROM authenticators WHERE user_id IN ({places})"
+            )));
             for id in &ids {
                 q = q.bind(id);
             }
             for row in q.fetch_all(&mut *tx).await? {
                 secrets.insert(row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?);
+            }
+            // What the password step would claim of each user's policy inputs.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT u.id, u.tenant_id, u.two_factor_enabled, \
+                 CASE WHEN EXISTS (SELECT 1 FROM user_group_members m WHERE m.user_id = u.id) THEN 1 ELSE 0 END \
+                 FROM users u WHERE u.id IN ({places})"
+            )));
+            for id in &ids {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let in_groups = row.try_get::<i64, _>(3)? != 0;
+                let claim = (!in_groups).then(|| -> anyhow::Result<_> {
+                    Ok(twofold_server::signin::PendingClaim {
+                        tenant_id: row.try_get(1)?,
+                        two_factor_enabled: row.try_get::<i64, _>(2)? != 0,
+                    })
+                });
+                claims.insert(row.try_get::<String, _>(0)?, claim.transpose()?);
             }
         }
         let columns = if tagged { 11 } else { 7 };
@@ -264,7 +283,8 @@ pub async fn open_attempts(db: &Db, keys: &Keys, users: &[u64], now: i64) -> any
         // Only placeholders are formatted in; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (&i, id) in chunk.iter().zip(&ids) {
-            let token = twofold_server::signin::new_pending_token(keys, id);
+            let claim = claims.get(id).and_then(Option::as_ref);
+            let token = twofold_server::signin::new_pending_token(keys, id, claim);
             let hash = auth::token_hash(&token);
             let tags = match secrets.get(id) {
                 Some(secret_enc) => twofold_server::signin::step_tags(keys, id, secret_enc, &hash, now, expires_at),

@@ -354,6 +354,17 @@ impl PolicyCache {
         Ok(loaded)
     }
 
+    /// A user's policy inputs if [`Cache::subject`] would answer them from memory now;
+    /// `None` where it would read them, which this never does. Counted as a hit only:
+    /// a caller that gets `None` has another way to them.
+    pub fn kept_subject(&self, db: &Db, user_id: &str) -> Option<Subject> {
+        let key = subject_key(user_id)?;
+        let generation = self.subject_feed.generation.load(Ordering::Acquire);
+        let kept = self.cached_subject(db.stamps(), key, generation, Instant::now())?;
+        crate::metrics::cache_read("subjects", true);
+        Some(kept)
+    }
+
     fn cached_subject(&self, stamps: &Stamps, key: u128, generation: u64, now: Instant) -> Option<Subject> {
         let entry = self.subjects.entries.get(&key)?;
         let age = now.saturating_duration_since(entry.read_at);

@@ -39,9 +39,10 @@
 //!   rules) come from the token's [`Claim`] where it has one: what the password step
 //!   read for a user in no group, which the statement holds against the user's row as
 //!   it is (the switch and tenant again under the row's lock), so a claim that no longer
-//!   holds writes nothing. Without a claim (a member of a group) they come from the
-//!   inputs kept in memory (`cache::subject`), as the effective-policy read resolves
-//!   them; a node that did not serve the password would read them first.
+//!   holds writes nothing. Where the node keeps the user's inputs in memory
+//!   (`cache::subject`, as the effective-policy read resolves them; the node that served
+//!   the password does), those are used and no claim is sent; without either (a member
+//!   of a group, on another node) the node reads them first.
 //!
 //! A sign-in whose steps' tags do not cover the time of the verification (a verifying
 //! node's clock far from the opening one's, a sign-in living longer than [`MOST_STEPS`]),
@@ -195,13 +196,18 @@ async fn settle(
     client: &ClientInfo,
     now: i64,
 ) -> AppResult<Option<Outcome>> {
-    // With a claim, the policy is resolved from it and the statement holds it against the
-    // user's row: no read of the inputs first, which a node that did not serve the
-    // password would otherwise send (BENCHMARKS.md, "The user's policy inputs claimed by
-    // the token…").
-    let (tenant_id, flag, groups) = match &claim {
-        Some(c) => (c.tenant_id.clone(), c.two_factor_enabled, Vec::new()),
-        None => {
+    // The inputs kept in memory where they are (the node that served the password keeps
+    // them), else the claim, which the statement holds against the user's row: no read
+    // of the inputs first, which a node that did not serve the password would otherwise
+    // send (BENCHMARKS.md, "The user's policy inputs claimed by the token…").
+    let kept = app.cache().kept_subject(app.db(), user_id);
+    let claim = claim.filter(|_| kept.is_none());
+    let (tenant_id, flag, groups) = match (kept, &claim) {
+        (Some(subject), _) => {
+            (subject.tenant_id.as_deref().map(str::to_owned), subject.two_factor_enabled, subject.groups)
+        }
+        (None, Some(c)) => (c.tenant_id.clone(), c.two_factor_enabled, Vec::new()),
+        (None, None) => {
             let Some(subject) = app.cache().subject(app.db(), user_id).await? else {
                 return Ok(None);
             };

@@ -16,6 +16,8 @@ use crate::flows::{
     create_user, enrol_authenticator, forced_tenant, next_totp, password_step, totp_now, verify, wrong_totp,
 };
 use crate::helpers::{Backend, Limits, Options, PASSWORD, TestApp};
+use twofold_server::app::AppState;
+use twofold_server::db::{self, CompleteSignIn, VerifyOpened};
 
 /// A forced tenant `acme` with `alice`, who has an authenticator: her id and secret.
 async fn alice_with_authenticator(app: &TestApp) -> (String, String) {
@@ -29,6 +31,38 @@ async fn alice_in_acme(app: &TestApp) -> (String, String, String) {
     let alice = create_user(app, &t.id, "alice", None).await;
     let enrolled = enrol_authenticator(app, &app.new_client(), "acme", "alice").await;
     (alice.id, enrolled.secret, t.id)
+}
+
+/// Tags of no code (made under another binding): a wrong code's, for the statement.
+fn tags_of_no_code(state: &AppState) -> Vec<u8> {
+    (0..db::TAGGED_STEPS).flat_map(|step| state.keys().step_tag("another sign-in", step, "000000")).collect()
+}
+
+/// The statement's verification of `user_id`'s pending sign-in `hash` with `tags`,
+/// remembering no browser and claiming nothing of the user's inputs.
+fn by_the_statement<'a>(state: &'a AppState, hash: &'a str, user_id: &'a str, tags: &'a [u8]) -> VerifyOpened<'a> {
+    VerifyOpened {
+        sign_in: CompleteSignIn {
+            attempt_id: hash,
+            user_id,
+            now: state.now(),
+            methods: "pwd+authenticator",
+            method: "authenticator",
+            consume: ("", &[]),
+            token_hash: "unused",
+            sid: "unused",
+            expires_at: state.now() + 60_000,
+            user_agent: None,
+            client_ip: None,
+            browser: None,
+        },
+        first_step: state.now() / 30_000 - 1,
+        tags,
+        key: state.keys().current_id(),
+        max_failures: 5,
+        permanent_after: 100,
+        claim: None,
+    }
 }
 
 fn on_postgres() -> bool {
@@ -321,7 +355,6 @@ async fn a_group_joined_since_the_password_step_is_the_one_applied() {
 /// with the claim as the row holds it, it counts. On SQLite no tags are stored.
 #[tokio::test]
 async fn a_claim_the_users_row_does_not_hold_writes_nothing() {
-    use twofold_server::db::{self, CompleteSignIn, VerifyOpened};
     let app = admin_app(Options::default()).await;
     let (alice_id, _, tenant) = alice_in_acme(&app).await;
     let other = app.create_tenant("other").await;
@@ -332,37 +365,14 @@ async fn a_claim_the_users_row_does_not_hold_writes_nothing() {
     }
     let state = &app.running.state;
     let hash = twofold_server::auth::token_hash(&token);
-    // Tags of no code: a wrong code, counted where the statement acts.
-    let tags: Vec<u8> =
-        (0..db::TAGGED_STEPS).flat_map(|step| state.keys().step_tag("another sign-in", step, "000000")).collect();
+    let tags = tags_of_no_code(state);
     let switch = sqlx::query_scalar::<_, i64>("SELECT two_factor_enabled FROM users WHERE id = $1")
         .bind(&alice_id)
         .fetch_one(&state.db().pool)
         .await
         .unwrap()
         != 0;
-    let verification = |claim| VerifyOpened {
-        sign_in: CompleteSignIn {
-            attempt_id: &hash,
-            user_id: &alice_id,
-            now: state.now(),
-            methods: "pwd+authenticator",
-            method: "authenticator",
-            consume: ("", &[]),
-            token_hash: "unused",
-            sid: "unused",
-            expires_at: state.now() + 60_000,
-            user_agent: None,
-            client_ip: None,
-            browser: None,
-        },
-        first_step: state.now() / 30_000 - 1,
-        tags: &tags,
-        key: state.keys().current_id(),
-        max_failures: 5,
-        permanent_after: 100,
-        claim,
-    };
+    let verification = |claim| VerifyOpened { claim, ..by_the_statement(state, &hash, &alice_id, &tags) };
     let mut conn = state.db().pool.acquire().await.unwrap();
     for (claim, what) in [
         ((Some(other.id.as_str()), switch), "another tenant"),
@@ -395,7 +405,6 @@ async fn a_claim_the_users_row_does_not_hold_writes_nothing() {
 /// sign-ins completed on that connection unsynced too). On SQLite no tags are stored.
 #[tokio::test]
 async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sync() {
-    use twofold_server::db::{self, CompleteSignIn, VerifyOpened};
     let app = admin_app(Options::default()).await;
     let (alice_id, _) = alice_with_authenticator(&app).await;
     let resp = app.new_client().sign_in(Some("acme"), "alice", PASSWORD).await.assert_status(StatusCode::OK);
@@ -407,37 +416,12 @@ async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sy
     let sessions = sessions_of(&app, &alice_id).await;
     let mut conn = state.db().pool.acquire().await.unwrap();
     let hash = twofold_server::auth::token_hash(&token);
-    // Tags of no code: made under another binding.
-    let tags: Vec<u8> =
-        (0..db::TAGGED_STEPS).flat_map(|step| state.keys().step_tag("another sign-in", step, "000000")).collect();
-    let wrong = VerifyOpened {
-        sign_in: CompleteSignIn {
-            attempt_id: &hash,
-            user_id: &alice_id,
-            now: state.now(),
-            methods: "pwd+authenticator",
-            method: "authenticator",
-            consume: ("", &[]),
-            token_hash: "unused",
-            sid: "unused",
-            expires_at: state.now() + 60_000,
-            user_agent: None,
-            client_ip: None,
-            // Asked for, but only a right code's sign-in remembers a browser.
-            browser: Some(db::BrowserToRemember {
-                id: "unused",
-                token_hash: "unused",
-                expires_at: state.now() + 60_000,
-                strength: "app",
-            }),
-        },
-        first_step: state.now() / 30_000 - 1,
-        tags: &tags,
-        key: state.keys().current_id(),
-        max_failures: 5,
-        permanent_after: 100,
-        claim: None,
-    };
+    let tags = tags_of_no_code(state);
+    let plain = by_the_statement(state, &hash, &alice_id, &tags);
+    // Asked for, but only a right code's sign-in remembers a browser.
+    let browser =
+        db::BrowserToRemember { id: "unused", token_hash: "unused", expires_at: state.now() + 60_000, strength: "app" };
+    let wrong = VerifyOpened { sign_in: CompleteSignIn { browser: Some(browser), ..plain.sign_in }, ..plain };
     let verified = db::verify_opened(&mut conn, &wrong).await.unwrap().expect("the attempt was counted");
     assert!(!verified.signed_in);
     assert_eq!((verified.user.second_factor_failures, verified.user.consecutive_failures), (1, 1));

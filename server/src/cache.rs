@@ -354,7 +354,7 @@ impl PolicyCache {
         Ok(loaded)
     }
 
-    /// A user's policy inputs if [`Cache::subject`] would answer them from memory now;
+    /// A user's policy inputs if [`Self::subject`] would answer them from memory now;
     /// `None` where it would read them, which this never does. Counted as a hit only:
     /// a caller that gets `None` has another way to them.
     pub fn kept_subject(&self, db: &Db, user_id: &str) -> Option<Subject> {

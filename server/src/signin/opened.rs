@@ -94,6 +94,15 @@ impl Claim {
             .then(|| Self { tenant_id: user.tenant_id.clone(), two_factor_enabled: user.two_factor_enabled != 0 })
     }
 
+    /// The policy inputs claimed: the tenant and switch, and no group rules.
+    fn subject(&self) -> crate::db::groups::Subject {
+        crate::db::groups::Subject {
+            tenant_id: self.tenant_id.as_deref().map(std::sync::Arc::from),
+            two_factor_enabled: self.two_factor_enabled,
+            groups: Vec::new(),
+        }
+    }
+
     /// `-` for none, else the switch (`0` or `1`) and the tenant's id (empty for the host).
     fn encode(claim: Option<&Self>) -> String {
         claim.map_or_else(
@@ -202,19 +211,18 @@ async fn settle(
     // send (BENCHMARKS.md, "The user's policy inputs claimed by the token…").
     let kept = app.cache().kept_subject(app.db(), user_id);
     let claim = claim.filter(|_| kept.is_none());
-    let (tenant_id, flag, groups) = match (kept, &claim) {
-        (Some(subject), _) => {
-            (subject.tenant_id.as_deref().map(str::to_owned), subject.two_factor_enabled, subject.groups)
-        }
-        (None, Some(c)) => (c.tenant_id.clone(), c.two_factor_enabled, Vec::new()),
-        (None, None) => {
-            let Some(subject) = app.cache().subject(app.db(), user_id).await? else {
-                return Ok(None);
-            };
-            (subject.tenant_id.as_deref().map(str::to_owned), subject.two_factor_enabled, subject.groups)
-        }
+    let subject = match (kept, &claim) {
+        (Some(kept), _) => kept,
+        (None, Some(c)) => c.subject(),
+        (None, None) => match app.cache().subject(app.db(), user_id).await? {
+            Some(read) => read,
+            None => return Ok(None),
+        },
     };
-    let policy = super::resolved_with(app, tenant_id.as_deref(), flag, groups, None).await?.policy;
+    let policy =
+        super::resolved_with(app, subject.tenant_id.as_deref(), subject.two_factor_enabled, subject.groups, None)
+            .await?
+            .policy;
     let usable = factors::usable_providers(app, &policy.allowed_providers).authenticator;
     if !usable || M::Authenticator.strength() < policy.required_strength {
         return Ok(None);

@@ -575,7 +575,7 @@ mod multinode {
         admin.sign_in_admin(&a).await;
         let acme = admin.create_tenant(&a, "acme").await;
         admin.set_feature(&a, &acme, "forced").await;
-        admin.create_user(&a, Some(&acme), "olga").await;
+        let olga_id = admin.create_user(&a, Some(&acme), "olga").await;
         let olga = Person::new();
         olga.sign_in_as(&a, Some("acme"), "olga", "requires_enrollment").await;
         let secret = olga.enrol_authenticator(&a).await;
@@ -592,8 +592,10 @@ mod multinode {
         // B resolved the policy from what the token claims of olga's inputs, which the
         // statement held against her row: it read none of them.
         assert_eq!(subjects(&metrics_b).await - subjects_before, 0.0, "B read olga's policy inputs");
-        // The samples are there to count: A's password steps read them.
-        assert!(subjects(&metrics_a).await > 0.0, "no reads of policy inputs counted on A");
+        // The samples are there to count: an effective-policy read of olga on A reads them.
+        let subjects_of_a = subjects(&metrics_a).await;
+        admin.get(&a, &format!("/api/users/{olga_id}/policy")).await.ok();
+        assert!(subjects(&metrics_a).await > subjects_of_a, "no read of policy inputs counted on A");
         olga.get(&a, "/api/auth/me").await.ok();
         assert_eq!(one_statement(&metrics_b).await - before_b, 2.0);
         assert_eq!(one_statement(&metrics_a).await - before_a, 0.0);

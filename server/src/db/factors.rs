@@ -65,14 +65,22 @@ pub struct StepTags {
 
 /// [`insert_attempt`] with the tags that let any node verify its code in one statement
 /// (PostgreSQL only: SQLite's verification runs in the server's own process).
+///
+/// Its commit does not wait for PostgreSQL to sync the write-ahead log (`unsynced`, as
+/// `groups::PENDING_RESERVING_SQL`'s): a pending sign-in grants nothing, and what a
+/// crash of PostgreSQL within the moment before its log writer syncs could lose is a
+/// sign-in whose user types their password again. Every other node sees the row the
+/// moment the statement returns, and the verification that completes it syncs it
+/// with its session. The password step's answer no longer waits for the disk.
 pub async fn insert_tagged_attempt(
     conn: &mut AnyConnection,
     a: &NewAttempt<'_>,
     tags: &StepTags,
 ) -> Result<(), sqlx::Error> {
-    const SQL: &str = "INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, \
+    const SQL: &str = "WITH unsynced AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS setting) \
+         INSERT INTO sign_in_attempts (token_hash, id, user_id, stage, security_stamp, created_at, \
          expires_at, code_tags, code_tags_from, code_tags_key, code_secret) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM unsynced WHERE unsynced.setting = 'off'";
     let mut args = Vec::from(attempt_args(a));
     args.extend(super::direct::args![tags.tags.as_slice(), tags.from, tags.key.as_str(), tags.secret.as_slice()]);
     sqlx::query_with(SQL, super::direct::sqlx_arguments(&args)?).execute(conn).await?;

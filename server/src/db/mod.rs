@@ -701,7 +701,7 @@ impl Db {
                 (None, None) => HOST_SCOPE,
             };
             let user = self.user_by_name(scope, username_key).await?;
-            return Ok(Named { tenant, user, authenticator: None });
+            return Ok(Named { tenant, user, authenticator: None, recovery_code: None, in_groups: None });
         }
         let scope = if tenant_name.is_some() { unknown_scope } else { HOST_SCOPE };
         Ok(on_hot!(self, conn => find_named(conn, tenant_name, scope, username_key))?)
@@ -1200,11 +1200,19 @@ pub struct Named {
     pub user: Option<UserRow>,
     /// The user's confirmed authenticator's secret, as stored (PostgreSQL only).
     pub authenticator: Option<String>,
+    /// Whether the user has a recovery code not yet used (PostgreSQL only; SQLite's
+    /// [`Db::has_recovery_code`] is a call into this process, not a round trip).
+    pub recovery_code: Option<bool>,
+    /// Whether the user is in any group (PostgreSQL only): for a user in none, every
+    /// input of their policy is on the row read.
+    pub in_groups: Option<bool>,
 }
 
 /// [`Db::named`]'s statement: the tenant by name (none when `tenant_name` is `None`),
 /// the user by name in that tenant's scope, or in `scope_key` when there is no such
-/// tenant, and the user's confirmed authenticator's secret.
+/// tenant, the user's confirmed authenticator's secret, whether they have a recovery
+/// code left ([`factors::HAS_RECOVERY_CODE_SQL`]'s question) and whether they are in any
+/// group: what the password step would otherwise ask in statements of their own.
 async fn find_named(
     conn: &mut sqlx::AnyConnection,
     tenant_name: Option<&str>,
@@ -1217,7 +1225,11 @@ async fn find_named(
             TENANT_COLUMNS.split(',').map(|c| format!("t.{c} AS named_tenant_{c}", c = c.trim())).collect();
         let user: Vec<String> = USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
         format!(
-            "SELECT {}, {}, au.secret_enc AS named_secret_enc FROM (SELECT 1) AS one \
+            "SELECT {}, {}, au.secret_enc AS named_secret_enc, \
+             (SELECT COUNT(*) FROM (SELECT 1 FROM recovery_codes rc WHERE rc.user_id = u.id \
+             AND rc.used_at IS NULL LIMIT 1) AS left_over) AS named_recovery_codes, \
+             (SELECT COUNT(*) FROM (SELECT 1 FROM user_group_members gm WHERE gm.user_id = u.id LIMIT 1) AS member) \
+             AS named_groups FROM (SELECT 1) AS one \
              LEFT JOIN tenants t ON t.name = $1 \
              LEFT JOIN users u ON u.scope_key = COALESCE(t.id, $2) AND u.username_key = $3 \
              LEFT JOIN authenticators au ON au.user_id = u.id AND au.confirmed = 1",
@@ -1248,7 +1260,9 @@ async fn find_named(
         None => None,
         Some(_) => Some(<UserRow as sqlx::FromRow<_>>::from_row(&row)?),
     };
-    Ok(Named { tenant, user, authenticator: row.try_get("named_secret_enc")? })
+    let recovery_code = Some(row.try_get::<i64, _>("named_recovery_codes")? > 0);
+    let in_groups = Some(row.try_get::<i64, _>("named_groups")? > 0);
+    Ok(Named { tenant, user, authenticator: row.try_get("named_secret_enc")?, recovery_code, in_groups })
 }
 
 pub async fn list_users(

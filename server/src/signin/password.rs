@@ -21,14 +21,17 @@ const NO_SCOPE: &str = "-";
 const NO_USER: &str = "-";
 
 /// What a typed tenant and user name find: the scope (`None` for an unknown tenant),
-/// whether that tenant is suspended, the user, and their confirmed authenticator's
-/// secret as stored where the database read it with the user (PostgreSQL).
+/// whether that tenant is suspended, the user, and, where the database read them with the
+/// user (PostgreSQL), their confirmed authenticator's secret as stored, whether they
+/// have a recovery code left and whether they are in any group.
 #[derive(Debug)]
 pub struct Named {
     pub scope: Option<String>,
     pub suspended: bool,
     pub user: Option<UserRow>,
     pub authenticator: Option<String>,
+    pub recovery_code: Option<bool>,
+    pub in_groups: Option<bool>,
 }
 
 /// The tenant named `tenant_name` (the host when `None`, already trimmed and lowercased)
@@ -38,14 +41,14 @@ pub struct Named {
 /// tenants and users after the same work as known ones.
 pub async fn find_named(state: &AppState, tenant_name: Option<&str>, username: &str) -> AppResult<Named> {
     let name = Username::parse(username).ok();
-    let crate::db::Named { tenant, user, authenticator } =
+    let crate::db::Named { tenant, user, authenticator, recovery_code, in_groups } =
         state.db().named(tenant_name, NO_SCOPE, name.as_ref().map_or(NO_USER, |n| n.key())).await?;
     let (scope, suspended) = match (tenant, tenant_name) {
         (_, None) => (Some(HOST_SCOPE.to_owned()), false),
         (Some(t), Some(_)) => (Some(t.id), t.suspended_at.is_some()),
         (None, Some(_)) => (None, false),
     };
-    Ok(Named { scope, suspended, user, authenticator })
+    Ok(Named { scope, suspended, user, authenticator, recovery_code, in_groups })
 }
 
 /// Prefix of a known-browser token, so it can never pass for another signed token.
@@ -150,7 +153,7 @@ pub(super) async fn step(
     let typed_key = format!("{}/{}", tenant_name.as_deref().unwrap_or(HOST_SCOPE), req.username.trim().to_lowercase());
     let address = client.ip.clone().unwrap_or_default();
     state.limits().by_account(Class::SignIn, &typed_key, now)?;
-    let Named { scope, suspended, user, authenticator } =
+    let Named { scope, suspended, user, authenticator, recovery_code, in_groups } =
         find_named(state, tenant_name.as_deref(), &req.username).await?;
     // Known users are counted by id, so every spelling of the name counts together.
     let account = user.as_ref().map_or_else(|| typed_key.clone(), |u| u.id.clone());
@@ -179,7 +182,15 @@ pub(super) async fn step(
         }
     };
     state.passwords().succeeded(&account, &address);
-    let resolved = resolved_policy(state, &user).await?;
+    let resolved = match in_groups {
+        // Every input of the policy of a user in no group is on the row just read with
+        // that answer (PostgreSQL): no statement reads them again.
+        Some(false) => {
+            super::resolved_with(state, user.tenant_id.as_deref(), user.two_factor_enabled != 0, Vec::new(), None)
+                .await?
+        }
+        _ => resolved_policy(state, &user).await?,
+    };
     let claim = opened::Claim::of(&user, !resolved.groups.is_empty());
     let policy = resolved.policy;
     if !policy.required {
@@ -216,8 +227,11 @@ pub(super) async fn step(
         });
     }
     // A recovery code proves `app` at most, so it is no way in where more is required.
-    let recovery_code_available =
-        policy.required_strength <= twofold_policy::Strength::App && state.db().has_recovery_code(&user.id).await?;
+    let recovery_code_available = policy.required_strength <= twofold_policy::Strength::App
+        && match recovery_code {
+            Some(left) => left,
+            None => state.db().has_recovery_code(&user.id).await?,
+        };
     let attempt_token =
         pending::open(state, &user, Stage::AwaitingSecondFactor, authenticator.as_deref(), claim.as_ref()).await?;
     Ok(Outcome::SecondFactorRequired {

@@ -434,6 +434,52 @@ async fn a_wrong_codes_count_is_seen_at_once_and_the_connections_next_commits_sy
     assert!(!completed(&app, &token).await);
 }
 
+/// A pending sign-in with tags is opened without waiting for the log's sync, for its
+/// statement's own transaction only: the row is seen from every other connection once
+/// the statement returns (any node may verify it next), and the connection's next
+/// commits sync again. On SQLite no tags are stored.
+#[tokio::test]
+async fn an_opened_sign_in_is_seen_at_once_and_the_connections_next_commits_sync() {
+    let app = admin_app(Options::default()).await;
+    let (alice_id, _) = alice_with_authenticator(&app).await;
+    if !on_postgres() {
+        return;
+    }
+    let state = &app.running.state;
+    let pool = &state.db().pool;
+    let (stamp,): (String,) =
+        sqlx::query_as("SELECT security_stamp FROM users WHERE id = $1").bind(&alice_id).fetch_one(pool).await.unwrap();
+    let now = state.now();
+    let attempt = db::factors::NewAttempt {
+        token_hash: "opened-unsynced",
+        id: "opened-unsynced-id",
+        user_id: &alice_id,
+        stage: "second_factor",
+        security_stamp: &stamp,
+        created_at: now,
+        expires_at: now + 60_000,
+    };
+    let tags = db::factors::StepTags {
+        tags: tags_of_no_code(state),
+        from: now / 30_000,
+        key: state.keys().current_id().to_owned(),
+        secret: vec![0; 32],
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    db::factors::insert_tagged_attempt(&mut conn, &attempt, &tags).await.unwrap();
+    let (setting,): (String,) = sqlx::query_as("SHOW synchronous_commit").fetch_one(&mut *conn).await.unwrap();
+    assert_eq!(setting, "on", "the unsynced commit outlived its statement on this connection");
+    drop(conn);
+    let (opened,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM sign_in_attempts WHERE token_hash = $1 AND user_id = $2")
+            .bind("opened-unsynced")
+            .bind(&alice_id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(opened, 1, "the pending sign-in, from another connection");
+}
+
 /// How many rows of `table` (sessions, remembered browsers) belong to the user.
 async fn rows_of(app: &TestApp, table: &str, user_id: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table} WHERE user_id = $1")))

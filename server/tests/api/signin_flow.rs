@@ -64,6 +64,42 @@ async fn without_a_required_second_factor_the_password_signs_in() {
     alice.me().await.assert_status(StatusCode::OK);
 }
 
+/// The password step offers a recovery code only while one is left (on PostgreSQL the
+/// statement that finds the user answers that too; SQLite reads it apart), and the offer
+/// follows the codes: all used, none offered; one left, offered again.
+#[tokio::test]
+async fn a_recovery_code_is_offered_only_while_one_is_left() {
+    let app = admin_app(Options::default()).await;
+    let t = forced_tenant(&app, "acme").await;
+    let bob = create_user(&app, &t.id, "bob", None).await;
+    enrol_authenticator(&app, &app.new_client(), "acme", "bob").await;
+    let other = app.new_client();
+    let body = password_step(&other, "acme", "bob", "requires_two_factor").await;
+    assert_eq!(body["recovery_code_available"], true, "{body}");
+
+    let pool = &app.running.state.db().pool;
+    let used = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+        .bind(now_ms(&app))
+        .bind(&bob.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(used.rows_affected() > 0, "bob had codes to use");
+    let body = password_step(&app.new_client(), "acme", "bob", "requires_two_factor").await;
+    assert_eq!(body["recovery_code_available"], false, "{body}");
+
+    // One code left is enough.
+    sqlx::query(
+        "UPDATE recovery_codes SET used_at = NULL WHERE id = (SELECT MIN(id) FROM recovery_codes WHERE user_id = $1)",
+    )
+    .bind(&bob.id)
+    .execute(pool)
+    .await
+    .unwrap();
+    let body = password_step(&app.new_client(), "acme", "bob", "requires_two_factor").await;
+    assert_eq!(body["recovery_code_available"], true, "{body}");
+}
+
 #[tokio::test]
 async fn requires_two_factor_offers_only_confirmed_and_allowed_factors() {
     let (app, sms) = sms_app(Options::default()).await;

@@ -40,9 +40,10 @@
 //!   read for a user in no group, which the statement holds against the user's row as
 //!   it is (the switch and tenant again under the row's lock), so a claim that no longer
 //!   holds writes nothing. Where the node keeps the user's inputs in memory
-//!   (`cache::subject`, as the effective-policy read resolves them; the node that served
-//!   the password does), those are used and no claim is sent; without either (a member
-//!   of a group, on another node) the node reads them first.
+//!   (`cache::subject`, as the effective-policy read resolves them: a node that read
+//!   them lately, such as the one that served the password to a member of a group),
+//!   those are used and no claim is sent; without either (a member of a group, on
+//!   another node) the node reads them first.
 //!
 //! A sign-in whose steps' tags do not cover the time of the verification (a verifying
 //! node's clock far from the opening one's, a sign-in living longer than [`MOST_STEPS`]),
@@ -205,10 +206,11 @@ async fn settle(
     client: &ClientInfo,
     now: i64,
 ) -> AppResult<Option<Outcome>> {
-    // The inputs kept in memory where they are (the node that served the password keeps
-    // them), else the claim, which the statement holds against the user's row: no read
-    // of the inputs first, which a node that did not serve the password would otherwise
-    // send (BENCHMARKS.md, "The user's policy inputs claimed by the token…").
+    // The inputs kept in memory where they are (a node that read them lately), else the
+    // claim, which the statement holds against the user's row: no read of the inputs
+    // first, which a node that keeps none would otherwise send (BENCHMARKS.md, "The
+    // user's policy inputs claimed by the token…"). The password step reads no inputs of
+    // a user in no group, so even the node that served it mostly sends the claim.
     let kept = app.cache().kept_subject(app.db(), user_id);
     let claim = claim.filter(|_| kept.is_none());
     let subject = match (kept, &claim) {

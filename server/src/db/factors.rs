@@ -493,10 +493,20 @@ pub async fn unused_recovery_codes(pool: &AnyPool, user_id: &str) -> Result<Vec<
         .await
 }
 
-/// The statement of [`has_unused_recovery_code`]: one row, 1 or 0. `COUNT` is a
-/// 64-bit integer on both databases, which `EXISTS` is not.
-pub(super) const HAS_RECOVERY_CODE_SQL: &str =
-    "SELECT COUNT(*) FROM (SELECT 1 FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL LIMIT 1) AS left_over";
+/// Whether the user whose id is the SQL expression `user_id` has a recovery code not
+/// yet used: 1 or 0. `COUNT` is a 64-bit integer on both databases, which `EXISTS` is
+/// not. The password step on PostgreSQL asks it within the statement that finds the
+/// user (`Db::named`).
+pub(super) fn unused_recovery_code(user_id: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM recovery_codes rc WHERE rc.user_id = {user_id} \
+         AND rc.used_at IS NULL LIMIT 1) AS left_over)"
+    )
+}
+
+/// The statement of [`has_unused_recovery_code`]: one row, 1 or 0.
+pub(super) static HAS_RECOVERY_CODE_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {}", unused_recovery_code("$1")));
 
 /// Whether `user_id` has a recovery code not yet used; a sign-in offers the recovery
 /// code only then.
@@ -504,7 +514,7 @@ pub async fn has_unused_recovery_code<'e, E>(executor: E, user_id: &str) -> Resu
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let (count,): (i64,) = sqlx::query_as(HAS_RECOVERY_CODE_SQL).bind(user_id).fetch_one(executor).await?;
+    let (count,): (i64,) = sqlx::query_as(HAS_RECOVERY_CODE_SQL.as_str()).bind(user_id).fetch_one(executor).await?;
     Ok(count > 0)
 }
 

@@ -155,7 +155,7 @@ impl Lookups {
     }
 
     pub fn has_recovery_code(&self, user_id: &str) -> anyhow::Result<bool> {
-        self.run(|conn| conn.prepare_cached(HAS_RECOVERY_CODE_SQL)?.query_row([user_id], |r| r.get::<_, i64>(0)))
+        self.run(|conn| conn.prepare_cached(&HAS_RECOVERY_CODE_SQL)?.query_row([user_id], |r| r.get::<_, i64>(0)))
             .map(|count| count > 0)
     }
 

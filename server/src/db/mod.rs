@@ -1193,6 +1193,12 @@ where
         .await
 }
 
+/// Whether the user whose id is the SQL expression `user_id` is in any group
+/// (PostgreSQL): for a user in none, every input of their policy is on their row.
+fn in_a_group(user_id: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM user_group_members gm WHERE gm.user_id = {user_id})")
+}
+
 /// What [`Db::named`] found.
 #[derive(Debug)]
 pub struct Named {
@@ -1225,16 +1231,15 @@ async fn find_named(
             TENANT_COLUMNS.split(',').map(|c| format!("t.{c} AS named_tenant_{c}", c = c.trim())).collect();
         let user: Vec<String> = USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
         format!(
-            "SELECT {}, {}, au.secret_enc AS named_secret_enc, \
-             (SELECT COUNT(*) FROM (SELECT 1 FROM recovery_codes rc WHERE rc.user_id = u.id \
-             AND rc.used_at IS NULL LIMIT 1) AS left_over) AS named_recovery_codes, \
-             (SELECT COUNT(*) FROM (SELECT 1 FROM user_group_members gm WHERE gm.user_id = u.id LIMIT 1) AS member) \
-             AS named_groups FROM (SELECT 1) AS one \
+            "SELECT {}, {}, au.secret_enc AS named_secret_enc, {} AS named_recovery_codes, \
+             CASE WHEN {} THEN 1 ELSE 0 END::bigint AS named_groups FROM (SELECT 1) AS one \
              LEFT JOIN tenants t ON t.name = $1 \
              LEFT JOIN users u ON u.scope_key = COALESCE(t.id, $2) AND u.username_key = $3 \
              LEFT JOIN authenticators au ON au.user_id = u.id AND au.confirmed = 1",
             tenant.join(", "),
-            user.join(", ")
+            user.join(", "),
+            factors::unused_recovery_code("u.id"),
+            in_a_group("u.id"),
         )
     });
     // The tenant's columns under names of their own: the user's row has a `tenant_id`
@@ -1558,7 +1563,7 @@ static VERIFY_OPENED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new
     let reserve_allowed = "(u.locked_until IS NULL OR u.locked_until <= $1) AND u.second_factor_failures < $21 \
          AND u.consecutive_failures < $22 \
          AND ($23::bigint IS NULL OR (u.two_factor_enabled = $23::bigint AND u.tenant_id IS NOT DISTINCT FROM $24::text))";
-    let groupless = "($23::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM user_group_members gm WHERE gm.user_id = u.id))";
+    let groupless = format!("($23::bigint IS NULL OR NOT {})", in_a_group("u.id"));
     let right = "(SELECT step FROM matched) IS NOT NULL";
     let digest = "sha256(convert_to(au.secret_enc, 'UTF8'))";
     let width = crate::secrets::STEP_TAG_BYTES;
